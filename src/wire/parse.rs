@@ -58,6 +58,7 @@ pub struct TcpSummary {
     pub flags: u8,
     pub window: u16,
     /// Window-scale option shift if present (only meaningful on SYN segments), clamped to 14.
+    /// The parser looks for it on segments with SYN set only; it is `None` on the others.
     pub wscale: Option<u8>,
     /// TCP payload length in bytes (IP payload length minus the TCP header length).
     pub payload_len: u16,
@@ -99,7 +100,10 @@ pub struct IcmpSummary {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L4Summary {
     Tcp(TcpSummary),
-    Udp { sport: u16, dport: u16 },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
     Icmp(IcmpSummary),
     /// Any other protocol, or a later fragment (no L4 header).
     Other,
@@ -147,4 +151,349 @@ pub enum ParseError {
     BadUdpHeader,
     /// ICMP/ICMPv6 header cut.
     BadIcmpHeader,
+}
+
+use super::ethernet::{self, ethertype};
+use super::{icmpv4, icmpv6, ipv4, ipv6, tcp};
+
+// How the parser reads: every header is taken with one `first_chunk::<N>()` on the rest of
+// the frame (the one bounds check per header, which fails into the header's `ParseError`);
+// its fields are then read from the fixed-size array at constant offsets, which the
+// compiler checks at build time, so no read can panic. Variable-length parts (IPv4 options,
+// TCP options, IPv6 extension headers, the IP payload) are taken with `get`, never by
+// indexing a slice.
+
+/// Reads a big-endian `u16` at constant offset `at` of a fixed-size header.
+#[inline(always)]
+fn be16<const N: usize>(h: &[u8; N], at: usize) -> u16 {
+    u16::from_be_bytes([h[at], h[at + 1]])
+}
+
+/// Reads a big-endian `u32` at constant offset `at` of a fixed-size header.
+#[inline(always)]
+fn be32<const N: usize>(h: &[u8; N], at: usize) -> u32 {
+    u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
+}
+
+/// An IPv4 address at `at`, in the first 4 of 16 bytes.
+#[inline(always)]
+fn addr_v4<const N: usize>(h: &[u8; N], at: usize) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[0] = h[at];
+    a[1] = h[at + 1];
+    a[2] = h[at + 2];
+    a[3] = h[at + 3];
+    a
+}
+
+/// An IPv6 address at `at`.
+#[inline(always)]
+fn addr_v6<const N: usize>(h: &[u8; N], at: usize) -> [u8; 16] {
+    core::array::from_fn(|i| h[at + i])
+}
+
+/// Takes `N` bytes at `at` of `b` as a fixed-size array, if there are that many.
+#[inline(always)]
+fn chunk<const N: usize>(b: &[u8], at: usize) -> Option<&[u8; N]> {
+    b.get(at..)?.first_chunk::<N>()
+}
+
+/// Classifies an Ethernet frame in one pass: Ethernet and up to two VLAN tags, IPv4 (with
+/// options) or IPv6 (through its extension headers), then TCP, UDP, ICMP/ICMPv6 (with the
+/// packet an error message embeds) or any other protocol.
+///
+/// What is checked, and the error when it fails:
+///
+/// * Ethernet: 14 bytes, plus 4 per VLAN tag (`0x8100`/`0x88a8`, at most two) →
+///   [`ParseError::TruncatedEthernet`]; an EtherType other than IPv4/IPv6 (ARP, a third
+///   tag, …) → [`ParseError::NotIp`].
+/// * IPv4: 20 bytes, version 4, IHL ≥ 5, header length ≤ total length ≤ the bytes after
+///   the Ethernet header → [`ParseError::BadIpv4Header`]. Bytes after the total length
+///   (Ethernet padding) are ignored. The header checksum is *not* verified (NIC offload or
+///   [`super::checksum::verify_frame`] does that).
+/// * IPv6: 40 bytes, version 6, payload length within the frame, extension headers whole
+///   within the payload → [`ParseError::BadIpv6Header`].
+/// * Fragments: an IPv4 packet with offset 0 and MF, or an IPv6 fragment header with
+///   offset 0 and M, is [`Fragment::First`] and its L4 header is parsed as usual; a non-zero
+///   offset is [`Fragment::Later`] with [`L4Summary::Other`] (for IPv6, `proto` is the
+///   fragment header's next header and `l4_offset` points after the fragment header). An
+///   IPv6 atomic fragment (offset 0, M clear) is [`Fragment::None`].
+/// * TCP: 20 bytes, 5 ≤ data offset, header within the IP payload →
+///   [`ParseError::BadTcpHeader`]. The window-scale option is read on SYN segments only;
+///   malformed options are ignored, as Linux does.
+/// * UDP: 8 bytes, length ≥ 8 and (unless a first fragment, whose UDP length covers the
+///   whole datagram) ≤ the IP payload → [`ParseError::BadUdpHeader`].
+/// * ICMP (over IPv4) / ICMPv6 (over IPv6): 8 bytes → [`ParseError::BadIcmpHeader`].
+///   Protocol 1 over IPv6 and 58 over IPv4 are [`L4Summary::Other`].
+///
+/// The embedded packet of an ICMP error ([`IcmpSummary::inner`]) is parsed when its IP
+/// header is whole, has the outer family's version and IHL ≥ 5 (IPv4), its extension
+/// headers (IPv6) are whole in what is quoted, it is not a non-first fragment, and at
+/// least 8 bytes of its L4 header are present (counting only up to its own stated length);
+/// otherwise `inner` is `None` and the outer packet is still `Ok`.
+#[inline]
+pub fn parse_frame(frame: &[u8]) -> Result<ParsedPacket, ParseError> {
+    let eth = frame
+        .first_chunk::<{ ethernet::HEADER_LEN }>()
+        .ok_or(ParseError::TruncatedEthernet)?;
+    let mut ethertype = be16(eth, 12);
+    let mut l3 = ethernet::HEADER_LEN;
+    let mut vlans = 0u8;
+    while ethernet::is_vlan_tpid(ethertype) && usize::from(vlans) < ethernet::MAX_VLANS {
+        // The tag: TCI (2 bytes), then the next EtherType/TPID (2 bytes).
+        let tag = chunk::<4>(frame, l3).ok_or(ParseError::TruncatedEthernet)?;
+        ethertype = be16(tag, 2);
+        l3 += ethernet::VLAN_TAG_LEN;
+        vlans += 1;
+    }
+    match ethertype {
+        ethertype::IPV4 => parse_ipv4(frame, l3, vlans),
+        ethertype::IPV6 => parse_ipv6(frame, l3, vlans),
+        _ => Err(ParseError::NotIp),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(frame: &[u8], l3: usize, vlans: u8) -> Result<ParsedPacket, ParseError> {
+    use ipv4::field;
+    const BAD: ParseError = ParseError::BadIpv4Header;
+    let ip = frame.get(l3..).ok_or(BAD)?;
+    let h = ip.first_chunk::<{ ipv4::MIN_HEADER_LEN }>().ok_or(BAD)?;
+    let ver_ihl = h[field::VER_IHL];
+    let header_len = usize::from(ver_ihl & 0x0f) * 4;
+    let total_len = usize::from(be16(h, field::LENGTH.start));
+    if ver_ihl >> 4 != 4
+        || header_len < ipv4::MIN_HEADER_LEN
+        || total_len < header_len
+        || total_len > ip.len()
+    {
+        return Err(BAD);
+    }
+    let l4 = ip.get(header_len..total_len).ok_or(BAD)?;
+    let flags_frag = be16(h, field::FLG_OFF.start);
+    let fragment = if flags_frag & ipv4::frag::OFFSET_MASK != 0 {
+        Fragment::Later
+    } else if flags_frag & ipv4::frag::MF != 0 {
+        Fragment::First
+    } else {
+        Fragment::None
+    };
+    let proto = h[field::PROTOCOL];
+    let l4_offset = l3 + header_len;
+    let l4_summary = match fragment {
+        Fragment::Later => L4Summary::Other,
+        _ => parse_l4(l4, l4_offset, proto, Family::V4, fragment)?,
+    };
+    // l3 <= 22 and header_len <= 60: the offsets fit; l4.len() < total_len <= 65535.
+    Ok(ParsedPacket {
+        l3_offset: l3 as u16,
+        l4_offset: l4_offset as u16,
+        l4_len: l4.len() as u16,
+        vlans,
+        family: Family::V4,
+        src: addr_v4(h, field::SRC_ADDR.start),
+        dst: addr_v4(h, field::DST_ADDR.start),
+        proto,
+        ttl: h[field::TTL],
+        fragment,
+        l4: l4_summary,
+    })
+}
+
+#[inline(always)]
+fn parse_ipv6(frame: &[u8], l3: usize, vlans: u8) -> Result<ParsedPacket, ParseError> {
+    use ipv6::field;
+    const BAD: ParseError = ParseError::BadIpv6Header;
+    let ip = frame.get(l3..).ok_or(BAD)?;
+    let h = ip.first_chunk::<{ ipv6::HEADER_LEN }>().ok_or(BAD)?;
+    if h[0] >> 4 != 6 {
+        return Err(BAD);
+    }
+    let payload_len = usize::from(be16(h, field::PAYLOAD_LEN.start));
+    let payload = ip
+        .get(ipv6::HEADER_LEN..ipv6::HEADER_LEN + payload_len)
+        .ok_or(BAD)?;
+    let chain = ipv6::walk_ext_headers(h[field::NXT_HDR], payload).map_err(|_| BAD)?;
+    let l4 = payload.get(chain.l4_offset..).ok_or(BAD)?;
+    let fragment = match chain.fragment {
+        Some(f) if f.offset != 0 => Fragment::Later,
+        Some(f) if f.more => Fragment::First,
+        _ => Fragment::None,
+    };
+    let l4_offset = l3 + ipv6::HEADER_LEN + chain.l4_offset;
+    let l4_summary = match fragment {
+        Fragment::Later => L4Summary::Other,
+        _ => parse_l4(l4, l4_offset, chain.proto, Family::V6, fragment)?,
+    };
+    Ok(ParsedPacket {
+        l3_offset: l3 as u16,
+        // A chain of extension headers could push the L4 header past 65535 bytes.
+        l4_offset: u16::try_from(l4_offset).map_err(|_| BAD)?,
+        l4_len: l4.len() as u16, // <= payload_len <= 65535
+        vlans,
+        family: Family::V6,
+        src: addr_v6(h, field::SRC_ADDR.start),
+        dst: addr_v6(h, field::DST_ADDR.start),
+        proto: chain.proto,
+        ttl: h[field::HOP_LIMIT],
+        fragment,
+        l4: l4_summary,
+    })
+}
+
+/// Parses the L4 header at `l4` (the IP payload after options/extension headers, which
+/// starts at absolute offset `l4_offset` of the frame).
+#[inline(always)]
+fn parse_l4(
+    l4: &[u8],
+    l4_offset: usize,
+    protocol: u8,
+    family: Family,
+    fragment: Fragment,
+) -> Result<L4Summary, ParseError> {
+    match (protocol, family) {
+        (proto::TCP, _) => parse_tcp(l4).map(L4Summary::Tcp),
+        (proto::UDP, _) => {
+            let h = l4.first_chunk::<8>().ok_or(ParseError::BadUdpHeader)?;
+            let len = usize::from(be16(h, 4));
+            if len < 8 || (fragment == Fragment::None && len > l4.len()) {
+                return Err(ParseError::BadUdpHeader);
+            }
+            Ok(L4Summary::Udp {
+                sport: be16(h, 0),
+                dport: be16(h, 2),
+            })
+        }
+        (proto::ICMP, Family::V4) | (proto::ICMPV6, Family::V6) => {
+            parse_icmp(l4, l4_offset, family).map(L4Summary::Icmp)
+        }
+        _ => Ok(L4Summary::Other),
+    }
+}
+
+#[inline(always)]
+fn parse_tcp(l4: &[u8]) -> Result<TcpSummary, ParseError> {
+    use tcp::field;
+    const BAD: ParseError = ParseError::BadTcpHeader;
+    let h = l4.first_chunk::<{ tcp::MIN_HEADER_LEN }>().ok_or(BAD)?;
+    let header_len = usize::from(h[field::DATA_OFF] >> 4) * 4;
+    if header_len < tcp::MIN_HEADER_LEN || header_len > l4.len() {
+        return Err(BAD);
+    }
+    let flags = h[field::FLAGS];
+    let wscale = if flags & tcp_flags::SYN != 0 && header_len > tcp::MIN_HEADER_LEN {
+        tcp::find_window_scale(l4.get(tcp::MIN_HEADER_LEN..header_len).unwrap_or_default())
+    } else {
+        None
+    };
+    Ok(TcpSummary {
+        sport: be16(h, field::SRC_PORT.start),
+        dport: be16(h, field::DST_PORT.start),
+        seq: be32(h, field::SEQ_NUM.start),
+        ack: be32(h, field::ACK_NUM.start),
+        flags,
+        window: be16(h, field::WIN_SIZE.start),
+        wscale,
+        payload_len: (l4.len() - header_len) as u16, // header_len <= l4.len() <= 65535
+    })
+}
+
+#[inline(always)]
+fn parse_icmp(l4: &[u8], l4_offset: usize, family: Family) -> Result<IcmpSummary, ParseError> {
+    let h = l4.first_chunk::<8>().ok_or(ParseError::BadIcmpHeader)?;
+    let (icmp_type, code) = (h[0], h[1]);
+    let (is_error, has_ident) = match family {
+        Family::V4 => (icmpv4::is_error(icmp_type), icmpv4::has_ident(icmp_type)),
+        Family::V6 => (icmpv6::is_error(icmp_type), icmpv6::has_ident(icmp_type)),
+    };
+    let inner = if is_error {
+        l4.get(8..)
+            .and_then(|quote| parse_inner(quote, l4_offset + 8, family))
+    } else {
+        None
+    };
+    Ok(IcmpSummary {
+        icmp_type,
+        code,
+        id: if has_ident { be16(h, 4) } else { 0 },
+        is_error,
+        inner,
+    })
+}
+
+/// Parses the packet quoted in an ICMP error (`quote` starts at its IP header, at absolute
+/// offset `base`, and ends with the outer IP payload). See [`parse_frame`] for what makes
+/// it `None`. Not inlined: ICMP errors are rare, and the common path stays small.
+#[inline(never)]
+fn parse_inner(quote: &[u8], base: usize, family: Family) -> Option<InnerPacket> {
+    let (l4_at, l4_len, protocol, src, dst) = match family {
+        Family::V4 => {
+            use ipv4::field;
+            let h = quote.first_chunk::<{ ipv4::MIN_HEADER_LEN }>()?;
+            let header_len = usize::from(h[field::VER_IHL] & 0x0f) * 4;
+            if h[field::VER_IHL] >> 4 != 4
+                || header_len < ipv4::MIN_HEADER_LEN
+                || be16(h, field::FLG_OFF.start) & ipv4::frag::OFFSET_MASK != 0
+            {
+                return None;
+            }
+            let stated = usize::from(be16(h, field::LENGTH.start)).checked_sub(header_len)?;
+            let quoted = quote.len().checked_sub(header_len)?;
+            (
+                header_len,
+                stated.min(quoted),
+                h[field::PROTOCOL],
+                addr_v4(h, field::SRC_ADDR.start),
+                addr_v4(h, field::DST_ADDR.start),
+            )
+        }
+        Family::V6 => {
+            use ipv6::field;
+            let h = quote.first_chunk::<{ ipv6::HEADER_LEN }>()?;
+            if h[0] >> 4 != 6 {
+                return None;
+            }
+            let stated = usize::from(be16(h, field::PAYLOAD_LEN.start));
+            let quoted = quote.get(ipv6::HEADER_LEN..)?;
+            let payload = quoted.get(..stated).unwrap_or(quoted);
+            let chain = ipv6::walk_ext_headers(h[field::NXT_HDR], payload).ok()?;
+            if chain.fragment.is_some_and(|f| f.offset != 0) {
+                return None;
+            }
+            (
+                ipv6::HEADER_LEN + chain.l4_offset,
+                payload.len().checked_sub(chain.l4_offset)?,
+                chain.proto,
+                addr_v6(h, field::SRC_ADDR.start),
+                addr_v6(h, field::DST_ADDR.start),
+            )
+        }
+    };
+    if l4_len < 8 {
+        return None;
+    }
+    let l = chunk::<8>(quote, l4_at)?;
+    let (sport, dport) = match (protocol, family) {
+        (proto::TCP | proto::UDP, _) => (be16(l, 0), be16(l, 2)),
+        (proto::ICMP, Family::V4) | (proto::ICMPV6, Family::V6) => {
+            let has_ident = match family {
+                Family::V4 => icmpv4::has_ident(l[0]),
+                Family::V6 => icmpv6::has_ident(l[0]),
+            };
+            let id = if has_ident { be16(l, 4) } else { 0 };
+            (id, u16::from(l[0]) << 8 | u16::from(l[1]))
+        }
+        _ => (0, 0),
+    };
+    Some(InnerPacket {
+        l3_offset: u16::try_from(base).ok()?,
+        l4_offset: u16::try_from(base + l4_at).ok()?,
+        l4_len: u16::try_from(l4_len).ok()?,
+        family,
+        src,
+        dst,
+        proto: protocol,
+        sport,
+        dport,
+    })
 }
