@@ -119,9 +119,10 @@ pub struct Conn {
     pub(crate) keys: [[AtomicU64; KEY_WORDS]; 2],
     /// Absolute expiry time in milliseconds of the tracker clock.
     pub(crate) expiry: AtomicU64,
-    /// Incremented each time the slot is freed, so stale references are detected.
-    pub(crate) gen: AtomicU32,
-    pub(crate) status: AtomicU8,
+    /// Generation (high 30 bits, incremented each time the slot is freed, so stale
+    /// references are detected) and status (low 2 bits, see [`status`]) in one word, so a
+    /// transition checks both at once.
+    pub(crate) gs: AtomicU32,
     /// Spin lock over `l4` (0 free, 1 held).
     pub(crate) lock: AtomicU8,
     /// NAT flags of the connection (`CtState::SNAT`/`DNAT` bits).
@@ -142,6 +143,44 @@ pub struct Conn {
 unsafe impl Sync for Conn {}
 
 impl Conn {
+    /// The generation.
+    #[inline(always)]
+    pub(crate) fn gen(&self) -> u32 {
+        self.gs.load(Ordering::Acquire) >> 2
+    }
+
+    /// The status.
+    #[inline(always)]
+    pub(crate) fn status(&self) -> u8 {
+        (self.gs.load(Ordering::Acquire) & 3) as u8
+    }
+
+    /// True when the slot holds the live connection of generation `gen`.
+    #[inline(always)]
+    pub(crate) fn is_live(&self, gen: u32) -> bool {
+        self.gs.load(Ordering::Acquire) == (gen << 2 | status::LIVE as u32)
+    }
+
+    /// Moves the slot from `from` to `to` status if it is at generation `gen`.
+    #[inline]
+    pub(crate) fn transition(&self, gen: u32, from: u8, to: u8) -> bool {
+        self.gs
+            .compare_exchange(
+                gen << 2 | from as u32,
+                gen << 2 | to as u32,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Frees the slot: next generation, status FREE.
+    pub(crate) fn retire(&self) {
+        let gs = self.gs.load(Ordering::Acquire);
+        let next = ((gs >> 2).wrapping_add(1) & (u32::MAX >> 2)) << 2 | status::FREE as u32;
+        self.gs.store(next, Ordering::Release);
+    }
+
     /// Reads the key of direction `dir` (atomic loads; may be torn if the slot is being
     /// reused concurrently, which callers detect by validation).
     #[inline(always)]
@@ -225,7 +264,11 @@ mod tests {
 
     #[test]
     fn record_stays_within_160_bytes() {
-        assert!(std::mem::size_of::<Conn>() <= 160, "{}", std::mem::size_of::<Conn>());
+        assert!(
+            std::mem::size_of::<Conn>() <= 160,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
         assert_eq!(std::mem::size_of::<TcpPeer>(), 12);
     }
 

@@ -32,7 +32,13 @@ pub fn proto_name(p: u8) -> String {
 pub fn format_tuple(out: &mut String, k: &ConnKey) {
     let _ = write!(out, "src={},dst={}", k.src_ip(), k.dst_ip());
     if is_icmp(k.proto) {
-        let _ = write!(out, ",id={},type={},code={}", k.sport, k.icmp_type(), k.icmp_code());
+        let _ = write!(
+            out,
+            ",id={},type={},code={}",
+            k.sport,
+            k.icmp_type(),
+            k.icmp_code()
+        );
     } else {
         let _ = write!(out, ",sport={},dport={}", k.sport, k.dport);
     }

@@ -83,7 +83,10 @@ impl ConnKey {
         let (sport, dport) = if is_icmp(self.proto) {
             let ty = (self.dport >> 8) as u8;
             let code = self.dport as u8;
-            (self.sport, (icmp_reply_type(self.proto, ty) as u16) << 8 | code as u16)
+            (
+                self.sport,
+                (icmp_reply_type(self.proto, ty) as u16) << 8 | code as u16,
+            )
         } else {
             (self.dport, self.sport)
         };

@@ -20,5 +20,10 @@ pub use state::CtState;
 pub use table::Hit;
 pub use timeouts::{TimeoutAttr, TimeoutPolicy};
 pub use tracker::{
-    ConnSnapshot, CtConfig, CtResult, CtWorker, Conntrack, PacketMeta, Refusal, DEFAULT_MAX_CONNS,
+    ConnSnapshot, Conntrack, CtConfig, CtResult, CtWorker, PacketMeta, Refusal, DEFAULT_MAX_CONNS,
 };
+
+#[doc(hidden)]
+pub mod testpkt;
+#[cfg(test)]
+mod tests;

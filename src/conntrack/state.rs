@@ -92,7 +92,10 @@ mod tests {
     fn words_put_trk_first_in_ovs_names() {
         let s = CtState(CtState::EST | CtState::RPL | CtState::TRK);
         assert_eq!(s.to_string(), "trk,est,rpl");
-        assert_eq!(CtState(CtState::NEW | CtState::TRK | CtState::SNAT).to_string(), "trk,new,snat");
+        assert_eq!(
+            CtState(CtState::NEW | CtState::TRK | CtState::SNAT).to_string(),
+            "trk,new,snat"
+        );
         assert_eq!("trk,est,rpl".parse::<CtState>().unwrap(), s);
         assert!("trk,bogus".parse::<CtState>().is_err());
     }

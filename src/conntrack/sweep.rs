@@ -7,7 +7,6 @@
 //! (lazy expiry on lookup), and an insert at a zone limit reclaims them itself; the sweep
 //! only returns their memory and keeps counts low.
 
-use super::conn::status;
 use super::tracker::CtWorker;
 use std::sync::atomic::Ordering;
 
@@ -40,7 +39,7 @@ impl CtWorker<'_> {
             }
             table.for_each_in_bucket(b, |idx, gen| {
                 let c = table.conn(idx);
-                if c.expiry() <= now && c.status.load(Ordering::Acquire) == status::LIVE {
+                if c.expiry() <= now && c.is_live(gen) {
                     expired.push((idx, gen));
                 }
             });

@@ -162,7 +162,10 @@ impl ConnTable {
         } else {
             n_buckets.next_power_of_two()
         };
-        let n_overflow = (n_buckets / 8).max(64) as usize;
+        // At the default sizing a full table averages 6 of 8 slots per bucket; about 15% of
+        // buckets then hold more than 8 entries (Poisson), so a quarter of the bucket count
+        // in overflow buckets covers them with room to spare.
+        let n_overflow = (n_buckets / 4).max(64) as usize;
         // SAFETY: buckets and records are made of atomics, integers and `UnsafeCell`s of
         // integers, for all of which all-zero bytes are valid (empty bucket, FREE record).
         let (buckets, overflow, conns) = unsafe {
@@ -274,7 +277,13 @@ impl ConnTable {
     /// Scans a bucket chain for a live, unexpired record with the key. `None` if the chain
     /// was longer than a reader follows (the caller retries).
     #[inline(always)]
-    fn scan(&self, head: &Bucket, sig: u16, words: &[u64; KEY_WORDS], now: u64) -> Option<Option<Hit>> {
+    fn scan(
+        &self,
+        head: &Bucket,
+        sig: u16,
+        words: &[u64; KEY_WORDS],
+        now: u64,
+    ) -> Option<Option<Hit>> {
         let mut b = head;
         for _ in 0..MAX_CHAIN {
             for i in 0..SLOTS {
@@ -290,13 +299,15 @@ impl ConnTable {
                 if c.key_words(dir) != *words {
                     continue;
                 }
-                if c.status.load(Ordering::Acquire) != status::LIVE
-                    || c.expiry.load(Ordering::Relaxed) <= now
-                {
+                let gs = c.gs.load(Ordering::Acquire);
+                if gs & 3 != status::LIVE as u32 || c.expiry.load(Ordering::Relaxed) <= now {
                     continue;
                 }
-                let gen = c.gen.load(Ordering::Acquire);
-                return Some(Some(Hit { idx, dir, gen }));
+                return Some(Some(Hit {
+                    idx,
+                    dir,
+                    gen: gs >> 2,
+                }));
             }
             match self.chain_next(b) {
                 Some(n) => b = n,
@@ -317,8 +328,7 @@ impl ConnTable {
         loop {
             let s = b.seq.load(Ordering::Relaxed);
             if s & 1 == 0
-                && b
-                    .seq
+                && b.seq
                     .compare_exchange_weak(s, s | 1, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
@@ -367,13 +377,13 @@ impl ConnTable {
                 let c = &self.conns[idx as usize];
                 let dir = (e & 1) as usize;
                 if c.key_words(dir) == *words
-                    && c.status.load(Ordering::Acquire) == status::LIVE
+                    && c.status() == status::LIVE
                     && c.expiry.load(Ordering::Relaxed) > now
                 {
                     return Some(Hit {
                         idx,
                         dir,
-                        gen: c.gen.load(Ordering::Relaxed),
+                        gen: c.gen(),
                     });
                 }
             }
@@ -429,7 +439,8 @@ impl ConnTable {
                         if b.entries.iter().all(|e| e.load(Ordering::Relaxed) == 0) {
                             // Unlink the empty overflow bucket and return it.
                             let this = p.next.load(Ordering::Relaxed);
-                            p.next.store(b.next.load(Ordering::Relaxed), Ordering::Release);
+                            p.next
+                                .store(b.next.load(Ordering::Relaxed), Ordering::Release);
                             self.overflow_free.lock().push(this - 1);
                         }
                     }
@@ -490,9 +501,13 @@ impl ConnTable {
                 self.del_locked(b0, e0);
                 return Err(InsertError::NoSpace);
             }
-            self.conns[idx as usize]
-                .status
-                .store(status::LIVE, Ordering::Release);
+            let c = &self.conns[idx as usize];
+            if !c.transition(c.gen(), status::INIT, status::LIVE) {
+                // Only the creator touches an INIT record; this cannot happen.
+                self.del_locked(b0, e0);
+                self.del_locked(b1, entry_of(idx, DIR_REPLY));
+                return Err(InsertError::NoSpace);
+            }
             Ok(())
         })();
         self.unlock_pair(b0, b1);
@@ -513,19 +528,9 @@ impl ConnTable {
         let Some(c) = self.conns.get(idx as usize) else {
             return false;
         };
-        if c.gen.load(Ordering::Acquire) != gen {
-            return false;
-        }
-        if c
-            .status
-            .compare_exchange(status::LIVE, status::DYING, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
-        if c.gen.load(Ordering::Acquire) != gen {
-            // Freed and reused between the check and the transition: undo.
-            c.status.store(status::LIVE, Ordering::Release);
+        // One compare-and-swap on (generation, status): a slot freed and reused since
+        // `gen` was read can never be taken for the old connection.
+        if !c.transition(gen, status::LIVE, status::DYING) {
             return false;
         }
         let k0 = c.key_words(DIR_ORIG);
@@ -546,10 +551,7 @@ impl ConnTable {
     /// change, and returns it to `cache` (or the shared pool if `cache` is `None`).
     pub fn release(&self, idx: u32, cache: Option<&mut PoolCache>) {
         let c = &self.conns[idx as usize];
-        c.with_l4(|_| {
-            c.gen.fetch_add(1, Ordering::Release);
-            c.status.store(status::FREE, Ordering::Release);
-        });
+        c.with_l4(|_| c.retire());
         match cache {
             Some(cache) => {
                 cache.free.push(idx);
@@ -577,9 +579,12 @@ impl ConnTable {
             }
         }
         let idx = cache.free.pop()?;
-        self.conns[idx as usize]
-            .status
-            .store(status::INIT, Ordering::Relaxed);
+        let c = &self.conns[idx as usize];
+        if !c.transition(c.gen(), status::FREE, status::INIT) {
+            // A slot in a free list is FREE; anything else is a bookkeeping bug. Refuse
+            // rather than hand out a slot in use.
+            return None;
+        }
         Some(idx)
     }
 
@@ -616,7 +621,7 @@ impl ConnTable {
                         let idx = entry_idx(e);
                         if let Some(c) = self.conns.get(idx as usize) {
                             if n < snap.len() {
-                                snap[n] = (idx, c.gen.load(Ordering::Relaxed));
+                                snap[n] = (idx, c.gen());
                                 n += 1;
                             } else {
                                 overflowed = true;
@@ -645,7 +650,7 @@ impl ConnTable {
                         let e = b.entries[i].load(Ordering::Relaxed);
                         if e != 0 && e & 1 == DIR_ORIG as u32 {
                             let idx = entry_idx(e);
-                            all.push((idx, self.conns[idx as usize].gen.load(Ordering::Relaxed)));
+                            all.push((idx, self.conns[idx as usize].gen()));
                         }
                     }
                     match self.chain_next(b) {
@@ -728,7 +733,12 @@ mod tests {
         }
     }
 
-    fn publish(t: &ConnTable, cache: &mut PoolCache, k: &ConnKey, expiry: u64) -> Result<u32, InsertError> {
+    fn publish(
+        t: &ConnTable,
+        cache: &mut PoolCache,
+        k: &ConnKey,
+        expiry: u64,
+    ) -> Result<u32, InsertError> {
         let idx = t.alloc(cache).expect("pool");
         let c = t.conn(idx);
         c.set_keys(k, &k.reversed());
@@ -750,7 +760,10 @@ mod tests {
         let idx = publish(&t, &mut cache, &k, 1000).unwrap();
         let h = |k: &ConnKey| t.lookup(&k.to_words(), t.hash_key(k), 10);
         assert_eq!(h(&k).map(|h| (h.idx, h.dir)), Some((idx, DIR_ORIG)));
-        assert_eq!(h(&k.reversed()).map(|h| (h.idx, h.dir)), Some((idx, DIR_REPLY)));
+        assert_eq!(
+            h(&k.reversed()).map(|h| (h.idx, h.dir)),
+            Some((idx, DIR_REPLY))
+        );
         assert_eq!(h(&key(2)), None);
     }
 
@@ -789,8 +802,14 @@ mod tests {
         let idx = t.alloc(&mut cache).unwrap();
         t.conn(idx).set_keys(&k, &k.reversed());
         t.conn(idx).expiry.store(500, Ordering::Relaxed);
-        assert_eq!(t.insert(idx, &k.to_words(), &k.reversed().to_words(), 100), Ok(()));
-        assert_eq!(t.lookup(&k.to_words(), t.hash_key(&k), 200).unwrap().idx, idx);
+        assert_eq!(
+            t.insert(idx, &k.to_words(), &k.reversed().to_words(), 100),
+            Ok(())
+        );
+        assert_eq!(
+            t.lookup(&k.to_words(), t.hash_key(&k), 200).unwrap().idx,
+            idx
+        );
     }
 
     #[test]
@@ -799,13 +818,15 @@ mod tests {
         let mut cache = PoolCache::default();
         let k = key(1);
         let idx = publish(&t, &mut cache, &k, 1000).unwrap();
-        let gen = t.conn(idx).gen.load(Ordering::Relaxed);
+        let gen = t.conn(idx).gen();
         assert!(t.unlink(idx, gen));
         assert!(!t.unlink(idx, gen));
         t.release(idx, Some(&mut cache));
         assert!(!t.unlink(idx, gen));
         assert!(t.lookup(&k.to_words(), t.hash_key(&k), 0).is_none());
-        assert!(t.lookup(&k.reversed().to_words(), t.hash_key(&k.reversed()), 0).is_none());
+        assert!(t
+            .lookup(&k.reversed().to_words(), t.hash_key(&k.reversed()), 0)
+            .is_none());
         let total: usize = (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum();
         assert_eq!(total, 0);
     }
@@ -822,12 +843,15 @@ mod tests {
         assert!(t.overflow_used() > 0);
         for i in 0..200 {
             let k = key(i);
-            assert_eq!(t.lookup(&k.to_words(), t.hash_key(&k), 0).unwrap().idx, idxs[i as usize]);
+            assert_eq!(
+                t.lookup(&k.to_words(), t.hash_key(&k), 0).unwrap().idx,
+                idxs[i as usize]
+            );
         }
         let total: usize = (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum();
         assert_eq!(total, 400);
         for &idx in &idxs {
-            let g = t.conn(idx).gen.load(Ordering::Relaxed);
+            let g = t.conn(idx).gen();
             assert!(t.unlink(idx, g));
             t.release(idx, Some(&mut cache));
         }

@@ -2,7 +2,7 @@
 //! together, and gives each worker a handle ([`CtWorker`]) with its own pool cache and
 //! counters.
 
-use super::conn::{status, Conn, L4State, DIR_ORIG, DIR_REPLY};
+use super::conn::{Conn, L4State, DIR_ORIG, DIR_REPLY};
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
 use super::l4::{L4Kind, UpdateResult};
 use super::state::CtState;
@@ -222,7 +222,7 @@ impl Conntrack {
     pub fn snapshot(&self, idx: u32, gen: u32) -> Option<ConnSnapshot> {
         let c = self.table.conn(idx);
         c.with_l4(|l4| {
-            if c.gen.load(Ordering::Relaxed) != gen || c.status.load(Ordering::Acquire) != status::LIVE {
+            if !c.is_live(gen) {
                 return None;
             }
             Some(ConnSnapshot {
@@ -242,17 +242,11 @@ impl Conntrack {
     /// The record of a hit, if it is still the same live connection.
     pub fn conn_of(&self, hit: &Hit) -> Option<&Conn> {
         let c = self.table.conn(hit.idx);
-        (c.gen.load(Ordering::Acquire) == hit.gen && c.status.load(Ordering::Acquire) == status::LIVE)
-            .then_some(c)
+        c.is_live(hit.gen).then_some(c)
     }
 
     /// Removes a connection (idempotent). `counter` picks which counter records it.
-    pub(crate) fn remove(
-        &self,
-        idx: u32,
-        gen: u32,
-        cache: Option<&mut PoolCache>,
-    ) -> bool {
+    pub(crate) fn remove(&self, idx: u32, gen: u32, cache: Option<&mut PoolCache>) -> bool {
         if !self.table.unlink(idx, gen) {
             return false;
         }
@@ -418,7 +412,8 @@ impl<'a> CtWorker<'a> {
                 }
                 Lookup::Related(key) => self.related(key, now),
                 Lookup::Plain => {
-                    let (p, zone, commit, words, hash) = (m.parsed, m.zone, m.commit, m.words, m.hash);
+                    let (p, zone, commit, words, hash) =
+                        (m.parsed, m.zone, m.commit, m.words, m.hash);
                     self.resolve(&p, zone, commit, &words, hash, now)
                 }
             };
@@ -465,9 +460,7 @@ impl<'a> CtWorker<'a> {
             let c = self.ct.table.conn(hit.idx);
             let reply = hit.dir == DIR_REPLY;
             let upd = c.with_l4(|st| {
-                if c.gen.load(Ordering::Relaxed) != hit.gen
-                    || c.status.load(Ordering::Acquire) != status::LIVE
-                {
+                if !c.is_live(hit.gen) {
                     return None;
                 }
                 Some(kind.update(p, st, reply, seq_check))
@@ -478,13 +471,15 @@ impl<'a> CtWorker<'a> {
             };
             if let Some(a) = tattr {
                 let z = self.ct.zones.get(zone);
-                c.expiry.store(now + self.ct.timeout_ms(z, a), Ordering::Relaxed);
+                c.expiry
+                    .store(now + self.ct.timeout_ms(z, a), Ordering::Relaxed);
                 c.tattr.store(a as u8, Ordering::Relaxed);
             }
             let nat = c.nat_flags();
             return match res {
                 UpdateResult::Valid => {
-                    let mut r = CtResult::flags(CtState::EST | nat | if reply { CtState::RPL } else { 0 });
+                    let mut r =
+                        CtResult::flags(CtState::EST | nat | if reply { CtState::RPL } else { 0 });
                     r.conn = Some(hit);
                     r
                 }
@@ -601,7 +596,11 @@ impl<'a> CtWorker<'a> {
 
     /// Removes expired connections of `zone` (bounded work, see [`super::zones`]).
     fn reclaim(&mut self, zone: &Zone, now: u64) -> usize {
-        let mut cand = [Hit { idx: 0, dir: 0, gen: 0 }; 32];
+        let mut cand = [Hit {
+            idx: 0,
+            dir: 0,
+            gen: 0,
+        }; 32];
         let n = self
             .ct
             .zones
@@ -647,13 +646,15 @@ impl<'a> CtWorker<'a> {
         let c = self.ct.table.conn(idx);
         c.set_keys(orig, reply);
         let tattr = c.with_l4(|st| kind.new_conn(p, st));
-        c.expiry
-            .store(now + self.ct.timeout_ms(Some(zone), tattr), Ordering::Relaxed);
+        c.expiry.store(
+            now + self.ct.timeout_ms(Some(zone), tattr),
+            Ordering::Relaxed,
+        );
         c.tattr.store(tattr as u8, Ordering::Relaxed);
         c.set_mark(0);
         c.set_label(0);
         c.nat.store(nat, Ordering::Relaxed);
-        let gen = c.gen.load(Ordering::Relaxed);
+        let gen = c.gen();
         self.ct.zones.link(&self.ct.table, zone, self.shard, idx);
         let rw = reply.to_words();
         let rh = self.ct.table.hasher().hash_words(&rw);

@@ -108,7 +108,9 @@ impl Zones {
     /// A zone map whose zones have `shards` membership lists (one per worker).
     pub fn new(shards: usize) -> Zones {
         Zones {
-            slots: (0..N_ZONES).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect(),
+            slots: (0..N_ZONES)
+                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
             create: SpinLock::new(()),
             default_limit: AtomicU32::new(0),
             shards: shards.max(1),
@@ -268,11 +270,11 @@ impl Zones {
                 // SAFETY: the list's lock is held and `cur` is in the list.
                 let next = unsafe { (*c.zlink.get())[1] };
                 looked += 1;
-                if c.status.load(Ordering::Acquire) == status::LIVE && c.expiry() <= now {
+                if c.status() == status::LIVE && c.expiry() <= now {
                     out[n] = Hit {
                         idx: cur,
                         dir: 0,
-                        gen: c.gen.load(Ordering::Acquire),
+                        gen: c.gen(),
                     };
                     n += 1;
                 } else if next != NIL {

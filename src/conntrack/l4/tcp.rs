@@ -96,7 +96,8 @@ impl L4Proto for Tcp {
         };
         // A SYN+ACK may not create a connection: only new ones (SYN) or established ones
         // picked up mid-stream.
-        !invalid_flags(t.flags) && !(t.flags & f::SYN != 0 && t.flags & f::ACK != 0)
+        let syn_ack = t.flags & (f::SYN | f::ACK) == (f::SYN | f::ACK);
+        !(invalid_flags(t.flags) || syn_ack)
     }
 
     fn new_conn(p: &ParsedPacket, st: &mut L4State) -> TimeoutAttr {
@@ -163,8 +164,7 @@ impl L4Proto for Tcp {
 
         let mut sws: u8 = 0;
         let mut dws: u8 = 0;
-        if src.wscale & WSCALE_FLAG != 0 && dst.wscale & WSCALE_FLAG != 0 && flags & f::SYN == 0
-        {
+        if src.wscale & WSCALE_FLAG != 0 && dst.wscale & WSCALE_FLAG != 0 && flags & f::SYN == 0 {
             sws = src.wscale & WSCALE_MASK;
             dws = dst.wscale & WSCALE_MASK;
         } else if src.wscale & WSCALE_UNKNOWN != 0
