@@ -99,10 +99,7 @@ pub struct IcmpSummary {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L4Summary {
     Tcp(TcpSummary),
-    Udp {
-        sport: u16,
-        dport: u16,
-    },
+    Udp { sport: u16, dport: u16 },
     Icmp(IcmpSummary),
     /// Any other protocol, or a later fragment (no L4 header).
     Other,
