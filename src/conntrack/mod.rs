@@ -1,1 +1,29 @@
-//! (being written)
+//! The connection tracker: a pure-Rust library over parsed packets, shared by all worker
+//! lcores. See `docs/DESIGN.md` and [`table`] for the table's layout and locking rules.
+
+pub mod conn;
+pub mod format;
+pub mod key;
+pub mod l4;
+pub mod state;
+pub mod stats;
+pub mod sweep;
+pub mod sync;
+pub mod table;
+pub mod timeouts;
+pub mod tracker;
+pub mod zones;
+
+pub use conn::{TcpState, DIR_ORIG, DIR_REPLY};
+pub use key::{ConnKey, KeyHasher};
+pub use state::CtState;
+pub use table::Hit;
+pub use timeouts::{TimeoutAttr, TimeoutPolicy};
+pub use tracker::{
+    ConnSnapshot, Conntrack, CtConfig, CtResult, CtWorker, PacketMeta, Refusal, DEFAULT_MAX_CONNS,
+};
+
+#[doc(hidden)]
+pub mod testpkt;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,282 @@
+//! The connection record: both directions' keys, expiry, mark/label, NAT flags and the
+//! per-protocol state, in one fixed-size slot of the pre-allocated pool.
+
+use super::key::{ConnKey, KEY_WORDS};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// Direction of a packet relative to its connection.
+pub const DIR_ORIG: usize = 0;
+/// Direction of a packet relative to its connection: the reply.
+pub const DIR_REPLY: usize = 1;
+
+/// Lifecycle of a pool slot.
+pub mod status {
+    /// In the free pool.
+    pub const FREE: u8 = 0;
+    /// Allocated and being initialised; not yet reachable from the table.
+    pub const INIT: u8 = 1;
+    /// Published in the table.
+    pub const LIVE: u8 = 2;
+    /// Being removed (delete is idempotent: only the thread that moves LIVE→DYING frees).
+    pub const DYING: u8 = 3;
+}
+
+/// TCP peer states, numbered as OVS's `enum ct_dpif_tcp_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[repr(u8)]
+pub enum TcpState {
+    #[default]
+    Closed = 0,
+    Listen,
+    SynSent,
+    SynRecv,
+    Established,
+    CloseWait,
+    FinWait1,
+    Closing,
+    LastAck,
+    FinWait2,
+    TimeWait,
+}
+
+impl TcpState {
+    /// From the numeric value (saturating to TIME_WAIT for out-of-range values).
+    pub fn from_u8(v: u8) -> TcpState {
+        use TcpState::*;
+        [
+            Closed,
+            Listen,
+            SynSent,
+            SynRecv,
+            Established,
+            CloseWait,
+            FinWait1,
+            Closing,
+            LastAck,
+            FinWait2,
+            TimeWait,
+        ]
+        .get(v as usize)
+        .copied()
+        .unwrap_or(TimeWait)
+    }
+
+    /// The name OVS prints (`ESTABLISHED`, `TIME_WAIT`, …).
+    pub fn name(self) -> &'static str {
+        use TcpState::*;
+        match self {
+            Closed => "CLOSED",
+            Listen => "LISTEN",
+            SynSent => "SYN_SENT",
+            SynRecv => "SYN_RECV",
+            Established => "ESTABLISHED",
+            CloseWait => "CLOSE_WAIT",
+            FinWait1 => "FIN_WAIT_1",
+            Closing => "CLOSING",
+            LastAck => "LAST_ACK",
+            FinWait2 => "FIN_WAIT_2",
+            TimeWait => "TIME_WAIT",
+        }
+    }
+}
+
+/// One TCP endpoint's tracking state (pf's `struct tcp_peer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct TcpPeer {
+    /// Highest sequence number sent.
+    pub seqlo: u32,
+    /// Highest sequence number the other end acknowledged plus its window.
+    pub seqhi: u32,
+    /// Largest window seen (before scaling).
+    pub max_win: u16,
+    /// Window scale: shift in the low 4 bits, plus `WSCALE_FLAG`/`WSCALE_UNKNOWN`.
+    pub wscale: u8,
+    pub state: TcpState,
+}
+
+/// Per-protocol state of a connection, guarded by the connection's lock.
+///
+/// TCP uses both peers; UDP, ICMP and other protocols keep their small state machine in
+/// `proto_state`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct L4State {
+    pub peer: [TcpPeer; 2],
+    pub proto_state: u8,
+}
+
+/// A connection record.
+///
+/// Fields read on the lookup path without a lock are atomics (keys, status, generation,
+/// expiry): a reader may look at a slot that is concurrently freed and reused, and then
+/// discards what it read when the bucket's sequence or the generation changed. The L4 state
+/// is only touched under the connection's lock.
+#[repr(C, align(32))]
+pub struct Conn {
+    /// `keys[DIR_ORIG]` and `keys[DIR_REPLY]` as words (see [`ConnKey::to_words`]).
+    pub(crate) keys: [[AtomicU64; KEY_WORDS]; 2],
+    /// Absolute expiry time in milliseconds of the tracker clock.
+    pub(crate) expiry: AtomicU64,
+    /// Generation (high 30 bits, incremented each time the slot is freed, so stale
+    /// references are detected) and status (low 2 bits, see [`status`]) in one word, so a
+    /// transition checks both at once.
+    pub(crate) gs: AtomicU32,
+    /// Spin lock over `l4` (0 free, 1 held).
+    pub(crate) lock: AtomicU8,
+    /// NAT flags of the connection (`CtState::SNAT`/`DNAT` bits).
+    pub(crate) nat: AtomicU8,
+    /// Which zone-list shard holds the connection.
+    pub(crate) shard: AtomicU8,
+    pub(crate) mark: AtomicU32,
+    /// The timeout attribute of the current state (for the dump's timeout).
+    pub(crate) tattr: AtomicU8,
+    /// Zone-list links (previous, next), guarded by the zone-list shard lock.
+    pub(crate) zlink: UnsafeCell<[u32; 2]>,
+    pub(crate) label: [AtomicU64; 2],
+    pub(crate) l4: UnsafeCell<L4State>,
+}
+
+// SAFETY: all fields but `zlink` and `l4` are atomics; `zlink` is only accessed under the
+// zone-list shard lock and `l4` only under the connection's own spin lock (`Conn::lock`).
+unsafe impl Sync for Conn {}
+
+impl Conn {
+    /// The generation.
+    #[inline(always)]
+    pub(crate) fn gen(&self) -> u32 {
+        self.gs.load(Ordering::Acquire) >> 2
+    }
+
+    /// The status.
+    #[inline(always)]
+    pub(crate) fn status(&self) -> u8 {
+        (self.gs.load(Ordering::Acquire) & 3) as u8
+    }
+
+    /// True when the slot holds the live connection of generation `gen`.
+    #[inline(always)]
+    pub(crate) fn is_live(&self, gen: u32) -> bool {
+        self.gs.load(Ordering::Acquire) == (gen << 2 | status::LIVE as u32)
+    }
+
+    /// Moves the slot from `from` to `to` status if it is at generation `gen`.
+    #[inline]
+    pub(crate) fn transition(&self, gen: u32, from: u8, to: u8) -> bool {
+        self.gs
+            .compare_exchange(
+                gen << 2 | from as u32,
+                gen << 2 | to as u32,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Frees the slot: next generation, status FREE.
+    pub(crate) fn retire(&self) {
+        let gs = self.gs.load(Ordering::Acquire);
+        let next = ((gs >> 2).wrapping_add(1) & (u32::MAX >> 2)) << 2 | status::FREE as u32;
+        self.gs.store(next, Ordering::Release);
+    }
+
+    /// Reads the key of direction `dir` (atomic loads; may be torn if the slot is being
+    /// reused concurrently, which callers detect by validation).
+    #[inline(always)]
+    pub(crate) fn key_words(&self, dir: usize) -> [u64; KEY_WORDS] {
+        let k = &self.keys[dir & 1];
+        [
+            k[0].load(Ordering::Relaxed),
+            k[1].load(Ordering::Relaxed),
+            k[2].load(Ordering::Relaxed),
+            k[3].load(Ordering::Relaxed),
+            k[4].load(Ordering::Relaxed),
+        ]
+    }
+
+    /// The key of direction `dir`.
+    pub fn key(&self, dir: usize) -> ConnKey {
+        ConnKey::from_words(&self.key_words(dir))
+    }
+
+    pub(crate) fn set_keys(&self, orig: &ConnKey, reply: &ConnKey) {
+        for (dir, k) in [orig, reply].into_iter().enumerate() {
+            for (slot, w) in self.keys[dir].iter().zip(k.to_words()) {
+                slot.store(w, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Takes the connection lock and runs `f` on the L4 state.
+    #[inline]
+    pub(crate) fn with_l4<R>(&self, f: impl FnOnce(&mut L4State) -> R) -> R {
+        while self
+            .lock
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        // SAFETY: the spin lock above gives this thread exclusive access to `l4` until
+        // the release store below.
+        let r = f(unsafe { &mut *self.l4.get() });
+        self.lock.store(0, Ordering::Release);
+        r
+    }
+
+    /// The connection's expiry time (ms).
+    pub fn expiry(&self) -> u64 {
+        self.expiry.load(Ordering::Relaxed)
+    }
+
+    /// The connection's mark.
+    pub fn mark(&self) -> u32 {
+        self.mark.load(Ordering::Relaxed)
+    }
+
+    /// The connection's 128-bit label.
+    pub fn label(&self) -> u128 {
+        (self.label[0].load(Ordering::Relaxed) as u128)
+            | (self.label[1].load(Ordering::Relaxed) as u128) << 64
+    }
+
+    /// Sets the connection's mark.
+    pub fn set_mark(&self, mark: u32) {
+        self.mark.store(mark, Ordering::Relaxed);
+    }
+
+    /// Sets the connection's label.
+    pub fn set_label(&self, label: u128) {
+        self.label[0].store(label as u64, Ordering::Relaxed);
+        self.label[1].store((label >> 64) as u64, Ordering::Relaxed);
+    }
+
+    /// The NAT flags (`CtState` SNAT/DNAT bits).
+    pub fn nat_flags(&self) -> u8 {
+        self.nat.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_stays_within_160_bytes() {
+        assert!(
+            std::mem::size_of::<Conn>() <= 160,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+        assert_eq!(std::mem::size_of::<TcpPeer>(), 12);
+    }
+
+    #[test]
+    fn tcp_state_order_and_names_match_ovs() {
+        assert_eq!(TcpState::Established as u8, 4);
+        assert_eq!(TcpState::FinWait2 as u8, 9);
+        assert_eq!(TcpState::from_u8(10), TcpState::TimeWait);
+        assert_eq!(TcpState::from_u8(3).name(), "SYN_RECV");
+    }
+}

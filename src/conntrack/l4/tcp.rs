@@ -1,0 +1,364 @@
+//! TCP tracking with window/sequence checks, after pf (Guido van Rooij's algorithm) as
+//! Open vSwitch's userspace tracker does it (`lib/conntrack-tcp.c`), so that users moving
+//! from OVS see the same states for the same packets.
+//!
+//! Each direction has a [`TcpPeer`]: `seqlo` (highest sequence sent), `seqhi` (highest
+//! acceptable: the other end's ack plus window), `max_win` and window scale. A segment is
+//! in window when its last octet is below `seqhi`, it is not more than one window back,
+//! and its ack is within a window of what the other side sent. States per peer:
+//! CLOSED → SYN_SENT (first segment from it) → ESTABLISHED (its SYN acked) →
+//! CLOSING (it sent FIN) → FIN_WAIT_2 (its FIN acked); RST moves both to TIME_WAIT.
+//!
+//! What users can see (pinned down by tests):
+//! * a SYN+ACK never creates a connection; any other valid flag combination may
+//!   (mid-stream pick-up);
+//! * a SYN when both peers are at FIN_WAIT_2 or later recreates the connection (port reuse);
+//! * out-of-window segments are invalid unless sequence checking is off;
+//! * invalid flag combinations are invalid.
+
+use super::{L4Proto, UpdateResult};
+use crate::conntrack::conn::{L4State, TcpPeer, TcpState};
+use crate::conntrack::timeouts::TimeoutAttr;
+use crate::wire::parse::{tcp_flags as f, L4Summary, ParsedPacket, TcpSummary};
+
+/// Largest window scale shift (RFC 7323).
+const MAX_WSCALE: u8 = 14;
+/// `wscale` bit: the peer sent a window-scale option.
+pub const WSCALE_FLAG: u8 = 0x80;
+/// `wscale` bit: the connection was picked up mid-stream, scaling unknown.
+pub const WSCALE_UNKNOWN: u8 = 0x40;
+const WSCALE_MASK: u8 = 0x0f;
+/// Tolerance for acks behind/ahead of the window: one maximal window plus a fudge.
+const MAX_ACK_WINDOW: i64 = 0xffff + 1500;
+
+#[inline(always)]
+fn seq_gt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+#[inline(always)]
+fn seq_geq(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) >= 0
+}
+
+/// Flag combinations no TCP stack sends (pf's scrub check).
+pub fn invalid_flags(flags: u8) -> bool {
+    if flags & f::SYN != 0 {
+        if flags & (f::RST | f::FIN) != 0 {
+            return true;
+        }
+    } else if flags & (f::ACK | f::RST) == 0 {
+        return true;
+    }
+    // FIN, PSH and URG are only valid with ACK.
+    flags & f::ACK == 0 && flags & (f::FIN | f::PSH | f::URG) != 0
+}
+
+#[inline(always)]
+fn tcp_of(p: &ParsedPacket) -> Option<&TcpSummary> {
+    match &p.l4 {
+        L4Summary::Tcp(t) => Some(t),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn wscale_of(t: &TcpSummary) -> u8 {
+    match t.wscale {
+        Some(s) => s.min(MAX_WSCALE) | WSCALE_FLAG,
+        None => 0,
+    }
+}
+
+/// The timeout class for the pair of peer states after a valid segment.
+fn timeout_for(src: &TcpPeer, dst: &TcpPeer) -> TimeoutAttr {
+    use TcpState::*;
+    if src.state >= FinWait2 && dst.state >= FinWait2 {
+        TimeoutAttr::TcpClose
+    } else if src.state >= Closing && dst.state >= Closing {
+        TimeoutAttr::TcpTimeWait
+    } else if src.state < Established || dst.state < Established {
+        TimeoutAttr::TcpSynRecv
+    } else if src.state >= Closing || dst.state >= Closing {
+        TimeoutAttr::TcpFinWait
+    } else {
+        TimeoutAttr::TcpEstablished
+    }
+}
+
+/// The TCP state machine.
+pub struct Tcp;
+
+impl L4Proto for Tcp {
+    fn valid_new(p: &ParsedPacket) -> bool {
+        let Some(t) = tcp_of(p) else {
+            return false;
+        };
+        // A SYN+ACK may not create a connection: only new ones (SYN) or established ones
+        // picked up mid-stream.
+        let syn_ack = t.flags & (f::SYN | f::ACK) == (f::SYN | f::ACK);
+        !(invalid_flags(t.flags) || syn_ack)
+    }
+
+    fn new_conn(p: &ParsedPacket, st: &mut L4State) -> TimeoutAttr {
+        *st = L4State::default();
+        let Some(t) = tcp_of(p) else {
+            return TimeoutAttr::TcpSynSent;
+        };
+        let [src, dst] = &mut st.peer;
+        src.seqlo = t.seq;
+        src.seqhi = t.seq.wrapping_add(t.payload_len as u32).wrapping_add(1);
+        if t.flags & f::SYN != 0 {
+            src.seqhi = src.seqhi.wrapping_add(1);
+            src.wscale = wscale_of(t);
+        } else {
+            src.wscale = WSCALE_UNKNOWN;
+            dst.wscale = WSCALE_UNKNOWN;
+        }
+        src.max_win = t.window.max(1);
+        if src.wscale & WSCALE_MASK != 0 {
+            // Remove the scale factor from the initial window.
+            let sws = (src.wscale & WSCALE_MASK) as u32;
+            src.max_win = (src.max_win as u32).div_ceil(1 << sws) as u16;
+        }
+        if t.flags & f::FIN != 0 {
+            src.seqhi = src.seqhi.wrapping_add(1);
+        }
+        dst.seqhi = 1;
+        dst.max_win = 1;
+        src.state = TcpState::SynSent;
+        dst.state = TcpState::Closed;
+        TimeoutAttr::TcpSynSent
+    }
+
+    fn update(
+        p: &ParsedPacket,
+        st: &mut L4State,
+        reply: bool,
+        seq_check: bool,
+    ) -> (UpdateResult, Option<TimeoutAttr>) {
+        let Some(t) = tcp_of(p) else {
+            return (UpdateResult::Invalid, None);
+        };
+        let flags = t.flags;
+        if invalid_flags(flags) {
+            return (UpdateResult::Invalid, None);
+        }
+        let (a, b) = st.peer.split_at_mut(1);
+        // `src` sent the segment, `dst` receives it.
+        let (src, dst) = if reply {
+            (&mut b[0], &mut a[0])
+        } else {
+            (&mut a[0], &mut b[0])
+        };
+
+        // Port reuse: a fresh SYN on a connection whose both sides have closed.
+        if flags & (f::SYN | f::ACK) == f::SYN
+            && dst.state >= TcpState::FinWait2
+            && src.state >= TcpState::FinWait2
+        {
+            src.state = TcpState::Closed;
+            dst.state = TcpState::Closed;
+            return (UpdateResult::Recreate, None);
+        }
+
+        let mut sws: u8 = 0;
+        let mut dws: u8 = 0;
+        if src.wscale & WSCALE_FLAG != 0 && dst.wscale & WSCALE_FLAG != 0 && flags & f::SYN == 0 {
+            sws = src.wscale & WSCALE_MASK;
+            dws = dst.wscale & WSCALE_MASK;
+        } else if src.wscale & WSCALE_UNKNOWN != 0
+            && dst.wscale & WSCALE_UNKNOWN != 0
+            && flags & f::SYN == 0
+        {
+            sws = MAX_WSCALE;
+            dws = MAX_WSCALE;
+        }
+
+        let mut win = t.window as u32;
+        let p_len = t.payload_len as u32;
+        let orig_seq = t.seq;
+        let mut seq = t.seq;
+        let mut ack = t.ack;
+        let mut end;
+        let mut check_ackskew = true;
+
+        if src.state < TcpState::SynSent {
+            // First segment from this end: set its state.
+            end = seq.wrapping_add(p_len);
+            if flags & f::SYN != 0 {
+                end = end.wrapping_add(1);
+                if dst.wscale & WSCALE_FLAG != 0 {
+                    src.wscale = wscale_of(t);
+                    if src.wscale & WSCALE_FLAG != 0 {
+                        // Remove the scale factor from the initial window.
+                        sws = src.wscale & WSCALE_MASK;
+                        win = win.div_ceil(1 << sws);
+                        dws = dst.wscale & WSCALE_MASK;
+                    } else {
+                        // Fix up the other window (u16 as in pf), in case of a
+                        // retransmitted SYN|ACK.
+                        dst.max_win = dst.max_win.wrapping_shl((dst.wscale & WSCALE_MASK) as u32);
+                        dst.wscale = 0;
+                    }
+                }
+            }
+            if flags & f::FIN != 0 {
+                end = end.wrapping_add(1);
+            }
+            src.seqlo = seq;
+            src.state = TcpState::SynSent;
+            // Slide the window if seqhi was set by a mid-stream pick-up.
+            let reach = end.wrapping_add(((dst.max_win as u32) << dws).max(1));
+            if src.seqhi == 1 || seq_geq(reach, src.seqhi) {
+                src.seqhi = reach;
+                // Picking up a new or already established connection: be lenient on
+                // the ack skew.
+                check_ackskew = false;
+            }
+            if win > src.max_win as u32 {
+                src.max_win = win as u16;
+            }
+        } else {
+            end = seq.wrapping_add(p_len);
+            if flags & f::SYN != 0 {
+                end = end.wrapping_add(1);
+            }
+            if flags & f::FIN != 0 {
+                end = end.wrapping_add(1);
+            }
+        }
+
+        if flags & f::ACK == 0 {
+            // Let it pass the ack skew check.
+            ack = dst.seqlo;
+        } else if ack == 0 && flags & (f::ACK | f::RST) == (f::ACK | f::RST) {
+            // Broken stacks send RST|ACK with ack 0.
+            ack = dst.seqlo;
+        }
+
+        if seq == end {
+            // Ease sequencing restrictions on segments without data.
+            seq = src.seqlo;
+            end = seq;
+        }
+
+        let ackskew: i64 = if check_ackskew {
+            dst.seqlo.wrapping_sub(ack) as i32 as i64
+        } else {
+            0
+        };
+        let dst_win = (dst.max_win as u32) << dws;
+        let in_window = seq_geq(src.seqhi, end)
+            // Retransmission: not more than one window back.
+            && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
+            // Acking not more than one reassembled fragment backwards.
+            && ackskew >= -MAX_ACK_WINDOW
+            // Acking not more than one window forward.
+            && ackskew <= (MAX_ACK_WINDOW << sws)
+            // Require an exact/+1 sequence match on resets when possible.
+            && (flags & f::RST == 0
+                || orig_seq == src.seqlo
+                || orig_seq == src.seqlo.wrapping_add(1)
+                || orig_seq.wrapping_add(1) == src.seqlo);
+
+        if in_window || !seq_check {
+            if (src.max_win as u32) < win {
+                src.max_win = win as u16;
+            }
+            if seq_gt(end, src.seqlo) {
+                src.seqlo = end;
+            }
+            // Slide the window of what the other end can send.
+            let wins = win << sws;
+            if seq_geq(ack.wrapping_add(wins), dst.seqhi) {
+                dst.seqhi = ack.wrapping_add(wins.max(1));
+            }
+            if flags & f::SYN != 0 && src.state < TcpState::SynSent {
+                src.state = TcpState::SynSent;
+            }
+            if flags & f::FIN != 0 && src.state < TcpState::Closing {
+                src.state = TcpState::Closing;
+            }
+            if flags & f::ACK != 0 {
+                if dst.state == TcpState::SynSent {
+                    dst.state = TcpState::Established;
+                } else if dst.state == TcpState::Closing {
+                    dst.state = TcpState::FinWait2;
+                }
+            }
+            if flags & f::RST != 0 {
+                src.state = TcpState::TimeWait;
+                dst.state = TcpState::TimeWait;
+            }
+            let tm = timeout_for(src, dst);
+            (UpdateResult::Valid, Some(tm))
+        } else if (dst.state < TcpState::SynSent
+            || dst.state >= TcpState::FinWait2
+            || src.state >= TcpState::FinWait2)
+            && seq_geq(src.seqhi.wrapping_add(MAX_ACK_WINDOW as u32), end)
+            && seq_geq(seq, src.seqlo.wrapping_sub(MAX_ACK_WINDOW as u32))
+        {
+            // Shotgunned SYNs before the peer replied, a stream picked up after the state
+            // was lost, or stray segments right after close: accept without refreshing the
+            // timeout, so a flood cannot keep the entry alive.
+            if (src.max_win as u32) < win {
+                src.max_win = win as u16;
+            }
+            if seq_gt(end, src.seqlo) {
+                src.seqlo = end;
+            }
+            let wins = win << sws;
+            if seq_geq(ack.wrapping_add(wins), dst.seqhi) {
+                dst.seqhi = ack.wrapping_add(wins.max(1));
+            }
+            if flags & f::FIN != 0 && src.state < TcpState::Closing {
+                src.state = TcpState::Closing;
+            }
+            if flags & f::RST != 0 {
+                src.state = TcpState::TimeWait;
+                dst.state = TcpState::TimeWait;
+            }
+            (UpdateResult::Valid, None)
+        } else {
+            (UpdateResult::Invalid, None)
+        }
+    }
+}
+
+/// The state OVS prints in `protoinfo=(state=…)`: the larger of the two peers' states,
+/// with FIN_WAIT_2 shown as TIME_WAIT and SYN_RECV as ESTABLISHED.
+pub fn display_state(st: &L4State) -> TcpState {
+    let s = st.peer[0].state.max(st.peer[1].state);
+    match s {
+        TcpState::FinWait2 => TcpState::TimeWait,
+        TcpState::SynRecv => TcpState::Established,
+        s => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_validity_follows_pf() {
+        assert!(!invalid_flags(f::SYN));
+        assert!(!invalid_flags(f::SYN | f::ACK));
+        assert!(!invalid_flags(f::ACK));
+        assert!(!invalid_flags(f::RST));
+        assert!(!invalid_flags(f::FIN | f::ACK));
+        assert!(invalid_flags(f::SYN | f::RST));
+        assert!(invalid_flags(f::SYN | f::FIN));
+        assert!(invalid_flags(0));
+        assert!(invalid_flags(f::FIN));
+        assert!(invalid_flags(f::RST | f::PSH));
+    }
+
+    #[test]
+    fn sequence_comparisons_wrap() {
+        assert!(seq_gt(1, u32::MAX));
+        assert!(seq_geq(5, 5));
+        assert!(!seq_gt(u32::MAX, 1));
+    }
+}

@@ -1,0 +1,64 @@
+//! Cleanup without expiration lists: the control lcore walks the buckets in bounded
+//! steps, resuming from a cursor (as Linux's `gc_worker`), and removes connections whose
+//! absolute expiry time has passed. Workers never wait for it: each bucket is read under
+//! its seqlock, and a removal locks only the two buckets of one connection, briefly.
+//!
+//! Expired connections are already invisible to lookups before the sweep reaches them
+//! (lazy expiry on lookup), and an insert at a zone limit reclaims them itself; the sweep
+//! only returns their memory and keeps counts low.
+
+use super::tracker::CtWorker;
+use std::sync::atomic::Ordering;
+
+/// What one sweep step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Buckets visited.
+    pub buckets: usize,
+    /// Expired connections removed.
+    pub removed: usize,
+    /// True when this step reached the end of the table (a full pass completed).
+    pub wrapped: bool,
+}
+
+impl CtWorker<'_> {
+    /// Sweeps up to `max_buckets` buckets from the saved cursor, removing connections that
+    /// expired at or before `now` (ms). Meant for the control lcore's handle.
+    pub fn sweep_expired(&mut self, now: u64, max_buckets: usize) -> SweepReport {
+        let ct = self.tracker();
+        let table = ct.table();
+        let n = table.n_buckets();
+        let start = ct.sweep_cursor.load(Ordering::Relaxed) % n;
+        let todo = max_buckets.min(n);
+        let mut rep = SweepReport::default();
+        let mut expired: Vec<(u32, u32)> = Vec::new();
+        for i in 0..todo {
+            let b = (start + i) % n;
+            if b == n - 1 {
+                rep.wrapped = true;
+            }
+            table.for_each_in_bucket(b, |idx, gen| {
+                let c = table.conn(idx);
+                if c.expiry() <= now && c.is_live(gen) {
+                    expired.push((idx, gen));
+                }
+            });
+            for (idx, gen) in expired.drain(..) {
+                if ct.remove(idx, gen, Some(self.cache())) {
+                    rep.removed += 1;
+                }
+            }
+            rep.buckets += 1;
+        }
+        ct.sweep_cursor.store((start + todo) % n, Ordering::Relaxed);
+        self.count_expired(rep.removed as u64);
+        rep
+    }
+
+    /// Sweeps the whole table once.
+    pub fn sweep_all(&mut self, now: u64) -> SweepReport {
+        let n = self.tracker().table().n_buckets();
+        self.tracker().sweep_cursor.store(0, Ordering::Relaxed);
+        self.sweep_expired(now, n)
+    }
+}

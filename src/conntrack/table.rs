@@ -1,0 +1,887 @@
+//! The connection table: lock-striped, cache-line buckets with seqlock reads, and a
+//! pre-allocated pool of connection records.
+//!
+//! # Layout
+//!
+//! A [`Bucket`] is one 64-byte cache line (after DPDK's `rte_cuckoo_hash`): a sequence
+//! word, an overflow link, eight 16-bit signatures and eight 32-bit entries. An entry is
+//! `((conn_index + 1) << 1) | direction` (0 = empty), so a key leads to its record *and*
+//! tells which direction it is. Every connection has two entries, one for its
+//! original-direction key and one for its reply-direction key (the NAT-translated tuple
+//! when NAT applies); the two may live in different buckets. Records live out of line in
+//! one pre-allocated array (the pool), sized by the connection limit: no allocation per
+//! connection. When a bucket's eight slots are used, further entries go to overflow buckets
+//! chained from it, taken from a bounded overflow pool.
+//!
+//! # Concurrency
+//!
+//! * **Readers** (lookups from every worker) take no lock: they read the bucket's sequence,
+//!   scan it, read the candidate record's key (atomic loads), and re-read the sequence; if it
+//!   changed or was odd they retry. A record found this way is identified by its index and
+//!   generation; the caller re-validates the generation under the record's lock before
+//!   touching its state, so a record freed and reused meanwhile is never updated by mistake.
+//! * **Writers** lock a bucket by moving its sequence from even to odd (compare-and-swap),
+//!   and unlock by making it even again. Inserting a connection locks the buckets of both
+//!   keys in ascending index order, once if they are the same (as Linux's
+//!   `nf_conntrack_double_lock`), so two workers can never deadlock.
+//! * **Lock order**: bucket locks (ascending index) → connection lock → zone-list lock.
+//!   Nothing takes a bucket lock while holding a connection or zone-list lock.
+//!
+//! Deleting is idempotent: only the thread that moves a record from LIVE to DYING removes
+//! its entries and frees it.
+
+use super::conn::{status, Conn, DIR_ORIG, DIR_REPLY};
+use super::key::{ConnKey, KeyHasher, KEY_WORDS};
+use super::sync::{prefetch, SpinLock};
+use std::alloc::Layout;
+use std::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
+
+/// Slots per bucket.
+pub const SLOTS: usize = 8;
+/// Longest overflow chain a reader follows before it retries (guards against chasing a
+/// chain that is being rebuilt under it).
+const MAX_CHAIN: usize = 64;
+
+/// One cache line of the table.
+#[repr(C, align(64))]
+pub struct Bucket {
+    /// Seqlock word: odd while a writer holds the bucket.
+    seq: AtomicU32,
+    /// Overflow bucket index + 1, 0 for none. (Only meaningful in chains.)
+    next: AtomicU32,
+    sigs: [AtomicU16; SLOTS],
+    entries: [AtomicU32; SLOTS],
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
+
+#[inline(always)]
+fn entry_of(idx: u32, dir: usize) -> u32 {
+    ((idx + 1) << 1) | dir as u32
+}
+
+#[inline(always)]
+fn entry_idx(e: u32) -> u32 {
+    (e >> 1) - 1
+}
+
+#[inline(always)]
+fn sig_of(hash: u64) -> u16 {
+    (hash >> 48) as u16
+}
+
+/// A reference to a connection found in the table: its pool index, the direction of the
+/// key that matched, and the record's generation when it was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub idx: u32,
+    pub dir: usize,
+    pub gen: u32,
+}
+
+/// Why an insert did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// A live, unexpired connection already has the original key (another worker created
+    /// it first); the hit is that connection.
+    Exists(Hit),
+    /// A live, unexpired connection already uses the reply key (a NAT tuple collision).
+    ReplyTaken,
+    /// No overflow bucket left for an entry.
+    NoSpace,
+}
+
+/// A stack of free record indices shared by all threads; workers take and return them in
+/// batches through a [`PoolCache`].
+struct FreeList {
+    /// Indices returned to the pool.
+    stack: Vec<u32>,
+    /// Indices never used yet start here (the pool is handed out lazily so its untouched
+    /// pages stay unmapped).
+    fresh: u32,
+}
+
+/// A worker's private cache of free record indices (no shared state touched per
+/// connection, only per batch).
+pub struct PoolCache {
+    free: Vec<u32>,
+}
+
+/// Batch size for moving indices between a [`PoolCache`] and the shared free list.
+const CACHE_BATCH: usize = 32;
+
+impl Default for PoolCache {
+    fn default() -> Self {
+        PoolCache {
+            free: Vec::with_capacity(CACHE_BATCH * 2),
+        }
+    }
+}
+
+/// The table: buckets, overflow buckets and the record pool.
+pub struct ConnTable {
+    buckets: Box<[Bucket]>,
+    mask: u64,
+    overflow: Box<[Bucket]>,
+    overflow_free: SpinLock<Vec<u32>>,
+    conns: Box<[Conn]>,
+    free: SpinLock<FreeList>,
+    hasher: KeyHasher,
+}
+
+/// Allocates a zeroed boxed slice of `n` `T`s.
+///
+/// # Safety
+/// `T` must be valid when all its bytes are zero.
+unsafe fn zeroed_slice<T>(n: usize) -> Box<[T]> {
+    if n == 0 || std::mem::size_of::<T>() == 0 {
+        return Vec::new().into_boxed_slice();
+    }
+    let layout = match Layout::array::<T>(n) {
+        Ok(l) => l,
+        Err(_) => std::alloc::handle_alloc_error(Layout::new::<T>()),
+    };
+    // SAFETY: `layout` has non-zero size (checked above).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+    if p.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: `p` points to `n` zeroed `T`s allocated with the global allocator with the
+    // layout of `[T; n]`, which is what `Box<[T]>` frees with; the caller guarantees that
+    // all-zero bytes are a valid `T`.
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) }
+}
+
+impl ConnTable {
+    /// A table for up to `capacity` connections in `n_buckets` buckets (a power of two;
+    /// 0 picks the default: enough for an average of at most 6 of 8 slots used when full).
+    pub fn new(capacity: u32, n_buckets: u32, hasher: KeyHasher) -> ConnTable {
+        let capacity = capacity.clamp(1, (1 << 30) - 1);
+        let n_buckets = if n_buckets == 0 {
+            default_buckets(capacity)
+        } else {
+            n_buckets.next_power_of_two()
+        };
+        // At the default sizing a full table averages 6 of 8 slots per bucket; about 15% of
+        // buckets then hold more than 8 entries (Poisson), so a quarter of the bucket count
+        // in overflow buckets covers them with room to spare.
+        let n_overflow = (n_buckets / 4).max(64) as usize;
+        // SAFETY: buckets and records are made of atomics, integers and `UnsafeCell`s of
+        // integers, for all of which all-zero bytes are valid (empty bucket, FREE record).
+        let (buckets, overflow, conns) = unsafe {
+            (
+                zeroed_slice::<Bucket>(n_buckets as usize),
+                zeroed_slice::<Bucket>(n_overflow),
+                zeroed_slice::<Conn>(capacity as usize),
+            )
+        };
+        ConnTable {
+            buckets,
+            mask: (n_buckets - 1) as u64,
+            overflow,
+            overflow_free: SpinLock::new((0..n_overflow as u32).rev().collect()),
+            conns,
+            free: SpinLock::new(FreeList {
+                stack: Vec::new(),
+                fresh: 0,
+            }),
+            hasher,
+        }
+    }
+
+    /// Number of buckets.
+    pub fn n_buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Number of record slots.
+    pub fn capacity(&self) -> u32 {
+        self.conns.len() as u32
+    }
+
+    /// The key hasher.
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
+    /// The record at `idx`.
+    #[inline(always)]
+    pub fn conn(&self, idx: u32) -> &Conn {
+        &self.conns[idx as usize]
+    }
+
+    #[inline(always)]
+    fn bucket_of(&self, hash: u64) -> usize {
+        (hash & self.mask) as usize
+    }
+
+    /// Prefetches the bucket a hash maps to.
+    #[inline(always)]
+    pub fn prefetch_bucket(&self, hash: u64) {
+        prefetch(&self.buckets[self.bucket_of(hash)]);
+    }
+
+    /// Prefetches the record of the first entry in `hash`'s bucket whose signature
+    /// matches (the likely hit), so a burst can overlap those misses too.
+    #[inline(always)]
+    pub fn prefetch_candidate(&self, hash: u64) {
+        let b = &self.buckets[self.bucket_of(hash)];
+        let sig = sig_of(hash);
+        for i in 0..SLOTS {
+            let e = b.entries[i].load(Ordering::Relaxed);
+            if e != 0 && b.sigs[i].load(Ordering::Relaxed) == sig {
+                let idx = entry_idx(e) as usize;
+                if let Some(c) = self.conns.get(idx) {
+                    prefetch(c);
+                    prefetch(&c.keys[(e & 1) as usize]);
+                }
+                return;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn chain_next(&self, b: &Bucket) -> Option<&Bucket> {
+        match b.next.load(Ordering::Relaxed) {
+            0 => None,
+            n => self.overflow.get(n as usize - 1),
+        }
+    }
+
+    /// Looks up a key (given as words with its hash) without locking. Returns the live,
+    /// unexpired connection that has it. `now` is in ms of the tracker clock.
+    #[inline]
+    pub fn lookup(&self, words: &[u64; KEY_WORDS], hash: u64, now: u64) -> Option<Hit> {
+        let head = &self.buckets[self.bucket_of(hash)];
+        let sig = sig_of(hash);
+        loop {
+            let s1 = head.seq.load(Ordering::Acquire);
+            if s1 & 1 != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let found = self.scan(head, sig, words, now);
+            fence(Ordering::Acquire);
+            if head.seq.load(Ordering::Relaxed) == s1 {
+                if let Some(Some(h)) = found {
+                    return Some(h);
+                }
+                if let Some(None) = found {
+                    return None;
+                }
+            }
+            // Changed underneath (or chain too long while changing): retry.
+        }
+    }
+
+    /// Scans a bucket chain for a live, unexpired record with the key. `None` if the chain
+    /// was longer than a reader follows (the caller retries).
+    #[inline(always)]
+    fn scan(
+        &self,
+        head: &Bucket,
+        sig: u16,
+        words: &[u64; KEY_WORDS],
+        now: u64,
+    ) -> Option<Option<Hit>> {
+        let mut b = head;
+        for _ in 0..MAX_CHAIN {
+            for i in 0..SLOTS {
+                let e = b.entries[i].load(Ordering::Relaxed);
+                if e == 0 || b.sigs[i].load(Ordering::Relaxed) != sig {
+                    continue;
+                }
+                let idx = entry_idx(e);
+                let Some(c) = self.conns.get(idx as usize) else {
+                    continue;
+                };
+                let dir = (e & 1) as usize;
+                if c.key_words(dir) != *words {
+                    continue;
+                }
+                let gs = c.gs.load(Ordering::Acquire);
+                if gs & 3 != status::LIVE as u32 || c.expiry.load(Ordering::Relaxed) <= now {
+                    continue;
+                }
+                return Some(Some(Hit {
+                    idx,
+                    dir,
+                    gen: gs >> 2,
+                }));
+            }
+            match self.chain_next(b) {
+                Some(n) => b = n,
+                None => return Some(None),
+            }
+        }
+        None
+    }
+
+    /// Like [`ConnTable::lookup`], but also finds expired (still live) records. Used to
+    /// find and remove the expired holder of a key.
+    pub fn lookup_any(&self, words: &[u64; KEY_WORDS], hash: u64) -> Option<Hit> {
+        self.lookup(words, hash, 0)
+    }
+
+    fn lock_bucket(&self, i: usize) {
+        let b = &self.buckets[i];
+        loop {
+            let s = b.seq.load(Ordering::Relaxed);
+            if s & 1 == 0
+                && b.seq
+                    .compare_exchange_weak(s, s | 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // Order the odd sequence before the writes that follow (seqlock writer).
+                fence(Ordering::Release);
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn unlock_bucket(&self, i: usize) {
+        let b = &self.buckets[i];
+        let s = b.seq.load(Ordering::Relaxed);
+        b.seq.store(s.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Locks two buckets in ascending index order (once if equal).
+    fn lock_pair(&self, a: usize, b: usize) {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        self.lock_bucket(lo);
+        if hi != lo {
+            self.lock_bucket(hi);
+        }
+    }
+
+    fn unlock_pair(&self, a: usize, b: usize) {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        if hi != lo {
+            self.unlock_bucket(hi);
+        }
+        self.unlock_bucket(lo);
+    }
+
+    /// With the bucket locked: the live, unexpired record holding the key, if any.
+    fn find_locked(&self, bi: usize, sig: u16, words: &[u64; KEY_WORDS], now: u64) -> Option<Hit> {
+        // The chain cannot change while we hold the lock, so the scan is exact.
+        let mut b = &self.buckets[bi];
+        loop {
+            for i in 0..SLOTS {
+                let e = b.entries[i].load(Ordering::Relaxed);
+                if e == 0 || b.sigs[i].load(Ordering::Relaxed) != sig {
+                    continue;
+                }
+                let idx = entry_idx(e);
+                let c = &self.conns[idx as usize];
+                let dir = (e & 1) as usize;
+                if c.key_words(dir) == *words
+                    && c.status() == status::LIVE
+                    && c.expiry.load(Ordering::Relaxed) > now
+                {
+                    return Some(Hit {
+                        idx,
+                        dir,
+                        gen: c.gen(),
+                    });
+                }
+            }
+            match self.chain_next(b) {
+                Some(n) => b = n,
+                None => return None,
+            }
+        }
+    }
+
+    /// With the bucket locked: stores an entry in the first free slot of its chain,
+    /// extending the chain with an overflow bucket if needed.
+    fn put_locked(&self, bi: usize, sig: u16, entry: u32) -> bool {
+        let mut b = &self.buckets[bi];
+        loop {
+            for i in 0..SLOTS {
+                if b.entries[i].load(Ordering::Relaxed) == 0 {
+                    b.sigs[i].store(sig, Ordering::Relaxed);
+                    b.entries[i].store(entry, Ordering::Relaxed);
+                    return true;
+                }
+            }
+            match self.chain_next(b) {
+                Some(n) => b = n,
+                None => break,
+            }
+        }
+        let Some(o) = self.overflow_free.lock().pop() else {
+            return false;
+        };
+        let ob = &self.overflow[o as usize];
+        for i in 0..SLOTS {
+            ob.entries[i].store(0, Ordering::Relaxed);
+        }
+        ob.next.store(0, Ordering::Relaxed);
+        ob.sigs[0].store(sig, Ordering::Relaxed);
+        ob.entries[0].store(entry, Ordering::Relaxed);
+        b.next.store(o + 1, Ordering::Release);
+        true
+    }
+
+    /// With the bucket locked: removes `entry` from the chain (if present) and releases
+    /// overflow buckets that became empty.
+    fn del_locked(&self, bi: usize, entry: u32) -> bool {
+        let head = &self.buckets[bi];
+        let mut b = head;
+        let mut prev: Option<&Bucket> = None;
+        loop {
+            for i in 0..SLOTS {
+                if b.entries[i].load(Ordering::Relaxed) == entry {
+                    b.entries[i].store(0, Ordering::Relaxed);
+                    if let Some(p) = prev {
+                        if b.entries.iter().all(|e| e.load(Ordering::Relaxed) == 0) {
+                            // Unlink the empty overflow bucket and return it.
+                            let this = p.next.load(Ordering::Relaxed);
+                            p.next
+                                .store(b.next.load(Ordering::Relaxed), Ordering::Release);
+                            self.overflow_free.lock().push(this - 1);
+                        }
+                    }
+                    return true;
+                }
+            }
+            match self.chain_next(b) {
+                Some(n) => {
+                    prev = Some(b);
+                    b = n;
+                }
+                None => return false,
+            }
+        }
+    }
+
+    /// Publishes record `idx` (status INIT, keys set) under both keys, atomically with
+    /// respect to other inserts: with both buckets locked, it checks that no live,
+    /// unexpired connection has either key, then stores both entries and makes the record
+    /// LIVE.
+    pub fn insert(
+        &self,
+        idx: u32,
+        orig: &[u64; KEY_WORDS],
+        reply: &[u64; KEY_WORDS],
+        now: u64,
+    ) -> Result<(), InsertError> {
+        let h0 = self.hasher.hash_words(orig);
+        let h1 = self.hasher.hash_words(reply);
+        self.insert_hashed(idx, orig, h0, reply, h1, now)
+    }
+
+    /// [`ConnTable::insert`] with the hashes already computed.
+    pub fn insert_hashed(
+        &self,
+        idx: u32,
+        orig: &[u64; KEY_WORDS],
+        h0: u64,
+        reply: &[u64; KEY_WORDS],
+        h1: u64,
+        now: u64,
+    ) -> Result<(), InsertError> {
+        let (b0, b1) = (self.bucket_of(h0), self.bucket_of(h1));
+        let (s0, s1) = (sig_of(h0), sig_of(h1));
+        self.lock_pair(b0, b1);
+        let res = (|| {
+            if let Some(h) = self.find_locked(b0, s0, orig, now) {
+                return Err(InsertError::Exists(h));
+            }
+            if self.find_locked(b1, s1, reply, now).is_some() {
+                return Err(InsertError::ReplyTaken);
+            }
+            let e0 = entry_of(idx, DIR_ORIG);
+            if !self.put_locked(b0, s0, e0) {
+                return Err(InsertError::NoSpace);
+            }
+            if !self.put_locked(b1, s1, entry_of(idx, DIR_REPLY)) {
+                self.del_locked(b0, e0);
+                return Err(InsertError::NoSpace);
+            }
+            let c = &self.conns[idx as usize];
+            if !c.transition(c.gen(), status::INIT, status::LIVE) {
+                // Only the creator touches an INIT record; this cannot happen.
+                self.del_locked(b0, e0);
+                self.del_locked(b1, entry_of(idx, DIR_REPLY));
+                return Err(InsertError::NoSpace);
+            }
+            Ok(())
+        })();
+        self.unlock_pair(b0, b1);
+        res
+    }
+
+    /// True when no live, unexpired connection has the key (a lock-free pre-check; the
+    /// authoritative check is the one [`ConnTable::insert`] makes under the bucket locks).
+    pub fn key_free(&self, reply: &[u64; KEY_WORDS], now: u64) -> bool {
+        let h = self.hasher.hash_words(reply);
+        self.lookup(reply, h, now).is_none()
+    }
+
+    /// Removes record `idx` of generation `gen` from the table: idempotent (only the caller
+    /// that moves it from LIVE to DYING does the work and gets `true`). The record is then
+    /// DYING; the caller finishes with [`ConnTable::release`].
+    pub fn unlink(&self, idx: u32, gen: u32) -> bool {
+        let Some(c) = self.conns.get(idx as usize) else {
+            return false;
+        };
+        // One compare-and-swap on (generation, status): a slot freed and reused since
+        // `gen` was read can never be taken for the old connection.
+        if !c.transition(gen, status::LIVE, status::DYING) {
+            return false;
+        }
+        let k0 = c.key_words(DIR_ORIG);
+        let k1 = c.key_words(DIR_REPLY);
+        let (b0, b1) = (
+            self.bucket_of(self.hasher.hash_words(&k0)),
+            self.bucket_of(self.hasher.hash_words(&k1)),
+        );
+        self.lock_pair(b0, b1);
+        self.del_locked(b0, entry_of(idx, DIR_ORIG));
+        self.del_locked(b1, entry_of(idx, DIR_REPLY));
+        self.unlock_pair(b0, b1);
+        true
+    }
+
+    /// Frees a record that is INIT (never published) or DYING (unlinked): bumps its
+    /// generation under its lock, so a worker that still holds an old [`Hit`] sees the
+    /// change, and returns it to `cache` (or the shared pool if `cache` is `None`).
+    pub fn release(&self, idx: u32, cache: Option<&mut PoolCache>) {
+        let c = &self.conns[idx as usize];
+        c.with_l4(|_| c.retire());
+        match cache {
+            Some(cache) => {
+                cache.free.push(idx);
+                if cache.free.len() >= CACHE_BATCH * 2 {
+                    let mut fl = self.free.lock();
+                    let n = cache.free.len() - CACHE_BATCH;
+                    fl.stack.extend(cache.free.drain(..n));
+                }
+            }
+            None => self.free.lock().stack.push(idx),
+        }
+    }
+
+    /// Takes a free record (status becomes INIT). `None` when the pool is exhausted.
+    #[inline]
+    pub fn alloc(&self, cache: &mut PoolCache) -> Option<u32> {
+        if cache.free.is_empty() {
+            let mut fl = self.free.lock();
+            let take = fl.stack.len().min(CACHE_BATCH);
+            let at = fl.stack.len() - take;
+            cache.free.extend(fl.stack.drain(at..));
+            while cache.free.len() < CACHE_BATCH && (fl.fresh as usize) < self.conns.len() {
+                cache.free.push(fl.fresh);
+                fl.fresh += 1;
+            }
+        }
+        let idx = cache.free.pop()?;
+        let c = &self.conns[idx as usize];
+        if !c.transition(c.gen(), status::FREE, status::INIT) {
+            // A slot in a free list is FREE; anything else is a bookkeeping bug. Refuse
+            // rather than hand out a slot in use.
+            return None;
+        }
+        Some(idx)
+    }
+
+    /// Returns a worker's cached free records to the shared pool (at worker exit).
+    pub fn drain_cache(&self, cache: &mut PoolCache) {
+        self.free.lock().stack.append(&mut cache.free);
+    }
+
+    /// Calls `f(idx, gen)` for each record that has its original-direction entry in
+    /// bucket `bi` (a consistent snapshot of that bucket, taken under its seqlock).
+    /// Returns the number of entries (both directions) in the bucket chain.
+    pub fn for_each_in_bucket(&self, bi: usize, mut f: impl FnMut(u32, u32)) -> usize {
+        let head = &self.buckets[bi];
+        let mut snap: [(u32, u32); 64] = [(0, 0); 64];
+        loop {
+            let s1 = head.seq.load(Ordering::Acquire);
+            if s1 & 1 != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut n = 0usize;
+            let mut total = 0usize;
+            let mut b = head;
+            let mut hops = 0;
+            let mut overflowed = false;
+            loop {
+                for i in 0..SLOTS {
+                    let e = b.entries[i].load(Ordering::Relaxed);
+                    if e == 0 {
+                        continue;
+                    }
+                    total += 1;
+                    if e & 1 == DIR_ORIG as u32 {
+                        let idx = entry_idx(e);
+                        if let Some(c) = self.conns.get(idx as usize) {
+                            if n < snap.len() {
+                                snap[n] = (idx, c.gen());
+                                n += 1;
+                            } else {
+                                overflowed = true;
+                            }
+                        }
+                    }
+                }
+                hops += 1;
+                match self.chain_next(b) {
+                    Some(nb) if hops < MAX_CHAIN => b = nb,
+                    _ => break,
+                }
+            }
+            fence(Ordering::Acquire);
+            if head.seq.load(Ordering::Relaxed) != s1 {
+                continue;
+            }
+            if overflowed {
+                // More than a snapshot holds: walk again under the lock (rare: > 64
+                // connections in one chain).
+                self.lock_bucket(bi);
+                let mut all = Vec::new();
+                let mut b = head;
+                loop {
+                    for i in 0..SLOTS {
+                        let e = b.entries[i].load(Ordering::Relaxed);
+                        if e != 0 && e & 1 == DIR_ORIG as u32 {
+                            let idx = entry_idx(e);
+                            all.push((idx, self.conns[idx as usize].gen()));
+                        }
+                    }
+                    match self.chain_next(b) {
+                        Some(nb) => b = nb,
+                        None => break,
+                    }
+                }
+                self.unlock_bucket(bi);
+                for (i, g) in all {
+                    f(i, g);
+                }
+                return total;
+            }
+            for &(i, g) in &snap[..n] {
+                f(i, g);
+            }
+            return total;
+        }
+    }
+
+    /// Number of entries (both directions) in bucket `bi`'s chain (for `ct-bkts`).
+    pub fn bucket_len(&self, bi: usize) -> usize {
+        let mut total = 0;
+        let mut b = &self.buckets[bi];
+        for _ in 0..MAX_CHAIN {
+            total += b
+                .entries
+                .iter()
+                .filter(|e| e.load(Ordering::Relaxed) != 0)
+                .count();
+            match self.chain_next(b) {
+                Some(n) => b = n,
+                None => break,
+            }
+        }
+        total
+    }
+
+    /// Overflow buckets in use.
+    pub fn overflow_used(&self) -> usize {
+        self.overflow.len() - self.overflow_free.lock().len()
+    }
+
+    /// Record slots handed out at least once (the touched part of the pool).
+    pub fn pool_touched(&self) -> u32 {
+        self.free.lock().fresh
+    }
+
+    /// Hash of a key (convenience).
+    pub fn hash_key(&self, k: &ConnKey) -> u64 {
+        self.hasher.hash(k)
+    }
+}
+
+/// The default bucket count for `capacity` connections: two entries per connection, at
+/// most 6 of 8 slots used on average when the table is full, rounded up to a power of two.
+pub fn default_buckets(capacity: u32) -> u32 {
+    let entries = capacity as u64 * 2;
+    (entries.div_ceil(6).max(64) as u32).next_power_of_two()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::key::ConnKey;
+
+    fn key(i: u32) -> ConnKey {
+        let mut src = [0u8; 16];
+        src[..4].copy_from_slice(&[10, 0, (i >> 8) as u8, i as u8]);
+        let mut dst = [0u8; 16];
+        dst[..4].copy_from_slice(&[192, 0, 2, 2]);
+        ConnKey {
+            src,
+            dst,
+            sport: 1000 + (i % 50000) as u16,
+            dport: 80,
+            zone: 0,
+            proto: 17,
+            family: 4,
+        }
+    }
+
+    fn publish(
+        t: &ConnTable,
+        cache: &mut PoolCache,
+        k: &ConnKey,
+        expiry: u64,
+    ) -> Result<u32, InsertError> {
+        let idx = t.alloc(cache).expect("pool");
+        let c = t.conn(idx);
+        c.set_keys(k, &k.reversed());
+        c.expiry.store(expiry, Ordering::Relaxed);
+        match t.insert(idx, &k.to_words(), &k.reversed().to_words(), 0) {
+            Ok(()) => Ok(idx),
+            Err(e) => {
+                t.release(idx, Some(cache));
+                Err(e)
+            }
+        }
+    }
+
+    #[test]
+    fn both_keys_lead_to_the_record_and_tell_the_direction() {
+        let t = ConnTable::new(1024, 0, KeyHasher::with_seed(1));
+        let mut cache = PoolCache::default();
+        let k = key(1);
+        let idx = publish(&t, &mut cache, &k, 1000).unwrap();
+        let h = |k: &ConnKey| t.lookup(&k.to_words(), t.hash_key(k), 10);
+        assert_eq!(h(&k).map(|h| (h.idx, h.dir)), Some((idx, DIR_ORIG)));
+        assert_eq!(
+            h(&k.reversed()).map(|h| (h.idx, h.dir)),
+            Some((idx, DIR_REPLY))
+        );
+        assert_eq!(h(&key(2)), None);
+    }
+
+    #[test]
+    fn insert_refuses_duplicates_and_reply_collisions() {
+        let t = ConnTable::new(1024, 0, KeyHasher::with_seed(1));
+        let mut cache = PoolCache::default();
+        let k = key(1);
+        let idx = publish(&t, &mut cache, &k, 1000).unwrap();
+        match publish(&t, &mut cache, &k, 1000) {
+            Err(InsertError::Exists(h)) => assert_eq!(h.idx, idx),
+            other => panic!("{other:?}"),
+        }
+        // A different original key whose reply key equals the existing reply key.
+        let mut k2 = key(7);
+        let idx2 = t.alloc(&mut cache).unwrap();
+        k2.sport = 5;
+        let reply = k.reversed();
+        t.conn(idx2).set_keys(&k2, &reply);
+        t.conn(idx2).expiry.store(1000, Ordering::Relaxed);
+        assert_eq!(
+            t.insert(idx2, &k2.to_words(), &reply.to_words(), 0),
+            Err(InsertError::ReplyTaken)
+        );
+    }
+
+    #[test]
+    fn expired_records_are_invisible_and_do_not_block_inserts() {
+        let t = ConnTable::new(1024, 0, KeyHasher::with_seed(1));
+        let mut cache = PoolCache::default();
+        let k = key(1);
+        publish(&t, &mut cache, &k, 100).unwrap();
+        assert!(t.lookup(&k.to_words(), t.hash_key(&k), 100).is_none());
+        assert!(t.lookup(&k.to_words(), t.hash_key(&k), 99).is_some());
+        // Insert at now=100 sees the old one as expired.
+        let idx = t.alloc(&mut cache).unwrap();
+        t.conn(idx).set_keys(&k, &k.reversed());
+        t.conn(idx).expiry.store(500, Ordering::Relaxed);
+        assert_eq!(
+            t.insert(idx, &k.to_words(), &k.reversed().to_words(), 100),
+            Ok(())
+        );
+        assert_eq!(
+            t.lookup(&k.to_words(), t.hash_key(&k), 200).unwrap().idx,
+            idx
+        );
+    }
+
+    #[test]
+    fn unlink_is_idempotent_and_frees_both_entries() {
+        let t = ConnTable::new(1024, 0, KeyHasher::with_seed(1));
+        let mut cache = PoolCache::default();
+        let k = key(1);
+        let idx = publish(&t, &mut cache, &k, 1000).unwrap();
+        let gen = t.conn(idx).gen();
+        assert!(t.unlink(idx, gen));
+        assert!(!t.unlink(idx, gen));
+        t.release(idx, Some(&mut cache));
+        assert!(!t.unlink(idx, gen));
+        assert!(t.lookup(&k.to_words(), t.hash_key(&k), 0).is_none());
+        assert!(t
+            .lookup(&k.reversed().to_words(), t.hash_key(&k.reversed()), 0)
+            .is_none());
+        let total: usize = (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum();
+        assert_eq!(total, 0);
+    }
+
+    #[test]
+    fn overflow_chains_hold_a_crowded_bucket_and_shrink_again() {
+        // 4 buckets: 200 connections (400 entries) must chain into overflow buckets.
+        let t = ConnTable::new(256, 4, KeyHasher::with_seed(3));
+        let mut cache = PoolCache::default();
+        let mut idxs = Vec::new();
+        for i in 0..200 {
+            idxs.push(publish(&t, &mut cache, &key(i), 1000).unwrap());
+        }
+        assert!(t.overflow_used() > 0);
+        for i in 0..200 {
+            let k = key(i);
+            assert_eq!(
+                t.lookup(&k.to_words(), t.hash_key(&k), 0).unwrap().idx,
+                idxs[i as usize]
+            );
+        }
+        let total: usize = (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum();
+        assert_eq!(total, 400);
+        for &idx in &idxs {
+            let g = t.conn(idx).gen();
+            assert!(t.unlink(idx, g));
+            t.release(idx, Some(&mut cache));
+        }
+        assert_eq!(t.overflow_used(), 0);
+    }
+
+    #[test]
+    fn pool_exhaustion_is_reported_and_recovers() {
+        let t = ConnTable::new(40, 0, KeyHasher::with_seed(1));
+        let mut cache = PoolCache::default();
+        let got: Vec<u32> = std::iter::from_fn(|| t.alloc(&mut cache)).collect();
+        assert_eq!(got.len(), 40);
+        assert!(t.alloc(&mut cache).is_none());
+        t.release(got[3], Some(&mut cache));
+        assert_eq!(t.alloc(&mut cache), Some(got[3]));
+    }
+
+    #[test]
+    fn for_each_in_bucket_visits_each_connection_once() {
+        let t = ConnTable::new(256, 8, KeyHasher::with_seed(5));
+        let mut cache = PoolCache::default();
+        for i in 0..100 {
+            publish(&t, &mut cache, &key(i), 1000).unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut entries = 0;
+        for b in 0..t.n_buckets() {
+            entries += t.for_each_in_bucket(b, |idx, _| assert!(seen.insert(idx)));
+        }
+        assert_eq!(seen.len(), 100);
+        assert_eq!(entries, 200);
+    }
+}

@@ -1,0 +1,606 @@
+//! Scenario tests of the tracker, after Open vSwitch's conntrack test families: each
+//! asserts the exact state flags of every packet, and the table's contents.
+
+use super::testpkt::*;
+use super::*;
+use crate::wire::parse::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use crate::wire::parse::ParsedPacket;
+
+const A: &str = "10.0.0.2";
+const B: &str = "192.0.2.2";
+const A6: &str = "fd00:0:0:1::2";
+const B6: &str = "fd00:0:0:2::2";
+
+fn tracker(max: u32) -> Conntrack {
+    Conntrack::new(CtConfig {
+        max_conns: max,
+        n_buckets: 0,
+        workers: 2,
+        tcp_seq_check: true,
+        hash_seed: Some(7),
+    })
+}
+
+fn st(s: &str) -> CtState {
+    s.parse().unwrap()
+}
+
+fn dump(ct: &Conntrack) -> Vec<String> {
+    let mut v: Vec<String> = ct
+        .all_conns()
+        .iter()
+        .map(|c| c.ovs_line(false, 0))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs `pkts` through a worker at time `now` each and returns the flags as strings.
+fn run(w: &mut CtWorker, pkts: &[ParsedPacket], zone: u16, now: u64) -> Vec<String> {
+    pkts.iter()
+        .map(|p| w.process(p, zone, true, now).state.to_string())
+        .collect()
+}
+
+/// A full TCP session A:40000 → B:80: handshake, data both ways, FIN both ways.
+fn tcp_session(a: &str, b: &str) -> Vec<ParsedPacket> {
+    vec![
+        tcp(a, b, 40000, 80, SYN, 1000, 0, 65535, 0),
+        tcp(b, a, 80, 40000, SYN | ACK, 5000, 1001, 65535, 0),
+        tcp(a, b, 40000, 80, ACK, 1001, 5001, 65535, 0),
+        tcp(a, b, 40000, 80, ACK | PSH, 1001, 5001, 65535, 100),
+        tcp(b, a, 80, 40000, ACK | PSH, 5001, 1101, 65535, 200),
+        tcp(a, b, 40000, 80, ACK | FIN, 1101, 5201, 65535, 0),
+        tcp(b, a, 80, 40000, ACK | FIN, 5201, 1102, 65535, 0),
+        tcp(a, b, 40000, 80, ACK, 1102, 5202, 65535, 0),
+    ]
+}
+
+#[test]
+fn tcp_handshake_data_and_fin_follow_ovs_states() {
+    for (a, b) in [(A, B), (A6, B6)] {
+        let ct = tracker(1024);
+        let mut w = ct.worker(0);
+        let s = tcp_session(a, b);
+        assert_eq!(
+            run(&mut w, &s[..3], 0, 0),
+            ["trk,new", "trk,est,rpl", "trk,est"]
+        );
+        let line = format!(
+            "tcp,orig=(src={a},dst={b},sport=40000,dport=80),reply=(src={b},dst={a},sport=80,dport=40000),protoinfo=(state=ESTABLISHED)"
+        );
+        assert_eq!(dump(&ct), [line]);
+        assert_eq!(
+            run(&mut w, &s[3..], 0, 1),
+            [
+                "trk,est",
+                "trk,est,rpl",
+                "trk,est",
+                "trk,est,rpl",
+                "trk,est"
+            ]
+        );
+        assert!(
+            dump(&ct)[0].ends_with("protoinfo=(state=TIME_WAIT)"),
+            "{:?}",
+            dump(&ct)
+        );
+        // Both sides at FIN_WAIT_2 or later: the close timeout (30 s) applies.
+        let c = &ct.all_conns()[0];
+        assert_eq!(c.expiry, 1 + 30_000);
+    }
+}
+
+#[test]
+fn syn_ack_cannot_create_a_connection() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let r = w.process(
+        &tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65535, 0),
+        0,
+        true,
+        0,
+    );
+    assert_eq!(r.state, st("trk,inv"));
+    assert_eq!(ct.n_conns(), 0);
+    assert_eq!(ct.counters().invalid_new, 1);
+}
+
+#[test]
+fn mid_stream_ack_picks_up_a_connection() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let pkts = [
+        tcp(A, B, 40000, 80, ACK, 1_000_000, 7_000_000, 65535, 100),
+        tcp(B, A, 80, 40000, ACK, 7_000_000, 1_000_100, 65535, 50),
+        tcp(A, B, 40000, 80, ACK, 1_000_100, 7_000_050, 65535, 100),
+    ];
+    assert_eq!(
+        run(&mut w, &pkts, 0, 0),
+        ["trk,new", "trk,est,rpl", "trk,est"]
+    );
+}
+
+#[test]
+fn invalid_flag_combinations_are_invalid_and_do_not_create() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    for flags in [SYN | FIN, SYN | RST, 0, FIN] {
+        let r = w.process(&tcp(A, B, 40000, 80, flags, 1, 0, 100, 0), 0, true, 0);
+        assert_eq!(r.state, st("trk,inv"), "flags {flags:#x}");
+    }
+    assert_eq!(ct.n_conns(), 0);
+}
+
+#[test]
+fn rst_moves_both_sides_to_time_wait() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let s = tcp_session(A, B);
+    run(&mut w, &s[..3], 0, 0);
+    let r = w.process(
+        &tcp(B, A, 80, 40000, RST | ACK, 5001, 1001, 0, 0),
+        0,
+        true,
+        5,
+    );
+    assert_eq!(r.state, st("trk,est,rpl"));
+    let c = &ct.all_conns()[0];
+    assert_eq!(c.l4.peer[0].state, TcpState::TimeWait);
+    assert_eq!(c.l4.peer[1].state, TcpState::TimeWait);
+    assert!(dump(&ct)[0].ends_with("state=TIME_WAIT)"));
+    assert_eq!(c.expiry, 5 + 30_000);
+}
+
+#[test]
+fn syn_after_close_reuses_the_port_with_a_new_connection() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    run(&mut w, &tcp_session(A, B), 0, 0);
+    let old = ct.all_conns()[0].idx;
+    let r = w.process(&tcp(A, B, 40000, 80, SYN, 90_000, 0, 65535, 0), 0, true, 10);
+    assert_eq!(r.state, st("trk,new"));
+    assert_eq!(ct.n_conns(), 1);
+    let conns = ct.all_conns();
+    assert_eq!(conns[0].l4.peer[0].state, TcpState::SynSent);
+    assert_eq!(conns[0].l4.peer[1].state, TcpState::Closed);
+    assert_eq!(conns[0].expiry, 10 + 30_000);
+    assert_eq!(ct.counters().removed, 1);
+    // The record may be reused, but it is a new connection (new generation or slot).
+    assert!(conns[0].idx != old || r.conn.unwrap().gen != 0);
+}
+
+#[test]
+fn out_of_window_segment_is_invalid_unless_sequence_checking_is_off() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let s = tcp_session(A, B);
+    run(&mut w, &s[..3], 0, 0);
+    // Far beyond the receiver's window.
+    let bad = tcp(
+        A,
+        B,
+        40000,
+        80,
+        ACK | PSH,
+        1001 + 3_000_000,
+        5001,
+        65535,
+        100,
+    );
+    assert_eq!(w.process(&bad, 0, true, 1).state, st("trk,inv"));
+    assert_eq!(ct.counters().invalid_tcp, 1);
+    ct.set_tcp_seq_check(false);
+    assert_eq!(w.process(&bad, 0, true, 2).state, st("trk,est"));
+}
+
+#[test]
+fn one_way_udp_is_new_then_a_reply_establishes_it() {
+    for (a, b) in [(A, B), (A6, B6)] {
+        let ct = tracker(1024);
+        let mut w = ct.worker(0);
+        let out = udp(a, b, 5000, 53);
+        let back = udp(b, a, 53, 5000);
+        // OVS (conntrack-other.c): FIRST → MULTIPLE keeps `new`, a reply gives `est,rpl`.
+        assert_eq!(run(&mut w, &[out, out], 0, 0), ["trk,new", "trk,new"]);
+        assert_eq!(
+            run(&mut w, &[back, out, back], 0, 1),
+            ["trk,est,rpl", "trk,est", "trk,est,rpl"]
+        );
+        assert_eq!(
+            dump(&ct),
+            [format!("udp,orig=(src={a},dst={b},sport=5000,dport=53),reply=(src={b},dst={a},sport=53,dport=5000)")]
+        );
+        // Both ways seen: udp_multiple (30 s).
+        assert_eq!(ct.all_conns()[0].expiry, 1 + 30_000);
+    }
+}
+
+#[test]
+fn icmp_echo_request_and_reply() {
+    for (a, b, req, rep, name) in [(A, B, 8, 0, "icmp"), (A6, B6, 128, 129, "icmpv6")] {
+        let ct = tracker(1024);
+        let mut w = ct.worker(0);
+        assert_eq!(
+            run(
+                &mut w,
+                &[icmp_query(a, b, req, 77), icmp_query(b, a, rep, 77)],
+                0,
+                0
+            ),
+            ["trk,new", "trk,est,rpl"]
+        );
+        assert_eq!(
+            dump(&ct),
+            [format!("{name},orig=(src={a},dst={b},id=77,type={req},code=0),reply=(src={b},dst={a},id=77,type={rep},code=0)")]
+        );
+        // An echo reply with no request is invalid.
+        assert_eq!(
+            w.process(&icmp_query(b, a, rep, 78), 0, true, 0).state,
+            st("trk,inv")
+        );
+    }
+}
+
+#[test]
+fn icmp_errors_are_related_to_their_connection_and_invalid_otherwise() {
+    for (a, b, unreach) in [(A, B, 3u8), (A6, B6, 1u8)] {
+        let ct = tracker(1024);
+        let mut w = ct.worker(0);
+        let out = udp(a, b, 5000, 53);
+        w.process(&out, 0, true, 0);
+        // B answers "port unreachable" carrying A's datagram: related, reply direction.
+        let err = icmp_error(b, a, unreach, 3, &out);
+        assert_eq!(w.process(&err, 0, true, 1).state, st("trk,rel,rpl"));
+        // A router between them sends "time exceeded" to A: related too.
+        let ttl = icmp_error("198.51.100.1", a, 11, 0, &out);
+        if a == A {
+            assert_eq!(w.process(&ttl, 0, true, 1).state, st("trk,rel,rpl"));
+        }
+        // An error about a datagram A never sent: invalid, nothing created.
+        let stray = icmp_error(b, a, unreach, 3, &udp(a, b, 5001, 53));
+        assert_eq!(w.process(&stray, 0, true, 1).state, st("trk,inv"));
+        assert_eq!(ct.n_conns(), 1);
+        // An error in the original direction (A reports B's reply unreachable).
+        let back = udp(b, a, 53, 5000);
+        let err2 = icmp_error(a, b, unreach, 3, &back);
+        assert_eq!(w.process(&err2, 0, true, 1).state, st("trk,rel"));
+        // Errors do not refresh the connection.
+        assert_eq!(ct.all_conns()[0].expiry, 60_000);
+    }
+}
+
+#[test]
+fn icmp_error_related_to_tcp() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let s = tcp_session(A, B);
+    run(&mut w, &s[..3], 0, 0);
+    let frag_needed = icmp_error(B, A, 3, 4, &s[3]);
+    assert_eq!(w.process(&frag_needed, 0, true, 1).state, st("trk,rel,rpl"));
+}
+
+#[test]
+fn other_protocols_are_tracked_by_addresses_and_protocol() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    assert_eq!(
+        run(
+            &mut w,
+            &[other(A, "224.0.0.18", 112), other("224.0.0.18", A, 112)],
+            0,
+            0
+        ),
+        ["trk,new", "trk,est,rpl"]
+    );
+    assert_eq!(
+        dump(&ct),
+        ["112,orig=(src=10.0.0.2,dst=224.0.0.18,sport=0,dport=0),reply=(src=224.0.0.18,dst=10.0.0.2,sport=0,dport=0)"]
+    );
+}
+
+#[test]
+fn fragments_are_invalid_and_counted() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let mut p = udp(A, B, 1, 2);
+    p.fragment = crate::wire::parse::Fragment::Later;
+    assert_eq!(w.process(&p, 0, true, 0).state, st("trk,inv"));
+    assert_eq!(ct.counters().invalid_fragment, 1);
+    assert_eq!(ct.n_conns(), 0);
+}
+
+#[test]
+fn zones_isolate_identical_tuples() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let p = udp(A, B, 5000, 53);
+    assert_eq!(w.process(&p, 1, true, 0).state, st("trk,new"));
+    assert_eq!(w.process(&p, 2, true, 0).state, st("trk,new"));
+    assert_eq!(
+        w.process(&udp(B, A, 53, 5000), 2, true, 0).state,
+        st("trk,est,rpl")
+    );
+    assert_eq!(ct.n_conns(), 2);
+    let d = dump(&ct);
+    assert!(
+        d[0].ends_with(",zone=1") && d[1].ends_with(",zone=2"),
+        "{d:?}"
+    );
+    assert_eq!(ct.zones().get(1).unwrap().count(), 1);
+    assert_eq!(ct.zones().get(2).unwrap().count(), 1);
+}
+
+#[test]
+fn without_commit_nothing_is_created() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let r = w.process(&udp(A, B, 1, 2), 0, false, 0);
+    assert_eq!(r.state, st("trk,new"));
+    assert!(r.conn.is_none());
+    assert_eq!(ct.n_conns(), 0);
+}
+
+#[test]
+fn zone_limit_refuses_then_admits_as_soon_as_one_has_expired() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    ct.zones().set_limit(5, 10);
+    for i in 0..10 {
+        assert!(w
+            .process(&udp(A, B, 1000 + i, 53), 5, true, 0)
+            .conn
+            .is_some());
+    }
+    let r = w.process(&udp(A, B, 2000, 53), 5, true, 1000);
+    assert_eq!(r.refused, Some(Refusal::ZoneLimit));
+    assert_eq!(r.state, st("trk,new"));
+    assert_eq!(ct.counters().refused_zone_limit, 1);
+    // Other zones are not affected.
+    assert!(w
+        .process(&udp(A, B, 2000, 53), 6, true, 1000)
+        .conn
+        .is_some());
+    // All ten expire at 60 s (udp_first); no sweep has run. The 11th is admitted at once.
+    let r = w.process(&udp(A, B, 2001, 53), 5, true, 60_000);
+    assert!(r.conn.is_some(), "{r:?}");
+    assert_eq!(ct.zones().get(5).unwrap().count(), 1);
+    assert!(ct.counters().reclaimed >= 1);
+    assert_eq!(ct.zones().listed(ct.zones().get(5).unwrap()), 1);
+}
+
+#[test]
+fn zone_limit_zero_admits_nothing_and_default_limit_is_inherited() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    ct.zones().set_limit(3, 0);
+    assert_eq!(
+        w.process(&udp(A, B, 1, 2), 3, true, 0).refused,
+        Some(Refusal::ZoneLimit)
+    );
+    ct.zones().set_default_limit(2);
+    for i in 0..2 {
+        assert!(w.process(&udp(A, B, 10 + i, 2), 9, true, 0).conn.is_some());
+    }
+    assert_eq!(
+        w.process(&udp(A, B, 20, 2), 9, true, 0).refused,
+        Some(Refusal::ZoneLimit)
+    );
+    // Deleting zone 3's own limit reverts it to the default (2).
+    ct.zones().del_limit(3);
+    assert!(w.process(&udp(A, B, 1, 2), 3, true, 0).conn.is_some());
+    // default=0 means no default limit.
+    ct.zones().set_default_limit(0);
+    assert!(w.process(&udp(A, B, 21, 2), 9, true, 0).conn.is_some());
+}
+
+#[test]
+fn global_limit_refuses_new_keeps_existing_and_reclaims_expired() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    ct.set_max_conns(3).unwrap();
+    for i in 0..3 {
+        assert!(w.process(&udp(A, B, 1 + i, 2), 0, true, 0).conn.is_some());
+    }
+    assert_eq!(
+        w.process(&udp(A, B, 9, 2), 0, true, 0).refused,
+        Some(Refusal::MaxConns)
+    );
+    assert_eq!(ct.counters().refused_max_conns, 1);
+    // Existing ones keep working.
+    assert_eq!(
+        w.process(&udp(B, A, 2, 1), 0, true, 1).state,
+        st("trk,est,rpl")
+    );
+    // Once they expire, a new one gets in without waiting for a sweep.
+    assert!(w.process(&udp(A, B, 9, 2), 0, true, 60_001).conn.is_some());
+    assert!(ct.set_max_conns(5000).is_err());
+}
+
+#[test]
+fn record_pool_exhaustion_refuses_new_connections_only() {
+    let ct = tracker(4);
+    let mut w = ct.worker(0);
+    for i in 0..4 {
+        assert!(w.process(&udp(A, B, 1 + i, 2), 0, true, 0).conn.is_some());
+    }
+    assert_eq!(
+        w.process(&udp(A, B, 99, 2), 0, true, 0).refused,
+        Some(Refusal::MaxConns)
+    );
+    assert_eq!(w.process(&udp(A, B, 1, 2), 0, true, 0).state, st("trk,new"));
+}
+
+#[test]
+fn zone_timeout_policy_overrides_defaults_and_can_be_removed() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let z = ct.zones().get_or_create(4);
+    z.policy.set_ms(TimeoutAttr::UdpFirst, 1000);
+    z.policy.set_ms(TimeoutAttr::IcmpReply, 2000);
+    w.process(&udp(A, B, 1, 2), 4, true, 0);
+    w.process(&udp(A, B, 1, 2), 0, true, 0);
+    w.process(&icmp_query(A, B, 8, 1), 4, true, 0);
+    w.process(&icmp_query(B, A, 0, 1), 4, true, 0);
+    let mut exp: Vec<(u16, u8, u64)> = ct
+        .all_conns()
+        .iter()
+        .map(|c| (c.orig.zone, c.orig.proto, c.expiry))
+        .collect();
+    exp.sort();
+    assert_eq!(exp, [(0, 17, 60_000), (4, 1, 2000), (4, 17, 1000)]);
+    // After one second only the overridden UDP connection is gone.
+    assert_eq!(
+        w.process(&udp(B, A, 2, 1), 4, true, 1000).state,
+        st("trk,new")
+    );
+    z.policy.clear();
+    w.process(&udp(A, B, 7, 2), 4, true, 0);
+    let c = ct
+        .all_conns()
+        .into_iter()
+        .find(|c| c.orig.sport == 7)
+        .unwrap();
+    assert_eq!(c.expiry, 60_000);
+}
+
+#[test]
+fn sweep_removes_exactly_the_expired_connections() {
+    let ct = tracker(4096);
+    let mut w = ct.worker(0);
+    for i in 0..100u16 {
+        w.process(&udp(A, B, 1000 + i, 53), 0, true, 0); // expires at 60 s
+    }
+    for i in 0..50u16 {
+        let p = udp(A, B, 3000 + i, 53);
+        w.process(&p, 0, true, 0);
+        w.process(&udp(B, A, 53, 3000 + i), 0, true, 40_000); // bidir: expires at 70 s
+    }
+    let mut ctl = ct.control_handle();
+    // A bounded step visits only part of the table.
+    let step = ctl.sweep_expired(65_000, 16);
+    assert_eq!(step.buckets, 16);
+    let rest = ctl.sweep_expired(65_000, usize::MAX);
+    assert_eq!(step.removed + rest.removed, 100);
+    assert_eq!(ct.n_conns(), 50);
+    assert!(ct.all_conns().iter().all(|c| c.orig.sport >= 3000));
+    assert_eq!(ct.counters().expired, 100);
+    assert_eq!(ct.zones().get(0).unwrap().count(), 50);
+    assert_eq!(ctl.sweep_all(70_000).removed, 50);
+    assert_eq!(ct.n_conns(), 0);
+    let total: usize = (0..ct.table().n_buckets())
+        .map(|b| ct.table().bucket_len(b))
+        .sum();
+    assert_eq!(total, 0);
+}
+
+#[test]
+fn mark_and_label_stay_with_the_connection() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let r = w.process(&udp(A, B, 1, 2), 0, true, 0);
+    assert!(w.set_mark_label(&r.conn.unwrap(), Some(170), Some(0xaa00000000)));
+    w.process(&udp(B, A, 2, 1), 0, true, 1);
+    assert_eq!(
+        dump(&ct),
+        ["udp,orig=(src=10.0.0.2,dst=192.0.2.2,sport=1,dport=2),reply=(src=192.0.2.2,dst=10.0.0.2,sport=2,dport=1),mark=170,labels=0xaa00000000"]
+    );
+}
+
+#[test]
+fn dump_with_stats_shows_seconds_left() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    w.process(&udp(A, B, 1, 2), 3, true, 1000);
+    let line = ct.all_conns()[0].ovs_line(true, 11_000);
+    assert!(line.ends_with(",zone=3,timeout=50"), "{line}");
+}
+
+#[test]
+fn burst_results_equal_single_packet_results() {
+    let s = tcp_session(A, B);
+    let ct1 = tracker(1024);
+    let mut w1 = ct1.worker(0);
+    let single: Vec<CtState> = s.iter().map(|p| w1.process(p, 0, true, 0).state).collect();
+    let ct2 = tracker(1024);
+    let mut w2 = ct2.worker(0);
+    let mut burst: Vec<PacketMeta> = s.iter().map(|p| PacketMeta::new(*p, 0, true)).collect();
+    w2.process_burst(&mut burst, 0);
+    let got: Vec<CtState> = burst.iter().map(|m| m.result.state).collect();
+    assert_eq!(got, single);
+}
+
+#[test]
+fn concurrent_workers_insert_lookup_and_expire_without_deadlock_or_lost_counts() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let ct = Conntrack::new(CtConfig {
+        max_conns: 1 << 16,
+        n_buckets: 256, // few buckets: every thread fights over the same locks
+        workers: 4,
+        tcp_seq_check: true,
+        hash_seed: Some(11),
+    });
+    // One clock for everyone, 200 ms per packet: a flow is touched at most every 60 s of
+    // clock, so its connection (UDP: 30-60 s) expires and is recreated many times.
+    let clock = AtomicU64::new(0);
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..4u16 {
+            let (ct, clock, done) = (&ct, &clock, &done);
+            s.spawn(move || {
+                let mut w = ct.worker(t as usize);
+                for _round in 0..60 {
+                    for i in 0..300u16 {
+                        // Shared tuples: every thread creates and looks up the same 300
+                        // flows, each from its own direction half the time.
+                        let p = if (i + t) % 2 == 0 {
+                            udp(A, B, 1000 + i, 53)
+                        } else {
+                            udp(B, A, 53, 1000 + i)
+                        };
+                        let r = w.process(&p, 0, true, clock.fetch_add(200, Ordering::Relaxed));
+                        assert!(r.state.has(CtState::TRK), "{r:?}");
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        let (ct, clock, done) = (&ct, &clock, &done);
+        s.spawn(move || {
+            let mut ctl = ct.control_handle();
+            while done.load(Ordering::Relaxed) < 4 {
+                ctl.sweep_expired(clock.load(Ordering::Relaxed), 16);
+            }
+        });
+    });
+    let now = clock.load(Ordering::Relaxed);
+    ct.control_handle().sweep_all(now);
+    // Every flow exists at most once, and every count agrees with the table.
+    let conns = ct.all_conns();
+    let n = conns.len();
+    let flows: HashSet<u16> = conns
+        .iter()
+        .map(|c| c.orig.sport.max(c.orig.dport))
+        .collect();
+    assert_eq!(flows.len(), n, "duplicate connection for one flow");
+    assert!(n <= 300);
+    assert_eq!(ct.n_conns() as usize, n);
+    let z = ct.zones().get(0).unwrap();
+    assert_eq!(z.count() as usize, n);
+    assert_eq!(ct.zones().listed(z) as usize, n);
+    let entries: usize = (0..ct.table().n_buckets())
+        .map(|b| ct.table().bucket_len(b))
+        .sum();
+    assert_eq!(entries, 2 * n);
+    let c = ct.counters();
+    assert!(
+        c.expired > 300,
+        "the run should have expired connections: {c:?}"
+    );
+    assert_eq!(
+        c.created - c.expired - c.reclaimed - c.removed,
+        n as u64,
+        "{c:?}"
+    );
+}

@@ -1,0 +1,731 @@
+//! The tracker: ties the table, the L4 state machines, zones, limits and timeout policies
+//! together, and gives each worker a handle ([`CtWorker`]) with its own pool cache and
+//! counters.
+
+use super::conn::{Conn, L4State, DIR_ORIG, DIR_REPLY};
+use super::key::{ConnKey, KeyHasher, KEY_WORDS};
+use super::l4::{L4Kind, UpdateResult};
+use super::state::CtState;
+use super::stats::{bump, CtCounters, CtCountersSnapshot};
+use super::sync::CachePadded;
+use super::table::{ConnTable, Hit, InsertError, PoolCache};
+use super::timeouts::{TimeoutAttr, TimeoutPolicy};
+use super::zones::{Zone, Zones};
+use crate::wire::parse::{Fragment, L4Summary, ParsedPacket};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+/// Default global connection limit (OVS's `DEFAULT_N_CONN_LIMIT`).
+pub const DEFAULT_MAX_CONNS: u32 = 3_000_000;
+
+/// How a tracker is built.
+#[derive(Clone, Debug)]
+pub struct CtConfig {
+    /// Global connection limit; also the size of the pre-allocated record pool.
+    pub max_conns: u32,
+    /// Bucket count (power of two); 0 sizes it from `max_conns`.
+    pub n_buckets: u32,
+    /// Number of worker handles that will be created (membership-list shards and counter
+    /// blocks); the control lcore gets one more.
+    pub workers: usize,
+    /// TCP sequence checking (on by default, as in OVS).
+    pub tcp_seq_check: bool,
+    /// Fixed hash seed (tests, reproducible benchmarks); `None` draws a random one.
+    pub hash_seed: Option<u64>,
+}
+
+impl Default for CtConfig {
+    fn default() -> Self {
+        CtConfig {
+            max_conns: DEFAULT_MAX_CONNS,
+            n_buckets: 0,
+            workers: 1,
+            tcp_seq_check: true,
+            hash_seed: None,
+        }
+    }
+}
+
+/// Why a new connection was not created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    ZoneLimit,
+    MaxConns,
+    TableFull,
+    TupleCollision,
+    NatExhausted,
+}
+
+/// The tracker's verdict on one packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtResult {
+    pub state: CtState,
+    /// The connection the packet belongs (or is related) to, if any.
+    pub conn: Option<Hit>,
+    /// Set when the packet would have created a connection but it was refused.
+    pub refused: Option<Refusal>,
+}
+
+impl CtResult {
+    fn flags(bits: u8) -> CtResult {
+        CtResult {
+            state: CtState(bits | CtState::TRK),
+            conn: None,
+            refused: None,
+        }
+    }
+
+    /// True when the packet travels in the reply direction of its connection.
+    pub fn is_reply(&self) -> bool {
+        self.conn.map(|h| h.dir == DIR_REPLY).unwrap_or(false)
+    }
+}
+
+/// A consistent copy of one connection, for dumps and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnSnapshot {
+    pub idx: u32,
+    pub orig: ConnKey,
+    pub reply: ConnKey,
+    pub expiry: u64,
+    pub mark: u32,
+    pub label: u128,
+    pub nat: u8,
+    pub l4: L4State,
+    pub timeout_attr: u8,
+}
+
+/// The connection tracker, shared by all workers (`&Conntrack` is `Sync`).
+pub struct Conntrack {
+    table: ConnTable,
+    zones: Zones,
+    default_policy: TimeoutPolicy,
+    max_conns: AtomicU32,
+    n_conns: CachePadded<AtomicU32>,
+    tcp_seq_check: AtomicBool,
+    counters: Box<[CachePadded<CtCounters>]>,
+    workers: usize,
+    next_worker: AtomicUsize,
+    pub(crate) sweep_cursor: AtomicUsize,
+}
+
+impl Conntrack {
+    /// Builds a tracker; the record pool and buckets are allocated here, once.
+    pub fn new(cfg: CtConfig) -> Conntrack {
+        let hasher = match cfg.hash_seed {
+            Some(s) => KeyHasher::with_seed(s),
+            None => KeyHasher::random(),
+        };
+        let workers = cfg.workers.max(1);
+        Conntrack {
+            table: ConnTable::new(cfg.max_conns, cfg.n_buckets, hasher),
+            zones: Zones::new(workers + 1),
+            default_policy: TimeoutPolicy::defaults(),
+            max_conns: AtomicU32::new(cfg.max_conns),
+            n_conns: CachePadded(AtomicU32::new(0)),
+            tcp_seq_check: AtomicBool::new(cfg.tcp_seq_check),
+            counters: (0..workers + 1).map(|_| CachePadded::default()).collect(),
+            workers,
+            next_worker: AtomicUsize::new(0),
+            sweep_cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// The table.
+    pub fn table(&self) -> &ConnTable {
+        &self.table
+    }
+
+    /// The zones.
+    pub fn zones(&self) -> &Zones {
+        &self.zones
+    }
+
+    /// The global default timeout policy (changeable at run time).
+    pub fn default_policy(&self) -> &TimeoutPolicy {
+        &self.default_policy
+    }
+
+    /// A worker handle. Each worker thread takes its own; shard `i < workers` is worker
+    /// `i`'s, and one more exists for the control lcore ([`Conntrack::control_handle`]).
+    pub fn worker(&self, shard: usize) -> CtWorker<'_> {
+        CtWorker {
+            ct: self,
+            shard: shard.min(self.workers),
+            cache: PoolCache::default(),
+        }
+    }
+
+    /// The next unused worker handle (round robin over the shards).
+    pub fn next_worker(&self) -> CtWorker<'_> {
+        let i = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers;
+        self.worker(i)
+    }
+
+    /// The control lcore's handle (its own counter block and shard).
+    pub fn control_handle(&self) -> CtWorker<'_> {
+        self.worker(self.workers)
+    }
+
+    /// Live connections in the table (including expired, unswept ones).
+    pub fn n_conns(&self) -> u32 {
+        self.n_conns.load(Ordering::Relaxed)
+    }
+
+    /// The global limit.
+    pub fn max_conns(&self) -> u32 {
+        self.max_conns.load(Ordering::Relaxed)
+    }
+
+    /// Changes the global limit; it cannot exceed the pool allocated at start.
+    pub fn set_max_conns(&self, n: u32) -> Result<(), String> {
+        if n > self.table.capacity() {
+            return Err(format!(
+                "maxconns {n} exceeds the pre-allocated pool of {} connections (restart with a larger max_conns)",
+                self.table.capacity()
+            ));
+        }
+        self.max_conns.store(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether TCP sequence checking is on.
+    pub fn tcp_seq_check(&self) -> bool {
+        self.tcp_seq_check.load(Ordering::Relaxed)
+    }
+
+    /// Turns TCP sequence checking on or off.
+    pub fn set_tcp_seq_check(&self, on: bool) {
+        self.tcp_seq_check.store(on, Ordering::Relaxed);
+    }
+
+    /// Sum of all counter blocks.
+    pub fn counters(&self) -> CtCountersSnapshot {
+        let mut s = CtCountersSnapshot::default();
+        for c in self.counters.iter() {
+            c.add_to(&mut s);
+        }
+        s
+    }
+
+    /// The timeout for `attr` in `zone`, in ms: the zone's override, else the default.
+    #[inline]
+    pub fn timeout_ms(&self, zone: Option<&Zone>, attr: TimeoutAttr) -> u64 {
+        if let Some(z) = zone {
+            if let Some(v) = z.policy.get_ms(attr) {
+                return v as u64;
+            }
+        }
+        self.default_policy.get_ms(attr).unwrap_or(30_000) as u64
+    }
+
+    /// Copies a connection's state (under its lock). `None` if it is not live with `gen`.
+    pub fn snapshot(&self, idx: u32, gen: u32) -> Option<ConnSnapshot> {
+        let c = self.table.conn(idx);
+        c.with_l4(|l4| {
+            if !c.is_live(gen) {
+                return None;
+            }
+            Some(ConnSnapshot {
+                idx,
+                orig: c.key(DIR_ORIG),
+                reply: c.key(DIR_REPLY),
+                expiry: c.expiry(),
+                mark: c.mark(),
+                label: c.label(),
+                nat: c.nat_flags(),
+                l4: *l4,
+                timeout_attr: c.tattr.load(Ordering::Relaxed),
+            })
+        })
+    }
+
+    /// The record of a hit, if it is still the same live connection.
+    pub fn conn_of(&self, hit: &Hit) -> Option<&Conn> {
+        let c = self.table.conn(hit.idx);
+        c.is_live(hit.gen).then_some(c)
+    }
+
+    /// Removes a connection (idempotent). `counter` picks which counter records it.
+    pub(crate) fn remove(&self, idx: u32, gen: u32, cache: Option<&mut PoolCache>) -> bool {
+        if !self.table.unlink(idx, gen) {
+            return false;
+        }
+        let zone_id = self.table.conn(idx).key(DIR_ORIG).zone;
+        if let Some(zone) = self.zones.get(zone_id) {
+            self.zones.unlink(&self.table, zone, idx);
+            zone.count.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.n_conns.fetch_sub(1, Ordering::AcqRel);
+        self.table.release(idx, cache);
+        true
+    }
+
+    /// Calls `f` with a snapshot of every connection whose original entry is in buckets
+    /// `range` (no lock held while `f` runs; each bucket is read under its seqlock).
+    pub fn for_each_conn(&self, range: std::ops::Range<usize>, mut f: impl FnMut(&ConnSnapshot)) {
+        let end = range.end.min(self.table.n_buckets());
+        for b in range.start..end {
+            let mut items: [(u32, u32); 64] = [(0, 0); 64];
+            let mut n = 0;
+            let mut extra = Vec::new();
+            self.table.for_each_in_bucket(b, |idx, gen| {
+                if n < items.len() {
+                    items[n] = (idx, gen);
+                    n += 1;
+                } else {
+                    extra.push((idx, gen));
+                }
+            });
+            for &(idx, gen) in items[..n].iter().chain(extra.iter()) {
+                if let Some(s) = self.snapshot(idx, gen) {
+                    f(&s);
+                }
+            }
+        }
+    }
+
+    /// All connections (for tests and small dumps), in bucket order.
+    pub fn all_conns(&self) -> Vec<ConnSnapshot> {
+        let mut v = Vec::new();
+        self.for_each_conn(0..self.table.n_buckets(), |s| v.push(*s));
+        v
+    }
+}
+
+/// A worker's handle on the tracker: its pool cache, shard and counters.
+pub struct CtWorker<'a> {
+    ct: &'a Conntrack,
+    shard: usize,
+    cache: PoolCache,
+}
+
+impl Drop for CtWorker<'_> {
+    fn drop(&mut self) {
+        self.ct.table.drain_cache(&mut self.cache);
+    }
+}
+
+/// A packet prepared for [`CtWorker::process_burst`].
+#[derive(Clone, Copy, Debug)]
+pub struct PacketMeta {
+    pub parsed: ParsedPacket,
+    pub zone: u16,
+    /// Create a connection if the packet starts one (OVS `ct(commit)`).
+    pub commit: bool,
+    /// Output: the tracker's verdict.
+    pub result: CtResult,
+    words: [u64; KEY_WORDS],
+    hash: u64,
+}
+
+impl PacketMeta {
+    /// A packet to track in `zone`.
+    pub fn new(parsed: ParsedPacket, zone: u16, commit: bool) -> PacketMeta {
+        PacketMeta {
+            parsed,
+            zone,
+            commit,
+            result: CtResult::default(),
+            words: [0; KEY_WORDS],
+            hash: 0,
+        }
+    }
+}
+
+/// The key search a packet needs.
+enum Lookup {
+    /// Fragment: not tracked.
+    Fragment,
+    /// ICMP error: look up the embedded packet's connection (`key` is already reversed to
+    /// the error's own direction); `None` when the embedded packet is unusable.
+    Related(Option<ConnKey>),
+    /// Ordinary packet.
+    Plain,
+}
+
+fn classify(p: &ParsedPacket, zone: u16) -> Lookup {
+    if p.fragment != Fragment::None {
+        return Lookup::Fragment;
+    }
+    if let L4Summary::Icmp(i) = &p.l4 {
+        if i.is_error {
+            let key = i.inner.and_then(|inner| {
+                // The embedded packet was sent to the error's sender by the error's
+                // receiver: its source must be our destination.
+                (inner.family == p.family && inner.src == p.dst)
+                    .then(|| ConnKey::from_inner(&inner, zone).reversed())
+            });
+            return Lookup::Related(key);
+        }
+    }
+    Lookup::Plain
+}
+
+impl<'a> CtWorker<'a> {
+    /// The tracker.
+    pub fn tracker(&self) -> &'a Conntrack {
+        self.ct
+    }
+
+    /// This handle's shard index.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    #[inline(always)]
+    fn counters(&self) -> &'a CtCounters {
+        &self.ct.counters[self.shard]
+    }
+
+    /// Tracks one packet (the single-packet API; the burst API does the same with the
+    /// table accesses of the whole burst overlapped).
+    pub fn process(&mut self, p: &ParsedPacket, zone: u16, commit: bool, now: u64) -> CtResult {
+        let mut m = PacketMeta::new(*p, zone, commit);
+        self.process_burst(std::slice::from_mut(&mut m), now);
+        m.result
+    }
+
+    /// Tracks a burst: computes every key and hash first and prefetches their buckets,
+    /// then prefetches the likely records, then resolves each packet in order.
+    pub fn process_burst(&mut self, pkts: &mut [PacketMeta], now: u64) {
+        let table = &self.ct.table;
+        for m in pkts.iter_mut() {
+            if let Lookup::Plain = classify(&m.parsed, m.zone) {
+                let k = ConnKey::from_packet(&m.parsed, m.zone);
+                m.words = k.to_words();
+                m.hash = table.hasher().hash_words(&m.words);
+                table.prefetch_bucket(m.hash);
+            }
+        }
+        if pkts.len() > 1 {
+            for m in pkts.iter() {
+                if m.hash != 0 {
+                    table.prefetch_candidate(m.hash);
+                }
+            }
+        }
+        for m in pkts.iter_mut() {
+            m.result = match classify(&m.parsed, m.zone) {
+                Lookup::Fragment => {
+                    bump(&self.counters().invalid_fragment);
+                    CtResult::flags(CtState::INV)
+                }
+                Lookup::Related(key) => self.related(key, now),
+                Lookup::Plain => {
+                    let (p, zone, commit, words, hash) =
+                        (m.parsed, m.zone, m.commit, m.words, m.hash);
+                    self.resolve(&p, zone, commit, &words, hash, now)
+                }
+            };
+        }
+    }
+
+    /// An ICMP error: RELATED (+reply) to the connection of its embedded packet, else
+    /// invalid. It never creates a connection nor refreshes one.
+    fn related(&mut self, key: Option<ConnKey>, now: u64) -> CtResult {
+        if let Some(k) = key {
+            let w = k.to_words();
+            let h = self.ct.table.hasher().hash_words(&w);
+            if let Some(hit) = self.ct.table.lookup(&w, h, now) {
+                let c = self.ct.table.conn(hit.idx);
+                let mut bits = CtState::REL | c.nat_flags();
+                if hit.dir == DIR_REPLY {
+                    bits |= CtState::RPL;
+                }
+                let mut r = CtResult::flags(bits);
+                r.conn = Some(hit);
+                return r;
+            }
+        }
+        bump(&self.counters().invalid_icmp_unrelated);
+        CtResult::flags(CtState::INV)
+    }
+
+    /// Looks up a packet's key, updates its connection, or creates one.
+    fn resolve(
+        &mut self,
+        p: &ParsedPacket,
+        zone: u16,
+        commit: bool,
+        words: &[u64; KEY_WORDS],
+        hash: u64,
+        now: u64,
+    ) -> CtResult {
+        let kind = L4Kind::of(p.proto);
+        let seq_check = self.ct.tcp_seq_check();
+        for _attempt in 0..4 {
+            let Some(hit) = self.ct.table.lookup(words, hash, now) else {
+                return self.miss(p, kind, zone, commit, words, hash, now);
+            };
+            let c = self.ct.table.conn(hit.idx);
+            let reply = hit.dir == DIR_REPLY;
+            let upd = c.with_l4(|st| {
+                if !c.is_live(hit.gen) {
+                    return None;
+                }
+                Some(kind.update(p, st, reply, seq_check))
+            });
+            let Some((res, tattr)) = upd else {
+                bump(&self.counters().lookup_retries);
+                continue;
+            };
+            if let Some(a) = tattr {
+                let z = self.ct.zones.get(zone);
+                c.expiry
+                    .store(now + self.ct.timeout_ms(z, a), Ordering::Relaxed);
+                c.tattr.store(a as u8, Ordering::Relaxed);
+            }
+            let nat = c.nat_flags();
+            return match res {
+                UpdateResult::Valid => {
+                    let mut r =
+                        CtResult::flags(CtState::EST | nat | if reply { CtState::RPL } else { 0 });
+                    r.conn = Some(hit);
+                    r
+                }
+                UpdateResult::ValidNew => {
+                    let mut r = CtResult::flags(CtState::NEW | nat);
+                    r.conn = Some(hit);
+                    r
+                }
+                UpdateResult::Invalid => {
+                    bump(&self.counters().invalid_tcp);
+                    CtResult::flags(CtState::INV)
+                }
+                UpdateResult::Recreate => {
+                    // TCP port reuse: the old connection goes, the SYN starts a new one.
+                    if self.ct.remove(hit.idx, hit.gen, Some(&mut self.cache)) {
+                        bump(&self.counters().removed);
+                    }
+                    return self.miss(p, kind, zone, commit, words, hash, now);
+                }
+            };
+        }
+        // The record kept changing under us: treat the packet as untrackable this time.
+        CtResult::flags(CtState::INV)
+    }
+
+    /// No live connection has the packet's key.
+    #[allow(clippy::too_many_arguments)]
+    fn miss(
+        &mut self,
+        p: &ParsedPacket,
+        kind: L4Kind,
+        zone: u16,
+        commit: bool,
+        words: &[u64; KEY_WORDS],
+        hash: u64,
+        now: u64,
+    ) -> CtResult {
+        if !kind.valid_new(p) {
+            bump(&self.counters().invalid_new);
+            return CtResult::flags(CtState::INV);
+        }
+        let mut r = CtResult::flags(CtState::NEW);
+        if !commit {
+            return r;
+        }
+        let orig = ConnKey::from_words(words);
+        let reply = orig.reversed();
+        match self.create(p, kind, &orig, hash, &reply, 0, now) {
+            Ok(hit) => {
+                r.conn = Some(hit);
+                r
+            }
+            Err(CreateError::Exists(_)) => {
+                // Another worker created it between our lookup and insert: process the
+                // packet as part of that connection.
+                let w = *words;
+                match self.ct.table.lookup(&w, hash, now) {
+                    Some(_) => self.resolve_existing_once(p, kind, zone, &w, hash, now),
+                    None => r,
+                }
+            }
+            Err(CreateError::Refused(why)) => {
+                r.refused = Some(why);
+                r
+            }
+        }
+    }
+
+    fn resolve_existing_once(
+        &mut self,
+        p: &ParsedPacket,
+        _kind: L4Kind,
+        zone: u16,
+        words: &[u64; KEY_WORDS],
+        hash: u64,
+        now: u64,
+    ) -> CtResult {
+        // `commit = false`: never loop into another create.
+        self.resolve(p, zone, false, words, hash, now)
+    }
+
+    /// Reserves a slot in the zone and under the global limit, reclaiming expired
+    /// connections of the zone once if either is full.
+    fn admit(&mut self, zone: &Zone, now: u64) -> Result<(), Refusal> {
+        for attempt in 0..2 {
+            let c = zone.count.fetch_add(1, Ordering::AcqRel);
+            if let Some(limit) = self.ct.zones.effective_limit(zone) {
+                if c >= limit {
+                    zone.count.fetch_sub(1, Ordering::AcqRel);
+                    if attempt == 0 && self.reclaim(zone, now) > 0 {
+                        continue;
+                    }
+                    return Err(Refusal::ZoneLimit);
+                }
+            }
+            let n = self.ct.n_conns.fetch_add(1, Ordering::AcqRel);
+            if n >= self.ct.max_conns() {
+                self.ct.n_conns.fetch_sub(1, Ordering::AcqRel);
+                zone.count.fetch_sub(1, Ordering::AcqRel);
+                if attempt == 0 && self.reclaim(zone, now) > 0 {
+                    continue;
+                }
+                return Err(Refusal::MaxConns);
+            }
+            return Ok(());
+        }
+        Err(Refusal::ZoneLimit)
+    }
+
+    fn unadmit(&self, zone: &Zone) {
+        zone.count.fetch_sub(1, Ordering::AcqRel);
+        self.ct.n_conns.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Removes expired connections of `zone` (bounded work, see [`super::zones`]).
+    fn reclaim(&mut self, zone: &Zone, now: u64) -> usize {
+        let mut cand = [Hit {
+            idx: 0,
+            dir: 0,
+            gen: 0,
+        }; 32];
+        let n = self
+            .ct
+            .zones
+            .expired_candidates(&self.ct.table, zone, self.shard, now, &mut cand);
+        let mut removed = 0;
+        for h in &cand[..n] {
+            if self.ct.remove(h.idx, h.gen, Some(&mut self.cache)) {
+                removed += 1;
+                bump(&self.counters().reclaimed);
+            }
+        }
+        removed
+    }
+
+    /// Creates a connection with the given keys (`reply` is the reversed original, or the
+    /// NAT-translated tuple) and NAT flags. The record is fully initialised before it is
+    /// published, so no reader ever sees a half-made connection.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create(
+        &mut self,
+        p: &ParsedPacket,
+        kind: L4Kind,
+        orig: &ConnKey,
+        orig_hash: u64,
+        reply: &ConnKey,
+        nat: u8,
+        now: u64,
+    ) -> Result<Hit, CreateError> {
+        let zone = self.ct.zones.get_or_create(orig.zone);
+        let counters = self.counters();
+        if let Err(why) = self.admit(zone, now) {
+            bump(match why {
+                Refusal::ZoneLimit => &counters.refused_zone_limit,
+                _ => &counters.refused_max_conns,
+            });
+            return Err(CreateError::Refused(why));
+        }
+        let Some(idx) = self.ct.table.alloc(&mut self.cache) else {
+            self.unadmit(zone);
+            bump(&counters.refused_table_full);
+            return Err(CreateError::Refused(Refusal::TableFull));
+        };
+        let c = self.ct.table.conn(idx);
+        c.set_keys(orig, reply);
+        let tattr = c.with_l4(|st| kind.new_conn(p, st));
+        c.expiry.store(
+            now + self.ct.timeout_ms(Some(zone), tattr),
+            Ordering::Relaxed,
+        );
+        c.tattr.store(tattr as u8, Ordering::Relaxed);
+        c.set_mark(0);
+        c.set_label(0);
+        c.nat.store(nat, Ordering::Relaxed);
+        let gen = c.gen();
+        self.ct.zones.link(&self.ct.table, zone, self.shard, idx);
+        let rw = reply.to_words();
+        let rh = self.ct.table.hasher().hash_words(&rw);
+        match self
+            .ct
+            .table
+            .insert_hashed(idx, &orig.to_words(), orig_hash, &rw, rh, now)
+        {
+            Ok(()) => {
+                bump(&counters.created);
+                Ok(Hit {
+                    idx,
+                    dir: DIR_ORIG,
+                    gen,
+                })
+            }
+            Err(e) => {
+                self.ct.zones.unlink(&self.ct.table, zone, idx);
+                self.ct.table.release(idx, Some(&mut self.cache));
+                self.unadmit(zone);
+                match e {
+                    InsertError::Exists(h) => Err(CreateError::Exists(h)),
+                    InsertError::ReplyTaken => {
+                        bump(&counters.refused_tuple_collision);
+                        Err(CreateError::Refused(Refusal::TupleCollision))
+                    }
+                    InsertError::NoSpace => {
+                        bump(&counters.refused_table_full);
+                        Err(CreateError::Refused(Refusal::TableFull))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes a connection (flush); idempotent.
+    pub fn remove(&mut self, hit: &Hit) -> bool {
+        let ok = self.ct.remove(hit.idx, hit.gen, Some(&mut self.cache));
+        if ok {
+            bump(&self.counters().removed);
+        }
+        ok
+    }
+
+    /// Sets the mark and label of a connection (kept for its life).
+    pub fn set_mark_label(&self, hit: &Hit, mark: Option<u32>, label: Option<u128>) -> bool {
+        let Some(c) = self.ct.conn_of(hit) else {
+            return false;
+        };
+        if let Some(m) = mark {
+            c.set_mark(m);
+        }
+        if let Some(l) = label {
+            c.set_label(l);
+        }
+        true
+    }
+
+    pub(crate) fn count_expired(&self, n: u64) {
+        super::stats::add(&self.counters().expired, n);
+    }
+
+    pub(crate) fn cache(&mut self) -> &mut PoolCache {
+        &mut self.cache
+    }
+}
+
+/// Why [`CtWorker::create`] did not create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CreateError {
+    /// Another worker created the same connection first.
+    Exists(Hit),
+    Refused(Refusal),
+}

@@ -1,0 +1,309 @@
+//! Zones: per-zone connection counts, limits and timeout-policy overlays, plus the
+//! per-zone membership lists that make limit accounting exact.
+//!
+//! Zone state lives in a read-mostly map: a fixed array of 65,536 pointers, each zone's
+//! record created on first use and never freed while the tracker lives, so workers read a
+//! zone's limit and policy with plain atomic loads.
+//!
+//! # Exact limits
+//!
+//! A zone counts every connection in the table, expired or not. So that an expired but
+//! not yet swept connection never blocks a new one, every connection is also linked into a
+//! list of its zone (one list per worker shard, each with its own spin lock, touched only on
+//! create and delete — never per packet, and not ordered by expiry). When a zone is at its
+//! limit, the inserting worker walks up to [`RECLAIM_BUDGET`] entries from the head of the
+//! zone's lists (oldest first), removes those that have expired, and moves the live ones it
+//! looked at to the tail, so the next walk looks at others. The work is bounded; it finds
+//! every expired connection of a zone that has at most `RECLAIM_BUDGET` connections per
+//! shard, and in larger zones the oldest ones first.
+
+use super::conn::status;
+use super::sync::{CachePadded, SpinLock};
+use super::table::{ConnTable, Hit};
+use super::timeouts::TimeoutPolicy;
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, Ordering};
+
+/// End-of-list marker.
+const NIL: u32 = u32::MAX;
+/// Entries a reclaim walk looks at per shard.
+pub const RECLAIM_BUDGET: usize = 64;
+/// Number of zones.
+pub const N_ZONES: usize = 1 << 16;
+
+#[derive(Clone, Copy)]
+struct ZoneList {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+impl Default for ZoneList {
+    fn default() -> Self {
+        ZoneList {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+        }
+    }
+}
+
+/// One zone's state.
+pub struct Zone {
+    /// Connections of the zone in the table (including expired, unswept ones).
+    pub(crate) count: CachePadded<AtomicU32>,
+    /// Explicit limit, or -1 to inherit the default.
+    limit: AtomicI64,
+    /// Timeout overrides of the zone.
+    pub policy: TimeoutPolicy,
+    lists: Box<[CachePadded<SpinLock<ZoneList>>]>,
+}
+
+impl Zone {
+    fn new(shards: usize) -> Zone {
+        Zone {
+            count: CachePadded(AtomicU32::new(0)),
+            limit: AtomicI64::new(-1),
+            policy: TimeoutPolicy::empty(),
+            lists: (0..shards.max(1))
+                .map(|_| CachePadded(SpinLock::new(ZoneList::default())))
+                .collect(),
+        }
+    }
+
+    /// Connections of the zone in the table.
+    pub fn count(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The zone's own limit, if set.
+    pub fn explicit_limit(&self) -> Option<u32> {
+        let l = self.limit.load(Ordering::Relaxed);
+        (l >= 0).then_some(l as u32)
+    }
+}
+
+/// The zone map.
+pub struct Zones {
+    slots: Box<[AtomicPtr<Zone>]>,
+    create: SpinLock<()>,
+    /// Default limit for zones without their own; 0 = none.
+    default_limit: AtomicU32,
+    shards: usize,
+}
+
+impl Drop for Zones {
+    fn drop(&mut self) {
+        for s in self.slots.iter() {
+            let p = s.swap(std::ptr::null_mut(), Ordering::AcqRel);
+            if !p.is_null() {
+                // SAFETY: every non-null slot holds a pointer from `Box::into_raw` in
+                // `get_or_create`, freed only here, once, with exclusive access.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
+impl Zones {
+    /// A zone map whose zones have `shards` membership lists (one per worker).
+    pub fn new(shards: usize) -> Zones {
+        Zones {
+            slots: (0..N_ZONES)
+                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
+            create: SpinLock::new(()),
+            default_limit: AtomicU32::new(0),
+            shards: shards.max(1),
+        }
+    }
+
+    /// Number of membership-list shards per zone.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// The zone's record if it exists.
+    #[inline(always)]
+    pub fn get(&self, zone: u16) -> Option<&Zone> {
+        let p = self.slots[zone as usize].load(Ordering::Acquire);
+        // SAFETY: a non-null slot points to a `Zone` that is never freed before `self` is
+        // dropped, so borrowing it for the lifetime of `&self` is sound.
+        unsafe { p.as_ref() }
+    }
+
+    /// The zone's record, created if needed (an allocation the first time a zone is used).
+    pub fn get_or_create(&self, zone: u16) -> &Zone {
+        if let Some(z) = self.get(zone) {
+            return z;
+        }
+        let _g = self.create.lock();
+        if let Some(z) = self.get(zone) {
+            return z;
+        }
+        let p = Box::into_raw(Box::new(Zone::new(self.shards)));
+        self.slots[zone as usize].store(p, Ordering::Release);
+        // SAFETY: `p` was just created from a Box and is never freed before `self` drops.
+        unsafe { &*p }
+    }
+
+    /// The default limit (0 = none).
+    pub fn default_limit(&self) -> u32 {
+        self.default_limit.load(Ordering::Relaxed)
+    }
+
+    /// Sets the default limit (0 = none).
+    pub fn set_default_limit(&self, limit: u32) {
+        self.default_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Sets a zone's own limit (0 admits nothing).
+    pub fn set_limit(&self, zone: u16, limit: u32) {
+        self.get_or_create(zone)
+            .limit
+            .store(limit as i64, Ordering::Relaxed);
+    }
+
+    /// Removes a zone's own limit: it inherits the default again.
+    pub fn del_limit(&self, zone: u16) {
+        if let Some(z) = self.get(zone) {
+            z.limit.store(-1, Ordering::Relaxed);
+        }
+    }
+
+    /// The limit in force for a zone: its own, else the default; `None` = unlimited.
+    #[inline]
+    pub fn effective_limit(&self, zone: &Zone) -> Option<u32> {
+        match zone.limit.load(Ordering::Relaxed) {
+            l if l >= 0 => Some(l as u32),
+            _ => match self.default_limit() {
+                0 => None,
+                d => Some(d),
+            },
+        }
+    }
+
+    /// Zones that have their own limit, as (zone, limit, count).
+    pub fn explicit_limits(&self) -> Vec<(u16, u32, u32)> {
+        (0..N_ZONES)
+            .filter_map(|z| {
+                let zone = self.get(z as u16)?;
+                Some((z as u16, zone.explicit_limit()?, zone.count()))
+            })
+            .collect()
+    }
+
+    /// Zones that exist (have been used), for iteration by the control plane.
+    pub fn existing(&self) -> impl Iterator<Item = (u16, &Zone)> + '_ {
+        (0..N_ZONES).filter_map(|z| self.get(z as u16).map(|zz| (z as u16, zz)))
+    }
+
+    /// Links record `idx` at the tail of the zone's list `shard`.
+    pub(crate) fn link(&self, table: &ConnTable, zone: &Zone, shard: usize, idx: u32) {
+        let shard = shard % zone.lists.len();
+        let c = table.conn(idx);
+        c.shard.store(shard as u8, Ordering::Relaxed);
+        let mut l = zone.lists[shard].lock();
+        // SAFETY: `zlink` of records in this list is only accessed under this list's lock,
+        // which we hold; `idx` is not in any list yet.
+        unsafe {
+            *c.zlink.get() = [l.tail, NIL];
+            if l.tail != NIL {
+                (*table.conn(l.tail).zlink.get())[1] = idx;
+            } else {
+                l.head = idx;
+            }
+        }
+        l.tail = idx;
+        l.len += 1;
+    }
+
+    /// Unlinks record `idx` from its zone list.
+    pub(crate) fn unlink(&self, table: &ConnTable, zone: &Zone, idx: u32) {
+        let c = table.conn(idx);
+        let shard = c.shard.load(Ordering::Relaxed) as usize % zone.lists.len();
+        let mut l = zone.lists[shard].lock();
+        // SAFETY: as in `link`: the list's lock is held, and `idx` is in this list.
+        unsafe { Self::unlink_locked(table, &mut l, idx) };
+    }
+
+    /// # Safety
+    /// The caller holds the lock of the list `l` and `idx` is linked in it.
+    unsafe fn unlink_locked(table: &ConnTable, l: &mut ZoneList, idx: u32) {
+        // SAFETY: per the contract, every record reached here is in `l`, whose lock is held.
+        unsafe {
+            let [prev, next] = *table.conn(idx).zlink.get();
+            if prev != NIL {
+                (*table.conn(prev).zlink.get())[1] = next;
+            } else {
+                l.head = next;
+            }
+            if next != NIL {
+                (*table.conn(next).zlink.get())[0] = prev;
+            } else {
+                l.tail = prev;
+            }
+            *table.conn(idx).zlink.get() = [NIL, NIL];
+        }
+        l.len -= 1;
+    }
+
+    /// Looks at up to [`RECLAIM_BUDGET`] of the zone's oldest connections per shard
+    /// (starting with `first_shard`) and writes the expired ones to `out`; live ones looked
+    /// at move to their list's tail. Returns how many were written. The caller removes them
+    /// (without holding any lock).
+    pub(crate) fn expired_candidates(
+        &self,
+        table: &ConnTable,
+        zone: &Zone,
+        first_shard: usize,
+        now: u64,
+        out: &mut [Hit],
+    ) -> usize {
+        let mut n = 0;
+        let shards = zone.lists.len();
+        for s in 0..shards {
+            let mut l = zone.lists[(first_shard + s) % shards].lock();
+            let mut cur = l.head;
+            let mut looked = 0;
+            while cur != NIL && looked < RECLAIM_BUDGET.min(l.len as usize) && n < out.len() {
+                let c = table.conn(cur);
+                // SAFETY: the list's lock is held and `cur` is in the list.
+                let next = unsafe { (*c.zlink.get())[1] };
+                looked += 1;
+                if c.status() == status::LIVE && c.expiry() <= now {
+                    out[n] = Hit {
+                        idx: cur,
+                        dir: 0,
+                        gen: c.gen(),
+                    };
+                    n += 1;
+                } else if next != NIL {
+                    // Rotate a live one to the tail so the next walk sees others.
+                    // SAFETY: the lock is held and `cur` is in the list.
+                    unsafe {
+                        Self::unlink_locked(table, &mut l, cur);
+                        let tail = l.tail;
+                        *c.zlink.get() = [tail, NIL];
+                        if tail != NIL {
+                            (*table.conn(tail).zlink.get())[1] = cur;
+                        } else {
+                            l.head = cur;
+                        }
+                        l.tail = cur;
+                        l.len += 1;
+                    }
+                }
+                cur = next;
+            }
+            if n == out.len() {
+                break;
+            }
+        }
+        n
+    }
+
+    /// Number of connections linked in the zone's lists (for consistency checks).
+    pub fn listed(&self, zone: &Zone) -> u32 {
+        zone.lists.iter().map(|l| l.lock().len).sum()
+    }
+}
