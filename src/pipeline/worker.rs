@@ -1,0 +1,260 @@
+//! The worker lcore poll loop (feature `dpdk`).
+//!
+//! Shaped like DPDK's l3fwd `em_main_loop`: every `DRAIN_US` microseconds (measured with
+//! the TSC) flush the partly filled TX buffers and publish counters; then for each RX
+//! queue this worker owns: `rx_burst` (up to 32), `continue` on zero, prefetch, run the
+//! [`PacketStep`] over the burst, move each mbuf to its output port's TX buffer or drop
+//! it, and send a TX buffer as soon as it is full. Whatever `tx_burst` does not take is
+//! freed and counted as [`DropReason::TxFull`], as l3fwd's `send_burst` does.
+//!
+//! No heap allocation, syscall or lock per packet or per burst: bursts live on the stack,
+//! TX buffers are allocated once, and counters are published with relaxed atomic stores.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::forward::MAX_PORTS;
+use super::{DropCounters, DropReason, PacketStep, Verdict};
+use crate::dpdk::{MbufBurst, RxQueue, Tsc, TxQueue, BURST_SIZE};
+
+/// How often partly filled TX buffers are flushed (l3fwd's `BURST_TX_DRAIN_US`).
+pub const DRAIN_US: u64 = 100;
+
+/// A worker's counters as the control lcore reads them. The worker stores its local
+/// counts here at every drain tick and when it stops (single writer, relaxed stores).
+#[repr(align(64))]
+#[derive(Debug)]
+pub struct WorkerCounters {
+    pub rx: AtomicU64,
+    pub tx: AtomicU64,
+    pub drops: [AtomicU64; DropReason::COUNT],
+    /// Drops by the port the packet arrived on.
+    pub port_drops: [AtomicU64; MAX_PORTS],
+    /// TSC ticks from loop start to the last publish.
+    pub busy_tsc: AtomicU64,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            rx: AtomicU64::new(0),
+            tx: AtomicU64::new(0),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            port_drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            busy_tsc: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A copy of [`WorkerCounters`] at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerSnapshot {
+    pub rx: u64,
+    pub tx: u64,
+    pub drops: DropCounters,
+    pub port_drops: Vec<u64>,
+    pub busy_tsc: u64,
+}
+
+impl WorkerCounters {
+    pub fn snapshot(&self) -> WorkerSnapshot {
+        WorkerSnapshot {
+            rx: self.rx.load(Ordering::Relaxed),
+            tx: self.tx.load(Ordering::Relaxed),
+            drops: DropCounters(std::array::from_fn(|i| {
+                self.drops[i].load(Ordering::Relaxed)
+            })),
+            port_drops: self
+                .port_drops
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            busy_tsc: self.busy_tsc.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The worker's own counters, plain integers on its stack.
+struct Local {
+    rx: u64,
+    tx: u64,
+    drops: DropCounters,
+    port_drops: [u64; MAX_PORTS],
+}
+
+impl Local {
+    #[inline]
+    fn drop_packet(&mut self, reason: DropReason, in_port: u16, n: u64) {
+        self.drops.add(reason, n);
+        if let Some(c) = self.port_drops.get_mut(usize::from(in_port)) {
+            *c += n;
+        }
+    }
+
+    fn publish(&self, shared: &WorkerCounters, busy_tsc: u64) {
+        shared.rx.store(self.rx, Ordering::Relaxed);
+        shared.tx.store(self.tx, Ordering::Relaxed);
+        for (s, v) in shared.drops.iter().zip(self.drops.0) {
+            s.store(v, Ordering::Relaxed);
+        }
+        for (s, &v) in shared.port_drops.iter().zip(self.port_drops.iter()) {
+            s.store(v, Ordering::Relaxed);
+        }
+        shared.busy_tsc.store(busy_tsc, Ordering::Relaxed);
+    }
+}
+
+/// An output port's TX queue and its buffer.
+struct TxPort {
+    queue: TxQueue,
+    buf: MbufBurst<BURST_SIZE>,
+}
+
+impl TxPort {
+    /// Sends the buffer; frees and counts what the device did not take.
+    #[inline]
+    fn flush(&mut self, local: &mut Local) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let sent = self.queue.tx_burst(&mut self.buf);
+        local.tx += sent as u64;
+        if !self.buf.is_empty() {
+            for m in self.buf.as_slice() {
+                local.drop_packet(DropReason::TxFull, m.port(), 1);
+            }
+            self.buf.clear();
+        }
+    }
+}
+
+/// Everything one worker lcore owns.
+pub struct Worker<S: PacketStep> {
+    rx: Vec<RxQueue>,
+    tx: Vec<TxPort>,
+    /// `tx_slot[port]`: index into `tx` for the port, `u8::MAX` if this worker has none.
+    tx_slot: [u8; MAX_PORTS],
+    step: S,
+    counters: Arc<WorkerCounters>,
+    stop: Arc<AtomicBool>,
+    drain_tsc: u64,
+}
+
+impl<S: PacketStep> Worker<S> {
+    /// A worker polling `rx` and sending on `tx`, running `step` on every burst, until
+    /// `stop` is set. `tsc_hz` is the TSC frequency (for the drain interval).
+    pub fn new(
+        rx: Vec<RxQueue>,
+        tx: Vec<TxQueue>,
+        step: S,
+        counters: Arc<WorkerCounters>,
+        stop: Arc<AtomicBool>,
+        tsc_hz: u64,
+    ) -> Result<Self, String> {
+        let mut tx_slot = [u8::MAX; MAX_PORTS];
+        let mut ports = Vec::with_capacity(tx.len());
+        for (i, queue) in tx.into_iter().enumerate() {
+            let slot = tx_slot
+                .get_mut(usize::from(queue.port()))
+                .ok_or_else(|| format!("port {} is beyond {MAX_PORTS}", queue.port()))?;
+            if *slot != u8::MAX {
+                return Err(format!("two TX queues for port {}", queue.port()));
+            }
+            *slot = u8::try_from(i).map_err(|_| "too many TX ports".to_string())?;
+            ports.push(TxPort {
+                queue,
+                buf: MbufBurst::new(),
+            });
+        }
+        Ok(Worker {
+            rx,
+            tx: ports,
+            tx_slot,
+            step,
+            counters,
+            stop,
+            drain_tsc: (tsc_hz / 1_000_000).max(1) * DRAIN_US,
+        })
+    }
+
+    /// The poll loop. Returns when `stop` is set, after flushing its TX buffers and
+    /// publishing its final counters.
+    pub fn run(self) -> i32 {
+        let Worker {
+            mut rx,
+            mut tx,
+            tx_slot,
+            mut step,
+            counters,
+            stop,
+            drain_tsc,
+        } = self;
+        let mut local = Local {
+            rx: 0,
+            tx: 0,
+            drops: DropCounters::default(),
+            port_drops: [0; MAX_PORTS],
+        };
+        let mut burst: MbufBurst<BURST_SIZE> = MbufBurst::new();
+        let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BURST_SIZE];
+        let start = Tsc::now();
+        let mut prev_drain = start;
+
+        while !stop.load(Ordering::Relaxed) {
+            let now = Tsc::now();
+            if now.wrapping_sub(prev_drain) > drain_tsc {
+                for t in tx.iter_mut() {
+                    t.flush(&mut local);
+                }
+                local.publish(&counters, now.wrapping_sub(start));
+                prev_drain = now;
+            }
+
+            for q in rx.iter_mut() {
+                let n = q.rx_burst(&mut burst);
+                if n == 0 {
+                    continue;
+                }
+                let in_port = q.port();
+                local.rx += n as u64;
+                for m in burst.as_slice() {
+                    m.prefetch();
+                }
+                {
+                    let mut frames: [&mut [u8]; BURST_SIZE] = Default::default();
+                    for (f, m) in frames.iter_mut().zip(burst.as_mut_slice()) {
+                        *f = m.data_mut();
+                    }
+                    step.process_burst(&mut frames[..n], in_port, &mut verdicts[..n]);
+                }
+                for (m, v) in burst.drain().zip(verdicts.iter()) {
+                    match *v {
+                        Verdict::Forward(out) => {
+                            let slot = tx_slot.get(usize::from(out)).copied().unwrap_or(u8::MAX);
+                            match tx.get_mut(usize::from(slot)) {
+                                Some(t) => {
+                                    // Never full here: a full buffer is sent right away.
+                                    if let Err(m) = t.buf.push(m) {
+                                        local.drop_packet(DropReason::TxFull, in_port, 1);
+                                        drop(m);
+                                    }
+                                    if t.buf.is_full() {
+                                        t.flush(&mut local);
+                                    }
+                                }
+                                None => local.drop_packet(DropReason::NoRoute, in_port, 1),
+                            }
+                        }
+                        Verdict::Drop(reason) => local.drop_packet(reason, in_port, 1),
+                    }
+                }
+            }
+        }
+
+        for t in tx.iter_mut() {
+            t.flush(&mut local);
+        }
+        local.publish(&counters, Tsc::now().wrapping_sub(start));
+        0
+    }
+}
