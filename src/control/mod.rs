@@ -1,0 +1,10 @@
+//! The control lcore: the main lcore sets up ports and workers, prints stats once a
+//! second, and on a signal, a time limit or idle input stops everything cleanly and prints
+//! the final counters.
+//!
+//! * [`stats`]: the counter lines and rates (pure, tested without DPDK).
+//! * [`gateway`] (feature `dpdk`): the run itself.
+
+#[cfg(feature = "dpdk")]
+pub mod gateway;
+pub mod stats;

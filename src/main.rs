@@ -1,0 +1,54 @@
+//! `ctgate`: wires the command line, EAL and the gateway run together. No logic here.
+
+use std::process::ExitCode;
+
+use ctgate::cli::{self, Command};
+use ctgate::control::gateway;
+use ctgate::dpdk::{dpdk_version, Eal};
+
+/// Exit code for bad arguments (command line or EAL options).
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let program = args.next().unwrap_or_else(|| "ctgate".to_string());
+    let cli = match cli::parse(args) {
+        Ok(Command::Run(cli)) => cli,
+        Ok(Command::Help) => {
+            print!("{}", cli::help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("{} (running {})", env!("CTGATE_VERSION"), dpdk_version());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("ctgate: {e} (see ctgate --help)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+
+    let eal_argv: Vec<String> = std::iter::once(program).chain(cli.eal_args).collect();
+    let eal = match Eal::init(&eal_argv) {
+        Ok(eal) => eal,
+        Err(e) => {
+            eprintln!("ctgate: cannot initialise DPDK: {e} (check the EAL options before `--`, see ctgate --help)");
+            return ExitCode::from(if e.errno == libc::EINVAL {
+                EXIT_USAGE
+            } else {
+                1
+            });
+        }
+    };
+    let result = gateway::run(&eal, &cli.app);
+    if let Err(e) = eal.cleanup() {
+        eprintln!("ctgate: {e}");
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ctgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
