@@ -1,0 +1,353 @@
+//! Helpers for the integration tests that run the real `ctgate` binary on DPDK virtual
+//! devices (`--no-huge --no-pci`, no NIC, no hugepages).
+//!
+//! DPDK processes busy-poll, and the CI machine has two cores, so every test that starts
+//! one takes [`dpdk_lock`] first: an exclusive `flock` on a file in the temp directory,
+//! which serialises them across test threads and test binaries alike.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+pub use ctgate::control::stats::field_u64;
+
+/// Path of the binary under test.
+pub fn ctgate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ctgate")
+}
+
+/// Held while a DPDK process runs; released on drop.
+pub struct DpdkLock(File);
+
+/// Takes the machine-wide lock for running DPDK processes (blocks until free).
+pub fn dpdk_lock() -> DpdkLock {
+    let path = std::env::temp_dir().join("ctgate-dpdk-tests.lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open lock file {}: {e}", path.display()));
+    f.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+    DpdkLock(f)
+}
+
+/// A scratch directory, removed on drop (with the EAL runtime dir of its prefix).
+pub struct Scratch {
+    pub dir: PathBuf,
+    pub prefix: String,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let prefix = format!("ctgate-test-{name}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&prefix);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch { dir, prefix }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// EAL options for a test run: no hugepages, no PCI, a unique file prefix, errors-only
+    /// logging, and the given lcore layout.
+    pub fn eal_args(&self, lcores: &str) -> Vec<String> {
+        [
+            "--no-huge",
+            "-m",
+            "512",
+            "--no-pci",
+            "--file-prefix",
+            &self.prefix,
+            "--log-level",
+            "4",
+            "--lcores",
+            lcores,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+    }
+}
+
+/// What a finished run printed.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The final counter line of `port=N`.
+    pub fn port_line(&self, port: u16) -> &str {
+        let prefix = format!("port={port} ");
+        self.stdout
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no final line for port {port} in:\n{self}"))
+    }
+
+    /// The final counter lines of the workers.
+    pub fn worker_lines(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with("worker="))
+            .collect()
+    }
+
+    /// A counter of the final line of `port=N`.
+    pub fn port_counter(&self, port: u16, key: &str) -> u64 {
+        let line = self.port_line(port);
+        field_u64(line, key).unwrap_or_else(|| panic!("no {key} in {line:?}"))
+    }
+
+    /// The MAC ctgate reported for port `port` at start-up.
+    pub fn port_mac(&self, port: u16) -> [u8; 6] {
+        port_mac(&self.stdout, port)
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status: {}\n--- stdout\n{}--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Parses the MAC from the start-up line `port N: ... mac=aa:bb:cc:dd:ee:ff ...`.
+pub fn port_mac(stdout: &str, port: u16) -> [u8; 6] {
+    let prefix = format!("port {port}: ");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no start-up line for port {port} in:\n{stdout}"));
+    let mac = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("mac="))
+        .unwrap_or_else(|| panic!("no mac= in {line:?}"));
+    let m: ctgate::pipeline::MacAddr = mac.parse().unwrap_or_else(|e| panic!("{e}"));
+    m.0
+}
+
+/// A running ctgate whose stdout is read line by line on a thread.
+pub struct Running {
+    child: Child,
+    lines: Receiver<String>,
+    stdout: String,
+    stderr_thread: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    /// Starts `ctgate EAL... -- APP...`.
+    pub fn start(eal: &[String], app: &[&str]) -> Running {
+        let mut child = Command::new(ctgate_bin())
+            .args(eal)
+            .arg("--")
+            .args(app)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ctgate");
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_thread = std::thread::spawn(move || {
+            let mut s = String::new();
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                s.push_str(&line);
+                s.push('\n');
+            }
+            s
+        });
+        Running {
+            child,
+            lines,
+            stdout: String::new(),
+            stderr_thread: Some(stderr_thread),
+        }
+    }
+
+    /// Everything read from stdout so far.
+    pub fn stdout(&self) -> &str {
+        &self.stdout
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (at most `timeout`) for a stdout line satisfying `pred`; returns it.
+    pub fn wait_for_line(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout.push_str(&line);
+                    self.stdout.push('\n');
+                    if pred(&line) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Sends a signal by name (`INT`, `TERM`, `KILL`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit (killing it after `timeout`) and collects its output.
+    pub fn finish(mut self, timeout: Duration) -> Output {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let s = self.child.wait().expect("wait");
+                let rest: Vec<String> = self.lines.try_iter().collect();
+                panic!(
+                    "ctgate did not exit within {timeout:?} (killed: {s})\n--- stdout\n{}{}",
+                    self.stdout,
+                    rest.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread ends at EOF; collect everything it still has.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.stdout.push_str(&line);
+            self.stdout.push('\n');
+        }
+        let stderr = self
+            .stderr_thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        Output {
+            status,
+            stdout: std::mem::take(&mut self.stdout),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed assertion must not leave a busy-polling process behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs ctgate to completion (it must stop by itself within `timeout`).
+pub fn run_ctgate(eal: &[String], app: &[&str], timeout: Duration) -> Output {
+    Running::start(eal, app).finish(timeout)
+}
+
+/// True when the tests run as root (needed for net_tap). Read from /proc, no libc call.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+// ---- frames -------------------------------------------------------------------------
+
+/// Builds an Ethernet frame: dst, src, EtherType, payload.
+pub fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An IPv4 header (checksum filled in) followed by `l4`.
+pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let total = (20 + l4.len()) as u16;
+    let mut h = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    let mut sum = 0u32;
+    for c in h.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    h.extend_from_slice(l4);
+    h
+}
+
+/// A UDP header + payload (checksum 0: allowed for IPv4).
+pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::with_capacity(8 + payload.len());
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    u
+}
+
+/// A TCP header with `flags` (no options) + payload; checksum left 0.
+pub fn tcp(sport: u16, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(20 + payload.len());
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&0u32.to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    t
+}
