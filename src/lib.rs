@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod conntrack;
+pub mod nat;
 pub mod pcap;
 pub mod pipeline;
 pub mod wire;
