@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod conntrack;
 pub mod control;
+pub mod nat;
 pub mod pcap;
 pub mod pipeline;
 pub mod wire;

@@ -45,6 +45,16 @@ impl Default for CtConfig {
     }
 }
 
+/// Where the reply key of a new connection comes from: NAT implements this (the `nat`
+/// module), so the tracker needs no knowledge of NAT rules.
+pub trait ReplyTuples {
+    /// The NAT flags (`CtState::SNAT`/`DNAT` bits) of a connection created with `orig`.
+    fn flags(&self, orig: &ConnKey) -> u8;
+    /// The `n`-th candidate reply key for a new connection `orig` (n = 0, 1, …), or `None`
+    /// when the candidates are exhausted. Must be bounded.
+    fn candidate(&self, orig: &ConnKey, n: u32) -> Option<ConnKey>;
+}
+
 /// Why a new connection was not created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -284,6 +294,17 @@ impl Conntrack {
         }
     }
 
+    /// For a packet of connection `hit` (travelling in `hit.dir`), the tuple it must carry
+    /// after NAT: the reverse of the other direction's key. `None` when the connection has
+    /// no NAT (or is gone).
+    pub fn nat_target(&self, hit: &Hit) -> Option<ConnKey> {
+        let c = self.conn_of(hit)?;
+        if c.nat_flags() == 0 {
+            return None;
+        }
+        Some(c.key(hit.dir ^ 1).reversed())
+    }
+
     /// All connections (for tests and small dumps), in bucket order.
     pub fn all_conns(&self) -> Vec<ConnSnapshot> {
         let mut v = Vec::new();
@@ -312,6 +333,9 @@ pub struct PacketMeta {
     pub zone: u16,
     /// Create a connection if the packet starts one (OVS `ct(commit)`).
     pub commit: bool,
+    /// Index into the `nat` slice given to [`CtWorker::process_burst_nat`]: the NAT to apply
+    /// if the packet creates a connection.
+    pub nat: Option<u16>,
     /// Output: the tracker's verdict.
     pub result: CtResult,
     words: [u64; KEY_WORDS],
@@ -325,11 +349,22 @@ impl PacketMeta {
             parsed,
             zone,
             commit,
+            nat: None,
             result: CtResult::default(),
             words: [0; KEY_WORDS],
             hash: 0,
         }
     }
+}
+
+/// What the caller asks for one packet.
+#[derive(Clone, Copy)]
+struct Request<'n> {
+    zone: u16,
+    /// Create the connection if the packet starts one.
+    commit: bool,
+    /// NAT for a connection the packet creates.
+    nat: Option<&'n dyn ReplyTuples>,
 }
 
 /// The key search a packet needs.
@@ -385,9 +420,35 @@ impl<'a> CtWorker<'a> {
         m.result
     }
 
-    /// Tracks a burst: computes every key and hash first and prefetches their buckets,
-    /// then prefetches the likely records, then resolves each packet in order.
+    /// [`CtWorker::process`] with a NAT for the connection the packet may create.
+    pub fn process_nat(
+        &mut self,
+        p: &ParsedPacket,
+        zone: u16,
+        commit: bool,
+        nat: &dyn ReplyTuples,
+        now: u64,
+    ) -> CtResult {
+        let mut m = PacketMeta::new(*p, zone, commit);
+        m.nat = Some(0);
+        self.process_burst_nat(std::slice::from_mut(&mut m), &[nat], now);
+        m.result
+    }
+
+    /// Tracks a burst without NAT.
     pub fn process_burst(&mut self, pkts: &mut [PacketMeta], now: u64) {
+        self.process_burst_nat(pkts, &[], now)
+    }
+
+    /// Tracks a burst: computes every key and hash first and prefetches their buckets,
+    /// then prefetches the likely records, then resolves each packet in order. A packet
+    /// that creates a connection gets the NAT `nat[m.nat]`, if set.
+    pub fn process_burst_nat(
+        &mut self,
+        pkts: &mut [PacketMeta],
+        nat: &[&dyn ReplyTuples],
+        now: u64,
+    ) {
         let table = &self.ct.table;
         for m in pkts.iter_mut() {
             if let Lookup::Plain = classify(&m.parsed, m.zone) {
@@ -412,9 +473,13 @@ impl<'a> CtWorker<'a> {
                 }
                 Lookup::Related(key) => self.related(key, now),
                 Lookup::Plain => {
-                    let (p, zone, commit, words, hash) =
-                        (m.parsed, m.zone, m.commit, m.words, m.hash);
-                    self.resolve(&p, zone, commit, &words, hash, now)
+                    let req = Request {
+                        zone: m.zone,
+                        commit: m.commit,
+                        nat: m.nat.and_then(|i| nat.get(i as usize).copied()),
+                    };
+                    let (p, words, hash) = (m.parsed, m.words, m.hash);
+                    self.resolve(&p, &req, &words, hash, now)
                 }
             };
         }
@@ -445,8 +510,7 @@ impl<'a> CtWorker<'a> {
     fn resolve(
         &mut self,
         p: &ParsedPacket,
-        zone: u16,
-        commit: bool,
+        req: &Request,
         words: &[u64; KEY_WORDS],
         hash: u64,
         now: u64,
@@ -455,7 +519,7 @@ impl<'a> CtWorker<'a> {
         let seq_check = self.ct.tcp_seq_check();
         for _attempt in 0..4 {
             let Some(hit) = self.ct.table.lookup(words, hash, now) else {
-                return self.miss(p, kind, zone, commit, words, hash, now);
+                return self.miss(p, kind, req, words, hash, now);
             };
             let c = self.ct.table.conn(hit.idx);
             let reply = hit.dir == DIR_REPLY;
@@ -470,7 +534,7 @@ impl<'a> CtWorker<'a> {
                 continue;
             };
             if let Some(a) = tattr {
-                let z = self.ct.zones.get(zone);
+                let z = self.ct.zones.get(req.zone);
                 c.expiry
                     .store(now + self.ct.timeout_ms(z, a), Ordering::Relaxed);
                 c.tattr.store(a as u8, Ordering::Relaxed);
@@ -497,7 +561,7 @@ impl<'a> CtWorker<'a> {
                     if self.ct.remove(hit.idx, hit.gen, Some(&mut self.cache)) {
                         bump(&self.counters().removed);
                     }
-                    return self.miss(p, kind, zone, commit, words, hash, now);
+                    return self.miss(p, kind, req, words, hash, now);
                 }
             };
         }
@@ -506,13 +570,11 @@ impl<'a> CtWorker<'a> {
     }
 
     /// No live connection has the packet's key.
-    #[allow(clippy::too_many_arguments)]
     fn miss(
         &mut self,
         p: &ParsedPacket,
         kind: L4Kind,
-        zone: u16,
-        commit: bool,
+        req: &Request,
         words: &[u64; KEY_WORDS],
         hash: u64,
         now: u64,
@@ -522,43 +584,36 @@ impl<'a> CtWorker<'a> {
             return CtResult::flags(CtState::INV);
         }
         let mut r = CtResult::flags(CtState::NEW);
-        if !commit {
+        if !req.commit {
             return r;
         }
         let orig = ConnKey::from_words(words);
-        let reply = orig.reversed();
-        match self.create(p, kind, &orig, hash, &reply, 0, now) {
+        let created = match req.nat {
+            None => self.create(p, kind, &orig, hash, &orig.reversed(), 0, now),
+            Some(n) => self.create_nat(p, kind, &orig, hash, n, now),
+        };
+        match created {
             Ok(hit) => {
+                r.state.0 |= self.ct.table.conn(hit.idx).nat_flags();
                 r.conn = Some(hit);
                 r
             }
             Err(CreateError::Exists(_)) => {
                 // Another worker created it between our lookup and insert: process the
-                // packet as part of that connection.
-                let w = *words;
-                match self.ct.table.lookup(&w, hash, now) {
-                    Some(_) => self.resolve_existing_once(p, kind, zone, &w, hash, now),
-                    None => r,
-                }
+                // packet as part of that connection (without committing again, so this
+                // cannot loop).
+                let again = Request {
+                    commit: false,
+                    nat: None,
+                    ..*req
+                };
+                self.resolve(p, &again, words, hash, now)
             }
             Err(CreateError::Refused(why)) => {
                 r.refused = Some(why);
                 r
             }
         }
-    }
-
-    fn resolve_existing_once(
-        &mut self,
-        p: &ParsedPacket,
-        _kind: L4Kind,
-        zone: u16,
-        words: &[u64; KEY_WORDS],
-        hash: u64,
-        now: u64,
-    ) -> CtResult {
-        // `commit = false`: never loop into another create.
-        self.resolve(p, zone, false, words, hash, now)
     }
 
     /// Reserves a slot in the zone and under the global limit, reclaiming expired
@@ -629,6 +684,23 @@ impl<'a> CtWorker<'a> {
         nat: u8,
         now: u64,
     ) -> Result<Hit, CreateError> {
+        self.create_counted(p, kind, orig, orig_hash, reply, nat, now, true)
+    }
+
+    /// [`CtWorker::create`]; `count_collision` says whether a taken reply key is counted
+    /// as a refusal (NAT probing counts only its final outcome).
+    #[allow(clippy::too_many_arguments)]
+    fn create_counted(
+        &mut self,
+        p: &ParsedPacket,
+        kind: L4Kind,
+        orig: &ConnKey,
+        orig_hash: u64,
+        reply: &ConnKey,
+        nat: u8,
+        now: u64,
+        count_collision: bool,
+    ) -> Result<Hit, CreateError> {
         let zone = self.ct.zones.get_or_create(orig.zone);
         let counters = self.counters();
         if let Err(why) = self.admit(zone, now) {
@@ -678,7 +750,9 @@ impl<'a> CtWorker<'a> {
                 match e {
                     InsertError::Exists(h) => Err(CreateError::Exists(h)),
                     InsertError::ReplyTaken => {
-                        bump(&counters.refused_tuple_collision);
+                        if count_collision {
+                            bump(&counters.refused_tuple_collision);
+                        }
                         Err(CreateError::Refused(Refusal::TupleCollision))
                     }
                     InsertError::NoSpace => {
@@ -688,6 +762,34 @@ impl<'a> CtWorker<'a> {
                 }
             }
         }
+    }
+
+    /// Creates a NATed connection: walks the candidate reply keys, skipping those a
+    /// lock-free lookup finds taken, and inserts the first free one (the insert re-checks it
+    /// under both bucket locks; a lost race moves on to the next candidate).
+    fn create_nat(
+        &mut self,
+        p: &ParsedPacket,
+        kind: L4Kind,
+        orig: &ConnKey,
+        orig_hash: u64,
+        nat: &dyn ReplyTuples,
+        now: u64,
+    ) -> Result<Hit, CreateError> {
+        let flags = nat.flags(orig);
+        let mut n = 0;
+        while let Some(reply) = nat.candidate(orig, n) {
+            n += 1;
+            if !self.ct.table.key_free(&reply.to_words(), now) {
+                continue;
+            }
+            match self.create_counted(p, kind, orig, orig_hash, &reply, flags, now, false) {
+                Err(CreateError::Refused(Refusal::TupleCollision)) => continue,
+                other => return other,
+            }
+        }
+        bump(&self.counters().nat_exhausted);
+        Err(CreateError::Refused(Refusal::NatExhausted))
     }
 
     /// Removes a connection (flush); idempotent.
