@@ -1,1 +1,42 @@
-fn main() {}
+//! `ctgate-perf`: ctgate's benchmarks. One module per subcommand:
+//!
+//! * `fwd` ([`fwd`]): forwarding throughput of the real `ctgate` binary on virtual
+//!   devices, in Mpps per worker.
+//!
+//! Speed is measured here, never asserted in tests.
+
+mod fwd;
+mod runner;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ctgate benchmarks.
+#[derive(Parser, Debug)]
+#[command(name = "ctgate-perf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Forwarding throughput: runs ctgate on net_null (or net_pcap infinite_rx) for a
+    /// fixed time and prints Mpps in total and per worker.
+    Fwd(fwd::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fwd(args) => fwd::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ctgate-perf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `ctgate-perf fwd`: forwarding throughput of the real ctgate binary.
+//!
+//! For each worker count it runs `ctgate --duration SECS` on two virtual ports and prints
+//! one line per case:
+//!
+//! ```text
+//! bench=fwd source=null workers=2 secs=5.0 mpps=7.812 per_worker_mpps=3.905,3.907
+//! ```
+//!
+//! `mpps` is packets forwarded (transmitted) per second summed over workers, each worker's
+//! rate measured over its own poll-loop time. Sources:
+//! * `null`: two net_null ports (RX generates 64-byte packets, TX frees them); RSS gives
+//!   every worker a queue on each port.
+//! * `pcap`: a net_pcap port replaying a generated pcap of 64-byte UDP frames forever
+//!   (`infinite_rx=1`, one RX queue, so one busy worker), forwarding into a net_null sink.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use crate::runner::{find_ctgate, lcore_map, run_ctgate};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Worker counts to measure, one case each (e.g. 1,2).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// Seconds per case.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Traffic source.
+    #[arg(long, value_enum, default_value_t = Source::Null)]
+    source: Source,
+    /// The ctgate binary (default: next to ctgate-perf).
+    #[arg(long, value_name = "PATH")]
+    ctgate: Option<PathBuf>,
+    /// Memory for EAL in MB (no hugepages are used).
+    #[arg(long, default_value_t = 1024)]
+    memory_mb: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Source {
+    Null,
+    Pcap,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::Null => "null",
+            Source::Pcap => "pcap",
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    if !(args.seconds > 0.0 && args.seconds.is_finite()) {
+        return Err("--seconds must be a positive number".into());
+    }
+    if args.workers.is_empty() || args.workers.contains(&0) {
+        return Err("--workers needs positive worker counts, e.g. 1,2".into());
+    }
+    let bin = find_ctgate(args.ctgate.as_deref())?;
+    let scratch = std::env::temp_dir().join(format!("ctgate-perf-fwd-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let result = run_cases(args, &bin, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn run_cases(args: &Args, bin: &std::path::Path, scratch: &std::path::Path) -> Result<(), String> {
+    let vdevs: Vec<String> = match args.source {
+        Source::Null => vec!["net_null0".into(), "net_null1".into()],
+        Source::Pcap => {
+            let pcap = scratch.join("src.pcap");
+            write_source_pcap(&pcap)?;
+            vec![
+                format!(
+                    "net_pcap0,rx_pcap={},tx_pcap=/dev/null,infinite_rx=1",
+                    pcap.display()
+                ),
+                "net_null1,no-rx=1".into(),
+            ]
+        }
+    };
+    for &workers in &args.workers {
+        let prefix = format!("ctgate-perf-{}-{workers}", std::process::id());
+        let mut eal: Vec<String> = vec![
+            "--no-huge".into(),
+            "-m".into(),
+            args.memory_mb.to_string(),
+            "--no-pci".into(),
+            "--file-prefix".into(),
+            prefix.clone(),
+            "--log-level".into(),
+            "4".into(),
+            "--lcores".into(),
+            lcore_map(workers),
+        ];
+        for v in &vdevs {
+            eal.push("--vdev".into());
+            eal.push(v.clone());
+        }
+        let app = vec![
+            "--quiet".to_string(),
+            "--duration".into(),
+            args.seconds.to_string(),
+        ];
+        let r = run_ctgate(bin, &eal, &app);
+        let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(&prefix));
+        let r = r?;
+        let per_worker: Vec<f64> = r
+            .workers
+            .iter()
+            .map(|w| {
+                if w.secs > 0.0 {
+                    w.tx as f64 / w.secs / 1e6
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let total: f64 = per_worker.iter().sum();
+        let dropped: u64 = r.workers.iter().map(|w| w.dropped).sum();
+        println!(
+            "bench=fwd source={} workers={workers} secs={} mpps={total:.3} per_worker_mpps={} dropped={dropped}",
+            args.source.name(),
+            args.seconds,
+            per_worker.iter().map(|m| format!("{m:.3}")).collect::<Vec<_>>().join(",")
+        );
+    }
+    Ok(())
+}
+
+/// 1024 minimum-size UDP/IPv4 frames with varying ports (the replay source).
+fn write_source_pcap(path: &std::path::Path) -> Result<(), String> {
+    let frames: Vec<Vec<u8>> = (0..1024u16)
+        .map(|i| {
+            let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
+            let mut ip = vec![
+                0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 1, 1,
+            ];
+            let mut sum: u32 = ip
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                .sum();
+            sum = (sum & 0xffff) + (sum >> 16);
+            ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            f.extend_from_slice(&ip);
+            f.extend_from_slice(&(10_000 + i).to_be_bytes());
+            f.extend_from_slice(&53u16.to_be_bytes());
+            f.extend_from_slice(&[0, 8, 0, 0]);
+            f.resize(60, 0);
+            f
+        })
+        .collect();
+    ctgate::pcap::write_file(path, Duration::ZERO, frames.iter().map(Vec::as_slice))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
