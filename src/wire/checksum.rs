@@ -682,6 +682,48 @@ mod tests {
 
     use crate::wire::parse::tests as frames;
 
+    /// Real packets captured with dumpcap on Linux `lo` (`ping -s 24 -p 6374676174
+    /// 127.0.0.1` and `ping -6 -s 12 ::1`): the kernel computes IPv4 and ICMP/ICMPv6
+    /// checksums in software even on loopback, so these are its values (tshark: correct).
+    const CAPTURED_ECHO_REQUEST_V4: &str = "000000000000 000000000000 0800
+        45000034 85554000 4001 b771 7f000001 7f000001
+        0800 49c5 235f 0001 99ee066b00000000 42cf070000000000 7467617463746761";
+    const CAPTURED_ECHO_REPLY_V4: &str = "000000000000 000000000000 0800
+        45000034 85560000 4001 f770 7f000001 7f000001
+        0000 51c5 235f 0001 99ee066b00000000 42cf070000000000 7467617463746761";
+    const CAPTURED_ECHO_REQUEST_V6: &str = "000000000000 000000000000 86dd
+        60023819 0014 3a 40 00000000000000000000000000000001 00000000000000000000000000000001
+        8000 8d0a 245b 0001 6374676174000000432f4c43";
+
+    #[test]
+    fn captured_packets() {
+        let req = frames::frame(&[CAPTURED_ECHO_REQUEST_V4]);
+        let rep = frames::frame(&[CAPTURED_ECHO_REPLY_V4]);
+        let req6 = frames::frame(&[CAPTURED_ECHO_REQUEST_V6]);
+        assert_eq!(ipv4_header(&req[14..34]), 0xb771);
+        assert_eq!(icmpv4(&req[34..]), 0x49c5);
+        assert_eq!(ipv4_header(&rep[14..34]), 0xf770);
+        assert_eq!(icmpv4(&rep[34..]), 0x51c5);
+        let mut lo = [0u8; 16];
+        lo[15] = 1;
+        assert_eq!(icmpv6(&lo, &lo, &req6[54..]), 0x8d0a);
+        for f in [&req, &rep, &req6] {
+            assert_eq!(verify_frame(f), Ok(()));
+        }
+        // Echo request -> reply is what a responder does: type 8 -> 0 and DF cleared, with
+        // RFC 1624 updates instead of recomputation, giving the kernel's values.
+        let c = update_u16(0x49c5, 0x0800, 0x0000);
+        assert_eq!(c, 0x51c5);
+        let h = update_u16(update_u16(0xb771, 0x8555, 0x8556), 0x4000, 0x0000);
+        assert_eq!(h, 0xf770);
+        let p = parse_frame(&req).unwrap();
+        assert_eq!(p.l4_len, 32);
+        match p.l4 {
+            L4Summary::Icmp(i) => assert_eq!((i.icmp_type, i.id), (8, 0x235f)),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Every frame of the parser's table (built by scapy) verifies.
     #[test]
     fn verify_frame_accepts_scapy_frames() {
@@ -906,6 +948,34 @@ mod tests {
                 h[16..20].copy_from_slice(&c.new_dst[..4]);
                 prop_assert_eq!(hc, ipv4_header(&h));
             }
+        }
+
+        /// ICMP echo NAT: a new identifier (and for ICMPv6 new pseudo-header addresses)
+        /// applied incrementally equals a full recomputation.
+        #[test]
+        fn incremental_icmp_echo_equals_full(
+            v6 in any::<bool>(),
+            msg in proptest::collection::vec(any::<u8>(), 8..120),
+            src in any::<[u8; 16]>(),
+            dst in any::<[u8; 16]>(),
+            new_src in any::<[u8; 16]>(),
+            new_id in any::<u16>(),
+        ) {
+            let mut msg = msg;
+            msg[0] = if v6 { 128 } else { 8 };
+            let full = |m: &[u8], s: &[u8; 16]| if v6 { icmpv6(s, &dst, m) } else { icmpv4(m) };
+            let c = full(&msg, &src);
+            msg[2..4].copy_from_slice(&c.to_be_bytes());
+            let old_id = u16::from_be_bytes([msg[4], msg[5]]);
+            let mut inc = update_u16(c, old_id, new_id);
+            msg[4..6].copy_from_slice(&new_id.to_be_bytes());
+            let s = if v6 {
+                inc = update_bytes(inc, &src, &new_src);
+                new_src
+            } else {
+                src
+            };
+            prop_assert_eq!(inc, full(&msg, &s));
         }
 
         /// The fast sum equals the byte-by-byte reference on any input.
