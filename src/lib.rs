@@ -12,6 +12,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
+pub mod config;
 pub mod conntrack;
 pub mod control;
 pub mod nat;

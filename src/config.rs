@@ -1,0 +1,889 @@
+//! The gateway's configuration: one TOML file, validated at start.
+//!
+//! `config/ctgate.toml` is the commented example and is built into the binary as the
+//! default ([`EMBEDDED_DEFAULT`]). Every error names the file, the line and the field
+//! (`ctgate.toml:12: port[1].ipv4: invalid prefix '10.0.0.1/33' …`); unknown keys are
+//! errors, not ignored.
+
+use crate::conntrack::timeouts::TimeoutAttr;
+use crate::nat::NatRange;
+use serde::Deserialize;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use toml::Spanned;
+
+/// The commented example configuration, used when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/ctgate.toml");
+/// The name errors use for the embedded default.
+pub const EMBEDDED_NAME: &str = "<embedded default config>";
+
+/// A configuration error: where and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The field, as a path (`port[1].ipv4`), when known.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Which side of the gateway a port faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Inside,
+    Outside,
+}
+
+/// An IP prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    /// True when `ip` is inside the prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(p), IpAddr::V4(a)) => {
+                let m = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.len)
+                };
+                u32::from(p) & m == u32::from(a) & m
+            }
+            (IpAddr::V6(p), IpAddr::V6(a)) => {
+                let m = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.len)
+                };
+                u128::from(p) & m == u128::from(a) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Prefix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Prefix, String> {
+        let bad = || format!("invalid prefix '{s}' (expected ADDRESS/LENGTH)");
+        let (a, l) = s.split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = a.parse().map_err(|_| bad())?;
+        let len: u8 = l.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if len > max {
+            return Err(format!("invalid prefix '{s}' (length {len} > {max})"));
+        }
+        Ok(Prefix { addr, len })
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// A configured port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortConfig {
+    /// DPDK port id.
+    pub port: u16,
+    pub role: Role,
+    /// The gateway's IPv4 address on the port and its connected prefix.
+    pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// The gateway's IPv6 address on the port and its connected prefix.
+    pub ipv6: Option<(Ipv6Addr, u8)>,
+    /// Conntrack zone of traffic entering on this port.
+    pub zone: u16,
+    /// A static next-hop MAC (instead of ARP/NDP) for everything sent out this port.
+    pub next_hop_mac: Option<[u8; 6]>,
+}
+
+impl PortConfig {
+    /// The connected prefixes of the port.
+    pub fn connected(&self) -> Vec<Prefix> {
+        let mut v = Vec::new();
+        if let Some((a, l)) = self.ipv4 {
+            v.push(Prefix {
+                addr: IpAddr::V4(a),
+                len: l,
+            });
+        }
+        if let Some((a, l)) = self.ipv6 {
+            v.push(Prefix {
+                addr: IpAddr::V6(a),
+                len: l,
+            });
+        }
+        v
+    }
+}
+
+/// A route: prefix → next hop (on a connected network of `port`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: Prefix,
+    pub via: IpAddr,
+    pub port: u16,
+}
+
+/// A port forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnatRule {
+    /// IP protocol (6 or 17).
+    pub proto: u8,
+    pub match_addr: IpAddr,
+    pub match_port: u16,
+    /// The inside server (address, optional port).
+    pub to: NatRange,
+}
+
+/// Firewall policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Admit new outside→inside connections that no DNAT rule matches.
+    pub outside_new_allow: bool,
+    /// Forward packets the tracker finds invalid.
+    pub invalid_allow: bool,
+}
+
+/// Datapath settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Datapath {
+    pub max_conns: u32,
+    pub buckets: u32,
+    pub tcp_seq_check: bool,
+    pub sweep_interval_ms: u32,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Where it came from (a path or [`EMBEDDED_NAME`]).
+    pub source: String,
+    pub datapath: Datapath,
+    pub ports: Vec<PortConfig>,
+    pub routes: Vec<Route>,
+    pub snat: Vec<NatRange>,
+    pub dnat: Vec<DnatRule>,
+    pub policy: Policy,
+    /// Default zone limit (0 = none).
+    pub default_limit: u32,
+    /// Per-zone limits.
+    pub zone_limits: Vec<(u16, u32)>,
+    /// Global timeout overrides (seconds).
+    pub timeouts: Vec<(TimeoutAttr, u32)>,
+    /// Per-zone timeout overrides (seconds).
+    pub zone_timeouts: Vec<(u16, Vec<(TimeoutAttr, u32)>)>,
+}
+
+// ---- The file's shape (serde), with spans for the fields validated afterwards. ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    datapath: RawDatapath,
+    #[serde(default, rename = "port")]
+    ports: Vec<RawPort>,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    snat: Vec<RawSnat>,
+    #[serde(default)]
+    dnat: Vec<RawDnat>,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatapath {
+    #[serde(default = "default_max_conns")]
+    max_conns: Spanned<u32>,
+    #[serde(default = "default_zero")]
+    buckets: Spanned<u32>,
+    #[serde(default = "default_true")]
+    tcp_seq_check: bool,
+    #[serde(default = "default_sweep")]
+    sweep_interval_ms: Spanned<u32>,
+}
+
+fn default_max_conns() -> Spanned<u32> {
+    Spanned::new(0..0, crate::conntrack::DEFAULT_MAX_CONNS)
+}
+fn default_zero() -> Spanned<u32> {
+    Spanned::new(0..0, 0)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_sweep() -> Spanned<u32> {
+    Spanned::new(0..0, 20_000)
+}
+
+impl Default for RawDatapath {
+    fn default() -> Self {
+        RawDatapath {
+            max_conns: default_max_conns(),
+            buckets: default_zero(),
+            tcp_seq_check: true,
+            sweep_interval_ms: default_sweep(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    port: Spanned<u16>,
+    role: Spanned<String>,
+    ipv4: Option<Spanned<String>>,
+    ipv6: Option<Spanned<String>>,
+    zone: Option<Spanned<u16>>,
+    next_hop_mac: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: Spanned<String>,
+    via: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSnat {
+    pool: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDnat {
+    proto: Spanned<String>,
+    #[serde(rename = "match")]
+    matches: Spanned<String>,
+    to: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default = "default_deny")]
+    outside_new: Spanned<String>,
+    #[serde(default = "default_drop")]
+    invalid: Spanned<String>,
+}
+
+fn default_deny() -> Spanned<String> {
+    Spanned::new(0..0, "deny".into())
+}
+fn default_drop() -> Spanned<String> {
+    Spanned::new(0..0, "drop".into())
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        RawPolicy {
+            outside_new: default_deny(),
+            invalid: default_drop(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    default: u32,
+    #[serde(default)]
+    zones: Vec<RawZoneLimit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZoneLimit {
+    zone: u16,
+    limit: u32,
+}
+
+macro_rules! timeout_structs {
+    ($($f:ident),*) => {
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct RawTimeouts {
+            $( $f: Option<u32>, )*
+            #[serde(default)]
+            zone: Vec<RawZoneTimeouts>,
+        }
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawZoneTimeouts {
+            zone: u16,
+            $( $f: Option<u32>, )*
+        }
+
+        impl RawTimeouts {
+            fn values(&self) -> Vec<(TimeoutAttr, u32)> {
+                let mut v = Vec::new();
+                $( if let Some(x) = self.$f {
+                    v.push((TimeoutAttr::from_name(stringify!($f)).expect("known attribute"), x));
+                } )*
+                v
+            }
+        }
+
+        impl RawZoneTimeouts {
+            fn values(&self) -> Vec<(TimeoutAttr, u32)> {
+                let mut v = Vec::new();
+                $( if let Some(x) = self.$f {
+                    v.push((TimeoutAttr::from_name(stringify!($f)).expect("known attribute"), x));
+                } )*
+                v
+            }
+        }
+    };
+}
+
+timeout_structs!(
+    tcp_syn_sent,
+    tcp_syn_recv,
+    tcp_established,
+    tcp_fin_wait,
+    tcp_time_wait,
+    tcp_close,
+    udp_first,
+    udp_single,
+    udp_multiple,
+    icmp_first,
+    icmp_reply
+);
+
+/// Turns byte offsets into line numbers.
+struct Lines<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Lines<'_> {
+    fn line_of(&self, offset: usize) -> Option<usize> {
+        if offset == 0 && self.text.is_empty() {
+            return None;
+        }
+        Some(
+            self.text[..offset.min(self.text.len())]
+                .matches('\n')
+                .count()
+                + 1,
+        )
+    }
+
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        field: String,
+        message: String,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.file.to_string(),
+            line: if span == (0..0) {
+                None
+            } else {
+                self.line_of(span.start)
+            },
+            field: Some(field),
+            message,
+        })
+    }
+}
+
+/// Parses a MAC address `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME)
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: name.clone(),
+            line: None,
+            field: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, &name)
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let lines = Lines { text, file };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().and_then(|s| lines.line_of(s.start));
+            ConfigError {
+                file: file.to_string(),
+                line,
+                field: None,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        validate(raw, &lines)
+    }
+
+    /// The port with DPDK id `id`.
+    pub fn port(&self, id: u16) -> Option<&PortConfig> {
+        self.ports.iter().find(|p| p.port == id)
+    }
+}
+
+fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
+    let d = &raw.datapath;
+    if *d.max_conns.get_ref() == 0 || *d.max_conns.get_ref() >= 1 << 30 {
+        return lines.err(
+            d.max_conns.span(),
+            "datapath.max_conns".into(),
+            format!(
+                "{} is out of range (1 to {})",
+                d.max_conns.get_ref(),
+                (1u32 << 30) - 1
+            ),
+        );
+    }
+    let b = *d.buckets.get_ref();
+    if b != 0 && !b.is_power_of_two() {
+        return lines.err(
+            d.buckets.span(),
+            "datapath.buckets".into(),
+            format!("{b} is not a power of two (or 0 for automatic)"),
+        );
+    }
+    if *d.sweep_interval_ms.get_ref() == 0 {
+        return lines.err(
+            d.sweep_interval_ms.span(),
+            "datapath.sweep_interval_ms".into(),
+            "must be at least 1".into(),
+        );
+    }
+    let datapath = Datapath {
+        max_conns: *d.max_conns.get_ref(),
+        buckets: b,
+        tcp_seq_check: d.tcp_seq_check,
+        sweep_interval_ms: *d.sweep_interval_ms.get_ref(),
+    };
+
+    if raw.ports.is_empty() {
+        return Err(ConfigError {
+            file: lines.file.into(),
+            line: None,
+            field: Some("port".into()),
+            message: "no [[port]] configured (need at least one inside and one outside port)"
+                .into(),
+        });
+    }
+    let mut ports: Vec<PortConfig> = Vec::new();
+    for (i, p) in raw.ports.iter().enumerate() {
+        let f = |n: &str| format!("port[{i}].{n}");
+        let id = *p.port.get_ref();
+        if ports.iter().any(|q| q.port == id) {
+            return lines.err(
+                p.port.span(),
+                f("port"),
+                format!("port {id} is configured twice"),
+            );
+        }
+        let role = match p.role.get_ref().as_str() {
+            "inside" => Role::Inside,
+            "outside" => Role::Outside,
+            other => {
+                return lines.err(
+                    p.role.span(),
+                    f("role"),
+                    format!("unknown role '{other}' (expected \"inside\" or \"outside\")"),
+                )
+            }
+        };
+        let ipv4 = match &p.ipv4 {
+            None => None,
+            Some(s) => match s.get_ref().parse::<Prefix>() {
+                Ok(Prefix {
+                    addr: IpAddr::V4(a),
+                    len,
+                }) => Some((a, len)),
+                Ok(_) => {
+                    return lines.err(
+                        s.span(),
+                        f("ipv4"),
+                        format!("'{}' is not an IPv4 prefix", s.get_ref()),
+                    )
+                }
+                Err(e) => return lines.err(s.span(), f("ipv4"), e),
+            },
+        };
+        let ipv6 = match &p.ipv6 {
+            None => None,
+            Some(s) => match s.get_ref().parse::<Prefix>() {
+                Ok(Prefix {
+                    addr: IpAddr::V6(a),
+                    len,
+                }) => Some((a, len)),
+                Ok(_) => {
+                    return lines.err(
+                        s.span(),
+                        f("ipv6"),
+                        format!("'{}' is not an IPv6 prefix", s.get_ref()),
+                    )
+                }
+                Err(e) => return lines.err(s.span(), f("ipv6"), e),
+            },
+        };
+        if ipv4.is_none() && ipv6.is_none() {
+            return lines.err(
+                p.port.span(),
+                f("ipv4"),
+                "a port needs an ipv4 or ipv6 address".into(),
+            );
+        }
+        let next_hop_mac = match &p.next_hop_mac {
+            None => None,
+            Some(s) => match parse_mac(s.get_ref()) {
+                Some(m) => Some(m),
+                None => {
+                    return lines.err(
+                        s.span(),
+                        f("next_hop_mac"),
+                        format!("invalid MAC address '{}'", s.get_ref()),
+                    )
+                }
+            },
+        };
+        ports.push(PortConfig {
+            port: id,
+            role,
+            ipv4,
+            ipv6,
+            zone: p.zone.as_ref().map(|z| *z.get_ref()).unwrap_or(u16::MAX),
+            next_hop_mac,
+        });
+    }
+    let first_inside_zone = ports
+        .iter()
+        .find(|p| p.role == Role::Inside)
+        .map(|p| p.zone);
+    let Some(inside_zone) = first_inside_zone else {
+        return Err(ConfigError {
+            file: lines.file.into(),
+            line: None,
+            field: Some("port".into()),
+            message: "no port has role \"inside\"".into(),
+        });
+    };
+    if !ports.iter().any(|p| p.role == Role::Outside) {
+        return Err(ConfigError {
+            file: lines.file.into(),
+            line: None,
+            field: Some("port".into()),
+            message: "no port has role \"outside\"".into(),
+        });
+    }
+    // Zones: inside ports default to zone 0; outside ports to the first inside port's zone,
+    // so replies are looked up where their connections live.
+    let inside_zone = if inside_zone == u16::MAX {
+        0
+    } else {
+        inside_zone
+    };
+    for p in ports.iter_mut() {
+        if p.zone == u16::MAX {
+            p.zone = if p.role == Role::Inside {
+                0
+            } else {
+                inside_zone
+            };
+        }
+    }
+
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let prefix: Prefix = match r.prefix.get_ref().parse() {
+            Ok(p) => p,
+            Err(e) => return lines.err(r.prefix.span(), format!("route[{i}].prefix"), e),
+        };
+        let via: IpAddr = match r.via.get_ref().parse() {
+            Ok(v) => v,
+            Err(_) => {
+                return lines.err(
+                    r.via.span(),
+                    format!("route[{i}].via"),
+                    format!("invalid address '{}'", r.via.get_ref()),
+                )
+            }
+        };
+        if via.is_ipv4() != prefix.addr.is_ipv4() {
+            return lines.err(
+                r.via.span(),
+                format!("route[{i}].via"),
+                format!("next hop {via} is not of the prefix's address family"),
+            );
+        }
+        let Some(port) = ports
+            .iter()
+            .find(|p| p.connected().iter().any(|c| c.contains(via)))
+        else {
+            return lines.err(
+                r.via.span(),
+                format!("route[{i}].via"),
+                format!("next hop {via} is not on any port's connected network"),
+            );
+        };
+        routes.push(Route {
+            prefix,
+            via,
+            port: port.port,
+        });
+    }
+
+    let mut snat = Vec::new();
+    for (i, s) in raw.snat.iter().enumerate() {
+        match s.pool.get_ref().parse::<NatRange>() {
+            Ok(r) => snat.push(r),
+            Err(e) => return lines.err(s.pool.span(), format!("snat[{i}].pool"), e.0),
+        }
+    }
+    let mut dnat = Vec::new();
+    for (i, r) in raw.dnat.iter().enumerate() {
+        let proto = match r.proto.get_ref().as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            other => {
+                return lines.err(
+                    r.proto.span(),
+                    format!("dnat[{i}].proto"),
+                    format!("unknown protocol '{other}' (expected \"tcp\" or \"udp\")"),
+                )
+            }
+        };
+        let m: NatRange = match r.matches.get_ref().parse() {
+            Ok(m) => m,
+            Err(e) => return lines.err(r.matches.span(), format!("dnat[{i}].match"), e.0),
+        };
+        let (Some((mp, mp2)), true) = (m.ports, m.addr_min == m.addr_max) else {
+            return lines.err(
+                r.matches.span(),
+                format!("dnat[{i}].match"),
+                format!("'{}' must be one ADDRESS:PORT", r.matches.get_ref()),
+            );
+        };
+        if mp != mp2 {
+            return lines.err(
+                r.matches.span(),
+                format!("dnat[{i}].match"),
+                format!("'{}' must be one ADDRESS:PORT", r.matches.get_ref()),
+            );
+        }
+        let to: NatRange = match r.to.get_ref().parse() {
+            Ok(t) => t,
+            Err(e) => return lines.err(r.to.span(), format!("dnat[{i}].to"), e.0),
+        };
+        if to.family != m.family {
+            return lines.err(
+                r.to.span(),
+                format!("dnat[{i}].to"),
+                "target and match are of different address families".into(),
+            );
+        }
+        dnat.push(DnatRule {
+            proto,
+            match_addr: crate::conntrack::key::addr_to_ip(m.family, &m.addr_min),
+            match_port: mp,
+            to,
+        });
+    }
+
+    let outside_new_allow = match raw.policy.outside_new.get_ref().as_str() {
+        "deny" => false,
+        "allow" => true,
+        o => {
+            return lines.err(
+                raw.policy.outside_new.span(),
+                "policy.outside_new".into(),
+                format!("unknown value '{o}' (expected \"deny\" or \"allow\")"),
+            )
+        }
+    };
+    let invalid_allow = match raw.policy.invalid.get_ref().as_str() {
+        "drop" => false,
+        "allow" => true,
+        o => {
+            return lines.err(
+                raw.policy.invalid.span(),
+                "policy.invalid".into(),
+                format!("unknown value '{o}' (expected \"drop\" or \"allow\")"),
+            )
+        }
+    };
+
+    Ok(Config {
+        source: lines.file.to_string(),
+        datapath,
+        ports,
+        routes,
+        snat,
+        dnat,
+        policy: Policy {
+            outside_new_allow,
+            invalid_allow,
+        },
+        default_limit: raw.limits.default,
+        zone_limits: raw.limits.zones.iter().map(|z| (z.zone, z.limit)).collect(),
+        timeouts: raw.timeouts.values(),
+        zone_timeouts: raw
+            .timeouts
+            .zone
+            .iter()
+            .map(|z| (z.zone, z.values()))
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_the_documented_gateway() {
+        let c = Config::embedded().unwrap();
+        assert_eq!(c.ports.len(), 2);
+        let inside = c.port(0).unwrap();
+        assert_eq!(inside.role, Role::Inside);
+        assert_eq!(inside.ipv4, Some(("10.0.0.1".parse().unwrap(), 24)));
+        assert_eq!(inside.ipv6, Some(("fd00:0:0:1::1".parse().unwrap(), 64)));
+        assert_eq!(inside.zone, 1);
+        let outside = c.port(1).unwrap();
+        assert_eq!(outside.role, Role::Outside);
+        assert_eq!(outside.ipv4, Some(("192.0.2.1".parse().unwrap(), 24)));
+        assert_eq!(outside.zone, 1, "replies are looked up in the inside zone");
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[0].via, "192.0.2.2".parse::<IpAddr>().unwrap());
+        assert_eq!(c.routes[0].port, 1);
+        assert_eq!(c.routes[1].via, "fd00:0:0:2::2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            c.snat.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            ["192.0.2.1", "[fd00:0:0:2::1]"]
+        );
+        assert!(c.dnat.is_empty());
+        assert!(!c.policy.outside_new_allow);
+        assert!(!c.policy.invalid_allow);
+        assert_eq!(c.datapath.max_conns, 3_000_000);
+        assert_eq!(c.datapath.sweep_interval_ms, 20_000);
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    const PORTS: &str = "[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\n[[port]]\nport = 1\nrole = \"outside\"\nipv4 = \"192.0.2.1/24\"\n";
+
+    #[test]
+    fn broken_configs_name_file_line_and_field() {
+        assert!(Config::parse(PORTS, "t.toml").is_ok());
+        let cases: &[(&str, &str)] = &[
+            ("[datapath]\nbogus = 1\n", "t.toml:2: unknown field `bogus`"),
+            ("[datapath]\nbuckets = 1000\n", "t.toml:2: datapath.buckets: 1000 is not a power of two (or 0 for automatic)"),
+            ("[datapath]\nmax_conns = 0\n", "t.toml:2: datapath.max_conns: 0 is out of range (1 to 1073741823)"),
+            ("[[port]]\nport = 0\nrole = \"middle\"\nipv4 = \"10.0.0.1/24\"\n", "t.toml:3: port[0].role: unknown role 'middle' (expected \"inside\" or \"outside\")"),
+            ("[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/33\"\n", "t.toml:4: port[0].ipv4: invalid prefix '10.0.0.1/33' (length 33 > 32)"),
+            ("[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\n", "t.toml: port: no port has role \"outside\""),
+            ("", "t.toml: port: no [[port]] configured (need at least one inside and one outside port)"),
+            ("[[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"203.0.113.1\"\n", "t.toml:11: route[0].via: next hop 203.0.113.1 is not on any port's connected network"),
+            ("[[snat]]\npool = \"192.0.2.1:0\"\n", "t.toml:10: snat[0].pool: invalid port range '0' in NAT range '192.0.2.1:0'"),
+            ("[policy]\noutside_new = \"maybe\"\n", "t.toml:10: policy.outside_new: unknown value 'maybe' (expected \"deny\" or \"allow\")"),
+            ("[timeouts]\nudp_frist = 1\n", "t.toml:10: unknown field `udp_frist`"),
+            ("[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1\"\nto = \"10.0.0.5:80\"\n", "t.toml:11: dnat[0].match: '192.0.2.1' must be one ADDRESS:PORT"),
+            ("[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\nnext_hop_mac = \"zz\"\n", "t.toml:5: port[0].next_hop_mac: invalid MAC address 'zz'"),
+        ];
+        for (text, want) in cases {
+            // Cases that are about ports stand alone; the others come after valid ports.
+            let full = if text.starts_with("[[port]]")
+                || text.is_empty()
+                || text.starts_with("[datapath]")
+            {
+                text.to_string()
+            } else {
+                format!("{PORTS}{text}")
+            };
+            let got = err(&full);
+            assert!(
+                got.starts_with(want),
+                "config:\n{full}\nwant: {want}\ngot:  {got}"
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_limits_and_dnat_are_read() {
+        let text = format!(
+            "{PORTS}[limits]\ndefault = 10\nzones = [{{ zone = 1, limit = 5 }}]\n[timeouts]\nudp_first = 7\n[[timeouts.zone]]\nzone = 1\ntcp_established = 3600\n[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1:8080\"\nto = \"10.0.0.5:80\"\n"
+        );
+        let c = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!(c.default_limit, 10);
+        assert_eq!(c.zone_limits, [(1, 5)]);
+        assert_eq!(c.timeouts, [(TimeoutAttr::UdpFirst, 7)]);
+        assert_eq!(
+            c.zone_timeouts,
+            [(1, vec![(TimeoutAttr::TcpEstablished, 3600)])]
+        );
+        assert_eq!(c.dnat[0].match_port, 8080);
+        assert_eq!(c.dnat[0].proto, 6);
+        assert_eq!(c.dnat[0].to.to_string(), "10.0.0.5:80");
+    }
+
+    #[test]
+    fn prefixes_match_addresses() {
+        let p: Prefix = "10.0.0.0/24".parse().unwrap();
+        assert!(p.contains("10.0.0.77".parse().unwrap()));
+        assert!(!p.contains("10.0.1.1".parse().unwrap()));
+        let d: Prefix = "::/0".parse().unwrap();
+        assert!(d.contains("2001:db8::1".parse().unwrap()));
+        assert!(!d.contains("1.2.3.4".parse().unwrap()));
+    }
+}
