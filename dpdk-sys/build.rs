@@ -72,7 +72,7 @@ fn find_dpdk() -> Dpdk {
         .probe("libdpdk")
     {
         Ok(lib) => lib,
-        Err(e) => fail("DPDK was not found by pkg-config", &e.to_string()),
+        Err(e) => fail("DPDK was not found by pkg-config", &pkg_config_says(&e)),
     };
     // The pkg-config crate drops options it does not model, such as `-include rte_config.h`
     // and `-march=...`; the C wrappers need them all, so ask for the raw cflags too.
@@ -97,6 +97,18 @@ fn find_dpdk() -> Dpdk {
         link_paths: lib.link_paths,
         libs: lib.libs,
     }
+}
+
+/// The one line of pkg-config's complaint worth showing (its full report is long).
+fn pkg_config_says(e: &pkg_config::Error) -> String {
+    let text = e.to_string();
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("not found") || l.starts_with("Requested"))
+        .or_else(|| text.lines().map(str::trim).find(|l| !l.is_empty()))
+        .unwrap_or("no output");
+    format!("pkg-config: {line}")
 }
 
 /// Allowlisted function families: the APIs the project uses and nothing else.
