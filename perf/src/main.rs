@@ -5,6 +5,7 @@
 //!
 //! Speed is measured here, never asserted in tests.
 
+mod core;
 mod fwd;
 mod runner;
 
@@ -25,12 +26,16 @@ enum Command {
     /// Forwarding throughput: runs ctgate on net_null (or net_pcap infinite_rx) for a
     /// fixed time and prints Mpps in total and per worker.
     Fwd(fwd::Args),
+    /// The connection tracker alone (no DPDK): established lookups, new connections/s,
+    /// memory per connection, 2-thread scaling, sweep while forwarding.
+    Core(core::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fwd(args) => fwd::run(&args),
+        Command::Core(args) => core::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,187 @@
+//! Smoke test of `ctgate-perf core --quick`: the binary runs to the end and prints every
+//! expected summary line, with plausible positive figures. (Speed itself is never asserted.)
+
+use std::collections::HashMap;
+use std::process::Command;
+
+fn perf() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
+}
+
+/// Parses `key=value` lines into maps.
+fn parse(stdout: &str) -> Vec<HashMap<String, String>> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("bench="))
+        .map(|l| {
+            l.split_whitespace()
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{kv} in {l}"));
+                    (k.to_string(), v.to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn num(line: &HashMap<String, String>, key: &str) -> f64 {
+    let v = line
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"));
+    v.parse()
+        .unwrap_or_else(|_| panic!("{key}={v} is not a number in {line:?}"))
+}
+
+/// The one line whose fields include all of `want`.
+fn find<'a>(
+    lines: &'a [HashMap<String, String>],
+    want: &[(&str, &str)],
+) -> &'a HashMap<String, String> {
+    let hits: Vec<_> = lines
+        .iter()
+        .filter(|l| {
+            want.iter()
+                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect();
+    assert_eq!(hits.len(), 1, "lines matching {want:?}: {hits:?}");
+    hits[0]
+}
+
+#[test]
+fn quick_run_prints_every_case_with_plausible_figures() {
+    let out = perf().args(["core", "--quick"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let lines = parse(&stdout);
+    // Progress goes to stderr, with the case count.
+    assert!(stderr.contains("[core 1/18 "), "{stderr}");
+    assert!(stderr.contains("[core 18/18 "), "{stderr}");
+    // 2 conns values × (memory + 2 create + 5 established) + 2 sweep cases.
+    assert_eq!(lines.len(), 18, "{stdout}");
+
+    for conns in ["1000", "20000"] {
+        let m = find(&lines, &[("bench", "memory"), ("conns", conns)]);
+        // Each record alone is 160 bytes and every record's page is touched.
+        let b = num(m, "bytes_per_conn");
+        assert!((150.0..5000.0).contains(&b), "{m:?}");
+        assert!(num(m, "buckets") >= 64.0, "{m:?}");
+
+        for t in ["1", "2"] {
+            let c = find(
+                &lines,
+                &[("bench", "create"), ("conns", conns), ("threads", t)],
+            );
+            for k in ["conns_per_s", "refill_conns_per_s", "reps"] {
+                assert!(num(c, k) >= 1.0, "{k}: {c:?}");
+            }
+            if t == "2" {
+                assert!(
+                    num(c, "per_thread") > 0.0 && num(c, "scaling") > 0.0,
+                    "{c:?}"
+                );
+            } else {
+                assert!(num(c, "sweep_removed_per_s") > 0.0, "{c:?}");
+            }
+        }
+
+        for p in ["on", "off"] {
+            let e = find(
+                &lines,
+                &[
+                    ("bench", "established"),
+                    ("conns", conns),
+                    ("threads", "1"),
+                    ("prefetch", p),
+                ],
+            );
+            let mpps = num(e, "mpps");
+            assert!(mpps > 0.01 && mpps < 1000.0, "{e:?}");
+            assert!(!e.contains_key("flows"), "{e:?}");
+        }
+        for (p, flows) in [("on", "shared"), ("on", "disjoint"), ("off", "disjoint")] {
+            let e = find(
+                &lines,
+                &[
+                    ("bench", "established"),
+                    ("conns", conns),
+                    ("threads", "2"),
+                    ("prefetch", p),
+                    ("flows", flows),
+                ],
+            );
+            let (mpps, per) = (num(e, "mpps"), num(e, "per_thread"));
+            assert!(mpps > 0.01 && mpps < 1000.0, "{e:?}");
+            assert!((per * 2.0 - mpps).abs() < 0.02 + mpps * 0.01, "{e:?}");
+            assert!(num(e, "per_thread_min") <= per + 0.01, "{e:?}");
+            assert!(num(e, "scaling") > 0.0, "{e:?}");
+        }
+    }
+
+    for (expired, removed) in [("none", 0.0), ("half", 10_000.0)] {
+        let s = find(
+            &lines,
+            &[("bench", "sweep"), ("conns", "20000"), ("expired", expired)],
+        );
+        assert_eq!(num(s, "removed"), removed, "{s:?}");
+        assert!(num(s, "mpps_alone") > 0.01, "{s:?}");
+        assert!(num(s, "mpps_during_sweep") > 0.01, "{s:?}");
+        assert!(num(s, "sweep_ms") > 0.0, "{s:?}");
+        assert!(num(s, "passes") >= 1.0, "{s:?}");
+        assert!(
+            num(s, "max_burst_us_during") >= num(s, "p999_burst_us_during") - 0.01,
+            "{s:?}"
+        );
+    }
+}
+
+#[test]
+fn json_lines_carry_the_same_fields() {
+    let out = perf()
+        .args([
+            "core",
+            "--quick",
+            "--json",
+            "--only",
+            "memory,established",
+            "--conns",
+            "3000",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with(r#"{"bench":"memory","conns":3000,"bytes_per_conn":"#)
+            && lines[0].ends_with('}'),
+        "{}",
+        lines[0]
+    );
+    for (line, p) in lines[1..].iter().zip(["on", "off"]) {
+        let head =
+            format!(r#"{{"bench":"established","conns":3000,"threads":1,"prefetch":"{p}","mpps":"#);
+        assert!(line.starts_with(&head) && line.ends_with('}'), "{line}");
+        let mpps: f64 = line[head.len()..line.len() - 1].parse().unwrap();
+        assert!(mpps > 0.01, "{line}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let out = perf().args(["core", "--conns", "1"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--conns/--sweep-conns 1: must be between 2 and 2^30-1"),
+        "{stderr}"
+    );
+}
