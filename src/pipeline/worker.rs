@@ -195,6 +195,11 @@ impl<S: PacketStep> Worker<S> {
             drops: DropCounters::default(),
             port_drops: [0; MAX_PORTS],
         };
+        if rx.is_empty() {
+            // More workers than RX queues: nothing to poll, so do not burn a CPU.
+            local.publish(&counters, 0);
+            return 0;
+        }
         let mut burst: MbufBurst<BURST_SIZE> = MbufBurst::new();
         let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BURST_SIZE];
         let start = Tsc::now();
