@@ -127,7 +127,7 @@ fn run_pcap_forwarding(name: &str, lcores: &str) {
             "--next-hop-mac",
             "02:00:00:00:00:01",
             "--exit-when-idle",
-            "500",
+            "1000",
             "--quiet",
         ],
         Duration::from_secs(60),
