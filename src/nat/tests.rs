@@ -1080,6 +1080,29 @@ fn tcp_fragmentation_needed_v4_snat_quoting_548_bytes() {
     frag_needed_snat(548);
 }
 
+/// A quote that ends after the first byte of the TCP checksum: that byte cannot be
+/// updated without the other and stays; everything else is translated back and the outer
+/// checksum covers the bytes as they are.
+#[test]
+fn a_quote_ending_inside_the_tcp_checksum_keeps_that_byte() {
+    let s = setup(false, Kind::Snat, Proto::Tcp);
+    let ct = tracker();
+    let mut w = ct.worker(0);
+    let (f, out) = big_tcp_segment(&mut w, &ct, &s, false, true);
+    let q = 20 + 17;
+    let err = build(
+        "203.0.113.1",
+        "192.0.2.1",
+        &icmp_error(3, 4, 1280, &ip_of(&out)[..q]),
+    );
+    let (r, got, _) = pass(&mut w, &ct, &s.spec, &err, 3);
+    assert_eq!(r.state, st("trk,rel,rpl,snat"));
+    let mut quote = ip_of(&f)[..q].to_vec();
+    quote[36] = ip_of(&out)[36];
+    assert_ne!(ip_of(&f)[36], ip_of(&out)[36]);
+    assert_rewritten(&err, &got, &[(30, vec![10, 0, 0, 2]), (42, quote)]);
+}
+
 #[test]
 fn tcp_packet_too_big_v6_snat() {
     let s = setup(true, Kind::Snat, Proto::Tcp);
