@@ -20,7 +20,9 @@
 //!   shuffled order, again and again for the case's time. `prefetch=on` is the burst API
 //!   (`process_burst`, 32 packets: hashes and bucket/record prefetches of the whole burst
 //!   first); `off` is the single-packet API (`process`) on the same frames. With T > 1,
-//!   `flows=disjoint` gives each thread its own half of the flows (as RSS does), and
+//!   `flows=disjoint` gives each thread its own contiguous share of the flows (as RSS
+//!   does; the records of a share are contiguous in the pool, as when each worker creates
+//!   its own connections), and
 //!   `flows=shared` has both threads walk all flows (from different offsets), so the same
 //!   records are written from both cores.
 //! * `bench=sweep conns=N expired=none|half ...`: lookups on one core while the control
@@ -30,6 +32,7 @@
 //! Threads are pinned to cores in order (thread t on core t mod ncores). The tracker clock
 //! is fixed for each phase (nothing expires unless a case says so).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -76,12 +79,20 @@ pub struct Args {
     /// Run only these benchmarks (comma separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Bench>,
+    /// Established cases: only with burst prefetching on, or only off [default: both].
+    #[arg(long, value_enum)]
+    prefetch: Option<OnOff>,
     /// Small sizes and short measurements, for smoke tests (well under a minute).
     #[arg(long)]
     quick: bool,
     /// One JSON object per line instead of key=value.
     #[arg(long)]
     json: bool,
+    /// Experiment: ask for transparent huge pages (madvise) on every allocation of 4 MiB or
+    /// more — the tracker's record pool and buckets, and the frame buffers. Lines get
+    /// `thp=on`. Off by default: the figures are then those of the plain system allocator.
+    #[arg(long)]
+    thp: bool,
 }
 
 /// The benchmark families.
@@ -93,6 +104,13 @@ enum Bench {
     Sweep,
 }
 
+/// A switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
 /// The resolved plan.
 struct Plan {
     conns: Vec<u32>,
@@ -100,6 +118,7 @@ struct Plan {
     secs: f64,
     sweep_conns: Vec<u32>,
     only: Vec<Bench>,
+    prefetch: Option<OnOff>,
     json: bool,
     cores: Vec<CoreId>,
 }
@@ -111,6 +130,19 @@ impl Plan {
 
     fn dur(&self) -> Duration {
         Duration::from_secs_f64(self.secs)
+    }
+
+    /// The established cases of `t` threads: (prefetch, shared flows).
+    fn established_cases(&self, t: usize) -> Vec<(bool, bool)> {
+        let all: &[(bool, bool)] = if t == 1 {
+            &[(true, false), (false, false)]
+        } else {
+            &[(true, true), (true, false), (false, false)]
+        };
+        all.iter()
+            .copied()
+            .filter(|&(p, _)| self.prefetch.is_none_or(|want| (want == OnOff::On) == p))
+            .collect()
     }
 
     fn max_threads(&self) -> usize {
@@ -130,7 +162,7 @@ impl Plan {
             per_n += self
                 .threads
                 .iter()
-                .map(|&t| if t == 1 { 2 } else { 3 })
+                .map(|&t| self.established_cases(t).len())
                 .sum::<usize>();
         }
         let sweep = if self.wants(Bench::Sweep) {
@@ -173,9 +205,16 @@ impl Line {
     }
 
     fn render(&self, json: bool) -> String {
+        let thp = [("thp", V::S("on"))];
+        let extra = if THP.load(Ordering::Relaxed) {
+            &thp[..]
+        } else {
+            &[]
+        };
         let parts: Vec<String> = self
             .0
             .iter()
+            .chain(extra.iter())
             .map(|(k, v)| {
                 let v = match v {
                     V::S(s) if json => format!("\"{s}\""),
@@ -224,6 +263,7 @@ impl Progress {
 /// Runs `ctgate-perf core`.
 pub fn run(args: &Args) -> Result<(), String> {
     let plan = resolve(args)?;
+    THP.store(args.thp, Ordering::Relaxed);
     let mut prog = Progress {
         start: Instant::now(),
         n: 0,
@@ -304,6 +344,7 @@ fn resolve(args: &Args) -> Result<Plan, String> {
         secs,
         sweep_conns,
         only: args.only.clone(),
+        prefetch: args.prefetch,
         json: args.json,
         cores,
     })
@@ -387,12 +428,27 @@ fn track_all(
     ok
 }
 
+/// Involuntary context switches of the calling thread so far (0 if unknown). A measuring
+/// thread that was preempted (by other processes on this shared machine) shows it here.
+fn preemptions() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// What a lookup loop did.
 #[derive(Default)]
 struct LoopStats {
     pkts: u64,
     est: u64,
     secs: f64,
+    /// Involuntary context switches during the loop.
+    preempted: u64,
 }
 
 impl LoopStats {
@@ -425,6 +481,7 @@ fn lookup_loop(
     let mut pos = start % n;
     let mut metas = [blank; BURST];
     let mut st = LoopStats::default();
+    let p0 = preemptions();
     let t0 = Instant::now();
     loop {
         for _ in 0..CHECK_EVERY {
@@ -465,6 +522,7 @@ fn lookup_loop(
         let e = t0.elapsed();
         if e >= dur || stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             st.secs = e.as_secs_f64();
+            st.preempted = preemptions() - p0;
             return st;
         }
     }
@@ -611,7 +669,7 @@ fn memory_case(n: u32, firsts: &FrameBuf) -> Result<Line, String> {
 }
 
 /// Creates the flows `0..n` split in `t` contiguous shares, one per thread, at `now`.
-/// Returns (wall seconds, per-thread rates).
+/// Returns (wall seconds, per-thread rates, preemptions).
 fn fill(
     plan: &Plan,
     ct: &Conntrack,
@@ -619,16 +677,17 @@ fn fill(
     n: u32,
     t: usize,
     now: u64,
-) -> Result<(f64, Vec<f64>), String> {
+) -> Result<(f64, Vec<f64>, u64), String> {
     let before = ct.n_conns();
     let res = on_threads(&plan.cores, t, |i| {
         let lo = n as usize * i / t;
         let hi = n as usize * (i + 1) / t;
         let mut w = ct.worker(i);
+        let p0 = preemptions();
         let t0 = Instant::now();
         let created = track_all(&mut w, firsts, lo..hi, now, CtState::NEW);
         let t1 = Instant::now();
-        (t0, t1, created, (hi - lo) as u64)
+        (t0, t1, created, (hi - lo) as u64, preemptions() - p0)
     });
     let created: u64 = res.iter().map(|r| r.2).sum();
     if created != n as u64 || ct.n_conns() - before != n {
@@ -644,7 +703,8 @@ fn fill(
         .iter()
         .map(|r| r.3 as f64 / (r.1 - r.0).as_secs_f64())
         .collect();
-    Ok(((end - start).as_secs_f64(), per))
+    let preempted = res.iter().map(|r| r.4).sum();
+    Ok(((end - start).as_secs_f64(), per, preempted))
 }
 
 /// New connections per second: fresh tables, filled again after a sweep, repeated until
@@ -660,10 +720,11 @@ fn create_case(
     let mut per = vec![0.0; t];
     let mut reper = vec![0.0; t];
     let mut reps = 0u32;
+    let mut preempted = 0u64;
     let case_start = Instant::now();
     while reps == 0 || case_start.elapsed().as_secs_f64() < plan.secs {
         let ct = Conntrack::new(config(n, t));
-        let (w, p) = fill(plan, &ct, firsts, n, t, T0)?;
+        let (w, p, pre) = fill(plan, &ct, firsts, n, t, T0)?;
         // Everything expires: the sweep removes all, the refill recycles the records.
         let later = T0 + 1_000_000_000;
         let s0 = Instant::now();
@@ -676,7 +737,8 @@ fn create_case(
                 ct.n_conns()
             ));
         }
-        let (rw, rp) = fill(plan, &ct, firsts, n, t, later + 1)?;
+        let (rw, rp, rpre) = fill(plan, &ct, firsts, n, t, later + 1)?;
+        preempted += pre + rpre;
         wall += w;
         rewall += rw;
         for i in 0..t {
@@ -705,7 +767,10 @@ fn create_case(
     } else {
         l = l.i("sweep_removed_per_s", (total / swall) as u64);
     }
-    Ok((l.i("reps", reps as u64), (rate, rerate)))
+    Ok((
+        l.i("reps", reps as u64).i("preempted", preempted),
+        (rate, rerate),
+    ))
 }
 
 /// Established-lookup cases of one connection count: one table, every flow established,
@@ -721,20 +786,16 @@ fn established_cases(
     let flows: Vec<u32> = (0..n).collect();
     warm_up(&ct, &flows, None, T0)?;
     prog.note(&format!(
-        "established conns={n}: building the shuffled frame mix"
+        "established conns={n}: building the shuffled frame mix (AnonHugePages {} KiB)",
+        anon_huge_kib()
     ));
     let all = established_mix(&flows, SEED);
     let mut base: [Option<f64>; 2] = [None, None];
     let mut threads = plan.threads.clone();
     threads.sort_unstable();
     for &t in &threads {
-        let cases: &[(bool, bool)] = if t == 1 {
-            &[(true, false), (false, false)]
-        } else {
-            &[(true, true), (true, false), (false, false)]
-        };
         let mut halves: Vec<FrameBuf> = Vec::new();
-        for &(prefetch, shared) in cases {
+        for (prefetch, shared) in plan.established_cases(t) {
             let sharing = if t == 1 {
                 ""
             } else if shared {
@@ -747,14 +808,14 @@ fn established_cases(
                 if prefetch { "on" } else { "off" }
             ));
             if t > 1 && !shared && halves.is_empty() {
+                // Contiguous shares: the warm-up created the flows in order, so each
+                // thread's records are contiguous in the pool too (no false sharing of
+                // record cache lines between the threads, as when each worker creates its
+                // own connections from its own pool cache batches).
                 halves = (0..t)
                     .map(|i| {
-                        let mine: Vec<u32> = flows
-                            .iter()
-                            .copied()
-                            .filter(|f| *f as usize % t == i)
-                            .collect();
-                        established_mix(&mine, SEED + i as u64)
+                        let share = &flows[flows.len() * i / t..flows.len() * (i + 1) / t];
+                        established_mix(share, SEED + i as u64)
                     })
                     .collect();
             }
@@ -777,6 +838,10 @@ fn established_cases(
                 ));
             }
             let mpps: f64 = res.iter().map(LoopStats::mpps).sum();
+            prog.note(&format!(
+                "measured {pkts} packets in {:.2} s",
+                res.iter().map(|r| r.secs).fold(0.0, f64::max)
+            ));
             let mut l = Line::new("established")
                 .i("conns", n as u64)
                 .i("threads", t as u64)
@@ -785,6 +850,7 @@ fn established_cases(
                 l = l.s("flows", sharing);
             }
             l = l.f("mpps", mpps, 2);
+            let preempted: u64 = res.iter().map(|r| r.preempted).sum();
             if t == 1 {
                 base[prefetch as usize] = Some(mpps);
             } else {
@@ -796,7 +862,7 @@ fn established_cases(
                     l = l.f("scaling", mpps / b, 2);
                 }
             }
-            out(l);
+            out(l.i("preempted", preempted));
         }
     }
     Ok(())
@@ -856,7 +922,7 @@ fn sweep_case(plan: &Plan, n: u32, half: bool, prog: &Progress) -> Result<Line, 
     let mut h_during = new_hist();
     let mut h_step = new_hist();
     let n_buckets = ct.table().n_buckets();
-    let (during, (passes, pass_secs, removed)) = std::thread::scope(|s| {
+    let (during, (passes, pass_secs, removed, sweep_preempted)) = std::thread::scope(|s| {
         let lookups = s.spawn(|| {
             if let Some(c) = core(0) {
                 core_affinity::set_for_current(c);
@@ -880,6 +946,7 @@ fn sweep_case(plan: &Plan, n: u32, half: bool, prog: &Progress) -> Result<Line, 
             }
             let mut w = ct.control_handle();
             barrier.wait();
+            let p0 = preemptions();
             let t0 = Instant::now();
             let (mut passes, mut removed, mut visited) = (0u32, 0usize, 0usize);
             loop {
@@ -898,7 +965,7 @@ fn sweep_case(plan: &Plan, n: u32, half: bool, prog: &Progress) -> Result<Line, 
             }
             let secs = t0.elapsed().as_secs_f64();
             stop.store(true, Ordering::Relaxed);
-            (passes, secs, removed)
+            (passes, secs, removed, preemptions() - p0)
         });
         let d = lookups.join().expect("lookup thread");
         (d, sweeper.join().expect("sweep thread"))
@@ -925,5 +992,89 @@ fn sweep_case(plan: &Plan, n: u32, half: bool, prog: &Progress) -> Result<Line, 
         .f("p999_burst_us_alone", us(&h_alone, 0.999), 2)
         .f("p999_burst_us_during", us(&h_during, 0.999), 2)
         .f("max_burst_us_alone", us(&h_alone, 1.0), 1)
-        .f("max_burst_us_during", us(&h_during, 1.0), 1))
+        .f("max_burst_us_during", us(&h_during, 1.0), 1)
+        .i("preempted_alone", alone.preempted)
+        .i("preempted_during", during.preempted + sweep_preempted))
+}
+
+/// `--thp`: madvise(MADV_HUGEPAGE) big allocations (set once at start).
+static THP: AtomicBool = AtomicBool::new(false);
+/// Allocations from this size on get the hint.
+const THP_MIN: usize = 4 << 20;
+const HUGE: usize = 2 << 20;
+
+/// The system allocator, plus (with `--thp` only) a huge-page hint on big allocations.
+/// Without `--thp` every call is forwarded unchanged.
+struct ThpAlloc;
+
+#[global_allocator]
+static ALLOC: ThpAlloc = ThpAlloc;
+
+/// Hints the kernel to back the 2 MiB-aligned part of `[p, p + len)` with huge pages.
+fn advise(p: *mut u8, len: usize) {
+    if p.is_null() || len < THP_MIN || !THP.load(Ordering::Relaxed) {
+        return;
+    }
+    let start = (p as usize).next_multiple_of(HUGE);
+    let end = (p as usize + len) / HUGE * HUGE;
+    if end > start {
+        // SAFETY: `[start, end)` lies inside an allocation the caller just received from
+        // the system allocator (so it is mapped and owned by this process); MADV_HUGEPAGE is
+        // a hint that changes neither the contents nor the validity of the mapping.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's layout and pointer, so the
+// `GlobalAlloc` contract holds as it does for `System`; the additions are a madvise hint on
+// memory just allocated, and for big zeroed allocations with `--thp`, zeroing it ourselves
+// (after the hint, so that the first touch faults in huge pages).
+unsafe impl GlobalAlloc for ThpAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded; the caller upholds `alloc`'s contract.
+        let p = unsafe { System.alloc(layout) };
+        advise(p, layout.size());
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= THP_MIN && THP.load(Ordering::Relaxed) {
+            // SAFETY: forwarded; the caller upholds `alloc`'s contract.
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                advise(p, layout.size());
+                // SAFETY: `p` points to `layout.size()` bytes just allocated for us.
+                unsafe { std::ptr::write_bytes(p, 0, layout.size()) };
+            }
+            return p;
+        }
+        // SAFETY: forwarded; the caller upholds `alloc_zeroed`'s contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded; `ptr` was allocated by `System` (through us) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded; the caller upholds `realloc`'s contract.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        advise(p, new_size);
+        p
+    }
+}
+
+/// Anonymous memory in huge pages (`AnonHugePages` of `/proc/self/smaps_rollup`), in KiB.
+fn anon_huge_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("AnonHugePages:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
