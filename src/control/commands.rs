@@ -56,7 +56,7 @@ pub struct ControlContext<'a> {
 }
 
 /// A command of the table: its name, argument synopsis and help.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommandSpec {
     pub name: &'static str,
     /// Arguments, e.g. `[-s|--stats] [--json] [zone=N]`.
