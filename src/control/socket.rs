@@ -252,8 +252,15 @@ impl Client {
         }
     }
 
-    /// Reads, executes, steps and writes; `budget` is this client's bucket share.
-    fn service(&mut self, ctx: &ControlContext, budget: usize, rep: &mut PollReport) {
+    /// Reads, executes, steps and writes. A job walks at most `share` buckets, taken
+    /// from what is `left` of the poll's budget (it does not step when nothing is left).
+    fn service(
+        &mut self,
+        ctx: &ControlContext,
+        share: usize,
+        left: &mut usize,
+        rep: &mut PollReport,
+    ) {
         if !self.closing {
             self.read();
         }
@@ -277,8 +284,10 @@ impl Client {
                 "request too large (more than {MAX_REQUEST} bytes)"
             ));
         }
-        if self.job.is_some() && !self.dead && self.unsent() < HIGH_WATER {
-            self.step_job(ctx, budget);
+        if self.job.is_some() && !self.dead && self.unsent() < HIGH_WATER && *left > 0 {
+            let b = share.min(*left).max(1);
+            *left -= b;
+            self.step_job(ctx, b);
         }
         if !self.dead {
             self.flush();
@@ -466,11 +475,13 @@ impl ControlServer {
         let n = self.clients.len();
         if n > 0 {
             let jobs = self.clients.iter().filter(|c| c.job.is_some()).count();
+            let budget = budget.max(1);
             let share = (budget / jobs.max(1)).max(1);
+            let mut left = budget;
             let start = self.next % n;
             for i in 0..n {
                 let c = &mut self.clients[(start + i) % n];
-                c.service(ctx, share, &mut rep);
+                c.service(ctx, share, &mut left, &mut rep);
             }
             self.next = self.next.wrapping_add(1);
             self.clients.retain(|c| !c.dead);
