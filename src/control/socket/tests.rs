@@ -455,3 +455,61 @@ fn chunks_split_at_character_boundaries() {
     assert_eq!(c.concat(), s);
     assert!(c.iter().all(|p| p.len() <= 7));
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    static CASE: AtomicUsize = AtomicUsize::new(0);
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Random bytes on a connection get error replies at worst: the server keeps
+        /// answering that connection and never panics.
+        #[test]
+        fn random_bytes_never_break_the_server(
+            pieces in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 1..6)
+        ) {
+            let dir = temp_dir(&format!("fuzz{}", CASE.fetch_add(1, Ordering::Relaxed)));
+            let path = dir.join("s.sock");
+            let ct = tracker(100, 5);
+            let mut server = ControlServer::bind(&path).unwrap();
+            let sweep = AtomicU32::new(1);
+            let ctx = ControlContext { conntrack: &ct, sweep_interval_ms: &sweep, info: &Fake, now: 0 };
+            let mut c = UnixStream::connect(&path).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 65536];
+            let mut drain = |c: &mut UnixStream, got: &mut Vec<u8>| {
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 { break; }
+                    got.extend_from_slice(&buf[..n]);
+                }
+            };
+            for p in &pieces {
+                c.write_all(p).unwrap();
+                server.poll(&ctx, 64);
+                drain(&mut c, &mut got);
+            }
+            c.write_all(b"\n{\"id\":\"end\",\"cmd\":\"ct-get-nconns\"}\n").unwrap();
+            let mut found = None;
+            for _ in 0..200 {
+                server.poll(&ctx, 64);
+                drain(&mut c, &mut got);
+                found = got
+                    .split(|&b| b == b'\n')
+                    .filter_map(|l| parse_reply(l).ok())
+                    .find(|(id, _)| *id == Value::from("end"));
+                if found.is_some() { break; }
+            }
+            prop_assert_eq!(found.map(|f| f.1), Some(Reply::Ok("5\n".into())));
+            // Every line the server sent is a valid reply.
+            for l in got.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                prop_assert!(parse_reply(l).is_ok(), "{:?}", String::from_utf8_lossy(l));
+            }
+            drop(server);
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+}
