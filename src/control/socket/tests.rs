@@ -500,7 +500,7 @@ mod fuzz {
                 found = got
                     .split(|&b| b == b'\n')
                     .filter_map(|l| parse_reply(l).ok())
-                    .find(|(id, _)| *id == Value::from("end"));
+                    .find(|(id, _)| id.as_str() == Some("end"));
                 if found.is_some() { break; }
             }
             prop_assert_eq!(found.map(|f| f.1), Some(Reply::Ok("5\n".into())));
