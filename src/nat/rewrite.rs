@@ -245,7 +245,7 @@ pub fn rewrite_to(
     if target.family != p.family as u8 {
         return Err(RewriteError::Mismatch);
     }
-    match p.l4 {
+    match &p.l4 {
         // The target of an error is its connection's: its protocol is the quoted one's.
         L4Summary::Icmp(i) if i.is_error && p.fragment != Fragment::Later => {
             rewrite_error(frame, p, target)
@@ -269,41 +269,81 @@ const fn fold(mut s: u64) -> u16 {
     s as u16
 }
 
-/// The changes of a checksummed area: the ones'-complement sum of `!old + new` over every
-/// changed 16-bit word (RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`). At most a few dozen
-/// words are ever added, far from overflowing 64 bits.
+/// The changes of a checksummed area, as a ones'-complement sum (RFC 1624 eqn. 3:
+/// `HC' = ~(~HC + ~m + m')`) of `!old + new` over the changed fields.
+///
+/// Fields are added as whole big-endian lanes of up to 64 bits with end-around carry:
+/// since 2^16 ≡ 1 (mod 0xffff), a lane is congruent to the sum of its 16-bit words, and
+/// the complement of a lane to the sum of its words' complements, so an IPv6 address is
+/// two additions per value instead of eight.
 #[derive(Clone, Copy, Default)]
 struct Delta(u64);
 
 impl Delta {
-    /// One word changed from `old` to `new`.
+    /// Adds `v` with end-around carry.
     #[inline(always)]
-    fn word(&mut self, old: [u8; 2], new: [u8; 2]) {
-        self.0 += u64::from(!u16::from_be_bytes(old)) + u64::from(u16::from_be_bytes(new));
+    fn add64(&mut self, v: u64) {
+        let (s, carry) = self.0.overflowing_add(v);
+        // When the addition overflowed, s <= 2^64 - 2: adding the carry cannot overflow.
+        self.0 = s + u64::from(carry);
     }
 
     /// Adds the changes of another (sub)area.
     #[inline(always)]
     fn add(&mut self, other: Delta) {
-        self.0 += other.0;
+        self.add64(other.0);
     }
 
     /// The checksum after these changes.
     #[inline(always)]
     fn apply(self, csum: u16) -> u16 {
-        !fold(u64::from(!csum) + self.0)
+        let mut d = self;
+        d.add64(u64::from(!csum));
+        !fold(d.0)
     }
 }
 
-/// Sets `field` to `new` if it differs, adding the changed words to `delta`.
+/// A field of 2, 4 or 16 bytes (port or identifier, IPv4 address, IPv6 address).
+trait Field: Sized {
+    /// Adds `!old + new`, lane by lane.
+    fn change(old: &Self, new: &Self, delta: &mut Delta);
+}
+
+impl Field for [u8; 2] {
+    #[inline(always)]
+    fn change(old: &Self, new: &Self, delta: &mut Delta) {
+        delta.add64(u64::from(!u16::from_be_bytes(*old)) + u64::from(u16::from_be_bytes(*new)));
+    }
+}
+
+impl Field for [u8; 4] {
+    #[inline(always)]
+    fn change(old: &Self, new: &Self, delta: &mut Delta) {
+        delta.add64(u64::from(!u32::from_be_bytes(*old)) + u64::from(u32::from_be_bytes(*new)));
+    }
+}
+
+impl Field for [u8; 16] {
+    #[inline(always)]
+    fn change(old: &Self, new: &Self, delta: &mut Delta) {
+        let (o, n) = (u128::from_be_bytes(*old), u128::from_be_bytes(*new));
+        delta.add64(!(o as u64));
+        delta.add64(!((o >> 64) as u64));
+        delta.add64(n as u64);
+        delta.add64((n >> 64) as u64);
+    }
+}
+
+/// Sets `field` to `new` if it differs, adding the change to `delta`.
 #[inline(always)]
-fn set<const N: usize>(field: &mut [u8; N], new: &[u8; N], delta: &mut Delta) -> bool {
+fn set<const N: usize>(field: &mut [u8; N], new: &[u8; N], delta: &mut Delta) -> bool
+where
+    [u8; N]: Field,
+{
     if field == new {
         return false;
     }
-    for (o, n) in field.chunks_exact(2).zip(new.chunks_exact(2)) {
-        delta.word([o[0], o[1]], [n[0], n[1]]);
-    }
+    Field::change(&*field, new, delta);
     *field = *new;
     true
 }
@@ -568,28 +608,143 @@ fn split2(
         .split_at_mut_checked(mid.checked_sub(start)?)
 }
 
-/// An ordinary packet (or a later fragment, or an ICMP error of a non-first fragment).
+/// `N` bytes at the constant offset `O` of a fixed-size header (checked at build time).
+#[inline(always)]
+fn get<const O: usize, const N: usize, const M: usize>(h: &[u8; M]) -> [u8; N] {
+    const { assert!(O + N <= M) };
+    let mut v = [0u8; N];
+    v.copy_from_slice(&h[O..O + N]);
+    v
+}
+
+/// Sets the `N` bytes at the constant offset `O` of `h` to `new` if they differ, adding
+/// the change to `delta`.
+#[inline(always)]
+fn set_at<const O: usize, const N: usize, const M: usize>(
+    h: &mut [u8; M],
+    new: &[u8; N],
+    delta: &mut Delta,
+) -> bool
+where
+    [u8; N]: Field,
+{
+    const { assert!(O + N <= M) };
+    let old = get::<O, N, M>(h);
+    if old == *new {
+        return false;
+    }
+    Field::change(&old, new, delta);
+    h[O..O + N].copy_from_slice(new);
+    true
+}
+
+/// Applies `delta` to the checksum at the constant offset `O` of `h` (see [`update`]).
+#[inline(always)]
+fn update_at<const O: usize, const M: usize>(h: &mut [u8; M], kind: Csum, delta: Delta) {
+    const { assert!(O + 2 <= M) };
+    let mut c = get::<O, 2, M>(h);
+    update(&mut c, kind, delta, &mut Delta::default());
+    h[O..O + 2].copy_from_slice(&c);
+}
+
+/// The first 4 bytes of a 16-byte key address.
+#[inline(always)]
+fn v4(a: &[u8; 16]) -> &[u8; 4] {
+    a.first_chunk::<4>().unwrap_or(&[0; 4])
+}
+
+/// The bit `b` when `cond`.
+#[inline(always)]
+fn bit(cond: bool, b: u8) -> u8 {
+    if cond {
+        b
+    } else {
+        0
+    }
+}
+
+/// An ordinary packet (or a later fragment, or an ICMP error of a non-first fragment):
+/// the hot path, straight-line over fixed-size headers.
 #[inline(always)]
 fn rewrite_plain(
     frame: &mut [u8],
     p: &ParsedPacket,
     t: &ConnKey,
 ) -> Result<Rewritten, RewriteError> {
+    const TRUNC: RewriteError = RewriteError::Truncated;
     let l4_at = usize::from(p.l4_offset);
     let end = l4_at + usize::from(p.l4_len);
-    let (ip, l4) =
-        split2(frame, usize::from(p.l3_offset), l4_at, end).ok_or(RewriteError::Truncated)?;
-    let mut addrs = Addrs::new(p.family, ip).ok_or(RewriteError::Truncated)?;
-    let mut l4 = match (p.fragment, p.l4) {
-        (Fragment::Later, _) | (_, L4Summary::Other) => L4::None,
-        _ => L4::new(p.family, p.proto, l4).ok_or(RewriteError::Truncated)?,
+    let (ip, l4) = split2(frame, usize::from(p.l3_offset), l4_at, end).ok_or(TRUNC)?;
+    let l4_kind = match (p.fragment, &p.l4) {
+        (Fragment::Later, _) | (_, L4Summary::Other) => None,
+        _ => Some(p.proto),
     };
-    if let L4::Ports { csum: None, .. } = l4 {
-        return Err(RewriteError::Truncated); // a whole TCP header has its checksum
+    // Locate every header before writing anything.
+    let mut tcp = None;
+    let mut small = None; // UDP or ICMP: 8 bytes
+    match l4_kind {
+        Some(proto::TCP) => tcp = Some(l4.first_chunk_mut::<18>().ok_or(TRUNC)?),
+        Some(_) => small = Some(l4.first_chunk_mut::<8>().ok_or(TRUNC)?),
+        None => {}
     }
-    let mut unused = Delta::default();
-    let (d, mut bits) = addrs.set(Some(&t.src), &t.dst, &mut unused);
-    bits |= l4.set(t.sport, t.dport, d, &mut unused);
+    let mut addrs = Delta::default();
+    let mut bits = match p.family {
+        Family::V4 => {
+            let h = ip.first_chunk_mut::<20>().ok_or(TRUNC)?;
+            let b = bit(
+                set_at::<12, 4, 20>(h, v4(&t.src), &mut addrs),
+                Rewritten::SRC_ADDR,
+            ) | bit(
+                set_at::<16, 4, 20>(h, v4(&t.dst), &mut addrs),
+                Rewritten::DST_ADDR,
+            );
+            if b != 0 {
+                update_at::<10, 20>(h, Csum::Plain, addrs);
+            }
+            b
+        }
+        Family::V6 => {
+            let h = ip.first_chunk_mut::<40>().ok_or(TRUNC)?;
+            bit(
+                set_at::<8, 16, 40>(h, &t.src, &mut addrs),
+                Rewritten::SRC_ADDR,
+            ) | bit(
+                set_at::<24, 16, 40>(h, &t.dst, &mut addrs),
+                Rewritten::DST_ADDR,
+            )
+        }
+    };
+    let (sport, dport) = (t.sport.to_be_bytes(), t.dport.to_be_bytes());
+    if let Some(h) = tcp {
+        let mut d = addrs;
+        bits |= bit(set_at::<0, 2, 18>(h, &sport, &mut d), Rewritten::SRC_PORT)
+            | bit(set_at::<2, 2, 18>(h, &dport, &mut d), Rewritten::DST_PORT);
+        update_at::<16, 18>(h, Csum::Plain, d);
+    } else if let Some(h) = small {
+        let mut d = Delta::default();
+        match (p.proto, p.family) {
+            (proto::UDP, _) => {
+                d = addrs;
+                bits |= bit(set_at::<0, 2, 8>(h, &sport, &mut d), Rewritten::SRC_PORT)
+                    | bit(set_at::<2, 2, 8>(h, &dport, &mut d), Rewritten::DST_PORT);
+                update_at::<6, 8>(h, Csum::Udp, d);
+            }
+            (proto::ICMP, Family::V4) | (proto::ICMPV6, Family::V6) => {
+                if p.family == Family::V6 {
+                    d = addrs; // the ICMPv6 pseudo-header
+                }
+                let has_id = match p.family {
+                    Family::V4 => icmpv4::has_ident(h[0]),
+                    Family::V6 => icmpv6::has_ident(h[0]),
+                };
+                if has_id {
+                    bits |= bit(set_at::<4, 2, 8>(h, &sport, &mut d), Rewritten::ICMP_ID);
+                }
+                update_at::<2, 8>(h, Csum::Plain, d);
+            }
+            _ => {}
+        }
+    }
     Ok(Rewritten(bits))
 }
 
