@@ -35,6 +35,8 @@
 
 pub mod rewrite;
 
+pub use rewrite::{apply, rewrite_to, RewriteError, Rewritten};
+
 use crate::conntrack::key::{ip_to_addr, is_icmp, ConnKey};
 use crate::conntrack::tracker::ReplyTuples;
 use crate::conntrack::CtState;
