@@ -195,6 +195,19 @@ impl Conn {
         ]
     }
 
+    /// True when the key of direction `dir` equals `w`: five word compares, no library
+    /// call, stopping at the first difference (the zone/ports word first: it differs most
+    /// often between connections that share a bucket's signature).
+    #[inline(always)]
+    pub(crate) fn key_eq(&self, dir: usize, w: &[u64; KEY_WORDS]) -> bool {
+        let k = &self.keys[dir & 1];
+        k[4].load(Ordering::Relaxed) == w[4]
+            && k[0].load(Ordering::Relaxed) == w[0]
+            && k[2].load(Ordering::Relaxed) == w[2]
+            && k[1].load(Ordering::Relaxed) == w[1]
+            && k[3].load(Ordering::Relaxed) == w[3]
+    }
+
     /// The key of direction `dir`.
     pub fn key(&self, dir: usize) -> ConnKey {
         ConnKey::from_words(&self.key_words(dir))

@@ -296,7 +296,7 @@ impl ConnTable {
                     continue;
                 };
                 let dir = (e & 1) as usize;
-                if c.key_words(dir) != *words {
+                if !c.key_eq(dir, words) {
                     continue;
                 }
                 let gs = c.gs.load(Ordering::Acquire);
@@ -376,7 +376,7 @@ impl ConnTable {
                 let idx = entry_idx(e);
                 let c = &self.conns[idx as usize];
                 let dir = (e & 1) as usize;
-                if c.key_words(dir) == *words
+                if c.key_eq(dir, words)
                     && c.status() == status::LIVE
                     && c.expiry.load(Ordering::Relaxed) > now
                 {

@@ -302,7 +302,10 @@ impl Conntrack {
         if c.nat_flags() == 0 {
             return None;
         }
-        Some(c.key(hit.dir ^ 1).reversed())
+        let key = c.key(hit.dir ^ 1);
+        // The slot could have been freed and reused while we read: check again after.
+        std::sync::atomic::fence(Ordering::Acquire);
+        c.is_live(hit.gen).then(|| key.reversed())
     }
 
     /// All connections (for tests and small dumps), in bucket order.
