@@ -20,8 +20,8 @@ pub use state::CtState;
 pub use table::Hit;
 pub use timeouts::{TimeoutAttr, TimeoutPolicy};
 pub use tracker::{
-    ConnSnapshot, Conntrack, CtConfig, CtResult, CtWorker, PacketMeta, Refusal, ReplyTuples,
-    DEFAULT_MAX_CONNS,
+    ConnSnapshot, Conntrack, CtConfig, CtResult, CtWorker, OwnedCtWorker, PacketMeta, Refusal,
+    ReplyTuples, DEFAULT_MAX_CONNS,
 };
 
 #[doc(hidden)]

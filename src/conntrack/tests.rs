@@ -817,3 +817,19 @@ mod nat {
         }
     }
 }
+
+#[test]
+fn owned_worker_runs_on_a_static_thread_and_returns_its_records() {
+    let ct = std::sync::Arc::new(tracker(1024));
+    let h = {
+        let ct = ct.clone();
+        std::thread::spawn(move || {
+            let mut w = OwnedCtWorker::new(ct, 1);
+            assert_eq!(w.process(&udp(A, B, 1, 2), 0, true, 0).state, st("trk,new"));
+            assert_eq!(w.tracker().n_conns(), 1);
+        })
+    };
+    h.join().unwrap();
+    assert_eq!(ct.n_conns(), 1);
+    assert_eq!(std::sync::Arc::strong_count(&ct), 1);
+}

@@ -13,6 +13,7 @@ use super::timeouts::{TimeoutAttr, TimeoutPolicy};
 use super::zones::{Zone, Zones};
 use crate::wire::parse::{Fragment, L4Summary, ParsedPacket};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Default global connection limit (OVS's `DEFAULT_N_CONN_LIMIT`).
 pub const DEFAULT_MAX_CONNS: u32 = 3_000_000;
@@ -833,4 +834,75 @@ pub(crate) enum CreateError {
     /// Another worker created the same connection first.
     Exists(Hit),
     Refused(Refusal),
+}
+
+/// A worker handle that owns a share of the tracker, for worker threads that must be
+/// `'static` (DPDK lcores). It offers the same operations as [`CtWorker`].
+pub struct OwnedCtWorker {
+    // Declared first, so it is dropped (returning its cached records) before `ct`.
+    worker: CtWorker<'static>,
+    ct: Arc<Conntrack>,
+}
+
+impl OwnedCtWorker {
+    /// A handle on shard `shard` of `ct` (see [`Conntrack::worker`]).
+    pub fn new(ct: Arc<Conntrack>, shard: usize) -> OwnedCtWorker {
+        // SAFETY: the `Conntrack` lives in the `Arc`'s heap allocation, which does not move
+        // and is kept alive by `self.ct` for as long as `worker` exists (`worker` is
+        // dropped first, by declaration order). The `'static` reference never leaves this
+        // struct: no method returns a reference derived from it with a lifetime longer
+        // than the borrow of `self`.
+        let r: &'static Conntrack = unsafe { &*Arc::as_ptr(&ct) };
+        OwnedCtWorker {
+            worker: r.worker(shard),
+            ct,
+        }
+    }
+
+    /// The tracker.
+    pub fn tracker(&self) -> &Conntrack {
+        &self.ct
+    }
+
+    /// See [`CtWorker::process`].
+    pub fn process(&mut self, p: &ParsedPacket, zone: u16, commit: bool, now: u64) -> CtResult {
+        self.worker.process(p, zone, commit, now)
+    }
+
+    /// See [`CtWorker::process_nat`].
+    pub fn process_nat(
+        &mut self,
+        p: &ParsedPacket,
+        zone: u16,
+        commit: bool,
+        nat: &dyn ReplyTuples,
+        now: u64,
+    ) -> CtResult {
+        self.worker.process_nat(p, zone, commit, nat, now)
+    }
+
+    /// See [`CtWorker::process_burst_nat`].
+    pub fn process_burst_nat(
+        &mut self,
+        pkts: &mut [PacketMeta],
+        nat: &[&dyn ReplyTuples],
+        now: u64,
+    ) {
+        self.worker.process_burst_nat(pkts, nat, now)
+    }
+
+    /// See [`CtWorker::remove`].
+    pub fn remove(&mut self, hit: &Hit) -> bool {
+        self.worker.remove(hit)
+    }
+
+    /// See [`CtWorker::set_mark_label`].
+    pub fn set_mark_label(&self, hit: &Hit, mark: Option<u32>, label: Option<u128>) -> bool {
+        self.worker.set_mark_label(hit, mark, label)
+    }
+
+    /// See [`CtWorker::sweep_expired`].
+    pub fn sweep_expired(&mut self, now: u64, max_buckets: usize) -> super::sweep::SweepReport {
+        self.worker.sweep_expired(now, max_buckets)
+    }
 }
