@@ -833,3 +833,164 @@ fn owned_worker_runs_on_a_static_thread_and_returns_its_records() {
     assert_eq!(ct.n_conns(), 1);
     assert_eq!(std::sync::Arc::strong_count(&ct), 1);
 }
+
+mod random_sequences {
+    use super::*;
+    use crate::nat::{NatRange, NatSpec};
+    use proptest::prelude::*;
+
+    /// One random step: a packet (by kind, endpoints, flags, numbers), a zone, a clock
+    /// advance, and sometimes a sweep, a flush or a limit change.
+    #[derive(Clone, Debug)]
+    struct Step {
+        kind: u8,
+        a: u8,
+        b: u8,
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        win: u16,
+        len: u16,
+        zone: u16,
+        advance: u32,
+        op: u8,
+        nat: bool,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        (
+            (
+                0u8..8,
+                0u8..4,
+                0u8..4,
+                0u16..6,
+                0u16..6,
+                any::<u8>(),
+                any::<u32>(),
+            ),
+            (
+                any::<u32>(),
+                any::<u16>(),
+                0u16..3000,
+                0u16..3,
+                0u32..40_000,
+                any::<u8>(),
+                any::<bool>(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (kind, a, b, sport, dport, flags, seq),
+                    (ack, win, len, zone, advance, op, nat),
+                )| Step {
+                    kind,
+                    a,
+                    b,
+                    sport,
+                    dport,
+                    flags,
+                    seq,
+                    ack,
+                    win,
+                    len,
+                    zone,
+                    advance,
+                    op,
+                    nat,
+                },
+            )
+    }
+
+    fn addr(i: u8, v6: bool) -> String {
+        if v6 {
+            format!("fd00::{}", i + 1)
+        } else {
+            format!("10.0.0.{}", i + 1)
+        }
+    }
+
+    fn packet(s: &Step) -> ParsedPacket {
+        let v6 = s.kind & 1 == 1;
+        let (a, b) = (addr(s.a, v6), addr(s.b, v6));
+        let (sp, dp) = (1000 + s.sport, 1000 + s.dport);
+        match s.kind >> 1 {
+            0 => tcp(
+                &a,
+                &b,
+                sp,
+                dp,
+                s.flags,
+                s.seq % 5000,
+                s.ack % 5000,
+                s.win,
+                s.len,
+            ),
+            1 => udp(&a, &b, sp, dp),
+            2 => {
+                let ty = if v6 {
+                    [128, 129, 1, 3][(s.flags % 4) as usize]
+                } else {
+                    [8, 0, 3, 11][(s.flags % 4) as usize]
+                };
+                if ty == 1 || ty == 3 || ty == 11 {
+                    icmp_error(&a, &b, ty, 0, &udp(&b, &a, dp, sp))
+                } else {
+                    icmp_query(&a, &b, ty, s.sport)
+                }
+            }
+            _ => other(&a, &b, 47),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+        #[test]
+        fn random_packet_sequences_keep_the_table_consistent(steps in proptest::collection::vec(step(), 1..300)) {
+            let ct = Conntrack::new(CtConfig {
+                max_conns: 64,
+                n_buckets: 16,
+                workers: 1,
+                tcp_seq_check: true,
+                hash_seed: Some(1),
+            });
+            let mut w = ct.worker(0);
+            let mut ctl = ct.control_handle();
+            let spec4 = NatSpec::snat("192.0.2.1:2000-2003".parse::<NatRange>().unwrap());
+            let spec6 = NatSpec::snat("[fd00::99]:2000-2003".parse::<NatRange>().unwrap());
+            let mut now = 0u64;
+            for s in &steps {
+                now += s.advance as u64;
+                let p = packet(s);
+                let r = if s.nat {
+                    let spec = if s.kind & 1 == 1 { &spec6 } else { &spec4 };
+                    w.process_nat(&p, s.zone, true, spec, now)
+                } else {
+                    w.process(&p, s.zone, true, now)
+                };
+                prop_assert!(r.state.has(CtState::TRK));
+                match s.op % 16 {
+                    0 => { ctl.sweep_expired(now, 4); }
+                    1 => { if let Some(h) = r.conn { w.remove(&h); } }
+                    2 => ct.zones().set_limit(s.zone, (s.op / 16) as u32),
+                    3 => ct.zones().del_limit(s.zone),
+                    4 => ct.set_tcp_seq_check(!ct.tcp_seq_check()),
+                    _ => {}
+                }
+            }
+            // Whatever happened, the counts agree with the table.
+            let conns = ct.all_conns();
+            prop_assert_eq!(ct.n_conns() as usize, conns.len());
+            let entries: usize = (0..ct.table().n_buckets()).map(|b| ct.table().bucket_len(b)).sum();
+            prop_assert_eq!(entries, 2 * conns.len());
+            for z in 0..3u16 {
+                let n = conns.iter().filter(|c| c.orig.zone == z).count();
+                let zc = ct.zones().get(z).map(|zz| (zz.count() as usize, ct.zones().listed(zz) as usize)).unwrap_or((0, 0));
+                prop_assert_eq!(zc, (n, n));
+            }
+            ctl.sweep_all(u64::MAX / 2);
+            prop_assert_eq!(ct.n_conns(), 0);
+        }
+    }
+}
