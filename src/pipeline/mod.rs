@@ -5,9 +5,22 @@
 //! tested without DPDK; the worker loop ([`worker`], feature `dpdk`) moves the mbufs.
 //!
 //! * [`forward`]: plain L2 forwarding between paired ports (the first datapath).
+//! * [`gateway`]: the NAT gateway step (ARP/NDP, tracker, policy, NAT, routes, neighbours).
 //! * [`ports`]: which ports pair up, how many queues each gets, which worker polls what.
+//!
+//! # Held and generated frames
+//!
+//! A step may keep a frame for later ([`Verdict::Hold`]: the worker parks the mbuf in the
+//! step's hold slot; the step later tells it through [`StepSink::send_held`] or
+//! [`StepSink::drop_held`] what to do with it) and may create frames (ARP/NDP requests,
+//! ICMP errors), which it hands to [`StepSink::emit`]; the worker copies them into mbufs
+//! of its mempool. The worker calls [`PacketStep::service`] after every burst and at
+//! every drain tick. Every mbuf is still freed or transmitted exactly once: a held mbuf
+//! stays in its slot until released, and the worker frees the slots it still holds when
+//! it stops.
 
 pub mod forward;
+pub mod gateway;
 pub mod ports;
 #[cfg(feature = "dpdk")]
 pub mod worker;
@@ -22,6 +35,9 @@ pub enum Verdict {
     Forward(u16),
     /// Drop and count under this reason.
     Drop(DropReason),
+    /// Keep the frame in hold slot `n` (`n < PacketStep::hold_slots()`, a slot the step
+    /// knows to be free) until the step releases it through its [`StepSink`].
+    Hold(u16),
 }
 
 /// Why a worker dropped a frame. Each reason is a per-worker counter.
@@ -30,20 +46,63 @@ pub enum Verdict {
 pub enum DropReason {
     /// Shorter than an Ethernet header (14 bytes).
     ShortFrame = 0,
-    /// Arrived on a port that has no output port.
+    /// No route: arrived on a port that has no output port, or (gateway) no route or
+    /// connected prefix matches the destination.
     NoRoute = 1,
     /// The output queue did not take it (TX ring full).
     TxFull = 2,
+    /// Not IPv4/IPv6/ARP (or ARP that is not Ethernet/IPv4, or VLAN-tagged ARP).
+    NotIp = 3,
+    /// An IP frame that does not parse (bad IPv4/IPv6/TCP/UDP/ICMP header).
+    Malformed = 4,
+    /// The tracker found it invalid (and the policy drops invalid packets).
+    Invalid = 5,
+    /// The firewall policy refused it (a new outside→inside connection without DNAT).
+    PolicyDenied = 6,
+    /// A new connection refused by its zone's connection limit.
+    ZoneLimit = 7,
+    /// A new connection refused by the global limit or a full connection table.
+    MaxConns = 8,
+    /// A new connection refused because no NAT tuple was free.
+    NatExhausted = 9,
+    /// TTL / hop limit would reach 0 (a time-exceeded is sent back, rate-limited).
+    TtlExpired = 10,
+    /// Held for a neighbour that did not answer in time (or the gateway has no address
+    /// to ask from), or still held when the worker stopped.
+    NeighUnresolved = 11,
+    /// The per-port hold queue for unresolved neighbours was full.
+    HoldQueueFull = 12,
+    /// Addressed to the gateway itself and consumed there (ARP/NDP replies it learns
+    /// from, ARP/NDP not for its addresses, other traffic to its addresses), or with a
+    /// link-local/multicast/broadcast destination that is never forwarded.
+    Local = 13,
+    /// The NAT rewrite failed (connection removed meanwhile, unusable ICMP error quote).
+    NatFailed = 14,
+    /// A generated frame (ARP/NDP request, ICMP error) found no free mbuf or buffer.
+    NoBuffer = 15,
 }
 
 impl DropReason {
     /// Number of reasons (the size of a counter array).
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 16;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
         DropReason::NoRoute,
         DropReason::TxFull,
+        DropReason::NotIp,
+        DropReason::Malformed,
+        DropReason::Invalid,
+        DropReason::PolicyDenied,
+        DropReason::ZoneLimit,
+        DropReason::MaxConns,
+        DropReason::NatExhausted,
+        DropReason::TtlExpired,
+        DropReason::NeighUnresolved,
+        DropReason::HoldQueueFull,
+        DropReason::Local,
+        DropReason::NatFailed,
+        DropReason::NoBuffer,
     ];
 
     /// Counter name, as printed in stats (`drop_<name>=N`).
@@ -52,6 +111,19 @@ impl DropReason {
             DropReason::ShortFrame => "short_frame",
             DropReason::NoRoute => "no_route",
             DropReason::TxFull => "tx_full",
+            DropReason::NotIp => "not_ip",
+            DropReason::Malformed => "malformed",
+            DropReason::Invalid => "invalid",
+            DropReason::PolicyDenied => "policy_denied",
+            DropReason::ZoneLimit => "zone_limit",
+            DropReason::MaxConns => "max_conns",
+            DropReason::NatExhausted => "nat_exhausted",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::NeighUnresolved => "neigh_unresolved",
+            DropReason::HoldQueueFull => "hold_queue_full",
+            DropReason::Local => "local",
+            DropReason::NatFailed => "nat_failed",
+            DropReason::NoBuffer => "no_buffer",
         }
     }
 }
@@ -92,6 +164,33 @@ pub trait PacketStep: Send {
             *v = self.process(frame, in_port);
         }
     }
+
+    /// How many hold slots the step uses ([`Verdict::Hold`]); the worker keeps one mbuf
+    /// per slot. 0 (the default): the step never holds.
+    fn hold_slots(&self) -> usize {
+        0
+    }
+
+    /// Hands the worker what the step has pending: generated frames and decisions about
+    /// held frames. Called after every burst and at every drain tick (about every 100 µs
+    /// when idle), so timers (retries, hold timeouts) run without traffic. The default
+    /// has nothing pending.
+    fn service(&mut self, sink: &mut dyn StepSink) {
+        let _ = sink;
+    }
+}
+
+/// Where a step's generated frames and held-frame decisions go (the worker, or a test).
+pub trait StepSink {
+    /// Transmit a copy of `frame` on `port` (the worker allocates an mbuf for it, or
+    /// counts [`DropReason::NoBuffer`]).
+    fn emit(&mut self, port: u16, frame: &[u8]);
+    /// Transmit the frame held in `slot` on `port`, with its destination MAC (bytes 0..6)
+    /// set to `dst_mac` first; the slot is free afterwards.
+    fn send_held(&mut self, slot: u16, port: u16, dst_mac: MacAddr);
+    /// Drop the frame held in `slot` and count it under `reason`, accounted to `in_port`;
+    /// the slot is free afterwards.
+    fn drop_held(&mut self, slot: u16, reason: DropReason, in_port: u16);
 }
 
 /// An Ethernet MAC address.

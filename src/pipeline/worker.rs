@@ -9,13 +9,22 @@
 //!
 //! No heap allocation, syscall or lock per packet or per burst: bursts live on the stack,
 //! TX buffers are allocated once, and counters are published with relaxed atomic stores.
+//!
+//! Held and generated frames (see [`super`]): a [`Verdict::Hold`] parks the mbuf in the
+//! worker's slot array (sized once from [`PacketStep::hold_slots`]); after every burst and
+//! at every drain tick the worker calls [`PacketStep::service`] with itself as the
+//! [`StepSink`]: held mbufs are sent (with their new destination MAC) or freed, and
+//! generated frames are copied into mbufs from the worker's mempool
+//! ([`Worker::with_mempool`]; without one they are counted as [`DropReason::NoBuffer`]).
+//! Held mbufs still parked when the worker stops are freed and counted as
+//! [`DropReason::NeighUnresolved`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::forward::MAX_PORTS;
-use super::{DropCounters, DropReason, PacketStep, Verdict};
-use crate::dpdk::{MbufBurst, RxQueue, Tsc, TxQueue, BURST_SIZE};
+use super::{DropCounters, DropReason, MacAddr, PacketStep, StepSink, Verdict};
+use crate::dpdk::{Mbuf, MbufBurst, Mempool, RxQueue, Tsc, TxQueue, BURST_SIZE};
 
 /// How often partly filled TX buffers are flushed (l3fwd's `BURST_TX_DRAIN_US`).
 pub const DRAIN_US: u64 = 100;
@@ -128,6 +137,77 @@ impl TxPort {
     }
 }
 
+/// Queues `m` for `out` (sending the buffer when it fills), or drops it as
+/// [`DropReason::NoRoute`] when this worker has no TX queue on `out`.
+#[inline]
+fn push_tx(
+    tx: &mut [TxPort],
+    tx_slot: &[u8; MAX_PORTS],
+    local: &mut Local,
+    m: Mbuf,
+    out: u16,
+    in_port: u16,
+) {
+    let slot = tx_slot.get(usize::from(out)).copied().unwrap_or(u8::MAX);
+    match tx.get_mut(usize::from(slot)) {
+        Some(t) => {
+            // Never full here: a full buffer is sent right away.
+            if let Err(m) = t.buf.push(m) {
+                local.drop_packet(DropReason::TxFull, in_port, 1);
+                drop(m);
+            }
+            if t.buf.is_full() {
+                t.flush(local);
+            }
+        }
+        None => local.drop_packet(DropReason::NoRoute, in_port, 1),
+    }
+}
+
+/// The worker as the step's [`StepSink`] during [`PacketStep::service`].
+struct Sink<'a> {
+    tx: &'a mut [TxPort],
+    tx_slot: &'a [u8; MAX_PORTS],
+    local: &'a mut Local,
+    held: &'a mut [Option<Mbuf>],
+    pool: Option<Mempool>,
+}
+
+impl StepSink for Sink<'_> {
+    fn emit(&mut self, port: u16, frame: &[u8]) {
+        let m = self
+            .pool
+            .as_ref()
+            .and_then(|p| p.alloc())
+            .and_then(|mut m| {
+                m.extend_from_slice(frame).ok()?;
+                Some(m)
+            });
+        match m {
+            Some(m) => push_tx(self.tx, self.tx_slot, self.local, m, port, port),
+            None => self.local.drop_packet(DropReason::NoBuffer, port, 1),
+        }
+    }
+
+    fn send_held(&mut self, slot: u16, port: u16, dst_mac: MacAddr) {
+        let Some(mut m) = self.held.get_mut(usize::from(slot)).and_then(Option::take) else {
+            return;
+        };
+        if let Some(d) = m.data_mut().get_mut(0..6) {
+            d.copy_from_slice(&dst_mac.0);
+        }
+        let in_port = m.port();
+        push_tx(self.tx, self.tx_slot, self.local, m, port, in_port);
+    }
+
+    fn drop_held(&mut self, slot: u16, reason: DropReason, in_port: u16) {
+        if let Some(m) = self.held.get_mut(usize::from(slot)).and_then(Option::take) {
+            self.local.drop_packet(reason, in_port, 1);
+            drop(m);
+        }
+    }
+}
+
 /// Everything one worker lcore owns.
 pub struct Worker<S: PacketStep> {
     rx: Vec<RxQueue>,
@@ -138,6 +218,8 @@ pub struct Worker<S: PacketStep> {
     counters: Arc<WorkerCounters>,
     stop: Arc<AtomicBool>,
     drain_tsc: u64,
+    /// Where generated frames' mbufs come from.
+    pool: Option<Mempool>,
 }
 
 impl<S: PacketStep> Worker<S> {
@@ -174,7 +256,16 @@ impl<S: PacketStep> Worker<S> {
             counters,
             stop,
             drain_tsc: (tsc_hz / 1_000_000).max(1) * DRAIN_US,
+            pool: None,
         })
+    }
+
+    /// The mempool the worker allocates generated frames (ARP/NDP requests, ICMP errors)
+    /// from; without one they are dropped as [`DropReason::NoBuffer`]. Use the pool of
+    /// the worker's socket (the one its RX queues fill from).
+    pub fn with_mempool(mut self, pool: Mempool) -> Self {
+        self.pool = Some(pool);
+        self
     }
 
     /// The poll loop. Returns when `stop` is set, after flushing its TX buffers and
@@ -188,6 +279,7 @@ impl<S: PacketStep> Worker<S> {
             counters,
             stop,
             drain_tsc,
+            pool,
         } = self;
         let mut local = Local {
             rx: 0,
@@ -200,6 +292,9 @@ impl<S: PacketStep> Worker<S> {
             local.publish(&counters, 0);
             return 0;
         }
+        // One mbuf per hold slot, allocated once.
+        let mut held: Vec<Option<Mbuf>> = Vec::new();
+        held.resize_with(step.hold_slots(), || None);
         let mut burst: MbufBurst<BURST_SIZE> = MbufBurst::new();
         let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BURST_SIZE];
         let start = Tsc::now();
@@ -208,6 +303,13 @@ impl<S: PacketStep> Worker<S> {
         while !stop.load(Ordering::Relaxed) {
             let now = Tsc::now();
             if now.wrapping_sub(prev_drain) > drain_tsc {
+                step.service(&mut Sink {
+                    tx: &mut tx,
+                    tx_slot: &tx_slot,
+                    local: &mut local,
+                    held: &mut held,
+                    pool,
+                });
                 for t in tx.iter_mut() {
                     t.flush(&mut local);
                 }
@@ -235,27 +337,31 @@ impl<S: PacketStep> Worker<S> {
                 for (m, v) in burst.drain().zip(verdicts.iter()) {
                     match *v {
                         Verdict::Forward(out) => {
-                            let slot = tx_slot.get(usize::from(out)).copied().unwrap_or(u8::MAX);
-                            match tx.get_mut(usize::from(slot)) {
-                                Some(t) => {
-                                    // Never full here: a full buffer is sent right away.
-                                    if let Err(m) = t.buf.push(m) {
-                                        local.drop_packet(DropReason::TxFull, in_port, 1);
-                                        drop(m);
-                                    }
-                                    if t.buf.is_full() {
-                                        t.flush(&mut local);
-                                    }
-                                }
-                                None => local.drop_packet(DropReason::NoRoute, in_port, 1),
-                            }
+                            push_tx(&mut tx, &tx_slot, &mut local, m, out, in_port)
                         }
                         Verdict::Drop(reason) => local.drop_packet(reason, in_port, 1),
+                        Verdict::Hold(slot) => match held.get_mut(usize::from(slot)) {
+                            Some(h) if h.is_none() => *h = Some(m),
+                            // A step bug (slot out of range or taken): never lose the
+                            // mbuf already parked; drop the new one.
+                            _ => local.drop_packet(DropReason::HoldQueueFull, in_port, 1),
+                        },
                     }
                 }
+                step.service(&mut Sink {
+                    tx: &mut tx,
+                    tx_slot: &tx_slot,
+                    local: &mut local,
+                    held: &mut held,
+                    pool,
+                });
             }
         }
 
+        // Held mbufs that were never released: freed here, counted.
+        for m in held.iter_mut().filter_map(Option::take) {
+            local.drop_packet(DropReason::NeighUnresolved, m.port(), 1);
+        }
         for t in tx.iter_mut() {
             t.flush(&mut local);
         }
