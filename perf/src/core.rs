@@ -1,20 +1,21 @@
 //! `ctgate-perf core`: the connection tracker alone, no DPDK, no packet I/O.
 //!
-//! Every measured packet is a real frame (Ethernet/IPv4/UDP, one flow in four TCP, see
-//! [`frames`]) read from a buffer built up front, parsed with
+//! Every measured packet is a real frame (Ethernet/IPv4/UDP, about one flow in four TCP,
+//! see [`frames`]) read from a buffer built up front, parsed with
 //! `ctgate::wire::parse::parse_frame` and then tracked (zone 0, `commit`), so parsing is
 //! part of the measured work. Cases, each printing one `key=value` line (or one JSON object
 //! with `--json`):
 //!
 //! * `bench=memory conns=N bytes_per_conn=B fixed_kib=K buckets=NB`: the process's resident
-//!   memory (`VmRSS`) before building a tracker with `max_conns = N` and after creating N
-//!   connections, divided by N (`fixed_kib` = what the empty tracker already took). The pool
-//!   is allocated zeroed and touched lazily, so RSS shows what is used.
-//! * `bench=create conns=N threads=T conns_per_s=R ...`: every packet a new flow until N
-//!   exist, in bursts of 32, into a fresh table (`conns_per_s`, page faults of the first
-//!   touch included), and again after a sweep removed them all (`refill_conns_per_s`: pages
-//!   touched and records recycled, as in a long-running gateway). With T > 1 all threads
-//!   create into one shared table, each its own share of the flows and its own worker.
+//!   memory (`VmRSS`, after returning freed heap memory to the OS) before building a
+//!   tracker for N connections and after creating them, divided by N. `fixed_kib` is what
+//!   the empty tracker already took.
+//! * `bench=create conns=N threads=T conns_per_s=R refill_conns_per_s=R2 ...`: every packet
+//!   a new flow until N exist, in bursts of 32, into a fresh table (`conns_per_s`), and again
+//!   after a sweep removed them all (`refill_conns_per_s`: records recycled from the free
+//!   list in sweep order, as in a long-running gateway). Repeated with fresh tables until
+//!   the case's time is used (`reps`). With T > 1 all threads create into one shared
+//!   table, each its own contiguous share of the flows with its own worker handle.
 //! * `bench=established conns=N threads=T prefetch=on|off mpps=M ...`: every connection
 //!   established first (TCP handshake, UDP reply), then both directions of every flow in a
 //!   shuffled order, again and again for the case's time. `prefetch=on` is the burst API
@@ -22,12 +23,18 @@
 //!   first); `off` is the single-packet API (`process`) on the same frames. With T > 1,
 //!   `flows=disjoint` gives each thread its own contiguous share of the flows (as RSS
 //!   does; the records of a share are contiguous in the pool, as when each worker creates
-//!   its own connections), and
-//!   `flows=shared` has both threads walk all flows (from different offsets), so the same
-//!   records are written from both cores.
+//!   its own connections), and `flows=shared` has both threads walk all flows (from
+//!   different offsets), so the same records are written from both cores.
 //! * `bench=sweep conns=N expired=none|half ...`: lookups on one core while the control
-//!   handle sweeps the whole table on the other in bounded steps; lookup Mpps without and
-//!   during the sweep, the pass time and the per-burst latency tail of the lookup thread.
+//!   handle sweeps the whole table on the other in bounded steps of 1024 buckets; lookup
+//!   Mpps without and during the sweep, the pass time, the longest step and the per-burst
+//!   latency tail of the lookup thread.
+//!
+//! Rates are per wall-clock second. Because this runs on shared machines, each line also
+//! carries `preempted` (involuntary context switches of the measuring threads) and
+//! `oncpu_*` rates (per second of the measuring threads' own CPU time): when `preempted`
+//! is not near zero another process took CPU time from the benchmark, and the `oncpu_`
+//! figure is the one to trust. Per-thread rates are summed over threads.
 //!
 //! Threads are pinned to cores in order (thread t on core t mod ncores). The tracker clock
 //! is fixed for each phase (nothing expires unless a case says so).
@@ -441,19 +448,73 @@ fn preemptions() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Wall time, CPU time and involuntary context switches of the calling thread over a
+/// measurement. On this shared 2-core machine another process sometimes runs on a
+/// measuring thread's core; the CPU time and the preemption count show how much.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    wall: f64,
+    cpu: f64,
+    preempted: u64,
+}
+
+/// Starts measuring the calling thread.
+struct Meter {
+    t0: Instant,
+    cpu0: f64,
+    p0: u64,
+}
+
+impl Meter {
+    fn start() -> Meter {
+        Meter {
+            p0: preemptions(),
+            cpu0: thread_cpu_secs(),
+            t0: Instant::now(),
+        }
+    }
+
+    fn stop(&self) -> Usage {
+        let wall = self.t0.elapsed().as_secs_f64();
+        Usage {
+            wall,
+            cpu: thread_cpu_secs() - self.cpu0,
+            preempted: preemptions() - self.p0,
+        }
+    }
+}
+
 /// What a lookup loop did.
 #[derive(Default)]
 struct LoopStats {
     pkts: u64,
     est: u64,
-    secs: f64,
-    /// Involuntary context switches during the loop.
-    preempted: u64,
+    use_: Usage,
 }
 
 impl LoopStats {
+    /// Packets per wall-clock second, in millions.
     fn mpps(&self) -> f64 {
-        self.pkts as f64 / self.secs / 1e6
+        self.pkts as f64 / self.use_.wall / 1e6
+    }
+
+    /// Packets per second of the thread's own CPU time, in millions.
+    fn oncpu_mpps(&self) -> f64 {
+        self.pkts as f64 / self.use_.cpu.max(1e-9) / 1e6
     }
 }
 
@@ -481,7 +542,7 @@ fn lookup_loop(
     let mut pos = start % n;
     let mut metas = [blank; BURST];
     let mut st = LoopStats::default();
-    let p0 = preemptions();
+    let meter = Meter::start();
     let t0 = Instant::now();
     loop {
         for _ in 0..CHECK_EVERY {
@@ -521,8 +582,7 @@ fn lookup_loop(
         }
         let e = t0.elapsed();
         if e >= dur || stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            st.secs = e.as_secs_f64();
-            st.preempted = preemptions() - p0;
+            st.use_ = meter.stop();
             return st;
         }
     }
@@ -669,7 +729,7 @@ fn memory_case(n: u32, firsts: &FrameBuf) -> Result<Line, String> {
 }
 
 /// Creates the flows `0..n` split in `t` contiguous shares, one per thread, at `now`.
-/// Returns (wall seconds, per-thread rates, preemptions).
+/// Returns the wall seconds and, per thread, its connections and usage.
 fn fill(
     plan: &Plan,
     ct: &Conntrack,
@@ -677,17 +737,17 @@ fn fill(
     n: u32,
     t: usize,
     now: u64,
-) -> Result<(f64, Vec<f64>, u64), String> {
+) -> Result<(f64, Vec<(u64, Usage)>), String> {
     let before = ct.n_conns();
     let res = on_threads(&plan.cores, t, |i| {
         let lo = n as usize * i / t;
         let hi = n as usize * (i + 1) / t;
         let mut w = ct.worker(i);
-        let p0 = preemptions();
+        let meter = Meter::start();
         let t0 = Instant::now();
         let created = track_all(&mut w, firsts, lo..hi, now, CtState::NEW);
         let t1 = Instant::now();
-        (t0, t1, created, (hi - lo) as u64, preemptions() - p0)
+        (t0, t1, created, (hi - lo) as u64, meter.stop())
     });
     let created: u64 = res.iter().map(|r| r.2).sum();
     if created != n as u64 || ct.n_conns() - before != n {
@@ -699,12 +759,8 @@ fn fill(
     }
     let start = res.iter().map(|r| r.0).min().expect("threads");
     let end = res.iter().map(|r| r.1).max().expect("threads");
-    let per: Vec<f64> = res
-        .iter()
-        .map(|r| r.3 as f64 / (r.1 - r.0).as_secs_f64())
-        .collect();
-    let preempted = res.iter().map(|r| r.4).sum();
-    Ok(((end - start).as_secs_f64(), per, preempted))
+    let per = res.iter().map(|r| (r.3, r.4)).collect();
+    Ok(((end - start).as_secs_f64(), per))
 }
 
 /// New connections per second: fresh tables, filled again after a sweep, repeated until
@@ -717,14 +773,14 @@ fn create_case(
     base: Option<(f64, f64)>,
 ) -> Result<(Line, (f64, f64)), String> {
     let (mut wall, mut rewall, mut swall) = (0.0, 0.0, 0.0);
-    let mut per = vec![0.0; t];
-    let mut reper = vec![0.0; t];
+    // Per thread and phase (fresh, refill): connections, wall and CPU seconds.
+    let mut per = vec![[(0u64, 0.0f64, 0.0f64); 2]; t];
     let mut reps = 0u32;
     let mut preempted = 0u64;
     let case_start = Instant::now();
     while reps == 0 || case_start.elapsed().as_secs_f64() < plan.secs {
         let ct = Conntrack::new(config(n, t));
-        let (w, p, pre) = fill(plan, &ct, firsts, n, t, T0)?;
+        let (w, p) = fill(plan, &ct, firsts, n, t, T0)?;
         // Everything expires: the sweep removes all, the refill recycles the records.
         let later = T0 + 1_000_000_000;
         let s0 = Instant::now();
@@ -737,28 +793,39 @@ fn create_case(
                 ct.n_conns()
             ));
         }
-        let (rw, rp, rpre) = fill(plan, &ct, firsts, n, t, later + 1)?;
-        preempted += pre + rpre;
+        let (rw, rp) = fill(plan, &ct, firsts, n, t, later + 1)?;
         wall += w;
         rewall += rw;
-        for i in 0..t {
-            per[i] += p[i];
-            reper[i] += rp[i];
+        for (i, acc) in per.iter_mut().enumerate() {
+            for (phase, res) in [&p, &rp].into_iter().enumerate() {
+                let (conns, u) = res[i];
+                acc[phase].0 += conns;
+                acc[phase].1 += u.wall;
+                acc[phase].2 += u.cpu;
+                preempted += u.preempted;
+            }
         }
         reps += 1;
     }
     let total = n as f64 * reps as f64;
     let (rate, rerate) = (total / wall, total / rewall);
+    // Per-thread rates over wall time and over the thread's CPU time, summed over threads.
+    let sum = |phase: usize, cpu: bool| -> f64 {
+        per.iter()
+            .map(|a| a[phase].0 as f64 / if cpu { a[phase].2 } else { a[phase].1 })
+            .sum()
+    };
     let mut l = Line::new("create")
         .i("conns", n as u64)
         .i("threads", t as u64)
         .i("conns_per_s", rate as u64)
-        .i("refill_conns_per_s", rerate as u64);
+        .i("refill_conns_per_s", rerate as u64)
+        .i("oncpu_conns_per_s", sum(0, true) as u64)
+        .i("oncpu_refill_conns_per_s", sum(1, true) as u64);
     if t > 1 {
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / (v.len() as f64 * reps as f64);
         l = l
-            .i("per_thread", mean(&per) as u64)
-            .i("refill_per_thread", mean(&reper) as u64);
+            .i("per_thread", (sum(0, false) / t as f64) as u64)
+            .i("refill_per_thread", (sum(1, false) / t as f64) as u64);
         if let Some((b, rb)) = base {
             l = l
                 .f("scaling", rate / b, 2)
@@ -840,7 +907,7 @@ fn established_cases(
             let mpps: f64 = res.iter().map(LoopStats::mpps).sum();
             prog.note(&format!(
                 "measured {pkts} packets in {:.2} s",
-                res.iter().map(|r| r.secs).fold(0.0, f64::max)
+                res.iter().map(|r| r.use_.wall).fold(0.0, f64::max)
             ));
             let mut l = Line::new("established")
                 .i("conns", n as u64)
@@ -849,8 +916,12 @@ fn established_cases(
             if t > 1 {
                 l = l.s("flows", sharing);
             }
-            l = l.f("mpps", mpps, 2);
-            let preempted: u64 = res.iter().map(|r| r.preempted).sum();
+            l = l.f("mpps", mpps, 2).f(
+                "oncpu_mpps",
+                res.iter().map(LoopStats::oncpu_mpps).sum::<f64>(),
+                2,
+            );
+            let preempted: u64 = res.iter().map(|r| r.use_.preempted).sum();
             if t == 1 {
                 base[prefetch as usize] = Some(mpps);
             } else {
@@ -946,7 +1017,7 @@ fn sweep_case(plan: &Plan, n: u32, half: bool, prog: &Progress) -> Result<Line, 
             }
             let mut w = ct.control_handle();
             barrier.wait();
-            let p0 = preemptions();
+            let meter = Meter::start();
             let t0 = Instant::now();
             let (mut passes, mut removed, mut visited) = (0u32, 0usize, 0usize);
             loop {
@@ -965,7 +1036,7 @@ fn sweep_case(plan: &Plan, n: u32, half: bool, prog: &Progress) -> Result<Line, 
             }
             let secs = t0.elapsed().as_secs_f64();
             stop.store(true, Ordering::Relaxed);
-            (passes, secs, removed, preemptions() - p0)
+            (passes, secs, removed, meter.stop().preempted)
         });
         let d = lookups.join().expect("lookup thread");
         (d, sweeper.join().expect("sweep thread"))
@@ -984,6 +1055,8 @@ fn sweep_case(plan: &Plan, n: u32, half: bool, prog: &Progress) -> Result<Line, 
         .s("expired", if half { "half" } else { "none" })
         .f("mpps_alone", alone.mpps(), 2)
         .f("mpps_during_sweep", during.mpps(), 2)
+        .f("oncpu_mpps_alone", alone.oncpu_mpps(), 2)
+        .f("oncpu_mpps_during_sweep", during.oncpu_mpps(), 2)
         .f("sweep_ms", pass_secs * 1e3 / passes as f64, 1)
         .i("passes", passes as u64)
         .i("removed", removed as u64)
@@ -993,8 +1066,9 @@ fn sweep_case(plan: &Plan, n: u32, half: bool, prog: &Progress) -> Result<Line, 
         .f("p999_burst_us_during", us(&h_during, 0.999), 2)
         .f("max_burst_us_alone", us(&h_alone, 1.0), 1)
         .f("max_burst_us_during", us(&h_during, 1.0), 1)
-        .i("preempted_alone", alone.preempted)
-        .i("preempted_during", during.preempted + sweep_preempted))
+        .i("preempted_alone", alone.use_.preempted)
+        .i("preempted_during", during.use_.preempted)
+        .i("preempted_sweeper", sweep_preempted))
 }
 
 /// `--thp`: madvise(MADV_HUGEPAGE) big allocations (set once at start).

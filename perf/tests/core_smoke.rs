@@ -73,7 +73,13 @@ fn quick_run_prints_every_case_with_plausible_figures() {
                 &lines,
                 &[("bench", "create"), ("conns", conns), ("threads", t)],
             );
-            for k in ["conns_per_s", "refill_conns_per_s", "reps"] {
+            for k in [
+                "conns_per_s",
+                "refill_conns_per_s",
+                "oncpu_conns_per_s",
+                "oncpu_refill_conns_per_s",
+                "reps",
+            ] {
                 assert!(num(c, k) >= 1.0, "{k}: {c:?}");
             }
             if t == "2" {
@@ -98,6 +104,9 @@ fn quick_run_prints_every_case_with_plausible_figures() {
             );
             let mpps = num(e, "mpps");
             assert!(mpps > 0.01 && mpps < 1000.0, "{e:?}");
+            // CPU time never exceeds wall time (1% slack for clock granularity).
+            assert!(num(e, "oncpu_mpps") >= mpps * 0.99, "{e:?}");
+            assert!(num(e, "preempted") >= 0.0, "{e:?}");
             assert!(!e.contains_key("flows"), "{e:?}");
         }
         for (p, flows) in [("on", "shared"), ("on", "disjoint"), ("off", "disjoint")] {
@@ -127,10 +136,18 @@ fn quick_run_prints_every_case_with_plausible_figures() {
         assert_eq!(num(s, "removed"), removed, "{s:?}");
         assert!(num(s, "mpps_alone") > 0.01, "{s:?}");
         assert!(num(s, "mpps_during_sweep") > 0.01, "{s:?}");
+        assert!(
+            num(s, "oncpu_mpps_alone") >= num(s, "mpps_alone") * 0.99,
+            "{s:?}"
+        );
+        assert!(
+            num(s, "oncpu_mpps_during_sweep") >= num(s, "mpps_during_sweep") * 0.99,
+            "{s:?}"
+        );
         assert!(num(s, "sweep_ms") > 0.0, "{s:?}");
         assert!(num(s, "passes") >= 1.0, "{s:?}");
         assert!(
-            num(s, "max_burst_us_during") >= num(s, "p999_burst_us_during") - 0.01,
+            num(s, "max_burst_us_during") >= num(s, "p999_burst_us_during") - 0.1,
             "{s:?}"
         );
     }
@@ -170,7 +187,10 @@ fn json_lines_carry_the_same_fields() {
         let head =
             format!(r#"{{"bench":"established","conns":3000,"threads":1,"prefetch":"{p}","mpps":"#);
         assert!(line.starts_with(&head) && line.ends_with('}'), "{line}");
-        let mpps: f64 = line[head.len()..line.len() - 1].parse().unwrap();
+        let rest = &line[head.len()..];
+        let mpps: f64 = rest[..rest.find(',').unwrap()].parse().unwrap();
+        assert!(rest.contains(r#","oncpu_mpps":"#), "{line}");
+        assert!(rest.contains(r#","preempted":"#), "{line}");
         assert!(mpps > 0.01, "{line}");
     }
 }
