@@ -7,10 +7,15 @@
 //! Everything before the first `--` goes to DPDK's EAL untouched; everything after it is
 //! ctgate's own. Parsing is pure Rust with no DPDK, so it is unit-tested on its own. Each
 //! ctgate option is one row of [`APP_OPTIONS`] (which also writes `--help`) and one arm
-//! in [`parse_app_args`]: adding an option such as `--config FILE` or `--socket PATH`
-//! means adding a field to [`AppArgs`], a row and an arm.
+//! in [`parse_app_args`]: adding an option means adding a field to [`AppArgs`], a row
+//! and an arm.
+//!
+//! Two modes: without `--pair`, ctgate runs the NAT gateway on its configuration (the
+//! embedded default, or `--config FILE`); with `--pair A:B` it runs the plain L2
+//! forwarding between port pairs (the raw-datapath baseline for benchmarks).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::pipeline::MacAddr;
@@ -38,7 +43,12 @@ pub struct Cli {
 /// ctgate's own options (after `--`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AppArgs {
-    /// Explicit port pairs (`--pair A:B`, repeatable); empty means 0↔1, 2↔3, ….
+    /// The gateway's configuration file (`--config FILE`); `None`: the embedded default.
+    pub config: Option<PathBuf>,
+    /// The control socket (`--socket PATH`).
+    pub socket: PathBuf,
+    /// Port pairs for the plain forwarding mode (`--pair A:B`, repeatable); empty means
+    /// the gateway mode.
     pub pairs: Vec<(u16, u16)>,
     /// Destination MAC written into every forwarded frame (`--next-hop-mac`).
     pub next_hop_mac: MacAddr,
@@ -50,9 +60,18 @@ pub struct AppArgs {
     pub quiet: bool,
 }
 
+impl AppArgs {
+    /// True for the plain forwarding mode (`--pair` given).
+    pub fn forwarding_mode(&self) -> bool {
+        !self.pairs.is_empty()
+    }
+}
+
 impl Default for AppArgs {
     fn default() -> Self {
         AppArgs {
+            config: None,
+            socket: PathBuf::from(crate::control::protocol::DEFAULT_SOCKET),
             pairs: Vec::new(),
             next_hop_mac: DEFAULT_NEXT_HOP_MAC,
             exit_when_idle: None,
@@ -89,14 +108,24 @@ pub struct OptSpec {
 /// ctgate's options, in `--help` order.
 pub const APP_OPTIONS: &[OptSpec] = &[
     OptSpec {
+        name: "--config",
+        value: Some("FILE"),
+        help: "gateway configuration (TOML; default: the built-in example, see README)",
+    },
+    OptSpec {
+        name: "--socket",
+        value: Some("PATH"),
+        help: "control socket for ctgate-ctl (default: /run/ctgate/ctgate.sock)",
+    },
+    OptSpec {
         name: "--pair",
         value: Some("A:B"),
-        help: "forward between ports A and B, both ways (repeatable; default: 0:1, 2:3, ...)",
+        help: "plain forwarding mode instead of the gateway: forward between ports A and B, both ways (repeatable)",
     },
     OptSpec {
         name: "--next-hop-mac",
         value: Some("MAC"),
-        help: "destination MAC of forwarded frames (default: ff:ff:ff:ff:ff:ff)",
+        help: "forwarding mode: destination MAC of forwarded frames (default: ff:ff:ff:ff:ff:ff)",
     },
     OptSpec {
         name: "--exit-when-idle",
@@ -129,8 +158,14 @@ pub const APP_OPTIONS: &[OptSpec] = &[
 pub fn help() -> String {
     let mut s = String::from(
         "ctgate: DPDK poll-mode stateful connection tracker and NAT gateway.\n\
-         This build forwards between port pairs: frames from port A leave on port B with the\n\
-         source MAC set to B's MAC and the destination MAC set to the next hop.\n\
+         \n\
+         Gateway mode (the default): ports, addresses, routes, NAT, firewall policy, limits\n\
+         and timeouts come from the configuration (--config FILE, else the built-in example:\n\
+         port 0 inside 10.0.0.1/24, port 1 outside 192.0.2.1/24, SNAT to 192.0.2.1, outside-\n\
+         initiated connections refused). Operators query and change the running gateway with\n\
+         ctgate-ctl over the control socket (--socket PATH).\n\
+         Forwarding mode (--pair A:B): plain L2 forwarding between port pairs, frames from A\n\
+         leave on B with B's source MAC and the --next-hop-mac destination (the raw baseline).\n\
          \n\
          Usage: ctgate [EAL options] -- [ctgate options]\n\
          \n\
@@ -159,20 +194,31 @@ pub fn help() -> String {
     }
     s.push_str(
         "\n\
+         Configuration errors print FILE:LINE: FIELD: MESSAGE and exit with code 2.\n\
+         \n\
          Output: a stats line per second; at the end one line per port\n\
          \x20 port=N rx=... tx=... dropped=... (dropped: frames that arrived on N and were dropped)\n\
-         then one line per worker (worker=N lcore=L rx=... tx=... dropped=... drop_<reason>=...).\n\
+         then one line per worker (worker=N lcore=L rx=... tx=... dropped=... drop_<reason>=...),\n\
+         and in gateway mode one line of tracker counters (conntrack n_conns=... created=... ...).\n\
          SIGINT/SIGTERM stop the gateway cleanly (exit code 0). Bad arguments: exit code 2.\n\
          \n\
          Examples:\n\
-         \x20 # no NIC, no hugepages: two null ports, two workers, 5 seconds\n\
+         \x20 # the gateway on the built-in config, two tap interfaces (move them into network\n\
+         \x20 # namespaces or configure them on the host; ci/demo does it all), control socket\n\
+         \x20 ctgate --no-huge -m 512 --no-pci --in-memory -l 0,1 \\\n\
+         \x20        --vdev net_tap0,iface=ctg-in --vdev net_tap1,iface=ctg-out \\\n\
+         \x20        -- --socket /run/ctgate/ctgate.sock\n\
+         \x20 ctgate-ctl dump-conntrack           # while it runs\n\
+         \x20 # the gateway on your own configuration, on two NICs\n\
+         \x20 ctgate -l 0-2 -a 0000:03:00.0 -a 0000:03:00.1 -- --config /etc/ctgate.toml\n\
+         \x20 # forwarding mode, no NIC, no hugepages: two null ports, two workers, 5 seconds\n\
          \x20 ctgate --no-huge -m 512 --no-pci --in-memory --lcores '0@0,1@1,2@1' \\\n\
-         \x20        --vdev net_null0 --vdev net_null1 -- --duration 5\n\
+         \x20        --vdev net_null0 --vdev net_null1 -- --pair 0:1 --duration 5\n\
          \x20 # replay a pcap in on port 0, write what leaves port 1 to a pcap, stop when done\n\
          \x20 ctgate --no-huge -m 512 --no-pci --in-memory -l 0,1 \\\n\
          \x20        --vdev net_pcap0,rx_pcap=in.pcap,tx_pcap=out0.pcap \\\n\
          \x20        --vdev net_pcap1,rx_pcap=empty.pcap,tx_pcap=out1.pcap \\\n\
-         \x20        -- --next-hop-mac 02:00:00:00:00:01 --exit-when-idle 500\n\
+         \x20        -- --pair 0:1 --next-hop-mac 02:00:00:00:00:01 --exit-when-idle 500\n\
          \x20 # two NICs, explicit pairing, four workers\n\
          \x20 ctgate -l 0-4 -a 0000:03:00.0 -a 0000:03:00.1 -- --pair 0:1 --next-hop-mac 52:54:00:12:34:56\n",
     );
@@ -208,6 +254,8 @@ where
 pub fn parse_app_args(args: &[String]) -> Result<AppArgs, CliError> {
     let mut out = AppArgs::default();
     let mut seen_mac = false;
+    let mut seen_config = false;
+    let mut seen_socket = false;
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -236,6 +284,26 @@ pub fn parse_app_args(args: &[String]) -> Result<AppArgs, CliError> {
             },
         };
         match name {
+            "--config" => {
+                if seen_config {
+                    return Err(CliError("--config given twice".into()));
+                }
+                seen_config = true;
+                if value.is_empty() {
+                    return Err(CliError("--config needs a file name".into()));
+                }
+                out.config = Some(PathBuf::from(value));
+            }
+            "--socket" => {
+                if seen_socket {
+                    return Err(CliError("--socket given twice".into()));
+                }
+                seen_socket = true;
+                if value.is_empty() {
+                    return Err(CliError("--socket needs a path".into()));
+                }
+                out.socket = PathBuf::from(value);
+            }
             "--pair" => out.pairs.push(parse_pair(&value)?),
             "--next-hop-mac" => {
                 if seen_mac {
@@ -271,6 +339,17 @@ pub fn parse_app_args(args: &[String]) -> Result<AppArgs, CliError> {
             // --help/--version are handled before; any other row needs an arm here.
             _ => return Err(CliError(format!("option {name} is not handled"))),
         }
+    }
+    if out.forwarding_mode() && seen_config {
+        return Err(CliError(
+            "--config and --pair exclude each other (--pair selects the plain forwarding mode)"
+                .into(),
+        ));
+    }
+    if !out.forwarding_mode() && seen_mac {
+        return Err(CliError(
+            "--next-hop-mac belongs to the forwarding mode (--pair); the gateway takes next hops from its config".into(),
+        ));
     }
     Ok(out)
 }
@@ -343,6 +422,32 @@ mod tests {
     }
 
     #[test]
+    fn gateway_mode_by_default_forwarding_mode_with_pairs() {
+        let c = run(&["--", "--config", "/etc/g.toml", "--socket=/tmp/s.sock"]).unwrap();
+        assert!(!c.app.forwarding_mode());
+        assert_eq!(c.app.config, Some(PathBuf::from("/etc/g.toml")));
+        assert_eq!(c.app.socket, PathBuf::from("/tmp/s.sock"));
+        let c = run(&[]).unwrap();
+        assert_eq!(c.app.config, None);
+        assert_eq!(
+            c.app.socket,
+            PathBuf::from(crate::control::protocol::DEFAULT_SOCKET)
+        );
+        assert!(run(&["--", "--pair", "0:1"]).unwrap().app.forwarding_mode());
+        for bad in [
+            &["--", "--config", "a", "--pair", "0:1"][..],
+            &["--", "--next-hop-mac", "02:00:00:00:00:01"],
+            &["--", "--config", "a", "--config", "b"],
+            &["--", "--socket", "a", "--socket", "b"],
+            &["--", "--config="],
+            &["--", "--socket"],
+        ] {
+            let e = run(bad).expect_err(&format!("{bad:?} should fail"));
+            assert!(!e.0.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
     fn a_second_double_dash_is_an_app_argument() {
         assert!(run(&["--", "--quiet", "--"]).is_err());
     }
@@ -371,9 +476,11 @@ mod tests {
             &["--", "--pair", "0:70000"],
             &["--", "--pair", "-1:2"],
             &["--", "--pair", "+1:2"],
-            &["--", "--next-hop-mac", "zz"],
+            &["--", "--pair", "0:1", "--next-hop-mac", "zz"],
             &[
                 "--",
+                "--pair",
+                "0:1",
                 "--next-hop-mac",
                 "02:00:00:00:00:01",
                 "--next-hop-mac",

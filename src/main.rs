@@ -3,10 +3,11 @@
 use std::process::ExitCode;
 
 use ctgate::cli::{self, Command};
+use ctgate::config::Config;
 use ctgate::control::gateway;
 use ctgate::dpdk::{dpdk_version, Eal};
 
-/// Exit code for bad arguments (command line or EAL options).
+/// Exit code for bad arguments (command line, configuration file or EAL options).
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
@@ -28,6 +29,24 @@ fn main() -> ExitCode {
         }
     };
 
+    // The gateway's configuration is read and validated before DPDK starts, so that a
+    // broken file is one clear line (FILE:LINE: FIELD: MESSAGE) and exit code 2.
+    let config = if cli.app.forwarding_mode() {
+        None
+    } else {
+        let loaded = match &cli.app.config {
+            Some(path) => Config::load(path),
+            None => Config::embedded(),
+        };
+        match loaded {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("ctgate: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    };
+
     let eal_argv: Vec<String> = std::iter::once(program).chain(cli.eal_args).collect();
     let eal = match Eal::init(&eal_argv) {
         Ok(eal) => eal,
@@ -40,7 +59,7 @@ fn main() -> ExitCode {
             });
         }
     };
-    let result = gateway::run(&eal, &cli.app);
+    let result = gateway::run(&eal, &cli.app, config.as_ref());
     if let Err(e) = eal.cleanup() {
         eprintln!("ctgate: {e}");
     }

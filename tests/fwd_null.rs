@@ -20,7 +20,10 @@ fn two_workers_forward_until_sigint() {
         "--vdev".into(),
         "net_null1".into(),
     ]);
-    let mut run = Running::start(&eal, &["--next-hop-mac", "02:00:00:00:00:01"]);
+    let mut run = Running::start(
+        &eal,
+        &["--pair", "0:1", "--next-hop-mac", "02:00:00:00:00:01"],
+    );
 
     let t1 = run
         .wait_for_line(Duration::from_secs(30), |l| l.starts_with("t="))
@@ -86,7 +89,7 @@ fn sigterm_also_stops_cleanly_and_duration_ends_a_run() {
         "--vdev".into(),
         "net_null1".into(),
     ]);
-    let mut run = Running::start(&eal, &["--quiet"]);
+    let mut run = Running::start(&eal, &["--pair", "0:1", "--quiet"]);
     run.wait_for_line(Duration::from_secs(30), |l| {
         l.starts_with("ctgate: forwarding")
     })
@@ -103,7 +106,7 @@ fn sigterm_also_stops_cleanly_and_duration_ends_a_run() {
 
     let out = run_ctgate(
         &eal,
-        &["--duration", "0.5", "--quiet"],
+        &["--pair", "0:1", "--duration", "0.5", "--quiet"],
         Duration::from_secs(30),
     );
     assert_eq!(out.status.code(), Some(0), "{out}");

@@ -124,6 +124,8 @@ fn run_pcap_forwarding(name: &str, lcores: &str) {
     let out = run_ctgate(
         &eal,
         &[
+            "--pair",
+            "0:1",
             "--next-hop-mac",
             "02:00:00:00:00:01",
             "--exit-when-idle",

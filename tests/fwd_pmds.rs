@@ -37,7 +37,15 @@ fn null_ring_pcap_and_tap_pmds_load_without_dash_d() {
     ]);
     let out = run_ctgate(
         &eal,
-        &["--duration", "0.5", "--quiet"],
+        &[
+            "--pair",
+            "0:1",
+            "--pair",
+            "2:3",
+            "--duration",
+            "0.5",
+            "--quiet",
+        ],
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "{out}");

@@ -47,7 +47,10 @@ fn kernel_frames_on_the_tap_come_out_of_the_pcap_port() {
             s.path("out.pcap").display()
         ),
     ]);
-    let mut run = Running::start(&eal, &["--next-hop-mac", "02:00:00:00:00:01"]);
+    let mut run = Running::start(
+        &eal,
+        &["--pair", "0:1", "--next-hop-mac", "02:00:00:00:00:01"],
+    );
     run.wait_for_line(Duration::from_secs(30), |l| {
         l.starts_with("ctgate: forwarding")
     })

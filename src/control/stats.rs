@@ -12,10 +12,27 @@
 //! A port's `rx`/`tx` are the device's counters; `dropped` counts frames that arrived on
 //! the port and were dropped by a worker (any reason); the `rx_*`/`tx_errors` fields are
 //! the device's own drops.
+//!
+//! The gateway mode prints one more line, the tracker's counters ([`ct_line`]):
+//!
+//! ```text
+//! conntrack n_conns=2 created=5 expired=3 reclaimed=0 removed=0 refused_zone_limit=0 ...
+//! ```
 
 use std::fmt;
+use std::fmt::Write as _;
 
+use crate::conntrack::stats::CtCountersSnapshot;
 use crate::pipeline::{DropCounters, DropReason};
+
+/// The tracker's final line: `conntrack n_conns=N` then every counter as `name=value`.
+pub fn ct_line(n_conns: u32, c: &CtCountersSnapshot) -> String {
+    let mut s = format!("conntrack n_conns={n_conns}");
+    for (name, v) in c.fields() {
+        let _ = write!(s, " {name}={v}");
+    }
+    s
+}
 
 /// Final counters of one port.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -158,6 +175,21 @@ mod tests {
             s.contains(" rx_mpps=1.000 ") && s.ends_with("queues=0:0,1:0"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn ct_line_lists_the_tracker_counters() {
+        let c = CtCountersSnapshot {
+            created: 5,
+            expired: 3,
+            ..Default::default()
+        };
+        let s = ct_line(2, &c);
+        assert!(
+            s.starts_with("conntrack n_conns=2 created=5 expired=3 "),
+            "{s}"
+        );
+        assert_eq!(field_u64(&s, "refused_zone_limit"), Some(0));
     }
 
     #[test]
