@@ -41,7 +41,10 @@ fn main() -> ExitCode {
         match loaded {
             Ok(c) => Some(c),
             Err(e) => {
-                eprintln!("ctgate: {e}");
+                // One line, even for TOML syntax errors that come with a hint line.
+                let text = e.to_string();
+                let text: Vec<&str> = text.lines().map(str::trim).collect();
+                eprintln!("ctgate: {}", text.join(": "));
                 return ExitCode::from(EXIT_USAGE);
             }
         }

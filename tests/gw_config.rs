@@ -1,0 +1,128 @@
+//! Configuration errors of the real binary: each broken file gives one precise line
+//! (`ctgate: FILE:LINE: FIELD: MESSAGE`) on stderr and exit code 2, before DPDK starts;
+//! a configuration whose ports DPDK did not probe is a clear start-up error.
+#![cfg(feature = "dpdk")]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// Two valid ports (8 lines), for cases about later sections.
+const PORTS: &str = "[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\n\
+                     [[port]]\nport = 1\nrole = \"outside\"\nipv4 = \"192.0.2.1/24\"\n";
+
+/// Runs `ctgate -- ARGS` (no EAL options: a config error must stop it before EAL).
+fn ctgate(args: &[&str]) -> std::process::Output {
+    Command::new(ctgate_bin())
+        .arg("--")
+        .args(args)
+        .output()
+        .expect("run ctgate")
+}
+
+#[test]
+fn broken_configs_give_file_line_field_and_exit_2() {
+    let s = Scratch::new("cfgerr");
+    // (file text, the exact stderr line with FILE standing for the path)
+    let cases: &[(String, &str)] = &[
+        (
+            "[datapath]\nbogus = 1\n".into(),
+            "ctgate: FILE:2: unknown field `bogus`, expected one of `max_conns`, `buckets`, `tcp_seq_check`, `sweep_interval_ms`",
+        ),
+        (
+            "[datapath]\nbuckets = 1000\n".into(),
+            "ctgate: FILE:2: datapath.buckets: 1000 is not a power of two (or 0 for automatic)",
+        ),
+        (
+            "[datapath]\nsweep_interval_ms = 0\n".into(),
+            "ctgate: FILE:2: datapath.sweep_interval_ms: must be at least 1",
+        ),
+        (
+            "[[port]]\nport = 0\nrole = \"middle\"\nipv4 = \"10.0.0.1/24\"\n".into(),
+            "ctgate: FILE:3: port[0].role: unknown role 'middle' (expected \"inside\" or \"outside\")",
+        ),
+        (
+            "[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/33\"\n".into(),
+            "ctgate: FILE:4: port[0].ipv4: invalid prefix '10.0.0.1/33' (length 33 > 32)",
+        ),
+        (
+            "[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\n".into(),
+            "ctgate: FILE: port: no port has role \"outside\"",
+        ),
+        (
+            format!("{PORTS}[[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"203.0.113.1\"\n"),
+            "ctgate: FILE:11: route[0].via: next hop 203.0.113.1 is not on any port's connected network",
+        ),
+        (
+            format!("{PORTS}[[snat]]\npool = \"192.0.2.1:0\"\n"),
+            "ctgate: FILE:10: snat[0].pool: invalid port range '0' in NAT range '192.0.2.1:0'",
+        ),
+        (
+            format!("{PORTS}[policy]\noutside_new = \"maybe\"\n"),
+            "ctgate: FILE:10: policy.outside_new: unknown value 'maybe' (expected \"deny\" or \"allow\")",
+        ),
+        (
+            format!("{PORTS}[[dnat]]\nproto = \"sctp\"\nmatch = \"192.0.2.1:80\"\nto = \"10.0.0.5\"\n"),
+            "ctgate: FILE:10: dnat[0].proto: unknown protocol 'sctp' (expected \"tcp\" or \"udp\")",
+        ),
+        (
+            format!("{PORTS}[limits\n"),
+            "ctgate: FILE:9: invalid table header: expected `.`, `]`",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let path = s.path(&format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let shown = path.display().to_string();
+        let out = ctgate(&["--config", &shown, "--duration", "1"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let want = want.replace("FILE", &shown);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "case {i}: {text}\nstderr: {err}"
+        );
+        assert_eq!(err.trim_end(), want, "case {i}:\n{text}");
+        assert!(out.stdout.is_empty(), "case {i}");
+    }
+
+    let missing = s.path("missing.toml").display().to_string();
+    let out = ctgate(&["--config", &missing]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!("ctgate: {missing}: cannot read: No such file or directory (os error 2)")
+    );
+}
+
+#[test]
+fn config_and_pair_exclude_each_other() {
+    let out = ctgate(&["--config", "x.toml", "--pair", "0:1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--config and --pair exclude each other"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_ports_must_exist_among_the_probed_ports() {
+    let _lock = dpdk_lock();
+    let s = Scratch::new("cfgports");
+    let mut eal = s.eal_args("0,1");
+    eal.extend(["--vdev".into(), "net_null0".into()]);
+    let sock = s.path("ctl.sock").display().to_string();
+    let out = run_ctgate(&eal, &["--socket", &sock], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    assert!(
+        out.stderr.contains(
+            "<embedded default config>: port[1]: port 1 (outside) does not exist: DPDK found ports 0;"
+        ),
+        "{out}"
+    );
+    assert!(!s.path("ctl.sock").exists(), "no socket left behind");
+}
