@@ -1,0 +1,980 @@
+//! The gateway step on the embedded default config, with frames built byte by byte.
+//!
+//! Port 0 (inside, 10.0.0.1/24, fd00:0:0:1::1/64, MAC GW0), port 1 (outside,
+//! 192.0.2.1/24, fd00:0:0:2::1/64, MAC GW1), default routes via 192.0.2.2 /
+//! fd00:0:0:2::2, SNAT to 192.0.2.1 / fd00:0:0:2::1.
+
+use super::*;
+use crate::conntrack::CtConfig;
+use crate::wire::checksum::{fill_frame, verify_frame};
+
+const GW0: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
+const GW1: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa1];
+/// The inside host 10.0.0.2 / fd00:0:0:1::2.
+const HOST: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x02];
+/// The outside next hop 192.0.2.2 / fd00:0:0:2::2.
+const ROUTER: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];
+
+const H4: [u8; 4] = [10, 0, 0, 2];
+const GW_IN4: [u8; 4] = [10, 0, 0, 1];
+const GW_OUT4: [u8; 4] = [192, 0, 2, 1];
+const ROUTER4: [u8; 4] = [192, 0, 2, 2];
+const SERVER4: [u8; 4] = [198, 51, 100, 7];
+
+fn v6(s: &str) -> [u8; 16] {
+    s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+/// A frame held by the test "worker".
+#[derive(Default)]
+struct TestSink {
+    emitted: Vec<(u16, Vec<u8>)>,
+    sent: Vec<(u16, Vec<u8>)>,
+    dropped: Vec<(DropReason, Vec<u8>)>,
+    held: Vec<Option<Vec<u8>>>,
+}
+
+impl StepSink for TestSink {
+    fn emit(&mut self, port: u16, frame: &[u8]) {
+        self.emitted.push((port, frame.to_vec()));
+    }
+    fn send_held(&mut self, slot: u16, port: u16, dst_mac: MacAddr) {
+        let mut f = self.held[usize::from(slot)]
+            .take()
+            .expect("slot holds a frame");
+        f[0..6].copy_from_slice(&dst_mac.0);
+        self.sent.push((port, f));
+    }
+    fn drop_held(&mut self, slot: u16, reason: DropReason, _in_port: u16) {
+        let f = self.held[usize::from(slot)]
+            .take()
+            .expect("slot holds a frame");
+        self.dropped.push((reason, f));
+    }
+}
+
+struct Gw {
+    shared: Arc<GatewayShared>,
+    step: GatewayStep,
+    sink: TestSink,
+}
+
+impl Gw {
+    fn with_config(text: &str) -> Gw {
+        let cfg = Config::parse(text, "test.toml").unwrap();
+        let ct = Arc::new(Conntrack::new(CtConfig {
+            max_conns: 4096,
+            n_buckets: 0,
+            workers: 1,
+            tcp_seq_check: true,
+            hash_seed: Some(7),
+        }));
+        let shared = GatewayShared::new(&cfg, ct, &[(0, MacAddr(GW0)), (1, MacAddr(GW1))]).unwrap();
+        shared.set_now_ms(1_000);
+        let step = GatewayStep::new(shared.clone(), 0);
+        let sink = TestSink {
+            held: vec![None; step.hold_slots()],
+            ..TestSink::default()
+        };
+        Gw { shared, step, sink }
+    }
+
+    fn new() -> Gw {
+        Gw::with_config(crate::config::EMBEDDED_DEFAULT)
+    }
+
+    /// One frame through the step as the worker runs it (burst, park held, service).
+    fn send(&mut self, frame: &[u8], in_port: u16) -> (Verdict, Vec<u8>) {
+        let mut f = frame.to_vec();
+        let v = self.step.process(&mut f, in_port);
+        if let Verdict::Hold(slot) = v {
+            let s = &mut self.sink.held[usize::from(slot)];
+            assert!(s.is_none(), "hold slot {slot} given twice");
+            *s = Some(f.clone());
+        }
+        self.step.service(&mut self.sink);
+        (v, f)
+    }
+
+    fn tick(&mut self, ms: u64) {
+        let now = self.shared.now_ms() + ms;
+        self.shared.set_now_ms(now);
+        self.step.service(&mut self.sink);
+    }
+
+    fn take_emitted(&mut self) -> Vec<(u16, Vec<u8>)> {
+        std::mem::take(&mut self.sink.emitted)
+    }
+
+    fn take_sent(&mut self) -> Vec<(u16, Vec<u8>)> {
+        std::mem::take(&mut self.sink.sent)
+    }
+
+    /// The inside host and the outside router announce themselves (their ARP requests
+    /// for the gateway): both neighbours resolved.
+    fn resolve_v4_neighbours(&mut self) {
+        let (v, _) = self.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0);
+        assert_eq!(v, Verdict::Forward(0));
+        let (v, _) = self.send(&arp(1, ROUTER, ROUTER4, [0; 6], GW_OUT4, [0xff; 6]), 1);
+        assert_eq!(v, Verdict::Forward(1));
+        self.take_emitted();
+    }
+}
+
+fn eth(dst: [u8; 6], src: [u8; 6], et: u16) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&et.to_be_bytes());
+    f
+}
+
+fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], dst: [u8; 6]) -> Vec<u8> {
+    let mut f = eth(dst, sha, 0x0806);
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
+    f.extend_from_slice(&op.to_be_bytes());
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&tha);
+    f.extend_from_slice(&tpa);
+    f
+}
+
+/// An IPv4 packet with every checksum computed (by `fill_frame`, over the bytes).
+fn ip4(
+    dmac: [u8; 6],
+    smac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    proto: u8,
+    l4: &[u8],
+) -> Vec<u8> {
+    let mut f = eth(dmac, smac, 0x0800);
+    let total = (20 + l4.len()) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, proto, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(l4);
+    fill_frame(&mut f).unwrap();
+    f
+}
+
+fn ip6(
+    dmac: [u8; 6],
+    smac: [u8; 6],
+    src: [u8; 16],
+    dst: [u8; 16],
+    hlim: u8,
+    proto: u8,
+    l4: &[u8],
+) -> Vec<u8> {
+    let mut f = eth(dmac, smac, 0x86dd);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[proto, hlim]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(l4);
+    fill_frame(&mut f).unwrap();
+    f
+}
+
+fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = sport.to_be_bytes().to_vec();
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    t
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = sport.to_be_bytes().to_vec();
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    u
+}
+
+fn echo(ty: u8, id: u16, seq: u16) -> Vec<u8> {
+    let mut e = vec![ty, 0, 0, 0];
+    e.extend_from_slice(&id.to_be_bytes());
+    e.extend_from_slice(&seq.to_be_bytes());
+    e.extend_from_slice(b"pingdata");
+    e
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const PSH: u8 = 0x08;
+const FIN: u8 = 0x01;
+
+fn fwd(v: Verdict, port: u16) {
+    assert_eq!(v, Verdict::Forward(port));
+}
+
+#[test]
+fn arp_request_for_the_gateway_gets_the_exact_reply() {
+    let mut g = Gw::new();
+    let req = arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]);
+    let (v, out) = g.send(&req, 0);
+    fwd(v, 0);
+    let want: Vec<u8> = [
+        &HOST[..],
+        &GW0,
+        &[0x08, 0x06],             // Ethernet: to the host, from port 0
+        &[0, 1, 8, 0, 6, 4, 0, 2], // Ethernet/IPv4, reply
+        &GW0,
+        &GW_IN4, // sender: the gateway
+        &HOST,
+        &H4, // target: the host
+    ]
+    .concat();
+    assert_eq!(out, want);
+    assert_eq!(g.shared.counters().arp_replies, 1);
+    assert_eq!(
+        g.shared.neighbours(),
+        vec![(0, "10.0.0.2".parse().unwrap(), MacAddr(HOST))]
+    );
+
+    // For the SNAT pool address on the outside port too; not for others, and nothing
+    // leaks: another host's request, a request on the wrong port.
+    let (v, out) = g.send(&arp(1, ROUTER, ROUTER4, [0; 6], GW_OUT4, [0xff; 6]), 1);
+    fwd(v, 1);
+    assert_eq!(&out[28..32], &GW_OUT4);
+    assert_eq!(&out[22..28], &GW1);
+    for (f, port) in [
+        (arp(1, HOST, H4, [0; 6], [10, 0, 0, 9], [0xff; 6]), 0),
+        (arp(1, HOST, H4, [0; 6], GW_OUT4, [0xff; 6]), 0),
+    ] {
+        let (v, out) = g.send(&f, port);
+        assert_eq!(v, Verdict::Drop(DropReason::Local));
+        assert_eq!(out, f, "untouched");
+    }
+    // Truncated ARP: malformed; VLAN or non-Ethernet ARP: not IP.
+    let (v, _) = g.send(&req[..30], 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Malformed));
+    let mut odd = req.clone();
+    odd[15] = 6; // hardware type 6
+    assert_eq!(g.send(&odd, 0).0, Verdict::Drop(DropReason::NotIp));
+    assert!(g.take_emitted().is_empty());
+}
+
+fn ns(src_mac: [u8; 6], src: [u8; 16], target: [u8; 16]) -> Vec<u8> {
+    let group = frames::solicited_node(&target);
+    let mut m = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&target);
+    m.extend_from_slice(&[1, 1]);
+    m.extend_from_slice(&src_mac);
+    ip6(
+        frames::ipv6_multicast_mac(&group),
+        src_mac,
+        src,
+        group,
+        255,
+        58,
+        &m,
+    )
+}
+
+#[test]
+fn ndp_solicitation_for_the_gateway_gets_an_advertisement() {
+    let mut g = Gw::new();
+    let host6 = v6("fd00:0:0:1::2");
+    let gw6 = v6("fd00:0:0:1::1");
+    let (v, out) = g.send(&ns(HOST, host6, gw6), 0);
+    fwd(v, 0);
+    let mut m = vec![136, 0, 0, 0, 0xe0, 0, 0, 0];
+    m.extend_from_slice(&gw6);
+    m.extend_from_slice(&[2, 1]);
+    m.extend_from_slice(&GW0);
+    let want = ip6(HOST, GW0, gw6, host6, 255, 58, &m);
+    assert_eq!(out, want);
+    verify_frame(&out).unwrap();
+    assert_eq!(g.shared.counters().nd_adverts, 1);
+    assert!(g
+        .shared
+        .neighbours()
+        .contains(&(0, IpAddr::from(host6), MacAddr(HOST))));
+    // Not for us: consumed, not answered. Hop limit not 255: ignored.
+    let (v, _) = g.send(&ns(HOST, host6, v6("fd00:0:0:1::9")), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
+    let mut bad = ns(HOST, host6, gw6);
+    bad[21] = 64;
+    fill_frame(&mut bad).unwrap();
+    assert_eq!(g.send(&bad, 0).0, Verdict::Drop(DropReason::Local));
+    assert_eq!(g.shared.counters().nd_adverts, 1);
+}
+
+#[test]
+fn ping_to_the_gateway_is_answered_v4_and_v6() {
+    let mut g = Gw::new();
+    let req = ip4(GW0, HOST, H4, GW_IN4, 64, 1, &echo(8, 77, 1));
+    let (v, out) = g.send(&req, 0);
+    fwd(v, 0);
+    let mut want = ip4(HOST, GW0, GW_IN4, H4, 64, 1, &echo(0, 77, 1));
+    // Same IP id and flags as the request: only addresses, TTL and type change.
+    want[18..20].copy_from_slice(&req[18..20]);
+    fill_frame(&mut want).unwrap();
+    assert_eq!(out, want);
+    verify_frame(&out).unwrap();
+
+    // The outside address, pinged from inside, answers from that address.
+    let (v, out) = g.send(&ip4(GW0, HOST, H4, GW_OUT4, 64, 1, &echo(8, 78, 1)), 0);
+    fwd(v, 0);
+    assert_eq!(&out[26..30], &GW_OUT4);
+    verify_frame(&out).unwrap();
+
+    let host6 = v6("fd00:0:0:1::2");
+    let gw6 = v6("fd00:0:0:1::1");
+    let (v, out) = g.send(&ip6(GW0, HOST, host6, gw6, 64, 58, &echo(128, 5, 9)), 0);
+    fwd(v, 0);
+    assert_eq!(out, ip6(HOST, GW0, gw6, host6, 64, 58, &echo(129, 5, 9)));
+    verify_frame(&out).unwrap();
+    assert_eq!(g.shared.counters().echo_replies, 3);
+}
+
+#[test]
+fn tcp_inside_to_outside_is_held_until_arp_then_snat_and_replies_come_back() {
+    let mut g = Gw::new();
+    // The host learned from its own ARP request for the gateway.
+    fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
+
+    let syn = ip4(
+        GW0,
+        HOST,
+        H4,
+        SERVER4,
+        64,
+        6,
+        &tcp(40000, 80, 1000, 0, SYN, b""),
+    );
+    let (v, _) = g.send(&syn, 0);
+    assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
+    // The ARP request for the next hop, exactly.
+    let em = g.take_emitted();
+    let want_req: Vec<u8> = [
+        &[0xff; 6][..],
+        &GW1,
+        &[0x08, 0x06],
+        &[0, 1, 8, 0, 6, 4, 0, 1],
+        &GW1,
+        &GW_OUT4,
+        &[0; 6],
+        &ROUTER4,
+    ]
+    .concat();
+    assert_eq!(em, vec![(1, want_req)]);
+    // Rate-limited: a second packet for the same hop is held without a new request.
+    assert!(g.take_sent().is_empty());
+
+    // The router answers; the held SYN goes out translated.
+    let (v, _) = g.send(&arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1);
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
+    let sent = g.take_sent();
+    let want = ip4(
+        ROUTER,
+        GW1,
+        GW_OUT4,
+        SERVER4,
+        63,
+        6,
+        &tcp(40000, 80, 1000, 0, SYN, b""),
+    );
+    assert_eq!(sent, vec![(1, want.clone())]);
+    verify_frame(&sent[0].1).unwrap();
+    assert_eq!(g.shared.counters().released, 1);
+
+    // The rest of the connection, both ways.
+    let steps: [(u16, Vec<u8>, Vec<u8>); 6] = [
+        (
+            1,
+            ip4(
+                GW1,
+                ROUTER,
+                SERVER4,
+                GW_OUT4,
+                50,
+                6,
+                &tcp(80, 40000, 5000, 1001, SYN | ACK, b""),
+            ),
+            ip4(
+                HOST,
+                GW0,
+                SERVER4,
+                H4,
+                49,
+                6,
+                &tcp(80, 40000, 5000, 1001, SYN | ACK, b""),
+            ),
+        ),
+        (
+            0,
+            ip4(
+                GW0,
+                HOST,
+                H4,
+                SERVER4,
+                64,
+                6,
+                &tcp(40000, 80, 1001, 5001, PSH | ACK, b"hello"),
+            ),
+            ip4(
+                ROUTER,
+                GW1,
+                GW_OUT4,
+                SERVER4,
+                63,
+                6,
+                &tcp(40000, 80, 1001, 5001, PSH | ACK, b"hello"),
+            ),
+        ),
+        (
+            1,
+            ip4(
+                GW1,
+                ROUTER,
+                SERVER4,
+                GW_OUT4,
+                50,
+                6,
+                &tcp(80, 40000, 5001, 1006, ACK, b""),
+            ),
+            ip4(
+                HOST,
+                GW0,
+                SERVER4,
+                H4,
+                49,
+                6,
+                &tcp(80, 40000, 5001, 1006, ACK, b""),
+            ),
+        ),
+        (
+            0,
+            ip4(
+                GW0,
+                HOST,
+                H4,
+                SERVER4,
+                64,
+                6,
+                &tcp(40000, 80, 1006, 5001, FIN | ACK, b""),
+            ),
+            ip4(
+                ROUTER,
+                GW1,
+                GW_OUT4,
+                SERVER4,
+                63,
+                6,
+                &tcp(40000, 80, 1006, 5001, FIN | ACK, b""),
+            ),
+        ),
+        (
+            1,
+            ip4(
+                GW1,
+                ROUTER,
+                SERVER4,
+                GW_OUT4,
+                50,
+                6,
+                &tcp(80, 40000, 5001, 1007, FIN | ACK, b""),
+            ),
+            ip4(
+                HOST,
+                GW0,
+                SERVER4,
+                H4,
+                49,
+                6,
+                &tcp(80, 40000, 5001, 1007, FIN | ACK, b""),
+            ),
+        ),
+        (
+            0,
+            ip4(
+                GW0,
+                HOST,
+                H4,
+                SERVER4,
+                64,
+                6,
+                &tcp(40000, 80, 1007, 5002, ACK, b""),
+            ),
+            ip4(
+                ROUTER,
+                GW1,
+                GW_OUT4,
+                SERVER4,
+                63,
+                6,
+                &tcp(40000, 80, 1007, 5002, ACK, b""),
+            ),
+        ),
+    ];
+    for (i, (port, input, want)) in steps.iter().enumerate() {
+        let (v, out) = g.send(input, *port);
+        fwd(v, 1 - port);
+        assert_eq!(&out, want, "step {i}");
+        verify_frame(&out).unwrap();
+    }
+    assert!(g.take_emitted().is_empty());
+    let conns = g.shared.conntrack().all_conns();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].orig.zone, 1);
+}
+
+#[test]
+fn udp_and_icmp_echo_are_translated_and_an_icmp_error_comes_back_translated() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let (v, out) = g.send(
+        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, b"query")),
+        0,
+    );
+    fwd(v, 1);
+    assert_eq!(
+        out,
+        ip4(
+            ROUTER,
+            GW1,
+            GW_OUT4,
+            SERVER4,
+            63,
+            17,
+            &udp(5353, 53, b"query")
+        )
+    );
+    let (v, out) = g.send(
+        &ip4(
+            GW1,
+            ROUTER,
+            SERVER4,
+            GW_OUT4,
+            60,
+            17,
+            &udp(53, 5353, b"answer"),
+        ),
+        1,
+    );
+    fwd(v, 0);
+    assert_eq!(
+        out,
+        ip4(HOST, GW0, SERVER4, H4, 59, 17, &udp(53, 5353, b"answer"))
+    );
+
+    // Port unreachable from the server about a later datagram (as it saw it: from the
+    // pool address), in through the outside: outer and quoted packet translated back.
+    let later_out = ip4(
+        ROUTER,
+        GW1,
+        GW_OUT4,
+        SERVER4,
+        63,
+        17,
+        &udp(5353, 53, b"again"),
+    );
+    let (v, _) = g.send(
+        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, b"again")),
+        0,
+    );
+    fwd(v, 1);
+    let mut err = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    err.extend_from_slice(&later_out[14..]);
+    let (v, out) = g.send(&ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 1, &err), 1);
+    fwd(v, 0);
+    let orig_in = ip4(GW0, HOST, H4, SERVER4, 63, 17, &udp(5353, 53, b"again"));
+    let mut err_in = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    err_in.extend_from_slice(&orig_in[14..]);
+    assert_eq!(out, ip4(HOST, GW0, SERVER4, H4, 59, 1, &err_in));
+    verify_frame(&out).unwrap();
+
+    // ICMP echo through the gateway and its reply.
+    let (v, out) = g.send(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &echo(8, 900, 1)), 0);
+    fwd(v, 1);
+    assert_eq!(
+        out,
+        ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &echo(8, 900, 1))
+    );
+    let (v, out) = g.send(
+        &ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 1, &echo(0, 900, 1)),
+        1,
+    );
+    fwd(v, 0);
+    assert_eq!(out, ip4(HOST, GW0, SERVER4, H4, 59, 1, &echo(0, 900, 1)));
+}
+
+#[test]
+fn policy_malformed_non_ip_and_ttl() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    // An unsolicited SYN from outside, to the gateway and to an inside host.
+    for dst in [GW_OUT4, H4] {
+        let syn = ip4(
+            GW1,
+            ROUTER,
+            SERVER4,
+            dst,
+            60,
+            6,
+            &tcp(33000, 22, 1, 0, SYN, b""),
+        );
+        let (v, out) = g.send(&syn, 1);
+        assert_eq!(v, Verdict::Drop(DropReason::PolicyDenied));
+        assert_eq!(out, syn);
+    }
+    assert_eq!(g.shared.conntrack().n_conns(), 0, "nothing created");
+    // A reply-looking packet for no connection from outside: invalid or denied, dropped.
+    let (v, _) = g.send(
+        &ip4(
+            GW1,
+            ROUTER,
+            SERVER4,
+            GW_OUT4,
+            60,
+            6,
+            &tcp(80, 40000, 5000, 1001, SYN | ACK, b""),
+        ),
+        1,
+    );
+    assert!(
+        matches!(
+            v,
+            Verdict::Drop(DropReason::Invalid | DropReason::PolicyDenied)
+        ),
+        "{v:?}"
+    );
+
+    // Malformed: IHL 4; TCP data offset beyond the packet; cut Ethernet; not IP.
+    let mut bad = ip4(GW0, HOST, H4, SERVER4, 64, 6, &tcp(1, 2, 3, 4, SYN, b""));
+    bad[14] = 0x44;
+    assert_eq!(g.send(&bad, 0).0, Verdict::Drop(DropReason::Malformed));
+    let mut bad = ip4(GW0, HOST, H4, SERVER4, 64, 6, &tcp(1, 2, 3, 4, SYN, b""));
+    bad[14 + 20 + 12] = 0xf0;
+    assert_eq!(g.send(&bad, 0).0, Verdict::Drop(DropReason::Malformed));
+    assert_eq!(
+        g.send(&[0u8; 10], 0).0,
+        Verdict::Drop(DropReason::ShortFrame)
+    );
+    assert_eq!(
+        g.send(&eth(GW0, HOST, 0x88cc), 0).0,
+        Verdict::Drop(DropReason::NotIp)
+    );
+    // Multicast/broadcast: never forwarded.
+    let (v, _) = g.send(
+        &ip4(
+            GW0,
+            HOST,
+            H4,
+            [224, 0, 0, 251],
+            1,
+            17,
+            &udp(5353, 5353, b"m"),
+        ),
+        0,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
+    let (v, _) = g.send(
+        &ip4(GW0, HOST, H4, [10, 0, 0, 255], 64, 17, &udp(1, 2, b"b")),
+        0,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
+
+    // TTL 1: time exceeded back to the sender, from the input port's address.
+    let dying = ip4(GW0, HOST, H4, SERVER4, 1, 17, &udp(7000, 33434, b"trace"));
+    let (v, _) = g.send(&dying, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::TtlExpired));
+    let em = g.take_emitted();
+    assert_eq!(em.len(), 1);
+    let (port, te) = &em[0];
+    assert_eq!(*port, 0);
+    let mut msg = vec![11, 0, 0, 0, 0, 0, 0, 0];
+    msg.extend_from_slice(&dying[14..14 + 28]);
+    let mut want = ip4(HOST, GW0, GW_IN4, H4, 64, 1, &msg);
+    want[18..22].copy_from_slice(&[0, 0, 0, 0]);
+    fill_frame(&mut want).unwrap();
+    assert_eq!(te, &want);
+    verify_frame(te).unwrap();
+    assert_eq!(g.shared.counters().time_exceeded, 1);
+    assert_eq!(
+        g.shared.conntrack().n_conns(),
+        0,
+        "expired packets are not tracked"
+    );
+}
+
+#[test]
+fn a_dnat_rule_admits_outside_to_inside() {
+    let text = format!(
+        "{}\n[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1:8080\"\nto = \"10.0.0.2:80\"\n",
+        crate::config::EMBEDDED_DEFAULT
+    );
+    let mut g = Gw::with_config(&text);
+    g.resolve_v4_neighbours();
+    let syn = ip4(
+        GW1,
+        ROUTER,
+        SERVER4,
+        GW_OUT4,
+        60,
+        6,
+        &tcp(33000, 8080, 7, 0, SYN, b""),
+    );
+    let (v, out) = g.send(&syn, 1);
+    fwd(v, 0);
+    assert_eq!(
+        out,
+        ip4(
+            HOST,
+            GW0,
+            SERVER4,
+            H4,
+            59,
+            6,
+            &tcp(33000, 80, 7, 0, SYN, b"")
+        )
+    );
+    let (v, out) = g.send(
+        &ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            6,
+            &tcp(80, 33000, 90, 8, SYN | ACK, b""),
+        ),
+        0,
+    );
+    fwd(v, 1);
+    assert_eq!(
+        out,
+        ip4(
+            ROUTER,
+            GW1,
+            GW_OUT4,
+            SERVER4,
+            63,
+            6,
+            &tcp(8080, 33000, 90, 8, SYN | ACK, b"")
+        )
+    );
+    // Another port is still refused.
+    let (v, _) = g.send(
+        &ip4(
+            GW1,
+            ROUTER,
+            SERVER4,
+            GW_OUT4,
+            60,
+            6,
+            &tcp(33001, 8081, 7, 0, SYN, b""),
+        ),
+        1,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::PolicyDenied));
+}
+
+#[test]
+fn ipv6_snat_with_neighbour_discovery_and_replies() {
+    let mut g = Gw::new();
+    let host6 = v6("fd00:0:0:1::2");
+    let gw_in6 = v6("fd00:0:0:1::1");
+    let gw_out6 = v6("fd00:0:0:2::1");
+    let router6 = v6("fd00:0:0:2::2");
+    let server6 = v6("2001:db8::7");
+    fwd(g.send(&ns(HOST, host6, gw_in6), 0).0, 0);
+
+    let syn = ip6(
+        GW0,
+        HOST,
+        host6,
+        server6,
+        64,
+        6,
+        &tcp(41000, 443, 1, 0, SYN, b""),
+    );
+    let (v, _) = g.send(&syn, 0);
+    assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
+    let em = g.take_emitted();
+    assert_eq!(em.len(), 1);
+    let group = frames::solicited_node(&router6);
+    let mut m = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&router6);
+    m.extend_from_slice(&[1, 1]);
+    m.extend_from_slice(&GW1);
+    assert_eq!(
+        em[0],
+        (
+            1,
+            ip6(
+                [0x33, 0x33, 0xff, 0, 0, 2],
+                GW1,
+                gw_out6,
+                group,
+                255,
+                58,
+                &m
+            )
+        )
+    );
+
+    // The router's advertisement resolves it.
+    let mut na = vec![136, 0, 0, 0, 0xe0, 0, 0, 0];
+    na.extend_from_slice(&router6);
+    na.extend_from_slice(&[2, 1]);
+    na.extend_from_slice(&ROUTER);
+    let (v, _) = g.send(&ip6(GW1, ROUTER, router6, gw_out6, 255, 58, &na), 1);
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
+    let sent = g.take_sent();
+    assert_eq!(
+        sent,
+        vec![(
+            1,
+            ip6(
+                ROUTER,
+                GW1,
+                gw_out6,
+                server6,
+                63,
+                6,
+                &tcp(41000, 443, 1, 0, SYN, b"")
+            )
+        )]
+    );
+    verify_frame(&sent[0].1).unwrap();
+
+    let (v, out) = g.send(
+        &ip6(
+            GW1,
+            ROUTER,
+            server6,
+            gw_out6,
+            60,
+            6,
+            &tcp(443, 41000, 50, 2, SYN | ACK, b""),
+        ),
+        1,
+    );
+    fwd(v, 0);
+    assert_eq!(
+        out,
+        ip6(
+            HOST,
+            GW0,
+            server6,
+            host6,
+            59,
+            6,
+            &tcp(443, 41000, 50, 2, SYN | ACK, b"")
+        )
+    );
+
+    // UDP and echo.
+    let (v, out) = g.send(
+        &ip6(GW0, HOST, host6, server6, 64, 17, &udp(999, 53, b"q")),
+        0,
+    );
+    fwd(v, 1);
+    assert_eq!(
+        out,
+        ip6(ROUTER, GW1, gw_out6, server6, 63, 17, &udp(999, 53, b"q"))
+    );
+    let (v, out) = g.send(&ip6(GW0, HOST, host6, server6, 64, 58, &echo(128, 3, 1)), 0);
+    fwd(v, 1);
+    assert_eq!(
+        out,
+        ip6(ROUTER, GW1, gw_out6, server6, 63, 58, &echo(128, 3, 1))
+    );
+    let (v, out) = g.send(
+        &ip6(GW1, ROUTER, server6, gw_out6, 60, 58, &echo(129, 3, 1)),
+        1,
+    );
+    fwd(v, 0);
+    assert_eq!(
+        out,
+        ip6(HOST, GW0, server6, host6, 59, 58, &echo(129, 3, 1))
+    );
+
+    // Unsolicited from outside: denied. Hop limit 1: time exceeded (ICMPv6 type 3).
+    let (v, _) = g.send(
+        &ip6(
+            GW1,
+            ROUTER,
+            server6,
+            host6,
+            60,
+            6,
+            &tcp(1, 22, 1, 0, SYN, b""),
+        ),
+        1,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::PolicyDenied));
+    let dying = ip6(GW0, HOST, host6, server6, 1, 17, &udp(5, 6, b"x"));
+    assert_eq!(g.send(&dying, 0).0, Verdict::Drop(DropReason::TtlExpired));
+    let em = g.take_emitted();
+    assert_eq!(em.len(), 1);
+    let mut msg = vec![3, 0, 0, 0, 0, 0, 0, 0];
+    msg.extend_from_slice(&dying[14..]);
+    assert_eq!(em[0], (0, ip6(HOST, GW0, gw_in6, host6, 64, 58, &msg)));
+    verify_frame(&em[0].1).unwrap();
+}
+
+#[test]
+fn unresolved_neighbours_time_out_and_the_hold_queue_is_bounded() {
+    let mut g = Gw::new();
+    fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
+    let mut held = 0;
+    for i in 0..HOLD_PER_PORT as u16 + 3 {
+        let (v, _) = g.send(
+            &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(2000 + i, 53, b"q")),
+            0,
+        );
+        match v {
+            Verdict::Hold(_) => held += 1,
+            Verdict::Drop(DropReason::HoldQueueFull) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(held, HOLD_PER_PORT);
+    assert_eq!(g.take_emitted().len(), 1, "one request per retry interval");
+    g.tick(NEIGH_RETRY_MS);
+    assert_eq!(g.take_emitted().len(), 1, "retried");
+    g.tick(HOLD_TIMEOUT_MS);
+    assert_eq!(g.sink.dropped.len(), HOLD_PER_PORT);
+    assert!(g
+        .sink
+        .dropped
+        .iter()
+        .all(|(r, _)| *r == DropReason::NeighUnresolved));
+    assert!(g.sink.held.iter().all(Option::is_none));
+    assert!(g.take_sent().is_empty());
+    // A late reply only resolves; entries age out later.
+    g.send(&arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1);
+    assert_eq!(g.shared.neighbours().len(), 2);
+    g.tick(NEIGH_TTL_MS + 2_000);
+    g.tick(1_000);
+    assert_eq!(g.shared.neighbours().len(), 0, "aged out");
+}
+
+#[test]
+fn static_next_hop_mac_needs_no_resolution() {
+    let text = crate::config::EMBEDDED_DEFAULT.replace(
+        "# next_hop_mac = \"02:00:00:00:00:02\"",
+        "next_hop_mac = \"02:00:00:00:02:02\"",
+    );
+    let mut g = Gw::with_config(&text);
+    let (v, out) = g.send(&ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, b"s")), 0);
+    fwd(v, 1);
+    assert_eq!(
+        out,
+        ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(1, 2, b"s"))
+    );
+    assert!(g.take_emitted().is_empty());
+}
