@@ -7,6 +7,7 @@
 
 mod core;
 mod fwd;
+mod replay;
 mod runner;
 
 use std::process::ExitCode;
@@ -29,6 +30,9 @@ enum Command {
     /// The connection tracker alone (no DPDK): established lookups, new connections/s,
     /// memory per connection, 2-thread scaling, sweep while forwarding.
     Core(core::Args),
+    /// Runs a pcap through the tracker alone (like `ovstest test-conntrack pcap`): per-packet
+    /// ct_state and the `dpctl/dump-conntrack` table.
+    Replay(replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Fwd(args) => fwd::run(&args),
         Command::Core(args) => core::run(&args),
+        Command::Replay(args) => replay::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
