@@ -1,0 +1,222 @@
+//! `ctgate-ctl` against the running gateway on `net_tap` ports between two network
+//! namespaces: the dump shows the NAT tuples of real connections, ct-bkts sums to
+//! nconns, flush by zone removes only that zone, limits set at run time take effect on
+//! the next connection, a malformed request gets an error while forwarding continues,
+//! and a sweep interval change is observed. Needs root.
+#![cfg(feature = "dpdk")]
+
+mod common;
+mod gw_tapnet;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use gw_tapnet::*;
+
+/// The default gateway with a small table (ct-bkts prints 64 buckets), ICMP connections
+/// that expire after 3 s, and a sweep too slow to matter until the test changes it.
+const CTL_CONFIG: &str = r#"
+[datapath]
+max_conns = 1024
+buckets = 64
+sweep_interval_ms = 600000
+
+[[port]]
+port = 0
+role = "inside"
+ipv4 = "10.0.0.1/24"
+ipv6 = "fd00:0:0:1::1/64"
+zone = 1
+
+[[port]]
+port = 1
+role = "outside"
+ipv4 = "192.0.2.1/24"
+ipv6 = "fd00:0:0:2::1/64"
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "192.0.2.2"
+
+[[route]]
+prefix = "::/0"
+via = "fd00:0:0:2::2"
+
+[[snat]]
+pool = "192.0.2.1"
+
+[[snat]]
+pool = "[fd00:0:0:2::1]"
+
+[timeouts]
+icmp_first = 3
+icmp_reply = 3
+"#;
+
+/// The sum of the per-bucket counts of `ct-bkts` output (`.` is 0).
+fn bkts_sum(out: &str) -> u64 {
+    out.lines()
+        .filter(|l| l.contains("..") && l.contains('|') && !l.contains("Buckets"))
+        .filter_map(|l| l.split_once('|').map(|(_, r)| r))
+        .flat_map(|r| r.split_whitespace())
+        .map(|w| w.parse::<u64>().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn ctgate_ctl_commands_against_the_running_gateway() {
+    let mut gw = Gw::start("ctl", Some(CTL_CONFIG));
+    let www = gw.scratch.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    blob(&www, "small", 4096);
+    let ns_out = gw.ns_out.clone();
+    let ns_in = gw.ns_in.clone();
+    gw.http_server(&ns_out, "192.0.2.2", 8000, &www);
+
+    // show / version describe the running gateway.
+    let show = gw.ctl_ok(&["show"]);
+    assert!(
+        show.contains("port 0: name=net_tap0") && show.contains("role=inside zone=1"),
+        "{show}"
+    );
+    assert!(
+        show.contains("port 1: name=net_tap1") && show.contains("role=outside"),
+        "{show}"
+    );
+    assert!(
+        show.contains("worker 0: lcore=1 ") && show.contains("sweep interval: 600000 ms"),
+        "{show}"
+    );
+    assert!(gw.ctl_ok(&["version"]).contains("DPDK"));
+
+    // Two connections: an echo and an HTTP request, both SNATed.
+    let p = gw.ping("192.0.2.2", 1);
+    assert!(p.ok, "{p}");
+    let c = gw.exec(
+        &ns_in,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{local_port}",
+            "http://192.0.2.2:8000/small",
+        ],
+    );
+    assert!(c.ok && c.stdout.starts_with("200 "), "{c}");
+    let sport: u16 = c.stdout.split_whitespace().nth(1).unwrap().parse().unwrap();
+
+    let dump = gw.ctl_ok(&["dump-conntrack"]);
+    let lines: Vec<&str> = dump.lines().collect();
+    assert_eq!(lines.len(), 2, "{dump}");
+    let icmp = lines
+        .iter()
+        .find(|l| l.starts_with("icmp,"))
+        .unwrap_or_else(|| panic!("{dump}"));
+    assert!(
+        icmp.starts_with("icmp,orig=(src=10.0.0.2,dst=192.0.2.2,id=")
+            && icmp.contains(",type=8,code=0),reply=(src=192.0.2.2,dst=192.0.2.1,id=")
+            && icmp.ends_with(",type=0,code=0),zone=1"),
+        "{icmp}"
+    );
+    // The source port is kept when free: the reply tuple is the pool address, same port.
+    let tcp_prefix = format!(
+        "tcp,orig=(src=10.0.0.2,dst=192.0.2.2,sport={sport},dport=8000),reply=(src=192.0.2.2,dst=192.0.2.1,sport=8000,dport={sport}),zone=1,protoinfo=(state="
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(&tcp_prefix)),
+        "want {tcp_prefix}…\n{dump}"
+    );
+    let zone_dump = gw.ctl_ok(&["dump-conntrack", "zone=1"]);
+    assert_eq!(zone_dump, dump);
+    assert_eq!(gw.ctl_ok(&["dump-conntrack", "zone=2"]), "");
+
+    // ct-bkts: 64 buckets whose counts sum to nconns.
+    assert_eq!(gw.ctl_num(&["ct-get-nconns"]), 2);
+    let bkts = gw.ctl_ok(&["ct-bkts"]);
+    assert!(
+        bkts.starts_with("Total Buckets: 64\nCurrent Connections: 2\n"),
+        "{bkts}"
+    );
+    assert_eq!(bkts_sum(&bkts), 2, "{bkts}");
+    let stats = gw.ctl_ok(&["ct-stats-show"]);
+    assert!(
+        stats.starts_with("Connections Stats:\n    Total: 2\n"),
+        "{stats}"
+    );
+
+    // A malformed request gets an error reply; the gateway keeps forwarding.
+    let mut s = UnixStream::connect(&gw.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"this is not json\n").unwrap();
+    let mut reply = String::new();
+    BufReader::new(&s).read_line(&mut reply).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(v["ok"], false, "{reply}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed request"),
+        "{reply}"
+    );
+    drop(s);
+    let e = gw.ctl(&["ct-set-limits", "default=-1"]);
+    assert!(!e.ok && e.stderr.contains("invalid default limit"), "{e}");
+    let p = gw.ping("192.0.2.2", 1);
+    assert!(p.ok, "forwarding after bad requests:\n{p}");
+    assert_eq!(gw.ctl_num(&["ct-get-nconns"]), 3);
+
+    // Flush by zone: zone 2 has nothing, zone 1 everything.
+    gw.ctl_ok(&["flush-conntrack", "zone=2"]);
+    assert_eq!(gw.ctl_num(&["ct-get-nconns"]), 3);
+    gw.ctl_ok(&["flush-conntrack", "zone=1"]);
+    assert_eq!(gw.ctl_num(&["ct-get-nconns"]), 0);
+    assert_eq!(gw.ctl_ok(&["dump-conntrack"]), "");
+
+    // A limit set at run time refuses the next connection; deleting it admits it.
+    gw.ctl_ok(&["ct-set-limits", "zone=1,limit=0"]);
+    assert_eq!(
+        gw.ctl_ok(&["ct-get-limits", "zone=1"]),
+        "default limit=0\nzone=1,limit=0,count=0\n"
+    );
+    let refused = gw.drops("zone_limit");
+    let p = gw.ping("192.0.2.2", 1);
+    assert!(!p.ok, "zone limit 0 should refuse:\n{p}");
+    assert!(gw.drops("zone_limit") > refused);
+    gw.ctl_ok(&["ct-del-limits", "zone=1"]);
+    let p = gw.ping("192.0.2.2", 1);
+    assert!(p.ok, "after ct-del-limits:\n{p}");
+    assert_eq!(gw.ctl_num(&["ct-get-nconns"]), 1);
+
+    // The sweep interval: with 10 minutes, an expired connection stays counted; after
+    // ct-set-sweep-interval 200 the sweep removes it within a fraction of a second.
+    assert_eq!(gw.ctl_num(&["ct-get-sweep-interval"]), 600_000);
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(gw.ctl_num(&["ct-get-nconns"]), 1, "swept too early");
+    assert_eq!(
+        gw.ctl_ok(&["dump-conntrack"]),
+        "",
+        "expired connections are not dumped"
+    );
+    let expired = gw.ct_counter("expired");
+    gw.ctl_ok(&["ct-set-sweep-interval", "200"]);
+    assert_eq!(gw.ctl_num(&["ct-get-sweep-interval"]), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.ctl_num(&["ct-get-nconns"]) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the sweep did not remove the expired connection"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gw.ct_counter("expired"), expired + 1);
+
+    let out = gw.stop();
+    assert!(out.status.success(), "{out}");
+    assert!(!gw.socket.exists(), "the socket file is removed at exit");
+}

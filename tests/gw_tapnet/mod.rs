@@ -1,0 +1,338 @@
+//! The gateway between two network namespaces, for the net_tap tests (`gw_tap`,
+//! `gw_ctl`): ctgate runs on two `net_tap` ports whose tap interfaces are moved into an
+//! inside namespace (client 10.0.0.2/24, fd00:0:0:1::2/64, default routes via the
+//! gateway) and an outside one (server 192.0.2.2/24, fd00:0:0:2::2/64, a route to the
+//! inside network via 192.0.2.1), as `ci/demo` does. Names are unique per test process
+//! and test, and everything (ctgate, servers, namespaces) is removed on drop.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output as ProcOutput, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A running gateway between two namespaces.
+pub struct Gw {
+    pub run: Option<Running>,
+    pub scratch: Scratch,
+    pub ns_in: String,
+    pub ns_out: String,
+    pub tap_in: String,
+    pub tap_out: String,
+    pub socket: PathBuf,
+    servers: Vec<Child>,
+    _lock: DpdkLock,
+}
+
+/// Output of a command, as text.
+pub struct Out {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ok={}\n--- stdout\n{}--- stderr\n{}",
+            self.ok, self.stdout, self.stderr
+        )
+    }
+}
+
+fn out_of(o: ProcOutput) -> Out {
+    Out {
+        ok: o.status.success(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn sh(args: &[&str]) -> Out {
+    out_of(
+        Command::new(args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}")),
+    )
+}
+
+fn must(args: &[&str]) {
+    let o = sh(args);
+    assert!(o.ok, "{args:?} failed:\n{o}");
+}
+
+/// The `ctgate-ctl` binary next to `ctgate` (built by `cargo build --workspace`, as
+/// ci/test does; built here if missing).
+pub fn ctl_bin() -> PathBuf {
+    let bin = Path::new(ctgate_bin()).with_file_name("ctgate-ctl");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "ctgate-ctl"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok && bin.exists(),
+            "{} is missing: cargo build -p ctgate-ctl",
+            bin.display()
+        );
+    }
+    bin
+}
+
+impl Gw {
+    /// Starts ctgate (config text `config`, or the embedded default) and wires the
+    /// namespaces. Needs root.
+    pub fn start(name: &str, config: Option<&str>) -> Gw {
+        assert!(
+            is_root(),
+            "the net_tap gateway tests need root (tap interfaces, network namespaces): run `cargo test` as root, as CI does"
+        );
+        let lock = dpdk_lock();
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}{n}", std::process::id() % 100_000);
+        let scratch = Scratch::new(&format!("{name}{n}"));
+        let socket = scratch.path("ctl.sock");
+        let mut gw = Gw {
+            run: None,
+            ns_in: format!("ctgin{id}"),
+            ns_out: format!("ctgout{id}"),
+            tap_in: format!("ctgi{id}"),
+            tap_out: format!("ctgo{id}"),
+            socket,
+            servers: Vec::new(),
+            scratch,
+            _lock: lock,
+        };
+        let mut app: Vec<String> = vec![
+            "--socket".into(),
+            gw.socket.display().to_string(),
+            "--quiet".into(),
+        ];
+        if let Some(text) = config {
+            let p = gw.scratch.path("gw.toml");
+            std::fs::write(&p, text).unwrap();
+            app.extend(["--config".into(), p.display().to_string()]);
+        }
+        let mut eal = gw.scratch.eal_args("0,1");
+        eal.extend([
+            "--vdev".into(),
+            format!("net_tap0,iface={}", gw.tap_in),
+            "--vdev".into(),
+            format!("net_tap1,iface={}", gw.tap_out),
+        ]);
+        let app_refs: Vec<&str> = app.iter().map(String::as_str).collect();
+        let mut run = Running::start(&eal, &app_refs);
+        let started = run.wait_for_line(Duration::from_secs(30), |l| {
+            l.starts_with("ctgate: gateway on")
+        });
+        if started.is_none() {
+            let out = run.finish(Duration::from_secs(10));
+            panic!("ctgate did not start:\n{out}");
+        }
+        gw.run = Some(run);
+        gw.wire();
+        gw
+    }
+
+    fn wire(&self) {
+        must(&["ip", "netns", "add", &self.ns_in]);
+        must(&["ip", "netns", "add", &self.ns_out]);
+        must(&["ip", "link", "set", &self.tap_in, "netns", &self.ns_in]);
+        must(&["ip", "link", "set", &self.tap_out, "netns", &self.ns_out]);
+        let (i, o) = (self.tap_in.as_str(), self.tap_out.as_str());
+        for cmd in [
+            vec!["ip", "link", "set", "lo", "up"],
+            vec!["ip", "addr", "add", "10.0.0.2/24", "dev", i],
+            vec![
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                "fd00:0:0:1::2/64",
+                "dev",
+                i,
+                "nodad",
+            ],
+            vec!["ip", "link", "set", i, "up"],
+            vec!["ip", "route", "add", "default", "via", "10.0.0.1"],
+            vec![
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                "fd00:0:0:1::1",
+            ],
+        ] {
+            self.must_in(&self.ns_in, &cmd);
+        }
+        for cmd in [
+            vec!["ip", "link", "set", "lo", "up"],
+            vec!["ip", "addr", "add", "192.0.2.2/24", "dev", o],
+            vec![
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                "fd00:0:0:2::2/64",
+                "dev",
+                o,
+                "nodad",
+            ],
+            vec!["ip", "link", "set", o, "up"],
+            vec!["ip", "route", "add", "10.0.0.0/24", "via", "192.0.2.1"],
+        ] {
+            self.must_in(&self.ns_out, &cmd);
+        }
+    }
+
+    /// Runs `cmd` in namespace `ns`.
+    pub fn exec(&self, ns: &str, cmd: &[&str]) -> Out {
+        let mut args = vec!["ip", "netns", "exec", ns];
+        args.extend_from_slice(cmd);
+        sh(&args)
+    }
+
+    fn must_in(&self, ns: &str, cmd: &[&str]) {
+        let o = self.exec(ns, cmd);
+        assert!(o.ok, "{cmd:?} in {ns} failed:\n{o}");
+    }
+
+    /// `ctgate-ctl --socket S ARGS...`.
+    pub fn ctl(&self, args: &[&str]) -> Out {
+        out_of(
+            Command::new(ctl_bin())
+                .arg("--socket")
+                .arg(&self.socket)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run ctgate-ctl"),
+        )
+    }
+
+    /// `ctgate-ctl ARGS` that must succeed; its stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(o.ok, "ctgate-ctl {args:?} failed:\n{o}");
+        o.stdout
+    }
+
+    /// A number printed alone by a command (`ct-get-nconns`, …).
+    pub fn ctl_num(&self, args: &[&str]) -> u64 {
+        let s = self.ctl_ok(args);
+        s.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("ctgate-ctl {args:?}: not a number: {s:?}"))
+    }
+
+    /// A drop counter summed over the workers (`drops ... NAME=N` line of `stats`).
+    pub fn drops(&self, reason: &str) -> u64 {
+        let s = self.ctl_ok(&["stats"]);
+        let line = s
+            .lines()
+            .find(|l| l.starts_with("drops "))
+            .unwrap_or_else(|| panic!("no drops line in stats:\n{s}"));
+        field_u64(line, reason).unwrap_or_else(|| panic!("no {reason} in {line:?}"))
+    }
+
+    /// A tracker counter (`conntrack ... NAME=N` line of `stats`).
+    pub fn ct_counter(&self, name: &str) -> u64 {
+        let s = self.ctl_ok(&["stats"]);
+        let line = s
+            .lines()
+            .find(|l| l.starts_with("conntrack "))
+            .unwrap_or_else(|| panic!("no conntrack line in stats:\n{s}"));
+        field_u64(line, name).unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    }
+
+    /// Starts `python3 -m http.server PORT` bound to `addr` in `ns`, serving `dir`;
+    /// its request log goes to the returned path. Waits until it listens.
+    pub fn http_server(&mut self, ns: &str, addr: &str, port: u16, dir: &Path) -> PathBuf {
+        let log = self.scratch.path(&format!("http-{ns}-{port}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-m", "http.server"])
+            .arg(port.to_string())
+            .args(["--bind", addr, "--directory"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("start python3 -m http.server");
+        self.servers.push(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let o = self.exec(ns, &["ss", "-ltn"]);
+            if o.stdout.contains(&format!("{addr}:{port} ")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the HTTP server in {ns} did not listen on {addr}:{port}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        log
+    }
+
+    /// `ping -c N` from the inside namespace; true when every echo got its reply.
+    pub fn ping(&self, dst: &str, count: u32) -> Out {
+        let mut args = vec!["ping", "-c"];
+        let c = count.to_string();
+        args.push(&c);
+        args.extend(["-W", "2", "-i", "0.2"]);
+        if dst.contains(':') {
+            args.push("-6");
+        }
+        args.push(dst);
+        self.exec(&self.ns_in.clone(), &args)
+    }
+
+    /// Stops ctgate with SIGINT and returns its output (final counters).
+    pub fn stop(&mut self) -> Output {
+        let run = self.run.take().expect("ctgate running");
+        run.signal("INT");
+        run.finish(Duration::from_secs(30))
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        for s in self.servers.iter_mut() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        // A test that did not stop ctgate failed: Running's drop kills it.
+        drop(self.run.take());
+        let _ = sh(&["ip", "netns", "del", &self.ns_in]);
+        let _ = sh(&["ip", "netns", "del", &self.ns_out]);
+    }
+}
+
+/// A file of `len` pseudo-random bytes (deterministic), in `dir`.
+pub fn blob(dir: &Path, name: &str, len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(dir.join(name), &data).unwrap();
+    data
+}
