@@ -978,3 +978,115 @@ fn static_next_hop_mac_needs_no_resolution() {
     );
     assert!(g.take_emitted().is_empty());
 }
+
+/// The embedded default with static next-hop MACs on both ports (as the pcap test uses).
+fn static_macs_config() -> String {
+    crate::config::EMBEDDED_DEFAULT
+        .replacen(
+            "zone = 1\n",
+            "zone = 1\nnext_hop_mac = \"02:00:00:00:01:02\"\n",
+            1,
+        )
+        .replace(
+            "# next_hop_mac = \"02:00:00:00:00:02\"",
+            "next_hop_mac = \"02:00:00:00:02:02\"",
+        )
+}
+
+#[test]
+fn all_inside_packets_first_then_all_outside_replies_as_a_pcap_run_delivers_them() {
+    let mut g = Gw::with_config(&static_macs_config());
+    let inside = [
+        ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            6,
+            &tcp(40000, 80, 1000, 0, SYN, b""),
+        ),
+        ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            6,
+            &tcp(40000, 80, 1001, 5001, ACK, b""),
+        ),
+        ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            6,
+            &tcp(40000, 80, 1001, 5001, PSH | ACK, b"hello"),
+        ),
+        ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            6,
+            &tcp(40000, 80, 1006, 5001, FIN | ACK, b""),
+        ),
+        ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, b"query")),
+        ip4(GW0, HOST, H4, SERVER4, 64, 1, &echo(8, 900, 1)),
+    ];
+    let outside = [
+        ip4(
+            GW1,
+            ROUTER,
+            SERVER4,
+            GW_OUT4,
+            50,
+            6,
+            &tcp(80, 40000, 5000, 1001, SYN | ACK, b""),
+        ),
+        ip4(
+            GW1,
+            ROUTER,
+            SERVER4,
+            GW_OUT4,
+            50,
+            6,
+            &tcp(80, 40000, 5001, 1006, ACK, b""),
+        ),
+        ip4(
+            GW1,
+            ROUTER,
+            SERVER4,
+            GW_OUT4,
+            50,
+            6,
+            &tcp(80, 40000, 5001, 1007, FIN | ACK, b""),
+        ),
+        ip4(
+            GW1,
+            ROUTER,
+            SERVER4,
+            GW_OUT4,
+            50,
+            17,
+            &udp(53, 5353, b"answer"),
+        ),
+        ip4(GW1, ROUTER, SERVER4, GW_OUT4, 50, 1, &echo(0, 900, 1)),
+    ];
+    let mut f: Vec<Vec<u8>> = inside.to_vec();
+    let mut frames: Vec<&mut [u8]> = f.iter_mut().map(|x| x.as_mut_slice()).collect();
+    let mut v = vec![Verdict::Drop(DropReason::NoRoute); frames.len()];
+    g.step.process_burst(&mut frames, 0, &mut v);
+    assert!(v.iter().all(|v| *v == Verdict::Forward(1)), "{v:?}");
+    let mut f: Vec<Vec<u8>> = outside.to_vec();
+    let mut frames: Vec<&mut [u8]> = f.iter_mut().map(|x| x.as_mut_slice()).collect();
+    let mut v = vec![Verdict::Drop(DropReason::NoRoute); frames.len()];
+    g.step.process_burst(&mut frames, 1, &mut v);
+    assert!(v.iter().all(|v| *v == Verdict::Forward(0)), "{v:?}");
+    for x in &f {
+        verify_frame(x).unwrap();
+        assert_eq!(&x[30..34], &H4);
+    }
+}
