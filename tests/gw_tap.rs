@@ -110,7 +110,7 @@ fn ping_and_tcp_cross_the_gateway_snated_and_outside_connections_are_refused() {
     );
 }
 
-/// Zone 1 admits one connection and ICMP connections expire after 1 s; the sweep is
+/// Zone 1 admits one connection and ICMP connections expire after 3 s; the sweep is
 /// too slow to matter (10 minutes), so the second connection is admitted because the
 /// insert reclaims the expired one.
 const LIMIT_CONFIG: &str = r#"
@@ -149,8 +149,8 @@ pool = "[fd00:0:0:2::1]"
 zones = [ { zone = 1, limit = 1 } ]
 
 [timeouts]
-icmp_first = 1
-icmp_reply = 1
+icmp_first = 3
+icmp_reply = 3
 "#;
 
 #[test]
@@ -168,7 +168,7 @@ fn a_zone_at_its_limit_admits_a_new_connection_once_an_old_one_expired() {
     );
     // A second connection (another protocol family) while the first is live: refused.
     let refused_before = gw.drops("zone_limit");
-    let p = gw.ping("fd00:0:0:2::2", 1);
+    let p = gw.ping_wait("fd00:0:0:2::2", 1, 1);
     assert!(
         !p.ok,
         "the zone limit should refuse a second connection:\n{p}"
@@ -181,9 +181,9 @@ fn a_zone_at_its_limit_admits_a_new_connection_once_an_old_one_expired() {
         "{dump}"
     );
 
-    // Once the first has expired (1 s), the next one is admitted at once, although the
+    // Once the first has expired (3 s), the next one is admitted at once, although the
     // sweep has not run (the count still includes the expired, unswept connection).
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(3200));
     assert_eq!(
         gw.ctl_num(&["ct-get-nconns"]),
         1,

@@ -288,12 +288,16 @@ impl Gw {
         log
     }
 
-    /// `ping -c N` from the inside namespace; true when every echo got its reply.
+    /// `ping -c N` from the inside namespace (waiting up to 2 s for the last reply).
     pub fn ping(&self, dst: &str, count: u32) -> Out {
-        let mut args = vec!["ping", "-c"];
+        self.ping_wait(dst, count, 2)
+    }
+
+    /// `ping -c N -W SECS` from the inside namespace; `ok` when every echo got its reply.
+    pub fn ping_wait(&self, dst: &str, count: u32, wait_secs: u32) -> Out {
         let c = count.to_string();
-        args.push(&c);
-        args.extend(["-W", "2", "-i", "0.2"]);
+        let w = wait_secs.to_string();
+        let mut args = vec!["ping", "-n", "-c", &c, "-W", &w, "-i", "0.2"];
         if dst.contains(':') {
             args.push("-6");
         }
