@@ -26,6 +26,10 @@ const H4: [u8; 4] = [10, 0, 0, 2];
 const POOL4: [u8; 4] = [192, 0, 2, 1];
 const SERVER4: [u8; 4] = [198, 51, 100, 7];
 
+/// The MACs net_pcap gives ports 0 and 1.
+const NET_PCAP_MAC0: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
+const NET_PCAP_MAC1: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x01];
+
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const PSH: u8 = 0x08;
@@ -87,9 +91,7 @@ struct Traffic {
     outside_in: Vec<Vec<u8>>,
 }
 
-/// (inside packet, its translation out of port 1) with the gateway MACs filled in later:
-/// `m0`/`m1` are the MACs the test uses in inputs (any value: the gateway does not check
-/// destination MACs of IP frames).
+/// (inside packet, its translation out of port 1); `m0`/`m1` are the ports' MACs.
 fn inside_flows(m0: [u8; 6], m1: [u8; 6]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let l4s: Vec<(u8, Vec<u8>)> = vec![
         (6, tcp(40000, 80, 1000, 0, SYN, b"")),
@@ -142,9 +144,10 @@ fn outside_flows(m0: [u8; 6], m1: [u8; 6]) -> Vec<(Vec<u8>, Vec<u8>)> {
 fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
     let _lock = dpdk_lock();
     let s = Scratch::new("gwpcap");
-    // Inputs are built with placeholder gateway MACs; outputs compared with the real ones.
-    let ph0 = [0x02, 0, 0, 0, 0, 0xa0];
-    let ph1 = [0x02, 0, 0, 0, 0, 0xa1];
+    // The gateway routes only frames addressed to its ports' MACs: net_pcap's are
+    // fixed (02:70:63:61:70:<port>), checked against ctgate's start-up lines below.
+    let ph0 = NET_PCAP_MAC0;
+    let ph1 = NET_PCAP_MAC1;
     let mut t = Traffic {
         inside_in: inside_flows(ph0, ph1).into_iter().map(|p| p.0).collect(),
         outside_in: outside_flows(ph0, ph1).into_iter().map(|p| p.0).collect(),
@@ -204,6 +207,11 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
     );
     assert!(out.status.success(), "{out}");
     let (m0, m1) = (out.port_mac(0), out.port_mac(1));
+    assert_eq!(
+        (m0, m1),
+        (NET_PCAP_MAC0, NET_PCAP_MAC1),
+        "net_pcap's MACs changed\n{out}"
+    );
 
     let read = |f: &str| -> Vec<Vec<u8>> {
         pcap::read_file(s.path(f))

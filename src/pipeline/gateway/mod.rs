@@ -581,15 +581,19 @@ impl GatewayStep {
             self.ct
                 .process_burst_nat(&mut w.metas, &refs[..sh.nat_specs.len()], w.now);
         }
+        // Taken out for the loop (no allocation: the vector moves), so each result is
+        // read in place while `w` is borrowed mutably.
+        let metas = std::mem::take(&mut w.metas);
         for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
             *v = match w.pre[i] {
                 Pre::Done(v) => v,
-                Pre::Track(m) => {
-                    let m = w.metas[usize::from(m)];
-                    w.egress(sh, f, &port, &m)
-                }
+                Pre::Track(m) => match metas.get(usize::from(m)) {
+                    Some(m) => w.egress(sh, f, &port, m),
+                    None => Verdict::Drop(DropReason::NoRoute),
+                },
             };
         }
+        w.metas = metas;
     }
 }
 
@@ -659,6 +663,12 @@ impl WorkerState {
         if et == ETHERTYPE_ARP {
             return Pre::Done(self.arp(sh, frame, port));
         }
+        // Frames for other hosts (a flooded unicast) are not ours to route; group
+        // addresses only carry NDP to us (below).
+        let group = frame[0] & 1 != 0;
+        if !group && frame[0..6] != port.mac.0 {
+            return Pre::Done(Verdict::Drop(DropReason::Local));
+        }
         let p = match parse_frame(frame) {
             Ok(p) => p,
             Err(ParseError::TruncatedEthernet) => {
@@ -676,7 +686,7 @@ impl WorkerState {
                     return Pre::Done(self.ndp(sh, frame, &p, port, i.icmp_type));
                 }
                 let echo_req = if v6 { 128 } else { 8 };
-                if dst_own && i.icmp_type == echo_req && i.code == 0 {
+                if dst_own && !group && i.icmp_type == echo_req && i.code == 0 {
                     let ok = echo_reply_in_place(
                         frame,
                         v6,
@@ -692,7 +702,7 @@ impl WorkerState {
                 }
             }
         }
-        if not_forwardable(fam, &p) || (fam == 4 && is_directed_broadcast(sh, &p.dst)) {
+        if group || not_forwardable(fam, &p) || (fam == 4 && is_directed_broadcast(sh, &p.dst)) {
             return Pre::Done(Verdict::Drop(DropReason::Local));
         }
         if !dst_own && p.ttl <= 1 {

@@ -666,6 +666,12 @@ fn policy_malformed_non_ip_and_ttl() {
         g.send(&eth(GW0, HOST, 0x88cc), 0).0,
         Verdict::Drop(DropReason::NotIp)
     );
+    // A frame for another host's MAC (flooded unicast), or with a broadcast MAC: not
+    // routed.
+    let other = ip4(HOST, ROUTER, H4, SERVER4, 64, 17, &udp(1, 2, b"o"));
+    assert_eq!(g.send(&other, 0).0, Verdict::Drop(DropReason::Local));
+    let bcast = ip4([0xff; 6], HOST, H4, SERVER4, 64, 17, &udp(1, 2, b"o"));
+    assert_eq!(g.send(&bcast, 0).0, Verdict::Drop(DropReason::Local));
     // Multicast/broadcast: never forwarded.
     let (v, _) = g.send(
         &ip4(
