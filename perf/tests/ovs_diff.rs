@@ -21,6 +21,8 @@
 mod gen;
 #[path = "ovs_diff/ovs.rs"]
 mod ovs;
+#[path = "ovs_diff/scenarios.rs"]
+mod scenarios;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -402,22 +404,19 @@ fn known_conn(line: &str, only_in_ctgate: bool) -> Option<&'static str> {
     (only_in_ctgate && icmp && !line.contains(",code=0)")).then_some(D4)
 }
 
-fn run_case(case: &Case) {
-    if skip_requested() {
-        return;
-    }
-    if let Err(e) = ovs::available() {
-        panic!("ovs_diff: {e}. Set CTGATE_SKIP_OVS_DIFF=1 to skip this test knowingly.");
-    }
-    let seed = env_u64("CTGATE_OVS_DIFF_SEED").unwrap_or(case.seed);
-    let packets = env_u64("CTGATE_OVS_DIFF_PACKETS").map_or(case.packets, |n| n as usize);
-    let trace = gen::generate(&GenConfig {
-        seed,
-        packets,
-        nat: case.nat.is_some(),
-        nat_v6: case.nat == Some(true),
-        gaps: case.gaps,
-    });
+/// Both trackers' outputs for one trace.
+struct Both {
+    ovs: Ovs,
+    replay: ReplayOut,
+    ovs_flags: Vec<String>,
+    ovs_frames: Vec<Option<Vec<u8>>>,
+    ovs_dump: Vec<String>,
+    /// replay's `--write` output (NAT cases only).
+    ct_frames: Vec<Vec<u8>>,
+}
+
+/// Runs `trace` through a fresh OVS instance and through `ctgate-perf replay`.
+fn run_both(trace: &Trace, case: &Case) -> Both {
     let pipeline = match case.nat {
         None => Pipeline::Commit { zone: case.zone },
         Some(v6) => Pipeline::Snat {
@@ -432,10 +431,10 @@ fn run_case(case: &Case) {
     };
     let ovs = Ovs::start(case.name, &pipeline, case.tcp_seq_check).expect("start OVS");
     let pcap = ovs.dir().join("trace.pcap");
-    write_pcap(&trace, &pcap);
+    write_pcap(trace, &pcap);
     let written = ovs.dir().join("replay-out.pcap");
     let replay = run_replay(&pcap, case, case.nat.map(|_| written.as_path()));
-    let (ovs_flags, ovs_frames, ovs_dump) = run_ovs(&trace, &ovs);
+    let (ovs_flags, ovs_frames, ovs_dump) = run_ovs(trace, &ovs);
     // With NAT, the packets as OVS output them against replay's --write (all but the
     // source MAC, which carries OVS's verdict).
     let ct_frames: Vec<Vec<u8>> = if case.nat.is_some() {
@@ -452,6 +451,42 @@ fn run_case(case: &Case) {
         trace.packets.len(),
         "replay printed one line per packet"
     );
+    Both {
+        ovs,
+        replay,
+        ovs_flags,
+        ovs_frames,
+        ovs_dump,
+        ct_frames,
+    }
+}
+
+fn run_case(case: &Case) {
+    if skip_requested() {
+        return;
+    }
+    if let Err(e) = ovs::available() {
+        panic!("ovs_diff: {e}. Set CTGATE_SKIP_OVS_DIFF=1 to skip this test knowingly.");
+    }
+    let seed = env_u64("CTGATE_OVS_DIFF_SEED").unwrap_or(case.seed);
+    let packets = env_u64("CTGATE_OVS_DIFF_PACKETS").map_or(case.packets, |n| n as usize);
+    let trace = gen::generate(&GenConfig {
+        seed,
+        packets,
+        nat: case.nat.is_some(),
+        nat_v6: case.nat == Some(true),
+        gaps: case.gaps,
+    });
+    let both = run_both(&trace, case);
+    let (replay, ovs_flags, ovs_frames, ovs_dump, ct_frames) = (
+        both.replay,
+        both.ovs_flags,
+        both.ovs_frames,
+        both.ovs_dump,
+        both.ct_frames,
+    );
+    let ovs = both.ovs;
+    let pcap = ovs.dir().join("trace.pcap");
 
     // Packet by packet.
     let mut agree = 0;

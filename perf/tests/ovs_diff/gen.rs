@@ -157,13 +157,13 @@ enum Fam {
 
 /// How a flow's packets are framed.
 #[derive(Clone, Copy, Debug, Default)]
-struct Framing {
-    vlan: Option<u16>,
+pub struct Framing {
+    pub vlan: Option<u16>,
     /// IPv6: a Destination Options (60) or Hop-by-Hop (0) header before L4.
-    ext: Option<u8>,
+    pub ext: Option<u8>,
     /// IPv4: 4 bytes of options (NOP, NOP, NOP, EOL).
-    ip_opts: bool,
-    df: bool,
+    pub ip_opts: bool,
+    pub df: bool,
 }
 
 fn inside(fam: Fam, n: u64) -> IpAddr {
@@ -222,7 +222,7 @@ fn push_addr(out: &mut Vec<u8>, a: &IpAddr) {
 }
 
 /// An IP packet (no Ethernet) around `l4`, checksum fields of IP left for `fill_frame`.
-fn ip_packet(
+pub fn ip_packet(
     src: &IpAddr,
     dst: &IpAddr,
     proto: u8,
@@ -268,7 +268,7 @@ fn ip_packet(
 }
 
 /// An Ethernet frame around an IP packet, with every checksum filled.
-fn frame(ip: &[u8], fr: &Framing) -> Vec<u8> {
+pub fn frame(ip: &[u8], fr: &Framing) -> Vec<u8> {
     let mut f = Vec::with_capacity(18 + ip.len());
     f.extend_from_slice(&[0; 6]);
     f.extend_from_slice(&SRC_MAC);
@@ -284,11 +284,11 @@ fn frame(ip: &[u8], fr: &Framing) -> Vec<u8> {
 }
 
 /// The IP packet of a finished frame (checksums included).
-fn ip_of(f: &[u8], fr: &Framing) -> Vec<u8> {
+pub fn ip_of(f: &[u8], fr: &Framing) -> Vec<u8> {
     f[if fr.vlan.is_some() { 18 } else { 14 }..].to_vec()
 }
 
-mod tcpf {
+pub mod tcpf {
     pub const FIN: u8 = 0x01;
     pub const SYN: u8 = 0x02;
     pub const RST: u8 = 0x04;
@@ -297,7 +297,7 @@ mod tcpf {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn tcp_segment(
+pub fn tcp_segment(
     sport: u16,
     dport: u16,
     seq: u32,
@@ -322,7 +322,7 @@ fn tcp_segment(
     s
 }
 
-fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+pub fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut s = Vec::with_capacity(8 + payload.len());
     s.extend_from_slice(&sport.to_be_bytes());
     s.extend_from_slice(&dport.to_be_bytes());
@@ -332,7 +332,7 @@ fn udp_datagram(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     s
 }
 
-fn icmp_message(ty: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
+pub fn icmp_message(ty: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
     let mut s = vec![ty, code, 0, 0];
     s.extend_from_slice(&rest);
     s.extend_from_slice(body);
