@@ -91,6 +91,11 @@ fn ping_and_tcp_cross_the_gateway_snated_and_outside_connections_are_refused() {
         "the inside server got a request:\n{log}"
     );
 
+    // Exactly the client's connections: echo v4, echo v6, the transfer (nothing else,
+    // e.g. no name lookups, went through).
+    let dump = gw.ctl_ok(&["dump-conntrack"]);
+    assert_eq!(dump.lines().count(), 3, "{dump}");
+
     let out = gw.stop();
     assert!(out.status.success(), "{out}");
     let ct = out

@@ -146,6 +146,13 @@ impl Gw {
     fn wire(&self) {
         must(&["ip", "netns", "add", &self.ns_in]);
         must(&["ip", "netns", "add", &self.ns_out]);
+        // No DNS in the namespaces (`ip netns exec` bind-mounts this resolv.conf): python's
+        // http.server looks up its address, which must not become traffic.
+        for ns in [&self.ns_in, &self.ns_out] {
+            let dir = Path::new("/etc/netns").join(ns);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("resolv.conf"), "# ctgate test: no name server\n").unwrap();
+        }
         must(&["ip", "link", "set", &self.tap_in, "netns", &self.ns_in]);
         must(&["ip", "link", "set", &self.tap_out, "netns", &self.ns_out]);
         let (i, o) = (self.tap_in.as_str(), self.tap_out.as_str());
@@ -323,6 +330,9 @@ impl Drop for Gw {
         drop(self.run.take());
         let _ = sh(&["ip", "netns", "del", &self.ns_in]);
         let _ = sh(&["ip", "netns", "del", &self.ns_out]);
+        for ns in [&self.ns_in, &self.ns_out] {
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+        }
     }
 }
 
