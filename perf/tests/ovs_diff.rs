@@ -495,7 +495,8 @@ fn run_case(case: &Case) {
     let mut bad = 0;
     let mut bytes_agree = 0;
     let mut quotes_checked = 0;
-    let mut bytes_documented = 0;
+    let mut bytes_documented: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut conns_documented: BTreeMap<&str, usize> = BTreeMap::new();
     let mut tainted: std::collections::HashSet<String> = Default::default();
     let mut taint_tuples: Vec<String> = Vec::new();
     for i in 0..trace.packets.len() {
@@ -508,14 +509,13 @@ fn run_case(case: &Case) {
             if same {
                 bytes_agree += 1;
             } else if tainted.contains(flow_tag(&trace.packets[i].what)) {
-                bytes_documented += 1;
+                *bytes_documented.entry(D3C).or_default() += 1;
             } else if let Some(k) = ovs_frames[i]
                 .as_deref()
                 .zip(ct_frames.get(i))
                 .and_then(|(a, b)| known_bytes(&trace, i, o, c, a, b))
             {
-                bytes_documented += 1;
-                *documented.entry(k).or_default() += 1;
+                *bytes_documented.entry(k).or_default() += 1;
             } else {
                 bad += 1;
                 if bad <= 25 {
@@ -619,7 +619,7 @@ fn run_case(case: &Case) {
                     .then_some(D3C)
             }) {
                 Some(k) => {
-                    *documented.entry(k).or_default() += 1;
+                    *conns_documented.entry(k).or_default() += 1;
                     false
                 }
                 None => true,
@@ -633,11 +633,11 @@ fn run_case(case: &Case) {
         report.push_str(&format!("only in ctgate's dump: {l}\n"));
     }
 
-    eprintln!(
-        "ovs_diff {}: seed={seed} packets={} ticks={} tcp_seq_check={} zone={} nat={:?}: \
-         packets agree={agree} bytes agree={bytes_agree} (documented {bytes_documented}, \
-         related ICMP quotes checked {quotes_checked}) \
-         documented={documented:?} differ={bad}; connections OVS={} ctgate={} agree={conns_agree}",
+    let mut summary = format!(
+        "ovs_diff {}: seed={seed} packets={} ticks={} tcp_seq_check={} zone={} nat={:?}\n  \
+         ct_state: agree={agree} documented={documented:?} unexplained={bad}\n  \
+         connections: OVS={} ctgate={} agree={conns_agree} documented={conns_documented:?} \
+         unexplained={}\n",
         case.name,
         trace.packets.len(),
         trace.ticks.len(),
@@ -646,7 +646,15 @@ fn run_case(case: &Case) {
         case.nat,
         ovs_dump.len(),
         replay.conns.len(),
+        only_ovs.len() + only_ct.len(),
     );
+    if case.nat.is_some() {
+        summary.push_str(&format!(
+            "  output bytes: agree={bytes_agree} documented={bytes_documented:?}; \
+             translated RELATED ICMP quotes checked against the sender's packet: {quotes_checked}\n"
+        ));
+    }
+    eprint!("{summary}");
     if bad > 0 || !only_ovs.is_empty() || !only_ct.is_empty() {
         let keep = ovs.dir().with_extension("failed");
         let _ = std::fs::remove_dir_all(&keep);
