@@ -130,7 +130,7 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_(dev_(count_avail|is_valid_port|info_get|configure|start|stop|close|socket_id|adjust_nb_rx_tx_desc|get_name_by_port|set_mtu)|rx_queue_setup|tx_queue_setup|rx_burst|tx_burst|stats_get|stats_reset|link_get_nowait|macaddr_get|promiscuous_enable|find_next_owned_by|find_next)",
     // Ring and telemetry (for the control lcore later).
     "rte_ring_(create|free|enqueue_burst|dequeue_burst|count)",
-    "rte_telemetry_legacy_register|rte_tel_data_.*",
+    "rte_telemetry_legacy_register|rte_telemetry_register_cmd|rte_tel_data_.*",
 ];
 
 const TYPES: &[&str] = &[

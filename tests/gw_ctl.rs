@@ -64,6 +64,33 @@ fn bkts_sum(out: &str) -> u64 {
         .sum()
 }
 
+/// Asks DPDK's telemetry socket of the running ctgate (`SOCK_SEQPACKET`, one JSON reply
+/// per command, as `dpdk-telemetry.py` does, here with python3's socket module).
+fn telemetry(gw: &Gw, cmds: &[&str]) -> Vec<serde_json::Value> {
+    let path = format!("/var/run/dpdk/{}/dpdk_telemetry.v2", gw.scratch.prefix);
+    let script = "import socket,sys\n\
+        s=socket.socket(socket.AF_UNIX,socket.SOCK_SEQPACKET)\n\
+        s.connect(sys.argv[1])\n\
+        s.recv(16384)\n\
+        for c in sys.argv[2:]:\n\
+        \x20   s.send(c.encode())\n\
+        \x20   print(s.recv(65536).decode())\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &path])
+        .args(cmds)
+        .output()
+        .expect("run python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "telemetry query failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 #[test]
 fn ctgate_ctl_commands_against_the_running_gateway() {
     let mut gw = Gw::start("ctl", Some(CTL_CONFIG));
@@ -143,6 +170,13 @@ fn ctgate_ctl_commands_against_the_running_gateway() {
         "{bkts}"
     );
     assert_eq!(bkts_sum(&bkts), 2, "{bkts}");
+    // The same figures through DPDK telemetry (/ctgate/...), as dpdk-telemetry.py reads them.
+    let tel = telemetry(&gw, &["/ctgate/stats", "/ctgate/zones", "/ctgate/buckets"]);
+    assert_eq!(tel[0]["/ctgate/stats"]["n_conns"], 2, "{tel:?}");
+    assert_eq!(tel[0]["/ctgate/stats"]["created"], 2, "{tel:?}");
+    assert_eq!(tel[1]["/ctgate/zones"]["zone_1"]["count"], 2, "{tel:?}");
+    assert_eq!(tel[2]["/ctgate/buckets"]["buckets"], 64, "{tel:?}");
+    assert_eq!(tel[2]["/ctgate/buckets"]["connections"], 2, "{tel:?}");
     let stats = gw.ctl_ok(&["ct-stats-show"]);
     assert!(
         stats.starts_with("Connections Stats:\n    Total: 2\n"),

@@ -179,6 +179,11 @@ pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), Str
             let ct = Arc::new(build_tracker(cfg, lcores.len()));
             let shared = GatewayShared::new(cfg, Arc::clone(&ct), &macs)?;
             let server = ControlServer::bind(&args.socket)?;
+            // DPDK telemetry (/ctgate/stats, /ctgate/zones, /ctgate/buckets): useful, not
+            // essential, so a failure is reported and the gateway runs on.
+            if let Err(e) = dpdk::register_telemetry(eal, Arc::clone(&ct)) {
+                eprintln!("ctgate: telemetry commands not registered: {e}");
+            }
             Mode::Gateway(GatewayCtl {
                 config: cfg.clone(),
                 ct,

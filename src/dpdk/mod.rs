@@ -24,6 +24,7 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod telemetry;
 
 /// Buffer size of each mbuf: DPDK's default (2048 bytes of data room + headroom), enough
 /// for a 1518-byte frame in one segment.
@@ -39,3 +40,4 @@ pub use port::{
     available_ports, port_caps, LinkStatus, MacAddr, Port, PortCaps, PortConfig, PortId, PortStats,
     RxQueue, TxQueue, SYMMETRIC_RSS_KEY,
 };
+pub use telemetry::register_telemetry;
