@@ -105,6 +105,14 @@ fn ping_and_tcp_cross_the_gateway_snated_and_outside_connections_are_refused() {
         .unwrap_or_else(|| panic!("no conntrack line:\n{out}"));
     // icmp v4, icmp v6, tcp at least (the gateway's own echo is not tracked through).
     assert!(field_u64(ct, "created").unwrap() >= 3, "{ct}");
+    let gl = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("gateway "))
+        .unwrap_or_else(|| panic!("no gateway line:\n{out}"));
+    // The two pings of 10.0.0.1 were answered by the gateway itself, after ARP.
+    assert!(field_u64(gl, "echo_replies").unwrap() >= 2, "{gl}");
+    assert!(field_u64(gl, "arp_replies").unwrap() >= 1, "{gl}");
     assert!(
         out.port_counter(0, "rx") > 0 && out.port_counter(1, "tx") > 0,
         "{out}"

@@ -28,7 +28,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::commands::{ControlContext, GatewayInfo};
 use super::socket::{ControlServer, DEFAULT_BUDGET};
-use super::stats::{ct_line, mpps, PortLine, WorkerLine};
+use super::stats::{ct_line, gateway_line, mpps, PortLine, WorkerLine};
 use crate::cli::AppArgs;
 use crate::config::{Config, Role};
 use crate::conntrack::{Conntrack, CtConfig, CtWorker};
@@ -309,6 +309,7 @@ pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), Str
     }
     if let Some(g) = &gw {
         println!("{}", ct_line(g.ct.n_conns(), &g.ct.counters()));
+        println!("{}", gateway_line(&g.shared.counters()));
     }
     flush();
     // Dropping `gw` closes the control socket and removes its file.
@@ -665,6 +666,7 @@ struct LoopEnv<'a> {
 struct Info<'a> {
     env: &'a LoopEnv<'a>,
     config: &'a Config,
+    shared: &'a GatewayShared,
     socket: String,
     sweep_interval_ms: u32,
 }
@@ -739,6 +741,7 @@ impl GatewayInfo for Info<'_> {
             let _ = write!(s, " {}={}", r.name(), d.get(r));
         }
         s.push('\n');
+        let _ = writeln!(s, "{}", gateway_line(&self.shared.counters()));
         s
     }
 
@@ -806,6 +809,7 @@ fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> StopReason {
             let info = Info {
                 env,
                 config: &g.config,
+                shared: &g.shared,
                 socket: g.server.path().display().to_string(),
                 sweep_interval_ms: interval,
             };

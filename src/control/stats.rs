@@ -13,17 +13,38 @@
 //! the port and were dropped by a worker (any reason); the `rx_*`/`tx_errors` fields are
 //! the device's own drops.
 //!
-//! The gateway mode prints one more line, the tracker's counters ([`ct_line`]):
+//! The gateway mode prints two more lines, the tracker's counters ([`ct_line`]) and the
+//! gateway's events ([`gateway_line`]):
 //!
 //! ```text
 //! conntrack n_conns=2 created=5 expired=3 reclaimed=0 removed=0 refused_zone_limit=0 ...
+//! gateway arp_replies=2 nd_adverts=1 echo_replies=2 arp_requests=1 nd_solicits=1 ...
 //! ```
 
 use std::fmt;
 use std::fmt::Write as _;
 
 use crate::conntrack::stats::CtCountersSnapshot;
+use crate::pipeline::gateway::GatewayCountersSnapshot;
 use crate::pipeline::{DropCounters, DropReason};
+
+/// The gateway's event line: `gateway arp_replies=N nd_adverts=N ...` (frames the
+/// gateway answered or generated, neighbour-table events and size).
+pub fn gateway_line(g: &GatewayCountersSnapshot) -> String {
+    format!(
+        "gateway arp_replies={} nd_adverts={} echo_replies={} arp_requests={} nd_solicits={} time_exceeded={} neigh_learned={} held={} released={} neighbours={}",
+        g.arp_replies,
+        g.nd_adverts,
+        g.echo_replies,
+        g.arp_requests,
+        g.nd_solicits,
+        g.time_exceeded,
+        g.neigh_learned,
+        g.held,
+        g.released,
+        g.neighbours
+    )
+}
 
 /// The tracker's final line: `conntrack n_conns=N` then every counter as `name=value`.
 pub fn ct_line(n_conns: u32, c: &CtCountersSnapshot) -> String {
