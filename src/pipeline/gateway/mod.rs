@@ -129,7 +129,7 @@ struct Port {
     static_mac: Option<MacAddr>,
 }
 
-/// A route (connected ones have no `via`).
+/// A route (connected ones have no `via`); `net` is the masked address.
 #[derive(Clone, Copy, Debug)]
 struct RouteEntry {
     family: u8,
@@ -157,6 +157,17 @@ fn bits(family: u8, a: &[u8; 16]) -> u128 {
     }
 }
 
+/// The netmask of a prefix length, as a number of the family's width.
+fn mask_of(family: u8, len: u8) -> u128 {
+    let w = u32::from(width(family));
+    let len = u32::from(len).min(w);
+    if len == 0 {
+        0
+    } else {
+        (u128::MAX >> (128 - w)) & (u128::MAX << (w - len))
+    }
+}
+
 #[inline]
 fn prefix_of(family: u8, v: u128, len: u8) -> u128 {
     if len == 0 {
@@ -179,8 +190,15 @@ pub struct GatewayShared {
     ports: Vec<Port>,
     /// `port_idx[id]`: index into `ports`, `u8::MAX` when not configured.
     port_idx: [u8; MAX_PORTS],
-    /// Longest prefix first; at equal length, connected before configured.
-    routes: Vec<RouteEntry>,
+    /// Routes by family as (network, mask, port index, via): longest prefix first; at
+    /// equal length, connected before configured.
+    routes4: Vec<(u32, u32, u8, Option<[u8; 16]>)>,
+    routes6: Vec<(u128, u128, u8, Option<[u8; 16]>)>,
+    /// The gateway's addresses and SNAT pools as inclusive ranges of numbers.
+    own4: Vec<(u32, u32)>,
+    own6: Vec<(u128, u128)>,
+    /// Broadcast addresses of the connected IPv4 prefixes.
+    bcast4: Vec<u32>,
     /// SNAT spec index for IPv4 / IPv6, into `nat_specs`.
     snat_v4: Option<u16>,
     snat_v6: Option<u16>,
@@ -232,7 +250,7 @@ impl GatewayShared {
                         true,
                         RouteEntry {
                             family: fam,
-                            net: prefix_of(fam, bits(fam, &addr), len),
+                            net: bits(fam, &addr) & mask_of(fam, len),
                             len,
                             port_idx: i as u8,
                             via: None,
@@ -258,7 +276,7 @@ impl GatewayShared {
                 false,
                 RouteEntry {
                     family: nf,
-                    net: prefix_of(nf, bits(nf, &net), r.prefix.len),
+                    net: bits(nf, &net) & mask_of(nf, r.prefix.len),
                     len: r.prefix.len,
                     port_idx,
                     via: Some(via),
@@ -266,7 +284,39 @@ impl GatewayShared {
             ));
         }
         routes.sort_by(|a, b| b.1.len.cmp(&a.1.len).then(b.0.cmp(&a.0)));
-        let routes = routes.into_iter().map(|(_, r)| r).collect();
+        let mut routes4 = Vec::new();
+        let mut routes6 = Vec::new();
+        for (_, r) in routes {
+            let mask = mask_of(r.family, r.len);
+            if r.family == 4 {
+                routes4.push((r.net as u32, mask as u32, r.port_idx, r.via));
+            } else {
+                routes6.push((r.net, mask, r.port_idx, r.via));
+            }
+        }
+        let mut own4 = Vec::new();
+        let mut own6 = Vec::new();
+        let mut bcast4 = Vec::new();
+        for p in &ports {
+            if let Some((a, len)) = p.v4 {
+                let v = bits(4, &a) as u32;
+                own4.push((v, v));
+                if len < 31 {
+                    bcast4.push(v | (u32::MAX >> len));
+                }
+            }
+            if let Some((a, _)) = p.v6 {
+                let v = bits(6, &a);
+                own6.push((v, v));
+            }
+        }
+        for r in &cfg.snat {
+            if r.family == 4 {
+                own4.push((bits(4, &r.addr_min) as u32, bits(4, &r.addr_max) as u32));
+            } else {
+                own6.push((bits(6, &r.addr_min), bits(6, &r.addr_max)));
+            }
+        }
 
         let mut nat_specs = Vec::new();
         let mut snat_v4 = None;
@@ -311,7 +361,11 @@ impl GatewayShared {
             counters: GatewayCounters::default(),
             ports,
             port_idx,
-            routes,
+            routes4,
+            routes6,
+            own4,
+            own6,
+            bcast4,
             snat_v4,
             snat_v6,
             pools: cfg.snat.clone(),
@@ -387,10 +441,13 @@ impl GatewayShared {
     /// Is `a` one of the gateway's own addresses (any port, any SNAT pool)?
     #[inline]
     fn is_own(&self, family: u8, a: &[u8; 16]) -> bool {
-        self.ports.iter().any(|p| {
-            let own = if family == 4 { p.v4 } else { p.v6 };
-            own.is_some_and(|(x, _)| x == *a)
-        }) || self.in_pool(family, a)
+        if family == 4 {
+            let v = v4_num(a);
+            self.own4.iter().any(|&(lo, hi)| lo <= v && v <= hi)
+        } else {
+            let v = u128::from_be_bytes(*a);
+            self.own6.iter().any(|&(lo, hi)| lo <= v && v <= hi)
+        }
     }
 
     #[inline]
@@ -412,11 +469,16 @@ impl GatewayShared {
     /// Longest-prefix route: (output port index, next-hop address).
     #[inline]
     fn route(&self, family: u8, dst: &[u8; 16]) -> Option<(u8, [u8; 16])> {
-        let v = bits(family, dst);
-        self.routes
-            .iter()
-            .find(|r| r.family == family && prefix_of(family, v, r.len) == r.net)
-            .map(|r| (r.port_idx, r.via.unwrap_or(*dst)))
+        let (port, via) = if family == 4 {
+            let v = v4_num(dst);
+            let r = self.routes4.iter().find(|r| v & r.1 == r.0)?;
+            (r.2, r.3)
+        } else {
+            let v = u128::from_be_bytes(*dst);
+            let r = self.routes6.iter().find(|r| v & r.1 == r.0)?;
+            (r.2, r.3)
+        };
+        Some((port, via.unwrap_or(*dst)))
     }
 
     /// Is `a` on a connected prefix of port `p`?
@@ -493,8 +555,13 @@ struct Held {
 #[derive(Clone, Copy)]
 enum Pre {
     Done(Verdict),
-    /// Tracked: index into the burst's `PacketMeta`s.
-    Track(u8),
+    /// Tracked: index into the burst's `PacketMeta`s, whether the destination is the
+    /// gateway's, and the route of the destination when the first pass looked it up.
+    Track {
+        m: u8,
+        dst_own: bool,
+        route: Option<(u8, [u8; 16])>,
+    },
 }
 
 /// One worker's gateway step.
@@ -587,8 +654,8 @@ impl GatewayStep {
         for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
             *v = match w.pre[i] {
                 Pre::Done(v) => v,
-                Pre::Track(m) => match metas.get(usize::from(m)) {
-                    Some(m) => w.egress(sh, f, &port, m),
+                Pre::Track { m, dst_own, route } => match metas.get(usize::from(m)) {
+                    Some(m) => w.egress(sh, f, &port, m, dst_own, route),
                     None => Verdict::Drop(DropReason::NoRoute),
                 },
             };
@@ -710,15 +777,17 @@ impl WorkerState {
             return Pre::Done(Verdict::Drop(DropReason::TtlExpired));
         }
         // Commit and NAT.
+        let mut route = None;
         let (commit, nat) = match port.role {
             Role::Inside => {
                 if dst_own {
                     // Only connections that already exist (none are created to us).
                     (false, None)
                 } else {
-                    let Some((out, _)) = sh.route(fam, &p.dst) else {
+                    let Some((out, nh)) = sh.route(fam, &p.dst) else {
                         return Pre::Done(Verdict::Drop(DropReason::NoRoute));
                     };
+                    route = Some((out, nh));
                     let out_role = sh.ports[usize::from(out)].role;
                     let snat = if out_role == Role::Outside {
                         if fam == 4 {
@@ -741,7 +810,11 @@ impl WorkerState {
         m.nat = nat;
         let idx = self.metas.len() as u8;
         self.metas.push(m);
-        Pre::Track(idx)
+        Pre::Track {
+            m: idx,
+            dst_own,
+            route,
+        }
     }
 
     /// Second pass: policy, NAT, route, TTL, MACs.
@@ -751,6 +824,8 @@ impl WorkerState {
         frame: &mut [u8],
         port: &Port,
         m: &PacketMeta,
+        dst_own: bool,
+        route: Option<(u8, [u8; 16])>,
     ) -> Verdict {
         let r = &m.result;
         if let Some(refusal) = r.refused {
@@ -781,22 +856,26 @@ impl WorkerState {
         };
         let fam = family_of(p.family);
         let l3 = usize::from(p.l3_offset);
-        let mut dst = p.dst;
-        if rw.has(Rewritten::DST_ADDR) {
+        // The first pass's findings hold unless NAT changed the destination.
+        let (dst_own, route) = if rw.has(Rewritten::DST_ADDR) {
             let (at, n) = if fam == 4 {
                 (l3 + 16, 4)
             } else {
                 (l3 + 24, 16)
             };
+            let mut dst = p.dst;
             match frame.get(at..at + n) {
                 Some(b) => dst[..n].copy_from_slice(b),
                 None => return Verdict::Drop(DropReason::NatFailed),
             }
-        }
-        if sh.is_own(fam, &dst) {
+            (sh.is_own(fam, &dst), sh.route(fam, &dst))
+        } else {
+            (dst_own, route.or_else(|| sh.route(fam, &p.dst)))
+        };
+        if dst_own {
             return Verdict::Drop(DropReason::Local);
         }
-        let Some((out_idx, nh)) = sh.route(fam, &dst) else {
+        let Some((out_idx, nh)) = route else {
             return Verdict::Drop(DropReason::NoRoute);
         };
         if p.ttl <= 1 {
@@ -1127,16 +1206,15 @@ fn not_forwardable(fam: u8, p: &ParsedPacket) -> bool {
 }
 
 /// The broadcast address of a connected IPv4 prefix.
+#[inline]
 fn is_directed_broadcast(sh: &GatewayShared, a: &[u8; 16]) -> bool {
-    sh.ports.iter().any(|p| {
-        p.v4.is_some_and(|(x, len)| {
-            len < 31 && {
-                let host = (1u128 << (32 - len)) - 1;
-                prefix_of(4, bits(4, &x), len) == prefix_of(4, bits(4, a), len)
-                    && bits(4, a) & host == host
-            }
-        })
-    })
+    let v = v4_num(a);
+    sh.bcast4.contains(&v)
+}
+
+#[inline(always)]
+fn v4_num(a: &[u8; 16]) -> u32 {
+    u32::from_be_bytes([a[0], a[1], a[2], a[3]])
 }
 
 /// The NAT spec of the DNAT rule matching the packet, if any.

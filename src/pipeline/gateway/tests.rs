@@ -1096,3 +1096,51 @@ fn all_inside_packets_first_then_all_outside_replies_as_a_pcap_run_delivers_them
         assert_eq!(&x[30..34], &H4);
     }
 }
+
+#[test]
+fn longest_prefix_wins_and_inside_routes_are_not_snated() {
+    let text = format!(
+        "{}\n[[route]]\nprefix = \"203.0.113.0/24\"\nvia = \"10.0.0.9\"\n",
+        static_macs_config().replace("next_hop_mac = \"02:00:00:00:01:02\"\n", "")
+    );
+    let mut g = Gw::with_config(&text);
+    // 203.0.113.5: the /24 via 10.0.0.9 on the inside port, not the default route; the
+    // connection stays inside, so no SNAT.
+    let (v, _) = g.send(
+        &ip4(GW0, HOST, H4, [203, 0, 113, 5], 64, 17, &udp(1, 2, b"r")),
+        0,
+    );
+    assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
+    let em = g.take_emitted();
+    assert_eq!(em.len(), 1);
+    assert_eq!(em[0].0, 0, "asked on the inside port");
+    assert_eq!(&em[0].1[38..42], &[10, 0, 0, 9]);
+    let other = [0x02, 0, 0, 0, 0x01, 0x09];
+    g.send(&arp(2, other, [10, 0, 0, 9], GW0, GW_IN4, GW0), 0);
+    let sent = g.take_sent();
+    assert_eq!(
+        sent,
+        vec![(
+            0,
+            ip4(other, GW0, H4, [203, 0, 113, 5], 63, 17, &udp(1, 2, b"r"))
+        )]
+    );
+    // 203.0.114.1: the default route, SNATed.
+    let (v, out) = g.send(
+        &ip4(GW0, HOST, H4, [203, 0, 114, 1], 64, 17, &udp(1, 2, b"d")),
+        0,
+    );
+    fwd(v, 1);
+    assert_eq!(
+        out,
+        ip4(
+            ROUTER,
+            GW1,
+            GW_OUT4,
+            [203, 0, 114, 1],
+            63,
+            17,
+            &udp(1, 2, b"d")
+        )
+    );
+}
