@@ -201,8 +201,12 @@ fn one_way_udp_is_new_then_a_reply_establishes_it() {
         let mut w = ct.worker(0);
         let out = udp(a, b, 5000, 53);
         let back = udp(b, a, 53, 5000);
-        // OVS (conntrack-other.c): FIRST → MULTIPLE keeps `new`, a reply gives `est,rpl`.
-        assert_eq!(run(&mut w, &[out, out], 0, 0), ["trk,new", "trk,new"]);
+        // OVS 3.1 (conntrack-other.c): every one-way packet is `new`; a reply gives
+        // `est,rpl`, and from then on `est`.
+        assert_eq!(
+            run(&mut w, &[out, out, out], 0, 0),
+            ["trk,new", "trk,new", "trk,new"]
+        );
         assert_eq!(
             run(&mut w, &[back, out, back], 0, 1),
             ["trk,est,rpl", "trk,est", "trk,est,rpl"]
@@ -637,13 +641,13 @@ mod nat {
         );
         // The reply comes back to the pool address and is found with one lookup.
         let back = w.process_nat(&udp(B, "192.0.2.1", 53, 5000), 1, true, &spec, 1);
-        assert_eq!(back.state, st("trk,est,rpl,snat"));
+        assert_eq!(back.state, st("trk,est,rpl,dnat"));
         let t = ct.nat_target(&back.conn.unwrap()).unwrap();
         assert_eq!((t.dst_ip().to_string(), t.dport), (A.into(), 5000));
         assert_eq!(ct.n_conns(), 1);
         // An ICMP error from B about the translated datagram is related to it.
         let err = icmp_error(B, "192.0.2.1", 3, 3, &udp("192.0.2.1", B, 5000, 53));
-        assert_eq!(w.process(&err, 1, true, 2).state, st("trk,rel,rpl,snat"));
+        assert_eq!(w.process(&err, 1, true, 2).state, st("trk,rel,rpl,dnat"));
     }
 
     #[test]
@@ -733,13 +737,14 @@ mod nat {
             true,
             0,
         );
-        assert_eq!(back.state, st("trk,est,rpl,dnat"));
+        assert_eq!(back.state, st("trk,est,rpl,snat"));
         let both = NatSpec {
             snat: Some("10.0.0.1".parse().unwrap()),
             dnat: Some("10.0.0.5:8080".parse().unwrap()),
         };
         let r = w.process_nat(&udp("10.0.0.9", "192.0.2.1", 4000, 80), 0, true, &both, 0);
-        assert_eq!(r.state, st("trk,new,snat,dnat"));
+        // OVS shows only `snat` when both apply.
+        assert_eq!(r.state, st("trk,new,snat"));
         let line = ct
             .all_conns()
             .iter()
@@ -993,4 +998,78 @@ mod random_sequences {
             prop_assert_eq!(ct.n_conns(), 0);
         }
     }
+}
+
+#[test]
+fn repeated_echo_request_before_a_reply_stays_new() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let req = icmp_query(A, B, 8, 7);
+    assert_eq!(
+        run(&mut w, &[req, req, icmp_query(B, A, 0, 7), req], 0, 0),
+        ["trk,new", "trk,new", "trk,est,rpl", "trk,est"]
+    );
+}
+
+#[test]
+fn icmp_query_with_nonzero_code_is_invalid() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    for (a, b, ty) in [(A, B, 8u8), (A6, B6, 128)] {
+        let mut p = icmp_query(a, b, ty, 7);
+        if let crate::wire::parse::L4Summary::Icmp(i) = &mut p.l4 {
+            i.code = 1;
+        }
+        assert_eq!(w.process(&p, 0, true, 0).state, st("trk,inv"));
+    }
+    assert_eq!(ct.n_conns(), 0);
+}
+
+#[test]
+fn retransmitted_syn_stays_new_and_keeps_the_receiver_window_unset() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let syn = tcp(A, B, 2002, 80, SYN, 1000, 0, 65535, 0);
+    let pkts = [
+        syn,
+        syn,
+        tcp(B, A, 80, 2002, SYN | ACK, 0x9000_0000, 1001, 65535, 0),
+        tcp(A, B, 2002, 80, ACK, 1001, 0x9000_0001, 65535, 0),
+        // 1 GiB ahead: out of window.
+        tcp(B, A, 80, 2002, ACK, 0xd000_0001, 1001, 65535, 10),
+        tcp(B, A, 80, 2002, ACK, 0x9000_0001, 1001, 65535, 100),
+    ];
+    assert_eq!(
+        run(&mut w, &pkts, 0, 0),
+        [
+            "trk,new",
+            "trk,new",
+            "trk,est,rpl",
+            "trk,est",
+            "trk,inv",
+            "trk,est,rpl"
+        ]
+    );
+}
+
+#[test]
+fn invalid_packets_of_nat_connections_keep_their_connection_and_flag() {
+    use crate::nat::NatSpec;
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    let spec = NatSpec::snat("192.0.2.1".parse().unwrap());
+    let s = tcp_session(A, B);
+    for p in &s[..3] {
+        w.process_nat(p, 0, true, &spec, 0);
+    }
+    let r = w.process_nat(
+        &tcp(A, B, 40000, 80, SYN | FIN, 1001, 0, 100, 0),
+        0,
+        true,
+        &spec,
+        1,
+    );
+    assert_eq!(r.state, st("trk,inv,snat"));
+    assert!(r.conn.is_some());
+    assert!(ct.nat_target(&r.conn.unwrap()).is_some());
 }

@@ -361,6 +361,32 @@ impl PacketMeta {
     }
 }
 
+/// The NAT flag a packet carries (OVS `nat_packet`): the translation applied to *this*
+/// packet. In the reply direction SNAT is undone by rewriting the destination (`dnat`) and
+/// DNAT by rewriting the source (`snat`); a connection with both shows `snat` only, in
+/// both directions.
+#[inline(always)]
+pub fn packet_nat_bits(conn_nat: u8, reply: bool) -> u8 {
+    let f = if reply {
+        (if conn_nat & CtState::SNAT != 0 {
+            CtState::DNAT
+        } else {
+            0
+        }) | (if conn_nat & CtState::DNAT != 0 {
+            CtState::SNAT
+        } else {
+            0
+        })
+    } else {
+        conn_nat
+    };
+    if f & CtState::SNAT != 0 {
+        CtState::SNAT
+    } else {
+        f & CtState::DNAT
+    }
+}
+
 /// What the caller asks for one packet.
 #[derive(Clone, Copy)]
 struct Request<'n> {
@@ -375,6 +401,8 @@ struct Request<'n> {
 enum Lookup {
     /// Fragment: not tracked.
     Fragment,
+    /// An ICMP query with a non-zero code: not tracked.
+    BadIcmpCode,
     /// ICMP error: look up the embedded packet's connection (`key` is already reversed to
     /// the error's own direction); `None` when the embedded packet is unusable.
     Related(Option<ConnKey>),
@@ -387,6 +415,16 @@ fn classify(p: &ParsedPacket, zone: u16) -> Lookup {
         return Lookup::Fragment;
     }
     if let L4Summary::Icmp(i) = &p.l4 {
+        // ICMP queries (echo, timestamp, information and their replies) with a non-zero
+        // code are not trackable (OVS extract_l4_icmp/extract_l4_icmp6).
+        let query = if p.proto == crate::wire::parse::proto::ICMP {
+            matches!(i.icmp_type, 0 | 8 | 13 | 14 | 15 | 16)
+        } else {
+            matches!(i.icmp_type, 128 | 129)
+        };
+        if query && i.code != 0 {
+            return Lookup::BadIcmpCode;
+        }
         if i.is_error {
             let key = i.inner.and_then(|inner| {
                 // The embedded packet was sent to the error's sender by the error's
@@ -475,6 +513,10 @@ impl<'a> CtWorker<'a> {
                     bump(&self.counters().invalid_fragment);
                     CtResult::flags(CtState::INV)
                 }
+                Lookup::BadIcmpCode => {
+                    bump(&self.counters().invalid_new);
+                    CtResult::flags(CtState::INV)
+                }
                 Lookup::Related(key) => self.related(key, now),
                 Lookup::Plain => {
                     let req = Request {
@@ -497,8 +539,9 @@ impl<'a> CtWorker<'a> {
             let h = self.ct.table.hasher().hash_words(&w);
             if let Some(hit) = self.ct.table.lookup(&w, h, now) {
                 let c = self.ct.table.conn(hit.idx);
-                let mut bits = CtState::REL | c.nat_flags();
-                if hit.dir == DIR_REPLY {
+                let reply = hit.dir == DIR_REPLY;
+                let mut bits = CtState::REL | packet_nat_bits(c.nat_flags(), reply);
+                if reply {
                     bits |= CtState::RPL;
                 }
                 let mut r = CtResult::flags(bits);
@@ -543,7 +586,7 @@ impl<'a> CtWorker<'a> {
                     .store(now + self.ct.timeout_ms(z, a), Ordering::Relaxed);
                 c.tattr.store(a as u8, Ordering::Relaxed);
             }
-            let nat = c.nat_flags();
+            let nat = packet_nat_bits(c.nat_flags(), reply);
             return match res {
                 UpdateResult::Valid => {
                     let mut r =
@@ -557,8 +600,12 @@ impl<'a> CtWorker<'a> {
                     r
                 }
                 UpdateResult::Invalid => {
+                    // The packet stays attached to its connection (and is translated like
+                    // its other packets if the policy forwards it), as in OVS.
                     bump(&self.counters().invalid_tcp);
-                    CtResult::flags(CtState::INV)
+                    let mut r = CtResult::flags(CtState::INV | nat);
+                    r.conn = Some(hit);
+                    r
                 }
                 UpdateResult::Recreate => {
                     // TCP port reuse: the old connection goes, the SYN starts a new one.
@@ -598,7 +645,7 @@ impl<'a> CtWorker<'a> {
         };
         match created {
             Ok(hit) => {
-                r.state.0 |= self.ct.table.conn(hit.idx).nat_flags();
+                r.state.0 |= packet_nat_bits(self.ct.table.conn(hit.idx).nat_flags(), false);
                 r.conn = Some(hit);
                 r
             }

@@ -625,6 +625,15 @@ fn exchange(p: Proto, v6: bool, from: Ep, to: Ep, step: usize) -> Body {
     }
 }
 
+/// The NAT flag a packet shows (OVS `nat_packet`): the translation applied to it, so the
+/// reply of an SNAT connection shows `dnat` and vice versa, and SNAT+DNAT shows `snat`.
+fn pkt_flag(conn: &str, reply: bool) -> &'static str {
+    match (conn, reply) {
+        ("snat", false) | ("dnat", true) | ("snat,dnat", _) => "snat",
+        _ => "dnat",
+    }
+}
+
 fn round_trip(p: Proto, v6: bool, kind: Kind) {
     let s = setup(v6, kind, p);
     let ct = tracker();
@@ -640,7 +649,10 @@ fn round_trip(p: Proto, v6: bool, kind: Kind) {
         );
         let (r, out, bits) = pass(&mut w, &ct, &s.spec, &f, now);
         let want_state = if step == 0 { "trk,new" } else { "trk,est" };
-        assert_eq!(r.state, st(&format!("{want_state},{}", s.flag)));
+        assert_eq!(
+            r.state,
+            st(&format!("{want_state},{}", pkt_flag(s.flag, false)))
+        );
         let fields = tuple_fields(&f, s.out_src.0, s.out_src.1, s.out_dst.0, s.out_dst.1);
         assert_rewritten(&f, &out, &fields);
         assert!(!bits.is_empty());
@@ -654,7 +666,10 @@ fn round_trip(p: Proto, v6: bool, kind: Kind) {
                 &exchange(p, v6, back_from, s.out_src, 1),
             );
             let (r, back, _) = pass(&mut w, &ct, &s.spec, &reply, 1);
-            assert_eq!(r.state, st(&format!("trk,est,rpl,{}", s.flag)));
+            assert_eq!(
+                r.state,
+                st(&format!("trk,est,rpl,{}", pkt_flag(s.flag, true)))
+            );
             let (sport, dport) = match p {
                 Proto::Echo => (s.client.1, 0),
                 _ => (s.server.1, s.client.1),
@@ -835,7 +850,7 @@ fn udp_v4_checksum_zero_stays_zero() {
         &icmp_error(3, 3, 0, ip_of(&out)),
     );
     let (r, got, _) = pass(&mut w, &ct, &spec, &err, 2);
-    assert_eq!(r.state, st("trk,rel,rpl,snat"));
+    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
     assert_eq!(be16(&got, 42 + 20 + 6), 0);
     assert_rewritten(
         &err,
@@ -967,7 +982,7 @@ fn port_unreachable_snat(v6: bool) {
         &icmp_error(ty, code, 0, ip_of(&out)),
     );
     let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 1);
-    assert_eq!(r.state, st("trk,rel,rpl,snat"));
+    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
     assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
     let (dst_at, quote_at) = if v6 { (38, 62) } else { (30, 42) };
     assert_rewritten(
@@ -1058,7 +1073,7 @@ fn frag_needed_snat(quote: usize) {
         &icmp_error(3, 4, 1280, &ip_of(&out)[..quote]),
     );
     let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 3);
-    assert_eq!(r.state, st("trk,rel,rpl,snat"));
+    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
     assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
     // The router's address stays; the quote is the client's own segment again, its cut
     // TCP checksum (when quoted) included.
@@ -1096,7 +1111,7 @@ fn a_quote_ending_inside_the_tcp_checksum_keeps_that_byte() {
         &icmp_error(3, 4, 1280, &ip_of(&out)[..q]),
     );
     let (r, got, _) = pass(&mut w, &ct, &s.spec, &err, 3);
-    assert_eq!(r.state, st("trk,rel,rpl,snat"));
+    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
     let mut quote = ip_of(&f)[..q].to_vec();
     quote[36] = ip_of(&out)[36];
     assert_ne!(ip_of(&f)[36], ip_of(&out)[36]);
@@ -1117,7 +1132,7 @@ fn tcp_packet_too_big_v6_snat() {
         &icmp_error(2, 0, 1280, &ip_of(&out)[..q]),
     );
     let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 3);
-    assert_eq!(r.state, st("trk,rel,rpl,snat"));
+    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
     assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
     assert_rewritten(
         &err,
@@ -1172,7 +1187,7 @@ fn port_unreachable_dnat(v6: bool, from_router: bool) {
     let (ty, code) = if v6 { (1, 4) } else { (3, 3) };
     let err = build(sender, s.client.0, &icmp_error(ty, code, 0, ip_of(&out)));
     let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 1);
-    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
+    assert_eq!(r.state, st("trk,rel,rpl,snat"));
     assert_eq!(bits, Rewritten(Rewritten::SRC_ADDR | Rewritten::INNER));
     let (src_at, quote_at) = if v6 { (22, 62) } else { (26, 42) };
     assert_rewritten(
@@ -1223,7 +1238,7 @@ fn port_unreachable_both(v6: bool) {
         &icmp_error(ty, code, 0, ip_of(&out)),
     );
     let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 1);
-    assert_eq!(r.state, st("trk,rel,rpl,snat,dnat"));
+    assert_eq!(r.state, st("trk,rel,rpl,snat"));
     assert_eq!(
         bits,
         Rewritten(Rewritten::SRC_ADDR | Rewritten::DST_ADDR | Rewritten::INNER)
@@ -1324,7 +1339,7 @@ fn time_exceeded_echo(v6: bool) {
         &icmp_error(ty, 0, 0, &ip_of(&out)[..q]),
     );
     let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 1);
-    assert_eq!(r.state, st("trk,rel,rpl,snat"));
+    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
     assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
     let (dst_at, quote_at) = if v6 { (38, 62) } else { (30, 42) };
     assert_rewritten(

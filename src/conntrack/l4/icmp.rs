@@ -39,14 +39,18 @@ impl L4Proto for Icmp {
         reply: bool,
         _seq_check: bool,
     ) -> (UpdateResult, Option<TimeoutAttr>) {
+        // A repeated request before any reply is still `new` (OVS icmp_conn_update).
+        let mut res = UpdateResult::Valid;
         if reply && st.proto_state == FIRST {
             st.proto_state = REPLY;
+        } else if st.proto_state == FIRST {
+            res = UpdateResult::ValidNew;
         }
         let t = if st.proto_state == REPLY {
             TimeoutAttr::IcmpReply
         } else {
             TimeoutAttr::IcmpFirst
         };
-        (UpdateResult::Valid, Some(t))
+        (res, Some(t))
     }
 }

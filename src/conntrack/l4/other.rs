@@ -1,8 +1,8 @@
 //! UDP and every protocol without its own state machine (OVS `conntrack-other.c`).
 //!
 //! States: FIRST (one packet seen) → MULTIPLE (more packets, same direction) →
-//! BIDIR (a reply was seen). FIRST→MULTIPLE keeps the packet `new`; a reply makes the
-//! connection established.
+//! BIDIR (a reply was seen). Until a reply is seen every packet is `new` (OVS ≥ 3.1,
+//! commit 97211927f "conntrack: Fix conntrack multiple new state"); from then on `est`.
 
 use super::{L4Proto, UpdateResult};
 use crate::conntrack::conn::L4State;
@@ -42,13 +42,16 @@ impl L4Proto for Other {
         reply: bool,
         _seq_check: bool,
     ) -> (UpdateResult, Option<TimeoutAttr>) {
-        let mut res = UpdateResult::Valid;
         if reply && st.proto_state != BIDIR {
             st.proto_state = BIDIR;
         } else if st.proto_state == FIRST {
             st.proto_state = MULTIPLE;
-            res = UpdateResult::ValidNew;
         }
+        let res = if st.proto_state == BIDIR {
+            UpdateResult::Valid
+        } else {
+            UpdateResult::ValidNew
+        };
         let s = (st.proto_state as usize).min(2);
         (res, Some(TIMEOUTS[s]))
     }

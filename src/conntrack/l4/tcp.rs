@@ -162,6 +162,14 @@ impl L4Proto for Tcp {
             return (UpdateResult::Recreate, None);
         }
 
+        // A SYN (without ACK) from a side that is still opening: a retransmitted or
+        // shotgunned SYN. It stays `new` and leaves the window state alone (OVS
+        // tcp_conn_update), so it cannot corrupt the receiver's not-yet-known window.
+        if flags & (f::SYN | f::ACK) == f::SYN && src.state <= TcpState::SynSent {
+            src.state = TcpState::SynSent;
+            return (UpdateResult::ValidNew, Some(TimeoutAttr::TcpSynSent));
+        }
+
         let mut sws: u8 = 0;
         let mut dws: u8 = 0;
         if src.wscale & WSCALE_FLAG != 0 && dst.wscale & WSCALE_FLAG != 0 && flags & f::SYN == 0 {
