@@ -172,7 +172,8 @@ pub fn help() -> String {
          EAL options (DPDK's own, everything before `--`; the full list is in DPDK's\n\
          \"EAL parameters\" guide). The ones you need most:\n\
          \x20 -l, --lcores LIST     lcores to run on; the first is the control lcore, every other\n\
-         \x20                       one is a worker with one RX and one TX queue per port\n\
+         \x20                       one is a worker polling RX queues (RSS) and sending on its own\n\
+         \x20                       TX queues\n\
          \x20                       (e.g. -l 0-2, or --lcores '0@0,1@1,2@1' to map lcores to CPUs)\n\
          \x20 -a, --allow PCI       use this NIC (bound to vfio-pci, see README)\n\
          \x20 --vdev DEV[,ARGS]     add a virtual device: net_null0, net_ring0,\n\
@@ -205,7 +206,7 @@ pub fn help() -> String {
          Examples:\n\
          \x20 # the gateway on the built-in config, two tap interfaces (move them into network\n\
          \x20 # namespaces or configure them on the host; ci/demo does it all), control socket\n\
-         \x20 ctgate --no-huge -m 512 --no-pci --in-memory -l 0,1 \\\n\
+         \x20 ctgate --no-huge -m 512 --no-pci --file-prefix gw -l 0,1 \\\n\
          \x20        --vdev net_tap0,iface=ctg-in --vdev net_tap1,iface=ctg-out \\\n\
          \x20        -- --socket /run/ctgate/ctgate.sock\n\
          \x20 ctgate-ctl dump-conntrack           # while it runs\n\
