@@ -2,7 +2,8 @@
 //! namespaces: the dump shows the NAT tuples of real connections, ct-bkts sums to
 //! nconns, flush by zone removes only that zone, limits set at run time take effect on
 //! the next connection, a malformed request gets an error while forwarding continues,
-//! and a sweep interval change is observed. Needs root.
+//! and a sweep interval change is observed (root: taps and namespaces). Also the gateway
+//! mode's stats lines and final counters on net_null ports.
 #![cfg(feature = "dpdk")]
 
 mod common;
@@ -253,4 +254,71 @@ fn ctgate_ctl_commands_against_the_running_gateway() {
     let out = gw.stop();
     assert!(out.status.success(), "{out}");
     assert!(!gw.socket.exists(), "the socket file is removed at exit");
+}
+
+/// Gateway mode on two `net_null` ports (no root needed): the per-second stats line
+/// carries the tracker and drop figures, SIGTERM stops cleanly, the final lines keep
+/// the port/worker contract and add the tracker's and the gateway's counters, and the
+/// control socket answers while it runs and is gone after.
+#[test]
+fn gateway_stats_lines_and_final_counters_on_null_ports() {
+    let _lock = common::dpdk_lock();
+    let s = common::Scratch::new("gwnull");
+    let sock = s.path("ctl.sock");
+    let mut eal = s.eal_args("0,1");
+    eal.extend([
+        "--vdev".into(),
+        "net_null0".into(),
+        "--vdev".into(),
+        "net_null1".into(),
+    ]);
+    let sock_arg = sock.display().to_string();
+    let mut run = common::Running::start(&eal, &["--socket", &sock_arg]);
+    let line = run
+        .wait_for_line(Duration::from_secs(30), |l| l.starts_with("t=2s"))
+        .unwrap_or_else(|| panic!("no stats line:\n{}", run.stdout()));
+    // t=2s | port=0 ... | port=1 ... | conns=0 created/s=0 expired/s=0 | drops=N local=N
+    assert!(
+        line.contains(" | port=0 rx=") && line.contains(" | port=1 rx="),
+        "{line}"
+    );
+    assert!(
+        line.contains(" | conns=0 created/s=0 expired/s=0 | drops="),
+        "{line}"
+    );
+    let drops = line
+        .split(" | drops=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    // net_null delivers zero-filled frames (all-zero MACs): never forwarded, all dropped.
+    assert!(drops > 0, "{line}");
+    let ctl = std::process::Command::new(ctl_bin())
+        .args(["--socket", &sock_arg, "ct-get-nconns"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ctl.stdout), "0\n");
+    run.signal("TERM");
+    let out = run.finish(Duration::from_secs(30));
+    assert!(out.status.success(), "{out}");
+    assert!(out.stdout.contains("ctgate: stopping (signal)"), "{out}");
+    for p in [0, 1] {
+        assert!(
+            out.port_line(p).starts_with(&format!("port={p} rx=")),
+            "{out}"
+        );
+    }
+    let w = out.worker_lines();
+    assert_eq!(w.len(), 1, "{out}");
+    assert!(w[0].starts_with("worker=0 lcore=1 rx="), "{out}");
+    let rx = common::field_u64(w[0], "rx").unwrap();
+    assert_eq!(rx, common::field_u64(w[0], "dropped").unwrap(), "{out}");
+    let last: Vec<&str> = out.stdout.lines().rev().take(2).collect();
+    assert!(
+        last[1].starts_with("conntrack n_conns=0 created=0 "),
+        "{out}"
+    );
+    assert!(last[0].starts_with("gateway arp_replies=0 "), "{out}");
+    assert!(!sock.exists(), "socket removed at exit");
 }
