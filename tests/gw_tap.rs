@@ -123,6 +123,54 @@ fn ping_and_tcp_cross_the_gateway_snated_and_outside_connections_are_refused() {
     );
 }
 
+/// Two workers (RSS over two queues per tap, a TX queue per worker on every port) share
+/// the tracker: every transfer succeeds, SNATed, whichever worker sees which direction.
+#[test]
+fn two_workers_share_the_tracker() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let lcores = format!("0@0,1@{},2@{}", 1 % cpus, 2 % cpus);
+    let mut gw = Gw::start_lcores("tap2w", None, &lcores);
+    let www = gw.scratch.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let data = blob(&www, "blob", 256 << 10);
+    let (ns_in, ns_out) = (gw.ns_in.clone(), gw.ns_out.clone());
+    let log = gw.http_server(&ns_out, "192.0.2.2", 8000, &www);
+    let p = gw.ping("192.0.2.2", 3);
+    assert!(p.ok, "{p}");
+    for i in 0..6 {
+        let got = gw.scratch.path(&format!("got{i}"));
+        let c = gw.exec(
+            &ns_in,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "20",
+                "-o",
+                got.to_str().unwrap(),
+                "http://192.0.2.2:8000/blob",
+            ],
+        );
+        assert!(c.ok, "transfer {i}:\n{c}");
+        assert!(std::fs::read(&got).unwrap() == data, "transfer {i} differs");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let gets: Vec<&str> = text.lines().filter(|l| l.contains("\"GET ")).collect();
+    assert_eq!(gets.len(), 6, "{text}");
+    assert!(gets.iter().all(|l| l.starts_with("192.0.2.1 ")), "{text}");
+    let out = gw.stop();
+    assert!(out.status.success(), "{out}");
+    let w = out.worker_lines();
+    assert_eq!(w.len(), 2, "{out}");
+    let workers_rx: u64 = w.iter().map(|l| field_u64(l, "rx").unwrap()).sum();
+    let ports_rx = out.port_counter(0, "rx") + out.port_counter(1, "rx");
+    assert_eq!(workers_rx, ports_rx, "{out}");
+    assert!(
+        out.stdout.contains("rx_queues=2"),
+        "RSS on the taps:\n{out}"
+    );
+}
+
 /// Zone 1 admits one connection and ICMP connections expire after 3 s; the sweep is
 /// too slow to matter (10 minutes), so the second connection is admitted because the
 /// insert reclaims the expired one.

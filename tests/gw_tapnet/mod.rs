@@ -92,6 +92,12 @@ impl Gw {
     /// Starts ctgate (config text `config`, or the embedded default) and wires the
     /// namespaces. Needs root.
     pub fn start(name: &str, config: Option<&str>) -> Gw {
+        Gw::start_lcores(name, config, "0,1")
+    }
+
+    /// As [`Gw::start`], with the EAL lcore list `lcores` (one worker per lcore after
+    /// the first).
+    pub fn start_lcores(name: &str, config: Option<&str>, lcores: &str) -> Gw {
         assert!(
             is_root(),
             "the net_tap gateway tests need root (tap interfaces, network namespaces): run `cargo test` as root, as CI does"
@@ -122,7 +128,7 @@ impl Gw {
             std::fs::write(&p, text).unwrap();
             app.extend(["--config".into(), p.display().to_string()]);
         }
-        let mut eal = gw.scratch.eal_args("0,1");
+        let mut eal = gw.scratch.eal_args(lcores);
         eal.extend([
             "--vdev".into(),
             format!("net_tap0,iface={}", gw.tap_in),
