@@ -466,19 +466,28 @@ impl GatewayShared {
         own.is_some_and(|(x, _)| x == *a) || (p.role == Role::Outside && self.in_pool(family, a))
     }
 
-    /// Longest-prefix route: (output port index, next-hop address).
+    /// Longest-prefix route: the index of the route in the family's table.
     #[inline]
-    fn route(&self, family: u8, dst: &[u8; 16]) -> Option<(u8, [u8; 16])> {
-        let (port, via) = if family == 4 {
+    fn route(&self, family: u8, dst: &[u8; 16]) -> Option<u8> {
+        let i = if family == 4 {
             let v = v4_num(dst);
-            let r = self.routes4.iter().find(|r| v & r.1 == r.0)?;
-            (r.2, r.3)
+            self.routes4.iter().position(|r| v & r.1 == r.0)?
         } else {
             let v = u128::from_be_bytes(*dst);
-            let r = self.routes6.iter().find(|r| v & r.1 == r.0)?;
-            (r.2, r.3)
+            self.routes6.iter().position(|r| v & r.1 == r.0)?
         };
-        Some((port, via.unwrap_or(*dst)))
+        Some(i as u8)
+    }
+
+    /// Route `i` of the family's table: (output port index, next hop if not direct).
+    #[inline]
+    fn route_at(&self, family: u8, i: u8) -> Option<(u8, Option<&[u8; 16]>)> {
+        let i = usize::from(i);
+        if family == 4 {
+            self.routes4.get(i).map(|r| (r.2, r.3.as_ref()))
+        } else {
+            self.routes6.get(i).map(|r| (r.2, r.3.as_ref()))
+        }
     }
 
     /// Is `a` on a connected prefix of port `p`?
@@ -560,7 +569,8 @@ enum Pre {
     Track {
         m: u8,
         dst_own: bool,
-        route: Option<(u8, [u8; 16])>,
+        /// Route index, `u8::MAX` when not looked up.
+        route: u8,
     },
 }
 
@@ -777,19 +787,22 @@ impl WorkerState {
             return Pre::Done(Verdict::Drop(DropReason::TtlExpired));
         }
         // Commit and NAT.
-        let mut route = None;
+        let mut route = u8::MAX;
         let (commit, nat) = match port.role {
             Role::Inside => {
                 if dst_own {
                     // Only connections that already exist (none are created to us).
                     (false, None)
                 } else {
-                    let Some((out, nh)) = sh.route(fam, &p.dst) else {
+                    let Some(ri) = sh.route(fam, &p.dst) else {
                         return Pre::Done(Verdict::Drop(DropReason::NoRoute));
                     };
-                    route = Some((out, nh));
-                    let out_role = sh.ports[usize::from(out)].role;
-                    let snat = if out_role == Role::Outside {
+                    route = ri;
+                    let out_role = sh
+                        .route_at(fam, ri)
+                        .and_then(|r| sh.ports.get(usize::from(r.0)))
+                        .map(|p| p.role);
+                    let snat = if out_role == Some(Role::Outside) {
                         if fam == 4 {
                             sh.snat_v4
                         } else {
@@ -825,7 +838,7 @@ impl WorkerState {
         port: &Port,
         m: &PacketMeta,
         dst_own: bool,
-        route: Option<(u8, [u8; 16])>,
+        route: u8,
     ) -> Verdict {
         let r = &m.result;
         if let Some(refusal) = r.refused {
@@ -857,38 +870,43 @@ impl WorkerState {
         let fam = family_of(p.family);
         let l3 = usize::from(p.l3_offset);
         // The first pass's findings hold unless NAT changed the destination.
+        let mut dst = p.dst;
         let (dst_own, route) = if rw.has(Rewritten::DST_ADDR) {
             let (at, n) = if fam == 4 {
                 (l3 + 16, 4)
             } else {
                 (l3 + 24, 16)
             };
-            let mut dst = p.dst;
             match frame.get(at..at + n) {
                 Some(b) => dst[..n].copy_from_slice(b),
                 None => return Verdict::Drop(DropReason::NatFailed),
             }
             (sh.is_own(fam, &dst), sh.route(fam, &dst))
+        } else if route != u8::MAX {
+            (dst_own, Some(route))
         } else {
-            (dst_own, route.or_else(|| sh.route(fam, &p.dst)))
+            (dst_own, sh.route(fam, &dst))
         };
         if dst_own {
             return Verdict::Drop(DropReason::Local);
         }
-        let Some((out_idx, nh)) = route else {
+        let Some((out_idx, via)) = route.and_then(|i| sh.route_at(fam, i)) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
+        let nh = via.unwrap_or(&dst);
         if p.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExpired);
         }
         if !decrement_ttl(frame, fam, l3) {
             return Verdict::Drop(DropReason::Malformed);
         }
-        let out = sh.ports[usize::from(out_idx)];
+        let Some(out) = sh.ports.get(usize::from(out_idx)) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
         if let Some(b) = frame.get_mut(6..12) {
             b.copy_from_slice(&out.mac.0);
         }
-        match self.resolve(sh, &out, fam, &nh) {
+        match self.resolve(sh, out, fam, nh) {
             Ok(mac) => {
                 if let Some(b) = frame.get_mut(0..6) {
                     b.copy_from_slice(&mac.0);
@@ -899,7 +917,7 @@ impl WorkerState {
                 if reason != DropReason::NeighUnresolved {
                     return Verdict::Drop(reason);
                 }
-                self.hold(sh, out_idx, &out, port.id, fam, &nh)
+                self.hold(sh, out_idx, out, port.id, fam, nh)
             }
         }
     }
