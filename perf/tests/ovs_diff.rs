@@ -12,7 +12,8 @@
 //! that [`known`] recognises; anything else fails the test, with the packet, the flow's
 //! history and both verdicts. Environment:
 //! * `CTGATE_OVS_DIFF_SEED=N`, `CTGATE_OVS_DIFF_PACKETS=N`: other traces than CI's;
-//! * `CTGATE_OVS_DIFF_KEEP=1`: keep the OVS directories and the traces;
+//! * `CTGATE_OVS_DIFF_KEEP=1`: keep the OVS directories and, on a disagreement, the trace,
+//!   both verdicts per packet, both dumps and the report in `/tmp/ctgate-ovs-PID-CASE.failed`;
 //! * `CTGATE_SKIP_OVS_DIFF=1`: skip (say so) where Open vSwitch cannot be installed.
 //!
 //! Without Open vSwitch the test fails, saying how to install it.
@@ -42,6 +43,8 @@ struct Case {
     seed: u64,
     packets: usize,
     nat: Option<bool>, // Some(v6) for SNAT of that family
+    /// DNAT (IPv4): packets to the first address get `nat(dst=second)`.
+    dnat: Option<(&'static str, &'static str)>,
     gaps: bool,
     tcp_seq_check: bool,
     zone: u16,
@@ -86,6 +89,9 @@ fn run_replay(pcap: &Path, case: &Case, write: Option<&Path>) -> ReplayOut {
     }
     if !case.tcp_seq_check {
         cmd.arg("--no-tcp-seq-check");
+    }
+    if let Some((_, target)) = case.dnat {
+        cmd.args(["--dnat", target]);
     }
     if let Some(v6) = case.nat {
         let pool = if v6 {
@@ -215,60 +221,10 @@ fn flow_tag(what: &str) -> &str {
     what.split_whitespace().next().unwrap_or("")
 }
 
-/// The flow an ICMP error is about ("icmp error … about tcp#12 A>B …" → "tcp#12").
-fn about_tag(what: &str) -> Option<&str> {
-    what.split_once(" about ")
-        .and_then(|(_, r)| r.split_whitespace().next())
-}
+// Documented differences (docs/ovs-differences.md) that stay: X1 is deliberate, X2 an
+// OVS 3.1.0 defect. (D1-D6, found by this test, were fixed in the tracker; a regression
+// fails the test.)
 
-/// The `src=…,dst=…,sport=…,dport=…` of a TCP/UDP packet, both ways, as dumps print them.
-fn tuple_strings(frame: &[u8]) -> Vec<String> {
-    let Ok(p) = parse_frame(frame) else {
-        return Vec::new();
-    };
-    let (sp, dp) = match p.l4 {
-        L4Summary::Tcp(t) => (t.sport, t.dport),
-        L4Summary::Udp { sport, dport } => (sport, dport),
-        _ => return Vec::new(),
-    };
-    let ip = |a: &[u8; 16]| ctgate::conntrack::key::addr_to_ip(p.family as u8, a).to_string();
-    vec![
-        format!(
-            "src={},dst={},sport={sp},dport={dp}",
-            ip(&p.src),
-            ip(&p.dst)
-        ),
-        format!(
-            "src={},dst={},sport={dp},dport={sp}",
-            ip(&p.dst),
-            ip(&p.src)
-        ),
-    ]
-}
-
-// Documented differences (docs/ovs-differences.md). The `D*` ones are tracker behaviours
-// reported for fixing: the test tolerates them, counts them and prints the counts, so a
-// fix shows up as the count dropping to zero (then delete the rule and the doc entry).
-// The `X*` ones are deliberate or OVS 3.1.0 defects.
-
-/// D1: a third or later packet of one-way UDP/other traffic: OVS `new`, ctgate `est`.
-const D1: &str = "D1 one-way UDP/other stays new";
-/// D2: a repeated ICMP query before any reply: OVS `new`, ctgate `est`.
-const D2: &str = "D2 repeated ICMP request stays new";
-/// D3: a SYN (no ACK) on a connection whose sender is still opening (or has not sent
-/// yet): OVS `new` and no window update; ctgate runs it through the window checks (`est`
-/// or `inv`), which can corrupt the peer's window, so later packets of the flow (and
-/// errors about it, and its dump line) may differ too: those count as D3C.
-const D3: &str = "D3 repeated SYN is new";
-const D3C: &str = "D3C later packets of a flow after D3";
-/// D4: an ICMP query (echo, timestamp, information) with a non-zero code: OVS `inv`.
-const D4: &str = "D4 ICMP query with a non-zero code is invalid";
-/// D5: snat/dnat of reply-direction packets: OVS names the translation applied to the
-/// packet (un-SNAT of a reply is `dnat`), ctgate the connection's.
-const D5: &str = "D5 NAT flag of reply-direction packets";
-/// D6: an invalid packet of a NATed connection: OVS still translates it and adds the NAT
-/// flag (`inv,snat`/`inv,dnat`); ctgate leaves it alone (`inv`).
-const D6: &str = "D6 invalid packets of NATed connections";
 /// X1: an ICMPv6 error quoting fewer than 20 bytes of a TCP header: OVS `inv`, ctgate
 /// `rel` (8 bytes suffice, as for ICMPv4 in both).
 const X1: &str = "X1 ICMPv6 error with a short TCP quote";
@@ -280,73 +236,20 @@ fn flags_of(s: &str) -> Option<CtState> {
     s.parse::<CtState>().ok().filter(|_| !s.starts_with('<'))
 }
 
-/// ICMP query types (echo, timestamp, information; requests and replies).
-fn icmp_query(proto: u8, ty: u8) -> bool {
-    match proto {
-        1 => matches!(ty, 0 | 8 | 13 | 14 | 15 | 16),
-        _ => matches!(ty, 128 | 129),
-    }
-}
-
-/// ICMP query requests (they may create a connection).
-fn icmp_request(proto: u8, ty: u8) -> bool {
-    match proto {
-        1 => matches!(ty, 8 | 13 | 15),
-        _ => ty == 128,
-    }
-}
-
 /// Which documented difference explains OVS's `ovs` against ctgate's `ct` for packet `i`.
 fn known(trace: &Trace, i: usize, ovs: &str, ct: &str) -> Option<&'static str> {
-    const NEW: u8 = CtState::NEW;
-    const EST: u8 = CtState::EST;
-    const RPL: u8 = CtState::RPL;
-    const NAT: u8 = CtState::SNAT | CtState::DNAT;
     let (o, c) = (flags_of(ovs)?.0, flags_of(ct)?.0);
     let p = parse_frame(&trace.packets[i].data).ok()?;
-    let icmp = match p.l4 {
-        L4Summary::Icmp(x) => Some(x),
-        _ => None,
+    let L4Summary::Icmp(x) = p.l4 else {
+        return None;
     };
-    if let Some(x) = icmp {
-        if icmp_query(p.proto, x.icmp_type) && x.code != 0 && o == CtState::TRK | CtState::INV {
-            return Some(D4);
-        }
-        if let Some(inner) = x.inner {
-            if p.proto == 58
-                && inner.proto == 6
-                && inner.l4_len < 20
-                && o == CtState::TRK | CtState::INV
-                && c & CtState::REL != 0
-            {
-                return Some(X1);
-            }
-        }
-    }
-    if o & NAT != 0 && o & !NAT == CtState::TRK | CtState::INV && c == CtState::TRK | CtState::INV {
-        return Some(D6);
-    }
-    // D5 first (it composes with the others), then one rule on the remaining difference.
-    let mut c2 = c;
-    let mut d5 = false;
-    if c & RPL != 0 && (c & NAT == CtState::SNAT || c & NAT == CtState::DNAT) {
-        c2 = (c & !NAT) | ((c & NAT) ^ NAT);
-        d5 = true;
-    }
-    if c2 == o {
-        return d5.then_some(D5);
-    }
-    let new_not_est = |c: u8, drop: u8| c & EST != 0 && o == (c & !(EST | drop)) | NEW;
-    match p.l4 {
-        L4Summary::Tcp(t) if t.flags & 0x12 == 0x02 && o & !NAT == CtState::TRK | NEW => Some(D3),
-        L4Summary::Icmp(x)
-            if icmp_request(p.proto, x.icmp_type) && c & RPL == 0 && new_not_est(c, 0) =>
-        {
-            Some(D2)
-        }
-        L4Summary::Udp { .. } | L4Summary::Other if c & RPL == 0 && new_not_est(c, 0) => Some(D1),
-        _ => None,
-    }
+    let inner = x.inner?;
+    (p.proto == 58
+        && inner.proto == 6
+        && inner.l4_len < 20
+        && o == CtState::TRK | CtState::INV
+        && c & CtState::REL != 0)
+        .then_some(X1)
 }
 
 /// Which documented difference explains different output bytes under NAT.
@@ -359,8 +262,8 @@ fn known_bytes(
     ct_frame: &[u8],
 ) -> Option<&'static str> {
     let (o, c) = (flags_of(ovs)?, flags_of(ct)?);
-    // OVS leaves these untranslated (inv) or translates what ctgate leaves alone.
-    if let Some(k @ (D4 | D6 | X1)) = known(trace, i, ovs, ct) {
+    // OVS leaves these untranslated (inv).
+    if let Some(k) = known(trace, i, ovs, ct) {
         return Some(k);
     }
     // X2: both translated the outer header alike; ctgate's quote is what its sender sent
@@ -397,13 +300,6 @@ fn quote_of(frame: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// Which documented difference explains a connection only one side's dump has.
-fn known_conn(line: &str, only_in_ctgate: bool) -> Option<&'static str> {
-    // D4: ctgate creates connections for ICMP queries with a non-zero code.
-    let icmp = line.starts_with("icmp,") || line.starts_with("icmpv6,");
-    (only_in_ctgate && icmp && !line.contains(",code=0)")).then_some(D4)
-}
-
 /// Both trackers' outputs for one trace.
 struct Both {
     ovs: Ovs,
@@ -418,6 +314,13 @@ struct Both {
 /// Runs `trace` through a fresh OVS instance and through `ctgate-perf replay`.
 fn run_both(trace: &Trace, case: &Case) -> Both {
     let pipeline = match case.nat {
+        None if case.dnat.is_some() => {
+            let (public, target) = case.dnat.unwrap_or_default();
+            Pipeline::Dnat {
+                public: public.to_string(),
+                target: target.to_string(),
+            }
+        }
         None => Pipeline::Commit { zone: case.zone },
         Some(v6) => Pipeline::Snat {
             inside: if v6 { gen::INSIDE_V6 } else { gen::INSIDE_V4 }.to_string(),
@@ -433,11 +336,12 @@ fn run_both(trace: &Trace, case: &Case) -> Both {
     let pcap = ovs.dir().join("trace.pcap");
     write_pcap(trace, &pcap);
     let written = ovs.dir().join("replay-out.pcap");
-    let replay = run_replay(&pcap, case, case.nat.map(|_| written.as_path()));
+    let nat = case.nat.is_some() || case.dnat.is_some();
+    let replay = run_replay(&pcap, case, nat.then_some(written.as_path()));
     let (ovs_flags, ovs_frames, ovs_dump) = run_ovs(trace, &ovs);
     // With NAT, the packets as OVS output them against replay's --write (all but the
     // source MAC, which carries OVS's verdict).
-    let ct_frames: Vec<Vec<u8>> = if case.nat.is_some() {
+    let ct_frames: Vec<Vec<u8>> = if nat {
         ctgate::pcap::read_file(&written)
             .unwrap()
             .into_iter()
@@ -496,9 +400,6 @@ fn run_case(case: &Case) {
     let mut bytes_agree = 0;
     let mut quotes_checked = 0;
     let mut bytes_documented: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut conns_documented: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut tainted: std::collections::HashSet<String> = Default::default();
-    let mut taint_tuples: Vec<String> = Vec::new();
     for i in 0..trace.packets.len() {
         let (o, c) = (&ovs_flags[i], &replay.flags[i]);
         if case.nat.is_some() {
@@ -508,8 +409,6 @@ fn run_case(case: &Case) {
             };
             if same {
                 bytes_agree += 1;
-            } else if tainted.contains(flow_tag(&trace.packets[i].what)) {
-                *bytes_documented.entry(D3C).or_default() += 1;
             } else if let Some(k) = ovs_frames[i]
                 .as_deref()
                 .zip(ct_frames.get(i))
@@ -559,19 +458,8 @@ fn run_case(case: &Case) {
             agree += 1;
             continue;
         }
-        let tag = flow_tag(&trace.packets[i].what);
-        if tainted.contains(tag)
-            || about_tag(&trace.packets[i].what).is_some_and(|t| tainted.contains(t))
-        {
-            *documented.entry(D3C).or_default() += 1;
-            continue;
-        }
         if let Some(k) = known(&trace, i, o, c) {
             *documented.entry(k).or_default() += 1;
-            if k == D3 {
-                tainted.insert(tag.to_string());
-                taint_tuples.extend(tuple_strings(&trace.packets[i].data));
-            }
             continue;
         }
         bad += 1;
@@ -601,31 +489,15 @@ fn run_case(case: &Case) {
 
     // Connection by connection.
     let conns_agree = ovs_dump.iter().filter(|l| replay.conns.contains(l)).count();
-    let mut only_ovs: Vec<&String> = ovs_dump
+    let only_ovs: Vec<&String> = ovs_dump
         .iter()
         .filter(|l| !replay.conns.contains(l))
         .collect();
-    let mut only_ct: Vec<&String> = replay
+    let only_ct: Vec<&String> = replay
         .conns
         .iter()
         .filter(|l| !ovs_dump.contains(l))
         .collect();
-    for (list, in_ct) in [(&mut only_ovs, false), (&mut only_ct, true)] {
-        list.retain(|l| {
-            match known_conn(l, in_ct).or_else(|| {
-                taint_tuples
-                    .iter()
-                    .any(|t| l.contains(t.as_str()))
-                    .then_some(D3C)
-            }) {
-                Some(k) => {
-                    *conns_documented.entry(k).or_default() += 1;
-                    false
-                }
-                None => true,
-            }
-        });
-    }
     for l in only_ovs.iter().take(20) {
         report.push_str(&format!("only in OVS's dump:    {l}\n"));
     }
@@ -636,7 +508,7 @@ fn run_case(case: &Case) {
     let mut summary = format!(
         "ovs_diff {}: seed={seed} packets={} ticks={} tcp_seq_check={} zone={} nat={:?}\n  \
          ct_state: agree={agree} documented={documented:?} unexplained={bad}\n  \
-         connections: OVS={} ctgate={} agree={conns_agree} documented={conns_documented:?} \
+         connections: OVS={} ctgate={} agree={conns_agree} \
          unexplained={}\n",
         case.name,
         trace.packets.len(),
@@ -656,35 +528,42 @@ fn run_case(case: &Case) {
     }
     eprint!("{summary}");
     if bad > 0 || !only_ovs.is_empty() || !only_ct.is_empty() {
-        let keep = ovs.dir().with_extension("failed");
-        let _ = std::fs::remove_dir_all(&keep);
-        let _ = std::fs::create_dir_all(&keep);
-        let _ = std::fs::copy(&pcap, keep.join("trace.pcap"));
-        let whats: String = trace
-            .packets
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                format!(
-                    "{} {:?} {:?} {}\n",
-                    i + 1,
-                    ovs_flags[i],
-                    replay.flags[i],
-                    p.what
-                )
-            })
-            .collect();
-        let _ = std::fs::write(keep.join("packets.txt"), whats);
-        let _ = std::fs::write(keep.join("ovs-dump.txt"), ovs_dump.join("\n") + "\n");
-        let _ = std::fs::write(keep.join("ctgate-dump.txt"), replay.conns.join("\n") + "\n");
-        let _ = std::fs::write(keep.join("report.txt"), &report);
+        let kept = if std::env::var_os("CTGATE_OVS_DIFF_KEEP").is_some() {
+            let keep = ovs.dir().with_extension("failed");
+            let _ = std::fs::remove_dir_all(&keep);
+            let _ = std::fs::create_dir_all(&keep);
+            let _ = std::fs::copy(&pcap, keep.join("trace.pcap"));
+            let whats: String = trace
+                .packets
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    format!(
+                        "{} {:?} {:?} {}\n",
+                        i + 1,
+                        ovs_flags[i],
+                        replay.flags[i],
+                        p.what
+                    )
+                })
+                .collect();
+            let _ = std::fs::write(keep.join("packets.txt"), whats);
+            let _ = std::fs::write(keep.join("ovs-dump.txt"), ovs_dump.join("\n") + "\n");
+            let _ = std::fs::write(keep.join("ctgate-dump.txt"), replay.conns.join("\n") + "\n");
+            let _ = std::fs::write(keep.join("report.txt"), &report);
+            format!("trace and both outputs in {}", keep.display())
+        } else {
+            format!(
+                "rerun with CTGATE_OVS_DIFF_KEEP=1 CTGATE_OVS_DIFF_SEED={seed} \
+                 CTGATE_OVS_DIFF_PACKETS={packets} to keep the trace and both outputs"
+            )
+        };
         panic!(
             "ovs_diff {}: ctgate and OVS disagree ({bad} packets, {} + {} connections); \
-             trace and both outputs in {}\n{report}",
+             {kept}\n{report}",
             case.name,
             only_ovs.len(),
             only_ct.len(),
-            keep.display()
         );
     }
 }
@@ -696,6 +575,7 @@ fn ovs_diff_tcp_seq_check_on() {
         seed: 1,
         packets: 4000,
         nat: None,
+        dnat: None,
         gaps: true,
         tcp_seq_check: true,
         zone: 0,
@@ -709,6 +589,7 @@ fn ovs_diff_tcp_seq_check_off_zone() {
         seed: 2,
         packets: 4000,
         nat: None,
+        dnat: None,
         gaps: true,
         tcp_seq_check: false,
         zone: 5,
@@ -722,6 +603,7 @@ fn ovs_diff_snat_v4() {
         seed: 3,
         packets: 3000,
         nat: Some(false),
+        dnat: None,
         gaps: false,
         tcp_seq_check: true,
         zone: 0,
@@ -735,6 +617,7 @@ fn ovs_diff_snat_v6() {
         seed: 4,
         packets: 3000,
         nat: Some(true),
+        dnat: None,
         gaps: false,
         tcp_seq_check: true,
         zone: 0,

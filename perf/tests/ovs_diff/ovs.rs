@@ -35,6 +35,9 @@ pub enum Pipeline {
         pool: String,
         v6: bool,
     },
+    /// Destination NAT (IPv4): packets to `public` get `ct(commit,nat(dst=TARGET),table=1)`,
+    /// other IPv4 packets `ct(nat,table=1)`; IPv6 is committed without NAT.
+    Dnat { public: String, target: String },
 }
 
 impl Pipeline {
@@ -69,6 +72,13 @@ impl Pipeline {
                 f.push_str(&format!(
                     "table=0,priority=100,{other},actions=ct(commit,table=1)\n"
                 ));
+            }
+            Pipeline::Dnat { public, target } => {
+                f.push_str(&format!(
+                    "table=0,priority=110,ip,nw_dst={public},actions=ct(commit,nat(dst={target}),table=1)\n"
+                ));
+                f.push_str("table=0,priority=100,ip,actions=ct(nat,table=1)\n");
+                f.push_str("table=0,priority=100,ipv6,actions=ct(commit,table=1)\n");
             }
         }
         f.push_str("table=0,priority=0,actions=mod_dl_src:02:c7:00:00:01:00,output:2\n");
