@@ -596,6 +596,8 @@ struct WorkerState {
     last_age: u64,
     metas: Vec<PacketMeta>,
     pre: [Pre; BURST],
+    /// The burst's parse results, all taken before any is used.
+    parsed: [Result<ParsedPacket, ParseError>; BURST],
 }
 
 impl GatewayStep {
@@ -627,6 +629,7 @@ impl GatewayStep {
                 last_age: 0,
                 metas: Vec::with_capacity(BURST),
                 pre: [Pre::Done(Verdict::Drop(DropReason::NoRoute)); BURST],
+                parsed: [Err(ParseError::NotIp); BURST],
             },
             shared,
         }
@@ -647,8 +650,14 @@ impl GatewayStep {
             }
             return;
         };
+        // Parse the whole burst first: each result is read only after the other frames'
+        // parses, never right after its own stores (reading a just-written parse result
+        // cost a store-forwarding stall per packet, measured with perf).
+        for (r, f) in w.parsed.iter_mut().zip(frames.iter()) {
+            *r = parse_frame(f);
+        }
         for (i, f) in frames.iter_mut().enumerate() {
-            w.pre[i] = w.ingress(sh, f, &port);
+            w.pre[i] = w.ingress(sh, f, &port, i);
         }
         if !w.metas.is_empty() {
             let mut refs: [&dyn ReplyTuples; MAX_NAT_SPECS] = [&NO_NAT; MAX_NAT_SPECS];
@@ -733,7 +742,7 @@ impl WorkerState {
     }
 
     /// First pass over one frame: answers, drops, or queues it for the tracker.
-    fn ingress(&mut self, sh: &GatewayShared, frame: &mut [u8], port: &Port) -> Pre {
+    fn ingress(&mut self, sh: &GatewayShared, frame: &mut [u8], port: &Port, i: usize) -> Pre {
         let Some(et) = be16(frame, 12) else {
             return Pre::Done(Verdict::Drop(DropReason::ShortFrame));
         };
@@ -746,7 +755,12 @@ impl WorkerState {
         if !group && frame[0..6] != port.mac.0 {
             return Pre::Done(Verdict::Drop(DropReason::Local));
         }
-        let p = match parse_frame(frame) {
+        let parsed = self
+            .parsed
+            .get(i)
+            .copied()
+            .unwrap_or(Err(ParseError::NotIp));
+        let p = match &parsed {
             Ok(p) => p,
             Err(ParseError::TruncatedEthernet) => {
                 return Pre::Done(Verdict::Drop(DropReason::ShortFrame))
@@ -760,7 +774,7 @@ impl WorkerState {
             if p.fragment == Fragment::None {
                 let v6 = fam == 6;
                 if v6 && (133..=137).contains(&i.icmp_type) {
-                    return Pre::Done(self.ndp(sh, frame, &p, port, i.icmp_type));
+                    return Pre::Done(self.ndp(sh, frame, p, port, i.icmp_type));
                 }
                 let echo_req = if v6 { 128 } else { 8 };
                 if dst_own && !group && i.icmp_type == echo_req && i.code == 0 {
@@ -779,11 +793,11 @@ impl WorkerState {
                 }
             }
         }
-        if group || not_forwardable(fam, &p) || (fam == 4 && is_directed_broadcast(sh, &p.dst)) {
+        if group || not_forwardable(fam, p) || (fam == 4 && is_directed_broadcast(sh, &p.dst)) {
             return Pre::Done(Verdict::Drop(DropReason::Local));
         }
         if !dst_own && p.ttl <= 1 {
-            self.time_exceeded(sh, frame, &p, port);
+            self.time_exceeded(sh, frame, p, port);
             return Pre::Done(Verdict::Drop(DropReason::TtlExpired));
         }
         // Commit and NAT.
@@ -814,12 +828,12 @@ impl WorkerState {
                     (true, snat)
                 }
             }
-            Role::Outside => match dnat_match(sh, fam, &p) {
+            Role::Outside => match dnat_match(sh, fam, p) {
                 Some(spec) => (true, Some(spec)),
                 None => (sh.outside_new_allow && !dst_own, None),
             },
         };
-        let mut m = PacketMeta::new(p, port.zone, commit);
+        let mut m = PacketMeta::new(*p, port.zone, commit);
         m.nat = nat;
         let idx = self.metas.len() as u8;
         self.metas.push(m);
