@@ -1144,3 +1144,142 @@ fn longest_prefix_wins_and_inside_routes_are_not_snated() {
         )
     );
 }
+
+#[test]
+fn random_and_mutated_frames_never_panic_and_get_a_sane_verdict() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let host6 = v6("fd00:0:0:1::2");
+    let seeds: Vec<(u16, Vec<u8>)> = vec![
+        (
+            0,
+            ip4(
+                GW0,
+                HOST,
+                H4,
+                SERVER4,
+                64,
+                6,
+                &tcp(40000, 80, 1, 0, SYN, b"x"),
+            ),
+        ),
+        (0, ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, b"y"))),
+        (0, ip4(GW0, HOST, H4, GW_IN4, 64, 1, &echo(8, 1, 1))),
+        (
+            1,
+            ip4(GW1, ROUTER, SERVER4, GW_OUT4, 64, 1, &{
+                let mut e = vec![3, 3, 0, 0, 0, 0, 0, 0];
+                e.extend_from_slice(
+                    &ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(2, 1, b"q"))[14..],
+                );
+                e
+            }),
+        ),
+        (0, arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6])),
+        (0, ns(HOST, host6, v6("fd00:0:0:1::1"))),
+        (
+            0,
+            ip6(GW0, HOST, host6, v6("2001:db8::1"), 1, 17, &udp(1, 2, b"z")),
+        ),
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..20_000 {
+        let (port, base) = &seeds[round % seeds.len()];
+        let mut f = base.clone();
+        match next() % 4 {
+            0 => {
+                // Flip a few bytes past the Ethernet header.
+                for _ in 0..1 + next() % 4 {
+                    let i = 12 + (next() as usize) % (f.len() - 12);
+                    f[i] ^= next() as u8 | 1;
+                }
+            }
+            1 => f.truncate((next() as usize) % (f.len() + 1)),
+            2 => f.extend((0..next() % 40).map(|_| next() as u8)),
+            _ => {
+                let n = (next() % 120) as usize;
+                f = (0..n).map(|_| next() as u8).collect();
+                if f.len() >= 6 && next() % 2 == 0 {
+                    f[..6].copy_from_slice(&GW0);
+                }
+            }
+        }
+        g.shared.set_now_ms(1_000 + round as u64);
+        let (v, _) = g.send(&f, *port);
+        match v {
+            Verdict::Forward(p) => assert!(p <= 1),
+            Verdict::Hold(s) => assert!(usize::from(s) < g.step.hold_slots()),
+            Verdict::Drop(_) => {}
+        }
+        for (p, e) in g.take_emitted() {
+            assert!(p <= 1 && e.len() <= GEN_LEN);
+        }
+        g.take_sent();
+    }
+}
+
+#[test]
+fn policy_allow_admits_outside_connections_and_invalid_packets() {
+    let text = static_macs_config()
+        .replace("outside_new = \"deny\"", "outside_new = \"allow\"")
+        .replace("invalid = \"drop\"", "invalid = \"allow\"");
+    let mut g = Gw::with_config(&text);
+    let syn = ip4(
+        GW1,
+        ROUTER,
+        SERVER4,
+        H4,
+        60,
+        6,
+        &tcp(33000, 22, 1, 0, SYN, b""),
+    );
+    let (v, out) = g.send(&syn, 1);
+    fwd(v, 0);
+    assert_eq!(
+        out,
+        ip4(
+            HOST,
+            GW0,
+            SERVER4,
+            H4,
+            59,
+            6,
+            &tcp(33000, 22, 1, 0, SYN, b"")
+        )
+    );
+    assert_eq!(g.shared.conntrack().n_conns(), 1);
+    // A stray SYN-ACK for no connection is invalid: forwarded as is when allowed.
+    let stray = ip4(
+        GW1,
+        ROUTER,
+        SERVER4,
+        H4,
+        60,
+        6,
+        &tcp(80, 1234, 9, 9, SYN | ACK, b""),
+    );
+    let (v, out) = g.send(&stray, 1);
+    fwd(v, 0);
+    assert_eq!(
+        out,
+        ip4(
+            HOST,
+            GW0,
+            SERVER4,
+            H4,
+            59,
+            6,
+            &tcp(80, 1234, 9, 9, SYN | ACK, b"")
+        )
+    );
+
+    // The default drops the same stray packet as invalid.
+    let mut d = Gw::with_config(&static_macs_config());
+    assert_eq!(d.send(&stray, 1).0, Verdict::Drop(DropReason::Invalid));
+}
