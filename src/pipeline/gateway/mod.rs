@@ -211,6 +211,9 @@ pub struct GatewayShared {
     invalid_allow: bool,
     neigh: Mutex<NeighMap>,
     neigh_gen: AtomicU64,
+    /// When a worker last aged the neighbour table (ms): whichever worker sees it a
+    /// second old takes the next turn (one compare-and-swap decides).
+    last_age: AtomicU64,
 }
 
 impl GatewayShared {
@@ -375,6 +378,7 @@ impl GatewayShared {
             invalid_allow: cfg.policy.invalid_allow,
             neigh: Mutex::new(NeighMap::default()),
             neigh_gen: AtomicU64::new(0),
+            last_age: AtomicU64::new(0),
         }))
     }
 
@@ -583,7 +587,6 @@ pub struct GatewayStep {
 
 /// The per-worker state, apart from the tracker handle (so both can be borrowed).
 struct WorkerState {
-    index: usize,
     now: u64,
     neigh: NeighMap,
     neigh_gen: u64,
@@ -593,7 +596,6 @@ struct WorkerState {
     n_gen: usize,
     err_window: u64,
     err_count: u32,
-    last_age: u64,
     metas: Vec<PacketMeta>,
     pre: [Pre; BURST],
     /// The burst's parse results, all taken before any is used.
@@ -616,7 +618,6 @@ impl GatewayStep {
         GatewayStep {
             ct,
             w: WorkerState {
-                index: worker_index,
                 now: 0,
                 neigh: NeighMap::default(),
                 neigh_gen: u64::MAX,
@@ -626,7 +627,6 @@ impl GatewayStep {
                 n_gen: 0,
                 err_window: 0,
                 err_count: 0,
-                last_age: 0,
                 metas: Vec::with_capacity(BURST),
                 pre: [Pre::Done(Verdict::Drop(DropReason::NoRoute)); BURST],
                 parsed: [Err(ParseError::NotIp); BURST],
@@ -1314,8 +1314,13 @@ impl PacketStep for GatewayStep {
         let sh = &*self.shared;
         let w = &mut self.w;
         w.now = sh.now_ms();
-        if w.index == 0 && w.now.saturating_sub(w.last_age) >= 1000 {
-            w.last_age = w.now;
+        let last = sh.last_age.load(Ordering::Relaxed);
+        if w.now.saturating_sub(last) >= 1000
+            && sh
+                .last_age
+                .compare_exchange(last, w.now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             sh.age_neighbours(w.now);
         }
         if w.n_held > 0 {
