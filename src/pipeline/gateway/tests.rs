@@ -1283,3 +1283,30 @@ fn policy_allow_admits_outside_connections_and_invalid_packets() {
     let mut d = Gw::with_config(&static_macs_config());
     assert_eq!(d.send(&stray, 1).0, Verdict::Drop(DropReason::Invalid));
 }
+
+#[test]
+fn ipv6_icmp_error_for_a_tracked_flow_comes_back_translated() {
+    let mut g = Gw::with_config(&static_macs_config());
+    let host6 = v6("fd00:0:0:1::2");
+    let gw_out6 = v6("fd00:0:0:2::1");
+    let server6 = v6("2001:db8::7");
+    let (v, seen) = g.send(
+        &ip6(GW0, HOST, host6, server6, 64, 17, &udp(7000, 53, b"q6")),
+        0,
+    );
+    fwd(v, 1);
+    assert_eq!(
+        seen,
+        ip6(ROUTER, GW1, gw_out6, server6, 63, 17, &udp(7000, 53, b"q6"))
+    );
+    // Port unreachable (type 1, code 4) quoting the datagram as the server saw it.
+    let mut err = vec![1, 4, 0, 0, 0, 0, 0, 0];
+    err.extend_from_slice(&seen[14..]);
+    let (v, out) = g.send(&ip6(GW1, ROUTER, server6, gw_out6, 60, 58, &err), 1);
+    fwd(v, 0);
+    let sent = ip6(GW0, HOST, host6, server6, 63, 17, &udp(7000, 53, b"q6"));
+    let mut err_in = vec![1, 4, 0, 0, 0, 0, 0, 0];
+    err_in.extend_from_slice(&sent[14..]);
+    assert_eq!(out, ip6(HOST, GW0, server6, host6, 59, 58, &err_in));
+    verify_frame(&out).unwrap();
+}
