@@ -423,6 +423,43 @@ impl Lines<'_> {
     }
 }
 
+/// The field path (`datapath.max_conns`, `port[1].ipv4`) of a `key = value` at 1-based
+/// `line`, from the table headers above it; `None` when the line holds no key.
+fn field_at_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let key = here.split_once('=')?.0.trim();
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    // The table the key is in, and for an array of tables the element index.
+    let mut table: Option<(String, bool)> = None;
+    for l in lines[..line - 1].iter().rev() {
+        let t = l.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            table = Some((name.trim().to_string(), true));
+            break;
+        }
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = Some((name.trim().to_string(), false));
+            break;
+        }
+    }
+    Some(match table {
+        None => key.to_string(),
+        Some((name, false)) => format!("{name}.{key}"),
+        Some((name, true)) => {
+            let header = format!("[[{name}]]");
+            let index = lines[..line - 1]
+                .iter()
+                .filter(|l| l.trim().starts_with(&header))
+                .count()
+                .saturating_sub(1);
+            format!("{name}[{index}].{key}")
+        }
+    })
+}
+
 /// Parses a MAC address `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
@@ -463,7 +500,7 @@ impl Config {
             ConfigError {
                 file: file.to_string(),
                 line,
-                field: None,
+                field: line.and_then(|l| field_at_line(text, l)),
                 message: e.message().trim().to_string(),
             }
         })?;
@@ -827,7 +864,9 @@ mod tests {
     fn broken_configs_name_file_line_and_field() {
         assert!(Config::parse(PORTS, "t.toml").is_ok());
         let cases: &[(&str, &str)] = &[
-            ("[datapath]\nbogus = 1\n", "t.toml:2: unknown field `bogus`"),
+            ("[datapath]\nbogus = 1\n", "t.toml:2: datapath.bogus: unknown field `bogus`"),
+            ("[datapath]\nmax_conns = \"many\"\n", "t.toml:2: datapath.max_conns: invalid type: string \"many\", expected u32"),
+            ("[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\n[[port]]\nport = \"one\"\n", "t.toml:6: port[1].port: invalid type: string \"one\", expected u16"),
             ("[datapath]\nbuckets = 1000\n", "t.toml:2: datapath.buckets: 1000 is not a power of two (or 0 for automatic)"),
             ("[datapath]\nmax_conns = 0\n", "t.toml:2: datapath.max_conns: 0 is out of range (1 to 1073741823)"),
             ("[[port]]\nport = 0\nrole = \"middle\"\nipv4 = \"10.0.0.1/24\"\n", "t.toml:3: port[0].role: unknown role 'middle' (expected \"inside\" or \"outside\")"),
@@ -837,7 +876,7 @@ mod tests {
             ("[[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"203.0.113.1\"\n", "t.toml:11: route[0].via: next hop 203.0.113.1 is not on any port's connected network"),
             ("[[snat]]\npool = \"192.0.2.1:0\"\n", "t.toml:10: snat[0].pool: invalid port range '0' in NAT range '192.0.2.1:0'"),
             ("[policy]\noutside_new = \"maybe\"\n", "t.toml:10: policy.outside_new: unknown value 'maybe' (expected \"deny\" or \"allow\")"),
-            ("[timeouts]\nudp_frist = 1\n", "t.toml:10: unknown field `udp_frist`"),
+            ("[timeouts]\nudp_frist = 1\n", "t.toml:10: timeouts.udp_frist: unknown field `udp_frist`"),
             ("[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1\"\nto = \"10.0.0.5:80\"\n", "t.toml:11: dnat[0].match: '192.0.2.1' must be one ADDRESS:PORT"),
             ("[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\nnext_hop_mac = \"zz\"\n", "t.toml:5: port[0].next_hop_mac: invalid MAC address 'zz'"),
         ];

@@ -30,7 +30,11 @@ fn broken_configs_give_file_line_field_and_exit_2() {
     let cases: &[(String, &str)] = &[
         (
             "[datapath]\nbogus = 1\n".into(),
-            "ctgate: FILE:2: unknown field `bogus`, expected one of `max_conns`, `buckets`, `tcp_seq_check`, `sweep_interval_ms`",
+            "ctgate: FILE:2: datapath.bogus: unknown field `bogus`, expected one of `max_conns`, `buckets`, `tcp_seq_check`, `sweep_interval_ms`",
+        ),
+        (
+            "[datapath]\nmax_conns = \"many\"\n".into(),
+            "ctgate: FILE:2: datapath.max_conns: invalid type: string \"many\", expected u32",
         ),
         (
             "[datapath]\nbuckets = 1000\n".into(),
