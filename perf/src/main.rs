@@ -7,6 +7,8 @@
 
 mod core;
 mod fwd;
+mod gateway;
+mod gen_traffic;
 mod replay;
 mod runner;
 
@@ -33,6 +35,10 @@ enum Command {
     /// Runs a pcap through the tracker alone (like `ovstest test-conntrack pcap`): per-packet
     /// ct_state and the `dpctl/dump-conntrack` table.
     Replay(replay::Args),
+    /// Writes established, source-NATed gateway traffic as inside.pcap and outside.pcap.
+    Pcap(gen_traffic::Args),
+    /// Gateway throughput: ctgate with SNAT on established flows replayed from pcaps.
+    Gateway(gateway::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +47,8 @@ fn main() -> ExitCode {
         Command::Fwd(args) => fwd::run(&args),
         Command::Core(args) => core::run(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Pcap(args) => gen_traffic::run(&args),
+        Command::Gateway(args) => gateway::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,376 @@
+//! `ctgate-perf gateway`: the real ctgate binary in gateway mode (tracking, policy, SNAT,
+//! routing) on established, source-NATed flows replayed forever from pcaps.
+//!
+//! Per case it writes the traffic of [`crate::gen_traffic`] (inside.pcap: one packet per
+//! flow; outside.pcap: the replies, to the SNAT address with the kept ports) and a config
+//! (the embedded default plus static `next_hop_mac` on both ports, so no ARP), then runs
+//!
+//! ```text
+//! ctgate --no-huge -m MB --no-pci --lcores 0@0,1@1 \
+//!   --vdev net_pcap0,rx_pcap=inside.pcap,tx_pcap=/dev/null,infinite_rx=1 \
+//!   --vdev net_pcap1,rx_pcap=outside.pcap,tx_pcap=/dev/null,infinite_rx=1 \
+//!   -- --config gw.toml --socket S --quiet --duration SECS
+//! ```
+//!
+//! and prints one line per case:
+//!
+//! ```text
+//! bench=gateway flows=1000 workers=1 source=pcap mpps=… per_worker_mpps=… conns=… dropped=… proto=udp secs=… rx_nombuf=…
+//! ```
+//!
+//! `mpps` is packets transmitted per second of the worker's poll-loop time (both
+//! directions), `conns` ctgate's final `conntrack n_conns`, `dropped` the workers' drops.
+//!
+//! Limit: net_pcap `infinite_rx=1` copies the whole pcap into mbufs of the port's mempool
+//! at queue setup, and ctgate sizes its one mempool (src/control/gateway.rs) at 8191
+//! mbufs for this port plan with no option to grow it. Cases whose pcaps do not fit are
+//! reported as `status=skipped` rather than run on fewer flows.
+
+use std::path::{Path, PathBuf};
+
+use ctgate::control::stats::{field_u64, fields};
+
+use crate::gen_traffic::{self, Proto, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
+use crate::runner::{find_ctgate, lcore_map, parse_workers};
+
+/// ctgate's mempool for two single-queue ports and one worker (see the module doc).
+const CTGATE_POOL_MBUFS: usize = 8191;
+/// Mbufs left for RX bursts, TX buffering and per-lcore caches.
+const POOL_HEADROOM: usize = 1024;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Flow counts, one case each.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    flows: Vec<u32>,
+    /// Seconds per case.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Runs per case (report the spread).
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// Protocol of the flows.
+    #[arg(long, value_enum, default_value_t = Proto::Udp)]
+    proto: Proto,
+    /// Frame size in bytes including FCS.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Fraction of flows with replies fed to port 1 (0 = port 1 is a net_null sink).
+    #[arg(long, default_value_t = 1.0)]
+    replies: f64,
+    /// Quick smoke run (1000 flows, 2 s, under a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Print JSON objects (one per line) instead of key=value lines.
+    #[arg(long)]
+    json: bool,
+    /// The ctgate binary (default: next to ctgate-perf).
+    #[arg(long, value_name = "PATH")]
+    ctgate: Option<PathBuf>,
+    /// Memory for EAL in MB (no hugepages are used).
+    #[arg(long, default_value_t = 1024)]
+    memory_mb: u32,
+    /// EAL --file-prefix stem (each case appends its own suffix).
+    #[arg(long)]
+    file_prefix: Option<String>,
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    let (flows, seconds) = if args.quick {
+        (vec![1000], 2.0)
+    } else {
+        (args.flows.clone(), args.seconds)
+    };
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err("--seconds must be a positive number".into());
+    }
+    let bin = find_ctgate(args.ctgate.as_deref())?;
+    let scratch = std::env::temp_dir().join(format!("ctgate-perf-gw-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let stem = args
+        .file_prefix
+        .clone()
+        .unwrap_or_else(|| format!("ctgate-perf-gw-{}", std::process::id()));
+    let mut result = Ok(());
+    let total = flows.len() * args.repeat.max(1) as usize;
+    let mut n = 0;
+    'cases: for &f in &flows {
+        for rep in 0..args.repeat.max(1) {
+            n += 1;
+            eprintln!("[gateway {n}/{total}] flows={f} run {}", rep + 1);
+            let prefix = format!("{stem}-{f}-{rep}");
+            let r = run_case(args, &bin, &scratch, f, seconds, &prefix);
+            let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&prefix));
+            match r {
+                Ok(line) => println!("{}", line.render(args.json)),
+                Err(e) => {
+                    result = Err(e);
+                    break 'cases;
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// One output line: ordered key/value pairs.
+struct Line(Vec<(&'static str, String)>);
+
+impl Line {
+    fn render(&self, json: bool) -> String {
+        if json {
+            let body: Vec<String> = self
+                .0
+                .iter()
+                .map(|(k, v)| {
+                    let num = v.parse::<f64>().is_ok_and(f64::is_finite) && !v.contains(',');
+                    if num {
+                        format!("\"{k}\":{v}")
+                    } else {
+                        format!("\"{k}\":\"{v}\"")
+                    }
+                })
+                .collect();
+            format!("{{{}}}", body.join(","))
+        } else {
+            self.0
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    }
+}
+
+fn mac_str(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The embedded default config with static next hops on both ports and room for `flows`.
+fn config_text(flows: u32) -> Result<String, String> {
+    let base = ctgate::config::EMBEDDED_DEFAULT;
+    let max = (2 * u64::from(flows)).max(3_000_000);
+    let mut out = String::new();
+    let mut port = None;
+    let mut seen_max = false;
+    for l in base.lines() {
+        let t = l.trim();
+        if t.starts_with("max_conns") {
+            out.push_str(&format!("max_conns = {max}\n"));
+            seen_max = true;
+            continue;
+        }
+        if t.starts_with("# next_hop_mac") {
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+        if t == "[[port]]" {
+            port = Some(());
+        }
+        if port.is_some() && t.starts_with("port = ") {
+            let mac = if t == "port = 0" {
+                CLIENT_MAC
+            } else {
+                ROUTER_MAC
+            };
+            out.push_str(&format!("next_hop_mac = \"{}\"\n", mac_str(mac)));
+            port = None;
+        }
+    }
+    if !seen_max || out.matches("next_hop_mac").count() != 2 {
+        return Err("the embedded default config changed shape: update gateway.rs".into());
+    }
+    Ok(out)
+}
+
+fn run_case(
+    args: &Args,
+    bin: &Path,
+    scratch: &Path,
+    flows: u32,
+    seconds: f64,
+    prefix: &str,
+) -> Result<Line, String> {
+    let dir = scratch.join(format!("f{flows}"));
+    let g = gen_traffic::Args {
+        flows,
+        proto: args.proto,
+        size: args.size,
+        replies: args.replies,
+        shuffle: true,
+        seed: 1,
+        dst_mac: gen_traffic::parse_mac(PCAP_PORT0_MAC)?,
+        out_dst_mac: gen_traffic::parse_mac(PCAP_PORT1_MAC)?,
+        out: dir.clone(),
+    };
+    let mut line = Line(vec![
+        ("bench", "gateway".into()),
+        ("flows", flows.to_string()),
+        ("workers", "1".into()),
+        ("source", "pcap".into()),
+    ]);
+    let tail = |line: &mut Line| {
+        line.0
+            .push(("proto", format!("{:?}", args.proto).to_lowercase()));
+        line.0.push(("secs", seconds.to_string()));
+    };
+    let (n_in, n_out) = {
+        gen_traffic::check(&g)?;
+        let n_out = (g.replies * flows as f64).round() as usize;
+        (flows as usize, n_out)
+    };
+    if n_in + n_out + POOL_HEADROOM > CTGATE_POOL_MBUFS {
+        line.0.push(("status", "skipped".into()));
+        line.0.push((
+            "reason",
+            format!(
+                "pcap_needs_{}_preloaded_mbufs_ctgate_pool_is_{CTGATE_POOL_MBUFS}",
+                n_in + n_out
+            ),
+        ));
+        tail(&mut line);
+        return Ok(line);
+    }
+    gen_traffic::write(&g)?;
+    let conf = scratch.join("gw.toml");
+    std::fs::write(&conf, config_text(flows)?).map_err(|e| format!("{}: {e}", conf.display()))?;
+    let mut eal: Vec<String> = [
+        "--no-huge",
+        "-m",
+        &args.memory_mb.to_string(),
+        "--no-pci",
+        "--file-prefix",
+        prefix,
+        "--log-level",
+        "4",
+        "--lcores",
+        &lcore_map(1),
+        "--vdev",
+        &format!(
+            "net_pcap0,rx_pcap={},tx_pcap=/dev/null,infinite_rx=1",
+            dir.join("inside.pcap").display()
+        ),
+        "--vdev",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    eal.push(if n_out > 0 {
+        format!(
+            "net_pcap1,rx_pcap={},tx_pcap=/dev/null,infinite_rx=1",
+            dir.join("outside.pcap").display()
+        )
+    } else {
+        "net_null1,no-rx=1".into()
+    });
+    let app: Vec<String> = vec![
+        "--config".into(),
+        conf.display().to_string(),
+        "--socket".into(),
+        scratch.join("ctl.sock").display().to_string(),
+        "--quiet".into(),
+        "--duration".into(),
+        seconds.to_string(),
+    ];
+    let out = std::process::Command::new(bin)
+        .args(&eal)
+        .arg("--")
+        .args(&app)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "ctgate failed ({}):\n{}\n{}",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let workers = parse_workers(&stdout);
+    let conns = stdout
+        .lines()
+        .find(|l| l.starts_with("conntrack "))
+        .and_then(|l| field_u64(l, "n_conns"))
+        .ok_or_else(|| format!("no conntrack line in ctgate's output:\n{stdout}"))?;
+    if workers.is_empty() {
+        return Err(format!("ctgate printed no worker counters:\n{stdout}"));
+    }
+    let nombuf: u64 = stdout
+        .lines()
+        .filter(|l| l.starts_with("port="))
+        .filter_map(|l| field_u64(l, "rx_nombuf"))
+        .sum();
+    let per_worker: Vec<f64> = workers
+        .iter()
+        .map(|w| {
+            if w.secs > 0.0 {
+                w.tx as f64 / w.secs / 1e6
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let total: f64 = per_worker.iter().sum();
+    let dropped: u64 = workers.iter().map(|w| w.dropped).sum();
+    // Non-zero drop reasons of the workers, for the record.
+    let reasons: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with("worker="))
+        .flat_map(|l| {
+            fields(l)
+                .filter(|(k, v)| k.starts_with("drop_") && *v != "0")
+                .map(|(k, v)| format!("{}:{v}", &k[5..]))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    line.0.push(("mpps", format!("{total:.3}")));
+    line.0.push((
+        "per_worker_mpps",
+        per_worker
+            .iter()
+            .map(|m| format!("{m:.3}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
+    line.0.push(("conns", conns.to_string()));
+    line.0.push(("dropped", dropped.to_string()));
+    tail(&mut line);
+    line.0.push(("inside_packets", n_in.to_string()));
+    line.0.push(("outside_packets", n_out.to_string()));
+    line.0.push(("rx_nombuf", nombuf.to_string()));
+    line.0.push((
+        "drops",
+        if reasons.is_empty() {
+            "none".into()
+        } else {
+            reasons.join(",")
+        },
+    ));
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_static_next_hops_and_parses() {
+        let t = config_text(1000).unwrap();
+        assert!(t.contains("next_hop_mac = \"02:00:00:00:01:02\""), "{t}");
+        assert!(t.contains("next_hop_mac = \"02:00:00:00:02:02\""), "{t}");
+        ctgate::config::Config::parse(&t, "gw.toml").unwrap();
+    }
+
+    #[test]
+    fn json_and_text_lines() {
+        let l = Line(vec![("bench", "gateway".into()), ("mpps", "1.5".into())]);
+        assert_eq!(l.render(false), "bench=gateway mpps=1.5");
+        assert_eq!(l.render(true), "{\"bench\":\"gateway\",\"mpps\":1.5}");
+    }
+}
