@@ -379,8 +379,10 @@ fn run_case(case: &Case) {
         packets,
         nat: case.nat.is_some(),
         nat_v6: case.nat == Some(true),
+        dnat: case.dnat.is_some(),
         gaps: case.gaps,
     });
+    let any_nat = case.nat.is_some() || case.dnat.is_some();
     let both = run_both(&trace, case);
     let (replay, ovs_flags, ovs_frames, ovs_dump, ct_frames) = (
         both.replay,
@@ -402,7 +404,7 @@ fn run_case(case: &Case) {
     let mut bytes_documented: BTreeMap<&str, usize> = BTreeMap::new();
     for i in 0..trace.packets.len() {
         let (o, c) = (&ovs_flags[i], &replay.flags[i]);
-        if case.nat.is_some() {
+        if any_nat {
             let same = match (&ovs_frames[i], ct_frames.get(i)) {
                 (Some(a), Some(b)) => a.len() == b.len() && a[..6] == b[..6] && a[12..] == b[12..],
                 _ => false,
@@ -440,7 +442,7 @@ fn run_case(case: &Case) {
         }
         // The quote of a RELATED error must come out as its sender sent it (independent
         // of OVS: the generator knows the packet).
-        if case.nat.is_some() && flags_of(c).is_some_and(|f| f.has(CtState::REL)) {
+        if any_nat && flags_of(c).is_some_and(|f| f.has(CtState::REL)) {
             if let (Some(exp), Some(out)) = (&trace.packets[i].expect_quote, ct_frames.get(i)) {
                 quotes_checked += 1;
                 if quote_of(out) != Some(exp.as_slice()) || verify_frame(out).is_err() {
@@ -515,12 +517,14 @@ fn run_case(case: &Case) {
         trace.ticks.len(),
         case.tcp_seq_check,
         case.zone,
-        case.nat,
+        case.nat
+            .map(|v6| if v6 { "snat-v6" } else { "snat-v4" })
+            .or(case.dnat.map(|d| d.1)),
         ovs_dump.len(),
         replay.conns.len(),
         only_ovs.len() + only_ct.len(),
     );
-    if case.nat.is_some() {
+    if any_nat {
         summary.push_str(&format!(
             "  output bytes: agree={bytes_agree} documented={bytes_documented:?}; \
              translated RELATED ICMP quotes checked against the sender's packet: {quotes_checked}\n"
@@ -604,6 +608,20 @@ fn ovs_diff_snat_v4() {
         packets: 3000,
         nat: Some(false),
         dnat: None,
+        gaps: false,
+        tcp_seq_check: true,
+        zone: 0,
+    });
+}
+
+#[test]
+fn ovs_diff_dnat_v4() {
+    run_case(&Case {
+        name: "dnat-v4",
+        seed: 5,
+        packets: 3000,
+        nat: None,
+        dnat: Some(("198.51.100.200", "10.1.0.50:8080")),
         gaps: false,
         tcp_seq_check: true,
         zone: 0,

@@ -99,6 +99,10 @@ pub struct GenConfig {
     /// In NAT mode, the family whose inside sources are translated to the pool (IPv6 when
     /// true); the other family's flows are not translated.
     pub nat_v6: bool,
+    /// DNAT mode (a port forward): every IPv4 flow goes from an outside client to
+    /// [`DNAT_PUBLIC`] and is translated to [`DNAT_SERVER`]:[`DNAT_PORT`] (ICMP and other
+    /// protocols by address); IPv6 flows are not translated. Same restrictions as `nat`.
+    pub dnat: bool,
     /// Idle gaps of 31–80 s that make connections expire (not in NAT mode).
     pub gaps: bool,
 }
@@ -143,6 +147,10 @@ pub fn mac_id(mac: &[u8]) -> Option<usize> {
 /// The SNAT pool addresses the NAT runs use.
 pub const POOL_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 200);
 pub const POOL_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 0, 0, 0, 0, 1);
+/// The DNAT run's public address and the inside server it forwards to.
+pub const DNAT_PUBLIC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 200);
+pub const DNAT_SERVER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 50);
+pub const DNAT_PORT: u16 = 8080;
 /// Inside prefixes (the NAT flows match them as sources).
 pub const INSIDE_V4: &str = "10.1.0.0/16";
 pub const INSIDE_V6: &str = "fd01::/64";
@@ -391,6 +399,11 @@ struct Flow {
     /// mode), `addr[1]` B's address.
     addr: [IpAddr; 2],
     wire_a: IpAddr,
+    /// B's address and port as A addresses them (DNAT's public address and port).
+    wire_b: IpAddr,
+    wire_bport: u16,
+    /// B is on the inside (DNAT): routers on B's side are inside ones.
+    b_inside: bool,
     proto: u8,
     /// Ports (TCP/UDP) or (identifier, 0) for ICMP.
     port: [u16; 2],
@@ -413,9 +426,20 @@ impl Flow {
 
     fn src_dst(&self, dir: usize) -> (IpAddr, IpAddr) {
         if dir == 0 {
-            (self.addr[0], self.addr[1])
+            (self.addr[0], self.wire_b)
         } else {
             (self.addr[1], self.wire_a)
+        }
+    }
+
+    /// (source, destination) ports of a packet in `dir` as sent, or as its receiver sees
+    /// it (`seen`).
+    fn ports(&self, dir: usize, seen: bool) -> (u16, u16) {
+        match (dir, seen) {
+            (0, false) => (self.port[0], self.wire_bport),
+            (0, true) => (self.port[0], self.port[1]),
+            (_, false) => (self.port[1], self.port[0]),
+            (_, true) => (self.wire_bport, self.port[0]),
         }
     }
 
@@ -424,7 +448,7 @@ impl Flow {
         if dir == 0 {
             (self.wire_a, self.addr[1])
         } else {
-            (self.addr[1], self.addr[0])
+            (self.wire_b, self.addr[0])
         }
     }
 }
@@ -573,19 +597,26 @@ impl Gen {
         } else {
             Fam::V6
         };
-        let nat = self.cfg.nat;
-        // Endpoints: in NAT mode A is inside and B outside; otherwise any two hosts.
-        let a = if nat || self.rng.chance(0.5) {
+        let nat = self.cfg.nat || self.cfg.dnat;
+        let dnat = self.cfg.dnat && fam == Fam::V4;
+        // Endpoints: in NAT mode A is inside and B outside (DNAT: A an outside client, B
+        // the server); otherwise any two hosts.
+        let a = if (nat && !self.cfg.dnat) || (!nat && self.rng.chance(0.5)) {
             inside(fam, self.rng.below(24))
         } else {
             outside(fam, self.rng.below(40))
         };
-        let b = if nat || self.rng.chance(0.6) {
+        let b = if dnat {
+            IpAddr::V4(DNAT_SERVER)
+        } else if self.cfg.dnat {
+            inside(fam, 100 + self.rng.below(24))
+        } else if nat || self.rng.chance(0.6) {
             outside(fam, self.rng.below(40))
         } else {
             inside(fam, 100 + self.rng.below(24))
         };
         let wire_a = if self.nat_family(fam) { pool(fam) } else { a };
+        let wire_b = if dnat { IpAddr::V4(DNAT_PUBLIC) } else { b };
         let framing = Framing {
             vlan: self
                 .rng
@@ -694,7 +725,7 @@ impl Gen {
                 )
             }
             _ => {
-                let choices: &[u8] = if fam == Fam::V4 {
+                let choices: &[u8] = if fam == Fam::V4 && !self.cfg.dnat {
                     &[47, 50, 112]
                 } else {
                     &[47, 50]
@@ -705,7 +736,14 @@ impl Gen {
                     b = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18));
                 }
                 // Address-only NAT: one flow per (protocol, destination) keeps it determined.
-                if nat {
+                if dnat {
+                    // The reply key is (server -> client, protocol): one flow per client.
+                    let mut tries = 0;
+                    while !self.used_other.insert((proto, a)) && tries < 50 {
+                        tries += 1;
+                        proto = if proto == 47 { 50 } else { 47 };
+                    }
+                } else if nat {
                     let mut tries = 0;
                     while !self.used_other.insert((proto, b)) {
                         tries += 1;
@@ -732,6 +770,10 @@ impl Gen {
                     name: "other",
                     addr: [a, b],
                     wire_a,
+                    // The loop above may have changed `b`.
+                    wire_b: if dnat { wire_b } else { b },
+                    wire_bport: 0,
+                    b_inside: dnat,
                     proto,
                     port: [0, 0],
                     framing,
@@ -743,11 +785,20 @@ impl Gen {
                 return;
             }
         };
+        // DNAT: B's real port is the server's; A addresses the public port.
+        let (port, wire_bport) = if dnat && proto != 1 {
+            ([port[0], DNAT_PORT], port[1])
+        } else {
+            (port, port[1])
+        };
         self.flows.push(Flow {
             id,
             name,
             addr: [a, b],
             wire_a,
+            wire_b,
+            wire_bport,
+            b_inside: dnat,
             proto,
             port,
             framing,
@@ -838,7 +889,7 @@ impl Gen {
         // Port reuse: not in NAT traces, where OVS 3.1 translates the new connection to
         // another port (docs/ovs-differences.md), so the answers the trace holds would not
         // be addressed to it.
-        if !self.cfg.nat && self.rng.chance(0.12) {
+        if !(self.cfg.nat || self.cfg.dnat) && self.rng.chance(0.12) {
             s.push_back(TcpAct::Reuse);
             s.push_back(TcpAct::Syn(0));
             s.push_back(TcpAct::SynAck(1));
@@ -866,6 +917,9 @@ impl Gen {
         let sd = [f.src_dst(0), f.src_dst(1)];
         let seen_sd = [f.seen_src_dst(0), f.seen_src_dst(1)];
         let (port, proto) = (f.port, f.proto);
+        // Ports as sent and as seen by the receiver, per direction (DNAT changes B's).
+        let sp = [f.ports(0, false), f.ports(1, false)];
+        let seen_p = [f.ports(0, true), f.ports(1, true)];
         let (built, dir, what) = match &mut f.kind {
             Kind::Tcp { ends, script } => {
                 let Some(act) = script.pop_front() else {
@@ -883,32 +937,34 @@ impl Gen {
                 let (d, seq, ack, flags, len, opts, what) = tcp_render(act, ends, &mut self.rng);
                 let payload = self.rng.bytes(len as usize);
                 let win = ends[d].win;
-                let mk = |src: &IpAddr, dst: &IpAddr| {
-                    let seg =
-                        tcp_segment(port[d], port[1 - d], seq, ack, flags, win, &opts, &payload);
+                let mk = |src: &IpAddr, dst: &IpAddr, (a, b): (u16, u16)| {
+                    let seg = tcp_segment(a, b, seq, ack, flags, win, &opts, &payload);
                     ip_packet(src, dst, 6, &seg, &fr, 64, id)
                 };
                 let (s, t) = sd[d];
                 let (ss, st) = seen_sd[d];
-                ((mk(&s, &t), mk(&ss, &st)), d, what)
+                ((mk(&s, &t, sp[d]), mk(&ss, &st, seen_p[d])), d, what)
             }
             Kind::Datagram { dirs } => {
                 let Some(d) = dirs.pop_front() else { return };
                 let len = self.rng.range(0, 120) as usize;
                 let payload = self.rng.bytes(len.max(if proto == 17 { 0 } else { 8 }));
-                let l4 = if proto == 17 {
-                    udp_datagram(port[d], port[1 - d], &payload)
-                } else if proto == 47 {
-                    let mut g = vec![0, 0, 0x08, 0x00];
-                    g.extend_from_slice(&payload);
-                    g
-                } else {
-                    payload
+                let mk = |(a, b): (u16, u16)| {
+                    if proto == 17 {
+                        udp_datagram(a, b, &payload)
+                    } else if proto == 47 {
+                        let mut g = vec![0, 0, 0x08, 0x00];
+                        g.extend_from_slice(&payload);
+                        g
+                    } else {
+                        payload.clone()
+                    }
                 };
+                let (l4, seen_l4) = (mk(sp[d]), mk(seen_p[d]));
                 let (s, t) = sd[d];
                 let (ss, st) = seen_sd[d];
                 let a = ip_packet(&s, &t, proto, &l4, &fr, 64, id);
-                let b = ip_packet(&ss, &st, proto, &l4, &fr, 64, id);
+                let b = ip_packet(&ss, &st, proto, &seen_l4, &fr, 64, id);
                 ((a, b), d, format!("{} bytes", l4.len()))
             }
             Kind::Echo { ts, seq, script } => {
@@ -1013,10 +1069,12 @@ impl Gen {
                 IpAddr::V4(v) => v.is_multicast(),
                 IpAddr::V6(v) => v.is_multicast(),
             };
+            // The quoted packet's receiver's side: B's for A>B packets.
+            let receiver_inside = if d == 0 { f.b_inside } else { !f.b_inside };
             let from = if from_peer && !multicast {
                 peer
             } else {
-                router(fam, d == 1, self.rng.u64())
+                router(fam, receiver_inside, self.rng.u64())
             };
             let mut to = qs;
             let mut what = format!(
@@ -1069,6 +1127,19 @@ impl Gen {
                 let nh = quote[6];
                 40 + if nh == 0 || nh == 60 { 8 } else { 0 } + 8
             }
+        };
+        // DNAT translates ports: a quote with less than a whole TCP header makes OVS 3.1.0
+        // write the quoted TCP checksum past the packet's end and crash (heap corruption;
+        // docs/ovs-differences.md, X4), so DNAT traces quote TCP headers whole.
+        let inner_proto = match fam {
+            Fam::V4 => quote[9],
+            Fam::V6 if quote[6] == 0 || quote[6] == 60 => quote[40],
+            Fam::V6 => quote[6],
+        };
+        let min = if self.cfg.dnat && inner_proto == 6 {
+            min + 12
+        } else {
+            min
         };
         let cut = if self.rng.chance(0.3) {
             min.min(quote.len())
