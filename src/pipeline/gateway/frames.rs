@@ -101,7 +101,8 @@ pub fn arp_request(out: &mut [u8], mac: MacAddr, spa: [u8; 4], target: [u8; 4]) 
     Some(len)
 }
 
-/// The solicited-node multicast address of `a` (ff02::1:ffXX:XXXX).
+/// The solicited-node multicast address of `a`: `ff02::1:ff00:0/104` with the low 24 bits
+/// of `a` (RFC 4291 §2.7.1).
 pub fn solicited_node(a: &[u8; 16]) -> [u8; 16] {
     let mut s = [0u8; 16];
     s[0] = 0xff;
