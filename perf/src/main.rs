@@ -9,6 +9,7 @@ mod core;
 mod fwd;
 mod gateway;
 mod gen_traffic;
+mod nat_bench;
 mod replay;
 mod runner;
 
@@ -39,6 +40,8 @@ enum Command {
     Pcap(gen_traffic::Args),
     /// Gateway throughput: ctgate with SNAT on established flows replayed from pcaps.
     Gateway(gateway::Args),
+    /// The cost of NAT in the tracker: creation and established throughput, plain vs SNAT.
+    Nat(nat_bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Pcap(args) => gen_traffic::run(&args),
         Command::Gateway(args) => gateway::run(&args),
+        Command::Nat(args) => nat_bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,231 @@
+//! `ctgate-perf nat`: the cost of NAT in the tracker, per core (issue 5's benchmark).
+//!
+//! For each connection count N, on one thread, with real frames (perf/src/frames.rs):
+//!
+//! * `bench=nat_create conns=N plain_conns_per_s=… nat_conns_per_s=… cost_ratio=…`: every
+//!   packet a new flow (parse + tracker), without NAT and with SNAT to a /24 pool (keep the
+//!   port when free, else probe 1024–65535); `cost_ratio` = NAT time per connection / plain
+//!   time per connection (target ≤ 1.5).
+//! * `bench=nat_established conns=N plain_mpps=… nat_mpps=… cost_ratio=…`: established
+//!   packets of the N flows in shuffled order, in bursts of 32; each packet is copied from
+//!   the frame store into a scratch buffer (as a NIC would deliver it), parsed, tracked and,
+//!   for NAT, rewritten with incremental checksums (`nat::apply`); `cost_ratio` = NAT time
+//!   per packet / plain time per packet (target ≤ 1.2).
+
+use crate::core::frames::{FrameBuf, Kind, Rng, SLOT};
+use clap::Args as ClapArgs;
+use ctgate::conntrack::{Conntrack, CtConfig, CtWorker, PacketMeta, ReplyTuples};
+use ctgate::nat::{self, NatRange, NatSpec};
+use ctgate::wire::parse::parse_frame;
+use std::time::Instant;
+
+const BURST: usize = 32;
+
+/// Arguments of `ctgate-perf nat`.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Connection counts (repeatable or comma separated).
+    #[arg(long = "conns", value_delimiter = ',', default_values_t = vec![1000u32, 1_000_000])]
+    pub conns: Vec<u32>,
+    /// Seconds per measurement (at least one full pass is made).
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Small and short, for smoke tests.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+fn tracker(n: u32) -> Conntrack {
+    Conntrack::new(CtConfig {
+        max_conns: n.max(1024) * 2,
+        n_buckets: 0,
+        workers: 1,
+        tcp_seq_check: true,
+        hash_seed: Some(42),
+    })
+}
+
+fn pool() -> NatSpec {
+    NatSpec::snat(
+        "192.0.2.0-192.0.2.255"
+            .parse::<NatRange>()
+            .expect("constant range"),
+    )
+}
+
+/// Creates the N flows (first packet each); returns the seconds it took.
+fn create(ct: &Conntrack, frames: &FrameBuf, nat: Option<&dyn ReplyTuples>) -> Result<f64, String> {
+    let mut w = ct.worker(0);
+    let p0 = parse_frame(frames.get(0)).map_err(|e| format!("frame: {e:?}"))?;
+    let mut metas = [PacketMeta::new(p0, 0, true); BURST];
+    let specs: Vec<&dyn ReplyTuples> = nat.into_iter().collect();
+    let t0 = Instant::now();
+    let mut i = 0;
+    while i < frames.len() {
+        let mut k = 0;
+        while k < BURST && i < frames.len() {
+            if let Ok(p) = parse_frame(frames.get(i)) {
+                metas[k].reset(&p, 0, true);
+                metas[k].nat = nat.map(|_| 0);
+                k += 1;
+            }
+            i += 1;
+        }
+        w.process_burst_nat(&mut metas[..k], &specs, 1);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    if ct.n_conns() as usize != frames.len() {
+        return Err(format!(
+            "created {} of {} connections ({:?})",
+            ct.n_conns(),
+            frames.len(),
+            ct.counters()
+        ));
+    }
+    Ok(secs)
+}
+
+/// Established packets for `secs` (at least one pass); returns packets per second.
+fn established(ct: &Conntrack, frames: &FrameBuf, nat: bool, secs: f64) -> Result<f64, String> {
+    let mut w: CtWorker = ct.worker(0);
+    let p0 = parse_frame(frames.get(0)).map_err(|e| format!("frame: {e:?}"))?;
+    let mut metas = [PacketMeta::new(p0, 0, true); BURST];
+    let mut bufs = [[0u8; SLOT]; BURST];
+    let mut lens = [0usize; BURST];
+    let mut packets = 0u64;
+    let mut rewritten = 0u64;
+    let t0 = Instant::now();
+    loop {
+        let mut i = 0;
+        while i < frames.len() {
+            let k = BURST.min(frames.len() - i);
+            for j in 0..k {
+                let f = frames.get(i + j);
+                bufs[j][..f.len()].copy_from_slice(f);
+                lens[j] = f.len();
+                if let Ok(p) = parse_frame(&bufs[j][..lens[j]]) {
+                    metas[j].reset(&p, 0, true);
+                }
+            }
+            w.process_burst(&mut metas[..k], 2);
+            if nat {
+                for j in 0..k {
+                    if let Ok(rw) = nat::apply(
+                        &mut bufs[j][..lens[j]],
+                        &metas[j].parsed,
+                        &metas[j].result,
+                        ct,
+                    ) {
+                        rewritten += u64::from(!rw.is_empty());
+                    }
+                }
+            }
+            packets += k as u64;
+            i += k;
+        }
+        if t0.elapsed().as_secs_f64() >= secs {
+            break;
+        }
+    }
+    let el = t0.elapsed().as_secs_f64();
+    if nat && rewritten != packets {
+        return Err(format!(
+            "only {rewritten} of {packets} packets were translated"
+        ));
+    }
+    Ok(packets as f64 / el)
+}
+
+/// Runs the NAT benchmark.
+pub fn run(args: &Args) -> Result<(), String> {
+    let conns: Vec<u32> = if args.quick {
+        vec![1000, 5000]
+    } else {
+        args.conns.clone()
+    };
+    let secs = if args.quick { 0.3 } else { args.seconds };
+    let spec = pool();
+    for (c, &n) in conns.iter().enumerate() {
+        eprintln!("nat: case {} of {}: {n} connections", c + 1, conns.len());
+        let firsts = FrameBuf::of_flows(0..n, Kind::First);
+        let replies = FrameBuf::of_flows(0..n, Kind::FirstReply);
+        let mut order: Vec<u32> = (0..n).collect();
+        Rng::new(7).shuffle(&mut order);
+        let est = FrameBuf::of_flows(order.iter().copied(), Kind::Orig);
+
+        // Creation: best of a few passes (fresh tracker each).
+        let passes = if args.quick {
+            2
+        } else if n <= 100_000 {
+            20
+        } else {
+            3
+        };
+        let (mut plain, mut natc) = (f64::MAX, f64::MAX);
+        for _ in 0..passes {
+            plain = plain.min(create(&tracker(n), &firsts, None)?);
+            natc = natc.min(create(&tracker(n), &firsts, Some(&spec))?);
+        }
+        println!(
+            "bench=nat_create conns={n} threads=1 plain_conns_per_s={} nat_conns_per_s={} cost_ratio={:.2}",
+            (n as f64 / plain) as u64,
+            (n as f64 / natc) as u64,
+            natc / plain
+        );
+
+        // Established: the same flows, without and with NAT, both ways answered first.
+        let plain_ct = tracker(n);
+        create(&plain_ct, &firsts, None)?;
+        let nat_ct = tracker(n);
+        create(&nat_ct, &firsts, Some(&spec))?;
+        // Replies make UDP bidirectional and TCP established. The plain tracker takes them as
+        // they are; the NAT tracker needs them addressed to the translated tuples.
+        answer(&plain_ct, &replies, false)?;
+        answer(&nat_ct, &replies, true)?;
+        let p = established(&plain_ct, &est, false, secs)?;
+        let q = established(&nat_ct, &est, true, secs)?;
+        println!(
+            "bench=nat_established conns={n} threads=1 plain_mpps={:.2} nat_mpps={:.2} cost_ratio={:.2}",
+            p / 1e6,
+            q / 1e6,
+            p / q
+        );
+    }
+    Ok(())
+}
+
+/// Sends each flow's first reply; for NAT conntrack, rewritten to the translated tuple
+/// (the reverse of the connection's reply key) so it is found as the reply.
+fn answer(ct: &Conntrack, replies: &FrameBuf, nat: bool) -> Result<(), String> {
+    let mut w = ct.worker(0);
+    let mut buf = [0u8; SLOT];
+    for i in 0..replies.len() {
+        let f = replies.get(i);
+        buf[..f.len()].copy_from_slice(f);
+        let frame = &mut buf[..f.len()];
+        let p = parse_frame(frame).map_err(|e| format!("reply frame: {e:?}"))?;
+        let p = if nat {
+            // The tracker's view of this reply before translation: its original tuple's
+            // connection tells where SNAT put the client.
+            let orig = ctgate::conntrack::ConnKey::from_packet(&p, 0).reversed();
+            let h = ct.table().hash_key(&orig);
+            let hit = ct
+                .table()
+                .lookup(&orig.to_words(), h, 1)
+                .ok_or_else(|| format!("flow {i} has no connection"))?;
+            let reply_key = ct
+                .snapshot(hit.idx, hit.gen)
+                .ok_or_else(|| format!("flow {i} vanished"))?
+                .reply;
+            nat::rewrite_to(frame, &p, &reply_key).map_err(|e| format!("reply rewrite: {e}"))?;
+            parse_frame(frame).map_err(|e| format!("reply frame: {e:?}"))?
+        } else {
+            p
+        };
+        let r = w.process(&p, 0, true, 1);
+        if !r.state.has(ctgate::conntrack::CtState::EST) {
+            return Err(format!("reply of flow {i} was {}", r.state));
+        }
+    }
+    Ok(())
+}
