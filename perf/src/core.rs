@@ -421,7 +421,7 @@ fn track_all(
         let mut k = 0;
         while k < BURST && i < range.end {
             if let Ok(p) = parse_frame(frames.get(i)) {
-                metas[k] = PacketMeta::new(p, 0, true);
+                metas[k].reset(&p, 0, true);
                 k += 1;
             }
             i += 1;
@@ -551,7 +551,7 @@ fn lookup_loop(
                 let mut k = 0;
                 for _ in 0..BURST {
                     if let Ok(p) = parse_frame(frames.get(pos)) {
-                        metas[k] = PacketMeta::new(p, 0, true);
+                        metas[k].reset(&p, 0, true);
                         k += 1;
                     }
                     pos += 1;
