@@ -110,6 +110,10 @@ pub struct PoolCache {
 /// Batch size for moving indices between a [`PoolCache`] and the shared free list.
 const CACHE_BATCH: usize = 32;
 
+/// Free records one [`PoolCache`] can hold at most (it flushes down to `CACHE_BATCH`
+/// when it reaches twice that).
+pub const CACHE_MAX: u32 = 2 * CACHE_BATCH as u32;
+
 impl Default for PoolCache {
     fn default() -> Self {
         PoolCache {

@@ -1073,3 +1073,31 @@ fn invalid_packets_of_nat_connections_keep_their_connection_and_flag() {
     assert!(r.conn.is_some());
     assert!(ct.nat_target(&r.conn.unwrap()).is_some());
 }
+
+#[test]
+fn free_records_cached_by_another_worker_never_refuse_below_the_limit() {
+    // Worker 1 creates and frees connections (its cache keeps the freed records); worker 0
+    // must still be able to fill the table exactly up to the limit.
+    let ct = Conntrack::new(CtConfig {
+        max_conns: 1000,
+        n_buckets: 0,
+        workers: 2,
+        tcp_seq_check: true,
+        hash_seed: Some(5),
+    });
+    let mut w1 = ct.worker(1);
+    for i in 0..60u16 {
+        let r = w1.process(&udp(A, B, 1 + i, 9), 0, true, 0);
+        assert!(w1.remove(&r.conn.unwrap()));
+    }
+    let mut w0 = ct.worker(0);
+    for i in 0..1000u32 {
+        let src = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+        let r = w0.process(&udp(&src, B, 5000, 53), 0, true, 0);
+        assert!(r.conn.is_some(), "connection {i}: {r:?}");
+    }
+    let r = w0.process(&udp("10.9.9.9", B, 5000, 53), 0, true, 0);
+    assert_eq!(r.refused, Some(Refusal::MaxConns));
+    assert_eq!(ct.n_conns(), 1000);
+    assert_eq!(ct.counters().refused_table_full, 0);
+}

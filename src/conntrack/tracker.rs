@@ -115,6 +115,8 @@ pub struct Conntrack {
     tcp_seq_check: AtomicBool,
     counters: Box<[CachePadded<CtCounters>]>,
     workers: usize,
+    /// Records of the pool beyond `max_conns` (room for the workers' caches).
+    pool_slack: u32,
     next_worker: AtomicUsize,
     pub(crate) sweep_cursor: AtomicUsize,
 }
@@ -128,7 +130,16 @@ impl Conntrack {
         };
         let workers = cfg.workers.max(1);
         Conntrack {
-            table: ConnTable::new(cfg.max_conns, cfg.n_buckets, hasher),
+            // Headroom for the records that sit free in the workers' caches: the limit is
+            // kept exactly by `n_conns`, and a free record parked in another worker's cache
+            // must never make an insert fail below the limit.
+            table: ConnTable::new(
+                cfg.max_conns
+                    .saturating_add((workers as u32 + 1) * super::table::CACHE_MAX),
+                cfg.n_buckets,
+                hasher,
+            ),
+            pool_slack: (workers as u32 + 1) * super::table::CACHE_MAX,
             zones: Zones::new(workers + 1),
             default_policy: TimeoutPolicy::defaults(),
             max_conns: AtomicU32::new(cfg.max_conns),
@@ -189,10 +200,10 @@ impl Conntrack {
 
     /// Changes the global limit; it cannot exceed the pool allocated at start.
     pub fn set_max_conns(&self, n: u32) -> Result<(), String> {
-        if n > self.table.capacity() {
+        let pool = self.table.capacity().saturating_sub(self.pool_slack);
+        if n > pool {
             return Err(format!(
-                "maxconns {n} exceeds the pre-allocated pool of {} connections (restart with a larger max_conns)",
-                self.table.capacity()
+                "maxconns {n} exceeds the pre-allocated pool of {pool} connections (restart with a larger max_conns)"
             ));
         }
         self.max_conns.store(n, Ordering::Relaxed);
