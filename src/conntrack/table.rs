@@ -96,8 +96,9 @@ pub enum InsertError {
 struct FreeList {
     /// Indices returned to the pool.
     stack: Vec<u32>,
-    /// Indices never used yet start here (the pool is handed out lazily so its untouched
-    /// pages stay unmapped).
+    /// Indices never used yet start here. (The pool itself is resident from the start:
+    /// the allocator zeroes 32-byte-aligned allocations with memset; handing indices out in
+    /// order at least keeps the records in use dense.)
     fresh: u32,
 }
 
@@ -319,12 +320,6 @@ impl ConnTable {
             }
         }
         None
-    }
-
-    /// Like [`ConnTable::lookup`], but also finds expired (still live) records. Used to
-    /// find and remove the expired holder of a key.
-    pub fn lookup_any(&self, words: &[u64; KEY_WORDS], hash: u64) -> Option<Hit> {
-        self.lookup(words, hash, 0)
     }
 
     fn lock_bucket(&self, i: usize) {

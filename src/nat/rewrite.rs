@@ -95,11 +95,10 @@
 //! ICMP errors take a separate, out-of-line path.
 
 use crate::conntrack::key::ConnKey;
-use crate::conntrack::{Conntrack, CtResult, CtState, Hit};
+use crate::conntrack::{Conntrack, CtResult, CtState};
 use crate::wire::parse::{proto, Family, Fragment, L4Summary, ParsedPacket};
 use crate::wire::{icmpv4, icmpv6};
 use std::fmt;
-use std::sync::atomic::{fence, Ordering};
 
 /// Why a packet could not be rewritten. The frame is left unchanged; the pipeline drops
 /// the packet (forwarding it untranslated would leak inside addresses).
@@ -212,22 +211,8 @@ pub fn apply(
     let Some(hit) = r.conn else {
         return Ok(Rewritten::NONE);
     };
-    let target = target_of(ct, &hit).ok_or(RewriteError::ConnGone)?;
+    let target = ct.nat_target(&hit).ok_or(RewriteError::ConnGone)?;
     rewrite_to(frame, p, &target)
-}
-
-/// [`Conntrack::nat_target`], with the connection's generation checked again after the key
-/// is read (seqlock style), so a slot freed and reused meanwhile cannot hand out another
-/// connection's tuple.
-#[inline]
-fn target_of(ct: &Conntrack, hit: &Hit) -> Option<ConnKey> {
-    let c = ct.conn_of(hit)?;
-    if c.nat_flags() == 0 {
-        return None;
-    }
-    let other = c.key(hit.dir ^ 1);
-    fence(Ordering::Acquire);
-    c.is_live(hit.gen).then(|| other.reversed())
 }
 
 /// Rewrites the packet `p` (as [`crate::wire::parse_frame`] parsed `frame`) so that its
