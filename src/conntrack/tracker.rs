@@ -267,7 +267,7 @@ impl Conntrack {
         c.is_live(hit.gen).then_some(c)
     }
 
-    /// Removes a connection (idempotent). `counter` picks which counter records it.
+    /// Removes a connection (idempotent); its record goes to `cache`, or the shared pool.
     pub(crate) fn remove(&self, idx: u32, gen: u32, cache: Option<&mut PoolCache>) -> bool {
         if !self.table.unlink(idx, gen) {
             return false;
@@ -353,6 +353,8 @@ pub struct PacketMeta {
     pub nat: Option<u16>,
     /// Output: the tracker's verdict.
     pub result: CtResult,
+    /// Set by the first pass of a burst: an ordinary packet, with `words`/`hash` computed.
+    plain: bool,
     words: [u64; KEY_WORDS],
     hash: u64,
 }
@@ -368,6 +370,7 @@ impl PacketMeta {
         self.nat = None;
         self.result = CtResult::default();
         self.hash = 0;
+        self.plain = false;
     }
 
     /// A packet to track in `zone`.
@@ -380,6 +383,7 @@ impl PacketMeta {
             result: CtResult::default(),
             words: [0; KEY_WORDS],
             hash: 0,
+            plain: false,
         }
     }
 }
@@ -516,7 +520,8 @@ impl<'a> CtWorker<'a> {
     ) {
         let table = &self.ct.table;
         for m in pkts.iter_mut() {
-            if let Lookup::Plain = classify(&m.parsed, m.zone) {
+            m.plain = matches!(classify(&m.parsed, m.zone), Lookup::Plain);
+            if m.plain {
                 let k = ConnKey::from_packet(&m.parsed, m.zone);
                 m.words = k.to_words();
                 m.hash = table.hasher().hash_words(&m.words);
@@ -525,12 +530,22 @@ impl<'a> CtWorker<'a> {
         }
         if pkts.len() > 1 {
             for m in pkts.iter() {
-                if m.hash != 0 {
+                if m.plain {
                     table.prefetch_candidate(m.hash);
                 }
             }
         }
         for m in pkts.iter_mut() {
+            if m.plain {
+                // The common case: classified in the first pass, no copy of the packet.
+                let req = Request {
+                    zone: m.zone,
+                    commit: m.commit,
+                    nat: m.nat.and_then(|i| nat.get(i as usize).copied()),
+                };
+                m.result = self.resolve(&m.parsed, &req, &m.words, m.hash, now);
+                continue;
+            }
             m.result = match classify(&m.parsed, m.zone) {
                 Lookup::Fragment => {
                     bump(&self.counters().invalid_fragment);
@@ -541,15 +556,8 @@ impl<'a> CtWorker<'a> {
                     CtResult::flags(CtState::INV)
                 }
                 Lookup::Related(key) => self.related(key, now),
-                Lookup::Plain => {
-                    let req = Request {
-                        zone: m.zone,
-                        commit: m.commit,
-                        nat: m.nat.and_then(|i| nat.get(i as usize).copied()),
-                    };
-                    let (p, words, hash) = (m.parsed, m.words, m.hash);
-                    self.resolve(&p, &req, &words, hash, now)
-                }
+                // Classified as plain in the first pass: handled above.
+                Lookup::Plain => continue,
             };
         }
     }
