@@ -58,6 +58,9 @@ pub struct AppArgs {
     pub duration: Option<Duration>,
     /// No per-second stats line (`--quiet`); final counters are still printed.
     pub quiet: bool,
+    /// Least number of mbufs in each packet mempool (`--mbufs N`); `None`: sized for the
+    /// port plan alone. Needed when a port preloads its input (net_pcap `infinite_rx=1`).
+    pub mbufs: Option<u32>,
 }
 
 impl AppArgs {
@@ -77,9 +80,13 @@ impl Default for AppArgs {
             exit_when_idle: None,
             duration: None,
             quiet: false,
+            mbufs: None,
         }
     }
 }
+
+/// Largest `--mbufs`: 2^26 - 1 mbufs (about 150 GB of 2 KiB buffers), far above any host.
+pub const MAX_MBUFS: u32 = (1 << 26) - 1;
 
 /// Next-hop MAC when none is given: broadcast, so that whatever sits behind the output
 /// port receives the frames until neighbour resolution exists.
@@ -141,6 +148,11 @@ pub const APP_OPTIONS: &[OptSpec] = &[
         name: "--quiet",
         value: None,
         help: "no per-second stats line (final counters are still printed)",
+    },
+    OptSpec {
+        name: "--mbufs",
+        value: Some("N"),
+        help: "at least N mbufs per packet mempool (default: enough for the ports' rings, bursts and caches; raise it when a port preloads its input, e.g. net_pcap infinite_rx=1)",
     },
     OptSpec {
         name: "--help",
@@ -337,6 +349,18 @@ pub fn parse_app_args(args: &[String]) -> Result<AppArgs, CliError> {
                 out.duration = Some(secs);
             }
             "--quiet" => out.quiet = true,
+            "--mbufs" => {
+                let n: u32 = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| (1..=MAX_MBUFS).contains(&n))
+                    .ok_or_else(|| {
+                        CliError(format!(
+                            "--mbufs: {value:?} is not a number of mbufs in 1..={MAX_MBUFS}"
+                        ))
+                    })?;
+                out.mbufs = Some(n);
+            }
             // --help/--version are handled before; any other row needs an arm here.
             _ => return Err(CliError(format!("option {name} is not handled"))),
         }
@@ -408,6 +432,11 @@ mod tests {
         assert_eq!(c.app.exit_when_idle, Some(Duration::from_millis(250)));
         assert_eq!(c.app.duration, Some(Duration::from_millis(1500)));
         assert!(c.app.quiet);
+        assert_eq!(c.app.mbufs, None);
+        assert_eq!(
+            run(&["--", "--mbufs", "300000"]).unwrap().app.mbufs,
+            Some(300_000)
+        );
     }
 
     #[test]
@@ -496,6 +525,9 @@ mod tests {
             &["--", "--duration", "1e30"],
             &["--", "--duration"],
             &["--", "--quiet=yes"],
+            &["--", "--mbufs", "0"],
+            &["--", "--mbufs", "many"],
+            &["--", "--mbufs", "67108864"],
         ];
         for args in cases {
             let e = run(args).expect_err(&format!("{args:?} should fail"));

@@ -132,7 +132,7 @@ pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), Str
             .and_then(|c| c.socket)
             .unwrap_or(main_socket)
     };
-    let pools = create_mempools(eal, &plan, &socket_of)?;
+    let pools = create_mempools(eal, &plan, &socket_of, args.mbufs.unwrap_or(0))?;
 
     // Configure every port in the plan; `ports` closes them on any early return.
     let mut ports: Vec<Port> = Vec::with_capacity(plan.ports.len());
@@ -523,11 +523,12 @@ where
 }
 
 /// One mempool per NUMA socket that has ports, sized for every descriptor, TX buffer and
-/// per-lcore cache that may hold an mbuf at once.
+/// per-lcore cache that may hold an mbuf at once, and at least `at_least` (`--mbufs`).
 fn create_mempools(
     eal: &Eal,
     plan: &PortPlan,
     socket_of: &dyn Fn(u16) -> u32,
+    at_least: u32,
 ) -> Result<Vec<(u32, Mempool)>, String> {
     let mut sockets: Vec<u32> = plan.ports.iter().map(|p| socket_of(p.id)).collect();
     sockets.sort_unstable();
@@ -546,7 +547,7 @@ fn create_mempools(
             .sum();
         let in_flight =
             workers * (BURST_SIZE as u32 * (1 + plan.ports.len() as u32) + MEMPOOL_CACHE);
-        let want = (rings + in_flight + 1024).max(8191);
+        let want = (rings + in_flight + 1024).max(8191).max(at_least);
         // Mempools are most compact at 2^n - 1 elements.
         let n = want
             .checked_next_power_of_two()
