@@ -5,11 +5,15 @@
 //!
 //! Speed is measured here, never asserted in tests.
 
+mod compare_ovs;
 mod core;
+mod datapath;
 mod fwd;
 mod gateway;
 mod gen_traffic;
 mod nat_bench;
+#[allow(dead_code)]
+mod plot;
 mod replay;
 mod runner;
 
@@ -42,6 +46,12 @@ enum Command {
     Gateway(gateway::Args),
     /// The cost of NAT in the tracker: creation and established throughput, plain vs SNAT.
     Nat(nat_bench::Args),
+    /// The full ctgate pipeline in this process, fed by a generator lcore over ring ports:
+    /// Mpps, connections/s, drops by reason and per-packet latency percentiles.
+    Datapath(datapath::Args),
+    /// ctgate and Open vSwitch's DPDK datapath (conntrack, SNAT) side by side on the same
+    /// input, ports and cores.
+    CompareOvs(compare_ovs::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +63,8 @@ fn main() -> ExitCode {
         Command::Pcap(args) => gen_traffic::run(&args),
         Command::Gateway(args) => gateway::run(&args),
         Command::Nat(args) => nat_bench::run(&args),
+        Command::Datapath(args) => datapath::run(&args),
+        Command::CompareOvs(args) => compare_ovs::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

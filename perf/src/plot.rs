@@ -1,0 +1,1 @@
+//! SVG charts for `--plot DIR` (being written).
