@@ -16,6 +16,7 @@ mod nat_bench;
 mod plot;
 mod replay;
 mod runner;
+mod step;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,9 @@ enum Command {
     /// The full ctgate pipeline in this process, fed by a generator lcore over ring ports:
     /// Mpps, connections/s, drops by reason and per-packet latency percentiles.
     Datapath(datapath::Args),
+    /// The gateway step alone (no DPDK): per-packet cost of parse, track, SNAT, route on
+    /// established flows, for profiling.
+    Step(step::Args),
     /// ctgate and Open vSwitch's DPDK datapath (conntrack, SNAT) side by side on the same
     /// input, ports and cores.
     CompareOvs(compare_ovs::Args),
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Gateway(args) => gateway::run(&args),
         Command::Nat(args) => nat_bench::run(&args),
         Command::Datapath(args) => datapath::run(&args),
+        Command::Step(args) => step::run(&args),
         Command::CompareOvs(args) => compare_ovs::run(&args),
     };
     match result {

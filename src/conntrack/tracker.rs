@@ -262,6 +262,7 @@ impl Conntrack {
     }
 
     /// The record of a hit, if it is still the same live connection.
+    #[inline]
     pub fn conn_of(&self, hit: &Hit) -> Option<&Conn> {
         let c = self.table.conn(hit.idx);
         c.is_live(hit.gen).then_some(c)
@@ -309,6 +310,7 @@ impl Conntrack {
     /// For a packet of connection `hit` (travelling in `hit.dir`), the tuple it must carry
     /// after NAT: the reverse of the other direction's key. `None` when the connection has
     /// no NAT (or is gone).
+    #[inline]
     pub fn nat_target(&self, hit: &Hit) -> Option<ConnKey> {
         let c = self.conn_of(hit)?;
         if c.nat_flags() == 0 {
@@ -355,6 +357,8 @@ pub struct PacketMeta {
     pub result: CtResult,
     /// Set by the first pass of a burst: an ordinary packet, with `words`/`hash` computed.
     plain: bool,
+    /// Left out of the burst ([`PacketMeta::skip`]): not tracked, `result` untouched.
+    skipped: bool,
     words: [u64; KEY_WORDS],
     hash: u64,
 }
@@ -371,6 +375,29 @@ impl PacketMeta {
         self.result = CtResult::default();
         self.hash = 0;
         self.plain = false;
+        self.skipped = false;
+    }
+
+    /// Prepares a meta whose `parsed` was written in place (by
+    /// [`crate::wire::parse::parse_frame_into`]) for tracking in `zone`, with `nat` as in
+    /// [`PacketMeta::nat`]. Bursts reuse their metas, and parsing straight into them
+    /// saves copying the parsed packet per packet.
+    #[inline(always)]
+    pub fn prepare(&mut self, zone: u16, commit: bool, nat: Option<u16>) {
+        self.zone = zone;
+        self.commit = commit;
+        self.nat = nat;
+        self.result = CtResult::default();
+        self.hash = 0;
+        self.plain = false;
+        self.skipped = false;
+    }
+
+    /// Leaves this packet out of the burst it is in: the tracker does not look at it and
+    /// leaves `result` as it is. Undone by [`PacketMeta::prepare`]/[`PacketMeta::reset`].
+    #[inline(always)]
+    pub fn skip(&mut self) {
+        self.skipped = true;
     }
 
     /// A packet to track in `zone`.
@@ -384,6 +411,7 @@ impl PacketMeta {
             words: [0; KEY_WORDS],
             hash: 0,
             plain: false,
+            skipped: false,
         }
     }
 }
@@ -520,7 +548,7 @@ impl<'a> CtWorker<'a> {
     ) {
         let table = &self.ct.table;
         for m in pkts.iter_mut() {
-            m.plain = matches!(classify(&m.parsed, m.zone), Lookup::Plain);
+            m.plain = !m.skipped && matches!(classify(&m.parsed, m.zone), Lookup::Plain);
             if m.plain {
                 let k = ConnKey::from_packet(&m.parsed, m.zone);
                 m.words = k.to_words();
@@ -544,6 +572,9 @@ impl<'a> CtWorker<'a> {
                     nat: m.nat.and_then(|i| nat.get(i as usize).copied()),
                 };
                 m.result = self.resolve(&m.parsed, &req, &m.words, m.hash, now);
+                continue;
+            }
+            if m.skipped {
                 continue;
             }
             m.result = match classify(&m.parsed, m.zone) {

@@ -133,6 +133,24 @@ pub struct ParsedPacket {
     pub l4: L4Summary,
 }
 
+impl ParsedPacket {
+    /// A placeholder (an IPv4 packet of protocol 0 between unspecified addresses), for
+    /// buffers that [`parse_frame_into`] fills later.
+    pub const EMPTY: ParsedPacket = ParsedPacket {
+        l3_offset: 0,
+        l4_offset: 0,
+        l4_len: 0,
+        vlans: 0,
+        family: Family::V4,
+        src: [0; 16],
+        dst: [0; 16],
+        proto: 0,
+        ttl: 0,
+        fragment: Fragment::None,
+        l4: L4Summary::Other,
+    };
+}
+
 /// Why a frame could not be used. Each variant is a drop-reason counter in the datapath.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ParseError {
@@ -232,8 +250,17 @@ fn chunk<const N: usize>(b: &[u8], at: usize) -> Option<&[u8; N]> {
 /// headers (IPv6) are whole in what is quoted, it is not a non-first fragment, and at
 /// least 8 bytes of its L4 header are present (counting only up to its own stated length);
 /// otherwise `inner` is `None` and the outer packet is still `Ok`.
-#[inline]
 pub fn parse_frame(frame: &[u8]) -> Result<ParsedPacket, ParseError> {
+    let mut p = ParsedPacket::EMPTY;
+    parse_frame_into(frame, &mut p)?;
+    Ok(p)
+}
+
+/// [`parse_frame`] writing its result into `out` (left as it was on an error). For
+/// bursts that keep their parsed packets in place: the fields are stored once, where
+/// they are used, instead of being returned through the stack and copied (that copy read
+/// the just-written result back and cost a store-forwarding stall per packet).
+pub fn parse_frame_into(frame: &[u8], out: &mut ParsedPacket) -> Result<(), ParseError> {
     let eth = frame
         .first_chunk::<{ ethernet::HEADER_LEN }>()
         .ok_or(ParseError::TruncatedEthernet)?;
@@ -248,14 +275,19 @@ pub fn parse_frame(frame: &[u8]) -> Result<ParsedPacket, ParseError> {
         vlans += 1;
     }
     match ethertype {
-        ethertype::IPV4 => parse_ipv4(frame, l3, vlans),
-        ethertype::IPV6 => parse_ipv6(frame, l3, vlans),
+        ethertype::IPV4 => parse_ipv4(frame, l3, vlans, out),
+        ethertype::IPV6 => parse_ipv6(frame, l3, vlans, out),
         _ => Err(ParseError::NotIp),
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(frame: &[u8], l3: usize, vlans: u8) -> Result<ParsedPacket, ParseError> {
+fn parse_ipv4(
+    frame: &[u8],
+    l3: usize,
+    vlans: u8,
+    out: &mut ParsedPacket,
+) -> Result<(), ParseError> {
     use ipv4::field;
     const BAD: ParseError = ParseError::BadIpv4Header;
     let ip = frame.get(l3..).ok_or(BAD)?;
@@ -286,7 +318,7 @@ fn parse_ipv4(frame: &[u8], l3: usize, vlans: u8) -> Result<ParsedPacket, ParseE
         _ => parse_l4(l4, l4_offset, proto, Family::V4, fragment)?,
     };
     // l3 <= 22 and header_len <= 60: the offsets fit; l4.len() < total_len <= 65535.
-    Ok(ParsedPacket {
+    *out = ParsedPacket {
         l3_offset: l3 as u16,
         l4_offset: l4_offset as u16,
         l4_len: l4.len() as u16,
@@ -298,11 +330,17 @@ fn parse_ipv4(frame: &[u8], l3: usize, vlans: u8) -> Result<ParsedPacket, ParseE
         ttl: h[field::TTL],
         fragment,
         l4: l4_summary,
-    })
+    };
+    Ok(())
 }
 
 #[inline(always)]
-fn parse_ipv6(frame: &[u8], l3: usize, vlans: u8) -> Result<ParsedPacket, ParseError> {
+fn parse_ipv6(
+    frame: &[u8],
+    l3: usize,
+    vlans: u8,
+    out: &mut ParsedPacket,
+) -> Result<(), ParseError> {
     use ipv6::field;
     const BAD: ParseError = ParseError::BadIpv6Header;
     let ip = frame.get(l3..).ok_or(BAD)?;
@@ -336,10 +374,11 @@ fn parse_ipv6(frame: &[u8], l3: usize, vlans: u8) -> Result<ParsedPacket, ParseE
         Fragment::Later => L4Summary::Other,
         _ => parse_l4(l4, l4_offset, chain.proto, Family::V6, fragment)?,
     };
-    Ok(ParsedPacket {
+    // A chain of extension headers could push the L4 header past 65535 bytes.
+    let l4_offset = u16::try_from(l4_offset).map_err(|_| BAD)?;
+    *out = ParsedPacket {
         l3_offset: l3 as u16,
-        // A chain of extension headers could push the L4 header past 65535 bytes.
-        l4_offset: u16::try_from(l4_offset).map_err(|_| BAD)?,
+        l4_offset,
         l4_len: l4.len() as u16, // <= payload_len <= 65535
         vlans,
         family: Family::V6,
@@ -349,7 +388,8 @@ fn parse_ipv6(frame: &[u8], l3: usize, vlans: u8) -> Result<ParsedPacket, ParseE
         ttl: h[field::HOP_LIMIT],
         fragment,
         l4: l4_summary,
-    })
+    };
+    Ok(())
 }
 
 /// Parses the L4 header at `l4` (the IP payload after options/extension headers, which

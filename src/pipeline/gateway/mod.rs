@@ -63,7 +63,7 @@ use crate::conntrack::key::ip_to_addr;
 use crate::conntrack::{Conntrack, CtState, OwnedCtWorker, PacketMeta, Refusal, ReplyTuples};
 use crate::nat::{self, NatRange, NatSpec, Rewritten};
 use crate::wire::parse::{Family, Fragment, L4Summary, ParseError, ParsedPacket};
-use crate::wire::parse_frame;
+use crate::wire::parse_frame_into;
 use frames::*;
 use neigh::*;
 
@@ -568,10 +568,9 @@ struct Held {
 #[derive(Clone, Copy)]
 enum Pre {
     Done(Verdict),
-    /// Tracked: index into the burst's `PacketMeta`s, whether the destination is the
+    /// Tracked (its `PacketMeta` is the frame's): whether the destination is the
     /// gateway's, and the route of the destination when the first pass looked it up.
     Track {
-        m: u8,
         dst_own: bool,
         /// Route index, `u8::MAX` when not looked up.
         route: u8,
@@ -596,10 +595,13 @@ struct WorkerState {
     n_gen: usize,
     err_window: u64,
     err_count: u32,
+    /// One per frame of the burst (always `BURST` long); frames are parsed straight into
+    /// them, and those not tracked are skipped by the tracker.
     metas: Vec<PacketMeta>,
     pre: [Pre; BURST],
-    /// The burst's parse results, all taken before any is used.
-    parsed: [Result<ParsedPacket, ParseError>; BURST],
+    /// The burst's parse errors (`None`: parsed into `metas[i]`), all taken before any
+    /// is used.
+    parse_err: [Option<ParseError>; BURST],
 }
 
 impl GatewayStep {
@@ -627,9 +629,9 @@ impl GatewayStep {
                 n_gen: 0,
                 err_window: 0,
                 err_count: 0,
-                metas: Vec::with_capacity(BURST),
+                metas: vec![PacketMeta::new(ParsedPacket::EMPTY, 0, false); BURST],
                 pre: [Pre::Done(Verdict::Drop(DropReason::NoRoute)); BURST],
-                parsed: [Err(ParseError::NotIp); BURST],
+                parse_err: [None; BURST],
             },
             shared,
         }
@@ -643,40 +645,49 @@ impl GatewayStep {
     fn chunk(&mut self, frames: &mut [&mut [u8]], in_port: u16, verdicts: &mut [Verdict]) {
         let sh = &*self.shared;
         let w = &mut self.w;
-        w.metas.clear();
         let Some(port) = sh.port(in_port).copied() else {
             for v in verdicts.iter_mut() {
                 *v = Verdict::Drop(DropReason::NoRoute);
             }
             return;
         };
-        // Parse the whole burst first: each result is read only after the other frames'
-        // parses, never right after its own stores (reading a just-written parse result
-        // cost a store-forwarding stall per packet, measured with perf).
-        for (r, f) in w.parsed.iter_mut().zip(frames.iter()) {
-            *r = parse_frame(f);
+        // Taken out while the burst is handled (no allocation: the vector moves), so the
+        // metas are used in place while `w` is borrowed mutably.
+        let mut metas = std::mem::take(&mut w.metas);
+        let n = frames.len().min(metas.len());
+        // Parse the whole burst first, straight into the metas: each result is read only
+        // after the other frames' parses, never right after its own stores (reading a
+        // just-written parse result cost a store-forwarding stall per packet, measured
+        // with perf).
+        for ((e, m), f) in w.parse_err.iter_mut().zip(metas.iter_mut()).zip(frames.iter()) {
+            *e = parse_frame_into(f, &mut m.parsed).err();
         }
-        for (i, f) in frames.iter_mut().enumerate() {
-            w.pre[i] = w.ingress(sh, f, &port, i);
+        let mut tracked = 0usize;
+        for (i, (f, m)) in frames.iter_mut().zip(metas.iter_mut()).enumerate() {
+            w.pre[i] = w.ingress(sh, f, &port, m, w.parse_err[i]);
+            if matches!(w.pre[i], Pre::Track { .. }) {
+                tracked += 1;
+            } else {
+                m.skip();
+            }
         }
-        if !w.metas.is_empty() {
+        if tracked > 0 {
             let mut refs: [&dyn ReplyTuples; MAX_NAT_SPECS] = [&NO_NAT; MAX_NAT_SPECS];
             for (r, s) in refs.iter_mut().zip(sh.nat_specs.iter()) {
                 *r = s;
             }
             self.ct
-                .process_burst_nat(&mut w.metas, &refs[..sh.nat_specs.len()], w.now);
+                .process_burst_nat(&mut metas[..n], &refs[..sh.nat_specs.len()], w.now);
         }
-        // Taken out for the loop (no allocation: the vector moves), so each result is
-        // read in place while `w` is borrowed mutably.
-        let metas = std::mem::take(&mut w.metas);
-        for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+        for (i, ((f, v), m)) in frames
+            .iter_mut()
+            .zip(verdicts.iter_mut())
+            .zip(metas.iter())
+            .enumerate()
+        {
             *v = match w.pre[i] {
                 Pre::Done(v) => v,
-                Pre::Track { m, dst_own, route } => match metas.get(usize::from(m)) {
-                    Some(m) => w.egress(sh, f, &port, m, dst_own, route),
-                    None => Verdict::Drop(DropReason::NoRoute),
-                },
+                Pre::Track { dst_own, route } => w.egress(sh, f, &port, m, dst_own, route),
             };
         }
         w.metas = metas;
@@ -742,7 +753,14 @@ impl WorkerState {
     }
 
     /// First pass over one frame: answers, drops, or queues it for the tracker.
-    fn ingress(&mut self, sh: &GatewayShared, frame: &mut [u8], port: &Port, i: usize) -> Pre {
+    fn ingress(
+        &mut self,
+        sh: &GatewayShared,
+        frame: &mut [u8],
+        port: &Port,
+        m: &mut PacketMeta,
+        parse_err: Option<ParseError>,
+    ) -> Pre {
         let Some(et) = be16(frame, 12) else {
             return Pre::Done(Verdict::Drop(DropReason::ShortFrame));
         };
@@ -755,19 +773,15 @@ impl WorkerState {
         if !group && frame[0..6] != port.mac.0 {
             return Pre::Done(Verdict::Drop(DropReason::Local));
         }
-        let parsed = self
-            .parsed
-            .get(i)
-            .copied()
-            .unwrap_or(Err(ParseError::NotIp));
-        let p = match &parsed {
-            Ok(p) => p,
-            Err(ParseError::TruncatedEthernet) => {
+        match parse_err {
+            None => {}
+            Some(ParseError::TruncatedEthernet) => {
                 return Pre::Done(Verdict::Drop(DropReason::ShortFrame))
             }
-            Err(ParseError::NotIp) => return Pre::Done(Verdict::Drop(DropReason::NotIp)),
-            Err(_) => return Pre::Done(Verdict::Drop(DropReason::Malformed)),
-        };
+            Some(ParseError::NotIp) => return Pre::Done(Verdict::Drop(DropReason::NotIp)),
+            Some(_) => return Pre::Done(Verdict::Drop(DropReason::Malformed)),
+        }
+        let p = &m.parsed;
         let fam = family_of(p.family);
         let dst_own = sh.is_own(fam, &p.dst);
         if let L4Summary::Icmp(i) = &p.l4 {
@@ -833,12 +847,8 @@ impl WorkerState {
                 None => (sh.outside_new_allow && !dst_own, None),
             },
         };
-        let mut m = PacketMeta::new(*p, port.zone, commit);
-        m.nat = nat;
-        let idx = self.metas.len() as u8;
-        self.metas.push(m);
+        m.prepare(port.zone, commit, nat);
         Pre::Track {
-            m: idx,
             dst_own,
             route,
         }

@@ -1,0 +1,271 @@
+//! `ctgate-perf step`: the gateway step alone (no DPDK, no NIC, no mbufs): parsing,
+//! neighbour/ARP handling, tracking, policy, SNAT, routing, TTL and MAC rewrite of the
+//! embedded default configuration, driven over byte buffers in bursts of 32 on one
+//! thread. It isolates the per-packet cost of ctgate's own code from RX/TX, and is the
+//! thing to run under `perf record` or callgrind.
+//!
+//! Per case: the traffic of [`crate::gen_traffic`] (inside: one packet per flow, client
+//! → server; outside: the reply of every flow, server → the SNAT address), in a shuffled
+//! order; each flow is created and answered once (warm-up, not timed), then bursts of 32
+//! frames alternate inside and outside. Every burst first copies its 32 frames from the
+//! templates into the working buffers (NAT rewrites them), as a NIC would have written
+//! them; that copy is timed separately and reported as `copy_ns`.
+//!
+//! ```text
+//! bench=step flows=1000 proto=udp mpps=… ns_per_pkt=… cycles_per_pkt=… copy_ns=… forwarded=… dropped=… conns=…
+//! ```
+//!
+//! `mpps` and `ns_per_pkt` exclude the template copy; `cycles_per_pkt` uses the TSC.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ctgate::config::{Config, EMBEDDED_DEFAULT};
+use ctgate::conntrack::{Conntrack, CtConfig};
+use ctgate::pipeline::gateway::{GatewayShared, GatewayStep};
+use ctgate::pipeline::{MacAddr, PacketStep, Verdict};
+
+use crate::gen_traffic::{self, Proto, CLIENT_MAC, ROUTER_MAC};
+
+const BURST: usize = 32;
+/// The gateway's port MACs in this benchmark.
+const GW_MAC: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 0, 0xa0], [0x02, 0, 0, 0, 0, 0xa1]];
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Flow counts, one case each.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
+    flows: Vec<u32>,
+    /// Seconds per case.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Protocol of the flows.
+    #[arg(long, value_enum, default_value_t = Proto::Udp)]
+    proto: Proto,
+    /// Quick smoke run (1000 flows, 0.3 s).
+    #[arg(long)]
+    quick: bool,
+    /// Print JSON objects (one per line) instead of key=value lines.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    let (flows, secs) = if args.quick {
+        (vec![1000], 0.3)
+    } else {
+        (args.flows.clone(), args.seconds)
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("--seconds {secs}: not a positive number"));
+    }
+    let start = Instant::now();
+    for (n, &f) in flows.iter().enumerate() {
+        if f == 0 {
+            return Err("--flows: 0 is not a flow count".into());
+        }
+        eprintln!(
+            "[step {}/{} {:.1}s] flows={f}",
+            n + 1,
+            flows.len(),
+            start.elapsed().as_secs_f64()
+        );
+        let r = run_case(args.proto, f, secs)?;
+        let kv: Vec<(&str, String)> = vec![
+            ("bench", "step".into()),
+            ("flows", f.to_string()),
+            ("proto", format!("{:?}", args.proto).to_lowercase()),
+            ("mpps", format!("{:.2}", r.mpps)),
+            ("ns_per_pkt", format!("{:.1}", 1e3 / r.mpps)),
+            ("cycles_per_pkt", format!("{:.0}", r.cycles_per_pkt)),
+            ("copy_ns", format!("{:.1}", r.copy_ns)),
+            ("forwarded", r.forwarded.to_string()),
+            ("dropped", r.dropped.to_string()),
+            ("conns", r.conns.to_string()),
+        ];
+        if args.json {
+            let m: serde_json::Map<String, serde_json::Value> = kv
+                .into_iter()
+                .map(|(k, v)| {
+                    let val = v
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map_or(serde_json::Value::String(v), serde_json::Value::Number);
+                    (k.to_string(), val)
+                })
+                .collect();
+            println!("{}", serde_json::Value::Object(m));
+        } else {
+            let line: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("{}", line.join(" "));
+        }
+    }
+    Ok(())
+}
+
+struct CaseResult {
+    mpps: f64,
+    cycles_per_pkt: f64,
+    copy_ns: f64,
+    forwarded: u64,
+    dropped: u64,
+    conns: u64,
+}
+
+/// The embedded default with static next hops (no ARP) and room for `flows`.
+fn config(flows: u32) -> Result<Config, String> {
+    let mut text = String::new();
+    let mut port = 0;
+    for l in EMBEDDED_DEFAULT.lines() {
+        let t = l.trim();
+        if t.starts_with("max_conns") {
+            text.push_str(&format!("max_conns = {}\n", (2 * flows).max(4096)));
+            continue;
+        }
+        if t.starts_with("# next_hop_mac") {
+            continue;
+        }
+        text.push_str(l);
+        text.push('\n');
+        if t.starts_with("port = ") {
+            let mac = if port == 0 { CLIENT_MAC } else { ROUTER_MAC };
+            text.push_str(&format!(
+                "next_hop_mac = \"{}\"\n",
+                MacAddr(mac).to_string().to_lowercase()
+            ));
+            port += 1;
+        }
+    }
+    Config::parse(&text, "step.toml").map_err(|e| e.to_string())
+}
+
+fn tsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: rdtsc has no preconditions on x86_64.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
+    }
+}
+
+fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
+    let cfg = config(flows)?;
+    let ct = Arc::new(Conntrack::new(CtConfig {
+        max_conns: cfg.datapath.max_conns,
+        n_buckets: cfg.datapath.buckets,
+        workers: 1,
+        tcp_seq_check: cfg.datapath.tcp_seq_check,
+        hash_seed: Some(7),
+    }));
+    let shared = GatewayShared::new(&cfg, ct.clone(), &[(0, MacAddr(GW_MAC[0])), (1, MacAddr(GW_MAC[1]))])?;
+    shared.set_now_ms(1_000);
+    let mut step = GatewayStep::new(shared.clone(), 0);
+    let gen = gen_traffic::Args {
+        flows,
+        proto,
+        size: 64,
+        replies: 1.0,
+        shuffle: true,
+        seed: 1,
+        dst_mac: GW_MAC[0],
+        out_dst_mac: GW_MAC[1],
+        out: std::path::PathBuf::new(),
+    };
+    let (inside, outside) = gen_traffic::frames(&gen);
+    let slot = 64;
+    let flat = |v: &[Vec<u8>]| -> Vec<u8> {
+        let mut out = vec![0u8; v.len() * slot];
+        for (i, f) in v.iter().enumerate() {
+            out[i * slot..i * slot + f.len()].copy_from_slice(f);
+        }
+        out
+    };
+    let len = inside[0].len();
+    let templates = [flat(&inside), flat(&outside)];
+    let n = inside.len();
+    let mut scratch = vec![0u8; BURST * slot];
+    // Copy cost alone.
+    let copy_start = Instant::now();
+    let mut copied = 0u64;
+    let mut at = 0;
+    while copy_start.elapsed().as_secs_f64() < secs.min(0.5) {
+        for side in 0..2 {
+            let k = BURST.min(n - at);
+            for j in 0..k {
+                scratch[j * slot..j * slot + len]
+                    .copy_from_slice(&templates[side][(at + j) * slot..(at + j) * slot + len]);
+            }
+            copied += k as u64;
+        }
+        at = (at + BURST) % n;
+    }
+    let copy_ns = copy_start.elapsed().as_nanos() as f64 / copied.max(1) as f64;
+    std::hint::black_box(&scratch);
+
+    let mut work = vec![0u8; BURST * slot];
+    let mut verdicts = [Verdict::Drop(ctgate::pipeline::DropReason::NoRoute); BURST];
+    let mut forwarded = 0u64;
+    let mut dropped = 0u64;
+    // One burst from `side` starting at packet `at`.
+    let mut burst = |step: &mut GatewayStep, side: usize, at: usize, count: bool| {
+        let k = BURST.min(n - at);
+        for j in 0..k {
+            work[j * slot..j * slot + len]
+                .copy_from_slice(&templates[side][(at + j) * slot..(at + j) * slot + len]);
+        }
+        let mut frames: Vec<&mut [u8]> = work.chunks_mut(slot).take(k).map(|c| &mut c[..len]).collect();
+        step.process_burst(&mut frames, side as u16, &mut verdicts);
+        if count {
+            for v in &verdicts[..k] {
+                match v {
+                    Verdict::Forward(_) => forwarded += 1,
+                    _ => dropped += 1,
+                }
+            }
+        }
+        k
+    };
+    // Warm-up: create every flow and answer it.
+    let mut at = 0;
+    while at < n {
+        let k = burst(&mut step, 0, at, false);
+        burst(&mut step, 1, at, false);
+        at += k;
+    }
+    let t0 = Instant::now();
+    let c0 = tsc();
+    let mut pkts = 0u64;
+    let mut at = 0;
+    loop {
+        let k = burst(&mut step, 0, at, true);
+        burst(&mut step, 1, at, true);
+        pkts += 2 * k as u64;
+        at += k;
+        if at >= n {
+            at = 0;
+        }
+        if pkts % (BURST as u64 * 2048) < 2 * BURST as u64 {
+            let e = t0.elapsed().as_secs_f64();
+            if e >= secs {
+                break;
+            }
+            // Time moves as on the control lcore (connections stay alive: replies refresh them).
+            shared.set_now_ms(1_000 + (e * 1e3) as u64);
+        }
+    }
+    let cycles = tsc().wrapping_sub(c0);
+    let e = t0.elapsed().as_secs_f64();
+    let per_pkt_ns = e * 1e9 / pkts as f64 - copy_ns;
+    Ok(CaseResult {
+        mpps: 1e3 / per_pkt_ns,
+        cycles_per_pkt: cycles as f64 / pkts as f64 * (per_pkt_ns / (per_pkt_ns + copy_ns)),
+        copy_ns,
+        forwarded,
+        dropped,
+        conns: u64::from(ct.n_conns()),
+    })
+}
