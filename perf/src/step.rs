@@ -12,10 +12,12 @@
 //! them; that copy is timed separately and reported as `copy_ns`.
 //!
 //! ```text
-//! bench=step flows=1000 proto=udp mpps=… ns_per_pkt=… cycles_per_pkt=… copy_ns=… forwarded=… dropped=… conns=…
+//! bench=step flows=1000 proto=udp mpps=… ns_per_pkt=… cycles_per_pkt=… copy_ns=… forwarded=… dropped=… conns=… cpu_share=…
 //! ```
 //!
-//! `mpps` and `ns_per_pkt` exclude the template copy; `cycles_per_pkt` uses the TSC.
+//! `mpps` and `ns_per_pkt` exclude the template copy and are computed over the thread's
+//! on-CPU time (`cpu_share` = on-CPU / wall time), so that a shared machine's time slicing
+//! does not count; `cycles_per_pkt` is TSC cycles scaled the same way.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,6 +84,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             ("forwarded", r.forwarded.to_string()),
             ("dropped", r.dropped.to_string()),
             ("conns", r.conns.to_string()),
+            ("cpu_share", format!("{:.2}", r.cpu_share)),
         ];
         if args.json {
             let m: serde_json::Map<String, serde_json::Value> = kv
@@ -111,6 +114,7 @@ struct CaseResult {
     forwarded: u64,
     dropped: u64,
     conns: u64,
+    cpu_share: f64,
 }
 
 /// The embedded default with static next hops (no ARP) and room for `flows`.
@@ -138,6 +142,21 @@ fn config(flows: u32) -> Result<Config, String> {
         }
     }
     Config::parse(&text, "step.toml").map_err(|e| e.to_string())
+}
+
+/// This thread's CPU time in seconds: the rate is computed over it, so time the
+/// scheduler gave to other processes on a shared machine does not count.
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID needs nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn tsc() -> u64 {
@@ -237,6 +256,7 @@ fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
         at += k;
     }
     let t0 = Instant::now();
+    let cpu0 = thread_cpu_secs();
     let c0 = tsc();
     let mut pkts = 0u64;
     let mut at = 0;
@@ -258,11 +278,16 @@ fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
         }
     }
     let cycles = tsc().wrapping_sub(c0);
-    let e = t0.elapsed().as_secs_f64();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = thread_cpu_secs() - cpu0;
+    // On-CPU time when the clock works, else wall time.
+    let e = if cpu > 0.0 { cpu } else { wall };
+    let cpu_share = e / wall;
     let per_pkt_ns = e * 1e9 / pkts as f64 - copy_ns;
     Ok(CaseResult {
         mpps: 1e3 / per_pkt_ns,
-        cycles_per_pkt: cycles as f64 / pkts as f64 * (per_pkt_ns / (per_pkt_ns + copy_ns)),
+        cycles_per_pkt: cycles as f64 * cpu_share / pkts as f64 * (per_pkt_ns / (per_pkt_ns + copy_ns)),
+        cpu_share,
         copy_ns,
         forwarded,
         dropped,
