@@ -1,4 +1,6 @@
-//! SVG charts for `--plot DIR` (plotters, SVG backend).
+//! What the subcommands print and draw: result lines ([`Record`]: `key=value`, or one JSON
+//! object per line with `--json`), progress on stderr ([`Progress`]) and SVG charts for
+//! `--plot DIR` ([`write_svg`], plotters' SVG backend).
 //!
 //! A [`Chart`] is a set of named series of (x, y) points, drawn as one line (`<polyline>`)
 //! and one dot (`<circle>`) per point for each series, with a legend, axis labels and a
@@ -14,6 +16,7 @@
 
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
@@ -346,4 +349,192 @@ impl ValueFormatter<f64> for XAxis {
             XScale::Nines => percentile_label(from_axis(self.scale, *v)),
         }
     }
+}
+
+/// One value of a result line.
+#[derive(Clone, Debug, PartialEq)]
+enum Value {
+    Str(String),
+    /// A number already formatted (as JSON accepts it; `null` in JSON when not finite).
+    Num(String),
+    /// Numbers: `a,b,c` as key=value, an array in JSON.
+    List(Vec<String>),
+}
+
+/// One result line: `bench=NAME key=value …`, or with `--json` the same fields as one JSON
+/// object (`{"bench":"NAME","key":value,…}`), keys in the order they were added. Numbers
+/// are JSON numbers, strings JSON strings, lists JSON arrays (comma separated as key=value).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    fields: Vec<(String, Value)>,
+}
+
+fn number(v: f64, decimals: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.decimals$}")
+    } else {
+        "nan".into()
+    }
+}
+
+impl Record {
+    /// A line starting with `bench=NAME`.
+    pub fn new(bench: &str) -> Record {
+        Record {
+            fields: vec![("bench".into(), Value::Str(bench.into()))],
+        }
+    }
+
+    /// A string field (no spaces: key=value lines split on whitespace).
+    pub fn str(mut self, key: &str, v: impl Into<String>) -> Record {
+        self.fields.push((key.into(), Value::Str(v.into())));
+        self
+    }
+
+    /// An integer field.
+    pub fn int(mut self, key: &str, v: impl Into<i128>) -> Record {
+        self.fields
+            .push((key.into(), Value::Num(v.into().to_string())));
+        self
+    }
+
+    /// A float with `decimals` decimals.
+    pub fn float(mut self, key: &str, v: f64, decimals: usize) -> Record {
+        self.fields
+            .push((key.into(), Value::Num(number(v, decimals))));
+        self
+    }
+
+    /// A boolean (`true`/`false` in both forms).
+    pub fn flag(mut self, key: &str, v: bool) -> Record {
+        self.fields.push((key.into(), Value::Num(v.to_string())));
+        self
+    }
+
+    /// A float in its shortest exact form (`5`, `0.25`).
+    pub fn real(mut self, key: &str, v: f64) -> Record {
+        let text = if v.is_finite() {
+            v.to_string()
+        } else {
+            "nan".into()
+        };
+        self.fields.push((key.into(), Value::Num(text)));
+        self
+    }
+
+    /// Floats with `decimals` decimals each.
+    pub fn floats(mut self, key: &str, v: &[f64], decimals: usize) -> Record {
+        let items = v.iter().map(|&x| number(x, decimals)).collect();
+        self.fields.push((key.into(), Value::List(items)));
+        self
+    }
+
+    /// The line, as key=value or JSON.
+    pub fn render(&self, json: bool) -> String {
+        let json_num = |n: &String| {
+            if n == "nan" {
+                "null".to_string()
+            } else {
+                n.clone()
+            }
+        };
+        let parts: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                if json {
+                    let v = match v {
+                        Value::Str(s) => serde_json::Value::from(s.as_str()).to_string(),
+                        Value::Num(n) => json_num(n),
+                        Value::List(l) => {
+                            format!("[{}]", l.iter().map(json_num).collect::<Vec<_>>().join(","))
+                        }
+                    };
+                    format!("{}:{v}", serde_json::Value::from(k.as_str()))
+                } else {
+                    let v = match v {
+                        Value::Str(s) | Value::Num(s) => s.clone(),
+                        Value::List(l) => l.join(","),
+                    };
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        if json {
+            format!("{{{}}}", parts.join(","))
+        } else {
+            parts.join(" ")
+        }
+    }
+
+    /// Prints the line on stdout.
+    pub fn print(&self, json: bool) {
+        println!("{}", self.render(json));
+    }
+}
+
+/// Progress of a multi-case run on stderr: `[NAME i/N 3.1s] what`.
+pub struct Progress {
+    name: &'static str,
+    start: Instant,
+    n: usize,
+    total: usize,
+}
+
+impl Progress {
+    pub fn new(name: &'static str, total: usize) -> Progress {
+        Progress {
+            name,
+            start: Instant::now(),
+            n: 0,
+            total,
+        }
+    }
+
+    /// Announces the next case.
+    pub fn case(&mut self, what: &str) {
+        self.n += 1;
+        eprintln!(
+            "[{} {}/{} {:.1}s] {what}",
+            self.name,
+            self.n,
+            self.total,
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+
+    /// A note between cases (`[NAME 3.1s] what`).
+    pub fn note(&self, what: &str) {
+        eprintln!(
+            "[{} {:.1}s] {what}",
+            self.name,
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Checks before a run that `--plot DIR` can be written: creates `dir` and loads the font,
+/// so a bad directory or a missing font fails before the measurements, not after.
+pub fn prepare_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("--plot {}: {e}", dir.display()))?;
+    ensure_font()
+}
+
+/// Writes `charts` as `DIR/NAME.svg` and says so on stderr; a chart without data is
+/// skipped with a note. Returns the paths written.
+pub fn write_all(dir: &Path, charts: &[(&str, Chart)]) -> Result<Vec<std::path::PathBuf>, String> {
+    let mut written = Vec::new();
+    for (name, chart) in charts {
+        if chart.series.iter().all(|s| s.points.is_empty()) {
+            eprintln!("plot: {name}: nothing measured for this chart, not drawn");
+            continue;
+        }
+        let mut chart = chart.clone();
+        chart.series.retain(|s| !s.points.is_empty());
+        let path = dir.join(format!("{name}.svg"));
+        write_svg(&path, &chart)?;
+        eprintln!("plot: wrote {}", path.display());
+        written.push(path);
+    }
+    Ok(written)
 }

@@ -355,3 +355,29 @@ fn single_points_and_flat_series_still_draw() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn records_render_as_key_value_and_as_json() {
+    let r = plot::Record::new("x")
+        .int("n", 3u32)
+        .float("rate", 1.23456, 2)
+        .float("bad", f64::NAN, 2)
+        .real("secs", 0.5)
+        .flag("on", true)
+        .str("path", "/tmp/a \"b\"")
+        .floats("per", &[1.0, 2.5], 1);
+    assert_eq!(
+        r.render(false),
+        "bench=x n=3 rate=1.23 bad=nan secs=0.5 on=true path=/tmp/a \"b\" per=1.0,2.5"
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.render(true)).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"bench": "x", "n": 3, "rate": 1.23, "bad": null, "secs": 0.5,
+            "on": true, "path": "/tmp/a \"b\"", "per": [1.0, 2.5]})
+    );
+    // Keys keep their order.
+    assert!(r
+        .render(true)
+        .starts_with(r#"{"bench":"x","n":3,"rate":1.23,"#));
+}
