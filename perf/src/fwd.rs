@@ -4,8 +4,13 @@
 //! one line per case:
 //!
 //! ```text
-//! bench=fwd source=null workers=2 secs=5 mpps=7.812 per_worker_mpps=3.905,3.907 dropped=0
+//! bench=fwd source=null workers=2 secs=5 mpps=7.812 per_worker_mpps=3.905,3.907 dropped=0 rx_mpps=7.812
 //! ```
+//!
+//! `rx_mpps` is packets received per second (forwarded or dropped). Since ctgate became a
+//! gateway (routing, ARP, conntrack), the frames of these two sources are not addressed to
+//! anything it routes: it drops them as `drop_local`, so `mpps` is 0 and `rx_mpps` is the
+//! receive-and-drop rate. For forwarding through the gateway use `ctgate-perf gateway`.
 //!
 //! With `--json` the same fields as one JSON object per line (`per_worker_mpps` an array);
 //! `--quick` is one worker for 1 s; progress goes to stderr (`[fwd 1/2 0.0s] workers=1`).
@@ -155,7 +160,15 @@ fn run_cases(
             })
             .collect();
         let dropped: u64 = r.workers.iter().map(|w| w.dropped).sum();
-        fwd_record(args.source, workers, seconds, &per_worker, dropped).print(args.json);
+        let rx_mpps: f64 = r
+            .workers
+            .iter()
+            .filter(|w| w.secs > 0.0)
+            .map(|w| w.rx as f64 / w.secs / 1e6)
+            .sum();
+        fwd_record(args.source, workers, seconds, &per_worker, dropped)
+            .float("rx_mpps", rx_mpps, 3)
+            .print(args.json);
     }
     prog.note("done");
     Ok(())
