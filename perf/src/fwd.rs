@@ -7,10 +7,11 @@
 //! bench=fwd source=null workers=2 secs=5 mpps=7.812 per_worker_mpps=3.905,3.907 dropped=0 rx_mpps=7.812
 //! ```
 //!
-//! `rx_mpps` is packets received per second (forwarded or dropped). Since ctgate became a
-//! gateway (routing, ARP, conntrack), the frames of these two sources are not addressed to
-//! anything it routes: it drops them as `drop_local`, so `mpps` is 0 and `rx_mpps` is the
-//! receive-and-drop rate. For forwarding through the gateway use `ctgate-perf gateway`.
+//! `rx_mpps` is packets received per second (forwarded or dropped). ctgate runs in its
+//! plain forwarding mode (`--pair 0:1`: no tracking, frames from one port leave on the
+//! other): the raw I/O baseline. In the gateway mode these sources' frames are addressed
+//! to nothing it routes (it drops them as `drop_local`); for the gateway use
+//! `ctgate-perf gateway`.
 //!
 //! With `--json` the same fields as one JSON object per line (`per_worker_mpps` an array);
 //! `--quick` is one worker for 1 s; progress goes to stderr (`[fwd 1/2 0.0s] workers=1`).
@@ -141,7 +142,9 @@ fn run_cases(
             eal.push(v.clone());
         }
         let app = vec![
-            "--quiet".to_string(),
+            "--pair".to_string(),
+            "0:1".into(),
+            "--quiet".into(),
             "--duration".into(),
             seconds.to_string(),
         ];
