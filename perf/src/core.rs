@@ -36,6 +36,10 @@
 //! is not near zero another process took CPU time from the benchmark, and the `oncpu_`
 //! figure is the one to trust. Per-thread rates are summed over threads.
 //!
+//! `--plot DIR` draws what was just measured: `DIR/core_create.svg` (new connections/s
+//! against threads, one series per connection count) and `DIR/core_established.svg`
+//! (established Mpps against connections on a log axis, one thread, prefetch on and off).
+//!
 //! Threads are pinned to cores in order (thread t on core t mod ncores). The tracker clock
 //! is fixed for each phase (nothing expires unless a case says so).
 
@@ -95,6 +99,10 @@ pub struct Args {
     /// One JSON object per line instead of key=value.
     #[arg(long)]
     json: bool,
+    /// Also draw the figures as SVG charts in this directory (core_create.svg,
+    /// core_established.svg).
+    #[arg(long, value_name = "DIR")]
+    plot: Option<std::path::PathBuf>,
     /// Experiment: ask for transparent huge pages (madvise) on every allocation of 4 MiB or
     /// more — the tracker's record pool and buckets, and the frame buffers. Lines get
     /// `thp=on`. Off by default: the figures are then those of the plain system allocator.
@@ -211,6 +219,29 @@ impl Line {
         self
     }
 
+    /// The value of `k` as a number (integers and floats).
+    fn num(&self, k: &str) -> Option<f64> {
+        self.0
+            .iter()
+            .find(|(key, _)| *key == k)
+            .and_then(|(_, v)| match v {
+                V::I(i) => Some(*i as f64),
+                V::F(f, _) => Some(*f),
+                V::S(_) => None,
+            })
+    }
+
+    /// The value of `k` as a string.
+    fn text(&self, k: &str) -> Option<&'static str> {
+        self.0
+            .iter()
+            .find(|(key, _)| *key == k)
+            .and_then(|(_, v)| match v {
+                V::S(s) => Some(*s),
+                _ => None,
+            })
+    }
+
     fn render(&self, json: bool) -> String {
         let thp = [("thp", V::S("on"))];
         let extra = if THP.load(Ordering::Relaxed) {
@@ -270,13 +301,21 @@ impl Progress {
 /// Runs `ctgate-perf core`.
 pub fn run(args: &Args) -> Result<(), String> {
     let plan = resolve(args)?;
+    if let Some(dir) = &args.plot {
+        crate::plot::prepare_dir(dir)?;
+    }
     THP.store(args.thp, Ordering::Relaxed);
     let mut prog = Progress {
         start: Instant::now(),
         n: 0,
         total: plan.n_cases(),
     };
-    let out = |l: Line| println!("{}", l.render(plan.json));
+    // Lines are kept for --plot.
+    let kept = std::cell::RefCell::new(Vec::new());
+    let out = |l: Line| {
+        println!("{}", l.render(plan.json));
+        kept.borrow_mut().push(l);
+    };
     for &n in &plan.conns {
         run_conns(&plan, n, &mut prog, &out)?;
     }
@@ -292,7 +331,80 @@ pub fn run(args: &Args) -> Result<(), String> {
         }
     }
     prog.note("done");
+    if let Some(dir) = &args.plot {
+        crate::plot::write_all(dir, &charts(&kept.borrow()))?;
+    }
     Ok(())
+}
+
+/// The --plot charts of the lines measured.
+fn charts(lines: &[Line]) -> Vec<(&'static str, crate::plot::Chart)> {
+    use crate::plot::{Chart, Series, XScale};
+    let sorted = |mut pts: Vec<(f64, f64)>| {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts
+    };
+    // Connections/s against threads, one series per connection count.
+    let creates: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.text("bench") == Some("create"))
+        .collect();
+    let mut conns: Vec<f64> = creates.iter().filter_map(|l| l.num("conns")).collect();
+    conns.sort_by(f64::total_cmp);
+    conns.dedup();
+    let create_series = conns
+        .iter()
+        .map(|&n| Series {
+            name: format!("{} conns", crate::plot::short_number(n)),
+            points: sorted(
+                creates
+                    .iter()
+                    .filter(|l| l.num("conns") == Some(n))
+                    .filter_map(|l| Some((l.num("threads")?, l.num("conns_per_s")?)))
+                    .collect(),
+            ),
+        })
+        .collect();
+    // Established Mpps against connections, one thread, prefetch on and off.
+    let est_series = ["on", "off"]
+        .iter()
+        .map(|&p| Series {
+            name: format!("prefetch {p}"),
+            points: sorted(
+                lines
+                    .iter()
+                    .filter(|l| {
+                        l.text("bench") == Some("established")
+                            && l.num("threads") == Some(1.0)
+                            && l.text("prefetch") == Some(p)
+                    })
+                    .filter_map(|l| Some((l.num("conns")?, l.num("mpps")?)))
+                    .collect(),
+            ),
+        })
+        .collect();
+    vec![
+        (
+            "core_create",
+            Chart {
+                title: "Tracker: new connections/s against threads".into(),
+                x_label: "threads".into(),
+                y_label: "connections/s".into(),
+                x_scale: XScale::Linear,
+                series: create_series,
+            },
+        ),
+        (
+            "core_established",
+            Chart {
+                title: "Tracker: established packets, 1 thread".into(),
+                x_label: "connections".into(),
+                y_label: "Mpps".into(),
+                x_scale: XScale::Log10,
+                series: est_series,
+            },
+        ),
+    ]
 }
 
 fn resolve(args: &Args) -> Result<Plan, String> {

@@ -4,8 +4,17 @@
 //! one line per case:
 //!
 //! ```text
-//! bench=fwd source=null workers=2 secs=5.0 mpps=7.812 per_worker_mpps=3.905,3.907
+//! bench=fwd source=null workers=2 secs=5 mpps=7.812 per_worker_mpps=3.905,3.907 dropped=0 rx_mpps=7.812
 //! ```
+//!
+//! `rx_mpps` is packets received per second (forwarded or dropped). ctgate runs in its
+//! plain forwarding mode (`--pair 0:1`: no tracking, frames from one port leave on the
+//! other): the raw I/O baseline. In the gateway mode these sources' frames are addressed
+//! to nothing it routes (it drops them as `drop_local`); for the gateway use
+//! `ctgate-perf gateway`.
+//!
+//! With `--json` the same fields as one JSON object per line (`per_worker_mpps` an array);
+//! `--quick` is one worker for 1 s; progress goes to stderr (`[fwd 1/2 0.0s] workers=1`).
 //!
 //! `mpps` is packets forwarded (transmitted) per second summed over workers, each worker's
 //! rate measured over its own poll-loop time. Sources:
@@ -19,16 +28,17 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use crate::plot::{Progress, Record};
 use crate::runner::{find_ctgate, lcore_map, run_ctgate};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Worker counts to measure, one case each (e.g. 1,2).
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    /// Worker counts to measure, one case each (e.g. 1,2) [default: 1,2; with --quick 1].
+    #[arg(long, value_delimiter = ',')]
     workers: Vec<usize>,
-    /// Seconds per case.
-    #[arg(long, default_value_t = 5.0)]
-    seconds: f64,
+    /// Seconds per case [default: 5; with --quick 1].
+    #[arg(long)]
+    seconds: Option<f64>,
     /// Traffic source.
     #[arg(long, value_enum, default_value_t = Source::Null)]
     source: Source,
@@ -38,6 +48,12 @@ pub struct Args {
     /// Memory for EAL in MB (no hugepages are used).
     #[arg(long, default_value_t = 1024)]
     memory_mb: u32,
+    /// Short: one worker for 1 s (unless --workers/--seconds say otherwise).
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per line instead of key=value.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -55,22 +71,42 @@ impl Source {
     }
 }
 
-pub fn run(args: &Args) -> Result<(), String> {
-    if !(args.seconds > 0.0 && args.seconds.is_finite()) {
+/// The cases to run: (worker counts, seconds), defaults resolved.
+fn plan(args: &Args) -> Result<(Vec<usize>, f64), String> {
+    let seconds = args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 });
+    if !(seconds > 0.0 && seconds.is_finite()) {
         return Err("--seconds must be a positive number".into());
     }
-    if args.workers.is_empty() || args.workers.contains(&0) {
+    let workers = if !args.workers.is_empty() {
+        args.workers.clone()
+    } else if args.quick {
+        vec![1]
+    } else {
+        vec![1, 2]
+    };
+    if workers.contains(&0) {
         return Err("--workers needs positive worker counts, e.g. 1,2".into());
     }
+    Ok((workers, seconds))
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    let (workers, seconds) = plan(args)?;
     let bin = find_ctgate(args.ctgate.as_deref())?;
     let scratch = std::env::temp_dir().join(format!("ctgate-perf-fwd-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
-    let result = run_cases(args, &bin, &scratch);
+    let result = run_cases(args, &workers, seconds, &bin, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
 
-fn run_cases(args: &Args, bin: &std::path::Path, scratch: &std::path::Path) -> Result<(), String> {
+fn run_cases(
+    args: &Args,
+    workers: &[usize],
+    seconds: f64,
+    bin: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Result<(), String> {
     let vdevs: Vec<String> = match args.source {
         Source::Null => vec!["net_null0".into(), "net_null1".into()],
         Source::Pcap => {
@@ -85,7 +121,9 @@ fn run_cases(args: &Args, bin: &std::path::Path, scratch: &std::path::Path) -> R
             ]
         }
     };
-    for &workers in &args.workers {
+    let mut prog = Progress::new("fwd", workers.len());
+    for &workers in workers {
+        prog.case(&format!("source={} workers={workers}", args.source.name()));
         let prefix = format!("ctgate-perf-{}-{workers}", std::process::id());
         let mut eal: Vec<String> = vec![
             "--no-huge".into(),
@@ -104,9 +142,11 @@ fn run_cases(args: &Args, bin: &std::path::Path, scratch: &std::path::Path) -> R
             eal.push(v.clone());
         }
         let app = vec![
-            "--quiet".to_string(),
+            "--pair".to_string(),
+            "0:1".into(),
+            "--quiet".into(),
             "--duration".into(),
-            args.seconds.to_string(),
+            seconds.to_string(),
         ];
         let r = run_ctgate(bin, &eal, &app);
         let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(&prefix));
@@ -122,16 +162,36 @@ fn run_cases(args: &Args, bin: &std::path::Path, scratch: &std::path::Path) -> R
                 }
             })
             .collect();
-        let total: f64 = per_worker.iter().sum();
         let dropped: u64 = r.workers.iter().map(|w| w.dropped).sum();
-        println!(
-            "bench=fwd source={} workers={workers} secs={} mpps={total:.3} per_worker_mpps={} dropped={dropped}",
-            args.source.name(),
-            args.seconds,
-            per_worker.iter().map(|m| format!("{m:.3}")).collect::<Vec<_>>().join(",")
-        );
+        let rx_mpps: f64 = r
+            .workers
+            .iter()
+            .filter(|w| w.secs > 0.0)
+            .map(|w| w.rx as f64 / w.secs / 1e6)
+            .sum();
+        fwd_record(args.source, workers, seconds, &per_worker, dropped)
+            .float("rx_mpps", rx_mpps, 3)
+            .print(args.json);
     }
+    prog.note("done");
     Ok(())
+}
+
+/// The result line of one case.
+fn fwd_record(
+    source: Source,
+    workers: usize,
+    seconds: f64,
+    per_worker_mpps: &[f64],
+    dropped: u64,
+) -> Record {
+    Record::new("fwd")
+        .str("source", source.name())
+        .int("workers", workers as u64)
+        .real("secs", seconds)
+        .float("mpps", per_worker_mpps.iter().sum(), 3)
+        .floats("per_worker_mpps", per_worker_mpps, 3)
+        .int("dropped", dropped)
 }
 
 /// 1024 minimum-size UDP/IPv4 frames with varying ports (the replay source).
@@ -158,4 +218,53 @@ fn write_source_pcap(path: &std::path::Path) -> Result<(), String> {
         .collect();
     ctgate::pcap::write_file(path, Duration::ZERO, frames.iter().map(Vec::as_slice))
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_line_keys_and_json() {
+        let r = fwd_record(Source::Null, 2, 5.0, &[3.9051, 3.907], 0);
+        assert_eq!(
+            r.render(false),
+            "bench=fwd source=null workers=2 secs=5 mpps=7.812 per_worker_mpps=3.905,3.907 dropped=0"
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.render(true)).unwrap();
+        assert_eq!(v["bench"], "fwd");
+        assert_eq!(v["source"], "null");
+        assert_eq!(v["workers"], 2);
+        assert_eq!(v["secs"], 5);
+        assert_eq!(v["mpps"], 7.812);
+        assert_eq!(v["per_worker_mpps"], serde_json::json!([3.905, 3.907]));
+        assert_eq!(v["dropped"], 0);
+    }
+
+    #[test]
+    fn quick_and_bad_plans() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: Args,
+        }
+        let plan_of = |argv: &[&str]| {
+            let cli =
+                Cli::try_parse_from(std::iter::once("fwd").chain(argv.iter().copied())).unwrap();
+            plan(&cli.a)
+        };
+        assert_eq!(plan_of(&[]), Ok((vec![1, 2], 5.0)));
+        assert_eq!(plan_of(&["--quick"]), Ok((vec![1], 1.0)));
+        assert_eq!(
+            plan_of(&["--quick", "--workers", "2", "--seconds", "0.5"]),
+            Ok((vec![2], 0.5))
+        );
+        assert!(plan_of(&["--seconds", "0"])
+            .unwrap_err()
+            .contains("--seconds"));
+        assert!(plan_of(&["--workers", "0"])
+            .unwrap_err()
+            .contains("--workers"));
+    }
 }

@@ -19,6 +19,10 @@
 //! connection up mid-stream), so replaying them forever keeps them in window. Every frame
 //! is `--size` bytes long counting the 4-byte FCS the pcap does not store ("64-byte
 //! packets" are 60-byte pcap records), checksums filled.
+//!
+//! It prints one line, `bench=pcap flows=N proto=… size=… replies=… shuffle=… inside=PATH
+//! inside_packets=N outside=PATH outside_packets=M` (`--json`: the same as a JSON object).
+//! `--quick` caps `--flows` at 10000 (the line says how many were written).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,6 +81,23 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
 }
+
+/// The command line of `ctgate-perf pcap`: the traffic ([`Args`], which `gateway` builds
+/// itself) and the output options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Cli {
+    #[command(flatten)]
+    pub traffic: Args,
+    /// At most 10000 flows (for smoke tests).
+    #[arg(long)]
+    pub quick: bool,
+    /// One JSON object instead of the key=value line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flows written with `--quick` at most.
+pub const QUICK_FLOWS: u32 = 10_000;
 
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -229,17 +250,22 @@ fn write_pcap(p: &Path, frames: &[Vec<u8>]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", p.display()))
 }
 
-pub fn run(a: &Args) -> Result<(), String> {
-    let (n_in, n_out) = write(a)?;
-    println!(
-        "bench=pcap flows={} proto={} size={} replies={} shuffle={} inside={} inside_packets={n_in} outside={} outside_packets={n_out}",
-        a.flows,
-        format!("{:?}", a.proto).to_lowercase(),
-        a.size,
-        a.replies,
-        a.shuffle,
-        a.out.join("inside.pcap").display(),
-        a.out.join("outside.pcap").display(),
-    );
+pub fn run(cli: &Cli) -> Result<(), String> {
+    let mut a = cli.traffic.clone();
+    if cli.quick {
+        a.flows = a.flows.min(QUICK_FLOWS);
+    }
+    let (n_in, n_out) = write(&a)?;
+    crate::plot::Record::new("pcap")
+        .int("flows", a.flows)
+        .str("proto", format!("{:?}", a.proto).to_lowercase())
+        .int("size", a.size as u64)
+        .real("replies", a.replies)
+        .flag("shuffle", a.shuffle)
+        .str("inside", a.out.join("inside.pcap").display().to_string())
+        .int("inside_packets", n_in as u64)
+        .str("outside", a.out.join("outside.pcap").display().to_string())
+        .int("outside_packets", n_out as u64)
+        .print(cli.json);
     Ok(())
 }

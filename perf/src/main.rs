@@ -42,7 +42,7 @@ enum Command {
     /// ct_state and the `dpctl/dump-conntrack` table.
     Replay(replay::Args),
     /// Writes established, source-NATed gateway traffic as inside.pcap and outside.pcap.
-    Pcap(gen_traffic::Args),
+    Pcap(gen_traffic::Cli),
     /// Gateway throughput: ctgate with SNAT on established flows replayed from pcaps.
     Gateway(gateway::Args),
     /// The cost of NAT in the tracker: creation and established throughput, plain vs SNAT.

@@ -11,12 +11,19 @@
 //!   the frame store into a scratch buffer (as a NIC would deliver it), parsed, tracked and,
 //!   for NAT, rewritten with incremental checksums (`nat::apply`); `cost_ratio` = NAT time
 //!   per packet / plain time per packet (target ≤ 1.2).
+//!
+//! `--json` prints the same fields as one JSON object per line; `--quick` measures 1000 and
+//! 5000 connections briefly (a few seconds); progress goes to stderr (`[nat 2/4 3.1s] …`).
+//! `--plot DIR` draws `DIR/nat_create.svg` (connections/s against connections, plain vs
+//! SNAT) and `DIR/nat_established.svg` (Mpps against connections, plain vs SNAT).
 
 use crate::core::frames::{FrameBuf, Kind, Rng, SLOT};
+use crate::plot::{self, Chart, Progress, Record, Series, XScale};
 use clap::Args as ClapArgs;
 use ctgate::conntrack::{Conntrack, CtConfig, CtWorker, PacketMeta, ReplyTuples};
 use ctgate::nat::{self, NatRange, NatSpec};
 use ctgate::wire::parse::parse_frame;
+use std::path::PathBuf;
 use std::time::Instant;
 
 const BURST: usize = 32;
@@ -30,9 +37,15 @@ pub struct Args {
     /// Seconds per measurement (at least one full pass is made).
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
-    /// Small and short, for smoke tests.
+    /// Small and short, for smoke tests (1000 and 5000 connections, 0.3 s).
     #[arg(long)]
     pub quick: bool,
+    /// One JSON object per line instead of key=value.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the figures as SVG charts in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
 }
 
 fn tracker(n: u32) -> Conntrack {
@@ -144,9 +157,25 @@ pub fn run(args: &Args) -> Result<(), String> {
         args.conns.clone()
     };
     let secs = if args.quick { 0.3 } else { args.seconds };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err("--seconds must be a positive number".into());
+    }
+    if conns.is_empty() {
+        return Err("--conns needs at least one connection count".into());
+    }
+    if let Some(bad) = conns.iter().find(|&&n| !(1..1 << 30).contains(&n)) {
+        return Err(format!("--conns {bad}: must be between 1 and 2^30-1"));
+    }
+    if let Some(dir) = &args.plot {
+        plot::prepare_dir(dir)?;
+    }
     let spec = pool();
-    for (c, &n) in conns.iter().enumerate() {
-        eprintln!("nat: case {} of {}: {n} connections", c + 1, conns.len());
+    let mut prog = Progress::new("nat", 2 * conns.len());
+    // Figures for --plot: (conns, plain, nat) per case.
+    let mut created: Vec<(f64, f64, f64)> = Vec::new();
+    let mut est_mpps: Vec<(f64, f64, f64)> = Vec::new();
+    for &n in &conns {
+        prog.case(&format!("create conns={n}"));
         let firsts = FrameBuf::of_flows(0..n, Kind::First);
         let replies = FrameBuf::of_flows(0..n, Kind::FirstReply);
         let mut order: Vec<u32> = (0..n).collect();
@@ -166,14 +195,18 @@ pub fn run(args: &Args) -> Result<(), String> {
             plain = plain.min(create(&tracker(n), &firsts, None)?);
             natc = natc.min(create(&tracker(n), &firsts, Some(&spec))?);
         }
-        println!(
-            "bench=nat_create conns={n} threads=1 plain_conns_per_s={} nat_conns_per_s={} cost_ratio={:.2}",
-            (n as f64 / plain) as u64,
-            (n as f64 / natc) as u64,
-            natc / plain
-        );
+        let (plain_rate, nat_rate) = (n as f64 / plain, n as f64 / natc);
+        Record::new("nat_create")
+            .int("conns", n)
+            .int("threads", 1)
+            .int("plain_conns_per_s", plain_rate as u64)
+            .int("nat_conns_per_s", nat_rate as u64)
+            .float("cost_ratio", natc / plain, 2)
+            .print(args.json);
+        created.push((f64::from(n), plain_rate, nat_rate));
 
         // Established: the same flows, without and with NAT, both ways answered first.
+        prog.case(&format!("established conns={n}"));
         let plain_ct = tracker(n);
         create(&plain_ct, &firsts, None)?;
         let nat_ct = tracker(n);
@@ -184,14 +217,60 @@ pub fn run(args: &Args) -> Result<(), String> {
         answer(&nat_ct, &replies, true)?;
         let p = established(&plain_ct, &est, false, secs)?;
         let q = established(&nat_ct, &est, true, secs)?;
-        println!(
-            "bench=nat_established conns={n} threads=1 plain_mpps={:.2} nat_mpps={:.2} cost_ratio={:.2}",
-            p / 1e6,
-            q / 1e6,
-            p / q
-        );
+        Record::new("nat_established")
+            .int("conns", n)
+            .int("threads", 1)
+            .float("plain_mpps", p / 1e6, 2)
+            .float("nat_mpps", q / 1e6, 2)
+            .float("cost_ratio", p / q, 2)
+            .print(args.json);
+        est_mpps.push((f64::from(n), p / 1e6, q / 1e6));
+    }
+    prog.note("done");
+    if let Some(dir) = &args.plot {
+        plot::write_all(dir, &charts(&created, &est_mpps))?;
     }
     Ok(())
+}
+
+/// The two --plot charts from (conns, plain, nat) figures.
+fn charts(created: &[(f64, f64, f64)], est: &[(f64, f64, f64)]) -> Vec<(&'static str, Chart)> {
+    let pair = |rows: &[(f64, f64, f64)]| {
+        let mut rows = rows.to_vec();
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        vec![
+            Series {
+                name: "plain".into(),
+                points: rows.iter().map(|r| (r.0, r.1)).collect(),
+            },
+            Series {
+                name: "SNAT".into(),
+                points: rows.iter().map(|r| (r.0, r.2)).collect(),
+            },
+        ]
+    };
+    vec![
+        (
+            "nat_create",
+            Chart {
+                title: "NAT: new connections/s, 1 thread".into(),
+                x_label: "connections".into(),
+                y_label: "connections/s".into(),
+                x_scale: XScale::Log10,
+                series: pair(created),
+            },
+        ),
+        (
+            "nat_established",
+            Chart {
+                title: "NAT: established packets, 1 thread".into(),
+                x_label: "connections".into(),
+                y_label: "Mpps".into(),
+                x_scale: XScale::Log10,
+                series: pair(est),
+            },
+        ),
+    ]
 }
 
 /// Sends each flow's first reply; for NAT conntrack, rewritten to the translated tuple

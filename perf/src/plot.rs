@@ -1,7 +1,27 @@
-//! SVG charts for `--plot DIR` (plotters, SVG backend). Being written: the API below is
-//! fixed so that subcommands can call it; the drawing is filled in by the plot owner.
+//! What the subcommands print and draw: result lines ([`Record`]: `key=value`, or one JSON
+//! object per line with `--json`), progress on stderr ([`Progress`]) and SVG charts for
+//! `--plot DIR` ([`write_svg`], plotters' SVG backend).
+//!
+//! A [`Chart`] is a set of named series of (x, y) points, drawn as one line (`<polyline>`)
+//! and one dot (`<circle>`) per point for each series, with a legend, axis labels and a
+//! title. The y axis is linear; the x axis is [`XScale::Linear`], [`XScale::Log10`] (flow
+//! counts: ticks at the decades, 1k … 10M) or [`XScale::Nines`] (latency percentiles: x is
+//! drawn at `-log10(1 - p/100)`, so 90, 99, 99.9, 99.99 are equally spaced and 50 sits at
+//! 0.3 of a step).
+//!
+//! Text is measured with ab_glyph, which needs a font: DejaVu Sans
+//! ([`FONT_PATH`], Debian package `fonts-dejavu-core`, installed by `ci/setup`) is loaded
+//! once and registered as `sans-serif`. Its absence is an error naming the file and the
+//! package. Text is written as SVG `<text>` elements (the viewer renders it).
 
 use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::register_font;
 
 /// One line of a chart: a name for the legend and its points (x, y), in x order.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,8 +51,490 @@ pub struct Chart {
     pub series: Vec<Series>,
 }
 
+/// The font text is measured with.
+pub const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+/// The Debian package that provides [`FONT_PATH`].
+pub const FONT_PACKAGE: &str = "fonts-dejavu-core";
+
+/// Chart size in pixels.
+const SIZE: (u32, u32) = (900, 560);
+
+/// Line colours, one per series (cycled).
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// Percentiles that get a tick on a [`XScale::Nines`] axis (when in range).
+const NINES_TICKS: [f64; 8] = [0.0, 50.0, 90.0, 99.0, 99.9, 99.99, 99.999, 99.9999];
+
+/// Reads `path` and registers it as the `sans-serif` font, once per process (the first
+/// outcome, success or error, is kept).
+fn ensure_font() -> Result<(), String> {
+    static FONT: OnceLock<Result<(), String>> = OnceLock::new();
+    FONT.get_or_init(|| load_font(Path::new(FONT_PATH))).clone()
+}
+
+/// Reads a TrueType font file and registers it as `sans-serif`.
+pub fn load_font(path: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!(
+            "plot: cannot read the chart font {} ({e}); install the Debian package {FONT_PACKAGE} (ci/setup does)",
+            path.display()
+        )
+    })?;
+    // plotters keeps a reference for the life of the process: leak the one copy.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| {
+        format!(
+            "plot: {} is not a usable TrueType font (package {FONT_PACKAGE})",
+            path.display()
+        )
+    })
+}
+
+/// Where `x` is drawn on the axis of `scale`, after [`check`] accepted it.
+fn to_axis(scale: XScale, x: f64) -> f64 {
+    match scale {
+        XScale::Linear => x,
+        XScale::Log10 => x.log10(),
+        XScale::Nines => -(1.0 - x / 100.0).log10(),
+    }
+}
+
+/// The value whose axis position is `v` (the inverse of [`to_axis`]).
+fn from_axis(scale: XScale, v: f64) -> f64 {
+    match scale {
+        XScale::Linear => v,
+        XScale::Log10 => 10f64.powf(v),
+        XScale::Nines => 100.0 * (1.0 - 10f64.powf(-v)),
+    }
+}
+
+/// Refuses what cannot be drawn: no series, a series without points or name, values that
+/// are not finite, x not positive on a log axis, x outside 0 ≤ p < 100 on a nines axis.
+pub fn check(chart: &Chart) -> Result<(), String> {
+    if chart.series.is_empty() {
+        return Err(format!("plot '{}': no series", chart.title));
+    }
+    for s in &chart.series {
+        if s.name.is_empty() {
+            return Err(format!("plot '{}': a series has no name", chart.title));
+        }
+        if s.points.is_empty() {
+            return Err(format!(
+                "plot '{}': series '{}' has no points",
+                chart.title, s.name
+            ));
+        }
+        for &(x, y) in &s.points {
+            if !x.is_finite() || !y.is_finite() {
+                return Err(format!(
+                    "plot '{}': series '{}' has a point that is not a finite number: ({x}, {y})",
+                    chart.title, s.name
+                ));
+            }
+            let bad = match chart.x_scale {
+                XScale::Linear => None,
+                XScale::Log10 => (x <= 0.0).then_some("x must be positive on a log scale"),
+                XScale::Nines => (!(0.0..100.0).contains(&x))
+                    .then_some("x must be a percentile, 0 <= x < 100, on a nines scale"),
+            };
+            if let Some(why) = bad {
+                return Err(format!(
+                    "plot '{}': series '{}' has x = {x}: {why}",
+                    chart.title, s.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A compact number: 1k, 20k, 1.5M, 0.25, 3.
+pub fn short_number(v: f64) -> String {
+    let a = v.abs();
+    let (scaled, suffix) = if a >= 1e9 {
+        (v / 1e9, "G")
+    } else if a >= 1e6 {
+        (v / 1e6, "M")
+    } else if a >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let mut s = format!("{scaled:.3}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    if s == "-0" {
+        s = "0".into();
+    }
+    format!("{s}{suffix}")
+}
+
+/// A percentile label: 50, 99.9, 99.99.
+fn percentile_label(p: f64) -> String {
+    let mut s = format!("{p:.6}");
+    s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    s
+}
+
+/// (low, high) of `vals`, widened by 5% (or ±0.5 when all equal).
+fn padded(vals: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    let span = hi - lo;
+    if span <= 0.0 {
+        (lo - 0.5, hi + 0.5)
+    } else {
+        (lo - span * 0.05, hi + span * 0.05)
+    }
+}
+
+/// Tick positions (on the axis) for the x axis: the decades or the nines in range, or the
+/// distinct data positions when those are few (and for a linear axis with few x values).
+fn x_ticks(scale: XScale, data: &[f64], lo: f64, hi: f64) -> Option<Vec<f64>> {
+    let mut distinct: Vec<f64> = data.to_vec();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    let fixed: Vec<f64> = match scale {
+        XScale::Linear => {
+            return (distinct.len() <= 12).then_some(distinct);
+        }
+        XScale::Log10 => (lo.ceil() as i32..=hi.floor() as i32)
+            .map(f64::from)
+            .collect(),
+        XScale::Nines => NINES_TICKS
+            .iter()
+            .map(|&p| to_axis(scale, p))
+            .filter(|v| (lo..=hi).contains(v))
+            .collect(),
+    };
+    Some(if fixed.len() >= 2 { fixed } else { distinct })
+}
+
+/// The upper corner over the lower data: the legend covers fewer points there.
+fn legend_corner(series: &[(&str, Vec<(f64, f64)>)], x_lo: f64, x_hi: f64) -> SeriesLabelPosition {
+    let third = (x_hi - x_lo) / 3.0;
+    let top = |keep: &dyn Fn(f64) -> bool| {
+        series
+            .iter()
+            .flat_map(|(_, p)| p.iter())
+            .filter(|p| keep(p.0))
+            .map(|p| p.1)
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    if top(&|x| x <= x_lo + third) <= top(&|x| x >= x_hi - third) {
+        SeriesLabelPosition::UpperLeft
+    } else {
+        SeriesLabelPosition::UpperRight
+    }
+}
+
 /// Writes `chart` as an SVG file at `path` (creating its directory).
 pub fn write_svg(path: &Path, chart: &Chart) -> Result<(), String> {
-    let _ = (path, chart);
-    Err("plot: not implemented yet".into())
+    check(chart)?;
+    ensure_font()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let scale = chart.x_scale;
+    let series: Vec<(&str, Vec<(f64, f64)>)> = chart
+        .series
+        .iter()
+        .map(|s| {
+            let pts = s.points.iter().map(|&(x, y)| (to_axis(scale, x), y));
+            (s.name.as_str(), pts.collect())
+        })
+        .collect();
+    let all = || series.iter().flat_map(|(_, p)| p.iter().copied());
+    let (x_lo, x_hi) = padded(all().map(|p| p.0));
+    let (y_min, y_max) = padded(all().map(|p| p.1));
+    // Rates start at zero unless some are negative; headroom on top for the legend.
+    let y_lo = y_min.min(0.0);
+    let y_hi = y_max + (y_max - y_lo) * 0.04 * chart.series.len() as f64;
+    let (y_lo, y_hi) = if y_hi > y_lo {
+        (y_lo, y_hi)
+    } else {
+        (y_lo, y_lo + 1.0)
+    };
+    let xs: Vec<f64> = all().map(|p| p.0).collect();
+    let ticks = x_ticks(scale, &xs, x_lo, x_hi);
+
+    let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let x_axis = XAxis {
+        scale,
+        inner: (x_lo..x_hi).into(),
+        ticks,
+    };
+    let mut ctx = ChartBuilder::on(&root)
+        .caption(&chart.title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x_axis, y_lo..y_hi)
+        .map_err(|e| err(&e))?;
+    ctx.configure_mesh()
+        .x_desc(&chart.x_label)
+        .y_desc(&chart.y_label)
+        .y_label_formatter(&|v: &f64| short_number(*v))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        ctx.draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], colour.filled()));
+        ctx.draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))
+            .map_err(|e| err(&e))?;
+    }
+    ctx.configure_series_labels()
+        .position(legend_corner(&series, x_lo, x_hi))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The x axis: positions already transformed by [`to_axis`], ticks chosen by [`x_ticks`]
+/// (or plotters' own for a linear axis with many x values), labels in the data's units.
+struct XAxis {
+    scale: XScale,
+    inner: RangedCoordf64,
+    ticks: Option<Vec<f64>>,
+}
+
+impl Ranged for XAxis {
+    type FormatOption = NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        match &self.ticks {
+            Some(_) if hint.weight().allow_light_points() => Vec::new(),
+            Some(t) => t.clone(),
+            None => self.inner.key_points(hint),
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.inner.range()
+    }
+}
+
+impl ValueFormatter<f64> for XAxis {
+    fn format_ext(&self, v: &f64) -> String {
+        match self.scale {
+            XScale::Linear => short_number(*v),
+            XScale::Log10 => short_number(from_axis(self.scale, *v)),
+            XScale::Nines => percentile_label(from_axis(self.scale, *v)),
+        }
+    }
+}
+
+/// One value of a result line.
+#[derive(Clone, Debug, PartialEq)]
+enum Value {
+    Str(String),
+    /// A number already formatted (as JSON accepts it; `null` in JSON when not finite).
+    Num(String),
+    /// Numbers: `a,b,c` as key=value, an array in JSON.
+    List(Vec<String>),
+}
+
+/// One result line: `bench=NAME key=value …`, or with `--json` the same fields as one JSON
+/// object (`{"bench":"NAME","key":value,…}`), keys in the order they were added. Numbers
+/// are JSON numbers, strings JSON strings, lists JSON arrays (comma separated as key=value).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    fields: Vec<(String, Value)>,
+}
+
+fn number(v: f64, decimals: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.decimals$}")
+    } else {
+        "nan".into()
+    }
+}
+
+impl Record {
+    /// A line starting with `bench=NAME`.
+    pub fn new(bench: &str) -> Record {
+        Record {
+            fields: vec![("bench".into(), Value::Str(bench.into()))],
+        }
+    }
+
+    /// A string field (no spaces: key=value lines split on whitespace).
+    pub fn str(mut self, key: &str, v: impl Into<String>) -> Record {
+        self.fields.push((key.into(), Value::Str(v.into())));
+        self
+    }
+
+    /// An integer field.
+    pub fn int(mut self, key: &str, v: impl Into<i128>) -> Record {
+        self.fields
+            .push((key.into(), Value::Num(v.into().to_string())));
+        self
+    }
+
+    /// A float with `decimals` decimals.
+    pub fn float(mut self, key: &str, v: f64, decimals: usize) -> Record {
+        self.fields
+            .push((key.into(), Value::Num(number(v, decimals))));
+        self
+    }
+
+    /// A boolean (`true`/`false` in both forms).
+    pub fn flag(mut self, key: &str, v: bool) -> Record {
+        self.fields.push((key.into(), Value::Num(v.to_string())));
+        self
+    }
+
+    /// A float in its shortest exact form (`5`, `0.25`).
+    pub fn real(mut self, key: &str, v: f64) -> Record {
+        let text = if v.is_finite() {
+            v.to_string()
+        } else {
+            "nan".into()
+        };
+        self.fields.push((key.into(), Value::Num(text)));
+        self
+    }
+
+    /// Floats with `decimals` decimals each.
+    pub fn floats(mut self, key: &str, v: &[f64], decimals: usize) -> Record {
+        let items = v.iter().map(|&x| number(x, decimals)).collect();
+        self.fields.push((key.into(), Value::List(items)));
+        self
+    }
+
+    /// The line, as key=value or JSON.
+    pub fn render(&self, json: bool) -> String {
+        let json_num = |n: &String| {
+            if n == "nan" {
+                "null".to_string()
+            } else {
+                n.clone()
+            }
+        };
+        let parts: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                if json {
+                    let v = match v {
+                        Value::Str(s) => serde_json::Value::from(s.as_str()).to_string(),
+                        Value::Num(n) => json_num(n),
+                        Value::List(l) => {
+                            format!("[{}]", l.iter().map(json_num).collect::<Vec<_>>().join(","))
+                        }
+                    };
+                    format!("{}:{v}", serde_json::Value::from(k.as_str()))
+                } else {
+                    let v = match v {
+                        Value::Str(s) | Value::Num(s) => s.clone(),
+                        Value::List(l) => l.join(","),
+                    };
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        if json {
+            format!("{{{}}}", parts.join(","))
+        } else {
+            parts.join(" ")
+        }
+    }
+
+    /// Prints the line on stdout.
+    pub fn print(&self, json: bool) {
+        println!("{}", self.render(json));
+    }
+}
+
+/// Progress of a multi-case run on stderr: `[NAME i/N 3.1s] what`.
+pub struct Progress {
+    name: &'static str,
+    start: Instant,
+    n: usize,
+    total: usize,
+}
+
+impl Progress {
+    pub fn new(name: &'static str, total: usize) -> Progress {
+        Progress {
+            name,
+            start: Instant::now(),
+            n: 0,
+            total,
+        }
+    }
+
+    /// Announces the next case.
+    pub fn case(&mut self, what: &str) {
+        self.n += 1;
+        eprintln!(
+            "[{} {}/{} {:.1}s] {what}",
+            self.name,
+            self.n,
+            self.total,
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+
+    /// A note between cases (`[NAME 3.1s] what`).
+    pub fn note(&self, what: &str) {
+        eprintln!(
+            "[{} {:.1}s] {what}",
+            self.name,
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Checks before a run that `--plot DIR` can be written: creates `dir` and loads the font,
+/// so a bad directory or a missing font fails before the measurements, not after.
+pub fn prepare_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("--plot {}: {e}", dir.display()))?;
+    ensure_font()
+}
+
+/// Writes `charts` as `DIR/NAME.svg` and says so on stderr; a chart without data is
+/// skipped with a note. Returns the paths written.
+pub fn write_all(dir: &Path, charts: &[(&str, Chart)]) -> Result<Vec<std::path::PathBuf>, String> {
+    let mut written = Vec::new();
+    for (name, chart) in charts {
+        if chart.series.iter().all(|s| s.points.is_empty()) {
+            eprintln!("plot: {name}: nothing measured for this chart, not drawn");
+            continue;
+        }
+        let mut chart = chart.clone();
+        chart.series.retain(|s| !s.points.is_empty());
+        let path = dir.join(format!("{name}.svg"));
+        write_svg(&path, &chart)?;
+        eprintln!("plot: wrote {}", path.display());
+        written.push(path);
+    }
+    Ok(written)
 }

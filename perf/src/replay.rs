@@ -25,6 +25,14 @@
 //!   error are not checked (OVS does not check them either).
 //! * IP fragments are `trk,inv`: ctgate does not reassemble (OVS would reassemble first).
 //!
+//! Output options: `--summary` prints, instead of the packets and the table, one line
+//! `bench=replay file=PATH packets=N untracked=U trk=T inv=I new=… est=… rel=… rpl=…
+//! conns=C secs=S pps=P` (counts of packets having each flag; `secs` is the time the
+//! tracker took, NAT rewrite included). `--json` prints each packet as
+//! `{"packet":N,"flags":"trk,new"}`, each connection as `{"conn":"…"}` and then the summary
+//! as a JSON object (with `--summary`, only that). `--quick` replays at most the first
+//! 100000 packets.
+//!
 //! The connection table omits connections that have expired at the last packet's time
 //! (OVS's dump skips them too, swept or not). `--write` writes every packet, after NAT
 //! rewrite, with its original timestamp.
@@ -38,6 +46,8 @@ use ctgate::nat::{rewrite, NatRange, NatSpec};
 use ctgate::pcap;
 use ctgate::wire::checksum::{verify_frame, ChecksumError};
 use ctgate::wire::parse::{parse_frame, ParseError};
+
+use crate::plot::Record;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -58,6 +68,52 @@ pub struct Args {
     /// Write every packet, after NAT rewrite, to this pcap file.
     #[arg(long, value_name = "OUT.pcap")]
     write: Option<PathBuf>,
+    /// Only one key=value summary line (bench=replay …) instead of packets and table.
+    #[arg(long)]
+    summary: bool,
+    /// JSON objects, one per line: packets, connections, then the summary.
+    #[arg(long)]
+    json: bool,
+    /// At most the first 100000 packets.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// Packets replayed with `--quick` at most.
+const QUICK_PACKETS: usize = 100_000;
+
+/// The summary line of a replay that took `secs`.
+fn summary(file: &std::path::Path, r: &Replay, secs: f64) -> Record {
+    let with = |flag: &str| {
+        r.flags
+            .iter()
+            .filter(|f| f.split(',').any(|x| x == flag))
+            .count() as u64
+    };
+    let n = r.flags.len() as u64;
+    Record::new("replay")
+        .str("file", file.display().to_string())
+        .int("packets", n)
+        .int(
+            "untracked",
+            r.flags.iter().filter(|f| f.is_empty()).count() as u64,
+        )
+        .int("trk", with("trk"))
+        .int("inv", with("inv"))
+        .int("new", with("new"))
+        .int("est", with("est"))
+        .int("rel", with("rel"))
+        .int("rpl", with("rpl"))
+        .int("conns", r.conns.len() as u64)
+        .float("secs", secs, 6)
+        .int(
+            "pps",
+            if secs > 0.0 {
+                (n as f64 / secs) as u64
+            } else {
+                0
+            },
+        )
 }
 
 /// What a replay decided: one flags string per packet and the sorted dump lines.
@@ -159,8 +215,11 @@ pub fn replay(
 
 /// `ctgate-perf replay`.
 pub fn run(args: &Args) -> Result<(), String> {
-    let packets =
+    let mut packets =
         pcap::read_file(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    if args.quick {
+        packets.truncate(QUICK_PACKETS);
+    }
     let opts = Options {
         zone: args.zone,
         tcp_seq_check: !args.no_tcp_seq_check,
@@ -191,6 +250,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         }
         Ok(())
     };
+    let t0 = std::time::Instant::now();
     let r = replay(
         &packets,
         &opts,
@@ -200,17 +260,39 @@ pub fn run(args: &Args) -> Result<(), String> {
             None
         },
     )?;
+    let secs = t0.elapsed().as_secs_f64();
     if let Some(w) = writer {
         w.into_inner()
             .and_then(|mut b| std::io::Write::flush(&mut b).map_err(pcap::Error::Io))
             .map_err(|e| format!("{out_name}: {e}"))?;
     }
     let mut text = String::with_capacity(r.flags.len() * 16 + r.conns.len() * 160);
-    for (i, f) in r.flags.iter().enumerate() {
-        text.push_str(&format!("{}: {f}\n", i + 1));
+    if !args.summary {
+        for (i, f) in r.flags.iter().enumerate() {
+            if args.json {
+                text.push_str(&format!(
+                    "{{\"packet\":{},\"flags\":{}}}\n",
+                    i + 1,
+                    serde_json::Value::from(f.as_str())
+                ));
+            } else {
+                text.push_str(&format!("{}: {f}\n", i + 1));
+            }
+        }
+        for c in &r.conns {
+            if args.json {
+                text.push_str(&format!(
+                    "{{\"conn\":{}}}\n",
+                    serde_json::Value::from(c.as_str())
+                ));
+            } else {
+                text.push_str(c);
+                text.push('\n');
+            }
+        }
     }
-    for c in &r.conns {
-        text.push_str(c);
+    if args.summary || args.json {
+        text.push_str(&summary(&args.file, &r, secs).render(args.json));
         text.push('\n');
     }
     use std::io::Write;

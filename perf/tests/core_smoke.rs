@@ -205,3 +205,72 @@ fn bad_arguments_are_clear_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn json_parses_and_plot_draws_the_measured_figures() {
+    let dir = std::env::temp_dir().join(format!("ctgate-core-plot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = perf()
+        .args([
+            "core",
+            "--quick",
+            "--json",
+            "--only",
+            "create,established",
+            "--conns",
+            "1000",
+            "--conns",
+            "3000",
+            "--prefetch",
+            "on",
+            "--plot",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    // Per conns: create × 2 threads, established 1 thread (on) + 2 threads (shared, disjoint).
+    assert_eq!(lines.len(), 2 * (2 + 1 + 2), "{stdout}");
+    for l in &lines {
+        for k in ["bench", "conns", "threads"] {
+            assert!(l.get(k).is_some(), "no {k}: {l}");
+        }
+        match l["bench"].as_str().unwrap() {
+            "create" => assert!(l["conns_per_s"].as_u64().unwrap() > 0, "{l}"),
+            "established" => assert!(l["mpps"].as_f64().unwrap() > 0.0, "{l}"),
+            other => panic!("unexpected bench {other}"),
+        }
+    }
+    let create = std::fs::read_to_string(dir.join("core_create.svg")).unwrap();
+    assert!(create.contains("new connections/s against threads"));
+    for s in [">\n1k conns\n<", ">\n3k conns\n<"] {
+        assert!(create.contains(s), "legend {s:?} in core_create.svg");
+    }
+    let est = std::fs::read_to_string(dir.join("core_established.svg")).unwrap();
+    assert!(est.contains(">\nprefetch on\n<"), "{est}");
+    // --prefetch on: no "off" figures, so no "off" series.
+    assert!(!est.contains("prefetch off"), "{est}");
+    assert!(stderr.contains("plot: wrote"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plot_into_an_impossible_directory_fails_before_measuring() {
+    let out = perf()
+        .args(["core", "--quick", "--plot", "/proc/no-such-dir/plots"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--plot /proc/no-such-dir/plots"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing measured");
+}

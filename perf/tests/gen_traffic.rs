@@ -156,3 +156,103 @@ fn bad_arguments_are_refused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn json_and_quick() {
+    let dir = scratch("json");
+    let out = Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
+        .args([
+            "pcap", "--flows", "50000", "--quick", "--json", "--proto", "tcp",
+        ])
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    // --quick caps the flows at 10000.
+    assert_eq!(v["bench"], "pcap");
+    assert_eq!(v["flows"], 10000);
+    assert_eq!(v["proto"], "tcp");
+    assert_eq!(v["size"], 64);
+    assert_eq!(v["replies"], 1);
+    assert_eq!(v["shuffle"], false);
+    assert_eq!(v["inside_packets"], 10000);
+    assert_eq!(v["outside_packets"], 10000);
+    let inside = dir.join("inside.pcap");
+    assert_eq!(v["inside"], inside.display().to_string());
+    assert_eq!(tuples(&inside, 64, PORT0).0, 10000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `replay` of generated traffic: the default ovstest-style output is unchanged, and
+/// `--summary`/`--json` count the same packets and connections.
+#[test]
+fn replay_summary_and_json_of_generated_traffic() {
+    let dir = scratch("replay");
+    generate(&dir, &["--flows", "100", "--proto", "udp"]);
+    let inside = dir.join("inside.pcap");
+    let replay = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
+            .arg("replay")
+            .arg(&inside)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = replay(&[]);
+    let lines: Vec<&str> = plain.lines().collect();
+    assert_eq!(lines.len(), 200, "100 packets then 100 connections");
+    assert_eq!(lines[0], "1: trk,new");
+    assert!(
+        lines[100].starts_with("udp,orig=(src=10.0.0."),
+        "{}",
+        lines[100]
+    );
+
+    let summary = replay(&["--summary"]);
+    assert_eq!(summary.lines().count(), 1, "{summary}");
+    let kv: HashMap<&str, &str> = summary
+        .split_whitespace()
+        .map(|kv| kv.split_once('=').unwrap())
+        .collect();
+    assert_eq!(kv["bench"], "replay");
+    for (k, v) in [
+        ("packets", "100"),
+        ("untracked", "0"),
+        ("trk", "100"),
+        ("new", "100"),
+        ("est", "0"),
+        ("inv", "0"),
+        ("conns", "100"),
+    ] {
+        assert_eq!(kv[k], v, "{k} in {summary}");
+    }
+
+    let json = replay(&["--json"]);
+    let objs: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(objs.len(), 201);
+    assert_eq!(objs[0]["packet"], 1);
+    assert_eq!(objs[0]["flags"], "trk,new");
+    assert_eq!(objs[100]["conn"], lines[100]);
+    assert_eq!(objs[200]["bench"], "replay");
+    assert_eq!(objs[200]["packets"], 100);
+    assert_eq!(objs[200]["conns"], 100);
+    let _ = std::fs::remove_dir_all(&dir);
+}
