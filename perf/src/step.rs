@@ -28,6 +28,7 @@ use ctgate::pipeline::gateway::{GatewayShared, GatewayStep};
 use ctgate::pipeline::{MacAddr, PacketStep, Verdict};
 
 use crate::gen_traffic::{self, Proto, CLIENT_MAC, ROUTER_MAC};
+use crate::plot::{Progress, Record};
 
 const BURST: usize = 32;
 /// The gateway's port MACs in this benchmark.
@@ -61,48 +62,25 @@ pub fn run(args: &Args) -> Result<(), String> {
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("--seconds {secs}: not a positive number"));
     }
-    let start = Instant::now();
-    for (n, &f) in flows.iter().enumerate() {
+    let mut progress = Progress::new("step", flows.len());
+    for &f in &flows {
         if f == 0 {
             return Err("--flows: 0 is not a flow count".into());
         }
-        eprintln!(
-            "[step {}/{} {:.1}s] flows={f}",
-            n + 1,
-            flows.len(),
-            start.elapsed().as_secs_f64()
-        );
+        progress.case(&format!("flows={f}"));
         let r = run_case(args.proto, f, secs)?;
-        let kv: Vec<(&str, String)> = vec![
-            ("bench", "step".into()),
-            ("flows", f.to_string()),
-            ("proto", format!("{:?}", args.proto).to_lowercase()),
-            ("mpps", format!("{:.2}", r.mpps)),
-            ("ns_per_pkt", format!("{:.1}", 1e3 / r.mpps)),
-            ("cycles_per_pkt", format!("{:.0}", r.cycles_per_pkt)),
-            ("copy_ns", format!("{:.1}", r.copy_ns)),
-            ("forwarded", r.forwarded.to_string()),
-            ("dropped", r.dropped.to_string()),
-            ("conns", r.conns.to_string()),
-            ("cpu_share", format!("{:.2}", r.cpu_share)),
-        ];
-        if args.json {
-            let m: serde_json::Map<String, serde_json::Value> = kv
-                .into_iter()
-                .map(|(k, v)| {
-                    let val = v
-                        .parse::<f64>()
-                        .ok()
-                        .and_then(serde_json::Number::from_f64)
-                        .map_or(serde_json::Value::String(v), serde_json::Value::Number);
-                    (k.to_string(), val)
-                })
-                .collect();
-            println!("{}", serde_json::Value::Object(m));
-        } else {
-            let line: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("{}", line.join(" "));
-        }
+        Record::new("step")
+            .int("flows", f)
+            .str("proto", format!("{:?}", args.proto).to_lowercase())
+            .float("mpps", r.mpps, 2)
+            .float("ns_per_pkt", 1e3 / r.mpps, 1)
+            .float("cycles_per_pkt", r.cycles_per_pkt, 0)
+            .float("copy_ns", r.copy_ns, 1)
+            .int("forwarded", r.forwarded)
+            .int("dropped", r.dropped)
+            .int("conns", r.conns)
+            .float("cpu_share", r.cpu_share, 2)
+            .print(args.json);
     }
     Ok(())
 }
@@ -180,7 +158,11 @@ fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
         tcp_seq_check: cfg.datapath.tcp_seq_check,
         hash_seed: Some(7),
     }));
-    let shared = GatewayShared::new(&cfg, ct.clone(), &[(0, MacAddr(GW_MAC[0])), (1, MacAddr(GW_MAC[1]))])?;
+    let shared = GatewayShared::new(
+        &cfg,
+        ct.clone(),
+        &[(0, MacAddr(GW_MAC[0])), (1, MacAddr(GW_MAC[1]))],
+    )?;
     shared.set_now_ms(1_000);
     let mut step = GatewayStep::new(shared.clone(), 0);
     let gen = gen_traffic::Args {
@@ -212,11 +194,11 @@ fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
     let mut copied = 0u64;
     let mut at = 0;
     while copy_start.elapsed().as_secs_f64() < secs.min(0.5) {
-        for side in 0..2 {
+        for t in &templates {
             let k = BURST.min(n - at);
             for j in 0..k {
                 scratch[j * slot..j * slot + len]
-                    .copy_from_slice(&templates[side][(at + j) * slot..(at + j) * slot + len]);
+                    .copy_from_slice(&t[(at + j) * slot..(at + j) * slot + len]);
             }
             copied += k as u64;
         }
@@ -236,7 +218,11 @@ fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
             work[j * slot..j * slot + len]
                 .copy_from_slice(&templates[side][(at + j) * slot..(at + j) * slot + len]);
         }
-        let mut frames: Vec<&mut [u8]> = work.chunks_mut(slot).take(k).map(|c| &mut c[..len]).collect();
+        let mut frames: Vec<&mut [u8]> = work
+            .chunks_mut(slot)
+            .take(k)
+            .map(|c| &mut c[..len])
+            .collect();
         step.process_burst(&mut frames, side as u16, &mut verdicts);
         if count {
             for v in &verdicts[..k] {
@@ -286,7 +272,8 @@ fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
     let per_pkt_ns = e * 1e9 / pkts as f64 - copy_ns;
     Ok(CaseResult {
         mpps: 1e3 / per_pkt_ns,
-        cycles_per_pkt: cycles as f64 * cpu_share / pkts as f64 * (per_pkt_ns / (per_pkt_ns + copy_ns)),
+        cycles_per_pkt: cycles as f64 * cpu_share / pkts as f64
+            * (per_pkt_ns / (per_pkt_ns + copy_ns)),
         cpu_share,
         copy_ns,
         forwarded,

@@ -44,7 +44,9 @@ pub mod parse;
 pub mod tcp;
 pub mod udp;
 
-pub use self::parse::{parse_frame, parse_frame_into, Family, Fragment, L4Summary, ParseError, ParsedPacket};
+pub use self::parse::{
+    parse_frame, parse_frame_into, Family, Fragment, L4Summary, ParseError, ParsedPacket,
+};
 
 /// Why a view rejected its buffer in `check_len`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

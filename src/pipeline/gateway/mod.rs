@@ -659,7 +659,12 @@ impl GatewayStep {
         // after the other frames' parses, never right after its own stores (reading a
         // just-written parse result cost a store-forwarding stall per packet, measured
         // with perf).
-        for ((e, m), f) in w.parse_err.iter_mut().zip(metas.iter_mut()).zip(frames.iter()) {
+        for ((e, m), f) in w
+            .parse_err
+            .iter_mut()
+            .zip(metas.iter_mut())
+            .zip(frames.iter())
+        {
             *e = parse_frame_into(f, &mut m.parsed).err();
         }
         let mut tracked = 0usize;
@@ -848,10 +853,7 @@ impl WorkerState {
             },
         };
         m.prepare(port.zone, commit, nat);
-        Pre::Track {
-            dst_own,
-            route,
-        }
+        Pre::Track { dst_own, route }
     }
 
     /// Second pass: policy, NAT, route, TTL, MACs.
