@@ -17,7 +17,7 @@
 //!
 //! `mpps` and `ns_per_pkt` exclude the template copy and are computed over the thread's
 //! on-CPU time (`cpu_share` = on-CPU / wall time), so that a shared machine's time slicing
-//! does not count; `cycles_per_pkt` is TSC cycles scaled the same way.
+//! does not count; `cycles_per_pkt` is that time at the kernel's `cpu MHz`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -122,31 +122,21 @@ fn config(flows: u32) -> Result<Config, String> {
     Config::parse(&text, "step.toml").map_err(|e| e.to_string())
 }
 
-/// This thread's CPU time in seconds: the rate is computed over it, so time the
-/// scheduler gave to other processes on a shared machine does not count.
-fn thread_cpu_secs() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID needs nothing else.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0.0;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+/// This thread's on-CPU time in seconds (`/proc/thread-self/schedstat`, nanoseconds):
+/// the rate is computed over it, so time the scheduler gave to other processes on a
+/// shared machine does not count. `None` when the kernel does not provide it.
+fn thread_cpu_secs() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 * 1e-9)
 }
 
-fn tsc() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: rdtsc has no preconditions on x86_64.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        0
-    }
+/// The CPU clock in Hz as the kernel reports it (`cpu MHz` of /proc/cpuinfo).
+fn cpu_hz() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu MHz"))?;
+    let mhz: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    Some(mhz * 1e6)
 }
 
 fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
@@ -243,7 +233,6 @@ fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
     }
     let t0 = Instant::now();
     let cpu0 = thread_cpu_secs();
-    let c0 = tsc();
     let mut pkts = 0u64;
     let mut at = 0;
     loop {
@@ -263,17 +252,17 @@ fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
             shared.set_now_ms(1_000 + (e * 1e3) as u64);
         }
     }
-    let cycles = tsc().wrapping_sub(c0);
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = thread_cpu_secs() - cpu0;
-    // On-CPU time when the clock works, else wall time.
-    let e = if cpu > 0.0 { cpu } else { wall };
+    // On-CPU time when the kernel gives it, else wall time.
+    let e = match (cpu0, thread_cpu_secs()) {
+        (Some(a), Some(b)) if b > a => b - a,
+        _ => wall,
+    };
     let cpu_share = e / wall;
     let per_pkt_ns = e * 1e9 / pkts as f64 - copy_ns;
     Ok(CaseResult {
         mpps: 1e3 / per_pkt_ns,
-        cycles_per_pkt: cycles as f64 * cpu_share / pkts as f64
-            * (per_pkt_ns / (per_pkt_ns + copy_ns)),
+        cycles_per_pkt: cpu_hz().map_or(f64::NAN, |hz| per_pkt_ns * 1e-9 * hz),
         cpu_share,
         copy_ns,
         forwarded,
