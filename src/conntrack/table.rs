@@ -578,6 +578,17 @@ impl ConnTable {
             }
         }
         let idx = cache.free.pop()?;
+        // The next record this cache hands out: fetch it now, so the next creation writes
+        // into lines already in cache (a recycled record is cold at scale: three misses
+        // on the creation path otherwise).
+        if let Some(&next) = cache.free.last() {
+            if let Some(n) = self.conns.get(next as usize) {
+                let base = (n as *const Conn).cast::<u8>();
+                for line in (0..std::mem::size_of::<Conn>()).step_by(64) {
+                    prefetch(base.wrapping_add(line));
+                }
+            }
+        }
         let c = &self.conns[idx as usize];
         if !c.transition(c.gen(), status::FREE, status::INIT) {
             // A slot in a free list is FREE; anything else is a bookkeeping bug. Refuse
