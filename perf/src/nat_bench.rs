@@ -12,6 +12,10 @@
 //!   for NAT, rewritten with incremental checksums (`nat::apply`); `cost_ratio` = NAT time
 //!   per packet / plain time per packet (target ≤ 1.2).
 //!
+//! Rates are computed over the measuring thread's on-CPU time
+//! (`/proc/thread-self/schedstat`; wall time where the kernel does not give it), so that
+//! time the scheduler gives other processes on a shared machine does not count.
+//!
 //! `--json` prints the same fields as one JSON object per line; `--quick` measures 1000 and
 //! 5000 connections briefly (a few seconds); progress goes to stderr (`[nat 2/4 3.1s] …`).
 //! `--plot DIR` draws `DIR/nat_create.svg` (connections/s against connections, plain vs
@@ -67,12 +71,39 @@ fn pool() -> NatSpec {
 }
 
 /// Creates the N flows (first packet each); returns the seconds it took.
+/// A measurement's start: on-CPU time of this thread, and wall time.
+struct OnCpu {
+    cpu: Option<f64>,
+    wall: Instant,
+}
+
+impl OnCpu {
+    fn start() -> OnCpu {
+        OnCpu {
+            cpu: crate::step::thread_cpu_secs(),
+            wall: Instant::now(),
+        }
+    }
+
+    fn wall(&self) -> f64 {
+        self.wall.elapsed().as_secs_f64()
+    }
+
+    /// Seconds on the CPU since the start (wall seconds if unknown).
+    fn elapsed(&self) -> f64 {
+        match (self.cpu, crate::step::thread_cpu_secs()) {
+            (Some(a), Some(b)) if b > a => b - a,
+            _ => self.wall(),
+        }
+    }
+}
+
 fn create(ct: &Conntrack, frames: &FrameBuf, nat: Option<&dyn ReplyTuples>) -> Result<f64, String> {
     let mut w = ct.worker(0);
     let p0 = parse_frame(frames.get(0)).map_err(|e| format!("frame: {e:?}"))?;
     let mut metas = [PacketMeta::new(p0, 0, true); BURST];
     let specs: Vec<&dyn ReplyTuples> = nat.into_iter().collect();
-    let t0 = Instant::now();
+    let t0 = OnCpu::start();
     let mut i = 0;
     while i < frames.len() {
         let mut k = 0;
@@ -86,7 +117,7 @@ fn create(ct: &Conntrack, frames: &FrameBuf, nat: Option<&dyn ReplyTuples>) -> R
         }
         w.process_burst_nat(&mut metas[..k], &specs, 1);
     }
-    let secs = t0.elapsed().as_secs_f64();
+    let secs = t0.elapsed();
     if ct.n_conns() as usize != frames.len() {
         return Err(format!(
             "created {} of {} connections ({:?})",
@@ -107,7 +138,7 @@ fn established(ct: &Conntrack, frames: &FrameBuf, nat: bool, secs: f64) -> Resul
     let mut lens = [0usize; BURST];
     let mut packets = 0u64;
     let mut rewritten = 0u64;
-    let t0 = Instant::now();
+    let t0 = OnCpu::start();
     loop {
         let mut i = 0;
         while i < frames.len() {
@@ -136,11 +167,11 @@ fn established(ct: &Conntrack, frames: &FrameBuf, nat: bool, secs: f64) -> Resul
             packets += k as u64;
             i += k;
         }
-        if t0.elapsed().as_secs_f64() >= secs {
+        if t0.wall() >= secs {
             break;
         }
     }
-    let el = t0.elapsed().as_secs_f64();
+    let el = t0.elapsed();
     if nat && rewritten != packets {
         return Err(format!(
             "only {rewritten} of {packets} packets were translated"

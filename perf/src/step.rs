@@ -125,7 +125,7 @@ fn config(flows: u32) -> Result<Config, String> {
 /// This thread's on-CPU time in seconds (`/proc/thread-self/schedstat`, nanoseconds):
 /// the rate is computed over it, so time the scheduler gave to other processes on a
 /// shared machine does not count. `None` when the kernel does not provide it.
-fn thread_cpu_secs() -> Option<f64> {
+pub fn thread_cpu_secs() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
     Some(ns as f64 * 1e-9)

@@ -227,9 +227,11 @@ impl ConnTable {
     }
 
     /// Prefetches the record of the first entry in `hash`'s bucket whose signature
-    /// matches (the likely hit), so a burst can overlap those misses too.
+    /// matches (the likely hit), so a burst can overlap those misses too. Returns false
+    /// when the bucket (with no overflow chain) has no such entry: the key is almost
+    /// surely not in the table, the packet likely creates a connection.
     #[inline(always)]
-    pub fn prefetch_candidate(&self, hash: u64) {
+    pub fn prefetch_candidate(&self, hash: u64) -> bool {
         let b = &self.buckets[self.bucket_of(hash)];
         let sig = sig_of(hash);
         for i in 0..SLOTS {
@@ -240,9 +242,10 @@ impl ConnTable {
                     prefetch(c);
                     prefetch(&c.keys[(e & 1) as usize]);
                 }
-                return;
+                return true;
             }
         }
+        b.next.load(Ordering::Relaxed) != 0
     }
 
     #[inline(always)]

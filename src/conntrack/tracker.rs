@@ -558,8 +558,15 @@ impl<'a> CtWorker<'a> {
         }
         if pkts.len() > 1 {
             for m in pkts.iter() {
-                if m.plain {
-                    table.prefetch_candidate(m.hash);
+                if m.plain && !table.prefetch_candidate(m.hash) && m.commit {
+                    // Likely a new connection with NAT: start fetching the bucket of its
+                    // first candidate reply tuple, which the creation checks and inserts
+                    // into (a miss of its own at scale).
+                    if let Some(spec) = m.nat.and_then(|i| nat.get(i as usize)) {
+                        if let Some(reply) = spec.candidate(&ConnKey::from_words(&m.words), 0) {
+                            table.prefetch_bucket(table.hasher().hash_words(&reply.to_words()));
+                        }
+                    }
                 }
             }
         }
