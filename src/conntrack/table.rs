@@ -239,8 +239,13 @@ impl ConnTable {
             if e != 0 && b.sigs[i].load(Ordering::Relaxed) == sig {
                 let idx = entry_idx(e) as usize;
                 if let Some(c) = self.conns.get(idx) {
-                    prefetch(c);
-                    prefetch(&c.keys[(e & 1) as usize]);
+                    // Every line of the record: the lookup reads the key of the entry's
+                    // direction, the status and expiry; the update the L4 state at the
+                    // end; NAT the other direction's key.
+                    let base = (c as *const Conn).cast::<u8>();
+                    for line in (0..std::mem::size_of::<Conn>()).step_by(64) {
+                        prefetch(base.wrapping_add(line));
+                    }
                 }
                 return true;
             }
