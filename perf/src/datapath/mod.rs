@@ -690,18 +690,24 @@ impl Line {
 
     fn render(&self, json: bool) -> String {
         if json {
-            let mut m = serde_json::Map::new();
-            for (k, v) in &self.0 {
-                let val = match v.parse::<f64>() {
-                    Ok(x) if x.is_finite() => serde_json::Number::from_f64(x).map_or(
-                        serde_json::Value::String(v.clone()),
-                        serde_json::Value::Number,
-                    ),
-                    _ => serde_json::Value::String(v.clone()),
-                };
-                m.insert(k.clone(), val);
-            }
-            serde_json::Value::Object(m).to_string()
+            // Written by hand to keep the key order; numbers stay numbers.
+            let body: Vec<String> = self
+                .0
+                .iter()
+                .map(|(k, v)| {
+                    let key = serde_json::Value::String(k.clone());
+                    let number = v.parse::<f64>().is_ok_and(f64::is_finite)
+                        && v.bytes()
+                            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+                        && serde_json::from_str::<serde_json::Number>(v).is_ok();
+                    if number {
+                        format!("{key}:{v}")
+                    } else {
+                        format!("{key}:{}", serde_json::Value::String(v.clone()))
+                    }
+                })
+                .collect();
+            format!("{{{}}}", body.join(","))
         } else {
             self.0
                 .iter()
@@ -736,6 +742,9 @@ mod tests {
         l.push("flows", "new");
         let v: serde_json::Value = serde_json::from_str(&l.render(true)).unwrap();
         assert_eq!(v["mpps"], 1.25);
+        assert!(l
+            .render(true)
+            .starts_with("{\"bench\":\"datapath\",\"mpps\":1.250,"));
         assert_eq!(v["flows"], "new");
         assert_eq!(l.render(false), "bench=datapath mpps=1.250 flows=new");
     }
