@@ -85,6 +85,9 @@ pub struct GenResult {
     pub latency: Latency,
     /// Seconds of the measurement window.
     pub window_secs: f64,
+    /// Seconds from the first packet to the start of the window (at least `--warmup`,
+    /// and in steady mode until every flow sent a packet).
+    pub warmup_secs: f64,
     /// Seconds from the first packet to the end of generation (warmup included).
     pub active_secs: f64,
 }
@@ -160,6 +163,8 @@ fn run_loop(
     let mut latency = Latency::new(hz);
     let mut c = Counts::default();
     let mut cursor: usize = 0;
+    // Steady mode measures only once every flow has sent a packet (the table is full).
+    let round_done = std::cell::Cell::new(matches!(cfg.flows, Flows::New));
     let mut next_new: u64 = 0;
     let mut next_flow = || -> u64 {
         match &cfg.flows {
@@ -168,6 +173,7 @@ fn run_loop(
                 cursor += 1;
                 if cursor == order.len() {
                     cursor = 0;
+                    round_done.set(true);
                 }
                 u64::from(f)
             }
@@ -188,9 +194,12 @@ fn run_loop(
         Some(timeout) => wait_ready(cfg, &tpl, rings.gen_in, pool, &mut next_flow, timeout, stop)?,
         None => Tsc::now(),
     };
-    let warm_end = t0 + ticks(cfg.warmup);
-    let end = warm_end + ticks(cfg.seconds);
-    let drain_end = end + ticks(cfg.drain);
+    // The window starts after the warmup and the first round over the flows; until
+    // then its end is unknown.
+    let warm_min = t0 + ticks(cfg.warmup);
+    let mut warm_end = u64::MAX;
+    let mut end = u64::MAX;
+    let mut drain_end = u64::MAX;
     let per_tick = cfg.rate_pps.map(|r| r / hz as f64);
     let mut paced_sent: u64 = 1;
     let mut measuring = false;
@@ -198,8 +207,11 @@ fn run_loop(
     let mut frozen: Option<Counts> = None;
     let mut now = Tsc::now();
     while now < drain_end && !stop.load(Ordering::Relaxed) {
-        if !measuring && now >= warm_end {
+        if !measuring && now >= warm_min && round_done.get() {
             measuring = true;
+            warm_end = now;
+            end = now + ticks(cfg.seconds);
+            drain_end = end + ticks(cfg.drain);
             c = Counts::default();
             latency.reset();
         }
@@ -342,6 +354,7 @@ fn run_loop(
         foreign: c.foreign,
         latency,
         window_secs: window_end.saturating_sub(warm_end) as f64 / hz as f64,
+        warmup_secs: warm_end.min(now).saturating_sub(t0) as f64 / hz as f64,
         active_secs: window_end.saturating_sub(t0) as f64 / hz as f64,
     })
 }

@@ -104,9 +104,11 @@ const FILL: u32 = 512;
 /// Mbufs of the generator's pool: every ring full, plus ctgate's bursts, plus slack.
 const GEN_POOL: u32 = 32_767;
 const GEN_POOL_CACHE: u32 = 256;
-/// After generation, the sinks drain this long; ctgate runs a little longer still.
+/// After generation, the sinks drain this long; ctgate stops once its ports have been
+/// idle this long (`--exit-when-idle`), or at the latest after warmup + seconds + the cap.
 const DRAIN: Duration = Duration::from_millis(200);
-const GATEWAY_TAIL: Duration = Duration::from_millis(500);
+const GATEWAY_IDLE: Duration = Duration::from_millis(400);
+const GATEWAY_CAP: Duration = Duration::from_secs(600);
 /// Largest `--flows` (the shuffled order is 4 bytes per flow; the tracker's memory grows
 /// with it too).
 const MAX_FLOWS: u32 = 16_000_000;
@@ -468,7 +470,8 @@ fn run_case(
     ));
     let app = AppArgs {
         socket: socket.clone(),
-        duration: Some(warmup + seconds + DRAIN + GATEWAY_TAIL),
+        duration: Some(warmup + seconds + GATEWAY_CAP),
+        exit_when_idle: Some(GATEWAY_IDLE),
         quiet: true,
         ..AppArgs::default()
     };
@@ -534,6 +537,7 @@ fn run_case(
     }
     push_latency(&mut l, &s);
     l.push("secs", f3(gen.window_secs));
+    l.push("warmup_secs", f3(gen.warmup_secs));
     let name = format!(
         "{} flows={}{}",
         if args.new_flows { "cps" } else { "steady" },
