@@ -201,7 +201,8 @@ fn run_loop(
     let mut end = u64::MAX;
     let mut drain_end = u64::MAX;
     let per_tick = cfg.rate_pps.map(|r| r / hz as f64);
-    let mut paced_sent: u64 = 1;
+    // The readiness probe counts as the first paced packet.
+    let mut paced_sent = u64::from(cfg.ready_timeout.is_some());
     let mut measuring = false;
     // The window's counts, once it is over (the sinks still drain after it).
     let mut frozen: Option<Counts> = None;

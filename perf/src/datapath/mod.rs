@@ -45,7 +45,7 @@
 //! One line per case (`--json`: one JSON object per line):
 //!
 //! ```text
-//! bench=datapath mode=steady flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… mpps=… per_worker_mpps=… cps=… conns=… gen_drops=… reflect_drops=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=…
+//! bench=datapath mode=steady flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
 //! ```
 //!
 //! * `rate`: `max` (unpaced), or the paced new-packet rate in Mpps; with `--load F` a
@@ -53,17 +53,23 @@
 //! * `offered_mpps`: new packets the generator built per second, `sent_mpps` those the
 //!   inside RX ring took (the rest are `gen_drops`);
 //! * `mpps`: packets delivered to the two sinks per second (both directions), the
-//!   gateway's forwarding rate; `per_worker_mpps` that over the workers;
+//!   gateway's forwarding rate; `per_worker_mpps` that over the workers; `delivered`
+//!   the count;
 //! * `cps`: connections the tracker created per second of generation (its `created`
-//!   counter, warmup included, over the generator's active time); `conns`: the
-//!   tracker's connection count at the end;
+//!   counter, warmup included, over the generator's active time; meaningful in
+//!   `--new-flows` mode); `conns`: the tracker's connection count at the end;
 //! * `drops`, `drop_<reason>`: ctgate's own drop counters for the whole run (warmup
 //!   included); `reflect_drops`: answers a ring refused; `nombuf`: mbufs the generator
-//!   could not get;
+//!   could not get; `foreign`: frames at a sink that were not the generator's;
 //! * latencies: from the stamp (written just before a packet enters a ring) to the sink
 //!   taking it out (one pass through ctgate plus ring queueing), nanosecond histogram,
 //!   printed in µs; samples of the measurement window only (after `--warmup`);
-//! * `secs`: the measurement window.
+//! * `secs`: the measurement window; `warmup_secs`: what preceded it: `--warmup`, and
+//!   in steady mode at least until every flow has sent a packet (so the table is full
+//!   and `conns` = `flows` when every flow gets replies).
+//!
+//! ctgate stops by itself once its ports have been idle for 400 ms after the generator
+//! finished (`--exit-when-idle`).
 //!
 //! Unpaced, the generator fills the rings, so the unpaced latency is queueing at
 //! saturation; `--load 0.5` shows the latency at half the sustainable rate (the project
