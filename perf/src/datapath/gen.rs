@@ -342,6 +342,11 @@ fn run_loop(
         }
         now = Tsc::now();
     }
+    if !measuring {
+        return Err(
+            "datapath: stopped before the measurement window began (did ctgate stop early?)".into(),
+        );
+    }
     let window_end = now.min(end);
     let c = frozen.unwrap_or(c);
     Ok(GenResult {
