@@ -64,6 +64,14 @@ pub struct GenConfig {
     pub ready_timeout: Option<Duration>,
 }
 
+/// Set by the generator when its measurement window starts and ends, for a watcher that
+/// reads ctgate's counters at those moments.
+#[derive(Debug, Default)]
+pub struct WindowFlags {
+    pub started: AtomicBool,
+    pub ended: AtomicBool,
+}
+
 /// What the generator counted. Packet counts are of the measurement window (after the
 /// warmup) unless said otherwise.
 pub struct GenResult {
@@ -140,10 +148,14 @@ pub fn run(
     pool: Mempool,
     token: EalToken,
     stop: &AtomicBool,
+    window: &WindowFlags,
 ) -> Result<GenResult, String> {
     // An lcore id gives this thread a mempool cache; without one it still works.
     let registered = dpdk::thread_register(&token).is_ok();
-    let r = run_loop(cfg, rings, pool, stop);
+    let r = run_loop(cfg, rings, pool, stop, window);
+    // Whatever happened, a watcher waits no longer.
+    window.started.store(true, Ordering::SeqCst);
+    window.ended.store(true, Ordering::SeqCst);
     if registered {
         dpdk::thread_unregister(&token);
     }
@@ -155,6 +167,7 @@ fn run_loop(
     rings: Rings,
     pool: Mempool,
     stop: &AtomicBool,
+    window: &WindowFlags,
 ) -> Result<GenResult, String> {
     let hz = cfg.tsc_hz.max(1);
     let ticks = |d: Duration| (d.as_secs_f64() * hz as f64) as u64;
@@ -215,9 +228,11 @@ fn run_loop(
             drain_end = end + ticks(cfg.drain);
             c = Counts::default();
             latency.reset();
+            window.started.store(true, Ordering::SeqCst);
         }
         if frozen.is_none() && now >= end {
             frozen = Some(std::mem::take(&mut c));
+            window.ended.store(true, Ordering::SeqCst);
         }
         let in_window = measuring && now < end;
         // 1. The outside sink: the servers (a few bursts per loop, so that ctgate's TX
@@ -234,8 +249,10 @@ fn run_loop(
                     continue;
                 };
                 c.delivered_out += 1;
-                if in_window {
-                    latency.record_ticks(traffic::stamp_age(t, stamp));
+                // Only packets stamped in the window (not a warmup backlog).
+                let age = traffic::stamp_age(t, stamp);
+                if in_window && age <= t.saturating_sub(warm_end) {
+                    latency.record_ticks(age);
                 }
                 let flow = traffic::flow_of_frame(f, p, true);
                 if traffic::has_reply(flow, cfg.reply_fraction)
@@ -264,8 +281,10 @@ fn run_loop(
                     continue;
                 };
                 c.delivered_in += 1;
-                if in_window {
-                    latency.record_ticks(traffic::stamp_age(t, stamp));
+                // Only packets stamped in the window (not a warmup backlog).
+                let age = traffic::stamp_age(t, stamp);
+                if in_window && age <= t.saturating_sub(warm_end) {
+                    latency.record_ticks(age);
                 }
                 match traffic::reflect_inside(f, p, cfg.in_mac, close) {
                     Answer::None => {}
@@ -366,7 +385,7 @@ fn run_loop(
 }
 
 /// Sends flow 0's packet and waits until the ring is empty again (ctgate polls); returns
-/// the TSC at which it was sent.
+/// the TSC at which it saw that.
 fn wait_ready(
     cfg: &GenConfig,
     tpl: &Templates,
@@ -399,5 +418,6 @@ fn wait_ready(
         }
         std::thread::sleep(Duration::from_micros(100));
     }
-    Ok(t)
+    // The run starts now: ctgate is set up and polling.
+    Ok(Tsc::now())
 }

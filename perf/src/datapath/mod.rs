@@ -55,9 +55,10 @@
 //! * `mpps`: packets delivered to the two sinks per second (both directions), the
 //!   gateway's forwarding rate; `per_worker_mpps` that over the workers; `delivered`
 //!   the count;
-//! * `cps`: connections the tracker created per second of generation (its `created`
-//!   counter, warmup included, over the generator's active time; meaningful in
-//!   `--new-flows` mode); `conns`: the tracker's connection count at the end;
+//! * `cps`: connections the tracker created per second in the window (its `created`
+//!   counter, read over ctgate's control socket when the window starts and ends; if
+//!   that fails, a warning and `created` over the whole generation); `created`: the
+//!   tracker's counter for the whole run; `conns`: its connection count at the end;
 //! * `drops`, `drop_<reason>`: ctgate's own drop counters for the whole run (warmup
 //!   included); `reflect_drops`: answers a ring refused; `nombuf`: mbufs the generator
 //!   could not get; `foreign`: frames at a sink that were not the generator's;
@@ -98,7 +99,7 @@ use ctgate::dpdk::{self, Eal, EalToken, Mempool, Ring};
 use ctgate::pipeline::DropReason;
 
 use crate::gen_traffic::{CLIENT_MAC, ROUTER_MAC};
-use gen::{Flows, GenConfig, GenResult, Rings};
+use gen::{Flows, GenConfig, GenResult, Rings, WindowFlags};
 use traffic::{Mix, Proto};
 
 /// Entries per ring (4095 usable): room for the sinks to fall behind for a few
@@ -419,6 +420,7 @@ fn run_case(
     };
     let token = EalToken::new(eal);
     let stop = AtomicBool::new(false);
+    let window = WindowFlags::default();
 
     if args.loopback {
         gcfg.ready_timeout = None;
@@ -433,7 +435,7 @@ fn run_case(
         let r = std::thread::scope(|s| {
             s.spawn(|| {
                 pin_cpu0();
-                gen::run(&gcfg, loop_rings, pool, token, &stop)
+                gen::run(&gcfg, loop_rings, pool, token, &stop, &window)
             })
             .join()
             .unwrap_or_else(|_| Err("datapath: the generator thread panicked".into()))
@@ -483,10 +485,14 @@ fn run_case(
         ..AppArgs::default()
     };
 
-    let (gw, gen) = std::thread::scope(|s| {
+    let (gw, gen, created) = std::thread::scope(|s| {
         let h = s.spawn(|| {
             pin_cpu0();
-            gen::run(&gcfg, rings, pool, token, &stop)
+            gen::run(&gcfg, rings, pool, token, &stop, &window)
+        });
+        let w = s.spawn(|| {
+            pin_cpu0();
+            watch_created(&socket, &window)
         });
         let gw = gateway::run_report(eal, &app, Some(&config), false);
         // Whatever happened, the generator stops now at the latest.
@@ -494,7 +500,10 @@ fn run_case(
         let gen = h
             .join()
             .unwrap_or_else(|_| Err("datapath: the generator thread panicked".into()));
-        (gw, gen)
+        let created = w
+            .join()
+            .unwrap_or_else(|_| Err("the watcher thread panicked".into()));
+        (gw, gen, created)
     });
     drain_rings(&rings);
     let _ = std::fs::remove_file(&socket);
@@ -507,6 +516,15 @@ fn run_case(
     let mpps = delivered as f64 / window / 1e6;
     let sent = gen.generated.saturating_sub(gen.gen_drops);
     let s = gen.latency.summary();
+    // Connections per second: the tracker's `created` counter read over the control
+    // socket at the window's start and end; else over the whole generation.
+    let cps = match created {
+        Ok((n, secs)) => n as f64 / secs.max(1e-9),
+        Err(e) => {
+            eprintln!("datapath: warning: cps over the whole run ({e})");
+            ct.created as f64 / gen.active_secs.max(1e-9)
+        }
+    };
     let mut l = Line::default();
     l.push("bench", "datapath");
     l.push("mode", if args.new_flows { "cps" } else { "steady" });
@@ -527,10 +545,7 @@ fn run_case(
     l.push("sent_mpps", f3(sent as f64 / window / 1e6));
     l.push("mpps", f3(mpps));
     l.push("per_worker_mpps", f3(mpps / workers as f64));
-    l.push(
-        "cps",
-        format!("{:.0}", ct.created as f64 / gen.active_secs.max(1e-9)),
-    );
+    l.push("cps", format!("{cps:.0}"));
     l.push("conns", n_conns);
     l.push("created", ct.created);
     l.push("delivered", delivered);
@@ -557,6 +572,42 @@ fn run_case(
         name,
         curve: gen.latency.curve(),
     })
+}
+
+/// Waits for the generator's window and reads ctgate's `created` counter over the
+/// control socket at its start and end: (connections created, seconds between reads).
+fn watch_created(socket: &std::path::Path, window: &WindowFlags) -> Result<(u64, f64), String> {
+    let wait = |flag: &AtomicBool| {
+        while !flag.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    };
+    let read = || -> Result<(u64, Instant), String> {
+        let mut text = String::new();
+        let r = ctgate::control::protocol::call(
+            socket,
+            "stats",
+            &[],
+            Some(Duration::from_secs(5)),
+            |o| text.push_str(o),
+        );
+        let at = Instant::now();
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("control socket: {e}")),
+            Err(e) => return Err(format!("control socket: {e}")),
+        }
+        text.lines()
+            .filter(|l| l.starts_with("conntrack "))
+            .find_map(|l| ctgate::control::stats::field_u64(l, "created"))
+            .map(|n| (n, at))
+            .ok_or_else(|| "no conntrack created= in the stats reply".to_string())
+    };
+    wait(&window.started);
+    let (a, ta) = read()?;
+    wait(&window.ended);
+    let (b, tb) = read()?;
+    Ok((b.saturating_sub(a), tb.duration_since(ta).as_secs_f64()))
 }
 
 fn loopback_out(args: &Args, plan: &Plan, case: &Case, r: &GenResult) -> CaseOut {
