@@ -23,6 +23,51 @@ pub enum Flows {
     New,
 }
 
+/// The flow of each new packet, in order.
+pub struct FlowSeq {
+    flows: Flows,
+    cursor: usize,
+    next_new: u64,
+    rounds: u64,
+}
+
+impl FlowSeq {
+    pub fn new(flows: Flows) -> FlowSeq {
+        FlowSeq {
+            flows,
+            cursor: 0,
+            next_new: 0,
+            rounds: 0,
+        }
+    }
+
+    /// The next packet's flow.
+    #[inline]
+    pub fn next_flow(&mut self) -> u64 {
+        match &self.flows {
+            Flows::Steady(order) => {
+                let f = order[self.cursor];
+                self.cursor += 1;
+                if self.cursor == order.len() {
+                    self.cursor = 0;
+                    self.rounds += 1;
+                }
+                u64::from(f)
+            }
+            Flows::New => {
+                let f = self.next_new;
+                self.next_new = (self.next_new + 1) % traffic::MAX_FLOW;
+                f
+            }
+        }
+    }
+
+    /// True once every flow has had a packet (always in connection-rate mode).
+    pub fn round_done(&self) -> bool {
+        matches!(self.flows, Flows::New) || self.rounds > 0
+    }
+}
+
 /// The four rings around ctgate's two ports.
 #[derive(Clone, Copy, Debug)]
 pub struct Rings {
@@ -175,28 +220,7 @@ fn run_loop(
     let tpl = Templates::new(cfg);
     let mut latency = Latency::new(hz);
     let mut c = Counts::default();
-    let mut cursor: usize = 0;
-    // Steady mode measures only once every flow has sent a packet (the table is full).
-    let round_done = std::cell::Cell::new(matches!(cfg.flows, Flows::New));
-    let mut next_new: u64 = 0;
-    let mut next_flow = || -> u64 {
-        match &cfg.flows {
-            Flows::Steady(order) => {
-                let f = order[cursor];
-                cursor += 1;
-                if cursor == order.len() {
-                    cursor = 0;
-                    round_done.set(true);
-                }
-                u64::from(f)
-            }
-            Flows::New => {
-                let f = next_new;
-                next_new = (next_new + 1) % traffic::MAX_FLOW;
-                f
-            }
-        }
-    };
+    let mut seq = FlowSeq::new(cfg.flows.clone());
 
     let mut gen: MbufBurst = MbufBurst::new();
     let mut rx: MbufBurst = MbufBurst::new();
@@ -204,7 +228,7 @@ fn run_loop(
 
     // Wait until ctgate polls its inside port: one packet in, the ring empty again.
     let t0 = match cfg.ready_timeout {
-        Some(timeout) => wait_ready(cfg, &tpl, rings.gen_in, pool, &mut next_flow, timeout, stop)?,
+        Some(timeout) => wait_ready(cfg, &tpl, rings.gen_in, pool, &mut seq, timeout, stop)?,
         None => Tsc::now(),
     };
     // The window starts after the warmup and the first round over the flows; until
@@ -221,7 +245,8 @@ fn run_loop(
     let mut frozen: Option<Counts> = None;
     let mut now = Tsc::now();
     while now < drain_end && !stop.load(Ordering::Relaxed) {
-        if !measuring && now >= warm_min && round_done.get() {
+        // Steady mode measures only once every flow has sent a packet (the table is full).
+        if !measuring && now >= warm_min && seq.round_done() {
             measuring = true;
             warm_end = now;
             end = now + ticks(cfg.seconds);
@@ -340,7 +365,7 @@ fn run_loop(
             if n > 0 {
                 if pool.alloc_bulk(&mut gen, n as usize) {
                     for m in gen.as_mut_slice() {
-                        let i = next_flow();
+                        let i = seq.next_flow();
                         let p = cfg.mix.of(i);
                         // The template always fits an mbuf (size ≤ 1518 bytes).
                         if m.extend_from_slice(tpl.get(p)).is_ok() {
@@ -391,7 +416,7 @@ fn wait_ready(
     tpl: &Templates,
     ring: Ring,
     pool: Mempool,
-    next_flow: &mut dyn FnMut() -> u64,
+    seq: &mut FlowSeq,
     timeout: Duration,
     stop: &AtomicBool,
 ) -> Result<u64, String> {
@@ -399,7 +424,7 @@ fn wait_ready(
     let Some(mut m) = pool.alloc() else {
         return Err("datapath: the generator's mempool is empty".into());
     };
-    let i = next_flow();
+    let i = seq.next_flow();
     let p = cfg.mix.of(i);
     m.extend_from_slice(tpl.get(p)).map_err(|e| e.to_string())?;
     let t = Tsc::now();
@@ -420,4 +445,39 @@ fn wait_ready(
     }
     // The run starts now: ctgate is set up and polling.
     Ok(Tsc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn steady_flows_visit_every_flow_once_per_round_in_the_given_order() {
+        let mut order: Vec<u32> = (0..1000).collect();
+        crate::core::frames::Rng::new(1).shuffle(&mut order);
+        assert_ne!(order, (0..1000).collect::<Vec<u32>>(), "shuffled");
+        let mut seq = FlowSeq::new(Flows::Steady(Arc::new(order.clone())));
+        for round in 0..3 {
+            let got: Vec<u64> = (0..1000).map(|_| seq.next_flow()).collect();
+            assert!(seq.round_done(), "round {round}");
+            assert_eq!(got, order.iter().map(|&f| u64::from(f)).collect::<Vec<_>>());
+            assert_eq!(got.iter().collect::<HashSet<_>>().len(), 1000);
+        }
+        let mut seq = FlowSeq::new(Flows::Steady(Arc::new(order)));
+        for _ in 0..999 {
+            seq.next_flow();
+        }
+        assert!(!seq.round_done());
+        seq.next_flow();
+        assert!(seq.round_done());
+    }
+
+    #[test]
+    fn new_flows_never_repeat() {
+        let mut seq = FlowSeq::new(Flows::New);
+        assert!(seq.round_done());
+        let got: Vec<u64> = (0..100_000).map(|_| seq.next_flow()).collect();
+        assert_eq!(got, (0..100_000).collect::<Vec<u64>>());
+    }
 }
