@@ -276,10 +276,17 @@ pub fn run(args: &Args) -> Result<(), String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let eal = Eal::init(&eal_args).map_err(|e| e.to_string())?;
+    let run_dir = std::path::Path::new("/var/run/dpdk").join(&prefix);
+    let eal = match Eal::init(&eal_args) {
+        Ok(eal) => eal,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&run_dir);
+            return Err(e.to_string());
+        }
+    };
     let result = run_cases(&eal, args, &plan);
     let _ = eal.cleanup();
-    let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(&prefix));
+    let _ = std::fs::remove_dir_all(&run_dir);
     result
 }
 
