@@ -328,11 +328,8 @@ fn run_cases(eal: &Eal, args: &Args, plan: &Plan) -> Result<(), String> {
     let mut n = 0;
     let mut series = Vec::new();
     for (k, case) in cases.iter().enumerate() {
+        // With --load, the paced run is added once the unpaced rate is known.
         let mut runs = vec![case.clone()];
-        if args.load.is_some() {
-            // The paced run is added once the unpaced rate is known.
-            runs.reserve(1);
-        }
         let mut i = 0;
         while i < runs.len() {
             let c = runs[i].clone();
