@@ -11,6 +11,9 @@ use ctgate::dpdk::{self, EalToken, MbufBurst, Mempool, Ring, Tsc, BURST_SIZE};
 use super::latency::Latency;
 use super::traffic::{self, Answer, Mix, Proto};
 
+/// Paced, the generator is at most this many packets behind its schedule.
+const MAX_BEHIND: u64 = 2 * BURST_SIZE as u64;
+
 /// Bursts each sink takes per loop at most.
 const SINK_BURSTS: usize = 4;
 
@@ -128,6 +131,9 @@ pub struct GenResult {
     pub reflect_drops: u64,
     /// No free mbuf for a new packet or an answer.
     pub nombuf: u64,
+    /// Paced: new packets skipped because the generator fell behind its schedule by
+    /// more than two bursts (a stall of its thread), rather than sent in a burst.
+    pub late: u64,
     /// Frames taken from the inside / outside TX rings.
     pub delivered_in: u64,
     pub delivered_out: u64,
@@ -151,6 +157,7 @@ struct Counts {
     gen_drops: u64,
     reflect_drops: u64,
     nombuf: u64,
+    late: u64,
     delivered_in: u64,
     delivered_out: u64,
     answers: u64,
@@ -352,6 +359,13 @@ fn run_loop(
             match per_tick {
                 Some(pt) => {
                     let due = ((now - t0) as f64 * pt) as u64;
+                    // After a stall of this thread, do not catch up with a burst that
+                    // ctgate never saw offered: skip what is more than two bursts late.
+                    let behind = due.saturating_sub(paced_sent);
+                    if behind > MAX_BEHIND {
+                        c.late += behind - MAX_BEHIND;
+                        paced_sent += behind - MAX_BEHIND;
+                    }
                     n = n.min(due.saturating_sub(paced_sent));
                 }
                 // Unpaced: as many as the ring has room for (building packets that the
@@ -398,6 +412,7 @@ fn run_loop(
         gen_drops: c.gen_drops,
         reflect_drops: c.reflect_drops,
         nombuf: c.nombuf,
+        late: c.late,
         delivered_in: c.delivered_in,
         delivered_out: c.delivered_out,
         answers: c.answers,

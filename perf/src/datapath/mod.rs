@@ -45,7 +45,7 @@
 //! One line per case (`--json`: one JSON object per line):
 //!
 //! ```text
-//! bench=datapath mode=steady flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
+//! bench=datapath mode=steady flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
 //! ```
 //!
 //! * `rate`: `max` (unpaced), or the paced new-packet rate in Mpps; with `--load F` a
@@ -61,7 +61,10 @@
 //!   tracker's counter for the whole run; `conns`: its connection count at the end;
 //! * `drops`, `drop_<reason>`: ctgate's own drop counters for the whole run (warmup
 //!   included); `reflect_drops`: answers a ring refused; `nombuf`: mbufs the generator
-//!   could not get; `foreign`: frames at a sink that were not the generator's;
+//!   could not get; `foreign`: frames at a sink that were not the generator's; `late`:
+//!   paced new packets skipped because the generator thread stalled (it never catches up
+//!   with a burst larger than two bursts, so that its own hiccups do not become load
+//!   spikes for ctgate; `offered_mpps` counts only what it built);
 //! * latencies: from the stamp (written just before a packet enters a ring) to the sink
 //!   taking it out (one pass through ctgate plus ring queueing), nanosecond histogram,
 //!   printed in µs; samples of the measurement window only (after `--warmup`);
@@ -556,6 +559,7 @@ fn run_case(
     l.push("gen_drops", gen.gen_drops);
     l.push("reflect_drops", gen.reflect_drops);
     l.push("nombuf", gen.nombuf);
+    l.push("late", gen.late);
     l.push("foreign", gen.foreign);
     l.push("drops", gw.drops.total());
     for r in DropReason::ALL {
@@ -637,6 +641,7 @@ fn loopback_out(args: &Args, plan: &Plan, case: &Case, r: &GenResult) -> CaseOut
     l.push("gen_drops", r.gen_drops);
     l.push("reflect_drops", r.reflect_drops);
     l.push("nombuf", r.nombuf);
+    l.push("late", r.late);
     l.push("foreign", r.foreign);
     push_latency(&mut l, &s);
     l.push("secs", f3(r.window_secs));
