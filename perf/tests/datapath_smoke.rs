@@ -95,6 +95,13 @@ fn steady_udp_with_replies_makes_one_connection_per_flow_and_drops_nothing() {
         }
     }
     assert_eq!(num(l, "foreign"), 0.0);
+    // A share of one CPU per thread, or `-` where /proc could not tell.
+    for k in ["worker_cpu", "gen_cpu"] {
+        if l[k] != "-" {
+            let v = num(l, k);
+            assert!(v > 0.0 && v <= 1.2, "{k} in {l:?}");
+        }
+    }
     check_latency(l);
 }
 

@@ -45,7 +45,7 @@
 //! One line per case (`--json`: one JSON object per line):
 //!
 //! ```text
-//! bench=datapath mode=steady flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
+//! bench=datapath mode=steady flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
 //! ```
 //!
 //! * `rate`: `max` (unpaced), or the paced new-packet rate in Mpps; with `--load F` a
@@ -55,6 +55,11 @@
 //! * `mpps`: packets delivered to the two sinks per second (both directions), the
 //!   gateway's forwarding rate; `per_worker_mpps` that over the workers; `delivered`
 //!   the count;
+//! * `worker_cpu`, `gen_cpu`: the share of a CPU ctgate's worker threads (EAL's
+//!   `rte-worker-N`) and the generator thread actually ran during the window (their
+//!   schedstat run time over the window; up to 1 per thread), and `mpps_per_worker_cpu`
+//!   = `mpps` / `worker_cpu`: on a machine shared with other work the worker gets only
+//!   part of its core, and this says what it did with what it got (`-` if unknown);
 //! * `cps`: connections the tracker created per second in the window (its `created`
 //!   counter, read over ctgate's control socket when the window starts and ends; if
 //!   that fails, a warning and `created` over the whole generation); `created`: the
@@ -119,6 +124,10 @@ const GEN_POOL_CACHE: u32 = 256;
 const DRAIN: Duration = Duration::from_millis(200);
 const GATEWAY_IDLE: Duration = Duration::from_millis(400);
 const GATEWAY_CAP: Duration = Duration::from_secs(600);
+/// Thread names: the generator's (set here) and ctgate's workers' (set by EAL), for
+/// their CPU time in /proc.
+const GEN_THREAD: &str = "dp-gen";
+const WORKER_THREAD: &str = "rte-worker-";
 /// Largest `--flows` (the shuffled order is 4 bytes per flow; the tracker's memory grows
 /// with it too).
 const MAX_FLOWS: u32 = 16_000_000;
@@ -492,14 +501,28 @@ fn run_case(
         ..AppArgs::default()
     };
 
-    let (gw, gen, created) = std::thread::scope(|s| {
-        let h = s.spawn(|| {
-            pin_cpu0();
-            gen::run(&gcfg, rings, pool, token, &stop, &window)
-        });
+    let (gw, gen, watched) = std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .name(GEN_THREAD.into())
+            .spawn_scoped(s, || {
+                pin_cpu0();
+                gen::run(&gcfg, rings, pool, token, &stop, &window)
+            });
+        let h = match h {
+            Ok(h) => h,
+            Err(e) => {
+                let e = format!("datapath: cannot start the generator thread: {e}");
+                let watched = Watched {
+                    created: Err(e.clone()),
+                    worker_cpu: None,
+                    gen_cpu: None,
+                };
+                return (Err(e.clone()), Err(e), watched);
+            }
+        };
         let w = s.spawn(|| {
             pin_cpu0();
-            watch_created(&socket, &window)
+            watch_window(&socket, &window)
         });
         let gw = gateway::run_report(eal, &app, Some(&config), false);
         // Whatever happened, the generator stops now at the latest.
@@ -507,10 +530,12 @@ fn run_case(
         let gen = h
             .join()
             .unwrap_or_else(|_| Err("datapath: the generator thread panicked".into()));
-        let created = w
-            .join()
-            .unwrap_or_else(|_| Err("the watcher thread panicked".into()));
-        (gw, gen, created)
+        let watched = w.join().unwrap_or_else(|_| Watched {
+            created: Err("the watcher thread panicked".into()),
+            worker_cpu: None,
+            gen_cpu: None,
+        });
+        (gw, gen, watched)
     });
     drain_rings(&rings);
     let _ = std::fs::remove_file(&socket);
@@ -525,7 +550,7 @@ fn run_case(
     let s = gen.latency.summary();
     // Connections per second: the tracker's `created` counter read over the control
     // socket at the window's start and end; else over the whole generation.
-    let cps = match created {
+    let cps = match watched.created {
         Ok((n, secs)) => n as f64 / secs.max(1e-9),
         Err(e) => {
             eprintln!("datapath: warning: cps over the whole run ({e})");
@@ -552,6 +577,18 @@ fn run_case(
     l.push("sent_mpps", f3(sent as f64 / window / 1e6));
     l.push("mpps", f3(mpps));
     l.push("per_worker_mpps", f3(mpps / workers as f64));
+    // The worker shares its CPU with whatever else runs there: its CPU time in the
+    // window says how much of a core the figures above were made with.
+    let opt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    l.push("worker_cpu", opt(watched.worker_cpu));
+    l.push("gen_cpu", opt(watched.gen_cpu));
+    l.push(
+        "mpps_per_worker_cpu",
+        watched
+            .worker_cpu
+            .filter(|&c| c > 0.0)
+            .map_or("-".to_string(), |c| f3(mpps / c)),
+    );
     l.push("cps", format!("{cps:.0}"));
     l.push("conns", n_conns);
     l.push("created", ct.created);
@@ -584,38 +621,82 @@ fn run_case(
 
 /// Waits for the generator's window and reads ctgate's `created` counter over the
 /// control socket at its start and end: (connections created, seconds between reads).
-fn watch_created(socket: &std::path::Path, window: &WindowFlags) -> Result<(u64, f64), String> {
+/// What the watcher read at the window's start and end.
+struct Watched {
+    /// (connections created, seconds between the reads), or why not.
+    created: Result<(u64, f64), String>,
+    /// Share of a CPU that ctgate's worker threads and the generator thread ran in the
+    /// window (from /proc/self/task/*/schedstat), if readable.
+    worker_cpu: Option<f64>,
+    gen_cpu: Option<f64>,
+}
+
+/// Nanoseconds on a CPU of this process's threads whose name starts with `prefix`
+/// (the first field of /proc/self/task/TID/schedstat), or `None` if unreadable.
+fn thread_cpu_ns(prefix: &str) -> Option<u64> {
+    let mut sum = None;
+    for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("schedstat")).ok()?;
+        let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+        sum = Some(sum.unwrap_or(0) + ns);
+    }
+    sum
+}
+
+/// Waits for the generator's window and reads, at its start and end, ctgate's `created`
+/// counter over the control socket and the CPU time of the worker and generator threads.
+fn watch_window(socket: &std::path::Path, window: &WindowFlags) -> Watched {
     let wait = |flag: &AtomicBool| {
         while !flag.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_micros(500));
         }
     };
-    let read = || -> Result<(u64, Instant), String> {
-        let mut text = String::new();
-        let r = ctgate::control::protocol::call(
-            socket,
-            "stats",
-            &[],
-            Some(Duration::from_secs(5)),
-            |o| text.push_str(o),
-        );
-        let at = Instant::now();
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("control socket: {e}")),
-            Err(e) => return Err(format!("control socket: {e}")),
-        }
-        text.lines()
-            .filter(|l| l.starts_with("conntrack "))
-            .find_map(|l| ctgate::control::stats::field_u64(l, "created"))
-            .map(|n| (n, at))
-            .ok_or_else(|| "no conntrack created= in the stats reply".to_string())
+    let cpu = || {
+        (
+            Instant::now(),
+            thread_cpu_ns(WORKER_THREAD),
+            thread_cpu_ns(GEN_THREAD),
+        )
     };
     wait(&window.started);
-    let (a, ta) = read()?;
+    let (t0, w0, g0) = cpu();
+    let a = read_created(socket);
     wait(&window.ended);
-    let (b, tb) = read()?;
-    Ok((b.saturating_sub(a), tb.duration_since(ta).as_secs_f64()))
+    let (t1, w1, g1) = cpu();
+    let b = read_created(socket);
+    let secs = t1.duration_since(t0).as_secs_f64().max(1e-9);
+    let share = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?) as f64 / 1e9 / secs);
+    Watched {
+        created: a.and_then(|(a, ta)| {
+            b.map(|(b, tb)| (b.saturating_sub(a), tb.duration_since(ta).as_secs_f64()))
+        }),
+        worker_cpu: share(w0, w1),
+        gen_cpu: share(g0, g1),
+    }
+}
+
+/// ctgate's `created` counter over the control socket, and when it was read.
+fn read_created(socket: &std::path::Path) -> Result<(u64, Instant), String> {
+    let mut text = String::new();
+    let r =
+        ctgate::control::protocol::call(socket, "stats", &[], Some(Duration::from_secs(5)), |o| {
+            text.push_str(o)
+        });
+    let at = Instant::now();
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("control socket: {e}")),
+        Err(e) => return Err(format!("control socket: {e}")),
+    }
+    text.lines()
+        .filter(|l| l.starts_with("conntrack "))
+        .find_map(|l| ctgate::control::stats::field_u64(l, "created"))
+        .map(|n| (n, at))
+        .ok_or_else(|| "no conntrack created= in the stats reply".to_string())
 }
 
 fn loopback_out(args: &Args, plan: &Plan, case: &Case, r: &GenResult) -> CaseOut {
