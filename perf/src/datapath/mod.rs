@@ -59,7 +59,8 @@
 //!   `rte-worker-N`) and the generator thread actually ran during the window (their
 //!   schedstat run time over the window; up to 1 per thread), and `mpps_per_worker_cpu`
 //!   = `mpps` / `worker_cpu`: on a machine shared with other work the worker gets only
-//!   part of its core, and this says what it did with what it got (`-` if unknown);
+//!   part of its core, and this says what it did with what it got (`-` if unknown;
+//!   meaningful unpaced only: a poll loop burns its CPU whether or not packets come);
 //! * `cps`: connections the tracker created per second in the window (its `created`
 //!   counter, read over ctgate's control socket when the window starts and ends; if
 //!   that fails, a warning and `created` over the whole generation); `created`: the
