@@ -129,7 +129,11 @@ const FUNCTIONS: &[&str] = &[
     // Ethdev.
     "rte_eth_(dev_(count_avail|is_valid_port|info_get|configure|start|stop|close|socket_id|adjust_nb_rx_tx_desc|get_name_by_port|set_mtu)|rx_queue_setup|tx_queue_setup|rx_burst|tx_burst|stats_get|stats_reset|link_get_nowait|macaddr_get|promiscuous_enable|find_next_owned_by|find_next)",
     // Ring and telemetry (for the control lcore later).
-    "rte_ring_(create|free|enqueue_burst|dequeue_burst|count)",
+    "rte_ring_(create|free|enqueue_burst|dequeue_burst|sp_enqueue_burst|sc_dequeue_burst|count)",
+    // Ring-backed ethdevs (the in-process benchmark ports of `ctgate-perf datapath`) and
+    // registering a non-EAL thread as an lcore (for a mempool cache).
+    "rte_eth_from_rings",
+    "rte_thread_(register|unregister)",
     "rte_telemetry_legacy_register|rte_telemetry_register_cmd|rte_tel_data_.*",
 ];
 
@@ -244,5 +248,10 @@ fn link(dpdk: &Dpdk) {
     // `--as-needed`, so only the DPDK libraries actually used end up as DT_NEEDED.
     for l in &dpdk.libs {
         println!("cargo:rustc-link-lib=dylib={l}");
+    }
+    // `rte_eth_from_rings` lives in the net_ring PMD, which pkg-config's `Libs` does not
+    // list (PMDs are plugins); link it by name when it is not already there.
+    if !dpdk.libs.iter().any(|l| l == "rte_net_ring") {
+        println!("cargo:rustc-link-lib=dylib=rte_net_ring");
     }
 }

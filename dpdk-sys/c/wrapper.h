@@ -14,6 +14,7 @@
 #include <rte_mempool.h>
 #include <rte_mbuf.h>
 #include <rte_ethdev.h>
+#include <rte_eth_ring.h>
 #include <rte_telemetry.h>
 
 #include "shim.h"

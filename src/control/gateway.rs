@@ -31,6 +31,7 @@ use super::socket::{ControlServer, DEFAULT_BUDGET};
 use super::stats::{ct_line, gateway_line, mpps, PortLine, WorkerLine};
 use crate::cli::AppArgs;
 use crate::config::{Config, Role};
+use crate::conntrack::stats::CtCountersSnapshot;
 use crate::conntrack::{Conntrack, CtConfig, CtWorker};
 use crate::dpdk::{
     self, Eal, Lcore, Mempool, Port, PortCaps, PortStats, Tsc, BURST_SIZE, DEFAULT_MBUF_BUF_SIZE,
@@ -83,9 +84,51 @@ struct GatewayCtl {
     sweep_interval_ms: AtomicU32,
 }
 
+/// What a run ends with: the final counters that [`run`] prints, for a caller that runs
+/// the gateway in its own process (`ctgate-perf datapath`).
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    /// (port id, device counters), after the ports stopped.
+    pub ports: Vec<(u16, PortStats)>,
+    /// Each worker's final counters.
+    pub workers: Vec<WorkerSnapshot>,
+    /// Drops summed over the workers, by reason.
+    pub drops: DropCounters,
+    /// Seconds from the start of the workers to the stop.
+    pub secs: f64,
+    /// TSC ticks per second (for the workers' `busy_tsc`).
+    pub tsc_hz: u64,
+    /// Gateway mode: the tracker's connection count and counters at the end.
+    pub conntrack: Option<(u32, CtCountersSnapshot)>,
+}
+
 /// Runs ctgate until it is told to stop; prints the final counters. `config` is the
 /// gateway's configuration; `None` selects the forwarding mode (`--pair`).
 pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), String> {
+    run_report(eal, args, config, true).map(|_| ())
+}
+
+/// Counts runs in this process, so a second run names its mempool apart from the first.
+static RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// Prints to stdout when `$verbose`.
+macro_rules! say {
+    ($verbose:expr, $($arg:tt)*) => {
+        if $verbose {
+            println!($($arg)*);
+        }
+    };
+}
+
+/// [`run`], returning the final counters as a [`RunReport`]; with `verbose` false it
+/// prints nothing to stdout (errors still go to stderr), so the caller owns stdout.
+pub fn run_report(
+    eal: &Eal,
+    args: &AppArgs,
+    config: Option<&Config>,
+    verbose: bool,
+) -> Result<RunReport, String> {
+    let run_no = RUNS.fetch_add(1, Ordering::Relaxed);
     let signalled = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
         // A second signal while shutting down ends the process at once (exit code 1).
@@ -132,7 +175,7 @@ pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), Str
             .and_then(|c| c.socket)
             .unwrap_or(main_socket)
     };
-    let pools = create_mempools(eal, &plan, &socket_of, args.mbufs.unwrap_or(0))?;
+    let pools = create_mempools(eal, &plan, &socket_of, args.mbufs.unwrap_or(0), run_no)?;
 
     // Configure every port in the plan; `ports` closes them on any early return.
     let mut ports: Vec<Port> = Vec::with_capacity(plan.ports.len());
@@ -158,7 +201,8 @@ pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), Str
             Some(pc) => port_role_text(pc),
             None => format!("peer={}", pq.peer),
         };
-        println!(
+        say!(
+            verbose,
             "port {}: name={} driver={} mac={} socket={} rx_queues={} tx_queues={} rss={} {tail}",
             pq.id,
             c.map_or("?", |c| c.name.as_str()),
@@ -197,7 +241,9 @@ pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), Str
     for p in ports.iter_mut() {
         p.start().map_err(|e| e.to_string())?;
     }
-    report_links(&ports, &caps);
+    if verbose {
+        report_links(&ports, &caps);
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let tsc_hz = Tsc::hz(eal);
@@ -214,20 +260,34 @@ pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), Str
     let launched = match &mode {
         Mode::Gateway(g) => {
             g.shared.set_now_ms(clock_ms(start, Instant::now()));
-            launch_workers(eal, &lcores, &plan, &ports, &stop, tsc_hz, |i, wq, w| {
-                let step = GatewayStep::new(Arc::clone(&g.shared), i);
-                let w = w(step)?;
-                Ok(match pool_of(wq) {
-                    Some(pool) => w.with_mempool(pool),
-                    None => w,
-                })
-            })
+            launch_workers(
+                eal,
+                &lcores,
+                &plan,
+                &ports,
+                &stop,
+                tsc_hz,
+                verbose,
+                |i, wq, w| {
+                    let step = GatewayStep::new(Arc::clone(&g.shared), i);
+                    let w = w(step)?;
+                    Ok(match pool_of(wq) {
+                        Some(pool) => w.with_mempool(pool),
+                        None => w,
+                    })
+                },
+            )
         }
-        Mode::Forward(f) => {
-            launch_workers(eal, &lcores, &plan, &ports, &stop, tsc_hz, |_, _, w| {
-                w(f.clone())
-            })
-        }
+        Mode::Forward(f) => launch_workers(
+            eal,
+            &lcores,
+            &plan,
+            &ports,
+            &stop,
+            tsc_hz,
+            verbose,
+            |_, _, w| w(f.clone()),
+        ),
     };
     let mut gw = match mode {
         Mode::Gateway(g) => Some(g),
@@ -238,14 +298,16 @@ pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), Str
         Some(_) => None,
         None => {
             match &gw {
-                Some(g) => println!(
+                Some(g) => say!(
+                    verbose,
                     "ctgate: gateway on {} ports with {} workers, config {}, control socket {} (Ctrl-C to stop)",
                     ports.len(),
                     workers.len(),
                     g.config.source,
                     g.server.path().display()
                 ),
-                None => println!(
+                None => say!(
+                    verbose,
                     "ctgate: forwarding on {} ports with {} workers (Ctrl-C to stop)",
                     ports.len(),
                     workers.len()
@@ -291,8 +353,10 @@ pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), Str
     if let Some(e) = launch_error {
         return Err(e);
     }
+    let secs = start.elapsed().as_secs_f64();
     if let Some(reason) = reason {
-        println!(
+        say!(
+            verbose,
             "ctgate: stopping ({})",
             match reason {
                 StopReason::Signal => "signal",
@@ -302,20 +366,29 @@ pub fn run(eal: &Eal, args: &AppArgs, config: Option<&Config>) -> Result<(), Str
         );
     }
     for (id, s) in &port_stats {
-        println!("{}", port_line(*id, s, &snapshots));
+        say!(verbose, "{}", port_line(*id, s, &snapshots));
     }
     for (i, (w, snap)) in workers.iter().zip(&snapshots).enumerate() {
-        println!("{}", worker_line(i, w, snap, tsc_hz));
+        say!(verbose, "{}", worker_line(i, w, snap, tsc_hz));
     }
+    let conntrack = gw.as_ref().map(|g| (g.ct.n_conns(), g.ct.counters()));
     if let Some(g) = &gw {
-        println!("{}", ct_line(g.ct.n_conns(), &g.ct.counters()));
-        println!("{}", gateway_line(&g.shared.counters()));
+        say!(verbose, "{}", ct_line(g.ct.n_conns(), &g.ct.counters()));
+        say!(verbose, "{}", gateway_line(&g.shared.counters()));
     }
     flush();
+    let report = RunReport {
+        drops: total_drops(&snapshots),
+        ports: port_stats,
+        workers: snapshots,
+        secs,
+        tsc_hz,
+        conntrack,
+    };
     // Dropping `gw` closes the control socket and removes its file.
     drop(gw);
     if failed_workers.is_empty() {
-        Ok(())
+        Ok(report)
     } else {
         Err(failed_workers.join("; "))
     }
@@ -459,6 +532,7 @@ pub fn gateway_plan(
 /// Launches one worker per lcore. `make(i, queues, new_worker)` builds worker `i`:
 /// `new_worker(step)` makes the [`Worker`] over its queues, and `make` may adjust it.
 /// Returns the launched workers and the first error.
+#[allow(clippy::too_many_arguments)]
 fn launch_workers<S, F>(
     eal: &Eal,
     lcores: &[Lcore],
@@ -466,6 +540,7 @@ fn launch_workers<S, F>(
     ports: &[Port],
     stop: &Arc<AtomicBool>,
     tsc_hz: u64,
+    verbose: bool,
     mut make: F,
 ) -> (Vec<WorkerHandle>, Option<String>)
 where
@@ -503,7 +578,8 @@ where
             Ok(w) => w,
             Err(e) => return (workers, Some(e)),
         };
-        println!(
+        say!(
+            verbose,
             "worker {i}: lcore={} rx={} tx={}",
             lcore.0,
             pairs_list(&wq.rx),
@@ -529,6 +605,7 @@ fn create_mempools(
     plan: &PortPlan,
     socket_of: &dyn Fn(u16) -> u32,
     at_least: u32,
+    run_no: u32,
 ) -> Result<Vec<(u32, Mempool)>, String> {
     let mut sockets: Vec<u32> = plan.ports.iter().map(|p| socket_of(p.id)).collect();
     sockets.sort_unstable();
@@ -554,7 +631,12 @@ fn create_mempools(
             .unwrap_or(want)
             .saturating_sub(1)
             .max(want);
-        let name = format!("ctgate_mbuf_s{socket}");
+        // Mempools live until EAL cleanup: a later run in the same process needs a new name.
+        let name = if run_no == 0 {
+            format!("ctgate_mbuf_s{socket}")
+        } else {
+            format!("ctgate_mbuf_s{socket}_r{run_no}")
+        };
         let pool = Mempool::new(
             eal,
             &name,

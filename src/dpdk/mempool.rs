@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::ptr::NonNull;
 
-use super::{Eal, Error, Mbuf};
+use super::{Eal, Error, Mbuf, MbufBurst};
 
 /// A pktmbuf mempool (`rte_pktmbuf_pool_create`).
 ///
@@ -69,6 +69,25 @@ impl Mempool {
         let m = unsafe { dpdk_sys::rte_pktmbuf_alloc(self.ptr.as_ptr()) };
         // SAFETY: a non-NULL result is a freshly allocated mbuf owned by nobody else.
         unsafe { Mbuf::from_raw(m) }
+    }
+
+    /// Fills `burst` up to `n` mbufs (at most its free room) in one
+    /// `rte_pktmbuf_alloc_bulk` call: all of them or none. Returns false when the pool
+    /// had fewer free mbufs.
+    pub fn alloc_bulk<const N: usize>(&self, burst: &mut MbufBurst<N>, n: usize) -> bool {
+        let (spare, room) = burst.spare_raw();
+        let n = n.min(room);
+        if n == 0 {
+            return true;
+        }
+        // SAFETY: the pool is a valid pktmbuf pool; `spare` has `room >= n` free slots.
+        let ret = unsafe { dpdk_sys::rte_pktmbuf_alloc_bulk(self.ptr.as_ptr(), spare, n as u32) };
+        if ret != 0 {
+            return false;
+        }
+        // SAFETY: on success the call wrote `n` freshly allocated mbufs that we own.
+        unsafe { burst.add_len(n) };
+        true
     }
 
     pub(crate) fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {

@@ -24,6 +24,7 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod ring;
 mod telemetry;
 
 /// Buffer size of each mbuf: DPDK's default (2048 bytes of data room + headroom), enough
@@ -40,4 +41,5 @@ pub use port::{
     available_ports, port_caps, LinkStatus, MacAddr, Port, PortCaps, PortConfig, PortId, PortStats,
     RxQueue, TxQueue, SYMMETRIC_RSS_KEY,
 };
+pub use ring::{eth_from_rings, port_mac, thread_register, thread_unregister, EalToken, Ring};
 pub use telemetry::register_telemetry;

@@ -6,11 +6,14 @@
 //! `rte_tel_data` (a dict of unsigned integers, short strings and one level of dicts of
 //! unsigned integers); [`fill`] converts them. Telemetry callbacks have no user pointer
 //! and run on DPDK's telemetry thread until `rte_eal_cleanup`, so the tracker they read
-//! lives in a process-wide [`OnceLock`]; the values only read atomics and bucket words.
+//! lives in a process-wide slot; the values only read atomics and bucket words. A later
+//! gateway run in the same process (`ctgate-perf datapath` runs one per case) puts its
+//! own tracker in the slot, which frees the previous one.
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -18,16 +21,22 @@ use super::{Eal, Error};
 use crate::conntrack::Conntrack;
 use crate::control::telemetry;
 
-/// The tracker the callbacks read (set once, by [`register_telemetry`]).
-static TRACKER: OnceLock<Arc<Conntrack>> = OnceLock::new();
+/// The tracker the callbacks read (set by [`register_telemetry`]).
+static TRACKER: Mutex<Option<Arc<Conntrack>>> = Mutex::new(None);
+/// Set once the commands are registered (callbacks cannot be unregistered).
+static REGISTERED: AtomicBool = AtomicBool::new(false);
 
-/// Registers ctgate's telemetry commands for `ct`. Once per process: a second call (or
-/// a tracker already registered) is an error, since callbacks cannot be unregistered.
+fn tracker() -> Option<Arc<Conntrack>> {
+    TRACKER.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Makes ctgate's telemetry commands report `ct`. The first call registers the
+/// commands; a later one (a later run in the same process) only points them at its
+/// tracker.
 pub fn register_telemetry(_eal: &Eal, ct: Arc<Conntrack>) -> Result<(), Error> {
-    if TRACKER.set(ct).is_err() {
-        return Err(Error::invalid(
-            "ctgate telemetry commands (already registered)",
-        ));
+    *TRACKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(ct);
+    if REGISTERED.swap(true, Ordering::SeqCst) {
+        return Ok(());
     }
     for (name, help) in telemetry::COMMANDS {
         let op = || format!("rte_telemetry_register_cmd({name})");
@@ -70,7 +79,8 @@ unsafe extern "C" fn callback(
         let (Ok(cmd), Ok(params)) = (cmd.to_str(), params.to_str()) else {
             return None;
         };
-        telemetry::handle(TRACKER.get()?, cmd, params)
+        let ct = tracker()?;
+        telemetry::handle(&ct, cmd, params)
     }));
     match value {
         // SAFETY: `d` is the data structure DPDK handed to this callback.

@@ -1,9 +1,904 @@
-//! `ctgate-perf datapath`: the full ctgate pipeline fed by an in-process generator.
-//! (Being written.)
+//! `ctgate-perf datapath`: the full ctgate pipeline (the real
+//! [`ctgate::control::gateway::run_report`]: tracking, policy, SNAT, routing) in this
+//! process, fed by an in-process generator whose own cost is small and measured.
+//!
+//! # Set-up
+//!
+//! EAL starts in this process (`--no-huge -m MB --no-pci --lcores 0@0,1@1
+//! --file-prefix dp-PID --no-telemetry`). Four rte_rings of 4096 entries become two net_ring ethdevs
+//! (`rte_eth_from_rings`):
+//!
+//! ```text
+//!            gen→in  ┌────────────── ctgate ──────────────┐  out→sink
+//! generator ───────► │ port 0 (inside)   port 1 (outside) │ ─────────► outside sink
+//!   ▲  inside sink ◄─│                                    │◄───────── (the servers:
+//!   │        in→sink └────────────────────────────────────┘ reflect→out  reflect)
+//!   └ (the clients: answers go back into gen→in)
+//! ```
+//!
+//! They are ports 0 and 1, so the embedded default configuration applies, with a static
+//! `next_hop_mac` on both ports (no ARP), `max_conns` raised to twice the flows, and in
+//! `--new-flows` mode one-second timeouts (the tracker reclaims expired connections when
+//! it inserts at the limit). `gateway::run_report` then runs on the main lcore (CPU 0)
+//! and launches one worker on lcore 1 (CPU 1).
+//!
+//! The generator and both sinks are one plain thread on CPU 0 (the control lcore mostly
+//! sleeps), registered as a DPDK lcore for a mempool cache, with its own mempool. Each
+//! loop it builds up to 32 new packets (a per-protocol template copied into the mbuf,
+//! the flow's addresses and port patched in with incremental checksums, a 48-bit TSC
+//! stamp written after the L4 header: see [`traffic`]), enqueues them into `gen→in`
+//! (what the ring refuses is counted as `gen_drops` and freed); drains `out→sink`
+//! (records the latency, and for the replied flows turns the packet around in place,
+//! restamps it and enqueues it into `reflect→out`); drains `in→sink` (records, and for
+//! TCP answers as a client would). `--rate MPPS` paces the new packets on the TSC; by
+//! default the generator runs as fast as the rings take packets.
+//!
+//! Traffic: `--flows N` concurrent flows, visited round-robin in a shuffled order
+//! (steady mode; TCP flows send data segments with a fixed in-window seq, picked up
+//! mid-stream), or `--new-flows` (every packet a new flow, TCP with handshake and
+//! teardown through the stateless reflectors: SYN → SYN|ACK → ACK + FIN|ACK → FIN|ACK →
+//! ACK); `--proto udp|tcp|icmp|mix` (`--mix udp=2,tcp=1,icmp=1`), `--size` 64..1518
+//! bytes with FCS, `--reply-fraction` of the flows answered by the servers.
+//!
+//! # Output
+//!
+//! One line per case (`--json`: one JSON object per line):
+//!
+//! ```text
+//! bench=datapath mode=steady flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
+//! ```
+//!
+//! * `rate`: `max` (unpaced), or the paced new-packet rate in Mpps; with `--load F` a
+//!   second line per case runs paced at F × the unpaced `sent` rate and adds `load=F`;
+//! * `offered_mpps`: new packets the generator built per second, `sent_mpps` those the
+//!   inside RX ring took (the rest are `gen_drops`);
+//! * `mpps`: packets delivered to the two sinks per second (both directions), the
+//!   gateway's forwarding rate; `per_worker_mpps` that over the workers; `delivered`
+//!   the count;
+//! * `worker_cpu`, `gen_cpu`: the share of a CPU ctgate's worker threads (EAL's
+//!   `rte-worker-N`) and the generator thread actually ran during the window (their
+//!   schedstat run time over the window; up to 1 per thread), and `mpps_per_worker_cpu`
+//!   = `mpps` / `worker_cpu`: on a machine shared with other work the worker gets only
+//!   part of its core, and this says what it did with what it got (`-` if unknown;
+//!   meaningful unpaced only: a poll loop burns its CPU whether or not packets come);
+//! * `cps`: connections the tracker created per second in the window (its `created`
+//!   counter, read over ctgate's control socket when the window starts and ends; if
+//!   that fails, a warning and `created` over the whole generation); `created`: the
+//!   tracker's counter for the whole run; `conns`: its connection count at the end;
+//! * `drops`, `drop_<reason>`: ctgate's own drop counters for the whole run (warmup
+//!   included); `reflect_drops`: answers a ring refused; `nombuf`: mbufs the generator
+//!   could not get; `foreign`: frames at a sink that were not the generator's; `late`:
+//!   paced new packets skipped because the generator thread stalled (it never catches up
+//!   with a burst larger than two bursts, so that its own hiccups do not become load
+//!   spikes for ctgate; `offered_mpps` counts only what it built);
+//! * latencies: from the stamp (written just before a packet enters a ring) to the sink
+//!   taking it out (one pass through ctgate plus ring queueing), nanosecond histogram,
+//!   printed in µs; samples of the measurement window only (after `--warmup`);
+//! * `secs`: the measurement window; `warmup_secs`: what preceded it: `--warmup`, and
+//!   in steady mode at least until every flow has sent a packet (so the table is full
+//!   and `conns` = `flows` when every flow gets replies).
+//!
+//! ctgate stops by itself once its ports have been idle for 400 ms after the generator
+//! finished (`--exit-when-idle`).
+//!
+//! Unpaced, the generator fills the rings, so the unpaced latency is queueing at
+//! saturation; `--load 0.5` shows the latency at half the sustainable rate (the project
+//! target is p99 < 50 µs there).
+//!
+//! `--loopback` connects the generator's rings to its sinks directly, without ctgate,
+//! and prints `bench=datapath-generator`: the generator's own ceiling (new packets and
+//! answers through the rings per second on its one core). On the 2-CPU development VM
+//! it is several times the gateway's rate, so the gateway figures are ctgate's, not the
+//! generator's.
+
+mod gen;
+mod latency;
+mod traffic;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use ctgate::cli::AppArgs;
+use ctgate::config::Config;
+use ctgate::control::gateway;
+use ctgate::dpdk::{self, Eal, EalToken, Mempool, Ring};
+use ctgate::pipeline::DropReason;
+
+use crate::gen_traffic::{CLIENT_MAC, ROUTER_MAC};
+use gen::{Flows, GenConfig, GenResult, Rings, WindowFlags};
+use traffic::{Mix, Proto};
+
+/// Entries per ring (4095 usable): room for the sinks to fall behind for a few
+/// milliseconds (the generator thread shares its CPU) without drops.
+const RING_SIZE: u32 = 4096;
+/// Unpaced, the generator keeps at most this many packets in the inside RX ring (like
+/// a NIC's RX descriptor ring: the queueing latency at saturation).
+const FILL: u32 = 512;
+/// Mbufs of the generator's pool: every ring full, plus ctgate's bursts, plus slack.
+const GEN_POOL: u32 = 32_767;
+const GEN_POOL_CACHE: u32 = 256;
+/// After generation, the sinks drain this long; ctgate stops once its ports have been
+/// idle this long (`--exit-when-idle`), or at the latest after warmup + seconds + the cap.
+const DRAIN: Duration = Duration::from_millis(200);
+const GATEWAY_IDLE: Duration = Duration::from_millis(400);
+const GATEWAY_CAP: Duration = Duration::from_secs(600);
+/// Thread names: the generator's (set here) and ctgate's workers' (set by EAL), for
+/// their CPU time in /proc.
+const GEN_THREAD: &str = "dp-gen";
+const WORKER_THREAD: &str = "rte-worker-";
+/// Largest `--flows` (the shuffled order is 4 bytes per flow; the tracker's memory grows
+/// with it too).
+const MAX_FLOWS: u32 = 16_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtoArg {
+    Udp,
+    Tcp,
+    Icmp,
+    Mix,
+}
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Concurrent flows, one case each (steady mode).
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    flows: Vec<u32>,
+    /// Connection-rate mode: every packet is a new flow (as TRex CPS profiles).
+    #[arg(long)]
+    new_flows: bool,
+    /// Protocol of the flows.
+    #[arg(long, value_enum, default_value_t = ProtoArg::Udp)]
+    proto: ProtoArg,
+    /// Weights of `--proto mix`.
+    #[arg(long, default_value = "udp=2,tcp=1,icmp=1")]
+    mix: String,
+    /// Frame size in bytes including the 4-byte FCS (64..=1518).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Fraction of the flows the servers answer (0..=1).
+    #[arg(long, default_value_t = 1.0)]
+    reply_fraction: f64,
+    /// Offered load of new packets in Mpps, TSC-paced (default: unpaced).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measure the unpaced rate, then also run paced at this fraction of it (0..1].
+    #[arg(long)]
+    load: Option<f64>,
+    /// Seconds measured per case.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Seconds before the measurement (not counted in rates or latencies).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Quick smoke run: 1000 flows, 0.5 s warmup, 2 s (under a minute in all).
+    #[arg(long)]
+    quick: bool,
+    /// Print JSON objects (one per line) instead of key=value lines.
+    #[arg(long)]
+    json: bool,
+    /// The generator's ceiling: rings connected to the sinks, no ctgate.
+    #[arg(long)]
+    loopback: bool,
+    /// Write the latency percentile chart into this directory (datapath-latency.svg).
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+    /// Memory for EAL in MB (no hugepages are used).
+    #[arg(long, default_value_t = 2048)]
+    memory_mb: u32,
+    /// EAL --file-prefix (default dp-PID).
+    #[arg(long)]
+    file_prefix: Option<String>,
+    /// Seed of the flow order shuffle.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
 
-pub fn run(_args: &Args) -> Result<(), String> {
-    Err("datapath: not implemented yet".into())
+/// One benchmark case.
+#[derive(Clone, Debug)]
+struct Case {
+    flows: Option<u32>,
+    rate_pps: Option<f64>,
+    load: Option<f64>,
+}
+
+/// Checked settings shared by every case.
+struct Plan {
+    mix: Mix,
+    proto_name: &'static str,
+    seconds: f64,
+    warmup: f64,
+    flows: Vec<u32>,
+}
+
+fn check(args: &Args) -> Result<Plan, String> {
+    if !(64..=1518).contains(&args.size) {
+        return Err("--size must be 64..=1518 (bytes with FCS)".into());
+    }
+    if !(0.0..=1.0).contains(&args.reply_fraction) {
+        return Err("--reply-fraction must be a fraction in 0..=1".into());
+    }
+    if let Some(r) = args.rate {
+        // Slower than 1000 packets/s, ctgate's idle stop (400 ms) could end the run.
+        if !(r.is_finite() && (0.001..=1000.0).contains(&r)) {
+            return Err("--rate must be 0.001..=1000 Mpps".into());
+        }
+    }
+    if let Some(l) = args.load {
+        if !(l.is_finite() && l > 0.0 && l <= 1.0) {
+            return Err("--load must be a fraction in (0, 1]".into());
+        }
+        if args.rate.is_some() {
+            return Err("--load and --rate exclude each other".into());
+        }
+        if args.loopback {
+            return Err("--load measures ctgate; it does not go with --loopback".into());
+        }
+    }
+    let (flows, seconds, warmup) = if args.quick {
+        (vec![1000], 2.0, 0.5)
+    } else {
+        (args.flows.clone(), args.seconds, args.warmup)
+    };
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        return Err("--seconds must be a positive number of seconds (at most 3600)".into());
+    }
+    if !(warmup.is_finite() && (0.0..=600.0).contains(&warmup)) {
+        return Err("--warmup must be 0..=600 seconds".into());
+    }
+    if flows.is_empty() || flows.iter().any(|&f| f == 0 || f > MAX_FLOWS) {
+        return Err(format!("--flows must be 1..={MAX_FLOWS} each"));
+    }
+    let (mix, proto_name) = match args.proto {
+        ProtoArg::Udp => (Mix::single(Proto::Udp), "udp"),
+        ProtoArg::Tcp => (Mix::single(Proto::Tcp), "tcp"),
+        ProtoArg::Icmp => (Mix::single(Proto::Icmp), "icmp"),
+        ProtoArg::Mix => (Mix::parse(&args.mix)?, "mix"),
+    };
+    Ok(Plan {
+        mix,
+        proto_name,
+        seconds,
+        warmup,
+        flows,
+    })
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    let plan = check(args)?;
+    let prefix = args
+        .file_prefix
+        .clone()
+        .unwrap_or_else(|| format!("dp-{}", std::process::id()));
+    let eal_args: Vec<String> = [
+        "ctgate-perf",
+        "--no-huge",
+        "-m",
+        &args.memory_mb.to_string(),
+        "--no-pci",
+        "--lcores",
+        "0@0,1@1",
+        "--file-prefix",
+        &prefix,
+        "--no-telemetry",
+        "--log-level",
+        "lib.eal:error",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run_dir = std::path::Path::new("/var/run/dpdk").join(&prefix);
+    let eal = match Eal::init(&eal_args) {
+        Ok(eal) => eal,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&run_dir);
+            return Err(e.to_string());
+        }
+    };
+    let result = run_cases(&eal, args, &plan);
+    let _ = eal.cleanup();
+    let _ = std::fs::remove_dir_all(&run_dir);
+    result
+}
+
+fn run_cases(eal: &Eal, args: &Args, plan: &Plan) -> Result<(), String> {
+    let pool = Mempool::new(
+        eal,
+        "dp_gen_pool",
+        GEN_POOL,
+        GEN_POOL_CACHE,
+        dpdk::DEFAULT_MBUF_BUF_SIZE,
+        -1,
+    )
+    .map_err(|e| e.to_string())?;
+    let ring = |name: &str| Ring::new(eal, name, RING_SIZE, -1).map_err(|e| e.to_string());
+    let rings = Rings {
+        gen_in: ring("dp_gen_in")?,
+        in_sink: ring("dp_in_sink")?,
+        reflect_out: ring("dp_reflect_out")?,
+        out_sink: ring("dp_out_sink")?,
+    };
+    let cases: Vec<Case> = if args.new_flows {
+        vec![Case {
+            flows: None,
+            rate_pps: args.rate.map(|r| r * 1e6),
+            load: None,
+        }]
+    } else {
+        plan.flows
+            .iter()
+            .map(|&f| Case {
+                flows: Some(f),
+                rate_pps: args.rate.map(|r| r * 1e6),
+                load: None,
+            })
+            .collect()
+    };
+    let total = cases.len() * if args.load.is_some() { 2 } else { 1 };
+    let started = Instant::now();
+    let mut n = 0;
+    let mut series = Vec::new();
+    for (k, case) in cases.iter().enumerate() {
+        // With --load, the paced run is added once the unpaced rate is known.
+        let mut runs = vec![case.clone()];
+        let mut i = 0;
+        while i < runs.len() {
+            let c = runs[i].clone();
+            n += 1;
+            eprintln!(
+                "[datapath {n}/{total} {:.1}s] {} flows={} rate={}",
+                started.elapsed().as_secs_f64(),
+                if args.loopback { "loopback" } else { "gateway" },
+                c.flows.map_or("new".to_string(), |f| f.to_string()),
+                c.rate_pps
+                    .map_or("max".to_string(), |r| format!("{:.3}", r / 1e6)),
+            );
+            let out = run_case(eal, args, plan, pool, rings, &c, k * 2 + i)?;
+            println!("{}", out.line.render(args.json));
+            if let Some(load) = args.load {
+                if c.load.is_none() && out.sent_pps > 0.0 {
+                    runs.push(Case {
+                        flows: c.flows,
+                        rate_pps: Some(out.sent_pps * load),
+                        load: Some(load),
+                    });
+                }
+            }
+            series.push(crate::plot::Series {
+                name: out.name,
+                points: out.curve,
+            });
+            i += 1;
+        }
+    }
+    if let Some(dir) = &args.plot {
+        let chart = crate::plot::Chart {
+            title: "ctgate datapath latency".into(),
+            x_label: "percentile".into(),
+            y_label: "latency (µs)".into(),
+            x_scale: crate::plot::XScale::Nines,
+            series,
+        };
+        let path = dir.join("datapath-latency.svg");
+        match crate::plot::write_svg(&path, &chart) {
+            Ok(()) => eprintln!("datapath: wrote {}", path.display()),
+            Err(e) => eprintln!("datapath: warning: no plot: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// What one case produced.
+struct CaseOut {
+    line: Line,
+    /// New packets per second the inside ring took.
+    sent_pps: f64,
+    name: String,
+    curve: Vec<(f64, f64)>,
+}
+
+fn run_case(
+    eal: &Eal,
+    args: &Args,
+    plan: &Plan,
+    pool: Mempool,
+    rings: Rings,
+    case: &Case,
+    index: usize,
+) -> Result<CaseOut, String> {
+    let tsc_hz = dpdk::Tsc::hz(eal);
+    let flows = match case.flows {
+        Some(f) => {
+            let mut order: Vec<u32> = (0..f).collect();
+            crate::core::frames::Rng::new(args.seed).shuffle(&mut order);
+            Flows::Steady(Arc::new(order))
+        }
+        None => Flows::New,
+    };
+    let warmup = Duration::from_secs_f64(plan.warmup);
+    let seconds = Duration::from_secs_f64(plan.seconds);
+    let mut gcfg = GenConfig {
+        flows,
+        mix: plan.mix.clone(),
+        size: args.size,
+        reply_fraction: args.reply_fraction,
+        rate_pps: case.rate_pps,
+        ring_room: FILL,
+        in_mac: [0; 6],
+        out_mac: [0; 6],
+        client_mac: CLIENT_MAC,
+        tsc_hz,
+        warmup,
+        seconds,
+        drain: DRAIN,
+        ready_timeout: Some(Duration::from_secs(60)),
+    };
+    let token = EalToken::new(eal);
+    let stop = AtomicBool::new(false);
+    let window = WindowFlags::default();
+
+    if args.loopback {
+        gcfg.ready_timeout = None;
+        gcfg.in_mac = CLIENT_MAC;
+        gcfg.out_mac = ROUTER_MAC;
+        let loop_rings = Rings {
+            gen_in: rings.gen_in,
+            out_sink: rings.gen_in,
+            reflect_out: rings.reflect_out,
+            in_sink: rings.reflect_out,
+        };
+        let r = std::thread::scope(|s| {
+            s.spawn(|| {
+                pin_cpu0();
+                gen::run(&gcfg, loop_rings, pool, token, &stop, &window)
+            })
+            .join()
+            .unwrap_or_else(|_| Err("datapath: the generator thread panicked".into()))
+        });
+        drain_rings(&rings);
+        let r = r?;
+        return Ok(loopback_out(args, plan, case, &r));
+    }
+
+    // Ports 0 (inside) and 1 (outside) over the rings; new names per case (a closed
+    // ring port's device stays registered under its name).
+    let in_port = dpdk::eth_from_rings(
+        eal,
+        &format!("dpin{index}"),
+        &[rings.gen_in],
+        &[rings.in_sink],
+        0,
+    )
+    .map_err(|e| e.to_string())?;
+    let out_port = dpdk::eth_from_rings(
+        eal,
+        &format!("dpout{index}"),
+        &[rings.reflect_out],
+        &[rings.out_sink],
+        0,
+    )
+    .map_err(|e| e.to_string())?;
+    if (in_port, out_port) != (0, 1) {
+        return Err(format!(
+            "datapath: the ring ports are {in_port} and {out_port}, not 0 and 1 (another port exists)"
+        ));
+    }
+    gcfg.in_mac = dpdk::port_mac(eal, 0).map_err(|e| e.to_string())?;
+    gcfg.out_mac = dpdk::port_mac(eal, 1).map_err(|e| e.to_string())?;
+    let text = config_text(case.flows, args.new_flows)?;
+    let config =
+        Config::parse(&text, "<ctgate-perf datapath config>").map_err(|e| e.to_string())?;
+    let socket = std::env::temp_dir().join(format!(
+        "ctgate-perf-dp-{}-{index}.sock",
+        std::process::id()
+    ));
+    let app = AppArgs {
+        socket: socket.clone(),
+        duration: Some(warmup + seconds + GATEWAY_CAP),
+        exit_when_idle: Some(GATEWAY_IDLE),
+        quiet: true,
+        ..AppArgs::default()
+    };
+
+    let (gw, gen, watched) = std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .name(GEN_THREAD.into())
+            .spawn_scoped(s, || {
+                pin_cpu0();
+                gen::run(&gcfg, rings, pool, token, &stop, &window)
+            });
+        let h = match h {
+            Ok(h) => h,
+            Err(e) => {
+                let e = format!("datapath: cannot start the generator thread: {e}");
+                let watched = Watched {
+                    created: Err(e.clone()),
+                    worker_cpu: None,
+                    gen_cpu: None,
+                };
+                return (Err(e.clone()), Err(e), watched);
+            }
+        };
+        let w = s.spawn(|| {
+            pin_cpu0();
+            watch_window(&socket, &window)
+        });
+        let gw = gateway::run_report(eal, &app, Some(&config), false);
+        // Whatever happened, the generator stops now at the latest.
+        stop.store(true, Ordering::SeqCst);
+        let gen = h
+            .join()
+            .unwrap_or_else(|_| Err("datapath: the generator thread panicked".into()));
+        let watched = w.join().unwrap_or_else(|_| Watched {
+            created: Err("the watcher thread panicked".into()),
+            worker_cpu: None,
+            gen_cpu: None,
+        });
+        (gw, gen, watched)
+    });
+    drain_rings(&rings);
+    let _ = std::fs::remove_file(&socket);
+    let gw = gw?;
+    let gen = gen?;
+    let workers = gw.workers.len().max(1);
+    let (n_conns, ct) = gw.conntrack.unwrap_or_default();
+    let window = gen.window_secs.max(1e-9);
+    let delivered = gen.delivered_in + gen.delivered_out;
+    let mpps = delivered as f64 / window / 1e6;
+    let sent = gen.generated.saturating_sub(gen.gen_drops);
+    let s = gen.latency.summary();
+    // Connections per second: the tracker's `created` counter read over the control
+    // socket at the window's start and end; else over the whole generation.
+    let cps = match watched.created {
+        Ok((n, secs)) => n as f64 / secs.max(1e-9),
+        Err(e) => {
+            eprintln!("datapath: warning: cps over the whole run ({e})");
+            ct.created as f64 / gen.active_secs.max(1e-9)
+        }
+    };
+    let mut l = Line::default();
+    l.push("bench", "datapath");
+    l.push("mode", if args.new_flows { "cps" } else { "steady" });
+    l.push("flows", case.flows.map_or("new".into(), |f| f.to_string()));
+    l.push("proto", plan.proto_name);
+    l.push("size", args.size);
+    l.push("reply_fraction", args.reply_fraction);
+    l.push("workers", workers);
+    l.push(
+        "rate",
+        case.rate_pps
+            .map_or("max".into(), |r| format!("{:.4}", r / 1e6)),
+    );
+    if let Some(load) = case.load {
+        l.push("load", load);
+    }
+    l.push("offered_mpps", f3(gen.generated as f64 / window / 1e6));
+    l.push("sent_mpps", f3(sent as f64 / window / 1e6));
+    l.push("mpps", f3(mpps));
+    l.push("per_worker_mpps", f3(mpps / workers as f64));
+    // The worker shares its CPU with whatever else runs there: its CPU time in the
+    // window says how much of a core the figures above were made with.
+    let opt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    l.push("worker_cpu", opt(watched.worker_cpu));
+    l.push("gen_cpu", opt(watched.gen_cpu));
+    l.push(
+        "mpps_per_worker_cpu",
+        watched
+            .worker_cpu
+            .filter(|&c| c > 0.0)
+            .map_or("-".to_string(), |c| f3(mpps / c)),
+    );
+    l.push("cps", format!("{cps:.0}"));
+    l.push("conns", n_conns);
+    l.push("created", ct.created);
+    l.push("delivered", delivered);
+    l.push("gen_drops", gen.gen_drops);
+    l.push("reflect_drops", gen.reflect_drops);
+    l.push("nombuf", gen.nombuf);
+    l.push("late", gen.late);
+    l.push("foreign", gen.foreign);
+    l.push("drops", gw.drops.total());
+    for r in DropReason::ALL {
+        l.push_owned(format!("drop_{}", r.name()), gw.drops.get(r).to_string());
+    }
+    push_latency(&mut l, &s);
+    l.push("secs", f3(gen.window_secs));
+    l.push("warmup_secs", f3(gen.warmup_secs));
+    let name = format!(
+        "{} flows={}{}",
+        if args.new_flows { "cps" } else { "steady" },
+        case.flows.map_or("new".into(), |f| f.to_string()),
+        case.load.map_or(String::new(), |x| format!(" load={x}")),
+    );
+    Ok(CaseOut {
+        line: l,
+        sent_pps: sent as f64 / window,
+        name,
+        curve: gen.latency.curve(),
+    })
+}
+
+/// Waits for the generator's window and reads ctgate's `created` counter over the
+/// control socket at its start and end: (connections created, seconds between reads).
+/// What the watcher read at the window's start and end.
+struct Watched {
+    /// (connections created, seconds between the reads), or why not.
+    created: Result<(u64, f64), String>,
+    /// Share of a CPU that ctgate's worker threads and the generator thread ran in the
+    /// window (from /proc/self/task/*/schedstat), if readable.
+    worker_cpu: Option<f64>,
+    gen_cpu: Option<f64>,
+}
+
+/// Nanoseconds on a CPU of this process's threads whose name starts with `prefix`
+/// (the first field of /proc/self/task/TID/schedstat), or `None` if unreadable.
+fn thread_cpu_ns(prefix: &str) -> Option<u64> {
+    let mut sum = None;
+    for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("schedstat")).ok()?;
+        let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+        sum = Some(sum.unwrap_or(0) + ns);
+    }
+    sum
+}
+
+/// Waits for the generator's window and reads, at its start and end, ctgate's `created`
+/// counter over the control socket and the CPU time of the worker and generator threads.
+fn watch_window(socket: &std::path::Path, window: &WindowFlags) -> Watched {
+    let wait = |flag: &AtomicBool| {
+        while !flag.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    };
+    let cpu = || {
+        (
+            Instant::now(),
+            thread_cpu_ns(WORKER_THREAD),
+            thread_cpu_ns(GEN_THREAD),
+        )
+    };
+    wait(&window.started);
+    let (t0, w0, g0) = cpu();
+    let a = read_created(socket);
+    wait(&window.ended);
+    let (t1, w1, g1) = cpu();
+    let b = read_created(socket);
+    let secs = t1.duration_since(t0).as_secs_f64().max(1e-9);
+    let share = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?) as f64 / 1e9 / secs);
+    Watched {
+        created: a.and_then(|(a, ta)| {
+            b.map(|(b, tb)| (b.saturating_sub(a), tb.duration_since(ta).as_secs_f64()))
+        }),
+        worker_cpu: share(w0, w1),
+        gen_cpu: share(g0, g1),
+    }
+}
+
+/// ctgate's `created` counter over the control socket, and when it was read.
+fn read_created(socket: &std::path::Path) -> Result<(u64, Instant), String> {
+    let mut text = String::new();
+    let r =
+        ctgate::control::protocol::call(socket, "stats", &[], Some(Duration::from_secs(5)), |o| {
+            text.push_str(o)
+        });
+    let at = Instant::now();
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("control socket: {e}")),
+        Err(e) => return Err(format!("control socket: {e}")),
+    }
+    text.lines()
+        .filter(|l| l.starts_with("conntrack "))
+        .find_map(|l| ctgate::control::stats::field_u64(l, "created"))
+        .map(|n| (n, at))
+        .ok_or_else(|| "no conntrack created= in the stats reply".to_string())
+}
+
+fn loopback_out(args: &Args, plan: &Plan, case: &Case, r: &GenResult) -> CaseOut {
+    let window = r.window_secs.max(1e-9);
+    let delivered = r.delivered_in + r.delivered_out;
+    let s = r.latency.summary();
+    let mut l = Line::default();
+    l.push("bench", "datapath-generator");
+    l.push("mode", if args.new_flows { "cps" } else { "steady" });
+    l.push("flows", case.flows.map_or("new".into(), |f| f.to_string()));
+    l.push("proto", plan.proto_name);
+    l.push("size", args.size);
+    l.push("reply_fraction", args.reply_fraction);
+    l.push(
+        "rate",
+        case.rate_pps
+            .map_or("max".into(), |r| format!("{:.4}", r / 1e6)),
+    );
+    l.push("offered_mpps", f3(r.generated as f64 / window / 1e6));
+    l.push("mpps", f3(delivered as f64 / window / 1e6));
+    l.push("delivered", delivered);
+    l.push("answers", r.answers);
+    l.push("gen_drops", r.gen_drops);
+    l.push("reflect_drops", r.reflect_drops);
+    l.push("nombuf", r.nombuf);
+    l.push("late", r.late);
+    l.push("foreign", r.foreign);
+    push_latency(&mut l, &s);
+    l.push("secs", f3(r.window_secs));
+    CaseOut {
+        line: l,
+        sent_pps: 0.0,
+        name: "generator".into(),
+        curve: r.latency.curve(),
+    }
+}
+
+fn push_latency(l: &mut Line, s: &latency::Summary) {
+    let us = |ns: u64| format!("{:.2}", ns as f64 / 1000.0);
+    l.push("latency_samples", s.count);
+    l.push("p50_us", us(s.p50));
+    l.push("p99_us", us(s.p99));
+    l.push("p999_us", us(s.p999));
+    l.push("max_us", us(s.max));
+}
+
+fn f3(x: f64) -> String {
+    format!("{x:.3}")
+}
+
+fn pin_cpu0() {
+    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+}
+
+/// Frees whatever is left in the rings (between cases, once nothing polls them).
+fn drain_rings(r: &Rings) {
+    for ring in [r.gen_in, r.in_sink, r.reflect_out, r.out_sink] {
+        ring.drain();
+    }
+}
+
+/// The embedded default config with static next hops on both ports, room for the flows,
+/// and in connection-rate mode short timeouts and a faster sweep.
+fn config_text(flows: Option<u32>, new_flows: bool) -> Result<String, String> {
+    let base = ctgate::config::EMBEDDED_DEFAULT;
+    let max = match flows {
+        Some(f) => (2 * u64::from(f)).max(65_536),
+        None => 2_000_000,
+    };
+    let mut out = String::new();
+    let mut seen = (false, false, false);
+    for l in base.lines() {
+        let t = l.trim();
+        if t.starts_with("max_conns") {
+            out.push_str(&format!("max_conns = {max}\n"));
+            seen.0 = true;
+            continue;
+        }
+        if new_flows && t.starts_with("sweep_interval_ms") {
+            out.push_str("sweep_interval_ms = 1000\n");
+            continue;
+        }
+        if t.starts_with("# next_hop_mac") {
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+        if t == "port = 0" || t == "port = 1" {
+            let mac = if t == "port = 0" {
+                CLIENT_MAC
+            } else {
+                ROUTER_MAC
+            };
+            out.push_str(&format!("next_hop_mac = \"{}\"\n", mac_str(mac)));
+            seen.1 = true;
+        }
+        if t == "[timeouts]" {
+            seen.2 = true;
+            if new_flows {
+                for k in [
+                    "tcp_syn_sent",
+                    "tcp_syn_recv",
+                    "tcp_established",
+                    "tcp_fin_wait",
+                    "tcp_time_wait",
+                    "tcp_close",
+                    "udp_first",
+                    "udp_single",
+                    "udp_multiple",
+                    "icmp_first",
+                    "icmp_reply",
+                ] {
+                    out.push_str(&format!("{k} = 1\n"));
+                }
+            }
+        }
+    }
+    if !(seen.0 && seen.1 && seen.2) || out.matches("next_hop_mac =").count() != 2 {
+        return Err("the embedded default config changed shape: update datapath/mod.rs".into());
+    }
+    Ok(out)
+}
+
+fn mac_str(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// One output line: ordered key/value pairs.
+#[derive(Default)]
+struct Line(Vec<(String, String)>);
+
+impl Line {
+    fn push(&mut self, k: &str, v: impl ToString) {
+        self.0.push((k.to_string(), v.to_string()));
+    }
+
+    fn push_owned(&mut self, k: String, v: String) {
+        self.0.push((k, v));
+    }
+
+    fn render(&self, json: bool) -> String {
+        if json {
+            // Written by hand to keep the key order; numbers stay numbers.
+            let body: Vec<String> = self
+                .0
+                .iter()
+                .map(|(k, v)| {
+                    let key = serde_json::Value::String(k.clone());
+                    let number = v.parse::<f64>().is_ok_and(f64::is_finite)
+                        && v.bytes()
+                            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+                        && serde_json::from_str::<serde_json::Number>(v).is_ok();
+                    if number {
+                        format!("{key}:{v}")
+                    } else {
+                        format!("{key}:{}", serde_json::Value::String(v.clone()))
+                    }
+                })
+                .collect();
+            format!("{{{}}}", body.join(","))
+        } else {
+            self.0
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_parses_with_next_hops_and_room() {
+        for (flows, new) in [(Some(1000), false), (Some(5_000_000), false), (None, true)] {
+            let text = config_text(flows, new).unwrap();
+            let c = Config::parse(&text, "test").unwrap();
+            assert!(u64::from(c.datapath.max_conns) >= 2 * u64::from(flows.unwrap_or(1)));
+            assert_eq!(c.port(0).unwrap().next_hop_mac, Some(CLIENT_MAC));
+            assert_eq!(c.port(1).unwrap().next_hop_mac, Some(ROUTER_MAC));
+            assert_eq!(c.timeouts.is_empty(), !new);
+        }
+    }
+
+    #[test]
+    fn json_lines_keep_numbers_as_numbers() {
+        let mut l = Line::default();
+        l.push("bench", "datapath");
+        l.push("mpps", "1.250");
+        l.push("flows", "new");
+        let v: serde_json::Value = serde_json::from_str(&l.render(true)).unwrap();
+        assert_eq!(v["mpps"], 1.25);
+        assert!(l
+            .render(true)
+            .starts_with("{\"bench\":\"datapath\",\"mpps\":1.250,"));
+        assert_eq!(v["flows"], "new");
+        assert_eq!(l.render(false), "bench=datapath mpps=1.250 flows=new");
+    }
 }

@@ -1,0 +1,177 @@
+//! End-to-end runs of `ctgate-perf datapath --quick`: ctgate's gateway in the benchmark's
+//! own process over ring ports, fed by the in-process generator. The lines must carry
+//! real figures: packets delivered, one connection per flow, no drops on well-formed
+//! traffic, latency percentiles in order. Speed is never asserted.
+//!
+//! Each run uses its own EAL `--file-prefix`; the runs of this file take a lock so they
+//! never compete with each other for the two CPUs (a starved sink could overflow a ring).
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn run(args: &[&str]) -> Output {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let prefix = format!("dp-test-{}-{}", std::process::id(), args.join("").len());
+    let out = Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
+        .arg("datapath")
+        .args(args)
+        .args(["--file-prefix", &prefix])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(&prefix));
+    out
+}
+
+/// The `bench=NAME` lines of a successful run, as maps.
+fn lines(out: &Output, bench: &str) -> Vec<HashMap<String, String>> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let want = format!("bench={bench} ");
+    // stdout holds the result lines only.
+    for l in stdout.lines() {
+        assert!(
+            l.starts_with("bench=") || l.starts_with('{'),
+            "stray line {l:?}"
+        );
+    }
+    stdout
+        .lines()
+        .filter(|l| l.starts_with(&want))
+        .map(|l| {
+            l.split_whitespace()
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{kv} in {l}"));
+                    (k.to_string(), v.to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn num(l: &HashMap<String, String>, k: &str) -> f64 {
+    let v = l.get(k).unwrap_or_else(|| panic!("no {k} in {l:?}"));
+    v.parse()
+        .unwrap_or_else(|_| panic!("{k}={v} is not a number in {l:?}"))
+}
+
+fn check_latency(l: &HashMap<String, String>) {
+    assert!(num(l, "latency_samples") > 0.0, "{l:?}");
+    let (p50, p99, p999, max) = (
+        num(l, "p50_us"),
+        num(l, "p99_us"),
+        num(l, "p999_us"),
+        num(l, "max_us"),
+    );
+    assert!(
+        0.0 <= p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
+        "{l:?}"
+    );
+}
+
+#[test]
+fn steady_udp_with_replies_makes_one_connection_per_flow_and_drops_nothing() {
+    // Paced far below any plausible capacity: a ring holds 4095 packets, so even a sink
+    // starved for 200 ms on a busy machine does not overflow one.
+    let out = run(&["--quick", "--rate", "0.01"]);
+    let ls = lines(&out, "datapath");
+    assert_eq!(ls.len(), 1);
+    let l = &ls[0];
+    assert_eq!(l["mode"], "steady");
+    assert_eq!(l["proto"], "udp");
+    assert_eq!(l["workers"], "1");
+    assert_eq!(num(l, "flows"), 1000.0);
+    assert!(num(l, "delivered") > 0.0, "{l:?}");
+    assert!(num(l, "mpps") > 0.0, "{l:?}");
+    assert_eq!(num(l, "conns"), 1000.0, "one connection per flow: {l:?}");
+    assert_eq!(num(l, "created"), 1000.0, "{l:?}");
+    assert_eq!(num(l, "drops"), 0.0, "{l:?}");
+    for (k, v) in l {
+        if k.starts_with("drop_") {
+            assert_eq!(v, "0", "{k} in {l:?}");
+        }
+    }
+    assert_eq!(num(l, "foreign"), 0.0);
+    // A share of one CPU per thread, or `-` where /proc could not tell.
+    for k in ["worker_cpu", "gen_cpu"] {
+        if l[k] != "-" {
+            let v = num(l, k);
+            assert!(v > 0.0 && v <= 1.2, "{k} in {l:?}");
+        }
+    }
+    check_latency(l);
+}
+
+#[test]
+fn new_tcp_connections_pass_handshake_and_teardown_without_invalid_drops() {
+    let out = run(&[
+        "--quick",
+        "--new-flows",
+        "--proto",
+        "tcp",
+        "--rate",
+        "0.005",
+    ]);
+    let ls = lines(&out, "datapath");
+    assert_eq!(ls.len(), 1);
+    let l = &ls[0];
+    assert_eq!(l["mode"], "cps");
+    assert_eq!(l["flows"], "new");
+    assert!(num(l, "created") > 0.0 && num(l, "cps") > 0.0, "{l:?}");
+    // Every SYN is a new connection, answered through the whole handshake and teardown
+    // (6 packets a connection), so nothing is invalid or refused.
+    for k in [
+        "drop_invalid",
+        "drop_policy_denied",
+        "drop_max_conns",
+        "drop_nat_exhausted",
+    ] {
+        assert_eq!(num(l, k), 0.0, "{k} in {l:?}");
+    }
+    assert!(
+        num(l, "delivered") >= 5.0 * num(l, "created") / 2.0,
+        "{l:?}"
+    );
+    check_latency(l);
+}
+
+#[test]
+fn json_lines_parse_and_loopback_reports_the_generator_ceiling() {
+    let out = run(&["--quick", "--loopback", "--json", "--proto", "mix"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let objs: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(objs.len(), 1, "{stdout}");
+    let o = &objs[0];
+    assert_eq!(o["bench"], "datapath-generator");
+    assert!(o["mpps"].as_f64().unwrap() > 0.0, "{o}");
+    assert!(o["delivered"].as_u64().unwrap() > 0, "{o}");
+    assert!(o["p50_us"].as_f64().unwrap() <= o["max_us"].as_f64().unwrap());
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    for args in [
+        &["--size", "20"][..],
+        &["--reply-fraction", "1.5"],
+        &["--proto", "mix", "--mix", "sctp=1"],
+        &["--load", "0"],
+        &["--rate=-1"],
+        &["--flows", "0"],
+        &["--seconds", "nan"],
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let msg: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(msg.len(), 1, "{args:?}: {stderr}");
+        assert!(msg[0].starts_with("ctgate-perf: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
