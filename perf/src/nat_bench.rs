@@ -13,7 +13,7 @@
 //!   per packet / plain time per packet (target ≤ 1.2).
 //!
 //! Rates are computed over the measuring thread's on-CPU time
-//! (`/proc/thread-self/schedstat`; wall time where the kernel does not give it), so that
+//! (`CLOCK_THREAD_CPUTIME_ID`; wall time where it reads zero), so that
 //! time the scheduler gives other processes on a shared machine does not count.
 //!
 //! `--json` prints the same fields as one JSON object per line; `--quick` measures 1000 and

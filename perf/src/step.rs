@@ -122,13 +122,13 @@ fn config(flows: u32) -> Result<Config, String> {
     Config::parse(&text, "step.toml").map_err(|e| e.to_string())
 }
 
-/// This thread's on-CPU time in seconds (`/proc/thread-self/schedstat`, nanoseconds):
-/// the rate is computed over it, so time the scheduler gave to other processes on a
-/// shared machine does not count. `None` when the kernel does not provide it.
+/// This thread's on-CPU time in seconds (`CLOCK_THREAD_CPUTIME_ID`, through rustix's
+/// safe wrapper): rates are computed over it, so time the scheduler gave to other
+/// processes on a shared machine does not count. `None` if the clock reads zero.
 pub fn thread_cpu_secs() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(ns as f64 * 1e-9)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let s = t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9;
+    (s > 0.0).then_some(s)
 }
 
 /// The CPU clock in Hz as the kernel reports it (`cpu MHz` of /proc/cpuinfo).
