@@ -1,7 +1,7 @@
 //! Zones: per-zone connection counts, limits and timeout-policy overlays, plus the
 //! per-zone membership lists that make limit accounting exact.
 //!
-//! Zone state lives in a read-mostly map: a fixed array of 65,536 once-set slots, each
+//! Zone state lives in a read-mostly map: a fixed array of 65,536 once-set pointers, each
 //! zone's record created on first use and never freed while the tracker lives, so workers
 //! read a zone's limit and policy with plain atomic loads.
 //!
@@ -21,8 +21,8 @@ use super::conn::status;
 use super::sync::{CachePadded, SpinLock};
 use super::table::{ConnTable, Hit};
 use super::timeouts::TimeoutPolicy;
+use once_cell::race::OnceBox;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::OnceLock;
 
 /// End-of-list marker.
 const NIL: u32 = u32::MAX;
@@ -85,9 +85,11 @@ impl Zone {
 
 /// The zone map.
 pub struct Zones {
-    /// One slot per zone, set once (by `get_or_create`); reading a set slot is an acquire
-    /// load of its state and a load of the box pointer, no lock.
-    slots: Box<[OnceLock<Box<Zone>>]>,
+    /// One slot per zone, set once (by `get_or_create`, under `create`): a pointer that is
+    /// null until then, so reading a slot is one acquire load, no lock, and the array is a
+    /// zeroed allocation that costs no resident memory until zones are used.
+    slots: Box<[OnceBox<Zone>]>,
+    create: SpinLock<()>,
     /// Default limit for zones without their own; 0 = none.
     default_limit: AtomicU32,
     shards: usize,
@@ -97,7 +99,8 @@ impl Zones {
     /// A zone map whose zones have `shards` membership lists (one per worker).
     pub fn new(shards: usize) -> Zones {
         Zones {
-            slots: (0..N_ZONES).map(|_| OnceLock::new()).collect(),
+            slots: (0..N_ZONES).map(|_| OnceBox::new()).collect(),
+            create: SpinLock::new(()),
             default_limit: AtomicU32::new(0),
             shards: shards.max(1),
         }
@@ -111,7 +114,7 @@ impl Zones {
     /// The zone's record if it exists.
     #[inline(always)]
     pub fn get(&self, zone: u16) -> Option<&Zone> {
-        self.slots[zone as usize].get().map(|z| &**z)
+        self.slots[zone as usize].get()
     }
 
     /// The zone's record, created if needed (an allocation the first time a zone is used).
@@ -119,7 +122,8 @@ impl Zones {
         if let Some(z) = self.get(zone) {
             return z;
         }
-        // Racing creators of the same zone: one initialises, the others wait and get it.
+        // Creators are serialised, so a zone's record is built once.
+        let _g = self.create.lock();
         self.slots[zone as usize].get_or_init(|| Box::new(Zone::new(self.shards)))
     }
 
