@@ -98,8 +98,8 @@ struct FreeList {
     /// Indices returned to the pool.
     stack: Vec<u32>,
     /// Indices never used yet start here. (The pool itself is resident from the start:
-    /// the allocator zeroes 32-byte-aligned allocations with memset; handing indices out in
-    /// order at least keeps the records in use dense.)
+    /// every record is written once when the table is built; handing indices out in order
+    /// at least keeps the records in use dense.)
     fresh: u32,
 }
 

@@ -86,8 +86,9 @@ impl Zone {
 /// The zone map.
 pub struct Zones {
     /// One slot per zone, set once (by `get_or_create`, under `create`): a pointer that is
-    /// null until then, so reading a slot is one acquire load, no lock, and the array is a
-    /// zeroed allocation that costs no resident memory until zones are used.
+    /// null until then, so reading a slot is one acquire load, no lock. (An array of null
+    /// pointers, as the `AtomicPtr`s before: the compiler makes it a zeroed allocation,
+    /// which costs no resident memory until zones are used.)
     slots: Box<[OnceBox<Zone>]>,
     create: SpinLock<()>,
     /// Default limit for zones without their own; 0 = none.
