@@ -2,7 +2,7 @@
 //! per-protocol state, in one fixed-size slot of the pre-allocated pool.
 
 use super::key::{ConnKey, KEY_WORDS};
-use std::cell::UnsafeCell;
+use super::sync::SpinLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Direction of a packet relative to its connection.
@@ -113,6 +113,7 @@ pub struct L4State {
 /// expiry): a reader may look at a slot that is concurrently freed and reused, and then
 /// discards what it read when the bucket's sequence or the generation changed. The L4 state
 /// is only touched under the connection's lock.
+#[derive(Default)]
 #[repr(C, align(32))]
 pub struct Conn {
     /// `keys[DIR_ORIG]` and `keys[DIR_REPLY]` as words (see [`ConnKey::to_words`]).
@@ -123,8 +124,6 @@ pub struct Conn {
     /// references are detected) and status (low 2 bits, see [`status`]) in one word, so a
     /// transition checks both at once.
     pub(crate) gs: AtomicU32,
-    /// Spin lock over `l4` (0 free, 1 held).
-    pub(crate) lock: AtomicU8,
     /// NAT flags of the connection (`CtState::SNAT`/`DNAT` bits).
     pub(crate) nat: AtomicU8,
     /// Which zone-list shard holds the connection.
@@ -132,15 +131,14 @@ pub struct Conn {
     pub(crate) mark: AtomicU32,
     /// The timeout attribute of the current state (for the dump's timeout).
     pub(crate) tattr: AtomicU8,
-    /// Zone-list links (previous, next), guarded by the zone-list shard lock.
-    pub(crate) zlink: UnsafeCell<[u32; 2]>,
+    /// Zone-list links (previous, next), only read and written under the zone-list shard
+    /// lock (so `Relaxed` loads and stores suffice: the lock orders them; on x86 they are
+    /// plain moves).
+    pub(crate) zlink: [AtomicU32; 2],
     pub(crate) label: [AtomicU64; 2],
-    pub(crate) l4: UnsafeCell<L4State>,
+    /// The per-protocol state under the connection's own spin lock.
+    pub(crate) l4: SpinLock<L4State>,
 }
-
-// SAFETY: all fields but `zlink` and `l4` are atomics; `zlink` is only accessed under the
-// zone-list shard lock and `l4` only under the connection's own spin lock (`Conn::lock`).
-unsafe impl Sync for Conn {}
 
 impl Conn {
     /// The generation.
@@ -224,18 +222,23 @@ impl Conn {
     /// Takes the connection lock and runs `f` on the L4 state.
     #[inline]
     pub(crate) fn with_l4<R>(&self, f: impl FnOnce(&mut L4State) -> R) -> R {
-        while self
-            .lock
-            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            std::hint::spin_loop();
-        }
-        // SAFETY: the spin lock above gives this thread exclusive access to `l4` until
-        // the release store below.
-        let r = f(unsafe { &mut *self.l4.get() });
-        self.lock.store(0, Ordering::Release);
-        r
+        f(&mut self.l4.lock())
+    }
+
+    /// The zone-list links (previous, next). Only under the zone-list shard lock.
+    #[inline]
+    pub(crate) fn zlink(&self) -> [u32; 2] {
+        [
+            self.zlink[0].load(Ordering::Relaxed),
+            self.zlink[1].load(Ordering::Relaxed),
+        ]
+    }
+
+    /// Sets the zone-list links (previous, next). Only under the zone-list shard lock.
+    #[inline]
+    pub(crate) fn set_zlink(&self, prev: u32, next: u32) {
+        self.zlink[0].store(prev, Ordering::Relaxed);
+        self.zlink[1].store(next, Ordering::Relaxed);
     }
 
     /// The connection's expiry time (ms).

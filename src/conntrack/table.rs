@@ -33,7 +33,7 @@
 use super::conn::{status, Conn, DIR_ORIG, DIR_REPLY};
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
 use super::sync::{prefetch, SpinLock};
-use std::alloc::Layout;
+use bytemuck::Zeroable;
 use std::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
 
 /// Slots per bucket.
@@ -42,7 +42,8 @@ pub const SLOTS: usize = 8;
 /// chain that is being rebuilt under it).
 const MAX_CHAIN: usize = 64;
 
-/// One cache line of the table.
+/// One cache line of the table. All-zero bytes are an empty, unlocked bucket.
+#[derive(Zeroable)]
 #[repr(C, align(64))]
 pub struct Bucket {
     /// Seqlock word: odd while a writer holds the bucket.
@@ -97,8 +98,8 @@ struct FreeList {
     /// Indices returned to the pool.
     stack: Vec<u32>,
     /// Indices never used yet start here. (The pool itself is resident from the start:
-    /// the allocator zeroes 32-byte-aligned allocations with memset; handing indices out in
-    /// order at least keeps the records in use dense.)
+    /// every record is written once when the table is built; handing indices out in order
+    /// at least keeps the records in use dense.)
     fresh: u32,
 }
 
@@ -134,29 +135,6 @@ pub struct ConnTable {
     hasher: KeyHasher,
 }
 
-/// Allocates a zeroed boxed slice of `n` `T`s.
-///
-/// # Safety
-/// `T` must be valid when all its bytes are zero.
-unsafe fn zeroed_slice<T>(n: usize) -> Box<[T]> {
-    if n == 0 || std::mem::size_of::<T>() == 0 {
-        return Vec::new().into_boxed_slice();
-    }
-    let layout = match Layout::array::<T>(n) {
-        Ok(l) => l,
-        Err(_) => std::alloc::handle_alloc_error(Layout::new::<T>()),
-    };
-    // SAFETY: `layout` has non-zero size (checked above).
-    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
-    if p.is_null() {
-        std::alloc::handle_alloc_error(layout);
-    }
-    // SAFETY: `p` points to `n` zeroed `T`s allocated with the global allocator with the
-    // layout of `[T; n]`, which is what `Box<[T]>` frees with; the caller guarantees that
-    // all-zero bytes are a valid `T`.
-    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) }
-}
-
 impl ConnTable {
     /// A table for up to `capacity` connections in `n_buckets` buckets (a power of two;
     /// 0 picks the default: enough for an average of at most 6 of 8 slots used when full).
@@ -171,15 +149,11 @@ impl ConnTable {
         // buckets then hold more than 8 entries (Poisson), so a quarter of the bucket count
         // in overflow buckets covers them with room to spare.
         let n_overflow = (n_buckets / 4).max(64) as usize;
-        // SAFETY: buckets and records are made of atomics, integers and `UnsafeCell`s of
-        // integers, for all of which all-zero bytes are valid (empty bucket, FREE record).
-        let (buckets, overflow, conns) = unsafe {
-            (
-                zeroed_slice::<Bucket>(n_buckets as usize),
-                zeroed_slice::<Bucket>(n_overflow),
-                zeroed_slice::<Conn>(capacity as usize),
-            )
-        };
+        // Buckets: one zeroed allocation each (aligned to the bucket's 64 bytes), all
+        // empty. Records: FREE, generation 0, written in place once.
+        let buckets = bytemuck::allocation::zeroed_slice_box::<Bucket>(n_buckets as usize);
+        let overflow = bytemuck::allocation::zeroed_slice_box::<Bucket>(n_overflow);
+        let conns: Box<[Conn]> = (0..capacity).map(|_| Conn::default()).collect();
         ConnTable {
             buckets,
             mask: (n_buckets - 1) as u64,

@@ -957,37 +957,42 @@ pub(crate) enum CreateError {
     Refused(Refusal),
 }
 
+/// The tracker's `Arc` together with a [`CtWorker`] that borrows it (a self-referential
+/// pair, built and borrowed through `self_cell`'s safe API).
+type BorrowedCtWorker<'a> = CtWorker<'a>;
+
+self_cell::self_cell!(
+    struct OwnedWorkerCell {
+        owner: Arc<Conntrack>,
+        #[covariant]
+        dependent: BorrowedCtWorker,
+    }
+);
+
 /// A worker handle that owns a share of the tracker, for worker threads that must be
 /// `'static` (DPDK lcores). It offers the same operations as [`CtWorker`].
 pub struct OwnedCtWorker {
-    // Declared first, so it is dropped (returning its cached records) before `ct`.
-    worker: CtWorker<'static>,
-    ct: Arc<Conntrack>,
+    // The worker is dropped (returning its cached records) before the `Arc` it borrows.
+    cell: OwnedWorkerCell,
 }
 
 impl OwnedCtWorker {
     /// A handle on shard `shard` of `ct` (see [`Conntrack::worker`]).
     pub fn new(ct: Arc<Conntrack>, shard: usize) -> OwnedCtWorker {
-        // SAFETY: the `Conntrack` lives in the `Arc`'s heap allocation, which does not move
-        // and is kept alive by `self.ct` for as long as `worker` exists (`worker` is
-        // dropped first, by declaration order). The `'static` reference never leaves this
-        // struct: no method returns a reference derived from it with a lifetime longer
-        // than the borrow of `self`.
-        let r: &'static Conntrack = unsafe { &*Arc::as_ptr(&ct) };
         OwnedCtWorker {
-            worker: r.worker(shard),
-            ct,
+            cell: OwnedWorkerCell::new(ct, |ct| ct.worker(shard)),
         }
     }
 
     /// The tracker.
     pub fn tracker(&self) -> &Conntrack {
-        &self.ct
+        self.cell.borrow_owner()
     }
 
     /// See [`CtWorker::process`].
     pub fn process(&mut self, p: &ParsedPacket, zone: u16, commit: bool, now: u64) -> CtResult {
-        self.worker.process(p, zone, commit, now)
+        self.cell
+            .with_dependent_mut(|_, w| w.process(p, zone, commit, now))
     }
 
     /// See [`CtWorker::process_nat`].
@@ -999,7 +1004,8 @@ impl OwnedCtWorker {
         nat: &dyn ReplyTuples,
         now: u64,
     ) -> CtResult {
-        self.worker.process_nat(p, zone, commit, nat, now)
+        self.cell
+            .with_dependent_mut(|_, w| w.process_nat(p, zone, commit, nat, now))
     }
 
     /// See [`CtWorker::process_burst_nat`].
@@ -1009,21 +1015,25 @@ impl OwnedCtWorker {
         nat: &[&dyn ReplyTuples],
         now: u64,
     ) {
-        self.worker.process_burst_nat(pkts, nat, now)
+        self.cell
+            .with_dependent_mut(|_, w| w.process_burst_nat(pkts, nat, now))
     }
 
     /// See [`CtWorker::remove`].
     pub fn remove(&mut self, hit: &Hit) -> bool {
-        self.worker.remove(hit)
+        self.cell.with_dependent_mut(|_, w| w.remove(hit))
     }
 
     /// See [`CtWorker::set_mark_label`].
     pub fn set_mark_label(&self, hit: &Hit, mark: Option<u32>, label: Option<u128>) -> bool {
-        self.worker.set_mark_label(hit, mark, label)
+        self.cell
+            .borrow_dependent()
+            .set_mark_label(hit, mark, label)
     }
 
     /// See [`CtWorker::sweep_expired`].
     pub fn sweep_expired(&mut self, now: u64, max_buckets: usize) -> super::sweep::SweepReport {
-        self.worker.sweep_expired(now, max_buckets)
+        self.cell
+            .with_dependent_mut(|_, w| w.sweep_expired(now, max_buckets))
     }
 }

@@ -1,9 +1,9 @@
 //! Zones: per-zone connection counts, limits and timeout-policy overlays, plus the
 //! per-zone membership lists that make limit accounting exact.
 //!
-//! Zone state lives in a read-mostly map: a fixed array of 65,536 pointers, each zone's
-//! record created on first use and never freed while the tracker lives, so workers read a
-//! zone's limit and policy with plain atomic loads.
+//! Zone state lives in a read-mostly map: a fixed array of 65,536 once-set pointers, each
+//! zone's record created on first use and never freed while the tracker lives, so workers
+//! read a zone's limit and policy with plain atomic loads.
 //!
 //! # Exact limits
 //!
@@ -21,7 +21,8 @@ use super::conn::status;
 use super::sync::{CachePadded, SpinLock};
 use super::table::{ConnTable, Hit};
 use super::timeouts::TimeoutPolicy;
-use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, Ordering};
+use once_cell::race::OnceBox;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 /// End-of-list marker.
 const NIL: u32 = u32::MAX;
@@ -84,33 +85,22 @@ impl Zone {
 
 /// The zone map.
 pub struct Zones {
-    slots: Box<[AtomicPtr<Zone>]>,
+    /// One slot per zone, set once (by `get_or_create`, under `create`): a pointer that is
+    /// null until then, so reading a slot is one acquire load, no lock. (An array of null
+    /// pointers, as the `AtomicPtr`s before: the compiler makes it a zeroed allocation,
+    /// which costs no resident memory until zones are used.)
+    slots: Box<[OnceBox<Zone>]>,
     create: SpinLock<()>,
     /// Default limit for zones without their own; 0 = none.
     default_limit: AtomicU32,
     shards: usize,
 }
 
-impl Drop for Zones {
-    fn drop(&mut self) {
-        for s in self.slots.iter() {
-            let p = s.swap(std::ptr::null_mut(), Ordering::AcqRel);
-            if !p.is_null() {
-                // SAFETY: every non-null slot holds a pointer from `Box::into_raw` in
-                // `get_or_create`, freed only here, once, with exclusive access.
-                drop(unsafe { Box::from_raw(p) });
-            }
-        }
-    }
-}
-
 impl Zones {
     /// A zone map whose zones have `shards` membership lists (one per worker).
     pub fn new(shards: usize) -> Zones {
         Zones {
-            slots: (0..N_ZONES)
-                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
-                .collect(),
+            slots: (0..N_ZONES).map(|_| OnceBox::new()).collect(),
             create: SpinLock::new(()),
             default_limit: AtomicU32::new(0),
             shards: shards.max(1),
@@ -125,10 +115,7 @@ impl Zones {
     /// The zone's record if it exists.
     #[inline(always)]
     pub fn get(&self, zone: u16) -> Option<&Zone> {
-        let p = self.slots[zone as usize].load(Ordering::Acquire);
-        // SAFETY: a non-null slot points to a `Zone` that is never freed before `self` is
-        // dropped, so borrowing it for the lifetime of `&self` is sound.
-        unsafe { p.as_ref() }
+        self.slots[zone as usize].get()
     }
 
     /// The zone's record, created if needed (an allocation the first time a zone is used).
@@ -136,14 +123,9 @@ impl Zones {
         if let Some(z) = self.get(zone) {
             return z;
         }
+        // Creators are serialised, so a zone's record is built once.
         let _g = self.create.lock();
-        if let Some(z) = self.get(zone) {
-            return z;
-        }
-        let p = Box::into_raw(Box::new(Zone::new(self.shards)));
-        self.slots[zone as usize].store(p, Ordering::Release);
-        // SAFETY: `p` was just created from a Box and is never freed before `self` drops.
-        unsafe { &*p }
+        self.slots[zone as usize].get_or_init(|| Box::new(Zone::new(self.shards)))
     }
 
     /// The default limit (0 = none).
@@ -203,15 +185,18 @@ impl Zones {
         let c = table.conn(idx);
         c.shard.store(shard as u8, Ordering::Relaxed);
         let mut l = zone.lists[shard].lock();
-        // SAFETY: `zlink` of records in this list is only accessed under this list's lock,
-        // which we hold; `idx` is not in any list yet.
-        unsafe {
-            *c.zlink.get() = [l.tail, NIL];
-            if l.tail != NIL {
-                (*table.conn(l.tail).zlink.get())[1] = idx;
-            } else {
-                l.head = idx;
-            }
+        // `idx` is not in any list yet; the links of this list's records are only touched
+        // under its lock, which is held.
+        Self::push_tail_locked(table, &mut l, idx);
+    }
+
+    /// Links record `idx` (in no list) at the tail of the list `l`, whose lock is held.
+    fn push_tail_locked(table: &ConnTable, l: &mut ZoneList, idx: u32) {
+        table.conn(idx).set_zlink(l.tail, NIL);
+        if l.tail != NIL {
+            table.conn(l.tail).zlink[1].store(idx, Ordering::Relaxed);
+        } else {
+            l.head = idx;
         }
         l.tail = idx;
         l.len += 1;
@@ -222,28 +207,24 @@ impl Zones {
         let c = table.conn(idx);
         let shard = c.shard.load(Ordering::Relaxed) as usize % zone.lists.len();
         let mut l = zone.lists[shard].lock();
-        // SAFETY: as in `link`: the list's lock is held, and `idx` is in this list.
-        unsafe { Self::unlink_locked(table, &mut l, idx) };
+        Self::unlink_locked(table, &mut l, idx);
     }
 
-    /// # Safety
-    /// The caller holds the lock of the list `l` and `idx` is linked in it.
-    unsafe fn unlink_locked(table: &ConnTable, l: &mut ZoneList, idx: u32) {
-        // SAFETY: per the contract, every record reached here is in `l`, whose lock is held.
-        unsafe {
-            let [prev, next] = *table.conn(idx).zlink.get();
-            if prev != NIL {
-                (*table.conn(prev).zlink.get())[1] = next;
-            } else {
-                l.head = next;
-            }
-            if next != NIL {
-                (*table.conn(next).zlink.get())[0] = prev;
-            } else {
-                l.tail = prev;
-            }
-            *table.conn(idx).zlink.get() = [NIL, NIL];
+    /// Unlinks record `idx` from the list `l`: the caller holds the lock of `l` and `idx`
+    /// is linked in it.
+    fn unlink_locked(table: &ConnTable, l: &mut ZoneList, idx: u32) {
+        let [prev, next] = table.conn(idx).zlink();
+        if prev != NIL {
+            table.conn(prev).zlink[1].store(next, Ordering::Relaxed);
+        } else {
+            l.head = next;
         }
+        if next != NIL {
+            table.conn(next).zlink[0].store(prev, Ordering::Relaxed);
+        } else {
+            l.tail = prev;
+        }
+        table.conn(idx).set_zlink(NIL, NIL);
         l.len -= 1;
     }
 
@@ -267,8 +248,7 @@ impl Zones {
             let mut looked = 0;
             while cur != NIL && looked < RECLAIM_BUDGET.min(l.len as usize) && n < out.len() {
                 let c = table.conn(cur);
-                // SAFETY: the list's lock is held and `cur` is in the list.
-                let next = unsafe { (*c.zlink.get())[1] };
+                let next = c.zlink()[1];
                 looked += 1;
                 if c.status() == status::LIVE && c.expiry() <= now {
                     out[n] = Hit {
@@ -279,19 +259,8 @@ impl Zones {
                     n += 1;
                 } else if next != NIL {
                     // Rotate a live one to the tail so the next walk sees others.
-                    // SAFETY: the lock is held and `cur` is in the list.
-                    unsafe {
-                        Self::unlink_locked(table, &mut l, cur);
-                        let tail = l.tail;
-                        *c.zlink.get() = [tail, NIL];
-                        if tail != NIL {
-                            (*table.conn(tail).zlink.get())[1] = cur;
-                        } else {
-                            l.head = cur;
-                        }
-                        l.tail = cur;
-                        l.len += 1;
-                    }
+                    Self::unlink_locked(table, &mut l, cur);
+                    Self::push_tail_locked(table, &mut l, cur);
                 }
                 cur = next;
             }

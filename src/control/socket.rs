@@ -25,7 +25,6 @@ use super::protocol::{encode_error, encode_more, encode_ok, parse_request, MAX_R
 use serde_json::Value;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -333,36 +332,11 @@ fn chunks(s: &str, max: usize) -> Vec<&str> {
 
 /// The uid of the process at the other end of `stream` (`SO_PEERCRED`).
 ///
-/// This is the only `unsafe` of the control plane: std has no stable API for it.
+/// std has no stable API for it; rustix's `socket_peercred` is the safe wrapper of
+/// `getsockopt(SOL_SOCKET, SO_PEERCRED)`.
 fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: the fd is an open socket owned by `stream` for the duration of the call;
-    // `cred` is a properly aligned, writable `ucred` and `len` holds its exact size, which
-    // is what SO_PEERCRED writes (the kernel writes at most `len` bytes and updates it).
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast::<libc::c_void>(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if len as usize != std::mem::size_of::<libc::ucred>() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "short SO_PEERCRED reply",
-        ));
-    }
-    Ok(cred.uid)
+    let cred = rustix::net::sockopt::socket_peercred(stream)?;
+    Ok(cred.uid.as_raw())
 }
 
 /// The control socket server. Dropping it closes every connection and removes the
