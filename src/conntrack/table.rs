@@ -216,10 +216,7 @@ impl ConnTable {
                     // Every line of the record: the lookup reads the key of the entry's
                     // direction, the status and expiry; the update the L4 state at the
                     // end; NAT the other direction's key.
-                    let base = (c as *const Conn).cast::<u8>();
-                    for line in (0..std::mem::size_of::<Conn>()).step_by(64) {
-                        prefetch(base.wrapping_add(line));
-                    }
+                    c.prefetch_all();
                 }
                 return true;
             }
@@ -565,10 +562,7 @@ impl ConnTable {
         // on the creation path otherwise).
         if let Some(&next) = cache.free.last() {
             if let Some(n) = self.conns.get(next as usize) {
-                let base = (n as *const Conn).cast::<u8>();
-                for line in (0..std::mem::size_of::<Conn>()).step_by(64) {
-                    prefetch(base.wrapping_add(line));
-                }
+                n.prefetch_all();
             }
         }
         let c = &self.conns[idx as usize];
