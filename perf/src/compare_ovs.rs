@@ -85,6 +85,10 @@
 //!   first line at or after the warm-up to the one `--seconds` later; the final
 //!   `conntrack n_conns` (`ctgate_conns=`).
 //!
+//! `ovs_fwd_pct`/`ctgate_fwd_pct`: the share of the packets received in the window that
+//! were forwarded (100 on the established path; less means drops, e.g. replies whose
+//! connection is gone).
+//!
 //! For `ct` and `snat`, a side whose reply direction forwarded nothing fails the case
 //! (the established path was not reached). OVS's log is checked for ERR/EMER lines and
 //! the interfaces for errors; both fail the case with the message rather than print a
@@ -97,7 +101,7 @@
 //! Output, one line per case (`--json`: one object per line):
 //!
 //! ```text
-//! case=snat flows=1000000 source=fifo ovs_mpps=0.83 ctgate_mpps=8.4 ratio=10.1 ovs_conns=… ctgate_conns=… repeat=1 ovs_min=… ovs_max=… ctgate_min=… ctgate_max=… secs=10 warmup=5
+//! case=snat flows=1000000 source=fifo ovs_mpps=0.83 ctgate_mpps=8.4 ratio=10.1 ovs_conns=… ctgate_conns=… repeat=1 ovs_min=… ovs_max=… ctgate_min=… ctgate_max=… ovs_fwd_pct=… ctgate_fwd_pct=… secs=10 warmup=5
 //! ```
 //!
 //! # Cleanup
@@ -216,6 +220,9 @@ pub struct Args {
     /// EAL --file-prefix stem (each run appends its own suffix).
     #[arg(long)]
     file_prefix: Option<String>,
+    /// Print OVS's PMD statistics of the window and its datapath flows on stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 /// Set by SIGINT/SIGTERM: stop the current case and clean up.
@@ -576,10 +583,10 @@ impl Ovs {
         Ok(ovs)
     }
 
-    /// TX packets of p0 and p1 (the PMD's counters, read now).
-    fn tx(&self) -> Result<(u64, u64), String> {
+    /// Counters of p0 and p1 (the PMD's, read now).
+    fn counters(&self) -> Result<Counters, String> {
         let out = self.appctl(&["dpctl/show", "-s"])?;
-        parse_dpctl_tx(&out).ok_or_else(|| format!("no p0/p1 TX counters in dpctl/show:\n{out}"))
+        parse_dpctl(&out).ok_or_else(|| format!("no p0/p1 counters in dpctl/show:\n{out}"))
     }
 
     fn nconns(&self) -> Result<u64, String> {
@@ -599,27 +606,50 @@ impl Drop for Ovs {
     }
 }
 
-/// TX packets of ports p0 and p1 in `ovs-appctl dpctl/show -s` output.
-fn parse_dpctl_tx(out: &str) -> Option<(u64, u64)> {
+/// Port counters of a side: packets received on both ports, sent on port 0 (replies,
+/// towards the inside) and on port 1 (towards the outside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Counters {
+    rx: u64,
+    tx0: u64,
+    tx1: u64,
+}
+
+impl Counters {
+    /// (received, forwarded inside→outside, forwarded outside→inside) since `a`.
+    fn since(&self, a: &Counters) -> (u64, u64, u64) {
+        (self.rx - a.rx, self.tx1 - a.tx1, self.tx0 - a.tx0)
+    }
+}
+
+/// The counters of ports p0 and p1 in `ovs-appctl dpctl/show -s` output.
+fn parse_dpctl(out: &str) -> Option<Counters> {
     let mut port = None;
-    let (mut p0, mut p1) = (None, None);
+    let mut v: [[Option<u64>; 2]; 2] = [[None; 2]; 2];
     for l in out.lines() {
         let t = l.trim();
         if t.starts_with("port ") {
-            port = t
+            port = match t
                 .split_once(": ")
                 .and_then(|(_, r)| r.split_whitespace().next())
-                .map(str::to_string);
-        } else if let Some(r) = t.strip_prefix("TX packets:") {
-            let n: Option<u64> = r.split_whitespace().next().and_then(|v| v.parse().ok());
-            match port.as_deref() {
-                Some("p0") => p0 = n,
-                Some("p1") => p1 = n,
-                _ => {}
+            {
+                Some("p0") => Some(0),
+                Some("p1") => Some(1),
+                _ => None,
+            };
+            continue;
+        }
+        for (k, dir) in [("RX packets:", 0), ("TX packets:", 1)] {
+            if let (Some(r), Some(p)) = (t.strip_prefix(k), port) {
+                v[p][dir] = r.split_whitespace().next().and_then(|v| v.parse().ok());
             }
         }
     }
-    Some((p0?, p1?))
+    Some(Counters {
+        rx: v[0][0]? + v[1][0]?,
+        tx0: v[0][1]?,
+        tx1: v[1][1]?,
+    })
 }
 
 /// The OpenFlow flows of a case (port 1 = p0 inside, port 2 = p1 outside).
@@ -755,6 +785,23 @@ fn devargs(
 struct Measure {
     mpps: f64,
     conns: u64,
+    /// Percentage of the packets received in the window that were forwarded.
+    fwd_pct: f64,
+}
+
+impl Measure {
+    fn new(c: (u64, u64, u64), secs: f64, conns: u64) -> Measure {
+        let (rx, fwd, rev) = c;
+        Measure {
+            mpps: (fwd + rev) as f64 / secs / 1e6,
+            conns,
+            fwd_pct: if rx > 0 {
+                100.0 * (fwd + rev) as f64 / rx as f64
+            } else {
+                0.0
+            },
+        }
+    }
 }
 
 /// A run's settings.
@@ -768,6 +815,7 @@ struct Run<'a> {
     memory_mb: u32,
     prefix: String,
     dir: PathBuf,
+    verbose: bool,
 }
 
 fn check_replies(side: &str, case: Case, fwd: u64, rev: u64) -> Result<(), String> {
@@ -795,27 +843,31 @@ fn run_ovs(r: &Run) -> Result<Measure, String> {
         )?;
         sleep(Duration::from_secs_f64(r.warmup))?;
         ovs.check_alive()?;
+        if r.verbose {
+            ovs.appctl(&["dpif-netdev/pmd-stats-clear"])?;
+        }
         let t0 = Instant::now();
-        let a = ovs.tx()?;
+        let a = ovs.counters()?;
         let t1 = Instant::now();
         sleep(Duration::from_secs_f64(r.seconds))?;
         let t2 = Instant::now();
-        let b = ovs.tx()?;
+        let b = ovs.counters()?;
         let t3 = Instant::now();
         ovs.check_alive()?;
         let conns = ovs.nconns()?;
+        if r.verbose {
+            eprint!("{}", ovs.appctl(&["dpif-netdev/pmd-stats-show"])?);
+            eprint!("{}", ovs.appctl(&["dpctl/dump-flows"])?);
+        }
         let secs = ((t2 + (t3 - t2) / 2) - (t0 + (t1 - t0) / 2)).as_secs_f64();
-        let (fwd, rev) = (b.1 - a.1, b.0 - a.0);
-        check_replies("OVS", r.case, fwd, rev)?;
+        let c = b.since(&a);
+        check_replies("OVS", r.case, c.1, c.2)?;
         let problems = ovs.log_problems();
         if !problems.is_empty() {
             return Err(format!("OVS reported errors during the run:{problems}"));
         }
         drop(ovs);
-        Ok(Measure {
-            mpps: (fwd + rev) as f64 / secs / 1e6,
-            conns,
-        })
+        Ok(Measure::new(c, secs, conns))
     })();
     for f in feeders {
         f.stop();
@@ -824,8 +876,8 @@ fn run_ovs(r: &Run) -> Result<Measure, String> {
     result
 }
 
-/// Total and port-0 tx of a per-second stats line (`t=Ns | port=0 … tx=N … | port=1 …`).
-fn parse_tick(line: &str) -> Option<(u64, u64, u64)> {
+/// Seconds and counters of a per-second stats line (`t=Ns | port=0 … tx=N … | port=1 …`).
+fn parse_tick(line: &str) -> Option<(u64, Counters)> {
     let mut parts = line.split(" | ");
     let t = parts
         .next()?
@@ -833,15 +885,22 @@ fn parse_tick(line: &str) -> Option<(u64, u64, u64)> {
         .strip_suffix('s')?
         .parse()
         .ok()?;
-    let (mut total, mut p0) = (0, None);
+    let (mut rx, mut tx) = (0, [None, None]);
     for p in parts.filter(|p| p.starts_with("port=")) {
-        let tx = field_u64(p, "tx")?;
-        total += tx;
-        if field_u64(p, "port") == Some(0) {
-            p0 = Some(tx);
+        rx += field_u64(p, "rx")?;
+        match field_u64(p, "port")? {
+            n @ 0..=1 => tx[n as usize] = Some(field_u64(p, "tx")?),
+            _ => return None,
         }
     }
-    Some((t, total, p0?))
+    Some((
+        t,
+        Counters {
+            rx,
+            tx0: tx[0]?,
+            tx1: tx[1]?,
+        },
+    ))
 }
 
 fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
@@ -908,13 +967,13 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
             s
         });
         let stdout = c.stdout.take().ok_or("no stdout")?;
-        let mut ticks: Vec<(Instant, u64, u64, u64)> = Vec::new();
+        let mut ticks: Vec<(Instant, u64, Counters)> = Vec::new();
         let mut text = String::new();
         for l in BufReader::new(stdout).lines() {
             let Ok(l) = l else { break };
             let now = Instant::now();
-            if let Some((t, total, p0)) = parse_tick(&l) {
-                ticks.push((now, t, total, p0));
+            if let Some((t, c)) = parse_tick(&l) {
+                ticks.push((now, t, c));
             } else {
                 text.push_str(&l);
                 text.push('\n');
@@ -939,9 +998,8 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
             .filter(|b| b.1 > a.1)
             .ok_or_else(|| format!("ctgate printed too few stats lines:\n{text}\n{err}"))?;
         let dt = (b.0 - a.0).as_secs_f64();
-        let rev = b.3 - a.3;
-        let fwd = (b.2 - a.2) - rev;
-        check_replies("ctgate", r.case, fwd, rev)?;
+        let c = b.2.since(&a.2);
+        check_replies("ctgate", r.case, c.1, c.2)?;
         let conns = if r.case == Case::Plain {
             0
         } else {
@@ -950,10 +1008,7 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
                 .and_then(|l| field_u64(l, "n_conns"))
                 .ok_or_else(|| format!("no conntrack line in ctgate's output:\n{text}"))?
         };
-        Ok(Measure {
-            mpps: (b.2 - a.2) as f64 / dt / 1e6,
-            conns,
-        })
+        Ok(Measure::new(c, dt, conns))
     })();
     stop_child(&mut child, Duration::from_secs(5));
     for f in feeders {
@@ -973,6 +1028,14 @@ fn median(v: &[f64]) -> f64 {
     } else {
         (s[n / 2 - 1] + s[n / 2]) / 2.0
     }
+}
+
+/// The median percentage of received packets forwarded.
+fn pct(m: &[Measure]) -> String {
+    format!(
+        "{:.1}",
+        median(&m.iter().map(|m| m.fwd_pct).collect::<Vec<_>>())
+    )
 }
 
 fn fmt_mpps(x: f64) -> String {
@@ -1066,6 +1129,7 @@ pub fn run(args: &Args) -> Result<(), String> {
                     memory_mb: args.memory_mb,
                     prefix: format!("{stem}-{}-{f}-{rep}-ovs", case.name()),
                     dir: scratch.join(format!("run-{n}-ovs")),
+                    verbose: args.verbose,
                 };
                 for side in ["ovs", "ctgate"] {
                     eprintln!(
@@ -1121,6 +1185,8 @@ pub fn run(args: &Args) -> Result<(), String> {
                 ("ovs_max", fmt_mpps(omax)),
                 ("ctgate_min", fmt_mpps(cmin)),
                 ("ctgate_max", fmt_mpps(cmax)),
+                ("ovs_fwd_pct", pct(&ovs)),
+                ("ctgate_fwd_pct", pct(&ctg)),
                 ("secs", seconds.to_string()),
                 ("warmup", warmup.to_string()),
             ]);
@@ -1189,14 +1255,24 @@ mod tests {
                    \x20 port 0: ovs-netdev (tap)\n    RX packets:0 errors:0\n    TX packets:0 errors:0\n\
                    \x20 port 1: p0 (dpdk: configured_rx_queues=1)\n    RX packets:5 errors:0\n    TX packets:13213824 errors:0 dropped:0\n\
                    \x20 port 2: p1 (dpdk: configured_rx_queues=1)\n    RX packets:5\n    TX packets:7 errors:0\n";
-        assert_eq!(parse_dpctl_tx(out), Some((13213824, 7)));
-        assert_eq!(parse_dpctl_tx("port 1: p0\n"), None);
+        let c = Counters {
+            rx: 10,
+            tx0: 13213824,
+            tx1: 7,
+        };
+        assert_eq!(parse_dpctl(out), Some(c));
+        assert_eq!(parse_dpctl("port 1: p0\n"), None);
     }
 
     #[test]
     fn parses_stats_ticks() {
         let l = "t=2s | port=0 rx=29 tx=20 dropped=0 rx_mpps=14.779 tx_mpps=14.779 | port=1 rx=29 tx=30 dropped=0 | conns=1000 created/s=0 expired/s=0 | drops=0";
-        assert_eq!(parse_tick(l), Some((2, 50, 20)));
+        let c = Counters {
+            rx: 58,
+            tx0: 20,
+            tx1: 30,
+        };
+        assert_eq!(parse_tick(l), Some((2, c)));
         assert_eq!(parse_tick("port=0 rx=1 tx=1"), None);
     }
 
