@@ -82,8 +82,12 @@
 //!   end of the window (the time between the samples is the divisor); then
 //!   `dpctl/ct-get-nconns` (`ovs_conns=`).
 //! * ctgate: its per-second stats line (port tx counters), read as it arrives, from the
-//!   first line at or after the warm-up to the one `--seconds` later; the final
-//!   `conntrack n_conns` (`ctgate_conns=`).
+//!   line nearest the end of the warm-up to the one nearest `--seconds` later (the lines
+//!   come once a second, so the window is whole seconds; the time between the lines'
+//!   arrival is the divisor); the final `conntrack n_conns` (`ctgate_conns=`).
+//!
+//! Both warm-ups start once the side forwards (OVS: after its ports were added; ctgate:
+//! its first stats line counts from the start of forwarding).
 //!
 //! `ovs_fwd_pct`/`ctgate_fwd_pct`: the share of the packets received in the window that
 //! were forwarded (100 on the established path; less means drops, e.g. replies whose
@@ -926,8 +930,7 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
             "--vdev".into(),
             dev[1].clone(),
         ];
-        let warm = r.warmup.ceil().max(1.0) as u64;
-        let secs = r.seconds.round().max(1.0) as u64;
+        let run_secs = r.warmup.ceil() as u64 + r.seconds.ceil() as u64 + 2;
         let mut app: Vec<String> = if r.case == Case::Plain {
             vec!["--pair".into(), "0:1".into()]
         } else {
@@ -944,7 +947,7 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
         if let Some(m) = mbufs {
             app.extend(["--mbufs".into(), m.to_string()]);
         }
-        app.extend(["--duration".into(), format!("{}.5", warm + secs + 1)]);
+        app.extend(["--duration".into(), run_secs.to_string()]);
         let mut cmd = Command::new(bin);
         cmd.args(&eal)
             .arg("--")
@@ -967,13 +970,13 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
             s
         });
         let stdout = c.stdout.take().ok_or("no stdout")?;
-        let mut ticks: Vec<(Instant, u64, Counters)> = Vec::new();
+        let mut ticks: Vec<(Instant, Counters)> = Vec::new();
         let mut text = String::new();
         for l in BufReader::new(stdout).lines() {
             let Ok(l) = l else { break };
             let now = Instant::now();
-            if let Some((t, c)) = parse_tick(&l) {
-                ticks.push((now, t, c));
+            if let Some((_, c)) = parse_tick(&l) {
+                ticks.push((now, c));
             } else {
                 text.push_str(&l);
                 text.push('\n');
@@ -988,17 +991,35 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
             Some(Ok(st)) if st.success() => {}
             other => return Err(format!("ctgate failed ({other:?}):\n{text}\n{err}")),
         }
-        let a = ticks.iter().find(|k| k.1 >= warm).ok_or_else(|| {
-            format!("ctgate printed no stats line after {warm} s:\n{text}\n{err}")
-        })?;
+        // The first line comes about 1 s after forwarding started; the window runs from
+        // the line nearest the end of the warm-up to the one nearest `seconds` later (by
+        // arrival: a loaded control lcore may skip or round its `t=` values).
+        let first = ticks
+            .first()
+            .ok_or_else(|| format!("ctgate printed no stats line:\n{text}\n{err}"))?
+            .0;
+        let near = |t: Instant| {
+            move |k: &&(Instant, Counters)| {
+                if k.0 > t {
+                    k.0 - t
+                } else {
+                    t - k.0
+                }
+            }
+        };
+        let a = ticks
+            .iter()
+            .min_by_key(near(
+                first + Duration::from_secs_f64((r.warmup - 1.0).max(0.0)),
+            ))
+            .ok_or("no stats line")?;
         let b = ticks
             .iter()
-            .find(|k| k.1 >= a.1 + secs)
-            .or(ticks.last())
-            .filter(|b| b.1 > a.1)
+            .filter(|k| k.0 > a.0)
+            .min_by_key(near(a.0 + Duration::from_secs_f64(r.seconds)))
             .ok_or_else(|| format!("ctgate printed too few stats lines:\n{text}\n{err}"))?;
         let dt = (b.0 - a.0).as_secs_f64();
-        let c = b.2.since(&a.2);
+        let c = b.1.since(&a.1);
         check_replies("ctgate", r.case, c.1, c.2)?;
         let conns = if r.case == Case::Plain {
             0
