@@ -1,9 +1,1325 @@
-//! `ctgate-perf compare-ovs`: ctgate and OVS-DPDK conntrack side by side on the same input.
-//! (Being written.)
+//! `ctgate-perf compare-ovs`: ctgate and Open vSwitch's DPDK datapath (userspace
+//! conntrack, NAT) side by side on the same input, ports and cores.
+//!
+//! # Cases
+//!
+//! For each case (`--cases plain,ct,snat`) and flow count (`--flows`, default 1k, 100k,
+//! 1M) both sides forward the same 64-byte UDP packets between the same two DPDK ports:
+//!
+//! * port 0 `net_pcap0`: the inside port, receiving one packet per flow (client
+//!   10.0.0.x:port → server 198.18.x.y:53, flows shuffled: replaying them in creation
+//!   order would flatter memory access);
+//! * port 1 `net_pcap1`: the outside port, receiving one reply per flow.
+//!
+//! Each side forwards inside packets out of port 1 and replies out of port 0; net_pcap
+//! without `tx_pcap` drops what it sends (the cheapest sink, like `net_null`; using both
+//! net_pcap ports in both directions, instead of a third `net_null` output port, keeps
+//! the port set identical on both sides, as ctgate's gateway needs its two ports to send
+//! on). Replies are what makes the *established* path the one measured: OVS keeps one-way
+//! UDP in `new` until a reply is seen, and ctgate's policy admits outside packets only on
+//! established connections. Replies that arrive before their connection exists (during
+//! the first pass over the flows) are dropped on both sides; the warm-up covers that.
+//!
+//! * `plain`: no tracking. OVS `in_port=1,actions=output:2` and back; ctgate's forwarding
+//!   mode (`--pair 0:1`).
+//! * `ct`: tracking in zone 1, no NAT. OVS:
+//!   ```text
+//!   table=0 ip,in_port=1 actions=ct(commit,zone=1,table=1)
+//!   table=0 ip,in_port=2 actions=ct(zone=1,table=1)
+//!   table=1 ct_state=+trk+new,in_port=1     actions=mod_dl_src,mod_dl_dst,dec_ttl,output:2
+//!   table=1 ct_state=+trk+est,in_port=1     actions=mod_dl_src,mod_dl_dst,dec_ttl,output:2
+//!   table=1 ct_state=+trk+est,in_port=2     actions=mod_dl_src,mod_dl_dst,dec_ttl,output:1
+//!   (anything else dropped: fail-mode=secure)
+//!   ```
+//!   ctgate: the embedded default configuration without its `[[snat]]` rules (same
+//!   policy: new connections only from inside, replies established), static next-hop
+//!   MACs. The replies go to the clients' own addresses.
+//! * `snat`: as `ct`, but OVS's inside flow is `ct(commit,zone=1,nat(src=192.0.2.1),
+//!   table=1)` and the outside flow `ct(zone=1,nat,table=1)`; ctgate runs the embedded
+//!   default (SNAT to 192.0.2.1). The replies go to 192.0.2.1 with the client's port:
+//!   both SNATs keep the source port when it is free (every port is, by construction of
+//!   the flows). The pool has no port range: with `POOL:PORTS` OVS 3.1 starts from a
+//!   hashed port rather than the original one, and the replies would miss.
+//!
+//! Both gateways rewrite the MACs and decrement the TTL on the tracked cases (ctgate as a
+//! router does, the OVS flows do it explicitly).
+//!
+//! # Setup
+//!
+//! OVS: `/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk` (installed with apt-get if
+//! missing; the system service and alternatives are left alone) and a private
+//! `ovsdb-server`, both in a temporary directory (`OVS_RUNDIR` etc. point there), both
+//! started pinned to CPU 0, ovs-vswitchd under `unshare --net` (the netdev bridge creates
+//! tap devices, which vanish with the namespace). `other_config`: `dpdk-init=true`,
+//! `dpdk-extra=--no-huge -m MB --legacy-mem --no-pci --file-prefix P` (`--legacy-mem`
+//! because OVS would otherwise add `--in-memory`, which `--no-huge` rejects),
+//! `dpdk-lcore-mask=0x1`, `pmd-cpu-mask=0x2`: one PMD thread on CPU 1, everything else
+//! on CPU 0. Bridge `br0` (`datapath_type=netdev`, `fail-mode=secure`), ports `p0`, `p1`
+//! `type=dpdk`, `options:dpdk-devargs=net_pcapN,rx_pcap=…[,infinite_rx=1]`. Defaults
+//! otherwise (EMC on, SMC off, 3M max connections).
+//!
+//! ctgate: `--no-huge --no-pci --lcores 0@0,1@1` (one worker on CPU 1, control on CPU 0),
+//! the same two `--vdev`s, `--mbufs` sized for the preloaded packets.
+//!
+//! # Sources
+//!
+//! * `source=pcap`: `rx_pcap=FILE,infinite_rx=1`, which copies the whole pcap into mbufs of
+//!   the port's mempool at start. OVS 3.1's shared mempool holds 262,144 mbufs and fails
+//!   (or crashes) beyond, so this source is used while both pcaps together and 32k mbufs
+//!   for rings and bursts fit (up to about 115k flows). It delivers 48–100 Mpps here.
+//! * `source=fifo`: beyond that, each `rx_pcap` is a named pipe written over and over by a
+//!   feeder thread of ctgate-perf pinned to CPU 0 (the side's non-PMD core). It delivers
+//!   about 9–12 Mpps here, so it caps both sides' figures (ctgate's most of all).
+//!
+//! Each case uses the same source on both sides and names it (`source=`). `--source`
+//! forces one.
+//!
+//! # Measurement
+//!
+//! Forwarded packets per second, both directions summed, over a window of `--seconds`
+//! after `--warmup` seconds of traffic:
+//! * OVS: `ovs-appctl dpctl/show -s` TX packets of p0 and p1, sampled at the start and the
+//!   end of the window (the time between the samples is the divisor); then
+//!   `dpctl/ct-get-nconns` (`ovs_conns=`).
+//! * ctgate: its per-second stats line (port tx counters), read as it arrives, from the
+//!   line nearest the end of the warm-up to the one nearest `--seconds` later (the lines
+//!   come once a second, so the window is whole seconds; the time between the lines'
+//!   arrival is the divisor); the final `conntrack n_conns` (`ctgate_conns=`).
+//!
+//! Both warm-ups start once the side forwards (OVS: after its ports were added; ctgate:
+//! its first stats line counts from the start of forwarding).
+//!
+//! `ovs_fwd_pct`/`ctgate_fwd_pct`: the share of the packets received in the window that
+//! were forwarded (100 on the established path; less means drops, e.g. replies whose
+//! connection is gone).
+//!
+//! For `ct` and `snat`, a side whose reply direction forwarded nothing fails the case
+//! (the established path was not reached). OVS's log is checked for ERR/EMER lines and
+//! the interfaces for errors; both fail the case with the message rather than print a
+//! wrong figure.
+//!
+//! With `--repeat N` each side runs N times per case (OVS restarted each time); the line
+//! has the medians, `ratio` = ctgate median / OVS median, and the minimum and maximum of
+//! both sides. Noise here is about 5% up to 1k connections and 10–20% above.
+//!
+//! Output, one line per case (`--json`: one object per line):
+//!
+//! ```text
+//! case=snat flows=1000000 source=fifo ovs_mpps=0.83 ctgate_mpps=8.4 ratio=10.1 ovs_conns=… ctgate_conns=… repeat=1 ovs_min=… ovs_max=… ctgate_min=… ctgate_max=… ovs_fwd_pct=… ctgate_fwd_pct=… secs=10 warmup=5
+//! ```
+//!
+//! # Cleanup
+//!
+//! Every process is a child of ctgate-perf, stopped by its PID (SIGTERM, then SIGKILL)
+//! on every path, and gets SIGTERM if ctgate-perf dies (`PR_SET_PDEATHSIG`); SIGINT and
+//! SIGTERM make ctgate-perf stop the case and clean up. The temporary directories and the
+//! DPDK runtime directories (`/var/run/dpdk/PREFIX`) are removed; the network namespace
+//! and its taps go with ovs-vswitchd.
+//!
+//! # Known limits
+//!
+//! * Two CPUs: the feeder threads, ovs-vswitchd's other threads, ovsdb-server and
+//!   ctgate's control lcore share CPU 0; other load on the machine shows in the figures.
+//! * The fifo source is the ceiling at 1M flows, more for ctgate than for OVS, so the
+//!   ratio there is a lower bound.
+//! * OVS's port statistics come from the PMD's own counters via `dpctl/show`; the
+//!   `Interface` table's `statistics` column is refreshed only every 5 s.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ctgate::control::stats::field_u64;
+use ctgate::wire::checksum::fill_frame;
+
+use crate::gateway::{config_text, mac_str, memory_for, pcap_mbufs, Feeder, Line};
+use crate::gen_traffic::{self, Proto, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
+use crate::plot;
+use crate::runner::{find_ctgate, lcore_map};
+
+/// Open vSwitch's DPDK switch (package openvswitch-switch-dpdk).
+const OVS_DPDK: &str = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk";
+/// OVS 3.1's shared mempool (mbufs).
+const OVS_MEMPOOL_MBUFS: usize = 262_144;
+/// Mbufs OVS needs besides preloaded packets: RX/TX descriptors of both ports, bursts,
+/// per-lcore caches.
+const OVS_POOL_HEADROOM: usize = 32_768;
+/// The SNAT pool (the embedded default config's).
+const POOL: &str = "192.0.2.1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Case {
+    Plain,
+    Ct,
+    Snat,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::Plain => "plain",
+            Case::Ct => "ct",
+            Case::Snat => "snat",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceChoice {
+    /// pcap (infinite_rx) where it fits in OVS's mempool, else fifo.
+    Auto,
+    Pcap,
+    Fifo,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Pcap,
+    Fifo,
+}
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Cases: plain (no tracking), ct (zone 1, established), snat (zone 1, SNAT, established).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "plain,ct,snat"
+    )]
+    cases: Vec<Case>,
+    /// Flow counts, one case each.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
+    flows: Vec<u32>,
+    /// Measurement window in seconds (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Warm-up in seconds before the window (connections created, replies seen).
+    #[arg(long, default_value_t = 5.0)]
+    warmup: f64,
+    /// Runs per side and case (the line has the medians and the spread).
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// Input source; auto: pcap (infinite_rx) where it fits in OVS's mempool, else fifo.
+    #[arg(long, value_enum, default_value_t = SourceChoice::Auto)]
+    source: SourceChoice,
+    /// Quick run (1000 flows, 1 s warm-up, 2 s windows; under a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Print JSON objects (one per line) instead of key=value lines.
+    #[arg(long)]
+    json: bool,
+    /// Write an SVG chart (Mpps against flows, both sides) to DIR/compare-ovs.svg.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+    /// The ctgate binary (default: next to ctgate-perf).
+    #[arg(long, value_name = "PATH")]
+    ctgate: Option<PathBuf>,
+    /// EAL memory for each side in MB (no hugepages; grown to fit preloaded pcaps).
+    #[arg(long, default_value_t = 2048)]
+    memory_mb: u32,
+    /// EAL --file-prefix stem (each run appends its own suffix).
+    #[arg(long)]
+    file_prefix: Option<String>,
+    /// Print OVS's PMD statistics of the window and its datapath flows on stderr.
+    #[arg(long)]
+    verbose: bool,
+}
 
-pub fn run(_args: &Args) -> Result<(), String> {
-    Err("compare-ovs: not implemented yet".into())
+/// Set by SIGINT/SIGTERM: stop the current case and clean up.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn interrupted() -> Result<(), String> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sleeps `d`, returning early with an error when interrupted.
+fn sleep(d: Duration) -> Result<(), String> {
+    let end = Instant::now() + d;
+    loop {
+        interrupted()?;
+        let now = Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// Children: SIGTERM when ctgate-perf dies; optionally pinned to one CPU.
+fn child_setup(cmd: &mut Command, cpu: Option<usize>) {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if let Some(cpu) = cpu {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Stops our own child by PID: SIGTERM, up to `grace`, then SIGKILL; reaps it.
+fn stop_child(child: &mut Option<Child>, grace: Duration) {
+    if let Some(mut c) = child.take() {
+        if let Ok(None) = c.try_wait() {
+            // Our own child, not reaped yet (we hold its `Child`): the PID is its own.
+            // SAFETY: kill(2) on a PID we own.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let t0 = Instant::now();
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if t0.elapsed() < grace => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn remove_dpdk_runtime(prefix: &str) {
+    let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
+}
+
+/// Installs openvswitch-switch-dpdk when its switch is missing (never touching the
+/// service or the alternatives).
+fn ensure_ovs() -> Result<(), String> {
+    let have = |p: &str| -> bool {
+        std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
+            .unwrap_or(false)
+    };
+    let tools = [
+        "ovsdb-tool",
+        "ovsdb-server",
+        "ovs-vsctl",
+        "ovs-ofctl",
+        "ovs-appctl",
+    ];
+    if Path::new(OVS_DPDK).is_file() && tools.iter().all(|t| have(t)) {
+        return Ok(());
+    }
+    eprintln!("compare-ovs: installing openvswitch-switch-dpdk (apt-get)");
+    let st = Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "openvswitch-switch-dpdk",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    if !st.success() || !Path::new(OVS_DPDK).is_file() {
+        return Err(format!(
+            "could not install openvswitch-switch-dpdk ({st}); install it (apt-get install openvswitch-switch-dpdk, as ci/setup does)"
+        ));
+    }
+    Ok(())
+}
+
+fn schema() -> Result<PathBuf, String> {
+    [
+        "/usr/share/openvswitch/vswitch.ovsschema",
+        "/usr/local/share/openvswitch/vswitch.ovsschema",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .ok_or_else(|| "vswitch.ovsschema not found under /usr/share/openvswitch".into())
+}
+
+/// A private OVS-DPDK instance; stopped and removed when dropped.
+struct Ovs {
+    dir: PathBuf,
+    prefix: String,
+    db: Option<Child>,
+    vswitchd: Option<Child>,
+}
+
+impl Ovs {
+    fn cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new(prog);
+        for v in ["OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR"] {
+            c.env(v, &self.dir);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn path(&self, f: &str) -> String {
+        self.dir.join(f).display().to_string()
+    }
+
+    fn run(&self, prog: &str, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .cmd(prog)
+            .args(args)
+            .output()
+            .map_err(|e| format!("{prog}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{prog} {} failed ({}): {}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                self.log_problems()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn vsctl(&self, args: &[&str]) -> Result<String, String> {
+        let db = format!("--db=unix:{}", self.path("db.sock"));
+        let mut a = vec![db.as_str(), "--timeout=120"];
+        a.extend_from_slice(args);
+        self.run("ovs-vsctl", &a)
+    }
+
+    fn appctl(&self, args: &[&str]) -> Result<String, String> {
+        let t = self.path("ovs-vswitchd.ctl");
+        let mut a = vec!["-t", t.as_str(), "--timeout=60"];
+        a.extend_from_slice(args);
+        self.run("ovs-appctl", &a)
+    }
+
+    fn spawn(&self, prog: &str, args: &[String], log: &str) -> Result<Child, String> {
+        let err = std::fs::File::create(self.dir.join(log)).map_err(|e| e.to_string())?;
+        let mut c = self.cmd(prog);
+        c.args(args).stdout(Stdio::null()).stderr(err);
+        child_setup(&mut c, Some(0));
+        c.spawn().map_err(|e| format!("{prog}: {e}"))
+    }
+
+    /// ERR/EMER lines of ovs-vswitchd's log and its stderr, as a message suffix.
+    fn log_problems(&self) -> String {
+        let mut v = Vec::new();
+        for f in ["ovs-vswitchd.log", "ovs-vswitchd.stderr"] {
+            if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
+                v.extend(
+                    t.lines()
+                        .filter(|l| l.contains("|ERR|") || l.contains("|EMER|"))
+                        .map(str::to_string),
+                );
+            }
+        }
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("\nOVS log errors:\n  {}", v.join("\n  "))
+        }
+    }
+
+    fn check_alive(&mut self) -> Result<(), String> {
+        if let Some(c) = self.vswitchd.as_mut() {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.vswitchd = None;
+                return Err(format!(
+                    "ovs-vswitchd-dpdk exited ({st}){}",
+                    self.log_problems()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_for(&mut self, what: &str, mut ok: impl FnMut() -> bool) -> Result<(), String> {
+        let t0 = Instant::now();
+        while !ok() {
+            self.check_alive()?;
+            if t0.elapsed() > Duration::from_secs(30) {
+                return Err(format!(
+                    "timed out waiting for {what}{}",
+                    self.log_problems()
+                ));
+            }
+            sleep(Duration::from_millis(20))?;
+        }
+        Ok(())
+    }
+
+    /// Starts ovsdb-server and ovs-vswitchd-dpdk, the bridge, both ports and `flows`.
+    fn start(
+        dir: PathBuf,
+        prefix: String,
+        memory_mb: u32,
+        devargs: [String; 2],
+        flows: &str,
+    ) -> Result<Ovs, String> {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut ovs = Ovs {
+            dir,
+            prefix,
+            db: None,
+            vswitchd: None,
+        };
+        let db = ovs.path("conf.db");
+        let sock = ovs.path("db.sock");
+        ovs.run(
+            "ovsdb-tool",
+            &["create", &db, &schema()?.display().to_string()],
+        )?;
+        ovs.db = Some(ovs.spawn(
+            "ovsdb-server",
+            &[
+                db.clone(),
+                format!("--remote=punix:{sock}"),
+                format!("--pidfile={}", ovs.path("ovsdb-server.pid")),
+                format!("--unixctl={}", ovs.path("ovsdb-server.ctl")),
+                format!("--log-file={}", ovs.path("ovsdb-server.log")),
+                "-vconsole:off".into(),
+                "--no-chdir".into(),
+            ],
+            "ovsdb-server.stderr",
+        )?);
+        let sock_path = PathBuf::from(&sock);
+        ovs.wait_for("ovsdb-server's socket", || sock_path.exists())?;
+        let extra = format!(
+            "other_config:dpdk-extra=--no-huge -m {memory_mb} --legacy-mem --no-pci --file-prefix {} --log-level 4",
+            ovs.prefix
+        );
+        ovs.vsctl(&[
+            "--no-wait",
+            "init",
+            "--",
+            "set",
+            "Open_vSwitch",
+            ".",
+            "other_config:dpdk-init=true",
+            &extra,
+            "other_config:dpdk-lcore-mask=0x1",
+            "other_config:pmd-cpu-mask=0x2",
+        ])?;
+        ovs.vswitchd = Some(ovs.spawn(
+            "unshare",
+            &[
+                "--net".into(),
+                OVS_DPDK.into(),
+                format!("unix:{sock}"),
+                format!("--pidfile={}", ovs.path("ovs-vswitchd.pid")),
+                format!("--unixctl={}", ovs.path("ovs-vswitchd.ctl")),
+                format!("--log-file={}", ovs.path("ovs-vswitchd.log")),
+                "-vconsole:off".into(),
+                "--no-chdir".into(),
+            ],
+            "ovs-vswitchd.stderr",
+        )?);
+        let ctl = PathBuf::from(ovs.path("ovs-vswitchd.ctl"));
+        ovs.wait_for("ovs-vswitchd's control socket", || ctl.exists())?;
+        let d0 = format!("options:dpdk-devargs={}", devargs[0]);
+        let d1 = format!("options:dpdk-devargs={}", devargs[1]);
+        ovs.vsctl(&[
+            "add-br",
+            "br0",
+            "--",
+            "set",
+            "bridge",
+            "br0",
+            "datapath_type=netdev",
+            "fail-mode=secure",
+            "--",
+            "add-port",
+            "br0",
+            "p0",
+            "--",
+            "set",
+            "Interface",
+            "p0",
+            "type=dpdk",
+            "ofport_request=1",
+            &d0,
+            "--",
+            "add-port",
+            "br0",
+            "p1",
+            "--",
+            "set",
+            "Interface",
+            "p1",
+            "type=dpdk",
+            "ofport_request=2",
+            &d1,
+        ])?;
+        ovs.check_alive()?;
+        for p in ["p0", "p1"] {
+            let err = ovs.vsctl(&["get", "Interface", p, "error"])?;
+            let ofport = ovs.vsctl(&["get", "Interface", p, "ofport"])?;
+            let err = err.trim();
+            if !err.is_empty() && err != "[]" || ofport.trim() == "-1" {
+                return Err(format!(
+                    "OVS could not add port {p} ({}): {err}{}",
+                    devargs[if p == "p0" { 0 } else { 1 }],
+                    ovs.log_problems()
+                ));
+            }
+        }
+        let file = ovs.dir.join("flows.txt");
+        std::fs::write(&file, flows).map_err(|e| e.to_string())?;
+        let mgmt = format!("unix:{}", ovs.path("br0.mgmt"));
+        ovs.run(
+            "ovs-ofctl",
+            &["add-flows", &mgmt, &file.display().to_string()],
+        )?;
+        Ok(ovs)
+    }
+
+    /// Counters of p0 and p1 (the PMD's, read now).
+    fn counters(&self) -> Result<Counters, String> {
+        let out = self.appctl(&["dpctl/show", "-s"])?;
+        parse_dpctl(&out).ok_or_else(|| format!("no p0/p1 counters in dpctl/show:\n{out}"))
+    }
+
+    fn nconns(&self) -> Result<u64, String> {
+        let out = self.appctl(&["dpctl/ct-get-nconns"])?;
+        out.trim()
+            .parse()
+            .map_err(|_| format!("dpctl/ct-get-nconns printed {out:?}"))
+    }
+}
+
+impl Drop for Ovs {
+    fn drop(&mut self) {
+        stop_child(&mut self.vswitchd, Duration::from_secs(10));
+        stop_child(&mut self.db, Duration::from_secs(5));
+        remove_dpdk_runtime(&self.prefix);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Port counters of a side: packets received on both ports, sent on port 0 (replies,
+/// towards the inside) and on port 1 (towards the outside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Counters {
+    rx: u64,
+    tx0: u64,
+    tx1: u64,
+}
+
+impl Counters {
+    /// (received, forwarded inside→outside, forwarded outside→inside) since `a`.
+    fn since(&self, a: &Counters) -> (u64, u64, u64) {
+        (self.rx - a.rx, self.tx1 - a.tx1, self.tx0 - a.tx0)
+    }
+}
+
+/// The counters of ports p0 and p1 in `ovs-appctl dpctl/show -s` output.
+fn parse_dpctl(out: &str) -> Option<Counters> {
+    let mut port = None;
+    let mut v: [[Option<u64>; 2]; 2] = [[None; 2]; 2];
+    for l in out.lines() {
+        let t = l.trim();
+        if t.starts_with("port ") {
+            port = match t
+                .split_once(": ")
+                .and_then(|(_, r)| r.split_whitespace().next())
+            {
+                Some("p0") => Some(0),
+                Some("p1") => Some(1),
+                _ => None,
+            };
+            continue;
+        }
+        for (k, dir) in [("RX packets:", 0), ("TX packets:", 1)] {
+            if let (Some(r), Some(p)) = (t.strip_prefix(k), port) {
+                v[p][dir] = r.split_whitespace().next().and_then(|v| v.parse().ok());
+            }
+        }
+    }
+    Some(Counters {
+        rx: v[0][0]? + v[1][0]?,
+        tx0: v[0][1]?,
+        tx1: v[1][1]?,
+    })
+}
+
+/// The OpenFlow flows of a case (port 1 = p0 inside, port 2 = p1 outside).
+fn ovs_flows(case: Case) -> String {
+    let out_fwd = format!(
+        "mod_dl_src:{},mod_dl_dst:{},dec_ttl,output:2",
+        PCAP_PORT1_MAC,
+        mac_str(ROUTER_MAC)
+    );
+    let out_rev = format!(
+        "mod_dl_src:{},mod_dl_dst:{},dec_ttl,output:1",
+        PCAP_PORT0_MAC,
+        mac_str(CLIENT_MAC)
+    );
+    match case {
+        Case::Plain => "table=0,priority=10,in_port=1,actions=output:2\n\
+                        table=0,priority=10,in_port=2,actions=output:1\n"
+            .into(),
+        Case::Ct | Case::Snat => {
+            let (commit, reply) = if case == Case::Snat {
+                (
+                    format!("ct(commit,zone=1,nat(src={POOL}),table=1)"),
+                    "ct(zone=1,nat,table=1)",
+                )
+            } else {
+                (
+                    "ct(commit,zone=1,table=1)".to_string(),
+                    "ct(zone=1,table=1)",
+                )
+            };
+            format!(
+                "table=0,priority=10,ip,in_port=1,actions={commit}\n\
+                 table=0,priority=10,ip,in_port=2,actions={reply}\n\
+                 table=1,priority=10,ct_state=+trk+new,ip,in_port=1,actions={out_fwd}\n\
+                 table=1,priority=10,ct_state=+trk+est,ip,in_port=1,actions={out_fwd}\n\
+                 table=1,priority=10,ct_state=+trk+est,ip,in_port=2,actions={out_rev}\n"
+            )
+        }
+    }
+}
+
+/// The pcaps of one flow count.
+struct Traffic {
+    dir: PathBuf,
+    packets: usize,
+}
+
+impl Traffic {
+    /// inside.pcap; outside.pcap (replies to the SNAT pool); outside-ct.pcap (the same
+    /// replies to the clients' own addresses, for `ct`).
+    fn write(dir: PathBuf, flows: u32) -> Result<Traffic, String> {
+        let g = gen_traffic::Args {
+            flows,
+            proto: Proto::Udp,
+            size: 64,
+            replies: 1.0,
+            shuffle: true,
+            seed: 1,
+            dst_mac: gen_traffic::parse_mac(PCAP_PORT0_MAC)?,
+            out_dst_mac: gen_traffic::parse_mac(PCAP_PORT1_MAC)?,
+            out: dir.clone(),
+        };
+        gen_traffic::check(&g)?;
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let (inside, outside) = gen_traffic::frames(&g);
+        if inside.len() != outside.len() {
+            return Err("gen_traffic: not one reply per flow".into());
+        }
+        let mut ct_replies = Vec::with_capacity(outside.len());
+        for (i, o) in inside.iter().zip(&outside) {
+            let mut r = o.clone();
+            r[30..34].copy_from_slice(&i[26..30]);
+            r[24..26].fill(0);
+            r[40..42].fill(0);
+            fill_frame(&mut r).map_err(|e| format!("reply frame: {e:?}"))?;
+            ct_replies.push(r);
+        }
+        for (name, fr) in [
+            ("inside.pcap", &inside),
+            ("outside.pcap", &outside),
+            ("outside-ct.pcap", &ct_replies),
+        ] {
+            let p = dir.join(name);
+            ctgate::pcap::write_file(&p, Duration::ZERO, fr.iter().map(Vec::as_slice))
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        Ok(Traffic {
+            dir,
+            packets: inside.len() + outside.len(),
+        })
+    }
+
+    fn pcaps(&self, case: Case) -> [PathBuf; 2] {
+        let out = if case == Case::Ct {
+            "outside-ct.pcap"
+        } else {
+            "outside.pcap"
+        };
+        [self.dir.join("inside.pcap"), self.dir.join(out)]
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The two ports' devargs for a run, with feeders started for `fifo` (stopped by the
+/// caller after the reader exited).
+fn devargs(
+    pcaps: &[PathBuf; 2],
+    source: Source,
+    run_dir: &Path,
+    feeders: &mut Vec<Feeder>,
+) -> Result<[String; 2], String> {
+    let mut out = [String::new(), String::new()];
+    for (i, pcap) in pcaps.iter().enumerate() {
+        out[i] = match source {
+            Source::Pcap => format!("net_pcap{i},rx_pcap={},infinite_rx=1", pcap.display()),
+            Source::Fifo => {
+                let fifo = run_dir.join(format!("rx{i}.fifo"));
+                feeders.push(Feeder::start(pcap, &fifo, Some(0))?);
+                format!("net_pcap{i},rx_pcap={}", fifo.display())
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// One side's figures of one run.
+#[derive(Clone, Copy, Debug)]
+struct Measure {
+    mpps: f64,
+    conns: u64,
+    /// Percentage of the packets received in the window that were forwarded.
+    fwd_pct: f64,
+}
+
+impl Measure {
+    fn new(c: (u64, u64, u64), secs: f64, conns: u64) -> Measure {
+        let (rx, fwd, rev) = c;
+        Measure {
+            mpps: (fwd + rev) as f64 / secs / 1e6,
+            conns,
+            fwd_pct: if rx > 0 {
+                100.0 * (fwd + rev) as f64 / rx as f64
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// A run's settings.
+struct Run<'a> {
+    case: Case,
+    flows: u32,
+    source: Source,
+    traffic: &'a Traffic,
+    warmup: f64,
+    seconds: f64,
+    memory_mb: u32,
+    prefix: String,
+    dir: PathBuf,
+    verbose: bool,
+}
+
+fn check_replies(side: &str, case: Case, fwd: u64, rev: u64) -> Result<(), String> {
+    if case != Case::Plain && (rev == 0 || rev < fwd / 10) {
+        return Err(format!(
+            "{side} forwarded {fwd} packets inside→outside but {rev} replies in the window: \
+             the established path was not reached (case {})",
+            case.name()
+        ));
+    }
+    Ok(())
+}
+
+fn run_ovs(r: &Run) -> Result<Measure, String> {
+    let mut feeders = Vec::new();
+    let result = (|| {
+        std::fs::create_dir_all(&r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
+        let dev = devargs(&r.traffic.pcaps(r.case), r.source, &r.dir, &mut feeders)?;
+        let mut ovs = Ovs::start(
+            r.dir.join("ovs"),
+            r.prefix.clone(),
+            r.memory_mb,
+            dev,
+            &ovs_flows(r.case),
+        )?;
+        sleep(Duration::from_secs_f64(r.warmup))?;
+        ovs.check_alive()?;
+        if r.verbose {
+            ovs.appctl(&["dpif-netdev/pmd-stats-clear"])?;
+        }
+        let t0 = Instant::now();
+        let a = ovs.counters()?;
+        let t1 = Instant::now();
+        sleep(Duration::from_secs_f64(r.seconds))?;
+        let t2 = Instant::now();
+        let b = ovs.counters()?;
+        let t3 = Instant::now();
+        ovs.check_alive()?;
+        let conns = ovs.nconns()?;
+        if r.verbose {
+            eprint!("{}", ovs.appctl(&["dpif-netdev/pmd-stats-show"])?);
+            eprint!("{}", ovs.appctl(&["dpctl/dump-flows"])?);
+        }
+        let secs = ((t2 + (t3 - t2) / 2) - (t0 + (t1 - t0) / 2)).as_secs_f64();
+        let c = b.since(&a);
+        check_replies("OVS", r.case, c.1, c.2)?;
+        let problems = ovs.log_problems();
+        if !problems.is_empty() {
+            return Err(format!("OVS reported errors during the run:{problems}"));
+        }
+        drop(ovs);
+        Ok(Measure::new(c, secs, conns))
+    })();
+    for f in feeders {
+        f.stop();
+    }
+    let _ = std::fs::remove_dir_all(&r.dir);
+    result
+}
+
+/// Seconds and counters of a per-second stats line (`t=Ns | port=0 … tx=N … | port=1 …`).
+fn parse_tick(line: &str) -> Option<(u64, Counters)> {
+    let mut parts = line.split(" | ");
+    let t = parts
+        .next()?
+        .strip_prefix("t=")?
+        .strip_suffix('s')?
+        .parse()
+        .ok()?;
+    let (mut rx, mut tx) = (0, [None, None]);
+    for p in parts.filter(|p| p.starts_with("port=")) {
+        rx += field_u64(p, "rx")?;
+        match field_u64(p, "port")? {
+            n @ 0..=1 => tx[n as usize] = Some(field_u64(p, "tx")?),
+            _ => return None,
+        }
+    }
+    Some((
+        t,
+        Counters {
+            rx,
+            tx0: tx[0]?,
+            tx1: tx[1]?,
+        },
+    ))
+}
+
+fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
+    let mut feeders = Vec::new();
+    let mut child: Option<Child> = None;
+    let result = (|| {
+        std::fs::create_dir_all(&r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
+        let dev = devargs(&r.traffic.pcaps(r.case), r.source, &r.dir, &mut feeders)?;
+        let mbufs = (r.source == Source::Pcap).then(|| pcap_mbufs(r.traffic.packets));
+        let eal: Vec<String> = vec![
+            "--no-huge".into(),
+            "-m".into(),
+            memory_for(mbufs.unwrap_or(0), r.memory_mb).to_string(),
+            "--no-pci".into(),
+            "--file-prefix".into(),
+            r.prefix.clone(),
+            "--log-level".into(),
+            "4".into(),
+            "--lcores".into(),
+            lcore_map(1),
+            "--vdev".into(),
+            dev[0].clone(),
+            "--vdev".into(),
+            dev[1].clone(),
+        ];
+        let run_secs = r.warmup.ceil() as u64 + r.seconds.ceil() as u64 + 2;
+        let mut app: Vec<String> = if r.case == Case::Plain {
+            vec!["--pair".into(), "0:1".into()]
+        } else {
+            let conf = r.dir.join("gw.toml");
+            std::fs::write(&conf, config_text(r.flows, r.case == Case::Snat)?)
+                .map_err(|e| format!("{}: {e}", conf.display()))?;
+            vec![
+                "--config".into(),
+                conf.display().to_string(),
+                "--socket".into(),
+                r.dir.join("ctl.sock").display().to_string(),
+            ]
+        };
+        if let Some(m) = mbufs {
+            app.extend(["--mbufs".into(), m.to_string()]);
+        }
+        app.extend(["--duration".into(), run_secs.to_string()]);
+        let mut cmd = Command::new(bin);
+        cmd.args(&eal)
+            .arg("--")
+            .args(&app)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        child_setup(&mut cmd, None);
+        let c = child.insert(
+            cmd.spawn()
+                .map_err(|e| format!("cannot run {}: {e}", bin.display()))?,
+        );
+        let stderr = c.stderr.take();
+        let err_thread = std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut e) = stderr {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut s);
+            }
+            s
+        });
+        let stdout = c.stdout.take().ok_or("no stdout")?;
+        let mut ticks: Vec<(Instant, Counters)> = Vec::new();
+        let mut text = String::new();
+        for l in BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            let now = Instant::now();
+            if let Some((_, c)) = parse_tick(&l) {
+                ticks.push((now, c));
+            } else {
+                text.push_str(&l);
+                text.push('\n');
+            }
+        }
+        let c = child.take().ok_or("no child")?;
+        let mut c = Some(c);
+        let status = c.as_mut().map(|c| c.wait());
+        let err = err_thread.join().unwrap_or_default();
+        interrupted()?;
+        match status {
+            Some(Ok(st)) if st.success() => {}
+            other => return Err(format!("ctgate failed ({other:?}):\n{text}\n{err}")),
+        }
+        // The first line comes about 1 s after forwarding started; the window runs from
+        // the line nearest the end of the warm-up to the one nearest `seconds` later (by
+        // arrival: a loaded control lcore may skip or round its `t=` values).
+        let first = ticks
+            .first()
+            .ok_or_else(|| format!("ctgate printed no stats line:\n{text}\n{err}"))?
+            .0;
+        let near = |t: Instant| {
+            move |k: &&(Instant, Counters)| {
+                if k.0 > t {
+                    k.0 - t
+                } else {
+                    t - k.0
+                }
+            }
+        };
+        let a = ticks
+            .iter()
+            .min_by_key(near(
+                first + Duration::from_secs_f64((r.warmup - 1.0).max(0.0)),
+            ))
+            .ok_or("no stats line")?;
+        let b = ticks
+            .iter()
+            .filter(|k| k.0 > a.0)
+            .min_by_key(near(a.0 + Duration::from_secs_f64(r.seconds)))
+            .ok_or_else(|| format!("ctgate printed too few stats lines:\n{text}\n{err}"))?;
+        let dt = (b.0 - a.0).as_secs_f64();
+        let c = b.1.since(&a.1);
+        check_replies("ctgate", r.case, c.1, c.2)?;
+        let conns = if r.case == Case::Plain {
+            0
+        } else {
+            text.lines()
+                .find(|l| l.starts_with("conntrack "))
+                .and_then(|l| field_u64(l, "n_conns"))
+                .ok_or_else(|| format!("no conntrack line in ctgate's output:\n{text}"))?
+        };
+        Ok(Measure::new(c, dt, conns))
+    })();
+    stop_child(&mut child, Duration::from_secs(5));
+    for f in feeders {
+        f.stop();
+    }
+    remove_dpdk_runtime(&r.prefix);
+    let _ = std::fs::remove_dir_all(&r.dir);
+    result
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// The median percentage of received packets forwarded.
+fn pct(m: &[Measure]) -> String {
+    format!(
+        "{:.1}",
+        median(&m.iter().map(|m| m.fwd_pct).collect::<Vec<_>>())
+    )
+}
+
+fn fmt_mpps(x: f64) -> String {
+    format!("{x:.3}")
+}
+
+/// The source a case uses.
+fn source_for(choice: SourceChoice, packets: usize) -> Source {
+    match choice {
+        SourceChoice::Pcap => Source::Pcap,
+        SourceChoice::Fifo => Source::Fifo,
+        SourceChoice::Auto => {
+            if packets + OVS_POOL_HEADROOM <= OVS_MEMPOOL_MBUFS {
+                Source::Pcap
+            } else {
+                Source::Fifo
+            }
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    let (flows, seconds, warmup) = if args.quick {
+        (vec![1000], 2.0, 1.0)
+    } else {
+        (args.flows.clone(), args.seconds, args.warmup)
+    };
+    if !(seconds >= 1.0 && seconds.is_finite()) {
+        return Err("--seconds must be at least 1".into());
+    }
+    if !(warmup >= 0.0 && warmup.is_finite()) {
+        return Err("--warmup must be a non-negative number".into());
+    }
+    if args.cases.is_empty() || flows.is_empty() {
+        return Err("nothing to run: --cases and --flows must not be empty".into());
+    }
+    let repeat = args.repeat.max(1);
+    let bin = find_ctgate(args.ctgate.as_deref())?;
+    ensure_ovs()?;
+    let handler = on_signal as extern "C" fn(libc::c_int);
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+    let pid = std::process::id();
+    let scratch = std::env::temp_dir().join(format!("ctgate-perf-ovs-{pid}"));
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let stem = args
+        .file_prefix
+        .clone()
+        .unwrap_or_else(|| format!("ctgate-perf-ovs-{pid}"));
+    let start = Instant::now();
+    let total = flows.len() * args.cases.len() * repeat as usize;
+    let mut n = 0;
+    // (case, flows, ovs, ctgate) medians for the chart.
+    let mut points: Vec<(Case, u32, f64, f64)> = Vec::new();
+    let mut result = Ok(());
+    'all: for &f in &flows {
+        eprintln!(
+            "[compare-ovs {}/{total} {:.1}s] flows={f}: writing traffic",
+            n + 1,
+            start.elapsed().as_secs_f64()
+        );
+        let traffic = match Traffic::write(scratch.join(format!("traffic-{f}")), f) {
+            Ok(t) => t,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let source = source_for(args.source, traffic.packets);
+        if source == Source::Pcap && traffic.packets + OVS_POOL_HEADROOM > OVS_MEMPOOL_MBUFS {
+            eprintln!(
+                "compare-ovs: warning: {} preloaded packets exceed OVS's {OVS_MEMPOOL_MBUFS}-mbuf mempool: OVS will fail",
+                traffic.packets
+            );
+        }
+        for &case in &args.cases {
+            let mut ovs = Vec::new();
+            let mut ctg = Vec::new();
+            for rep in 0..repeat {
+                n += 1;
+                let mut run = Run {
+                    case,
+                    flows: f,
+                    source,
+                    traffic: &traffic,
+                    warmup,
+                    seconds,
+                    memory_mb: args.memory_mb,
+                    prefix: format!("{stem}-{}-{f}-{rep}-ovs", case.name()),
+                    dir: scratch.join(format!("run-{n}-ovs")),
+                    verbose: args.verbose,
+                };
+                for side in ["ovs", "ctgate"] {
+                    eprintln!(
+                        "[compare-ovs {n}/{total} {:.1}s] case={} flows={f} source={} side={side} run={}/{repeat}",
+                        start.elapsed().as_secs_f64(),
+                        case.name(),
+                        source_name(source),
+                        rep + 1
+                    );
+                    let r = if side == "ovs" {
+                        run_ovs(&run)
+                    } else {
+                        run.prefix = format!("{stem}-{}-{f}-{rep}-ctgate", case.name());
+                        run.dir = scratch.join(format!("run-{n}-ctgate"));
+                        run_ctgate(&run, &bin)
+                    };
+                    match r {
+                        Ok(m) if side == "ovs" => ovs.push(m),
+                        Ok(m) => ctg.push(m),
+                        Err(e) => {
+                            result =
+                                Err(format!("case={} flows={f} side={side}: {e}", case.name()));
+                            break 'all;
+                        }
+                    }
+                }
+            }
+            let om: Vec<f64> = ovs.iter().map(|m| m.mpps).collect();
+            let cm: Vec<f64> = ctg.iter().map(|m| m.mpps).collect();
+            let (o, c) = (median(&om), median(&cm));
+            let minmax = |v: &[f64]| {
+                (
+                    v.iter().copied().fold(f64::INFINITY, f64::min),
+                    v.iter().copied().fold(0.0, f64::max),
+                )
+            };
+            let (omin, omax) = minmax(&om);
+            let (cmin, cmax) = minmax(&cm);
+            let line = Line(vec![
+                ("case", case.name().into()),
+                ("flows", f.to_string()),
+                ("source", source_name(source).into()),
+                ("ovs_mpps", fmt_mpps(o)),
+                ("ctgate_mpps", fmt_mpps(c)),
+                ("ratio", format!("{:.2}", c / o)),
+                ("ovs_conns", ovs.last().map_or(0, |m| m.conns).to_string()),
+                (
+                    "ctgate_conns",
+                    ctg.last().map_or(0, |m| m.conns).to_string(),
+                ),
+                ("repeat", repeat.to_string()),
+                ("ovs_min", fmt_mpps(omin)),
+                ("ovs_max", fmt_mpps(omax)),
+                ("ctgate_min", fmt_mpps(cmin)),
+                ("ctgate_max", fmt_mpps(cmax)),
+                ("ovs_fwd_pct", pct(&ovs)),
+                ("ctgate_fwd_pct", pct(&ctg)),
+                ("secs", seconds.to_string()),
+                ("warmup", warmup.to_string()),
+            ]);
+            println!("{}", line.render(args.json));
+            points.push((case, f, o, c));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    if let Some(dir) = &args.plot {
+        if !points.is_empty() {
+            if let Err(e) = plot::write_svg(&dir.join("compare-ovs.svg"), &chart(&points)) {
+                eprintln!("compare-ovs: warning: no chart: {e}");
+            }
+        }
+    }
+    eprintln!(
+        "[compare-ovs {n}/{total} {:.1}s] done",
+        start.elapsed().as_secs_f64()
+    );
+    result
+}
+
+fn source_name(s: Source) -> &'static str {
+    match s {
+        Source::Pcap => "pcap",
+        Source::Fifo => "fifo",
+    }
+}
+
+/// Mpps against flows, one series per side and case.
+fn chart(points: &[(Case, u32, f64, f64)]) -> plot::Chart {
+    let mut series = Vec::new();
+    for case in [Case::Plain, Case::Ct, Case::Snat] {
+        for (side, ovs) in [("ctgate", false), ("OVS", true)] {
+            let mut pts: Vec<(f64, f64)> = points
+                .iter()
+                .filter(|p| p.0 == case)
+                .map(|p| (f64::from(p.1), if ovs { p.2 } else { p.3 }))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            series.push(plot::Series {
+                name: format!("{side} {}", case.name()),
+                points: pts,
+            });
+        }
+    }
+    plot::Chart {
+        title: "ctgate vs OVS-DPDK, one PMD core, 64-byte UDP, established".into(),
+        x_label: "flows".into(),
+        y_label: "Mpps (forwarded)".into(),
+        x_scale: plot::XScale::Log10,
+        series,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dpctl_show() {
+        let out = "netdev@ovs-netdev:\n  lookups: hit:1 missed:2 lost:0\n  flows: 2\n\
+                   \x20 port 0: ovs-netdev (tap)\n    RX packets:0 errors:0\n    TX packets:0 errors:0\n\
+                   \x20 port 1: p0 (dpdk: configured_rx_queues=1)\n    RX packets:5 errors:0\n    TX packets:13213824 errors:0 dropped:0\n\
+                   \x20 port 2: p1 (dpdk: configured_rx_queues=1)\n    RX packets:5\n    TX packets:7 errors:0\n";
+        let c = Counters {
+            rx: 10,
+            tx0: 13213824,
+            tx1: 7,
+        };
+        assert_eq!(parse_dpctl(out), Some(c));
+        assert_eq!(parse_dpctl("port 1: p0\n"), None);
+    }
+
+    #[test]
+    fn parses_stats_ticks() {
+        let l = "t=2s | port=0 rx=29 tx=20 dropped=0 rx_mpps=14.779 tx_mpps=14.779 | port=1 rx=29 tx=30 dropped=0 | conns=1000 created/s=0 expired/s=0 | drops=0";
+        let c = Counters {
+            rx: 58,
+            tx0: 20,
+            tx1: 30,
+        };
+        assert_eq!(parse_tick(l), Some((2, c)));
+        assert_eq!(parse_tick("port=0 rx=1 tx=1"), None);
+    }
+
+    #[test]
+    fn flows_per_case() {
+        assert!(ovs_flows(Case::Plain).contains("in_port=1,actions=output:2"));
+        let s = ovs_flows(Case::Snat);
+        assert!(
+            s.contains("ct(commit,zone=1,nat(src=192.0.2.1),table=1)"),
+            "{s}"
+        );
+        assert!(s.contains("ct_state=+trk+est,ip,in_port=2"), "{s}");
+        assert!(!ovs_flows(Case::Ct).contains("nat"));
+    }
+
+    #[test]
+    fn sources_by_size() {
+        assert_eq!(source_for(SourceChoice::Auto, 2_000), Source::Pcap);
+        assert_eq!(source_for(SourceChoice::Auto, 200_000), Source::Pcap);
+        assert_eq!(source_for(SourceChoice::Auto, 2_000_000), Source::Fifo);
+        assert_eq!(source_for(SourceChoice::Fifo, 2_000), Source::Fifo);
+    }
+
+    #[test]
+    fn median_of_runs() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0]), 1.5);
+    }
 }

@@ -28,11 +28,13 @@
 //! directions), `conns` ctgate's final `conntrack n_conns`, `dropped` the workers' drops.
 //!
 //! Sources: net_pcap `infinite_rx=1` copies the whole pcap into mbufs of the port's
-//! mempool at queue setup, and ctgate sizes its one mempool (src/control/gateway.rs) at
-//! 8191 mbufs for this port plan with no option to grow it, so `source=pcap` holds about
-//! 7000 packets (both pcaps together). Larger cases use `source=fifo`: each `rx_pcap` is a
-//! named pipe that a feeder thread of ctgate-perf writes the pcap's records into, over
-//! and over; that source has its own ceiling (see `--baseline`).
+//! mempool at queue setup, so ctgate is run with `--mbufs N` (both pcaps' packets plus
+//! [`POOL_HEADROOM`]) and EAL memory grown to hold them; `source=pcap` is used up to
+//! [`PCAP_MAX_PACKETS`] packets (both pcaps together, the size of Open vSwitch 3.1's
+//! mempool, so that `compare-ovs` feeds both sides alike). Larger cases use `source=fifo`:
+//! each `rx_pcap` is a named pipe that a feeder thread of ctgate-perf (pinned to CPU 0)
+//! writes the pcap's records into, over and over; that source has its own ceiling (see
+//! `--baseline`).
 
 use std::path::{Path, PathBuf};
 
@@ -41,10 +43,22 @@ use ctgate::control::stats::{field_u64, fields};
 use crate::gen_traffic::{self, Proto, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
 use crate::runner::{find_ctgate, lcore_map, parse_workers};
 
-/// ctgate's mempool for two single-queue ports and one worker (see the module doc).
-const CTGATE_POOL_MBUFS: usize = 8191;
-/// Mbufs left for RX bursts, TX buffering and per-lcore caches.
-const POOL_HEADROOM: usize = 1024;
+/// Most packets (both pcaps together) replayed with `infinite_rx=1` (see the module doc).
+pub(crate) const PCAP_MAX_PACKETS: usize = 262_144;
+/// Mbufs beyond the preloaded packets, for rings, RX bursts, TX buffering and caches.
+pub(crate) const POOL_HEADROOM: usize = 16_384;
+
+/// ctgate's `--mbufs` for `preloaded` infinite_rx packets.
+pub(crate) fn pcap_mbufs(preloaded: usize) -> usize {
+    preloaded + POOL_HEADROOM
+}
+
+/// EAL memory (MB) for `mbufs` mbufs of about 2.5 KB and ctgate's other needs, at least
+/// `asked`.
+pub(crate) fn memory_for(mbufs: usize, asked: u32) -> u32 {
+    let need = 512 + (mbufs as u64 * 2560).div_ceil(1 << 20);
+    asked.max(need as u32)
+}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -131,10 +145,10 @@ pub fn run(args: &Args) -> Result<(), String> {
 }
 
 /// One output line: ordered key/value pairs.
-struct Line(Vec<(&'static str, String)>);
+pub(crate) struct Line(pub(crate) Vec<(&'static str, String)>);
 
 impl Line {
-    fn render(&self, json: bool) -> String {
+    pub(crate) fn render(&self, json: bool) -> String {
         if json {
             let body: Vec<String> = self
                 .0
@@ -159,22 +173,31 @@ impl Line {
     }
 }
 
-fn mac_str(m: [u8; 6]) -> String {
+pub(crate) fn mac_str(m: [u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
 }
 
-/// The embedded default config with static next hops on both ports and room for `flows`.
-fn config_text(flows: u32) -> Result<String, String> {
+/// The embedded default config with static next hops on both ports and room for `flows`;
+/// without its `[[snat]]` rules unless `snat` (the same policy: inside→outside new
+/// connections allowed, outside→inside only established ones).
+pub(crate) fn config_text(flows: u32, snat: bool) -> Result<String, String> {
     let base = ctgate::config::EMBEDDED_DEFAULT;
     let max = (2 * u64::from(flows)).max(3_000_000);
     let mut out = String::new();
     let mut port = None;
     let mut seen_max = false;
+    let mut in_snat = false;
     for l in base.lines() {
         let t = l.trim();
+        if t.starts_with('[') {
+            in_snat = t == "[[snat]]";
+        }
+        if in_snat && !snat {
+            continue;
+        }
         if t.starts_with("max_conns") {
             out.push_str(&format!("max_conns = {max}\n"));
             seen_max = true;
@@ -198,7 +221,7 @@ fn config_text(flows: u32) -> Result<String, String> {
             port = None;
         }
     }
-    if !seen_max || out.matches("next_hop_mac").count() != 2 {
+    if !seen_max || out.matches("next_hop_mac").count() != 2 || out.contains("[[snat]]") != snat {
         return Err("the embedded default config changed shape: update gateway.rs".into());
     }
     Ok(out)
@@ -251,7 +274,7 @@ fn run_case(
     };
     // net_pcap infinite_rx preloads the pcaps into ctgate's mempool; beyond that, named
     // pipes written in a loop by feeder threads of this process.
-    let fifo = n_in + n_out + POOL_HEADROOM > CTGATE_POOL_MBUFS;
+    let fifo = n_in + n_out > PCAP_MAX_PACKETS;
     if fifo {
         line.0[3].1 = "fifo".into();
     }
@@ -263,7 +286,7 @@ fn run_case(
             let pcap = dir.join(format!("{name}.pcap"));
             let fifo = dir.join(format!("{name}.fifo"));
             if n > 0 {
-                feeders.push(Feeder::start(&pcap, &fifo)?);
+                feeders.push(Feeder::start(&pcap, &fifo, Some(0))?);
             }
             paths.push(fifo);
         }
@@ -273,11 +296,13 @@ fn run_case(
     };
     let inf = if fifo { "" } else { ",infinite_rx=1" };
     let conf = scratch.join("gw.toml");
-    std::fs::write(&conf, config_text(flows)?).map_err(|e| format!("{}: {e}", conf.display()))?;
+    std::fs::write(&conf, config_text(flows, true)?)
+        .map_err(|e| format!("{}: {e}", conf.display()))?;
+    let mbufs = (!fifo).then(|| pcap_mbufs(n_in + n_out));
     let mut eal: Vec<String> = [
         "--no-huge",
         "-m",
-        &args.memory_mb.to_string(),
+        &memory_for(mbufs.unwrap_or(0), args.memory_mb).to_string(),
         "--no-pci",
         "--file-prefix",
         prefix,
@@ -307,6 +332,9 @@ fn run_case(
             scratch.join("ctl.sock").display().to_string(),
         ]
     };
+    if let Some(m) = mbufs {
+        app.extend(["--mbufs".into(), m.to_string()]);
+    }
     app.extend(["--quiet".into(), "--duration".into(), seconds.to_string()]);
     let out = std::process::Command::new(bin)
         .args(&eal)
@@ -396,13 +424,16 @@ fn run_case(
 
 /// A thread writing a pcap into a named pipe, its records over and over, until the reader
 /// goes away.
-struct Feeder {
+pub(crate) struct Feeder {
     fifo: PathBuf,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Feeder {
-    fn start(pcap: &Path, fifo: &Path) -> Result<Feeder, String> {
+    /// Creates the named pipe `fifo` and starts a thread (on CPU `cpu` if given) that
+    /// writes `pcap` into it once a reader opened it: the header once, then the records
+    /// forever.
+    pub(crate) fn start(pcap: &Path, fifo: &Path, cpu: Option<usize>) -> Result<Feeder, String> {
         use std::os::unix::ffi::OsStrExt;
         let data = std::fs::read(pcap).map_err(|e| format!("{}: {e}", pcap.display()))?;
         let _ = std::fs::remove_file(fifo);
@@ -419,10 +450,20 @@ impl Feeder {
         let path = fifo.to_path_buf();
         let thread = std::thread::spawn(move || {
             use std::io::Write;
+            if let Some(cpu) = cpu {
+                core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+            }
             // Blocks until ctgate opens the pipe; fails with EPIPE once it closes it.
             let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) else {
                 return;
             };
+            {
+                use std::os::fd::AsRawFd;
+                // A 1 MiB pipe buffer (the default maximum) instead of 64 KiB: fewer
+                // wake-ups of both ends. Best effort.
+                // SAFETY: fcntl on a descriptor this thread owns.
+                unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+            }
             // The 24-byte global header once, then the records forever.
             if f.write_all(&data).is_err() {
                 return;
@@ -436,8 +477,8 @@ impl Feeder {
         })
     }
 
-    /// After ctgate exited: unblocks a writer still waiting for a reader, then joins.
-    fn stop(self) {
+    /// After the reader exited: unblocks a writer still waiting for a reader, then joins.
+    pub(crate) fn stop(self) {
         use std::os::unix::fs::OpenOptionsExt;
         let r = std::fs::OpenOptions::new()
             .read(true)
@@ -455,10 +496,13 @@ mod tests {
 
     #[test]
     fn config_has_static_next_hops_and_parses() {
-        let t = config_text(1000).unwrap();
-        assert!(t.contains("next_hop_mac = \"02:00:00:00:01:02\""), "{t}");
-        assert!(t.contains("next_hop_mac = \"02:00:00:00:02:02\""), "{t}");
-        ctgate::config::Config::parse(&t, "gw.toml").unwrap();
+        for snat in [true, false] {
+            let t = config_text(1000, snat).unwrap();
+            assert!(t.contains("next_hop_mac = \"02:00:00:00:01:02\""), "{t}");
+            assert!(t.contains("next_hop_mac = \"02:00:00:00:02:02\""), "{t}");
+            assert_eq!(t.lines().any(|l| l.starts_with("pool =")), snat, "{t}");
+            ctgate::config::Config::parse(&t, "gw.toml").unwrap();
+        }
     }
 
     #[test]

@@ -1,0 +1,125 @@
+//! Smoke test of `ctgate-perf compare-ovs --quick`: a private OVS-DPDK instance and the
+//! real ctgate binary each forward 1000 established flows for a few seconds per case; the
+//! summary lines have real, positive figures, a consistent ratio and one connection per
+//! flow on both sides, and nothing the run started is left behind (processes, temporary
+//! and DPDK runtime directories). Speed itself is never asserted.
+//!
+//! Needs Open vSwitch with DPDK (`ci/setup` installs openvswitch-switch-dpdk; compare-ovs
+//! installs it itself when missing) and root (DPDK, `unshare --net`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// PIDs of processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<(u32, String)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(needle) {
+                v.push((pid, c));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn quick_compare_ovs_prints_both_sides() {
+    let ctgate = Path::new(env!("CARGO_BIN_EXE_ctgate-perf")).with_file_name("ctgate");
+    if !ctgate.is_file() {
+        // The ctgate binary is built by `cargo build --workspace` (and by `cargo test
+        // --workspace`); a lone `cargo test -p ctgate-perf` may not have it.
+        eprintln!("skipped: no {}", ctgate.display());
+        return;
+    }
+    let prefix = format!("ctgate-perf-ovs-smoke-{}", std::process::id());
+    let child = Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
+        .args(["compare-ovs", "--quick", "--file-prefix", &prefix])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+
+    // Nothing left behind: its scratch directory (which every OVS daemon's command line
+    // names), processes, DPDK runtime directories.
+    let scratch = std::env::temp_dir().join(format!("ctgate-perf-ovs-{pid}"));
+    let left = processes_with(&scratch.display().to_string());
+    assert!(left.is_empty(), "processes left running: {left:?}");
+    assert!(!scratch.exists(), "{} left behind", scratch.display());
+    if let Ok(dir) = std::fs::read_dir("/var/run/dpdk") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
+                panic!("DPDK runtime directory /var/run/dpdk/{name} left behind");
+            }
+        }
+    }
+
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("[compare-ovs 1/3 "), "progress: {stderr}");
+    let lines: Vec<HashMap<&str, &str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("case="))
+        .map(|l| {
+            let keys: Vec<&str> = l
+                .split_whitespace()
+                .map(|kv| kv.split_once('=').unwrap().0)
+                .collect();
+            assert_eq!(
+                keys[..6],
+                [
+                    "case",
+                    "flows",
+                    "source",
+                    "ovs_mpps",
+                    "ctgate_mpps",
+                    "ratio"
+                ],
+                "{l}"
+            );
+            l.split_whitespace()
+                .map(|kv| kv.split_once('=').unwrap_or_else(|| panic!("{kv} in {l}")))
+                .collect()
+        })
+        .collect();
+    let cases: Vec<&str> = lines.iter().map(|l| l["case"]).collect();
+    assert_eq!(cases, ["plain", "ct", "snat"], "{stdout}");
+    for l in &lines {
+        let num = |k: &str| -> f64 {
+            let v = l.get(k).unwrap_or_else(|| panic!("no {k} in {l:?}"));
+            v.parse()
+                .unwrap_or_else(|_| panic!("{k}={v} is not a number in {l:?}"))
+        };
+        assert_eq!(l["flows"], "1000", "{l:?}");
+        assert_eq!(l["source"], "pcap", "{l:?}");
+        let (o, c, r) = (num("ovs_mpps"), num("ctgate_mpps"), num("ratio"));
+        assert!(o.is_finite() && o > 0.0, "{l:?}");
+        assert!(c.is_finite() && c > 0.0, "{l:?}");
+        assert!(
+            (r - c / o).abs() <= 0.006 + 0.01 * r,
+            "ratio is not ctgate/ovs: {l:?}"
+        );
+        assert!(num("ovs_min") <= o && o <= num("ovs_max"), "{l:?}");
+        assert!(num("ctgate_min") <= c && c <= num("ctgate_max"), "{l:?}");
+        if l["case"] == "plain" {
+            continue;
+        }
+        for k in ["ovs_conns", "ctgate_conns"] {
+            let n = num(k);
+            assert!(
+                (990.0..=1010.0).contains(&n),
+                "{k}: one connection per flow expected: {l:?}"
+            );
+        }
+    }
+}
