@@ -126,7 +126,6 @@
 //!   `Interface` table's `statistics` column is refreshed only every 5 s.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -229,12 +228,9 @@ pub struct Args {
     verbose: bool,
 }
 
-/// Set by SIGINT/SIGTERM: stop the current case and clean up.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
+/// Set by SIGINT/SIGTERM (signal-hook): stop the current case and clean up.
+static INTERRUPTED: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(AtomicBool::new(false)));
 
 fn interrupted() -> Result<(), String> {
     if INTERRUPTED.load(Ordering::SeqCst) {
@@ -257,20 +253,17 @@ fn sleep(d: Duration) -> Result<(), String> {
     }
 }
 
-/// Children: SIGTERM when ctgate-perf dies; optionally pinned to one CPU.
-fn child_setup(cmd: &mut Command, cpu: Option<usize>) {
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            if let Some(cpu) = cpu {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            }
-            Ok(())
-        });
+/// A child command: `setpriv --pdeathsig TERM` (the child gets SIGTERM when ctgate-perf
+/// dies) and, with `cpu`, `taskset -c CPU` (pinned), both from util-linux and exec'ing in
+/// place, so the child's PID is the program's.
+fn child_command(prog: impl AsRef<std::ffi::OsStr>, cpu: Option<usize>) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--pdeathsig", "TERM", "--"]);
+    if let Some(cpu) = cpu {
+        c.args(["taskset", "-c"]).arg(cpu.to_string());
     }
+    c.arg(prog);
+    c
 }
 
 /// Stops our own child by PID: SIGTERM, up to `grace`, then SIGKILL; reaps it.
@@ -278,8 +271,10 @@ fn stop_child(child: &mut Option<Child>, grace: Duration) {
     if let Some(mut c) = child.take() {
         if let Ok(None) = c.try_wait() {
             // Our own child, not reaped yet (we hold its `Child`): the PID is its own.
-            // SAFETY: kill(2) on a PID we own.
-            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(&c),
+                rustix::process::Signal::TERM,
+            );
             let t0 = Instant::now();
             loop {
                 match c.try_wait() {
@@ -362,7 +357,11 @@ struct Ovs {
 
 impl Ovs {
     fn cmd(&self, prog: &str) -> Command {
-        let mut c = Command::new(prog);
+        self.env(Command::new(prog))
+    }
+
+    /// `c` with the private instance's environment.
+    fn env(&self, mut c: Command) -> Command {
         for v in ["OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR"] {
             c.env(v, &self.dir);
         }
@@ -408,9 +407,8 @@ impl Ovs {
 
     fn spawn(&self, prog: &str, args: &[String], log: &str) -> Result<Child, String> {
         let err = std::fs::File::create(self.dir.join(log)).map_err(|e| e.to_string())?;
-        let mut c = self.cmd(prog);
+        let mut c = self.env(child_command(prog, Some(0)));
         c.args(args).stdout(Stdio::null()).stderr(err);
-        child_setup(&mut c, Some(0));
         c.spawn().map_err(|e| format!("{prog}: {e}"))
     }
 
@@ -948,14 +946,13 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
             app.extend(["--mbufs".into(), m.to_string()]);
         }
         app.extend(["--duration".into(), run_secs.to_string()]);
-        let mut cmd = Command::new(bin);
+        let mut cmd = child_command(bin, None);
         cmd.args(&eal)
             .arg("--")
             .args(&app)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        child_setup(&mut cmd, None);
         let c = child.insert(
             cmd.spawn()
                 .map_err(|e| format!("cannot run {}: {e}", bin.display()))?,
@@ -1096,11 +1093,9 @@ pub fn run(args: &Args) -> Result<(), String> {
     let repeat = args.repeat.max(1);
     let bin = find_ctgate(args.ctgate.as_deref())?;
     ensure_ovs()?;
-    let handler = on_signal as extern "C" fn(libc::c_int);
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&INTERRUPTED))
+            .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
     }
     let pid = std::process::id();
     let scratch = std::env::temp_dir().join(format!("ctgate-perf-ovs-{pid}"));

@@ -43,7 +43,6 @@
 //! Threads are pinned to cores in order (thread t on core t mod ncores). The tracker clock
 //! is fixed for each phase (nothing expires unless a case says so).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -103,11 +102,6 @@ pub struct Args {
     /// core_established.svg).
     #[arg(long, value_name = "DIR")]
     plot: Option<std::path::PathBuf>,
-    /// Experiment: ask for transparent huge pages (madvise) on every allocation of 4 MiB or
-    /// more — the tracker's record pool and buckets, and the frame buffers. Lines get
-    /// `thp=on`. Off by default: the figures are then those of the plain system allocator.
-    #[arg(long)]
-    thp: bool,
 }
 
 /// The benchmark families.
@@ -243,16 +237,9 @@ impl Line {
     }
 
     fn render(&self, json: bool) -> String {
-        let thp = [("thp", V::S("on"))];
-        let extra = if THP.load(Ordering::Relaxed) {
-            &thp[..]
-        } else {
-            &[]
-        };
         let parts: Vec<String> = self
             .0
             .iter()
-            .chain(extra.iter())
             .map(|(k, v)| {
                 let v = match v {
                     V::S(s) if json => format!("\"{s}\""),
@@ -304,7 +291,6 @@ pub fn run(args: &Args) -> Result<(), String> {
     if let Some(dir) = &args.plot {
         crate::plot::prepare_dir(dir)?;
     }
-    THP.store(args.thp, Ordering::Relaxed);
     let mut prog = Progress {
         start: Instant::now(),
         n: 0,
@@ -762,15 +748,6 @@ fn rss_bytes() -> Result<u64, String> {
         .ok_or_else(|| "no VmRSS in /proc/self/status".to_string())
 }
 
-/// Returns freed heap memory to the OS, so that later allocations show up in RSS.
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` has no preconditions; it only releases free heap pages.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// All cases of one connection count.
 fn run_conns(plan: &Plan, n: u32, prog: &mut Progress, out: &impl Fn(Line)) -> Result<(), String> {
     let need_firsts = plan.wants(Bench::Memory) || plan.wants(Bench::Create);
@@ -803,7 +780,6 @@ fn run_conns(plan: &Plan, n: u32, prog: &mut Progress, out: &impl Fn(Line)) -> R
 }
 
 fn memory_case(n: u32, firsts: &FrameBuf) -> Result<Line, String> {
-    trim_heap();
     let before = rss_bytes()?;
     let ct = Conntrack::new(config(n, 1));
     let empty = rss_bytes()?;
@@ -1172,76 +1148,6 @@ fn sweep_case(plan: &Plan, n: u32, half: bool, prog: &Progress) -> Result<Line, 
         .i("preempted_alone", alone.use_.preempted)
         .i("preempted_during", during.use_.preempted)
         .i("preempted_sweeper", sweep_preempted))
-}
-
-/// `--thp`: madvise(MADV_HUGEPAGE) big allocations (set once at start).
-static THP: AtomicBool = AtomicBool::new(false);
-/// Allocations from this size on get the hint.
-const THP_MIN: usize = 4 << 20;
-const HUGE: usize = 2 << 20;
-
-/// The system allocator, plus (with `--thp` only) a huge-page hint on big allocations.
-/// Without `--thp` every call is forwarded unchanged.
-struct ThpAlloc;
-
-#[global_allocator]
-static ALLOC: ThpAlloc = ThpAlloc;
-
-/// Hints the kernel to back the 2 MiB-aligned part of `[p, p + len)` with huge pages.
-fn advise(p: *mut u8, len: usize) {
-    if p.is_null() || len < THP_MIN || !THP.load(Ordering::Relaxed) {
-        return;
-    }
-    let start = (p as usize).next_multiple_of(HUGE);
-    let end = (p as usize + len) / HUGE * HUGE;
-    if end > start {
-        // SAFETY: `[start, end)` lies inside an allocation the caller just received from
-        // the system allocator (so it is mapped and owned by this process); MADV_HUGEPAGE is
-        // a hint that changes neither the contents nor the validity of the mapping.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-        }
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's layout and pointer, so the
-// `GlobalAlloc` contract holds as it does for `System`; the additions are a madvise hint on
-// memory just allocated, and for big zeroed allocations with `--thp`, zeroing it ourselves
-// (after the hint, so that the first touch faults in huge pages).
-unsafe impl GlobalAlloc for ThpAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded; the caller upholds `alloc`'s contract.
-        let p = unsafe { System.alloc(layout) };
-        advise(p, layout.size());
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= THP_MIN && THP.load(Ordering::Relaxed) {
-            // SAFETY: forwarded; the caller upholds `alloc`'s contract.
-            let p = unsafe { System.alloc(layout) };
-            if !p.is_null() {
-                advise(p, layout.size());
-                // SAFETY: `p` points to `layout.size()` bytes just allocated for us.
-                unsafe { std::ptr::write_bytes(p, 0, layout.size()) };
-            }
-            return p;
-        }
-        // SAFETY: forwarded; the caller upholds `alloc_zeroed`'s contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded; `ptr` was allocated by `System` (through us) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded; the caller upholds `realloc`'s contract.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        advise(p, new_size);
-        p
-    }
 }
 
 /// Anonymous memory in huge pages (`AnonHugePages` of `/proc/self/smaps_rollup`), in KiB.

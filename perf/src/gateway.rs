@@ -434,19 +434,16 @@ impl Feeder {
     /// writes `pcap` into it once a reader opened it: the header once, then the records
     /// forever.
     pub(crate) fn start(pcap: &Path, fifo: &Path, cpu: Option<usize>) -> Result<Feeder, String> {
-        use std::os::unix::ffi::OsStrExt;
         let data = std::fs::read(pcap).map_err(|e| format!("{}: {e}", pcap.display()))?;
         let _ = std::fs::remove_file(fifo);
-        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes())
-            .map_err(|e| format!("{}: {e}", fifo.display()))?;
-        // SAFETY: `c` is a valid NUL-terminated path.
-        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-            return Err(format!(
-                "mkfifo {}: {}",
-                fifo.display(),
-                std::io::Error::last_os_error()
-            ));
-        }
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .map_err(|e| format!("mkfifo {}: {e}", fifo.display()))?;
         let path = fifo.to_path_buf();
         let thread = std::thread::spawn(move || {
             use std::io::Write;
@@ -457,13 +454,9 @@ impl Feeder {
             let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) else {
                 return;
             };
-            {
-                use std::os::fd::AsRawFd;
-                // A 1 MiB pipe buffer (the default maximum) instead of 64 KiB: fewer
-                // wake-ups of both ends. Best effort.
-                // SAFETY: fcntl on a descriptor this thread owns.
-                unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
-            }
+            // A 1 MiB pipe buffer (the default maximum) instead of 64 KiB: fewer wake-ups
+            // of both ends. Best effort.
+            let _ = rustix::pipe::fcntl_setpipe_size(&f, 1 << 20);
             // The 24-byte global header once, then the records forever.
             if f.write_all(&data).is_err() {
                 return;

@@ -259,6 +259,9 @@ pub fn run_report(
     };
     let launched = match &mode {
         Mode::Gateway(g) => {
+            // Workers read the monotonic clock themselves (the same ms since `start` as
+            // the control lcore's): a starved control lcore cannot stop time for them.
+            g.shared.run_clock_from(start);
             g.shared.set_now_ms(clock_ms(start, Instant::now()));
             launch_workers(
                 eal,

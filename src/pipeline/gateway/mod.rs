@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! let shared = GatewayShared::new(&cfg, ct.clone(), &port_macs)?;   // Arc<GatewayShared>
-//! shared.set_now_ms(ms);                                         // every control tick
+//! shared.run_clock_from(start);      // the clock: ms since `start` (+1), read per burst
+//! shared.set_now_ms(ms);             // or, without run_clock_from: set by hand (tests)
 //! let step = GatewayStep::new(shared.clone(), i);                // per worker i
 //! let worker = Worker::new(rx, tx, step, counters, stop, tsc_hz)?
 //!     .with_mempool(pool);                                       // for generated frames
@@ -186,6 +187,10 @@ fn family_of(f: Family) -> u8 {
 pub struct GatewayShared {
     ct: Arc<Conntrack>,
     now: AtomicU64,
+    /// When set, [`GatewayShared::now_ms`] reads the monotonic clock itself (ms since this
+    /// instant, plus one): workers then never depend on the control lcore being scheduled
+    /// to see time pass (expiry and reclaim-on-insert stay right when it is starved).
+    clock_start: std::sync::OnceLock<std::time::Instant>,
     counters: GatewayCounters,
     ports: Vec<Port>,
     /// `port_idx[id]`: index into `ports`, `u8::MAX` when not configured.
@@ -361,6 +366,7 @@ impl GatewayShared {
         Ok(Arc::new(GatewayShared {
             ct,
             now: AtomicU64::new(0),
+            clock_start: std::sync::OnceLock::new(),
             counters: GatewayCounters::default(),
             ports,
             port_idx,
@@ -382,14 +388,29 @@ impl GatewayShared {
         }))
     }
 
-    /// Advances the clock (ms, monotonic); the control lcore calls it every tick.
+    /// Sets the clock by hand (ms, monotonic), for a step without
+    /// [`GatewayShared::run_clock_from`] (tests, benchmarks).
     pub fn set_now_ms(&self, now: u64) {
         self.now.store(now, Ordering::Relaxed);
     }
 
-    /// The clock as last set.
+    /// From now on the clock is the monotonic clock: milliseconds since `start`, plus one
+    /// (so it is never 0), the same value the control lcore computes from the same
+    /// `start`. Only the first call has an effect.
+    pub fn run_clock_from(&self, start: std::time::Instant) {
+        let _ = self.clock_start.set(start);
+    }
+
+    /// The clock: the monotonic clock when [`GatewayShared::run_clock_from`] was called
+    /// (one vDSO read, per burst), else the value last set by hand.
+    #[inline]
     pub fn now_ms(&self) -> u64 {
-        self.now.load(Ordering::Relaxed)
+        match self.clock_start.get() {
+            Some(start) => u64::try_from(start.elapsed().as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1),
+            None => self.now.load(Ordering::Relaxed),
+        }
     }
 
     /// The event counters.

@@ -1310,3 +1310,20 @@ fn ipv6_icmp_error_for_a_tracked_flow_comes_back_translated() {
     assert_eq!(out, ip6(HOST, GW0, server6, host6, 59, 58, &err_in));
     verify_frame(&out).unwrap();
 }
+
+#[test]
+fn clock_runs_by_itself_once_started_so_a_starved_control_lcore_cannot_stop_time() {
+    let gw = Gw::with_config(crate::config::EMBEDDED_DEFAULT);
+    // By hand until started (tests and benchmarks drive time themselves).
+    gw.shared.set_now_ms(42);
+    assert_eq!(gw.shared.now_ms(), 42);
+    let start = std::time::Instant::now() - std::time::Duration::from_secs(5);
+    gw.shared.run_clock_from(start);
+    let a = gw.shared.now_ms();
+    assert!((5_001..5_001 + 60_000).contains(&a), "{a}");
+    // Nobody sets it any more, yet it moves; a late set by hand is ignored.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    gw.shared.set_now_ms(7);
+    let b = gw.shared.now_ms();
+    assert!(b >= a + 20, "{a} -> {b}");
+}
