@@ -149,27 +149,7 @@ pub(crate) struct Line(pub(crate) Vec<(&'static str, String)>);
 
 impl Line {
     pub(crate) fn render(&self, json: bool) -> String {
-        if json {
-            let body: Vec<String> = self
-                .0
-                .iter()
-                .map(|(k, v)| {
-                    let num = v.parse::<f64>().is_ok_and(f64::is_finite) && !v.contains(',');
-                    if num {
-                        format!("\"{k}\":{v}")
-                    } else {
-                        format!("\"{k}\":\"{v}\"")
-                    }
-                })
-                .collect();
-            format!("{{{}}}", body.join(","))
-        } else {
-            self.0
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
+        crate::plot::render_pairs(self.0.iter().map(|(k, v)| (*k, v.as_str())), json)
     }
 }
 

@@ -473,6 +473,35 @@ impl Record {
     }
 }
 
+/// Renders `key=value` pairs given as text: `k=v k=v` or, with `json`, one JSON object in
+/// the same key order, where a value that is a plain JSON number (digits, `.`, `-`) stays
+/// a number and anything else becomes an escaped string. For result lines built as text
+/// (gateway, compare-ovs, datapath); [`Record`] is the typed form.
+pub fn render_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, json: bool) -> String {
+    if json {
+        let body: Vec<String> = pairs
+            .map(|(k, v)| {
+                let key = serde_json::Value::from(k);
+                let number = v.parse::<f64>().is_ok_and(f64::is_finite)
+                    && v.bytes()
+                        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+                    && serde_json::from_str::<serde_json::Number>(v).is_ok();
+                if number {
+                    format!("{key}:{v}")
+                } else {
+                    format!("{key}:{}", serde_json::Value::from(v))
+                }
+            })
+            .collect();
+        format!("{{{}}}", body.join(","))
+    } else {
+        pairs
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 /// Progress of a multi-case run on stderr: `[NAME i/N 3.1s] what`.
 pub struct Progress {
     name: &'static str,

@@ -369,13 +369,7 @@ impl PacketMeta {
     #[inline(always)]
     pub fn reset(&mut self, parsed: &ParsedPacket, zone: u16, commit: bool) {
         self.parsed = *parsed;
-        self.zone = zone;
-        self.commit = commit;
-        self.nat = None;
-        self.result = CtResult::default();
-        self.hash = 0;
-        self.plain = false;
-        self.skipped = false;
+        self.prepare(zone, commit, None);
     }
 
     /// Prepares a meta whose `parsed` was written in place (by

@@ -842,32 +842,7 @@ impl Line {
     }
 
     fn render(&self, json: bool) -> String {
-        if json {
-            // Written by hand to keep the key order; numbers stay numbers.
-            let body: Vec<String> = self
-                .0
-                .iter()
-                .map(|(k, v)| {
-                    let key = serde_json::Value::String(k.clone());
-                    let number = v.parse::<f64>().is_ok_and(f64::is_finite)
-                        && v.bytes()
-                            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-                        && serde_json::from_str::<serde_json::Number>(v).is_ok();
-                    if number {
-                        format!("{key}:{v}")
-                    } else {
-                        format!("{key}:{}", serde_json::Value::String(v.clone()))
-                    }
-                })
-                .collect();
-            format!("{{{}}}", body.join(","))
-        } else {
-            self.0
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
+        crate::plot::render_pairs(self.0.iter().map(|(k, v)| (k.as_str(), v.as_str())), json)
     }
 }
 
