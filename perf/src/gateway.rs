@@ -164,8 +164,15 @@ pub(crate) fn mac_str(m: [u8; 6]) -> String {
 /// without its `[[snat]]` rules unless `snat` (the same policy: inside→outside new
 /// connections allowed, outside→inside only established ones).
 pub(crate) fn config_text(flows: u32, snat: bool) -> Result<String, String> {
+    bench_config((2 * u64::from(flows)).max(3_000_000), snat)
+}
+
+/// The embedded default configuration for benchmarks: `max_conns` set to `max`, a static
+/// `next_hop_mac` on both ports (the clients' MAC inside, the router's outside: no ARP),
+/// and the `[[snat]]` rules kept or dropped. Shared by `gateway`, `compare-ovs`, `step`
+/// and `datapath` (which adjusts timeouts on top).
+pub(crate) fn bench_config(max: u64, snat: bool) -> Result<String, String> {
     let base = ctgate::config::EMBEDDED_DEFAULT;
-    let max = (2 * u64::from(flows)).max(3_000_000);
     let mut out = String::new();
     let mut port = None;
     let mut seen_max = false;

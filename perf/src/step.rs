@@ -22,12 +22,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ctgate::config::{Config, EMBEDDED_DEFAULT};
+use ctgate::config::Config;
 use ctgate::conntrack::{Conntrack, CtConfig};
 use ctgate::pipeline::gateway::{GatewayShared, GatewayStep};
 use ctgate::pipeline::{MacAddr, PacketStep, Verdict};
 
-use crate::gen_traffic::{self, Proto, CLIENT_MAC, ROUTER_MAC};
+use crate::gen_traffic::{self, Proto};
 use crate::plot::{Progress, Record};
 
 const BURST: usize = 32;
@@ -95,30 +95,9 @@ struct CaseResult {
     cpu_share: f64,
 }
 
-/// The embedded default with static next hops (no ARP) and room for `flows`.
+/// The benchmark config (static next hops, SNAT) with room for `flows`.
 fn config(flows: u32) -> Result<Config, String> {
-    let mut text = String::new();
-    let mut port = 0;
-    for l in EMBEDDED_DEFAULT.lines() {
-        let t = l.trim();
-        if t.starts_with("max_conns") {
-            text.push_str(&format!("max_conns = {}\n", (2 * flows).max(4096)));
-            continue;
-        }
-        if t.starts_with("# next_hop_mac") {
-            continue;
-        }
-        text.push_str(l);
-        text.push('\n');
-        if t.starts_with("port = ") {
-            let mac = if port == 0 { CLIENT_MAC } else { ROUTER_MAC };
-            text.push_str(&format!(
-                "next_hop_mac = \"{}\"\n",
-                MacAddr(mac).to_string().to_lowercase()
-            ));
-            port += 1;
-        }
-    }
+    let text = crate::gateway::bench_config((2 * u64::from(flows)).max(4096), true)?;
     Config::parse(&text, "step.toml").map_err(|e| e.to_string())
 }
 

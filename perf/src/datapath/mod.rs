@@ -759,73 +759,51 @@ fn drain_rings(r: &Rings) {
     }
 }
 
-/// The embedded default config with static next hops on both ports, room for the flows,
-/// and in connection-rate mode short timeouts and a faster sweep.
+/// The benchmark config ([`crate::gateway::bench_config`]: static next hops, SNAT) with
+/// room for the flows, and in connection-rate mode short timeouts and a faster sweep.
 fn config_text(flows: Option<u32>, new_flows: bool) -> Result<String, String> {
-    let base = ctgate::config::EMBEDDED_DEFAULT;
     let max = match flows {
         Some(f) => (2 * u64::from(f)).max(65_536),
         None => 2_000_000,
     };
+    let base = crate::gateway::bench_config(max, true)?;
+    if !new_flows {
+        return Ok(base);
+    }
     let mut out = String::new();
-    let mut seen = (false, false, false);
+    let mut seen = (false, false);
     for l in base.lines() {
         let t = l.trim();
-        if t.starts_with("max_conns") {
-            out.push_str(&format!("max_conns = {max}\n"));
-            seen.0 = true;
-            continue;
-        }
-        if new_flows && t.starts_with("sweep_interval_ms") {
+        if t.starts_with("sweep_interval_ms") {
             out.push_str("sweep_interval_ms = 1000\n");
-            continue;
-        }
-        if t.starts_with("# next_hop_mac") {
+            seen.0 = true;
             continue;
         }
         out.push_str(l);
         out.push('\n');
-        if t == "port = 0" || t == "port = 1" {
-            let mac = if t == "port = 0" {
-                CLIENT_MAC
-            } else {
-                ROUTER_MAC
-            };
-            out.push_str(&format!("next_hop_mac = \"{}\"\n", mac_str(mac)));
-            seen.1 = true;
-        }
         if t == "[timeouts]" {
-            seen.2 = true;
-            if new_flows {
-                for k in [
-                    "tcp_syn_sent",
-                    "tcp_syn_recv",
-                    "tcp_established",
-                    "tcp_fin_wait",
-                    "tcp_time_wait",
-                    "tcp_close",
-                    "udp_first",
-                    "udp_single",
-                    "udp_multiple",
-                    "icmp_first",
-                    "icmp_reply",
-                ] {
-                    out.push_str(&format!("{k} = 1\n"));
-                }
+            seen.1 = true;
+            for k in [
+                "tcp_syn_sent",
+                "tcp_syn_recv",
+                "tcp_established",
+                "tcp_fin_wait",
+                "tcp_time_wait",
+                "tcp_close",
+                "udp_first",
+                "udp_single",
+                "udp_multiple",
+                "icmp_first",
+                "icmp_reply",
+            ] {
+                out.push_str(&format!("{k} = 1\n"));
             }
         }
     }
-    if !(seen.0 && seen.1 && seen.2) || out.matches("next_hop_mac =").count() != 2 {
+    if !(seen.0 && seen.1) {
         return Err("the embedded default config changed shape: update datapath/mod.rs".into());
     }
     Ok(out)
-}
-
-fn mac_str(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// One output line: ordered key/value pairs.
