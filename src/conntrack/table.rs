@@ -494,9 +494,8 @@ impl ConnTable {
 
     /// True when no live, unexpired connection has the key (a lock-free pre-check; the
     /// authoritative check is the one [`ConnTable::insert`] makes under the bucket locks).
-    pub fn key_free(&self, reply: &[u64; KEY_WORDS], now: u64) -> bool {
-        let h = self.hasher.hash_words(reply);
-        self.lookup(reply, h, now).is_none()
+    pub fn key_free(&self, reply: &[u64; KEY_WORDS], hash: u64, now: u64) -> bool {
+        self.lookup(reply, hash, now).is_none()
     }
 
     /// Removes record `idx` of generation `gen` from the table: idempotent (only the caller

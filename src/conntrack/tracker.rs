@@ -803,7 +803,8 @@ impl<'a> CtWorker<'a> {
         nat: u8,
         now: u64,
     ) -> Result<Hit, CreateError> {
-        self.create_counted(p, kind, orig, orig_hash, reply, nat, now, true)
+        let reply_hash = self.ct.table.hasher().hash_words(&reply.to_words());
+        self.create_counted(p, kind, orig, orig_hash, reply, reply_hash, nat, now, true)
     }
 
     /// [`CtWorker::create`]; `count_collision` says whether a taken reply key is counted
@@ -816,6 +817,7 @@ impl<'a> CtWorker<'a> {
         orig: &ConnKey,
         orig_hash: u64,
         reply: &ConnKey,
+        reply_hash: u64,
         nat: u8,
         now: u64,
         count_collision: bool,
@@ -847,13 +849,14 @@ impl<'a> CtWorker<'a> {
         c.nat.store(nat, Ordering::Relaxed);
         let gen = c.gen();
         self.ct.zones.link(&self.ct.table, zone, self.shard, idx);
-        let rw = reply.to_words();
-        let rh = self.ct.table.hasher().hash_words(&rw);
-        match self
-            .ct
-            .table
-            .insert_hashed(idx, &orig.to_words(), orig_hash, &rw, rh, now)
-        {
+        match self.ct.table.insert_hashed(
+            idx,
+            &orig.to_words(),
+            orig_hash,
+            &reply.to_words(),
+            reply_hash,
+            now,
+        ) {
             Ok(()) => {
                 bump(&counters.created);
                 Ok(Hit {
@@ -899,10 +902,13 @@ impl<'a> CtWorker<'a> {
         let mut n = 0;
         while let Some(reply) = nat.candidate(orig, n) {
             n += 1;
-            if !self.ct.table.key_free(&reply.to_words(), now) {
+            // One hash per candidate, for the pre-check and the insert.
+            let words = reply.to_words();
+            let hash = self.ct.table.hasher().hash_words(&words);
+            if !self.ct.table.key_free(&words, hash, now) {
                 continue;
             }
-            match self.create_counted(p, kind, orig, orig_hash, &reply, flags, now, false) {
+            match self.create_counted(p, kind, orig, orig_hash, &reply, hash, flags, now, false) {
                 Err(CreateError::Refused(Refusal::TupleCollision)) => continue,
                 other => return other,
             }
