@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::conntrack::CtConfig;
-use crate::wire::checksum::{fill_frame, verify_frame};
+use crate::wire::frame_checksums::{fill_frame, verify_frame};
 
 const GW0: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
 const GW1: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa1];
