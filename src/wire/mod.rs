@@ -38,6 +38,7 @@
 //!
 //! No `unsafe`, no allocation, no panics on any input.
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use core::fmt;
 
