@@ -7,6 +7,7 @@
 //! * [`pcap`]: a pure-Rust pcap file reader and writer (tests, replay, perf).
 //! * [`wire`]: zero-copy packet views over byte slices, protocol constants, checksum
 //!   helpers and the one-pass frame parser.
+//! * [`ipf`]: IP fragment reassembly in front of the tracker (OVS `ipf` semantics).
 //! * [`conntrack`]: the connection table (lock-striped buckets, key directionality,
 //!   list-free expiry), L4 state machines, zones, limits and timeout policies.
 //! * [`nat`]: SNAT/DNAT tuple choice and the packet rewrite.
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod conntrack;
 pub mod control;
+pub mod ipf;
 pub mod nat;
 pub mod pcap;
 pub mod pipeline;
