@@ -41,6 +41,7 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod parse;
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 

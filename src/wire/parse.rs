@@ -21,7 +21,12 @@ pub mod proto {
     pub const ICMP: u8 = 1;
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
+    /// Tracked without ports (as OVS does); NAT updates its pseudo-header checksum.
+    pub const DCCP: u8 = 33;
     pub const ICMPV6: u8 = 58;
+    pub const SCTP: u8 = 132;
+    /// Tracked without ports (as OVS does); NAT updates its pseudo-header checksum.
+    pub const UDPLITE: u8 = 136;
 }
 
 /// TCP flag bits as they stand in byte 13 of the TCP header.
@@ -77,7 +82,7 @@ pub struct InnerPacket {
     pub src: [u8; 16],
     pub dst: [u8; 16],
     pub proto: u8,
-    /// TCP/UDP ports of the embedded header; for embedded ICMP echo: `sport` = identifier,
+    /// TCP/UDP/SCTP ports of the embedded header; for embedded ICMP echo: `sport` = identifier,
     /// `dport` = `(type << 8) | code`. Zero for other protocols.
     pub sport: u16,
     pub dport: u16,
@@ -105,6 +110,11 @@ pub enum L4Summary {
         dport: u16,
     },
     Icmp(IcmpSummary),
+    /// SCTP: the ports of the common header (tracked with its ports, as OVS ≥ 3.2 does).
+    Sctp {
+        sport: u16,
+        dport: u16,
+    },
     /// Any other protocol, or a later fragment (no L4 header).
     Other,
 }
@@ -169,10 +179,12 @@ pub enum ParseError {
     BadUdpHeader,
     /// ICMP/ICMPv6 header cut.
     BadIcmpHeader,
+    /// SCTP common header cut, or (unless a first fragment) its chunks malformed.
+    BadSctpHeader,
 }
 
 use super::ethernet::{self, ethertype};
-use super::{icmpv4, icmpv6, ipv4, ipv6, tcp};
+use super::{icmpv4, icmpv6, ipv4, ipv6, sctp, tcp};
 
 // How the parser reads: every header is taken with one `first_chunk::<N>()` on the rest of
 // the frame (the one bounds check per header, which fails into the header's `ParseError`);
@@ -242,6 +254,11 @@ fn chunk<const N: usize>(b: &[u8], at: usize) -> Option<&[u8; N]> {
 ///   malformed options are ignored, as Linux does.
 /// * UDP: 8 bytes, length ≥ 8 and (unless a first fragment, whose UDP length covers the
 ///   whole datagram) ≤ the IP payload → [`ParseError::BadUdpHeader`].
+/// * SCTP: the 12-byte common header; unless a first fragment, at least one chunk and
+///   every chunk's length at least 4 and within the IP payload, chunks (padded to 4 bytes)
+///   ending at its end ([`sctp::chunks_ok`], as OVS's `check_l4_sctp`) →
+///   [`ParseError::BadSctpHeader`]. The CRC32c is not verified here (NAT verifies it
+///   before recomputing it).
 /// * ICMP (over IPv4) / ICMPv6 (over IPv6): 8 bytes → [`ParseError::BadIcmpHeader`].
 ///   Protocol 1 over IPv6 and 58 over IPv4 are [`L4Summary::Other`].
 ///
@@ -418,6 +435,7 @@ fn parse_l4(
         (proto::ICMP, Family::V4) | (proto::ICMPV6, Family::V6) => {
             parse_icmp(l4, l4_offset, family).map(L4Summary::Icmp)
         }
+        (proto::SCTP, _) => parse_sctp(l4, fragment),
         _ => Ok(L4Summary::Other),
     }
 }
@@ -446,6 +464,21 @@ fn parse_tcp(l4: &[u8]) -> Result<TcpSummary, ParseError> {
         window: be16(h, field::WIN_SIZE.start),
         wscale,
         payload_len: (l4.len() - header_len) as u16, // header_len <= l4.len() <= 65535
+    })
+}
+
+/// Not inlined: SCTP is rare, and its chunk walk stays off the common path.
+#[inline(never)]
+fn parse_sctp(l4: &[u8], fragment: Fragment) -> Result<L4Summary, ParseError> {
+    let h = l4
+        .first_chunk::<{ sctp::HEADER_LEN }>()
+        .ok_or(ParseError::BadSctpHeader)?;
+    if fragment == Fragment::None && !sctp::chunks_ok(l4) {
+        return Err(ParseError::BadSctpHeader);
+    }
+    Ok(L4Summary::Sctp {
+        sport: be16(h, 0),
+        dport: be16(h, 2),
     })
 }
 
@@ -525,7 +558,7 @@ fn parse_inner(quote: &[u8], base: usize, family: Family) -> Option<InnerPacket>
     }
     let l = chunk::<8>(quote, l4_at)?;
     let (sport, dport) = match (protocol, family) {
-        (proto::TCP | proto::UDP, _) => (be16(l, 0), be16(l, 2)),
+        (proto::TCP | proto::UDP | proto::SCTP, _) => (be16(l, 0), be16(l, 2)),
         (proto::ICMP, Family::V4) | (proto::ICMPV6, Family::V6) => {
             let has_ident = match family {
                 Family::V4 => icmpv4::has_ident(l[0]),
@@ -759,6 +792,16 @@ pub(super) mod tests {
         ])
     }
 
+    /// SCTP INIT 5000 → 7 over IPv4 (the chunk of `wire::sctp`'s scapy packet).
+    pub(in crate::wire) fn sctp_init_v4() -> Vec<u8> {
+        frame(&[
+            "020000000002 020000000001 0800",
+            "4500003400120000 4084adfe 0a000001 c0000235",
+            "13880007 00000000 75a7da5f",
+            "01000014 11223344 00010000 000a000a 00000001",
+        ])
+    }
+
     /// Every valid frame of the table (used as seeds for the mutation test).
     pub(in crate::wire) fn all_valid() -> Vec<Vec<u8>> {
         vec![
@@ -778,6 +821,7 @@ pub(super) mod tests {
             echo_rep_v6(),
             time_exceeded_echo(),
             padded(),
+            sctp_init_v4(),
         ]
     }
 
@@ -1317,6 +1361,68 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn sctp_has_ports_and_its_chunks_are_checked() {
+        let f = sctp_init_v4();
+        let p = parse_frame(&f).unwrap();
+        assert_eq!(
+            (p.proto, p.l4_offset, p.l4_len, p.l4),
+            (
+                proto::SCTP,
+                34,
+                32,
+                L4Summary::Sctp {
+                    sport: 5000,
+                    dport: 7
+                }
+            )
+        );
+        // Common header cut (IP total length 20 + 11).
+        let mut cut = f.clone();
+        cut[17] = 31;
+        assert_eq!(parse_frame(&cut), Err(ParseError::BadSctpHeader));
+        // No chunk at all.
+        let mut bare = f[..46].to_vec();
+        bare[17] = 32;
+        assert_eq!(parse_frame(&bare), Err(ParseError::BadSctpHeader));
+        // A chunk length beyond the packet, or below the chunk header.
+        for len in [0x15, 0x03] {
+            let mut bad = f.clone();
+            bad[49] = len;
+            assert_eq!(parse_frame(&bad), Err(ParseError::BadSctpHeader), "{len}");
+        }
+        // A first fragment is not chunk-checked: its chunks continue in later fragments.
+        let mut first = f.clone();
+        first[49] = 0x40;
+        first[20] = 0x20; // MF
+        assert_eq!(
+            parse_frame(&first).map(|p| (p.fragment, p.l4)),
+            Ok((
+                Fragment::First,
+                L4Summary::Sctp {
+                    sport: 5000,
+                    dport: 7
+                }
+            ))
+        );
+        // Quoted in an ICMP error: its ports are the embedded tuple's.
+        let mut err = frame(&[
+            "020000000001 020000000002 0800",
+            "4500005000130000 40010000 c0000235 0a000001",
+            "03030000 00000000",
+        ]);
+        err.extend_from_slice(&f[14..]);
+        let p = parse_frame(&err).unwrap();
+        let L4Summary::Icmp(i) = p.l4 else {
+            panic!("{:?}", p.l4)
+        };
+        let inner = i.inner.unwrap();
+        assert_eq!(
+            (inner.proto, inner.sport, inner.dport, inner.l4_len),
+            (proto::SCTP, 5000, 7, 32)
+        );
+    }
+
+    #[test]
     fn other_protocols() {
         // GRE over IPv4: no ports.
         let mut f = padded();
@@ -1593,6 +1699,7 @@ pub(super) mod tests {
         match p.l4 {
             L4Summary::Tcp(t) => assert!(usize::from(p.l4_len) >= 20 + usize::from(t.payload_len)),
             L4Summary::Udp { .. } => assert!(p.l4_len >= 8),
+            L4Summary::Sctp { .. } => assert!(p.l4_len >= 12),
             L4Summary::Icmp(i) => {
                 assert!(p.l4_len >= 8);
                 if let Some(inner) = i.inner {
