@@ -3,6 +3,7 @@
 //! The crate is layered one way, bottom to top:
 //!
 //! * [`wire`]: zero-copy packet views over byte slices and checksum helpers.
+//! * [`ipf`]: IP fragment reassembly in front of the tracker (OVS `ipf` semantics).
 //! * [`conntrack`]: the connection table (lock-striped buckets, key directionality,
 //!   list-free expiry), L4 state machines, zones, limits and timeout policies.
 //! * [`pipeline`]: the per-packet and per-burst steps of a worker lcore.
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod conntrack;
 pub mod control;
+pub mod ipf;
 pub mod nat;
 pub mod pcap;
 pub mod pipeline;
