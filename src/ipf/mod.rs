@@ -32,6 +32,7 @@
 //! `unsafe`.
 #![forbid(unsafe_code)]
 
+pub mod format;
 pub mod key;
 pub mod store;
 pub mod summary;
@@ -190,6 +191,15 @@ pub struct IpfStatus {
     pub v6: FamilyStats,
 }
 
+/// One datagram being reassembled, for `ipf-get-status -m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListInfo {
+    pub key: FragKey,
+    pub n_fragments: u16,
+    pub first_seen: bool,
+    pub last_seen: bool,
+}
+
 /// Why [`Ipf::add`] did not hold a fragment. The fragment is dropped by the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -256,6 +266,29 @@ impl Datagram<'_> {
             data_at,
         })
     }
+}
+
+impl Datagram<'_> {
+    /// Keeps the fragments held but lets go of the borrow, so the datagram can wait in a
+    /// queue (until the worker's next service); [`Ipf::attach`] takes it back.
+    pub fn detach(self) -> Detached {
+        let d = Detached {
+            slots: self.slots,
+            n: self.n,
+            summary: self.summary,
+        };
+        std::mem::forget(self);
+        d
+    }
+}
+
+/// A completed datagram's fragments, still held, without a borrow of its [`Ipf`]. Give
+/// it back to [`Ipf::attach`] of the same module: its slots stay taken until then.
+#[derive(Clone)]
+pub struct Detached {
+    slots: [u16; MAX_PER_DATAGRAM],
+    n: usize,
+    pub summary: DatagramSummary,
 }
 
 impl Drop for Datagram<'_> {
@@ -653,6 +686,35 @@ impl Ipf {
         self.sweep_cursor
             .store((start + max_buckets.min(nb)) % nb, Ordering::Relaxed);
         dropped
+    }
+
+    /// Takes back a [`Datagram::detach`]ed datagram of this module.
+    pub fn attach(&self, d: Detached) -> Datagram<'_> {
+        Datagram {
+            ipf: self,
+            slots: d.slots,
+            n: d.n,
+            summary: d.summary,
+        }
+    }
+
+    /// The datagrams being reassembled (for `ipf-get-status -m`; control path only).
+    pub fn lists(&self) -> Vec<ListInfo> {
+        let mut out = Vec::new();
+        for b in self.table.buckets.iter() {
+            if b.oldest.load(Ordering::Relaxed) == u64::MAX {
+                continue;
+            }
+            for l in b.lists.lock().iter().filter(|l| l.count > 0) {
+                out.push(ListInfo {
+                    key: l.key,
+                    n_fragments: l.count,
+                    first_seen: l.first_seen,
+                    last_seen: l.total != 0,
+                });
+            }
+        }
+        out
     }
 
     /// Number of buckets (a full [`Ipf::expire`] pass).

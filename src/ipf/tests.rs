@@ -494,3 +494,58 @@ proptest! {
         prop_assert_eq!(ipf.n_frags(), 0);
     }
 }
+
+#[test]
+fn get_status_prints_ovs_block_and_lists() {
+    let ipf = ipf();
+    let whole = v4_whole(proto::UDP, &udp(3000));
+    let frags = v4_fragments(&whole, 1480);
+    assert!(matches!(add(&ipf, &frags[0], 0), Outcome::Held));
+    let s = ipf.status();
+    assert_eq!(
+        format::status(&s, None),
+        "        Fragmentation Module Status\n\
+         \x20       ---------------------------\n\
+         \x20       v4 enabled: 1\n\
+         \x20       v6 enabled: 1\n\
+         \x20       max num frags (v4/v6): 1000\n\
+         \x20       num frag: 1\n\
+         \x20       min v4 frag size: 1200\n\
+         \x20       v4 frags accepted: 1\n\
+         \x20       v4 frags completed: 0\n\
+         \x20       v4 frags expired: 0\n\
+         \x20       v4 frags too small: 0\n\
+         \x20       v4 frags overlapped: 0\n\
+         \x20       v4 frags purged: 0\n\
+         \x20       min v6 frag size: 1280\n\
+         \x20       v6 frags accepted: 0\n\
+         \x20       v6 frags completed: 0\n\
+         \x20       v6 frags expired: 0\n\
+         \x20       v6 frags too small: 0\n\
+         \x20       v6 frags overlapped: 0\n\
+         \x20       v6 frags purged: 0\n"
+    );
+    let more = format::status(&s, Some(&ipf.lists()));
+    assert!(more.ends_with(
+        "\n        Fragment Lists:\n\n\
+         (src=10.0.0.1,dst=192.0.2.2,recirc_id=0,ip_id=4660,dl_type=0x800,zone=0,nw_proto=17,num_fragments=1,state=first frag)\n"
+    ), "{more}");
+}
+
+#[test]
+fn a_detached_datagram_keeps_its_slots_until_attached_and_dropped() {
+    let ipf = ipf();
+    let frags = v4_fragments(&v4_whole(proto::UDP, &udp(3000)), 1480);
+    let _ = add(&ipf, &frags[0], 0);
+    let _ = add(&ipf, &frags[1], 0);
+    let Outcome::Complete(d) = add(&ipf, &frags[2], 0) else {
+        panic!()
+    };
+    let det = d.detach();
+    assert_eq!(ipf.n_frags(), 3);
+    assert_eq!(ipf.table.store.in_use(), 3);
+    let d = ipf.attach(det);
+    assert_eq!(frames_of(&d), frags);
+    drop(d);
+    assert_eq!((ipf.n_frags(), ipf.table.store.in_use()), (0, 0));
+}
