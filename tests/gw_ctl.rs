@@ -257,9 +257,10 @@ fn ctgate_ctl_commands_against_the_running_gateway() {
 }
 
 /// Gateway mode on two `net_null` ports (no root needed): the per-second stats line
-/// carries the tracker and drop figures, SIGTERM stops cleanly, the final lines keep
-/// the port/worker contract and add the tracker's and the gateway's counters, and the
-/// control socket answers while it runs and is gone after.
+/// carries the tracker and drop figures and each port's device drops, SIGHUP is logged
+/// and ignored, SIGTERM stops cleanly, the final lines keep the port/worker contract and
+/// add the tracker's and the gateway's counters, the control socket answers while it
+/// runs, and the socket and EAL's runtime directory are gone after.
 #[test]
 fn gateway_stats_lines_and_final_counters_on_null_ports() {
     let _lock = common::dpdk_lock();
@@ -282,6 +283,10 @@ fn gateway_stats_lines_and_final_counters_on_null_ports() {
         line.contains(" | port=0 rx=") && line.contains(" | port=1 rx="),
         "{line}"
     );
+    for port in line.split(" | ").filter(|p| p.starts_with("port=")) {
+        assert_eq!(common::field_u64(port, "rx_missed"), Some(0), "{line}");
+        assert_eq!(common::field_u64(port, "rx_errors"), Some(0), "{line}");
+    }
     assert!(
         line.contains(" | conns=0 created/s=0 expired/s=0 | drops="),
         "{line}"
@@ -294,6 +299,17 @@ fn gateway_stats_lines_and_final_counters_on_null_ports() {
         .unwrap_or_else(|| panic!("{line}"));
     // net_null delivers zero-filled frames (all-zero MACs): never forwarded, all dropped.
     assert!(drops > 0, "{line}");
+    let ctl = std::process::Command::new(ctl_bin())
+        .args(["--socket", &sock_arg, "ct-get-nconns"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ctl.stdout), "0\n");
+    let runtime_dir = std::path::Path::new("/var/run/dpdk").join(&s.prefix);
+    assert!(runtime_dir.is_dir(), "EAL runtime dir while running");
+    // SIGHUP: logged, and ctgate runs on (stats lines, control socket).
+    run.signal("HUP");
+    run.wait_for_line(Duration::from_secs(10), |l| l.starts_with("t=4s"))
+        .unwrap_or_else(|| panic!("no stats line after SIGHUP:\n{}", run.stdout()));
     let ctl = std::process::Command::new(ctl_bin())
         .args(["--socket", &sock_arg, "ct-get-nconns"])
         .output()
@@ -321,6 +337,17 @@ fn gateway_stats_lines_and_final_counters_on_null_ports() {
     );
     assert!(last[0].starts_with("gateway arp_replies=0 "), "{out}");
     assert!(!sock.exists(), "socket removed at exit");
+    assert!(
+        out.stderr.contains(
+            "ctgate: SIGHUP received: configuration reload is not supported yet; running on with the current configuration"
+        ),
+        "{out}"
+    );
+    assert!(
+        !runtime_dir.exists(),
+        "{} left behind after a clean exit",
+        runtime_dir.display()
+    );
 }
 
 /// Asks `cmd` over the control socket at `sock` on a fresh connection; returns the

@@ -57,6 +57,8 @@ pub(super) struct LoopEnv<'a> {
     pub caps: &'a [PortCaps],
     pub workers: &'a [WorkerHandle],
     pub signalled: &'a AtomicBool,
+    /// Set by SIGHUP.
+    pub hangup: &'a AtomicBool,
     pub start: Instant,
     pub tsc_hz: u64,
     pub main_lcore: Lcore,
@@ -179,6 +181,9 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
         if env.signalled.load(Ordering::Relaxed) {
             return StopReason::Signal;
         }
+        if env.hangup.swap(false, Ordering::Relaxed) {
+            eprintln!("ctgate: SIGHUP received: configuration reload is not supported yet; running on with the current configuration");
+        }
         if args
             .duration
             .is_some_and(|d| now.duration_since(start) >= d)
@@ -211,13 +216,15 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                 let s = p.stats().unwrap_or_default();
                 let _ = write!(
                     line,
-                    " | port={} rx={} tx={} dropped={} rx_mpps={:.3} tx_mpps={:.3}",
+                    " | port={} rx={} tx={} dropped={} rx_mpps={:.3} tx_mpps={:.3} rx_missed={} rx_errors={}",
                     p.id(),
                     s.ipackets,
                     s.opackets,
                     port_drops(p.id(), &snapshots),
                     mpps(s.ipackets.saturating_sub(old.ipackets), secs),
                     mpps(s.opackets.saturating_sub(old.opackets), secs),
+                    s.imissed,
+                    s.ierrors,
                 );
                 *old = s;
             }

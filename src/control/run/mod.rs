@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
 use crate::conntrack::stats::CtCountersSnapshot;
@@ -114,6 +114,11 @@ pub fn run_report(
             .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&signalled)))
             .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
+    // SIGHUP would end the process without cleanup (stale socket, runtime files): the
+    // control loop logs it and runs on until reload exists.
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(SIGHUP, Arc::clone(&hangup))
+        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
 
     let port_ids = dpdk::available_ports(eal);
     let mut caps = Vec::with_capacity(port_ids.len());
@@ -207,6 +212,7 @@ pub fn run_report(
                 caps: &caps,
                 workers: &workers,
                 signalled: &signalled,
+                hangup: &hangup,
                 start,
                 tsc_hz,
                 main_lcore: dpdk::main_lcore(eal),
