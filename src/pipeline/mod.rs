@@ -80,11 +80,30 @@ pub enum DropReason {
     NatFailed = 14,
     /// A generated frame (ARP/NDP request, ICMP error) found no free mbuf or buffer.
     NoBuffer = 15,
+    /// A VLAN-tagged (802.1Q or QinQ) frame on a port without that VLAN configured.
+    Vlan = 16,
+    /// A martian source address (RFC 1812 §5.3.7, RFC 6890: `0/8`, `127/8`, multicast,
+    /// `240/4`, `255.255.255.255`, the gateway's own addresses; IPv6 `::`, `::1`,
+    /// multicast, IPv4-mapped and -compatible; link-local across ports): never answered,
+    /// never forwarded.
+    MartianSrc = 17,
+    /// A martian destination address (`0/8`, `127/8`, `240/4`; IPv6 `::`, `::1`,
+    /// IPv4-mapped and -compatible; link-local across ports).
+    MartianDst = 18,
+    /// An IPv4 packet with a loose or strict source route option (LSRR/SSRR).
+    SourceRoute = 19,
+    /// An IPv4 header whose checksum does not verify (by the NIC's RX flags where the
+    /// port offers the offload, in software otherwise).
+    BadIpChecksum = 20,
+    /// A frame longer than one mbuf's data room (received in more than one segment).
+    TooBig = 21,
+    /// An IP fragment the gateway does not forward (not tracked).
+    Fragment = 22,
 }
 
 impl DropReason {
     /// Number of reasons (the size of a counter array).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 23;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
@@ -103,6 +122,13 @@ impl DropReason {
         DropReason::Local,
         DropReason::NatFailed,
         DropReason::NoBuffer,
+        DropReason::Vlan,
+        DropReason::MartianSrc,
+        DropReason::MartianDst,
+        DropReason::SourceRoute,
+        DropReason::BadIpChecksum,
+        DropReason::TooBig,
+        DropReason::Fragment,
     ];
 
     /// Counter name, as printed in stats (`drop_<name>=N`).
@@ -124,6 +150,13 @@ impl DropReason {
             DropReason::Local => "local",
             DropReason::NatFailed => "nat_failed",
             DropReason::NoBuffer => "no_buffer",
+            DropReason::Vlan => "vlan",
+            DropReason::MartianSrc => "martian_src",
+            DropReason::MartianDst => "martian_dst",
+            DropReason::SourceRoute => "source_route",
+            DropReason::BadIpChecksum => "bad_ip_checksum",
+            DropReason::TooBig => "too_big",
+            DropReason::Fragment => "fragment",
         }
     }
 }

@@ -49,6 +49,7 @@
 //! once-a-second aging), and all scratch space is allocated in [`GatewayStep::new`].
 
 pub mod frames;
+pub mod martian;
 pub mod neigh;
 #[cfg(test)]
 mod tests;
