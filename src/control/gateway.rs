@@ -722,6 +722,7 @@ fn worker_line(i: usize, w: &WorkerHandle, snap: &WorkerSnapshot, tsc_hz: u64) -
         drops: snap.drops,
         secs: snap.busy_tsc as f64 / tsc_hz.max(1) as f64,
         queues: w.queues.clone(),
+        generated: snap.generated,
     }
 }
 

@@ -56,6 +56,39 @@ impl Mbuf {
         self.len() == 0
     }
 
+    /// True when the packet is longer than this buffer: the PMD chained more segments
+    /// (`nb_segs > 1`, `pkt_len > data_len`). [`Mbuf::data`] covers the first only.
+    #[inline]
+    pub fn is_segmented(&self) -> bool {
+        let m = self.raw();
+        m.nb_segs > 1 || m.pkt_len > u32::from(m.data_len)
+    }
+
+    /// What the NIC found of the IPv4 header checksum (`RTE_MBUF_F_RX_IP_CKSUM_*` in the
+    /// RX offload flags): `Some(true)` verified good, `Some(false)` bad, `None` when the
+    /// port does not offer the offload or did not look (not IPv4, a tag it cannot parse).
+    #[inline]
+    pub fn rx_ip_cksum(&self) -> Option<bool> {
+        // SAFETY: constants defined in shim.c, never written.
+        let (mask, good, bad, none) = unsafe {
+            (
+                dpdk_sys::ctgate_rx_ip_cksum_mask,
+                dpdk_sys::ctgate_rx_ip_cksum_good,
+                dpdk_sys::ctgate_rx_ip_cksum_bad,
+                dpdk_sys::ctgate_rx_ip_cksum_none,
+            )
+        };
+        let f = self.raw().ol_flags & mask;
+        if f == good || f == none {
+            // NONE: the header's integrity was verified, only the field is not filled.
+            Some(true)
+        } else if f == bad {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Port the packet was received on (set by the PMD on RX).
     #[inline]
     pub fn port(&self) -> u16 {

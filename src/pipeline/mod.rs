@@ -182,6 +182,19 @@ impl DropCounters {
     }
 }
 
+/// The NIC's verdict on a received frame's IPv4 header checksum (the mbuf's
+/// `RTE_MBUF_F_RX_IP_CKSUM_*` flags).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxCksum {
+    /// The port does not verify it, or did not for this frame (not IPv4, unknown tag).
+    #[default]
+    Unknown,
+    /// Verified good by the NIC.
+    Good,
+    /// The NIC found it wrong.
+    Bad,
+}
+
 /// A per-packet datapath step: `(frame, in_port) -> Verdict`, rewriting the frame in
 /// place. The worker loop calls [`process_burst`](PacketStep::process_burst) once per RX
 /// burst; steps that gain from seeing the whole burst (prefetch, bulk table lookups, as in
@@ -196,6 +209,22 @@ pub trait PacketStep: Send {
         for (frame, v) in frames.iter_mut().zip(verdicts.iter_mut()) {
             *v = self.process(frame, in_port);
         }
+    }
+
+    /// [`process_burst`](PacketStep::process_burst) with what the NIC verified:
+    /// `cksum[i]` is frame `i`'s IPv4 header checksum verdict from the RX offload flags
+    /// (`cksum` is at least as long as `frames`). Steps that check IPv4 headers trust
+    /// [`RxCksum::Good`] and [`RxCksum::Bad`] and verify [`RxCksum::Unknown`] in software;
+    /// the default ignores it.
+    fn process_burst_rx(
+        &mut self,
+        frames: &mut [&mut [u8]],
+        in_port: u16,
+        cksum: &[RxCksum],
+        verdicts: &mut [Verdict],
+    ) {
+        let _ = cksum;
+        self.process_burst(frames, in_port, verdicts);
     }
 
     /// How many hold slots the step uses ([`Verdict::Hold`]); the worker keeps one mbuf

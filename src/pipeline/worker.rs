@@ -22,12 +22,21 @@
 //! ([`Worker::with_mempool`]; without one they are counted as [`DropReason::NoBuffer`]).
 //! Held mbufs still parked when the worker stops are freed and counted as
 //! [`DropReason::NeighUnresolved`].
+//!
+//! Per received mbuf the worker also reads what the step cannot see in the bytes: a frame
+//! the PMD had to chain over more than one mbuf (longer than the data room) never reaches
+//! the step and is counted as [`DropReason::TooBig`]; the RX IPv4 header checksum flags
+//! go to the step as [`RxCksum`] ([`PacketStep::process_burst_rx`]).
+//!
+//! Accounting: every frame the step hands [`StepSink::emit`] counts as `generated`
+//! (sent, or dropped as [`DropReason::NoBuffer`] / [`DropReason::TxFull`]), so once no
+//! frame is held (always after the worker stopped) `rx - dropped + generated = tx`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::forward::MAX_PORTS;
-use super::{DropCounters, DropReason, MacAddr, PacketStep, StepSink, Verdict};
+use super::{DropCounters, DropReason, MacAddr, PacketStep, RxCksum, StepSink, Verdict};
 use crate::dpdk::{Mbuf, MbufBurst, Mempool, RxQueue, Tsc, TxQueue, BURST_SIZE};
 
 /// How often partly filled TX buffers are flushed (l3fwd's `BURST_TX_DRAIN_US`).
@@ -40,6 +49,8 @@ pub const DRAIN_US: u64 = 100;
 pub struct WorkerCounters {
     pub rx: AtomicU64,
     pub tx: AtomicU64,
+    /// Frames the step generated (ARP/NDP requests, out-of-place adverts, ICMP errors).
+    pub generated: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
     /// Drops by the port the packet arrived on.
     pub port_drops: [AtomicU64; MAX_PORTS],
@@ -52,6 +63,7 @@ impl Default for WorkerCounters {
         WorkerCounters {
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
+            generated: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             port_drops: std::array::from_fn(|_| AtomicU64::new(0)),
             busy_tsc: AtomicU64::new(0),
@@ -64,6 +76,7 @@ impl Default for WorkerCounters {
 pub struct WorkerSnapshot {
     pub rx: u64,
     pub tx: u64,
+    pub generated: u64,
     pub drops: DropCounters,
     pub port_drops: Vec<u64>,
     pub busy_tsc: u64,
@@ -74,6 +87,7 @@ impl WorkerCounters {
         WorkerSnapshot {
             rx: self.rx.load(Ordering::Relaxed),
             tx: self.tx.load(Ordering::Relaxed),
+            generated: self.generated.load(Ordering::Relaxed),
             drops: DropCounters(std::array::from_fn(|i| {
                 self.drops[i].load(Ordering::Relaxed)
             })),
@@ -91,6 +105,7 @@ impl WorkerCounters {
 struct Local {
     rx: u64,
     tx: u64,
+    generated: u64,
     drops: DropCounters,
     port_drops: [u64; MAX_PORTS],
 }
@@ -107,6 +122,7 @@ impl Local {
     fn publish(&self, shared: &WorkerCounters, busy_tsc: u64) {
         shared.rx.store(self.rx, Ordering::Relaxed);
         shared.tx.store(self.tx, Ordering::Relaxed);
+        shared.generated.store(self.generated, Ordering::Relaxed);
         for (s, v) in shared.drops.iter().zip(self.drops.0) {
             s.store(v, Ordering::Relaxed);
         }
@@ -179,6 +195,7 @@ struct Sink<'a> {
 
 impl StepSink for Sink<'_> {
     fn emit(&mut self, port: u16, frame: &[u8]) {
+        self.local.generated += 1;
         let m = self
             .pool
             .as_ref()
@@ -288,6 +305,7 @@ impl<S: PacketStep> Worker<S> {
         let mut local = Local {
             rx: 0,
             tx: 0,
+            generated: 0,
             drops: DropCounters::default(),
             port_drops: [0; MAX_PORTS],
         };
@@ -301,6 +319,9 @@ impl<S: PacketStep> Worker<S> {
         held.resize_with(step.hold_slots(), || None);
         let mut burst: MbufBurst<BURST_SIZE> = MbufBurst::new();
         let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BURST_SIZE];
+        let mut cksum = [RxCksum::Unknown; BURST_SIZE];
+        // Frames of the burst longer than one mbuf (bit i: frame i).
+        let mut too_big: u64;
         let start = Tsc::now();
         let mut prev_drain = start;
 
@@ -333,15 +354,41 @@ impl<S: PacketStep> Worker<S> {
                 for m in burst.as_slice() {
                     m.prefetch();
                 }
+                too_big = 0;
                 {
                     let mut frames: [&mut [u8]; BURST_SIZE] = Default::default();
-                    for (f, m) in frames.iter_mut().zip(burst.as_mut_slice()) {
-                        *f = m.data_mut();
+                    for (i, ((f, c), m)) in frames
+                        .iter_mut()
+                        .zip(cksum.iter_mut())
+                        .zip(burst.as_mut_slice())
+                        .enumerate()
+                    {
+                        *c = match m.rx_ip_cksum() {
+                            Some(true) => RxCksum::Good,
+                            Some(false) => RxCksum::Bad,
+                            None => RxCksum::Unknown,
+                        };
+                        if m.is_segmented() {
+                            // The step sees an empty frame (no effect); counted below.
+                            too_big |= 1 << i;
+                        } else {
+                            *f = m.data_mut();
+                        }
                     }
-                    step.process_burst(&mut frames[..n], in_port, &mut verdicts[..n]);
+                    step.process_burst_rx(
+                        &mut frames[..n],
+                        in_port,
+                        &cksum[..n],
+                        &mut verdicts[..n],
+                    );
                 }
-                for (m, v) in burst.drain().zip(verdicts.iter()) {
-                    match *v {
+                for (i, (m, v)) in burst.drain().zip(verdicts.iter()).enumerate() {
+                    let v = if too_big & (1 << i) != 0 {
+                        Verdict::Drop(DropReason::TooBig)
+                    } else {
+                        *v
+                    };
+                    match v {
                         Verdict::Forward(out) => {
                             push_tx(&mut tx, &tx_slot, &mut local, m, out, in_port)
                         }
