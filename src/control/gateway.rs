@@ -155,7 +155,7 @@ pub fn run_report(
     let plan = match config {
         Some(cfg) => {
             check_ports(cfg, &port_ids)?;
-            let ids: Vec<u16> = cfg.ports.iter().map(|p| p.port).collect();
+            let ids: Vec<u16> = cfg.port_ids();
             gateway_plan(&limits, &ids, lcores.len())?
         }
         None => {
