@@ -133,6 +133,21 @@ impl Mbuf {
         Ok(())
     }
 
+    /// Drops the first `n` bytes of the packet (`rte_pktmbuf_adj`); false (unchanged) when
+    /// it is shorter.
+    pub fn trim_front(&mut self, n: u16) -> bool {
+        // SAFETY: we own the mbuf; adj checks the length and returns NULL when too short.
+        !unsafe { dpdk_sys::rte_pktmbuf_adj(self.ptr.as_ptr(), n) }.is_null()
+    }
+
+    /// Makes `n` bytes of room in front of the packet (`rte_pktmbuf_prepend`, from the
+    /// headroom; their content is unspecified); false (unchanged) when the headroom is
+    /// short.
+    pub fn grow_front(&mut self, n: u16) -> bool {
+        // SAFETY: we own the mbuf; prepend checks the headroom and returns NULL when short.
+        !unsafe { dpdk_sys::rte_pktmbuf_prepend(self.ptr.as_ptr(), n) }.is_null()
+    }
+
     /// Hints the CPU to load the first cache line of the packet data.
     #[inline]
     pub fn prefetch(&self) {

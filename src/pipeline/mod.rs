@@ -22,6 +22,7 @@
 pub mod forward;
 pub mod gateway;
 pub mod ports;
+pub mod vlan;
 #[cfg(feature = "dpdk")]
 pub mod worker;
 
@@ -211,19 +212,20 @@ pub trait PacketStep: Send {
         }
     }
 
-    /// [`process_burst`](PacketStep::process_burst) with what the NIC verified:
-    /// `cksum[i]` is frame `i`'s IPv4 header checksum verdict from the RX offload flags
-    /// (`cksum` is at least as long as `frames`). Steps that check IPv4 headers trust
+    /// [`process_burst`](PacketStep::process_burst) with what the worker knows of each
+    /// frame beyond its bytes: `rx[i]` (at least as long as `frames`) holds frame `i`'s
+    /// IPv4 header checksum verdict from the RX offload flags and the VLAN id of the tag
+    /// the worker took off ([`vlan`]). Steps that check IPv4 headers trust
     /// [`RxCksum::Good`] and [`RxCksum::Bad`] and verify [`RxCksum::Unknown`] in software;
-    /// the default ignores it.
+    /// the default ignores `rx` (a step that does must not be run on trunk ports).
     fn process_burst_rx(
         &mut self,
         frames: &mut [&mut [u8]],
         in_port: u16,
-        cksum: &[RxCksum],
+        rx: &[vlan::RxInfo],
         verdicts: &mut [Verdict],
     ) {
-        let _ = cksum;
+        let _ = rx;
         self.process_burst(frames, in_port, verdicts);
     }
 

@@ -26,7 +26,10 @@
 //! Per received mbuf the worker also reads what the step cannot see in the bytes: a frame
 //! the PMD had to chain over more than one mbuf (longer than the data room) never reaches
 //! the step and is counted as [`DropReason::TooBig`]; the RX IPv4 header checksum flags
-//! go to the step as [`RxCksum`] ([`PacketStep::process_burst_rx`]).
+//! go to the step as [`RxCksum`] ([`PacketStep::process_burst_rx`]). On ports that carry
+//! VLAN sub-interfaces ([`Worker::with_vlans`]) the outer 802.1Q tag is taken off before
+//! the step and its VLAN id handed over the same way; frames the step sends to a
+//! sub-interface get the tag pushed back (see [`super::vlan`]).
 //!
 //! Accounting: every frame the step hands [`StepSink::emit`] counts as `generated`
 //! (sent, or dropped as [`DropReason::NoBuffer`] / [`DropReason::TxFull`]), so once no
@@ -36,6 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::forward::MAX_PORTS;
+use super::vlan::{push_tag, strip_tag, RxInfo, VlanTable, TAG_LEN};
 use super::{DropCounters, DropReason, MacAddr, PacketStep, RxCksum, StepSink, Verdict};
 use crate::dpdk::{Mbuf, MbufBurst, Mempool, RxQueue, Tsc, TxQueue, BURST_SIZE};
 
@@ -157,17 +161,30 @@ impl TxPort {
     }
 }
 
-/// Queues `m` for `out` (sending the buffer when it fills), or drops it as
-/// [`DropReason::NoRoute`] when this worker has no TX queue on `out`.
+/// Queues `m` for interface `out` (sending the buffer when it fills): a DPDK port, or a
+/// VLAN sub-interface of `vlans` (its tag pushed first; no headroom for it:
+/// [`DropReason::NoBuffer`]). Drops it as [`DropReason::NoRoute`] when this worker has no
+/// TX queue on the port.
 #[inline]
 fn push_tx(
     tx: &mut [TxPort],
     tx_slot: &[u8; MAX_PORTS],
+    vlans: &VlanTable,
     local: &mut Local,
-    m: Mbuf,
+    mut m: Mbuf,
     out: u16,
     in_port: u16,
 ) {
+    let Some((out, tag)) = vlans.out(out) else {
+        local.drop_packet(DropReason::NoRoute, in_port, 1);
+        return;
+    };
+    if let Some(vid) = tag {
+        if !m.grow_front(TAG_LEN as u16) || !push_tag(m.data_mut(), vid) {
+            local.drop_packet(DropReason::NoBuffer, in_port, 1);
+            return;
+        }
+    }
     let slot = tx_slot.get(usize::from(out)).copied().unwrap_or(u8::MAX);
     match tx.get_mut(usize::from(slot)) {
         Some(t) => {
@@ -188,6 +205,7 @@ fn push_tx(
 struct Sink<'a> {
     tx: &'a mut [TxPort],
     tx_slot: &'a [u8; MAX_PORTS],
+    vlans: &'a VlanTable,
     local: &'a mut Local,
     held: &'a mut [Option<Mbuf>],
     pool: Option<Mempool>,
@@ -205,7 +223,7 @@ impl StepSink for Sink<'_> {
                 Some(m)
             });
         match m {
-            Some(m) => push_tx(self.tx, self.tx_slot, self.local, m, port, port),
+            Some(m) => push_tx(self.tx, self.tx_slot, self.vlans, self.local, m, port, port),
             None => self.local.drop_packet(DropReason::NoBuffer, port, 1),
         }
     }
@@ -218,7 +236,15 @@ impl StepSink for Sink<'_> {
             d.copy_from_slice(&dst_mac.0);
         }
         let in_port = m.port();
-        push_tx(self.tx, self.tx_slot, self.local, m, port, in_port);
+        push_tx(
+            self.tx,
+            self.tx_slot,
+            self.vlans,
+            self.local,
+            m,
+            port,
+            in_port,
+        );
     }
 
     fn drop_held(&mut self, slot: u16, reason: DropReason, in_port: u16) {
@@ -241,6 +267,9 @@ pub struct Worker<S: PacketStep> {
     drain_tsc: u64,
     /// Where generated frames' mbufs come from.
     pool: Option<Mempool>,
+    /// VLAN sub-interfaces, and the ports that carry them (tags taken off on receive).
+    vlans: VlanTable,
+    trunk: [bool; MAX_PORTS],
 }
 
 impl<S: PacketStep> Worker<S> {
@@ -278,6 +307,8 @@ impl<S: PacketStep> Worker<S> {
             stop,
             drain_tsc: (tsc_hz / 1_000_000).max(1) * DRAIN_US,
             pool: None,
+            vlans: VlanTable::default(),
+            trunk: [false; MAX_PORTS],
         })
     }
 
@@ -286,6 +317,18 @@ impl<S: PacketStep> Worker<S> {
     /// the worker's socket (the one its RX queues fill from).
     pub fn with_mempool(mut self, pool: Mempool) -> Self {
         self.pool = Some(pool);
+        self
+    }
+
+    /// The VLAN sub-interfaces the step's interface ids name ([`super::vlan`]): frames
+    /// for them get their tag pushed on transmit, and every frame received on a port that
+    /// carries one has its outer 802.1Q tag taken off first (its VLAN id goes to the step
+    /// in [`RxInfo::vlan`]).
+    pub fn with_vlans(mut self, vlans: VlanTable) -> Self {
+        for (t, p) in self.trunk.iter_mut().zip(0u16..) {
+            *t = vlans.is_trunk(p);
+        }
+        self.vlans = vlans;
         self
     }
 
@@ -301,6 +344,8 @@ impl<S: PacketStep> Worker<S> {
             stop,
             drain_tsc,
             pool,
+            vlans,
+            trunk,
         } = self;
         let mut local = Local {
             rx: 0,
@@ -319,7 +364,7 @@ impl<S: PacketStep> Worker<S> {
         held.resize_with(step.hold_slots(), || None);
         let mut burst: MbufBurst<BURST_SIZE> = MbufBurst::new();
         let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BURST_SIZE];
-        let mut cksum = [RxCksum::Unknown; BURST_SIZE];
+        let mut rx_info = [RxInfo::default(); BURST_SIZE];
         // Frames of the burst longer than one mbuf (bit i: frame i).
         let mut too_big: u64;
         let start = Tsc::now();
@@ -331,6 +376,7 @@ impl<S: PacketStep> Worker<S> {
                 step.service(&mut Sink {
                     tx: &mut tx,
                     tx_slot: &tx_slot,
+                    vlans: &vlans,
                     local: &mut local,
                     held: &mut held,
                     pool,
@@ -355,19 +401,28 @@ impl<S: PacketStep> Worker<S> {
                     m.prefetch();
                 }
                 too_big = 0;
+                let is_trunk = trunk.get(usize::from(in_port)).copied().unwrap_or(false);
                 {
                     let mut frames: [&mut [u8]; BURST_SIZE] = Default::default();
-                    for (i, ((f, c), m)) in frames
+                    for (i, ((f, r), m)) in frames
                         .iter_mut()
-                        .zip(cksum.iter_mut())
+                        .zip(rx_info.iter_mut())
                         .zip(burst.as_mut_slice())
                         .enumerate()
                     {
-                        *c = match m.rx_ip_cksum() {
+                        r.cksum = match m.rx_ip_cksum() {
                             Some(true) => RxCksum::Good,
                             Some(false) => RxCksum::Bad,
                             None => RxCksum::Unknown,
                         };
+                        r.vlan = None;
+                        if is_trunk && !m.is_segmented() {
+                            if let Some(vid) = strip_tag(m.data_mut()) {
+                                if m.trim_front(TAG_LEN as u16) {
+                                    r.vlan = Some(vid);
+                                }
+                            }
+                        }
                         if m.is_segmented() {
                             // The step sees an empty frame (no effect); counted below.
                             too_big |= 1 << i;
@@ -378,7 +433,7 @@ impl<S: PacketStep> Worker<S> {
                     step.process_burst_rx(
                         &mut frames[..n],
                         in_port,
-                        &cksum[..n],
+                        &rx_info[..n],
                         &mut verdicts[..n],
                     );
                 }
@@ -390,7 +445,7 @@ impl<S: PacketStep> Worker<S> {
                     };
                     match v {
                         Verdict::Forward(out) => {
-                            push_tx(&mut tx, &tx_slot, &mut local, m, out, in_port)
+                            push_tx(&mut tx, &tx_slot, &vlans, &mut local, m, out, in_port)
                         }
                         Verdict::Drop(reason) => local.drop_packet(reason, in_port, 1),
                         Verdict::Hold(slot) => match held.get_mut(usize::from(slot)) {
@@ -404,6 +459,7 @@ impl<S: PacketStep> Worker<S> {
                 step.service(&mut Sink {
                     tx: &mut tx,
                     tx_slot: &tx_slot,
+                    vlans: &vlans,
                     local: &mut local,
                     held: &mut held,
                     pool,
