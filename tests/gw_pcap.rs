@@ -66,7 +66,7 @@ fn ip4(
     l3.extend_from_slice(&dst);
     l3.extend_from_slice(l4);
     let mut f = ether(dmac, smac, 0x0800, &l3);
-    ctgate::wire::checksum::fill_frame(&mut f).unwrap();
+    ctgate::wire::frame_checksums::fill_frame(&mut f).unwrap();
     f
 }
 
@@ -233,7 +233,7 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
         );
         for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
             assert_eq!(g, w, "{name} packet {i}\n{out}");
-            ctgate::wire::checksum::verify_frame(g)
+            ctgate::wire::frame_checksums::verify_frame(g)
                 .unwrap_or_else(|e| panic!("{name} packet {i}: {e:?}"));
         }
     }
@@ -262,7 +262,7 @@ fn ip6(dmac: [u8; 6], smac: [u8; 6], src: &str, dst: &str, next: u8, l4: &[u8]) 
     l3.extend_from_slice(&a(dst));
     l3.extend_from_slice(l4);
     let mut f = ether(dmac, smac, 0x86dd, &l3);
-    ctgate::wire::checksum::fill_frame(&mut f).unwrap();
+    ctgate::wire::frame_checksums::fill_frame(&mut f).unwrap();
     f
 }
 
@@ -290,7 +290,7 @@ fn ip4_opts(dmac: [u8; 6], smac: [u8; 6], ttl: u8, opts: &[u8]) -> Vec<u8> {
     l3.extend_from_slice(opts);
     l3.extend_from_slice(&l4);
     let mut f = ether(dmac, smac, 0x0800, &l3);
-    ctgate::wire::checksum::fill_frame(&mut f).unwrap();
+    ctgate::wire::frame_checksums::fill_frame(&mut f).unwrap();
     f
 }
 
@@ -399,7 +399,7 @@ fn hostile(m0: [u8; 6]) -> Vec<(&'static str, Vec<u8>)> {
     let mut frag = v4(H4, SERVER4);
     frag[20] = 0x20;
     frag[21] = 0;
-    ctgate::wire::checksum::fill_frame(&mut frag).unwrap();
+    ctgate::wire::frame_checksums::fill_frame(&mut frag).unwrap();
     v.push(("fragment", frag));
     v
 }
@@ -421,7 +421,7 @@ fn hostile_frames_are_never_forwarded_and_each_is_counted_under_its_reason() {
     want_out[6..12].copy_from_slice(&m1);
     want_out[22] = 63;
     want_out[26..30].copy_from_slice(&POOL4);
-    ctgate::wire::checksum::fill_frame(&mut want_out).unwrap();
+    ctgate::wire::frame_checksums::fill_frame(&mut want_out).unwrap();
 
     let mut inside: Vec<&[u8]> = cases.iter().map(|(_, f)| f.as_slice()).collect();
     inside.push(&passes);
