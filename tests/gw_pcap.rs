@@ -152,7 +152,8 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
         inside_in: inside_flows(ph0, ph1).into_iter().map(|p| p.0).collect(),
         outside_in: outside_flows(ph0, ph1).into_iter().map(|p| p.0).collect(),
     };
-    // A malformed packet from inside (IHL 4) and an unsolicited SYN from outside.
+    // A malformed packet from inside (IHL 4) and an unsolicited SYN from outside to the
+    // gateway's address.
     let mut bad = ip4(ph0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, b"bad"));
     bad[14] = 0x44;
     t.inside_in.push(bad);
@@ -248,7 +249,9 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
     assert_eq!(sum("rx"), 14, "{out}");
     assert_eq!(sum("tx"), 12, "{out}");
     assert_eq!(sum("drop_malformed"), 1, "{out}");
-    assert_eq!(sum("drop_policy_denied"), 1, "{out}");
+    // The unsolicited SYN is to the gateway's own (pool) address: `local`.
+    assert_eq!(sum("drop_local"), 1, "{out}");
+    assert_eq!(sum("drop_policy_denied"), 0, "{out}");
     assert_eq!(sum("dropped"), 2, "{out}");
 }
 
@@ -406,8 +409,8 @@ fn hostile(m0: [u8; 6]) -> Vec<(&'static str, Vec<u8>)> {
 
 /// Issue 19: every hostile case through the gateway on net_pcap: nothing of it is
 /// forwarded or answered, each is counted under its own reason, a packet with an IPv4
-/// option other than a source route passes, and the worker's counters add up:
-/// `rx - dropped + generated = tx`.
+/// option other than a source route passes, and the worker's counters add up with a
+/// generated frame (a time exceeded for a TTL 1 packet): `rx - dropped + generated = tx`.
 #[test]
 fn hostile_frames_are_never_forwarded_and_each_is_counted_under_its_reason() {
     let _lock = dpdk_lock();
@@ -423,8 +426,11 @@ fn hostile_frames_are_never_forwarded_and_each_is_counted_under_its_reason() {
     want_out[26..30].copy_from_slice(&POOL4);
     ctgate::wire::frame_checksums::fill_frame(&mut want_out).unwrap();
 
+    // TTL 1: dropped, and a time exceeded is generated back to the host.
+    let expiring = ip4(m0, HOST, H4, SERVER4, 1, 17, &udp(5353, 53, b"ttl"));
     let mut inside: Vec<&[u8]> = cases.iter().map(|(_, f)| f.as_slice()).collect();
     inside.push(&passes);
+    inside.push(&expiring);
     let ts = Duration::from_secs(1_700_000_000);
     pcap::write_file(s.path("in0.pcap"), ts, inside.iter().copied()).unwrap();
     pcap::write_file(s.path("in1.pcap"), ts, std::iter::empty::<&[u8]>()).unwrap();
@@ -464,7 +470,18 @@ fn hostile_frames_are_never_forwarded_and_each_is_counted_under_its_reason() {
             .map(|p| p.data)
             .collect()
     };
-    assert_eq!(read("out0.pcap"), Vec::<Vec<u8>>::new(), "answered:\n{out}");
+    // Nothing answered but the time exceeded (type 11) from 10.0.0.1, quoting the
+    // expired packet.
+    let out0 = read("out0.pcap");
+    assert_eq!(out0.len(), 1, "answered:\n{out}");
+    let te = &out0[0];
+    assert_eq!((&te[..6], &te[6..12]), (&HOST[..], &m0[..]), "{out}");
+    assert_eq!(
+        (&te[26..30], &te[30..34], te[34]),
+        (&[10, 0, 0, 1][..], &H4[..], 11)
+    );
+    assert_eq!(&te[42..62], &expiring[14..34], "the quoted header");
+    ctgate::wire::frame_checksums::verify_frame(te).unwrap();
     assert_eq!(read("out1.pcap"), vec![want_out], "forwarded:\n{out}");
 
     let workers = out.worker_lines();
@@ -484,9 +501,11 @@ fn hostile_frames_are_never_forwarded_and_each_is_counted_under_its_reason() {
     for (reason, n) in &want {
         assert_eq!(sum(&format!("drop_{reason}")), *n, "drop_{reason}\n{out}");
     }
-    assert_eq!(sum("dropped"), cases.len() as u64, "{out}");
-    assert_eq!(sum("rx"), cases.len() as u64 + 1, "{out}");
-    assert_eq!(sum("tx"), 1, "{out}");
+    assert_eq!(sum("drop_ttl_expired"), 1, "{out}");
+    assert_eq!(sum("dropped"), cases.len() as u64 + 1, "{out}");
+    assert_eq!(sum("rx"), cases.len() as u64 + 2, "{out}");
+    assert_eq!(sum("generated"), 1, "{out}");
+    assert_eq!(sum("tx"), 2, "{out}");
     assert_eq!(
         sum("rx") - sum("dropped") + sum("generated"),
         sum("tx"),

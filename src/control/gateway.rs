@@ -39,6 +39,7 @@ use crate::dpdk::{
 use crate::pipeline::forward::{Forward, MAX_PORTS};
 use crate::pipeline::gateway::{GatewayShared, GatewayStep};
 use crate::pipeline::ports::{default_pairs, plan, PortLimits, PortPlan, PortQueues, WorkerQueues};
+use crate::pipeline::vlan::VlanTable;
 use crate::pipeline::worker::{Worker, WorkerCounters, WorkerSnapshot};
 use crate::pipeline::{DropCounters, DropReason, MacAddr, PacketStep};
 
@@ -263,6 +264,8 @@ pub fn run_report(
             // the control lcore's): a starved control lcore cannot stop time for them.
             g.shared.run_clock_from(start);
             g.shared.set_now_ms(clock_ms(start, Instant::now()));
+            // GatewayShared::new accepted the same table: it cannot fail here.
+            let vlans = VlanTable::from_config(&g.config).unwrap_or_default();
             launch_workers(
                 eal,
                 &lcores,
@@ -273,7 +276,7 @@ pub fn run_report(
                 verbose,
                 |i, wq, w| {
                     let step = GatewayStep::new(Arc::clone(&g.shared), i);
-                    let w = w(step)?;
+                    let w = w(step)?.with_vlans(vlans.clone());
                     Ok(match pool_of(wq) {
                         Some(pool) => w.with_mempool(pool),
                         None => w,
