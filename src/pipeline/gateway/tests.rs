@@ -8,6 +8,8 @@ use super::neigh::{NEIGH_RETRY_MS, NEIGH_TTL_MS};
 use super::state::GEN_LEN;
 use super::*;
 use crate::config::Config;
+
+mod hardening;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
