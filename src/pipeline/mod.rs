@@ -53,7 +53,7 @@ pub enum DropReason {
     NoRoute = 1,
     /// The output queue did not take it (TX ring full).
     TxFull = 2,
-    /// Not IPv4/IPv6/ARP (or ARP that is not Ethernet/IPv4, or VLAN-tagged ARP).
+    /// Not IPv4/IPv6/ARP (or ARP that is not Ethernet/IPv4).
     NotIp = 3,
     /// An IP frame that does not parse (bad IPv4/IPv6/TCP/UDP/ICMP header).
     Malformed = 4,

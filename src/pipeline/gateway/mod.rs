@@ -19,11 +19,20 @@
 //!
 //! # Per burst
 //!
-//! 1. Parse each frame once. ARP and NDP for the gateway's addresses (and the SNAT pool's,
-//!    on outside ports) are answered in place and sent back out the input port; the
-//!    sender is learned. Echo requests to the gateway's addresses are answered in place.
-//!    Other ARP/NDP, multicast, broadcast and link-local traffic is consumed
-//!    (`drop_local`); non-IP is `drop_not_ip`, unparsable IP `drop_malformed`.
+//! 0. Each frame belongs to an interface: its port's untagged one, or the VLAN
+//!    sub-interface whose tag the worker took off ([`crate::pipeline::vlan`]); a frame
+//!    still tagged, or for no configured interface, is `drop_vlan`.
+//! 1. Parse each frame once. IPv4 headers whose checksum fails (`drop_bad_ip_checksum`:
+//!    the NIC's RX verdict where it gave one, else computed) or that carry a loose/strict
+//!    source route (`drop_source_route`) go no further. NDP is handled first (duplicate
+//!    address detection comes from `::`); then martian sources, including the gateway's
+//!    own addresses, and destinations ([`martian`]) are `drop_martian_src` /
+//!    `drop_martian_dst`, never answered. ARP and NDP for the gateway's addresses (and
+//!    the SNAT pool's, on outside ports) are answered in place and sent back out the
+//!    input interface; the sender is learned. Echo requests to the gateway's addresses
+//!    are answered in place. Other ARP/NDP, multicast, broadcast and link-local traffic
+//!    is consumed (`drop_local`); non-IP is `drop_not_ip`, unparsable IP
+//!    `drop_malformed`.
 //! 2. A forwarded packet whose TTL/hop limit would expire gets an ICMP time-exceeded
 //!    (rate-limited to [`ICMP_ERRORS_PER_SEC`] per worker) and is `drop_ttl_expired`.
 //! 3. The rest go through the tracker as one burst (`process_burst_nat`), in the input
@@ -32,8 +41,10 @@
 //!    stays inside); from an outside port, only one a DNAT rule matches is committed, with
 //!    that rule (or any, without NAT, with `policy.outside_new = "allow"`).
 //! 4. Policy: refusals (`zone_limit`, `max_conns`, `nat_exhausted`); invalid
-//!    (`invalid`, unless `policy.invalid = "allow"`); a new packet from outside that
-//!    created nothing (`policy_denied`).
+//!    (`invalid`, unless `policy.invalid = "allow"`; fragments, which are not tracked,
+//!    `fragment`); a packet to the gateway's own addresses that belongs to no connection
+//!    (`local`), a new packet from outside to a host behind it that created nothing
+//!    (`policy_denied`).
 //! 5. NAT rewrite (`nat::apply`, incremental checksums, ICMP errors inner and outer),
 //!    route on the translated destination (connected prefixes, then routes, longest
 //!    prefix first), TTL/hop limit decrement, source MAC := output port's MAC, destination
