@@ -18,8 +18,8 @@
 //! * a client that neither sends a complete request nor has anything running or waiting
 //!   to be read for [`IDLE_TIMEOUT`] (a silent client, or one stuck in the middle of a
 //!   line) is told so and closed; and when [`MAX_CLIENTS`] are connected, a new client
-//!   takes the place of the one idle longest, so idle clients can never lock the
-//!   operator out; only [`MAX_CLIENTS`] clients all busy make a new one wait its turn
+//!   takes the place of the one idle longest (idle at least [`EVICT_AFTER_IDLE`]), so
+//!   idle clients can never lock the operator out; only [`MAX_CLIENTS`] clients all busy make a new one wait its turn
 //!   (it is refused and may retry);
 //! * every poll accepts until the listen queue is empty (at most [`MAX_ACCEPT_PER_POLL`]),
 //!   so a flood of connects is drained at once instead of queueing in front of the next
@@ -48,6 +48,9 @@ pub const MAX_CLIENTS: usize = 32;
 /// Connections accepted per poll at most (the listen queue is drained until `EAGAIN`
 /// up to this bound, a few milliseconds of work at worst).
 pub const MAX_ACCEPT_PER_POLL: usize = 4096;
+/// A client must have been idle this long to lose its place to a new one (a client that
+/// just connected and is about to send its request keeps it).
+pub const EVICT_AFTER_IDLE: Duration = Duration::from_millis(250);
 /// A client with no complete request, no running job and no unread output is closed
 /// after this long without sending a byte.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -583,7 +586,7 @@ impl ControlServer {
         let oldest = self
             .clients
             .iter_mut()
-            .filter(|c| c.idle())
+            .filter(|c| c.idle() && now.duration_since(c.last_active) >= EVICT_AFTER_IDLE)
             .min_by_key(|c| c.last_active);
         match oldest {
             Some(c) => {

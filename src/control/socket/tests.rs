@@ -201,7 +201,8 @@ fn peer_uid_is_the_connecting_process_uid() {
 #[test]
 fn serves_several_clients_at_once_while_others_stall() {
     let ct = tracker(10_000, 2_000);
-    let h = Harness::start("many", ct);
+    // Idle clients stay for this test (the timeout has its own).
+    let h = Harness::start_with("many", ct, Duration::from_secs(600));
     // A client that connects and says nothing, one that sends half a request, and one
     // that asks for a dump and never reads it.
     let _silent = h.connect();
@@ -278,6 +279,7 @@ fn idle_clients_cannot_lock_the_operator_out() {
     }
     // The operator still gets an answer: its request took the place of the client idle
     // longest, which was told why.
+    thread::sleep(EVICT_AFTER_IDLE);
     assert_eq!(h.call("ct-get-nconns", &[]), Ok("7\n".into()));
     let e = read_final_error(idle.remove(0));
     assert_eq!(
@@ -301,7 +303,7 @@ fn idle_clients_cannot_lock_the_operator_out() {
 
 #[test]
 fn silent_and_half_line_clients_are_closed_after_the_idle_timeout() {
-    let h = Harness::start_with("idle-timeout", tracker(100, 2), Duration::from_millis(300));
+    let h = Harness::start_with("idle-timeout", tracker(100, 2), Duration::from_secs(1));
     let silent = h.connect();
     let mut half = h.connect();
     half.write_all(br#"{"id":1,"cmd":"ct-get"#).unwrap();
@@ -315,15 +317,15 @@ fn silent_and_half_line_clients_are_closed_after_the_idle_timeout() {
             read_reply(&mut busy),
             (Value::from(i), Reply::Ok("2\n".into()))
         );
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
         read_final_error(silent),
-        "closed: no complete request for 300 ms"
+        "closed: no complete request for 1000 ms"
     );
     assert_eq!(
         read_final_error(half),
-        "closed: no complete request for 300 ms"
+        "closed: no complete request for 1000 ms"
     );
     h.wait_clients(1);
 }
