@@ -470,7 +470,7 @@ mod tests {
     #[test]
     fn steady_flows_visit_every_flow_once_per_round_in_the_given_order() {
         let mut order: Vec<u32> = (0..1000).collect();
-        crate::core::frames::Rng::new(1).shuffle(&mut order);
+        crate::flow_frames::Rng::new(1).shuffle(&mut order);
         assert_ne!(order, (0..1000).collect::<Vec<u32>>(), "shuffled");
         let mut seq = FlowSeq::new(Flows::Steady(Arc::new(order.clone())));
         for round in 0..3 {

@@ -108,6 +108,7 @@ use ctgate::dpdk::{self, Eal, EalToken, Mempool, Ring};
 use ctgate::pipeline::DropReason;
 
 use crate::gen_traffic::{CLIENT_MAC, ROUTER_MAC};
+use crate::plot::Line;
 use gen::{Flows, GenConfig, GenResult, Rings, WindowFlags};
 use traffic::{Mix, Proto};
 
@@ -412,7 +413,7 @@ fn run_case(
     let flows = match case.flows {
         Some(f) => {
             let mut order: Vec<u32> = (0..f).collect();
-            crate::core::frames::Rng::new(args.seed).shuffle(&mut order);
+            crate::flow_frames::Rng::new(args.seed).shuffle(&mut order);
             Flows::Steady(Arc::new(order))
         }
         None => Flows::New,
@@ -601,7 +602,7 @@ fn run_case(
     l.push("foreign", gen.foreign);
     l.push("drops", gw.drops.total());
     for r in DropReason::ALL {
-        l.push_owned(format!("drop_{}", r.name()), gw.drops.get(r).to_string());
+        l.push(&format!("drop_{}", r.name()), gw.drops.get(r));
     }
     push_latency(&mut l, &s);
     l.push("secs", f3(gen.window_secs));
@@ -759,14 +760,14 @@ fn drain_rings(r: &Rings) {
     }
 }
 
-/// The benchmark config ([`crate::gateway::bench_config`]: static next hops, SNAT) with
+/// The benchmark config ([`crate::bench_config::bench_config`]: static next hops, SNAT) with
 /// room for the flows, and in connection-rate mode short timeouts and a faster sweep.
 fn config_text(flows: Option<u32>, new_flows: bool) -> Result<String, String> {
     let max = match flows {
         Some(f) => (2 * u64::from(f)).max(65_536),
         None => 2_000_000,
     };
-    let base = crate::gateway::bench_config(max, true)?;
+    let base = crate::bench_config::bench_config(max, true)?;
     if !new_flows {
         return Ok(base);
     }
@@ -804,24 +805,6 @@ fn config_text(flows: Option<u32>, new_flows: bool) -> Result<String, String> {
         return Err("the embedded default config changed shape: update datapath/mod.rs".into());
     }
     Ok(out)
-}
-
-/// One output line: ordered key/value pairs.
-#[derive(Default)]
-struct Line(Vec<(String, String)>);
-
-impl Line {
-    fn push(&mut self, k: &str, v: impl ToString) {
-        self.0.push((k.to_string(), v.to_string()));
-    }
-
-    fn push_owned(&mut self, k: String, v: String) {
-        self.0.push((k, v));
-    }
-
-    fn render(&self, json: bool) -> String {
-        crate::plot::render_pairs(self.0.iter().map(|(k, v)| (k.as_str(), v.as_str())), json)
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `ctgate-perf core`: the connection tracker alone, no DPDK, no packet I/O.
 //!
 //! Every measured packet is a real frame (Ethernet/IPv4/UDP, about one flow in four TCP,
-//! see [`frames`]) read from a buffer built up front, parsed with
+//! see [`crate::flow_frames`]) read from a buffer built up front, parsed with
 //! `ctgate::wire::parse::parse_frame` and then tracked (zone 0, `commit`), so parsing is
 //! part of the measured work. Cases, each printing one `key=value` line (or one JSON object
 //! with `--json`):
@@ -53,10 +53,7 @@ use ctgate::conntrack::{Conntrack, CtConfig, CtState, CtWorker, PacketMeta};
 use ctgate::wire::parse::parse_frame;
 use hdrhistogram::Histogram;
 
-#[path = "frames.rs"]
-pub mod frames;
-
-use frames::{established_mix, is_tcp, FrameBuf, Kind};
+use crate::flow_frames::{established_mix, is_tcp, FrameBuf, Kind};
 
 /// Packets per burst (as the datapath's RX bursts).
 const BURST: usize = 32;
@@ -621,7 +618,7 @@ fn lookup_loop(
     stop: Option<&AtomicBool>,
     mut hist: Option<&mut Histogram<u64>>,
 ) -> LoopStats {
-    if frames.len() == 0 {
+    if frames.is_empty() {
         return LoopStats::default();
     }
     let Ok(blank) = blank_meta(frames) else {
