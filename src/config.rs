@@ -6,6 +6,7 @@
 //! errors, not ignored.
 
 use crate::conntrack::timeouts::TimeoutAttr;
+use crate::ipf::{limits as frag_limits, FragSettings};
 use crate::nat::NatRange;
 use serde::Deserialize;
 use std::fmt;
@@ -196,6 +197,8 @@ pub struct Config {
     pub timeouts: Vec<(TimeoutAttr, u32)>,
     /// Per-zone timeout overrides (seconds).
     pub zone_timeouts: Vec<(u16, Vec<(TimeoutAttr, u32)>)>,
+    /// IP fragment reassembly (`[fragments]`).
+    pub fragments: FragSettings,
 }
 
 // ---- The file's shape (serde), with spans for the fields validated afterwards. ----
@@ -219,6 +222,75 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     timeouts: RawTimeouts,
+    #[serde(default)]
+    fragments: RawFragments,
+}
+
+/// `[fragments]`: reassembly settings, OVS's defaults and bounds (see [`crate::ipf`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFragments {
+    enabled_v4: bool,
+    enabled_v6: bool,
+    min_frag_v4: Spanned<u32>,
+    min_frag_v6: Spanned<u32>,
+    max_frags: Spanned<u32>,
+    timeout_ms: Spanned<u64>,
+}
+
+impl Default for RawFragments {
+    fn default() -> Self {
+        let d = FragSettings::default();
+        RawFragments {
+            enabled_v4: d.enabled_v4,
+            enabled_v6: d.enabled_v6,
+            min_frag_v4: Spanned::new(0..0, d.min_frag_v4),
+            min_frag_v6: Spanned::new(0..0, d.min_frag_v6),
+            max_frags: Spanned::new(0..0, d.max_frags),
+            timeout_ms: Spanned::new(0..0, d.timeout_ms),
+        }
+    }
+}
+
+/// Checks `[fragments]` against the reassembly module's bounds.
+fn validate_fragments(f: &RawFragments, lines: &Lines) -> Result<FragSettings, ConfigError> {
+    let lowest = frag_limits::MIN_FRAG_LOWEST;
+    for (v, name) in [
+        (&f.min_frag_v4, "min_frag_v4"),
+        (&f.min_frag_v6, "min_frag_v6"),
+    ] {
+        if !(lowest..=65_535).contains(v.get_ref()) {
+            return lines.err(
+                v.span(),
+                format!("fragments.{name}"),
+                format!("{} is out of range ({lowest} to 65535)", v.get_ref()),
+            );
+        }
+    }
+    let clamp = frag_limits::MAX_FRAGS_CLAMP;
+    if *f.max_frags.get_ref() > clamp {
+        return lines.err(
+            f.max_frags.span(),
+            "fragments.max_frags".into(),
+            format!("{} is out of range (0 to {clamp})", f.max_frags.get_ref()),
+        );
+    }
+    let t = *f.timeout_ms.get_ref();
+    if t == 0 || t > 3_600_000 {
+        return lines.err(
+            f.timeout_ms.span(),
+            "fragments.timeout_ms".into(),
+            format!("{t} is out of range (1 to 3600000)"),
+        );
+    }
+    Ok(FragSettings {
+        enabled_v4: f.enabled_v4,
+        enabled_v6: f.enabled_v6,
+        min_frag_v4: *f.min_frag_v4.get_ref(),
+        min_frag_v6: *f.min_frag_v6.get_ref(),
+        max_frags: *f.max_frags.get_ref(),
+        timeout_ms: t,
+    })
 }
 
 #[derive(Deserialize)]
@@ -799,6 +871,8 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         }
     };
 
+    let fragments = validate_fragments(&raw.fragments, lines)?;
+
     Ok(Config {
         source: lines.file.to_string(),
         datapath,
@@ -819,6 +893,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
             .iter()
             .map(|z| (z.zone, z.values()))
             .collect(),
+        fragments,
     })
 }
 
@@ -914,6 +989,51 @@ mod tests {
         assert_eq!(c.dnat[0].match_port, 8080);
         assert_eq!(c.dnat[0].proto, 6);
         assert_eq!(c.dnat[0].to.to_string(), "10.0.0.5:80");
+    }
+
+    #[test]
+    fn fragments_section_is_read_with_ovs_defaults() {
+        let c = Config::parse(PORTS, "t.toml").unwrap();
+        assert_eq!(c.fragments, FragSettings::default());
+        assert_eq!(c.fragments.min_frag_v4, 1200);
+        let text = format!(
+            "{PORTS}[fragments]\nenabled_v4 = false\nmin_frag_v6 = 400\nmax_frags = 5000\ntimeout_ms = 2000\n"
+        );
+        let c = Config::parse(&text, "t.toml").unwrap();
+        assert!(!c.fragments.enabled_v4 && c.fragments.enabled_v6);
+        assert_eq!(
+            (
+                c.fragments.min_frag_v6,
+                c.fragments.max_frags,
+                c.fragments.timeout_ms
+            ),
+            (400, 5000, 2000)
+        );
+    }
+
+    #[test]
+    fn fragments_out_of_range_name_the_line_and_field() {
+        let lines = PORTS.lines().count();
+        for (body, want) in [
+            (
+                "min_frag_v4 = 399",
+                "fragments.min_frag_v4: 399 is out of range (400 to 65535)",
+            ),
+            (
+                "max_frags = 5001",
+                "fragments.max_frags: 5001 is out of range (0 to 5000)",
+            ),
+            (
+                "timeout_ms = 0",
+                "fragments.timeout_ms: 0 is out of range (1 to 3600000)",
+            ),
+        ] {
+            let text = format!("{PORTS}[fragments]\n{body}\n");
+            let e = Config::parse(&text, "t.toml").unwrap_err();
+            assert_eq!(e.to_string(), format!("t.toml:{}: {want}", lines + 2));
+        }
+        let e = Config::parse(&format!("{PORTS}[fragments]\nmtu = 1\n"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("unknown field `mtu`"), "{e}");
     }
 
     #[test]

@@ -132,7 +132,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ctgate::control::stats::field_u64;
-use ctgate::wire::checksum::fill_frame;
+use ctgate::wire::frame_checksums::fill_frame;
 
 use crate::bench_config::{self, mac_str};
 use crate::child;

@@ -31,7 +31,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ctgate::conntrack::CtState;
-use ctgate::wire::checksum::verify_frame;
+use ctgate::wire::frame_checksums::verify_frame;
 use ctgate::wire::parse::{parse_frame, L4Summary};
 
 use gen::{GenConfig, Trace};
@@ -193,6 +193,7 @@ fn describe(frame: &[u8]) -> String {
                     t.sport, t.dport, t.flags, t.seq, t.ack, t.window, t.payload_len
                 ),
                 L4Summary::Udp { sport, dport } => format!("udp {sport}->{dport}"),
+                L4Summary::Sctp { sport, dport } => format!("sctp {sport}->{dport}"),
                 L4Summary::Icmp(i) => format!(
                     "icmp type={} code={} id={}{}",
                     i.icmp_type,
