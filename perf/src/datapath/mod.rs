@@ -81,6 +81,11 @@
 //! ctgate stops by itself once its ports have been idle for 400 ms after the generator
 //! finished (`--exit-when-idle`).
 //!
+//! SIGINT or SIGTERM stops the run early (ctgate's control loop sees it too): the case
+//! under way still prints its line, over the part of the window that ran, with
+//! `interrupted=1` appended, and ctgate-perf exits with status 1 instead of 0; no further
+//! case starts. On stderr, `[datapath 1.2s] measuring` says when a case's window begins.
+//!
 //! Unpaced, the generator fills the rings, so the unpaced latency is queueing at
 //! saturation; `--load 0.5` shows the latency at half the sustainable rate (the project
 //! target is p99 < 50 µs there).
@@ -269,6 +274,12 @@ fn check(args: &Args) -> Result<Plan, String> {
 
 pub fn run(args: &Args) -> Result<(), String> {
     let plan = check(args)?;
+    // Besides ctgate's own handler (which stops its run): remembers that the run was cut.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&interrupted))
+            .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+    }
     let prefix = args
         .file_prefix
         .clone()
@@ -298,13 +309,17 @@ pub fn run(args: &Args) -> Result<(), String> {
             return Err(e.to_string());
         }
     };
-    let result = run_cases(&eal, args, &plan);
+    let result = run_cases(&eal, args, &plan, &interrupted);
     let _ = eal.cleanup();
     let _ = std::fs::remove_dir_all(&run_dir);
     result
 }
 
-fn run_cases(eal: &Eal, args: &Args, plan: &Plan) -> Result<(), String> {
+/// The error of a run cut by SIGINT/SIGTERM.
+const INTERRUPTED: &str = "interrupted (SIGINT/SIGTERM) during the last case: its line is \
+     marked interrupted=1 and may cover only part of its window";
+
+fn run_cases(eal: &Eal, args: &Args, plan: &Plan, interrupted: &AtomicBool) -> Result<(), String> {
     let pool = Mempool::new(
         eal,
         "dp_gen_pool",
@@ -356,7 +371,25 @@ fn run_cases(eal: &Eal, args: &Args, plan: &Plan) -> Result<(), String> {
                 c.rate_pps
                     .map_or("max".to_string(), |r| format!("{:.3}", r / 1e6)),
             );
-            let out = run_case(eal, args, plan, pool, rings, &c, k * 2 + i)?;
+            if interrupted.load(Ordering::SeqCst) {
+                return Err("interrupted (SIGINT/SIGTERM) before this case began".into());
+            }
+            let ctx = CaseCtx {
+                started,
+                interrupted,
+            };
+            let out = match run_case(eal, args, plan, pool, rings, &c, k * 2 + i, &ctx) {
+                Ok(out) => out,
+                Err(e) if interrupted.load(Ordering::SeqCst) => {
+                    return Err(format!("interrupted (SIGINT/SIGTERM): {e}"))
+                }
+                Err(e) => return Err(e),
+            };
+            if interrupted.load(Ordering::SeqCst) {
+                let line = out.line.with("interrupted", 1);
+                println!("{}", line.render(args.json));
+                return Err(INTERRUPTED.into());
+            }
             println!("{}", out.line.render(args.json));
             if let Some(load) = args.load {
                 if c.load.is_none() && out.sent_pps > 0.0 {
@@ -391,6 +424,13 @@ fn run_cases(eal: &Eal, args: &Args, plan: &Plan) -> Result<(), String> {
     Ok(())
 }
 
+/// What every case gets from the run: its start (for progress notes) and the flag a
+/// signal sets.
+struct CaseCtx<'a> {
+    started: Instant,
+    interrupted: &'a AtomicBool,
+}
+
 /// What one case produced.
 struct CaseOut {
     line: Line,
@@ -400,6 +440,7 @@ struct CaseOut {
     curve: Vec<(f64, f64)>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_case(
     eal: &Eal,
     args: &Args,
@@ -408,6 +449,7 @@ fn run_case(
     rings: Rings,
     case: &Case,
     index: usize,
+    ctx: &CaseCtx,
 ) -> Result<CaseOut, String> {
     let tsc_hz = dpdk::Tsc::hz(eal);
     let flows = match case.flows {
@@ -453,7 +495,8 @@ fn run_case(
         let r = std::thread::scope(|s| {
             s.spawn(|| {
                 pin_cpu0();
-                gen::run(&gcfg, loop_rings, pool, token, &stop, &window)
+                // No ctgate to stop it: the signal stops the generator.
+                gen::run(&gcfg, loop_rings, pool, token, ctx.interrupted, &window)
             })
             .join()
             .unwrap_or_else(|_| Err("datapath: the generator thread panicked".into()))
@@ -524,7 +567,7 @@ fn run_case(
         };
         let w = s.spawn(|| {
             pin_cpu0();
-            watch_window(&socket, &window)
+            watch_window(&socket, &window, ctx.started)
         });
         let gw = gateway::run_report(eal, &app, Some(&config), false);
         // Whatever happened, the generator stops now at the latest.
@@ -651,7 +694,7 @@ fn thread_cpu_ns(prefix: &str) -> Option<u64> {
 
 /// Waits for the generator's window and reads, at its start and end, ctgate's `created`
 /// counter over the control socket and the CPU time of the worker and generator threads.
-fn watch_window(socket: &std::path::Path, window: &WindowFlags) -> Watched {
+fn watch_window(socket: &std::path::Path, window: &WindowFlags, started: Instant) -> Watched {
     let wait = |flag: &AtomicBool| {
         while !flag.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_micros(500));
@@ -666,6 +709,10 @@ fn watch_window(socket: &std::path::Path, window: &WindowFlags) -> Watched {
     };
     wait(&window.started);
     let (t0, w0, g0) = cpu();
+    eprintln!(
+        "[datapath {:.1}s] measuring",
+        started.elapsed().as_secs_f64()
+    );
     let a = read_created(socket);
     wait(&window.ended);
     let (t1, w1, g1) = cpu();
