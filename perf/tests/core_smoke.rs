@@ -1,35 +1,19 @@
 //! Smoke test of `ctgate-perf core --quick`: the binary runs to the end and prints every
 //! expected summary line, with plausible positive figures. (Speed itself is never asserted.)
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::Command;
+
+use common::{kv_lines, num};
 
 fn perf() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
 }
 
-/// Parses `key=value` lines into maps.
 fn parse(stdout: &str) -> Vec<HashMap<String, String>> {
-    stdout
-        .lines()
-        .filter(|l| l.starts_with("bench="))
-        .map(|l| {
-            l.split_whitespace()
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{kv} in {l}"));
-                    (k.to_string(), v.to_string())
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn num(line: &HashMap<String, String>, key: &str) -> f64 {
-    let v = line
-        .get(key)
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"));
-    v.parse()
-        .unwrap_or_else(|_| panic!("{key}={v} is not a number in {line:?}"))
+    kv_lines(stdout, "bench=")
 }
 
 /// The one line whose fields include all of `want`.

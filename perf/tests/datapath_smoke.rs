@@ -6,9 +6,13 @@
 //! Each run uses its own EAL `--file-prefix`; the runs of this file take a lock so they
 //! never compete with each other for the two CPUs (a starved sink could overflow a ring).
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::sync::Mutex;
+
+use common::{kv_lines, num};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -38,24 +42,7 @@ fn lines(out: &Output, bench: &str) -> Vec<HashMap<String, String>> {
             "stray line {l:?}"
         );
     }
-    stdout
-        .lines()
-        .filter(|l| l.starts_with(&want))
-        .map(|l| {
-            l.split_whitespace()
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{kv} in {l}"));
-                    (k.to_string(), v.to_string())
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn num(l: &HashMap<String, String>, k: &str) -> f64 {
-    let v = l.get(k).unwrap_or_else(|| panic!("no {k} in {l:?}"));
-    v.parse()
-        .unwrap_or_else(|_| panic!("{k}={v} is not a number in {l:?}"))
+    kv_lines(&stdout, &want)
 }
 
 fn check_latency(l: &HashMap<String, String>) {
