@@ -97,6 +97,9 @@ pub struct WorkerLine {
     pub secs: f64,
     /// (port, queue) pairs it polled.
     pub queues: Vec<(u16, u16)>,
+    /// Frames the worker's step generated (sent or dropped): with no frame held,
+    /// `rx - dropped + generated = tx`.
+    pub generated: u64,
 }
 
 impl fmt::Display for WorkerLine {
@@ -128,7 +131,8 @@ impl fmt::Display for WorkerLine {
             } else {
                 queues.join(",")
             }
-        )
+        )?;
+        write!(f, " generated={}", self.generated)
     }
 }
 
@@ -184,6 +188,7 @@ mod tests {
             drops,
             secs: 2.0,
             queues: vec![(0, 0), (1, 0)],
+            generated: 7,
         };
         let s = l.to_string();
         assert!(
@@ -193,7 +198,7 @@ mod tests {
         assert_eq!(field_u64(&s, "drop_short_frame"), Some(2));
         assert_eq!(field_u64(&s, "drop_tx_full"), Some(0));
         assert!(
-            s.contains(" rx_mpps=1.000 ") && s.ends_with("queues=0:0,1:0"),
+            s.contains(" rx_mpps=1.000 queues=0:0,1:0 ") && s.ends_with(" generated=7"),
             "{s}"
         );
     }

@@ -8,6 +8,8 @@ use super::neigh::{NEIGH_RETRY_MS, NEIGH_TTL_MS};
 use super::state::GEN_LEN;
 use super::*;
 use crate::config::Config;
+
+mod hardening;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
@@ -619,8 +621,9 @@ fn udp_and_icmp_echo_are_translated_and_an_icmp_error_comes_back_translated() {
 fn policy_malformed_non_ip_and_ttl() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
-    // An unsolicited SYN from outside, to the gateway and to an inside host.
-    for dst in [GW_OUT4, H4] {
+    // An unsolicited SYN from outside: to the gateway's own address it is `local` (as
+    // the README says of traffic to its addresses), to an inside host `policy_denied`.
+    for (dst, reason) in [(GW_OUT4, DropReason::Local), (H4, DropReason::PolicyDenied)] {
         let syn = ip4(
             GW1,
             ROUTER,
@@ -631,7 +634,7 @@ fn policy_malformed_non_ip_and_ttl() {
             &tcp(33000, 22, 1, 0, SYN, b""),
         );
         let (v, out) = g.send(&syn, 1);
-        assert_eq!(v, Verdict::Drop(DropReason::PolicyDenied));
+        assert_eq!(v, Verdict::Drop(reason), "to {dst:?}");
         assert_eq!(out, syn);
     }
     assert_eq!(g.shared.conntrack().n_conns(), 0, "nothing created");
@@ -776,7 +779,8 @@ fn a_dnat_rule_admits_outside_to_inside() {
             &tcp(8080, 33000, 90, 8, SYN | ACK, b"")
         )
     );
-    // Another port is still refused.
+    // Another port of the gateway's address is still refused (traffic to the gateway
+    // itself: `local`).
     let (v, _) = g.send(
         &ip4(
             GW1,
@@ -789,7 +793,7 @@ fn a_dnat_rule_admits_outside_to_inside() {
         ),
         1,
     );
-    assert_eq!(v, Verdict::Drop(DropReason::PolicyDenied));
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
 }
 
 #[test]
