@@ -4,7 +4,7 @@
 //! 192.0.2.1/24, fd00:0:0:2::1/64, MAC GW1), default routes via 192.0.2.2 /
 //! fd00:0:0:2::2, SNAT to 192.0.2.1 / fd00:0:0:2::1.
 
-use super::neigh::{NEIGH_RETRY_MS, NEIGH_TTL_MS};
+use super::neigh::{NEIGH_REACHABLE_MAX_MS, NEIGH_RETRY_MS, NEIGH_TTL_MS};
 use super::state::GEN_LEN;
 use super::*;
 use crate::config::Config;
@@ -1335,4 +1335,143 @@ fn clock_runs_by_itself_once_started_so_a_starved_control_lcore_cannot_stop_time
     gw.shared.set_now_ms(7);
     let b = gw.shared.now_ms();
     assert!(b >= a + 20, "{a} -> {b}");
+}
+
+/// The next hop's MAC in a frame the gateway sent to it, and what the gateway asked: the
+/// Ethernet destination of each ARP request it emitted (unicast probe or broadcast).
+fn arp_requests_to(em: &[(u16, Vec<u8>)]) -> Vec<[u8; 6]> {
+    em.iter()
+        .filter(|(port, f)| *port == 1 && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 1])
+        .map(|(_, f)| {
+            assert_eq!(&f[38..42], &ROUTER4, "asks for the router");
+            let mut d = [0u8; 6];
+            d.copy_from_slice(&f[..6]);
+            d
+        })
+        .collect()
+}
+
+#[test]
+fn a_next_hop_that_changed_its_mac_silently_is_probed_and_found_again() {
+    const MOVED: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x99];
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let pkt = |i: u16| {
+        ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            17,
+            &udp(3000, 53, &i.to_be_bytes()),
+        )
+    };
+    let (v, out) = g.send(&pkt(0), 0);
+    fwd(v, 1);
+    assert_eq!(out[..6], ROUTER);
+    // Reachable: no request while it is used.
+    g.tick(NEIGH_REACHABLE_MAX_MS - 20_000);
+    fwd(g.send(&pkt(1), 0).0, 1);
+    assert!(arp_requests_to(&g.take_emitted()).is_empty());
+    // The router's MAC changes (no gratuitous ARP); the entry goes stale. Traffic keeps
+    // using the old MAC while it is probed: 3 unicast probes, then broadcasts.
+    g.tick(20_000);
+    let mut asked = Vec::new();
+    for i in 0..4u16 {
+        let (v, out) = g.send(&pkt(2 + i), 0);
+        fwd(v, 1);
+        assert_eq!(out[..6], ROUTER, "the old MAC is used while probing");
+        asked.extend(arp_requests_to(&g.take_emitted()));
+        g.tick(NEIGH_RETRY_MS);
+    }
+    assert_eq!(asked, vec![ROUTER, ROUTER, ROUTER, [0xff; 6]]);
+    // The router, at its new MAC, answers the broadcast: traffic goes there at once.
+    g.send(&arp(2, MOVED, ROUTER4, GW1, GW_OUT4, GW1), 1);
+    let (v, out) = g.send(&pkt(9), 0);
+    fwd(v, 1);
+    assert_eq!(out[..6], MOVED);
+    assert!(arp_requests_to(&g.take_emitted()).is_empty());
+    assert_eq!(g.shared.counters().neigh_failed, 0);
+}
+
+#[test]
+fn a_next_hop_that_never_answers_its_probes_is_dropped_and_counted() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let pkt = |i: u16| {
+        ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            17,
+            &udp(3001, 53, &i.to_be_bytes()),
+        )
+    };
+    g.tick(NEIGH_REACHABLE_MAX_MS);
+    let mut asked = Vec::new();
+    for i in 0..6u16 {
+        fwd(g.send(&pkt(i), 0).0, 1);
+        asked.extend(arp_requests_to(&g.take_emitted()));
+        g.tick(NEIGH_RETRY_MS);
+    }
+    assert_eq!(asked.len(), 6);
+    assert_eq!(asked.iter().filter(|m| **m == ROUTER).count(), 3);
+    // Six probes unanswered and a retry interval later: failed, counted, forgotten; the
+    // next packet waits for a fresh (broadcast) resolution.
+    assert_eq!(g.shared.counters().neigh_failed, 1);
+    assert!(!g.shared.neighbours().iter().any(|(p, _, _)| *p == 1));
+    let (v, _) = g.send(&pkt(7), 0);
+    assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
+    assert_eq!(arp_requests_to(&g.take_emitted()), vec![[0xff; 6]]);
+}
+
+/// Address-only NAT (GRE here) admits one inside host per server per pool address: with
+/// the default one-address pool, a second inside host's GRE to the same server is refused
+/// as `nat_exhausted`; the server's GRE goes to the first host only.
+#[test]
+fn a_second_inside_host_with_gre_to_the_same_server_is_refused_not_misdelivered() {
+    const HOST2: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x03];
+    const H4B: [u8; 4] = [10, 0, 0, 3];
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    g.send(&arp(1, HOST2, H4B, [0; 6], GW_IN4, [0xff; 6]), 0);
+    g.take_emitted();
+    let gre = [0u8, 0, 0x08, 0x00, 0x45, 0, 0, 0];
+    let (v, out) = g.send(&ip4(GW0, HOST, H4, SERVER4, 64, 47, &gre), 0);
+    fwd(v, 1);
+    assert_eq!(out, ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 47, &gre));
+    let (v, _) = g.send(&ip4(GW0, HOST2, H4B, SERVER4, 64, 47, &gre), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NatExhausted));
+    // The server's GRE to the pool address reaches the first host.
+    let (v, back) = g.send(&ip4(GW1, ROUTER, SERVER4, GW_OUT4, 64, 47, &gre), 1);
+    fwd(v, 0);
+    assert_eq!(back, ip4(HOST, GW0, SERVER4, H4, 63, 47, &gre));
+    // Another server is another reply tuple: the second host gets through to it.
+    let other = [203, 0, 113, 9];
+    let (v, _) = g.send(&ip4(GW0, HOST2, H4B, other, 64, 47, &gre), 0);
+    fwd(v, 1);
+}
+
+/// A unicast neighbour solicitation (a probe of a known IPv6 neighbour) goes to the
+/// neighbour's address and MAC; the multicast one to the solicited-node group.
+#[test]
+fn a_unicast_ns_probe_is_addressed_to_the_neighbour() {
+    use super::originated::ns_request_to;
+    let (src, target) = (v6("fd00:0:0:2::1"), v6("fd00:0:0:2::2"));
+    let mut buf = [0u8; 128];
+    let n = ns_request_to(&mut buf, MacAddr(GW1), Some(MacAddr(ROUTER)), &src, &target).unwrap();
+    let f = &buf[..n];
+    assert_eq!((&f[..6], &f[6..12]), (&ROUTER[..], &GW1[..]));
+    assert_eq!(&f[22..38], &src);
+    assert_eq!(&f[38..54], &target, "to the neighbour itself");
+    assert_eq!((f[54], &f[62..78]), (135, &target[..]));
+    verify_frame(f).unwrap();
+    let n = ns_request_to(&mut buf, MacAddr(GW1), None, &src, &target).unwrap();
+    let f = &buf[..n];
+    assert_eq!(&f[..6], &[0x33, 0x33, 0xff, 0, 0, 2]);
+    assert_eq!(&f[38..41], &[0xff, 0x02, 0]);
+    verify_frame(f).unwrap();
 }
