@@ -38,6 +38,10 @@ pub enum Verdict {
     /// Keep the frame in hold slot `n` (`n < PacketStep::hold_slots()`, a slot the step
     /// knows to be free) until the step releases it through its [`StepSink`].
     Hold(u16),
+    /// The step kept a copy of what it needed (an IP fragment held for reassembly, sent
+    /// on later through [`StepSink::emit`]): free the frame, counted neither as sent nor
+    /// as dropped.
+    Consumed,
 }
 
 /// Why a worker dropped a frame. Each reason is a per-worker counter.

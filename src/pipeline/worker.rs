@@ -346,6 +346,7 @@ impl<S: PacketStep> Worker<S> {
                             push_tx(&mut tx, &tx_slot, &mut local, m, out, in_port)
                         }
                         Verdict::Drop(reason) => local.drop_packet(reason, in_port, 1),
+                        Verdict::Consumed => drop(m),
                         Verdict::Hold(slot) => match held.get_mut(usize::from(slot)) {
                             Some(h) if h.is_none() => *h = Some(m),
                             // A step bug (slot out of range or taken): never lose the
