@@ -1,15 +1,26 @@
 //! ctgate: a DPDK poll-mode stateful connection tracker and NAT gateway.
 //!
-//! The crate is layered one way, bottom to top:
+//! The crate is layered one way, lowest first; each module imports only those listed
+//! before it (docs/DESIGN.md has the table):
 //!
-//! * [`wire`]: zero-copy packet views over byte slices and checksum helpers.
+//! * `dpdk` (feature `dpdk`): the one thin, safe wrapper over `dpdk-sys`.
+//! * [`pcap`]: a pure-Rust pcap file reader and writer (tests, replay, perf).
+//! * [`wire`]: zero-copy packet views over byte slices, protocol constants, checksum
+//!   helpers and the one-pass frame parser.
 //! * [`ipf`]: IP fragment reassembly in front of the tracker (OVS `ipf` semantics).
 //! * [`conntrack`]: the connection table (lock-striped buckets, key directionality,
 //!   list-free expiry), L4 state machines, zones, limits and timeout policies.
-//! * [`pipeline`]: the per-packet and per-burst steps of a worker lcore.
-//! * `dpdk` (feature `dpdk`): the one thin, safe wrapper over `dpdk-sys`.
+//! * [`nat`]: SNAT/DNAT tuple choice and the packet rewrite.
+//! * [`config`]: the gateway configuration file.
+//! * [`pipeline`]: the per-packet and per-burst steps of a worker lcore (forwarding, the
+//!   NAT gateway step) and the worker loop.
+//! * [`control`]: the process's run (set-up, launch, the control lcore's loop) and the
+//!   control socket.
+//! * [`cli`]: the command line, which fills `control`'s run options; `main.rs` only
+//!   connects `cli` to `control`.
 //!
-//! Everything but `dpdk` is pure Rust over byte slices and is tested without DPDK.
+//! Everything but `dpdk` (and the parts of `pipeline` and `control` that drive it) is pure
+//! Rust over byte slices and is tested without DPDK.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;

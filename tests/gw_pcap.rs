@@ -66,7 +66,7 @@ fn ip4(
     l3.extend_from_slice(&dst);
     l3.extend_from_slice(l4);
     let mut f = ether(dmac, smac, 0x0800, &l3);
-    ctgate::wire::checksum::fill_frame(&mut f).unwrap();
+    ctgate::wire::frame_checksums::fill_frame(&mut f).unwrap();
     f
 }
 
@@ -233,7 +233,7 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
         );
         for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
             assert_eq!(g, w, "{name} packet {i}\n{out}");
-            ctgate::wire::checksum::verify_frame(g)
+            ctgate::wire::frame_checksums::verify_frame(g)
                 .unwrap_or_else(|e| panic!("{name} packet {i}: {e:?}"));
         }
     }

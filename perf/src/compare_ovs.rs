@@ -132,7 +132,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ctgate::control::stats::field_u64;
-use ctgate::wire::checksum::fill_frame;
+use ctgate::wire::frame_checksums::fill_frame;
 
 use crate::gateway::{config_text, mac_str, memory_for, pcap_mbufs, Feeder, Line};
 use crate::gen_traffic::{self, Proto, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};

@@ -12,7 +12,7 @@
 //! first reply (UDP datagram or SYN+ACK), and the established-phase packets of each
 //! direction (UDP datagrams, or pure ACKs that are in window with sequence checking on).
 
-use ctgate::wire::checksum::fill_frame;
+use ctgate::wire::frame_checksums::fill_frame;
 
 /// Bytes per frame slot (one cache line).
 pub const SLOT: usize = 64;
@@ -203,7 +203,7 @@ pub fn established_mix(flows: &[u32], seed: u64) -> FrameBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctgate::wire::checksum::verify_frame;
+    use ctgate::wire::frame_checksums::verify_frame;
     use ctgate::wire::parse::{parse_frame, L4Summary};
     use std::collections::HashSet;
 

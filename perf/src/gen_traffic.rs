@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::ValueEnum;
-use ctgate::wire::checksum::fill_frame;
+use ctgate::wire::frame_checksums::fill_frame;
 
 /// MAC of net_pcap port 0 (DPDK's net_pcap numbers its ports 02:70:63:61:70:NN).
 pub const PCAP_PORT0_MAC: &str = "02:70:63:61:70:00";

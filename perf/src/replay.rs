@@ -44,7 +44,7 @@ use std::time::Duration;
 use ctgate::conntrack::{Conntrack, CtConfig, CtState, DEFAULT_MAX_CONNS};
 use ctgate::nat::{rewrite, NatRange, NatSpec};
 use ctgate::pcap;
-use ctgate::wire::checksum::{verify_frame, ChecksumError};
+use ctgate::wire::frame_checksums::{verify_frame, ChecksumError};
 use ctgate::wire::parse::{parse_frame, ParseError};
 
 use crate::plot::Record;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
-use ctgate::wire::checksum::verify_frame;
+use ctgate::wire::frame_checksums::verify_frame;
 use ctgate::wire::parse::{parse_frame, L4Summary};
 
 type Tuple = (u8, [u8; 4], u16, [u8; 4], u16);

@@ -31,7 +31,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ctgate::conntrack::CtState;
-use ctgate::wire::checksum::verify_frame;
+use ctgate::wire::frame_checksums::verify_frame;
 use ctgate::wire::parse::{parse_frame, L4Summary};
 
 use gen::{GenConfig, Trace};

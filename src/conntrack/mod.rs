@@ -1,5 +1,6 @@
 //! The connection tracker: a pure-Rust library over parsed packets, shared by all worker
 //! lcores. See `docs/DESIGN.md` and [`table`] for the table's layout and locking rules.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod conn;
 pub mod format;

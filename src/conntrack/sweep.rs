@@ -7,7 +7,7 @@
 //! (lazy expiry on lookup), and an insert at a zone limit reclaims them itself; the sweep
 //! only returns their memory and keeps counts low.
 
-use super::tracker::CtWorker;
+use super::tracker::{CtWorker, OwnedCtWorker};
 use std::sync::atomic::Ordering;
 
 /// What one sweep step did.
@@ -60,5 +60,12 @@ impl CtWorker<'_> {
         let n = self.tracker().table().n_buckets();
         self.tracker().sweep_cursor.store(0, Ordering::Relaxed);
         self.sweep_expired(now, n)
+    }
+}
+
+impl OwnedCtWorker {
+    /// See [`CtWorker::sweep_expired`].
+    pub fn sweep_expired(&mut self, now: u64, max_buckets: usize) -> SweepReport {
+        self.with_worker(|w| w.sweep_expired(now, max_buckets))
     }
 }

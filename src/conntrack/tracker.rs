@@ -1031,9 +1031,9 @@ impl OwnedCtWorker {
             .set_mark_label(hit, mark, label)
     }
 
-    /// See [`CtWorker::sweep_expired`].
-    pub fn sweep_expired(&mut self, now: u64, max_buckets: usize) -> super::sweep::SweepReport {
-        self.cell
-            .with_dependent_mut(|_, w| w.sweep_expired(now, max_buckets))
+    /// Runs `f` on the borrowed worker: for the operations other `conntrack` files add to
+    /// [`CtWorker`] (the sweep), so that this file need not import them.
+    pub(super) fn with_worker<R>(&mut self, f: impl FnOnce(&mut CtWorker<'_>) -> R) -> R {
+        self.cell.with_dependent_mut(|_, w| f(w))
     }
 }

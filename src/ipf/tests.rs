@@ -1,10 +1,10 @@
 //! Reassembly tests on real frames: datagrams built whole (checksums filled by
-//! `wire::checksum::fill_frame`), cut into fragments as a sender's stack does, and fed to
+//! `wire::frame_checksums::fill_frame`), cut into fragments as a sender's stack does, and fed to
 //! [`Ipf::add`] in every order, with duplicates, overlaps, gaps, limits and expiry.
 
 use super::*;
-use crate::wire::checksum;
 use crate::wire::parse::{parse_frame, proto, Fragment, L4Summary};
+use crate::wire::{checksum, frame_checksums};
 use proptest::prelude::*;
 
 const ETH_V4: [u8; 14] = [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
@@ -20,7 +20,7 @@ fn v4_whole(p: u8, l4: &[u8]) -> Vec<u8> {
     f[16..18].copy_from_slice(&total.to_be_bytes());
     f.extend_from_slice(&[10, 0, 0, 1, 192, 0, 2, 2]);
     f.extend_from_slice(l4);
-    checksum::fill_frame(&mut f).unwrap();
+    frame_checksums::fill_frame(&mut f).unwrap();
     f
 }
 
@@ -76,7 +76,7 @@ fn v6_whole(p: u8, l4: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]); // hop-by-hop: PadN
     f.extend_from_slice(&[p, 0, 1, 4, 0, 0, 0, 0]); // destination options: PadN
     f.extend_from_slice(l4);
-    checksum::fill_frame(&mut f).unwrap();
+    frame_checksums::fill_frame(&mut f).unwrap();
     f
 }
 

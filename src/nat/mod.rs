@@ -32,6 +32,7 @@
 //! [`MAX_PROBES`] lookups (≈ 10 µs) for a connection that is refused as `nat_exhausted`.
 //! A refused connection disturbs nothing: no record is allocated until a candidate looks
 //! free.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod rewrite;
 

@@ -5,8 +5,8 @@
 use super::*;
 use crate::conntrack::{Conntrack, CtConfig, CtWorker};
 use crate::nat::{NatRange, NatSpec};
-use crate::wire::checksum::verify_frame;
 use crate::wire::ethernet::{self, ethertype};
+use crate::wire::frame_checksums::verify_frame;
 use crate::wire::{icmpv4, icmpv6, ipv4, ipv6, parse_frame, tcp, udp};
 use proptest::prelude::*;
 use std::net::IpAddr;
@@ -159,7 +159,7 @@ fn diff(before: &[u8], got: &[u8], want: &[u8]) -> String {
 }
 
 /// Asserts that `after` is `before` with exactly `fields` written and every checksum
-/// recomputed from scratch, and that it verifies with `wire::checksum::verify_frame`:
+/// recomputed from scratch, and that it verifies with `wire::frame_checksums::verify_frame`:
 /// every byte that should change has its value, every other byte is unchanged.
 #[track_caller]
 fn assert_rewritten(before: &[u8], after: &[u8], fields: &[(usize, Vec<u8>)]) {

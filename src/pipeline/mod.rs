@@ -18,6 +18,7 @@
 //! every drain tick. Every mbuf is still freed or transmitted exactly once: a held mbuf
 //! stays in its slot until released, and the worker frees the slots it still holds when
 //! it stops.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod forward;
 pub mod gateway;

@@ -24,23 +24,34 @@
 //! # Checksums
 //!
 //! [`checksum`] has the full internet checksum, the per-protocol checksums with their
-//! pseudo-headers, the RFC 1624 incremental updates NAT uses, and
-//! [`checksum::verify_frame`] / [`checksum::fill_frame`] which tests use to check (or
-//! create) every checksum of a frame independently of the code under test.
+//! pseudo-headers and the RFC 1624 incremental updates NAT uses;
+//! [`frame_checksums::verify_frame`] / [`frame_checksums::fill_frame`] check (or create)
+//! every checksum of a frame independently of the code under test, for tests and traffic
+//! generators.
+//!
+//! # Imports inside `wire`
+//!
+//! One way only: [`proto`] (constants) and the private byte helpers here import nothing;
+//! [`checksum`] imports [`proto`]; the views import those and each other downwards
+//! (`icmpv6` → `ipv6`, `ethernet`); [`parse`] imports the views; [`frame_checksums`]
+//! imports [`parse`] and [`checksum`]. No file imports one that imports it back.
 //!
 //! No `unsafe`, no allocation, no panics on any input.
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use core::fmt;
 
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod frame_checksums;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod parse;
+pub mod proto;
 pub mod tcp;
 pub mod udp;
 

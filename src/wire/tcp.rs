@@ -6,7 +6,7 @@
 
 use super::checksum;
 use super::field::Field;
-use super::parse::tcp_flags;
+use super::proto::tcp_flags;
 use super::{get_u16, get_u32, put_u16, put_u32, Error};
 
 /// Length of a header without options.

@@ -13,7 +13,8 @@
 //! padding after the IP packet (which no checksum covers). NAT rewrites addresses, ports
 //! and checksums only, never those bytes.
 
-use ctgate::wire::checksum::{fill_frame, update_bytes};
+use ctgate::wire::checksum::update_bytes;
+use ctgate::wire::frame_checksums::fill_frame;
 
 /// Bytes of the stamp (the low 48 bits of the TSC: wraps after days).
 pub const STAMP_LEN: usize = 6;
@@ -526,7 +527,7 @@ pub fn classify(f: &[u8]) -> Option<(Proto, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctgate::wire::checksum::verify_frame;
+    use ctgate::wire::frame_checksums::verify_frame;
     use ctgate::wire::parse::{parse_frame, L4Summary};
     use std::collections::HashSet;
 

@@ -32,7 +32,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ctgate::wire::checksum::fill_frame;
+use ctgate::wire::frame_checksums::fill_frame;
 
 /// splitmix64: small, seeded, good enough for traces.
 #[derive(Clone)]

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use super::gen::{self, tcpf, Framing, Trace, TracePacket};
 use super::{flags_of, quote_of, run_both, Case};
-use ctgate::wire::checksum::verify_frame;
+use ctgate::wire::frame_checksums::verify_frame;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

@@ -4,9 +4,14 @@
 //! 192.0.2.1/24, fd00:0:0:2::1/64, MAC GW1), default routes via 192.0.2.2 /
 //! fd00:0:0:2::2, SNAT to 192.0.2.1 / fd00:0:0:2::1.
 
+use super::neigh::{NEIGH_RETRY_MS, NEIGH_TTL_MS};
+use super::state::GEN_LEN;
 use super::*;
-use crate::conntrack::CtConfig;
-use crate::wire::checksum::{fill_frame, verify_frame};
+use crate::config::Config;
+use crate::conntrack::{Conntrack, CtConfig};
+use crate::pipeline::MacAddr;
+use crate::wire::frame_checksums::{fill_frame, verify_frame};
+use std::net::IpAddr;
 
 const GW0: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
 const GW1: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa1];
@@ -265,13 +270,13 @@ fn arp_request_for_the_gateway_gets_the_exact_reply() {
 }
 
 fn ns(src_mac: [u8; 6], src: [u8; 16], target: [u8; 16]) -> Vec<u8> {
-    let group = frames::solicited_node(&target);
+    let group = originated::solicited_node(&target);
     let mut m = vec![135, 0, 0, 0, 0, 0, 0, 0];
     m.extend_from_slice(&target);
     m.extend_from_slice(&[1, 1]);
     m.extend_from_slice(&src_mac);
     ip6(
-        frames::ipv6_multicast_mac(&group),
+        originated::ipv6_multicast_mac(&group),
         src_mac,
         src,
         group,
@@ -810,7 +815,7 @@ fn ipv6_snat_with_neighbour_discovery_and_replies() {
     assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
     let em = g.take_emitted();
     assert_eq!(em.len(), 1);
-    let group = frames::solicited_node(&router6);
+    let group = originated::solicited_node(&router6);
     let mut m = vec![135, 0, 0, 0, 0, 0, 0, 0];
     m.extend_from_slice(&router6);
     m.extend_from_slice(&[1, 1]);

@@ -1,5 +1,5 @@
-//! Frames the gateway answers in place or builds: ARP replies and requests, NDP
-//! advertisements and solicitations, ICMP echo replies, ICMP time-exceeded.
+//! The frames the gateway originates, answered in place or built: ARP replies and
+//! requests, NDP advertisements and solicitations, ICMP echo replies, ICMP time-exceeded.
 //!
 //! Byte-level writers at constant offsets; every function checks the lengths it needs
 //! first and returns `None`/`false` instead of panicking.

@@ -1,0 +1,168 @@
+//! Neighbour resolution and the hold queue: the next hop's MAC comes from the port's
+//! static `next_hop_mac` or the worker's copy of the neighbour table; on a miss the worker
+//! asks (one ARP request / neighbour solicitation per [`NEIGH_RETRY_MS`] over all
+//! workers, decided under the shared table's lock) and the packet waits in a hold slot
+//! of its output port until the answer comes or [`HOLD_TIMEOUT_MS`] pass.
+//!
+//! A resolved entry is used until [`NEIGH_TTL_MS`]; from [`NEIGH_REFRESH_MS`] on, using it
+//! also sends a refresh request.
+
+use std::sync::atomic::Ordering;
+
+use super::neigh::*;
+use super::originated::{arp_request, ns_request};
+use super::shared::{bump, GatewayShared, Port};
+use super::state::{Held, WorkerState, HOLD_PER_PORT, HOLD_TIMEOUT_MS};
+use crate::pipeline::{DropReason, MacAddr, StepSink, Verdict};
+
+impl WorkerState {
+    /// The next hop's MAC, from the static config or the worker's copy of the table;
+    /// on a miss, asks (rate-limited) and says `NeighUnresolved`.
+    #[inline]
+    pub(super) fn resolve(
+        &mut self,
+        sh: &GatewayShared,
+        out: &Port,
+        fam: u8,
+        nh: &[u8; 16],
+    ) -> Result<MacAddr, DropReason> {
+        if let Some(m) = out.static_mac {
+            return Ok(m);
+        }
+        if let Some(e) = self.neigh.get(out.id, nh) {
+            let age = self.now.saturating_sub(e.updated_ms);
+            if e.resolved && age < NEIGH_TTL_MS {
+                let mac = e.mac;
+                if age >= NEIGH_REFRESH_MS && self.may_ask(e) {
+                    // Still usable meanwhile: the answer only refreshes it.
+                    let _ = self.ask_shared(sh, out, fam, nh);
+                }
+                return Ok(mac);
+            }
+            if !self.may_ask(e) {
+                return Err(DropReason::NeighUnresolved);
+            }
+        }
+        self.ask_shared(sh, out, fam, nh)
+    }
+
+    pub(super) fn may_ask(&self, e: &NeighEntry) -> bool {
+        e.requested_ms == u64::MAX || self.now.saturating_sub(e.requested_ms) >= NEIGH_RETRY_MS
+    }
+
+    /// The slow path: under the shared lock, take a fresh answer if some worker learned
+    /// it, else send a request (once per retry interval over all workers).
+    pub(super) fn ask_shared(
+        &mut self,
+        sh: &GatewayShared,
+        out: &Port,
+        fam: u8,
+        nh: &[u8; 16],
+    ) -> Result<MacAddr, DropReason> {
+        let own = if fam == 4 { out.v4 } else { out.v6 };
+        let Some((src, _)) = own else {
+            return Err(DropReason::NoRoute);
+        };
+        let now = self.now;
+        let mut n = sh.neigh_lock();
+        let Some((e, created)) = n.entry(out.id, nh) else {
+            return Err(DropReason::NoBuffer);
+        };
+        let fresh = e.resolved && now.saturating_sub(e.updated_ms) < NEIGH_TTL_MS;
+        let ask =
+            e.requested_ms == u64::MAX || now.saturating_sub(e.requested_ms) >= NEIGH_RETRY_MS;
+        let refresh_due = !fresh || now.saturating_sub(e.updated_ms) >= NEIGH_REFRESH_MS;
+        if ask && refresh_due {
+            e.requested_ms = now;
+        }
+        let copy = *e;
+        drop(n);
+        if created {
+            sh.neigh_gen.fetch_add(1, Ordering::Release);
+        }
+        self.neigh.put(&copy);
+        if ask && refresh_due {
+            let sent = if fam == 4 {
+                let mut spa = [0u8; 4];
+                spa.copy_from_slice(&src[..4]);
+                let mut tpa = [0u8; 4];
+                tpa.copy_from_slice(&nh[..4]);
+                self.push_gen(out.id, |b| arp_request(b, out.mac, spa, tpa))
+            } else {
+                self.push_gen(out.id, |b| ns_request(b, out.mac, &src, nh))
+            };
+            if sent {
+                bump(if fam == 4 {
+                    &sh.counters.arp_requests
+                } else {
+                    &sh.counters.nd_solicits
+                });
+            }
+        }
+        if fresh {
+            Ok(copy.mac)
+        } else {
+            Err(DropReason::NeighUnresolved)
+        }
+    }
+
+    pub(super) fn hold(
+        &mut self,
+        sh: &GatewayShared,
+        out_idx: u8,
+        out: &Port,
+        in_port: u16,
+        fam: u8,
+        nh: &[u8; 16],
+    ) -> Verdict {
+        let base = usize::from(out_idx) * HOLD_PER_PORT;
+        let Some(slots) = self.held.get_mut(base..base + HOLD_PER_PORT) else {
+            return Verdict::Drop(DropReason::HoldQueueFull);
+        };
+        let Some(i) = slots.iter().position(|h| !h.used) else {
+            return Verdict::Drop(DropReason::HoldQueueFull);
+        };
+        slots[i] = Held {
+            used: true,
+            out_port: out.id,
+            in_port,
+            family: fam,
+            nh: *nh,
+            since: self.now,
+        };
+        self.n_held += 1;
+        bump(&sh.counters.held);
+        Verdict::Hold((base + i) as u16)
+    }
+
+    /// Releases held frames whose neighbour resolved, drops the timed-out ones.
+    pub(super) fn service_held(&mut self, sh: &GatewayShared, sink: &mut dyn StepSink) {
+        if self.n_held == 0 {
+            return;
+        }
+        for i in 0..self.held.len() {
+            let h = self.held[i];
+            if !h.used {
+                continue;
+            }
+            let Some(out) = sh.port(h.out_port).copied() else {
+                continue;
+            };
+            match self.resolve(sh, &out, h.family, &h.nh) {
+                Ok(mac) => {
+                    sink.send_held(i as u16, h.out_port, mac);
+                    bump(&sh.counters.released);
+                }
+                Err(r) => {
+                    let timed_out = self.now.saturating_sub(h.since) >= HOLD_TIMEOUT_MS;
+                    if r == DropReason::NeighUnresolved && !timed_out {
+                        continue;
+                    }
+                    sink.drop_held(i as u16, DropReason::NeighUnresolved, h.in_port);
+                }
+            }
+            self.held[i].used = false;
+            self.n_held -= 1;
+        }
+    }
+}

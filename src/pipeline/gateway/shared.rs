@@ -1,0 +1,555 @@
+//! The gateway's shared, read-mostly state: the configured ports, the routes (connected
+//! prefixes and configured routes, longest prefix first), the gateway's own addresses and
+//! SNAT pools, the DNAT rules, the event counters, the neighbour table and the clock.
+//!
+//! Built once from the config by [`GatewayShared::new`] and shared by every worker behind
+//! an `Arc`. After construction the tables never change; only the counters (relaxed
+//! atomics, rare events), the clock and the neighbour table (behind a mutex, with a
+//! generation number the workers compare against their own copy) are written.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::neigh::{NeighMap, NEIGH_INCOMPLETE_MS, NEIGH_TTL_MS};
+use crate::config::{Config, Role};
+use crate::conntrack::key::ip_to_addr;
+use crate::conntrack::Conntrack;
+use crate::nat::{NatRange, NatSpec};
+use crate::pipeline::forward::MAX_PORTS;
+use crate::pipeline::MacAddr;
+use crate::wire::parse::{Family, L4Summary, ParsedPacket};
+
+/// SNAT pools (one per family) plus DNAT rules.
+pub const MAX_NAT_SPECS: usize = 64;
+/// Gateway event counters beyond the per-worker drop reasons (relaxed atomics, bumped on
+/// rare events only: never per forwarded packet).
+#[derive(Debug, Default)]
+pub struct GatewayCounters {
+    pub arp_replies: AtomicU64,
+    pub nd_adverts: AtomicU64,
+    pub echo_replies: AtomicU64,
+    pub arp_requests: AtomicU64,
+    pub nd_solicits: AtomicU64,
+    pub time_exceeded: AtomicU64,
+    pub neigh_learned: AtomicU64,
+    pub held: AtomicU64,
+    pub released: AtomicU64,
+}
+
+/// A copy of [`GatewayCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayCountersSnapshot {
+    pub arp_replies: u64,
+    pub nd_adverts: u64,
+    pub echo_replies: u64,
+    pub arp_requests: u64,
+    pub nd_solicits: u64,
+    pub time_exceeded: u64,
+    pub neigh_learned: u64,
+    pub held: u64,
+    pub released: u64,
+    /// Entries in the neighbour table now.
+    pub neighbours: u64,
+}
+
+pub(super) fn bump(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A configured port as the datapath needs it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Port {
+    pub(super) id: u16,
+    pub(super) role: Role,
+    pub(super) mac: MacAddr,
+    pub(super) v4: Option<([u8; 16], u8)>,
+    pub(super) v6: Option<([u8; 16], u8)>,
+    pub(super) zone: u16,
+    pub(super) static_mac: Option<MacAddr>,
+}
+
+/// A route (connected ones have no `via`); `net` is the masked address.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RouteEntry {
+    pub(super) family: u8,
+    pub(super) net: u128,
+    pub(super) len: u8,
+    pub(super) port_idx: u8,
+    pub(super) via: Option<[u8; 16]>,
+}
+
+pub(super) fn width(family: u8) -> u8 {
+    if family == 4 {
+        32
+    } else {
+        128
+    }
+}
+
+/// The address as a number (IPv4: the low 32 bits).
+#[inline]
+pub(super) fn bits(family: u8, a: &[u8; 16]) -> u128 {
+    if family == 4 {
+        u128::from(u32::from_be_bytes([a[0], a[1], a[2], a[3]]))
+    } else {
+        u128::from_be_bytes(*a)
+    }
+}
+
+/// The netmask of a prefix length, as a number of the family's width.
+pub(super) fn mask_of(family: u8, len: u8) -> u128 {
+    let w = u32::from(width(family));
+    let len = u32::from(len).min(w);
+    if len == 0 {
+        0
+    } else {
+        (u128::MAX >> (128 - w)) & (u128::MAX << (w - len))
+    }
+}
+
+#[inline]
+pub(super) fn prefix_of(family: u8, v: u128, len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        v >> (width(family) - len)
+    }
+}
+
+pub(super) fn family_of(f: Family) -> u8 {
+    f as u8
+}
+
+/// What all workers share: config-derived tables, the tracker, the neighbour table and
+/// the clock.
+pub struct GatewayShared {
+    pub(super) ct: Arc<Conntrack>,
+    pub(super) now: AtomicU64,
+    /// When set, [`GatewayShared::now_ms`] reads the monotonic clock itself (ms since this
+    /// instant, plus one): workers then never depend on the control lcore being scheduled
+    /// to see time pass (expiry and reclaim-on-insert stay right when it is starved).
+    pub(super) clock_start: std::sync::OnceLock<std::time::Instant>,
+    pub(super) counters: GatewayCounters,
+    pub(super) ports: Vec<Port>,
+    /// `port_idx[id]`: index into `ports`, `u8::MAX` when not configured.
+    pub(super) port_idx: [u8; MAX_PORTS],
+    /// Routes by family as (network, mask, port index, via): longest prefix first; at
+    /// equal length, connected before configured.
+    pub(super) routes4: Vec<(u32, u32, u8, Option<[u8; 16]>)>,
+    pub(super) routes6: Vec<(u128, u128, u8, Option<[u8; 16]>)>,
+    /// The gateway's addresses and SNAT pools as inclusive ranges of numbers.
+    pub(super) own4: Vec<(u32, u32)>,
+    pub(super) own6: Vec<(u128, u128)>,
+    /// Broadcast addresses of the connected IPv4 prefixes.
+    pub(super) bcast4: Vec<u32>,
+    /// SNAT spec index for IPv4 / IPv6, into `nat_specs`.
+    pub(super) snat_v4: Option<u16>,
+    pub(super) snat_v6: Option<u16>,
+    /// SNAT pools (for ARP/NDP answers and "is this ours").
+    pub(super) pools: Vec<NatRange>,
+    /// DNAT rules: (proto, family, match address, match port, spec index).
+    pub(super) dnat: Vec<(u8, u8, [u8; 16], u16, u16)>,
+    pub(super) nat_specs: Vec<NatSpec>,
+    pub(super) outside_new_allow: bool,
+    pub(super) invalid_allow: bool,
+    pub(super) neigh: Mutex<NeighMap>,
+    pub(super) neigh_gen: AtomicU64,
+    /// When a worker last aged the neighbour table (ms): whichever worker sees it a
+    /// second old takes the next turn (one compare-and-swap decides).
+    pub(super) last_age: AtomicU64,
+}
+
+impl GatewayShared {
+    /// Builds the tables from `cfg`. `port_macs` gives the MAC of every configured port.
+    pub fn new(
+        cfg: &Config,
+        ct: Arc<Conntrack>,
+        port_macs: &[(u16, MacAddr)],
+    ) -> Result<Arc<GatewayShared>, String> {
+        let mut ports = Vec::new();
+        let mut port_idx = [u8::MAX; MAX_PORTS];
+        for p in &cfg.ports {
+            let slot = port_idx.get_mut(usize::from(p.port)).ok_or_else(|| {
+                format!("port {} is beyond the {MAX_PORTS} ports supported", p.port)
+            })?;
+            let mac = port_macs
+                .iter()
+                .find(|(id, _)| *id == p.port)
+                .map(|(_, m)| *m)
+                .ok_or_else(|| format!("no MAC address known for port {}", p.port))?;
+            *slot = ports.len() as u8;
+            ports.push(Port {
+                id: p.port,
+                role: p.role,
+                mac,
+                v4: p.ipv4.map(|(a, l)| (ip_to_addr(IpAddr::V4(a)).0, l)),
+                v6: p.ipv6.map(|(a, l)| (ip_to_addr(IpAddr::V6(a)).0, l)),
+                zone: p.zone,
+                static_mac: p.next_hop_mac.map(MacAddr),
+            });
+        }
+        let mut routes = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            for (fam, a) in [(4u8, p.v4), (6u8, p.v6)] {
+                if let Some((addr, len)) = a {
+                    routes.push((
+                        true,
+                        RouteEntry {
+                            family: fam,
+                            net: bits(fam, &addr) & mask_of(fam, len),
+                            len,
+                            port_idx: i as u8,
+                            via: None,
+                        },
+                    ));
+                }
+            }
+        }
+        for r in &cfg.routes {
+            let (via, vf) = ip_to_addr(r.via);
+            let (net, nf) = ip_to_addr(r.prefix.addr);
+            if vf != nf {
+                return Err(format!(
+                    "route {}: next hop {} of another family",
+                    r.prefix, r.via
+                ));
+            }
+            let port_idx = *port_idx
+                .get(usize::from(r.port))
+                .filter(|&&i| i != u8::MAX)
+                .ok_or_else(|| format!("route {}: port {} is not configured", r.prefix, r.port))?;
+            routes.push((
+                false,
+                RouteEntry {
+                    family: nf,
+                    net: bits(nf, &net) & mask_of(nf, r.prefix.len),
+                    len: r.prefix.len,
+                    port_idx,
+                    via: Some(via),
+                },
+            ));
+        }
+        routes.sort_by(|a, b| b.1.len.cmp(&a.1.len).then(b.0.cmp(&a.0)));
+        let mut routes4 = Vec::new();
+        let mut routes6 = Vec::new();
+        for (_, r) in routes {
+            let mask = mask_of(r.family, r.len);
+            if r.family == 4 {
+                routes4.push((r.net as u32, mask as u32, r.port_idx, r.via));
+            } else {
+                routes6.push((r.net, mask, r.port_idx, r.via));
+            }
+        }
+        let mut own4 = Vec::new();
+        let mut own6 = Vec::new();
+        let mut bcast4 = Vec::new();
+        for p in &ports {
+            if let Some((a, len)) = p.v4 {
+                let v = bits(4, &a) as u32;
+                own4.push((v, v));
+                if len < 31 {
+                    bcast4.push(v | (u32::MAX >> len));
+                }
+            }
+            if let Some((a, _)) = p.v6 {
+                let v = bits(6, &a);
+                own6.push((v, v));
+            }
+        }
+        for r in &cfg.snat {
+            if r.family == 4 {
+                own4.push((bits(4, &r.addr_min) as u32, bits(4, &r.addr_max) as u32));
+            } else {
+                own6.push((bits(6, &r.addr_min), bits(6, &r.addr_max)));
+            }
+        }
+
+        let mut nat_specs = Vec::new();
+        let mut snat_v4 = None;
+        let mut snat_v6 = None;
+        for r in &cfg.snat {
+            let slot = if r.family == 4 {
+                &mut snat_v4
+            } else {
+                &mut snat_v6
+            };
+            if slot.is_some() {
+                return Err(format!(
+                    "more than one SNAT pool for IPv{} (one per family is supported)",
+                    r.family
+                ));
+            }
+            *slot = Some(nat_specs.len() as u16);
+            nat_specs.push(NatSpec::snat(*r));
+        }
+        let mut dnat = Vec::new();
+        for d in &cfg.dnat {
+            let (a, f) = ip_to_addr(d.match_addr);
+            if f != d.to.family {
+                return Err(format!(
+                    "DNAT rule {}:{}: target of another family",
+                    d.match_addr, d.match_port
+                ));
+            }
+            dnat.push((d.proto, f, a, d.match_port, nat_specs.len() as u16));
+            nat_specs.push(NatSpec::dnat(d.to));
+        }
+        if nat_specs.len() > MAX_NAT_SPECS {
+            return Err(format!(
+                "{} DNAT rules: at most {} are supported",
+                cfg.dnat.len(),
+                MAX_NAT_SPECS - cfg.snat.len()
+            ));
+        }
+        Ok(Arc::new(GatewayShared {
+            ct,
+            now: AtomicU64::new(0),
+            clock_start: std::sync::OnceLock::new(),
+            counters: GatewayCounters::default(),
+            ports,
+            port_idx,
+            routes4,
+            routes6,
+            own4,
+            own6,
+            bcast4,
+            snat_v4,
+            snat_v6,
+            pools: cfg.snat.clone(),
+            dnat,
+            nat_specs,
+            outside_new_allow: cfg.policy.outside_new_allow,
+            invalid_allow: cfg.policy.invalid_allow,
+            neigh: Mutex::new(NeighMap::default()),
+            neigh_gen: AtomicU64::new(0),
+            last_age: AtomicU64::new(0),
+        }))
+    }
+
+    /// Sets the clock by hand (ms, monotonic), for a step without
+    /// [`GatewayShared::run_clock_from`] (tests, benchmarks).
+    pub fn set_now_ms(&self, now: u64) {
+        self.now.store(now, Ordering::Relaxed);
+    }
+
+    /// From now on the clock is the monotonic clock: milliseconds since `start`, plus one
+    /// (so it is never 0), the same value the control lcore computes from the same
+    /// `start`. Only the first call has an effect.
+    pub fn run_clock_from(&self, start: std::time::Instant) {
+        let _ = self.clock_start.set(start);
+    }
+
+    /// The clock: the monotonic clock when [`GatewayShared::run_clock_from`] was called
+    /// (one vDSO read, per burst), else the value last set by hand.
+    #[inline]
+    pub fn now_ms(&self) -> u64 {
+        match self.clock_start.get() {
+            Some(start) => u64::try_from(start.elapsed().as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1),
+            None => self.now.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The event counters.
+    pub fn counters(&self) -> GatewayCountersSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let c = &self.counters;
+        GatewayCountersSnapshot {
+            arp_replies: l(&c.arp_replies),
+            nd_adverts: l(&c.nd_adverts),
+            echo_replies: l(&c.echo_replies),
+            arp_requests: l(&c.arp_requests),
+            nd_solicits: l(&c.nd_solicits),
+            time_exceeded: l(&c.time_exceeded),
+            neigh_learned: l(&c.neigh_learned),
+            held: l(&c.held),
+            released: l(&c.released),
+            neighbours: self.neigh_lock().len() as u64,
+        }
+    }
+
+    /// The tracker.
+    pub fn conntrack(&self) -> &Arc<Conntrack> {
+        &self.ct
+    }
+
+    /// The neighbour table now: (port, address, MAC) of the resolved entries.
+    pub fn neighbours(&self) -> Vec<(u16, IpAddr, MacAddr)> {
+        let n = self.neigh_lock();
+        n.iter()
+            .filter(|e| e.resolved)
+            .map(|e| {
+                let ip = if !is_v6_addr(&e.addr) {
+                    IpAddr::from([e.addr[0], e.addr[1], e.addr[2], e.addr[3]])
+                } else {
+                    IpAddr::from(e.addr)
+                };
+                (e.port, ip, e.mac)
+            })
+            .collect()
+    }
+
+    pub(super) fn neigh_lock(&self) -> std::sync::MutexGuard<'_, NeighMap> {
+        // A poisoned lock only means a panic elsewhere; the map itself stays consistent.
+        self.neigh.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[inline]
+    pub(super) fn port(&self, id: u16) -> Option<&Port> {
+        let i = *self.port_idx.get(usize::from(id))?;
+        self.ports.get(usize::from(i))
+    }
+
+    /// Is `a` one of the gateway's own addresses (any port, any SNAT pool)?
+    #[inline]
+    pub(super) fn is_own(&self, family: u8, a: &[u8; 16]) -> bool {
+        if family == 4 {
+            let v = v4_num(a);
+            self.own4.iter().any(|&(lo, hi)| lo <= v && v <= hi)
+        } else {
+            let v = u128::from_be_bytes(*a);
+            self.own6.iter().any(|&(lo, hi)| lo <= v && v <= hi)
+        }
+    }
+
+    #[inline]
+    pub(super) fn in_pool(&self, family: u8, a: &[u8; 16]) -> bool {
+        self.pools.iter().any(|r| {
+            r.family == family
+                && bits(family, a) >= bits(family, &r.addr_min)
+                && bits(family, a) <= bits(family, &r.addr_max)
+        })
+    }
+
+    /// Does port `p` answer ARP/NDP for `a`? Its own address, and on outside ports the
+    /// SNAT pool addresses.
+    pub(super) fn answers_for(&self, p: &Port, family: u8, a: &[u8; 16]) -> bool {
+        let own = if family == 4 { p.v4 } else { p.v6 };
+        own.is_some_and(|(x, _)| x == *a) || (p.role == Role::Outside && self.in_pool(family, a))
+    }
+
+    /// Longest-prefix route: the index of the route in the family's table.
+    #[inline]
+    pub(super) fn route(&self, family: u8, dst: &[u8; 16]) -> Option<u8> {
+        let i = if family == 4 {
+            let v = v4_num(dst);
+            self.routes4.iter().position(|r| v & r.1 == r.0)?
+        } else {
+            let v = u128::from_be_bytes(*dst);
+            self.routes6.iter().position(|r| v & r.1 == r.0)?
+        };
+        Some(i as u8)
+    }
+
+    /// Route `i` of the family's table: (output port index, next hop if not direct).
+    #[inline]
+    pub(super) fn route_at(&self, family: u8, i: u8) -> Option<(u8, Option<&[u8; 16]>)> {
+        let i = usize::from(i);
+        if family == 4 {
+            self.routes4.get(i).map(|r| (r.2, r.3.as_ref()))
+        } else {
+            self.routes6.get(i).map(|r| (r.2, r.3.as_ref()))
+        }
+    }
+
+    /// Is `a` on a connected prefix of port `p`?
+    pub(super) fn on_link(p: &Port, family: u8, a: &[u8; 16]) -> bool {
+        let own = if family == 4 { p.v4 } else { p.v6 };
+        own.is_some_and(|(x, len)| {
+            prefix_of(family, bits(family, &x), len) == prefix_of(family, bits(family, a), len)
+        })
+    }
+
+    /// Learns `mac` for (port, addr): updates an existing entry, and creates one when
+    /// `create`. Bumps the generation when a worker's copy must change.
+    pub(super) fn learn(&self, port: u16, addr: &[u8; 16], mac: [u8; 6], create: bool, now: u64) {
+        if mac[0] & 1 != 0 || mac == [0; 6] {
+            return;
+        }
+        let mut n = self.neigh_lock();
+        let exists = n.get(port, addr).is_some();
+        if !exists && !create {
+            return;
+        }
+        if let Some((e, _)) = n.entry(port, addr) {
+            let changed = !e.resolved || e.mac.0 != mac;
+            e.mac = MacAddr(mac);
+            e.resolved = true;
+            e.updated_ms = now;
+            if changed {
+                bump(&self.counters.neigh_learned);
+                self.neigh_gen.fetch_add(1, Ordering::Release);
+            }
+        }
+    }
+
+    /// Forgets entries that aged out.
+    pub(super) fn age_neighbours(&self, now: u64) {
+        let mut n = self.neigh_lock();
+        let removed = n.retain(|e| {
+            if e.resolved {
+                now.saturating_sub(e.updated_ms) >= NEIGH_TTL_MS
+            } else {
+                e.requested_ms == u64::MAX
+                    || now.saturating_sub(e.requested_ms) >= NEIGH_INCOMPLETE_MS
+            }
+        });
+        if removed > 0 {
+            self.neigh_gen.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+pub(super) fn is_v6_addr(a: &[u8; 16]) -> bool {
+    a[4..] != [0; 12]
+}
+
+pub(super) fn self_ct(sh: &GatewayShared) -> &Conntrack {
+    &sh.ct
+}
+
+pub(super) fn is_link_local(a: &[u8; 16]) -> bool {
+    a[0] == 0xfe && a[1] & 0xc0 == 0x80
+}
+
+/// Multicast, broadcast, unspecified or link-local destinations (and link-local
+/// sources over IPv6) are never forwarded.
+#[inline]
+pub(super) fn not_forwardable(fam: u8, p: &ParsedPacket) -> bool {
+    if fam == 4 {
+        p.dst[0] >= 224 || p.dst[..4] == [0; 4] || p.dst[0] == 127 || p.src[0] == 127
+    } else {
+        p.dst[0] == 0xff || is_link_local(&p.dst) || is_link_local(&p.src) || p.dst == [0; 16]
+    }
+}
+
+/// The broadcast address of a connected IPv4 prefix.
+#[inline]
+pub(super) fn is_directed_broadcast(sh: &GatewayShared, a: &[u8; 16]) -> bool {
+    let v = v4_num(a);
+    sh.bcast4.contains(&v)
+}
+
+#[inline(always)]
+pub(super) fn v4_num(a: &[u8; 16]) -> u32 {
+    u32::from_be_bytes([a[0], a[1], a[2], a[3]])
+}
+
+/// The NAT spec of the DNAT rule matching the packet, if any.
+#[inline]
+pub(super) fn dnat_match(sh: &GatewayShared, fam: u8, p: &ParsedPacket) -> Option<u16> {
+    if sh.dnat.is_empty() {
+        return None;
+    }
+    let dport = match p.l4 {
+        L4Summary::Tcp(t) => t.dport,
+        L4Summary::Udp { dport, .. } => dport,
+        _ => return None,
+    };
+    sh.dnat
+        .iter()
+        .find(|(pr, f, a, port, _)| *pr == p.proto && *f == fam && *a == p.dst && *port == dport)
+        .map(|d| d.4)
+}

@@ -1,0 +1,143 @@
+//! The per-worker state of the gateway step: the worker's copy of the neighbour table,
+//! the hold slots of packets waiting for a neighbour, the frames the worker originates
+//! until the next service, the ICMP error budget and the burst's scratch space.
+//!
+//! All of it is allocated once in [`WorkerState::new`]; nothing here allocates, locks or
+//! makes a syscall per packet (the shared neighbour table is locked only when its
+//! generation changed).
+
+use std::sync::atomic::Ordering;
+
+use super::neigh::NeighMap;
+use super::shared::GatewayShared;
+use crate::conntrack::PacketMeta;
+use crate::pipeline::{DropReason, Verdict};
+use crate::wire::parse::{ParseError, ParsedPacket};
+
+/// Packets the step hands the tracker at once.
+pub const BURST: usize = 32;
+/// Hold slots per output port and worker.
+pub const HOLD_PER_PORT: usize = 16;
+/// A held packet whose neighbour stays unresolved this long is dropped.
+pub const HOLD_TIMEOUT_MS: u64 = 3_000;
+/// Generated frames pending per worker between two services.
+pub(super) const GEN_SLOTS: usize = 64;
+/// Largest generated frame.
+pub(super) const GEN_LEN: usize = 256;
+
+/// A generated frame waiting for the worker.
+pub(super) struct GenFrame {
+    pub(super) port: u16,
+    pub(super) len: u16,
+    pub(super) buf: [u8; GEN_LEN],
+}
+
+/// A frame waiting for its neighbour.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Held {
+    pub(super) used: bool,
+    pub(super) out_port: u16,
+    pub(super) in_port: u16,
+    pub(super) family: u8,
+    pub(super) nh: [u8; 16],
+    pub(super) since: u64,
+}
+
+/// What the first pass decided for a frame.
+#[derive(Clone, Copy)]
+pub(super) enum Pre {
+    Done(Verdict),
+    /// Tracked (its `PacketMeta` is the frame's): whether the destination is the
+    /// gateway's, and the route of the destination when the first pass looked it up.
+    Track {
+        dst_own: bool,
+        /// Route index, `u8::MAX` when not looked up.
+        route: u8,
+    },
+}
+
+/// The per-worker state, apart from the tracker handle (so both can be borrowed).
+pub(super) struct WorkerState {
+    pub(super) now: u64,
+    pub(super) neigh: NeighMap,
+    pub(super) neigh_gen: u64,
+    pub(super) held: Vec<Held>,
+    pub(super) n_held: usize,
+    pub(super) gen: Vec<GenFrame>,
+    pub(super) n_gen: usize,
+    pub(super) err_window: u64,
+    pub(super) err_count: u32,
+    /// One per frame of the burst (always `BURST` long); frames are parsed straight into
+    /// them, and those not tracked are skipped by the tracker.
+    pub(super) metas: Vec<PacketMeta>,
+    pub(super) pre: [Pre; BURST],
+    /// The burst's parse errors (`None`: parsed into `metas[i]`), all taken before any
+    /// is used.
+    pub(super) parse_err: [Option<ParseError>; BURST],
+}
+
+impl WorkerState {
+    /// The state of one worker of a gateway with `n_ports` ports.
+    pub(super) fn new(n_ports: usize) -> WorkerState {
+        let mut gen = Vec::with_capacity(GEN_SLOTS);
+        for _ in 0..GEN_SLOTS {
+            gen.push(GenFrame {
+                port: 0,
+                len: 0,
+                buf: [0; GEN_LEN],
+            });
+        }
+        WorkerState {
+            now: 0,
+            neigh: NeighMap::default(),
+            neigh_gen: u64::MAX,
+            held: vec![Held::default(); n_ports * HOLD_PER_PORT],
+            n_held: 0,
+            gen,
+            n_gen: 0,
+            err_window: 0,
+            err_count: 0,
+            metas: vec![PacketMeta::new(ParsedPacket::EMPTY, 0, false); BURST],
+            pre: [Pre::Done(Verdict::Drop(DropReason::NoRoute)); BURST],
+            parse_err: [None; BURST],
+        }
+    }
+
+    /// Refreshes the worker's copy of the neighbour table if the shared one changed.
+    #[inline]
+    pub(super) fn sync_neigh(&mut self, sh: &GatewayShared) {
+        let g = sh.neigh_gen.load(Ordering::Acquire);
+        if g != self.neigh_gen {
+            let n = sh.neigh_lock();
+            self.neigh.clone_from(&n);
+            self.neigh_gen = g;
+        }
+    }
+
+    pub(super) fn gen_slot(&mut self) -> Option<&mut GenFrame> {
+        let g = self.gen.get_mut(self.n_gen)?;
+        self.n_gen += 1;
+        Some(g)
+    }
+
+    pub(super) fn push_gen(
+        &mut self,
+        port: u16,
+        f: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
+        let Some(g) = self.gen_slot() else {
+            return false;
+        };
+        match f(&mut g.buf) {
+            Some(len) => {
+                g.port = port;
+                g.len = len as u16;
+                true
+            }
+            None => {
+                self.n_gen -= 1;
+                false
+            }
+        }
+    }
+}
