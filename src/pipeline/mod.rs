@@ -85,11 +85,14 @@ pub enum DropReason {
     NatFailed = 14,
     /// A generated frame (ARP/NDP request, ICMP error) found no free mbuf or buffer.
     NoBuffer = 15,
+    /// An IP fragment not forwarded: refused by reassembly (too small, overlapping, a
+    /// duplicate, malformed, no room), or of a datagram that could not be sent on.
+    Fragment = 16,
 }
 
 impl DropReason {
     /// Number of reasons (the size of a counter array).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
@@ -108,6 +111,7 @@ impl DropReason {
         DropReason::Local,
         DropReason::NatFailed,
         DropReason::NoBuffer,
+        DropReason::Fragment,
     ];
 
     /// Counter name, as printed in stats (`drop_<name>=N`).
@@ -129,6 +133,7 @@ impl DropReason {
             DropReason::Local => "local",
             DropReason::NatFailed => "nat_failed",
             DropReason::NoBuffer => "no_buffer",
+            DropReason::Fragment => "fragment",
         }
     }
 }

@@ -135,6 +135,17 @@ impl WorkerState {
         Verdict::Hold((base + i) as u16)
     }
 
+    /// Frees hold slot `slot` taken by [`WorkerState::hold`] for a frame that will not be
+    /// parked after all (a copy of a fragment).
+    pub(super) fn unhold(&mut self, slot: u16) {
+        if let Some(h) = self.held.get_mut(usize::from(slot)) {
+            if h.used {
+                h.used = false;
+                self.n_held = self.n_held.saturating_sub(1);
+            }
+        }
+    }
+
     /// Releases held frames whose neighbour resolved, drops the timed-out ones.
     pub(super) fn service_held(&mut self, sh: &GatewayShared, sink: &mut dyn StepSink) {
         if self.n_held == 0 {

@@ -15,10 +15,15 @@ use super::neigh::{NeighMap, NEIGH_INCOMPLETE_MS, NEIGH_TTL_MS};
 use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
 use crate::conntrack::Conntrack;
+use crate::ipf::Ipf;
 use crate::nat::{NatRange, NatSpec};
 use crate::pipeline::forward::MAX_PORTS;
 use crate::pipeline::MacAddr;
 use crate::wire::parse::{Family, L4Summary, ParsedPacket};
+
+/// Largest frame a held fragment may be: a 1500-byte IP packet behind Ethernet and two
+/// VLAN tags.
+pub const FRAG_SLOT_BYTES: usize = 1500 + 14 + 8;
 
 /// SNAT pools (one per family) plus DNAT rules.
 pub const MAX_NAT_SPECS: usize = 64;
@@ -158,6 +163,8 @@ pub struct GatewayShared {
     /// When a worker last aged the neighbour table (ms): whichever worker sees it a
     /// second old takes the next turn (one compare-and-swap decides).
     pub(super) last_age: AtomicU64,
+    /// IP fragment reassembly (`[fragments]`), shared by every worker.
+    pub(super) ipf: Ipf,
 }
 
 impl GatewayShared {
@@ -324,6 +331,8 @@ impl GatewayShared {
             neigh: Mutex::new(NeighMap::default()),
             neigh_gen: AtomicU64::new(0),
             last_age: AtomicU64::new(0),
+            ipf: Ipf::new(cfg.fragments, FRAG_SLOT_BYTES)
+                .map_err(|e| format!("[fragments]: {e}"))?,
         }))
     }
 
@@ -368,6 +377,11 @@ impl GatewayShared {
             released: l(&c.released),
             neighbours: self.neigh_lock().len() as u64,
         }
+    }
+
+    /// The fragment reassembly module (settings, counters, `ipf-*` commands).
+    pub fn ipf(&self) -> &Ipf {
+        &self.ipf
     }
 
     /// The tracker.
