@@ -301,6 +301,20 @@ impl Gw {
         log
     }
 
+    /// Starts `cmd` in namespace `ns` in the background; killed when the gateway is
+    /// dropped.
+    pub fn spawn_in(&mut self, ns: &str, cmd: &[&str]) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?} in {ns}: {e}"));
+        self.servers.push(child);
+    }
+
     /// `ping -c N` from the inside namespace (waiting up to 2 s for the last reply).
     pub fn ping(&self, dst: &str, count: u32) -> Out {
         self.ping_wait(dst, count, 2)

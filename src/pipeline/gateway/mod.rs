@@ -419,6 +419,7 @@ impl WorkerState {
         let dg = sh.ipf.attach(d);
         let mut meta = *m;
         let mut out = None;
+        let mut wait = None;
         for k in 0..dg.len() {
             let Some(mut f) = dg.fragment(k) else {
                 return Verdict::Drop(DropReason::Fragment);
@@ -430,13 +431,20 @@ impl WorkerState {
             match self.egress(sh, &mut f, port, &meta, dst_own, route) {
                 Verdict::Forward(o) => out = Some(o),
                 Verdict::Hold(slot) => {
-                    // Copies are not parked in hold slots: the request for the neighbour
-                    // is out, the sender's retransmission will find it.
+                    // Copies are not parked in hold slots: the datagram waits whole for
+                    // the neighbour (the request is out), see `service_frag_wait`.
+                    wait = self.held.get(usize::from(slot)).copied();
                     self.unhold(slot);
-                    return Verdict::Drop(DropReason::NeighUnresolved);
                 }
                 v => return v,
             }
+        }
+        if let Some(h) = wait {
+            if self.frag_wait.len() >= self.frag_wait.capacity() {
+                return Verdict::Drop(DropReason::HoldQueueFull);
+            }
+            self.frag_wait.push((dg.detach(), h));
+            return Verdict::Consumed;
         }
         let Some(o) = out else {
             return Verdict::Drop(DropReason::Fragment);
@@ -514,6 +522,10 @@ impl PacketStep for GatewayStep {
             sink.emit(g.port, &g.buf[..usize::from(g.len)]);
         }
         w.n_gen = 0;
+        if !w.frag_wait.is_empty() {
+            w.sync_neigh(sh);
+            w.service_frag_wait(sh);
+        }
         for (d, out) in w.frag_out.drain(..) {
             let dg = sh.ipf.attach(d);
             for k in 0..dg.len() {

@@ -79,6 +79,8 @@ pub(super) struct WorkerState {
     pub(super) dgram: Vec<Option<Detached>>,
     /// Completed datagrams to send on at the next service, with their output port.
     pub(super) frag_out: Vec<(Detached, u16)>,
+    /// Completed datagrams waiting for their output neighbour (as a held frame would).
+    pub(super) frag_wait: Vec<(Detached, Held)>,
 }
 
 impl WorkerState {
@@ -106,7 +108,8 @@ impl WorkerState {
             pre: [Pre::Done(Verdict::Drop(DropReason::NoRoute)); BURST],
             parse_err: [None; BURST],
             dgram: vec![None; BURST],
-            frag_out: Vec::with_capacity(BURST),
+            frag_out: Vec::with_capacity(BURST * 2),
+            frag_wait: Vec::with_capacity(BURST),
         }
     }
 

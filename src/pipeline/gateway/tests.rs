@@ -1564,3 +1564,52 @@ fn an_icmp_error_quoting_a_first_fragment_is_related_and_translated() {
         "quoted first fragment translated back"
     );
 }
+
+#[test]
+fn a_completed_datagram_waits_for_its_neighbour_then_goes_out_whole() {
+    let mut g = Gw::new();
+    fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
+    let mut req = vec![8, 0, 0, 0, 0x03, 0x84, 0, 1];
+    req.extend((0..3000u32).map(|i| i as u8));
+    let frags = frag4(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &req), 1480);
+    assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 3]);
+    // Only the ARP request for the next hop went out.
+    let em = g.take_emitted();
+    assert_eq!(em.len(), 1);
+    assert_eq!(em[0].1[12..14], [0x08, 0x06]);
+    assert_eq!(g.step.w.n_held, 0, "no hold slot kept for copies");
+    // The router answers: the whole datagram follows, translated, with its MAC.
+    let (v, _) = g.send(&arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1);
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
+    let out: Vec<Vec<u8>> = g
+        .take_emitted()
+        .into_iter()
+        .map(|(p, f)| {
+            assert_eq!(p, 1);
+            f
+        })
+        .collect();
+    assert_eq!(
+        out,
+        frag4(&ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &req), 1480)
+    );
+    assert_eq!(g.shared.ipf().n_frags(), 0);
+}
+
+#[test]
+fn a_datagram_whose_neighbour_never_answers_is_dropped_after_the_hold_timeout() {
+    let mut g = Gw::new();
+    fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
+    let frags = frag4(
+        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, &[0; 3000])),
+        1480,
+    );
+    send_all(&mut g, &frags, 0);
+    assert_eq!(g.shared.ipf().n_frags(), 3);
+    g.tick(HOLD_TIMEOUT_MS + 1);
+    assert_eq!(g.shared.ipf().n_frags(), 0, "its slots returned");
+    assert!(g
+        .take_emitted()
+        .iter()
+        .all(|(_, f)| f[12..14] == [0x08, 0x06]));
+}
