@@ -8,7 +8,6 @@
 mod common;
 mod gw_tapnet;
 
-use common::*;
 use gw_tapnet::*;
 
 /// A UDP server that answers every datagram with `size` bytes (first byte: the request's
