@@ -193,6 +193,7 @@ fn describe(frame: &[u8]) -> String {
                     t.sport, t.dport, t.flags, t.seq, t.ack, t.window, t.payload_len
                 ),
                 L4Summary::Udp { sport, dport } => format!("udp {sport}->{dport}"),
+                L4Summary::Sctp { sport, dport } => format!("sctp {sport}->{dport}"),
                 L4Summary::Icmp(i) => format!(
                     "icmp type={} code={} id={}{}",
                     i.icmp_type,

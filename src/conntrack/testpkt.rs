@@ -104,7 +104,7 @@ pub fn icmp_error(src: &str, dst: &str, ty: u8, code: u8, inner: &ParsedPacket) 
     };
     let (sport, dport) = match inner.l4 {
         L4Summary::Tcp(t) => (t.sport, t.dport),
-        L4Summary::Udp { sport, dport } => (sport, dport),
+        L4Summary::Udp { sport, dport } | L4Summary::Sctp { sport, dport } => (sport, dport),
         L4Summary::Icmp(i) => (i.id, (i.icmp_type as u16) << 8 | i.code as u16),
         L4Summary::Other => (0, 0),
     };
@@ -130,6 +130,11 @@ pub fn icmp_error(src: &str, dst: &str, ty: u8, code: u8, inner: &ParsedPacket) 
             }),
         }),
     )
+}
+
+/// An SCTP packet.
+pub fn sctp(src: &str, dst: &str, sport: u16, dport: u16) -> ParsedPacket {
+    base(src, dst, proto::SCTP, L4Summary::Sctp { sport, dport })
 }
 
 /// A packet of another protocol (no ports).

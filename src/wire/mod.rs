@@ -52,6 +52,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod parse;
 pub mod proto;
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 
