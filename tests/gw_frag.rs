@@ -90,6 +90,7 @@ fn large_pings_and_a_4000_byte_udp_answer_cross_the_gateway_and_outside_fragment
                 "4000",
                 log.to_str().unwrap(),
             ],
+            &gw.scratch.path(&format!("server-{port}.out")),
         );
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -118,6 +119,7 @@ fn large_pings_and_a_4000_byte_udp_answer_cross_the_gateway_and_outside_fragment
             "10",
             inside_log.to_str().unwrap(),
         ],
+        &gw.scratch.path("inside-server.out"),
     );
     std::thread::sleep(std::time::Duration::from_millis(500));
     let denied = gw.drops("policy_denied");

@@ -1,7 +1,9 @@
 //! The gateway on `net_tap` ports between two network namespaces (as `ci/demo`): ping and
 //! a TCP transfer from inside to outside cross it, SNATed to the pool address 192.0.2.1;
 //! an outside-initiated connection is refused by the policy; a zone at its connection
-//! limit admits a new connection as soon as an old one has expired. Needs root.
+//! limit admits a new connection as soon as an old one has expired; two inside hosts
+//! talking SCTP to one server through SNAT each get their own replies (scapy over raw
+//! sockets: the kernel needs no SCTP module). Needs root.
 #![cfg(feature = "dpdk")]
 
 mod common;
@@ -263,4 +265,130 @@ fn a_zone_at_its_limit_admits_a_new_connection_once_an_old_one_expired() {
         "default limit=0\nzone=1,limit=1,count=1\n"
     );
     assert!(gw.ct_counter("reclaimed") >= 1);
+}
+
+/// The SCTP peers (scapy over raw IP sockets), run with Debian's python3 (`python3-scapy`).
+const SCTP_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gw_tapnet/sctp_peer.py");
+const PYTHON: &str = "/usr/bin/python3";
+
+#[test]
+fn sctp_from_two_inside_hosts_through_snat_each_host_gets_only_its_own_replies() {
+    let mut gw = Gw::start("tapsctp", None);
+    let (ns_in, ns_out, tap_in) = (gw.ns_in.clone(), gw.ns_out.clone(), gw.tap_in.clone());
+    // The second inside host: another address on the inside link.
+    let o = gw.exec(
+        &ns_in,
+        &["ip", "addr", "add", "10.0.0.3/24", "dev", &tap_in],
+    );
+    assert!(o.ok, "add 10.0.0.3:\n{o}");
+    let log = gw.scratch.path("sctp-server.log");
+    let log_s = log.display().to_string();
+    let out = gw.scratch.path("sctp-server.out");
+    gw.spawn_in(
+        &ns_out,
+        &[PYTHON, SCTP_PEER, "server", "192.0.2.2", &log_s, "40"],
+        &out,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !log.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SCTP server did not start:\n{}",
+            std::fs::read_to_string(&out).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Both hosts use source port 5000 to 192.0.2.2:9899: SNAT to 192.0.2.1 keeps 5000 for
+    // one and must give the other another port, and route each reply back by it.
+    let (a, b) = ("10.0.0.2", "10.0.0.3");
+    let o = gw.exec(
+        &ns_in,
+        &[
+            PYTHON,
+            SCTP_PEER,
+            "clients",
+            "192.0.2.2",
+            "9899",
+            "5000",
+            "4",
+            &format!("{a}:a0a0a0a0"),
+            &format!("{b}:b0b0b0b0"),
+        ],
+    );
+    assert!(o.ok, "SCTP clients:\n{o}");
+    let v: serde_json::Value =
+        serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", o.stdout));
+    for host in [a, b] {
+        let sent: Vec<String> = v[host]["sent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        let got = v[host]["got"].as_array().unwrap();
+        assert_eq!(sent.len(), 5, "{host}: INIT and 4 DATA sent");
+        let mut got_chunks: Vec<String> = Vec::new();
+        for g in got {
+            assert_eq!(g["src"], "192.0.2.2", "{host} got {g}");
+            assert_eq!(
+                (g["sport"].as_u64(), g["dport"].as_u64()),
+                (Some(9899), Some(5000)),
+                "{host} got {g}"
+            );
+            assert_eq!(g["crc_ok"], true, "{host}: CRC32c wrong in {g}");
+            got_chunks.push(g["chunks"].as_str().unwrap().to_string());
+        }
+        let mut want = sent.clone();
+        want.sort();
+        got_chunks.sort();
+        // Exactly its own replies: every one of its packets answered once, nothing of the
+        // other host's (whose chunks carry the other tag).
+        assert_eq!(
+            got_chunks, want,
+            "{host} must receive exactly the answers to its own packets\nall: {v}"
+        );
+    }
+
+    // The server saw both hosts as 192.0.2.1, from two different ports, every CRC32c right.
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    let mut ports = [
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    ];
+    let mut n = 0;
+    for l in log_text.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        assert_eq!(
+            (f[0], f[2], f[3]),
+            ("192.0.2.1", "9899", "1"),
+            "server got: {l}"
+        );
+        // Host A's chunks carry its tag a0a0a0a0 (INIT) or the text "a0a0a0a0-K" (DATA).
+        let host = if f[4].contains("a0a0a0a0") || f[4].contains("6130613061306130") {
+            0
+        } else {
+            1
+        };
+        ports[host].insert(f[1].to_string());
+        n += 1;
+    }
+    assert_eq!(n, 10, "the server got every packet once:\n{log_text}");
+    assert_eq!((ports[0].len(), ports[1].len()), (1, 1), "{log_text}");
+    assert!(ports[0] != ports[1], "both hosts on one port:\n{log_text}");
+
+    // Two SCTP connections, each with its own translated port.
+    let dump = gw.ctl_ok(&["dump-conntrack"]);
+    let sctp: Vec<&str> = dump.lines().filter(|l| l.starts_with("sctp,")).collect();
+    assert_eq!(sctp.len(), 2, "{dump}");
+    for (host, l) in [(a, "10.0.0.2"), (b, "10.0.0.3")] {
+        assert!(
+            sctp.iter().any(|c| c.contains(&format!(
+                "orig=(src={l},dst=192.0.2.2,sport=5000,dport=9899)"
+            ))),
+            "{host}: {dump}"
+        );
+    }
+    let out = gw.stop();
+    assert!(out.status.success(), "{out}");
 }

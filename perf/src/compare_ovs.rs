@@ -131,7 +131,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ctgate::control::stats::field_u64;
+use ctgate::control::counter_lines::field_u64;
 use ctgate::wire::frame_checksums::fill_frame;
 
 use crate::gateway::{config_text, mac_str, memory_for, pcap_mbufs, Feeder, Line};

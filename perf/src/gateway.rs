@@ -38,7 +38,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ctgate::control::stats::{field_u64, fields};
+use ctgate::control::counter_lines::{field_u64, fields};
 
 use crate::gen_traffic::{self, Proto, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
 use crate::runner::{find_ctgate, lcore_map, parse_workers};

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ctgate::control::stats::{field_u64, fields};
+use ctgate::control::counter_lines::{field_u64, fields};
 
 /// Finds the ctgate binary: `explicit`, else next to this executable (same cargo profile).
 pub fn find_ctgate(explicit: Option<&Path>) -> Result<PathBuf, String> {

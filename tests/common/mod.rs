@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-pub use ctgate::control::stats::field_u64;
+pub use ctgate::control::counter_lines::field_u64;
 
 /// Path of the binary under test.
 pub fn ctgate_bin() -> &'static str {

@@ -301,15 +301,16 @@ impl Gw {
         log
     }
 
-    /// Starts `cmd` in namespace `ns` in the background; killed when the gateway is
-    /// dropped.
-    pub fn spawn_in(&mut self, ns: &str, cmd: &[&str]) {
+    /// Starts `cmd` in namespace `ns` in the background (killed on drop), stdout and
+    /// stderr to `log`.
+    pub fn spawn_in(&mut self, ns: &str, cmd: &[&str], log: &Path) {
+        let f = std::fs::File::create(log).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(cmd)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?} in {ns}: {e}"));
         self.servers.push(child);

@@ -1,5 +1,5 @@
 //! `ctgate-perf datapath`: the full ctgate pipeline (the real
-//! [`ctgate::control::gateway::run_report`]: tracking, policy, SNAT, routing) in this
+//! [`ctgate::control::run::run_report`]: tracking, policy, SNAT, routing) in this
 //! process, fed by an in-process generator whose own cost is small and measured.
 //!
 //! # Set-up
@@ -19,7 +19,7 @@
 //! They are ports 0 and 1, so the embedded default configuration applies, with a static
 //! `next_hop_mac` on both ports (no ARP), `max_conns` raised to twice the flows, and in
 //! `--new-flows` mode one-second timeouts (the tracker reclaims expired connections when
-//! it inserts at the limit). `gateway::run_report` then runs on the main lcore (CPU 0)
+//! it inserts at the limit). `run::run_report` then runs on the main lcore (CPU 0)
 //! and launches one worker on lcore 1 (CPU 1).
 //!
 //! The generator and both sinks are one plain thread on CPU 0 (the control lcore mostly
@@ -101,9 +101,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use ctgate::cli::AppArgs;
 use ctgate::config::Config;
-use ctgate::control::gateway;
+use ctgate::control::run::{self, RunOptions};
 use ctgate::dpdk::{self, Eal, EalToken, Mempool, Ring};
 use ctgate::pipeline::DropReason;
 
@@ -494,12 +493,12 @@ fn run_case(
         "ctgate-perf-dp-{}-{index}.sock",
         std::process::id()
     ));
-    let app = AppArgs {
+    let app = RunOptions {
         socket: socket.clone(),
         duration: Some(warmup + seconds + GATEWAY_CAP),
         exit_when_idle: Some(GATEWAY_IDLE),
         quiet: true,
-        ..AppArgs::default()
+        ..RunOptions::default()
     };
 
     let (gw, gen, watched) = std::thread::scope(|s| {
@@ -525,7 +524,7 @@ fn run_case(
             pin_cpu0();
             watch_window(&socket, &window)
         });
-        let gw = gateway::run_report(eal, &app, Some(&config), false);
+        let gw = run::run_report(eal, &app, Some(&config), false);
         // Whatever happened, the generator stops now at the latest.
         stop.store(true, Ordering::SeqCst);
         let gen = h
@@ -695,7 +694,7 @@ fn read_created(socket: &std::path::Path) -> Result<(u64, Instant), String> {
     }
     text.lines()
         .filter(|l| l.starts_with("conntrack "))
-        .find_map(|l| ctgate::control::stats::field_u64(l, "created"))
+        .find_map(|l| ctgate::control::counter_lines::field_u64(l, "created"))
         .map(|n| (n, at))
         .ok_or_else(|| "no conntrack created= in the stats reply".to_string())
 }

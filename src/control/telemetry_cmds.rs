@@ -8,12 +8,14 @@
 //!   (one level of container, `rte_tel_data_add_dict_container`);
 //! * names are at most 63 bytes.
 //!
-//! The registration lives with the DPDK wrapper (`src/dpdk`), which needs
-//! `rte_telemetry_register_cmd` from `dpdk-sys` (see `docs/control-protocol.md`,
-//! "DPDK telemetry"): for each of [`COMMANDS`] it registers a callback that calls
-//! [`handle`] with the tracker and converts the value with the rules above. Telemetry
-//! callbacks run on DPDK's telemetry thread: everything here only reads atomics and
-//! bucket words without locks, so it is safe to call from there.
+//! [`handler`] gives the function the DPDK wrapper (`src/dpdk/telemetry.rs`) calls for
+//! each of [`COMMANDS`]; the wrapper converts the value with the rules above. Each
+//! gateway run registers a handler over its own tracker (a later run in the same process,
+//! as `ctgate-perf datapath` does, replaces it). Telemetry callbacks run on DPDK's
+//! telemetry thread: everything here only reads atomics and bucket words without locks,
+//! so it is safe to call from there.
+
+use std::sync::Arc;
 
 use crate::conntrack::Conntrack;
 use serde_json::{json, Map, Value};
@@ -46,6 +48,11 @@ pub fn handle(ct: &Conntrack, cmd: &str, params: &str) -> Option<Value> {
         "/ctgate/buckets" => Some(buckets(ct)),
         _ => None,
     }
+}
+
+/// The telemetry handler over `ct`: [`handle`] with the tracker it keeps alive.
+pub fn handler(ct: Arc<Conntrack>) -> impl Fn(&str, &str) -> Option<Value> + Send + Sync {
+    move |cmd: &str, params: &str| handle(&ct, cmd, params)
 }
 
 /// `/ctgate/stats`: the global counters.
