@@ -3,7 +3,8 @@
 //! an outside-initiated connection is refused by the policy; a zone at its connection
 //! limit admits a new connection as soon as an old one has expired; two inside hosts
 //! talking SCTP to one server through SNAT each get their own replies (scapy over raw
-//! sockets: the kernel needs no SCTP module). Needs root.
+//! sockets: the kernel needs no SCTP module); a VLAN sub-interface on the inside port
+//! carries ping and TCP through SNAT. Needs root.
 #![cfg(feature = "dpdk")]
 
 mod common;
@@ -265,6 +266,81 @@ fn a_zone_at_its_limit_admits_a_new_connection_once_an_old_one_expired() {
         "default limit=0\nzone=1,limit=1,count=1\n"
     );
     assert!(gw.ct_counter("reclaimed") >= 1);
+}
+
+/// The embedded default plus VLAN 10 on the inside port (10.0.10.1/24, zone 1).
+fn vlan_config() -> String {
+    format!(
+        "{}\n[[port]]\nport = 0\nvlan = 10\nrole = \"inside\"\nipv4 = \"10.0.10.1/24\"\nzone = 1\n",
+        ctgate::config::EMBEDDED_DEFAULT
+    )
+}
+
+/// A Linux host on VLAN 10 of the inside port (tags added and removed by the userspace
+/// tagger `gw_tapnet/vlan_tagger.py`: this kernel has no 8021q module, so there is no
+/// `ip link add ... type vlan`) pings the gateway's sub-interface address and the
+/// server, and fetches a file from it: SNATed to 192.0.2.1 like the untagged host, the
+/// replies tagged back. The untagged host on the same port still works beside it.
+#[test]
+fn a_vlan_sub_interface_carries_ping_and_tcp_through_snat() {
+    let mut gw = Gw::start("tapvlan", Some(&vlan_config()));
+    let www = gw.scratch.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let data = blob(&www, "blob", 1 << 20);
+    let ns_out = gw.ns_out.clone();
+    let out_log = gw.http_server(&ns_out, "192.0.2.2", 8000, &www);
+    let host = gw.vlan_host(10, "10.0.10.2/24", "10.0.10.1");
+    let ping = |gw: &Gw, dst: &str| {
+        gw.exec(
+            &host,
+            &["ping", "-n", "-c", "3", "-W", "2", "-i", "0.2", dst],
+        )
+    };
+    let p = ping(&gw, "10.0.10.1");
+    assert!(
+        p.ok && p.stdout.contains(" 0% packet loss"),
+        "ping 10.0.10.1:\n{p}"
+    );
+    let p = ping(&gw, "192.0.2.2");
+    assert!(
+        p.ok && p.stdout.contains(" 0% packet loss"),
+        "ping 192.0.2.2:\n{p}"
+    );
+    let got = gw.scratch.path("got");
+    let c = gw.exec(
+        &host,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            got.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+            "http://192.0.2.2:8000/blob",
+        ],
+    );
+    assert!(c.ok && c.stdout == "200", "curl over VLAN 10:\n{c}");
+    assert!(std::fs::read(&got).unwrap() == data, "the file differs");
+    let log = std::fs::read_to_string(&out_log).unwrap();
+    let gets: Vec<&str> = log.lines().filter(|l| l.contains("\"GET ")).collect();
+    assert_eq!(gets.len(), 1, "{log}");
+    assert!(gets[0].starts_with("192.0.2.1 "), "SNATed:\n{log}");
+    // The untagged inside host beside it.
+    let p = gw.ping("192.0.2.2", 2);
+    assert!(p.ok, "untagged ping:\n{p}");
+    // Both hosts' connections are tracked, the VLAN host's under its own address.
+    let dump = gw.ctl_ok(&["dump-conntrack"]);
+    assert!(
+        dump.lines()
+            .any(|l| l.starts_with("tcp,orig=(src=10.0.10.2,dst=192.0.2.2,")),
+        "{dump}"
+    );
+    let out = gw.stop();
+    assert!(out.status.success(), "{out}");
+    let w = out.worker_lines();
+    assert_eq!(field_u64(w[0], "drop_vlan"), Some(0), "{out}");
 }
 
 /// The SCTP peers (scapy over raw IP sockets), run with Debian's python3 (`python3-scapy`).

@@ -97,6 +97,12 @@ pub struct WorkerLine {
     pub secs: f64,
     /// (port, queue) pairs it polled.
     pub queues: Vec<(u16, u16)>,
+    /// Frames the worker's step generated (sent or dropped): with no frame held,
+    /// `rx - dropped - consumed + generated = tx`.
+    pub generated: u64,
+    /// Frames the step kept a copy of (IP fragments held for reassembly; the copies
+    /// leave as generated frames).
+    pub consumed: u64,
 }
 
 impl fmt::Display for WorkerLine {
@@ -128,6 +134,11 @@ impl fmt::Display for WorkerLine {
             } else {
                 queues.join(",")
             }
+        )?;
+        write!(
+            f,
+            " generated={} consumed={}",
+            self.generated, self.consumed
         )
     }
 }
@@ -184,6 +195,8 @@ mod tests {
             drops,
             secs: 2.0,
             queues: vec![(0, 0), (1, 0)],
+            generated: 7,
+            consumed: 3,
         };
         let s = l.to_string();
         assert!(
@@ -193,7 +206,7 @@ mod tests {
         assert_eq!(field_u64(&s, "drop_short_frame"), Some(2));
         assert_eq!(field_u64(&s, "drop_tx_full"), Some(0));
         assert!(
-            s.contains(" rx_mpps=1.000 ") && s.ends_with("queues=0:0,1:0"),
+            s.contains(" rx_mpps=1.000 queues=0:0,1:0 ") && s.ends_with(" generated=7 consumed=3"),
             "{s}"
         );
     }

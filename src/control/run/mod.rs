@@ -41,6 +41,7 @@ use crate::dpdk::{self, Eal, Port, PortStats, Tsc};
 use crate::pipeline::forward::Forward;
 use crate::pipeline::gateway::{GatewayShared, GatewayStep};
 use crate::pipeline::ports::{default_pairs, plan, PortLimits, PortPlan, WorkerQueues};
+use crate::pipeline::vlan::VlanTable;
 use crate::pipeline::worker::WorkerSnapshot;
 use crate::pipeline::DropCounters;
 
@@ -163,6 +164,8 @@ pub fn run_report(
             // the control lcore's): a starved control lcore cannot stop time for them.
             g.shared.run_clock_from(start);
             g.shared.set_now_ms(clock_ms(start, Instant::now()));
+            // GatewayShared::new accepted the same table: it cannot fail here.
+            let vlans = VlanTable::from_config(&g.config).unwrap_or_default();
             launch_workers(
                 eal,
                 &lcores,
@@ -173,7 +176,7 @@ pub fn run_report(
                 verbose,
                 |i, wq, w| {
                     let step = GatewayStep::new(Arc::clone(&g.shared), i);
-                    let w = w(step)?;
+                    let w = w(step)?.with_vlans(vlans.clone());
                     Ok(match pool_of(wq) {
                         Some(pool) => w.with_mempool(pool),
                         None => w,
@@ -269,7 +272,7 @@ fn plan_queues(
     match config {
         Some(cfg) => {
             check_ports(cfg, port_ids)?;
-            let ids: Vec<u16> = cfg.ports.iter().map(|p| p.port).collect();
+            let ids: Vec<u16> = cfg.port_ids();
             gateway_plan(&limits, &ids, workers)
         }
         None => {

@@ -75,6 +75,8 @@ pub(super) struct WorkerState {
     /// The burst's parse errors (`None`: parsed into `metas[i]`), all taken before any
     /// is used.
     pub(super) parse_err: [Option<ParseError>; BURST],
+    /// Index in the burst of the frame `ingress` is looking at.
+    pub(super) burst_i: usize,
     /// `dgram[i]`: the datagram frame `i` of the burst completed, tracked in its place.
     pub(super) dgram: Vec<Option<Detached>>,
     /// Completed datagrams to send on at the next service, with their output port.
@@ -107,6 +109,7 @@ impl WorkerState {
             metas: vec![PacketMeta::new(ParsedPacket::EMPTY, 0, false); BURST],
             pre: [Pre::Done(Verdict::Drop(DropReason::NoRoute)); BURST],
             parse_err: [None; BURST],
+            burst_i: 0,
             dgram: vec![None; BURST],
             frag_out: Vec::with_capacity(BURST * 2),
             frag_wait: Vec::with_capacity(BURST),

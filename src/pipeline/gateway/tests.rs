@@ -8,6 +8,8 @@ use super::neigh::{NEIGH_RETRY_MS, NEIGH_TTL_MS};
 use super::state::GEN_LEN;
 use super::*;
 use crate::config::Config;
+
+mod hardening;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
@@ -619,8 +621,9 @@ fn udp_and_icmp_echo_are_translated_and_an_icmp_error_comes_back_translated() {
 fn policy_malformed_non_ip_and_ttl() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
-    // An unsolicited SYN from outside, to the gateway and to an inside host.
-    for dst in [GW_OUT4, H4] {
+    // An unsolicited SYN from outside: to the gateway's own address it is `local` (as
+    // the README says of traffic to its addresses), to an inside host `policy_denied`.
+    for (dst, reason) in [(GW_OUT4, DropReason::Local), (H4, DropReason::PolicyDenied)] {
         let syn = ip4(
             GW1,
             ROUTER,
@@ -631,7 +634,7 @@ fn policy_malformed_non_ip_and_ttl() {
             &tcp(33000, 22, 1, 0, SYN, b""),
         );
         let (v, out) = g.send(&syn, 1);
-        assert_eq!(v, Verdict::Drop(DropReason::PolicyDenied));
+        assert_eq!(v, Verdict::Drop(reason), "to {dst:?}");
         assert_eq!(out, syn);
     }
     assert_eq!(g.shared.conntrack().n_conns(), 0, "nothing created");
@@ -776,7 +779,8 @@ fn a_dnat_rule_admits_outside_to_inside() {
             &tcp(8080, 33000, 90, 8, SYN | ACK, b"")
         )
     );
-    // Another port is still refused.
+    // Another port of the gateway's address is still refused (traffic to the gateway
+    // itself: `local`).
     let (v, _) = g.send(
         &ip4(
             GW1,
@@ -789,7 +793,7 @@ fn a_dnat_rule_admits_outside_to_inside() {
         ),
         1,
     );
-    assert_eq!(v, Verdict::Drop(DropReason::PolicyDenied));
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
 }
 
 #[test]
@@ -1496,7 +1500,7 @@ fn outside_initiated_fragments_are_refused_and_counted() {
     g.resolve_v4_neighbours();
     let data = vec![7u8; 3000];
     let frags = frag4(
-        &ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 17, &udp(53, 9999, &data)),
+        &ip4(GW1, ROUTER, SERVER4, H4, 60, 17, &udp(53, 9999, &data)),
         1480,
     );
     let v = send_all(&mut g, &frags, 1);
@@ -1505,7 +1509,7 @@ fn outside_initiated_fragments_are_refused_and_counted() {
     assert!(g.take_emitted().is_empty());
     // A fragment below the minimum size is refused by reassembly itself.
     let small = frag4(
-        &ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 17, &udp(53, 9999, &data)),
+        &ip4(GW1, ROUTER, SERVER4, H4, 60, 17, &udp(53, 9999, &data)),
         800,
     );
     assert_eq!(g.send(&small[0], 1).0, Verdict::Drop(DropReason::Fragment));
@@ -1514,7 +1518,7 @@ fn outside_initiated_fragments_are_refused_and_counted() {
 }
 
 #[test]
-fn with_reassembly_disabled_fragments_are_invalid_as_before() {
+fn with_reassembly_disabled_fragments_are_untracked_and_dropped_as_before() {
     let text = format!("{}\n", crate::config::EMBEDDED_DEFAULT)
         .replace("enabled_v4 = true", "enabled_v4 = false");
     let mut g = Gw::with_config(&text);
@@ -1524,7 +1528,7 @@ fn with_reassembly_disabled_fragments_are_invalid_as_before() {
         1480,
     );
     for f in &frags {
-        assert_eq!(g.send(f, 0).0, Verdict::Drop(DropReason::Invalid));
+        assert_eq!(g.send(f, 0).0, Verdict::Drop(DropReason::Fragment));
     }
     assert_eq!(g.shared.ipf().status().v4.accepted, 0);
 }
