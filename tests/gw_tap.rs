@@ -289,6 +289,12 @@ fn a_vlan_sub_interface_carries_ping_and_tcp_through_snat() {
     let data = blob(&www, "blob", 1 << 20);
     let ns_out = gw.ns_out.clone();
     let out_log = gw.http_server(&ns_out, "192.0.2.2", 8000, &www);
+    let show = gw.ctl_ok(&["show"]);
+    assert!(
+        show.lines()
+            .any(|l| l == "port 0 vlan 10: role=inside zone=1 ipv4=10.0.10.1/24 vlan=10"),
+        "{show}"
+    );
     let host = gw.vlan_host(10, "10.0.10.2/24", "10.0.10.1");
     let ping = |gw: &Gw, dst: &str| {
         gw.exec(

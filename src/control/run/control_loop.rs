@@ -44,6 +44,10 @@ pub(super) struct GatewayCtl {
     pub shared: Arc<GatewayShared>,
     pub server: ControlServer,
     pub sweep_interval_ms: AtomicU32,
+    /// The workers' counters once they run (read by the `/ctgate/drops` telemetry
+    /// command on DPDK's telemetry thread).
+    pub worker_counters:
+        Arc<std::sync::OnceLock<Vec<Arc<crate::pipeline::worker::WorkerCounters>>>>,
 }
 
 /// What the control loop reads.

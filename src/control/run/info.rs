@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use super::launch::{pairs_list, WorkerHandle};
-use super::setup::port_role_text;
+use super::setup::{port_role_text, vlan_lines};
 use crate::config::Config;
 use crate::control::commands::GatewayInfo;
 use crate::control::counter_lines::{gateway_line, PortLine, WorkerLine};
@@ -114,6 +114,9 @@ impl GatewayInfo for Info<'_> {
                     );
                 }
                 Err(_) => s.push_str(" link=unknown\n"),
+            }
+            for l in vlan_lines(self.config, p.id()) {
+                let _ = writeln!(s, "{l}");
             }
         }
         let _ = writeln!(s, "control lcore: {}", self.main_lcore.0);

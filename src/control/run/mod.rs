@@ -27,7 +27,7 @@
 //! [`Worker`]: crate::pipeline::worker::Worker
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -42,8 +42,8 @@ use crate::pipeline::forward::Forward;
 use crate::pipeline::gateway::{GatewayShared, GatewayStep};
 use crate::pipeline::ports::{default_pairs, plan, PortLimits, PortPlan, WorkerQueues};
 use crate::pipeline::vlan::VlanTable;
-use crate::pipeline::worker::WorkerSnapshot;
-use crate::pipeline::DropCounters;
+use crate::pipeline::worker::{WorkerCounters, WorkerSnapshot};
+use crate::pipeline::{DropCounters, DropReason};
 
 /// Prints to stdout when `$verbose`.
 macro_rules! say {
@@ -200,6 +200,12 @@ pub fn run_report(
         Mode::Forward(_) => None,
     };
     let (workers, launch_error) = launched;
+    if let Some(g) = &gw {
+        // From now on `/ctgate/drops` reads them.
+        let _ = g
+            .worker_counters
+            .set(workers.iter().map(|w| Arc::clone(&w.counters)).collect());
+    }
     let reason = match launch_error {
         Some(_) => None,
         None => {
@@ -298,12 +304,27 @@ fn gateway_ctl(
     let ct = Arc::new(build_tracker(cfg, workers));
     let shared = GatewayShared::new(cfg, Arc::clone(&ct), macs)?;
     let server = ControlServer::bind(&opts.socket)?;
-    // DPDK telemetry (/ctgate/stats, /ctgate/zones, /ctgate/buckets): useful, not
+    // DPDK telemetry (/ctgate/stats, /ctgate/zones, /ctgate/buckets, /ctgate/drops): useful, not
     // essential, so a failure is reported and the gateway runs on.
+    let worker_counters: Arc<OnceLock<Vec<Arc<WorkerCounters>>>> = Arc::new(OnceLock::new());
+    let counters = Arc::clone(&worker_counters);
+    let totals: telemetry_cmds::TotalsFn = Arc::new(move || {
+        let mut t = telemetry_cmds::WorkerTotals::default();
+        for c in counters.get()? {
+            let s = c.snapshot();
+            t.rx += s.rx;
+            t.tx += s.tx;
+            t.generated += s.generated;
+            for r in DropReason::ALL {
+                t.drops.add(r, s.drops.get(r));
+            }
+        }
+        Some(t)
+    });
     if let Err(e) = dpdk::register_telemetry(
         eal,
         telemetry_cmds::COMMANDS,
-        Arc::new(telemetry_cmds::handler(Arc::clone(&ct))),
+        Arc::new(telemetry_cmds::handler(Arc::clone(&ct), totals)),
     ) {
         eprintln!("ctgate: telemetry commands not registered: {e}");
     }
@@ -313,6 +334,7 @@ fn gateway_ctl(
         shared,
         server,
         sweep_interval_ms: AtomicU32::new(cfg.datapath.sweep_interval_ms),
+        worker_counters,
     })
 }
 

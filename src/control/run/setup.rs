@@ -82,7 +82,27 @@ pub(super) fn port_role_text(pc: &crate::config::PortConfig) -> String {
     if let Some((a, l)) = pc.ipv6 {
         let _ = write!(s, " ipv6={a}/{l}");
     }
+    if let Some(v) = pc.vlan {
+        let _ = write!(s, " vlan={v}");
+    }
     s
+}
+
+/// One line per VLAN sub-interface of DPDK port `id` (other than the one
+/// `Config::port` shows on the port's own line): `port N vlan V: role=… zone=… …`.
+pub(super) fn vlan_lines(cfg: &crate::config::Config, id: u16) -> Vec<String> {
+    let shown = cfg.port(id).and_then(|p| p.vlan);
+    cfg.ports
+        .iter()
+        .filter(|p| p.port == id && p.vlan.is_some() && p.vlan != shown)
+        .map(|p| {
+            format!(
+                "port {id} vlan {}: {}",
+                p.vlan.unwrap_or(0),
+                port_role_text(p)
+            )
+        })
+        .collect()
 }
 
 /// The gateway's queue plan: any port may send to any port (including the one a frame
@@ -202,6 +222,11 @@ pub(super) fn configure_ports(
             pq.tx_queues,
             if pq.rss { "on" } else { "off" },
         );
+        if let Some(cfg) = config {
+            for l in vlan_lines(cfg, pq.id) {
+                say!(verbose, "{l}");
+            }
+        }
         macs.push((pq.id, mac));
         ports.push(port);
     }

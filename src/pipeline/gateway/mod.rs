@@ -144,7 +144,11 @@ impl GatewayStep {
         let mut ifaces = [u8::MAX; BURST];
         for (k, r) in ifaces.iter_mut().zip(rx.iter()) {
             if let Some(p) = sh.iface(in_port, r.vlan) {
-                *k = sh.port_idx[usize::from(p.id)];
+                *k = sh
+                    .port_idx
+                    .get(usize::from(p.id))
+                    .copied()
+                    .unwrap_or(u8::MAX);
             }
         }
         // Taken out while the burst is handled (no allocation: the vector moves), so the
