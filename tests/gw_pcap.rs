@@ -36,17 +36,20 @@ const PSH: u8 = 0x08;
 const FIN: u8 = 0x01;
 
 fn config() -> String {
-    ctgate::config::EMBEDDED_DEFAULT
-        .replacen(
-            "zone = 1\n",
-            "zone = 1\nnext_hop_mac = \"02:00:00:00:01:02\"\n",
-            1,
-        )
-        .replace(
-            "# next_hop_mac = \"02:00:00:00:00:02\"",
-            "next_hop_mac = \"02:00:00:00:02:02\"",
-        )
-        .replace("max_conns = 3000000", "max_conns = 4096")
+    edit_config(
+        ctgate::config::EMBEDDED_DEFAULT,
+        &[
+            (
+                "zone = 1\n",
+                "zone = 1\nnext_hop_mac = \"02:00:00:00:01:02\"\n",
+            ),
+            (
+                "# next_hop_mac = \"02:00:00:00:00:02\"",
+                "next_hop_mac = \"02:00:00:00:02:02\"",
+            ),
+            ("max_conns = 3000000", "max_conns = 4096"),
+        ],
+    )
 }
 
 /// An IPv4 frame with every checksum computed over its bytes.

@@ -298,6 +298,22 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `text` with the first occurrence of each `(from, to)` pair replaced, in order: the way
+/// a test derives its configuration from the embedded default. Panics, naming the text,
+/// when a `from` is not there (the default changed shape), rather than running the test
+/// with a configuration that silently lacks the edit.
+pub fn edit_config(text: &str, edits: &[(&str, &str)]) -> String {
+    let mut out = text.to_string();
+    for (from, to) in edits {
+        assert!(
+            out.contains(from),
+            "the configuration no longer contains {from:?}: update the test's edit"
+        );
+        out = out.replacen(from, to, 1);
+    }
+    out
+}
+
 // ---- frames -------------------------------------------------------------------------
 
 /// Builds an Ethernet frame: dst, src, EtherType, payload.

@@ -266,7 +266,8 @@ fn run_loop(
             frozen = Some(std::mem::take(&mut c));
             window.ended.store(true, Ordering::SeqCst);
         }
-        let in_window = measuring && now < end;
+        // Latencies are recorded for packets stamped in the window (not a warmup backlog).
+        let window_start = (measuring && now < end).then_some(warm_end);
         // 1. The outside sink: the servers (a few bursts per loop, so that ctgate's TX
         // rings do not fill while the generator builds packets).
         for _ in 0..SINK_BURSTS {
@@ -276,16 +277,10 @@ fn run_loop(
             let t = Tsc::now();
             for mut m in rx.drain() {
                 let f = m.data_mut();
-                let Some((p, stamp)) = traffic::classify(f) else {
-                    c.foreign += 1;
+                let Some(p) = arrived(f, t, window_start, &mut latency, &mut c.foreign) else {
                     continue;
                 };
                 c.delivered_out += 1;
-                // Only packets stamped in the window (not a warmup backlog).
-                let age = traffic::stamp_age(t, stamp);
-                if in_window && age <= t.saturating_sub(warm_end) {
-                    latency.record_ticks(age);
-                }
                 let flow = traffic::flow_of_frame(f, p, true);
                 if traffic::has_reply(flow, cfg.reply_fraction)
                     && traffic::reflect_outside(f, p, cfg.out_mac) == Answer::Reflect
@@ -308,16 +303,10 @@ fn run_loop(
             let t = Tsc::now();
             for mut m in rx.drain() {
                 let f = m.data_mut();
-                let Some((p, stamp)) = traffic::classify(f) else {
-                    c.foreign += 1;
+                let Some(p) = arrived(f, t, window_start, &mut latency, &mut c.foreign) else {
                     continue;
                 };
                 c.delivered_in += 1;
-                // Only packets stamped in the window (not a warmup backlog).
-                let age = traffic::stamp_age(t, stamp);
-                if in_window && age <= t.saturating_sub(warm_end) {
-                    latency.record_ticks(age);
-                }
                 match traffic::reflect_inside(f, p, cfg.in_mac, close) {
                     Answer::None => {}
                     Answer::Reflect => {
@@ -424,6 +413,28 @@ fn run_loop(
     })
 }
 
+/// A frame that reached a sink at TSC `t`: its protocol, its latency recorded when the
+/// window is on (`window_start`: when it began) and the frame was stamped in it; `None`,
+/// counted in `foreign`, for a frame that is not the generator's.
+#[inline(always)]
+fn arrived(
+    f: &[u8],
+    t: u64,
+    window_start: Option<u64>,
+    latency: &mut Latency,
+    foreign: &mut u64,
+) -> Option<Proto> {
+    let Some((p, stamp)) = traffic::classify(f) else {
+        *foreign += 1;
+        return None;
+    };
+    let age = traffic::stamp_age(t, stamp);
+    if window_start.is_some_and(|w| age <= t.saturating_sub(w)) {
+        latency.record_ticks(age);
+    }
+    Some(p)
+}
+
 /// Sends flow 0's packet and waits until the ring is empty again (ctgate polls); returns
 /// the TSC at which it saw that.
 fn wait_ready(
@@ -470,7 +481,7 @@ mod tests {
     #[test]
     fn steady_flows_visit_every_flow_once_per_round_in_the_given_order() {
         let mut order: Vec<u32> = (0..1000).collect();
-        crate::core::frames::Rng::new(1).shuffle(&mut order);
+        crate::flow_frames::Rng::new(1).shuffle(&mut order);
         assert_ne!(order, (0..1000).collect::<Vec<u32>>(), "shuffled");
         let mut seq = FlowSeq::new(Flows::Steady(Arc::new(order.clone())));
         for round in 0..3 {
