@@ -32,7 +32,7 @@ use crate::pipeline::{DropCounters, DropReason};
 /// gateway answered or generated, neighbour-table events and size).
 pub fn gateway_line(g: &GatewayCountersSnapshot) -> String {
     format!(
-        "gateway arp_replies={} nd_adverts={} echo_replies={} arp_requests={} nd_solicits={} time_exceeded={} neigh_learned={} held={} released={} neighbours={}",
+        "gateway arp_replies={} nd_adverts={} echo_replies={} arp_requests={} nd_solicits={} time_exceeded={} neigh_learned={} held={} released={} neighbours={} neigh_failed={}",
         g.arp_replies,
         g.nd_adverts,
         g.echo_replies,
@@ -42,7 +42,8 @@ pub fn gateway_line(g: &GatewayCountersSnapshot) -> String {
         g.neigh_learned,
         g.held,
         g.released,
-        g.neighbours
+        g.neighbours,
+        g.neigh_failed
     )
 }
 
@@ -160,6 +161,20 @@ pub fn field_u64(line: &str, key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_line_ends_with_the_failed_resolutions() {
+        let g = GatewayCountersSnapshot {
+            arp_requests: 7,
+            neighbours: 2,
+            neigh_failed: 3,
+            ..Default::default()
+        };
+        let s = gateway_line(&g);
+        assert!(s.starts_with("gateway arp_replies=0 "), "{s}");
+        assert!(s.ends_with(" neighbours=2 neigh_failed=3"), "{s}");
+        assert_eq!(field_u64(&s, "arp_requests"), Some(7));
+    }
 
     #[test]
     fn port_line_starts_with_the_contract_fields() {

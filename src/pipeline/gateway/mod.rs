@@ -53,11 +53,14 @@
 //!    [`neigh::NEIGH_RETRY_MS`]) and the packet waits in a hold slot of its output port
 //!    ([`HOLD_PER_PORT`] per port and worker) until the answer comes (then it is sent) or
 //!    [`HOLD_TIMEOUT_MS`] pass (`drop_neigh_unresolved`); a full queue is
-//!    `drop_hold_queue_full`.
+//!    `drop_hold_queue_full`. Entries follow Linux's neighbour states ([`neigh`]):
+//!    reachable for 15–30 s after a confirmation, then stale; a stale entry in use is
+//!    probed (3 unicast requests, then 3 broadcast ones) while still used, and dropped
+//!    when every probe went unanswered (counted as `neigh_failed`).
 //!
 //! No heap allocation, lock or syscall per packet: the neighbour lookup reads the worker's
-//! own copy of the table (the shared one is locked only to learn, on a miss, and for the
-//! once-a-second aging), and all scratch space is allocated in [`GatewayStep::new`].
+//! own copy of the table (the shared one is locked only to learn, on a miss, once per
+//! retry interval for a request due, and for the once-a-second aging), and all scratch space is allocated in [`GatewayStep::new`].
 //!
 //! # Files
 //!

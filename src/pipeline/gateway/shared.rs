@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::neigh::{NeighMap, NEIGH_INCOMPLETE_MS, NEIGH_TTL_MS};
+use super::neigh::{NeighMap, NeighState};
 use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
 use crate::conntrack::Conntrack;
@@ -36,6 +36,8 @@ pub struct GatewayCounters {
     pub neigh_learned: AtomicU64,
     pub held: AtomicU64,
     pub released: AtomicU64,
+    /// Neighbour resolutions that failed (every request unanswered).
+    pub neigh_failed: AtomicU64,
 }
 
 /// A copy of [`GatewayCounters`].
@@ -52,6 +54,8 @@ pub struct GatewayCountersSnapshot {
     pub released: u64,
     /// Entries in the neighbour table now.
     pub neighbours: u64,
+    /// Neighbour resolutions that failed.
+    pub neigh_failed: u64,
 }
 
 pub(super) fn bump(a: &AtomicU64) {
@@ -396,6 +400,7 @@ impl GatewayShared {
             held: l(&c.held),
             released: l(&c.released),
             neighbours: self.neigh_lock().len() as u64,
+            neigh_failed: l(&c.neigh_failed),
         }
     }
 
@@ -522,27 +527,36 @@ impl GatewayShared {
         }
         if let Some((e, _)) = n.entry(port, addr) {
             let changed = !e.resolved || e.mac.0 != mac;
-            e.mac = MacAddr(mac);
-            e.resolved = true;
-            e.updated_ms = now;
+            let was = e.state(now);
+            e.confirm(MacAddr(mac), now);
             if changed {
                 bump(&self.counters.neigh_learned);
+            }
+            // Workers' copies must see a new MAC, and a stale or probing entry turned
+            // reachable (else they would keep probing it).
+            if changed || was != NeighState::Reachable {
                 self.neigh_gen.fetch_add(1, Ordering::Release);
             }
         }
     }
 
-    /// Forgets entries that aged out.
+    /// Forgets entries that aged out or whose resolution failed (counted).
     pub(super) fn age_neighbours(&self, now: u64) {
         let mut n = self.neigh_lock();
-        let removed = n.retain(|e| {
-            if e.resolved {
-                now.saturating_sub(e.updated_ms) >= NEIGH_TTL_MS
-            } else {
-                e.requested_ms == u64::MAX
-                    || now.saturating_sub(e.requested_ms) >= NEIGH_INCOMPLETE_MS
+        let mut failed = 0;
+        let removed = n.retain(|e| match e.dead(now) {
+            Some(f) => {
+                failed += u64::from(f);
+                true
             }
+            None => false,
         });
+        drop(n);
+        if failed > 0 {
+            self.counters
+                .neigh_failed
+                .fetch_add(failed, Ordering::Relaxed);
+        }
         if removed > 0 {
             self.neigh_gen.fetch_add(1, Ordering::Release);
         }
