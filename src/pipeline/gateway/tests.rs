@@ -1427,3 +1427,51 @@ fn a_next_hop_that_never_answers_its_probes_is_dropped_and_counted() {
     assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
     assert_eq!(arp_requests_to(&g.take_emitted()), vec![[0xff; 6]]);
 }
+
+/// Address-only NAT (GRE here) admits one inside host per server per pool address: with
+/// the default one-address pool, a second inside host's GRE to the same server is refused
+/// as `nat_exhausted`; the server's GRE goes to the first host only.
+#[test]
+fn a_second_inside_host_with_gre_to_the_same_server_is_refused_not_misdelivered() {
+    const HOST2: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x03];
+    const H4B: [u8; 4] = [10, 0, 0, 3];
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    g.send(&arp(1, HOST2, H4B, [0; 6], GW_IN4, [0xff; 6]), 0);
+    g.take_emitted();
+    let gre = [0u8, 0, 0x08, 0x00, 0x45, 0, 0, 0];
+    let (v, out) = g.send(&ip4(GW0, HOST, H4, SERVER4, 64, 47, &gre), 0);
+    fwd(v, 1);
+    assert_eq!(out, ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 47, &gre));
+    let (v, _) = g.send(&ip4(GW0, HOST2, H4B, SERVER4, 64, 47, &gre), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NatExhausted));
+    // The server's GRE to the pool address reaches the first host.
+    let (v, back) = g.send(&ip4(GW1, ROUTER, SERVER4, GW_OUT4, 64, 47, &gre), 1);
+    fwd(v, 0);
+    assert_eq!(back, ip4(HOST, GW0, SERVER4, H4, 63, 47, &gre));
+    // Another server is another reply tuple: the second host gets through to it.
+    let other = [203, 0, 113, 9];
+    let (v, _) = g.send(&ip4(GW0, HOST2, H4B, other, 64, 47, &gre), 0);
+    fwd(v, 1);
+}
+
+/// A unicast neighbour solicitation (a probe of a known IPv6 neighbour) goes to the
+/// neighbour's address and MAC; the multicast one to the solicited-node group.
+#[test]
+fn a_unicast_ns_probe_is_addressed_to_the_neighbour() {
+    use super::originated::ns_request_to;
+    let (src, target) = (v6("fd00:0:0:2::1"), v6("fd00:0:0:2::2"));
+    let mut buf = [0u8; 128];
+    let n = ns_request_to(&mut buf, MacAddr(GW1), Some(MacAddr(ROUTER)), &src, &target).unwrap();
+    let f = &buf[..n];
+    assert_eq!((&f[..6], &f[6..12]), (&ROUTER[..], &GW1[..]));
+    assert_eq!(&f[22..38], &src);
+    assert_eq!(&f[38..54], &target, "to the neighbour itself");
+    assert_eq!((f[54], &f[62..78]), (135, &target[..]));
+    verify_frame(f).unwrap();
+    let n = ns_request_to(&mut buf, MacAddr(GW1), None, &src, &target).unwrap();
+    let f = &buf[..n];
+    assert_eq!(&f[..6], &[0x33, 0x33, 0xff, 0, 0, 2]);
+    assert_eq!(&f[38..41], &[0xff, 0x02, 0]);
+    verify_frame(f).unwrap();
+}
