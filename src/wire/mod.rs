@@ -1,4 +1,4 @@
-//! Packet views (smoltcp style: `Packet<T: AsRef<[u8]>>`, a private `mod field`,
+//! Packet views (smoltcp style: `Packet<T: AsRef<[u8]>>`, a `mod field` of named byte ranges,
 //! one `check_len`), checksum helpers and one-pass frame classification.
 //!
 //! # Views
@@ -45,6 +45,7 @@ use core::fmt;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod fixed;
 pub mod frame_checksums;
 pub mod icmpv4;
 pub mod icmpv6;
