@@ -54,6 +54,7 @@ pub mod ipv6;
 pub mod parse;
 pub mod proto;
 pub mod tcp;
+pub mod testframe;
 pub mod udp;
 
 pub use self::parse::{
