@@ -252,7 +252,11 @@ pub fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<
     e.set_dst_addr(dst);
     e.set_src_addr(src);
     e.set_ethertype(ethertype);
-    e.payload_mut().copy_from_slice(payload);
+    // After the 14-byte header as it is, even when `ethertype` is a VLAN TPID (the view's
+    // payload would start after the tag).
+    if let Some(p) = f.get_mut(ethernet::HEADER_LEN..) {
+        p.copy_from_slice(payload);
+    }
     f
 }
 
