@@ -254,12 +254,6 @@ pub fn echo_reply_in_place(frame: &mut [u8], v6: bool, l3: usize, l4: usize, mac
         ip.set_src_addr(d);
         ip.set_dst_addr(s);
         ip.set_hop_limit(OWN_TTL);
-        let mut m = icmpv6::Packet::new_unchecked(msg);
-        let old = u16::from_be_bytes([m.msg_type(), m.msg_code()]);
-        m.set_msg_type(icmpv6::msg_type::ECHO_REPLY);
-        let new = u16::from_be_bytes([m.msg_type(), m.msg_code()]);
-        let c = checksum::update_u16(m.checksum(), old, new);
-        m.set_checksum(c);
     } else {
         let mut ip = ipv4::Packet::new_unchecked(ip);
         let (s, d) = (ip.src_addr(), ip.dst_addr());
@@ -270,13 +264,20 @@ pub fn echo_reply_in_place(frame: &mut [u8], v6: bool, l3: usize, l4: usize, mac
         let new = u16::from_be_bytes([ip.ttl(), ip.protocol()]);
         let c = checksum::update_u16(ip.checksum(), old, new);
         ip.set_checksum(c);
-        let mut m = icmpv4::Packet::new_unchecked(msg);
-        let old = u16::from_be_bytes([m.msg_type(), m.msg_code()]);
-        m.set_msg_type(icmpv4::msg_type::ECHO_REPLY);
-        let new = u16::from_be_bytes([m.msg_type(), m.msg_code()]);
-        let c = checksum::update_u16(m.checksum(), old, new);
-        m.set_checksum(c);
     }
+    // ICMPv6 has ICMPv4's type, code and checksum fields, and the type change needs no
+    // pseudo-header: one view serves both.
+    let reply = if v6 {
+        icmpv6::msg_type::ECHO_REPLY
+    } else {
+        icmpv4::msg_type::ECHO_REPLY
+    };
+    let mut m = icmpv4::Packet::new_unchecked(msg);
+    let old = u16::from_be_bytes([m.msg_type(), m.msg_code()]);
+    m.set_msg_type(reply);
+    let new = u16::from_be_bytes([m.msg_type(), m.msg_code()]);
+    let c = checksum::update_u16(m.checksum(), old, new);
+    m.set_checksum(c);
     true
 }
 
