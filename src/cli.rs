@@ -7,7 +7,7 @@
 //! Everything before the first `--` goes to DPDK's EAL untouched; everything after it is
 //! ctgate's own. Parsing is pure Rust with no DPDK, so it is unit-tested on its own. Each
 //! ctgate option is one row of [`APP_OPTIONS`] (which also writes `--help`) and one arm
-//! in [`parse_app_args`]: adding an option means adding a field to [`AppArgs`], a row
+//! in [`parse_app_args`]: adding an option means adding a field to [`AppArgs`] or [`RunOptions`], a row
 //! and an arm.
 //!
 //! Two modes: without `--pair`, ctgate runs the NAT gateway on its configuration (the
@@ -18,6 +18,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::control::run_options::RunOptions;
 use crate::pipeline::MacAddr;
 
 /// What the command line asks for.
@@ -40,48 +41,21 @@ pub struct Cli {
     pub app: AppArgs,
 }
 
-/// ctgate's own options (after `--`).
-#[derive(Clone, Debug, PartialEq)]
+/// ctgate's own options (after `--`): the configuration file, and what the run is told
+/// ([`RunOptions`], owned by the control layer; the CLI only fills them).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AppArgs {
     /// The gateway's configuration file (`--config FILE`); `None`: the embedded default.
     pub config: Option<PathBuf>,
-    /// The control socket (`--socket PATH`).
-    pub socket: PathBuf,
-    /// Port pairs for the plain forwarding mode (`--pair A:B`, repeatable); empty means
-    /// the gateway mode.
-    pub pairs: Vec<(u16, u16)>,
-    /// Destination MAC written into every forwarded frame (`--next-hop-mac`).
-    pub next_hop_mac: MacAddr,
-    /// Stop once no packet has been received for this long (`--exit-when-idle MS`).
-    pub exit_when_idle: Option<Duration>,
-    /// Stop after this long (`--duration SECS`).
-    pub duration: Option<Duration>,
-    /// No per-second stats line (`--quiet`); final counters are still printed.
-    pub quiet: bool,
-    /// Least number of mbufs in each packet mempool (`--mbufs N`); `None`: sized for the
-    /// port plan alone. Needed when a port preloads its input (net_pcap `infinite_rx=1`).
-    pub mbufs: Option<u32>,
+    /// `--socket`, `--pair`, `--next-hop-mac`, `--exit-when-idle`, `--duration`,
+    /// `--quiet`, `--mbufs`.
+    pub run: RunOptions,
 }
 
 impl AppArgs {
     /// True for the plain forwarding mode (`--pair` given).
     pub fn forwarding_mode(&self) -> bool {
-        !self.pairs.is_empty()
-    }
-}
-
-impl Default for AppArgs {
-    fn default() -> Self {
-        AppArgs {
-            config: None,
-            socket: PathBuf::from(crate::control::protocol::DEFAULT_SOCKET),
-            pairs: Vec::new(),
-            next_hop_mac: DEFAULT_NEXT_HOP_MAC,
-            exit_when_idle: None,
-            duration: None,
-            quiet: false,
-            mbufs: None,
-        }
+        !self.run.pairs.is_empty()
     }
 }
 
@@ -315,15 +289,15 @@ pub fn parse_app_args(args: &[String]) -> Result<AppArgs, CliError> {
                 if value.is_empty() {
                     return Err(CliError("--socket needs a path".into()));
                 }
-                out.socket = PathBuf::from(value);
+                out.run.socket = PathBuf::from(value);
             }
-            "--pair" => out.pairs.push(parse_pair(&value)?),
+            "--pair" => out.run.pairs.push(parse_pair(&value)?),
             "--next-hop-mac" => {
                 if seen_mac {
                     return Err(CliError("--next-hop-mac given twice".into()));
                 }
                 seen_mac = true;
-                out.next_hop_mac = value
+                out.run.next_hop_mac = value
                     .parse()
                     .map_err(|e: String| CliError(format!("--next-hop-mac: {e}")))?;
             }
@@ -333,7 +307,7 @@ pub fn parse_app_args(args: &[String]) -> Result<AppArgs, CliError> {
                         "--exit-when-idle: {value:?} is not a positive number of milliseconds"
                     ))
                 })?;
-                out.exit_when_idle = Some(Duration::from_millis(ms));
+                out.run.exit_when_idle = Some(Duration::from_millis(ms));
             }
             "--duration" => {
                 let secs = value
@@ -346,9 +320,9 @@ pub fn parse_app_args(args: &[String]) -> Result<AppArgs, CliError> {
                             "--duration: {value:?} is not a positive number of seconds"
                         ))
                     })?;
-                out.duration = Some(secs);
+                out.run.duration = Some(secs);
             }
-            "--quiet" => out.quiet = true,
+            "--quiet" => out.run.quiet = true,
             "--mbufs" => {
                 let n: u32 = value
                     .parse()
@@ -359,7 +333,7 @@ pub fn parse_app_args(args: &[String]) -> Result<AppArgs, CliError> {
                             "--mbufs: {value:?} is not a number of mbufs in 1..={MAX_MBUFS}"
                         ))
                     })?;
-                out.mbufs = Some(n);
+                out.run.mbufs = Some(n);
             }
             // --help/--version are handled before; any other row needs an arm here.
             _ => return Err(CliError(format!("option {name} is not handled"))),
@@ -427,14 +401,14 @@ mod tests {
             c.eal_args,
             ["--no-huge", "-m", "512", "--vdev", "net_null0"]
         );
-        assert_eq!(c.app.pairs, vec![(0, 1), (2, 3)]);
-        assert_eq!(c.app.next_hop_mac, MacAddr([2, 0, 0, 0, 0, 1]));
-        assert_eq!(c.app.exit_when_idle, Some(Duration::from_millis(250)));
-        assert_eq!(c.app.duration, Some(Duration::from_millis(1500)));
-        assert!(c.app.quiet);
-        assert_eq!(c.app.mbufs, None);
+        assert_eq!(c.app.run.pairs, vec![(0, 1), (2, 3)]);
+        assert_eq!(c.app.run.next_hop_mac, MacAddr([2, 0, 0, 0, 0, 1]));
+        assert_eq!(c.app.run.exit_when_idle, Some(Duration::from_millis(250)));
+        assert_eq!(c.app.run.duration, Some(Duration::from_millis(1500)));
+        assert!(c.app.run.quiet);
+        assert_eq!(c.app.run.mbufs, None);
         assert_eq!(
-            run(&["--", "--mbufs", "300000"]).unwrap().app.mbufs,
+            run(&["--", "--mbufs", "300000"]).unwrap().app.run.mbufs,
             Some(300_000)
         );
     }
@@ -444,7 +418,7 @@ mod tests {
         let c = run(&["-l", "0,1", "--vdev", "net_null0"]).unwrap();
         assert_eq!(c.eal_args, ["-l", "0,1", "--vdev", "net_null0"]);
         assert_eq!(c.app, AppArgs::default());
-        assert_eq!(c.app.next_hop_mac, MacAddr::BROADCAST);
+        assert_eq!(c.app.run.next_hop_mac, MacAddr::BROADCAST);
         let c = run(&[]).unwrap();
         assert!(c.eal_args.is_empty());
         let c = run(&["--"]).unwrap();
@@ -456,11 +430,11 @@ mod tests {
         let c = run(&["--", "--config", "/etc/g.toml", "--socket=/tmp/s.sock"]).unwrap();
         assert!(!c.app.forwarding_mode());
         assert_eq!(c.app.config, Some(PathBuf::from("/etc/g.toml")));
-        assert_eq!(c.app.socket, PathBuf::from("/tmp/s.sock"));
+        assert_eq!(c.app.run.socket, PathBuf::from("/tmp/s.sock"));
         let c = run(&[]).unwrap();
         assert_eq!(c.app.config, None);
         assert_eq!(
-            c.app.socket,
+            c.app.run.socket,
             PathBuf::from(crate::control::protocol::DEFAULT_SOCKET)
         );
         assert!(run(&["--", "--pair", "0:1"]).unwrap().app.forwarding_mode());

@@ -110,6 +110,10 @@ impl fmt::Display for Prefix {
 pub struct PortConfig {
     /// DPDK port id.
     pub port: u16,
+    /// The 802.1Q VLAN id of a VLAN sub-interface (`port = N, vlan = V`): its own
+    /// interface on port N, for frames tagged V (the tag stripped on receive and pushed on
+    /// transmit). `None`: the port's untagged interface.
+    pub vlan: Option<u16>,
     pub role: Role,
     /// The gateway's IPv4 address on the port and its connected prefix.
     pub ipv4: Option<(Ipv4Addr, u8)>,
@@ -334,6 +338,7 @@ impl Default for RawDatapath {
 #[serde(deny_unknown_fields)]
 struct RawPort {
     port: Spanned<u16>,
+    vlan: Option<Spanned<u16>>,
     role: Spanned<String>,
     ipv4: Option<Spanned<String>>,
     ipv6: Option<Spanned<String>>,
@@ -579,9 +584,24 @@ impl Config {
         validate(raw, &lines)
     }
 
-    /// The port with DPDK id `id`.
+    /// The untagged interface of DPDK port `id` (or, on a port with only VLAN
+    /// sub-interfaces, its first one).
     pub fn port(&self, id: u16) -> Option<&PortConfig> {
-        self.ports.iter().find(|p| p.port == id)
+        self.ports
+            .iter()
+            .find(|p| p.port == id && p.vlan.is_none())
+            .or_else(|| self.ports.iter().find(|p| p.port == id))
+    }
+
+    /// The DPDK ports the configuration uses, each once, in order of first mention.
+    pub fn port_ids(&self) -> Vec<u16> {
+        let mut ids: Vec<u16> = Vec::new();
+        for p in &self.ports {
+            if !ids.contains(&p.port) {
+                ids.push(p.port);
+            }
+        }
+        ids
     }
 }
 
@@ -633,12 +653,22 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
     for (i, p) in raw.ports.iter().enumerate() {
         let f = |n: &str| format!("port[{i}].{n}");
         let id = *p.port.get_ref();
-        if ports.iter().any(|q| q.port == id) {
-            return lines.err(
-                p.port.span(),
-                f("port"),
-                format!("port {id} is configured twice"),
-            );
+        let vlan = p.vlan.as_ref().map(|v| *v.get_ref());
+        if let Some(v) = &p.vlan {
+            if !(1..=4094).contains(v.get_ref()) {
+                return lines.err(
+                    v.span(),
+                    f("vlan"),
+                    format!("VLAN id {} is out of range (1 to 4094)", v.get_ref()),
+                );
+            }
+        }
+        if ports.iter().any(|q| q.port == id && q.vlan == vlan) {
+            let (span, msg) = match (&p.vlan, vlan) {
+                (Some(s), Some(v)) => (s.span(), format!("port {id} vlan {v} is configured twice")),
+                _ => (p.port.span(), format!("port {id} is configured twice")),
+            };
+            return lines.err(span, f(if vlan.is_some() { "vlan" } else { "port" }), msg);
         }
         let role = match p.role.get_ref().as_str() {
             "inside" => Role::Inside,
@@ -707,6 +737,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         };
         ports.push(PortConfig {
             port: id,
+            vlan,
             role,
             ipv4,
             ipv6,
@@ -929,6 +960,40 @@ mod tests {
         assert_eq!(c.datapath.sweep_interval_ms, 20_000);
     }
 
+    #[test]
+    fn embedded_default_sets_the_nat_rfcs_timeouts() {
+        let c = Config::embedded().unwrap();
+        let get = |a: TimeoutAttr| {
+            c.timeouts
+                .iter()
+                .find(|(x, _)| *x == a)
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| a.default_secs())
+        };
+        // RFC 4787 REQ-5: UDP mappings at least 2 min (5 min recommended, used once both
+        // directions were seen).
+        assert!(get(TimeoutAttr::UdpFirst) >= 120);
+        assert!(get(TimeoutAttr::UdpSingle) >= 120);
+        assert!(get(TimeoutAttr::UdpMultiple) >= 300);
+        // RFC 5508 REQ-1: ICMP query mappings at least 60 s.
+        assert!(get(TimeoutAttr::IcmpFirst) >= 60);
+        assert!(get(TimeoutAttr::IcmpReply) >= 60);
+        // RFC 5382 REQ-5: established at least 2 h 4 min, transitory at least 4 min.
+        assert!(get(TimeoutAttr::TcpEstablished) >= 2 * 3600 + 4 * 60);
+        for a in [
+            TimeoutAttr::TcpSynSent,
+            TimeoutAttr::TcpSynRecv,
+            TimeoutAttr::TcpFinWait,
+            TimeoutAttr::TcpTimeWait,
+            TimeoutAttr::TcpClose,
+        ] {
+            assert!(get(a) >= 240, "{}", a.name());
+        }
+        // The tracker's own defaults stay Open vSwitch's.
+        assert_eq!(TimeoutAttr::UdpMultiple.default_secs(), 30);
+        assert_eq!(TimeoutAttr::IcmpReply.default_secs(), 30);
+    }
+
     fn err(text: &str) -> String {
         Config::parse(text, "t.toml").unwrap_err().to_string()
     }
@@ -970,6 +1035,48 @@ mod tests {
                 got.starts_with(want),
                 "config:\n{full}\nwant: {want}\ngot:  {got}"
             );
+        }
+    }
+
+    #[test]
+    fn vlan_sub_interfaces_are_their_own_interfaces_on_one_port() {
+        let text = format!(
+            "{PORTS}[[port]]\nport = 0\nvlan = 10\nrole = \"inside\"\nipv4 = \"10.0.10.1/24\"\nzone = 5\n[[port]]\nport = 0\nvlan = 20\nrole = \"outside\"\nipv6 = \"fd00:20::1/64\"\n"
+        );
+        let c = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!(c.ports.len(), 4);
+        let v10 = &c.ports[2];
+        assert_eq!(
+            (v10.port, v10.vlan, v10.role, v10.zone),
+            (0, Some(10), Role::Inside, 5)
+        );
+        assert_eq!(v10.ipv4, Some(("10.0.10.1".parse().unwrap(), 24)));
+        assert_eq!(
+            (c.ports[3].vlan, c.ports[3].role),
+            (Some(20), Role::Outside)
+        );
+        assert_eq!(c.ports[0].vlan, None);
+        assert_eq!(c.port_ids(), [0, 1]);
+        assert_eq!(
+            c.port(0).unwrap().vlan,
+            None,
+            "port(id) is the untagged one"
+        );
+    }
+
+    #[test]
+    fn bad_vlan_sub_interfaces_name_file_line_and_field() {
+        for (extra, want) in [
+            ("[[port]]\nport = 0\nvlan = 0\nrole = \"inside\"\nipv4 = \"10.0.10.1/24\"\n", "t.toml:11: port[2].vlan: VLAN id 0 is out of range (1 to 4094)"),
+            ("[[port]]\nport = 0\nvlan = 4095\nrole = \"inside\"\nipv4 = \"10.0.10.1/24\"\n", "t.toml:11: port[2].vlan: VLAN id 4095 is out of range (1 to 4094)"),
+            ("[[port]]\nport = 0\nvlan = 7\nrole = \"inside\"\nipv4 = \"10.0.10.1/24\"\n[[port]]\nport = 0\nvlan = 7\nrole = \"inside\"\nipv4 = \"10.0.11.1/24\"\n", "t.toml:16: port[3].vlan: port 0 vlan 7 is configured twice"),
+            ("[[port]]\nport = 1\nrole = \"inside\"\nipv4 = \"10.0.10.1/24\"\n", "t.toml:10: port[2].port: port 1 is configured twice"),
+        ] {
+            let got = Config::parse(&format!("{PORTS}{extra}"), "t.toml")
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(got, want, "{extra}");
         }
     }
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use ctgate::cli::{self, Command};
 use ctgate::config::Config;
-use ctgate::control::gateway;
+use ctgate::control::run;
 use ctgate::dpdk::{dpdk_version, Eal};
 
 /// Exit code for bad arguments (command line, configuration file or EAL options).
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
             });
         }
     };
-    let result = gateway::run(&eal, &cli.app, config.as_ref());
+    let result = run::run(&eal, &cli.app.run, config.as_ref());
     if let Err(e) = eal.cleanup() {
         eprintln!("ctgate: {e}");
     }

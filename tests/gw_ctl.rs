@@ -172,12 +172,27 @@ fn ctgate_ctl_commands_against_the_running_gateway() {
     );
     assert_eq!(bkts_sum(&bkts), 2, "{bkts}");
     // The same figures through DPDK telemetry (/ctgate/...), as dpdk-telemetry.py reads them.
-    let tel = telemetry(&gw, &["/ctgate/stats", "/ctgate/zones", "/ctgate/buckets"]);
+    let tel = telemetry(
+        &gw,
+        &[
+            "/ctgate/stats",
+            "/ctgate/zones",
+            "/ctgate/buckets",
+            "/ctgate/drops",
+        ],
+    );
     assert_eq!(tel[0]["/ctgate/stats"]["n_conns"], 2, "{tel:?}");
     assert_eq!(tel[0]["/ctgate/stats"]["created"], 2, "{tel:?}");
     assert_eq!(tel[1]["/ctgate/zones"]["zone_1"]["count"], 2, "{tel:?}");
     assert_eq!(tel[2]["/ctgate/buckets"]["buckets"], 64, "{tel:?}");
     assert_eq!(tel[2]["/ctgate/buckets"]["connections"], 2, "{tel:?}");
+    // The workers' packets and drops by reason, named as in the worker= lines.
+    let drops = &tel[3]["/ctgate/drops"];
+    assert!(drops["rx"].as_u64().unwrap_or(0) > 0, "{tel:?}");
+    assert!(drops["tx"].as_u64().unwrap_or(0) > 0, "{tel:?}");
+    for k in ["generated", "drop_martian_src", "drop_vlan", "drop_too_big"] {
+        assert!(drops[k].is_u64(), "{k}: {tel:?}");
+    }
     let stats = gw.ctl_ok(&["ct-stats-show"]);
     assert!(
         stats.starts_with("Connections Stats:\n    Total: 2\n"),

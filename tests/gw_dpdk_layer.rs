@@ -132,16 +132,18 @@ fn held_and_generated_mbufs_are_freed_exactly_once() {
     let lcore = dpdk::worker_lcores(&eal)[0];
     dpdk::launch(&eal, lcore, move || worker.run()).unwrap();
 
-    // 4 fresh + 4 generated + 1 released + 1 forwarded come in.
+    // 4 fresh + 4 generated + 1 released + 1 forwarded come in; once all ten were
+    // received, frames are only freed (nothing more is generated), down to the one kept
+    // in slot 1.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while counters.snapshot().rx < 10 && Instant::now() < deadline {
+    while !(counters.snapshot().rx >= 10 && pool.in_use() == 1) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(50));
     assert_eq!(
         pool.in_use(),
         1,
-        "only the frame kept in slot 1 is still allocated"
+        "only the frame kept in slot 1 is still allocated (rx={})",
+        counters.snapshot().rx
     );
     stop.store(true, Ordering::SeqCst);
     assert_eq!(dpdk::wait_lcore(&eal, lcore), 0);

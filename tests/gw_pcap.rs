@@ -37,17 +37,20 @@ const PSH: u8 = 0x08;
 const FIN: u8 = 0x01;
 
 fn config() -> String {
-    ctgate::config::EMBEDDED_DEFAULT
-        .replacen(
-            "zone = 1\n",
-            "zone = 1\nnext_hop_mac = \"02:00:00:00:01:02\"\n",
-            1,
-        )
-        .replace(
-            "# next_hop_mac = \"02:00:00:00:00:02\"",
-            "next_hop_mac = \"02:00:00:00:02:02\"",
-        )
-        .replace("max_conns = 3000000", "max_conns = 4096")
+    edit_config(
+        ctgate::config::EMBEDDED_DEFAULT,
+        &[
+            (
+                "zone = 1\n",
+                "zone = 1\nnext_hop_mac = \"02:00:00:00:01:02\"\n",
+            ),
+            (
+                "# next_hop_mac = \"02:00:00:00:00:02\"",
+                "next_hop_mac = \"02:00:00:00:02:02\"",
+            ),
+            ("max_conns = 3000000", "max_conns = 4096"),
+        ],
+    )
 }
 
 /// An IPv4 frame with every checksum filled (`ctgate::wire::testframe`).
@@ -142,7 +145,8 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
         inside_in: inside_flows(ph0, ph1).into_iter().map(|p| p.0).collect(),
         outside_in: outside_flows(ph0, ph1).into_iter().map(|p| p.0).collect(),
     };
-    // A malformed packet from inside (IHL 4) and an unsolicited SYN from outside.
+    // A malformed packet from inside (IHL 4) and an unsolicited SYN from outside to the
+    // gateway's address.
     let mut bad = ip4(ph0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, b"bad"));
     bad[14] = 0x44;
     t.inside_in.push(bad);
@@ -238,6 +242,266 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
     assert_eq!(sum("rx"), 14, "{out}");
     assert_eq!(sum("tx"), 12, "{out}");
     assert_eq!(sum("drop_malformed"), 1, "{out}");
-    assert_eq!(sum("drop_policy_denied"), 1, "{out}");
+    // The unsolicited SYN is to the gateway's own (pool) address: `local`.
+    assert_eq!(sum("drop_local"), 1, "{out}");
+    assert_eq!(sum("drop_policy_denied"), 0, "{out}");
     assert_eq!(sum("dropped"), 2, "{out}");
+}
+
+/// An IPv6 frame (hop limit 64) with every checksum computed over its bytes.
+fn ip6(dmac: [u8; 6], smac: [u8; 6], src: &str, dst: &str, next: u8, l4: &[u8]) -> Vec<u8> {
+    let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let mut l3 = vec![0x60, 0, 0, 0];
+    l3.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    l3.extend_from_slice(&[next, 64]);
+    l3.extend_from_slice(&a(src));
+    l3.extend_from_slice(&a(dst));
+    l3.extend_from_slice(l4);
+    let mut f = ether(dmac, smac, 0x86dd, &l3);
+    ctgate::wire::frame_checksums::fill_frame(&mut f).unwrap();
+    f
+}
+
+/// `f` with 802.1Q/802.1ad tags (TPID, VLAN id) inserted after the MAC addresses.
+fn tagged(f: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    let mut t = f[..12].to_vec();
+    for (tpid, vid) in tags {
+        t.extend_from_slice(&tpid.to_be_bytes());
+        t.extend_from_slice(&vid.to_be_bytes());
+    }
+    t.extend_from_slice(&f[12..]);
+    t
+}
+
+/// A UDP/IPv4 frame from the inside host to the server with the IPv4 options `opts`
+/// (a multiple of 4 bytes), checksums computed.
+fn ip4_opts(dmac: [u8; 6], smac: [u8; 6], ttl: u8, opts: &[u8]) -> Vec<u8> {
+    let l4 = udp(5353, 53, b"opts");
+    let hl = 20 + opts.len();
+    let mut l3 = vec![0x40 | (hl / 4) as u8, 0];
+    l3.extend_from_slice(&((hl + l4.len()) as u16).to_be_bytes());
+    l3.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, 17, 0, 0]);
+    l3.extend_from_slice(&H4);
+    l3.extend_from_slice(&SERVER4);
+    l3.extend_from_slice(opts);
+    l3.extend_from_slice(&l4);
+    let mut f = ether(dmac, smac, 0x0800, &l3);
+    ctgate::wire::frame_checksums::fill_frame(&mut f).unwrap();
+    f
+}
+
+/// The hostile cases of issue 19, all sent to the inside port's MAC: each with the drop
+/// reason it must be counted under.
+fn hostile(m0: [u8; 6]) -> Vec<(&'static str, Vec<u8>)> {
+    let u = udp(5353, 53, b"hostile");
+    let v4 = |src: [u8; 4], dst: [u8; 4]| ip4(m0, HOST, src, dst, 64, 17, &u);
+    let echo4 = |src: [u8; 4]| ip4(m0, HOST, src, [10, 0, 0, 1], 64, 1, &echo(8, 7, 1));
+    let v6 = |src: &str, dst: &str| ip6(m0, HOST, src, dst, 17, &u);
+    let mut echo6 = vec![128, 0, 0, 0, 0, 7, 0, 1];
+    echo6.extend_from_slice(b"pingdata");
+    let mut v = vec![
+        // A tag on a port without VLAN configuration: 802.1Q, QinQ, tagged ARP.
+        ("vlan", tagged(&v4(H4, SERVER4), &[(0x8100, 100)])),
+        (
+            "vlan",
+            tagged(&v4(H4, SERVER4), &[(0x88a8, 10), (0x8100, 20)]),
+        ),
+        (
+            "vlan",
+            tagged(
+                &ether(
+                    [0xff; 6],
+                    HOST,
+                    0x0806,
+                    &[
+                        0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 1, 2, 10, 0, 0, 2, 0, 0, 0, 0, 0, 0,
+                        10, 0, 0, 1,
+                    ],
+                ),
+                &[(0x8100, 100)],
+            ),
+        ),
+        // Source routes; a router alert option passes (forwarded, below).
+        (
+            "source_route",
+            ip4_opts(m0, HOST, 64, &[1, 0x83, 7, 4, 192, 0, 2, 9]),
+        ),
+        (
+            "source_route",
+            ip4_opts(m0, HOST, 64, &[0x89, 7, 4, 192, 0, 2, 9, 0]),
+        ),
+    ];
+    for src in [
+        [0, 0, 0, 0],
+        [0, 1, 2, 3],
+        [127, 0, 0, 1],
+        [224, 0, 0, 9],
+        [240, 0, 0, 1],
+        [255, 255, 255, 255],
+        [169, 254, 1, 1],
+        [10, 0, 0, 1],  // the gateway's own address
+        [192, 0, 2, 1], // its SNAT pool
+    ] {
+        v.push(("martian_src", v4(src, SERVER4)));
+    }
+    // Pings of the gateway from martian sources: no echo reply.
+    for src in [
+        [224, 0, 0, 9],
+        [255, 255, 255, 255],
+        [0, 0, 0, 0],
+        [127, 0, 0, 1],
+    ] {
+        v.push(("martian_src", echo4(src)));
+    }
+    for dst in [
+        [0, 0, 0, 1],
+        [127, 0, 0, 1],
+        [240, 0, 0, 1],
+        [169, 254, 9, 9],
+    ] {
+        v.push(("martian_dst", v4(H4, dst)));
+    }
+    for src in [
+        "::",
+        "::1",
+        "ff02::1",
+        "::ffff:10.0.0.2",
+        "::10.0.0.2",
+        "fe80::1",
+        "fd00:0:0:1::1",
+    ] {
+        v.push(("martian_src", v6(src, "2001:db8::7")));
+    }
+    for src in ["::1", "ff02::1"] {
+        v.push((
+            "martian_src",
+            ip6(m0, HOST, src, "fd00:0:0:1::1", 58, &echo6),
+        ));
+    }
+    for dst in ["::1", "::ffff:198.51.100.7", "::198.51.100.7", "fe80::2"] {
+        v.push(("martian_dst", v6("fd00:0:0:1::2", dst)));
+    }
+    // A bad IPv4 header checksum.
+    let mut bad = v4(H4, SERVER4);
+    bad[24] ^= 0x55;
+    v.push(("bad_ip_checksum", bad));
+    // Longer than an mbuf's data room (2048 bytes).
+    let big = vec![0xab; 3000];
+    v.push((
+        "too_big",
+        ip4(m0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, &big)),
+    ));
+    // A first fragment (more fragments follows).
+    let mut frag = v4(H4, SERVER4);
+    frag[20] = 0x20;
+    frag[21] = 0;
+    ctgate::wire::frame_checksums::fill_frame(&mut frag).unwrap();
+    v.push(("fragment", frag));
+    v
+}
+
+/// Issue 19: every hostile case through the gateway on net_pcap: nothing of it is
+/// forwarded or answered, each is counted under its own reason, a packet with an IPv4
+/// option other than a source route passes, and the worker's counters add up with a
+/// generated frame (a time exceeded for a TTL 1 packet): `rx - dropped + generated = tx`.
+#[test]
+fn hostile_frames_are_never_forwarded_and_each_is_counted_under_its_reason() {
+    let _lock = dpdk_lock();
+    let s = Scratch::new("gwhostile");
+    let (m0, m1) = (NET_PCAP_MAC0, NET_PCAP_MAC1);
+    let cases = hostile(m0);
+    // Router alert (kind 0x94, 4 bytes): forwarded, SNATed, TTL 63.
+    let passes = ip4_opts(m0, HOST, 64, &[0x94, 4, 0, 0]);
+    let mut want_out = passes.clone();
+    want_out[..6].copy_from_slice(&ROUTER);
+    want_out[6..12].copy_from_slice(&m1);
+    want_out[22] = 63;
+    want_out[26..30].copy_from_slice(&POOL4);
+    ctgate::wire::frame_checksums::fill_frame(&mut want_out).unwrap();
+
+    // TTL 1: dropped, and a time exceeded is generated back to the host.
+    let expiring = ip4(m0, HOST, H4, SERVER4, 1, 17, &udp(5353, 53, b"ttl"));
+    let mut inside: Vec<&[u8]> = cases.iter().map(|(_, f)| f.as_slice()).collect();
+    inside.push(&passes);
+    inside.push(&expiring);
+    let ts = Duration::from_secs(1_700_000_000);
+    pcap::write_file(s.path("in0.pcap"), ts, inside.iter().copied()).unwrap();
+    pcap::write_file(s.path("in1.pcap"), ts, std::iter::empty::<&[u8]>()).unwrap();
+    std::fs::write(s.path("gw.toml"), config()).unwrap();
+    let p = |f: &str| s.path(f).display().to_string();
+    let mut eal = s.eal_args("0,1");
+    for i in 0..2 {
+        eal.push("--vdev".into());
+        eal.push(format!(
+            "net_pcap{i},rx_pcap={},tx_pcap={}",
+            p(&format!("in{i}.pcap")),
+            p(&format!("out{i}.pcap"))
+        ));
+    }
+    let cfg = p("gw.toml");
+    let sock = p("ctl.sock");
+    let out = run_ctgate(
+        &eal,
+        &[
+            "--config",
+            &cfg,
+            "--socket",
+            &sock,
+            "--exit-when-idle",
+            "1000",
+            "--quiet",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{out}");
+    assert_eq!((out.port_mac(0), out.port_mac(1)), (m0, m1), "{out}");
+
+    let read = |f: &str| -> Vec<Vec<u8>> {
+        pcap::read_file(s.path(f))
+            .unwrap()
+            .into_iter()
+            .map(|p| p.data)
+            .collect()
+    };
+    // Nothing answered but the time exceeded (type 11) from 10.0.0.1, quoting the
+    // expired packet.
+    let out0 = read("out0.pcap");
+    assert_eq!(out0.len(), 1, "answered:\n{out}");
+    let te = &out0[0];
+    assert_eq!((&te[..6], &te[6..12]), (&HOST[..], &m0[..]), "{out}");
+    assert_eq!(
+        (&te[26..30], &te[30..34], te[34]),
+        (&[10, 0, 0, 1][..], &H4[..], 11)
+    );
+    assert_eq!(&te[42..62], &expiring[14..34], "the quoted header");
+    ctgate::wire::frame_checksums::verify_frame(te).unwrap();
+    assert_eq!(read("out1.pcap"), vec![want_out], "forwarded:\n{out}");
+
+    let workers = out.worker_lines();
+    let sum = |k: &str| -> u64 {
+        workers
+            .iter()
+            .map(|l| field_u64(l, k).unwrap_or_else(|| panic!("no {k} in {l}")))
+            .sum()
+    };
+    let mut want: Vec<(&str, u64)> = Vec::new();
+    for (reason, _) in &cases {
+        match want.iter_mut().find(|(r, _)| r == reason) {
+            Some(e) => e.1 += 1,
+            None => want.push((reason, 1)),
+        }
+    }
+    for (reason, n) in &want {
+        assert_eq!(sum(&format!("drop_{reason}")), *n, "drop_{reason}\n{out}");
+    }
+    assert_eq!(sum("drop_ttl_expired"), 1, "{out}");
+    assert_eq!(sum("dropped"), cases.len() as u64 + 1, "{out}");
+    assert_eq!(sum("rx"), cases.len() as u64 + 2, "{out}");
+    assert_eq!(sum("generated"), 1, "{out}");
+    assert_eq!(sum("tx"), 2, "{out}");
+    assert_eq!(
+        sum("rx") - sum("dropped") + sum("generated"),
+        sum("tx"),
+        "{out}"
+    );
 }

@@ -131,13 +131,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ctgate::control::stats::field_u64;
+use ctgate::control::counter_lines::field_u64;
 use ctgate::wire::frame_checksums::fill_frame;
 
-use crate::gateway::{config_text, mac_str, memory_for, pcap_mbufs, Feeder, Line};
+use crate::bench_config::{self, mac_str};
+use crate::child;
 use crate::gen_traffic::{self, Proto, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
-use crate::plot;
-use crate::runner::{find_ctgate, lcore_map};
+use crate::ovs::{self, Instance, Options};
+use crate::pcap_feed::{memory_for, pcap_mbufs, Feeder};
+use crate::plot::{self, Line};
+use crate::runner::{find_ctgate, remove_dpdk_runtime, EalArgs};
 
 /// Open vSwitch's DPDK switch (package openvswitch-switch-dpdk).
 const OVS_DPDK: &str = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk";
@@ -253,66 +256,10 @@ fn sleep(d: Duration) -> Result<(), String> {
     }
 }
 
-/// A child command: `setpriv --pdeathsig TERM` (the child gets SIGTERM when ctgate-perf
-/// dies) and, with `cpu`, `taskset -c CPU` (pinned), both from util-linux and exec'ing in
-/// place, so the child's PID is the program's.
-fn child_command(prog: impl AsRef<std::ffi::OsStr>, cpu: Option<usize>) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args(["--pdeathsig", "TERM", "--"]);
-    if let Some(cpu) = cpu {
-        c.args(["taskset", "-c"]).arg(cpu.to_string());
-    }
-    c.arg(prog);
-    c
-}
-
-/// Stops our own child by PID: SIGTERM, up to `grace`, then SIGKILL; reaps it.
-fn stop_child(child: &mut Option<Child>, grace: Duration) {
-    if let Some(mut c) = child.take() {
-        if let Ok(None) = c.try_wait() {
-            // Our own child, not reaped yet (we hold its `Child`): the PID is its own.
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_child(&c),
-                rustix::process::Signal::TERM,
-            );
-            let t0 = Instant::now();
-            loop {
-                match c.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if t0.elapsed() < grace => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    _ => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn remove_dpdk_runtime(prefix: &str) {
-    let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
-}
-
 /// Installs openvswitch-switch-dpdk when its switch is missing (never touching the
 /// service or the alternatives).
 fn ensure_ovs() -> Result<(), String> {
-    let have = |p: &str| -> bool {
-        std::env::var_os("PATH")
-            .map(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
-            .unwrap_or(false)
-    };
-    let tools = [
-        "ovsdb-tool",
-        "ovsdb-server",
-        "ovs-vsctl",
-        "ovs-ofctl",
-        "ovs-appctl",
-    ];
-    if Path::new(OVS_DPDK).is_file() && tools.iter().all(|t| have(t)) {
+    if Path::new(OVS_DPDK).is_file() && ovs::missing_tool(&[]).is_none() {
         return Ok(());
     }
     eprintln!("compare-ovs: installing openvswitch-switch-dpdk (apt-get)");
@@ -336,276 +283,71 @@ fn ensure_ovs() -> Result<(), String> {
     Ok(())
 }
 
-fn schema() -> Result<PathBuf, String> {
-    [
-        "/usr/share/openvswitch/vswitch.ovsschema",
-        "/usr/local/share/openvswitch/vswitch.ovsschema",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-    .ok_or_else(|| "vswitch.ovsschema not found under /usr/share/openvswitch".into())
-}
-
-/// A private OVS-DPDK instance; stopped and removed when dropped.
-struct Ovs {
+/// The private OVS-DPDK instance of one run: ovs-vswitchd-dpdk in its own network
+/// namespace (its netdev bridge's taps go with it), everything but the PMD thread on
+/// CPU 0, bridge `br0` with the DPDK ports `p0` and `p1` on `devargs`, and `flows`.
+fn start_ovs(
     dir: PathBuf,
     prefix: String,
-    db: Option<Child>,
-    vswitchd: Option<Child>,
-}
-
-impl Ovs {
-    fn cmd(&self, prog: &str) -> Command {
-        self.env(Command::new(prog))
-    }
-
-    /// `c` with the private instance's environment.
-    fn env(&self, mut c: Command) -> Command {
-        for v in ["OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR"] {
-            c.env(v, &self.dir);
-        }
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn path(&self, f: &str) -> String {
-        self.dir.join(f).display().to_string()
-    }
-
-    fn run(&self, prog: &str, args: &[&str]) -> Result<String, String> {
-        let out = self
-            .cmd(prog)
-            .args(args)
-            .output()
-            .map_err(|e| format!("{prog}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{prog} {} failed ({}): {}{}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim(),
-                self.log_problems()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn vsctl(&self, args: &[&str]) -> Result<String, String> {
-        let db = format!("--db=unix:{}", self.path("db.sock"));
-        let mut a = vec![db.as_str(), "--timeout=120"];
-        a.extend_from_slice(args);
-        self.run("ovs-vsctl", &a)
-    }
-
-    fn appctl(&self, args: &[&str]) -> Result<String, String> {
-        let t = self.path("ovs-vswitchd.ctl");
-        let mut a = vec!["-t", t.as_str(), "--timeout=60"];
-        a.extend_from_slice(args);
-        self.run("ovs-appctl", &a)
-    }
-
-    fn spawn(&self, prog: &str, args: &[String], log: &str) -> Result<Child, String> {
-        let err = std::fs::File::create(self.dir.join(log)).map_err(|e| e.to_string())?;
-        let mut c = self.env(child_command(prog, Some(0)));
-        c.args(args).stdout(Stdio::null()).stderr(err);
-        c.spawn().map_err(|e| format!("{prog}: {e}"))
-    }
-
-    /// ERR/EMER lines of ovs-vswitchd's log and its stderr, as a message suffix.
-    fn log_problems(&self) -> String {
-        let mut v = Vec::new();
-        for f in ["ovs-vswitchd.log", "ovs-vswitchd.stderr"] {
-            if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
-                v.extend(
-                    t.lines()
-                        .filter(|l| l.contains("|ERR|") || l.contains("|EMER|"))
-                        .map(str::to_string),
-                );
-            }
-        }
-        if v.is_empty() {
-            String::new()
-        } else {
-            format!("\nOVS log errors:\n  {}", v.join("\n  "))
-        }
-    }
-
-    fn check_alive(&mut self) -> Result<(), String> {
-        if let Some(c) = self.vswitchd.as_mut() {
-            if let Ok(Some(st)) = c.try_wait() {
-                self.vswitchd = None;
-                return Err(format!(
-                    "ovs-vswitchd-dpdk exited ({st}){}",
-                    self.log_problems()
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn wait_for(&mut self, what: &str, mut ok: impl FnMut() -> bool) -> Result<(), String> {
-        let t0 = Instant::now();
-        while !ok() {
-            self.check_alive()?;
-            if t0.elapsed() > Duration::from_secs(30) {
-                return Err(format!(
-                    "timed out waiting for {what}{}",
-                    self.log_problems()
-                ));
-            }
-            sleep(Duration::from_millis(20))?;
-        }
-        Ok(())
-    }
-
-    /// Starts ovsdb-server and ovs-vswitchd-dpdk, the bridge, both ports and `flows`.
-    fn start(
-        dir: PathBuf,
-        prefix: String,
-        memory_mb: u32,
-        devargs: [String; 2],
-        flows: &str,
-    ) -> Result<Ovs, String> {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut ovs = Ovs {
-            dir,
-            prefix,
-            db: None,
-            vswitchd: None,
-        };
-        let db = ovs.path("conf.db");
-        let sock = ovs.path("db.sock");
-        ovs.run(
-            "ovsdb-tool",
-            &["create", &db, &schema()?.display().to_string()],
-        )?;
-        ovs.db = Some(ovs.spawn(
-            "ovsdb-server",
-            &[
-                db.clone(),
-                format!("--remote=punix:{sock}"),
-                format!("--pidfile={}", ovs.path("ovsdb-server.pid")),
-                format!("--unixctl={}", ovs.path("ovsdb-server.ctl")),
-                format!("--log-file={}", ovs.path("ovsdb-server.log")),
-                "-vconsole:off".into(),
-                "--no-chdir".into(),
-            ],
-            "ovsdb-server.stderr",
-        )?);
-        let sock_path = PathBuf::from(&sock);
-        ovs.wait_for("ovsdb-server's socket", || sock_path.exists())?;
-        let extra = format!(
-            "other_config:dpdk-extra=--no-huge -m {memory_mb} --legacy-mem --no-pci --file-prefix {} --log-level 4",
-            ovs.prefix
-        );
-        ovs.vsctl(&[
-            "--no-wait",
-            "init",
-            "--",
-            "set",
-            "Open_vSwitch",
-            ".",
+    memory_mb: u32,
+    devargs: [String; 2],
+    flows: &str,
+) -> Result<Instance, String> {
+    let extra = format!(
+        "other_config:dpdk-extra=--no-huge -m {memory_mb} --legacy-mem --no-pci --file-prefix {prefix} --log-level 4"
+    );
+    let opts = Options {
+        cpu: Some(0),
+        cancel: Some(std::sync::Arc::clone(&INTERRUPTED)),
+        keep: false,
+        dpdk_prefix: Some(prefix),
+    };
+    let mut ovs = Instance::start_db(
+        dir,
+        opts,
+        &[
             "other_config:dpdk-init=true",
             &extra,
             "other_config:dpdk-lcore-mask=0x1",
             "other_config:pmd-cpu-mask=0x2",
-        ])?;
-        ovs.vswitchd = Some(ovs.spawn(
-            "unshare",
-            &[
-                "--net".into(),
-                OVS_DPDK.into(),
-                format!("unix:{sock}"),
-                format!("--pidfile={}", ovs.path("ovs-vswitchd.pid")),
-                format!("--unixctl={}", ovs.path("ovs-vswitchd.ctl")),
-                format!("--log-file={}", ovs.path("ovs-vswitchd.log")),
-                "-vconsole:off".into(),
-                "--no-chdir".into(),
-            ],
-            "ovs-vswitchd.stderr",
-        )?);
-        let ctl = PathBuf::from(ovs.path("ovs-vswitchd.ctl"));
-        ovs.wait_for("ovs-vswitchd's control socket", || ctl.exists())?;
-        let d0 = format!("options:dpdk-devargs={}", devargs[0]);
-        let d1 = format!("options:dpdk-devargs={}", devargs[1]);
-        ovs.vsctl(&[
-            "add-br",
-            "br0",
-            "--",
-            "set",
-            "bridge",
-            "br0",
-            "datapath_type=netdev",
-            "fail-mode=secure",
-            "--",
-            "add-port",
-            "br0",
-            "p0",
-            "--",
-            "set",
-            "Interface",
-            "p0",
-            "type=dpdk",
-            "ofport_request=1",
-            &d0,
-            "--",
-            "add-port",
-            "br0",
-            "p1",
-            "--",
-            "set",
-            "Interface",
-            "p1",
-            "type=dpdk",
-            "ofport_request=2",
-            &d1,
-        ])?;
-        ovs.check_alive()?;
-        for p in ["p0", "p1"] {
-            let err = ovs.vsctl(&["get", "Interface", p, "error"])?;
-            let ofport = ovs.vsctl(&["get", "Interface", p, "ofport"])?;
-            let err = err.trim();
-            if !err.is_empty() && err != "[]" || ofport.trim() == "-1" {
-                return Err(format!(
-                    "OVS could not add port {p} ({}): {err}{}",
-                    devargs[if p == "p0" { 0 } else { 1 }],
-                    ovs.log_problems()
-                ));
-            }
+        ],
+    )?;
+    ovs.start_vswitchd(&["unshare", "--net", OVS_DPDK], &[])?;
+    let dev = |i: usize| [format!("dpdk-devargs={}", devargs[i])];
+    ovs.add_bridge(
+        "br0",
+        "netdev",
+        &[("p0", "dpdk", 1, &dev(0)), ("p1", "dpdk", 2, &dev(1))],
+    )?;
+    ovs.check_alive()?;
+    for (i, p) in ["p0", "p1"].into_iter().enumerate() {
+        let err = ovs.vsctl(&["get", "Interface", p, "error"])?;
+        let ofport = ovs.vsctl(&["get", "Interface", p, "ofport"])?;
+        let err = err.trim();
+        if !err.is_empty() && err != "[]" || ofport.trim() == "-1" {
+            return Err(format!(
+                "OVS could not add port {p} ({}): {err}{}",
+                devargs[i],
+                ovs.log_problems()
+            ));
         }
-        let file = ovs.dir.join("flows.txt");
-        std::fs::write(&file, flows).map_err(|e| e.to_string())?;
-        let mgmt = format!("unix:{}", ovs.path("br0.mgmt"));
-        ovs.run(
-            "ovs-ofctl",
-            &["add-flows", &mgmt, &file.display().to_string()],
-        )?;
-        Ok(ovs)
     }
-
-    /// Counters of p0 and p1 (the PMD's, read now).
-    fn counters(&self) -> Result<Counters, String> {
-        let out = self.appctl(&["dpctl/show", "-s"])?;
-        parse_dpctl(&out).ok_or_else(|| format!("no p0/p1 counters in dpctl/show:\n{out}"))
-    }
-
-    fn nconns(&self) -> Result<u64, String> {
-        let out = self.appctl(&["dpctl/ct-get-nconns"])?;
-        out.trim()
-            .parse()
-            .map_err(|_| format!("dpctl/ct-get-nconns printed {out:?}"))
-    }
+    ovs.add_flows("br0", flows)?;
+    Ok(ovs)
 }
 
-impl Drop for Ovs {
-    fn drop(&mut self) {
-        stop_child(&mut self.vswitchd, Duration::from_secs(10));
-        stop_child(&mut self.db, Duration::from_secs(5));
-        remove_dpdk_runtime(&self.prefix);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Counters of p0 and p1 (the PMD's, read now).
+fn ovs_counters(ovs: &Instance) -> Result<Counters, String> {
+    let out = ovs.appctl(&["dpctl/show", "-s"])?;
+    parse_dpctl(&out).ok_or_else(|| format!("no p0/p1 counters in dpctl/show:\n{out}"))
+}
+
+/// The tracker's connection count.
+fn ovs_nconns(ovs: &Instance) -> Result<u64, String> {
+    let out = ovs.appctl(&["dpctl/ct-get-nconns"])?;
+    out.trim()
+        .parse()
+        .map_err(|_| format!("dpctl/ct-get-nconns printed {out:?}"))
 }
 
 /// Port counters of a side: packets received on both ports, sent on port 0 (replies,
@@ -836,7 +578,7 @@ fn run_ovs(r: &Run) -> Result<Measure, String> {
     let result = (|| {
         std::fs::create_dir_all(&r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
         let dev = devargs(&r.traffic.pcaps(r.case), r.source, &r.dir, &mut feeders)?;
-        let mut ovs = Ovs::start(
+        let mut ovs = start_ovs(
             r.dir.join("ovs"),
             r.prefix.clone(),
             r.memory_mb,
@@ -849,14 +591,14 @@ fn run_ovs(r: &Run) -> Result<Measure, String> {
             ovs.appctl(&["dpif-netdev/pmd-stats-clear"])?;
         }
         let t0 = Instant::now();
-        let a = ovs.counters()?;
+        let a = ovs_counters(&ovs)?;
         let t1 = Instant::now();
         sleep(Duration::from_secs_f64(r.seconds))?;
         let t2 = Instant::now();
-        let b = ovs.counters()?;
+        let b = ovs_counters(&ovs)?;
         let t3 = Instant::now();
         ovs.check_alive()?;
-        let conns = ovs.nconns()?;
+        let conns = ovs_nconns(&ovs)?;
         if r.verbose {
             eprint!("{}", ovs.appctl(&["dpif-netdev/pmd-stats-show"])?);
             eprint!("{}", ovs.appctl(&["dpctl/dump-flows"])?);
@@ -912,29 +654,22 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
         std::fs::create_dir_all(&r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
         let dev = devargs(&r.traffic.pcaps(r.case), r.source, &r.dir, &mut feeders)?;
         let mbufs = (r.source == Source::Pcap).then(|| pcap_mbufs(r.traffic.packets));
-        let eal: Vec<String> = vec![
-            "--no-huge".into(),
-            "-m".into(),
-            memory_for(mbufs.unwrap_or(0), r.memory_mb).to_string(),
-            "--no-pci".into(),
-            "--file-prefix".into(),
-            r.prefix.clone(),
-            "--log-level".into(),
-            "4".into(),
-            "--lcores".into(),
-            lcore_map(1),
-            "--vdev".into(),
-            dev[0].clone(),
-            "--vdev".into(),
-            dev[1].clone(),
-        ];
+        let eal = EalArgs {
+            memory_mb: memory_for(mbufs.unwrap_or(0), r.memory_mb),
+            prefix: r.prefix.clone(),
+            workers: 1,
+            vdevs: dev.to_vec(),
+        };
         let run_secs = r.warmup.ceil() as u64 + r.seconds.ceil() as u64 + 2;
         let mut app: Vec<String> = if r.case == Case::Plain {
             vec!["--pair".into(), "0:1".into()]
         } else {
             let conf = r.dir.join("gw.toml");
-            std::fs::write(&conf, config_text(r.flows, r.case == Case::Snat)?)
-                .map_err(|e| format!("{}: {e}", conf.display()))?;
+            std::fs::write(
+                &conf,
+                bench_config::for_flows(r.flows, r.case == Case::Snat)?,
+            )
+            .map_err(|e| format!("{}: {e}", conf.display()))?;
             vec![
                 "--config".into(),
                 conf.display().to_string(),
@@ -946,8 +681,8 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
             app.extend(["--mbufs".into(), m.to_string()]);
         }
         app.extend(["--duration".into(), run_secs.to_string()]);
-        let mut cmd = child_command(bin, None);
-        cmd.args(&eal)
+        let mut cmd = child::command(bin, None);
+        cmd.args(eal.args())
             .arg("--")
             .args(&app)
             .stdin(Stdio::null())
@@ -1028,7 +763,7 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
         };
         Ok(Measure::new(c, dt, conns))
     })();
-    stop_child(&mut child, Duration::from_secs(5));
+    child::stop(&mut child, Duration::from_secs(5));
     for f in feeders {
         f.stop();
     }
@@ -1184,28 +919,24 @@ pub fn run(args: &Args) -> Result<(), String> {
             };
             let (omin, omax) = minmax(&om);
             let (cmin, cmax) = minmax(&cm);
-            let line = Line(vec![
-                ("case", case.name().into()),
-                ("flows", f.to_string()),
-                ("source", source_name(source).into()),
-                ("ovs_mpps", fmt_mpps(o)),
-                ("ctgate_mpps", fmt_mpps(c)),
-                ("ratio", format!("{:.2}", c / o)),
-                ("ovs_conns", ovs.last().map_or(0, |m| m.conns).to_string()),
-                (
-                    "ctgate_conns",
-                    ctg.last().map_or(0, |m| m.conns).to_string(),
-                ),
-                ("repeat", repeat.to_string()),
-                ("ovs_min", fmt_mpps(omin)),
-                ("ovs_max", fmt_mpps(omax)),
-                ("ctgate_min", fmt_mpps(cmin)),
-                ("ctgate_max", fmt_mpps(cmax)),
-                ("ovs_fwd_pct", pct(&ovs)),
-                ("ctgate_fwd_pct", pct(&ctg)),
-                ("secs", seconds.to_string()),
-                ("warmup", warmup.to_string()),
-            ]);
+            let line = Line::default()
+                .with("case", case.name())
+                .with("flows", f)
+                .with("source", source_name(source))
+                .with("ovs_mpps", fmt_mpps(o))
+                .with("ctgate_mpps", fmt_mpps(c))
+                .with("ratio", format!("{:.2}", c / o))
+                .with("ovs_conns", ovs.last().map_or(0, |m| m.conns))
+                .with("ctgate_conns", ctg.last().map_or(0, |m| m.conns))
+                .with("repeat", repeat)
+                .with("ovs_min", fmt_mpps(omin))
+                .with("ovs_max", fmt_mpps(omax))
+                .with("ctgate_min", fmt_mpps(cmin))
+                .with("ctgate_max", fmt_mpps(cmax))
+                .with("ovs_fwd_pct", pct(&ovs))
+                .with("ctgate_fwd_pct", pct(&ctg))
+                .with("secs", seconds)
+                .with("warmup", warmup);
             println!("{}", line.render(args.json));
             points.push((case, f, o, c));
         }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 use crate::plot::{Progress, Record};
-use crate::runner::{find_ctgate, lcore_map, run_ctgate};
+use crate::runner::{find_ctgate, run_ctgate, EalArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -124,23 +124,12 @@ fn run_cases(
     let mut prog = Progress::new("fwd", workers.len());
     for &workers in workers {
         prog.case(&format!("source={} workers={workers}", args.source.name()));
-        let prefix = format!("ctgate-perf-{}-{workers}", std::process::id());
-        let mut eal: Vec<String> = vec![
-            "--no-huge".into(),
-            "-m".into(),
-            args.memory_mb.to_string(),
-            "--no-pci".into(),
-            "--file-prefix".into(),
-            prefix.clone(),
-            "--log-level".into(),
-            "4".into(),
-            "--lcores".into(),
-            lcore_map(workers),
-        ];
-        for v in &vdevs {
-            eal.push("--vdev".into());
-            eal.push(v.clone());
-        }
+        let eal = EalArgs {
+            memory_mb: args.memory_mb,
+            prefix: format!("ctgate-perf-{}-{workers}", std::process::id()),
+            workers,
+            vdevs: vdevs.clone(),
+        };
         let app = vec![
             "--pair".to_string(),
             "0:1".into(),
@@ -148,27 +137,8 @@ fn run_cases(
             "--duration".into(),
             seconds.to_string(),
         ];
-        let r = run_ctgate(bin, &eal, &app);
-        let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(&prefix));
-        let r = r?;
-        let per_worker: Vec<f64> = r
-            .workers
-            .iter()
-            .map(|w| {
-                if w.secs > 0.0 {
-                    w.tx as f64 / w.secs / 1e6
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let dropped: u64 = r.workers.iter().map(|w| w.dropped).sum();
-        let rx_mpps: f64 = r
-            .workers
-            .iter()
-            .filter(|w| w.secs > 0.0)
-            .map(|w| w.rx as f64 / w.secs / 1e6)
-            .sum();
+        let r = run_ctgate(bin, &eal, &app)?;
+        let (per_worker, dropped, rx_mpps) = (r.per_worker_mpps(), r.dropped(), r.rx_mpps());
         fwd_record(args.source, workers, seconds, &per_worker, dropped)
             .float("rx_mpps", rx_mpps, 3)
             .print(args.json);

@@ -209,7 +209,7 @@ pub fn frame(a: &Args, i: u32, reply: bool) -> Vec<u8> {
 pub fn frames(a: &Args) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut order: Vec<u32> = (0..a.flows).collect();
     if a.shuffle {
-        crate::core::frames::Rng::new(a.seed).shuffle(&mut order);
+        crate::flow_frames::Rng::new(a.seed).shuffle(&mut order);
     }
     let inside = order.iter().map(|&i| frame(a, i, false)).collect();
     let outside = order

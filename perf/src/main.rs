@@ -1,26 +1,13 @@
-//! `ctgate-perf`: ctgate's benchmarks. One module per subcommand:
-//!
-//! * `fwd` ([`fwd`]): forwarding throughput of the real `ctgate` binary on virtual
-//!   devices, in Mpps per worker.
-//!
-//! Speed is measured here, never asserted in tests.
-
-mod compare_ovs;
-mod core;
-mod datapath;
-mod fwd;
-mod gateway;
-mod gen_traffic;
-mod nat_bench;
-#[allow(dead_code)]
-mod plot;
-mod replay;
-mod runner;
-mod step;
+//! `ctgate-perf`: ctgate's benchmarks, one subcommand each. The command line only; the
+//! benchmarks are the library's ([`ctgate_perf`]).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+// `core` by path: a `use` of it would shadow the `core` crate.
+use ctgate_perf::{
+    compare_ovs, datapath, fwd, gateway_bench, gen_traffic, nat_bench, replay, step,
+};
 
 /// ctgate benchmarks.
 #[derive(Parser, Debug)]
@@ -37,14 +24,14 @@ enum Command {
     Fwd(fwd::Args),
     /// The connection tracker alone (no DPDK): established lookups, new connections/s,
     /// memory per connection, 2-thread scaling, sweep while forwarding.
-    Core(core::Args),
+    Core(ctgate_perf::core::Args),
     /// Runs a pcap through the tracker alone (like `ovstest test-conntrack pcap`): per-packet
     /// ct_state and the `dpctl/dump-conntrack` table.
     Replay(replay::Args),
     /// Writes established, source-NATed gateway traffic as inside.pcap and outside.pcap.
     Pcap(gen_traffic::Cli),
     /// Gateway throughput: ctgate with SNAT on established flows replayed from pcaps.
-    Gateway(gateway::Args),
+    Gateway(gateway_bench::Args),
     /// The cost of NAT in the tracker: creation and established throughput, plain vs SNAT.
     Nat(nat_bench::Args),
     /// The full ctgate pipeline in this process, fed by a generator lcore over ring ports:
@@ -62,10 +49,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fwd(args) => fwd::run(&args),
-        Command::Core(args) => core::run(&args),
+        Command::Core(args) => ctgate_perf::core::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Pcap(args) => gen_traffic::run(&args),
-        Command::Gateway(args) => gateway::run(&args),
+        Command::Gateway(args) => gateway_bench::run(&args),
         Command::Nat(args) => nat_bench::run(&args),
         Command::Datapath(args) => datapath::run(&args),
         Command::Step(args) => step::run(&args),

@@ -21,7 +21,7 @@
 //! `--plot DIR` draws `DIR/nat_create.svg` (connections/s against connections, plain vs
 //! SNAT) and `DIR/nat_established.svg` (Mpps against connections, plain vs SNAT).
 
-use crate::core::frames::{FrameBuf, Kind, Rng, SLOT};
+use crate::flow_frames::{FrameBuf, Kind, Rng, SLOT};
 use crate::plot::{self, Chart, Progress, Record, Series, XScale};
 use clap::Args as ClapArgs;
 use ctgate::conntrack::{Conntrack, CtConfig, CtWorker, PacketMeta, ReplyTuples};

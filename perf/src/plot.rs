@@ -502,6 +502,29 @@ pub fn render_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, json: b
     }
 }
 
+/// A result line built as text (`gateway`, `compare-ovs`, `datapath`): ordered key/value
+/// pairs, rendered by [`render_pairs`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Line(Vec<(String, String)>);
+
+impl Line {
+    /// Appends `key=value`.
+    pub fn push(&mut self, key: &str, value: impl ToString) {
+        self.0.push((key.to_string(), value.to_string()));
+    }
+
+    /// [`Line::push`], by value.
+    pub fn with(mut self, key: &str, value: impl ToString) -> Line {
+        self.push(key, value);
+        self
+    }
+
+    /// The line, as key=value or JSON.
+    pub fn render(&self, json: bool) -> String {
+        render_pairs(self.0.iter().map(|(k, v)| (k.as_str(), v.as_str())), json)
+    }
+}
+
 /// Progress of a multi-case run on stderr: `[NAME i/N 3.1s] what`.
 pub struct Progress {
     name: &'static str,

@@ -1,9 +1,10 @@
-//! Running the `ctgate` binary and reading its final counters (shared by subcommands).
+//! Running the `ctgate` binary and reading its final counters: the run and the Mpps
+//! arithmetic shared by `fwd`, `gateway` and `compare-ovs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ctgate::control::stats::{field_u64, fields};
+use ctgate::control::counter_lines::{field_u64, fields};
 
 /// Finds the ctgate binary: `explicit`, else next to this executable (same cargo profile).
 pub fn find_ctgate(explicit: Option<&Path>) -> Result<PathBuf, String> {
@@ -39,6 +40,44 @@ pub fn lcore_map(workers: usize) -> String {
         .join(",")
 }
 
+/// The EAL arguments of a ctgate run on virtual devices: no hugepages, no PCI, its own
+/// `--file-prefix`, errors-only logging, the control lcore on CPU 0 and `workers` workers
+/// ([`lcore_map`]), and the `--vdev`s.
+#[derive(Clone, Debug)]
+pub struct EalArgs {
+    pub memory_mb: u32,
+    pub prefix: String,
+    pub workers: usize,
+    pub vdevs: Vec<String>,
+}
+
+impl EalArgs {
+    pub fn args(&self) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "--no-huge".into(),
+            "-m".into(),
+            self.memory_mb.to_string(),
+            "--no-pci".into(),
+            "--file-prefix".into(),
+            self.prefix.clone(),
+            "--log-level".into(),
+            "4".into(),
+            "--lcores".into(),
+            lcore_map(self.workers),
+        ];
+        for d in &self.vdevs {
+            v.push("--vdev".into());
+            v.push(d.clone());
+        }
+        v
+    }
+}
+
+/// Removes the DPDK runtime directory (`/var/run/dpdk/PREFIX`) a finished process left.
+pub fn remove_dpdk_runtime(prefix: &str) {
+    let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
+}
+
 /// One worker's final counters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkerResult {
@@ -49,21 +88,91 @@ pub struct WorkerResult {
     pub secs: f64,
 }
 
-/// What a finished ctgate run reported.
+/// What a finished ctgate run reported: its worker lines, and all it printed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunResult {
     pub workers: Vec<WorkerResult>,
+    pub stdout: String,
 }
 
-/// Runs `ctgate EAL... -- APP...` to completion and parses its worker lines.
-pub fn run_ctgate(bin: &Path, eal: &[String], app: &[String]) -> Result<RunResult, String> {
+impl RunResult {
+    /// Packets transmitted per second of each worker's poll-loop time, in millions.
+    pub fn per_worker_mpps(&self) -> Vec<f64> {
+        self.workers
+            .iter()
+            .map(|w| mega_per_sec(w.tx, w.secs))
+            .collect()
+    }
+
+    /// Packets received per second (forwarded or dropped), summed over the workers, in
+    /// millions.
+    pub fn rx_mpps(&self) -> f64 {
+        self.workers
+            .iter()
+            .map(|w| mega_per_sec(w.rx, w.secs))
+            .sum()
+    }
+
+    /// The workers' drops.
+    pub fn dropped(&self) -> u64 {
+        self.workers.iter().map(|w| w.dropped).sum()
+    }
+
+    /// The workers' non-zero drop reasons, `reason:count` (`drop_` dropped), in the order
+    /// printed.
+    pub fn drop_reasons(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with("worker="))
+            .flat_map(|l| {
+                fields(l)
+                    .filter(|(k, v)| k.starts_with("drop_") && *v != "0")
+                    .map(|(k, v)| format!("{}:{v}", &k[5..]))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// `key` summed over the `port=` lines (e.g. `rx_nombuf`).
+    pub fn port_sum(&self, key: &str) -> u64 {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with("port="))
+            .filter_map(|l| field_u64(l, key))
+            .sum()
+    }
+
+    /// The tracker's final connection count (the `conntrack n_conns=` line of the gateway
+    /// mode).
+    pub fn conntrack_conns(&self) -> Result<u64, String> {
+        self.stdout
+            .lines()
+            .find(|l| l.starts_with("conntrack "))
+            .and_then(|l| field_u64(l, "n_conns"))
+            .ok_or_else(|| format!("no conntrack line in ctgate's output:\n{}", self.stdout))
+    }
+}
+
+/// `n` per `secs` seconds, in millions (0 for an empty interval).
+pub fn mega_per_sec(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        n as f64 / secs / 1e6
+    } else {
+        0.0
+    }
+}
+
+/// Runs `ctgate EAL... -- APP...` to completion, removes its DPDK runtime directory and
+/// parses its worker lines.
+pub fn run_ctgate(bin: &Path, eal: &EalArgs, app: &[String]) -> Result<RunResult, String> {
     let out = Command::new(bin)
-        .args(eal)
+        .args(eal.args())
         .arg("--")
         .args(app)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .output();
+    remove_dpdk_runtime(&eal.prefix);
+    let out = out.map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(format!(
             "ctgate failed ({}):\n{}\n{}",
@@ -76,7 +185,7 @@ pub fn run_ctgate(bin: &Path, eal: &[String], app: &[String]) -> Result<RunResul
     if workers.is_empty() {
         return Err(format!("ctgate printed no worker counters:\n{stdout}"));
     }
-    Ok(RunResult { workers })
+    Ok(RunResult { workers, stdout })
 }
 
 /// Parses the `worker=N ...` lines of ctgate's final counters.
@@ -119,6 +228,50 @@ mod tests {
             }
         );
         assert_eq!(w[1].secs, 1.5);
+    }
+
+    #[test]
+    fn rates_drops_and_reasons_of_a_run() {
+        let stdout = "port=0 rx=1 tx=1 dropped=0 rx_nombuf=3\n\
+                      port=1 rx=1 tx=1 dropped=0 rx_nombuf=4\n\
+                      worker=0 lcore=1 rx=400 tx=300 dropped=100 drop_local=0 drop_no_conn=100 secs=2 queues=0:0\n\
+                      worker=1 lcore=2 rx=100 tx=100 dropped=0 drop_local=0 drop_no_conn=0 secs=0 queues=-\n\
+                      conntrack n_conns=42 created=42\n";
+        let r = RunResult {
+            workers: parse_workers(stdout),
+            stdout: stdout.into(),
+        };
+        assert_eq!(r.per_worker_mpps(), [150e-6, 0.0]);
+        assert_eq!(r.rx_mpps(), 200e-6);
+        assert_eq!(r.dropped(), 100);
+        assert_eq!(r.drop_reasons(), ["no_conn:100"]);
+        assert_eq!(r.port_sum("rx_nombuf"), 7);
+        assert_eq!(r.conntrack_conns(), Ok(42));
+        let none = RunResult {
+            workers: vec![],
+            stdout: "port=0 rx=1\n".into(),
+        };
+        assert!(none
+            .conntrack_conns()
+            .unwrap_err()
+            .contains("no conntrack line"));
+    }
+
+    #[test]
+    fn eal_args_name_prefix_lcores_and_devices() {
+        let e = EalArgs {
+            memory_mb: 512,
+            prefix: "p".into(),
+            workers: 1,
+            vdevs: vec!["net_null0".into(), "net_null1".into()],
+        };
+        let a = e.args().join(" ");
+        assert!(
+            a.starts_with("--no-huge -m 512 --no-pci --file-prefix p "),
+            "{a}"
+        );
+        assert!(a.contains("--lcores 0@0,1@"), "{a}");
+        assert!(a.ends_with("--vdev net_null0 --vdev net_null1"), "{a}");
     }
 
     #[test]

@@ -97,7 +97,7 @@ struct CaseResult {
 
 /// The benchmark config (static next hops, SNAT) with room for `flows`.
 fn config(flows: u32) -> Result<Config, String> {
-    let text = crate::gateway::bench_config((2 * u64::from(flows)).max(4096), true)?;
+    let text = crate::bench_config::bench_config((2 * u64::from(flows)).max(4096), true)?;
     Config::parse(&text, "step.toml").map_err(|e| e.to_string())
 }
 

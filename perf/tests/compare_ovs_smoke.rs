@@ -7,9 +7,11 @@
 //! Needs Open vSwitch with DPDK (`ci/setup` installs openvswitch-switch-dpdk; compare-ovs
 //! installs it itself when missing) and root (DPDK, `unshare --net`).
 
-use std::collections::HashMap;
-use std::path::Path;
+mod common;
+
 use std::process::{Command, Stdio};
+
+use common::{ctgate_binary, kv_lines, num};
 
 /// PIDs of processes whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<(u32, String)> {
@@ -30,13 +32,7 @@ fn processes_with(needle: &str) -> Vec<(u32, String)> {
 
 #[test]
 fn quick_compare_ovs_prints_both_sides() {
-    let ctgate = Path::new(env!("CARGO_BIN_EXE_ctgate-perf")).with_file_name("ctgate");
-    if !ctgate.is_file() {
-        // The ctgate binary is built by `cargo build --workspace` (and by `cargo test
-        // --workspace`); a lone `cargo test -p ctgate-perf` may not have it.
-        eprintln!("skipped: no {}", ctgate.display());
-        return;
-    }
+    ctgate_binary();
     let prefix = format!("ctgate-perf-ovs-smoke-{}", std::process::id());
     let child = Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
         .args(["compare-ovs", "--quick", "--file-prefix", &prefix])
@@ -67,39 +63,29 @@ fn quick_compare_ovs_prints_both_sides() {
 
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("[compare-ovs 1/3 "), "progress: {stderr}");
-    let lines: Vec<HashMap<&str, &str>> = stdout
-        .lines()
-        .filter(|l| l.starts_with("case="))
-        .map(|l| {
-            let keys: Vec<&str> = l
-                .split_whitespace()
-                .map(|kv| kv.split_once('=').unwrap().0)
-                .collect();
-            assert_eq!(
-                keys[..6],
-                [
-                    "case",
-                    "flows",
-                    "source",
-                    "ovs_mpps",
-                    "ctgate_mpps",
-                    "ratio"
-                ],
-                "{l}"
-            );
-            l.split_whitespace()
-                .map(|kv| kv.split_once('=').unwrap_or_else(|| panic!("{kv} in {l}")))
-                .collect()
-        })
-        .collect();
-    let cases: Vec<&str> = lines.iter().map(|l| l["case"]).collect();
+    for l in stdout.lines().filter(|l| l.starts_with("case=")) {
+        let keys: Vec<&str> = l
+            .split_whitespace()
+            .map(|kv| kv.split_once('=').map_or(kv, |(k, _)| k))
+            .collect();
+        assert_eq!(
+            keys[..6],
+            [
+                "case",
+                "flows",
+                "source",
+                "ovs_mpps",
+                "ctgate_mpps",
+                "ratio"
+            ],
+            "{l}"
+        );
+    }
+    let lines = kv_lines(&stdout, "case=");
+    let cases: Vec<&str> = lines.iter().map(|l| l["case"].as_str()).collect();
     assert_eq!(cases, ["plain", "ct", "snat"], "{stdout}");
     for l in &lines {
-        let num = |k: &str| -> f64 {
-            let v = l.get(k).unwrap_or_else(|| panic!("no {k} in {l:?}"));
-            v.parse()
-                .unwrap_or_else(|_| panic!("{k}={v} is not a number in {l:?}"))
-        };
+        let num = |k: &str| num(l, k);
         assert_eq!(l["flows"], "1000", "{l:?}");
         assert_eq!(l["source"], "pcap", "{l:?}");
         let (o, c, r) = (num("ovs_mpps"), num("ctgate_mpps"), num("ratio"));

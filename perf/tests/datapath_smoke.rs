@@ -6,9 +6,13 @@
 //! Each run uses its own EAL `--file-prefix`; the runs of this file take a lock so they
 //! never compete with each other for the two CPUs (a starved sink could overflow a ring).
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::sync::Mutex;
+
+use common::{kv_lines, num};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -38,24 +42,7 @@ fn lines(out: &Output, bench: &str) -> Vec<HashMap<String, String>> {
             "stray line {l:?}"
         );
     }
-    stdout
-        .lines()
-        .filter(|l| l.starts_with(&want))
-        .map(|l| {
-            l.split_whitespace()
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{kv} in {l}"));
-                    (k.to_string(), v.to_string())
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn num(l: &HashMap<String, String>, k: &str) -> f64 {
-    let v = l.get(k).unwrap_or_else(|| panic!("no {k} in {l:?}"));
-    v.parse()
-        .unwrap_or_else(|_| panic!("{k}={v} is not a number in {l:?}"))
+    kv_lines(&stdout, &want)
 }
 
 fn check_latency(l: &HashMap<String, String>) {
@@ -174,4 +161,66 @@ fn bad_arguments_are_one_line_errors() {
         assert!(msg[0].starts_with("ctgate-perf: "), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn an_interrupted_run_marks_its_line_and_exits_non_zero() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let prefix = format!("dp-test-{}-interrupted", std::process::id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
+        .args(["datapath", "--quick", "--file-prefix", &prefix])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SIGINT as soon as the measurement window begins (2 s long with --quick).
+    let mut stderr = String::new();
+    let mut signalled = false;
+    for l in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let l = l.unwrap();
+        stderr.push_str(&l);
+        stderr.push('\n');
+        if !signalled && l.ends_with("] measuring") {
+            // Our own child, not reaped yet: the PID is its own.
+            rustix::process::kill_process(
+                rustix::process::Pid::from_child(&child),
+                rustix::process::Signal::INT,
+            )
+            .unwrap();
+            signalled = true;
+        }
+    }
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(&prefix));
+
+    assert!(signalled, "the window never began:\n{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, for the case under way: {stdout}");
+    let keys: Vec<&str> = lines[0]
+        .split_whitespace()
+        .map(|kv| kv.split_once('=').unwrap_or_else(|| panic!("{kv}")).0)
+        .collect();
+    assert_eq!(keys.first(), Some(&"bench"), "{stdout}");
+    assert!(lines[0].starts_with("bench=datapath "), "{stdout}");
+    // The usual keys, then the mark as the last one.
+    for k in ["mpps", "delivered", "p99_us", "secs", "warmup_secs"] {
+        assert!(keys.contains(&k), "no {k}: {stdout}");
+    }
+    assert!(lines[0].ends_with(" interrupted=1"), "{stdout}");
 }

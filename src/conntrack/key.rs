@@ -6,8 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A connection key: one direction's tuple plus the zone.
 ///
-/// For TCP, UDP and other protocols with ports, `sport`/`dport` are the ports; for
-/// protocols without ports both are 0 (OVS's "generic IP protocol" 3-tuple). For ICMP and
+/// For TCP, UDP and SCTP, `sport`/`dport` are the ports; for every other protocol
+/// (UDP-Lite, DCCP, GRE, ESP, …) both are 0 (OVS's "generic IP protocol" 3-tuple), and NAT
+/// translates those by address only ([`crate::nat`]: the two must agree, or a reply is
+/// found under the wrong connection). For ICMP and
 /// ICMPv6 echo-like messages, `sport` is the identifier and `dport` is `(type << 8) | code`,
 /// so a request key and its reply key differ in the type (8 ↔ 0, 128 ↔ 129).
 ///
@@ -104,7 +106,7 @@ impl ConnKey {
     pub fn from_packet(p: &ParsedPacket, zone: u16) -> ConnKey {
         let (sport, dport) = match p.l4 {
             L4Summary::Tcp(t) => (t.sport, t.dport),
-            L4Summary::Udp { sport, dport } => (sport, dport),
+            L4Summary::Udp { sport, dport } | L4Summary::Sctp { sport, dport } => (sport, dport),
             L4Summary::Icmp(i) => (i.id, (i.icmp_type as u16) << 8 | i.code as u16),
             L4Summary::Other => (0, 0),
         };

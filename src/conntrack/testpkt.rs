@@ -56,6 +56,7 @@ fn rebuild(p: &ParsedPacket) -> Frame {
     let l4 = match p.l4 {
         L4Summary::Tcp(t) => L4::tcp(t.sport, t.dport, t.seq, t.ack, t.flags, b"").window(t.window),
         L4Summary::Udp { sport, dport } => L4::udp(sport, dport, b""),
+        L4Summary::Sctp { sport, dport } => L4::sctp(sport, dport, 1, b""),
         L4Summary::Icmp(i) => L4::icmp(i.icmp_type, i.code, u32::from(i.id) << 16, b""),
         L4Summary::Other => L4::raw(p.proto, &[0; 8]),
     };
@@ -75,6 +76,11 @@ pub fn icmp_error(src: &str, dst: &str, ty: u8, code: u8, inner: &ParsedPacket) 
     let hl = usize::from(inner.l4_offset - inner.l3_offset);
     let quote = quoted.get(..hl + 8).unwrap_or(&quoted);
     parsed(&frame(src, dst, L4::icmp(ty, code, 0, quote)))
+}
+
+/// An SCTP packet summary (common header only).
+pub fn sctp(src: &str, dst: &str, sport: u16, dport: u16) -> ParsedPacket {
+    parsed(&frame(src, dst, L4::sctp(sport, dport, 1, b"")))
 }
 
 /// A packet of another protocol (no ports).

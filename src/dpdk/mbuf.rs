@@ -56,6 +56,39 @@ impl Mbuf {
         self.len() == 0
     }
 
+    /// True when the packet is longer than this buffer: the PMD chained more segments
+    /// (`nb_segs > 1`, `pkt_len > data_len`). [`Mbuf::data`] covers the first only.
+    #[inline]
+    pub fn is_segmented(&self) -> bool {
+        let m = self.raw();
+        m.nb_segs > 1 || m.pkt_len > u32::from(m.data_len)
+    }
+
+    /// What the NIC found of the IPv4 header checksum (`RTE_MBUF_F_RX_IP_CKSUM_*` in the
+    /// RX offload flags): `Some(true)` verified good, `Some(false)` bad, `None` when the
+    /// port does not offer the offload or did not look (not IPv4, a tag it cannot parse).
+    #[inline]
+    pub fn rx_ip_cksum(&self) -> Option<bool> {
+        // SAFETY: constants defined in shim.c, never written.
+        let (mask, good, bad, none) = unsafe {
+            (
+                dpdk_sys::ctgate_rx_ip_cksum_mask,
+                dpdk_sys::ctgate_rx_ip_cksum_good,
+                dpdk_sys::ctgate_rx_ip_cksum_bad,
+                dpdk_sys::ctgate_rx_ip_cksum_none,
+            )
+        };
+        let f = self.raw().ol_flags & mask;
+        if f == good || f == none {
+            // NONE: the header's integrity was verified, only the field is not filled.
+            Some(true)
+        } else if f == bad {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Port the packet was received on (set by the PMD on RX).
     #[inline]
     pub fn port(&self) -> u16 {
@@ -98,6 +131,21 @@ impl Mbuf {
         // separate Rust slice, so the ranges do not overlap.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.cast::<u8>(), bytes.len()) };
         Ok(())
+    }
+
+    /// Drops the first `n` bytes of the packet (`rte_pktmbuf_adj`); false (unchanged) when
+    /// it is shorter.
+    pub fn trim_front(&mut self, n: u16) -> bool {
+        // SAFETY: we own the mbuf; adj checks the length and returns NULL when too short.
+        !unsafe { dpdk_sys::rte_pktmbuf_adj(self.ptr.as_ptr(), n) }.is_null()
+    }
+
+    /// Makes `n` bytes of room in front of the packet (`rte_pktmbuf_prepend`, from the
+    /// headroom; their content is unspecified); false (unchanged) when the headroom is
+    /// short.
+    pub fn grow_front(&mut self, n: u16) -> bool {
+        // SAFETY: we own the mbuf; prepend checks the headroom and returns NULL when short.
+        !unsafe { dpdk_sys::rte_pktmbuf_prepend(self.ptr.as_ptr(), n) }.is_null()
     }
 
     /// Hints the CPU to load the first cache line of the packet data.

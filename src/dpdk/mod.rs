@@ -42,4 +42,4 @@ pub use port::{
     RxQueue, TxQueue, SYMMETRIC_RSS_KEY,
 };
 pub use ring::{eth_from_rings, port_mac, thread_register, thread_unregister, EalToken, Ring};
-pub use telemetry::register_telemetry;
+pub use telemetry::{register_telemetry, TelemetryHandler};

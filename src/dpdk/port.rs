@@ -40,6 +40,8 @@ pub struct PortCaps {
     pub rss_offloads: u64,
     /// RSS key size in bytes (0 if not reported).
     pub hash_key_size: u8,
+    /// RX offloads the device offers (`RTE_ETH_RX_OFFLOAD_*` bits).
+    pub rx_offloads: u64,
 }
 
 impl PortCaps {
@@ -47,6 +49,17 @@ impl PortCaps {
     pub fn supports_rss(&self) -> bool {
         self.rss_offloads & rss_ip_tcp_udp() != 0
     }
+
+    /// True when the device verifies IPv4 header checksums on receive (it then sets the
+    /// mbuf's `RTE_MBUF_F_RX_IP_CKSUM_*` flags; [`Port::configure`] enables it).
+    pub fn supports_rx_ipv4_cksum(&self) -> bool {
+        self.rx_offloads & rx_offload_ipv4_cksum() != 0
+    }
+}
+
+fn rx_offload_ipv4_cksum() -> u64 {
+    // SAFETY: a constant defined in shim.c, never written.
+    unsafe { dpdk_sys::ctgate_rx_offload_ipv4_cksum }
 }
 
 fn rss_ip_tcp_udp() -> u64 {
@@ -138,6 +151,7 @@ pub fn port_caps(_eal: &Eal, id: PortId) -> Result<PortCaps, Error> {
         max_tx_queues: info.max_tx_queues,
         rss_offloads: info.flow_type_rss_offloads,
         hash_key_size: info.hash_key_size,
+        rx_offloads: info.rx_offload_capa,
     })
 }
 
@@ -153,7 +167,8 @@ pub struct Port {
 
 impl Port {
     /// Configures port `id` (`rte_eth_dev_configure`), sets up its queues with RX buffers
-    /// from `pool` and enables promiscuous mode when the device has it. Does not start it.
+    /// from `pool`, enables the IPv4 header checksum RX offload and promiscuous mode when the
+    /// device has them. Does not start it.
     pub fn configure(
         eal: &Eal,
         id: PortId,
@@ -176,6 +191,10 @@ impl Port {
             rss.rss_key = SYMMETRIC_RSS_KEY.as_ptr().cast_mut();
             rss.rss_key_len = key_len;
             rss.rss_hf = rss_ip_tcp_udp() & caps.rss_offloads;
+        }
+        if caps.supports_rx_ipv4_cksum() {
+            // The NIC's verdict on IPv4 header checksums, read per mbuf by the workers.
+            eth.rxmode.offloads |= rx_offload_ipv4_cksum();
         }
         // SAFETY: EAL is initialised; `eth` is a valid config that DPDK copies (the RSS
         // key it points to is static).

@@ -1,51 +1,67 @@
-//! ctgate's DPDK telemetry commands (`/ctgate/stats`, `/ctgate/zones`, `/ctgate/buckets`),
-//! registered with `rte_telemetry_register_cmd` so that `dpdk-telemetry.py` and telemetry
-//! exporters read them next to `/ethdev/stats`.
+//! Application telemetry commands for DPDK's telemetry socket (`rte_telemetry_register_cmd`),
+//! so that `dpdk-telemetry.py` and telemetry exporters read them next to `/ethdev/stats`.
 //!
-//! The values come from [`crate::control::telemetry::handle`] as JSON shaped for
-//! `rte_tel_data` (a dict of unsigned integers, short strings and one level of dicts of
-//! unsigned integers); [`fill`] converts them. Telemetry callbacks have no user pointer
-//! and run on DPDK's telemetry thread until `rte_eal_cleanup`, so the tracker they read
-//! lives in a process-wide slot; the values only read atomics and bucket words. A later
-//! gateway run in the same process (`ctgate-perf datapath` runs one per case) puts its
-//! own tracker in the slot, which frees the previous one.
+//! The caller gives the command names with their help and a [`TelemetryHandler`] that
+//! computes a command's value as JSON shaped for `rte_tel_data` (a dict of unsigned
+//! integers, short strings and one level of dicts of unsigned integers); [`fill`]
+//! converts it. Nothing here knows what the commands are.
+//!
+//! Telemetry callbacks get no user pointer and run on DPDK's telemetry thread until
+//! `rte_eal_cleanup`, and a command cannot be unregistered: so one callback serves every
+//! command and finds the handler in a process-wide table by command name. Registering a
+//! name again (a later run in the same process) replaces its handler, which drops the
+//! previous one.
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use super::{Eal, Error};
-use crate::conntrack::Conntrack;
-use crate::control::telemetry;
 
-/// The tracker the callbacks read (set by [`register_telemetry`]).
-static TRACKER: Mutex<Option<Arc<Conntrack>>> = Mutex::new(None);
-/// Set once the commands are registered (callbacks cannot be unregistered).
-static REGISTERED: AtomicBool = AtomicBool::new(false);
+/// Computes telemetry command `cmd`'s value from its parameter string; `None` answers
+/// `EINVAL` (unknown command, bad parameter). Called on DPDK's telemetry thread.
+pub type TelemetryHandler = Arc<dyn Fn(&str, &str) -> Option<Value> + Send + Sync>;
 
-fn tracker() -> Option<Arc<Conntrack>> {
-    TRACKER.lock().unwrap_or_else(|e| e.into_inner()).clone()
+/// (command name, its handler), one entry per registered command.
+static HANDLERS: Mutex<Vec<(String, TelemetryHandler)>> = Mutex::new(Vec::new());
+
+fn handler_of(cmd: &str) -> Option<TelemetryHandler> {
+    let table = HANDLERS.lock().unwrap_or_else(|e| e.into_inner());
+    table
+        .iter()
+        .find(|(name, _)| name == cmd)
+        .map(|(_, h)| Arc::clone(h))
 }
 
-/// Makes ctgate's telemetry commands report `ct`. The first call registers the
-/// commands; a later one (a later run in the same process) only points them at its
-/// tracker.
-pub fn register_telemetry(_eal: &Eal, ct: Arc<Conntrack>) -> Result<(), Error> {
-    *TRACKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(ct);
-    if REGISTERED.swap(true, Ordering::SeqCst) {
-        return Ok(());
-    }
-    for (name, help) in telemetry::COMMANDS {
+/// Makes each of `commands` (name, help) answer with `handler`. A name registered
+/// before (by an earlier call in this process) only gets the new handler.
+pub fn register_telemetry(
+    _eal: &Eal,
+    commands: &[(&str, &str)],
+    handler: TelemetryHandler,
+) -> Result<(), Error> {
+    for (name, help) in commands {
+        {
+            let mut table = HANDLERS.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = table.iter_mut().find(|(n, _)| n == name) {
+                slot.1 = Arc::clone(&handler);
+                continue;
+            }
+        }
         let op = || format!("rte_telemetry_register_cmd({name})");
         let cname = CString::new(*name).map_err(|_| Error::invalid(op()))?;
         let chelp = CString::new(*help).map_err(|_| Error::invalid(op()))?;
-        // DPDK copies both strings into its own table; leaking three short strings once
-        // keeps them valid even if a DPDK version kept the pointers instead.
+        // DPDK copies both strings into its own table; leaking two short strings once
+        // per command keeps them valid even if a DPDK version kept the pointers instead.
         let cname: &'static CStr = Box::leak(cname.into_boxed_c_str());
         let chelp: &'static CStr = Box::leak(chelp.into_boxed_c_str());
+        // The handler is in the table before DPDK can call the callback for the name.
+        HANDLERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.to_string(), Arc::clone(&handler)));
         // SAFETY: EAL is initialised (`&Eal`); both pointers are NUL-terminated strings
         // valid for the life of the process; `callback` has the `telemetry_cb` signature
         // and never unwinds into C.
@@ -57,7 +73,7 @@ pub fn register_telemetry(_eal: &Eal, ct: Arc<Conntrack>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The one callback of every ctgate command: `cmd` says which.
+/// The one callback of every registered command: `cmd` says which.
 unsafe extern "C" fn callback(
     cmd: *const c_char,
     params: *const c_char,
@@ -79,8 +95,8 @@ unsafe extern "C" fn callback(
         let (Ok(cmd), Ok(params)) = (cmd.to_str(), params.to_str()) else {
             return None;
         };
-        let ct = tracker()?;
-        telemetry::handle(&ct, cmd, params)
+        let handler = handler_of(cmd)?;
+        handler(cmd, params)
     }));
     match value {
         // SAFETY: `d` is the data structure DPDK handed to this callback.

@@ -21,6 +21,17 @@
 //! 3. The next candidates walk the port range from an offset given by a hash of the whole
 //!    original tuple, so different connections start at different places.
 //!
+//! # Ports: what NAT translates is what the tracker keys
+//!
+//! TCP, UDP and SCTP have ports in the key and get translated ports; ICMP queries their
+//! identifier (SNAT only); every other protocol (GRE, ESP, DCCP, UDP-Lite, …) is keyed
+//! without ports ([`ConnKey`]) and translated by address only. The two must agree: a port
+//! chosen here that the key does not hold would be a phantom, and the reply, looked up
+//! without it, would be found under another host's connection. Address-only NAT therefore
+//! admits one inside host per server per pool address: the reply tuple (server → pool
+//! address) has nothing else to tell two hosts apart, so a second host takes the next
+//! address, and is refused (`nat_exhausted`) when the pool has none left for that server.
+//!
 //! Each candidate is checked with a lock-free lookup of its reply key, and the one that
 //! looks free is inserted with both bucket locks held, which re-checks it: two workers can
 //! never both take a tuple (see `ConnTable::insert`).
@@ -35,6 +46,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod rewrite;
+mod sctp;
 
 pub use rewrite::{apply, rewrite_to, RewriteError, Rewritten};
 
@@ -235,7 +247,7 @@ enum Side {
 fn pick(r: &NatRange, side: Side, orig: &ConnKey, n: u32) -> Option<([u8; 16], Option<u16>)> {
     let has_port = orig.proto == proto::TCP
         || orig.proto == proto::UDP
-        || orig.proto == 132 // SCTP
+        || orig.proto == proto::SCTP
         || (is_icmp(orig.proto) && matches!(side, Side::Snat));
     // The original "port" on this side.
     let orig_port = match (side, is_icmp(orig.proto)) {

@@ -29,8 +29,11 @@
 //! | both | source and destination           | source and destination           |
 //!
 //! For ICMP echo (and ICMPv4 timestamp/information) the "port" is the identifier, which
-//! SNAT may change (`p` → `P`) and DNAT never does; other protocols are translated by
-//! address only.
+//! SNAT may change (`p` → `P`) and DNAT never does. SCTP has ports like TCP and UDP (its
+//! CRC32c is recomputed, see [`super::sctp`]); every other protocol (UDP-Lite, DCCP, GRE,
+//! ESP, …) is keyed without ports by the tracker and translated by address only; of
+//! those, DCCP and UDP-Lite have a checksum over the pseudo-header, which follows the
+//! address change (Linux does the same; OVS leaves it stale).
 //!
 //! Checksums, each updated once from the sum of its changed words (RFC 1624 eqn. 3):
 //! the IPv4 header checksum for address changes; the TCP and UDP checksums for address
@@ -81,6 +84,7 @@
 //! | quoted UDP                  | quoted address (pseudo-header) and port changes; 0 stays 0         |
 //! | quoted ICMPv4 (echo)        | identifier change                                                  |
 //! | quoted ICMPv6 (echo)        | identifier and quoted address (pseudo-header) changes              |
+//! | quoted SCTP                 | recomputed when quoted whole with a right CRC32c, else kept        |
 //!
 //! The quoted L4 checksum covers data the quote usually truncates, so it is only ever
 //! updated incrementally, never recomputed: translated back, it is again exactly the value
@@ -127,6 +131,8 @@ const _: () = assert!(
         && icmpf::CODE + 1 == icmpf::CHECKSUM.start
         && icmpf::CHECKSUM.end == icmpf::IDENT.start
 );
+
+use super::sctp;
 use std::fmt;
 
 /// Why a packet could not be rewritten. The frame is left unchanged; the pipeline drops
@@ -143,6 +149,11 @@ pub enum RewriteError {
     BadInner,
     /// The packet's connection has NAT but was removed before the rewrite.
     ConnGone,
+    /// An SCTP packet whose ports must change has a wrong CRC32c: recomputing it would
+    /// launder the packet (see [`super::sctp`]).
+    SctpChecksum,
+    /// An SCTP fragment whose ports must change: the CRC32c covers the whole packet.
+    SctpFragment,
 }
 
 impl fmt::Display for RewriteError {
@@ -152,6 +163,8 @@ impl fmt::Display for RewriteError {
             RewriteError::Mismatch => "NAT rewrite: target of another family or protocol",
             RewriteError::BadInner => "NAT rewrite: ICMP error without a usable embedded packet",
             RewriteError::ConnGone => "NAT rewrite: connection removed",
+            RewriteError::SctpChecksum => "NAT rewrite: SCTP packet with a wrong CRC32c",
+            RewriteError::SctpFragment => "NAT rewrite: SCTP fragment whose ports change",
         })
     }
 }
@@ -170,9 +183,9 @@ impl Rewritten {
     pub const SRC_ADDR: u8 = 0x01;
     /// The destination address.
     pub const DST_ADDR: u8 = 0x02;
-    /// The TCP/UDP source port.
+    /// The TCP/UDP/SCTP source port.
     pub const SRC_PORT: u8 = 0x04;
-    /// The TCP/UDP destination port.
+    /// The TCP/UDP/SCTP destination port.
     pub const DST_PORT: u8 = 0x08;
     /// The ICMP/ICMPv6 query identifier.
     pub const ICMP_ID: u8 = 0x10;
@@ -551,6 +564,17 @@ impl<'a> L4<'a> {
                     kind: Csum::Udp,
                 })
             }
+            // The CRC32c is not incremental: the caller recomputes it (whole quotes only).
+            (proto::SCTP, _) => {
+                let sport = take::<2>(&mut l4)?;
+                let dport = take::<2>(&mut l4)?;
+                Some(L4::Ports {
+                    sport,
+                    dport,
+                    csum: None,
+                    kind: Csum::Plain,
+                })
+            }
             (proto::ICMP, Family::V4) | (proto::ICMPV6, Family::V6) => {
                 let ty = take::<2>(&mut l4)?[0];
                 let csum = take::<2>(&mut l4)?;
@@ -698,14 +722,19 @@ fn rewrite_plain(
     let end = l4_at + usize::from(p.l4_len);
     let (ip, l4) = split2(frame, usize::from(p.l3_offset), l4_at, end).ok_or(TRUNC)?;
     let l4_kind = match (p.fragment, &p.l4) {
-        (Fragment::Later, _) | (_, L4Summary::Other) => None,
+        (Fragment::Later, _) => None,
+        // Address-only, but their checksums cover the pseudo-header.
+        (_, L4Summary::Other) if matches!(p.proto, proto::DCCP | proto::UDPLITE) => Some(p.proto),
+        (_, L4Summary::Other) => None,
         _ => Some(p.proto),
     };
     // Locate every header before writing anything.
     let mut tcp = None;
     let mut small = None; // UDP or ICMP: 8 bytes
+    let mut sctp_ports = None;
     match l4_kind {
         Some(proto::TCP) => tcp = Some(l4.first_chunk_mut::<TCP_FIELDS>().ok_or(TRUNC)?),
+        Some(proto::SCTP) => sctp_ports = Some(sctp::prepare(l4, p.fragment, t.sport, t.dport)?),
         Some(_) => small = Some(l4.first_chunk_mut::<SMALL_FIELDS>().ok_or(TRUNC)?),
         None => {}
     }
@@ -739,7 +768,9 @@ fn rewrite_plain(
         }
     };
     let (sport, dport) = (t.sport.to_be_bytes(), t.dport.to_be_bytes());
-    if let Some(h) = tcp {
+    if let Some(s) = sctp_ports {
+        bits |= s.write();
+    } else if let Some(h) = tcp {
         let mut d = addrs;
         bits |= bit(
             <at!(tcpf::SRC_PORT)>::set(h, &sport, &mut d),
@@ -778,6 +809,12 @@ fn rewrite_plain(
                     );
                 }
                 <at!(icmpf::CHECKSUM)>::update(h, Csum::Plain, d);
+            }
+            // DCCP and UDP-Lite: the checksum at bytes 6..8 covers the pseudo-header (its
+            // coverage field bounds only the payload part); the ports are not translated.
+            (proto::DCCP | proto::UDPLITE, _) => {
+                // Both have their checksum where UDP has its own.
+                <at!(udpf::CHECKSUM)>::update(h, Csum::Plain, addrs)
             }
             _ => {}
         }
@@ -819,8 +856,14 @@ fn rewrite_error(
     let mut outer = Addrs::new(p.family, outer_ip).ok_or(RewriteError::Truncated)?;
     skip(&mut icmp_hdr, icmpf::CHECKSUM.start).ok_or(RewriteError::Truncated)?;
     let icmp_csum = take::<2>(&mut icmp_hdr).ok_or(RewriteError::Truncated)?;
+    // A quoted SCTP packet gets its CRC32c recomputed when it is quoted whole (per its own
+    // length, not a fragment) and the CRC32c was right.
+    let refill_sctp = inner.proto == proto::SCTP
+        && quoted_whole(inner.family, inner_ip, inner_l4.len())
+        && sctp::quoted_checksum_ok(inner_l4);
     let mut in_addrs = Addrs::new(inner.family, inner_ip).ok_or(RewriteError::BadInner)?;
-    let mut in_l4 = L4::new(inner.family, inner.proto, inner_l4).ok_or(RewriteError::BadInner)?;
+    let mut in_l4 =
+        L4::new(inner.family, inner.proto, &mut *inner_l4).ok_or(RewriteError::BadInner)?;
 
     // The quoted packet becomes the reverse of the target.
     let src_translated = in_addrs.dst() != t.src;
@@ -828,6 +871,11 @@ fn rewrite_error(
     let mut quote = Delta::default();
     let (d, ibits) = in_addrs.set(Some(&rev.src), &rev.dst, &mut quote);
     let ibits = ibits | in_l4.set(rev.sport, rev.dport, d, &mut quote);
+    if refill_sctp && ibits & (Rewritten::SRC_PORT | Rewritten::DST_PORT) != 0 {
+        if let Some((old, new)) = sctp::refill_quoted(inner_l4) {
+            Field::change(&old, &new, &mut quote);
+        }
+    }
 
     // The outer header, as a packet of this direction.
     let mut unused = Delta::default();
@@ -840,6 +888,22 @@ fn rewrite_error(
     Ok(Rewritten(
         bits | if ibits != 0 { Rewritten::INNER } else { 0 },
     ))
+}
+
+/// True when the quoted IP header `ip` and `l4_len` quoted L4 bytes are the whole packet:
+/// IPv4 not a fragment with a total length of exactly that; IPv6 without extension
+/// headers and a payload length of exactly that.
+fn quoted_whole(family: Family, ip: &[u8], l4_len: usize) -> bool {
+    let be16 = |at: usize| {
+        ip.get(at..at + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    match family {
+        Family::V4 => {
+            be16(6).is_some_and(|f| f & 0x3fff == 0) && be16(2) == Some(ip.len() + l4_len)
+        }
+        Family::V6 => ip.len() == 40 && be16(4) == Some(l4_len),
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,24 @@ fn naive_csum(parts: &[&[u8]]) -> u16 {
     !naive_sum(parts)
 }
 
+/// CRC32c bit by bit (RFC 9260 Appendix A), independent of `wire::sctp`'s tables.
+fn naive_crc32c(parts: &[&[u8]]) -> u32 {
+    let mut c = !0u32;
+    for p in parts {
+        for &b in *p {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    (c >> 1) ^ 0x82f6_3b78
+                } else {
+                    c >> 1
+                };
+            }
+        }
+    }
+    !c
+}
+
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
@@ -71,9 +89,13 @@ fn naive_fill_l3(pkt: &mut [u8]) {
     if icmp && end >= hl + 8 + inner_min && is_error(v4, pkt[hl]) {
         naive_fill_l3(&mut pkt[hl + 8..end]);
     }
+    if protocol == proto::SCTP && total <= pkt.len() && total >= hl + 12 {
+        let c = naive_crc32c(&[&pkt[hl..hl + 8], &[0; 4], &pkt[hl + 12..total]]);
+        pkt[hl + 8..hl + 12].copy_from_slice(&c.to_le_bytes());
+    }
     let at = match protocol {
         6 => Some(16),
-        17 => Some(6),
+        17 | proto::DCCP | proto::UDPLITE => Some(6),
         _ if icmp => Some(2),
         _ => None,
     };
@@ -209,7 +231,8 @@ struct Layout {
 }
 
 /// An Ethernet frame carrying `body` from `src` to `dst` (the shared test-frame
-/// builder, with this file's identification, flow label and TCP window).
+/// builder, with this file's identification, flow label and TCP window; DCCP and
+/// UDP-Lite checksums filled by the naive code).
 fn build_raw(src: [u8; 16], dst: [u8; 16], fam: Family, body: &Body, lay: Layout) -> Vec<u8> {
     let mut f = match fam {
         Family::V4 => Frame::v4(a4(&src), a4(&dst), body.clone()),
@@ -225,7 +248,12 @@ fn build_raw(src: [u8; 16], dst: [u8; 16], fam: Family, body: &Body, lay: Layout
     if lay.ip_opts && fam == Family::V4 {
         f = f.ip_options(&[0x94, 0x04, 0x00, 0x00]); // router alert
     }
-    f.build()
+    let mut f = f.build();
+    if matches!(body, Body::Raw { .. }) && lay.frag_offset == 0 {
+        let l3 = l3_of(&f);
+        naive_fill_l3(&mut f[l3..]); // DCCP/UDP-Lite checksums
+    }
+    f
 }
 
 fn build_with(src: &str, dst: &str, body: &Body, lay: Layout) -> Vec<u8> {
@@ -287,6 +315,47 @@ fn echo(v6: bool, request: bool, id: u16, seq: u16, payload: &[u8]) -> Body {
         code: 0,
         rest: u32::from(id) << 16 | u32::from(seq),
         data: payload.to_vec(),
+    }
+}
+
+/// One SCTP chunk of `ty` with `value`, padded to 4 bytes.
+fn chunk(ty: u8, value: &[u8]) -> Vec<u8> {
+    let mut c = vec![ty, 0];
+    c.extend_from_slice(&(4 + value.len() as u16).to_be_bytes());
+    c.extend_from_slice(value);
+    c.resize((c.len() + 3) & !3, 0);
+    c
+}
+
+/// An SCTP packet with one chunk: INIT (step 0), INIT ACK (1) or DATA carrying `data`.
+fn sctp_pkt(sport: u16, dport: u16, step: usize, data: &[u8]) -> Body {
+    let (tag, chunks) = match step {
+        // Initiate tag, a_rwnd, streams out/in, initial TSN.
+        0 => (
+            0,
+            chunk(
+                1,
+                &[0x11, 0x22, 0x33, 0x44, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1],
+            ),
+        ),
+        1 => (
+            0x1122_3344,
+            chunk(
+                2,
+                &[0x55, 0x66, 0x77, 0x88, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 9],
+            ),
+        ),
+        _ => {
+            let mut v = vec![0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0];
+            v.extend_from_slice(data);
+            (0x5566_7788, chunk(0, &v))
+        }
+    };
+    Body::Sctp {
+        sport,
+        dport,
+        tag,
+        chunks,
     }
 }
 
@@ -353,7 +422,7 @@ fn tuple_fields(
     };
     let mut v = vec![(s_at, wire_addr(src)), (d_at, wire_addr(dst))];
     match p.l4 {
-        L4Summary::Tcp(_) | L4Summary::Udp { .. } => {
+        L4Summary::Tcp(_) | L4Summary::Udp { .. } | L4Summary::Sctp { .. } => {
             v.push((l4, sport.to_be_bytes().to_vec()));
             v.push((l4 + 2, dport.to_be_bytes().to_vec()));
         }
@@ -372,6 +441,7 @@ enum Proto {
     Tcp,
     Udp,
     Echo,
+    Sctp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -474,6 +544,7 @@ fn exchange(p: Proto, v6: bool, from: Ep, to: Ep, step: usize) -> Body {
         (Proto::Echo, 0) => echo(v6, true, sp, 1, b"ping!"),
         (Proto::Echo, 1) => echo(v6, false, sp, 1, b"ping!"),
         (Proto::Echo, _) => echo(v6, true, sp, 2, b"ping again"),
+        (Proto::Sctp, _) => sctp_pkt(sp, dp, step, b"hello"),
     }
 }
 
@@ -561,6 +632,12 @@ round_trips! {
     echo_v6_snat: Echo, true, Snat;
     echo_v6_dnat: Echo, true, Dnat;
     echo_v6_snat_and_dnat: Echo, true, Both;
+    sctp_v4_snat: Sctp, false, Snat;
+    sctp_v4_dnat: Sctp, false, Dnat;
+    sctp_v4_snat_and_dnat: Sctp, false, Both;
+    sctp_v6_snat: Sctp, true, Snat;
+    sctp_v6_dnat: Sctp, true, Dnat;
+    sctp_v6_snat_and_dnat: Sctp, true, Both;
 }
 
 #[test]
@@ -1214,6 +1291,294 @@ fn echo_time_exceeded_v6_snat() {
     time_exceeded_echo(true);
 }
 
+/// An ICMP error about a SNATed SCTP packet: the quoted ports go back to the client's; a
+/// whole quote gets the CRC32c the client computed, a quote of 8 bytes has none to fix.
+fn sctp_error_snat(v6: bool, whole: bool) {
+    let s = setup(v6, Kind::Snat, Proto::Sctp);
+    let ct = tracker();
+    let mut w = ct.worker(0);
+    let f = build(
+        s.client.0,
+        s.server.0,
+        &exchange(Proto::Sctp, v6, s.client, s.server, 0),
+    );
+    let (_, out, bits) = pass(&mut w, &ct, &s.spec, &f, 0);
+    assert!(bits.has(Rewritten::SRC_ADDR | Rewritten::SRC_PORT));
+    let hl = if v6 { 40 } else { 20 };
+    let q = if whole { ip_of(&out).len() } else { hl + 8 };
+    let (ty, code) = if v6 { (1, 4) } else { (3, 3) };
+    let err = build(
+        s.server.0,
+        s.out_src.0,
+        &icmp_error(ty, code, 0, &ip_of(&out)[..q]),
+    );
+    let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 1);
+    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
+    assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
+    let (dst_at, quote_at) = if v6 { (38, 62) } else { (30, 42) };
+    assert_rewritten(
+        &err,
+        &got,
+        &[
+            (dst_at, wire_addr(s.client.0)),
+            (quote_at, ip_of(&f)[..q].to_vec()),
+        ],
+    );
+}
+
+#[test]
+fn sctp_port_unreachable_v4_snat_whole_quote_gets_the_clients_crc32c_back() {
+    sctp_error_snat(false, true);
+}
+
+#[test]
+fn sctp_port_unreachable_v6_snat_whole_quote_gets_the_clients_crc32c_back() {
+    sctp_error_snat(true, true);
+}
+
+#[test]
+fn sctp_port_unreachable_v4_snat_quoting_8_bytes() {
+    sctp_error_snat(false, false);
+}
+
+#[test]
+fn sctp_with_a_wrong_crc32c_is_refused_not_laundered() {
+    let s = setup(false, Kind::Snat, Proto::Sctp);
+    let ct = tracker();
+    let mut w = ct.worker(0);
+    let first = build(
+        s.client.0,
+        s.server.0,
+        &exchange(Proto::Sctp, false, s.client, s.server, 0),
+    );
+    pass(&mut w, &ct, &s.spec, &first, 0);
+    let mut f = build(
+        s.client.0,
+        s.server.0,
+        &exchange(Proto::Sctp, false, s.client, s.server, 2),
+    );
+    let last = f.len() - 4;
+    f[last] ^= 0x20; // a payload byte: the CRC32c no longer matches
+    let p = parse_frame(&f).unwrap();
+    let r = w.process_nat(&p, 0, true, &s.spec, 1);
+    assert!(r.conn.is_some());
+    let mut out = f.clone();
+    assert_eq!(
+        apply(&mut out, &p, &r, &ct),
+        Err(RewriteError::SctpChecksum)
+    );
+    assert_eq!(out, f);
+}
+
+#[test]
+fn an_sctp_fragment_whose_ports_change_is_refused() {
+    let f = build("10.0.0.2", "198.51.100.9", &sctp_pkt(40000, 9899, 2, b"x"));
+    let mut p = parse_frame(&f).unwrap();
+    p.fragment = Fragment::First;
+    let mut t = ConnKey::from_packet(&p, 0);
+    t.src = addr("192.0.2.1").0;
+    // Addresses only: the CRC32c does not cover them.
+    let mut out = f.clone();
+    assert_eq!(
+        rewrite_to(&mut out, &p, &t),
+        Ok(Rewritten(Rewritten::SRC_ADDR))
+    );
+    t.sport = 5000;
+    let mut out = f.clone();
+    assert_eq!(
+        rewrite_to(&mut out, &p, &t),
+        Err(RewriteError::SctpFragment)
+    );
+    assert_eq!(out, f);
+}
+
+#[test]
+fn dccp_and_udplite_checksums_follow_address_only_snat() {
+    for protocol in [proto::DCCP, proto::UDPLITE] {
+        let ct = tracker();
+        let mut w = ct.worker(0);
+        let spec = NatSpec::snat("192.0.2.1".parse().unwrap());
+        // Ports 40000 → 80, then (DCCP) data offset 3 / (UDP-Lite) coverage 0.
+        let hdr = |sp: u16, dp: u16| {
+            let mut v = [sp.to_be_bytes(), dp.to_be_bytes()].concat();
+            v.extend_from_slice(&[0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+            Body::Raw {
+                protocol,
+                payload: v,
+            }
+        };
+        let f = build("10.0.0.2", "198.51.100.9", &hdr(40000, 80));
+        let (r, out, bits) = pass(&mut w, &ct, &spec, &f, 0);
+        assert_eq!(r.state, st("trk,new,snat"), "{protocol}");
+        assert_eq!(bits, Rewritten(Rewritten::SRC_ADDR));
+        assert_rewritten(&f, &out, &[(26, wire_addr("192.0.2.1"))]);
+        let reply = build("198.51.100.9", "192.0.2.1", &hdr(80, 40000));
+        let (r, back, _) = pass(&mut w, &ct, &spec, &reply, 1);
+        assert_eq!(r.state, st("trk,est,rpl,dnat"), "{protocol}");
+        assert_rewritten(&reply, &back, &[(30, wire_addr("10.0.0.2"))]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Delivery: what the tracker keys and what NAT rewrites agree, for every protocol.
+
+/// The protocols of the delivery property: those with ports (TCP, UDP, SCTP), ICMP echo
+/// (the identifier), and address-only ones (GRE, ESP, DCCP, UDP-Lite, an unassigned one).
+#[derive(Clone, Copy, Debug)]
+enum DProto {
+    Tcp,
+    Udp,
+    Sctp,
+    Echo,
+    Raw(u8),
+}
+
+const DPROTOS: [DProto; 9] = [
+    DProto::Tcp,
+    DProto::Udp,
+    DProto::Sctp,
+    DProto::Echo,
+    DProto::Raw(47),
+    DProto::Raw(50),
+    DProto::Raw(proto::DCCP),
+    DProto::Raw(proto::UDPLITE),
+    DProto::Raw(253),
+];
+
+/// A packet of a connection (`reply`: from the server), ports `sp` → `dp`.
+fn dbody(p: DProto, v6: bool, sp: u16, dp: u16, reply: bool) -> Body {
+    match p {
+        DProto::Tcp if reply => tcp_seg(sp, dp, 5000, 1001, SYN | ACK, &[]),
+        DProto::Tcp => tcp_seg(sp, dp, 1000, 0, SYN, &[]),
+        DProto::Udp => udp_dgram(sp, dp, b"datagram"),
+        DProto::Sctp => sctp_pkt(sp, dp, usize::from(reply), b""),
+        // The identifier is the client's "port" in both directions.
+        DProto::Echo => echo(v6, !reply, if reply { dp } else { sp }, 1, b"ping"),
+        DProto::Raw(protocol) => {
+            let mut v = [sp.to_be_bytes(), dp.to_be_bytes()].concat();
+            v.extend_from_slice(&[0, 0, 0, 0, 0xab, 0xcd, 0xef, 0x01]);
+            Body::Raw {
+                protocol,
+                payload: v,
+            }
+        }
+    }
+}
+
+/// The destination address and "port" of a frame (ICMP: the identifier; address-only
+/// protocols: none).
+fn dest_of(f: &[u8]) -> ([u8; 16], Option<u16>) {
+    let p = parse_frame(f).unwrap();
+    let port = match p.l4 {
+        L4Summary::Tcp(t) => Some(t.dport),
+        L4Summary::Udp { dport, .. } | L4Summary::Sctp { dport, .. } => Some(dport),
+        L4Summary::Icmp(i) => Some(i.id),
+        L4Summary::Other => None,
+    };
+    (p.dst, port)
+}
+
+/// The source address and "port" of a frame, as [`dest_of`].
+fn source_of(f: &[u8]) -> ([u8; 16], Option<u16>) {
+    let p = parse_frame(f).unwrap();
+    let port = match p.l4 {
+        L4Summary::Tcp(t) => Some(t.sport),
+        L4Summary::Udp { sport, .. } | L4Summary::Sctp { sport, .. } => Some(sport),
+        L4Summary::Icmp(i) => Some(i.id),
+        L4Summary::Other => None,
+    };
+    (p.src, port)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Several inside hosts open a connection each to one server through SNAT; the server
+    /// answers every translated tuple it saw. Every reply arrives at the host whose
+    /// connection it belongs to (address and port), never at another. Protocols with ports
+    /// admit as many hosts as the pool has tuples; address-only ones one host per pool
+    /// address, the others refused as `nat_exhausted`.
+    #[test]
+    fn every_reply_reaches_the_host_whose_connection_it_is(
+        v6 in any::<bool>(),
+        which in 0usize..DPROTOS.len(),
+        hosts in 2usize..6,
+        same_port in any::<bool>(),
+        ports in proptest::collection::vec(1024u16.., 6),
+        n_pool in 1u8..4,
+        pool_ports in proptest::option::of(0u16..4),
+        order in Just(()).prop_perturb(|_, mut rng| rng.random::<u64>()),
+    ) {
+        let dp = DPROTOS[which];
+        let host = |i: usize| if v6 { format!("fd00::{:x}", i + 2) } else { format!("10.0.0.{}", i + 2) };
+        let server = if v6 { "2001:db8:1::9" } else { "198.51.100.9" };
+        let pool_addrs = if v6 {
+            format!("[2001:db8::1]-[2001:db8::{n_pool}]")
+        } else {
+            format!("192.0.2.1-192.0.2.{n_pool}")
+        };
+        let pool = match pool_ports {
+            Some(k) => format!("{pool_addrs}:2000-{}", 2000 + k),
+            None => pool_addrs,
+        };
+        let spec = NatSpec::snat(pool.parse().unwrap());
+        let ct = tracker();
+        let mut w = ct.worker(0);
+        let mut admitted = Vec::new(); // (host index, client port, translated source)
+        for (i, &port) in ports.iter().enumerate().take(hosts) {
+            let cport = if same_port { 40000 } else { port };
+            let h = host(i);
+            let f = build(&h, server, &dbody(dp, v6, cport, 80, false));
+            let p = parse_frame(&f).unwrap();
+            let r = w.process_nat(&p, 0, true, &spec, 0);
+            match r.refused {
+                Some(refusal) => {
+                    prop_assert_eq!(refusal, crate::conntrack::Refusal::NatExhausted);
+                    prop_assert!(r.conn.is_none());
+                }
+                None => {
+                    let mut out = f.clone();
+                    apply(&mut out, &p, &r, &ct).unwrap();
+                    prop_assert_eq!(verify_frame(&out), Ok(()));
+                    admitted.push((i, cport, source_of(&out)));
+                }
+            }
+        }
+        let has_ports = !matches!(dp, DProto::Raw(_));
+        let tuples = match (has_ports, pool_ports) {
+            (false, _) => usize::from(n_pool),
+            (true, Some(k)) => usize::from(n_pool) * (usize::from(k) + 1),
+            (true, None) => usize::MAX,
+        };
+        prop_assert_eq!(admitted.len(), hosts.min(tuples), "{:?} pool {}", dp, pool);
+        // The server answers in a shuffled order.
+        let mut answers = admitted.clone();
+        let n = answers.len();
+        for k in (1..n).rev() {
+            answers.swap(k, (order >> (k * 5)) as usize % (k + 1));
+        }
+        for (i, cport, (out_addr, out_port)) in answers {
+            let to = addr_to_string(&out_addr, v6);
+            let reply = build(server, &to, &dbody(dp, v6, 80, out_port.unwrap_or(cport), true));
+            let p = parse_frame(&reply).unwrap();
+            let r = w.process_nat(&p, 0, true, &spec, 1);
+            prop_assert!(r.state.has(CtState::RPL), "{:?} {:?}", dp, r.state);
+            let mut back = reply.clone();
+            apply(&mut back, &p, &r, &ct).unwrap();
+            prop_assert_eq!(verify_frame(&back), Ok(()));
+            let (dst, port) = dest_of(&back);
+            prop_assert_eq!(dst, addr(&host(i)).0, "{:?}: reply for host {} went elsewhere", dp, i);
+            if has_ports {
+                prop_assert_eq!(port, Some(cport), "{:?}: reply for host {}", dp, i);
+            }
+        }
+    }
+}
+
+fn addr_to_string(a: &[u8; 16], v6: bool) -> String {
+    crate::conntrack::key::addr_to_ip(if v6 { 6 } else { 4 }, a).to_string()
+}
+
 // ---------------------------------------------------------------------------------------
 // apply() around the rewrite, and bad input.
 
@@ -1377,10 +1742,10 @@ fn arb_addr(v6: bool) -> impl Strategy<Value = [u8; 16]> {
     })
 }
 
-/// A random TCP/UDP/echo body (kind 0/1/2) with the given "ports".
+/// A random TCP/UDP/echo/SCTP body (kind 0/1/2/3) with the given "ports".
 fn arb_body(v6: bool) -> impl Strategy<Value = Body> {
     (
-        0u8..3,
+        0u8..4,
         any::<u16>(),
         any::<u16>(),
         proptest::collection::vec(any::<u8>(), 0..90),
@@ -1407,7 +1772,13 @@ fn arb_body(v6: bool) -> impl Strategy<Value = Body> {
                     // Over IPv6 a zero UDP checksum does not verify (it is kept as is).
                     no_csum: no_csum && !v6,
                 },
-                _ => echo(v6, sp % 2 == 0, sp, dp, &payload),
+                2 => echo(v6, sp % 2 == 0, sp, dp, &payload),
+                _ => Body::Sctp {
+                    sport: sp,
+                    dport: dp,
+                    tag: seq,
+                    chunks: chunk(flags, &payload),
+                },
             },
         )
 }
@@ -1417,7 +1788,8 @@ fn body_ports(b: &Body) -> (u8, u16, u16) {
         Body::Tcp { sport, dport, .. } => (proto::TCP, *sport, *dport),
         Body::Udp { sport, dport, .. } => (proto::UDP, *sport, *dport),
         Body::Icmp { rest, .. } => (0, (rest >> 16) as u16, 0),
-        Body::Raw { proto, .. } => (*proto, 0, 0),
+        Body::Sctp { sport, dport, .. } => (proto::SCTP, *sport, *dport),
+        Body::Raw { protocol, .. } => (*protocol, 0, 0),
     }
 }
 
@@ -1450,7 +1822,7 @@ fn translate_full(pkt: &mut [u8], src: &[u8; 16], dst: &[u8; 16], sport: u16, dp
         pkt[24..40].copy_from_slice(dst);
     }
     match protocol {
-        6 | 17 => {
+        6 | 17 | proto::SCTP => {
             pkt[hl..hl + 2].copy_from_slice(&sport.to_be_bytes());
             pkt[hl + 2..hl + 4].copy_from_slice(&dport.to_be_bytes());
         }
@@ -1535,6 +1907,10 @@ proptest! {
         if protocol == proto::TCP && q == hl + 17 {
             quote[hl + 16] = full[hl + 16];
         }
+        // A truncated SCTP quote keeps its CRC32c (it cannot be recomputed).
+        if protocol == proto::SCTP && q < full.len() {
+            quote[hl + 8..hl + 12].copy_from_slice(&full[hl + 8..hl + 12]);
+        }
         let mut want = err.clone();
         let at = 14 + hl + 8;
         want[at..at + q].copy_from_slice(&quote[..q]);
@@ -1553,7 +1929,7 @@ proptest! {
     #[test]
     fn bad_frames_never_panic(
         v6 in any::<bool>(),
-        which in 0usize..4,
+        which in 0usize..5,
         flips in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 0..6),
         cut in any::<prop::sample::Index>(),
         t in any::<([u8; 16], [u8; 16], u16, u16)>(),
@@ -1564,6 +1940,7 @@ proptest! {
             0 => build(c, s, &tcp_seg(40000, 80, 1, 0, SYN, b"x")),
             1 => build(c, s, &udp_dgram(5353, 53, b"query")),
             2 => build(c, s, &echo(v6, true, 7, 1, b"ping")),
+            3 => build(c, s, &sctp_pkt(40000, 9899, 2, b"data")),
             _ => {
                 let u = build(s, c, &udp_dgram(53, 5353, b"answer"));
                 build(c, s, &icmp_error(if v6 { 1 } else { 3 }, if v6 { 4 } else { 3 }, 0, ip_of(&u)))
@@ -1577,7 +1954,7 @@ proptest! {
         f.truncate(cut.index(f.len() + 1));
         let p = if stale { parse_frame(&base).ok() } else { parse_frame(&f).ok() };
         if let Some(p) = p {
-            for protocol in [p.proto, proto::TCP, proto::UDP, proto::ICMP, proto::ICMPV6] {
+            for protocol in [p.proto, proto::TCP, proto::UDP, proto::ICMP, proto::ICMPV6, proto::SCTP] {
                 let key = ConnKey { src: t.0, dst: t.1, sport: t.2, dport: t.3, zone: 0, proto: protocol, family: p.family as u8 };
                 let mut g = f.clone();
                 if rewrite_to(&mut g, &p, &key).is_err() {

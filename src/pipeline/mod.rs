@@ -23,6 +23,7 @@
 pub mod forward;
 pub mod gateway;
 pub mod ports;
+pub mod vlan;
 #[cfg(feature = "dpdk")]
 pub mod worker;
 
@@ -52,7 +53,7 @@ pub enum DropReason {
     NoRoute = 1,
     /// The output queue did not take it (TX ring full).
     TxFull = 2,
-    /// Not IPv4/IPv6/ARP (or ARP that is not Ethernet/IPv4, or VLAN-tagged ARP).
+    /// Not IPv4/IPv6/ARP (or ARP that is not Ethernet/IPv4).
     NotIp = 3,
     /// An IP frame that does not parse (bad IPv4/IPv6/TCP/UDP/ICMP header).
     Malformed = 4,
@@ -81,11 +82,30 @@ pub enum DropReason {
     NatFailed = 14,
     /// A generated frame (ARP/NDP request, ICMP error) found no free mbuf or buffer.
     NoBuffer = 15,
+    /// A VLAN-tagged (802.1Q or QinQ) frame on a port without that VLAN configured.
+    Vlan = 16,
+    /// A martian source address (RFC 1812 §5.3.7, RFC 6890: `0/8`, `127/8`, multicast,
+    /// `240/4`, `255.255.255.255`, the gateway's own addresses; IPv6 `::`, `::1`,
+    /// multicast, IPv4-mapped and -compatible; link-local across ports): never answered,
+    /// never forwarded.
+    MartianSrc = 17,
+    /// A martian destination address (`0/8`, `127/8`, `240/4`; IPv6 `::`, `::1`,
+    /// IPv4-mapped and -compatible; link-local across ports).
+    MartianDst = 18,
+    /// An IPv4 packet with a loose or strict source route option (LSRR/SSRR).
+    SourceRoute = 19,
+    /// An IPv4 header whose checksum does not verify (by the NIC's RX flags where the
+    /// port offers the offload, in software otherwise).
+    BadIpChecksum = 20,
+    /// A frame longer than one mbuf's data room (received in more than one segment).
+    TooBig = 21,
+    /// An IP fragment the gateway does not forward (not tracked).
+    Fragment = 22,
 }
 
 impl DropReason {
     /// Number of reasons (the size of a counter array).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 23;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
@@ -104,6 +124,13 @@ impl DropReason {
         DropReason::Local,
         DropReason::NatFailed,
         DropReason::NoBuffer,
+        DropReason::Vlan,
+        DropReason::MartianSrc,
+        DropReason::MartianDst,
+        DropReason::SourceRoute,
+        DropReason::BadIpChecksum,
+        DropReason::TooBig,
+        DropReason::Fragment,
     ];
 
     /// Counter name, as printed in stats (`drop_<name>=N`).
@@ -125,6 +152,13 @@ impl DropReason {
             DropReason::Local => "local",
             DropReason::NatFailed => "nat_failed",
             DropReason::NoBuffer => "no_buffer",
+            DropReason::Vlan => "vlan",
+            DropReason::MartianSrc => "martian_src",
+            DropReason::MartianDst => "martian_dst",
+            DropReason::SourceRoute => "source_route",
+            DropReason::BadIpChecksum => "bad_ip_checksum",
+            DropReason::TooBig => "too_big",
+            DropReason::Fragment => "fragment",
         }
     }
 }
@@ -150,6 +184,19 @@ impl DropCounters {
     }
 }
 
+/// The NIC's verdict on a received frame's IPv4 header checksum (the mbuf's
+/// `RTE_MBUF_F_RX_IP_CKSUM_*` flags).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxCksum {
+    /// The port does not verify it, or did not for this frame (not IPv4, unknown tag).
+    #[default]
+    Unknown,
+    /// Verified good by the NIC.
+    Good,
+    /// The NIC found it wrong.
+    Bad,
+}
+
 /// A per-packet datapath step: `(frame, in_port) -> Verdict`, rewriting the frame in
 /// place. The worker loop calls [`process_burst`](PacketStep::process_burst) once per RX
 /// burst; steps that gain from seeing the whole burst (prefetch, bulk table lookups, as in
@@ -164,6 +211,23 @@ pub trait PacketStep: Send {
         for (frame, v) in frames.iter_mut().zip(verdicts.iter_mut()) {
             *v = self.process(frame, in_port);
         }
+    }
+
+    /// [`process_burst`](PacketStep::process_burst) with what the worker knows of each
+    /// frame beyond its bytes: `rx[i]` (at least as long as `frames`) holds frame `i`'s
+    /// IPv4 header checksum verdict from the RX offload flags and the VLAN id of the tag
+    /// the worker took off ([`vlan`]). Steps that check IPv4 headers trust
+    /// [`RxCksum::Good`] and [`RxCksum::Bad`] and verify [`RxCksum::Unknown`] in software;
+    /// the default ignores `rx` (a step that does must not be run on trunk ports).
+    fn process_burst_rx(
+        &mut self,
+        frames: &mut [&mut [u8]],
+        in_port: u16,
+        rx: &[vlan::RxInfo],
+        verdicts: &mut [Verdict],
+    ) {
+        let _ = rx;
+        self.process_burst(frames, in_port, verdicts);
     }
 
     /// How many hold slots the step uses ([`Verdict::Hold`]); the worker keeps one mbuf

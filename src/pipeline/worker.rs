@@ -22,12 +22,25 @@
 //! ([`Worker::with_mempool`]; without one they are counted as [`DropReason::NoBuffer`]).
 //! Held mbufs still parked when the worker stops are freed and counted as
 //! [`DropReason::NeighUnresolved`].
+//!
+//! Per received mbuf the worker also reads what the step cannot see in the bytes: a frame
+//! the PMD had to chain over more than one mbuf (longer than the data room) never reaches
+//! the step and is counted as [`DropReason::TooBig`]; the RX IPv4 header checksum flags
+//! go to the step as [`RxCksum`] ([`PacketStep::process_burst_rx`]). On ports that carry
+//! VLAN sub-interfaces ([`Worker::with_vlans`]) the outer 802.1Q tag is taken off before
+//! the step and its VLAN id handed over the same way; frames the step sends to a
+//! sub-interface get the tag pushed back (see [`super::vlan`]).
+//!
+//! Accounting: every frame the step hands [`StepSink::emit`] counts as `generated`
+//! (sent, or dropped as [`DropReason::NoBuffer`] / [`DropReason::TxFull`]), so once no
+//! frame is held (always after the worker stopped) `rx - dropped + generated = tx`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::forward::MAX_PORTS;
-use super::{DropCounters, DropReason, MacAddr, PacketStep, StepSink, Verdict};
+use super::vlan::{push_tag, strip_tag, RxInfo, VlanTable, TAG_LEN};
+use super::{DropCounters, DropReason, MacAddr, PacketStep, RxCksum, StepSink, Verdict};
 use crate::dpdk::{Mbuf, MbufBurst, Mempool, RxQueue, Tsc, TxQueue, BURST_SIZE};
 
 /// How often partly filled TX buffers are flushed (l3fwd's `BURST_TX_DRAIN_US`).
@@ -40,6 +53,8 @@ pub const DRAIN_US: u64 = 100;
 pub struct WorkerCounters {
     pub rx: AtomicU64,
     pub tx: AtomicU64,
+    /// Frames the step generated (ARP/NDP requests, out-of-place adverts, ICMP errors).
+    pub generated: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
     /// Drops by the port the packet arrived on.
     pub port_drops: [AtomicU64; MAX_PORTS],
@@ -52,6 +67,7 @@ impl Default for WorkerCounters {
         WorkerCounters {
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
+            generated: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             port_drops: std::array::from_fn(|_| AtomicU64::new(0)),
             busy_tsc: AtomicU64::new(0),
@@ -64,6 +80,7 @@ impl Default for WorkerCounters {
 pub struct WorkerSnapshot {
     pub rx: u64,
     pub tx: u64,
+    pub generated: u64,
     pub drops: DropCounters,
     pub port_drops: Vec<u64>,
     pub busy_tsc: u64,
@@ -74,6 +91,7 @@ impl WorkerCounters {
         WorkerSnapshot {
             rx: self.rx.load(Ordering::Relaxed),
             tx: self.tx.load(Ordering::Relaxed),
+            generated: self.generated.load(Ordering::Relaxed),
             drops: DropCounters(std::array::from_fn(|i| {
                 self.drops[i].load(Ordering::Relaxed)
             })),
@@ -91,6 +109,7 @@ impl WorkerCounters {
 struct Local {
     rx: u64,
     tx: u64,
+    generated: u64,
     drops: DropCounters,
     port_drops: [u64; MAX_PORTS],
 }
@@ -107,6 +126,7 @@ impl Local {
     fn publish(&self, shared: &WorkerCounters, busy_tsc: u64) {
         shared.rx.store(self.rx, Ordering::Relaxed);
         shared.tx.store(self.tx, Ordering::Relaxed);
+        shared.generated.store(self.generated, Ordering::Relaxed);
         for (s, v) in shared.drops.iter().zip(self.drops.0) {
             s.store(v, Ordering::Relaxed);
         }
@@ -141,17 +161,30 @@ impl TxPort {
     }
 }
 
-/// Queues `m` for `out` (sending the buffer when it fills), or drops it as
-/// [`DropReason::NoRoute`] when this worker has no TX queue on `out`.
+/// Queues `m` for interface `out` (sending the buffer when it fills): a DPDK port, or a
+/// VLAN sub-interface of `vlans` (its tag pushed first; no headroom for it:
+/// [`DropReason::NoBuffer`]). Drops it as [`DropReason::NoRoute`] when this worker has no
+/// TX queue on the port.
 #[inline]
 fn push_tx(
     tx: &mut [TxPort],
     tx_slot: &[u8; MAX_PORTS],
+    vlans: &VlanTable,
     local: &mut Local,
-    m: Mbuf,
+    mut m: Mbuf,
     out: u16,
     in_port: u16,
 ) {
+    let Some((out, tag)) = vlans.out(out) else {
+        local.drop_packet(DropReason::NoRoute, in_port, 1);
+        return;
+    };
+    if let Some(vid) = tag {
+        if !m.grow_front(TAG_LEN as u16) || !push_tag(m.data_mut(), vid) {
+            local.drop_packet(DropReason::NoBuffer, in_port, 1);
+            return;
+        }
+    }
     let slot = tx_slot.get(usize::from(out)).copied().unwrap_or(u8::MAX);
     match tx.get_mut(usize::from(slot)) {
         Some(t) => {
@@ -172,6 +205,7 @@ fn push_tx(
 struct Sink<'a> {
     tx: &'a mut [TxPort],
     tx_slot: &'a [u8; MAX_PORTS],
+    vlans: &'a VlanTable,
     local: &'a mut Local,
     held: &'a mut [Option<Mbuf>],
     pool: Option<Mempool>,
@@ -179,6 +213,7 @@ struct Sink<'a> {
 
 impl StepSink for Sink<'_> {
     fn emit(&mut self, port: u16, frame: &[u8]) {
+        self.local.generated += 1;
         let m = self
             .pool
             .as_ref()
@@ -188,7 +223,7 @@ impl StepSink for Sink<'_> {
                 Some(m)
             });
         match m {
-            Some(m) => push_tx(self.tx, self.tx_slot, self.local, m, port, port),
+            Some(m) => push_tx(self.tx, self.tx_slot, self.vlans, self.local, m, port, port),
             None => self.local.drop_packet(DropReason::NoBuffer, port, 1),
         }
     }
@@ -201,7 +236,15 @@ impl StepSink for Sink<'_> {
             d.copy_from_slice(&dst_mac.0);
         }
         let in_port = m.port();
-        push_tx(self.tx, self.tx_slot, self.local, m, port, in_port);
+        push_tx(
+            self.tx,
+            self.tx_slot,
+            self.vlans,
+            self.local,
+            m,
+            port,
+            in_port,
+        );
     }
 
     fn drop_held(&mut self, slot: u16, reason: DropReason, in_port: u16) {
@@ -224,6 +267,9 @@ pub struct Worker<S: PacketStep> {
     drain_tsc: u64,
     /// Where generated frames' mbufs come from.
     pool: Option<Mempool>,
+    /// VLAN sub-interfaces, and the ports that carry them (tags taken off on receive).
+    vlans: VlanTable,
+    trunk: [bool; MAX_PORTS],
 }
 
 impl<S: PacketStep> Worker<S> {
@@ -261,6 +307,8 @@ impl<S: PacketStep> Worker<S> {
             stop,
             drain_tsc: (tsc_hz / 1_000_000).max(1) * DRAIN_US,
             pool: None,
+            vlans: VlanTable::default(),
+            trunk: [false; MAX_PORTS],
         })
     }
 
@@ -269,6 +317,18 @@ impl<S: PacketStep> Worker<S> {
     /// the worker's socket (the one its RX queues fill from).
     pub fn with_mempool(mut self, pool: Mempool) -> Self {
         self.pool = Some(pool);
+        self
+    }
+
+    /// The VLAN sub-interfaces the step's interface ids name ([`super::vlan`]): frames
+    /// for them get their tag pushed on transmit, and every frame received on a port that
+    /// carries one has its outer 802.1Q tag taken off first (its VLAN id goes to the step
+    /// in [`RxInfo::vlan`]).
+    pub fn with_vlans(mut self, vlans: VlanTable) -> Self {
+        for (t, p) in self.trunk.iter_mut().zip(0u16..) {
+            *t = vlans.is_trunk(p);
+        }
+        self.vlans = vlans;
         self
     }
 
@@ -284,10 +344,13 @@ impl<S: PacketStep> Worker<S> {
             stop,
             drain_tsc,
             pool,
+            vlans,
+            trunk,
         } = self;
         let mut local = Local {
             rx: 0,
             tx: 0,
+            generated: 0,
             drops: DropCounters::default(),
             port_drops: [0; MAX_PORTS],
         };
@@ -301,6 +364,9 @@ impl<S: PacketStep> Worker<S> {
         held.resize_with(step.hold_slots(), || None);
         let mut burst: MbufBurst<BURST_SIZE> = MbufBurst::new();
         let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BURST_SIZE];
+        let mut rx_info = [RxInfo::default(); BURST_SIZE];
+        // Frames of the burst longer than one mbuf (bit i: frame i).
+        let mut too_big: u64;
         let start = Tsc::now();
         let mut prev_drain = start;
 
@@ -310,6 +376,7 @@ impl<S: PacketStep> Worker<S> {
                 step.service(&mut Sink {
                     tx: &mut tx,
                     tx_slot: &tx_slot,
+                    vlans: &vlans,
                     local: &mut local,
                     held: &mut held,
                     pool,
@@ -333,17 +400,52 @@ impl<S: PacketStep> Worker<S> {
                 for m in burst.as_slice() {
                     m.prefetch();
                 }
+                too_big = 0;
+                let is_trunk = trunk.get(usize::from(in_port)).copied().unwrap_or(false);
                 {
                     let mut frames: [&mut [u8]; BURST_SIZE] = Default::default();
-                    for (f, m) in frames.iter_mut().zip(burst.as_mut_slice()) {
-                        *f = m.data_mut();
+                    for (i, ((f, r), m)) in frames
+                        .iter_mut()
+                        .zip(rx_info.iter_mut())
+                        .zip(burst.as_mut_slice())
+                        .enumerate()
+                    {
+                        r.cksum = match m.rx_ip_cksum() {
+                            Some(true) => RxCksum::Good,
+                            Some(false) => RxCksum::Bad,
+                            None => RxCksum::Unknown,
+                        };
+                        r.vlan = None;
+                        if is_trunk && !m.is_segmented() {
+                            if let Some(vid) = strip_tag(m.data_mut()) {
+                                if m.trim_front(TAG_LEN as u16) {
+                                    r.vlan = Some(vid);
+                                }
+                            }
+                        }
+                        if m.is_segmented() {
+                            // The step sees an empty frame (no effect); counted below.
+                            too_big |= 1 << i;
+                        } else {
+                            *f = m.data_mut();
+                        }
                     }
-                    step.process_burst(&mut frames[..n], in_port, &mut verdicts[..n]);
+                    step.process_burst_rx(
+                        &mut frames[..n],
+                        in_port,
+                        &rx_info[..n],
+                        &mut verdicts[..n],
+                    );
                 }
-                for (m, v) in burst.drain().zip(verdicts.iter()) {
-                    match *v {
+                for (i, (m, v)) in burst.drain().zip(verdicts.iter()).enumerate() {
+                    let v = if too_big & (1 << i) != 0 {
+                        Verdict::Drop(DropReason::TooBig)
+                    } else {
+                        *v
+                    };
+                    match v {
                         Verdict::Forward(out) => {
-                            push_tx(&mut tx, &tx_slot, &mut local, m, out, in_port)
+                            push_tx(&mut tx, &tx_slot, &vlans, &mut local, m, out, in_port)
                         }
                         Verdict::Drop(reason) => local.drop_packet(reason, in_port, 1),
                         Verdict::Hold(slot) => match held.get_mut(usize::from(slot)) {
@@ -357,6 +459,7 @@ impl<S: PacketStep> Worker<S> {
                 step.service(&mut Sink {
                     tx: &mut tx,
                     tx_slot: &tx_slot,
+                    vlans: &vlans,
                     local: &mut local,
                     held: &mut held,
                     pool,

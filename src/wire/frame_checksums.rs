@@ -40,7 +40,7 @@ impl From<ParseError> for ChecksumError {
 }
 
 /// Checks every checksum of a frame that can be checked, independently of how it was
-/// made: the IPv4 header checksum; the TCP/UDP/ICMP/ICMPv6 checksum of an unfragmented
+/// made: the IPv4 header checksum; the TCP/UDP/ICMP/ICMPv6 checksum (SCTP: CRC32c) of an unfragmented
 /// packet (a UDP-over-IPv4 checksum of 0 is accepted as "none"); and for an ICMP error,
 /// the embedded IPv4 header checksum when the embedded header is quoted whole, and the
 /// embedded L4 checksum when the embedded packet is quoted whole (per its own length
@@ -163,12 +163,21 @@ fn verify_l4(family: Family, src: &[u8; 16], dst: &[u8; 16], protocol: u8, segme
         }
         (Family::V4, proto::ICMP) => segment.len() >= 4 && data(segment) == 0xffff,
         (Family::V6, proto::ICMPV6) => stored(ICMP_CSUM) == Some(icmpv6(src, dst, segment)),
+        (_, proto::SCTP) => {
+            super::sctp::Packet::new_checked(segment).is_ok_and(|p| p.verify_checksum())
+        }
         _ => true,
     }
 }
 
 /// Stores the L4 checksum of a whole segment (see [`verify_l4`]).
 fn fill_l4(family: Family, src: &[u8; 16], dst: &[u8; 16], protocol: u8, segment: &mut [u8]) {
+    if protocol == proto::SCTP {
+        if let Ok(mut p) = super::sctp::Packet::new_checked(segment) {
+            p.fill_checksum();
+        }
+        return;
+    }
     let (at, c) = match (family, protocol) {
         (Family::V4, proto::TCP) => (TCP_CSUM, tcp_v4(v4(src), v4(dst), segment)),
         (Family::V6, proto::TCP) => (TCP_CSUM, tcp_v6(src, dst, segment)),

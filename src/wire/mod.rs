@@ -53,6 +53,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod parse;
 pub mod proto;
+pub mod sctp;
 pub mod tcp;
 pub mod testframe;
 pub mod udp;

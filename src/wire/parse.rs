@@ -63,7 +63,7 @@ pub struct InnerPacket {
     pub src: [u8; 16],
     pub dst: [u8; 16],
     pub proto: u8,
-    /// TCP/UDP ports of the embedded header; for embedded ICMP echo: `sport` = identifier,
+    /// TCP/UDP/SCTP ports of the embedded header; for embedded ICMP echo: `sport` = identifier,
     /// `dport` = `(type << 8) | code`. Zero for other protocols.
     pub sport: u16,
     pub dport: u16,
@@ -91,6 +91,11 @@ pub enum L4Summary {
         dport: u16,
     },
     Icmp(IcmpSummary),
+    /// SCTP: the ports of the common header (tracked with its ports, as OVS ≥ 3.2 does).
+    Sctp {
+        sport: u16,
+        dport: u16,
+    },
     /// Any other protocol, or a later fragment (no L4 header).
     Other,
 }
@@ -155,10 +160,12 @@ pub enum ParseError {
     BadUdpHeader,
     /// ICMP/ICMPv6 header cut.
     BadIcmpHeader,
+    /// SCTP common header cut, or (unless a first fragment) its chunks malformed.
+    BadSctpHeader,
 }
 
 use super::ethernet::{self, ethertype};
-use super::{icmpv4, icmpv6, ipv4, ipv6, tcp};
+use super::{icmpv4, icmpv6, ipv4, ipv6, sctp, tcp};
 
 // How the parser reads: every header is taken with one `first_chunk::<N>()` on the rest of
 // the frame (the one bounds check per header, which fails into the header's `ParseError`);
@@ -228,6 +235,11 @@ fn chunk<const N: usize>(b: &[u8], at: usize) -> Option<&[u8; N]> {
 ///   malformed options are ignored, as Linux does.
 /// * UDP: 8 bytes, length ≥ 8 and (unless a first fragment, whose UDP length covers the
 ///   whole datagram) ≤ the IP payload → [`ParseError::BadUdpHeader`].
+/// * SCTP: the 12-byte common header; unless a first fragment, at least one chunk and
+///   every chunk's length at least 4 and within the IP payload, chunks (padded to 4 bytes)
+///   ending at its end ([`sctp::chunks_ok`], as OVS's `check_l4_sctp`) →
+///   [`ParseError::BadSctpHeader`]. The CRC32c is not verified here (NAT verifies it
+///   before recomputing it).
 /// * ICMP (over IPv4) / ICMPv6 (over IPv6): 8 bytes → [`ParseError::BadIcmpHeader`].
 ///   Protocol 1 over IPv6 and 58 over IPv4 are [`L4Summary::Other`].
 ///
@@ -404,6 +416,7 @@ fn parse_l4(
         (proto::ICMP, Family::V4) | (proto::ICMPV6, Family::V6) => {
             parse_icmp(l4, l4_offset, family).map(L4Summary::Icmp)
         }
+        (proto::SCTP, _) => parse_sctp(l4, fragment),
         _ => Ok(L4Summary::Other),
     }
 }
@@ -432,6 +445,21 @@ fn parse_tcp(l4: &[u8]) -> Result<TcpSummary, ParseError> {
         window: be16(h, field::WIN_SIZE.start),
         wscale,
         payload_len: (l4.len() - header_len) as u16, // header_len <= l4.len() <= 65535
+    })
+}
+
+/// Not inlined: SCTP is rare, and its chunk walk stays off the common path.
+#[inline(never)]
+fn parse_sctp(l4: &[u8], fragment: Fragment) -> Result<L4Summary, ParseError> {
+    let h = l4
+        .first_chunk::<{ sctp::HEADER_LEN }>()
+        .ok_or(ParseError::BadSctpHeader)?;
+    if fragment == Fragment::None && !sctp::chunks_ok(l4) {
+        return Err(ParseError::BadSctpHeader);
+    }
+    Ok(L4Summary::Sctp {
+        sport: be16(h, 0),
+        dport: be16(h, 2),
     })
 }
 
@@ -511,7 +539,7 @@ fn parse_inner(quote: &[u8], base: usize, family: Family) -> Option<InnerPacket>
     }
     let l = chunk::<8>(quote, l4_at)?;
     let (sport, dport) = match (protocol, family) {
-        (proto::TCP | proto::UDP, _) => (be16(l, 0), be16(l, 2)),
+        (proto::TCP | proto::UDP | proto::SCTP, _) => (be16(l, 0), be16(l, 2)),
         (proto::ICMP, Family::V4) | (proto::ICMPV6, Family::V6) => {
             let has_ident = match family {
                 Family::V4 => icmpv4::has_ident(l[0]),

@@ -7,7 +7,12 @@
 pub const ICMP: u8 = 1;
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
+/// Tracked without ports (as OVS does); NAT updates its pseudo-header checksum.
+pub const DCCP: u8 = 33;
 pub const ICMPV6: u8 = 58;
+pub const SCTP: u8 = 132;
+/// Tracked without ports (as OVS does); NAT updates its pseudo-header checksum.
+pub const UDPLITE: u8 = 136;
 
 /// TCP flag bits as they stand in byte 13 of the TCP header.
 pub mod tcp_flags {

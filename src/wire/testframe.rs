@@ -11,8 +11,8 @@
 //! assert_eq!(ctgate::wire::frame_checksums::verify_frame(&syn), Ok(()));
 //! ```
 //!
-//! A [`Frame`] is an IPv4 or IPv6 packet carrying one [`L4`] (TCP, UDP, ICMP/ICMPv6 or
-//! raw bytes of any protocol) behind an Ethernet header with up to one VLAN tag. Every
+//! A [`Frame`] is an IPv4 or IPv6 packet carrying one [`L4`] (TCP, UDP, SCTP,
+//! ICMP/ICMPv6 or raw bytes of any protocol) behind an Ethernet header with up to one VLAN tag. Every
 //! header is written through the views' setters and every checksum filled by the views
 //! (`fill_checksum*`), so a built frame verifies (except what the caller asked to leave:
 //! a zero UDP checksum). The defaults are what most tests want:
@@ -24,7 +24,7 @@
 use std::net::IpAddr;
 
 use super::ethernet::{self, ethertype};
-use super::{arp, icmpv4, icmpv6, ipv4, ipv6, proto, tcp, udp};
+use super::{arp, icmpv4, icmpv6, ipv4, ipv6, proto, sctp, tcp, udp};
 
 /// The L4 part of a test frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,10 +55,17 @@ pub enum L4 {
         rest: u32,
         data: Vec<u8>,
     },
-    /// Raw bytes of protocol `proto`. For TCP, UDP, ICMP (over IPv4) and ICMPv6 (over
-    /// IPv6) the frame fills the checksum at its place like for the other kinds; anything
-    /// else in the bytes (an error's quote) is left as it is.
-    Raw { proto: u8, bytes: Vec<u8> },
+    /// An SCTP packet: common header (CRC32c filled) and `chunks` (whole, padded).
+    Sctp {
+        sport: u16,
+        dport: u16,
+        tag: u32,
+        chunks: Vec<u8>,
+    },
+    /// Raw bytes of protocol `protocol`. For TCP, UDP, SCTP, ICMP (over IPv4) and ICMPv6
+    /// (over IPv6) the frame fills the checksum at its place like for the other kinds;
+    /// anything else in the bytes (an error's quote) is left as it is.
+    Raw { protocol: u8, payload: Vec<u8> },
 }
 
 impl L4 {
@@ -101,11 +108,21 @@ impl L4 {
         L4::icmp(ty, 0, u32::from(id) << 16 | u32::from(seq), data)
     }
 
-    /// Raw L4 bytes of protocol `proto`.
-    pub fn raw(proto: u8, bytes: &[u8]) -> L4 {
+    /// An SCTP packet (see [`L4::Sctp`]).
+    pub fn sctp(sport: u16, dport: u16, tag: u32, chunks: &[u8]) -> L4 {
+        L4::Sctp {
+            sport,
+            dport,
+            tag,
+            chunks: chunks.to_vec(),
+        }
+    }
+
+    /// Raw L4 bytes of protocol `protocol`.
+    pub fn raw(protocol: u8, payload: &[u8]) -> L4 {
         L4::Raw {
-            proto,
-            bytes: bytes.to_vec(),
+            protocol,
+            payload: payload.to_vec(),
         }
     }
 
@@ -145,7 +162,8 @@ impl L4 {
             L4::Udp { .. } => proto::UDP,
             L4::Icmp { .. } if v4 => proto::ICMP,
             L4::Icmp { .. } => proto::ICMPV6,
-            L4::Raw { proto, .. } => *proto,
+            L4::Sctp { .. } => proto::SCTP,
+            L4::Raw { protocol, .. } => *protocol,
         }
     }
 
@@ -205,7 +223,23 @@ impl L4 {
                 i.data_mut().copy_from_slice(data);
                 s
             }
-            L4::Raw { bytes, .. } => bytes.clone(),
+            L4::Sctp {
+                sport,
+                dport,
+                tag,
+                chunks,
+            } => {
+                let mut s = vec![0u8; sctp::HEADER_LEN + chunks.len()];
+                let mut p = sctp::Packet::new_unchecked(&mut s[..]);
+                p.set_src_port(*sport);
+                p.set_dst_port(*dport);
+                p.set_verification_tag(*tag);
+                if let Some(c) = s.get_mut(sctp::HEADER_LEN..) {
+                    c.copy_from_slice(chunks);
+                }
+                s
+            }
+            L4::Raw { payload, .. } => payload.clone(),
         }
     }
 }
@@ -233,6 +267,9 @@ fn fill_l4(l4: &mut [u8], protocol: u8, no_csum: bool, ph: Pseudo<'_>) {
                 Pseudo::V4(s, d) => u.fill_checksum_v4(s, d),
                 Pseudo::V6(s, d) => u.fill_checksum_v6(s, d),
             }
+        }
+        (proto::SCTP, _) if l4.len() >= sctp::HEADER_LEN => {
+            sctp::Packet::new_unchecked(l4).fill_checksum()
         }
         (proto::ICMP, Pseudo::V4(..)) if l4.len() >= icmpv4::HEADER_LEN => {
             icmpv4::Packet::new_unchecked(l4).fill_checksum()

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use ctgate::wire::testframe::{Frame, L4};
 
-pub use ctgate::control::stats::field_u64;
+pub use ctgate::control::counter_lines::field_u64;
 
 /// Path of the binary under test.
 pub fn ctgate_bin() -> &'static str {
@@ -298,6 +298,22 @@ pub fn is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
         })
         .unwrap_or(false)
+}
+
+/// `text` with the first occurrence of each `(from, to)` pair replaced, in order: the way
+/// a test derives its configuration from the embedded default. Panics, naming the text,
+/// when a `from` is not there (the default changed shape), rather than running the test
+/// with a configuration that silently lacks the edit.
+pub fn edit_config(text: &str, edits: &[(&str, &str)]) -> String {
+    let mut out = text.to_string();
+    for (from, to) in edits {
+        assert!(
+            out.contains(from),
+            "the configuration no longer contains {from:?}: update the test's edit"
+        );
+        out = out.replacen(from, to, 1);
+    }
+    out
 }
 
 // ---- frames -------------------------------------------------------------------------

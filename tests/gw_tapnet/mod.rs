@@ -25,6 +25,8 @@ pub struct Gw {
     pub tap_out: String,
     pub socket: PathBuf,
     servers: Vec<Child>,
+    /// Namespaces made after the start (VLAN hosts), removed on drop.
+    extra_ns: Vec<String>,
     _lock: DpdkLock,
 }
 
@@ -115,6 +117,7 @@ impl Gw {
             tap_out: format!("ctgo{id}"),
             socket,
             servers: Vec::new(),
+            extra_ns: Vec::new(),
             scratch,
             _lock: lock,
         };
@@ -301,6 +304,21 @@ impl Gw {
         log
     }
 
+    /// Starts `cmd` in namespace `ns` in the background (killed on drop), stdout and
+    /// stderr to `log`.
+    pub fn spawn_in(&mut self, ns: &str, cmd: &[&str], log: &Path) {
+        let f = std::fs::File::create(log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?} in {ns}: {e}"));
+        self.servers.push(child);
+    }
+
     /// `ping -c N` from the inside namespace (waiting up to 2 s for the last reply).
     pub fn ping(&self, dst: &str, count: u32) -> Out {
         self.ping_wait(dst, count, 2)
@@ -316,6 +334,58 @@ impl Gw {
         }
         args.push(dst);
         self.exec(&self.ns_in.clone(), &args)
+    }
+
+    /// A Linux host on VLAN `vid` of the inside port, in a namespace of its own (returned):
+    /// address `addr` (with prefix), default route via `gw`. This kernel has no 8021q
+    /// module, so the tags are added and removed by `vlan_tagger.py` (a python3 relay in
+    /// the inside namespace between the inside tap and the host's own tap device; see
+    /// its doc string). The relay and the namespace go away with the `Gw`.
+    pub fn vlan_host(&mut self, vid: u16, addr: &str, gw: &str) -> String {
+        let n = self.extra_ns.len();
+        let ns = format!("{}v{n}", self.ns_in);
+        let tap = format!("{}v{n}", self.tap_in);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gw_tapnet/vlan_tagger.py");
+        let log = self.scratch.path(&format!("tagger{n}.log"));
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns_in, "python3", "-u"])
+            .arg(&script)
+            .args([self.tap_in.as_str(), tap.as_str(), &vid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start vlan_tagger.py");
+        let mut line = String::new();
+        let ready = child
+            .stdout
+            .take()
+            .map(|o| {
+                use std::io::BufRead;
+                std::io::BufReader::new(o).read_line(&mut line).is_ok() && line.trim() == "ready"
+            })
+            .unwrap_or(false);
+        self.servers.push(child);
+        assert!(
+            ready,
+            "vlan_tagger.py did not start: {line:?}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        must(&["ip", "netns", "add", &ns]);
+        self.extra_ns.push(ns.clone());
+        let dir = Path::new("/etc/netns").join(&ns);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("resolv.conf"), "# ctgate test: no name server\n").unwrap();
+        self.must_in(&self.ns_in, &["ip", "link", "set", &tap, "netns", &ns]);
+        for cmd in [
+            vec!["ip", "link", "set", "lo", "up"],
+            vec!["ip", "addr", "add", addr, "dev", &tap],
+            vec!["ip", "link", "set", &tap, "up"],
+            vec!["ip", "route", "add", "default", "via", gw],
+        ] {
+            self.must_in(&ns, &cmd);
+        }
+        ns
     }
 
     /// Stops ctgate with SIGINT and returns its output (final counters).
@@ -336,7 +406,13 @@ impl Drop for Gw {
         drop(self.run.take());
         let _ = sh(&["ip", "netns", "del", &self.ns_in]);
         let _ = sh(&["ip", "netns", "del", &self.ns_out]);
-        for ns in [&self.ns_in, &self.ns_out] {
+        for ns in &self.extra_ns {
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
+        for ns in [&self.ns_in, &self.ns_out]
+            .into_iter()
+            .chain(self.extra_ns.iter())
+        {
             let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
         }
     }

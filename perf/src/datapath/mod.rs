@@ -1,5 +1,5 @@
 //! `ctgate-perf datapath`: the full ctgate pipeline (the real
-//! [`ctgate::control::gateway::run_report`]: tracking, policy, SNAT, routing) in this
+//! [`ctgate::control::run::run_report`]: tracking, policy, SNAT, routing) in this
 //! process, fed by an in-process generator whose own cost is small and measured.
 //!
 //! # Set-up
@@ -19,7 +19,7 @@
 //! They are ports 0 and 1, so the embedded default configuration applies, with a static
 //! `next_hop_mac` on both ports (no ARP), `max_conns` raised to twice the flows, and in
 //! `--new-flows` mode one-second timeouts (the tracker reclaims expired connections when
-//! it inserts at the limit). `gateway::run_report` then runs on the main lcore (CPU 0)
+//! it inserts at the limit). `run::run_report` then runs on the main lcore (CPU 0)
 //! and launches one worker on lcore 1 (CPU 1).
 //!
 //! The generator and both sinks are one plain thread on CPU 0 (the control lcore mostly
@@ -81,6 +81,11 @@
 //! ctgate stops by itself once its ports have been idle for 400 ms after the generator
 //! finished (`--exit-when-idle`).
 //!
+//! SIGINT or SIGTERM stops the run early (ctgate's control loop sees it too): the case
+//! under way still prints its line, over the part of the window that ran, with
+//! `interrupted=1` appended, and ctgate-perf exits with status 1 instead of 0; no further
+//! case starts. On stderr, `[datapath 1.2s] measuring` says when a case's window begins.
+//!
 //! Unpaced, the generator fills the rings, so the unpaced latency is queueing at
 //! saturation; `--load 0.5` shows the latency at half the sustainable rate (the project
 //! target is p99 < 50 µs there).
@@ -101,13 +106,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use ctgate::cli::AppArgs;
 use ctgate::config::Config;
-use ctgate::control::gateway;
+use ctgate::control::run::{self, RunOptions};
 use ctgate::dpdk::{self, Eal, EalToken, Mempool, Ring};
 use ctgate::pipeline::DropReason;
 
 use crate::gen_traffic::{CLIENT_MAC, ROUTER_MAC};
+use crate::plot::Line;
 use gen::{Flows, GenConfig, GenResult, Rings, WindowFlags};
 use traffic::{Mix, Proto};
 
@@ -268,6 +273,12 @@ fn check(args: &Args) -> Result<Plan, String> {
 
 pub fn run(args: &Args) -> Result<(), String> {
     let plan = check(args)?;
+    // Besides ctgate's own handler (which stops its run): remembers that the run was cut.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&interrupted))
+            .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+    }
     let prefix = args
         .file_prefix
         .clone()
@@ -297,13 +308,17 @@ pub fn run(args: &Args) -> Result<(), String> {
             return Err(e.to_string());
         }
     };
-    let result = run_cases(&eal, args, &plan);
+    let result = run_cases(&eal, args, &plan, &interrupted);
     let _ = eal.cleanup();
     let _ = std::fs::remove_dir_all(&run_dir);
     result
 }
 
-fn run_cases(eal: &Eal, args: &Args, plan: &Plan) -> Result<(), String> {
+/// The error of a run cut by SIGINT/SIGTERM.
+const INTERRUPTED: &str = "interrupted (SIGINT/SIGTERM) during the last case: its line is \
+     marked interrupted=1 and may cover only part of its window";
+
+fn run_cases(eal: &Eal, args: &Args, plan: &Plan, interrupted: &AtomicBool) -> Result<(), String> {
     let pool = Mempool::new(
         eal,
         "dp_gen_pool",
@@ -355,7 +370,25 @@ fn run_cases(eal: &Eal, args: &Args, plan: &Plan) -> Result<(), String> {
                 c.rate_pps
                     .map_or("max".to_string(), |r| format!("{:.3}", r / 1e6)),
             );
-            let out = run_case(eal, args, plan, pool, rings, &c, k * 2 + i)?;
+            if interrupted.load(Ordering::SeqCst) {
+                return Err("interrupted (SIGINT/SIGTERM) before this case began".into());
+            }
+            let ctx = CaseCtx {
+                started,
+                interrupted,
+            };
+            let out = match run_case(eal, args, plan, pool, rings, &c, k * 2 + i, &ctx) {
+                Ok(out) => out,
+                Err(e) if interrupted.load(Ordering::SeqCst) => {
+                    return Err(format!("interrupted (SIGINT/SIGTERM): {e}"))
+                }
+                Err(e) => return Err(e),
+            };
+            if interrupted.load(Ordering::SeqCst) {
+                let line = out.line.with("interrupted", 1);
+                println!("{}", line.render(args.json));
+                return Err(INTERRUPTED.into());
+            }
             println!("{}", out.line.render(args.json));
             if let Some(load) = args.load {
                 if c.load.is_none() && out.sent_pps > 0.0 {
@@ -390,6 +423,13 @@ fn run_cases(eal: &Eal, args: &Args, plan: &Plan) -> Result<(), String> {
     Ok(())
 }
 
+/// What every case gets from the run: its start (for progress notes) and the flag a
+/// signal sets.
+struct CaseCtx<'a> {
+    started: Instant,
+    interrupted: &'a AtomicBool,
+}
+
 /// What one case produced.
 struct CaseOut {
     line: Line,
@@ -399,6 +439,7 @@ struct CaseOut {
     curve: Vec<(f64, f64)>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_case(
     eal: &Eal,
     args: &Args,
@@ -407,12 +448,13 @@ fn run_case(
     rings: Rings,
     case: &Case,
     index: usize,
+    ctx: &CaseCtx,
 ) -> Result<CaseOut, String> {
     let tsc_hz = dpdk::Tsc::hz(eal);
     let flows = match case.flows {
         Some(f) => {
             let mut order: Vec<u32> = (0..f).collect();
-            crate::core::frames::Rng::new(args.seed).shuffle(&mut order);
+            crate::flow_frames::Rng::new(args.seed).shuffle(&mut order);
             Flows::Steady(Arc::new(order))
         }
         None => Flows::New,
@@ -452,7 +494,8 @@ fn run_case(
         let r = std::thread::scope(|s| {
             s.spawn(|| {
                 pin_cpu0();
-                gen::run(&gcfg, loop_rings, pool, token, &stop, &window)
+                // No ctgate to stop it: the signal stops the generator.
+                gen::run(&gcfg, loop_rings, pool, token, ctx.interrupted, &window)
             })
             .join()
             .unwrap_or_else(|_| Err("datapath: the generator thread panicked".into()))
@@ -494,12 +537,12 @@ fn run_case(
         "ctgate-perf-dp-{}-{index}.sock",
         std::process::id()
     ));
-    let app = AppArgs {
+    let app = RunOptions {
         socket: socket.clone(),
         duration: Some(warmup + seconds + GATEWAY_CAP),
         exit_when_idle: Some(GATEWAY_IDLE),
         quiet: true,
-        ..AppArgs::default()
+        ..RunOptions::default()
     };
 
     let (gw, gen, watched) = std::thread::scope(|s| {
@@ -523,9 +566,9 @@ fn run_case(
         };
         let w = s.spawn(|| {
             pin_cpu0();
-            watch_window(&socket, &window)
+            watch_window(&socket, &window, ctx.started)
         });
-        let gw = gateway::run_report(eal, &app, Some(&config), false);
+        let gw = run::run_report(eal, &app, Some(&config), false);
         // Whatever happened, the generator stops now at the latest.
         stop.store(true, Ordering::SeqCst);
         let gen = h
@@ -601,7 +644,7 @@ fn run_case(
     l.push("foreign", gen.foreign);
     l.push("drops", gw.drops.total());
     for r in DropReason::ALL {
-        l.push_owned(format!("drop_{}", r.name()), gw.drops.get(r).to_string());
+        l.push(&format!("drop_{}", r.name()), gw.drops.get(r));
     }
     push_latency(&mut l, &s);
     l.push("secs", f3(gen.window_secs));
@@ -650,7 +693,7 @@ fn thread_cpu_ns(prefix: &str) -> Option<u64> {
 
 /// Waits for the generator's window and reads, at its start and end, ctgate's `created`
 /// counter over the control socket and the CPU time of the worker and generator threads.
-fn watch_window(socket: &std::path::Path, window: &WindowFlags) -> Watched {
+fn watch_window(socket: &std::path::Path, window: &WindowFlags, started: Instant) -> Watched {
     let wait = |flag: &AtomicBool| {
         while !flag.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_micros(500));
@@ -665,6 +708,10 @@ fn watch_window(socket: &std::path::Path, window: &WindowFlags) -> Watched {
     };
     wait(&window.started);
     let (t0, w0, g0) = cpu();
+    eprintln!(
+        "[datapath {:.1}s] measuring",
+        started.elapsed().as_secs_f64()
+    );
     let a = read_created(socket);
     wait(&window.ended);
     let (t1, w1, g1) = cpu();
@@ -695,7 +742,7 @@ fn read_created(socket: &std::path::Path) -> Result<(u64, Instant), String> {
     }
     text.lines()
         .filter(|l| l.starts_with("conntrack "))
-        .find_map(|l| ctgate::control::stats::field_u64(l, "created"))
+        .find_map(|l| ctgate::control::counter_lines::field_u64(l, "created"))
         .map(|n| (n, at))
         .ok_or_else(|| "no conntrack created= in the stats reply".to_string())
 }
@@ -759,14 +806,14 @@ fn drain_rings(r: &Rings) {
     }
 }
 
-/// The benchmark config ([`crate::gateway::bench_config`]: static next hops, SNAT) with
+/// The benchmark config ([`crate::bench_config::bench_config`]: static next hops, SNAT) with
 /// room for the flows, and in connection-rate mode short timeouts and a faster sweep.
 fn config_text(flows: Option<u32>, new_flows: bool) -> Result<String, String> {
     let max = match flows {
         Some(f) => (2 * u64::from(f)).max(65_536),
         None => 2_000_000,
     };
-    let base = crate::gateway::bench_config(max, true)?;
+    let base = crate::bench_config::bench_config(max, true)?;
     if !new_flows {
         return Ok(base);
     }
@@ -804,24 +851,6 @@ fn config_text(flows: Option<u32>, new_flows: bool) -> Result<String, String> {
         return Err("the embedded default config changed shape: update datapath/mod.rs".into());
     }
     Ok(out)
-}
-
-/// One output line: ordered key/value pairs.
-#[derive(Default)]
-struct Line(Vec<(String, String)>);
-
-impl Line {
-    fn push(&mut self, k: &str, v: impl ToString) {
-        self.0.push((k.to_string(), v.to_string()));
-    }
-
-    fn push_owned(&mut self, k: String, v: String) {
-        self.0.push((k, v));
-    }
-
-    fn render(&self, json: bool) -> String {
-        crate::plot::render_pairs(self.0.iter().map(|(k, v)| (k.as_str(), v.as_str())), json)
-    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,13 @@
-//! A private Open vSwitch instance for the differential test: its own ovsdb-server and
-//! ovs-vswitchd (userspace datapath, `--enable-dummy=override --disable-system`) in a
-//! temporary directory, a `datapath_type=dummy` bridge with an input port `p1` and an
-//! output port `p2` that writes what it sends to a pcap file.
-//!
-//! Nothing outside the temporary directory is touched: every socket, pid, log and
-//! database file is in it (`OVS_RUNDIR`, `OVS_DBDIR`, `OVS_LOGDIR`, `OVS_SYSCONFDIR` point
-//! there, and every daemon gets explicit paths). Both daemons are children of the test,
-//! stopped by PID (SIGTERM, then SIGKILL) and reaped when the instance is dropped, which
-//! then removes the directory.
+//! The differential test's Open vSwitch: a private instance ([`ctgate_perf::ovs`], shared
+//! with `ctgate-perf compare-ovs`: its own ovsdb-server and ovs-vswitchd in a temporary
+//! directory, stopped by PID and removed when dropped) running the userspace datapath
+//! (`--enable-dummy=override --disable-system`), with a `datapath_type=dummy` bridge, an
+//! input port `p1` and an output port `p2` that writes what it sends to a pcap file.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use ctgate_perf::ovs::{self as instance, Instance, Options};
 
 /// The ct_state names in OpenFlow match syntax, bit by bit (`CS_*` order).
 const CT_BITS: [&str; 8] = ["new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"];
@@ -101,46 +96,19 @@ impl Pipeline {
 
 /// A running private instance.
 pub struct Ovs {
-    dir: PathBuf,
-    db: Option<Child>,
-    vswitchd: Option<Child>,
-    tx_pcap: PathBuf,
-    keep: bool,
+    inst: Instance,
+    tx_pcap: std::path::PathBuf,
 }
 
-/// True when the OVS programs the test needs are on PATH.
+/// Ok when the OVS programs the test needs are on PATH.
 pub fn available() -> Result<(), String> {
-    for prog in [
-        "ovsdb-tool",
-        "ovsdb-server",
-        "ovs-vswitchd",
-        "ovs-vsctl",
-        "ovs-ofctl",
-        "ovs-appctl",
-    ] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-            .unwrap_or(false);
-        if !found {
-            return Err(format!(
-                "{prog} not found: the differential test needs Open vSwitch \
-                 (Debian: apt-get install openvswitch-switch, as ci/setup does)"
-            ));
-        }
+    match instance::missing_tool(&["ovs-vswitchd"]) {
+        None => Ok(()),
+        Some(prog) => Err(format!(
+            "{prog} not found: the differential test needs Open vSwitch \
+             (Debian: apt-get install openvswitch-switch, as ci/setup does)"
+        )),
     }
-    Ok(())
-}
-
-fn schema() -> Result<PathBuf, String> {
-    for p in [
-        "/usr/share/openvswitch/vswitch.ovsschema",
-        "/usr/local/share/openvswitch/vswitch.ovsschema",
-    ] {
-        if Path::new(p).is_file() {
-            return Ok(p.into());
-        }
-    }
-    Err("vswitch.ovsschema not found under /usr/share/openvswitch".into())
 }
 
 impl Ovs {
@@ -149,177 +117,35 @@ impl Ovs {
     pub fn start(name: &str, pipeline: &Pipeline, tcp_seq_check: bool) -> Result<Ovs, String> {
         available()?;
         let dir = std::env::temp_dir().join(format!("ctgate-ovs-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut ovs = Ovs {
-            tx_pcap: dir.join("p2.pcap"),
-            dir,
-            db: None,
-            vswitchd: None,
+        let opts = Options {
             keep: std::env::var_os("CTGATE_OVS_DIFF_KEEP").is_some(),
+            ..Options::default()
         };
-        ovs.boot(pipeline, tcp_seq_check)?;
-        Ok(ovs)
-    }
-
-    fn cmd(&self, prog: &str) -> Command {
-        let mut c = Command::new(prog);
-        for v in ["OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR"] {
-            c.env(v, &self.dir);
-        }
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn path(&self, f: &str) -> String {
-        self.dir.join(f).display().to_string()
-    }
-
-    /// Runs a command to completion; its stdout, or an error with its stderr.
-    fn run(&self, prog: &str, args: &[&str]) -> Result<String, String> {
-        let out = self
-            .cmd(prog)
-            .args(args)
-            .output()
-            .map_err(|e| format!("{prog}: {e}"))?;
-        if !out.status.success() {
-            let shown: Vec<&str> = args
-                .iter()
-                .map(|a| if a.len() > 80 { "…" } else { *a })
-                .collect();
-            return Err(format!(
-                "{prog} {} failed ({}): {}",
-                shown.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn spawn(&self, prog: &str, args: &[String], log: &str) -> Result<Child, String> {
-        let err = fs::File::create(self.dir.join(log)).map_err(|e| e.to_string())?;
-        self.cmd(prog)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("{prog}: {e}"))
-    }
-
-    fn wait_for(&self, what: &str, mut ok: impl FnMut() -> bool) -> Result<(), String> {
-        let t0 = Instant::now();
-        while !ok() {
-            if t0.elapsed() > Duration::from_secs(20) {
-                return Err(format!(
-                    "timed out waiting for {what} (logs in {})",
-                    self.dir.display()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
-    }
-
-    fn boot(&mut self, pipeline: &Pipeline, tcp_seq_check: bool) -> Result<(), String> {
-        let db = self.path("conf.db");
-        let sock = self.path("db.sock");
-        self.run(
-            "ovsdb-tool",
-            &["create", &db, &schema()?.display().to_string()],
+        let mut inst = Instance::start_db(dir, opts, &[])?;
+        inst.start_vswitchd(
+            &["ovs-vswitchd"],
+            &["--enable-dummy=override", "--disable-system"],
         )?;
-        self.db = Some(self.spawn(
-            "ovsdb-server",
-            &[
-                db.clone(),
-                format!("--remote=punix:{sock}"),
-                format!("--pidfile={}", self.path("ovsdb-server.pid")),
-                format!("--unixctl={}", self.path("ovsdb-server.ctl")),
-                format!("--log-file={}", self.path("ovsdb-server.log")),
-                "-vconsole:off".into(),
-                "--no-chdir".into(),
-            ],
-            "ovsdb-server.stderr",
-        )?);
-        let sock_path = PathBuf::from(&sock);
-        self.wait_for("ovsdb-server's socket", || sock_path.exists())?;
-        let dbarg = format!("--db=unix:{sock}");
-        self.run("ovs-vsctl", &[&dbarg, "--no-wait", "init"])?;
-        self.vswitchd = Some(self.spawn(
-            "ovs-vswitchd",
-            &[
-                format!("unix:{sock}"),
-                "--enable-dummy=override".into(),
-                "--disable-system".into(),
-                format!("--pidfile={}", self.path("ovs-vswitchd.pid")),
-                format!("--unixctl={}", self.path("ovs-vswitchd.ctl")),
-                format!("--log-file={}", self.path("ovs-vswitchd.log")),
-                "-vconsole:off".into(),
-                "--no-chdir".into(),
-            ],
-            "ovs-vswitchd.stderr",
-        )?);
-        let ctl = PathBuf::from(self.path("ovs-vswitchd.ctl"));
-        self.wait_for("ovs-vswitchd's control socket", || ctl.exists())?;
-        let tx = format!("options:tx_pcap={}", self.tx_pcap.display());
-        self.run(
-            "ovs-vsctl",
-            &[
-                &dbarg,
-                "--timeout=20",
-                "add-br",
-                "br0",
-                "--",
-                "set",
-                "bridge",
-                "br0",
-                "datapath_type=dummy",
-                "fail-mode=secure",
-                "--",
-                "add-port",
-                "br0",
-                "p1",
-                "--",
-                "set",
-                "interface",
-                "p1",
-                "type=dummy",
-                "ofport_request=1",
-                "--",
-                "add-port",
-                "br0",
-                "p2",
-                "--",
-                "set",
-                "interface",
-                "p2",
-                "type=dummy",
-                "ofport_request=2",
-                &tx,
-            ],
+        let tx_pcap = inst.dir().join("p2.pcap");
+        let tx = [format!("tx_pcap={}", tx_pcap.display())];
+        inst.add_bridge(
+            "br0",
+            "dummy",
+            &[("p1", "dummy", 1, &[]), ("p2", "dummy", 2, &tx)],
         )?;
-        let flows = self.dir.join("flows.txt");
-        fs::write(&flows, pipeline.flows()).map_err(|e| e.to_string())?;
-        let mgmt = format!("unix:{}", self.path("br0.mgmt"));
-        self.run(
-            "ovs-ofctl",
-            &["add-flows", &mgmt, &flows.display().to_string()],
-        )?;
-        self.appctl(&["time/stop"])?;
+        inst.add_flows("br0", &pipeline.flows())?;
+        inst.appctl(&["time/stop"])?;
         if !tcp_seq_check {
-            self.appctl(&["dpctl/ct-disable-tcp-seq-chk"])?;
+            inst.appctl(&["dpctl/ct-disable-tcp-seq-chk"])?;
         }
-        let tx = self.tx_pcap.clone();
-        self.wait_for("the tx_pcap file", || tx.exists())?;
-        Ok(())
+        let tx = tx_pcap.clone();
+        inst.wait_for("the tx_pcap file", || tx.exists())?;
+        Ok(Ovs { inst, tx_pcap })
     }
 
     /// `ovs-appctl` on this instance's ovs-vswitchd.
     pub fn appctl(&self, args: &[&str]) -> Result<String, String> {
-        let t = self.path("ovs-vswitchd.ctl");
-        let mut a = vec!["-t", t.as_str()];
-        a.extend_from_slice(args);
-        self.run("ovs-appctl", &a)
+        self.inst.appctl(args)
     }
 
     /// Advances OVS's (stopped) clock by `ms`.
@@ -343,7 +169,9 @@ impl Ovs {
 
     /// Size of the output pcap so far.
     pub fn tx_len(&self) -> u64 {
-        fs::metadata(&self.tx_pcap).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(&self.tx_pcap)
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     /// Waits until the output pcap has at least `len` bytes (every queued packet went out).
@@ -381,42 +209,6 @@ impl Ovs {
 
     /// The instance's directory (logs, pcap).
     pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn stop_child(child: &mut Option<Child>) {
-        if let Some(mut c) = child.take() {
-            // Our own child, not reaped yet (we hold its `Child`), so the PID is its own.
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .stderr(Stdio::null())
-                .status();
-            let t0 = Instant::now();
-            loop {
-                match c.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if t0.elapsed() < Duration::from_secs(5) => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    _ => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Ovs {
-    fn drop(&mut self) {
-        Self::stop_child(&mut self.vswitchd);
-        Self::stop_child(&mut self.db);
-        if self.keep {
-            eprintln!("ovs_diff: kept {}", self.dir.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        self.inst.dir()
     }
 }

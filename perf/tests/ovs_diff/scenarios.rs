@@ -1,7 +1,7 @@
 //! Minimal packet sequences for each difference the differential test found
 //! (docs/ovs-differences.md), run through OVS and `ctgate-perf replay` like the random
 //! traces. OVS's verdicts are pinned (what Open vSwitch 3.1 prints: the evidence for the
-//! documentation); ctgate's must equal OVS's, except where it differs on purpose (X1).
+//! documentation); ctgate's must equal OVS's, except where it differs on purpose (X1, X5).
 //! D1–D6 were tracker differences, fixed since; their scenarios keep them fixed.
 
 use std::net::IpAddr;
@@ -55,6 +55,30 @@ fn icmp(src: &str, dst: &str, ty: u8, code: u8, id: u16, seq: u16) -> Vec<u8> {
     packet(src, dst, L4::icmp(ty, code, rest, b"ping"))
 }
 
+fn sctp(src: &str, sp: u16, dst: &str, dp: u16) -> Vec<u8> {
+    // gen's DATA chunk behind the common header; the builder fills the CRC32c.
+    let packet_bytes = gen::sctp_data(sp, dp, 7, b"chunk");
+    packet(src, dst, L4::raw(132, &packet_bytes))
+}
+
+/// The SNAT port ctgate gives a second association from another inside host on the same
+/// ports (the first keeps its port): its second reply-tuple candidate.
+fn second_snat_port(src: &str, sp: u16, dst: &str, dp: u16, pool: &str) -> u16 {
+    use ctgate::conntrack::key::ip_to_addr;
+    use ctgate::conntrack::{ConnKey, ReplyTuples};
+    let spec = ctgate::nat::NatSpec::snat(pool.parse().unwrap());
+    let orig = ConnKey {
+        src: ip_to_addr(ip(src)).0,
+        dst: ip_to_addr(ip(dst)).0,
+        sport: sp,
+        dport: dp,
+        zone: 0,
+        proto: 132,
+        family: 4,
+    };
+    spec.candidate(&orig, 1).unwrap().dport
+}
+
 /// An ICMP error from `src` to `dst` quoting the first `cut` bytes of `about`'s IP packet.
 fn error(src: &str, dst: &str, ty: u8, code: u8, about: &[u8], cut: usize) -> Vec<u8> {
     let q = gen::ip_of(about, &Framing::default());
@@ -70,6 +94,8 @@ struct Step {
     ovs: &'static str,
     /// ctgate's verdict where it differs on purpose (`None`: the same as OVS's).
     differs: Option<&'static str>,
+    /// NAT cases: the destination address of the output frame, OVS's and ctgate's.
+    dst: Option<(&'static str, &'static str)>,
 }
 
 struct Scenario {
@@ -91,6 +117,15 @@ fn step(
         what,
         ovs,
         differs,
+        dst: None,
+    }
+}
+
+impl Step {
+    /// Pins where each side sends the packet (NAT cases).
+    fn to(mut self, ovs: &'static str, ctgate: &'static str) -> Step {
+        self.dst = Some((ovs, ctgate));
+        self
     }
 }
 
@@ -114,7 +149,79 @@ fn scenarios() -> Vec<Scenario> {
     // B's SYN+ACK as the inside host got it (translated back).
     let nat6_synack_in = tcp(b6, 80, a6, 40002, 9000, 7001, SYN | ACK, 0);
     let nat6_data_out = tcp(pool6, 40002, b6, 80, 7001, 9001, ACK | PSH, 600);
+    let mut broken = sctp(a, 5000, b, 9899);
+    let last = broken.len() - 1;
+    broken[last] ^= 0x5a; // in the DATA chunk's padding: the CRC32c no longer matches
+    let (a2, sp2) = (
+        "10.1.0.2",
+        second_snat_port("10.1.0.2", 5000, b, 9899, pool),
+    );
+    let reply_b = sctp(b, 9899, pool, sp2);
     vec![
+        Scenario {
+            name: "sctp-two-associations",
+            difference: "X5",
+            nat: None,
+            dnat: None,
+            steps: vec![
+                step(
+                    sctp(a, 5000, b, 9899),
+                    "SCTP A:5000>B:9899",
+                    "trk,new",
+                    None,
+                ),
+                step(sctp(b, 9899, a, 5000), "SCTP B>A:5000", "trk,est,rpl", None),
+                step(
+                    sctp(a, 5001, b, 9899),
+                    "SCTP A:5001>B:9899, a second association",
+                    "trk,est",
+                    Some("trk,new"),
+                ),
+                step(sctp(b, 9899, a, 5001), "SCTP B>A:5001", "trk,est,rpl", None),
+                step(
+                    broken,
+                    "SCTP A:5000>B:9899 with a wrong CRC32c",
+                    "trk,est",
+                    Some("trk,inv"),
+                ),
+            ],
+        },
+        Scenario {
+            name: "sctp-snat-two-hosts",
+            difference: "X5",
+            nat: Some(false),
+            dnat: None,
+            steps: vec![
+                step(
+                    sctp(a, 5000, b, 9899),
+                    "SCTP A:5000>B:9899",
+                    "trk,new,snat",
+                    None,
+                )
+                .to("192.0.2.1", "192.0.2.1"),
+                step(
+                    sctp(a2, 5000, b, 9899),
+                    "SCTP A2:5000>B:9899 (another inside host, same ports)",
+                    "trk,new",
+                    Some("trk,new,snat"),
+                )
+                .to("192.0.2.1", "192.0.2.1"),
+                step(
+                    sctp(b, 9899, pool, 5000),
+                    "SCTP B>pool:5000 (to A)",
+                    "trk,est,rpl,dnat",
+                    None,
+                )
+                .to("10.1.0.1", "10.1.0.1"),
+                step(
+                    reply_b,
+                    "SCTP B>pool:P, P the port ctgate gave A2",
+                    "trk,est,rpl,dnat",
+                    None,
+                )
+                .to("10.1.0.1", "10.1.0.2"),
+            ],
+        },
         Scenario {
             name: "udp-one-way",
             difference: "D1",
@@ -555,6 +662,20 @@ fn ovs_diff_scenarios() {
                 }
             }
             eprintln!("{line}");
+            if let Some((want_o, want_c)) = st.dst {
+                let dst = |f: Option<&Vec<u8>>| {
+                    f.and_then(|f| ctgate::wire::parse_frame(f).ok())
+                        .map(|p| ctgate::conntrack::key::addr_to_ip(p.family as u8, &p.dst))
+                };
+                let (od, cd) = (dst(both.ovs_frames[i].as_ref()), dst(both.ct_frames.get(i)));
+                if od != Some(ip(want_o)) || cd != Some(ip(want_c)) {
+                    failures.push_str(&format!(
+                        "{} step {}: sent to {od:?} by OVS and {cd:?} by ctgate, pinned {want_o} and {want_c}\n",
+                        sc.name,
+                        i + 1
+                    ));
+                }
+            }
             if o != st.ovs {
                 failures.push_str(&format!(
                     "{} step {}: OVS said {o:?}, pinned {:?}\n",

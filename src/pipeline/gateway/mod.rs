@@ -19,11 +19,20 @@
 //!
 //! # Per burst
 //!
-//! 1. Parse each frame once. ARP and NDP for the gateway's addresses (and the SNAT pool's,
-//!    on outside ports) are answered in place and sent back out the input port; the
-//!    sender is learned. Echo requests to the gateway's addresses are answered in place.
-//!    Other ARP/NDP, multicast, broadcast and link-local traffic is consumed
-//!    (`drop_local`); non-IP is `drop_not_ip`, unparsable IP `drop_malformed`.
+//! 0. Each frame belongs to an interface: its port's untagged one, or the VLAN
+//!    sub-interface whose tag the worker took off ([`crate::pipeline::vlan`]); a frame
+//!    still tagged, or for no configured interface, is `drop_vlan`.
+//! 1. Parse each frame once. IPv4 headers whose checksum fails (`drop_bad_ip_checksum`:
+//!    the NIC's RX verdict where it gave one, else computed) or that carry a loose/strict
+//!    source route (`drop_source_route`) go no further. NDP is handled first (duplicate
+//!    address detection comes from `::`); then martian sources, including the gateway's
+//!    own addresses, and destinations ([`martian`]) are `drop_martian_src` /
+//!    `drop_martian_dst`, never answered. ARP and NDP for the gateway's addresses (and
+//!    the SNAT pool's, on outside ports) are answered in place and sent back out the
+//!    input interface; the sender is learned. Echo requests to the gateway's addresses
+//!    are answered in place. Other ARP/NDP, multicast, broadcast and link-local traffic
+//!    is consumed (`drop_local`); non-IP is `drop_not_ip`, unparsable IP
+//!    `drop_malformed`.
 //! 2. A forwarded packet whose TTL/hop limit would expire gets an ICMP time-exceeded
 //!    (rate-limited to [`ICMP_ERRORS_PER_SEC`] per worker) and is `drop_ttl_expired`.
 //! 3. The rest go through the tracker as one burst (`process_burst_nat`), in the input
@@ -32,8 +41,10 @@
 //!    stays inside); from an outside port, only one a DNAT rule matches is committed, with
 //!    that rule (or any, without NAT, with `policy.outside_new = "allow"`).
 //! 4. Policy: refusals (`zone_limit`, `max_conns`, `nat_exhausted`); invalid
-//!    (`invalid`, unless `policy.invalid = "allow"`); a new packet from outside that
-//!    created nothing (`policy_denied`).
+//!    (`invalid`, unless `policy.invalid = "allow"`; fragments, which are not tracked,
+//!    `fragment`); a packet to the gateway's own addresses that belongs to no connection
+//!    (`local`), a new packet from outside to a host behind it that created nothing
+//!    (`policy_denied`).
 //! 5. NAT rewrite (`nat::apply`, incremental checksums, ICMP errors inner and outer),
 //!    route on the translated destination (connected prefixes, then routes, longest
 //!    prefix first), TTL/hop limit decrement, source MAC := output port's MAC, destination
@@ -42,11 +53,14 @@
 //!    [`neigh::NEIGH_RETRY_MS`]) and the packet waits in a hold slot of its output port
 //!    ([`HOLD_PER_PORT`] per port and worker) until the answer comes (then it is sent) or
 //!    [`HOLD_TIMEOUT_MS`] pass (`drop_neigh_unresolved`); a full queue is
-//!    `drop_hold_queue_full`.
+//!    `drop_hold_queue_full`. Entries follow Linux's neighbour states ([`neigh`]):
+//!    reachable for 15–30 s after a confirmation, then stale; a stale entry in use is
+//!    probed (3 unicast requests, then 3 broadcast ones) while still used, and dropped
+//!    when every probe went unanswered (counted as `neigh_failed`).
 //!
 //! No heap allocation, lock or syscall per packet: the neighbour lookup reads the worker's
-//! own copy of the table (the shared one is locked only to learn, on a miss, and for the
-//! once-a-second aging), and all scratch space is allocated in [`GatewayStep::new`].
+//! own copy of the table (the shared one is locked only to learn, on a miss, once per
+//! retry interval for a request due, and for the once-a-second aging), and all scratch space is allocated in [`GatewayStep::new`].
 //!
 //! # Files
 //!
@@ -58,6 +72,7 @@
 //! the byte writers of the frames the gateway originates.
 
 mod answers;
+pub mod martian;
 pub mod neigh;
 pub mod originated;
 mod resolve;
@@ -69,14 +84,16 @@ mod tests;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{DropReason, PacketStep, StepSink, Verdict};
+use super::vlan::RxInfo;
+use super::{DropReason, PacketStep, RxCksum, StepSink, Verdict};
 use crate::at;
 use crate::config::Role;
 use crate::conntrack::{CtState, OwnedCtWorker, PacketMeta, Refusal, ReplyTuples};
 use crate::nat::{self, NatSpec, Rewritten};
-use crate::wire::checksum::update_u16;
+use crate::wire::checksum::{update_u16, verify_ipv4_header};
+use crate::wire::ethernet::is_vlan_tpid;
 use crate::wire::fixed::At;
-use crate::wire::parse::{Fragment, L4Summary, ParseError};
+use crate::wire::parse::{Fragment, L4Summary, ParseError, ParsedPacket};
 use crate::wire::parse_frame_into;
 use crate::wire::{ipv4, ipv6};
 use answers::answer_echo;
@@ -112,15 +129,33 @@ impl GatewayStep {
         &self.shared
     }
 
-    fn chunk(&mut self, frames: &mut [&mut [u8]], in_port: u16, verdicts: &mut [Verdict]) {
+    fn chunk(
+        &mut self,
+        frames: &mut [&mut [u8]],
+        in_port: u16,
+        rx: &[RxInfo],
+        verdicts: &mut [Verdict],
+    ) {
         let sh = &*self.shared;
         let w = &mut self.w;
-        let Some(port) = sh.port(in_port).copied() else {
+        if !sh.has_port(in_port) {
             for v in verdicts.iter_mut() {
                 *v = Verdict::Drop(DropReason::NoRoute);
             }
             return;
-        };
+        }
+        // Each frame's interface: the port's untagged one, or the sub-interface of the
+        // VLAN the worker took the tag of; none is `drop_vlan`.
+        let mut ifaces = [u8::MAX; BURST];
+        for (k, r) in ifaces.iter_mut().zip(rx.iter()) {
+            if let Some(p) = sh.iface(in_port, r.vlan) {
+                *k = sh
+                    .port_idx
+                    .get(usize::from(p.id))
+                    .copied()
+                    .unwrap_or(u8::MAX);
+            }
+        }
         // Taken out while the burst is handled (no allocation: the vector moves), so the
         // metas are used in place while `w` is borrowed mutably.
         let mut metas = std::mem::take(&mut w.metas);
@@ -139,7 +174,13 @@ impl GatewayStep {
         }
         let mut tracked = 0usize;
         for (i, (f, m)) in frames.iter_mut().zip(metas.iter_mut()).enumerate() {
-            w.pre[i] = w.ingress(sh, f, &port, m, w.parse_err[i]);
+            w.pre[i] = match sh.ports.get(usize::from(ifaces[i])) {
+                Some(port) => {
+                    let cksum = rx.get(i).map_or(RxCksum::Unknown, |r| r.cksum);
+                    w.ingress(sh, f, port, m, w.parse_err[i], cksum)
+                }
+                None => Pre::Done(Verdict::Drop(DropReason::Vlan)),
+            };
             if matches!(w.pre[i], Pre::Track { .. }) {
                 tracked += 1;
             } else {
@@ -160,9 +201,12 @@ impl GatewayStep {
             .zip(metas.iter())
             .enumerate()
         {
-            *v = match w.pre[i] {
-                Pre::Done(v) => v,
-                Pre::Track { dst_own, route } => w.egress(sh, f, &port, m, dst_own, route),
+            *v = match (w.pre[i], sh.ports.get(usize::from(ifaces[i]))) {
+                (Pre::Done(v), _) => v,
+                (Pre::Track { dst_own, route }, Some(port)) => {
+                    w.egress(sh, f, port, m, dst_own, route)
+                }
+                (Pre::Track { .. }, None) => Verdict::Drop(DropReason::Vlan),
             };
         }
         w.metas = metas;
@@ -189,10 +233,16 @@ impl WorkerState {
         port: &Port,
         m: &mut PacketMeta,
         parse_err: Option<ParseError>,
+        cksum: RxCksum,
     ) -> Pre {
         let Some(et) = be16(frame, 12) else {
             return Pre::Done(Verdict::Drop(DropReason::ShortFrame));
         };
+        if is_vlan_tpid(et) {
+            // A tag still on the frame: this interface has no such VLAN configured (the
+            // worker takes the tag of a configured one off), or a second tag (QinQ).
+            return Pre::Done(Verdict::Drop(DropReason::Vlan));
+        }
         if et == ETHERTYPE_ARP {
             return Pre::Done(self.arp(sh, frame, port));
         }
@@ -212,13 +262,34 @@ impl WorkerState {
         }
         let p = &m.parsed;
         let fam = family_of(p.family);
+        if fam == 4 {
+            if let Some(r) = ipv4_header_refusal(frame, p, cksum) {
+                return Pre::Done(Verdict::Drop(r));
+            }
+        }
         let dst_own = sh.is_own(fam, &p.dst);
+        if let L4Summary::Icmp(i) = &p.l4 {
+            if fam == 6 && p.fragment == Fragment::None && (133..=137).contains(&i.icmp_type) {
+                return Pre::Done(self.ndp(sh, frame, p, port, i.icmp_type));
+            }
+        }
+        // Martians (after NDP, whose duplicate address detection comes from `::`; not
+        // for link-layer group frames, which are the link's and consumed below): never
+        // answered, never forwarded.
+        if !group {
+            let forwarding = !dst_own;
+            let verdict = if sh.is_own(fam, &p.src) {
+                Some(DropReason::MartianSrc)
+            } else {
+                martian::classify(fam, &p.src, &p.dst, forwarding)
+            };
+            if let Some(r) = verdict {
+                return Pre::Done(Verdict::Drop(r));
+            }
+        }
         if let L4Summary::Icmp(i) = &p.l4 {
             if p.fragment == Fragment::None {
                 let v6 = fam == 6;
-                if v6 && (133..=137).contains(&i.icmp_type) {
-                    return Pre::Done(self.ndp(sh, frame, p, port, i.icmp_type));
-                }
                 let echo_req = if v6 { 128 } else { 8 };
                 if dst_own && !group && i.icmp_type == echo_req && i.code == 0 {
                     return Pre::Done(answer_echo(sh, frame, p, port));
@@ -290,12 +361,18 @@ impl WorkerState {
         let st = r.state;
         if st.has(CtState::INV) {
             if !sh.invalid_allow {
-                return Verdict::Drop(DropReason::Invalid);
+                // The tracker does not track fragments: they are refused by name.
+                return Verdict::Drop(if m.parsed.fragment != Fragment::None {
+                    DropReason::Fragment
+                } else {
+                    DropReason::Invalid
+                });
             }
         } else if r.conn.is_none() {
-            // Not part of any connection and none created: new traffic the policy did
-            // not commit (from outside, or to the gateway itself).
-            return Verdict::Drop(if port.role == Role::Outside {
+            // Not part of any connection and none created: traffic to the gateway's own
+            // addresses (`local`, from either side), or new traffic from outside the
+            // policy did not commit (`policy_denied`).
+            return Verdict::Drop(if port.role == Role::Outside && !dst_own {
                 DropReason::PolicyDenied
             } else {
                 DropReason::Local
@@ -362,6 +439,29 @@ impl WorkerState {
     }
 }
 
+/// Why an IPv4 header is refused before anything else looks at it: a checksum that does
+/// not verify (the NIC's verdict when it gave one, else computed here) or a loose/strict
+/// source route option. `None`: it may go on.
+#[inline]
+fn ipv4_header_refusal(frame: &[u8], p: &ParsedPacket, cksum: RxCksum) -> Option<DropReason> {
+    let (l3, l4) = (usize::from(p.l3_offset), usize::from(p.l4_offset));
+    let header = frame.get(l3..l4)?;
+    let good = match cksum {
+        RxCksum::Good => true,
+        RxCksum::Bad => false,
+        RxCksum::Unknown => verify_ipv4_header(header),
+    };
+    if !good {
+        return Some(DropReason::BadIpChecksum);
+    }
+    match header.get(20..) {
+        Some(opts) if !opts.is_empty() && martian::source_routed_v4(opts) => {
+            Some(DropReason::SourceRoute)
+        }
+        _ => None,
+    }
+}
+
 /// TTL / hop limit minus one (IPv4 header checksum updated incrementally), through the
 /// headers' named fields.
 #[inline]
@@ -400,13 +500,47 @@ impl PacketStep for GatewayStep {
     }
 
     fn process_burst(&mut self, frames: &mut [&mut [u8]], in_port: u16, verdicts: &mut [Verdict]) {
+        // Untagged frames whose IPv4 header checksums are verified in software.
+        const UNKNOWN: [RxInfo; BURST] = [RxInfo {
+            cksum: RxCksum::Unknown,
+            vlan: None,
+        }; BURST];
         self.w.now = self.shared.now_ms();
         self.w.sync_neigh(&self.shared);
         let n = frames.len().min(verdicts.len());
         let mut start = 0;
         while start < n {
             let end = (start + BURST).min(n);
-            self.chunk(&mut frames[start..end], in_port, &mut verdicts[start..end]);
+            let rx = &UNKNOWN[..end - start];
+            self.chunk(
+                &mut frames[start..end],
+                in_port,
+                rx,
+                &mut verdicts[start..end],
+            );
+            start = end;
+        }
+    }
+
+    fn process_burst_rx(
+        &mut self,
+        frames: &mut [&mut [u8]],
+        in_port: u16,
+        rx: &[RxInfo],
+        verdicts: &mut [Verdict],
+    ) {
+        self.w.now = self.shared.now_ms();
+        self.w.sync_neigh(&self.shared);
+        let n = frames.len().min(verdicts.len()).min(rx.len());
+        let mut start = 0;
+        while start < n {
+            let end = (start + BURST).min(n);
+            self.chunk(
+                &mut frames[start..end],
+                in_port,
+                &rx[start..end],
+                &mut verdicts[start..end],
+            );
             start = end;
         }
     }

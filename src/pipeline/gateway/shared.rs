@@ -11,12 +11,13 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::neigh::{NeighMap, NEIGH_INCOMPLETE_MS, NEIGH_TTL_MS};
+use super::neigh::{NeighMap, NeighState};
 use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
 use crate::conntrack::Conntrack;
 use crate::nat::{NatRange, NatSpec};
 use crate::pipeline::forward::MAX_PORTS;
+use crate::pipeline::vlan::{VlanTable, MAX_IFACES};
 use crate::pipeline::MacAddr;
 use crate::wire::parse::{Family, L4Summary, ParsedPacket};
 
@@ -35,6 +36,8 @@ pub struct GatewayCounters {
     pub neigh_learned: AtomicU64,
     pub held: AtomicU64,
     pub released: AtomicU64,
+    /// Neighbour resolutions that failed (every request unanswered).
+    pub neigh_failed: AtomicU64,
 }
 
 /// A copy of [`GatewayCounters`].
@@ -51,16 +54,26 @@ pub struct GatewayCountersSnapshot {
     pub released: u64,
     /// Entries in the neighbour table now.
     pub neighbours: u64,
+    /// Neighbour resolutions that failed.
+    pub neigh_failed: u64,
 }
 
 pub(super) fn bump(a: &AtomicU64) {
     a.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A configured port as the datapath needs it.
+/// A configured interface (a port's untagged one, or a VLAN sub-interface) as the
+/// datapath needs it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Port {
+    /// The interface id (the DPDK port for untagged interfaces; see
+    /// [`crate::pipeline::vlan`]): what verdicts, generated frames and the neighbour
+    /// table name.
     pub(super) id: u16,
+    /// The DPDK port it is on.
+    pub(super) dpdk: u16,
+    /// Its VLAN id, for a sub-interface.
+    pub(super) vlan: Option<u16>,
     pub(super) role: Role,
     pub(super) mac: MacAddr,
     pub(super) v4: Option<([u8; 16], u8)>,
@@ -132,8 +145,9 @@ pub struct GatewayShared {
     pub(super) clock_start: std::sync::OnceLock<std::time::Instant>,
     pub(super) counters: GatewayCounters,
     pub(super) ports: Vec<Port>,
-    /// `port_idx[id]`: index into `ports`, `u8::MAX` when not configured.
-    pub(super) port_idx: [u8; MAX_PORTS],
+    /// `port_idx[id]`: index into `ports` of interface `id`, `u8::MAX` when not
+    /// configured.
+    pub(super) port_idx: [u8; MAX_IFACES],
     /// Routes by family as (network, mask, port index, via): longest prefix first; at
     /// equal length, connected before configured.
     pub(super) routes4: Vec<(u32, u32, u8, Option<[u8; 16]>)>,
@@ -168,11 +182,18 @@ impl GatewayShared {
         port_macs: &[(u16, MacAddr)],
     ) -> Result<Arc<GatewayShared>, String> {
         let mut ports = Vec::new();
-        let mut port_idx = [u8::MAX; MAX_PORTS];
+        let mut port_idx = [u8::MAX; MAX_IFACES];
+        let vlans = VlanTable::from_config(cfg)?;
         for p in &cfg.ports {
-            let slot = port_idx.get_mut(usize::from(p.port)).ok_or_else(|| {
-                format!("port {} is beyond the {MAX_PORTS} ports supported", p.port)
-            })?;
+            let id = vlans
+                .iface_of(p.port, p.vlan)
+                .filter(|_| usize::from(p.port) < MAX_PORTS)
+                .ok_or_else(|| {
+                    format!("port {} is beyond the {MAX_PORTS} ports supported", p.port)
+                })?;
+            let slot = port_idx
+                .get_mut(usize::from(id))
+                .ok_or_else(|| format!("interface {id} is beyond {MAX_IFACES}"))?;
             let mac = port_macs
                 .iter()
                 .find(|(id, _)| *id == p.port)
@@ -180,7 +201,9 @@ impl GatewayShared {
                 .ok_or_else(|| format!("no MAC address known for port {}", p.port))?;
             *slot = ports.len() as u8;
             ports.push(Port {
-                id: p.port,
+                id,
+                dpdk: p.port,
+                vlan: p.vlan,
                 role: p.role,
                 mac,
                 v4: p.ipv4.map(|(a, l)| (ip_to_addr(IpAddr::V4(a)).0, l)),
@@ -215,9 +238,19 @@ impl GatewayShared {
                     r.prefix, r.via
                 ));
             }
-            let port_idx = *port_idx
-                .get(usize::from(r.port))
-                .filter(|&&i| i != u8::MAX)
+            // The interface whose connected network holds the next hop (a port may have
+            // VLAN sub-interfaces), else the port's untagged one.
+            let on_link = ports
+                .iter()
+                .position(|p| GatewayShared::on_link(p, vf, &via))
+                .map(|i| i as u8);
+            let port_idx = on_link
+                .or_else(|| {
+                    port_idx
+                        .get(usize::from(r.port))
+                        .copied()
+                        .filter(|&i| i != u8::MAX)
+                })
                 .ok_or_else(|| format!("route {}: port {} is not configured", r.prefix, r.port))?;
             routes.push((
                 false,
@@ -367,6 +400,7 @@ impl GatewayShared {
             held: l(&c.held),
             released: l(&c.released),
             neighbours: self.neigh_lock().len() as u64,
+            neigh_failed: l(&c.neigh_failed),
         }
     }
 
@@ -400,6 +434,24 @@ impl GatewayShared {
     pub(super) fn port(&self, id: u16) -> Option<&Port> {
         let i = *self.port_idx.get(usize::from(id))?;
         self.ports.get(usize::from(i))
+    }
+
+    /// The interface a frame received on DPDK port `port` belongs to: the port's untagged
+    /// interface, or the sub-interface of the VLAN whose tag the worker took off.
+    #[inline]
+    pub(super) fn iface(&self, port: u16, vlan: Option<u16>) -> Option<&Port> {
+        match vlan {
+            None => self.port(port).filter(|p| p.vlan.is_none()),
+            Some(v) => self
+                .ports
+                .iter()
+                .find(|p| p.dpdk == port && p.vlan == Some(v)),
+        }
+    }
+
+    /// Does DPDK port `port` carry any interface (untagged or a VLAN's)?
+    pub(super) fn has_port(&self, port: u16) -> bool {
+        self.ports.iter().any(|p| p.dpdk == port)
     }
 
     /// Is `a` one of the gateway's own addresses (any port, any SNAT pool)?
@@ -475,27 +527,36 @@ impl GatewayShared {
         }
         if let Some((e, _)) = n.entry(port, addr) {
             let changed = !e.resolved || e.mac.0 != mac;
-            e.mac = MacAddr(mac);
-            e.resolved = true;
-            e.updated_ms = now;
+            let was = e.state(now);
+            e.confirm(MacAddr(mac), now);
             if changed {
                 bump(&self.counters.neigh_learned);
+            }
+            // Workers' copies must see a new MAC, and a stale or probing entry turned
+            // reachable (else they would keep probing it).
+            if changed || was != NeighState::Reachable {
                 self.neigh_gen.fetch_add(1, Ordering::Release);
             }
         }
     }
 
-    /// Forgets entries that aged out.
+    /// Forgets entries that aged out or whose resolution failed (counted).
     pub(super) fn age_neighbours(&self, now: u64) {
         let mut n = self.neigh_lock();
-        let removed = n.retain(|e| {
-            if e.resolved {
-                now.saturating_sub(e.updated_ms) >= NEIGH_TTL_MS
-            } else {
-                e.requested_ms == u64::MAX
-                    || now.saturating_sub(e.requested_ms) >= NEIGH_INCOMPLETE_MS
+        let mut failed = 0;
+        let removed = n.retain(|e| match e.dead(now) {
+            Some(f) => {
+                failed += u64::from(f);
+                true
             }
+            None => false,
         });
+        drop(n);
+        if failed > 0 {
+            self.counters
+                .neigh_failed
+                .fetch_add(failed, Ordering::Relaxed);
+        }
         if removed > 0 {
             self.neigh_gen.fetch_add(1, Ordering::Release);
         }

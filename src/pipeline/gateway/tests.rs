@@ -4,10 +4,12 @@
 //! 192.0.2.1/24, fd00:0:0:2::1/64, MAC GW1), default routes via 192.0.2.2 /
 //! fd00:0:0:2::2, SNAT to 192.0.2.1 / fd00:0:0:2::1.
 
-use super::neigh::{NEIGH_RETRY_MS, NEIGH_TTL_MS};
+use super::neigh::{NEIGH_REACHABLE_MAX_MS, NEIGH_RETRY_MS, NEIGH_TTL_MS};
 use super::state::GEN_LEN;
 use super::*;
 use crate::config::Config;
+
+mod hardening;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
@@ -578,8 +580,9 @@ fn udp_and_icmp_echo_are_translated_and_an_icmp_error_comes_back_translated() {
 fn policy_malformed_non_ip_and_ttl() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
-    // An unsolicited SYN from outside, to the gateway and to an inside host.
-    for dst in [GW_OUT4, H4] {
+    // An unsolicited SYN from outside: to the gateway's own address it is `local` (as
+    // the README says of traffic to its addresses), to an inside host `policy_denied`.
+    for (dst, reason) in [(GW_OUT4, DropReason::Local), (H4, DropReason::PolicyDenied)] {
         let syn = ip4(
             GW1,
             ROUTER,
@@ -590,7 +593,7 @@ fn policy_malformed_non_ip_and_ttl() {
             &tcp(33000, 22, 1, 0, SYN, b""),
         );
         let (v, out) = g.send(&syn, 1);
-        assert_eq!(v, Verdict::Drop(DropReason::PolicyDenied));
+        assert_eq!(v, Verdict::Drop(reason), "to {dst:?}");
         assert_eq!(out, syn);
     }
     assert_eq!(g.shared.conntrack().n_conns(), 0, "nothing created");
@@ -735,7 +738,8 @@ fn a_dnat_rule_admits_outside_to_inside() {
             &tcp(8080, 33000, 90, 8, SYN | ACK, b"")
         )
     );
-    // Another port is still refused.
+    // Another port of the gateway's address is still refused (traffic to the gateway
+    // itself: `local`).
     let (v, _) = g.send(
         &ip4(
             GW1,
@@ -748,7 +752,7 @@ fn a_dnat_rule_admits_outside_to_inside() {
         ),
         1,
     );
-    assert_eq!(v, Verdict::Drop(DropReason::PolicyDenied));
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
 }
 
 #[test]
@@ -1290,4 +1294,95 @@ fn clock_runs_by_itself_once_started_so_a_starved_control_lcore_cannot_stop_time
     gw.shared.set_now_ms(7);
     let b = gw.shared.now_ms();
     assert!(b >= a + 20, "{a} -> {b}");
+}
+
+/// The next hop's MAC in a frame the gateway sent to it, and what the gateway asked: the
+/// Ethernet destination of each ARP request it emitted (unicast probe or broadcast).
+fn arp_requests_to(em: &[(u16, Vec<u8>)]) -> Vec<[u8; 6]> {
+    em.iter()
+        .filter(|(port, f)| *port == 1 && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 1])
+        .map(|(_, f)| {
+            assert_eq!(&f[38..42], &ROUTER4, "asks for the router");
+            let mut d = [0u8; 6];
+            d.copy_from_slice(&f[..6]);
+            d
+        })
+        .collect()
+}
+
+#[test]
+fn a_next_hop_that_changed_its_mac_silently_is_probed_and_found_again() {
+    const MOVED: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x99];
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let pkt = |i: u16| {
+        ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            17,
+            &udp(3000, 53, &i.to_be_bytes()),
+        )
+    };
+    let (v, out) = g.send(&pkt(0), 0);
+    fwd(v, 1);
+    assert_eq!(out[..6], ROUTER);
+    // Reachable: no request while it is used.
+    g.tick(NEIGH_REACHABLE_MAX_MS - 20_000);
+    fwd(g.send(&pkt(1), 0).0, 1);
+    assert!(arp_requests_to(&g.take_emitted()).is_empty());
+    // The router's MAC changes (no gratuitous ARP); the entry goes stale. Traffic keeps
+    // using the old MAC while it is probed: 3 unicast probes, then broadcasts.
+    g.tick(20_000);
+    let mut asked = Vec::new();
+    for i in 0..4u16 {
+        let (v, out) = g.send(&pkt(2 + i), 0);
+        fwd(v, 1);
+        assert_eq!(out[..6], ROUTER, "the old MAC is used while probing");
+        asked.extend(arp_requests_to(&g.take_emitted()));
+        g.tick(NEIGH_RETRY_MS);
+    }
+    assert_eq!(asked, vec![ROUTER, ROUTER, ROUTER, [0xff; 6]]);
+    // The router, at its new MAC, answers the broadcast: traffic goes there at once.
+    g.send(&arp(2, MOVED, ROUTER4, GW1, GW_OUT4, GW1), 1);
+    let (v, out) = g.send(&pkt(9), 0);
+    fwd(v, 1);
+    assert_eq!(out[..6], MOVED);
+    assert!(arp_requests_to(&g.take_emitted()).is_empty());
+    assert_eq!(g.shared.counters().neigh_failed, 0);
+}
+
+#[test]
+fn a_next_hop_that_never_answers_its_probes_is_dropped_and_counted() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let pkt = |i: u16| {
+        ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            17,
+            &udp(3001, 53, &i.to_be_bytes()),
+        )
+    };
+    g.tick(NEIGH_REACHABLE_MAX_MS);
+    let mut asked = Vec::new();
+    for i in 0..6u16 {
+        fwd(g.send(&pkt(i), 0).0, 1);
+        asked.extend(arp_requests_to(&g.take_emitted()));
+        g.tick(NEIGH_RETRY_MS);
+    }
+    assert_eq!(asked.len(), 6);
+    assert_eq!(asked.iter().filter(|m| **m == ROUTER).count(), 3);
+    // Six probes unanswered and a retry interval later: failed, counted, forgotten; the
+    // next packet waits for a fresh (broadcast) resolution.
+    assert_eq!(g.shared.counters().neigh_failed, 1);
+    assert!(!g.shared.neighbours().iter().any(|(p, _, _)| *p == 1));
+    let (v, _) = g.send(&pkt(7), 0);
+    assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
+    assert_eq!(arp_requests_to(&g.take_emitted()), vec![[0xff; 6]]);
 }

@@ -209,6 +209,16 @@ pub(in crate::wire) fn padded() -> Vec<u8> {
     ])
 }
 
+/// SCTP INIT 5000 → 7 over IPv4 (the chunk of `wire::sctp`'s scapy packet).
+pub(in crate::wire) fn sctp_init_v4() -> Vec<u8> {
+    frame(&[
+        "020000000002 020000000001 0800",
+        "4500003400120000 4084adfe 0a000001 c0000235",
+        "13880007 00000000 75a7da5f",
+        "01000014 11223344 00010000 000a000a 00000001",
+    ])
+}
+
 /// Every valid frame of the table (used as seeds for the mutation test).
 pub(in crate::wire) fn all_valid() -> Vec<Vec<u8>> {
     vec![
@@ -228,6 +238,7 @@ pub(in crate::wire) fn all_valid() -> Vec<Vec<u8>> {
         echo_rep_v6(),
         time_exceeded_echo(),
         padded(),
+        sctp_init_v4(),
     ]
 }
 
@@ -767,6 +778,68 @@ fn trailing_padding_ignored() {
 }
 
 #[test]
+fn sctp_has_ports_and_its_chunks_are_checked() {
+    let f = sctp_init_v4();
+    let p = parse_frame(&f).unwrap();
+    assert_eq!(
+        (p.proto, p.l4_offset, p.l4_len, p.l4),
+        (
+            proto::SCTP,
+            34,
+            32,
+            L4Summary::Sctp {
+                sport: 5000,
+                dport: 7
+            }
+        )
+    );
+    // Common header cut (IP total length 20 + 11).
+    let mut cut = f.clone();
+    cut[17] = 31;
+    assert_eq!(parse_frame(&cut), Err(ParseError::BadSctpHeader));
+    // No chunk at all.
+    let mut bare = f[..46].to_vec();
+    bare[17] = 32;
+    assert_eq!(parse_frame(&bare), Err(ParseError::BadSctpHeader));
+    // A chunk length beyond the packet, or below the chunk header.
+    for len in [0x15, 0x03] {
+        let mut bad = f.clone();
+        bad[49] = len;
+        assert_eq!(parse_frame(&bad), Err(ParseError::BadSctpHeader), "{len}");
+    }
+    // A first fragment is not chunk-checked: its chunks continue in later fragments.
+    let mut first = f.clone();
+    first[49] = 0x40;
+    first[20] = 0x20; // MF
+    assert_eq!(
+        parse_frame(&first).map(|p| (p.fragment, p.l4)),
+        Ok((
+            Fragment::First,
+            L4Summary::Sctp {
+                sport: 5000,
+                dport: 7
+            }
+        ))
+    );
+    // Quoted in an ICMP error: its ports are the embedded tuple's.
+    let mut err = frame(&[
+        "020000000001 020000000002 0800",
+        "4500005000130000 40010000 c0000235 0a000001",
+        "03030000 00000000",
+    ]);
+    err.extend_from_slice(&f[14..]);
+    let p = parse_frame(&err).unwrap();
+    let L4Summary::Icmp(i) = p.l4 else {
+        panic!("{:?}", p.l4)
+    };
+    let inner = i.inner.unwrap();
+    assert_eq!(
+        (inner.proto, inner.sport, inner.dport, inner.l4_len),
+        (proto::SCTP, 5000, 7, 32)
+    );
+}
+
+#[test]
 fn other_protocols() {
     // GRE over IPv4: no ports.
     let mut f = padded();
@@ -1043,6 +1116,7 @@ fn check_invariants(f: &[u8], p: &ParsedPacket) {
     match p.l4 {
         L4Summary::Tcp(t) => assert!(usize::from(p.l4_len) >= 20 + usize::from(t.payload_len)),
         L4Summary::Udp { .. } => assert!(p.l4_len >= 8),
+        L4Summary::Sctp { .. } => assert!(p.l4_len >= 12),
         L4Summary::Icmp(i) => {
             assert!(p.l4_len >= 8);
             if let Some(inner) = i.inner {

@@ -1,5 +1,5 @@
-//! ctgate's DPDK telemetry commands, as data: `/ctgate/stats`, `/ctgate/zones` and
-//! `/ctgate/buckets`, each a JSON value shaped so that it maps one to one onto
+//! ctgate's DPDK telemetry commands, as data: `/ctgate/stats`, `/ctgate/zones`,
+//! `/ctgate/buckets` and `/ctgate/drops`, each a JSON value shaped so that it maps one to one onto
 //! `rte_tel_data` (so `dpdk-telemetry.py` and exporters read them like any DPDK app's):
 //!
 //! * the top level is an object of at most [`MAX_DICT_ENTRIES`] entries
@@ -8,14 +8,17 @@
 //!   (one level of container, `rte_tel_data_add_dict_container`);
 //! * names are at most 63 bytes.
 //!
-//! The registration lives with the DPDK wrapper (`src/dpdk`), which needs
-//! `rte_telemetry_register_cmd` from `dpdk-sys` (see `docs/control-protocol.md`,
-//! "DPDK telemetry"): for each of [`COMMANDS`] it registers a callback that calls
-//! [`handle`] with the tracker and converts the value with the rules above. Telemetry
-//! callbacks run on DPDK's telemetry thread: everything here only reads atomics and
-//! bucket words without locks, so it is safe to call from there.
+//! [`handler`] gives the function the DPDK wrapper (`src/dpdk/telemetry.rs`) calls for
+//! each of [`COMMANDS`]; the wrapper converts the value with the rules above. Each
+//! gateway run registers a handler over its own tracker (a later run in the same process,
+//! as `ctgate-perf datapath` does, replaces it). Telemetry callbacks run on DPDK's
+//! telemetry thread: everything here only reads atomics and bucket words without locks,
+//! so it is safe to call from there.
+
+use std::sync::Arc;
 
 use crate::conntrack::Conntrack;
+use crate::pipeline::{DropCounters, DropReason};
 use serde_json::{json, Map, Value};
 
 /// `RTE_TEL_MAX_DICT_ENTRIES`.
@@ -35,7 +38,37 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "/ctgate/buckets",
         "ctgate connection table bucket distribution: buckets, connections, min, max, avg. Takes no parameters",
     ),
+    (
+        "/ctgate/drops",
+        "ctgate workers' packets summed: rx, tx, generated, dropped and drop_<reason> per drop reason. Takes no parameters",
+    ),
 ];
+
+/// The workers' counters summed, for `/ctgate/drops`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerTotals {
+    pub rx: u64,
+    pub tx: u64,
+    pub generated: u64,
+    pub drops: DropCounters,
+}
+
+/// Where the handler reads the workers' totals (`None` before they run).
+pub type TotalsFn = Arc<dyn Fn() -> Option<WorkerTotals> + Send + Sync>;
+
+/// `/ctgate/drops`: `rx`, `tx`, `generated`, `dropped` and one `drop_<reason>` per
+/// [`DropReason`] (the names of the `worker=` lines).
+pub fn drops(t: &WorkerTotals) -> Value {
+    let mut m = Map::new();
+    m.insert("rx".into(), t.rx.into());
+    m.insert("tx".into(), t.tx.into());
+    m.insert("generated".into(), t.generated.into());
+    m.insert("dropped".into(), t.drops.total().into());
+    for r in DropReason::ALL {
+        m.insert(format!("drop_{}", r.name()), t.drops.get(r).into());
+    }
+    Value::Object(m)
+}
 
 /// The value of telemetry command `cmd` with its parameter string, or `None` for a
 /// command that is not ctgate's or a bad parameter.
@@ -45,6 +78,18 @@ pub fn handle(ct: &Conntrack, cmd: &str, params: &str) -> Option<Value> {
         "/ctgate/zones" => zones(ct, params),
         "/ctgate/buckets" => Some(buckets(ct)),
         _ => None,
+    }
+}
+
+/// The telemetry handler over `ct`: [`handle`] with the tracker it keeps alive, and
+/// `/ctgate/drops` from `totals`.
+pub fn handler(
+    ct: Arc<Conntrack>,
+    totals: TotalsFn,
+) -> impl Fn(&str, &str) -> Option<Value> + Send + Sync {
+    move |cmd: &str, params: &str| match cmd {
+        "/ctgate/drops" => Some(drops(&totals().unwrap_or_default())),
+        _ => handle(&ct, cmd, params),
     }
 }
 
@@ -235,6 +280,31 @@ mod tests {
         assert_eq!(b["avg"], "0.16");
         assert_eq!(handle(&ct, "/ctgate/stats", ""), Some(s));
         assert_eq!(handle(&ct, "/ethdev/stats", ""), None);
+    }
+
+    #[test]
+    fn drops_name_every_reason_as_the_worker_lines_do_and_fit_telemetry() {
+        let mut d = DropCounters::default();
+        d.add(DropReason::MartianSrc, 3);
+        d.add(DropReason::Vlan, 2);
+        let t = WorkerTotals {
+            rx: 10,
+            tx: 6,
+            generated: 1,
+            drops: d,
+        };
+        let h = handler(Arc::new(tracker()), Arc::new(move || Some(t)));
+        let v = h("/ctgate/drops", "").unwrap();
+        fits_rte_tel_data(&v);
+        assert_eq!(v["rx"], 10);
+        assert_eq!(v["dropped"], 5);
+        assert_eq!(v["drop_martian_src"], 3);
+        assert_eq!(v["drop_vlan"], 2);
+        assert_eq!(v["drop_bad_ip_checksum"], 0);
+        assert_eq!(v.as_object().unwrap().len(), 4 + DropReason::COUNT);
+        assert!(h("/ctgate/stats", "").is_some());
+        let before = handler(Arc::new(tracker()), Arc::new(|| None));
+        assert_eq!(before("/ctgate/drops", "").unwrap()["rx"], 0);
     }
 
     #[test]

@@ -148,6 +148,11 @@ impl FrameBuf {
         self.data.len()
     }
 
+    /// True when it holds no frame.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
     /// Frame `i`.
     #[inline(always)]
     pub fn get(&self, i: usize) -> &[u8] {

@@ -1,0 +1,129 @@
+//! What every command works with: the [`ControlContext`] it runs against (tracker, sweep
+//! interval, the gateway's [`GatewayInfo`]), what executing gives ([`Outcome`], a
+//! streamed [`Job`] stepped a bounded number of buckets at a time), the bounded table
+//! walk the streamed commands share, and the small reply helpers.
+
+use crate::conntrack::{ConnSnapshot, Conntrack};
+use std::sync::atomic::AtomicU32;
+
+/// What the gateway tells about itself, for `show`, `stats` and `version`. The gateway
+/// implements it over its ports and workers; tests use a fake.
+pub trait GatewayInfo {
+    /// `show`: ports, lcores, queues, uptime. Full text, ending with a newline.
+    fn show(&self) -> String;
+    /// `stats`: per-port and per-worker counters and drop reasons. Full text, ending
+    /// with a newline; the tracker's counters are appended after it.
+    fn stats(&self) -> String;
+    /// More version lines for `version` (e.g. the DPDK version), ending with a newline.
+    fn version_extra(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Everything a command may read or change. Built by the control loop for each
+/// [`super::socket::ControlServer::poll`] call (it only holds references).
+pub struct ControlContext<'a> {
+    /// The tracker.
+    pub conntrack: &'a Conntrack,
+    /// The sweep interval in milliseconds (`ct-set-sweep-interval`); the control loop
+    /// reads it to pace the sweep.
+    pub sweep_interval_ms: &'a AtomicU32,
+    /// Ports, lcores, counters.
+    pub info: &'a dyn GatewayInfo,
+    /// Now on the tracker's clock (ms, the `now` given to `CtWorker::process`): gives
+    /// `timeout=` and hides expired connections from dumps.
+    pub now: u64,
+}
+
+/// What one step of a [`Job`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// More to do.
+    More,
+    /// Finished; all output has been written.
+    Done,
+}
+
+/// A command's work over the table, done a bounded number of buckets at a time. A job
+/// holds no borrow and no lock between steps.
+pub trait Job: Send {
+    /// Walks at most `budget` buckets (at least one), appending output to `out`.
+    fn step(
+        &mut self,
+        ctx: &ControlContext,
+        budget: usize,
+        out: &mut String,
+    ) -> Result<Step, String>;
+}
+
+/// What executing a command gives.
+pub enum Outcome {
+    /// The whole result (the output or an error).
+    Done(Result<String, String>),
+    /// Output to be produced step by step.
+    Stream(Box<dyn Job>),
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Done(r) => f.debug_tuple("Done").field(r).finish(),
+            Outcome::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+pub(super) fn done(s: String) -> Outcome {
+    Outcome::Done(Ok(s))
+}
+
+pub(super) fn fail(e: String) -> Outcome {
+    Outcome::Done(Err(e))
+}
+
+/// An argument error as `dpctl_error` reports it with `EINVAL`.
+pub(super) fn einval(msg: impl std::fmt::Display) -> String {
+    format!("{msg} (Invalid argument)")
+}
+
+pub(super) fn ensure_newline(mut s: String) -> String {
+    if !s.is_empty() && !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// Walking the table.
+
+/// Walks buckets `[*cursor, *cursor + budget)` (at least one), calling `f` with each
+/// connection's index, generation and snapshot, with no lock held. Returns true when
+/// the end of the table is reached.
+pub(super) fn walk(
+    ct: &Conntrack,
+    cursor: &mut usize,
+    budget: usize,
+    mut f: impl FnMut(u32, u32, &ConnSnapshot),
+) -> bool {
+    let table = ct.table();
+    let n = table.n_buckets();
+    let end = cursor.saturating_add(budget.max(1)).min(n);
+    let mut items: Vec<(u32, u32)> = Vec::with_capacity(32);
+    for b in *cursor..end {
+        items.clear();
+        table.for_each_in_bucket(b, |idx, gen| items.push((idx, gen)));
+        for &(idx, gen) in &items {
+            if let Some(s) = ct.snapshot(idx, gen) {
+                f(idx, gen, &s);
+            }
+        }
+    }
+    *cursor = end;
+    end >= n
+}
+
+/// True when the connection has not expired (dumps and stats skip expired ones, as
+/// OVS's `conntrack_dump_next` does).
+pub(super) fn alive(s: &ConnSnapshot, now: u64) -> bool {
+    s.expiry > now
+}

@@ -1,0 +1,249 @@
+//! The control lcore's loop, once the workers run: every tick it advances the tracker
+//! clock, sweeps expired connections in bounded steps (paced so a full pass takes the
+//! sweep interval), serves the control socket, checks the stop conditions and once a
+//! second prints the stats line. No step of a tick blocks: the socket is non-blocking and
+//! every walk is bounded, so the loop answers within a tick.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::info::{port_drops, total_drops, Info};
+use super::launch::WorkerHandle;
+use crate::config::Config;
+use crate::conntrack::{Conntrack, CtWorker};
+use crate::control::commands::ControlContext;
+use crate::control::counter_lines::mpps;
+use crate::control::run_options::RunOptions;
+use crate::control::socket::{ControlServer, DEFAULT_BUDGET};
+use crate::dpdk::{Lcore, Port, PortCaps, PortStats};
+use crate::pipeline::gateway::GatewayShared;
+use crate::pipeline::worker::WorkerSnapshot;
+use crate::pipeline::DropReason;
+
+/// How often the control lcore wakes up (clock, sweep, control socket, stop conditions).
+const TICK: Duration = Duration::from_millis(10);
+/// At most this many buckets are swept per tick, so a very short sweep interval on a
+/// large table cannot stall the control socket (about a millisecond of work).
+pub const MAX_SWEEP_BUCKETS_PER_TICK: usize = 65_536;
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StopReason {
+    Signal,
+    Duration,
+    Idle,
+}
+
+/// What the gateway mode adds to the control lcore.
+pub(super) struct GatewayCtl {
+    pub config: Config,
+    pub ct: Arc<Conntrack>,
+    pub shared: Arc<GatewayShared>,
+    pub server: ControlServer,
+    pub sweep_interval_ms: AtomicU32,
+    /// The workers' counters once they run (read by the `/ctgate/drops` telemetry
+    /// command on DPDK's telemetry thread).
+    pub worker_counters:
+        Arc<std::sync::OnceLock<Vec<Arc<crate::pipeline::worker::WorkerCounters>>>>,
+}
+
+/// What the control loop reads.
+pub(super) struct LoopEnv<'a> {
+    pub opts: &'a RunOptions,
+    pub ports: &'a [Port],
+    pub caps: &'a [PortCaps],
+    pub workers: &'a [WorkerHandle],
+    pub signalled: &'a AtomicBool,
+    pub start: Instant,
+    pub tsc_hz: u64,
+    pub main_lcore: Lcore,
+}
+
+pub(super) fn flush() {
+    let _ = std::io::stdout().flush();
+}
+
+/// Milliseconds on the tracker clock: time since start, plus one so that no connection
+/// ever has an expiry of 0.
+pub(super) fn clock_ms(start: Instant, now: Instant) -> u64 {
+    u64::try_from(now.duration_since(start).as_millis()).unwrap_or(u64::MAX) + 1
+}
+
+/// Paces the sweep: a full pass over the buckets per sweep interval, in bounded steps.
+#[derive(Debug, Default)]
+struct SweepPacer {
+    /// Buckets owed (fractional), capped at one full pass.
+    debt: f64,
+    last_ms: u64,
+}
+
+impl SweepPacer {
+    /// Buckets to sweep at `now_ms` for a table of `n_buckets` and `interval_ms`.
+    fn due(&mut self, now_ms: u64, n_buckets: usize, interval_ms: u32) -> usize {
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f64;
+        self.last_ms = now_ms;
+        let per_ms = n_buckets as f64 / f64::from(interval_ms.max(1));
+        self.debt = (self.debt + elapsed * per_ms).min(n_buckets as f64);
+        (self.debt as usize).min(MAX_SWEEP_BUCKETS_PER_TICK)
+    }
+
+    fn done(&mut self, buckets: usize) {
+        self.debt = (self.debt - buckets as f64).max(0.0);
+    }
+}
+
+/// Ticks until a stop condition: clock, sweep and control socket (gateway mode), and a
+/// stats line per second unless quiet.
+pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> StopReason {
+    let args = env.opts;
+    let start = env.start;
+    let mut last_rx = 0u64;
+    let mut last_activity = start;
+    let mut next_report = start + Duration::from_secs(1);
+    let mut prev: Vec<PortStats> = env
+        .ports
+        .iter()
+        .map(|p| p.stats().unwrap_or_default())
+        .collect();
+    let mut prev_at = start;
+    let mut prev_ct = gw.as_ref().map(|g| g.ct.counters()).unwrap_or_default();
+    let ct_arc = gw.as_ref().map(|g| Arc::clone(&g.ct));
+    let mut handle: Option<CtWorker<'_>> = ct_arc.as_deref().map(Conntrack::control_handle);
+    let mut pacer = SweepPacer {
+        debt: 0.0,
+        last_ms: clock_ms(start, start),
+    };
+    loop {
+        let now = Instant::now();
+        let mut busy = false;
+        if let (Some(g), Some(h)) = (gw.as_deref_mut(), handle.as_mut()) {
+            let now_ms = clock_ms(start, now);
+            g.shared.set_now_ms(now_ms);
+            let interval = g.sweep_interval_ms.load(Ordering::Relaxed);
+            let due = pacer.due(now_ms, g.ct.table().n_buckets(), interval);
+            if due > 0 {
+                let rep = h.sweep_expired(now_ms, due);
+                pacer.done(rep.buckets);
+            }
+            let info = Info {
+                ports: env.ports,
+                caps: env.caps,
+                workers: env.workers,
+                main_lcore: env.main_lcore,
+                start: env.start,
+                tsc_hz: env.tsc_hz,
+                config: &g.config,
+                shared: &g.shared,
+                socket: g.server.path().display().to_string(),
+                sweep_interval_ms: interval,
+            };
+            let ctx = ControlContext {
+                conntrack: &g.ct,
+                sweep_interval_ms: &g.sweep_interval_ms,
+                info: &info,
+                now: now_ms,
+            };
+            busy = g.server.poll(&ctx, DEFAULT_BUDGET).busy;
+        }
+        if env.signalled.load(Ordering::Relaxed) {
+            return StopReason::Signal;
+        }
+        if args
+            .duration
+            .is_some_and(|d| now.duration_since(start) >= d)
+        {
+            return StopReason::Duration;
+        }
+        if let Some(idle) = args.exit_when_idle {
+            let rx: u64 = env
+                .workers
+                .iter()
+                .map(|w| w.counters.rx.load(Ordering::Relaxed))
+                .sum();
+            if rx != last_rx {
+                last_rx = rx;
+                last_activity = now;
+            } else if now.duration_since(last_activity) >= idle {
+                return StopReason::Idle;
+            }
+        }
+        if now >= next_report {
+            next_report += Duration::from_secs(1);
+            if next_report < now {
+                next_report = now + Duration::from_secs(1);
+            }
+            let secs = now.duration_since(prev_at).as_secs_f64();
+            let snapshots: Vec<WorkerSnapshot> =
+                env.workers.iter().map(|w| w.counters.snapshot()).collect();
+            let mut line = format!("t={:.0}s", now.duration_since(start).as_secs_f64());
+            for (p, old) in env.ports.iter().zip(prev.iter_mut()) {
+                let s = p.stats().unwrap_or_default();
+                let _ = write!(
+                    line,
+                    " | port={} rx={} tx={} dropped={} rx_mpps={:.3} tx_mpps={:.3}",
+                    p.id(),
+                    s.ipackets,
+                    s.opackets,
+                    port_drops(p.id(), &snapshots),
+                    mpps(s.ipackets.saturating_sub(old.ipackets), secs),
+                    mpps(s.opackets.saturating_sub(old.opackets), secs),
+                );
+                *old = s;
+            }
+            if let Some(g) = gw.as_deref() {
+                let c = g.ct.counters();
+                let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+                let expired =
+                    (c.expired + c.reclaimed).saturating_sub(prev_ct.expired + prev_ct.reclaimed);
+                let _ = write!(
+                    line,
+                    " | conns={} created/s={:.0} expired/s={:.0}",
+                    g.ct.n_conns(),
+                    per_s(c.created.saturating_sub(prev_ct.created)),
+                    per_s(expired),
+                );
+                prev_ct = c;
+                let d = total_drops(&snapshots);
+                let _ = write!(line, " | drops={}", d.total());
+                for r in DropReason::ALL {
+                    if d.get(r) > 0 {
+                        let _ = write!(line, " {}={}", r.name(), d.get(r));
+                    }
+                }
+            }
+            prev_at = now;
+            if !args.quiet {
+                println!("{line}");
+                flush();
+            }
+        }
+        if !busy {
+            std::thread::sleep(TICK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_pacer_spreads_a_pass_over_the_interval_and_bounds_a_tick() {
+        let mut p = SweepPacer::default();
+        // 1024 buckets over 1000 ms: about 10 per 10 ms tick.
+        let mut total = 0;
+        for t in 1..=100u64 {
+            let d = p.due(t * 10, 1024, 1000);
+            p.done(d);
+            total += d;
+        }
+        assert!((1010..=1024).contains(&total), "{total}");
+        // A huge table and a tiny interval: capped per tick, debt capped at a pass.
+        let mut p = SweepPacer::default();
+        assert_eq!(p.due(10, 1 << 24, 1), MAX_SWEEP_BUCKETS_PER_TICK);
+        assert!(p.debt <= (1u64 << 24) as f64);
+    }
+}
