@@ -15,11 +15,16 @@ use super::neigh::{NeighMap, NeighState};
 use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
 use crate::conntrack::Conntrack;
+use crate::ipf::Ipf;
 use crate::nat::{NatRange, NatSpec};
 use crate::pipeline::forward::MAX_PORTS;
 use crate::pipeline::vlan::{VlanTable, MAX_IFACES};
 use crate::pipeline::MacAddr;
 use crate::wire::parse::{Family, L4Summary, ParsedPacket};
+
+/// Largest frame a held fragment may be: a 1500-byte IP packet behind Ethernet and two
+/// VLAN tags.
+pub const FRAG_SLOT_BYTES: usize = 1500 + 14 + 8;
 
 /// SNAT pools (one per family) plus DNAT rules.
 pub const MAX_NAT_SPECS: usize = 64;
@@ -172,6 +177,8 @@ pub struct GatewayShared {
     /// When a worker last aged the neighbour table (ms): whichever worker sees it a
     /// second old takes the next turn (one compare-and-swap decides).
     pub(super) last_age: AtomicU64,
+    /// IP fragment reassembly (`[fragments]`), shared by every worker.
+    pub(super) ipf: Ipf,
 }
 
 impl GatewayShared {
@@ -357,6 +364,8 @@ impl GatewayShared {
             neigh: Mutex::new(NeighMap::default()),
             neigh_gen: AtomicU64::new(0),
             last_age: AtomicU64::new(0),
+            ipf: Ipf::new(cfg.fragments, FRAG_SLOT_BYTES)
+                .map_err(|e| format!("[fragments]: {e}"))?,
         }))
     }
 
@@ -402,6 +411,11 @@ impl GatewayShared {
             neighbours: self.neigh_lock().len() as u64,
             neigh_failed: l(&c.neigh_failed),
         }
+    }
+
+    /// The fragment reassembly module (settings, counters, `ipf-*` commands).
+    pub fn ipf(&self) -> &Ipf {
+        &self.ipf
     }
 
     /// The tracker.
