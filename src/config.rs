@@ -960,6 +960,40 @@ mod tests {
         assert_eq!(c.datapath.sweep_interval_ms, 20_000);
     }
 
+    #[test]
+    fn embedded_default_sets_the_nat_rfcs_timeouts() {
+        let c = Config::embedded().unwrap();
+        let get = |a: TimeoutAttr| {
+            c.timeouts
+                .iter()
+                .find(|(x, _)| *x == a)
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| a.default_secs())
+        };
+        // RFC 4787 REQ-5: UDP mappings at least 2 min (5 min recommended, used once both
+        // directions were seen).
+        assert!(get(TimeoutAttr::UdpFirst) >= 120);
+        assert!(get(TimeoutAttr::UdpSingle) >= 120);
+        assert!(get(TimeoutAttr::UdpMultiple) >= 300);
+        // RFC 5508 REQ-1: ICMP query mappings at least 60 s.
+        assert!(get(TimeoutAttr::IcmpFirst) >= 60);
+        assert!(get(TimeoutAttr::IcmpReply) >= 60);
+        // RFC 5382 REQ-5: established at least 2 h 4 min, transitory at least 4 min.
+        assert!(get(TimeoutAttr::TcpEstablished) >= 2 * 3600 + 4 * 60);
+        for a in [
+            TimeoutAttr::TcpSynSent,
+            TimeoutAttr::TcpSynRecv,
+            TimeoutAttr::TcpFinWait,
+            TimeoutAttr::TcpTimeWait,
+            TimeoutAttr::TcpClose,
+        ] {
+            assert!(get(a) >= 240, "{}", a.name());
+        }
+        // The tracker's own defaults stay Open vSwitch's.
+        assert_eq!(TimeoutAttr::UdpMultiple.default_secs(), 30);
+        assert_eq!(TimeoutAttr::IcmpReply.default_secs(), 30);
+    }
+
     fn err(text: &str) -> String {
         Config::parse(text, "t.toml").unwrap_err().to_string()
     }

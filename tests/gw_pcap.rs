@@ -515,3 +515,18 @@ fn hostile_frames_are_never_forwarded_and_each_is_counted_under_its_reason() {
         "{out}"
     );
 }
+
+/// The configuration edits above are checked: an edit whose text is no longer in the
+/// embedded default stops the test with the text named, instead of running it with a
+/// configuration that silently lacks the edit.
+#[test]
+#[should_panic(expected = "the configuration no longer contains \"next_hop_mac = \\\"gone\\\"\"")]
+fn a_config_edit_whose_text_is_gone_fails_loudly() {
+    edit_config(
+        ctgate::config::EMBEDDED_DEFAULT,
+        &[(
+            "next_hop_mac = \"gone\"",
+            "next_hop_mac = \"02:00:00:00:02:02\"",
+        )],
+    );
+}

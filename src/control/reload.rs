@@ -13,9 +13,9 @@
 //!    static next hops) and publishes it: workers switch between two bursts
 //!    ([`crate::pipeline::gateway::live`]); every connection stays, with its NAT binding;
 //! 4. applies the tracker settings of the file: `max_conns`, `tcp_seq_check`,
-//!    `sweep_interval_ms`, limits and timeout policies.
+//!    `sweep_interval_ms`, limits and timeout policies, and the `[fragments]` settings.
 //!
-//! # Settings changed at run time (`ct-set-*`)
+//! # Settings changed at run time (`ct-set-*`, `ipf-set-*`)
 //!
 //! The file wins: a reload sets the tracker settings to the new file's values. Every value
 //! that was changed at run time and that the reload changes is named in the reload's
@@ -35,8 +35,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::{Config, EMBEDDED_NAME};
 use crate::conntrack::{Conntrack, TimeoutAttr};
 use crate::control::commands::{ControlContext, LiveConfig};
+use crate::ipf::{FragSettings, Ipf};
 use crate::nat::NatRange;
 use crate::pipeline::gateway::{GatewayShared, Publisher};
+use crate::wire::parse::Family;
 
 /// What [`LiveGateway::reload`] did.
 pub struct Reloaded {
@@ -139,7 +141,8 @@ impl LiveGateway {
         let next = cur
             .reconfigure(&new, &keep)
             .map_err(|e| format!("{}: {e}; the running configuration stays", new.source))?;
-        let running = settings_of_tracker(ct, sweep_interval_ms);
+        let ipf = cur.ipf();
+        let running = settings_of_tracker(ct, sweep_interval_ms, ipf);
         let was = settings_of_config(&st.config);
         // The last step that can fail: the pool was sized at start.
         ct.set_max_conns(new.datapath.max_conns).map_err(|e| {
@@ -150,7 +153,8 @@ impl LiveGateway {
         })?;
         let version = st.publisher.publish(next)?;
         apply_tracker_settings(&new, ct, sweep_interval_ms);
-        let now = settings_of_tracker(ct, sweep_interval_ms);
+        apply_fragment_settings(&new.fragments, ipf);
+        let now = settings_of_tracker(ct, sweep_interval_ms, ipf);
         st.generation = version.generation();
         st.loaded_unix = unix_now();
         let mut report = format!(
@@ -227,8 +231,8 @@ pub fn restart_fields(old: &Config, new: &Config) -> Vec<String> {
 }
 
 /// The tracker settings as `NAME -> value` (names as in the file).
-fn settings_of_tracker(ct: &Conntrack, sweep: &AtomicU32) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
+fn settings_of_tracker(ct: &Conntrack, sweep: &AtomicU32, ipf: &Ipf) -> BTreeMap<String, String> {
+    let mut m = fragment_settings(&ipf.settings());
     m.insert("datapath.max_conns".into(), ct.max_conns().to_string());
     m.insert(
         "datapath.tcp_seq_check".into(),
@@ -267,7 +271,7 @@ fn settings_of_tracker(ct: &Conntrack, sweep: &AtomicU32) -> BTreeMap<String, St
 
 /// What [`settings_of_tracker`] reads after a start with `cfg`.
 fn settings_of_config(cfg: &Config) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
+    let mut m = fragment_settings(&cfg.fragments);
     m.insert(
         "datapath.max_conns".into(),
         cfg.datapath.max_conns.to_string(),
@@ -298,6 +302,33 @@ fn settings_of_config(cfg: &Config) -> BTreeMap<String, String> {
         }
     }
     m
+}
+
+/// The `[fragments]` settings as `NAME -> value`.
+fn fragment_settings(f: &FragSettings) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for (k, v) in [
+        ("enabled_v4", f.enabled_v4.to_string()),
+        ("enabled_v6", f.enabled_v6.to_string()),
+        ("min_frag_v4", f.min_frag_v4.to_string()),
+        ("min_frag_v6", f.min_frag_v6.to_string()),
+        ("max_frags", f.max_frags.to_string()),
+        ("timeout_ms", f.timeout_ms.to_string()),
+    ] {
+        m.insert(format!("fragments.{k}"), v);
+    }
+    m
+}
+
+/// Sets the reassembly settings to `f` (validated with the file: the setters accept
+/// them).
+fn apply_fragment_settings(f: &FragSettings, ipf: &Ipf) {
+    ipf.set_enabled(Family::V4, f.enabled_v4);
+    ipf.set_enabled(Family::V6, f.enabled_v6);
+    let _ = ipf.set_min_frag(Family::V4, f.min_frag_v4);
+    let _ = ipf.set_min_frag(Family::V6, f.min_frag_v6);
+    let _ = ipf.set_max_frags(f.max_frags);
+    ipf.set_timeout_ms(f.timeout_ms);
 }
 
 /// Sets the tracker's limits, timeout policies, sequence checking and the sweep interval
@@ -384,6 +415,8 @@ mod tests {
         ];
         let shared = GatewayShared::new(&cfg, Arc::clone(&ct), &macs).unwrap();
         let sweep = AtomicU32::new(cfg.datapath.sweep_interval_ms);
+        // As a start does (`build_tracker`).
+        apply_tracker_settings(&cfg, &ct, &sweep);
         (LiveGateway::new(cfg, shared), ct, sweep)
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ctgate::dpdk::{self, EalToken, MbufBurst, Mempool, Ring, Tsc, BURST_SIZE};
+use ctgate::dpdk::{self, EalToken, Mbuf, MbufBurst, Mempool, Ring, Tsc, BURST_SIZE};
 
 use super::latency::Latency;
 use super::traffic::{self, Answer, Mix, Proto};
@@ -231,7 +231,7 @@ fn run_loop(
 
     let mut gen: MbufBurst = MbufBurst::new();
     let mut rx: MbufBurst = MbufBurst::new();
-    let mut back: MbufBurst<{ 2 * BURST_SIZE }> = MbufBurst::new();
+    let mut back: Answers = MbufBurst::new();
 
     // Wait until ctgate polls its inside port: one packet in, the ring empty again.
     let t0 = match cfg.ready_timeout {
@@ -270,17 +270,19 @@ fn run_loop(
         let window_start = (measuring && now < end).then_some(warm_end);
         // 1. The outside sink: the servers (a few bursts per loop, so that ctgate's TX
         // rings do not fill while the generator builds packets).
-        for _ in 0..SINK_BURSTS {
-            if rings.out_sink.dequeue_burst(&mut rx) == 0 {
-                break;
-            }
-            let t = Tsc::now();
-            for mut m in rx.drain() {
+        let mut sink = Sink {
+            window_start,
+            latency: &mut latency,
+            rx: &mut rx,
+            back: &mut back,
+        };
+        sink.turn(
+            rings.out_sink,
+            rings.reflect_out,
+            &mut c,
+            |c| &mut c.delivered_out,
+            |mut m, p, t, c, back| {
                 let f = m.data_mut();
-                let Some(p) = arrived(f, t, window_start, &mut latency, &mut c.foreign) else {
-                    continue;
-                };
-                c.delivered_out += 1;
                 let flow = traffic::flow_of_frame(f, p, true);
                 if traffic::has_reply(flow, cfg.reply_fraction)
                     && traffic::reflect_outside(f, p, cfg.out_mac) == Answer::Reflect
@@ -290,23 +292,16 @@ fn run_loop(
                     // `back` has room for a whole burst.
                     let _ = back.push(m);
                 }
-            }
-            rings.reflect_out.enqueue_burst(&mut back);
-            c.reflect_drops += back.len() as u64;
-            back.clear();
-        }
+            },
+        );
         // 2. The inside sink: the clients.
-        for _ in 0..SINK_BURSTS {
-            if rings.in_sink.dequeue_burst(&mut rx) == 0 {
-                break;
-            }
-            let t = Tsc::now();
-            for mut m in rx.drain() {
+        sink.turn(
+            rings.in_sink,
+            rings.gen_in,
+            &mut c,
+            |c| &mut c.delivered_in,
+            |mut m, p, t, c, back| {
                 let f = m.data_mut();
-                let Some(p) = arrived(f, t, window_start, &mut latency, &mut c.foreign) else {
-                    continue;
-                };
-                c.delivered_in += 1;
                 match traffic::reflect_inside(f, p, cfg.in_mac, close) {
                     Answer::None => {}
                     Answer::Reflect => {
@@ -337,11 +332,8 @@ fn run_loop(
                         }
                     }
                 }
-            }
-            rings.gen_in.enqueue_burst(&mut back);
-            c.reflect_drops += back.len() as u64;
-            back.clear();
-        }
+            },
+        );
         // 3. New packets, after the answers (they have priority in the inside ring).
         if now < end {
             let mut n = BURST_SIZE as u64;
@@ -413,26 +405,60 @@ fn run_loop(
     })
 }
 
-/// A frame that reached a sink at TSC `t`: its protocol, its latency recorded when the
-/// window is on (`window_start`: when it began) and the frame was stamped in it; `None`,
-/// counted in `foreign`, for a frame that is not the generator's.
-#[inline(always)]
-fn arrived(
-    f: &[u8],
-    t: u64,
+/// The answers a sink sends back in one turn: room for a whole burst, each answered by
+/// up to two frames.
+type Answers = MbufBurst<{ 2 * BURST_SIZE }>;
+
+/// What both sinks share in a loop: the latency window and histogram, the burst buffers.
+struct Sink<'a> {
+    /// When the measurement window began, while it is on: latencies are recorded for the
+    /// frames stamped in it (not a warmup backlog).
     window_start: Option<u64>,
-    latency: &mut Latency,
-    foreign: &mut u64,
-) -> Option<Proto> {
-    let Some((p, stamp)) = traffic::classify(f) else {
-        *foreign += 1;
-        return None;
-    };
-    let age = traffic::stamp_age(t, stamp);
-    if window_start.is_some_and(|w| age <= t.saturating_sub(w)) {
-        latency.record_ticks(age);
+    latency: &'a mut Latency,
+    rx: &'a mut MbufBurst,
+    back: &'a mut Answers,
+}
+
+impl Sink<'_> {
+    /// One sink's turn: up to [`SINK_BURSTS`] bursts from `from`. Each frame that is the
+    /// generator's is counted in `delivered` and its latency recorded, then handed to
+    /// `answer` with its protocol and arrival TSC; what `answer` pushes goes to `to`
+    /// (what `to` refuses is counted in `reflect_drops`). Other frames count as
+    /// `foreign`.
+    #[inline(always)]
+    fn turn(
+        &mut self,
+        from: Ring,
+        to: Ring,
+        c: &mut Counts,
+        delivered: fn(&mut Counts) -> &mut u64,
+        mut answer: impl FnMut(Mbuf, Proto, u64, &mut Counts, &mut Answers),
+    ) {
+        for _ in 0..SINK_BURSTS {
+            if from.dequeue_burst(&mut *self.rx) == 0 {
+                break;
+            }
+            let t = Tsc::now();
+            for m in self.rx.drain() {
+                let Some((p, stamp)) = traffic::classify(m.data()) else {
+                    c.foreign += 1;
+                    continue;
+                };
+                *delivered(c) += 1;
+                let age = traffic::stamp_age(t, stamp);
+                if self
+                    .window_start
+                    .is_some_and(|w| age <= t.saturating_sub(w))
+                {
+                    self.latency.record_ticks(age);
+                }
+                answer(m, p, t, c, &mut *self.back);
+            }
+            to.enqueue_burst(&mut *self.back);
+            c.reflect_drops += self.back.len() as u64;
+            self.back.clear();
+        }
     }
-    Some(p)
 }
 
 /// Sends flow 0's packet and waits until the ring is empty again (ctgate polls); returns

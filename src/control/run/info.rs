@@ -50,6 +50,7 @@ pub(super) fn worker_line(
         secs: snap.busy_tsc as f64 / tsc_hz.max(1) as f64,
         queues: w.queues.clone(),
         generated: snap.generated,
+        consumed: snap.consumed,
     }
 }
 

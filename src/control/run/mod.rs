@@ -323,6 +323,7 @@ fn gateway_ctl(
             t.rx += s.rx;
             t.tx += s.tx;
             t.generated += s.generated;
+            t.consumed += s.consumed;
             for r in DropReason::ALL {
                 t.drops.add(r, s.drops.get(r));
             }

@@ -53,11 +53,14 @@
 //!    [`neigh::NEIGH_RETRY_MS`]) and the packet waits in a hold slot of its output port
 //!    ([`HOLD_PER_PORT`] per port and worker) until the answer comes (then it is sent) or
 //!    [`HOLD_TIMEOUT_MS`] pass (`drop_neigh_unresolved`); a full queue is
-//!    `drop_hold_queue_full`.
+//!    `drop_hold_queue_full`. Entries follow Linux's neighbour states ([`neigh`]):
+//!    reachable for 15–30 s after a confirmation, then stale; a stale entry in use is
+//!    probed (3 unicast requests, then 3 broadcast ones) while still used, and dropped
+//!    when every probe went unanswered (counted as `neigh_failed`).
 //!
 //! No heap allocation, lock or syscall per packet: the neighbour lookup reads the worker's
-//! own copy of the table (the shared one is locked only to learn, on a miss, and for the
-//! once-a-second aging), and all scratch space is allocated in [`GatewayStep::new`].
+//! own copy of the table (the shared one is locked only to learn, on a miss, once per
+//! retry interval for a request due, and for the once-a-second aging), and all scratch space is allocated in [`GatewayStep::new`].
 //!
 //! # Files
 //!
@@ -86,11 +89,12 @@ use super::vlan::RxInfo;
 use super::{DropReason, PacketStep, RxCksum, StepSink, Verdict};
 use crate::config::Role;
 use crate::conntrack::{CtState, OwnedCtWorker, PacketMeta, Refusal, ReplyTuples};
+use crate::ipf::{self, Detached, Outcome};
 use crate::nat::{self, NatSpec, Rewritten};
 use crate::wire::checksum::verify_ipv4_header;
 use crate::wire::ethernet::is_vlan_tpid;
 use crate::wire::parse::{Fragment, L4Summary, ParseError, ParsedPacket};
-use crate::wire::parse_frame_into;
+use crate::wire::{parse_frame, parse_frame_into};
 use answers::answer_echo;
 use originated::ETHERTYPE_ARP;
 use shared::{dnat_match, family_of, is_directed_broadcast, not_forwardable, self_ct, Port};
@@ -200,7 +204,10 @@ impl GatewayStep {
             w.pre[i] = match sh.ports.get(usize::from(ifaces[i])) {
                 Some(port) => {
                     let cksum = rx.get(i).map_or(RxCksum::Unknown, |r| r.cksum);
-                    w.ingress(sh, f, port, m, w.parse_err[i], cksum)
+                    {
+                        w.burst_i = i;
+                        w.ingress(sh, f, port, m, w.parse_err[i], cksum)
+                    }
                 }
                 None => Pre::Done(Verdict::Drop(DropReason::Vlan)),
             };
@@ -227,7 +234,10 @@ impl GatewayStep {
             *v = match (w.pre[i], sh.ports.get(usize::from(ifaces[i]))) {
                 (Pre::Done(v), _) => v,
                 (Pre::Track { dst_own, route }, Some(port)) => {
-                    w.egress(sh, f, port, m, dst_own, route)
+                    match w.dgram.get_mut(i).and_then(Option::take) {
+                        Some(d) => w.egress_datagram(sh, d, port, m, dst_own, route),
+                        None => w.egress(sh, f, port, m, dst_own, route),
+                    }
                 }
                 (Pre::Track { .. }, None) => Verdict::Drop(DropReason::Vlan),
             };
@@ -326,6 +336,14 @@ impl WorkerState {
             self.time_exceeded(sh, frame, p, port);
             return Pre::Done(Verdict::Drop(DropReason::TtlExpired));
         }
+        // A fragment: held until its datagram is complete, which is then tracked in its
+        // place (one branch on a parsed field for every other packet).
+        if p.fragment != Fragment::None {
+            if let Some(pre) = self.fragment(sh, frame, m, port, self.burst_i) {
+                return pre;
+            }
+        }
+        let p = &m.parsed;
         // Commit and NAT.
         let mut route = u8::MAX;
         let (commit, nat) = match port.role {
@@ -462,6 +480,92 @@ impl WorkerState {
     }
 }
 
+impl WorkerState {
+    /// Hands fragment `frame` to the reassembly module: held (`Consumed`), refused
+    /// (`drop_fragment`; or tracked as before, hence invalid, when reassembly is off for
+    /// its family), or the last piece of its datagram, whose summary then replaces the
+    /// frame's parse and which waits in `dgram[i]` for the second pass.
+    fn fragment(
+        &mut self,
+        sh: &GatewayShared,
+        frame: &[u8],
+        m: &mut PacketMeta,
+        port: &Port,
+        i: usize,
+    ) -> Option<Pre> {
+        match sh.ipf.add(frame, &m.parsed, port.zone, self.now) {
+            Outcome::Held => Some(Pre::Done(Verdict::Consumed)),
+            Outcome::Refused(ipf::Refusal::Disabled) => None,
+            Outcome::Refused(_) => Some(Pre::Done(Verdict::Drop(DropReason::Fragment))),
+            Outcome::Complete(d) => {
+                if !d.summary.l4_checksum_ok {
+                    return Some(Pre::Done(Verdict::Drop(DropReason::Invalid)));
+                }
+                let Some(slot) = self.dgram.get_mut(i) else {
+                    return Some(Pre::Done(Verdict::Drop(DropReason::Fragment)));
+                };
+                m.parsed = d.summary.parsed;
+                *slot = Some(d.detach());
+                None
+            }
+        }
+    }
+
+    /// Second pass for a completed datagram: every original fragment goes through
+    /// [`WorkerState::egress`] with the datagram's tracking result (addresses rewritten in
+    /// each, the L4 header with its checksum adjusted incrementally in the first, TTL,
+    /// MACs) and the fragments are queued for the next service. The frame that completed
+    /// the datagram is `Consumed` (its copy is among them).
+    fn egress_datagram(
+        &mut self,
+        sh: &GatewayShared,
+        d: Detached,
+        port: &Port,
+        m: &PacketMeta,
+        dst_own: bool,
+        route: u8,
+    ) -> Verdict {
+        let dg = sh.ipf.attach(d);
+        let mut meta = *m;
+        let mut out = None;
+        let mut wait = None;
+        for k in 0..dg.len() {
+            let Some(mut f) = dg.fragment(k) else {
+                return Verdict::Drop(DropReason::Fragment);
+            };
+            match parse_frame(&f) {
+                Ok(p) => meta.parsed = p,
+                Err(_) => return Verdict::Drop(DropReason::Malformed),
+            }
+            match self.egress(sh, &mut f, port, &meta, dst_own, route) {
+                Verdict::Forward(o) => out = Some(o),
+                Verdict::Hold(slot) => {
+                    // Copies are not parked in hold slots: the datagram waits whole for
+                    // the neighbour (the request is out), see `service_frag_wait`.
+                    wait = self.held.get(usize::from(slot)).copied();
+                    self.unhold(slot);
+                }
+                v => return v,
+            }
+        }
+        if let Some(h) = wait {
+            if self.frag_wait.len() >= self.frag_wait.capacity() {
+                return Verdict::Drop(DropReason::HoldQueueFull);
+            }
+            self.frag_wait.push((dg.detach(), h));
+            return Verdict::Consumed;
+        }
+        let Some(o) = out else {
+            return Verdict::Drop(DropReason::Fragment);
+        };
+        if self.frag_out.len() >= self.frag_out.capacity() {
+            return Verdict::Drop(DropReason::NoBuffer);
+        }
+        self.frag_out.push((dg.detach(), o));
+        Verdict::Consumed
+    }
+}
+
 /// Why an IPv4 header is refused before anything else looks at it: a checksum that does
 /// not verify (the NIC's verdict when it gave one, else computed here) or a loose/strict
 /// source route option. `None`: it may go on.
@@ -587,6 +691,21 @@ impl PacketStep for GatewayStep {
             sink.emit(g.port, &g.buf[..usize::from(g.len)]);
         }
         w.n_gen = 0;
+        if !w.frag_wait.is_empty() {
+            w.sync_neigh(sh);
+            w.service_frag_wait(sh);
+        }
+        for (d, out) in w.frag_out.drain(..) {
+            let dg = sh.ipf.attach(d);
+            for k in 0..dg.len() {
+                if let Some(f) = dg.fragment(k) {
+                    sink.emit(out, &f);
+                }
+            }
+        }
+        if sh.ipf.n_frags() > 0 {
+            sh.ipf.expire(w.now, 8);
+        }
     }
 }
 

@@ -85,9 +85,21 @@ pub fn arp_reply_in_place(frame: &mut [u8], req: &Arp, mac: MacAddr) -> bool {
 
 /// Writes a broadcast ARP request "who has `target`? tell `spa`" into `out`; its length.
 pub fn arp_request(out: &mut [u8], mac: MacAddr, spa: [u8; 4], target: [u8; 4]) -> Option<usize> {
+    arp_request_to(out, mac, None, spa, target)
+}
+
+/// [`arp_request`] sent to `to` (a unicast probe of a known neighbour, RFC 1122
+/// §2.3.2.1) or broadcast when `None`.
+pub fn arp_request_to(
+    out: &mut [u8],
+    mac: MacAddr,
+    to: Option<MacAddr>,
+    spa: [u8; 4],
+    target: [u8; 4],
+) -> Option<usize> {
     let len = ETH_LEN + ARP_LEN;
     let out = out.get_mut(..len)?;
-    write_eth(out, [0xff; 6], mac, ETHERTYPE_ARP);
+    write_eth(out, to.map_or([0xff; 6], |m| m.0), mac, ETHERTYPE_ARP);
     write_arp(
         out,
         &Arp {
@@ -159,11 +171,30 @@ pub fn ns_request(
     src: &[u8; 16],
     target: &[u8; 16],
 ) -> Option<usize> {
+    ns_request_to(out, mac, None, src, target)
+}
+
+/// [`ns_request`] sent to `to`: a unicast solicitation (to the target's address and the
+/// MAC we have for it, RFC 4861 §7.3.3's probe), or multicast to the solicited-node
+/// group when `None`.
+pub fn ns_request_to(
+    out: &mut [u8],
+    mac: MacAddr,
+    to: Option<MacAddr>,
+    src: &[u8; 16],
+    target: &[u8; 16],
+) -> Option<usize> {
     let len = ETH_LEN + 40 + ND_LEN;
     let out = out.get_mut(..len)?;
-    let group = solicited_node(target);
-    write_eth(out, ipv6_multicast_mac(&group), mac, ETHERTYPE_IPV6);
-    write_ipv6(out, ND_LEN as u16, 58, 255, src, &group);
+    let (dst, dst_mac) = match to {
+        Some(m) => (*target, m.0),
+        None => {
+            let group = solicited_node(target);
+            (group, ipv6_multicast_mac(&group))
+        }
+    };
+    write_eth(out, dst_mac, mac, ETHERTYPE_IPV6);
+    write_ipv6(out, ND_LEN as u16, 58, 255, src, &dst);
     write_nd(out, 135, 0, target, 1, mac);
     fill_icmpv6(out, ETH_LEN, ND_LEN);
     Some(len)

@@ -13,15 +13,20 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::neigh::{NeighMap, NEIGH_INCOMPLETE_MS, NEIGH_TTL_MS};
+use super::neigh::{NeighMap, NeighState};
 use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
 use crate::conntrack::Conntrack;
+use crate::ipf::Ipf;
 use crate::nat::{NatRange, NatSpec};
 use crate::pipeline::forward::MAX_PORTS;
 use crate::pipeline::vlan::{VlanTable, MAX_IFACES};
 use crate::pipeline::MacAddr;
 use crate::wire::parse::{Family, L4Summary, ParsedPacket};
+
+/// Largest frame a held fragment may be: a 1500-byte IP packet behind Ethernet and two
+/// VLAN tags.
+pub const FRAG_SLOT_BYTES: usize = 1500 + 14 + 8;
 
 /// SNAT pools (one per family) plus DNAT rules.
 pub const MAX_NAT_SPECS: usize = 64;
@@ -38,6 +43,8 @@ pub struct GatewayCounters {
     pub neigh_learned: AtomicU64,
     pub held: AtomicU64,
     pub released: AtomicU64,
+    /// Neighbour resolutions that failed (every request unanswered).
+    pub neigh_failed: AtomicU64,
 }
 
 /// A copy of [`GatewayCounters`].
@@ -54,6 +61,8 @@ pub struct GatewayCountersSnapshot {
     pub released: u64,
     /// Entries in the neighbour table now.
     pub neighbours: u64,
+    /// Neighbour resolutions that failed.
+    pub neigh_failed: u64,
 }
 
 pub(super) fn bump(a: &AtomicU64) {
@@ -187,6 +196,8 @@ pub struct GatewayRuntime {
     /// When a worker last aged the neighbour table (ms): whichever worker sees it a
     /// second old takes the next turn (one compare-and-swap decides).
     pub(super) last_age: AtomicU64,
+    /// IP fragment reassembly (`[fragments]`), shared by every worker.
+    pub(super) ipf: Ipf,
     /// Publication of new versions to the workers.
     pub(super) epoch: super::live::Epoch,
 }
@@ -214,6 +225,8 @@ impl GatewayShared {
             neigh: Mutex::new(NeighMap::default()),
             neigh_gen: AtomicU64::new(0),
             last_age: AtomicU64::new(0),
+            ipf: Ipf::new(cfg.fragments, FRAG_SLOT_BYTES)
+                .map_err(|e| format!("[fragments]: {e}"))?,
             epoch: super::live::Epoch::new(1),
         });
         Self::build(cfg, rt, 1, port_macs, &[]).map(Arc::new)
@@ -477,7 +490,13 @@ impl GatewayShared {
             held: l(&c.held),
             released: l(&c.released),
             neighbours: self.neigh_lock().len() as u64,
+            neigh_failed: l(&c.neigh_failed),
         }
+    }
+
+    /// The fragment reassembly module (settings, counters, `ipf-*` commands).
+    pub fn ipf(&self) -> &Ipf {
+        &self.ipf
     }
 
     /// The tracker.
@@ -603,27 +622,36 @@ impl GatewayShared {
         }
         if let Some((e, _)) = n.entry(port, addr) {
             let changed = !e.resolved || e.mac.0 != mac;
-            e.mac = MacAddr(mac);
-            e.resolved = true;
-            e.updated_ms = now;
+            let was = e.state(now);
+            e.confirm(MacAddr(mac), now);
             if changed {
                 bump(&self.counters.neigh_learned);
+            }
+            // Workers' copies must see a new MAC, and a stale or probing entry turned
+            // reachable (else they would keep probing it).
+            if changed || was != NeighState::Reachable {
                 self.neigh_gen.fetch_add(1, Ordering::Release);
             }
         }
     }
 
-    /// Forgets entries that aged out.
+    /// Forgets entries that aged out or whose resolution failed (counted).
     pub(super) fn age_neighbours(&self, now: u64) {
         let mut n = self.neigh_lock();
-        let removed = n.retain(|e| {
-            if e.resolved {
-                now.saturating_sub(e.updated_ms) >= NEIGH_TTL_MS
-            } else {
-                e.requested_ms == u64::MAX
-                    || now.saturating_sub(e.requested_ms) >= NEIGH_INCOMPLETE_MS
+        let mut failed = 0;
+        let removed = n.retain(|e| match e.dead(now) {
+            Some(f) => {
+                failed += u64::from(f);
+                true
             }
+            None => false,
         });
+        drop(n);
+        if failed > 0 {
+            self.counters
+                .neigh_failed
+                .fetch_add(failed, Ordering::Relaxed);
+        }
         if removed > 0 {
             self.neigh_gen.fetch_add(1, Ordering::Release);
         }

@@ -285,6 +285,7 @@ fn rx_minus_dropped_plus_generated_is_tx() {
             Verdict::Forward(_) => tx += 1,
             Verdict::Drop(_) => dropped += 1,
             Verdict::Hold(_) => held += 1,
+            Verdict::Consumed => panic!("no fragment among these frames"),
         }
     }
     let generated = g.sink.emitted.len() as u64;
