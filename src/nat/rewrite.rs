@@ -30,7 +30,7 @@
 //!
 //! For ICMP echo (and ICMPv4 timestamp/information) the "port" is the identifier, which
 //! SNAT may change (`p` → `P`) and DNAT never does. SCTP has ports like TCP and UDP (its
-//! CRC32c is recomputed, see [`super::sctp`]); every other protocol (UDP-Lite, DCCP, GRE,
+//! CRC32c is recomputed, see `nat/sctp.rs`); every other protocol (UDP-Lite, DCCP, GRE,
 //! ESP, …) is keyed without ports by the tracker and translated by address only; of
 //! those, DCCP and UDP-Lite have a checksum over the pseudo-header, which follows the
 //! address change (Linux does the same; OVS leaves it stale).
@@ -121,7 +121,7 @@ pub enum RewriteError {
     /// The packet's connection has NAT but was removed before the rewrite.
     ConnGone,
     /// An SCTP packet whose ports must change has a wrong CRC32c: recomputing it would
-    /// launder the packet (see [`super::sctp`]).
+    /// launder the packet (see `nat/sctp.rs`).
     SctpChecksum,
     /// An SCTP fragment whose ports must change: the CRC32c covers the whole packet.
     SctpFragment,
@@ -699,7 +699,9 @@ fn rewrite_plain(
     let mut sctp_ports = None;
     match l4_kind {
         Some(proto::TCP) => tcp = Some(l4.first_chunk_mut::<18>().ok_or(TRUNC)?),
-        Some(proto::SCTP) => sctp_ports = Some(sctp::prepare(l4, p.fragment, t.sport, t.dport)?),
+        Some(proto::SCTP) => {
+            sctp_ports = Some(sctp::prepare(l4, p.fragment, t.sport, t.dport).map_err(from_sctp)?)
+        }
         Some(_) => small = Some(l4.first_chunk_mut::<8>().ok_or(TRUNC)?),
         None => {}
     }
@@ -732,7 +734,8 @@ fn rewrite_plain(
     };
     let (sport, dport) = (t.sport.to_be_bytes(), t.dport.to_be_bytes());
     if let Some(s) = sctp_ports {
-        bits |= s.write();
+        let (src, dst) = s.write();
+        bits |= bit(src, Rewritten::SRC_PORT) | bit(dst, Rewritten::DST_PORT);
     } else if let Some(h) = tcp {
         let mut d = addrs;
         bits |= bit(set_at::<0, 2, 18>(h, &sport, &mut d), Rewritten::SRC_PORT)
@@ -835,6 +838,15 @@ fn rewrite_error(
     Ok(Rewritten(
         bits | if ibits != 0 { Rewritten::INNER } else { 0 },
     ))
+}
+
+/// The error of an SCTP port rewrite that [`sctp::prepare`] refused.
+fn from_sctp(r: sctp::Refused) -> RewriteError {
+    match r {
+        sctp::Refused::Truncated => RewriteError::Truncated,
+        sctp::Refused::Checksum => RewriteError::SctpChecksum,
+        sctp::Refused::Fragment => RewriteError::SctpFragment,
+    }
 }
 
 /// True when the quoted IP header `ip` and `l4_len` quoted L4 bytes are the whole packet:

@@ -33,8 +33,9 @@
 //!
 //! One way only: [`proto`] (constants) and the private byte helpers here import nothing;
 //! [`checksum`] imports [`proto`]; the views import those and each other downwards
-//! (`icmpv6` → `ipv6`, `ethernet`); [`parse`] imports the views; [`frame_checksums`]
-//! imports [`parse`] and [`checksum`]. No file imports one that imports it back.
+//! (`icmpv6` → `ipv6`, `ethernet`; [`sctp`], with its own CRC32c, only the helpers);
+//! [`parse`] imports the views; [`frame_checksums`] imports [`parse`], [`checksum`] and
+//! [`sctp`]. No file imports one that imports it back.
 //!
 //! No `unsafe`, no allocation, no panics on any input.
 #![forbid(unsafe_code)]
