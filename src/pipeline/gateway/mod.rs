@@ -72,6 +72,7 @@
 //! the byte writers of the frames the gateway originates.
 
 mod answers;
+pub mod live;
 pub mod martian;
 pub mod neigh;
 pub mod originated;
@@ -103,14 +104,20 @@ use shared::{dnat_match, family_of, is_directed_broadcast, not_forwardable, self
 use state::{Pre, WorkerState};
 
 pub use answers::ICMP_ERRORS_PER_SEC;
-pub use shared::{GatewayCounters, GatewayCountersSnapshot, GatewayShared, MAX_NAT_SPECS};
+pub use live::Publisher;
+pub use shared::{
+    GatewayCounters, GatewayCountersSnapshot, GatewayRuntime, GatewayShared, MAX_NAT_SPECS,
+};
 pub use state::{BURST, HOLD_PER_PORT, HOLD_TIMEOUT_MS};
 
 /// One worker's gateway step.
 pub struct GatewayStep {
+    /// The configuration version this worker runs ([`live`]).
     shared: Arc<GatewayShared>,
     ct: OwnedCtWorker,
     w: WorkerState,
+    /// The worker's index (its tracker shard and quiescent-state slot).
+    index: usize,
 }
 
 impl GatewayStep {
@@ -118,11 +125,33 @@ impl GatewayStep {
     pub fn new(shared: Arc<GatewayShared>, worker_index: usize) -> GatewayStep {
         let ct = OwnedCtWorker::new(shared.ct.clone(), worker_index);
         let n_ports = shared.ports.len();
-        GatewayStep {
+        shared.epoch.passed(worker_index, shared.generation);
+        let mut step = GatewayStep {
             ct,
             w: WorkerState::new(n_ports),
             shared,
+            index: worker_index,
+        };
+        step.quiesce();
+        step
+    }
+
+    /// A quiescent point, between two bursts: switches to the published version when
+    /// there is a newer one ([`live`]). One load when there is not.
+    #[inline]
+    fn quiesce(&mut self) {
+        if self.shared.epoch.published() != self.shared.generation {
+            self.switch_version();
         }
+    }
+
+    #[cold]
+    fn switch_version(&mut self) {
+        if let Some(next) = self.shared.epoch.take(self.shared.generation) {
+            // Only a reference is dropped: the publisher frees the old version.
+            self.shared = next;
+        }
+        self.shared.epoch.passed(self.index, self.shared.generation);
     }
 
     /// The shared part.
@@ -606,6 +635,7 @@ impl PacketStep for GatewayStep {
             cksum: RxCksum::Unknown,
             vlan: None,
         }; BURST];
+        self.quiesce();
         self.w.now = self.shared.now_ms();
         self.w.sync_neigh(&self.shared);
         let n = frames.len().min(verdicts.len());
@@ -630,6 +660,7 @@ impl PacketStep for GatewayStep {
         rx: &[RxInfo],
         verdicts: &mut [Verdict],
     ) {
+        self.quiesce();
         self.w.now = self.shared.now_ms();
         self.w.sync_neigh(&self.shared);
         let n = frames.len().min(verdicts.len()).min(rx.len());
@@ -651,6 +682,7 @@ impl PacketStep for GatewayStep {
     }
 
     fn service(&mut self, sink: &mut dyn StepSink) {
+        self.quiesce();
         let sh = &*self.shared;
         let w = &mut self.w;
         w.now = sh.now_ms();
@@ -686,5 +718,11 @@ impl PacketStep for GatewayStep {
         if sh.ipf.n_frags() > 0 {
             sh.ipf.expire(w.now, 8);
         }
+    }
+}
+
+impl Drop for GatewayStep {
+    fn drop(&mut self) {
+        self.shared.epoch.leave(self.index);
     }
 }
