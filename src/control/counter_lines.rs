@@ -99,8 +99,11 @@ pub struct WorkerLine {
     /// (port, queue) pairs it polled.
     pub queues: Vec<(u16, u16)>,
     /// Frames the worker's step generated (sent or dropped): with no frame held,
-    /// `rx - dropped + generated = tx`.
+    /// `rx - dropped - consumed + generated = tx`.
     pub generated: u64,
+    /// Frames the step kept a copy of (IP fragments held for reassembly; the copies
+    /// leave as generated frames).
+    pub consumed: u64,
 }
 
 impl fmt::Display for WorkerLine {
@@ -133,7 +136,11 @@ impl fmt::Display for WorkerLine {
                 queues.join(",")
             }
         )?;
-        write!(f, " generated={}", self.generated)
+        write!(
+            f,
+            " generated={} consumed={}",
+            self.generated, self.consumed
+        )
     }
 }
 
@@ -204,6 +211,7 @@ mod tests {
             secs: 2.0,
             queues: vec![(0, 0), (1, 0)],
             generated: 7,
+            consumed: 3,
         };
         let s = l.to_string();
         assert!(
@@ -213,7 +221,7 @@ mod tests {
         assert_eq!(field_u64(&s, "drop_short_frame"), Some(2));
         assert_eq!(field_u64(&s, "drop_tx_full"), Some(0));
         assert!(
-            s.contains(" rx_mpps=1.000 queues=0:0,1:0 ") && s.ends_with(" generated=7"),
+            s.contains(" rx_mpps=1.000 queues=0:0,1:0 ") && s.ends_with(" generated=7 consumed=3"),
             "{s}"
         );
     }

@@ -134,6 +134,51 @@ impl WorkerState {
         Verdict::Hold((base + i) as u16)
     }
 
+    /// Frees hold slot `slot` taken by [`WorkerState::hold`] for a frame that will not be
+    /// parked after all (a copy of a fragment).
+    pub(super) fn unhold(&mut self, slot: u16) {
+        if let Some(h) = self.held.get_mut(usize::from(slot)) {
+            if h.used {
+                h.used = false;
+                self.n_held = self.n_held.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Completed datagrams waiting for their neighbour: once it resolved, their fragments
+    /// get its MAC and move to the send queue; after [`HOLD_TIMEOUT_MS`] they are dropped.
+    pub(super) fn service_frag_wait(&mut self, sh: &GatewayShared) {
+        let mut i = 0;
+        while i < self.frag_wait.len() {
+            let h = self.frag_wait[i].1;
+            let mac = sh
+                .port(h.out_port)
+                .copied()
+                .and_then(|out| self.resolve(sh, &out, h.family, &h.nh).ok());
+            let timed_out = self.now.saturating_sub(h.since) >= HOLD_TIMEOUT_MS;
+            if mac.is_none() && !timed_out {
+                i += 1;
+                continue;
+            }
+            let (d, _) = self.frag_wait.swap_remove(i);
+            if let Some(mac) = mac {
+                let dg = sh.ipf.attach(d);
+                for k in 0..dg.len() {
+                    if let Some(mut f) = dg.fragment(k) {
+                        if let Some(b) = f.get_mut(0..6) {
+                            b.copy_from_slice(&mac.0);
+                        }
+                    }
+                }
+                if self.frag_out.len() < self.frag_out.capacity() {
+                    self.frag_out.push((dg.detach(), h.out_port));
+                }
+            } else {
+                drop(sh.ipf.attach(d));
+            }
+        }
+    }
+
     /// Releases held frames whose neighbour resolved, drops the timed-out ones.
     pub(super) fn service_held(&mut self, sh: &GatewayShared, sink: &mut dyn StepSink) {
         if self.n_held == 0 {
