@@ -1,4 +1,4 @@
-//! Packet views (smoltcp style: `Packet<T: AsRef<[u8]>>`, a private `mod field`,
+//! Packet views (smoltcp style: `Packet<T: AsRef<[u8]>>`, a `mod field` of named byte ranges,
 //! one `check_len`), checksum helpers and one-pass frame classification.
 //!
 //! # Views
@@ -46,6 +46,7 @@ use core::fmt;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod fixed;
 pub mod frame_checksums;
 pub mod icmpv4;
 pub mod icmpv6;
@@ -55,6 +56,7 @@ pub mod parse;
 pub mod proto;
 pub mod sctp;
 pub mod tcp;
+pub mod testframe;
 pub mod udp;
 
 pub use self::parse::{
