@@ -15,6 +15,7 @@ use super::neigh::{NeighMap, NEIGH_INCOMPLETE_MS, NEIGH_TTL_MS};
 use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
 use crate::conntrack::Conntrack;
+use crate::nat::mapping::{Filtering, MappingHooks, Mappings};
 use crate::nat::{NatRange, NatSpec};
 use crate::pipeline::forward::MAX_PORTS;
 use crate::pipeline::vlan::{VlanTable, MAX_IFACES};
@@ -161,6 +162,12 @@ pub struct GatewayShared {
     /// DNAT rules: (proto, family, match address, match port, spec index).
     pub(super) dnat: Vec<(u8, u8, [u8; 16], u16, u16)>,
     pub(super) nat_specs: Vec<NatSpec>,
+    /// NAT mappings of TCP and UDP (SNAT's endpoint-independent mapping, hairpinning,
+    /// filtering); kept current by hooks installed on the tracker.
+    pub(super) maps: Arc<Mappings>,
+    /// Filtering of the IPv4 / IPv6 SNAT pool's mappings.
+    pub(super) filter_v4: Filtering,
+    pub(super) filter_v6: Filtering,
     pub(super) outside_new_allow: bool,
     pub(super) invalid_allow: bool,
     pub(super) neigh: Mutex<NeighMap>,
@@ -297,7 +304,15 @@ impl GatewayShared {
         let mut nat_specs = Vec::new();
         let mut snat_v4 = None;
         let mut snat_v6 = None;
-        for r in &cfg.snat {
+        let mut filter_v4 = Filtering::default();
+        let mut filter_v6 = Filtering::default();
+        for (i, r) in cfg.snat.iter().enumerate() {
+            let f = cfg.snat_filtering.get(i).copied().unwrap_or_default();
+            if r.family == 4 {
+                filter_v4 = f;
+            } else {
+                filter_v6 = f;
+            }
             let slot = if r.family == 4 {
                 &mut snat_v4
             } else {
@@ -331,6 +346,20 @@ impl GatewayShared {
                 MAX_NAT_SPECS - cfg.snat.len()
             ));
         }
+        // One mapping table per tracker: a gateway built again on the same tracker (a
+        // reload) keeps the mappings its connections hold.
+        let maps = match ct
+            .hooks()
+            .and_then(|h| h.as_any().downcast_ref::<MappingHooks>())
+        {
+            Some(h) => h.0.clone(),
+            None => {
+                let maps = Arc::new(Mappings::new(cfg.datapath.max_conns.min(1 << 20)));
+                ct.set_hooks(Arc::new(MappingHooks(maps.clone())))
+                    .map_err(|_| "the tracker has other connection hooks".to_string())?;
+                maps
+            }
+        };
         Ok(Arc::new(GatewayShared {
             ct,
             now: AtomicU64::new(0),
@@ -348,6 +377,9 @@ impl GatewayShared {
             pools: cfg.snat.clone(),
             dnat,
             nat_specs,
+            maps,
+            filter_v4,
+            filter_v6,
             outside_new_allow: cfg.policy.outside_new_allow,
             invalid_allow: cfg.policy.invalid_allow,
             neigh: Mutex::new(NeighMap::default()),

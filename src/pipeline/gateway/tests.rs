@@ -10,6 +10,7 @@ use super::*;
 use crate::config::Config;
 
 mod hardening;
+mod mappings;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
