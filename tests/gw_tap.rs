@@ -474,3 +474,59 @@ fn sctp_from_two_inside_hosts_through_snat_each_host_gets_only_its_own_replies()
     let out = gw.stop();
     assert!(out.status.success(), "{out}");
 }
+
+/// The next hop (the server 192.0.2.2, on the outside link) changes its MAC without a
+/// gratuitous ARP: once the gateway's entry goes stale, traffic using it makes the gateway
+/// probe (unicast to the old MAC, unanswered, then broadcast), the answer gives the new
+/// MAC and pings get through again, within 40 s of the change.
+#[test]
+fn traffic_resumes_within_40_s_after_the_next_hop_changes_its_mac_silently() {
+    let gw = Gw::start("tapmac", None);
+    let (ns_out, tap_out) = (gw.ns_out.clone(), gw.tap_out.clone());
+    let p = gw.ping("192.0.2.2", 2);
+    assert!(p.ok, "ping before the change:\n{p}");
+    let sysctl = format!("net.ipv4.conf.{tap_out}.arp_notify=0");
+    let o = gw.exec(&ns_out, &["sysctl", "-q", "-w", &sysctl]);
+    assert!(o.ok, "no gratuitous ARP on a MAC change:\n{o}");
+    let o = gw.exec(
+        &ns_out,
+        &[
+            "ip",
+            "link",
+            "set",
+            "dev",
+            &tap_out,
+            "address",
+            "02:00:00:00:77:77",
+        ],
+    );
+    assert!(o.ok, "change the MAC:\n{o}");
+    let changed = std::time::Instant::now();
+    // One ping a second (each is traffic that uses the entry) until one is answered.
+    let mut lost = 0;
+    loop {
+        let p = gw.ping_wait("192.0.2.2", 1, 1);
+        if p.ok {
+            break;
+        }
+        lost += 1;
+        assert!(
+            changed.elapsed() < Duration::from_secs(40),
+            "no answer 40 s after the MAC change ({lost} pings lost):\n{p}\n{}",
+            gw.ctl_ok(&["stats"])
+        );
+    }
+    let resumed = changed.elapsed();
+    eprintln!("traffic resumed {resumed:?} after the MAC change, {lost} pings lost");
+    // A few more get through, to the new MAC.
+    let p = gw.ping("192.0.2.2", 3);
+    assert!(p.ok && p.stdout.contains(" 0% packet loss"), "{p}");
+    let stats = gw.ctl_ok(&["stats"]);
+    let gl = stats
+        .lines()
+        .find(|l| l.starts_with("gateway "))
+        .unwrap_or_else(|| panic!("no gateway line in stats:\n{stats}"));
+    // The server (and the inside host) learned at start, then the server's new MAC.
+    assert!(field_u64(gl, "neigh_learned").unwrap() >= 3, "{gl}");
+    assert_eq!(field_u64(gl, "neigh_failed"), Some(0), "{gl}");
+}

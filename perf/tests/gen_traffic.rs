@@ -39,20 +39,30 @@ fn tuples(path: &Path, size: usize, dst_mac: [u8; 6]) -> (usize, HashMap<u8, Has
     (packets.len(), by_proto)
 }
 
-fn generate(dir: &Path, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
+/// `ctgate-perf pcap ARGS --out DIR`.
+fn pcap(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
         .arg("pcap")
         .args(args)
         .arg("--out")
         .arg(dir)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// A `pcap` run that must succeed: its stdout.
+fn generate_stdout(dir: &Path, args: &[&str]) -> String {
+    let out = pcap(dir, args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn generate(dir: &Path, args: &[&str]) {
+    let stdout = generate_stdout(dir, args);
     assert!(stdout.starts_with("bench=pcap "), "{stdout}");
 }
 
@@ -145,14 +155,7 @@ fn bad_arguments_are_refused() {
         &["--replies", "1.5"],
         &["--flows", "0"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
-            .arg("pcap")
-            .args(args)
-            .arg("--out")
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{args:?}");
+        assert!(!pcap(&dir, args).status.success(), "{args:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -160,20 +163,10 @@ fn bad_arguments_are_refused() {
 #[test]
 fn json_and_quick() {
     let dir = scratch("json");
-    let out = Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
-        .args([
-            "pcap", "--flows", "50000", "--quick", "--json", "--proto", "tcp",
-        ])
-        .arg("--out")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = generate_stdout(
+        &dir,
+        &["--flows", "50000", "--quick", "--json", "--proto", "tcp"],
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout}");
     let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();

@@ -32,7 +32,7 @@ use crate::pipeline::{DropCounters, DropReason};
 /// gateway answered or generated, neighbour-table events and size).
 pub fn gateway_line(g: &GatewayCountersSnapshot) -> String {
     format!(
-        "gateway arp_replies={} nd_adverts={} echo_replies={} arp_requests={} nd_solicits={} time_exceeded={} neigh_learned={} held={} released={} neighbours={}",
+        "gateway arp_replies={} nd_adverts={} echo_replies={} arp_requests={} nd_solicits={} time_exceeded={} neigh_learned={} held={} released={} neighbours={} neigh_failed={}",
         g.arp_replies,
         g.nd_adverts,
         g.echo_replies,
@@ -42,7 +42,8 @@ pub fn gateway_line(g: &GatewayCountersSnapshot) -> String {
         g.neigh_learned,
         g.held,
         g.released,
-        g.neighbours
+        g.neighbours,
+        g.neigh_failed
     )
 }
 
@@ -98,8 +99,11 @@ pub struct WorkerLine {
     /// (port, queue) pairs it polled.
     pub queues: Vec<(u16, u16)>,
     /// Frames the worker's step generated (sent or dropped): with no frame held,
-    /// `rx - dropped + generated = tx`.
+    /// `rx - dropped - consumed + generated = tx`.
     pub generated: u64,
+    /// Frames the step kept a copy of (IP fragments held for reassembly; the copies
+    /// leave as generated frames).
+    pub consumed: u64,
 }
 
 impl fmt::Display for WorkerLine {
@@ -132,7 +136,11 @@ impl fmt::Display for WorkerLine {
                 queues.join(",")
             }
         )?;
-        write!(f, " generated={}", self.generated)
+        write!(
+            f,
+            " generated={} consumed={}",
+            self.generated, self.consumed
+        )
     }
 }
 
@@ -162,6 +170,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn gateway_line_ends_with_the_failed_resolutions() {
+        let g = GatewayCountersSnapshot {
+            arp_requests: 7,
+            neighbours: 2,
+            neigh_failed: 3,
+            ..Default::default()
+        };
+        let s = gateway_line(&g);
+        assert!(s.starts_with("gateway arp_replies=0 "), "{s}");
+        assert!(s.ends_with(" neighbours=2 neigh_failed=3"), "{s}");
+        assert_eq!(field_u64(&s, "arp_requests"), Some(7));
+    }
+
+    #[test]
     fn port_line_starts_with_the_contract_fields() {
         let l = PortLine {
             port: 1,
@@ -189,6 +211,7 @@ mod tests {
             secs: 2.0,
             queues: vec![(0, 0), (1, 0)],
             generated: 7,
+            consumed: 3,
         };
         let s = l.to_string();
         assert!(
@@ -198,7 +221,7 @@ mod tests {
         assert_eq!(field_u64(&s, "drop_short_frame"), Some(2));
         assert_eq!(field_u64(&s, "drop_tx_full"), Some(0));
         assert!(
-            s.contains(" rx_mpps=1.000 queues=0:0,1:0 ") && s.ends_with(" generated=7"),
+            s.contains(" rx_mpps=1.000 queues=0:0,1:0 ") && s.ends_with(" generated=7 consumed=3"),
             "{s}"
         );
     }

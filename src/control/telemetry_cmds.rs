@@ -40,7 +40,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "/ctgate/drops",
-        "ctgate workers' packets summed: rx, tx, generated, dropped and drop_<reason> per drop reason. Takes no parameters",
+        "ctgate workers' packets summed: rx, tx, generated, consumed, dropped and drop_<reason> per drop reason. Takes no parameters",
     ),
 ];
 
@@ -50,19 +50,22 @@ pub struct WorkerTotals {
     pub rx: u64,
     pub tx: u64,
     pub generated: u64,
+    /// Frames kept as copies (IP fragments held for reassembly).
+    pub consumed: u64,
     pub drops: DropCounters,
 }
 
 /// Where the handler reads the workers' totals (`None` before they run).
 pub type TotalsFn = Arc<dyn Fn() -> Option<WorkerTotals> + Send + Sync>;
 
-/// `/ctgate/drops`: `rx`, `tx`, `generated`, `dropped` and one `drop_<reason>` per
+/// `/ctgate/drops`: `rx`, `tx`, `generated`, `consumed`, `dropped` and one `drop_<reason>` per
 /// [`DropReason`] (the names of the `worker=` lines).
 pub fn drops(t: &WorkerTotals) -> Value {
     let mut m = Map::new();
     m.insert("rx".into(), t.rx.into());
     m.insert("tx".into(), t.tx.into());
     m.insert("generated".into(), t.generated.into());
+    m.insert("consumed".into(), t.consumed.into());
     m.insert("dropped".into(), t.drops.total().into());
     for r in DropReason::ALL {
         m.insert(format!("drop_{}", r.name()), t.drops.get(r).into());
@@ -291,6 +294,7 @@ mod tests {
             rx: 10,
             tx: 6,
             generated: 1,
+            consumed: 2,
             drops: d,
         };
         let h = handler(Arc::new(tracker()), Arc::new(move || Some(t)));
@@ -298,10 +302,11 @@ mod tests {
         fits_rte_tel_data(&v);
         assert_eq!(v["rx"], 10);
         assert_eq!(v["dropped"], 5);
+        assert_eq!(v["consumed"], 2);
         assert_eq!(v["drop_martian_src"], 3);
         assert_eq!(v["drop_vlan"], 2);
         assert_eq!(v["drop_bad_ip_checksum"], 0);
-        assert_eq!(v.as_object().unwrap().len(), 4 + DropReason::COUNT);
+        assert_eq!(v.as_object().unwrap().len(), 5 + DropReason::COUNT);
         assert!(h("/ctgate/stats", "").is_some());
         let before = handler(Arc::new(tracker()), Arc::new(|| None));
         assert_eq!(before("/ctgate/drops", "").unwrap()["rx"], 0);

@@ -40,6 +40,10 @@ pub enum Verdict {
     /// Keep the frame in hold slot `n` (`n < PacketStep::hold_slots()`, a slot the step
     /// knows to be free) until the step releases it through its [`StepSink`].
     Hold(u16),
+    /// The step kept a copy of what it needed (an IP fragment held for reassembly, sent
+    /// on later through [`StepSink::emit`]): free the frame, counted neither as sent nor
+    /// as dropped.
+    Consumed,
 }
 
 /// Why a worker dropped a frame. Each reason is a per-worker counter.
@@ -99,7 +103,9 @@ pub enum DropReason {
     BadIpChecksum = 20,
     /// A frame longer than one mbuf's data room (received in more than one segment).
     TooBig = 21,
-    /// An IP fragment the gateway does not forward (not tracked).
+    /// An IP fragment not forwarded: refused by reassembly (too small, overlapping, a
+    /// duplicate, malformed, no room, reassembly off with `policy.invalid = "drop"`), or
+    /// of a datagram that could not be sent on.
     Fragment = 22,
 }
 

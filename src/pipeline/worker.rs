@@ -32,8 +32,10 @@
 //! sub-interface get the tag pushed back (see [`super::vlan`]).
 //!
 //! Accounting: every frame the step hands [`StepSink::emit`] counts as `generated`
-//! (sent, or dropped as [`DropReason::NoBuffer`] / [`DropReason::TxFull`]), so once no
-//! frame is held (always after the worker stopped) `rx - dropped + generated = tx`.
+//! (sent, or dropped as [`DropReason::NoBuffer`] / [`DropReason::TxFull`]), and every
+//! [`Verdict::Consumed`] frame (a fragment whose copy reassembly keeps; the copies are
+//! sent as generated frames) as `consumed`, so once no frame is held (always after the
+//! worker stopped) `rx - dropped - consumed + generated = tx`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,6 +57,8 @@ pub struct WorkerCounters {
     pub tx: AtomicU64,
     /// Frames the step generated (ARP/NDP requests, out-of-place adverts, ICMP errors).
     pub generated: AtomicU64,
+    /// Frames the step kept a copy of and let go ([`Verdict::Consumed`]: fragments).
+    pub consumed: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
     /// Drops by the port the packet arrived on.
     pub port_drops: [AtomicU64; MAX_PORTS],
@@ -68,6 +72,7 @@ impl Default for WorkerCounters {
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
             generated: AtomicU64::new(0),
+            consumed: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             port_drops: std::array::from_fn(|_| AtomicU64::new(0)),
             busy_tsc: AtomicU64::new(0),
@@ -81,6 +86,7 @@ pub struct WorkerSnapshot {
     pub rx: u64,
     pub tx: u64,
     pub generated: u64,
+    pub consumed: u64,
     pub drops: DropCounters,
     pub port_drops: Vec<u64>,
     pub busy_tsc: u64,
@@ -92,6 +98,7 @@ impl WorkerCounters {
             rx: self.rx.load(Ordering::Relaxed),
             tx: self.tx.load(Ordering::Relaxed),
             generated: self.generated.load(Ordering::Relaxed),
+            consumed: self.consumed.load(Ordering::Relaxed),
             drops: DropCounters(std::array::from_fn(|i| {
                 self.drops[i].load(Ordering::Relaxed)
             })),
@@ -110,6 +117,7 @@ struct Local {
     rx: u64,
     tx: u64,
     generated: u64,
+    consumed: u64,
     drops: DropCounters,
     port_drops: [u64; MAX_PORTS],
 }
@@ -127,6 +135,7 @@ impl Local {
         shared.rx.store(self.rx, Ordering::Relaxed);
         shared.tx.store(self.tx, Ordering::Relaxed);
         shared.generated.store(self.generated, Ordering::Relaxed);
+        shared.consumed.store(self.consumed, Ordering::Relaxed);
         for (s, v) in shared.drops.iter().zip(self.drops.0) {
             s.store(v, Ordering::Relaxed);
         }
@@ -351,6 +360,7 @@ impl<S: PacketStep> Worker<S> {
             rx: 0,
             tx: 0,
             generated: 0,
+            consumed: 0,
             drops: DropCounters::default(),
             port_drops: [0; MAX_PORTS],
         };
@@ -448,6 +458,10 @@ impl<S: PacketStep> Worker<S> {
                             push_tx(&mut tx, &tx_slot, &vlans, &mut local, m, out, in_port)
                         }
                         Verdict::Drop(reason) => local.drop_packet(reason, in_port, 1),
+                        Verdict::Consumed => {
+                            local.consumed += 1;
+                            drop(m);
+                        }
                         Verdict::Hold(slot) => match held.get_mut(usize::from(slot)) {
                             Some(h) if h.is_none() => *h = Some(m),
                             // A step bug (slot out of range or taken): never lose the

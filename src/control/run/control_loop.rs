@@ -12,14 +12,13 @@ use std::time::{Duration, Instant};
 
 use super::info::{port_drops, total_drops, Info};
 use super::launch::WorkerHandle;
-use crate::config::Config;
 use crate::conntrack::{Conntrack, CtWorker};
 use crate::control::commands::ControlContext;
 use crate::control::counter_lines::mpps;
+use crate::control::reload::LiveGateway;
 use crate::control::run_options::RunOptions;
 use crate::control::socket::{ControlServer, DEFAULT_BUDGET};
 use crate::dpdk::{Lcore, Port, PortCaps, PortStats};
-use crate::pipeline::gateway::GatewayShared;
 use crate::pipeline::worker::WorkerSnapshot;
 use crate::pipeline::DropReason;
 
@@ -39,9 +38,9 @@ pub(super) enum StopReason {
 
 /// What the gateway mode adds to the control lcore.
 pub(super) struct GatewayCtl {
-    pub config: Config,
+    /// The configuration in force and the table versions published to the workers.
+    pub live: LiveGateway,
     pub ct: Arc<Conntrack>,
-    pub shared: Arc<GatewayShared>,
     pub server: ControlServer,
     pub sweep_interval_ms: AtomicU32,
     /// The workers' counters once they run (read by the `/ctgate/drops` telemetry
@@ -57,6 +56,8 @@ pub(super) struct LoopEnv<'a> {
     pub caps: &'a [PortCaps],
     pub workers: &'a [WorkerHandle],
     pub signalled: &'a AtomicBool,
+    /// Set by SIGHUP: reload the configuration in force.
+    pub hangup: &'a AtomicBool,
     pub start: Instant,
     pub tsc_hz: u64,
     pub main_lcore: Lcore,
@@ -121,7 +122,16 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
         let mut busy = false;
         if let (Some(g), Some(h)) = (gw.as_deref_mut(), handle.as_mut()) {
             let now_ms = clock_ms(start, now);
-            g.shared.set_now_ms(now_ms);
+            g.live.shared().set_now_ms(now_ms);
+            g.live.reclaim();
+            if env.hangup.swap(false, Ordering::Relaxed) {
+                // SIGHUP: a reload of the file in force; the result goes to the log.
+                match g.live.reload(None, &g.ct, &g.sweep_interval_ms) {
+                    Ok(r) => print!("ctgate: SIGHUP: {}", r.report),
+                    Err(e) => eprintln!("ctgate: SIGHUP: reload refused: {e}"),
+                }
+                flush();
+            }
             let interval = g.sweep_interval_ms.load(Ordering::Relaxed);
             let due = pacer.due(now_ms, g.ct.table().n_buckets(), interval);
             if due > 0 {
@@ -135,8 +145,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                 main_lcore: env.main_lcore,
                 start: env.start,
                 tsc_hz: env.tsc_hz,
-                config: &g.config,
-                shared: &g.shared,
+                live: &g.live,
                 socket: g.server.path().display().to_string(),
                 sweep_interval_ms: interval,
             };

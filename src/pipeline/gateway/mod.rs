@@ -59,11 +59,14 @@
 //!    [`neigh::NEIGH_RETRY_MS`]) and the packet waits in a hold slot of its output port
 //!    ([`HOLD_PER_PORT`] per port and worker) until the answer comes (then it is sent) or
 //!    [`HOLD_TIMEOUT_MS`] pass (`drop_neigh_unresolved`); a full queue is
-//!    `drop_hold_queue_full`.
+//!    `drop_hold_queue_full`. Entries follow Linux's neighbour states ([`neigh`]):
+//!    reachable for 15–30 s after a confirmation, then stale; a stale entry in use is
+//!    probed (3 unicast requests, then 3 broadcast ones) while still used, and dropped
+//!    when every probe went unanswered (counted as `neigh_failed`).
 //!
 //! No heap allocation, lock or syscall per packet: the neighbour lookup reads the worker's
-//! own copy of the table (the shared one is locked only to learn, on a miss, and for the
-//! once-a-second aging), and all scratch space is allocated in [`GatewayStep::new`].
+//! own copy of the table (the shared one is locked only to learn, on a miss, once per
+//! retry interval for a request due, and for the once-a-second aging), and all scratch space is allocated in [`GatewayStep::new`].
 //!
 //! # Files
 //!
@@ -75,6 +78,7 @@
 //! the byte writers of the frames the gateway originates.
 
 mod answers;
+pub mod live;
 pub mod martian;
 pub mod neigh;
 pub mod originated;
@@ -89,28 +93,38 @@ use std::sync::Arc;
 
 use super::vlan::RxInfo;
 use super::{DropReason, PacketStep, RxCksum, StepSink, Verdict};
+use crate::at;
 use crate::config::Role;
 use crate::conntrack::{CtState, OwnedCtWorker, PacketMeta, Refusal, ReplyTuples};
+use crate::ipf::{self, Detached, Outcome};
 use crate::nat::mapping::{mapped_proto, Endpoint, Filtering, Mapped, Mapping};
 use crate::nat::{self, NatRange, NatSpec, Rewritten};
-use crate::wire::checksum::verify_ipv4_header;
+use crate::wire::checksum::{update_u16, verify_ipv4_header};
 use crate::wire::ethernet::is_vlan_tpid;
+use crate::wire::fixed::At;
 use crate::wire::parse::{Fragment, L4Summary, ParseError, ParsedPacket};
-use crate::wire::parse_frame_into;
+use crate::wire::{ipv4, ipv6};
+use crate::wire::{parse_frame, parse_frame_into};
 use answers::answer_echo;
 use originated::ETHERTYPE_ARP;
 use shared::{dnat_match, family_of, is_directed_broadcast, not_forwardable, self_ct, Port};
 use state::{Pre, WorkerState};
 
 pub use answers::ICMP_ERRORS_PER_SEC;
-pub use shared::{GatewayCounters, GatewayCountersSnapshot, GatewayShared, MAX_NAT_SPECS};
+pub use live::Publisher;
+pub use shared::{
+    GatewayCounters, GatewayCountersSnapshot, GatewayRuntime, GatewayShared, MAX_NAT_SPECS,
+};
 pub use state::{BURST, HOLD_PER_PORT, HOLD_TIMEOUT_MS};
 
 /// One worker's gateway step.
 pub struct GatewayStep {
+    /// The configuration version this worker runs ([`live`]).
     shared: Arc<GatewayShared>,
     ct: OwnedCtWorker,
     w: WorkerState,
+    /// The worker's index (its tracker shard and quiescent-state slot).
+    index: usize,
 }
 
 impl GatewayStep {
@@ -118,11 +132,33 @@ impl GatewayStep {
     pub fn new(shared: Arc<GatewayShared>, worker_index: usize) -> GatewayStep {
         let ct = OwnedCtWorker::new(shared.ct.clone(), worker_index);
         let n_ports = shared.ports.len();
-        GatewayStep {
+        shared.epoch.passed(worker_index, shared.generation);
+        let mut step = GatewayStep {
             ct,
             w: WorkerState::new(n_ports),
             shared,
+            index: worker_index,
+        };
+        step.quiesce();
+        step
+    }
+
+    /// A quiescent point, between two bursts: switches to the published version when
+    /// there is a newer one ([`live`]). One load when there is not.
+    #[inline]
+    fn quiesce(&mut self) {
+        if self.shared.epoch.published() != self.shared.generation {
+            self.switch_version();
         }
+    }
+
+    #[cold]
+    fn switch_version(&mut self) {
+        if let Some(next) = self.shared.epoch.take(self.shared.generation) {
+            // Only a reference is dropped: the publisher frees the old version.
+            self.shared = next;
+        }
+        self.shared.epoch.passed(self.index, self.shared.generation);
     }
 
     /// The shared part.
@@ -178,7 +214,10 @@ impl GatewayStep {
             w.pre[i] = match sh.ports.get(usize::from(ifaces[i])) {
                 Some(port) => {
                     let cksum = rx.get(i).map_or(RxCksum::Unknown, |r| r.cksum);
-                    w.ingress(sh, f, port, m, w.parse_err[i], cksum)
+                    {
+                        w.burst_i = i;
+                        w.ingress(sh, f, port, m, w.parse_err[i], cksum)
+                    }
                 }
                 None => Pre::Done(Verdict::Drop(DropReason::Vlan)),
             };
@@ -194,7 +233,7 @@ impl GatewayStep {
                 let spec = sh.nat_specs.get(usize::from(i?))?;
                 Some(Mapped {
                     spec,
-                    maps: &sh.maps,
+                    maps: &sh.rt.maps,
                     now: w.now,
                 })
             };
@@ -225,7 +264,7 @@ impl GatewayStep {
                 if let Some(spec) = mapping_nat(sh, port, &m.parsed, dst_own, w.now) {
                     let nat = Mapped {
                         spec: &spec,
-                        maps: &sh.maps,
+                        maps: &sh.rt.maps,
                         now: w.now,
                     };
                     m.result = self.ct.process_nat(&m.parsed, port.zone, true, &nat, w.now);
@@ -241,7 +280,10 @@ impl GatewayStep {
             *v = match (w.pre[i], sh.ports.get(usize::from(ifaces[i]))) {
                 (Pre::Done(v), _) => v,
                 (Pre::Track { dst_own, route }, Some(port)) => {
-                    w.egress(sh, f, port, m, dst_own, route)
+                    match w.dgram.get_mut(i).and_then(Option::take) {
+                        Some(d) => w.egress_datagram(sh, d, port, m, dst_own, route),
+                        None => w.egress(sh, f, port, m, dst_own, route),
+                    }
                 }
                 (Pre::Track { .. }, None) => Verdict::Drop(DropReason::Vlan),
             };
@@ -293,7 +335,7 @@ fn mapping_nat(
     };
     match port.role {
         Role::Inside if dst_own => {
-            let m = sh.maps.lookup_out(&outside, now)?;
+            let m = sh.rt.maps.lookup_out(&outside, now)?;
             Some(NatSpec {
                 snat: sh.nat_specs.get(usize::from(spec))?.snat,
                 dnat: Some(to(&m)),
@@ -304,7 +346,7 @@ fn mapping_nat(
             if filter == Filtering::AddressPortDependent {
                 return None;
             }
-            let m = sh.maps.lookup_out(&outside, now)?;
+            let m = sh.rt.maps.lookup_out(&outside, now)?;
             filter.admits(&m, &p.src).then(|| NatSpec::dnat(to(&m)))
         }
     }
@@ -400,6 +442,14 @@ impl WorkerState {
             self.time_exceeded(sh, frame, p, port);
             return Pre::Done(Verdict::Drop(DropReason::TtlExpired));
         }
+        // A fragment: held until its datagram is complete, which is then tracked in its
+        // place (one branch on a parsed field for every other packet).
+        if p.fragment != Fragment::None {
+            if let Some(pre) = self.fragment(sh, frame, m, port, self.burst_i) {
+                return pre;
+            }
+        }
+        let p = &m.parsed;
         // Commit and NAT.
         let mut route = u8::MAX;
         let (commit, nat) = match port.role {
@@ -536,6 +586,92 @@ impl WorkerState {
     }
 }
 
+impl WorkerState {
+    /// Hands fragment `frame` to the reassembly module: held (`Consumed`), refused
+    /// (`drop_fragment`; or tracked as before, hence invalid, when reassembly is off for
+    /// its family), or the last piece of its datagram, whose summary then replaces the
+    /// frame's parse and which waits in `dgram[i]` for the second pass.
+    fn fragment(
+        &mut self,
+        sh: &GatewayShared,
+        frame: &[u8],
+        m: &mut PacketMeta,
+        port: &Port,
+        i: usize,
+    ) -> Option<Pre> {
+        match sh.ipf.add(frame, &m.parsed, port.zone, self.now) {
+            Outcome::Held => Some(Pre::Done(Verdict::Consumed)),
+            Outcome::Refused(ipf::Refusal::Disabled) => None,
+            Outcome::Refused(_) => Some(Pre::Done(Verdict::Drop(DropReason::Fragment))),
+            Outcome::Complete(d) => {
+                if !d.summary.l4_checksum_ok {
+                    return Some(Pre::Done(Verdict::Drop(DropReason::Invalid)));
+                }
+                let Some(slot) = self.dgram.get_mut(i) else {
+                    return Some(Pre::Done(Verdict::Drop(DropReason::Fragment)));
+                };
+                m.parsed = d.summary.parsed;
+                *slot = Some(d.detach());
+                None
+            }
+        }
+    }
+
+    /// Second pass for a completed datagram: every original fragment goes through
+    /// [`WorkerState::egress`] with the datagram's tracking result (addresses rewritten in
+    /// each, the L4 header with its checksum adjusted incrementally in the first, TTL,
+    /// MACs) and the fragments are queued for the next service. The frame that completed
+    /// the datagram is `Consumed` (its copy is among them).
+    fn egress_datagram(
+        &mut self,
+        sh: &GatewayShared,
+        d: Detached,
+        port: &Port,
+        m: &PacketMeta,
+        dst_own: bool,
+        route: u8,
+    ) -> Verdict {
+        let dg = sh.ipf.attach(d);
+        let mut meta = *m;
+        let mut out = None;
+        let mut wait = None;
+        for k in 0..dg.len() {
+            let Some(mut f) = dg.fragment(k) else {
+                return Verdict::Drop(DropReason::Fragment);
+            };
+            match parse_frame(&f) {
+                Ok(p) => meta.parsed = p,
+                Err(_) => return Verdict::Drop(DropReason::Malformed),
+            }
+            match self.egress(sh, &mut f, port, &meta, dst_own, route) {
+                Verdict::Forward(o) => out = Some(o),
+                Verdict::Hold(slot) => {
+                    // Copies are not parked in hold slots: the datagram waits whole for
+                    // the neighbour (the request is out), see `service_frag_wait`.
+                    wait = self.held.get(usize::from(slot)).copied();
+                    self.unhold(slot);
+                }
+                v => return v,
+            }
+        }
+        if let Some(h) = wait {
+            if self.frag_wait.len() >= self.frag_wait.capacity() {
+                return Verdict::Drop(DropReason::HoldQueueFull);
+            }
+            self.frag_wait.push((dg.detach(), h));
+            return Verdict::Consumed;
+        }
+        let Some(o) = out else {
+            return Verdict::Drop(DropReason::Fragment);
+        };
+        if self.frag_out.len() >= self.frag_out.capacity() {
+            return Verdict::Drop(DropReason::NoBuffer);
+        }
+        self.frag_out.push((dg.detach(), o));
+        Verdict::Consumed
+    }
+}
+
 /// Why an IPv4 header is refused before anything else looks at it: a checksum that does
 /// not verify (the NIC's verdict when it gave one, else computed here) or a loose/strict
 /// source route option. `None`: it may go on.
@@ -559,23 +695,32 @@ fn ipv4_header_refusal(frame: &[u8], p: &ParsedPacket, cksum: RxCksum) -> Option
     }
 }
 
-/// TTL / hop limit minus one (IPv4 header checksum updated incrementally).
+/// TTL / hop limit minus one (IPv4 header checksum updated incrementally), through the
+/// headers' named fields.
 #[inline]
 fn decrement_ttl(frame: &mut [u8], fam: u8, l3: usize) -> bool {
+    let Some(ip) = frame.get_mut(l3..) else {
+        return false;
+    };
     if fam == 4 {
-        let Some(h) = frame.get_mut(l3..l3 + 12) else {
+        use crate::wire::ipv4::field;
+        let Some(h) = ip.first_chunk_mut::<{ ipv4::MIN_HEADER_LEN }>() else {
             return false;
         };
-        let old = u16::from_be_bytes([h[8], h[9]]);
-        h[8] = h[8].wrapping_sub(1);
-        let new = u16::from_be_bytes([h[8], h[9]]);
-        let c = crate::wire::checksum::update_u16(u16::from_be_bytes([h[10], h[11]]), old, new);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
+        // TTL and protocol are one word of the header checksum.
+        const { assert!(field::TTL + 1 == field::PROTOCOL && field::TTL.is_multiple_of(2)) };
+        type TtlWord = At<{ field::TTL }, 2>;
+        let old = TtlWord::get_u16(h);
+        let [ttl] = <at!(field::TTL, 1)>::get(h);
+        <at!(field::TTL, 1)>::put(h, &[ttl.wrapping_sub(1)]);
+        let c = update_u16(<at!(field::CHECKSUM)>::get_u16(h), old, TtlWord::get_u16(h));
+        <at!(field::CHECKSUM)>::put_u16(h, c);
     } else {
-        let Some(h) = frame.get_mut(l3 + 7) else {
+        let Some(h) = ip.first_chunk_mut::<{ ipv6::HEADER_LEN }>() else {
             return false;
         };
-        *h = h.wrapping_sub(1);
+        let [hops] = <at!(ipv6::field::HOP_LIMIT, 1)>::get(h);
+        <at!(ipv6::field::HOP_LIMIT, 1)>::put(h, &[hops.wrapping_sub(1)]);
     }
     true
 }
@@ -593,6 +738,7 @@ impl PacketStep for GatewayStep {
             cksum: RxCksum::Unknown,
             vlan: None,
         }; BURST];
+        self.quiesce();
         self.w.now = self.shared.now_ms();
         self.w.sync_neigh(&self.shared);
         let n = frames.len().min(verdicts.len());
@@ -617,6 +763,7 @@ impl PacketStep for GatewayStep {
         rx: &[RxInfo],
         verdicts: &mut [Verdict],
     ) {
+        self.quiesce();
         self.w.now = self.shared.now_ms();
         self.w.sync_neigh(&self.shared);
         let n = frames.len().min(verdicts.len()).min(rx.len());
@@ -638,6 +785,7 @@ impl PacketStep for GatewayStep {
     }
 
     fn service(&mut self, sink: &mut dyn StepSink) {
+        self.quiesce();
         let sh = &*self.shared;
         let w = &mut self.w;
         w.now = sh.now_ms();
@@ -658,5 +806,26 @@ impl PacketStep for GatewayStep {
             sink.emit(g.port, &g.buf[..usize::from(g.len)]);
         }
         w.n_gen = 0;
+        if !w.frag_wait.is_empty() {
+            w.sync_neigh(sh);
+            w.service_frag_wait(sh);
+        }
+        for (d, out) in w.frag_out.drain(..) {
+            let dg = sh.ipf.attach(d);
+            for k in 0..dg.len() {
+                if let Some(f) = dg.fragment(k) {
+                    sink.emit(out, &f);
+                }
+            }
+        }
+        if sh.ipf.n_frags() > 0 {
+            sh.ipf.expire(w.now, 8);
+        }
+    }
+}
+
+impl Drop for GatewayStep {
+    fn drop(&mut self) {
+        self.shared.epoch.leave(self.index);
     }
 }

@@ -4,20 +4,23 @@
 //! workers, decided under the shared table's lock) and the packet waits in a hold slot
 //! of its output port until the answer comes or [`HOLD_TIMEOUT_MS`] pass.
 //!
-//! A resolved entry is used until [`NEIGH_TTL_MS`]; from [`NEIGH_REFRESH_MS`] on, using it
-//! also sends a refresh request.
+//! Entries follow the neighbour states of [`super::neigh`]: a reachable entry is used
+//! as is; a stale one in use is probed (unicast, then broadcast) while still used; a
+//! resolution that fails is counted and starts over.
 
 use std::sync::atomic::Ordering;
 
 use super::neigh::*;
-use super::originated::{arp_request, ns_request};
+use super::originated::{arp_request_to, ns_request_to};
 use super::shared::{bump, GatewayShared, Port};
 use super::state::{Held, WorkerState, HOLD_PER_PORT, HOLD_TIMEOUT_MS};
 use crate::pipeline::{DropReason, MacAddr, StepSink, Verdict};
 
 impl WorkerState {
-    /// The next hop's MAC, from the static config or the worker's copy of the table;
-    /// on a miss, asks (rate-limited) and says `NeighUnresolved`.
+    /// The next hop's MAC, from the static config or the worker's copy of the table.
+    /// A reachable entry (or a stale/probing one with no request due) is used without a
+    /// lock; otherwise the shared table decides ([`Self::ask_shared`]): a request to send,
+    /// a failed resolution, or `NeighUnresolved` for an entry without a MAC.
     #[inline]
     pub(super) fn resolve(
         &mut self,
@@ -30,28 +33,19 @@ impl WorkerState {
             return Ok(m);
         }
         if let Some(e) = self.neigh.get(out.id, nh) {
-            let age = self.now.saturating_sub(e.updated_ms);
-            if e.resolved && age < NEIGH_TTL_MS {
-                let mac = e.mac;
-                if age >= NEIGH_REFRESH_MS && self.may_ask(e) {
-                    // Still usable meanwhile: the answer only refreshes it.
-                    let _ = self.ask_shared(sh, out, fam, nh);
-                }
-                return Ok(mac);
-            }
-            if !self.may_ask(e) {
-                return Err(DropReason::NeighUnresolved);
+            let u = e.on_use(self.now);
+            if u.request.is_none() && !u.failed {
+                return u.mac.ok_or(DropReason::NeighUnresolved);
             }
         }
         self.ask_shared(sh, out, fam, nh)
     }
 
-    pub(super) fn may_ask(&self, e: &NeighEntry) -> bool {
-        e.requested_ms == u64::MAX || self.now.saturating_sub(e.requested_ms) >= NEIGH_RETRY_MS
-    }
-
-    /// The slow path: under the shared lock, take a fresh answer if some worker learned
-    /// it, else send a request (once per retry interval over all workers).
+    /// The slow path, at most once per [`NEIGH_RETRY_MS`] per neighbour and worker: under
+    /// the shared lock, the shared entry's verdict (another worker may have learned or
+    /// probed it); sends the request it asks for (broadcast, or unicast to the MAC the
+    /// entry has) and counts a failed resolution (`neigh_failed`, the entry starting over
+    /// as Incomplete).
     pub(super) fn ask_shared(
         &mut self,
         sh: &GatewayShared,
@@ -68,28 +62,37 @@ impl WorkerState {
         let Some((e, created)) = n.entry(out.id, nh) else {
             return Err(DropReason::NoBuffer);
         };
-        let fresh = e.resolved && now.saturating_sub(e.updated_ms) < NEIGH_TTL_MS;
-        let ask =
-            e.requested_ms == u64::MAX || now.saturating_sub(e.requested_ms) >= NEIGH_RETRY_MS;
-        let refresh_due = !fresh || now.saturating_sub(e.updated_ms) >= NEIGH_REFRESH_MS;
-        if ask && refresh_due {
-            e.requested_ms = now;
+        let mut u = e.on_use(now);
+        let failed = u.failed;
+        if failed {
+            e.reset();
+            u = e.on_use(now);
+        }
+        if u.request.is_some() {
+            e.sent(now);
         }
         let copy = *e;
         drop(n);
-        if created {
+        if failed {
+            bump(&sh.counters.neigh_failed);
+        }
+        if created || failed {
             sh.neigh_gen.fetch_add(1, Ordering::Release);
         }
         self.neigh.put(&copy);
-        if ask && refresh_due {
+        if let Some(req) = u.request {
+            let to = match req {
+                Request::Unicast(m) => Some(m),
+                Request::Broadcast => None,
+            };
             let sent = if fam == 4 {
                 let mut spa = [0u8; 4];
                 spa.copy_from_slice(&src[..4]);
                 let mut tpa = [0u8; 4];
                 tpa.copy_from_slice(&nh[..4]);
-                self.push_gen(out.id, |b| arp_request(b, out.mac, spa, tpa))
+                self.push_gen(out.id, |b| arp_request_to(b, out.mac, to, spa, tpa))
             } else {
-                self.push_gen(out.id, |b| ns_request(b, out.mac, &src, nh))
+                self.push_gen(out.id, |b| ns_request_to(b, out.mac, to, &src, nh))
             };
             if sent {
                 bump(if fam == 4 {
@@ -99,11 +102,7 @@ impl WorkerState {
                 });
             }
         }
-        if fresh {
-            Ok(copy.mac)
-        } else {
-            Err(DropReason::NeighUnresolved)
-        }
+        u.mac.ok_or(DropReason::NeighUnresolved)
     }
 
     pub(super) fn hold(
@@ -133,6 +132,51 @@ impl WorkerState {
         self.n_held += 1;
         bump(&sh.counters.held);
         Verdict::Hold((base + i) as u16)
+    }
+
+    /// Frees hold slot `slot` taken by [`WorkerState::hold`] for a frame that will not be
+    /// parked after all (a copy of a fragment).
+    pub(super) fn unhold(&mut self, slot: u16) {
+        if let Some(h) = self.held.get_mut(usize::from(slot)) {
+            if h.used {
+                h.used = false;
+                self.n_held = self.n_held.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Completed datagrams waiting for their neighbour: once it resolved, their fragments
+    /// get its MAC and move to the send queue; after [`HOLD_TIMEOUT_MS`] they are dropped.
+    pub(super) fn service_frag_wait(&mut self, sh: &GatewayShared) {
+        let mut i = 0;
+        while i < self.frag_wait.len() {
+            let h = self.frag_wait[i].1;
+            let mac = sh
+                .port(h.out_port)
+                .copied()
+                .and_then(|out| self.resolve(sh, &out, h.family, &h.nh).ok());
+            let timed_out = self.now.saturating_sub(h.since) >= HOLD_TIMEOUT_MS;
+            if mac.is_none() && !timed_out {
+                i += 1;
+                continue;
+            }
+            let (d, _) = self.frag_wait.swap_remove(i);
+            if let Some(mac) = mac {
+                let dg = sh.ipf.attach(d);
+                for k in 0..dg.len() {
+                    if let Some(mut f) = dg.fragment(k) {
+                        if let Some(b) = f.get_mut(0..6) {
+                            b.copy_from_slice(&mac.0);
+                        }
+                    }
+                }
+                if self.frag_out.len() < self.frag_out.capacity() {
+                    self.frag_out.push((dg.detach(), h.out_port));
+                }
+            } else {
+                drop(sh.ipf.attach(d));
+            }
+        }
     }
 
     /// Releases held frames whose neighbour resolved, drops the timed-out ones.

@@ -2,25 +2,32 @@
 //! prefixes and configured routes, longest prefix first), the gateway's own addresses and
 //! SNAT pools, the DNAT rules, the event counters, the neighbour table and the clock.
 //!
-//! Built once from the config by [`GatewayShared::new`] and shared by every worker behind
-//! an `Arc`. After construction the tables never change; only the counters (relaxed
-//! atomics, rare events), the clock and the neighbour table (behind a mutex, with a
-//! generation number the workers compare against their own copy) are written.
+//! Built from the config by [`GatewayShared::new`] and shared by every worker behind an
+//! `Arc`. After construction a version's tables never change: a reload builds the next
+//! version ([`GatewayShared::reconfigure`]) and publishes it ([`super::live`]). The
+//! counters (relaxed atomics, rare events), the clock and the neighbour table (behind a
+//! mutex, with a generation number the workers compare against their own copy) live in
+//! the [`GatewayRuntime`] every version shares; only they are written.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::neigh::{NeighMap, NEIGH_INCOMPLETE_MS, NEIGH_TTL_MS};
+use super::neigh::{NeighMap, NeighState};
 use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
 use crate::conntrack::Conntrack;
+use crate::ipf::Ipf;
 use crate::nat::mapping::{Filtering, MappingHooks, Mappings};
 use crate::nat::{NatRange, NatSpec};
 use crate::pipeline::forward::MAX_PORTS;
 use crate::pipeline::vlan::{VlanTable, MAX_IFACES};
 use crate::pipeline::MacAddr;
 use crate::wire::parse::{Family, L4Summary, ParsedPacket};
+
+/// Largest frame a held fragment may be: a 1500-byte IP packet behind Ethernet and two
+/// VLAN tags.
+pub const FRAG_SLOT_BYTES: usize = 1500 + 14 + 8;
 
 /// SNAT pools (one per family) plus DNAT rules.
 pub const MAX_NAT_SPECS: usize = 64;
@@ -37,6 +44,8 @@ pub struct GatewayCounters {
     pub neigh_learned: AtomicU64,
     pub held: AtomicU64,
     pub released: AtomicU64,
+    /// Neighbour resolutions that failed (every request unanswered).
+    pub neigh_failed: AtomicU64,
 }
 
 /// A copy of [`GatewayCounters`].
@@ -53,6 +62,8 @@ pub struct GatewayCountersSnapshot {
     pub released: u64,
     /// Entries in the neighbour table now.
     pub neighbours: u64,
+    /// Neighbour resolutions that failed.
+    pub neigh_failed: u64,
 }
 
 pub(super) fn bump(a: &AtomicU64) {
@@ -133,14 +144,18 @@ pub(super) fn family_of(f: Family) -> u8 {
 
 /// What all workers share: config-derived tables, the tracker, the neighbour table and
 /// the clock.
+///
+/// One `GatewayShared` is one version of the configuration-derived tables; every
+/// version of a run shares one [`GatewayRuntime`] (tracker, clock, counters, neighbour
+/// table, the published version), reached through `Deref`. [`GatewayShared::reconfigure`]
+/// builds the next version, [`super::live`] publishes it to the workers.
 pub struct GatewayShared {
-    pub(super) ct: Arc<Conntrack>,
-    pub(super) now: AtomicU64,
-    /// When set, [`GatewayShared::now_ms`] reads the monotonic clock itself (ms since this
-    /// instant, plus one): workers then never depend on the control lcore being scheduled
-    /// to see time pass (expiry and reclaim-on-insert stay right when it is starved).
-    pub(super) clock_start: std::sync::OnceLock<std::time::Instant>,
-    pub(super) counters: GatewayCounters,
+    /// What every version shares.
+    pub(super) rt: Arc<GatewayRuntime>,
+    /// This version's number (1 for the first).
+    pub(super) generation: u64,
+    /// The MACs of the configured ports (kept for the next version).
+    pub(super) port_macs: Vec<(u16, MacAddr)>,
     pub(super) ports: Vec<Port>,
     /// `port_idx[id]`: index into `ports` of interface `id`, `u8::MAX` when not
     /// configured.
@@ -162,19 +177,45 @@ pub struct GatewayShared {
     /// DNAT rules: (proto, family, match address, match port, spec index).
     pub(super) dnat: Vec<(u8, u8, [u8; 16], u16, u16)>,
     pub(super) nat_specs: Vec<NatSpec>,
-    /// NAT mappings of TCP and UDP (SNAT's endpoint-independent mapping, hairpinning,
-    /// filtering); kept current by hooks installed on the tracker.
-    pub(super) maps: Arc<Mappings>,
     /// Filtering of the IPv4 / IPv6 SNAT pool's mappings.
     pub(super) filter_v4: Filtering,
     pub(super) filter_v6: Filtering,
     pub(super) outside_new_allow: bool,
     pub(super) invalid_allow: bool,
+}
+
+/// The part of the gateway's shared state that outlives a configuration version: the
+/// tracker, the clock, the event counters, the neighbour table, and the version the
+/// workers are to switch to ([`super::live`]).
+pub struct GatewayRuntime {
+    pub(super) ct: Arc<Conntrack>,
+    /// NAT mappings of TCP and UDP (SNAT's endpoint-independent mapping, hairpinning,
+    /// filtering): one table per tracker, kept current by hooks installed on it, so they
+    /// outlive configuration versions with the connections that hold them.
+    pub(super) maps: Arc<Mappings>,
+    pub(super) now: AtomicU64,
+    /// When set, [`GatewayShared::now_ms`] reads the monotonic clock itself (ms since this
+    /// instant, plus one): workers then never depend on the control lcore being scheduled
+    /// to see time pass (expiry and reclaim-on-insert stay right when it is starved).
+    pub(super) clock_start: std::sync::OnceLock<std::time::Instant>,
+    pub(super) counters: GatewayCounters,
     pub(super) neigh: Mutex<NeighMap>,
     pub(super) neigh_gen: AtomicU64,
     /// When a worker last aged the neighbour table (ms): whichever worker sees it a
     /// second old takes the next turn (one compare-and-swap decides).
     pub(super) last_age: AtomicU64,
+    /// IP fragment reassembly (`[fragments]`), shared by every worker.
+    pub(super) ipf: Ipf,
+    /// Publication of new versions to the workers.
+    pub(super) epoch: super::live::Epoch,
+}
+
+impl std::ops::Deref for GatewayShared {
+    type Target = GatewayRuntime;
+
+    fn deref(&self) -> &GatewayRuntime {
+        &self.rt
+    }
 }
 
 impl GatewayShared {
@@ -184,6 +225,71 @@ impl GatewayShared {
         ct: Arc<Conntrack>,
         port_macs: &[(u16, MacAddr)],
     ) -> Result<Arc<GatewayShared>, String> {
+        // One mapping table per tracker: a gateway built again on the same tracker keeps
+        // the mappings its connections hold.
+        let maps = match ct
+            .hooks()
+            .and_then(|h| h.as_any().downcast_ref::<MappingHooks>())
+        {
+            Some(h) => h.0.clone(),
+            None => {
+                let maps = Arc::new(Mappings::new(cfg.datapath.max_conns.min(1 << 20)));
+                ct.set_hooks(Arc::new(MappingHooks(maps.clone())))
+                    .map_err(|_| "the tracker has other connection hooks".to_string())?;
+                maps
+            }
+        };
+        let rt = Arc::new(GatewayRuntime {
+            ct,
+            maps,
+            now: AtomicU64::new(0),
+            clock_start: std::sync::OnceLock::new(),
+            counters: GatewayCounters::default(),
+            neigh: Mutex::new(NeighMap::default()),
+            neigh_gen: AtomicU64::new(0),
+            last_age: AtomicU64::new(0),
+            ipf: Ipf::new(cfg.fragments, FRAG_SLOT_BYTES)
+                .map_err(|e| format!("[fragments]: {e}"))?,
+            epoch: super::live::Epoch::new(1),
+        });
+        Self::build(cfg, rt, 1, port_macs, &[]).map(Arc::new)
+    }
+
+    /// The next version: the tables of `cfg` over this version's tracker, clock,
+    /// counters and neighbour table (not yet published: see [`super::live`]).
+    /// `keep_pools` are SNAT pools of earlier versions still answered for in ARP/NDP, so
+    /// the replies of connections NATed to them still arrive.
+    pub fn reconfigure(
+        &self,
+        cfg: &Config,
+        keep_pools: &[NatRange],
+    ) -> Result<GatewayShared, String> {
+        Self::build(
+            cfg,
+            Arc::clone(&self.rt),
+            self.generation + 1,
+            &self.port_macs,
+            keep_pools,
+        )
+    }
+
+    /// This version's number (the first is 1).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The SNAT pools answered for in ARP/NDP (this version's and the kept ones).
+    pub fn answered_pools(&self) -> &[NatRange] {
+        &self.pools
+    }
+
+    fn build(
+        cfg: &Config,
+        rt: Arc<GatewayRuntime>,
+        generation: u64,
+        port_macs: &[(u16, MacAddr)],
+        keep_pools: &[NatRange],
+    ) -> Result<GatewayShared, String> {
         let mut ports = Vec::new();
         let mut port_idx = [u8::MAX; MAX_IFACES];
         let vlans = VlanTable::from_config(cfg)?;
@@ -293,7 +399,9 @@ impl GatewayShared {
                 own6.push((v, v));
             }
         }
-        for r in &cfg.snat {
+        // The pools of this version and the kept ones are the gateway's own addresses.
+        let kept = keep_pools.iter().filter(|k| !cfg.snat.contains(k));
+        for r in cfg.snat.iter().chain(kept) {
             if r.family == 4 {
                 own4.push((bits(4, &r.addr_min) as u32, bits(4, &r.addr_max) as u32));
             } else {
@@ -346,25 +454,16 @@ impl GatewayShared {
                 MAX_NAT_SPECS - cfg.snat.len()
             ));
         }
-        // One mapping table per tracker: a gateway built again on the same tracker (a
-        // reload) keeps the mappings its connections hold.
-        let maps = match ct
-            .hooks()
-            .and_then(|h| h.as_any().downcast_ref::<MappingHooks>())
-        {
-            Some(h) => h.0.clone(),
-            None => {
-                let maps = Arc::new(Mappings::new(cfg.datapath.max_conns.min(1 << 20)));
-                ct.set_hooks(Arc::new(MappingHooks(maps.clone())))
-                    .map_err(|_| "the tracker has other connection hooks".to_string())?;
-                maps
+        let mut pools = cfg.snat.clone();
+        for k in keep_pools {
+            if !pools.contains(k) {
+                pools.push(*k);
             }
-        };
-        Ok(Arc::new(GatewayShared {
-            ct,
-            now: AtomicU64::new(0),
-            clock_start: std::sync::OnceLock::new(),
-            counters: GatewayCounters::default(),
+        }
+        Ok(GatewayShared {
+            rt,
+            generation,
+            port_macs: port_macs.to_vec(),
             ports,
             port_idx,
             routes4,
@@ -374,18 +473,14 @@ impl GatewayShared {
             bcast4,
             snat_v4,
             snat_v6,
-            pools: cfg.snat.clone(),
+            pools,
             dnat,
             nat_specs,
-            maps,
             filter_v4,
             filter_v6,
             outside_new_allow: cfg.policy.outside_new_allow,
             invalid_allow: cfg.policy.invalid_allow,
-            neigh: Mutex::new(NeighMap::default()),
-            neigh_gen: AtomicU64::new(0),
-            last_age: AtomicU64::new(0),
-        }))
+        })
     }
 
     /// Sets the clock by hand (ms, monotonic), for a step without
@@ -428,7 +523,13 @@ impl GatewayShared {
             held: l(&c.held),
             released: l(&c.released),
             neighbours: self.neigh_lock().len() as u64,
+            neigh_failed: l(&c.neigh_failed),
         }
+    }
+
+    /// The fragment reassembly module (settings, counters, `ipf-*` commands).
+    pub fn ipf(&self) -> &Ipf {
+        &self.ipf
     }
 
     /// The tracker.
@@ -554,27 +655,36 @@ impl GatewayShared {
         }
         if let Some((e, _)) = n.entry(port, addr) {
             let changed = !e.resolved || e.mac.0 != mac;
-            e.mac = MacAddr(mac);
-            e.resolved = true;
-            e.updated_ms = now;
+            let was = e.state(now);
+            e.confirm(MacAddr(mac), now);
             if changed {
                 bump(&self.counters.neigh_learned);
+            }
+            // Workers' copies must see a new MAC, and a stale or probing entry turned
+            // reachable (else they would keep probing it).
+            if changed || was != NeighState::Reachable {
                 self.neigh_gen.fetch_add(1, Ordering::Release);
             }
         }
     }
 
-    /// Forgets entries that aged out.
+    /// Forgets entries that aged out or whose resolution failed (counted).
     pub(super) fn age_neighbours(&self, now: u64) {
         let mut n = self.neigh_lock();
-        let removed = n.retain(|e| {
-            if e.resolved {
-                now.saturating_sub(e.updated_ms) >= NEIGH_TTL_MS
-            } else {
-                e.requested_ms == u64::MAX
-                    || now.saturating_sub(e.requested_ms) >= NEIGH_INCOMPLETE_MS
+        let mut failed = 0;
+        let removed = n.retain(|e| match e.dead(now) {
+            Some(f) => {
+                failed += u64::from(f);
+                true
             }
+            None => false,
         });
+        drop(n);
+        if failed > 0 {
+            self.counters
+                .neigh_failed
+                .fetch_add(failed, Ordering::Relaxed);
+        }
         if removed > 0 {
             self.neigh_gen.fetch_add(1, Ordering::Release);
         }

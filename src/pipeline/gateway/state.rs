@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use super::neigh::NeighMap;
 use super::shared::GatewayShared;
 use crate::conntrack::PacketMeta;
+use crate::ipf::Detached;
 use crate::pipeline::{DropReason, Verdict};
 use crate::wire::parse::{ParseError, ParsedPacket};
 
@@ -74,6 +75,14 @@ pub(super) struct WorkerState {
     /// The burst's parse errors (`None`: parsed into `metas[i]`), all taken before any
     /// is used.
     pub(super) parse_err: [Option<ParseError>; BURST],
+    /// Index in the burst of the frame `ingress` is looking at.
+    pub(super) burst_i: usize,
+    /// `dgram[i]`: the datagram frame `i` of the burst completed, tracked in its place.
+    pub(super) dgram: Vec<Option<Detached>>,
+    /// Completed datagrams to send on at the next service, with their output port.
+    pub(super) frag_out: Vec<(Detached, u16)>,
+    /// Completed datagrams waiting for their output neighbour (as a held frame would).
+    pub(super) frag_wait: Vec<(Detached, Held)>,
 }
 
 impl WorkerState {
@@ -100,6 +109,10 @@ impl WorkerState {
             metas: vec![PacketMeta::new(ParsedPacket::EMPTY, 0, false); BURST],
             pre: [Pre::Done(Verdict::Drop(DropReason::NoRoute)); BURST],
             parse_err: [None; BURST],
+            burst_i: 0,
+            dgram: vec![None; BURST],
+            frag_out: Vec::with_capacity(BURST * 2),
+            frag_wait: Vec::with_capacity(BURST),
         }
     }
 

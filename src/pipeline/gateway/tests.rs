@@ -4,16 +4,18 @@
 //! 192.0.2.1/24, fd00:0:0:2::1/64, MAC GW1), default routes via 192.0.2.2 /
 //! fd00:0:0:2::2, SNAT to 192.0.2.1 / fd00:0:0:2::1.
 
-use super::neigh::{NEIGH_RETRY_MS, NEIGH_TTL_MS};
+use super::neigh::{NEIGH_REACHABLE_MAX_MS, NEIGH_RETRY_MS, NEIGH_TTL_MS};
 use super::state::GEN_LEN;
 use super::*;
 use crate::config::Config;
 
 mod hardening;
 mod mappings;
+mod reload;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
+use crate::wire::testframe::{arp, ether, Frame, L4};
 use std::net::IpAddr;
 
 const GW0: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
@@ -129,25 +131,8 @@ impl Gw {
     }
 }
 
-fn eth(dst: [u8; 6], src: [u8; 6], et: u16) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&et.to_be_bytes());
-    f
-}
-
-fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], dst: [u8; 6]) -> Vec<u8> {
-    let mut f = eth(dst, sha, 0x0806);
-    f.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
-    f.extend_from_slice(&op.to_be_bytes());
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&spa);
-    f.extend_from_slice(&tha);
-    f.extend_from_slice(&tpa);
-    f
-}
-
-/// An IPv4 packet with every checksum computed (by `fill_frame`, over the bytes).
+/// An IPv4 frame carrying `l4` (protocol `proto`), every checksum filled
+/// (`wire::testframe`).
 fn ip4(
     dmac: [u8; 6],
     smac: [u8; 6],
@@ -157,18 +142,13 @@ fn ip4(
     proto: u8,
     l4: &[u8],
 ) -> Vec<u8> {
-    let mut f = eth(dmac, smac, 0x0800);
-    let total = (20 + l4.len()) as u16;
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, proto, 0, 0]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(l4);
-    fill_frame(&mut f).unwrap();
-    f
+    Frame::v4(src, dst, L4::raw(proto, l4))
+        .macs(dmac, smac)
+        .ttl(ttl)
+        .build()
 }
 
+/// An IPv6 frame carrying `l4` (see [`ip4`]).
 fn ip6(
     dmac: [u8; 6],
     smac: [u8; 6],
@@ -178,42 +158,22 @@ fn ip6(
     proto: u8,
     l4: &[u8],
 ) -> Vec<u8> {
-    let mut f = eth(dmac, smac, 0x86dd);
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[proto, hlim]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(l4);
-    fill_frame(&mut f).unwrap();
-    f
+    Frame::v6(src, dst, L4::raw(proto, l4))
+        .macs(dmac, smac)
+        .ttl(hlim)
+        .build()
 }
 
 fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = sport.to_be_bytes().to_vec();
-    t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&seq.to_be_bytes());
-    t.extend_from_slice(&ack.to_be_bytes());
-    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    t.extend_from_slice(payload);
-    t
+    L4::tcp(sport, dport, seq, ack, flags, payload).bytes()
 }
 
 fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = sport.to_be_bytes().to_vec();
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    u
+    L4::udp(sport, dport, payload).bytes()
 }
 
 fn echo(ty: u8, id: u16, seq: u16) -> Vec<u8> {
-    let mut e = vec![ty, 0, 0, 0];
-    e.extend_from_slice(&id.to_be_bytes());
-    e.extend_from_slice(&seq.to_be_bytes());
-    e.extend_from_slice(b"pingdata");
-    e
+    L4::echo(ty, id, seq, b"pingdata").bytes()
 }
 
 const SYN: u8 = 0x02;
@@ -672,7 +632,7 @@ fn policy_malformed_non_ip_and_ttl() {
         Verdict::Drop(DropReason::ShortFrame)
     );
     assert_eq!(
-        g.send(&eth(GW0, HOST, 0x88cc), 0).0,
+        g.send(&ether(GW0, HOST, 0x88cc, b""), 0).0,
         Verdict::Drop(DropReason::NotIp)
     );
     // A frame for another host's MAC (flooded unicast), or with a broadcast MAC: not
@@ -1225,7 +1185,7 @@ fn random_and_mutated_frames_never_panic_and_get_a_sane_verdict() {
         match v {
             Verdict::Forward(p) => assert!(p <= 1),
             Verdict::Hold(s) => assert!(usize::from(s) < g.step.hold_slots()),
-            Verdict::Drop(_) => {}
+            Verdict::Drop(_) | Verdict::Consumed => {}
         }
         for (p, e) in g.take_emitted() {
             assert!(p <= 1 && e.len() <= GEN_LEN);
@@ -1336,4 +1296,424 @@ fn clock_runs_by_itself_once_started_so_a_starved_control_lcore_cannot_stop_time
     gw.shared.set_now_ms(7);
     let b = gw.shared.now_ms();
     assert!(b >= a + 20, "{a} -> {b}");
+}
+
+/// Cuts the IPv4 packet of `whole` (20-byte header) into fragments of `size` data bytes,
+/// as a sending stack does (DF cleared, MF and offsets set, header checksum filled).
+fn frag4(whole: &[u8], size: usize) -> Vec<Vec<u8>> {
+    let data = &whole[34..];
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let len = size.min(data.len() - at);
+        let last = at + len == data.len();
+        let mut f = whole[..34].to_vec();
+        f.extend_from_slice(&data[at..at + len]);
+        f[16..18].copy_from_slice(&((20 + len) as u16).to_be_bytes());
+        let word = (at / 8) as u16 | if last { 0 } else { 0x2000 };
+        f[20..22].copy_from_slice(&word.to_be_bytes());
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = crate::wire::checksum::ipv4_header(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+        at += len;
+    }
+    out
+}
+
+/// Cuts the IPv6 packet of `whole` (no extension headers) into fragments of `size` data
+/// bytes with fragment headers of identification `ident`.
+fn frag6(whole: &[u8], size: usize, ident: u32) -> Vec<Vec<u8>> {
+    let data = &whole[54..];
+    let next = whole[20];
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let len = size.min(data.len() - at);
+        let last = at + len == data.len();
+        let mut f = whole[..54].to_vec();
+        f[20] = 44;
+        f[18..20].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+        f.extend_from_slice(&[next, 0]);
+        f.extend_from_slice(&((at as u16) | u16::from(!last)).to_be_bytes());
+        f.extend_from_slice(&ident.to_be_bytes());
+        f.extend_from_slice(&data[at..at + len]);
+        out.push(f);
+        at += len;
+    }
+    out
+}
+
+/// Sends every frame; all but what completes a datagram are consumed (held).
+fn send_all(g: &mut Gw, frames: &[Vec<u8>], port: u16) -> Vec<Verdict> {
+    frames.iter().map(|f| g.send(f, port).0).collect()
+}
+
+#[test]
+fn fragmented_udp_crosses_snat_both_ways_as_the_original_fragments() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let query: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    let frags = frag4(
+        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, &query)),
+        1480,
+    );
+    assert_eq!(frags.len(), 3);
+    let v = send_all(&mut g, &frags, 0);
+    assert_eq!(v, [Verdict::Consumed; 3]);
+    let out = g.take_emitted();
+    let want = frag4(
+        &ip4(
+            ROUTER,
+            GW1,
+            GW_OUT4,
+            SERVER4,
+            63,
+            17,
+            &udp(5353, 53, &query),
+        ),
+        1480,
+    );
+    assert_eq!(out.len(), 3);
+    for ((port, f), w) in out.iter().zip(&want) {
+        assert_eq!(*port, 1);
+        assert_eq!(f, w, "translated fragment, byte for byte");
+    }
+
+    // A 4,000-byte answer, its fragments out of order.
+    let answer: Vec<u8> = (0..4000u32).map(|i| (i * 3) as u8).collect();
+    let mut frags = frag4(
+        &ip4(
+            GW1,
+            ROUTER,
+            SERVER4,
+            GW_OUT4,
+            60,
+            17,
+            &udp(53, 5353, &answer),
+        ),
+        1480,
+    );
+    frags.swap(0, 2);
+    assert_eq!(send_all(&mut g, &frags, 1), [Verdict::Consumed; 3]);
+    let out = g.take_emitted();
+    let want = frag4(
+        &ip4(HOST, GW0, SERVER4, H4, 59, 17, &udp(53, 5353, &answer)),
+        1480,
+    );
+    assert_eq!(out, want.into_iter().map(|f| (0, f)).collect::<Vec<_>>());
+    let st = g.shared.ipf().status();
+    assert_eq!((st.v4.accepted, st.v4.completed, st.n_frags), (6, 6, 0));
+}
+
+#[test]
+fn a_large_ping_crosses_snat_and_its_reply_comes_back() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let mut req = vec![8, 0, 0, 0, 0x03, 0x84, 0, 1];
+    req.extend((0..8000u32).map(|i| i as u8));
+    let frags = frag4(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &req), 1480);
+    assert_eq!(frags.len(), 6);
+    assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 6]);
+    let out = g.take_emitted();
+    let want = frag4(&ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &req), 1480);
+    assert_eq!(out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), want);
+    let mut rep = req.clone();
+    rep[0] = 0;
+    let frags = frag4(&ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 1, &rep), 1480);
+    send_all(&mut g, &frags, 1);
+    let out = g.take_emitted();
+    let want = frag4(&ip4(HOST, GW0, SERVER4, H4, 59, 1, &rep), 1480);
+    assert_eq!(out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn fragmented_ipv6_udp_crosses_snat() {
+    let mut g = Gw::new();
+    let (h6, gw_out6, server6) = (v6("fd00:0:0:1::2"), v6("fd00:0:0:2::1"), v6("2001:db8::7"));
+    // Neighbours resolve from their own solicitations of the gateway.
+    let (v, _) = g.send(&ns(HOST, h6, v6("fd00:0:0:1::1")), 0);
+    assert_eq!(v, Verdict::Forward(0));
+    let (v, _) = g.send(&ns(ROUTER, v6("fd00:0:0:2::2"), gw_out6), 1);
+    assert_eq!(v, Verdict::Forward(1));
+    g.take_emitted();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 11) as u8).collect();
+    let frags = frag6(
+        &ip6(GW0, HOST, h6, server6, 64, 17, &udp(4000, 53, &data)),
+        1448,
+        77,
+    );
+    assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 3]);
+    let out = g.take_emitted();
+    let want = frag6(
+        &ip6(ROUTER, GW1, gw_out6, server6, 63, 17, &udp(4000, 53, &data)),
+        1448,
+        77,
+    );
+    assert_eq!(out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), want);
+    let st = g.shared.ipf().status();
+    assert_eq!((st.v6.accepted, st.v6.completed), (3, 3));
+}
+
+#[test]
+fn outside_initiated_fragments_are_refused_and_counted() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let data = vec![7u8; 3000];
+    let frags = frag4(
+        &ip4(GW1, ROUTER, SERVER4, H4, 60, 17, &udp(53, 9999, &data)),
+        1480,
+    );
+    let v = send_all(&mut g, &frags, 1);
+    assert_eq!(v[..2], [Verdict::Consumed; 2]);
+    assert_eq!(v[2], Verdict::Drop(DropReason::PolicyDenied));
+    assert!(g.take_emitted().is_empty());
+    // A fragment below the minimum size is refused by reassembly itself.
+    let small = frag4(
+        &ip4(GW1, ROUTER, SERVER4, H4, 60, 17, &udp(53, 9999, &data)),
+        800,
+    );
+    assert_eq!(g.send(&small[0], 1).0, Verdict::Drop(DropReason::Fragment));
+    assert_eq!(g.shared.ipf().status().v4.too_small, 1);
+    assert_eq!(g.shared.ipf().n_frags(), 0);
+}
+
+#[test]
+fn with_reassembly_disabled_fragments_are_untracked_and_dropped_as_before() {
+    let text = format!("{}\n", crate::config::EMBEDDED_DEFAULT)
+        .replace("enabled_v4 = true", "enabled_v4 = false");
+    let mut g = Gw::with_config(&text);
+    g.resolve_v4_neighbours();
+    let frags = frag4(
+        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, &[1; 3000])),
+        1480,
+    );
+    for f in &frags {
+        assert_eq!(g.send(f, 0).0, Verdict::Drop(DropReason::Fragment));
+    }
+    assert_eq!(g.shared.ipf().status().v4.accepted, 0);
+}
+
+#[test]
+fn an_icmp_error_quoting_a_first_fragment_is_related_and_translated() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let data = vec![5u8; 3000];
+    let frags = frag4(
+        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, &data)),
+        1480,
+    );
+    send_all(&mut g, &frags, 0);
+    let out = g.take_emitted();
+    // The server's port unreachable quoting the first fragment as it received it.
+    let mut err = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    err.extend_from_slice(&out[0].1[14..14 + 28]);
+    let (v, got) = g.send(&ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 1, &err), 1);
+    fwd(v, 0);
+    let orig = &frags[0];
+    let mut want_err = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    want_err.extend_from_slice(&orig[14..14 + 28]);
+    // The quoted header as the host sent it, but with the TTL the server saw.
+    want_err[8 + 8] = 63;
+    let c = {
+        let mut h = want_err[8..28].to_vec();
+        h[10..12].copy_from_slice(&[0, 0]);
+        crate::wire::checksum::ipv4_header(&h)
+    };
+    want_err[8 + 10..8 + 12].copy_from_slice(&c.to_be_bytes());
+    let want = ip4(HOST, GW0, SERVER4, H4, 59, 1, &want_err);
+    assert_eq!(got[..34], want[..34]);
+    assert_eq!(
+        got[34 + 8..],
+        want[34 + 8..],
+        "quoted first fragment translated back"
+    );
+}
+
+#[test]
+fn a_completed_datagram_waits_for_its_neighbour_then_goes_out_whole() {
+    let mut g = Gw::new();
+    fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
+    let mut req = vec![8, 0, 0, 0, 0x03, 0x84, 0, 1];
+    req.extend((0..3000u32).map(|i| i as u8));
+    let frags = frag4(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &req), 1480);
+    assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 3]);
+    // Only the ARP request for the next hop went out.
+    let em = g.take_emitted();
+    assert_eq!(em.len(), 1);
+    assert_eq!(em[0].1[12..14], [0x08, 0x06]);
+    assert_eq!(g.step.w.n_held, 0, "no hold slot kept for copies");
+    // The router answers: the whole datagram follows, translated, with its MAC.
+    let (v, _) = g.send(&arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1);
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
+    let out: Vec<Vec<u8>> = g
+        .take_emitted()
+        .into_iter()
+        .map(|(p, f)| {
+            assert_eq!(p, 1);
+            f
+        })
+        .collect();
+    assert_eq!(
+        out,
+        frag4(&ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &req), 1480)
+    );
+    assert_eq!(g.shared.ipf().n_frags(), 0);
+}
+
+#[test]
+fn a_datagram_whose_neighbour_never_answers_is_dropped_after_the_hold_timeout() {
+    let mut g = Gw::new();
+    fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
+    let frags = frag4(
+        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, &[0; 3000])),
+        1480,
+    );
+    send_all(&mut g, &frags, 0);
+    assert_eq!(g.shared.ipf().n_frags(), 3);
+    g.tick(HOLD_TIMEOUT_MS + 1);
+    assert_eq!(g.shared.ipf().n_frags(), 0, "its slots returned");
+    assert!(g
+        .take_emitted()
+        .iter()
+        .all(|(_, f)| f[12..14] == [0x08, 0x06]));
+}
+
+/// The next hop's MAC in a frame the gateway sent to it, and what the gateway asked: the
+/// Ethernet destination of each ARP request it emitted (unicast probe or broadcast).
+fn arp_requests_to(em: &[(u16, Vec<u8>)]) -> Vec<[u8; 6]> {
+    em.iter()
+        .filter(|(port, f)| *port == 1 && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 1])
+        .map(|(_, f)| {
+            assert_eq!(&f[38..42], &ROUTER4, "asks for the router");
+            let mut d = [0u8; 6];
+            d.copy_from_slice(&f[..6]);
+            d
+        })
+        .collect()
+}
+
+#[test]
+fn a_next_hop_that_changed_its_mac_silently_is_probed_and_found_again() {
+    const MOVED: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x99];
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let pkt = |i: u16| {
+        ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            17,
+            &udp(3000, 53, &i.to_be_bytes()),
+        )
+    };
+    let (v, out) = g.send(&pkt(0), 0);
+    fwd(v, 1);
+    assert_eq!(out[..6], ROUTER);
+    // Reachable: no request while it is used.
+    g.tick(NEIGH_REACHABLE_MAX_MS - 20_000);
+    fwd(g.send(&pkt(1), 0).0, 1);
+    assert!(arp_requests_to(&g.take_emitted()).is_empty());
+    // The router's MAC changes (no gratuitous ARP); the entry goes stale. Traffic keeps
+    // using the old MAC while it is probed: 3 unicast probes, then broadcasts.
+    g.tick(20_000);
+    let mut asked = Vec::new();
+    for i in 0..4u16 {
+        let (v, out) = g.send(&pkt(2 + i), 0);
+        fwd(v, 1);
+        assert_eq!(out[..6], ROUTER, "the old MAC is used while probing");
+        asked.extend(arp_requests_to(&g.take_emitted()));
+        g.tick(NEIGH_RETRY_MS);
+    }
+    assert_eq!(asked, vec![ROUTER, ROUTER, ROUTER, [0xff; 6]]);
+    // The router, at its new MAC, answers the broadcast: traffic goes there at once.
+    g.send(&arp(2, MOVED, ROUTER4, GW1, GW_OUT4, GW1), 1);
+    let (v, out) = g.send(&pkt(9), 0);
+    fwd(v, 1);
+    assert_eq!(out[..6], MOVED);
+    assert!(arp_requests_to(&g.take_emitted()).is_empty());
+    assert_eq!(g.shared.counters().neigh_failed, 0);
+}
+
+#[test]
+fn a_next_hop_that_never_answers_its_probes_is_dropped_and_counted() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let pkt = |i: u16| {
+        ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            17,
+            &udp(3001, 53, &i.to_be_bytes()),
+        )
+    };
+    g.tick(NEIGH_REACHABLE_MAX_MS);
+    let mut asked = Vec::new();
+    for i in 0..6u16 {
+        fwd(g.send(&pkt(i), 0).0, 1);
+        asked.extend(arp_requests_to(&g.take_emitted()));
+        g.tick(NEIGH_RETRY_MS);
+    }
+    assert_eq!(asked.len(), 6);
+    assert_eq!(asked.iter().filter(|m| **m == ROUTER).count(), 3);
+    // Six probes unanswered and a retry interval later: failed, counted, forgotten; the
+    // next packet waits for a fresh (broadcast) resolution.
+    assert_eq!(g.shared.counters().neigh_failed, 1);
+    assert!(!g.shared.neighbours().iter().any(|(p, _, _)| *p == 1));
+    let (v, _) = g.send(&pkt(7), 0);
+    assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
+    assert_eq!(arp_requests_to(&g.take_emitted()), vec![[0xff; 6]]);
+}
+
+/// Address-only NAT (GRE here) admits one inside host per server per pool address: with
+/// the default one-address pool, a second inside host's GRE to the same server is refused
+/// as `nat_exhausted`; the server's GRE goes to the first host only.
+#[test]
+fn a_second_inside_host_with_gre_to_the_same_server_is_refused_not_misdelivered() {
+    const HOST2: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x03];
+    const H4B: [u8; 4] = [10, 0, 0, 3];
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    g.send(&arp(1, HOST2, H4B, [0; 6], GW_IN4, [0xff; 6]), 0);
+    g.take_emitted();
+    let gre = [0u8, 0, 0x08, 0x00, 0x45, 0, 0, 0];
+    let (v, out) = g.send(&ip4(GW0, HOST, H4, SERVER4, 64, 47, &gre), 0);
+    fwd(v, 1);
+    assert_eq!(out, ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 47, &gre));
+    let (v, _) = g.send(&ip4(GW0, HOST2, H4B, SERVER4, 64, 47, &gre), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NatExhausted));
+    // The server's GRE to the pool address reaches the first host.
+    let (v, back) = g.send(&ip4(GW1, ROUTER, SERVER4, GW_OUT4, 64, 47, &gre), 1);
+    fwd(v, 0);
+    assert_eq!(back, ip4(HOST, GW0, SERVER4, H4, 63, 47, &gre));
+    // Another server is another reply tuple: the second host gets through to it.
+    let other = [203, 0, 113, 9];
+    let (v, _) = g.send(&ip4(GW0, HOST2, H4B, other, 64, 47, &gre), 0);
+    fwd(v, 1);
+}
+
+/// A unicast neighbour solicitation (a probe of a known IPv6 neighbour) goes to the
+/// neighbour's address and MAC; the multicast one to the solicited-node group.
+#[test]
+fn a_unicast_ns_probe_is_addressed_to_the_neighbour() {
+    use super::originated::ns_request_to;
+    let (src, target) = (v6("fd00:0:0:2::1"), v6("fd00:0:0:2::2"));
+    let mut buf = [0u8; 128];
+    let n = ns_request_to(&mut buf, MacAddr(GW1), Some(MacAddr(ROUTER)), &src, &target).unwrap();
+    let f = &buf[..n];
+    assert_eq!((&f[..6], &f[6..12]), (&ROUTER[..], &GW1[..]));
+    assert_eq!(&f[22..38], &src);
+    assert_eq!(&f[38..54], &target, "to the neighbour itself");
+    assert_eq!((f[54], &f[62..78]), (135, &target[..]));
+    verify_frame(f).unwrap();
+    let n = ns_request_to(&mut buf, MacAddr(GW1), None, &src, &target).unwrap();
+    let f = &buf[..n];
+    assert_eq!(&f[..6], &[0x33, 0x33, 0xff, 0, 0, 2]);
+    assert_eq!(&f[38..41], &[0xff, 0x02, 0]);
+    verify_frame(f).unwrap();
 }

@@ -64,7 +64,7 @@ fn an_inside_endpoint_keeps_its_outside_port_for_every_destination_even_when_ano
     fwd(v, 1);
     assert_eq!(out_sport(&a2), 5000);
     assert_eq!(g.shared.conntrack().n_conns(), 3);
-    assert_eq!(g.shared.maps.len(), 2);
+    assert_eq!(g.shared.rt.maps.len(), 2);
 }
 
 #[test]
@@ -199,7 +199,7 @@ fn a_udp_mapping_idle_longer_than_ovs_30_s_keeps_its_port_and_dies_with_its_conn
     g.shared.conntrack().control_handle().sweep_all(now);
     assert_eq!(g.shared.conntrack().n_conns(), 0);
     assert_eq!(
-        g.shared.maps.lookup_in(
+        g.shared.rt.maps.lookup_in(
             &Endpoint::src_of(&crate::conntrack::ConnKey {
                 src: ip_to_addr(IpAddr::from(H4)).0,
                 dst: [0; 16],
