@@ -7,6 +7,7 @@
 
 use crate::conntrack::timeouts::TimeoutAttr;
 use crate::ipf::{limits as frag_limits, FragSettings};
+use crate::nat::mapping::Filtering;
 use crate::nat::NatRange;
 use serde::Deserialize;
 use std::fmt;
@@ -208,6 +209,9 @@ pub struct Config {
     /// The line of each `[[port]]` entry's `port =` key (same order as `ports`), for
     /// errors found later (a port DPDK did not probe).
     pub port_lines: Vec<Option<usize>>,
+    /// Filtering of each `[[snat]]` rule's mappings (in the order of `snat`): its own
+    /// `filtering`, else `[nat] filtering`, else address-and-port-dependent.
+    pub snat_filtering: Vec<Filtering>,
 }
 
 // ---- The file's shape (serde), with spans for the fields validated afterwards. ----
@@ -233,6 +237,35 @@ struct RawConfig {
     timeouts: RawTimeouts,
     #[serde(default)]
     fragments: RawFragments,
+    #[serde(default)]
+    nat: RawNat,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNat {
+    filtering: Option<Spanned<String>>,
+}
+
+fn parse_filtering(
+    v: &Option<Spanned<String>>,
+    field: String,
+    lines: &Lines,
+) -> Result<Option<Filtering>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(s) => match Filtering::from_name(s.get_ref()) {
+            Some(f) => Ok(Some(f)),
+            None => lines.err(
+                s.span(),
+                field,
+                format!(
+                    "unknown value '{}' (expected \"address-port-dependent\", \"address-dependent\" or \"endpoint-independent\")",
+                    s.get_ref()
+                ),
+            ),
+        },
+    }
 }
 
 /// `[fragments]`: reassembly settings, OVS's defaults and bounds (see [`crate::ipf`]).
@@ -362,6 +395,7 @@ struct RawRoute {
 #[serde(deny_unknown_fields)]
 struct RawSnat {
     pool: Spanned<String>,
+    filtering: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1073,6 +1107,15 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
     }
 
     let fragments = validate_fragments(&raw.fragments, lines)?;
+    let nat_filtering =
+        parse_filtering(&raw.nat.filtering, "nat.filtering".into(), lines)?.unwrap_or_default();
+    let mut snat_filtering = Vec::new();
+    for (i, s) in raw.snat.iter().enumerate() {
+        snat_filtering.push(
+            parse_filtering(&s.filtering, format!("snat[{i}].filtering"), lines)?
+                .unwrap_or(nat_filtering),
+        );
+    }
 
     Ok(Config {
         source: lines.file.to_string(),
@@ -1101,6 +1144,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
             .collect(),
         fragments,
         port_lines,
+        snat_filtering,
     })
 }
 
@@ -1183,6 +1227,27 @@ mod tests {
         assert!(!c.policy.invalid_allow);
         assert_eq!(c.datapath.max_conns, 3_000_000);
         assert_eq!(c.datapath.sweep_interval_ms, 20_000);
+    }
+
+    #[test]
+    fn nat_filtering_is_read_globally_and_per_snat_rule() {
+        assert_eq!(
+            Config::embedded().unwrap().snat_filtering,
+            [Filtering::AddressPortDependent; 2]
+        );
+        let c = Config::parse(
+            &format!("{PORTS}[nat]\nfiltering = \"endpoint-independent\"\n[[snat]]\npool = \"192.0.2.1\"\n[[snat]]\npool = \"[fd00::1]\"\nfiltering = \"address-dependent\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.snat_filtering,
+            [Filtering::EndpointIndependent, Filtering::AddressDependent]
+        );
+        assert_eq!(
+            err(&format!("{PORTS}[nat]\nfiltering = \"full-cone\"\n")),
+            "t.toml:10: nat.filtering: unknown value 'full-cone' (expected \"address-port-dependent\", \"address-dependent\" or \"endpoint-independent\")"
+        );
     }
 
     #[test]
