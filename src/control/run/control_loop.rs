@@ -144,6 +144,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                 conntrack: &g.ct,
                 sweep_interval_ms: &g.sweep_interval_ms,
                 info: &info,
+                ipf: Some(g.shared.ipf()),
                 now: now_ms,
             };
             busy = g.server.poll(&ctx, DEFAULT_BUDGET).busy;

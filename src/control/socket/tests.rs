@@ -53,6 +53,7 @@ impl Harness {
                 conntrack: &ct,
                 sweep_interval_ms: &sweep,
                 info: &Fake,
+                ipf: None,
                 now: 0,
             };
             while !s.load(Ordering::Relaxed) {
@@ -476,7 +477,7 @@ mod fuzz {
             let ct = tracker(100, 5);
             let mut server = ControlServer::bind(&path).unwrap();
             let sweep = AtomicU32::new(1);
-            let ctx = ControlContext { conntrack: &ct, sweep_interval_ms: &sweep, info: &Fake, now: 0 };
+            let ctx = ControlContext { conntrack: &ct, sweep_interval_ms: &sweep, info: &Fake, ipf: None, now: 0 };
             let mut c = UnixStream::connect(&path).unwrap();
             c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
             let mut got = Vec::new();
