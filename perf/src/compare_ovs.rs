@@ -140,7 +140,7 @@ use crate::gen_traffic::{self, Proto, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC
 use crate::ovs::{self, Instance, Options};
 use crate::pcap_feed::{memory_for, pcap_mbufs, Feeder};
 use crate::plot::{self, Line};
-use crate::runner::{find_ctgate, remove_dpdk_runtime, EalArgs};
+use crate::runner::{find_ctgate, mega_per_sec, remove_dpdk_runtime, EalArgs};
 
 /// Open vSwitch's DPDK switch (package openvswitch-switch-dpdk).
 const OVS_DPDK: &str = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk";
@@ -537,7 +537,7 @@ impl Measure {
     fn new(c: (u64, u64, u64), secs: f64, conns: u64) -> Measure {
         let (rx, fwd, rev) = c;
         Measure {
-            mpps: (fwd + rev) as f64 / secs / 1e6,
+            mpps: mega_per_sec(fwd + rev, secs),
             conns,
             fwd_pct: if rx > 0 {
                 100.0 * (fwd + rev) as f64 / rx as f64

@@ -12,6 +12,7 @@
 pub mod commands;
 pub mod counter_lines;
 pub mod protocol;
+pub mod reload;
 #[cfg(feature = "dpdk")]
 pub mod run;
 pub mod run_options;

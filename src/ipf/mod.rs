@@ -408,6 +408,11 @@ impl Ipf {
         Ok(())
     }
 
+    /// The reassembly timeout (a configuration reload; bounds checked by the caller).
+    pub fn set_timeout_ms(&self, ms: u64) {
+        self.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// The current settings.
     pub fn settings(&self) -> FragSettings {
         FragSettings {

@@ -6,11 +6,11 @@
 //! keep that honest:
 //!
 //! * The packet's checksum is verified first; a packet whose CRC32c is already wrong is
-//!   refused ([`RewriteError::SctpChecksum`]) instead of leaving with a fresh, valid one
+//!   refused ([`Refused::Checksum`], the rewrite's `SctpChecksum`) instead of leaving with a fresh, valid one
 //!   (recomputing would launder a corrupted packet). A packet whose ports stay is not
 //!   looked at (its checksum is the receiver's business, as for TCP and UDP).
 //! * A fragment carries only part of the packet the CRC32c covers, so a fragment whose
-//!   ports must change is refused ([`RewriteError::SctpFragment`]); fragments are
+//!   ports must change is refused ([`Refused::Fragment`]); fragments are
 //!   reassembled before the tracker or not tracked at all.
 //!
 //! In the packet an ICMP error quotes, the ports are translated back by the generic code
@@ -20,17 +20,30 @@
 //! it: Linux matches an ICMP error to its association by ports and verification tag).
 //!
 //! No allocation, no panic on any input; nothing is written before everything is checked.
+//! (The rewrite calls in here and maps [`Refused`] to its errors; this file imports
+//! nothing of it.)
 
-use super::rewrite::{RewriteError, Rewritten};
 use crate::wire::parse::Fragment;
 use crate::wire::sctp;
+
+/// Why an SCTP packet's ports cannot be rewritten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// The common header is cut.
+    Truncated,
+    /// Its CRC32c is wrong (recomputing would launder it).
+    Checksum,
+    /// A fragment: the CRC32c covers the whole packet.
+    Fragment,
+}
 
 /// A checked port rewrite of an SCTP packet, not yet written.
 pub(super) struct PortRewrite<'a> {
     packet: &'a mut [u8],
     sport: u16,
     dport: u16,
-    bits: u8,
+    /// Whether the source and the destination port change.
+    changes: (bool, bool),
 }
 
 /// Checks that `packet` (the whole IP payload, from the common header) can get the ports
@@ -40,44 +53,36 @@ pub(super) fn prepare(
     fragment: Fragment,
     sport: u16,
     dport: u16,
-) -> Result<PortRewrite<'_>, RewriteError> {
-    let view = sctp::Packet::new_checked(&*packet).map_err(|_| RewriteError::Truncated)?;
-    let bits = if view.src_port() != sport {
-        Rewritten::SRC_PORT
-    } else {
-        0
-    } | if view.dst_port() != dport {
-        Rewritten::DST_PORT
-    } else {
-        0
-    };
-    if bits != 0 {
+) -> Result<PortRewrite<'_>, Refused> {
+    let view = sctp::Packet::new_checked(&*packet).map_err(|_| Refused::Truncated)?;
+    let changes = (view.src_port() != sport, view.dst_port() != dport);
+    if changes.0 || changes.1 {
         if fragment != Fragment::None {
-            return Err(RewriteError::SctpFragment);
+            return Err(Refused::Fragment);
         }
         if !view.verify_checksum() {
-            return Err(RewriteError::SctpChecksum);
+            return Err(Refused::Checksum);
         }
     }
     Ok(PortRewrite {
         packet,
         sport,
         dport,
-        bits,
+        changes,
     })
 }
 
 impl PortRewrite<'_> {
     /// Writes the ports and the recomputed checksum (nothing if no port changes); returns
-    /// the changed bits.
-    pub(super) fn write(self) -> u8 {
-        if self.bits != 0 {
+    /// whether the source and the destination port changed.
+    pub(super) fn write(self) -> (bool, bool) {
+        if self.changes.0 || self.changes.1 {
             let mut p = sctp::Packet::new_unchecked(self.packet);
             p.set_src_port(self.sport);
             p.set_dst_port(self.dport);
             p.fill_checksum();
         }
-        self.bits
+        self.changes
     }
 }
 

@@ -1,4 +1,4 @@
-//! Packet views (smoltcp style: `Packet<T: AsRef<[u8]>>`, a private `mod field`,
+//! Packet views (smoltcp style: `Packet<T: AsRef<[u8]>>`, a `mod field` of named byte ranges,
 //! one `check_len`), checksum helpers and one-pass frame classification.
 //!
 //! # Views
@@ -33,8 +33,9 @@
 //!
 //! One way only: [`proto`] (constants) and the private byte helpers here import nothing;
 //! [`checksum`] imports [`proto`]; the views import those and each other downwards
-//! (`icmpv6` → `ipv6`, `ethernet`); [`parse`] imports the views; [`frame_checksums`]
-//! imports [`parse`] and [`checksum`]. No file imports one that imports it back.
+//! (`icmpv6` → `ipv6`, `ethernet`; [`sctp`], with its own CRC32c, only the helpers);
+//! [`parse`] imports the views; [`frame_checksums`] imports [`parse`], [`checksum`] and
+//! [`sctp`]. No file imports one that imports it back.
 //!
 //! No `unsafe`, no allocation, no panics on any input.
 #![forbid(unsafe_code)]
@@ -45,6 +46,7 @@ use core::fmt;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod fixed;
 pub mod frame_checksums;
 pub mod icmpv4;
 pub mod icmpv6;
@@ -54,6 +56,7 @@ pub mod parse;
 pub mod proto;
 pub mod sctp;
 pub mod tcp;
+pub mod testframe;
 pub mod udp;
 
 pub use self::parse::{

@@ -4,7 +4,9 @@
 //! walk the streamed commands share, and the small reply helpers.
 
 use crate::conntrack::{ConnSnapshot, Conntrack};
+use crate::pipeline::gateway::GatewayShared;
 use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 
 /// What the gateway tells about itself, for `show`, `stats` and `version`. The gateway
 /// implements it over its ports and workers; tests use a fake.
@@ -18,6 +20,23 @@ pub trait GatewayInfo {
     fn version_extra(&self) -> Option<String> {
         None
     }
+    /// The configuration in force, for `reload` (a gateway has one).
+    fn live(&self) -> Option<&dyn LiveConfig> {
+        None
+    }
+}
+
+/// The gateway's configuration in force, as the commands see it.
+pub trait LiveConfig {
+    /// Reads `file` (default: the file in force), validates it and swaps it in. Returns
+    /// the report lines and the version now in force; on an error nothing changed.
+    fn reload(
+        &self,
+        file: Option<&str>,
+        ctx: &ControlContext,
+    ) -> Result<(String, Arc<GatewayShared>), String>;
+    /// Stops answering for SNAT pools no longer configured.
+    fn drop_old_pools(&self) -> Result<(), String>;
 }
 
 /// Everything a command may read or change. Built by the control loop for each

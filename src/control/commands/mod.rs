@@ -25,16 +25,18 @@ mod ct_stats;
 mod dump_flush;
 mod ipf;
 mod limits;
+mod reload;
 mod settings;
 
 use args::*;
 use context::*;
-pub use context::{ControlContext, GatewayInfo, Job, Outcome, Step};
+pub use context::{ControlContext, GatewayInfo, Job, LiveConfig, Outcome, Step};
 use ct_stats::*;
 pub use dump_flush::conn_json;
 use dump_flush::*;
 use ipf::*;
 use limits::*;
+use reload::*;
 use settings::*;
 
 /// A command of the table: its name, argument synopsis and help.
@@ -238,6 +240,28 @@ pub const COMMANDS: &[CommandSpec] = &[
         details: "With -m, also the datagrams being reassembled (`Fragment Lists:`).",
     },
     CommandSpec {
+        name: "reload",
+        args: "[--config FILE] [--flush-stale]",
+        summary: "Re-read the configuration and swap it in without losing a connection.",
+        details: "Reads the file ctgate started with (or FILE, as a path ctgate can open; the embedded\n\
+                  default when it started on it), validates it completely and, when it is valid, swaps\n\
+                  it in atomically: workers switch between two bursts, every connection keeps its state\n\
+                  and NAT binding, new connections follow the new rules. An invalid file is refused with\n\
+                  its FILE:LINE: FIELD: MESSAGE error and nothing changes (exit status 1).\n\
+                  Live: routes, policy, SNAT and DNAT rules, zones of ports, static next hops\n\
+                  (next_hop_mac), port addresses, limits, timeouts, max_conns up to the pool allocated\n\
+                  at start, tcp_seq_check, sweep_interval_ms, [fragments]. Needs a restart (refused,\n\
+                  naming the field): the set of ports and VLAN sub-interfaces, datapath.buckets, a\n\
+                  max_conns above the pool allocated at start; lcores, queues and mempools are\n\
+                  command-line options.\n\
+                  The file wins over ct-set-* commands: each value changed at run time that the reload\n\
+                  changes is named on a `reset NAME: RUNNING -> FILE (set at run time)` line.\n\
+                  SIGHUP to ctgate does the same as `reload` (its result goes to ctgate's log).\n\
+                  --config FILE    read FILE instead of the file in force (it becomes the file in force)\n\
+                  --flush-stale    then delete the connections the new policy or NAT rules would not\n\
+                  \x20                create, and stop answering ARP/NDP for SNAT pools no longer configured",
+    },
+    CommandSpec {
         name: "show",
         args: "",
         summary: "Print ports, lcores, queues and uptime.",
@@ -335,6 +359,7 @@ pub fn execute(ctx: &ControlContext, cmd: &str, args: &[String]) -> Outcome {
         "ipf-set-min-frag" => ipf_set_min_frag(ctx, args),
         "ipf-set-max-nfrags" => ipf_set_max_nfrags(ctx, args),
         "ipf-get-status" => ipf_get_status(ctx, args),
+        "reload" => reload(ctx, args),
         "show" => no_args(args).map(|()| done(ensure_newline(ctx.info.show()))),
         "stats" => no_args(args).map(|()| done(stats_text(ctx))),
         "version" => no_args(args).map(|()| {

@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use super::launch::{pairs_list, WorkerHandle};
 use super::setup::{port_role_text, vlan_lines};
-use crate::config::Config;
-use crate::control::commands::GatewayInfo;
+use crate::control::commands::{GatewayInfo, LiveConfig};
 use crate::control::counter_lines::{gateway_line, PortLine, WorkerLine};
+use crate::control::reload::LiveGateway;
 use crate::dpdk::{self, Lcore, Port, PortCaps, PortStats};
-use crate::pipeline::gateway::GatewayShared;
 use crate::pipeline::worker::WorkerSnapshot;
 use crate::pipeline::{DropCounters, DropReason, MacAddr};
 
@@ -74,19 +73,21 @@ pub(super) struct Info<'a> {
     pub main_lcore: Lcore,
     pub start: Instant,
     pub tsc_hz: u64,
-    pub config: &'a Config,
-    pub shared: &'a GatewayShared,
+    /// The configuration in force and its table versions (`reload` changes them).
+    pub live: &'a LiveGateway,
     pub socket: String,
     pub sweep_interval_ms: u32,
 }
 
 impl GatewayInfo for Info<'_> {
     fn show(&self) -> String {
+        let config = self.live.config();
+        let config = &*config;
         let mut s = String::new();
         let _ = writeln!(
             s,
             "ctgate gateway: config {}, control socket {}",
-            self.config.source, self.socket
+            config.source, self.socket
         );
         for p in self.ports {
             let c = self.caps.iter().find(|c| c.id == p.id());
@@ -101,7 +102,7 @@ impl GatewayInfo for Info<'_> {
                 p.rx_queue_count(),
                 p.tx_queue_count(),
             );
-            if let Some(pc) = self.config.port(p.id()) {
+            if let Some(pc) = config.port(p.id()) {
                 let _ = write!(s, " {}", port_role_text(pc));
             }
             match p.link() {
@@ -115,7 +116,7 @@ impl GatewayInfo for Info<'_> {
                 }
                 Err(_) => s.push_str(" link=unknown\n"),
             }
-            for l in vlan_lines(self.config, p.id()) {
+            for l in vlan_lines(config, p.id()) {
                 let _ = writeln!(s, "{l}");
             }
         }
@@ -151,11 +152,15 @@ impl GatewayInfo for Info<'_> {
             let _ = write!(s, " {}={}", r.name(), d.get(r));
         }
         s.push('\n');
-        let _ = writeln!(s, "{}", gateway_line(&self.shared.counters()));
+        let _ = writeln!(s, "{}", gateway_line(&self.live.shared().counters()));
         s
     }
 
     fn version_extra(&self) -> Option<String> {
         Some(format!("{}\n", dpdk::dpdk_version()))
+    }
+
+    fn live(&self) -> Option<&dyn LiveConfig> {
+        Some(self.live)
     }
 }

@@ -30,11 +30,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
 use crate::conntrack::stats::CtCountersSnapshot;
 use crate::control::counter_lines::{ct_line, gateway_line};
+use crate::control::reload::LiveGateway;
 use crate::control::socket::ControlServer;
 use crate::control::telemetry_cmds;
 use crate::dpdk::{self, Eal, Port, PortStats, Tsc};
@@ -115,6 +116,10 @@ pub fn run_report(
             .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&signalled)))
             .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
+    // SIGHUP reloads the configuration in force (gateway mode; ignored otherwise).
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(SIGHUP, Arc::clone(&hangup))
+        .map_err(|e| format!("cannot install the signal handler: {e}"))?;
 
     let port_ids = dpdk::available_ports(eal);
     let mut caps = Vec::with_capacity(port_ids.len());
@@ -162,10 +167,12 @@ pub fn run_report(
         Mode::Gateway(g) => {
             // Workers read the monotonic clock themselves (the same ms since `start` as
             // the control lcore's): a starved control lcore cannot stop time for them.
-            g.shared.run_clock_from(start);
-            g.shared.set_now_ms(clock_ms(start, Instant::now()));
-            // GatewayShared::new accepted the same table: it cannot fail here.
-            let vlans = VlanTable::from_config(&g.config).unwrap_or_default();
+            let shared = g.live.shared();
+            shared.run_clock_from(start);
+            shared.set_now_ms(clock_ms(start, Instant::now()));
+            // GatewayShared::new accepted the same table: it cannot fail here. The VLAN
+            // sub-interfaces cannot change on a reload.
+            let vlans = VlanTable::from_config(&g.live.config()).unwrap_or_default();
             launch_workers(
                 eal,
                 &lcores,
@@ -175,7 +182,7 @@ pub fn run_report(
                 tsc_hz,
                 verbose,
                 |i, wq, w| {
-                    let step = GatewayStep::new(Arc::clone(&g.shared), i);
+                    let step = GatewayStep::new(Arc::clone(&shared), i);
                     let w = w(step)?.with_vlans(vlans.clone());
                     Ok(match pool_of(wq) {
                         Some(pool) => w.with_mempool(pool),
@@ -216,6 +223,7 @@ pub fn run_report(
                 caps: &caps,
                 workers: &workers,
                 signalled: &signalled,
+                hangup: &hangup,
                 start,
                 tsc_hz,
                 main_lcore: dpdk::main_lcore(eal),
@@ -330,9 +338,8 @@ fn gateway_ctl(
         eprintln!("ctgate: telemetry commands not registered: {e}");
     }
     Ok(GatewayCtl {
-        config: cfg.clone(),
+        live: LiveGateway::new(cfg.clone(), shared),
         ct,
-        shared,
         server,
         sweep_interval_ms: AtomicU32::new(cfg.datapath.sweep_interval_ms),
         worker_counters,
@@ -345,7 +352,7 @@ fn announce(verbose: bool, gw: Option<&GatewayCtl>, ports: usize, workers: usize
         Some(g) => say!(
             verbose,
             "ctgate: gateway on {ports} ports with {workers} workers, config {}, control socket {} (Ctrl-C to stop)",
-            g.config.source,
+            g.live.config().source,
             g.server.path().display()
         ),
         None => say!(
@@ -398,7 +405,7 @@ fn print_final(
     }
     if let Some(g) = gw {
         println!("{}", ct_line(g.ct.n_conns(), &g.ct.counters()));
-        println!("{}", gateway_line(&g.shared.counters()));
+        println!("{}", gateway_line(&g.live.shared().counters()));
     }
     flush();
 }

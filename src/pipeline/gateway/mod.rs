@@ -72,6 +72,7 @@
 //! the byte writers of the frames the gateway originates.
 
 mod answers;
+pub mod live;
 pub mod martian;
 pub mod neigh;
 pub mod originated;
@@ -86,13 +87,16 @@ use std::sync::Arc;
 
 use super::vlan::RxInfo;
 use super::{DropReason, PacketStep, RxCksum, StepSink, Verdict};
+use crate::at;
 use crate::config::Role;
 use crate::conntrack::{CtState, OwnedCtWorker, PacketMeta, Refusal, ReplyTuples};
 use crate::ipf::{self, Detached, Outcome};
 use crate::nat::{self, NatSpec, Rewritten};
-use crate::wire::checksum::verify_ipv4_header;
+use crate::wire::checksum::{update_u16, verify_ipv4_header};
 use crate::wire::ethernet::is_vlan_tpid;
+use crate::wire::fixed::At;
 use crate::wire::parse::{Fragment, L4Summary, ParseError, ParsedPacket};
+use crate::wire::{ipv4, ipv6};
 use crate::wire::{parse_frame, parse_frame_into};
 use answers::answer_echo;
 use originated::ETHERTYPE_ARP;
@@ -100,14 +104,20 @@ use shared::{dnat_match, family_of, is_directed_broadcast, not_forwardable, self
 use state::{Pre, WorkerState};
 
 pub use answers::ICMP_ERRORS_PER_SEC;
-pub use shared::{GatewayCounters, GatewayCountersSnapshot, GatewayShared, MAX_NAT_SPECS};
+pub use live::Publisher;
+pub use shared::{
+    GatewayCounters, GatewayCountersSnapshot, GatewayRuntime, GatewayShared, MAX_NAT_SPECS,
+};
 pub use state::{BURST, HOLD_PER_PORT, HOLD_TIMEOUT_MS};
 
 /// One worker's gateway step.
 pub struct GatewayStep {
+    /// The configuration version this worker runs ([`live`]).
     shared: Arc<GatewayShared>,
     ct: OwnedCtWorker,
     w: WorkerState,
+    /// The worker's index (its tracker shard and quiescent-state slot).
+    index: usize,
 }
 
 impl GatewayStep {
@@ -115,11 +125,33 @@ impl GatewayStep {
     pub fn new(shared: Arc<GatewayShared>, worker_index: usize) -> GatewayStep {
         let ct = OwnedCtWorker::new(shared.ct.clone(), worker_index);
         let n_ports = shared.ports.len();
-        GatewayStep {
+        shared.epoch.passed(worker_index, shared.generation);
+        let mut step = GatewayStep {
             ct,
             w: WorkerState::new(n_ports),
             shared,
+            index: worker_index,
+        };
+        step.quiesce();
+        step
+    }
+
+    /// A quiescent point, between two bursts: switches to the published version when
+    /// there is a newer one ([`live`]). One load when there is not.
+    #[inline]
+    fn quiesce(&mut self) {
+        if self.shared.epoch.published() != self.shared.generation {
+            self.switch_version();
         }
+    }
+
+    #[cold]
+    fn switch_version(&mut self) {
+        if let Some(next) = self.shared.epoch.take(self.shared.generation) {
+            // Only a reference is dropped: the publisher frees the old version.
+            self.shared = next;
+        }
+        self.shared.epoch.passed(self.index, self.shared.generation);
     }
 
     /// The shared part.
@@ -560,23 +592,32 @@ fn ipv4_header_refusal(frame: &[u8], p: &ParsedPacket, cksum: RxCksum) -> Option
     }
 }
 
-/// TTL / hop limit minus one (IPv4 header checksum updated incrementally).
+/// TTL / hop limit minus one (IPv4 header checksum updated incrementally), through the
+/// headers' named fields.
 #[inline]
 fn decrement_ttl(frame: &mut [u8], fam: u8, l3: usize) -> bool {
+    let Some(ip) = frame.get_mut(l3..) else {
+        return false;
+    };
     if fam == 4 {
-        let Some(h) = frame.get_mut(l3..l3 + 12) else {
+        use crate::wire::ipv4::field;
+        let Some(h) = ip.first_chunk_mut::<{ ipv4::MIN_HEADER_LEN }>() else {
             return false;
         };
-        let old = u16::from_be_bytes([h[8], h[9]]);
-        h[8] = h[8].wrapping_sub(1);
-        let new = u16::from_be_bytes([h[8], h[9]]);
-        let c = crate::wire::checksum::update_u16(u16::from_be_bytes([h[10], h[11]]), old, new);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
+        // TTL and protocol are one word of the header checksum.
+        const { assert!(field::TTL + 1 == field::PROTOCOL && field::TTL.is_multiple_of(2)) };
+        type TtlWord = At<{ field::TTL }, 2>;
+        let old = TtlWord::get_u16(h);
+        let [ttl] = <at!(field::TTL, 1)>::get(h);
+        <at!(field::TTL, 1)>::put(h, &[ttl.wrapping_sub(1)]);
+        let c = update_u16(<at!(field::CHECKSUM)>::get_u16(h), old, TtlWord::get_u16(h));
+        <at!(field::CHECKSUM)>::put_u16(h, c);
     } else {
-        let Some(h) = frame.get_mut(l3 + 7) else {
+        let Some(h) = ip.first_chunk_mut::<{ ipv6::HEADER_LEN }>() else {
             return false;
         };
-        *h = h.wrapping_sub(1);
+        let [hops] = <at!(ipv6::field::HOP_LIMIT, 1)>::get(h);
+        <at!(ipv6::field::HOP_LIMIT, 1)>::put(h, &[hops.wrapping_sub(1)]);
     }
     true
 }
@@ -594,6 +635,7 @@ impl PacketStep for GatewayStep {
             cksum: RxCksum::Unknown,
             vlan: None,
         }; BURST];
+        self.quiesce();
         self.w.now = self.shared.now_ms();
         self.w.sync_neigh(&self.shared);
         let n = frames.len().min(verdicts.len());
@@ -618,6 +660,7 @@ impl PacketStep for GatewayStep {
         rx: &[RxInfo],
         verdicts: &mut [Verdict],
     ) {
+        self.quiesce();
         self.w.now = self.shared.now_ms();
         self.w.sync_neigh(&self.shared);
         let n = frames.len().min(verdicts.len()).min(rx.len());
@@ -639,6 +682,7 @@ impl PacketStep for GatewayStep {
     }
 
     fn service(&mut self, sink: &mut dyn StepSink) {
+        self.quiesce();
         let sh = &*self.shared;
         let w = &mut self.w;
         w.now = sh.now_ms();
@@ -674,5 +718,11 @@ impl PacketStep for GatewayStep {
         if sh.ipf.n_frags() > 0 {
             sh.ipf.expire(w.now, 8);
         }
+    }
+}
+
+impl Drop for GatewayStep {
+    fn drop(&mut self) {
+        self.shared.epoch.leave(self.index);
     }
 }

@@ -2,10 +2,12 @@
 //! prefixes and configured routes, longest prefix first), the gateway's own addresses and
 //! SNAT pools, the DNAT rules, the event counters, the neighbour table and the clock.
 //!
-//! Built once from the config by [`GatewayShared::new`] and shared by every worker behind
-//! an `Arc`. After construction the tables never change; only the counters (relaxed
-//! atomics, rare events), the clock and the neighbour table (behind a mutex, with a
-//! generation number the workers compare against their own copy) are written.
+//! Built from the config by [`GatewayShared::new`] and shared by every worker behind an
+//! `Arc`. After construction a version's tables never change: a reload builds the next
+//! version ([`GatewayShared::reconfigure`]) and publishes it ([`super::live`]). The
+//! counters (relaxed atomics, rare events), the clock and the neighbour table (behind a
+//! mutex, with a generation number the workers compare against their own copy) live in
+//! the [`GatewayRuntime`] every version shares; only they are written.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -141,14 +143,18 @@ pub(super) fn family_of(f: Family) -> u8 {
 
 /// What all workers share: config-derived tables, the tracker, the neighbour table and
 /// the clock.
+///
+/// One `GatewayShared` is one version of the configuration-derived tables; every
+/// version of a run shares one [`GatewayRuntime`] (tracker, clock, counters, neighbour
+/// table, the published version), reached through `Deref`. [`GatewayShared::reconfigure`]
+/// builds the next version, [`super::live`] publishes it to the workers.
 pub struct GatewayShared {
-    pub(super) ct: Arc<Conntrack>,
-    pub(super) now: AtomicU64,
-    /// When set, [`GatewayShared::now_ms`] reads the monotonic clock itself (ms since this
-    /// instant, plus one): workers then never depend on the control lcore being scheduled
-    /// to see time pass (expiry and reclaim-on-insert stay right when it is starved).
-    pub(super) clock_start: std::sync::OnceLock<std::time::Instant>,
-    pub(super) counters: GatewayCounters,
+    /// What every version shares.
+    pub(super) rt: Arc<GatewayRuntime>,
+    /// This version's number (1 for the first).
+    pub(super) generation: u64,
+    /// The MACs of the configured ports (kept for the next version).
+    pub(super) port_macs: Vec<(u16, MacAddr)>,
     pub(super) ports: Vec<Port>,
     /// `port_idx[id]`: index into `ports` of interface `id`, `u8::MAX` when not
     /// configured.
@@ -172,6 +178,19 @@ pub struct GatewayShared {
     pub(super) nat_specs: Vec<NatSpec>,
     pub(super) outside_new_allow: bool,
     pub(super) invalid_allow: bool,
+}
+
+/// The part of the gateway's shared state that outlives a configuration version: the
+/// tracker, the clock, the event counters, the neighbour table, and the version the
+/// workers are to switch to ([`super::live`]).
+pub struct GatewayRuntime {
+    pub(super) ct: Arc<Conntrack>,
+    pub(super) now: AtomicU64,
+    /// When set, [`GatewayShared::now_ms`] reads the monotonic clock itself (ms since this
+    /// instant, plus one): workers then never depend on the control lcore being scheduled
+    /// to see time pass (expiry and reclaim-on-insert stay right when it is starved).
+    pub(super) clock_start: std::sync::OnceLock<std::time::Instant>,
+    pub(super) counters: GatewayCounters,
     pub(super) neigh: Mutex<NeighMap>,
     pub(super) neigh_gen: AtomicU64,
     /// When a worker last aged the neighbour table (ms): whichever worker sees it a
@@ -179,6 +198,16 @@ pub struct GatewayShared {
     pub(super) last_age: AtomicU64,
     /// IP fragment reassembly (`[fragments]`), shared by every worker.
     pub(super) ipf: Ipf,
+    /// Publication of new versions to the workers.
+    pub(super) epoch: super::live::Epoch,
+}
+
+impl std::ops::Deref for GatewayShared {
+    type Target = GatewayRuntime;
+
+    fn deref(&self) -> &GatewayRuntime {
+        &self.rt
+    }
 }
 
 impl GatewayShared {
@@ -188,6 +217,56 @@ impl GatewayShared {
         ct: Arc<Conntrack>,
         port_macs: &[(u16, MacAddr)],
     ) -> Result<Arc<GatewayShared>, String> {
+        let rt = Arc::new(GatewayRuntime {
+            ct,
+            now: AtomicU64::new(0),
+            clock_start: std::sync::OnceLock::new(),
+            counters: GatewayCounters::default(),
+            neigh: Mutex::new(NeighMap::default()),
+            neigh_gen: AtomicU64::new(0),
+            last_age: AtomicU64::new(0),
+            ipf: Ipf::new(cfg.fragments, FRAG_SLOT_BYTES)
+                .map_err(|e| format!("[fragments]: {e}"))?,
+            epoch: super::live::Epoch::new(1),
+        });
+        Self::build(cfg, rt, 1, port_macs, &[]).map(Arc::new)
+    }
+
+    /// The next version: the tables of `cfg` over this version's tracker, clock,
+    /// counters and neighbour table (not yet published: see [`super::live`]).
+    /// `keep_pools` are SNAT pools of earlier versions still answered for in ARP/NDP, so
+    /// the replies of connections NATed to them still arrive.
+    pub fn reconfigure(
+        &self,
+        cfg: &Config,
+        keep_pools: &[NatRange],
+    ) -> Result<GatewayShared, String> {
+        Self::build(
+            cfg,
+            Arc::clone(&self.rt),
+            self.generation + 1,
+            &self.port_macs,
+            keep_pools,
+        )
+    }
+
+    /// This version's number (the first is 1).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The SNAT pools answered for in ARP/NDP (this version's and the kept ones).
+    pub fn answered_pools(&self) -> &[NatRange] {
+        &self.pools
+    }
+
+    fn build(
+        cfg: &Config,
+        rt: Arc<GatewayRuntime>,
+        generation: u64,
+        port_macs: &[(u16, MacAddr)],
+        keep_pools: &[NatRange],
+    ) -> Result<GatewayShared, String> {
         let mut ports = Vec::new();
         let mut port_idx = [u8::MAX; MAX_IFACES];
         let vlans = VlanTable::from_config(cfg)?;
@@ -297,7 +376,9 @@ impl GatewayShared {
                 own6.push((v, v));
             }
         }
-        for r in &cfg.snat {
+        // The pools of this version and the kept ones are the gateway's own addresses.
+        let kept = keep_pools.iter().filter(|k| !cfg.snat.contains(k));
+        for r in cfg.snat.iter().chain(kept) {
             if r.family == 4 {
                 own4.push((bits(4, &r.addr_min) as u32, bits(4, &r.addr_max) as u32));
             } else {
@@ -342,11 +423,16 @@ impl GatewayShared {
                 MAX_NAT_SPECS - cfg.snat.len()
             ));
         }
-        Ok(Arc::new(GatewayShared {
-            ct,
-            now: AtomicU64::new(0),
-            clock_start: std::sync::OnceLock::new(),
-            counters: GatewayCounters::default(),
+        let mut pools = cfg.snat.clone();
+        for k in keep_pools {
+            if !pools.contains(k) {
+                pools.push(*k);
+            }
+        }
+        Ok(GatewayShared {
+            rt,
+            generation,
+            port_macs: port_macs.to_vec(),
             ports,
             port_idx,
             routes4,
@@ -356,17 +442,12 @@ impl GatewayShared {
             bcast4,
             snat_v4,
             snat_v6,
-            pools: cfg.snat.clone(),
+            pools,
             dnat,
             nat_specs,
             outside_new_allow: cfg.policy.outside_new_allow,
             invalid_allow: cfg.policy.invalid_allow,
-            neigh: Mutex::new(NeighMap::default()),
-            neigh_gen: AtomicU64::new(0),
-            last_age: AtomicU64::new(0),
-            ipf: Ipf::new(cfg.fragments, FRAG_SLOT_BYTES)
-                .map_err(|e| format!("[fragments]: {e}"))?,
-        }))
+        })
     }
 
     /// Sets the clock by hand (ms, monotonic), for a step without

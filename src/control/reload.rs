@@ -1,0 +1,518 @@
+//! The running gateway's configuration and its reload (`ctgate-ctl reload`, SIGHUP).
+//!
+//! [`LiveGateway`] holds the configuration in force, its generation number, where it came
+//! from and when it was loaded, and the [`Publisher`] of the gateway's table versions.
+//! [`LiveGateway::reload`] reads a file (the one in force, or another), and:
+//!
+//! 1. parses and validates it completely ([`Config::load`]: the `FILE:LINE: FIELD:
+//!    MESSAGE` errors of a start); any error refuses the reload and nothing changes;
+//! 2. refuses a change of what needs a restart ([`restart_fields`]: the set of ports and
+//!    VLAN sub-interfaces, `datapath.buckets`, a `datapath.max_conns` above the pool
+//!    allocated at start), naming the field;
+//! 3. builds the next table version (routes, policy, SNAT/DNAT rules, zones of ports,
+//!    static next hops) and publishes it: workers switch between two bursts
+//!    ([`crate::pipeline::gateway::live`]); every connection stays, with its NAT binding;
+//! 4. applies the tracker settings of the file: `max_conns`, `tcp_seq_check`,
+//!    `sweep_interval_ms`, limits and timeout policies, and the `[fragments]` settings.
+//!
+//! # Settings changed at run time (`ct-set-*`, `ipf-set-*`)
+//!
+//! The file wins: a reload sets the tracker settings to the new file's values. Every value
+//! that was changed at run time and that the reload changes is named in the reload's
+//! output, one `reset NAME: RUNNING -> FILE` line each, so nothing is lost silently.
+//!
+//! The SNAT pools of earlier versions stay answered for (ARP/NDP) and stay the gateway's
+//! own addresses, so the replies of connections NATed to them keep arriving; a reload with
+//! `--flush-stale` deletes the connections the new version would not create and stops
+//! answering for pools no longer configured.
+
+use std::cell::{Ref, RefCell};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, EMBEDDED_NAME};
+use crate::conntrack::{Conntrack, TimeoutAttr};
+use crate::control::commands::{ControlContext, LiveConfig};
+use crate::ipf::{FragSettings, Ipf};
+use crate::nat::NatRange;
+use crate::pipeline::gateway::{GatewayShared, Publisher};
+use crate::wire::parse::Family;
+
+/// What [`LiveGateway::reload`] did.
+pub struct Reloaded {
+    /// Lines for the operator (`reloaded generation N from FILE`, `reset …` lines).
+    pub report: String,
+    /// The version now published (what `--flush-stale` judges connections by).
+    pub version: Arc<GatewayShared>,
+}
+
+struct State {
+    config: Config,
+    generation: u64,
+    loaded_unix: u64,
+    publisher: Publisher,
+}
+
+/// The configuration in force and the versions published to the workers. Lives on the
+/// control lcore (not `Sync`: one thread reloads).
+pub struct LiveGateway {
+    state: RefCell<State>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl LiveGateway {
+    /// The gateway as started: `config`, built into `first` (generation 1).
+    pub fn new(config: Config, first: Arc<GatewayShared>) -> LiveGateway {
+        LiveGateway {
+            state: RefCell::new(State {
+                generation: first.generation(),
+                config,
+                loaded_unix: unix_now(),
+                publisher: Publisher::new(first),
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Ref<'_, Config> {
+        Ref::map(self.state.borrow(), |s| &s.config)
+    }
+
+    /// The table version in force.
+    pub fn shared(&self) -> Arc<GatewayShared> {
+        Arc::clone(self.state.borrow().publisher.current())
+    }
+
+    /// (generation, source, load time in seconds since the Unix epoch).
+    pub fn origin(&self) -> (u64, String, u64) {
+        let s = self.state.borrow();
+        (s.generation, s.config.source.clone(), s.loaded_unix)
+    }
+
+    /// Frees the table versions every worker has left (call once a tick).
+    pub fn reclaim(&self) -> usize {
+        self.state.borrow_mut().publisher.reclaim()
+    }
+
+    /// Reads `file` (default: the file in force; the embedded default when it is the one
+    /// in force), validates it and swaps it in (see the module doc). On an error nothing
+    /// has changed.
+    pub fn reload(
+        &self,
+        file: Option<&str>,
+        ct: &Conntrack,
+        sweep_interval_ms: &AtomicU32,
+    ) -> Result<Reloaded, String> {
+        let source = file.map_or_else(|| self.config().source.clone(), str::to_string);
+        let new = if source == EMBEDDED_NAME {
+            Config::embedded()
+        } else {
+            Config::load(std::path::Path::new(&source))
+        }
+        .map_err(|e| e.to_string())?;
+        self.apply(new, ct, sweep_interval_ms)
+    }
+
+    /// Swaps in `new` (already parsed and validated as a file is).
+    pub fn apply(
+        &self,
+        new: Config,
+        ct: &Conntrack,
+        sweep_interval_ms: &AtomicU32,
+    ) -> Result<Reloaded, String> {
+        let mut st = self.state.borrow_mut();
+        let refused = restart_fields(&st.config, &new);
+        if !refused.is_empty() {
+            return Err(format!(
+                "{}: {}; the running configuration stays",
+                new.source,
+                refused.join("; ")
+            ));
+        }
+        let cur = Arc::clone(st.publisher.current());
+        let keep: Vec<NatRange> = cur.answered_pools().to_vec();
+        let next = cur
+            .reconfigure(&new, &keep)
+            .map_err(|e| format!("{}: {e}; the running configuration stays", new.source))?;
+        let ipf = cur.ipf();
+        let running = settings_of_tracker(ct, sweep_interval_ms, ipf);
+        let was = settings_of_config(&st.config);
+        // The last step that can fail: the pool was sized at start.
+        ct.set_max_conns(new.datapath.max_conns).map_err(|e| {
+            format!(
+                "{}: datapath.max_conns: {e}: needs a restart; the running configuration stays",
+                new.source
+            )
+        })?;
+        let version = st.publisher.publish(next)?;
+        apply_tracker_settings(&new, ct, sweep_interval_ms);
+        apply_fragment_settings(&new.fragments, ipf);
+        let now = settings_of_tracker(ct, sweep_interval_ms, ipf);
+        st.generation = version.generation();
+        st.loaded_unix = unix_now();
+        let mut report = format!(
+            "reloaded generation {} from {}\n",
+            st.generation, new.source
+        );
+        for (k, v) in &running {
+            let at_start = was.get(k).map_or("unset", String::as_str);
+            let after = now.get(k).map_or("unset", String::as_str);
+            if v != at_start && v != after {
+                report.push_str(&format!("reset {k}: {v} -> {after} (set at run time)\n"));
+            }
+        }
+        st.config = new;
+        Ok(Reloaded { report, version })
+    }
+
+    /// Stops answering for SNAT pools no longer configured (after `--flush-stale`):
+    /// publishes a version with only the configured ones.
+    pub fn drop_old_pools(&self) -> Result<(), String> {
+        let mut st = self.state.borrow_mut();
+        let cur = Arc::clone(st.publisher.current());
+        if cur.answered_pools() == st.config.snat.as_slice() {
+            return Ok(());
+        }
+        let next = cur.reconfigure(&st.config, &[])?;
+        let v = st.publisher.publish(next)?;
+        st.generation = v.generation();
+        Ok(())
+    }
+}
+
+impl LiveConfig for LiveGateway {
+    /// [`LiveGateway::reload`], logged to ctgate's output (errors to stderr).
+    fn reload(
+        &self,
+        file: Option<&str>,
+        ctx: &ControlContext,
+    ) -> Result<(String, Arc<GatewayShared>), String> {
+        match LiveGateway::reload(self, file, ctx.conntrack, ctx.sweep_interval_ms) {
+            Ok(r) => {
+                print!("ctgate: {}", r.report);
+                Ok((r.report, r.version))
+            }
+            Err(e) => {
+                eprintln!("ctgate: reload refused: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    fn drop_old_pools(&self) -> Result<(), String> {
+        LiveGateway::drop_old_pools(self)
+    }
+}
+
+/// The fields of `new` that differ from `old` and need a restart, each as `FIELD: …
+/// needs a restart`.
+pub fn restart_fields(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let ifaces = |c: &Config| c.ports.iter().map(|p| (p.port, p.vlan)).collect::<Vec<_>>();
+    if ifaces(old) != ifaces(new) {
+        out.push(
+            "port: the set of ports and VLAN sub-interfaces changed: needs a restart".to_string(),
+        );
+    }
+    if old.datapath.buckets != new.datapath.buckets {
+        out.push(format!(
+            "datapath.buckets: {} -> {} needs a restart",
+            old.datapath.buckets, new.datapath.buckets
+        ));
+    }
+    out
+}
+
+/// The tracker settings as `NAME -> value` (names as in the file).
+fn settings_of_tracker(ct: &Conntrack, sweep: &AtomicU32, ipf: &Ipf) -> BTreeMap<String, String> {
+    let mut m = fragment_settings(&ipf.settings());
+    m.insert("datapath.max_conns".into(), ct.max_conns().to_string());
+    m.insert(
+        "datapath.tcp_seq_check".into(),
+        ct.tcp_seq_check().to_string(),
+    );
+    m.insert(
+        "datapath.sweep_interval_ms".into(),
+        sweep.load(Ordering::Relaxed).to_string(),
+    );
+    m.insert(
+        "limits.default".into(),
+        ct.zones().default_limit().to_string(),
+    );
+    for (z, l, _) in ct.zones().explicit_limits() {
+        m.insert(format!("limits.zone {z}"), l.to_string());
+    }
+    for a in TimeoutAttr::ALL {
+        let secs = ct
+            .default_policy()
+            .get_ms(a)
+            .map_or(a.default_secs(), |ms| ms / 1000);
+        m.insert(format!("timeouts.{}", a.name()), secs.to_string());
+    }
+    for (z, zone) in ct.zones().existing() {
+        for a in TimeoutAttr::ALL {
+            if let Some(ms) = zone.policy.get_ms(a) {
+                m.insert(
+                    format!("timeouts.zone {z}.{}", a.name()),
+                    (ms / 1000).to_string(),
+                );
+            }
+        }
+    }
+    m
+}
+
+/// What [`settings_of_tracker`] reads after a start with `cfg`.
+fn settings_of_config(cfg: &Config) -> BTreeMap<String, String> {
+    let mut m = fragment_settings(&cfg.fragments);
+    m.insert(
+        "datapath.max_conns".into(),
+        cfg.datapath.max_conns.to_string(),
+    );
+    m.insert(
+        "datapath.tcp_seq_check".into(),
+        cfg.datapath.tcp_seq_check.to_string(),
+    );
+    m.insert(
+        "datapath.sweep_interval_ms".into(),
+        cfg.datapath.sweep_interval_ms.to_string(),
+    );
+    m.insert("limits.default".into(), cfg.default_limit.to_string());
+    for (z, l) in &cfg.zone_limits {
+        m.insert(format!("limits.zone {z}"), l.to_string());
+    }
+    for a in TimeoutAttr::ALL {
+        let secs = cfg
+            .timeouts
+            .iter()
+            .find(|(x, _)| *x == a)
+            .map_or(a.default_secs(), |&(_, s)| s);
+        m.insert(format!("timeouts.{}", a.name()), secs.to_string());
+    }
+    for (z, list) in &cfg.zone_timeouts {
+        for (a, s) in list {
+            m.insert(format!("timeouts.zone {z}.{}", a.name()), s.to_string());
+        }
+    }
+    m
+}
+
+/// The `[fragments]` settings as `NAME -> value`.
+fn fragment_settings(f: &FragSettings) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for (k, v) in [
+        ("enabled_v4", f.enabled_v4.to_string()),
+        ("enabled_v6", f.enabled_v6.to_string()),
+        ("min_frag_v4", f.min_frag_v4.to_string()),
+        ("min_frag_v6", f.min_frag_v6.to_string()),
+        ("max_frags", f.max_frags.to_string()),
+        ("timeout_ms", f.timeout_ms.to_string()),
+    ] {
+        m.insert(format!("fragments.{k}"), v);
+    }
+    m
+}
+
+/// Sets the reassembly settings to `f` (validated with the file: the setters accept
+/// them).
+fn apply_fragment_settings(f: &FragSettings, ipf: &Ipf) {
+    ipf.set_enabled(Family::V4, f.enabled_v4);
+    ipf.set_enabled(Family::V6, f.enabled_v6);
+    let _ = ipf.set_min_frag(Family::V4, f.min_frag_v4);
+    let _ = ipf.set_min_frag(Family::V6, f.min_frag_v6);
+    let _ = ipf.set_max_frags(f.max_frags);
+    ipf.set_timeout_ms(f.timeout_ms);
+}
+
+/// Sets the tracker's limits, timeout policies, sequence checking and the sweep interval
+/// to `cfg`'s (`max_conns` is set before, as it can fail).
+fn apply_tracker_settings(cfg: &Config, ct: &Conntrack, sweep: &AtomicU32) {
+    ct.set_tcp_seq_check(cfg.datapath.tcp_seq_check);
+    sweep.store(cfg.datapath.sweep_interval_ms, Ordering::Relaxed);
+    let zones = ct.zones();
+    zones.set_default_limit(cfg.default_limit);
+    for (z, _, _) in zones.explicit_limits() {
+        if !cfg.zone_limits.iter().any(|(x, _)| *x == z) {
+            zones.del_limit(z);
+        }
+    }
+    for &(z, l) in &cfg.zone_limits {
+        zones.set_limit(z, l);
+    }
+    for a in TimeoutAttr::ALL {
+        let secs = cfg
+            .timeouts
+            .iter()
+            .find(|(x, _)| *x == a)
+            .map_or(a.default_secs(), |&(_, s)| s);
+        ct.default_policy().set_ms(a, secs.saturating_mul(1000));
+    }
+    for (z, zone) in zones.existing() {
+        let want = cfg
+            .zone_timeouts
+            .iter()
+            .find(|(x, _)| *x == z)
+            .map_or(&[][..], |(_, l)| l.as_slice());
+        // An attribute to remove: start from an empty overlay (a moment with the
+        // defaults only, for that zone's new packets).
+        if TimeoutAttr::ALL
+            .iter()
+            .any(|&a| zone.policy.get_ms(a).is_some() && !want.iter().any(|(x, _)| *x == a))
+        {
+            zone.policy.clear();
+        }
+    }
+    for (z, list) in &cfg.zone_timeouts {
+        let zone = zones.get_or_create(*z);
+        for &(a, s) in list {
+            zone.policy.set_ms(a, s.saturating_mul(1000));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EMBEDDED_DEFAULT;
+    use crate::conntrack::CtConfig;
+    use crate::pipeline::gateway::GatewayStep;
+    use crate::pipeline::{MacAddr, PacketStep};
+
+    fn text(pool: &str) -> String {
+        EMBEDDED_DEFAULT
+            .replace("max_conns = 3000000", "max_conns = 4096")
+            .replace("pool = \"192.0.2.1\"", &format!("pool = \"{pool}\""))
+    }
+
+    /// A file of its own for this test.
+    fn write(name: &str, body: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("ctgate-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p.display().to_string()
+    }
+
+    fn gateway(path: &str) -> (LiveGateway, Arc<Conntrack>, AtomicU32) {
+        let cfg = Config::load(std::path::Path::new(path)).unwrap();
+        let ct = Arc::new(Conntrack::new(CtConfig {
+            max_conns: cfg.datapath.max_conns,
+            n_buckets: 0,
+            workers: 1,
+            tcp_seq_check: true,
+            hash_seed: Some(1),
+        }));
+        let macs = [
+            (0, MacAddr([2, 0, 0, 0, 0, 1])),
+            (1, MacAddr([2, 0, 0, 0, 0, 2])),
+        ];
+        let shared = GatewayShared::new(&cfg, Arc::clone(&ct), &macs).unwrap();
+        let sweep = AtomicU32::new(cfg.datapath.sweep_interval_ms);
+        // As a start does (`build_tracker`).
+        apply_tracker_settings(&cfg, &ct, &sweep);
+        (LiveGateway::new(cfg, shared), ct, sweep)
+    }
+
+    #[test]
+    fn an_invalid_file_is_refused_with_its_line_and_nothing_changes() {
+        let a = write("invalid-a.toml", &text("192.0.2.1"));
+        let (live, ct, sweep) = gateway(&a);
+        let mut step = GatewayStep::new(live.shared(), 0);
+        let bad = write(
+            "invalid-bad.toml",
+            &text("192.0.2.7").replace("role = \"outside\"", "role = \"sideways\""),
+        );
+        let e = live.reload(Some(&bad), &ct, &sweep).err().unwrap();
+        assert!(e.starts_with(&format!("{bad}:")), "{e}");
+        let line = e[bad.len() + 1..].split(':').next().unwrap();
+        let want = text("192.0.2.7")
+            .lines()
+            .position(|l| l.contains("role = \"outside\""))
+            .unwrap()
+            + 1;
+        assert_eq!(line, want.to_string(), "{e}");
+        assert_eq!(live.origin().0, 1, "generation unchanged");
+        assert_eq!(live.config().source, a);
+        assert_eq!(live.shared().generation(), 1);
+        // A valid one: generation 2, the worker switches at its next burst.
+        let b = write("invalid-b.toml", &text("192.0.2.7"));
+        let r = live.reload(Some(&b), &ct, &sweep).unwrap();
+        assert_eq!(r.report, format!("reloaded generation 2 from {b}\n"));
+        assert_eq!(live.config().source, b);
+        let mut f = [0u8; 14];
+        step.process(&mut f, 0);
+        assert_eq!(
+            live.reclaim(),
+            0,
+            "version 1 freed after the worker's burst"
+        );
+        drop(step);
+    }
+
+    #[test]
+    fn fields_that_need_a_restart_are_refused_by_name() {
+        let a = write("restart-a.toml", &text("192.0.2.1"));
+        let (live, ct, sweep) = gateway(&a);
+        let vlan = write(
+            "restart-vlan.toml",
+            &format!(
+                "{}\n[[port]]\nport = 0\nvlan = 10\nrole = \"inside\"\nipv4 = \"10.0.10.1/24\"\nzone = 1\n",
+                text("192.0.2.1")
+            ),
+        );
+        let e = live.reload(Some(&vlan), &ct, &sweep).err().unwrap();
+        assert!(
+            e.contains("port: the set of ports and VLAN sub-interfaces changed: needs a restart"),
+            "{e}"
+        );
+        let big = write(
+            "restart-big.toml",
+            &text("192.0.2.1").replace("max_conns = 4096", "max_conns = 9000000"),
+        );
+        let e = live.reload(Some(&big), &ct, &sweep).err().unwrap();
+        assert!(
+            e.contains("datapath.max_conns:") && e.contains("needs a restart"),
+            "{e}"
+        );
+        let buckets = write(
+            "restart-buckets.toml",
+            &text("192.0.2.1").replace("buckets = 0", "buckets = 1024"),
+        );
+        let e = live.reload(Some(&buckets), &ct, &sweep).err().unwrap();
+        assert!(
+            e.contains("datapath.buckets: 0 -> 1024 needs a restart"),
+            "{e}"
+        );
+        assert_eq!(live.origin().0, 1);
+        assert_eq!(ct.max_conns(), 4096, "nothing changed");
+    }
+
+    #[test]
+    fn run_time_settings_the_reload_changes_are_reported() {
+        let a = write("reset-a.toml", &text("192.0.2.1"));
+        let (live, ct, sweep) = gateway(&a);
+        ct.set_max_conns(100).unwrap();
+        ct.zones().set_limit(3, 7);
+        sweep.store(500, Ordering::Relaxed);
+        let r = live.reload(None, &ct, &sweep).unwrap();
+        assert_eq!(
+            r.report,
+            format!(
+                "reloaded generation 2 from {a}\n\
+                 reset datapath.max_conns: 100 -> 4096 (set at run time)\n\
+                 reset datapath.sweep_interval_ms: 500 -> 20000 (set at run time)\n\
+                 reset limits.zone 3: 7 -> unset (set at run time)\n"
+            )
+        );
+        assert_eq!(ct.max_conns(), 4096);
+        assert_eq!(sweep.load(Ordering::Relaxed), 20000);
+        assert!(ct.zones().explicit_limits().is_empty());
+    }
+}

@@ -1,0 +1,240 @@
+//! Changing the tables of a running gateway: publishing a new [`GatewayShared`] version to
+//! the workers (read-copy-update), and telling which connections a version would no
+//! longer create (`reload --flush-stale`).
+//!
+//! # The scheme
+//!
+//! The control lcore builds the next version with [`GatewayShared::reconfigure`] (same
+//! tracker, clock, counters and neighbour table; new routes, policy, NAT rules, zones,
+//! static next hops) and hands it to [`Publisher::publish`], which puts it in the
+//! runtime's publication slot and then raises the published generation number. Each
+//! worker, between two bursts ([`GatewayStep::quiesce`](super::GatewayStep)), compares
+//! the published number with its own version's: one acquire load per burst, no lock, no
+//! allocation. When they differ it takes the new version out of the slot (a `try_lock`:
+//! only the control lcore ever holds that lock, briefly and only on a reload; if the
+//! worker ever finds it held it runs one more burst on its version and tries again), and
+//! then records the generation it now runs in its own quiescent-state slot.
+//!
+//! The publisher keeps every older version in a retired list. [`Publisher::reclaim`]
+//! frees one only when every registered worker's slot shows a later generation (all of
+//! them passed a quiescent point after the publication) and nothing else holds it: a
+//! worker only ever drops a reference, memory is freed on the control lcore.
+//!
+//! # Invariants
+//!
+//! - Versions are published in increasing generation; a worker never goes back.
+//! - A burst runs on one version from start to end: the switch happens only between
+//!   bursts, so no packet sees half of one version and half of another, and none is
+//!   dropped by the switch itself.
+//! - Connections live in the tracker, which every version shares: a switch keeps them
+//!   all, with their NAT bindings; only new connections follow the new rules.
+//! - The set of ports (and so every port index a worker holds, e.g. in its hold slots)
+//!   is the same in every version; the caller refuses a change of it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::shared::GatewayShared;
+use crate::config::Role;
+use crate::conntrack::{ConnSnapshot, CtState};
+use crate::nat::NatRange;
+
+/// Workers that can register a quiescent-state slot.
+pub const MAX_WORKERS: usize = 128;
+
+/// The publication slot and the workers' quiescent-state slots, in the runtime every
+/// version shares.
+pub(super) struct Epoch {
+    /// The generation the workers are to run.
+    published: AtomicU64,
+    /// The published version, until every worker has taken it.
+    next: Mutex<Option<Arc<GatewayShared>>>,
+    /// `seen[i]`: the generation worker `i` runs (0: no worker `i`).
+    seen: [AtomicU64; MAX_WORKERS],
+}
+
+impl Epoch {
+    pub(super) fn new(generation: u64) -> Epoch {
+        Epoch {
+            published: AtomicU64::new(generation),
+            next: Mutex::new(None),
+            seen: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// The generation the workers are to run.
+    #[inline]
+    pub(super) fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Worker `i` runs `generation` (a quiescent point).
+    #[inline]
+    pub(super) fn passed(&self, i: usize, generation: u64) {
+        if let Some(s) = self.seen.get(i) {
+            s.store(generation, Ordering::Release);
+        }
+    }
+
+    /// Worker `i` is gone.
+    pub(super) fn leave(&self, i: usize) {
+        if let Some(s) = self.seen.get(i) {
+            s.store(0, Ordering::Release);
+        }
+    }
+
+    /// The published version, when it is newer than `generation` and the slot is free
+    /// (never waits).
+    pub(super) fn take(&self, generation: u64) -> Option<Arc<GatewayShared>> {
+        let slot = self.next.try_lock().ok()?;
+        slot.as_ref()
+            .filter(|n| n.generation > generation)
+            .map(Arc::clone)
+    }
+
+    /// Has every registered worker passed a quiescent point in `generation` or later?
+    fn all_passed(&self, generation: u64) -> bool {
+        self.seen.iter().all(|s| {
+            let v = s.load(Ordering::Acquire);
+            v == 0 || v >= generation
+        })
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<GatewayShared>>> {
+        self.next.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The control lcore's side: the current version, the retired ones not yet freed.
+pub struct Publisher {
+    current: Arc<GatewayShared>,
+    retired: Vec<Arc<GatewayShared>>,
+}
+
+impl Publisher {
+    /// Starts from the version the workers were built with.
+    pub fn new(first: Arc<GatewayShared>) -> Publisher {
+        Publisher {
+            current: first,
+            retired: Vec::new(),
+        }
+    }
+
+    /// The current (last published) version.
+    pub fn current(&self) -> &Arc<GatewayShared> {
+        &self.current
+    }
+
+    /// Publishes `next` (built by [`GatewayShared::reconfigure`] from the current one):
+    /// workers switch to it at their next burst. Frees what can be freed.
+    pub fn publish(&mut self, next: GatewayShared) -> Result<Arc<GatewayShared>, String> {
+        if !Arc::ptr_eq(&next.rt, &self.current.rt) || next.generation <= self.current.generation {
+            return Err("not a successor of the running version".into());
+        }
+        let next = Arc::new(next);
+        let epoch = &self.current.rt.epoch;
+        // The version first, then its number: a worker that sees the number finds the
+        // version in the slot.
+        *epoch.slot() = Some(Arc::clone(&next));
+        epoch.published.store(next.generation, Ordering::Release);
+        let old = std::mem::replace(&mut self.current, Arc::clone(&next));
+        self.retired.push(old);
+        self.reclaim();
+        Ok(next)
+    }
+
+    /// Frees the retired versions every worker has left behind, and empties the
+    /// publication slot once every worker runs the current version. Returns how many
+    /// retired versions are still held.
+    pub fn reclaim(&mut self) -> usize {
+        let epoch = &self.current.rt.epoch;
+        if epoch.all_passed(self.current.generation) {
+            epoch.slot().take();
+        }
+        self.retired
+            .retain(|old| !(epoch.all_passed(old.generation + 1) && Arc::strong_count(old) == 1));
+        self.retired.len()
+    }
+
+    /// Workers still running an older version than the current one.
+    pub fn workers_behind(&self) -> usize {
+        let g = self.current.generation;
+        self.current
+            .rt
+            .epoch
+            .seen
+            .iter()
+            .filter(|s| {
+                let v = s.load(Ordering::Acquire);
+                v != 0 && v < g
+            })
+            .count()
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        // The slot holds a version, which holds the runtime, which holds the slot.
+        self.current.rt.epoch.slot().take();
+    }
+}
+
+fn in_range(r: &NatRange, family: u8, addr: &[u8; 16], port: u16) -> bool {
+    let v = |a: &[u8; 16]| super::shared::bits(family, a);
+    r.family == family
+        && v(&r.addr_min) <= v(addr)
+        && v(addr) <= v(&r.addr_max)
+        && r.ports.is_none_or(|(lo, hi)| lo <= port && port <= hi)
+}
+
+impl GatewayShared {
+    /// Would this version create the connection `c` (what `reload --flush-stale` keeps)?
+    ///
+    /// - destination NAT: a DNAT rule of this version matches its original destination
+    ///   (protocol, address, port) and its target holds the connection's translated
+    ///   destination;
+    /// - source NAT: this version's SNAT pool of the family holds the translated source
+    ///   address (and port, when the pool has a port range);
+    /// - no NAT: when its original source routes to an outside port and its destination
+    ///   to an inside one (it came in from outside), only with `policy.outside_new =
+    ///   "allow"`; otherwise yes.
+    pub fn would_create(&self, c: &ConnSnapshot) -> bool {
+        let fam = c.orig.family;
+        if c.nat & CtState::DNAT != 0 {
+            let target = (c.reply.src, c.reply.sport);
+            let ok = self.dnat.iter().any(|&(proto, f, addr, port, spec)| {
+                proto == c.orig.proto
+                    && f == fam
+                    && addr == c.orig.dst
+                    && port == c.orig.dport
+                    && self
+                        .nat_specs
+                        .get(usize::from(spec))
+                        .and_then(|s| s.dnat)
+                        .is_some_and(|r| in_range(&r, fam, &target.0, target.1))
+            });
+            if !ok {
+                return false;
+            }
+        }
+        if c.nat & CtState::SNAT != 0 {
+            let spec = if fam == 4 { self.snat_v4 } else { self.snat_v6 };
+            return spec
+                .and_then(|s| self.nat_specs.get(usize::from(s)))
+                .and_then(|s| s.snat)
+                .is_some_and(|r| in_range(&r, fam, &c.reply.dst, c.reply.dport));
+        }
+        if c.nat & CtState::DNAT != 0 {
+            return true;
+        }
+        let role = |a: &[u8; 16]| {
+            self.route(fam, a)
+                .and_then(|i| self.route_at(fam, i))
+                .and_then(|(p, _)| self.ports.get(usize::from(p)))
+                .map(|p| p.role)
+        };
+        let from_outside =
+            role(&c.orig.src) == Some(Role::Outside) && role(&c.orig.dst) == Some(Role::Inside);
+        !from_outside || self.outside_new_allow
+    }
+}
