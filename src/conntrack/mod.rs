@@ -4,6 +4,8 @@
 
 pub mod alg;
 pub mod conn;
+pub mod event_format;
+pub mod events;
 pub mod format;
 pub mod key;
 pub mod l4;
@@ -30,3 +32,5 @@ pub use tracker::{
 pub mod testpkt;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_events;
