@@ -23,8 +23,8 @@ pub use state::CtState;
 pub use table::Hit;
 pub use timeouts::{TimeoutAttr, TimeoutPolicy};
 pub use tracker::{
-    ConnSnapshot, Conntrack, CtConfig, CtResult, CtWorker, OwnedCtWorker, PacketMeta, Refusal,
-    ReplyTuples, DEFAULT_MAX_CONNS,
+    ConnHooks, ConnSnapshot, Conntrack, CtConfig, CtResult, CtWorker, OwnedCtWorker, PacketMeta,
+    Refusal, ReplyTuples, DEFAULT_MAX_CONNS,
 };
 
 #[doc(hidden)]
