@@ -3,7 +3,9 @@
 //! with a DNAT rule added to the file in force; the same connection now succeeds, byte
 //! for byte; a TCP transfer running across the reloads completes byte for byte; an
 //! invalid file is refused with its `FILE:LINE` error (exit 1, stderr, and ctgate's log)
-//! and changes nothing; SIGHUP reloads too. Needs root; run under
+//! and changes nothing; SIGHUP reloads too. Meanwhile `route-show`, `neigh-show` and
+//! `nat-show` (whose counts match the dump) show the tables, and `config-show` reloads to
+//! the same configuration. Needs root; run under
 //! `flock /tmp/ctgate-netns.lock`.
 #![cfg(feature = "dpdk")]
 
@@ -130,11 +132,81 @@ fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
         "the forwarded file differs"
     );
 
-    // SIGHUP: the same file again, generation 3.
+    // The tables: routes, neighbours, NAT (its counts match the dump's).
+    let routes = gw.ctl_ok(&["route-show"]);
+    for want in [
+        "10.0.0.0/24 connected port 0\n",
+        "192.0.2.0/24 connected port 1\n",
+        "0.0.0.0/0 via 192.0.2.2 port 1\n",
+        "::/0 via fd00:0:0:2::2 port 1\n",
+    ] {
+        assert!(routes.contains(want), "no {want:?} in:\n{routes}");
+    }
+    let neigh = gw.ctl_ok(&["neigh-show"]);
+    assert!(
+        neigh
+            .lines()
+            .any(|l| l.starts_with("10.0.0.2 mac=") && l.contains(" port=0 state=")),
+        "{neigh}"
+    );
+    let nat = gw.ctl_ok(&["nat-show"]);
+    let dump = gw.ctl_ok(&["dump-conntrack"]);
+    let snat_ports: std::collections::BTreeSet<&str> = dump
+        .lines()
+        .filter(|l| l.starts_with("tcp,orig=(src=10.0.0.2,"))
+        .filter_map(|l| l.split("reply=(").nth(1))
+        .filter(|r| r.contains("dst=192.0.2.1,"))
+        .filter_map(|r| r.split("dport=").nth(1))
+        .map(|p| p.trim_end_matches(|c: char| !c.is_ascii_digit()))
+        .collect();
+    assert!(
+        !snat_ports.is_empty(),
+        "the running transfer is SNATed:\n{dump}"
+    );
+    assert!(
+        nat.contains("snat pool=192.0.2.1\n")
+            && nat.contains("dnat proto=tcp match=192.0.2.1:8080 to=10.0.0.2:8080\n")
+            && nat.contains(&format!(
+                "pool 192.0.2.1: tcp={} udp=0 icmp=0 other=0\n",
+                snat_ports.len()
+            )),
+        "nat-show does not match the dump:\n{nat}\n{dump}"
+    );
+
+    // config-show reloads to the same configuration.
+    let shown = gw.ctl_ok(&["config-show"]);
+    assert!(
+        shown.starts_with(&format!(
+            "# ctgate running configuration\n# generation: 2\n# source: {}\n",
+            config.display()
+        )),
+        "{shown}"
+    );
+    let saved = gw.scratch.path("shown.toml");
+    std::fs::write(&saved, &shown).unwrap();
+    let r = gw.ctl_ok(&["reload", "--config", saved.to_str().unwrap()]);
+    assert!(
+        r.starts_with(&format!("reloaded generation 3 from {}\n", saved.display())),
+        "{r}"
+    );
+    let again = gw.ctl_ok(&["config-show"]);
+    let body = |t: &str| -> String {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    assert_eq!(
+        body(&again),
+        body(&shown),
+        "the round trip changed the configuration"
+    );
+
+    // SIGHUP: the file in force again, generation 4.
     let run = gw.run.as_mut().unwrap();
     run.signal("HUP");
     let l = run.wait_for_line(Duration::from_secs(10), |l| {
-        l.starts_with("ctgate: SIGHUP: reloaded generation 3")
+        l.starts_with("ctgate: SIGHUP: reloaded generation 4")
     });
     assert!(l.is_some(), "no SIGHUP reload line:\n{}", run.stdout());
 
