@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use common::*;
 use ctgate::pcap;
+use ctgate::wire::testframe::{Frame, L4};
 
 /// The inside host 10.0.0.2 (the static next hop of port 0).
 const HOST: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x02];
@@ -52,7 +53,7 @@ fn config() -> String {
     )
 }
 
-/// An IPv4 frame with every checksum computed over its bytes.
+/// An IPv4 frame with every checksum filled (`ctgate::wire::testframe`).
 fn ip4(
     dmac: [u8; 6],
     smac: [u8; 6],
@@ -62,29 +63,18 @@ fn ip4(
     proto: u8,
     l4: &[u8],
 ) -> Vec<u8> {
-    let mut l3 = vec![0x45, 0];
-    l3.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-    l3.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, proto, 0, 0]);
-    l3.extend_from_slice(&src);
-    l3.extend_from_slice(&dst);
-    l3.extend_from_slice(l4);
-    let mut f = ether(dmac, smac, 0x0800, &l3);
-    ctgate::wire::frame_checksums::fill_frame(&mut f).unwrap();
-    f
+    Frame::v4(src, dst, L4::raw(proto, l4))
+        .macs(dmac, smac)
+        .ttl(ttl)
+        .build()
 }
 
 fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = common::tcp(sport, dport, seq, flags, payload);
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t
+    L4::tcp(sport, dport, seq, ack, flags, payload).bytes()
 }
 
 fn echo(ty: u8, id: u16, seq: u16) -> Vec<u8> {
-    let mut e = vec![ty, 0, 0, 0];
-    e.extend_from_slice(&id.to_be_bytes());
-    e.extend_from_slice(&seq.to_be_bytes());
-    e.extend_from_slice(b"pingdata");
-    e
+    L4::echo(ty, id, seq, b"pingdata").bytes()
 }
 
 /// The packets of the run: what goes in on each side and what must come out of the

@@ -3,6 +3,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod conn;
+pub mod event_format;
+pub mod events;
 pub mod format;
 pub mod key;
 pub mod l4;
@@ -29,3 +31,5 @@ pub use tracker::{
 pub mod testpkt;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_events;

@@ -63,6 +63,8 @@ counters! {
     invalid_fragment,
     /// Lookups that had to retry because the record changed under them.
     lookup_retries,
+    /// Connection events dropped because the shard's event ring was full.
+    events_lost,
 }
 
 /// Increments a counter that only the calling thread writes (no locked instruction).

@@ -7,6 +7,7 @@
 //! (lazy expiry on lookup), and an insert at a zone limit reclaims them itself; the sweep
 //! only returns their memory and keeps counts low.
 
+use super::events::DestroyReason;
 use super::tracker::{CtWorker, OwnedCtWorker};
 use std::sync::atomic::Ordering;
 
@@ -26,6 +27,7 @@ impl CtWorker<'_> {
     /// expired at or before `now` (ms). Meant for the control lcore's handle.
     pub fn sweep_expired(&mut self, now: u64, max_buckets: usize) -> SweepReport {
         let ct = self.tracker();
+        let shard = self.shard();
         let table = ct.table();
         let n = table.n_buckets();
         let start = ct.sweep_cursor.load(Ordering::Relaxed) % n;
@@ -44,7 +46,8 @@ impl CtWorker<'_> {
                 }
             });
             for (idx, gen) in expired.drain(..) {
-                if ct.remove(idx, gen, Some(self.cache())) {
+                let ev = (shard, DestroyReason::Expired);
+                if ct.remove(idx, gen, Some(self.cache()), ev) {
                     rep.removed += 1;
                 }
             }

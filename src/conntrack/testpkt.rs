@@ -1,42 +1,29 @@
-//! Builders of [`ParsedPacket`] summaries for tracker tests and benchmarks (no bytes:
-//! the tracker reads only the summary). Byte-level tests go through `wire::parse`.
+//! [`ParsedPacket`] summaries for tracker tests: each is a frame built by the shared
+//! test-frame builder ([`crate::wire::testframe`]) and parsed by the real parser, so the
+//! tracker sees exactly what the datapath would give it for those bytes.
+//!
+//! Test support only: the functions panic on what a test would never pass (an address
+//! that does not parse, a frame the parser refuses).
+#![allow(clippy::panic)]
 
-use crate::wire::parse::{
-    proto, Family, Fragment, IcmpSummary, InnerPacket, L4Summary, ParsedPacket, TcpSummary,
-};
+use crate::wire::parse::{parse_frame, L4Summary, ParsedPacket};
+use crate::wire::testframe::{Frame, L4};
 use std::net::IpAddr;
 
-fn addr(ip: &str) -> ([u8; 16], Family) {
-    match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V4(a)) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            (b, Family::V4)
-        }
-        Ok(IpAddr::V6(a)) => (a.octets(), Family::V6),
-        Err(_) => ([0; 16], Family::V4),
-    }
+fn ip(a: &str) -> IpAddr {
+    a.parse()
+        .unwrap_or_else(|_| panic!("testpkt: {a:?} is not an address"))
 }
 
-fn base(src: &str, dst: &str, p: u8, l4: L4Summary) -> ParsedPacket {
-    let (s, fam) = addr(src);
-    let (d, _) = addr(dst);
-    ParsedPacket {
-        l3_offset: 14,
-        l4_offset: if fam == Family::V4 { 34 } else { 54 },
-        l4_len: 20,
-        vlans: 0,
-        family: fam,
-        src: s,
-        dst: d,
-        proto: p,
-        ttl: 64,
-        fragment: Fragment::None,
-        l4,
-    }
+fn frame(src: &str, dst: &str, l4: L4) -> Frame {
+    Frame::ip(ip(src), ip(dst), l4)
 }
 
-/// A TCP segment summary.
+fn parsed(f: &Frame) -> ParsedPacket {
+    parse_frame(&f.build()).unwrap_or_else(|e| panic!("testpkt: {f:?} does not parse: {e:?}"))
+}
+
+/// A TCP segment summary (`len` payload bytes).
 #[allow(clippy::too_many_arguments)]
 pub fn tcp(
     src: &str,
@@ -49,95 +36,54 @@ pub fn tcp(
     win: u16,
     len: u16,
 ) -> ParsedPacket {
-    base(
-        src,
-        dst,
-        proto::TCP,
-        L4Summary::Tcp(TcpSummary {
-            sport,
-            dport,
-            seq,
-            ack,
-            flags,
-            window: win,
-            wscale: None,
-            payload_len: len,
-        }),
-    )
+    let payload = vec![0u8; usize::from(len)];
+    let l4 = L4::tcp(sport, dport, seq, ack, flags, &payload).window(win);
+    parsed(&frame(src, dst, l4))
 }
 
 /// A UDP datagram summary.
 pub fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> ParsedPacket {
-    base(src, dst, proto::UDP, L4Summary::Udp { sport, dport })
+    parsed(&frame(src, dst, L4::udp(sport, dport, b"")))
 }
 
 /// An ICMP (v4 or v6, by address family) query summary.
 pub fn icmp_query(src: &str, dst: &str, ty: u8, id: u16) -> ParsedPacket {
-    let (_, fam) = addr(src);
-    let p = if fam == Family::V4 {
-        proto::ICMP
-    } else {
-        proto::ICMPV6
-    };
-    base(
-        src,
-        dst,
-        p,
-        L4Summary::Icmp(IcmpSummary {
-            icmp_type: ty,
-            code: 0,
-            id,
-            is_error: false,
-            inner: None,
-        }),
-    )
+    parsed(&frame(src, dst, L4::echo(ty, id, 0, b"")))
 }
 
-/// An ICMP error from `src` to `dst` carrying the header of `inner` (which must be a
-/// TCP/UDP/ICMP summary).
+/// The frame a summary was made from (addresses, protocol, ports or type/identifier).
+fn rebuild(p: &ParsedPacket) -> Frame {
+    let l4 = match p.l4 {
+        L4Summary::Tcp(t) => L4::tcp(t.sport, t.dport, t.seq, t.ack, t.flags, b"").window(t.window),
+        L4Summary::Udp { sport, dport } => L4::udp(sport, dport, b""),
+        L4Summary::Sctp { sport, dport } => L4::sctp(sport, dport, 1, b""),
+        L4Summary::Icmp(i) => L4::icmp(i.icmp_type, i.code, u32::from(i.id) << 16, b""),
+        L4Summary::Other => L4::raw(p.proto, &[0; 8]),
+    };
+    match p.family {
+        crate::wire::Family::V4 => {
+            let a = |x: &[u8; 16]| [x[0], x[1], x[2], x[3]];
+            Frame::v4(a(&p.src), a(&p.dst), l4)
+        }
+        crate::wire::Family::V6 => Frame::v6(p.src, p.dst, l4),
+    }
+}
+
+/// An ICMP error from `src` to `dst` quoting the IP header and 8 L4 bytes of `inner`
+/// (a TCP/UDP/ICMP summary, as made here).
 pub fn icmp_error(src: &str, dst: &str, ty: u8, code: u8, inner: &ParsedPacket) -> ParsedPacket {
-    let (_, fam) = addr(src);
-    let p = if fam == Family::V4 {
-        proto::ICMP
-    } else {
-        proto::ICMPV6
-    };
-    let (sport, dport) = match inner.l4 {
-        L4Summary::Tcp(t) => (t.sport, t.dport),
-        L4Summary::Udp { sport, dport } | L4Summary::Sctp { sport, dport } => (sport, dport),
-        L4Summary::Icmp(i) => (i.id, (i.icmp_type as u16) << 8 | i.code as u16),
-        L4Summary::Other => (0, 0),
-    };
-    base(
-        src,
-        dst,
-        p,
-        L4Summary::Icmp(IcmpSummary {
-            icmp_type: ty,
-            code,
-            id: 0,
-            is_error: true,
-            inner: Some(InnerPacket {
-                l3_offset: 42,
-                l4_offset: 62,
-                l4_len: 8,
-                family: inner.family,
-                src: inner.src,
-                dst: inner.dst,
-                proto: inner.proto,
-                sport,
-                dport,
-            }),
-        }),
-    )
+    let quoted = rebuild(inner).build_ip();
+    let hl = usize::from(inner.l4_offset - inner.l3_offset);
+    let quote = quoted.get(..hl + 8).unwrap_or(&quoted);
+    parsed(&frame(src, dst, L4::icmp(ty, code, 0, quote)))
 }
 
-/// An SCTP packet.
+/// An SCTP packet summary (common header only).
 pub fn sctp(src: &str, dst: &str, sport: u16, dport: u16) -> ParsedPacket {
-    base(src, dst, proto::SCTP, L4Summary::Sctp { sport, dport })
+    parsed(&frame(src, dst, L4::sctp(sport, dport, 1, b"")))
 }
 
 /// A packet of another protocol (no ports).
 pub fn other(src: &str, dst: &str, p: u8) -> ParsedPacket {
-    base(src, dst, p, L4Summary::Other)
+    parsed(&frame(src, dst, L4::raw(p, &[0; 8])))
 }

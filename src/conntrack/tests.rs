@@ -303,6 +303,38 @@ fn other_protocols_are_tracked_by_addresses_and_protocol() {
     );
 }
 
+/// SCTP is keyed with its ports (OVS >= 3.2): two associations between the same hosts
+/// are two connections, each with its own "other" state machine; an ICMP error quoting one
+/// is related to that one.
+#[test]
+fn sctp_associations_are_keyed_by_their_ports() {
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    assert_eq!(
+        run(
+            &mut w,
+            &[
+                sctp(A, B, 5000, 9899),
+                sctp(B, A, 9899, 5000),
+                sctp(A, B, 5001, 9899),
+                sctp(A, B, 5000, 9899),
+            ],
+            0,
+            0
+        ),
+        ["trk,new", "trk,est,rpl", "trk,new", "trk,est"]
+    );
+    assert_eq!(
+        dump(&ct),
+        [
+            "sctp,orig=(src=10.0.0.2,dst=192.0.2.2,sport=5000,dport=9899),reply=(src=192.0.2.2,dst=10.0.0.2,sport=9899,dport=5000)",
+            "sctp,orig=(src=10.0.0.2,dst=192.0.2.2,sport=5001,dport=9899),reply=(src=192.0.2.2,dst=10.0.0.2,sport=9899,dport=5001)",
+        ]
+    );
+    let err = icmp_error(B, A, 3, 3, &sctp(A, B, 5001, 9899));
+    assert_eq!(w.process(&err, 0, true, 1).state, st("trk,rel,rpl"));
+}
+
 #[test]
 fn fragments_are_invalid_and_counted() {
     let ct = tracker(1024);

@@ -3,6 +3,7 @@
 //! counters.
 
 use super::conn::{Conn, L4State, DIR_ORIG, DIR_REPLY};
+use super::events::{conn_id, wall_us, CtEvent, DestroyReason, EventHub, EventKind};
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
 use super::l4::{L4Kind, UpdateResult};
 use super::state::CtState;
@@ -119,6 +120,8 @@ pub struct Conntrack {
     pool_slack: u32,
     next_worker: AtomicUsize,
     pub(crate) sweep_cursor: AtomicUsize,
+    /// The event stream (one ring per shard, the control lcore's last).
+    events: Arc<EventHub>,
 }
 
 impl Conntrack {
@@ -149,12 +152,18 @@ impl Conntrack {
             workers,
             next_worker: AtomicUsize::new(0),
             sweep_cursor: AtomicUsize::new(0),
+            events: Arc::new(EventHub::new(workers + 1)),
         }
     }
 
     /// The table.
     pub fn table(&self) -> &ConnTable {
         &self.table
+    }
+
+    /// The connection event stream ([`EventHub::subscribe`] to listen).
+    pub fn events(&self) -> &Arc<EventHub> {
+        &self.events
     }
 
     /// The zones.
@@ -269,9 +278,20 @@ impl Conntrack {
     }
 
     /// Removes a connection (idempotent); its record goes to `cache`, or the shared pool.
-    pub(crate) fn remove(&self, idx: u32, gen: u32, cache: Option<&mut PoolCache>) -> bool {
+    /// `ev` names the shard removing it and why, for its `[DESTROY]` event.
+    pub(crate) fn remove(
+        &self,
+        idx: u32,
+        gen: u32,
+        cache: Option<&mut PoolCache>,
+        ev: (usize, DestroyReason),
+    ) -> bool {
         if !self.table.unlink(idx, gen) {
             return false;
+        }
+        if self.events.enabled() {
+            // Unlinked but not yet released: the record still holds the connection.
+            self.emit(ev.0, EventKind::Destroy, ev.1, idx, gen, 0);
         }
         let zone_id = self.table.conn(idx).key(DIR_ORIG).zone;
         if let Some(zone) = self.zones.get(zone_id) {
@@ -281,6 +301,56 @@ impl Conntrack {
         self.n_conns.fetch_sub(1, Ordering::AcqRel);
         self.table.release(idx, cache);
         true
+    }
+
+    /// Emits an event about the connection in record `idx` (generation `gen`) into
+    /// `shard`'s ring; a full ring counts `events_lost` in the shard's block. Only called
+    /// while someone listens.
+    #[cold]
+    #[inline(never)]
+    fn emit(
+        &self,
+        shard: usize,
+        kind: EventKind,
+        reason: DestroyReason,
+        idx: u32,
+        gen: u32,
+        now: u64,
+    ) {
+        let c = self.table.conn(idx);
+        let orig = c.key(DIR_ORIG);
+        let reply = c.key(DIR_REPLY);
+        let tcp = if orig.proto == crate::wire::parse::proto::TCP {
+            c.with_l4(|st| super::l4::tcp::display_state(st) as u8)
+        } else {
+            0
+        };
+        let timeout = if kind == EventKind::Destroy {
+            0
+        } else {
+            c.expiry().saturating_sub(now)
+        };
+        let mut reason = reason;
+        let tattr = c.tattr.load(Ordering::Relaxed);
+        if reason == DestroyReason::Expired && tattr == TimeoutAttr::TcpClose as u8 {
+            reason = DestroyReason::Closed;
+        }
+        let e = CtEvent {
+            kind,
+            reason,
+            ts_us: wall_us(),
+            id: conn_id(idx, gen),
+            orig,
+            reply,
+            nat: c.nat_flags(),
+            tattr,
+            tcp_state: tcp,
+            timeout_ms: timeout,
+        };
+        let ok = self.events.emit(shard, &e);
+        if !ok {
+            bump(&self.counters[shard.min(self.workers)].events_lost);
+        }
     }
 
     /// Calls `f` with a snapshot of every connection whose original entry is in buckets
@@ -652,7 +722,21 @@ impl<'a> CtWorker<'a> {
                 let z = self.ct.zones.get(req.zone);
                 c.expiry
                     .store(now + self.ct.timeout_ms(z, a), Ordering::Relaxed);
-                c.tattr.store(a as u8, Ordering::Relaxed);
+                if self.ct.events.enabled() {
+                    let old = c.tattr.swap(a as u8, Ordering::Relaxed);
+                    if old != a as u8 && a.tcp_update_event() {
+                        self.ct.emit(
+                            self.shard,
+                            EventKind::Update,
+                            DestroyReason::None,
+                            hit.idx,
+                            hit.gen,
+                            now,
+                        );
+                    }
+                } else {
+                    c.tattr.store(a as u8, Ordering::Relaxed);
+                }
             }
             let nat = packet_nat_bits(c.nat_flags(), reply);
             return match res {
@@ -677,7 +761,8 @@ impl<'a> CtWorker<'a> {
                 }
                 UpdateResult::Recreate => {
                     // TCP port reuse: the old connection goes, the SYN starts a new one.
-                    if self.ct.remove(hit.idx, hit.gen, Some(&mut self.cache)) {
+                    let ev = (self.shard, DestroyReason::Closed);
+                    if self.ct.remove(hit.idx, hit.gen, Some(&mut self.cache), ev) {
                         bump(&self.counters().removed);
                     }
                     return self.miss(p, kind, req, words, hash, now);
@@ -781,7 +866,8 @@ impl<'a> CtWorker<'a> {
             .expired_candidates(&self.ct.table, zone, self.shard, now, &mut cand);
         let mut removed = 0;
         for h in &cand[..n] {
-            if self.ct.remove(h.idx, h.gen, Some(&mut self.cache)) {
+            let ev = (self.shard, DestroyReason::Reclaimed);
+            if self.ct.remove(h.idx, h.gen, Some(&mut self.cache), ev) {
                 removed += 1;
                 bump(&self.counters().reclaimed);
             }
@@ -859,6 +945,10 @@ impl<'a> CtWorker<'a> {
         ) {
             Ok(()) => {
                 bump(&counters.created);
+                if self.ct.events.enabled() {
+                    let ev = (EventKind::New, DestroyReason::None);
+                    self.ct.emit(self.shard, ev.0, ev.1, idx, gen, now);
+                }
                 Ok(Hit {
                     idx,
                     dir: DIR_ORIG,
@@ -919,7 +1009,8 @@ impl<'a> CtWorker<'a> {
 
     /// Removes a connection (flush); idempotent.
     pub fn remove(&mut self, hit: &Hit) -> bool {
-        let ok = self.ct.remove(hit.idx, hit.gen, Some(&mut self.cache));
+        let ev = (self.shard, DestroyReason::Flushed);
+        let ok = self.ct.remove(hit.idx, hit.gen, Some(&mut self.cache), ev);
         if ok {
             bump(&self.counters().removed);
         }

@@ -98,10 +98,39 @@
 //! per value), and one fold per checksum. No loop over the payload, no allocation, no call.
 //! ICMP errors take a separate, out-of-line path.
 
+use crate::at;
 use crate::conntrack::key::ConnKey;
 use crate::conntrack::{Conntrack, CtResult, CtState};
+use crate::wire::fixed::At;
+use crate::wire::icmpv4::field as icmpf;
+use crate::wire::ipv4::field as ip4;
+use crate::wire::ipv6::field as ip6;
 use crate::wire::parse::{proto, Family, Fragment, L4Summary, ParsedPacket};
-use crate::wire::{icmpv4, icmpv6};
+use crate::wire::tcp::field as tcpf;
+use crate::wire::udp::field as udpf;
+use crate::wire::{icmpv4, icmpv6, ipv4, ipv6, udp};
+
+// ICMPv6's header has ICMPv4's layout: the ICMP fields below name both.
+const _: () = assert!(
+    icmpf::CHECKSUM.start == icmpv6::field::CHECKSUM.start
+        && icmpf::IDENT.start == icmpv6::field::IDENT.start
+        && icmpf::TYPE == icmpv6::field::TYPE
+);
+/// The bytes of a TCP header NAT touches: up to the checksum.
+const TCP_FIELDS: usize = tcpf::CHECKSUM.end;
+/// The bytes of a UDP or ICMP header NAT touches: the 8-byte header.
+const SMALL_FIELDS: usize = udp::HEADER_LEN;
+const _: () = assert!(icmpv4::HEADER_LEN == SMALL_FIELDS);
+// `L4::new` takes the ports (TCP, UDP) and type/code, checksum, identifier (ICMP) one
+// after the other from the start of the header.
+const _: () = assert!(
+    tcpf::SRC_PORT.start == 0
+        && tcpf::SRC_PORT.end == tcpf::DST_PORT.start
+        && udpf::SRC_PORT.start == 0
+        && udpf::SRC_PORT.end == udpf::DST_PORT.start
+        && icmpf::CODE + 1 == icmpf::CHECKSUM.start
+        && icmpf::CHECKSUM.end == icmpf::IDENT.start
+);
 
 use super::sctp;
 use std::fmt;
@@ -411,14 +440,19 @@ impl<'a> Addrs<'a> {
     fn new(family: Family, mut h: &'a mut [u8]) -> Option<Addrs<'a>> {
         match family {
             Family::V4 => {
-                skip(&mut h, 10)?;
+                const {
+                    assert!(ip4::CHECKSUM.end == ip4::SRC_ADDR.start);
+                    assert!(ip4::SRC_ADDR.end == ip4::DST_ADDR.start);
+                };
+                skip(&mut h, ip4::CHECKSUM.start)?;
                 let csum = take::<2>(&mut h)?;
                 let src = take::<4>(&mut h)?;
                 let dst = take::<4>(&mut h)?;
                 Some(Addrs::V4 { csum, src, dst })
             }
             Family::V6 => {
-                skip(&mut h, 8)?;
+                const { assert!(ip6::SRC_ADDR.end == ip6::DST_ADDR.start) };
+                skip(&mut h, ip6::SRC_ADDR.start)?;
                 let src = take::<16>(&mut h)?;
                 let dst = take::<16>(&mut h)?;
                 Some(Addrs::V6 { src, dst })
@@ -509,7 +543,8 @@ impl<'a> L4<'a> {
                 let sport = take::<2>(&mut l4)?;
                 let dport = take::<2>(&mut l4)?;
                 // A quote may end before the checksum (bytes 16..18).
-                let csum = skip(&mut l4, 12).and_then(|()| take::<2>(&mut l4));
+                let csum = skip(&mut l4, tcpf::CHECKSUM.start - tcpf::DST_PORT.end)
+                    .and_then(|()| take::<2>(&mut l4));
                 Some(L4::Ports {
                     sport,
                     dport,
@@ -520,7 +555,7 @@ impl<'a> L4<'a> {
             (proto::UDP, _) => {
                 let sport = take::<2>(&mut l4)?;
                 let dport = take::<2>(&mut l4)?;
-                skip(&mut l4, 2)?;
+                skip(&mut l4, udpf::CHECKSUM.start - udpf::DST_PORT.end)?;
                 let csum = take::<2>(&mut l4)?;
                 Some(L4::Ports {
                     sport,
@@ -619,43 +654,43 @@ fn split2(
         .split_at_mut_checked(mid.checked_sub(start)?)
 }
 
-/// `N` bytes at the constant offset `O` of a fixed-size header (checked at build time).
-#[inline(always)]
-fn get<const O: usize, const N: usize, const M: usize>(h: &[u8; M]) -> [u8; N] {
-    const { assert!(O + N <= M) };
-    let mut v = [0u8; N];
-    v.copy_from_slice(&h[O..O + N]);
-    v
+/// NAT's two writes on a named header field ([`At`], made by `at!` from a view's byte
+/// range): set it to a new value, and update a checksum, each adding the change to a
+/// [`Delta`]. Offsets are checked against the header array when the code is built.
+trait NatField<const N: usize> {
+    /// Sets the field to `new` if it differs, adding the change to `delta`.
+    fn set<const M: usize>(h: &mut [u8; M], new: &[u8; N], delta: &mut Delta) -> bool;
 }
 
-/// Sets the `N` bytes at the constant offset `O` of `h` to `new` if they differ, adding
-/// the change to `delta`.
-#[inline(always)]
-fn set_at<const O: usize, const N: usize, const M: usize>(
-    h: &mut [u8; M],
-    new: &[u8; N],
-    delta: &mut Delta,
-) -> bool
+impl<const O: usize, const N: usize> NatField<N> for At<O, N>
 where
     [u8; N]: Field,
 {
-    const { assert!(O + N <= M) };
-    let old = get::<O, N, M>(h);
-    if old == *new {
-        return false;
+    #[inline(always)]
+    fn set<const M: usize>(h: &mut [u8; M], new: &[u8; N], delta: &mut Delta) -> bool {
+        let old = Self::get(h);
+        if old == *new {
+            return false;
+        }
+        Field::change(&old, new, delta);
+        Self::put(h, new);
+        true
     }
-    Field::change(&old, new, delta);
-    h[O..O + N].copy_from_slice(new);
-    true
 }
 
-/// Applies `delta` to the checksum at the constant offset `O` of `h` (see [`update`]).
-#[inline(always)]
-fn update_at<const O: usize, const M: usize>(h: &mut [u8; M], kind: Csum, delta: Delta) {
-    const { assert!(O + 2 <= M) };
-    let mut c = get::<O, 2, M>(h);
-    update(&mut c, kind, delta, &mut Delta::default());
-    h[O..O + 2].copy_from_slice(&c);
+/// A checksum field of a header array (see [`NatField`]).
+trait CsumField {
+    /// Applies `delta` to the checksum (see [`update`]).
+    fn update<const M: usize>(h: &mut [u8; M], kind: Csum, delta: Delta);
+}
+
+impl<const O: usize> CsumField for At<O, 2> {
+    #[inline(always)]
+    fn update<const M: usize>(h: &mut [u8; M], kind: Csum, delta: Delta) {
+        let mut c = Self::get(h);
+        update(&mut c, kind, delta, &mut Delta::default());
+        Self::put(h, &c);
+    }
 }
 
 /// The first 4 bytes of a 16-byte key address.
@@ -698,36 +733,38 @@ fn rewrite_plain(
     let mut small = None; // UDP or ICMP: 8 bytes
     let mut sctp_ports = None;
     match l4_kind {
-        Some(proto::TCP) => tcp = Some(l4.first_chunk_mut::<18>().ok_or(TRUNC)?),
+        Some(proto::TCP) => tcp = Some(l4.first_chunk_mut::<TCP_FIELDS>().ok_or(TRUNC)?),
         Some(proto::SCTP) => {
             sctp_ports = Some(sctp::prepare(l4, p.fragment, t.sport, t.dport).map_err(from_sctp)?)
         }
-        Some(_) => small = Some(l4.first_chunk_mut::<8>().ok_or(TRUNC)?),
+        Some(_) => small = Some(l4.first_chunk_mut::<SMALL_FIELDS>().ok_or(TRUNC)?),
         None => {}
     }
     let mut addrs = Delta::default();
     let mut bits = match p.family {
         Family::V4 => {
-            let h = ip.first_chunk_mut::<20>().ok_or(TRUNC)?;
+            let h = ip
+                .first_chunk_mut::<{ ipv4::MIN_HEADER_LEN }>()
+                .ok_or(TRUNC)?;
             let b = bit(
-                set_at::<12, 4, 20>(h, v4(&t.src), &mut addrs),
+                <at!(ip4::SRC_ADDR)>::set(h, v4(&t.src), &mut addrs),
                 Rewritten::SRC_ADDR,
             ) | bit(
-                set_at::<16, 4, 20>(h, v4(&t.dst), &mut addrs),
+                <at!(ip4::DST_ADDR)>::set(h, v4(&t.dst), &mut addrs),
                 Rewritten::DST_ADDR,
             );
             if b != 0 {
-                update_at::<10, 20>(h, Csum::Plain, addrs);
+                <at!(ip4::CHECKSUM)>::update(h, Csum::Plain, addrs);
             }
             b
         }
         Family::V6 => {
-            let h = ip.first_chunk_mut::<40>().ok_or(TRUNC)?;
+            let h = ip.first_chunk_mut::<{ ipv6::HEADER_LEN }>().ok_or(TRUNC)?;
             bit(
-                set_at::<8, 16, 40>(h, &t.src, &mut addrs),
+                <at!(ip6::SRC_ADDR)>::set(h, &t.src, &mut addrs),
                 Rewritten::SRC_ADDR,
             ) | bit(
-                set_at::<24, 16, 40>(h, &t.dst, &mut addrs),
+                <at!(ip6::DST_ADDR)>::set(h, &t.dst, &mut addrs),
                 Rewritten::DST_ADDR,
             )
         }
@@ -738,34 +775,50 @@ fn rewrite_plain(
         bits |= bit(src, Rewritten::SRC_PORT) | bit(dst, Rewritten::DST_PORT);
     } else if let Some(h) = tcp {
         let mut d = addrs;
-        bits |= bit(set_at::<0, 2, 18>(h, &sport, &mut d), Rewritten::SRC_PORT)
-            | bit(set_at::<2, 2, 18>(h, &dport, &mut d), Rewritten::DST_PORT);
-        update_at::<16, 18>(h, Csum::Plain, d);
+        bits |= bit(
+            <at!(tcpf::SRC_PORT)>::set(h, &sport, &mut d),
+            Rewritten::SRC_PORT,
+        ) | bit(
+            <at!(tcpf::DST_PORT)>::set(h, &dport, &mut d),
+            Rewritten::DST_PORT,
+        );
+        <at!(tcpf::CHECKSUM)>::update(h, Csum::Plain, d);
     } else if let Some(h) = small {
         let mut d = Delta::default();
         match (p.proto, p.family) {
             (proto::UDP, _) => {
                 d = addrs;
-                bits |= bit(set_at::<0, 2, 8>(h, &sport, &mut d), Rewritten::SRC_PORT)
-                    | bit(set_at::<2, 2, 8>(h, &dport, &mut d), Rewritten::DST_PORT);
-                update_at::<6, 8>(h, Csum::Udp, d);
+                bits |= bit(
+                    <at!(udpf::SRC_PORT)>::set(h, &sport, &mut d),
+                    Rewritten::SRC_PORT,
+                ) | bit(
+                    <at!(udpf::DST_PORT)>::set(h, &dport, &mut d),
+                    Rewritten::DST_PORT,
+                );
+                <at!(udpf::CHECKSUM)>::update(h, Csum::Udp, d);
             }
             (proto::ICMP, Family::V4) | (proto::ICMPV6, Family::V6) => {
                 if p.family == Family::V6 {
                     d = addrs; // the ICMPv6 pseudo-header
                 }
                 let has_id = match p.family {
-                    Family::V4 => icmpv4::has_ident(h[0]),
-                    Family::V6 => icmpv6::has_ident(h[0]),
+                    Family::V4 => icmpv4::has_ident(h[icmpf::TYPE]),
+                    Family::V6 => icmpv6::has_ident(h[icmpf::TYPE]),
                 };
                 if has_id {
-                    bits |= bit(set_at::<4, 2, 8>(h, &sport, &mut d), Rewritten::ICMP_ID);
+                    bits |= bit(
+                        <at!(icmpf::IDENT)>::set(h, &sport, &mut d),
+                        Rewritten::ICMP_ID,
+                    );
                 }
-                update_at::<2, 8>(h, Csum::Plain, d);
+                <at!(icmpf::CHECKSUM)>::update(h, Csum::Plain, d);
             }
             // DCCP and UDP-Lite: the checksum at bytes 6..8 covers the pseudo-header (its
             // coverage field bounds only the payload part); the ports are not translated.
-            (proto::DCCP | proto::UDPLITE, _) => update_at::<6, 8>(h, Csum::Plain, addrs),
+            (proto::DCCP | proto::UDPLITE, _) => {
+                // Both have their checksum where UDP has its own.
+                <at!(udpf::CHECKSUM)>::update(h, Csum::Plain, addrs)
+            }
             _ => {}
         }
     }
@@ -804,7 +857,7 @@ fn rewrite_error(
         .and_then(|q| q.split_at_mut_checked(il4 - il3))
         .ok_or(RewriteError::BadInner)?;
     let mut outer = Addrs::new(p.family, outer_ip).ok_or(RewriteError::Truncated)?;
-    skip(&mut icmp_hdr, 2).ok_or(RewriteError::Truncated)?;
+    skip(&mut icmp_hdr, icmpf::CHECKSUM.start).ok_or(RewriteError::Truncated)?;
     let icmp_csum = take::<2>(&mut icmp_hdr).ok_or(RewriteError::Truncated)?;
     // A quoted SCTP packet gets its CRC32c recomputed when it is quoted whole (per its own
     // length, not a fragment) and the CRC32c was right.

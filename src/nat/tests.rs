@@ -1,13 +1,13 @@
-//! Tests of the NAT packet rewrite: real frames built with the wire views, tracked by a
+//! Tests of the NAT packet rewrite: real frames built with `wire::testframe`, tracked by a
 //! real `Conntrack` with NAT, rewritten, and compared byte for byte with the expected
 //! frame, whose checksums a test-local naive implementation recomputes from scratch.
 
 use super::*;
 use crate::conntrack::{Conntrack, CtConfig, CtWorker};
 use crate::nat::{NatRange, NatSpec};
-use crate::wire::ethernet::{self, ethertype};
 use crate::wire::frame_checksums::verify_frame;
-use crate::wire::{icmpv4, icmpv6, ipv4, ipv6, parse_frame, sctp, tcp, udp};
+use crate::wire::parse_frame;
+use crate::wire::testframe::{Frame, L4 as Body};
 use proptest::prelude::*;
 use std::net::IpAddr;
 
@@ -141,7 +141,7 @@ fn naive_fill_l3(pkt: &mut [u8]) {
 
 /// Offset of the IP header (one 802.1Q tag at most in these tests).
 fn l3_of(f: &[u8]) -> usize {
-    if be16(f, 12) == ethertype::VLAN {
+    if be16(f, 12) == crate::wire::ethernet::ethertype::VLAN {
         18
     } else {
         14
@@ -222,42 +222,6 @@ fn wire_addr(s: &str) -> Vec<u8> {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Body {
-    Tcp {
-        sport: u16,
-        dport: u16,
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        opts: Vec<u8>,
-        payload: Vec<u8>,
-    },
-    Udp {
-        sport: u16,
-        dport: u16,
-        payload: Vec<u8>,
-        no_csum: bool,
-    },
-    /// Any ICMP/ICMPv6 message: echo (`rest` = id << 16 | seq) or error (`data` = quote).
-    Icmp {
-        ty: u8,
-        code: u8,
-        rest: u32,
-        data: Vec<u8>,
-    },
-    /// SCTP: common header and `chunks` (whole, padded chunks).
-    Sctp {
-        sport: u16,
-        dport: u16,
-        tag: u32,
-        chunks: Vec<u8>,
-    },
-    /// Any other protocol, `payload` as the IP payload (DCCP and UDP-Lite: a header with
-    /// its checksum at bytes 6..8 covering the whole packet, filled by the naive code).
-    Raw { protocol: u8, payload: Vec<u8> },
-}
-
 #[derive(Clone, Copy, Default, Debug)]
 struct Layout {
     vlan: bool,
@@ -266,168 +230,27 @@ struct Layout {
     frag_offset: u16,
 }
 
-fn segment(b: &Body, v4: bool) -> Vec<u8> {
-    match b {
-        Body::Tcp {
-            sport,
-            dport,
-            seq,
-            ack,
-            flags,
-            opts,
-            payload,
-        } => {
-            let mut s = vec![0u8; 20 + opts.len() + payload.len()];
-            let mut t = tcp::Packet::new_unchecked(&mut s[..]);
-            t.set_src_port(*sport);
-            t.set_dst_port(*dport);
-            t.set_seq_number(*seq);
-            t.set_ack_number(*ack);
-            t.set_header_len(20 + opts.len());
-            t.set_flags(*flags);
-            t.set_window_len(64240);
-            t.options_mut().copy_from_slice(opts);
-            t.payload_mut().copy_from_slice(payload);
-            s
-        }
-        Body::Udp {
-            sport,
-            dport,
-            payload,
-            ..
-        } => {
-            let len = 8 + payload.len();
-            let mut s = vec![0u8; len];
-            let mut u = udp::Packet::new_unchecked(&mut s[..]);
-            u.set_src_port(*sport);
-            u.set_dst_port(*dport);
-            u.set_len(len as u16);
-            u.payload_mut().copy_from_slice(payload);
-            s
-        }
-        Body::Icmp {
-            ty,
-            code,
-            rest,
-            data,
-        } => {
-            let mut s = vec![0u8; 8 + data.len()];
-            if v4 {
-                let mut i = icmpv4::Packet::new_unchecked(&mut s[..]);
-                i.set_msg_type(*ty);
-                i.set_msg_code(*code);
-                i.set_rest_of_header(*rest);
-                i.data_mut().copy_from_slice(data);
-            } else {
-                let mut i = icmpv6::Packet::new_unchecked(&mut s[..]);
-                i.set_msg_type(*ty);
-                i.set_msg_code(*code);
-                i.set_rest_of_header(*rest);
-                i.data_mut().copy_from_slice(data);
-            }
-            s
-        }
-        Body::Sctp {
-            sport,
-            dport,
-            tag,
-            chunks,
-        } => {
-            let mut s = vec![0u8; 12 + chunks.len()];
-            let mut p = sctp::Packet::new_unchecked(&mut s[..]);
-            p.set_src_port(*sport);
-            p.set_dst_port(*dport);
-            p.set_verification_tag(*tag);
-            s[12..].copy_from_slice(chunks);
-            s
-        }
-        Body::Raw { payload, .. } => payload.clone(),
-    }
-}
-
-/// An Ethernet frame carrying `body` from `src` to `dst`, every checksum filled by the
-/// views.
+/// An Ethernet frame carrying `body` from `src` to `dst` (the shared test-frame
+/// builder, with this file's identification, flow label and TCP window; DCCP and
+/// UDP-Lite checksums filled by the naive code).
 fn build_raw(src: [u8; 16], dst: [u8; 16], fam: Family, body: &Body, lay: Layout) -> Vec<u8> {
-    let v4 = fam == Family::V4;
-    let seg = segment(body, v4);
-    let protocol = match body {
-        Body::Tcp { .. } => proto::TCP,
-        Body::Udp { .. } => proto::UDP,
-        Body::Icmp { .. } if v4 => proto::ICMP,
-        Body::Icmp { .. } => proto::ICMPV6,
-        Body::Sctp { .. } => proto::SCTP,
-        Body::Raw { protocol, .. } => *protocol,
-    };
-    let l3 = if lay.vlan { 18 } else { 14 };
-    let hl = match (v4, lay.ip_opts) {
-        (true, false) => 20,
-        (true, true) => 24,
-        (false, _) => 40,
-    };
-    let mut f = vec![0u8; l3 + hl + seg.len()];
-    let mut e = ethernet::Frame::new_unchecked(&mut f[..]);
-    e.set_dst_addr([2, 0, 0, 0, 0, 2]);
-    e.set_src_addr([2, 0, 0, 0, 0, 1]);
+    let mut f = match fam {
+        Family::V4 => Frame::v4(a4(&src), a4(&dst), body.clone()),
+        Family::V6 => Frame::v6(src, dst, body.clone()),
+    }
+    .ident(0x1c46)
+    .flow_label(0x12345)
+    .dont_frag(lay.frag_offset == 0)
+    .fragment(false, lay.frag_offset);
     if lay.vlan {
-        e.set_vlan(0, ethertype::VLAN, 0x6064).unwrap();
+        f = f.vlan(0x6064);
     }
-    e.set_ethertype(if v4 { ethertype::IPV4 } else { ethertype::IPV6 });
-    if v4 {
-        let (s, d) = (a4(&src), a4(&dst));
-        let mut ip = ipv4::Packet::new_unchecked(&mut f[l3..]);
-        ip.set_version(4);
-        ip.set_header_len(hl);
-        ip.set_total_len((hl + seg.len()) as u16);
-        ip.set_ident(0x1c46);
-        ip.set_dont_frag(lay.frag_offset == 0);
-        ip.set_frag_offset(lay.frag_offset);
-        ip.set_ttl(64);
-        ip.set_protocol(protocol);
-        ip.set_src_addr(s);
-        ip.set_dst_addr(d);
-        if lay.ip_opts {
-            ip.options_mut().copy_from_slice(&[0x94, 0x04, 0x00, 0x00]); // router alert
-        }
-        ip.payload_mut().copy_from_slice(&seg);
-        match body {
-            Body::Tcp { .. } => {
-                tcp::Packet::new_unchecked(ip.payload_mut()).fill_checksum_v4(&s, &d)
-            }
-            Body::Udp { no_csum: false, .. } => {
-                udp::Packet::new_unchecked(ip.payload_mut()).fill_checksum_v4(&s, &d)
-            }
-            Body::Udp { no_csum: true, .. } => {}
-            Body::Icmp { .. } => icmpv4::Packet::new_unchecked(ip.payload_mut()).fill_checksum(),
-            Body::Sctp { .. } => sctp::Packet::new_unchecked(ip.payload_mut()).fill_checksum(),
-            Body::Raw { .. } => {}
-        }
-        ip.fill_checksum();
-    } else {
-        let mut ip = ipv6::Packet::new_unchecked(&mut f[l3..]);
-        ip.set_version(6);
-        ip.set_flow_label(0x12345);
-        ip.set_payload_len(seg.len() as u16);
-        ip.set_next_header(protocol);
-        ip.set_hop_limit(64);
-        ip.set_src_addr(src);
-        ip.set_dst_addr(dst);
-        ip.payload_mut().copy_from_slice(&seg);
-        match body {
-            Body::Tcp { .. } => {
-                tcp::Packet::new_unchecked(ip.payload_mut()).fill_checksum_v6(&src, &dst)
-            }
-            Body::Udp { no_csum: false, .. } => {
-                udp::Packet::new_unchecked(ip.payload_mut()).fill_checksum_v6(&src, &dst)
-            }
-            Body::Udp { no_csum: true, .. } => {}
-            Body::Icmp { .. } => {
-                icmpv6::Packet::new_unchecked(ip.payload_mut()).fill_checksum(&src, &dst)
-            }
-            Body::Sctp { .. } => sctp::Packet::new_unchecked(ip.payload_mut()).fill_checksum(),
-            Body::Raw { .. } => {}
-        }
+    if lay.ip_opts && fam == Family::V4 {
+        f = f.ip_options(&[0x94, 0x04, 0x00, 0x00]); // router alert
     }
+    let mut f = f.build();
     if matches!(body, Body::Raw { .. }) && lay.frag_offset == 0 {
+        let l3 = l3_of(&f);
         naive_fill_l3(&mut f[l3..]); // DCCP/UDP-Lite checksums
     }
     f
@@ -462,6 +285,7 @@ fn tcp_seg(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]
         seq,
         ack,
         flags,
+        window: 64240,
         opts: if flags & SYN != 0 {
             MSS.to_vec()
         } else {
@@ -1937,6 +1761,7 @@ fn arb_body(v6: bool) -> impl Strategy<Value = Body> {
                     seq,
                     ack,
                     flags,
+                    window: 64240,
                     opts: vec![1; 4 * opt_words],
                     payload,
                 },

@@ -20,7 +20,9 @@ pub const HTYPE_ETHERNET: u16 = 1;
 /// Length of an Ethernet/IPv4 ARP packet.
 pub const PACKET_LEN: usize = field::TPA.end;
 
-mod field {
+/// Named byte ranges of the header, for the getters and setters here and for
+/// [`super::fixed::At`] (`at!`) on fixed-size header arrays.
+pub mod field {
     use super::Field;
     pub const HTYPE: Field = 0..2;
     pub const PTYPE: Field = 2..4;

@@ -40,7 +40,9 @@ pub const HEADER_LEN: usize = field::PAYLOAD.start;
 /// Length of one VLAN tag.
 pub const VLAN_TAG_LEN: usize = 4;
 
-mod field {
+/// Named byte ranges of the header, for the getters and setters here and for
+/// [`super::fixed::At`] (`at!`) on fixed-size header arrays.
+pub mod field {
     use super::{Field, Rest};
     pub const DESTINATION: Field = 0..6;
     pub const SOURCE: Field = 6..12;

@@ -69,7 +69,9 @@ pub const fn has_ident(t: u8) -> bool {
     )
 }
 
-pub(super) mod field {
+/// Named byte ranges of the header, for the getters and setters here and for
+/// [`super::fixed::At`] (`at!`) on fixed-size header arrays.
+pub mod field {
     use super::{Field, Rest};
     pub const TYPE: usize = 0;
     pub const CODE: usize = 1;

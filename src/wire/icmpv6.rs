@@ -76,7 +76,9 @@ pub const fn fixed_len(t: u8) -> usize {
     }
 }
 
-pub(super) mod field {
+/// Named byte ranges of the header, for the getters and setters here and for
+/// [`super::fixed::At`] (`at!`) on fixed-size header arrays.
+pub mod field {
     use super::{Field, Rest};
     pub const TYPE: usize = 0;
     pub const CODE: usize = 1;

@@ -20,7 +20,9 @@ pub mod frag {
     pub const OFFSET_MASK: u16 = 0x1fff;
 }
 
-pub(super) mod field {
+/// Named byte ranges of the header, for the getters and setters here and for
+/// [`super::fixed::At`] (`at!`) on fixed-size header arrays.
+pub mod field {
     use super::Field;
     pub const VER_IHL: usize = 0;
     pub const DSCP_ECN: usize = 1;

@@ -39,7 +39,9 @@ pub const fn is_ext_header(next_header: u8) -> bool {
     )
 }
 
-pub(super) mod field {
+/// Named byte ranges of the header, for the getters and setters here and for
+/// [`super::fixed::At`] (`at!`) on fixed-size header arrays.
+pub mod field {
     use super::Field;
     pub const VER_TC_FLOW: Field = 0..4;
     pub const PAYLOAD_LEN: Field = 4..6;

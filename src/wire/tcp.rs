@@ -26,7 +26,9 @@ pub mod option_kind {
     pub const TIMESTAMP: u8 = 8;
 }
 
-pub(super) mod field {
+/// Named byte ranges of the header, for the getters and setters here and for
+/// [`super::fixed::At`] (`at!`) on fixed-size header arrays.
+pub mod field {
     use super::Field;
     pub const SRC_PORT: Field = 0..2;
     pub const DST_PORT: Field = 2..4;

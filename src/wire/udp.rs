@@ -13,7 +13,9 @@ use super::{get_u16, put_u16, Error};
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = field::CHECKSUM.end;
 
-pub(super) mod field {
+/// Named byte ranges of the header, for the getters and setters here and for
+/// [`super::fixed::At`] (`at!`) on fixed-size header arrays.
+pub mod field {
     use super::Field;
     pub const SRC_PORT: Field = 0..2;
     pub const DST_PORT: Field = 2..4;

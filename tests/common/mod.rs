@@ -13,6 +13,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
+use ctgate::wire::testframe::{Frame, L4};
+
 pub use ctgate::control::counter_lines::field_u64;
 
 /// Path of the binary under test.
@@ -316,54 +318,23 @@ pub fn edit_config(text: &str, edits: &[(&str, &str)]) -> String {
 
 // ---- frames -------------------------------------------------------------------------
 
-/// Builds an Ethernet frame: dst, src, EtherType, payload.
-pub fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
+/// An Ethernet frame: dst, src, EtherType, payload (`ctgate::wire::testframe`).
+#[allow(unused_imports)] // not every test binary builds raw frames
+pub use ctgate::wire::testframe::ether;
 
-/// An IPv4 header (checksum filled in) followed by `l4`.
+/// An IPv4 packet (TTL 64, identification 0x1234, DF) followed by `l4` of protocol
+/// `proto`, every checksum filled (the shared builder, `ctgate::wire::testframe`).
 pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
-    let total = (20 + l4.len()) as u16;
-    let mut h = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
-    h[2..4].copy_from_slice(&total.to_be_bytes());
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
-    let mut sum = 0u32;
-    for c in h.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    h.extend_from_slice(l4);
-    h
+    Frame::v4(src, dst, L4::raw(proto, l4)).build_ip()
 }
 
-/// A UDP header + payload (checksum 0: allowed for IPv4).
+/// A UDP header + payload (checksum 0 until a frame fills it: [`ipv4`] does).
 pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = Vec::with_capacity(8 + payload.len());
-    u.extend_from_slice(&sport.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    u
+    L4::udp(sport, dport, payload).bytes()
 }
 
-/// A TCP header with `flags` (no options) + payload; checksum left 0.
+/// A TCP header with `flags` (no options, window 0xffff) + payload; checksum 0 until a
+/// frame fills it.
 pub fn tcp(sport: u16, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(20 + payload.len());
-    t.extend_from_slice(&sport.to_be_bytes());
-    t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&seq.to_be_bytes());
-    t.extend_from_slice(&0u32.to_be_bytes());
-    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    t.extend_from_slice(payload);
-    t
+    L4::tcp(sport, dport, seq, 0, flags, payload).bytes()
 }

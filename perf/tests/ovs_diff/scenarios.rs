@@ -9,25 +9,22 @@ use std::net::IpAddr;
 use super::gen::{self, tcpf, Framing, Trace, TracePacket};
 use super::{flags_of, quote_of, run_both, Case};
 use ctgate::wire::frame_checksums::verify_frame;
+use ctgate::wire::testframe::{Frame, L4};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn packet(src: &str, dst: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
-    let fr = Framing::default();
-    gen::frame(
-        &gen::ip_packet(&ip(src), &ip(dst), proto, l4, &fr, 64, 1),
-        &fr,
-    )
-}
-
-fn icmp_proto(src: &str) -> u8 {
-    if src.contains(':') {
-        58
-    } else {
-        1
-    }
+/// A frame framed as the random traces frame theirs by default (`gen::Framing`'s
+/// default: no VLAN, IPv4 identification 1 without DF, IPv6 flow label 1, TTL 64, MACs
+/// 00:00:00:00:00:00 <- `gen::SRC_MAC`), built by the library's test-frame builder.
+fn packet(src: &str, dst: &str, l4: L4) -> Vec<u8> {
+    Frame::ip(ip(src), ip(dst), l4)
+        .macs([0; 6], gen::SRC_MAC)
+        .ident(1)
+        .dont_frag(false)
+        .flow_label(1)
+        .build()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -42,16 +39,26 @@ fn tcp(
     len: usize,
 ) -> Vec<u8> {
     let payload = vec![0x61; len];
-    let seg = gen::tcp_segment(sp, dp, seq, ack, flags, 29200, &[], &payload);
-    packet(src, dst, 6, &seg)
+    packet(
+        src,
+        dst,
+        L4::tcp(sp, dp, seq, ack, flags, &payload).window(29200),
+    )
 }
 
 fn udp(src: &str, sp: u16, dst: &str, dp: u16) -> Vec<u8> {
-    packet(src, dst, 17, &gen::udp_datagram(sp, dp, b"hello"))
+    packet(src, dst, L4::udp(sp, dp, b"hello"))
+}
+
+fn icmp(src: &str, dst: &str, ty: u8, code: u8, id: u16, seq: u16) -> Vec<u8> {
+    let rest = u32::from(id) << 16 | u32::from(seq);
+    packet(src, dst, L4::icmp(ty, code, rest, b"ping"))
 }
 
 fn sctp(src: &str, sp: u16, dst: &str, dp: u16) -> Vec<u8> {
-    packet(src, dst, 132, &gen::sctp_data(sp, dp, 7, b"chunk"))
+    // gen's DATA chunk behind the common header; the builder fills the CRC32c.
+    let packet_bytes = gen::sctp_data(sp, dp, 7, b"chunk");
+    packet(src, dst, L4::raw(132, &packet_bytes))
 }
 
 /// The SNAT port ctgate gives a second association from another inside host on the same
@@ -72,28 +79,11 @@ fn second_snat_port(src: &str, sp: u16, dst: &str, dp: u16, pool: &str) -> u16 {
     spec.candidate(&orig, 1).unwrap().dport
 }
 
-fn icmp(src: &str, dst: &str, ty: u8, code: u8, id: u16, seq: u16) -> Vec<u8> {
-    let mut rest = [0u8; 4];
-    rest[..2].copy_from_slice(&id.to_be_bytes());
-    rest[2..].copy_from_slice(&seq.to_be_bytes());
-    packet(
-        src,
-        dst,
-        icmp_proto(src),
-        &gen::icmp_message(ty, code, rest, b"ping"),
-    )
-}
-
 /// An ICMP error from `src` to `dst` quoting the first `cut` bytes of `about`'s IP packet.
 fn error(src: &str, dst: &str, ty: u8, code: u8, about: &[u8], cut: usize) -> Vec<u8> {
     let q = gen::ip_of(about, &Framing::default());
     let q = &q[..cut.min(q.len())];
-    packet(
-        src,
-        dst,
-        icmp_proto(src),
-        &gen::icmp_message(ty, code, [0; 4], q),
-    )
+    packet(src, dst, L4::icmp(ty, code, 0, q))
 }
 
 /// One packet of a scenario and what each side says.

@@ -88,13 +88,16 @@ use std::sync::Arc;
 
 use super::vlan::RxInfo;
 use super::{DropReason, PacketStep, RxCksum, StepSink, Verdict};
+use crate::at;
 use crate::config::Role;
 use crate::conntrack::{CtState, OwnedCtWorker, PacketMeta, Refusal, ReplyTuples};
 use crate::ipf::{self, Detached, Outcome};
 use crate::nat::{self, NatSpec, Rewritten};
-use crate::wire::checksum::verify_ipv4_header;
+use crate::wire::checksum::{update_u16, verify_ipv4_header};
 use crate::wire::ethernet::is_vlan_tpid;
+use crate::wire::fixed::At;
 use crate::wire::parse::{Fragment, L4Summary, ParseError, ParsedPacket};
+use crate::wire::{ipv4, ipv6};
 use crate::wire::{parse_frame, parse_frame_into};
 use answers::answer_echo;
 use originated::ETHERTYPE_ARP;
@@ -590,23 +593,32 @@ fn ipv4_header_refusal(frame: &[u8], p: &ParsedPacket, cksum: RxCksum) -> Option
     }
 }
 
-/// TTL / hop limit minus one (IPv4 header checksum updated incrementally).
+/// TTL / hop limit minus one (IPv4 header checksum updated incrementally), through the
+/// headers' named fields.
 #[inline]
 fn decrement_ttl(frame: &mut [u8], fam: u8, l3: usize) -> bool {
+    let Some(ip) = frame.get_mut(l3..) else {
+        return false;
+    };
     if fam == 4 {
-        let Some(h) = frame.get_mut(l3..l3 + 12) else {
+        use crate::wire::ipv4::field;
+        let Some(h) = ip.first_chunk_mut::<{ ipv4::MIN_HEADER_LEN }>() else {
             return false;
         };
-        let old = u16::from_be_bytes([h[8], h[9]]);
-        h[8] = h[8].wrapping_sub(1);
-        let new = u16::from_be_bytes([h[8], h[9]]);
-        let c = crate::wire::checksum::update_u16(u16::from_be_bytes([h[10], h[11]]), old, new);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
+        // TTL and protocol are one word of the header checksum.
+        const { assert!(field::TTL + 1 == field::PROTOCOL && field::TTL.is_multiple_of(2)) };
+        type TtlWord = At<{ field::TTL }, 2>;
+        let old = TtlWord::get_u16(h);
+        let [ttl] = <at!(field::TTL, 1)>::get(h);
+        <at!(field::TTL, 1)>::put(h, &[ttl.wrapping_sub(1)]);
+        let c = update_u16(<at!(field::CHECKSUM)>::get_u16(h), old, TtlWord::get_u16(h));
+        <at!(field::CHECKSUM)>::put_u16(h, c);
     } else {
-        let Some(h) = frame.get_mut(l3 + 7) else {
+        let Some(h) = ip.first_chunk_mut::<{ ipv6::HEADER_LEN }>() else {
             return false;
         };
-        *h = h.wrapping_sub(1);
+        let [hops] = <at!(ipv6::field::HOP_LIMIT, 1)>::get(h);
+        <at!(ipv6::field::HOP_LIMIT, 1)>::put(h, &[hops.wrapping_sub(1)]);
     }
     true
 }

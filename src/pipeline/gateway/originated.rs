@@ -1,18 +1,22 @@
 //! The frames the gateway originates, answered in place or built: ARP replies and
 //! requests, NDP advertisements and solicitations, ICMP echo replies, ICMP time-exceeded.
 //!
-//! Byte-level writers at constant offsets; every function checks the lengths it needs
-//! first and returns `None`/`false` instead of panicking.
+//! Every frame is written through the `wire` views' setters (`ethernet::Frame`,
+//! `arp::Packet`, `ipv4::Packet`, `ipv6::Packet`, `icmpv4::Packet`, `icmpv6::Packet`) and
+//! their checksum fills; each function checks the lengths it needs first, so no setter
+//! can panic, and returns `None`/`false` instead.
 
 use crate::pipeline::MacAddr;
 use crate::wire::checksum;
+use crate::wire::ethernet::{self, ethertype};
+use crate::wire::{arp, icmpv4, icmpv6, ipv4, ipv6, proto};
 
-pub const ETH_LEN: usize = 14;
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-pub const ETHERTYPE_IPV6: u16 = 0x86dd;
-pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub const ETH_LEN: usize = ethernet::HEADER_LEN;
+pub const ETHERTYPE_IPV4: u16 = ethertype::IPV4;
+pub const ETHERTYPE_IPV6: u16 = ethertype::IPV6;
+pub const ETHERTYPE_ARP: u16 = ethertype::ARP;
 /// ARP over Ethernet/IPv4, after the Ethernet header.
-pub const ARP_LEN: usize = 28;
+pub const ARP_LEN: usize = arp::PACKET_LEN;
 /// Hop limit / TTL of packets the gateway originates.
 pub const OWN_TTL: u8 = 64;
 
@@ -26,41 +30,45 @@ pub struct Arp {
     pub tpa: [u8; 4],
 }
 
-fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
-    let mut out = [0u8; N];
-    out.copy_from_slice(&b[..N]);
-    out
-}
-
 /// Reads an untagged Ethernet/IPv4 ARP frame; `None` when it is anything else.
 pub fn read_arp(frame: &[u8]) -> Option<Arp> {
-    let a = frame.get(ETH_LEN..ETH_LEN + ARP_LEN)?;
-    if a[0..2] != [0, 1] || a[2..4] != [8, 0] || a[4] != 6 || a[5] != 4 {
+    let a = arp::Packet::new_checked(frame.get(ETH_LEN..)?).ok()?;
+    if !a.is_ethernet_ipv4() {
         return None;
     }
     Some(Arp {
-        op: u16::from_be_bytes([a[6], a[7]]),
-        sha: arr(&a[8..14]),
-        spa: arr(&a[14..18]),
-        tha: arr(&a[18..24]),
-        tpa: arr(&a[24..28]),
+        op: a.operation(),
+        sha: a.sender_hardware_addr(),
+        spa: a.sender_protocol_addr(),
+        tha: a.target_hardware_addr(),
+        tpa: a.target_protocol_addr(),
     })
 }
 
-fn write_eth(out: &mut [u8], dst: [u8; 6], src: MacAddr, ethertype: u16) {
-    out[0..6].copy_from_slice(&dst);
-    out[6..12].copy_from_slice(&src.0);
-    out[12..14].copy_from_slice(&ethertype.to_be_bytes());
+/// Writes the Ethernet header of `out` (at least [`ETH_LEN`] bytes, or nothing is
+/// written); the view over the whole of `out`.
+fn write_eth(out: &mut [u8], dst: [u8; 6], src: MacAddr, ethertype: u16) -> Option<()> {
+    if out.len() < ETH_LEN {
+        return None;
+    }
+    let mut f = ethernet::Frame::new_unchecked(out);
+    f.set_dst_addr(dst);
+    f.set_src_addr(src.0);
+    f.set_ethertype(ethertype);
+    Some(())
 }
 
-fn write_arp(out: &mut [u8], a: &Arp) {
-    let b = &mut out[ETH_LEN..ETH_LEN + ARP_LEN];
-    b[0..6].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
-    b[6..8].copy_from_slice(&a.op.to_be_bytes());
-    b[8..14].copy_from_slice(&a.sha);
-    b[14..18].copy_from_slice(&a.spa);
-    b[18..24].copy_from_slice(&a.tha);
-    b[24..28].copy_from_slice(&a.tpa);
+/// Writes the ARP packet `a` after the Ethernet header of `out`.
+fn write_arp(out: &mut [u8], a: &Arp) -> Option<()> {
+    let b = out.get_mut(ETH_LEN..ETH_LEN + ARP_LEN)?;
+    let mut p = arp::Packet::new_unchecked(b);
+    p.set_ethernet_ipv4();
+    p.set_operation(a.op);
+    p.set_sender_hardware_addr(a.sha);
+    p.set_sender_protocol_addr(a.spa);
+    p.set_target_hardware_addr(a.tha);
+    p.set_target_protocol_addr(a.tpa);
+    Some(())
 }
 
 /// Turns the ARP request `req` (in `frame`) into the reply "`asked` is at `mac`",
@@ -69,18 +77,14 @@ pub fn arp_reply_in_place(frame: &mut [u8], req: &Arp, mac: MacAddr) -> bool {
     if frame.len() < ETH_LEN + ARP_LEN {
         return false;
     }
-    write_eth(frame, req.sha, mac, ETHERTYPE_ARP);
-    write_arp(
-        frame,
-        &Arp {
-            op: 2,
-            sha: mac.0,
-            spa: req.tpa,
-            tha: req.sha,
-            tpa: req.spa,
-        },
-    );
-    true
+    let reply = Arp {
+        op: arp::operation::REPLY,
+        sha: mac.0,
+        spa: req.tpa,
+        tha: req.sha,
+        tpa: req.spa,
+    };
+    write_eth(frame, req.sha, mac, ETHERTYPE_ARP).is_some() && write_arp(frame, &reply).is_some()
 }
 
 /// Writes a broadcast ARP request "who has `target`? tell `spa`" into `out`; its length.
@@ -99,17 +103,22 @@ pub fn arp_request_to(
 ) -> Option<usize> {
     let len = ETH_LEN + ARP_LEN;
     let out = out.get_mut(..len)?;
-    write_eth(out, to.map_or([0xff; 6], |m| m.0), mac, ETHERTYPE_ARP);
+    write_eth(
+        out,
+        to.map_or(ethernet::BROADCAST, |m| m.0),
+        mac,
+        ETHERTYPE_ARP,
+    )?;
     write_arp(
         out,
         &Arp {
-            op: 1,
+            op: arp::operation::REQUEST,
             sha: mac.0,
             spa,
             tha: [0; 6],
             tpa: target,
         },
-    );
+    )?;
     Some(len)
 }
 
@@ -130,37 +139,55 @@ pub fn ipv6_multicast_mac(a: &[u8; 16]) -> [u8; 6] {
     [0x33, 0x33, a[12], a[13], a[14], a[15]]
 }
 
-fn write_ipv6(out: &mut [u8], plen: u16, next: u8, hlim: u8, src: &[u8; 16], dst: &[u8; 16]) {
-    let h = &mut out[ETH_LEN..ETH_LEN + 40];
-    h[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    h[4..6].copy_from_slice(&plen.to_be_bytes());
-    h[6] = next;
-    h[7] = hlim;
-    h[8..24].copy_from_slice(src);
-    h[24..40].copy_from_slice(dst);
+/// Writes an IPv6 header (traffic class and flow label 0) after the Ethernet header of
+/// `out`.
+fn write_ipv6(
+    out: &mut [u8],
+    plen: u16,
+    next: u8,
+    hlim: u8,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+) -> Option<()> {
+    let h = out.get_mut(ETH_LEN..ETH_LEN + ipv6::HEADER_LEN)?;
+    let mut ip = ipv6::Packet::new_unchecked(h);
+    ip.set_version(6);
+    ip.set_traffic_class(0);
+    ip.set_flow_label(0);
+    ip.set_payload_len(plen);
+    ip.set_next_header(next);
+    ip.set_hop_limit(hlim);
+    ip.set_src_addr(*src);
+    ip.set_dst_addr(*dst);
+    Some(())
 }
 
 /// Length of an NS or NA with one link-layer address option.
-const ND_LEN: usize = 32;
+const ND_LEN: usize = icmpv6::field::NDP_OPTIONS.start + 8;
 
-fn write_nd(out: &mut [u8], ty: u8, flags: u8, target: &[u8; 16], opt: u8, mac: MacAddr) {
-    let m = &mut out[ETH_LEN + 40..ETH_LEN + 40 + ND_LEN];
-    m[0] = ty;
-    m[1] = 0;
-    m[2..4].copy_from_slice(&[0, 0]);
-    m[4..8].copy_from_slice(&[flags, 0, 0, 0]);
-    m[8..24].copy_from_slice(target);
-    m[24] = opt;
-    m[25] = 1;
-    m[26..32].copy_from_slice(&mac.0);
-}
-
-fn fill_icmpv6(out: &mut [u8], l3: usize, len: usize) {
-    let src: [u8; 16] = arr(&out[l3 + 8..l3 + 24]);
-    let dst: [u8; 16] = arr(&out[l3 + 24..l3 + 40]);
-    let m = &mut out[l3 + 40..l3 + 40 + len];
-    let c = checksum::icmpv6(&src, &dst, m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+/// Writes an NS/NA with one link-layer address option after the IPv6 header of `out`,
+/// checksum included (`src`, `dst`: the IPv6 addresses).
+#[allow(clippy::too_many_arguments)]
+fn write_nd(
+    out: &mut [u8],
+    ty: u8,
+    flags: u8,
+    target: &[u8; 16],
+    opt: u8,
+    mac: MacAddr,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+) -> Option<()> {
+    let m = out.get_mut(ETH_LEN + ipv6::HEADER_LEN..ETH_LEN + ipv6::HEADER_LEN + ND_LEN)?;
+    let mut nd = icmpv6::Packet::new_unchecked(m);
+    nd.set_msg_type(ty);
+    nd.set_msg_code(0);
+    nd.set_checksum(0);
+    nd.set_ndp_flags(flags);
+    nd.set_ndp_target_addr(*target);
+    nd.set_ndp_lladdr_option(opt, mac.0).ok()?;
+    nd.fill_checksum(src, dst);
+    Some(())
 }
 
 /// Writes a neighbour solicitation for `target` from `src` (multicast to the target's
@@ -184,7 +211,7 @@ pub fn ns_request_to(
     src: &[u8; 16],
     target: &[u8; 16],
 ) -> Option<usize> {
-    let len = ETH_LEN + 40 + ND_LEN;
+    let len = ETH_LEN + ipv6::HEADER_LEN + ND_LEN;
     let out = out.get_mut(..len)?;
     let (dst, dst_mac) = match to {
         Some(m) => (*target, m.0),
@@ -193,15 +220,24 @@ pub fn ns_request_to(
             (group, ipv6_multicast_mac(&group))
         }
     };
-    write_eth(out, dst_mac, mac, ETHERTYPE_IPV6);
-    write_ipv6(out, ND_LEN as u16, 58, 255, src, &dst);
-    write_nd(out, 135, 0, target, 1, mac);
-    fill_icmpv6(out, ETH_LEN, ND_LEN);
+    write_eth(out, dst_mac, mac, ETHERTYPE_IPV6)?;
+    write_ipv6(out, ND_LEN as u16, proto::ICMPV6, 255, src, &dst)?;
+    write_nd(
+        out,
+        icmpv6::msg_type::NEIGHBOR_SOLICIT,
+        0,
+        target,
+        icmpv6::ndp_option::SOURCE_LL_ADDR,
+        mac,
+        src,
+        &dst,
+    )?;
     Some(len)
 }
 
 /// NA flags: router, solicited, override.
-pub const NA_FLAGS: u8 = 0x80 | 0x40 | 0x20;
+pub const NA_FLAGS: u8 =
+    icmpv6::na_flags::ROUTER | icmpv6::na_flags::SOLICITED | icmpv6::na_flags::OVERRIDE;
 
 /// Writes a solicited neighbour advertisement "`target` is at `mac`" to `dst` (at
 /// `dst_mac`) into `out` (an untagged frame of exactly 86 bytes); its length.
@@ -212,12 +248,20 @@ pub fn na_reply(
     target: &[u8; 16],
     dst: &[u8; 16],
 ) -> Option<usize> {
-    let len = ETH_LEN + 40 + ND_LEN;
+    let len = ETH_LEN + ipv6::HEADER_LEN + ND_LEN;
     let out = out.get_mut(..len)?;
-    write_eth(out, dst_mac, mac, ETHERTYPE_IPV6);
-    write_ipv6(out, ND_LEN as u16, 58, 255, target, dst);
-    write_nd(out, 136, NA_FLAGS, target, 2, mac);
-    fill_icmpv6(out, ETH_LEN, ND_LEN);
+    write_eth(out, dst_mac, mac, ETHERTYPE_IPV6)?;
+    write_ipv6(out, ND_LEN as u16, proto::ICMPV6, 255, target, dst)?;
+    write_nd(
+        out,
+        icmpv6::msg_type::NEIGHBOR_ADVERT,
+        NA_FLAGS,
+        target,
+        icmpv6::ndp_option::TARGET_LL_ADDR,
+        mac,
+        target,
+        dst,
+    )?;
     Some(len)
 }
 
@@ -225,44 +269,51 @@ pub fn na_reply(
 /// into the echo reply, in place: addresses swapped, TTL/hop limit reset, type changed,
 /// checksums updated incrementally, MACs swapped with our `mac` as source.
 pub fn echo_reply_in_place(frame: &mut [u8], v6: bool, l3: usize, l4: usize, mac: MacAddr) -> bool {
-    let need = if v6 { l3 + 40 } else { l3 + 20 };
-    if frame.len() < need.max(l4 + 8) || l4 < need {
+    let need = if v6 {
+        l3 + ipv6::HEADER_LEN
+    } else {
+        l3 + ipv4::MIN_HEADER_LEN
+    };
+    if frame.len() < need.max(l4 + icmpv4::HEADER_LEN) || l4 < need || l3 < ETH_LEN {
         return false;
     }
-    let src_mac: [u8; 6] = arr(&frame[6..12]);
-    frame[0..6].copy_from_slice(&src_mac);
-    frame[6..12].copy_from_slice(&mac.0);
+    let (eth_ip, msg) = frame.split_at_mut(l4);
+    let (eth, ip) = eth_ip.split_at_mut(l3);
+    let mut e = ethernet::Frame::new_unchecked(eth);
+    let peer = e.src_addr();
+    e.set_dst_addr(peer);
+    e.set_src_addr(mac.0);
     if v6 {
         // Swapping the addresses leaves the pseudo-header sum as it is.
-        let s: [u8; 16] = arr(&frame[l3 + 8..l3 + 24]);
-        let d: [u8; 16] = arr(&frame[l3 + 24..l3 + 40]);
-        frame[l3 + 8..l3 + 24].copy_from_slice(&d);
-        frame[l3 + 24..l3 + 40].copy_from_slice(&s);
-        frame[l3 + 7] = OWN_TTL;
-        let old = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
-        frame[l4] = 129;
-        let new = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
-        let c = u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]]);
-        let c = checksum::update_u16(c, old, new);
-        frame[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+        let mut ip = ipv6::Packet::new_unchecked(ip);
+        let (s, d) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(d);
+        ip.set_dst_addr(s);
+        ip.set_hop_limit(OWN_TTL);
     } else {
-        let s: [u8; 4] = arr(&frame[l3 + 12..l3 + 16]);
-        let d: [u8; 4] = arr(&frame[l3 + 16..l3 + 20]);
-        frame[l3 + 12..l3 + 16].copy_from_slice(&d);
-        frame[l3 + 16..l3 + 20].copy_from_slice(&s);
-        let old = u16::from_be_bytes([frame[l3 + 8], frame[l3 + 9]]);
-        frame[l3 + 8] = OWN_TTL;
-        let new = u16::from_be_bytes([frame[l3 + 8], frame[l3 + 9]]);
-        let c = u16::from_be_bytes([frame[l3 + 10], frame[l3 + 11]]);
-        let c = checksum::update_u16(c, old, new);
-        frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-        let old = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
-        frame[l4] = 0;
-        let new = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
-        let c = u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]]);
-        let c = checksum::update_u16(c, old, new);
-        frame[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+        let mut ip = ipv4::Packet::new_unchecked(ip);
+        let (s, d) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(d);
+        ip.set_dst_addr(s);
+        let old = u16::from_be_bytes([ip.ttl(), ip.protocol()]);
+        ip.set_ttl(OWN_TTL);
+        let new = u16::from_be_bytes([ip.ttl(), ip.protocol()]);
+        let c = checksum::update_u16(ip.checksum(), old, new);
+        ip.set_checksum(c);
     }
+    // ICMPv6 has ICMPv4's type, code and checksum fields, and the type change needs no
+    // pseudo-header: one view serves both.
+    let reply = if v6 {
+        icmpv6::msg_type::ECHO_REPLY
+    } else {
+        icmpv4::msg_type::ECHO_REPLY
+    };
+    let mut m = icmpv4::Packet::new_unchecked(msg);
+    let old = u16::from_be_bytes([m.msg_type(), m.msg_code()]);
+    m.set_msg_type(reply);
+    let new = u16::from_be_bytes([m.msg_type(), m.msg_code()]);
+    let c = checksum::update_u16(m.checksum(), old, new);
+    m.set_checksum(c);
     true
 }
 
@@ -277,31 +328,38 @@ pub fn time_exceeded_v4(
     src: [u8; 4],
 ) -> Option<usize> {
     let ip = frame.get(l3..)?;
-    let ihl = usize::from(ip.first()? & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+    let orig = ipv4::Packet::new_unchecked(ip.get(..ipv4::MIN_HEADER_LEN)?);
+    let ihl = orig.header_len();
+    let total = usize::from(orig.total_len());
+    let orig_src = orig.src_addr();
     let quote_len = (ihl + 8).min(total).min(ip.len());
     let quote = ip.get(..quote_len)?;
-    let orig_src: [u8; 4] = arr(ip.get(12..16)?);
-    let len = ETH_LEN + 20 + 8 + quote_len;
+    let peer = ethernet::Frame::new_unchecked(frame.get(..ETH_LEN)?).src_addr();
+    let ip_len = ipv4::MIN_HEADER_LEN + icmpv4::HEADER_LEN + quote_len;
+    let len = ETH_LEN + ip_len;
     let out = out.get_mut(..len)?;
-    write_eth(out, arr(frame.get(6..12)?), mac, ETHERTYPE_IPV4);
-    let h = &mut out[ETH_LEN..ETH_LEN + 20];
-    h[0] = 0x45;
-    h[1] = 0;
-    h[2..4].copy_from_slice(&((20 + 8 + quote_len) as u16).to_be_bytes());
-    h[4..8].copy_from_slice(&[0, 0, 0, 0]);
-    h[8] = OWN_TTL;
-    h[9] = 1;
-    h[10..12].copy_from_slice(&[0, 0]);
-    h[12..16].copy_from_slice(&src);
-    h[16..20].copy_from_slice(&orig_src);
-    let c = checksum::ipv4_header(h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    let m = &mut out[ETH_LEN + 20..];
-    m[0..8].copy_from_slice(&[11, 0, 0, 0, 0, 0, 0, 0]);
-    m[8..].copy_from_slice(quote);
-    let c = checksum::icmpv4(m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+    write_eth(out, peer, mac, ETHERTYPE_IPV4)?;
+    let (h, m) = out.get_mut(ETH_LEN..)?.split_at_mut(ipv4::MIN_HEADER_LEN);
+    let mut h = ipv4::Packet::new_unchecked(h);
+    h.set_version(4);
+    h.set_header_len(ipv4::MIN_HEADER_LEN);
+    h.set_dscp(0);
+    h.set_ecn(0);
+    h.set_total_len(ip_len as u16);
+    h.set_ident(0);
+    h.set_flags_frag(0);
+    h.set_ttl(OWN_TTL);
+    h.set_protocol(proto::ICMP);
+    h.set_src_addr(src);
+    h.set_dst_addr(orig_src);
+    h.fill_checksum();
+    let mut m = icmpv4::Packet::new_unchecked(m);
+    m.set_msg_type(icmpv4::msg_type::TIME_EXCEEDED);
+    m.set_msg_code(0);
+    m.set_checksum(0);
+    m.set_rest_of_header(0);
+    m.data_mut().copy_from_slice(quote);
+    m.fill_checksum();
     Some(len)
 }
 
@@ -315,19 +373,27 @@ pub fn time_exceeded_v6(
     src: &[u8; 16],
 ) -> Option<usize> {
     let ip = frame.get(l3..)?;
-    let total = 40 + usize::from(u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?]));
-    let room = out.len().checked_sub(ETH_LEN + 40 + 8)?;
+    let orig = ipv6::Packet::new_unchecked(ip.get(..ipv6::HEADER_LEN)?);
+    let total = ipv6::HEADER_LEN + usize::from(orig.payload_len());
+    let orig_src = orig.src_addr();
+    let room = out
+        .len()
+        .checked_sub(ETH_LEN + ipv6::HEADER_LEN + icmpv6::HEADER_LEN)?;
     let quote_len = total.min(ip.len()).min(room);
     let quote = ip.get(..quote_len)?;
-    let orig_src: [u8; 16] = arr(ip.get(8..24)?);
-    let mlen = 8 + quote_len;
-    let len = ETH_LEN + 40 + mlen;
+    let peer = ethernet::Frame::new_unchecked(frame.get(..ETH_LEN)?).src_addr();
+    let mlen = icmpv6::HEADER_LEN + quote_len;
+    let len = ETH_LEN + ipv6::HEADER_LEN + mlen;
     let out = out.get_mut(..len)?;
-    write_eth(out, arr(frame.get(6..12)?), mac, ETHERTYPE_IPV6);
-    write_ipv6(out, mlen as u16, 58, OWN_TTL, src, &orig_src);
-    let m = &mut out[ETH_LEN + 40..];
-    m[0..8].copy_from_slice(&[3, 0, 0, 0, 0, 0, 0, 0]);
-    m[8..].copy_from_slice(quote);
-    fill_icmpv6(out, ETH_LEN, mlen);
+    write_eth(out, peer, mac, ETHERTYPE_IPV6)?;
+    write_ipv6(out, mlen as u16, proto::ICMPV6, OWN_TTL, src, &orig_src)?;
+    let m = out.get_mut(ETH_LEN + ipv6::HEADER_LEN..)?;
+    let mut m = icmpv6::Packet::new_unchecked(m);
+    m.set_msg_type(icmpv6::msg_type::TIME_EXCEEDED);
+    m.set_msg_code(0);
+    m.set_checksum(0);
+    m.set_rest_of_header(0);
+    m.data_mut().copy_from_slice(quote);
+    m.fill_checksum(src, &orig_src);
     Some(len)
 }

@@ -14,6 +14,7 @@ mod reload;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
+use crate::wire::testframe::{arp, ether, Frame, L4};
 use std::net::IpAddr;
 
 const GW0: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
@@ -129,25 +130,8 @@ impl Gw {
     }
 }
 
-fn eth(dst: [u8; 6], src: [u8; 6], et: u16) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&et.to_be_bytes());
-    f
-}
-
-fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], dst: [u8; 6]) -> Vec<u8> {
-    let mut f = eth(dst, sha, 0x0806);
-    f.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
-    f.extend_from_slice(&op.to_be_bytes());
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&spa);
-    f.extend_from_slice(&tha);
-    f.extend_from_slice(&tpa);
-    f
-}
-
-/// An IPv4 packet with every checksum computed (by `fill_frame`, over the bytes).
+/// An IPv4 frame carrying `l4` (protocol `proto`), every checksum filled
+/// (`wire::testframe`).
 fn ip4(
     dmac: [u8; 6],
     smac: [u8; 6],
@@ -157,18 +141,13 @@ fn ip4(
     proto: u8,
     l4: &[u8],
 ) -> Vec<u8> {
-    let mut f = eth(dmac, smac, 0x0800);
-    let total = (20 + l4.len()) as u16;
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, proto, 0, 0]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(l4);
-    fill_frame(&mut f).unwrap();
-    f
+    Frame::v4(src, dst, L4::raw(proto, l4))
+        .macs(dmac, smac)
+        .ttl(ttl)
+        .build()
 }
 
+/// An IPv6 frame carrying `l4` (see [`ip4`]).
 fn ip6(
     dmac: [u8; 6],
     smac: [u8; 6],
@@ -178,42 +157,22 @@ fn ip6(
     proto: u8,
     l4: &[u8],
 ) -> Vec<u8> {
-    let mut f = eth(dmac, smac, 0x86dd);
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[proto, hlim]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(l4);
-    fill_frame(&mut f).unwrap();
-    f
+    Frame::v6(src, dst, L4::raw(proto, l4))
+        .macs(dmac, smac)
+        .ttl(hlim)
+        .build()
 }
 
 fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = sport.to_be_bytes().to_vec();
-    t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&seq.to_be_bytes());
-    t.extend_from_slice(&ack.to_be_bytes());
-    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    t.extend_from_slice(payload);
-    t
+    L4::tcp(sport, dport, seq, ack, flags, payload).bytes()
 }
 
 fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = sport.to_be_bytes().to_vec();
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    u
+    L4::udp(sport, dport, payload).bytes()
 }
 
 fn echo(ty: u8, id: u16, seq: u16) -> Vec<u8> {
-    let mut e = vec![ty, 0, 0, 0];
-    e.extend_from_slice(&id.to_be_bytes());
-    e.extend_from_slice(&seq.to_be_bytes());
-    e.extend_from_slice(b"pingdata");
-    e
+    L4::echo(ty, id, seq, b"pingdata").bytes()
 }
 
 const SYN: u8 = 0x02;
@@ -672,7 +631,7 @@ fn policy_malformed_non_ip_and_ttl() {
         Verdict::Drop(DropReason::ShortFrame)
     );
     assert_eq!(
-        g.send(&eth(GW0, HOST, 0x88cc), 0).0,
+        g.send(&ether(GW0, HOST, 0x88cc, b""), 0).0,
         Verdict::Drop(DropReason::NotIp)
     );
     // A frame for another host's MAC (flooded unicast), or with a broadcast MAC: not

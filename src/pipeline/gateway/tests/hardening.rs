@@ -29,20 +29,14 @@ fn tagged(f: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
     t
 }
 
-/// A UDP packet from the inside host to the server with the IPv4 options `opts`.
+/// A UDP packet from the inside host to the server with the IPv4 options `opts` (a
+/// multiple of 4 bytes).
 fn ip4_opts(ttl: u8, opts: &[u8]) -> Vec<u8> {
-    let l4 = udp(5353, 53, b"opts");
-    let hl = 20 + opts.len();
-    let mut f = eth(GW0, HOST, 0x0800);
-    f.extend_from_slice(&[0x40 | (hl / 4) as u8, 0]);
-    f.extend_from_slice(&((hl + l4.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, 17, 0, 0]);
-    f.extend_from_slice(&H4);
-    f.extend_from_slice(&SERVER4);
-    f.extend_from_slice(opts);
-    f.extend_from_slice(&l4);
-    fill_frame(&mut f).unwrap();
-    f
+    Frame::v4(H4, SERVER4, L4::udp(5353, 53, b"opts"))
+        .macs(GW0, HOST)
+        .ttl(ttl)
+        .ip_options(opts)
+        .build()
 }
 
 /// Asserts `frame` in on `port` is dropped for `reason`, untouched, with nothing
