@@ -26,7 +26,7 @@ fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
     let config = gw.scratch.path("gw.toml");
     let www = gw.scratch.path("www");
     std::fs::create_dir_all(&www).unwrap();
-    let data = blob(&www, "blob", 6 << 20);
+    let data = blob(&www, "blob", 12 << 20);
     let small = blob(&www, "small", 300 << 10);
     let (ns_in, ns_out) = (gw.ns_in.clone(), gw.ns_out.clone());
     gw.http_server(&ns_out, "192.0.2.2", 8000, &www);
@@ -57,7 +57,7 @@ fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
     );
     assert!(!std::fs::read_to_string(&in_log).unwrap().contains("\"GET "));
 
-    // A 6 MiB download at 1 MiB/s from inside, running across the reloads.
+    // A 12 MiB download at 1 MiB/s from inside, running across the reloads.
     let got = gw.scratch.path("got");
     let curl_log = gw.scratch.path("curl.log");
     gw.spawn_in(
@@ -101,7 +101,7 @@ fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
             .contains(&format!("{}:{bad_line}: port[1].role", bad.display())),
         "no FILE:LINE: FIELD error:\n{r}"
     );
-    let c = forward(&gw, "3", got_fwd.to_str().unwrap());
+    let c = forward(&gw, "2", got_fwd.to_str().unwrap());
     assert!(!c.ok, "the refused file changed the rules:\n{c}");
 
     // The file in force gets the DNAT rule; `reload` swaps it in.
