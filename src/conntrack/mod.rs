@@ -2,6 +2,7 @@
 //! lcores. See `docs/DESIGN.md` and [`table`] for the table's layout and locking rules.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod alg;
 pub mod conn;
 pub mod event_format;
 pub mod events;
