@@ -62,6 +62,8 @@ pub struct ControlContext<'a> {
     pub sweep_interval_ms: &'a AtomicU32,
     /// Ports, lcores, counters.
     pub info: &'a dyn GatewayInfo,
+    /// The gateway's fragment reassembly (`ipf-*` commands); `None` without a gateway.
+    pub ipf: Option<&'a crate::ipf::Ipf>,
     /// Now on the tracker's clock (ms, the `now` given to `CtWorker::process`): gives
     /// `timeout=` and hides expired connections from dumps.
     pub now: u64,

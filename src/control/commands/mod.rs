@@ -23,6 +23,7 @@ mod args;
 mod context;
 mod ct_stats;
 mod dump_flush;
+mod ipf;
 mod limits;
 mod reload;
 mod settings;
@@ -34,6 +35,7 @@ pub use context::{ControlContext, GatewayInfo, Job, LiveConfig, Outcome, Running
 use ct_stats::*;
 pub use dump_flush::conn_json;
 use dump_flush::*;
+use ipf::*;
 use limits::*;
 use reload::*;
 use settings::*;
@@ -209,6 +211,37 @@ pub const COMMANDS: &[CommandSpec] = &[
         details: "",
     },
     CommandSpec {
+        name: "ipf-set-enabled",
+        args: "v4|v6",
+        summary: "Turn IP fragment reassembly on for IPv4 or IPv6.",
+        details: "Fragments are then held until their datagram is complete, tracked as one packet and\n\
+                  sent on as they came, NAT applied.",
+    },
+    CommandSpec {
+        name: "ipf-set-disabled",
+        args: "v4|v6",
+        summary: "Turn IP fragment reassembly off for IPv4 or IPv6 (fragments are then invalid).",
+        details: "",
+    },
+    CommandSpec {
+        name: "ipf-set-min-frag",
+        args: "v4|v6 N",
+        summary: "Set the smallest IP packet a fragment other than the last may be (at least 400).",
+        details: "Defaults: 1200 (IPv4), 1280 (IPv6). Smaller fragments are dropped and counted as too small.",
+    },
+    CommandSpec {
+        name: "ipf-set-max-nfrags",
+        args: "N",
+        summary: "Set how many fragments are held at most (at most 5000).",
+        details: "Default 1000. Past it the oldest incomplete datagram is purged.",
+    },
+    CommandSpec {
+        name: "ipf-get-status",
+        args: "[-m|--more]",
+        summary: "Print the fragment reassembly settings and counters, as OVS's dpctl/ipf-get-status.",
+        details: "With -m, also the datagrams being reassembled (`Fragment Lists:`).",
+    },
+    CommandSpec {
         name: "reload",
         args: "[--config FILE] [--flush-stale]",
         summary: "Re-read the configuration and swap it in without losing a connection.",
@@ -361,6 +394,11 @@ pub fn execute(ctx: &ControlContext, cmd: &str, args: &[String]) -> Outcome {
         "ct-set-timeout-policy" => ct_set_timeout_policy(ctx, args),
         "ct-get-timeout-policy" => ct_get_timeout_policy(ctx, args),
         "ct-del-timeout-policy" => ct_del_timeout_policy(ctx, args),
+        "ipf-set-enabled" => ipf_set_enabled(ctx, args, true),
+        "ipf-set-disabled" => ipf_set_enabled(ctx, args, false),
+        "ipf-set-min-frag" => ipf_set_min_frag(ctx, args),
+        "ipf-set-max-nfrags" => ipf_set_max_nfrags(ctx, args),
+        "ipf-get-status" => ipf_get_status(ctx, args),
         "reload" => reload(ctx, args),
         "config-show" => config_show(ctx, args),
         "route-show" => route_show(ctx, args),
