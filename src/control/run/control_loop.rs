@@ -181,10 +181,12 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                 socket: g.server.path().display().to_string(),
                 sweep_interval_ms: interval,
             };
+            let cur = g.live.shared();
             let ctx = ControlContext {
                 conntrack: &g.ct,
                 sweep_interval_ms: &g.sweep_interval_ms,
                 info: &info,
+                ipf: Some(cur.ipf()),
                 now: now_ms,
             };
             busy = g.server.poll(&ctx, DEFAULT_BUDGET).busy;

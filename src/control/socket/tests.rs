@@ -58,6 +58,7 @@ impl Harness {
                 conntrack: &ct,
                 sweep_interval_ms: &sweep,
                 info: &Fake,
+                ipf: None,
                 now: 0,
             };
             while !s.load(Ordering::Relaxed) {
@@ -341,6 +342,7 @@ fn one_poll_accepts_every_waiting_connection() {
         conntrack: &ct,
         sweep_interval_ms: &sweep,
         info: &Fake,
+        ipf: None,
         now: 0,
     };
     // 100 connect/close cycles queued while the server does not poll (a flood between
@@ -616,7 +618,7 @@ mod fuzz {
             let ct = tracker(100, 5);
             let mut server = ControlServer::bind(&path).unwrap();
             let sweep = AtomicU32::new(1);
-            let ctx = ControlContext { conntrack: &ct, sweep_interval_ms: &sweep, info: &Fake, now: 0 };
+            let ctx = ControlContext { conntrack: &ct, sweep_interval_ms: &sweep, info: &Fake, ipf: None, now: 0 };
             let mut c = UnixStream::connect(&path).unwrap();
             c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
             let mut got = Vec::new();
