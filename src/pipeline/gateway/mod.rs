@@ -87,6 +87,7 @@ mod shared;
 mod state;
 #[cfg(test)]
 mod tests;
+pub mod views;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
