@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use gw_tapnet::*;
 
 /// The default gateway with a small table (ct-bkts prints 64 buckets), ICMP connections
-/// that expire after 3 s, and a sweep too slow to matter until the test changes it.
+/// that expire after 10 s (long enough that none expires between the checks on a loaded machine), and a sweep too slow to matter until the test changes it.
 const CTL_CONFIG: &str = r#"
 [datapath]
 max_conns = 1024
@@ -51,8 +51,8 @@ pool = "192.0.2.1"
 pool = "[fd00:0:0:2::1]"
 
 [timeouts]
-icmp_first = 3
-icmp_reply = 3
+icmp_first = 10
+icmp_reply = 10
 "#;
 
 /// The sum of the per-bucket counts of `ct-bkts` output (`.` is 0).
@@ -246,7 +246,7 @@ fn ctgate_ctl_commands_against_the_running_gateway() {
     // The sweep interval: with 10 minutes, an expired connection stays counted; after
     // ct-set-sweep-interval 200 the sweep removes it within a fraction of a second.
     assert_eq!(gw.ctl_num(&["ct-get-sweep-interval"]), 600_000);
-    std::thread::sleep(Duration::from_millis(3500));
+    std::thread::sleep(Duration::from_millis(10_500));
     assert_eq!(gw.ctl_num(&["ct-get-nconns"]), 1, "swept too early");
     assert_eq!(
         gw.ctl_ok(&["dump-conntrack"]),
