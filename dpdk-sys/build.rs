@@ -114,7 +114,7 @@ fn pkg_config_says(e: &pkg_config::Error) -> String {
 /// Allowlisted function families: the APIs the project uses and nothing else.
 const FUNCTIONS: &[&str] = &[
     // EAL, lcores, launch, errors, version, logging.
-    "rte_eal_(init|cleanup|process_type|remote_launch|wait_lcore|mp_wait_lcore|has_hugepages)",
+    "rte_eal_(init|cleanup|process_type|remote_launch|wait_lcore|mp_wait_lcore|has_hugepages|get_runtime_dir)",
     "rte_(lcore_(id|count|index|to_socket_id|is_enabled)|get_main_lcore|get_next_lcore)",
     "rte_socket_(id|count|id_by_idx)",
     "rte_strerror",

@@ -7,6 +7,7 @@
 
 use crate::conntrack::timeouts::TimeoutAttr;
 use crate::ipf::{limits as frag_limits, FragSettings};
+use crate::nat::mapping::Filtering;
 use crate::nat::NatRange;
 use serde::Deserialize;
 use std::fmt;
@@ -17,6 +18,8 @@ use toml::Spanned;
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/ctgate.toml");
 /// The name errors use for the embedded default.
 pub const EMBEDDED_NAME: &str = "<embedded default config>";
+/// The largest configuration file read (`--config /dev/zero` must not read forever).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// A configuration error: where and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +206,12 @@ pub struct Config {
     pub zone_timeouts: Vec<(u16, Vec<(TimeoutAttr, u32)>)>,
     /// IP fragment reassembly (`[fragments]`).
     pub fragments: FragSettings,
+    /// The line of each `[[port]]` entry's `port =` key (same order as `ports`), for
+    /// errors found later (a port DPDK did not probe).
+    pub port_lines: Vec<Option<usize>>,
+    /// Filtering of each `[[snat]]` rule's mappings (in the order of `snat`): its own
+    /// `filtering`, else `[nat] filtering`, else address-and-port-dependent.
+    pub snat_filtering: Vec<Filtering>,
 }
 
 // ---- The file's shape (serde), with spans for the fields validated afterwards. ----
@@ -228,6 +237,35 @@ struct RawConfig {
     timeouts: RawTimeouts,
     #[serde(default)]
     fragments: RawFragments,
+    #[serde(default)]
+    nat: RawNat,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNat {
+    filtering: Option<Spanned<String>>,
+}
+
+fn parse_filtering(
+    v: &Option<Spanned<String>>,
+    field: String,
+    lines: &Lines,
+) -> Result<Option<Filtering>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(s) => match Filtering::from_name(s.get_ref()) {
+            Some(f) => Ok(Some(f)),
+            None => lines.err(
+                s.span(),
+                field,
+                format!(
+                    "unknown value '{}' (expected \"address-port-dependent\", \"address-dependent\" or \"endpoint-independent\")",
+                    s.get_ref()
+                ),
+            ),
+        },
+    }
 }
 
 /// `[fragments]`: reassembly settings, OVS's defaults and bounds (see [`crate::ipf`]).
@@ -357,6 +395,7 @@ struct RawRoute {
 #[serde(deny_unknown_fields)]
 struct RawSnat {
     pool: Spanned<String>,
+    filtering: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -405,7 +444,7 @@ struct RawLimits {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawZoneLimit {
-    zone: u16,
+    zone: Spanned<u16>,
     limit: u32,
 }
 
@@ -414,7 +453,7 @@ macro_rules! timeout_structs {
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
         struct RawTimeouts {
-            $( $f: Option<u32>, )*
+            $( $f: Option<Spanned<u32>>, )*
             #[serde(default)]
             zone: Vec<RawZoneTimeouts>,
         }
@@ -423,26 +462,46 @@ macro_rules! timeout_structs {
         #[serde(deny_unknown_fields)]
         struct RawZoneTimeouts {
             zone: u16,
-            $( $f: Option<u32>, )*
+            $( $f: Option<Spanned<u32>>, )*
         }
 
         impl RawTimeouts {
             fn values(&self) -> Vec<(TimeoutAttr, u32)> {
                 let mut v = Vec::new();
-                $( if let Some(x) = self.$f {
-                    v.push((TimeoutAttr::from_name(stringify!($f)).expect("known attribute"), x));
+                $( if let Some(x) = &self.$f {
+                    v.push((TimeoutAttr::from_name(stringify!($f)).expect("known attribute"), *x.get_ref()));
                 } )*
                 v
+            }
+
+            /// The first timeout set to 0, with its span.
+            fn zero(&self) -> Option<(&'static str, std::ops::Range<usize>)> {
+                $( if let Some(x) = &self.$f {
+                    if *x.get_ref() == 0 {
+                        return Some((stringify!($f), x.span()));
+                    }
+                } )*
+                None
             }
         }
 
         impl RawZoneTimeouts {
             fn values(&self) -> Vec<(TimeoutAttr, u32)> {
                 let mut v = Vec::new();
-                $( if let Some(x) = self.$f {
-                    v.push((TimeoutAttr::from_name(stringify!($f)).expect("known attribute"), x));
+                $( if let Some(x) = &self.$f {
+                    v.push((TimeoutAttr::from_name(stringify!($f)).expect("known attribute"), *x.get_ref()));
                 } )*
                 v
+            }
+
+            /// The first timeout set to 0, with its span.
+            fn zero(&self) -> Option<(&'static str, std::ops::Range<usize>)> {
+                $( if let Some(x) = &self.$f {
+                    if *x.get_ref() == 0 {
+                        return Some((stringify!($f), x.span()));
+                    }
+                } )*
+                None
             }
         }
     };
@@ -560,11 +619,32 @@ impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let error = |message: String| ConfigError {
             file: name.clone(),
             line: None,
             field: None,
-            message: format!("cannot read: {e}"),
+            message,
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| {
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(f, MAX_CONFIG_BYTES + 1),
+                    &mut bytes,
+                )
+            })
+            .map_err(|e| error(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(error(format!(
+                "larger than {} MiB, the most a configuration file may be (not read further)",
+                MAX_CONFIG_BYTES >> 20
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            error(format!(
+                "not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
         Config::parse(&text, &name)
     }
@@ -626,6 +706,21 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
             format!("{b} is not a power of two (or 0 for automatic)"),
         );
     }
+    let need = crate::conntrack::table::memory_needed(*d.max_conns.get_ref(), b);
+    if let Some(avail) = available_memory() {
+        if need > avail {
+            return lines.err(
+                d.max_conns.span(),
+                "datapath.max_conns".into(),
+                format!(
+                    "needs {} for {} connections, only {} available (MemAvailable)",
+                    gib(need),
+                    d.max_conns.get_ref(),
+                    gib(avail)
+                ),
+            );
+        }
+    }
     if *d.sweep_interval_ms.get_ref() == 0 {
         return lines.err(
             d.sweep_interval_ms.span(),
@@ -650,7 +745,9 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         });
     }
     let mut ports: Vec<PortConfig> = Vec::new();
+    let mut port_lines = Vec::new();
     for (i, p) in raw.ports.iter().enumerate() {
+        port_lines.push(lines.line_of(p.port.span().start));
         let f = |n: &str| format!("port[{i}].{n}");
         let id = *p.port.get_ref();
         let vlan = p.vlan.as_ref().map(|v| *v.get_ref());
@@ -735,6 +832,29 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
                 }
             },
         };
+        let new_prefixes: Vec<(Prefix, std::ops::Range<usize>, &str)> = [
+            ipv4.map(|(a, len)| (IpAddr::V4(a), len, &p.ipv4, "ipv4")),
+            ipv6.map(|(a, len)| (IpAddr::V6(a), len, &p.ipv6, "ipv6")),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|(addr, len, s, name)| {
+            s.as_ref().map(|s| (Prefix { addr, len }, s.span(), name))
+        })
+        .collect();
+        for (pre, span, name) in &new_prefixes {
+            for (j, q) in ports.iter().enumerate() {
+                if let Some(c) = q.connected().into_iter().find(|c| prefixes_overlap(c, pre)) {
+                    return lines.err(
+                        span.clone(),
+                        f(name),
+                        format!(
+                            "{pre} overlaps port[{j}]'s {c}: each interface needs its own network"
+                        ),
+                    );
+                }
+            }
+        }
         ports.push(PortConfig {
             port: id,
             vlan,
@@ -822,12 +942,54 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         });
     }
 
-    let mut snat = Vec::new();
+    let mut snat: Vec<NatRange> = Vec::new();
     for (i, s) in raw.snat.iter().enumerate() {
-        match s.pool.get_ref().parse::<NatRange>() {
-            Ok(r) => snat.push(r),
-            Err(e) => return lines.err(s.pool.span(), format!("snat[{i}].pool"), e.0),
+        let field = format!("snat[{i}].pool");
+        let r = match s.pool.get_ref().parse::<NatRange>() {
+            Ok(r) => r,
+            Err(e) => return lines.err(s.pool.span(), field, e.0),
+        };
+        let (lo, hi) = (nat_addr(&r, &r.addr_min), nat_addr(&r, &r.addr_max));
+        let all = if r.family == 4 {
+            u128::from(u32::MAX)
+        } else {
+            u128::MAX
+        };
+        if lo == 0 && hi == all {
+            return lines.err(
+                s.pool.span(),
+                field,
+                "covers the whole address space: a pool is addresses of the gateway's own".into(),
+            );
         }
+        for (j, q) in ports.iter().enumerate() {
+            if q.role != Role::Inside {
+                continue;
+            }
+            if let Some(c) = q.connected().into_iter().find(|c| {
+                let (cl, ch) = prefix_bounds(c);
+                c.addr.is_ipv4() == (r.family == 4) && lo <= ch && cl <= hi
+            }) {
+                return lines.err(
+                    s.pool.span(),
+                    field,
+                    format!("lies in the inside network {c} of port[{j}]: a pool must be outside addresses"),
+                );
+            }
+        }
+        if let Some(j) = snat.iter().position(|o| {
+            o.family == r.family
+                && nat_addr(o, &o.addr_min) <= hi
+                && lo <= nat_addr(o, &o.addr_max)
+                && ports_overlap(o.ports, r.ports)
+        }) {
+            return lines.err(
+                s.pool.span(),
+                field,
+                format!("overlaps snat[{j}].pool '{}'", raw.snat[j].pool.get_ref()),
+            );
+        }
+        snat.push(r);
     }
     let mut dnat = Vec::new();
     for (i, r) in raw.dnat.iter().enumerate() {
@@ -871,6 +1033,16 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
                 "target and match are of different address families".into(),
             );
         }
+        let match_addr = crate::conntrack::key::addr_to_ip(m.family, &m.addr_min);
+        if let Some(j) = dnat.iter().position(|d: &DnatRule| {
+            d.proto == proto && d.match_addr == match_addr && d.match_port == mp
+        }) {
+            return lines.err(
+                r.matches.span(),
+                format!("dnat[{i}].match"),
+                format!("'{}' is already matched by dnat[{j}]", r.matches.get_ref()),
+            );
+        }
         dnat.push(DnatRule {
             proto,
             match_addr: crate::conntrack::key::addr_to_ip(m.family, &m.addr_min),
@@ -902,7 +1074,48 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         }
     };
 
+    for (i, z) in raw.limits.zones.iter().enumerate() {
+        if let Some(j) = raw.limits.zones[..i]
+            .iter()
+            .position(|o| o.zone.get_ref() == z.zone.get_ref())
+        {
+            return lines.err(
+                z.zone.span(),
+                format!("limits.zones[{i}].zone"),
+                format!(
+                    "zone {} already has a limit (limits.zones[{j}])",
+                    z.zone.get_ref()
+                ),
+            );
+        }
+    }
+    if let Some((name, span)) = raw.timeouts.zero() {
+        return lines.err(
+            span,
+            format!("timeouts.{name}"),
+            "must be at least 1 second".into(),
+        );
+    }
+    for (i, z) in raw.timeouts.zone.iter().enumerate() {
+        if let Some((name, span)) = z.zero() {
+            return lines.err(
+                span,
+                format!("timeouts.zone[{i}].{name}"),
+                "must be at least 1 second".into(),
+            );
+        }
+    }
+
     let fragments = validate_fragments(&raw.fragments, lines)?;
+    let nat_filtering =
+        parse_filtering(&raw.nat.filtering, "nat.filtering".into(), lines)?.unwrap_or_default();
+    let mut snat_filtering = Vec::new();
+    for (i, s) in raw.snat.iter().enumerate() {
+        snat_filtering.push(
+            parse_filtering(&s.filtering, format!("snat[{i}].filtering"), lines)?
+                .unwrap_or(nat_filtering),
+        );
+    }
 
     Ok(Config {
         source: lines.file.to_string(),
@@ -916,7 +1129,12 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
             invalid_allow,
         },
         default_limit: raw.limits.default,
-        zone_limits: raw.limits.zones.iter().map(|z| (z.zone, z.limit)).collect(),
+        zone_limits: raw
+            .limits
+            .zones
+            .iter()
+            .map(|z| (*z.zone.get_ref(), z.limit))
+            .collect(),
         timeouts: raw.timeouts.values(),
         zone_timeouts: raw
             .timeouts
@@ -925,7 +1143,58 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
             .map(|z| (z.zone, z.values()))
             .collect(),
         fragments,
+        port_lines,
+        snat_filtering,
     })
+}
+
+/// The kernel's estimate of memory available for new allocations (`MemAvailable` in
+/// `/proc/meminfo`), in bytes; `None` when unknown.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
+/// Bytes as GiB with one decimal (`33.2 GiB`).
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
+/// A NAT range address as a number (IPv4 in the low 32 bits).
+fn nat_addr(r: &NatRange, a: &[u8; 16]) -> u128 {
+    ip_number(crate::conntrack::key::addr_to_ip(r.family, a))
+}
+
+fn ip_number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The first and last address of a prefix, as numbers.
+fn prefix_bounds(p: &Prefix) -> (u128, u128) {
+    let bits = if p.addr.is_ipv4() { 32 } else { 128 };
+    let host = u32::from(bits - p.len.min(bits));
+    let span = if host >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host) - 1
+    };
+    let lo = ip_number(p.addr) & !span;
+    (lo, lo | span)
+}
+
+fn prefixes_overlap(a: &Prefix, b: &Prefix) -> bool {
+    a.addr.is_ipv4() == b.addr.is_ipv4() && (a.contains(b.addr) || b.contains(a.addr))
+}
+
+/// Port ranges intersect (`None`: any port).
+fn ports_overlap(a: Option<(u16, u16)>, b: Option<(u16, u16)>) -> bool {
+    let (a, b) = (a.unwrap_or((0, u16::MAX)), b.unwrap_or((0, u16::MAX)));
+    a.0 <= b.1 && b.0 <= a.1
 }
 
 #[cfg(test)]
@@ -958,6 +1227,27 @@ mod tests {
         assert!(!c.policy.invalid_allow);
         assert_eq!(c.datapath.max_conns, 3_000_000);
         assert_eq!(c.datapath.sweep_interval_ms, 20_000);
+    }
+
+    #[test]
+    fn nat_filtering_is_read_globally_and_per_snat_rule() {
+        assert_eq!(
+            Config::embedded().unwrap().snat_filtering,
+            [Filtering::AddressPortDependent; 2]
+        );
+        let c = Config::parse(
+            &format!("{PORTS}[nat]\nfiltering = \"endpoint-independent\"\n[[snat]]\npool = \"192.0.2.1\"\n[[snat]]\npool = \"[fd00::1]\"\nfiltering = \"address-dependent\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.snat_filtering,
+            [Filtering::EndpointIndependent, Filtering::AddressDependent]
+        );
+        assert_eq!(
+            err(&format!("{PORTS}[nat]\nfiltering = \"full-cone\"\n")),
+            "t.toml:10: nat.filtering: unknown value 'full-cone' (expected \"address-port-dependent\", \"address-dependent\" or \"endpoint-independent\")"
+        );
     }
 
     #[test]
@@ -1034,6 +1324,78 @@ mod tests {
             assert!(
                 got.starts_with(want),
                 "config:\n{full}\nwant: {want}\ngot:  {got}"
+            );
+        }
+    }
+
+    /// Accepted silently before: each is refused with its line and field.
+    #[test]
+    fn conflicting_or_empty_settings_are_refused_with_their_line() {
+        let dnat = "[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1:80\"\nto = \"10.0.0.5:80\"\n";
+        let cases: &[(String, &str)] = &[
+            (
+                format!("{PORTS}[[snat]]\npool = \"192.0.2.1-192.0.2.5\"\n[[snat]]\npool = \"192.0.2.3-192.0.2.9\"\n"),
+                "t.toml:12: snat[1].pool: overlaps snat[0].pool '192.0.2.1-192.0.2.5'",
+            ),
+            (
+                format!("{PORTS}[[snat]]\npool = \"192.0.2.1:1024-2047\"\n[[snat]]\npool = \"192.0.2.1:2000-3000\"\n"),
+                "t.toml:12: snat[1].pool: overlaps snat[0].pool '192.0.2.1:1024-2047'",
+            ),
+            (
+                format!("{PORTS}[[snat]]\npool = \"10.0.0.5\"\n"),
+                "t.toml:10: snat[0].pool: lies in the inside network 10.0.0.1/24 of port[0]",
+            ),
+            (
+                format!("{PORTS}[[snat]]\npool = \"0.0.0.0-255.255.255.255\"\n"),
+                "t.toml:10: snat[0].pool: covers the whole address space",
+            ),
+            (
+                format!("{PORTS}{dnat}{dnat}"),
+                "t.toml:15: dnat[1].match: '192.0.2.1:80' is already matched by dnat[0]",
+            ),
+            (
+                format!("{PORTS}[limits]\nzones = [{{ zone = 3, limit = 2 }},\n  {{ zone = 3, limit = 5 }}]\n"),
+                "t.toml:11: limits.zones[1].zone: zone 3 already has a limit (limits.zones[0])",
+            ),
+            (
+                format!("{PORTS}[[port]]\nport = 2\nrole = \"inside\"\nipv4 = \"10.0.0.9/16\"\n"),
+                "t.toml:12: port[2].ipv4: 10.0.0.9/16 overlaps port[0]'s 10.0.0.1/24",
+            ),
+            (
+                format!("{PORTS}[timeouts]\nudp_first = 0\n"),
+                "t.toml:10: timeouts.udp_first: must be at least 1 second",
+            ),
+            (
+                format!("{PORTS}[[timeouts.zone]]\nzone = 1\ntcp_established = 0\n"),
+                "t.toml:11: timeouts.zone[0].tcp_established: must be at least 1 second",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = err(text);
+            assert!(
+                got.starts_with(want),
+                "config:\n{text}\nwant: {want}\ngot:  {got}"
+            );
+        }
+        // Disjoint pools and port ranges of one address are fine.
+        let ok = format!("{PORTS}[[snat]]\npool = \"192.0.2.1:1024-2047\"\n[[snat]]\npool = \"192.0.2.1:2048-3000\"\n[[snat]]\npool = \"192.0.2.7\"\n");
+        assert!(Config::parse(&ok, "t.toml").is_ok());
+    }
+
+    #[test]
+    fn a_table_larger_than_the_memory_available_is_refused_with_the_figures() {
+        let text = format!("[datapath]\nmax_conns = 1073741823\n{PORTS}");
+        let need = crate::conntrack::table::memory_needed((1 << 30) - 1, 0);
+        let avail = available_memory().expect("/proc/meminfo has MemAvailable");
+        assert!(need > 100 << 30, "{need}");
+        if avail < need {
+            let got = err(&text);
+            assert!(
+                got.starts_with(&format!(
+                    "t.toml:2: datapath.max_conns: needs {} for 1073741823 connections, only ",
+                    gib(need)
+                )) && got.ends_with(" GiB available (MemAvailable)"),
+                "{got}"
             );
         }
     }

@@ -102,6 +102,98 @@ fn broken_configs_give_file_line_field_and_exit_2() {
     );
 }
 
+/// Settings accepted silently before, a table the machine cannot hold and a file that
+/// never ends: one line each, exit code 2, nothing started.
+#[test]
+fn conflicting_settings_oversized_tables_and_endless_files_exit_2_with_the_line() {
+    let s = Scratch::new("cfgrefuse");
+    let dnat = "[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1:80\"\nto = \"10.0.0.5:80\"\n";
+    let cases: &[(String, &str)] = &[
+        (
+            format!("{PORTS}[[snat]]\npool = \"192.0.2.1-192.0.2.5\"\n[[snat]]\npool = \"192.0.2.3-192.0.2.9\"\n"),
+            "ctgate: FILE:12: snat[1].pool: overlaps snat[0].pool '192.0.2.1-192.0.2.5'",
+        ),
+        (
+            format!("{PORTS}[[snat]]\npool = \"10.0.0.5\"\n"),
+            "ctgate: FILE:10: snat[0].pool: lies in the inside network 10.0.0.1/24 of port[0]: a pool must be outside addresses",
+        ),
+        (
+            format!("{PORTS}[[snat]]\npool = \"0.0.0.0-255.255.255.255\"\n"),
+            "ctgate: FILE:10: snat[0].pool: covers the whole address space: a pool is addresses of the gateway's own",
+        ),
+        (
+            format!("{PORTS}{dnat}{dnat}"),
+            "ctgate: FILE:15: dnat[1].match: '192.0.2.1:80' is already matched by dnat[0]",
+        ),
+        (
+            format!("{PORTS}[limits]\nzones = [{{ zone = 3, limit = 2 }}, {{ zone = 3, limit = 5 }}]\n"),
+            "ctgate: FILE:10: limits.zones[1].zone: zone 3 already has a limit (limits.zones[0])",
+        ),
+        (
+            format!("{PORTS}[[port]]\nport = 2\nrole = \"inside\"\nipv4 = \"10.0.0.9/16\"\n"),
+            "ctgate: FILE:12: port[2].ipv4: 10.0.0.9/16 overlaps port[0]'s 10.0.0.1/24: each interface needs its own network",
+        ),
+        (
+            format!("{PORTS}[timeouts]\ntcp_established = 0\n"),
+            "ctgate: FILE:10: timeouts.tcp_established: must be at least 1 second",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let path = s.path(&format!("refused{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let shown = path.display().to_string();
+        let out = ctgate(&["--config", &shown, "--duration", "1"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "case {i}: {text}\nstderr: {err}"
+        );
+        assert_eq!(
+            err.trim_end(),
+            want.replace("FILE", &shown),
+            "case {i}:\n{text}"
+        );
+    }
+
+    // The documented maximum table (32 GiB of records and more) on a machine without
+    // that much memory: refused with the figures, not an allocation abort.
+    let path = s.path("huge.toml");
+    std::fs::write(
+        &path,
+        format!("[datapath]\nmax_conns = 1073741823\n{PORTS}"),
+    )
+    .unwrap();
+    let shown = path.display().to_string();
+    let out = ctgate(&["--config", &shown, "--duration", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let avail_gib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap()
+        >> 20;
+    if avail_gib < 100 {
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.starts_with(&format!("ctgate: {shown}:2: datapath.max_conns: needs "))
+                && err.contains(" GiB for 1073741823 connections, only ")
+                && err.trim_end().ends_with(" GiB available (MemAvailable)"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+
+    // A file that never ends is read up to the cap and refused.
+    let out = ctgate(&["--config", "/dev/zero", "--duration", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "ctgate: /dev/zero: larger than 1 MiB, the most a configuration file may be (not read further)"
+    );
+}
+
 #[test]
 fn config_and_pair_exclude_each_other() {
     let out = ctgate(&["--config", "x.toml", "--pair", "0:1"]);
@@ -124,9 +216,50 @@ fn config_ports_must_exist_among_the_probed_ports() {
     assert_eq!(out.status.code(), Some(1), "{out}");
     assert!(
         out.stderr.contains(
-            "<embedded default config>: port[1]: port 1 (outside) does not exist: DPDK found ports 0;"
+            "<embedded default config>:40: port[1].port: port 1 (outside) does not exist: DPDK found ports 0;"
         ),
         "{out}"
     );
     assert!(!s.path("ctl.sock").exists(), "no socket left behind");
+}
+
+/// A second ctgate on the file prefix of a running one: EAL fails without an error
+/// code; ctgate says the prefix is in use (not "Success (errno 0)") and exits 2, and
+/// leaves the first one's runtime directory alone.
+#[test]
+fn a_file_prefix_in_use_is_named_as_the_reason_eal_failed() {
+    let _lock = dpdk_lock();
+    let s = Scratch::new("prefixclash");
+    let mut eal = s.eal_args("0,1");
+    eal.extend([
+        "--vdev".into(),
+        "net_null0".into(),
+        "--vdev".into(),
+        "net_null1".into(),
+    ]);
+    let sock1 = s.path("one.sock").display().to_string();
+    let mut first = Running::start(&eal, &["--socket", &sock1, "--quiet"]);
+    first
+        .wait_for_line(Duration::from_secs(30), |l| {
+            l.starts_with("ctgate: gateway on")
+        })
+        .unwrap_or_else(|| panic!("first ctgate did not start:\n{}", first.stdout()));
+    let sock2 = s.path("two.sock").display().to_string();
+    let second = run_ctgate(&eal, &["--socket", &sock2], Duration::from_secs(30));
+    let dir = format!("/var/run/dpdk/{}", s.prefix);
+    assert_eq!(second.status.code(), Some(2), "{second}");
+    assert!(
+        second.stderr.contains(&format!(
+            "ctgate: cannot initialise DPDK: rte_eal_init (another running DPDK process uses this file prefix, runtime directory {dir}: give each process its own --file-prefix) failed: "
+        )),
+        "{second}"
+    );
+    assert!(!second.stderr.contains("Success (errno 0)"), "{second}");
+    assert!(
+        std::path::Path::new(&dir).is_dir(),
+        "the first one's runtime dir stays"
+    );
+    first.signal("TERM");
+    let out = first.finish(Duration::from_secs(30));
+    assert!(out.status.success(), "{out}");
 }

@@ -272,9 +272,10 @@ fn ctgate_ctl_commands_against_the_running_gateway() {
 }
 
 /// Gateway mode on two `net_null` ports (no root needed): the per-second stats line
-/// carries the tracker and drop figures, SIGTERM stops cleanly, the final lines keep
-/// the port/worker contract and add the tracker's and the gateway's counters, and the
-/// control socket answers while it runs and is gone after.
+/// carries the tracker and drop figures and each port's device drops, SIGHUP is logged
+/// and ctgate runs on, SIGTERM stops cleanly, the final lines keep the port/worker contract and
+/// add the tracker's and the gateway's counters, the control socket answers while it
+/// runs, and the socket and EAL's runtime directory are gone after.
 #[test]
 fn gateway_stats_lines_and_final_counters_on_null_ports() {
     let _lock = common::dpdk_lock();
@@ -297,6 +298,10 @@ fn gateway_stats_lines_and_final_counters_on_null_ports() {
         line.contains(" | port=0 rx=") && line.contains(" | port=1 rx="),
         "{line}"
     );
+    for port in line.split(" | ").filter(|p| p.starts_with("port=")) {
+        assert_eq!(common::field_u64(port, "rx_missed"), Some(0), "{line}");
+        assert_eq!(common::field_u64(port, "rx_errors"), Some(0), "{line}");
+    }
     assert!(
         line.contains(" | conns=0 created/s=0 expired/s=0 | drops="),
         "{line}"
@@ -309,6 +314,17 @@ fn gateway_stats_lines_and_final_counters_on_null_ports() {
         .unwrap_or_else(|| panic!("{line}"));
     // net_null delivers zero-filled frames (all-zero MACs): never forwarded, all dropped.
     assert!(drops > 0, "{line}");
+    let ctl = std::process::Command::new(ctl_bin())
+        .args(["--socket", &sock_arg, "ct-get-nconns"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ctl.stdout), "0\n");
+    let runtime_dir = std::path::Path::new("/var/run/dpdk").join(&s.prefix);
+    assert!(runtime_dir.is_dir(), "EAL runtime dir while running");
+    // SIGHUP: logged, and ctgate runs on (stats lines, control socket).
+    run.signal("HUP");
+    run.wait_for_line(Duration::from_secs(10), |l| l.starts_with("t=4s"))
+        .unwrap_or_else(|| panic!("no stats line after SIGHUP:\n{}", run.stdout()));
     let ctl = std::process::Command::new(ctl_bin())
         .args(["--socket", &sock_arg, "ct-get-nconns"])
         .output()
@@ -336,4 +352,133 @@ fn gateway_stats_lines_and_final_counters_on_null_ports() {
     );
     assert!(last[0].starts_with("gateway arp_replies=0 "), "{out}");
     assert!(!sock.exists(), "socket removed at exit");
+    // SIGHUP reloaded the configuration in force (the embedded one) and said so.
+    assert!(
+        out.stdout.contains("ctgate: SIGHUP") || out.stderr.contains("ctgate: SIGHUP"),
+        "{out}"
+    );
+    assert!(
+        !runtime_dir.exists(),
+        "{} left behind after a clean exit",
+        runtime_dir.display()
+    );
+}
+
+/// Asks `cmd` over the control socket at `sock` on a fresh connection; returns the
+/// reply line and how long it took from connect to reply.
+fn timed_request(sock: &std::path::Path, cmd: &str) -> (String, Duration) {
+    let t0 = Instant::now();
+    let mut s = UnixStream::connect(sock).expect("connect to the control socket");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("{{\"id\":1,\"cmd\":\"{cmd}\"}}\n").as_bytes())
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    (line, t0.elapsed())
+}
+
+/// The control lcore never goes deaf: with a tap flooded from the kernel side at more
+/// than 50,000 frames/s (net_tap signals the process for every received frame), the
+/// control socket keeps answering within 100 ms and the stats line keeps its one-second
+/// beat; SIGINT still stops ctgate at once.
+#[test]
+fn control_lcore_answers_while_a_tap_is_flooded() {
+    assert!(
+        common::is_root(),
+        "net_tap needs root, as CI runs the tests"
+    );
+    let _lock = common::dpdk_lock();
+    let s = common::Scratch::new("flood");
+    let id = std::process::id() % 100_000;
+    let (tap_in, tap_out) = (format!("ctgfi{id}"), format!("ctgfo{id}"));
+    let sock = s.path("ctl.sock");
+    let mut eal = s.eal_args("0,1");
+    eal.extend([
+        "--vdev".into(),
+        format!("net_tap0,iface={tap_in}"),
+        "--vdev".into(),
+        format!("net_tap1,iface={tap_out}"),
+    ]);
+    let sock_arg = sock.display().to_string();
+    let mut run = common::Running::start(&eal, &["--socket", &sock_arg]);
+    run.wait_for_line(Duration::from_secs(30), |l| {
+        l.starts_with("ctgate: gateway on")
+    })
+    .unwrap_or_else(|| panic!("ctgate did not start:\n{}", run.stdout()));
+
+    let netif = pnet_datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == tap_in)
+        .expect("tap interface listed");
+    let Ok(pnet_datalink::Channel::Ethernet(mut tx, _rx)) =
+        pnet_datalink::channel(&netif, Default::default())
+    else {
+        panic!("cannot open an AF_PACKET channel on {tap_in}");
+    };
+    // Broadcast frames of a local experimental EtherType: the gateway drops them.
+    let frame = common::ether([0xff; 6], [0x02, 0, 0, 0, 0, 0x42], 0x88b5, &[0u8; 46]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let flood = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let mut sent = 0u64;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(Ok(())) = tx.send_to(&frame, None) {
+                sent += 1;
+            }
+        }
+        (sent, t0.elapsed())
+    });
+
+    // For 6 s: a request every 50 ms, and the arrival of every stats line.
+    let window = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut requests = 0;
+    let mut beats: Vec<Instant> = Vec::new();
+    while window.elapsed() < Duration::from_secs(6) {
+        let (reply, took) = timed_request(&sock, "ct-get-nconns");
+        assert!(reply.contains("\"ok\":true"), "{reply}");
+        worst = worst.max(took);
+        requests += 1;
+        while run
+            .wait_for_line(Duration::from_millis(50), |l| l.starts_with("t="))
+            .is_some()
+        {
+            beats.push(Instant::now());
+        }
+    }
+    let t_int = Instant::now();
+    run.signal("INT");
+    let out = run.finish(Duration::from_secs(30));
+    let stop_took = t_int.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, flood_secs) = flood.join().unwrap();
+    let pps = sent as f64 / flood_secs.as_secs_f64();
+    assert!(pps >= 50_000.0, "the flood reached only {pps:.0} frames/s");
+    assert!(
+        out.port_counter(0, "rx") >= 100_000,
+        "the frames did not reach ctgate:\n{out}"
+    );
+    assert!(
+        worst < Duration::from_millis(100),
+        "a control request took {worst:?} under {pps:.0} frames/s ({requests} requests)"
+    );
+    let gaps: Vec<Duration> = beats.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!(
+        "flood {pps:.0} frames/s; {requests} control requests, slowest {worst:?}; stats line gaps {gaps:?}; SIGINT to exit {stop_took:?}"
+    );
+    assert!(
+        beats.len() >= 5,
+        "{} stats lines in 6 s:\n{out}",
+        beats.len()
+    );
+    assert!(
+        gaps.iter().all(|g| *g < Duration::from_millis(1300)),
+        "stats lines lost their beat: gaps {gaps:?}"
+    );
+    assert!(out.status.success(), "{out}");
+    assert!(
+        stop_took < Duration::from_secs(2),
+        "SIGINT took {stop_took:?} to stop ctgate"
+    );
 }

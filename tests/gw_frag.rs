@@ -142,6 +142,40 @@ fn large_pings_and_a_4000_byte_udp_answer_cross_the_gateway_and_outside_fragment
         "the inside server got the outside datagram"
     );
 
+    // The counters, as `ovs-appctl dpctl/ipf-get-status` prints them.
+    let st = gw.ctl_ok(&["ipf-get-status"]);
+    assert!(
+        st.starts_with("        Fragmentation Module Status\n"),
+        "{st}"
+    );
+    for key in ["v4 frags completed", "v6 frags completed"] {
+        assert!(status_num(&st, key) > 0, "{key}:\n{st}");
+    }
+    assert_eq!(status_num(&st, "num frag"), 0, "{st}");
+
+    // Reassembly off for IPv4: large IPv4 pings no longer cross (fragments dropped,
+    // counted), IPv6 ones still do; on again, they cross again.
+    assert_eq!(
+        gw.ctl_ok(&["ipf-set-disabled", "v4"]),
+        "disabling fragmentation reassembly successful\n"
+    );
+    let dropped = gw.drops("fragment");
+    let p = ping_size(&gw, "192.0.2.2", 3000);
+    assert!(!p.ok, "{p}");
+    assert!(gw.drops("fragment") > dropped);
+    assert!(ping_size(&gw, "fd00:0:0:2::2", 3000).ok);
+    gw.ctl_ok(&["ipf-set-enabled", "v4"]);
+    let p = ping_size(&gw, "192.0.2.2", 3000);
+    assert!(p.ok, "{p}");
+
     let out = gw.stop();
     assert!(out.status.success(), "{out}");
+}
+
+/// The number after `KEY: ` in an `ipf-get-status` block.
+fn status_num(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix(": ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in:\n{status}"))
 }

@@ -76,6 +76,7 @@ impl Server {
                 conntrack: &c,
                 sweep_interval_ms: &sweep,
                 info: &Fake,
+                ipf: None,
                 now: 0,
             };
             while !s.load(Ordering::Relaxed) {
@@ -109,6 +110,7 @@ impl Server {
             conntrack: &self.ct,
             sweep_interval_ms: &sweep,
             info: &Fake,
+            ipf: None,
             now: 0,
         };
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -2,6 +2,7 @@
 //! lcores. See `docs/DESIGN.md` and [`table`] for the table's layout and locking rules.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod alg;
 pub mod conn;
 pub mod event_format;
 pub mod events;
@@ -23,8 +24,8 @@ pub use state::CtState;
 pub use table::Hit;
 pub use timeouts::{TimeoutAttr, TimeoutPolicy};
 pub use tracker::{
-    ConnSnapshot, Conntrack, CtConfig, CtResult, CtWorker, OwnedCtWorker, PacketMeta, Refusal,
-    ReplyTuples, DEFAULT_MAX_CONNS,
+    ConnHooks, ConnSnapshot, Conntrack, CtConfig, CtResult, CtWorker, OwnedCtWorker, PacketMeta,
+    Refusal, ReplyTuples, DEFAULT_MAX_CONNS,
 };
 
 #[doc(hidden)]

@@ -45,6 +45,12 @@ impl<T> SpinLock<T> {
     pub fn lock(&self) -> SpinGuard<'_, T> {
         self.0.lock()
     }
+
+    /// Acquires the lock if it is free now, without spinning.
+    #[inline]
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        self.0.try_lock()
+    }
 }
 
 /// Hints the CPU to bring the cache line holding `r` into the cache (no effect elsewhere).

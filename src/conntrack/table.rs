@@ -697,6 +697,22 @@ pub fn default_buckets(capacity: u32) -> u32 {
     (entries.div_ceil(6).max(64) as u32).next_power_of_two()
 }
 
+/// Bytes [`ConnTable::new`] allocates for `capacity` records and `n_buckets` (0: the
+/// default): buckets, overflow buckets, records, and the free stack at its largest.
+/// Configuration checks it against the memory the machine has before building a table.
+pub fn memory_needed(capacity: u32, n_buckets: u32) -> u64 {
+    let capacity = capacity.clamp(1, (1 << 30) - 1);
+    let n_buckets = if n_buckets == 0 {
+        default_buckets(capacity)
+    } else {
+        n_buckets.next_power_of_two()
+    };
+    let n_overflow = u64::from((n_buckets / 4).max(64));
+    let bucket = std::mem::size_of::<Bucket>() as u64;
+    (u64::from(n_buckets) + n_overflow) * bucket
+        + u64::from(capacity) * (std::mem::size_of::<Conn>() as u64 + 4)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

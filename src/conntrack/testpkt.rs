@@ -56,7 +56,7 @@ fn rebuild(p: &ParsedPacket) -> Frame {
     let l4 = match p.l4 {
         L4Summary::Tcp(t) => L4::tcp(t.sport, t.dport, t.seq, t.ack, t.flags, b"").window(t.window),
         L4Summary::Udp { sport, dport } => L4::udp(sport, dport, b""),
-        L4Summary::Sctp { sport, dport } => L4::sctp(sport, dport, 1, b""),
+        L4Summary::Sctp { sport, dport } => L4::sctp(sport, dport, 1, &SCTP_DATA),
         L4Summary::Icmp(i) => L4::icmp(i.icmp_type, i.code, u32::from(i.id) << 16, b""),
         L4Summary::Other => L4::raw(p.proto, &[0; 8]),
     };
@@ -78,9 +78,13 @@ pub fn icmp_error(src: &str, dst: &str, ty: u8, code: u8, inner: &ParsedPacket) 
     parsed(&frame(src, dst, L4::icmp(ty, code, 0, quote)))
 }
 
-/// An SCTP packet summary (common header only).
+/// One SCTP DATA chunk (flags B|E, TSN 1, stream 0, sequence 0, PPID 0, no user data):
+/// the parser wants at least one well-formed chunk.
+const SCTP_DATA: [u8; 16] = [0, 3, 0, 16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// An SCTP packet summary (one DATA chunk).
 pub fn sctp(src: &str, dst: &str, sport: u16, dport: u16) -> ParsedPacket {
-    parsed(&frame(src, dst, L4::sctp(sport, dport, 1, b"")))
+    parsed(&frame(src, dst, L4::sctp(sport, dport, 1, &SCTP_DATA)))
 }
 
 /// A packet of another protocol (no ports).

@@ -57,6 +57,20 @@ pub trait ReplyTuples {
     fn candidate(&self, orig: &ConnKey, n: u32) -> Option<ConnKey>;
 }
 
+/// Told when connections are created and removed, so that a layer above can keep state
+/// that lives exactly as long as some connections do (NAT mappings, `crate::nat::mapping`)
+/// without the tracker knowing what it is. Called once per created connection (after it is
+/// published) and once per removed one (expiry sweep, reclaim, flush, TCP port reuse),
+/// never per packet; both calls see the same keys and NAT flags.
+pub trait ConnHooks: Send + Sync {
+    /// A connection with these keys and NAT flags (`CtState::SNAT`/`DNAT` bits) exists.
+    fn created(&self, orig: &ConnKey, reply: &ConnKey, nat: u8, now: u64);
+    /// The connection created with these keys and flags is gone.
+    fn removed(&self, orig: &ConnKey, reply: &ConnKey, nat: u8);
+    /// The hooks as `Any`, so their installer can find its own again.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
 /// Why a new connection was not created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -120,6 +134,8 @@ pub struct Conntrack {
     pool_slack: u32,
     next_worker: AtomicUsize,
     pub(crate) sweep_cursor: AtomicUsize,
+    /// Set once by the user of the tracker ([`Conntrack::set_hooks`]).
+    hooks: std::sync::OnceLock<std::sync::Arc<dyn ConnHooks>>,
     /// The event stream (one ring per shard, the control lcore's last).
     events: Arc<EventHub>,
 }
@@ -152,8 +168,23 @@ impl Conntrack {
             workers,
             next_worker: AtomicUsize::new(0),
             sweep_cursor: AtomicUsize::new(0),
+            hooks: std::sync::OnceLock::new(),
             events: Arc::new(EventHub::new(workers + 1)),
         }
+    }
+
+    /// The installed hooks.
+    pub fn hooks(&self) -> Option<&std::sync::Arc<dyn ConnHooks>> {
+        self.hooks.get()
+    }
+
+    /// Installs the creation/removal hooks (once; a second call is refused with the hooks
+    /// given back). Connections that exist already were never announced to them.
+    pub fn set_hooks(
+        &self,
+        hooks: std::sync::Arc<dyn ConnHooks>,
+    ) -> Result<(), std::sync::Arc<dyn ConnHooks>> {
+        self.hooks.set(hooks)
     }
 
     /// The table.
@@ -288,6 +319,14 @@ impl Conntrack {
     ) -> bool {
         if !self.table.unlink(idx, gen) {
             return false;
+        }
+        if let Some(h) = self.hooks.get() {
+            let c = self.table.conn(idx);
+            h.removed(
+                &c.key(DIR_ORIG),
+                &c.key(DIR_REPLY),
+                c.nat.load(Ordering::Relaxed),
+            );
         }
         if self.events.enabled() {
             // Unlinked but not yet released: the record still holds the connection.
@@ -945,6 +984,9 @@ impl<'a> CtWorker<'a> {
         ) {
             Ok(()) => {
                 bump(&counters.created);
+                if let Some(h) = self.ct.hooks.get() {
+                    h.created(orig, reply, nat, now);
+                }
                 if self.ct.events.enabled() {
                     let ev = (EventKind::New, DestroyReason::None);
                     self.ct.emit(self.shard, ev.0, ev.1, idx, gen, now);

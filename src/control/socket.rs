@@ -14,7 +14,16 @@
 //!   [`HIGH_WATER`] bytes wait to be sent to its client, and by at most the bucket budget
 //!   given to `poll`, shared by the clients with a running job;
 //! * a client that closes or resets is dropped with its job; no lock is held between
-//!   steps, so nothing needs undoing.
+//!   steps, so nothing needs undoing;
+//! * a client that neither sends a complete request nor has anything running or waiting
+//!   to be read for [`IDLE_TIMEOUT`] (a silent client, or one stuck in the middle of a
+//!   line) is told so and closed; and when [`MAX_CLIENTS`] are connected, a new client
+//!   takes the place of the one idle longest (idle at least [`EVICT_AFTER_IDLE`]), so
+//!   idle clients can never lock the operator out; only [`MAX_CLIENTS`] clients all busy make a new one wait its turn
+//!   (it is refused and may retry);
+//! * every poll accepts until the listen queue is empty (at most [`MAX_ACCEPT_PER_POLL`]),
+//!   so a flood of connects is drained at once instead of queueing in front of the next
+//!   request.
 //!
 //! Access: the socket file has mode 0600, and every connection's peer credentials
 //! (`SO_PEERCRED`) must carry the uid that owns the socket, i.e. the user running ctgate;
@@ -28,6 +37,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Output bytes per streamed reply line (at most).
 pub const CHUNK: usize = 32 * 1024;
@@ -35,8 +45,15 @@ pub const CHUNK: usize = 32 * 1024;
 pub const HIGH_WATER: usize = 256 * 1024;
 /// Clients served at once; more are answered with an error and closed.
 pub const MAX_CLIENTS: usize = 32;
-/// Connections accepted per poll.
-const ACCEPT_PER_POLL: usize = 16;
+/// Connections accepted per poll at most (the listen queue is drained until `EAGAIN`
+/// up to this bound, a few milliseconds of work at worst).
+pub const MAX_ACCEPT_PER_POLL: usize = 4096;
+/// A client must have been idle this long to lose its place to a new one (a client that
+/// just connected and is about to send its request keeps it).
+pub const EVICT_AFTER_IDLE: Duration = Duration::from_millis(250);
+/// A client with no complete request, no running job and no unread output is closed
+/// after this long without sending a byte.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests executed per client per poll.
 const REQUESTS_PER_POLL: usize = 16;
 /// Bytes read per `read` call.
@@ -51,6 +68,10 @@ pub struct PollReport {
     pub accepted: usize,
     /// Connections refused (other uid, too many clients).
     pub refused: usize,
+    /// Idle clients closed to make room for a new one.
+    pub evicted: usize,
+    /// Clients closed after [`IDLE_TIMEOUT`] (or the server's own idle timeout).
+    pub timed_out: usize,
     /// Request lines handled (including malformed ones).
     pub requests: usize,
     /// Clients connected after the call.
@@ -80,11 +101,14 @@ struct Client {
     closing: bool,
     /// Gone: drop at the end of the poll.
     dead: bool,
+    /// When it last sent bytes, got output written or was accepted.
+    last_active: Instant,
 }
 
 impl Client {
-    fn new(stream: UnixStream) -> Client {
+    fn new(stream: UnixStream, now: Instant) -> Client {
         Client {
+            last_active: now,
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
@@ -124,8 +148,14 @@ impl Client {
         self.rbuf.contains(&b'\n')
     }
 
+    /// Waiting for the peer with nothing of ours pending: no job, no unsent output, no
+    /// complete request (a partial line counts as idle).
+    fn idle(&self) -> bool {
+        !self.dead && !self.closing && self.job.is_none() && self.unsent() == 0 && !self.has_line()
+    }
+
     /// Reads what is available, unless a complete request already waits.
-    fn read(&mut self) {
+    fn read(&mut self, now: Instant) {
         let mut buf = [0u8; READ_CHUNK];
         for _ in 0..4 {
             if self.eof || self.has_line() || self.rbuf.len() > MAX_REQUEST {
@@ -133,7 +163,10 @@ impl Client {
             }
             match self.stream.read(&mut buf) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.rbuf.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    self.rbuf.extend_from_slice(&buf[..n]);
+                    self.last_active = now;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -227,7 +260,12 @@ impl Client {
     }
 
     /// Writes what the socket accepts.
-    fn flush(&mut self) {
+    fn flush(&mut self, now: Instant) {
+        if self.wpos < self.wbuf.len() {
+            // Output waiting counts as activity: a reader slower than the idle timeout
+            // is not idle.
+            self.last_active = now;
+        }
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => {
@@ -260,9 +298,11 @@ impl Client {
         share: usize,
         left: &mut usize,
         rep: &mut PollReport,
+        now: Instant,
+        idle_timeout: Duration,
     ) {
         if !self.closing {
-            self.read();
+            self.read(now);
         }
         let mut n = 0;
         while !self.closing
@@ -289,8 +329,18 @@ impl Client {
             *left -= b;
             self.step_job(ctx, b);
         }
+        if self.job.is_some() {
+            self.last_active = now;
+        }
+        if self.idle() && now.duration_since(self.last_active) >= idle_timeout {
+            rep.timed_out += 1;
+            self.refuse(&format!(
+                "closed: no complete request for {} ms",
+                idle_timeout.as_millis()
+            ));
+        }
         if !self.dead {
-            self.flush();
+            self.flush(now);
         }
         let idle = self.job.is_none() && self.unsent() == 0;
         if idle && (self.closing || (self.eof && self.rbuf.is_empty())) {
@@ -351,6 +401,7 @@ pub struct ControlServer {
     clients: Vec<Client>,
     next: usize,
     max_clients: usize,
+    idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for ControlServer {
@@ -422,6 +473,7 @@ impl ControlServer {
             clients: Vec::new(),
             next: 0,
             max_clients: MAX_CLIENTS,
+            idle_timeout: IDLE_TIMEOUT,
         })
     }
 
@@ -440,13 +492,19 @@ impl ControlServer {
         self.clients.len()
     }
 
+    /// Replaces [`IDLE_TIMEOUT`] (tests use a short one).
+    pub fn set_idle_timeout(&mut self, timeout: Duration) {
+        self.idle_timeout = timeout;
+    }
+
     /// Serves the socket for one tick; never blocks. `budget` bounds the table buckets
     /// walked by streamed outputs in this call (shared by the clients that have one;
     /// [`DEFAULT_BUDGET`] is a good value for a 10 ms tick: a few hundred microseconds
     /// of walking at full table load).
     pub fn poll(&mut self, ctx: &ControlContext, budget: usize) -> PollReport {
         let mut rep = PollReport::default();
-        self.accept(&mut rep);
+        let now = Instant::now();
+        self.accept(&mut rep, now);
         let n = self.clients.len();
         if n > 0 {
             let jobs = self.clients.iter().filter(|c| c.job.is_some()).count();
@@ -456,7 +514,7 @@ impl ControlServer {
             let start = self.next % n;
             for i in 0..n {
                 let c = &mut self.clients[(start + i) % n];
-                c.service(ctx, share, &mut left, &mut rep);
+                c.service(ctx, share, &mut left, &mut rep, now, self.idle_timeout);
             }
             self.next = self.next.wrapping_add(1);
             self.clients.retain(|c| !c.dead);
@@ -466,8 +524,8 @@ impl ControlServer {
         rep
     }
 
-    fn accept(&mut self, rep: &mut PollReport) {
-        for _ in 0..ACCEPT_PER_POLL {
+    fn accept(&mut self, rep: &mut PollReport, now: Instant) {
+        for _ in 0..MAX_ACCEPT_PER_POLL {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -480,32 +538,68 @@ impl ControlServer {
                 rep.refused += 1;
                 continue;
             }
-            if self.clients.len() >= 2 * self.max_clients {
-                // Flooded even with refusals in flight: just close.
-                rep.refused += 1;
-                continue;
-            }
-            let mut c = Client::new(stream);
+            let mut c = Client::new(stream, now);
             match peer_uid(&c.stream) {
-                Ok(uid) if uid == self.uid => {}
+                Ok(uid) if uid == self.uid => {
+                    // Take what it sent already: a peer that connected and closed at
+                    // once (a connect flood) is gone before it takes a place.
+                    c.read(now);
+                    if c.dead || (c.eof && c.rbuf.is_empty()) {
+                        continue;
+                    }
+                }
                 Ok(uid) => c.refuse(&format!(
                     "permission denied: peer uid {uid} is not the uid {} that runs ctgate",
                     self.uid
                 )),
                 Err(e) => c.refuse(&format!("cannot check the peer's credentials: {e}")),
             }
-            let serving = self.clients.iter().filter(|c| !c.closing).count();
-            if !c.closing && serving >= self.max_clients {
+            if c.closing && self.clients.len() >= 2 * self.max_clients {
+                // Flooded even with refusals in flight: just close.
+                rep.refused += 1;
+                continue;
+            }
+            if !c.closing && !self.make_room(rep, now) {
                 c.refuse(&format!(
-                    "too many control clients (at most {})",
+                    "too many control clients (at most {}, all busy); try again",
                     self.max_clients
                 ));
             }
             if c.closing {
                 rep.refused += 1;
-                c.flush();
+                c.flush(now);
             }
             self.clients.push(c);
+        }
+    }
+
+    /// True when a new client may be served: fewer than `max_clients` are, or the one
+    /// idle longest was closed to make room.
+    fn make_room(&mut self, rep: &mut PollReport, now: Instant) -> bool {
+        let serving = self
+            .clients
+            .iter()
+            .filter(|c| !c.closing && !c.dead)
+            .count();
+        if serving < self.max_clients {
+            return true;
+        }
+        let oldest = self
+            .clients
+            .iter_mut()
+            .filter(|c| c.idle() && now.duration_since(c.last_active) >= EVICT_AFTER_IDLE)
+            .min_by_key(|c| c.last_active);
+        match oldest {
+            Some(c) => {
+                c.refuse(&format!(
+                    "closed: {} control clients connected and this one idle longest",
+                    self.max_clients
+                ));
+                c.flush(now);
+                rep.evicted += 1;
+                true
+            }
+            None => false,
         }
     }
 }

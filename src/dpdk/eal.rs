@@ -1,7 +1,13 @@
 //! EAL initialisation and cleanup, once per process.
+//!
+//! EAL keeps its runtime files (config, hugepage info, telemetry and multi-process
+//! sockets, about 6 MB) in `/var/run/dpdk/PREFIX` (or under `$XDG_RUNTIME_DIR` for other
+//! users). A clean exit removes that directory after `rte_eal_cleanup` when this process
+//! created it; one that existed before (another process's, or a crashed run's) is left.
 
 use std::ffi::{c_char, CStr, CString};
 use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Error;
@@ -14,6 +20,8 @@ static EAL_STARTED: AtomicBool = AtomicBool::new(false);
 #[derive(Debug)]
 pub struct Eal {
     cleaned_up: bool,
+    /// The runtime directory, when this process created it (removed after cleanup).
+    created_runtime_dir: Option<PathBuf>,
     /// `!Send + !Sync`: EAL's launch/wait/cleanup calls belong to the main lcore.
     _main_lcore_only: PhantomData<*const ()>,
 }
@@ -42,14 +50,32 @@ impl Eal {
         let argc = argv.len() as i32;
         argv.push(std::ptr::null_mut());
         let argv: &'static mut [*mut c_char] = Box::leak(argv.into_boxed_slice());
+        let existed = existing_runtime_dirs(args);
         // SAFETY: argv holds argc valid NUL-terminated strings followed by NULL, all leaked
         // so they outlive EAL; the EAL_STARTED guard makes this the only call per process.
         let ret = unsafe { dpdk_sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
-            return Err(Error::from_rte_errno("rte_eal_init"));
+            let e = Error::from_rte_errno("rte_eal_init");
+            if e.errno != 0 {
+                return Err(e);
+            }
+            // Some failures set no rte_errno; the commonest is a file prefix another
+            // running DPDK process holds: say so when its runtime directory is live.
+            return Err(match existed.iter().find(|d| in_use(d)) {
+                Some(dir) => Error {
+                    op: format!(
+                        "rte_eal_init (another running DPDK process uses this file prefix, runtime directory {}: give each process its own --file-prefix)",
+                        dir.display()
+                    ),
+                    errno: libc::EADDRINUSE,
+                },
+                None => e,
+            });
         }
+        let created_runtime_dir = runtime_dir().filter(|d| d.is_dir() && !existed.contains(d));
         Ok(Eal {
             cleaned_up: false,
+            created_runtime_dir,
             _main_lcore_only: PhantomData,
         })
     }
@@ -59,7 +85,25 @@ impl Eal {
     /// before, since their memory goes away with EAL.
     pub fn cleanup(mut self) -> Result<(), Error> {
         self.cleaned_up = true;
-        Self::do_cleanup()
+        self.cleanup_and_remove()
+    }
+
+    /// The EAL runtime directory this process created, if any (removed by cleanup).
+    pub fn created_runtime_dir(&self) -> Option<&Path> {
+        self.created_runtime_dir.as_deref()
+    }
+
+    fn cleanup_and_remove(&mut self) -> Result<(), Error> {
+        Self::do_cleanup()?;
+        if let Some(dir) = self.created_runtime_dir.take() {
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                Error::invalid(format!(
+                    "removing the EAL runtime directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     fn do_cleanup() -> Result<(), Error> {
@@ -75,9 +119,58 @@ impl Eal {
 impl Drop for Eal {
     fn drop(&mut self) {
         if !self.cleaned_up {
-            let _ = Self::do_cleanup();
+            let _ = self.cleanup_and_remove();
         }
     }
+}
+
+/// EAL's runtime directory (after init), e.g. `/var/run/dpdk/rte`; `None` when EAL
+/// keeps none (`--in-memory` still reports one, which then does not exist).
+fn runtime_dir() -> Option<PathBuf> {
+    // SAFETY: returns a pointer to EAL's static NUL-terminated path buffer (valid after
+    // init, which the caller has done), never NULL in DPDK 22.11.
+    let p = unsafe { dpdk_sys::rte_eal_get_runtime_dir() };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL, NUL-terminated, static (see above).
+    let s = unsafe { CStr::from_ptr(p) };
+    let s = s.to_str().ok()?;
+    (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+/// True when a DPDK primary process is alive on runtime directory `dir`: its
+/// multi-process socket accepts a datagram peer.
+fn in_use(dir: &Path) -> bool {
+    std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect(dir.join("mp_socket")))
+        .is_ok()
+}
+
+/// The runtime directories EAL might use for `args`' `--file-prefix` (default `rte`) that
+/// exist before init: under `/var/run/dpdk` (root), `$XDG_RUNTIME_DIR/dpdk` or
+/// `/tmp/dpdk` (other users), as `eal_create_runtime_dir` picks.
+fn existing_runtime_dirs(args: &[String]) -> Vec<PathBuf> {
+    let mut prefix = "rte".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--file-prefix" {
+            if let Some(v) = it.next() {
+                prefix = v.clone();
+            }
+        } else if let Some(v) = a.strip_prefix("--file-prefix=") {
+            prefix = v.to_string();
+        }
+    }
+    let mut bases = vec![PathBuf::from("/var/run/dpdk"), PathBuf::from("/tmp/dpdk")];
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+        bases.push(Path::new(&x).join("dpdk"));
+    }
+    bases
+        .into_iter()
+        .map(|b| b.join(&prefix))
+        .filter(|d| d.exists())
+        .collect()
 }
 
 /// The DPDK version of the loaded library, e.g. `DPDK 22.11.11`. Needs no EAL.

@@ -2,7 +2,7 @@
 //!
 //! The datapath takes each header it writes as one fixed-size array (`first_chunk_mut`,
 //! the one bounds check per header) and then reads and writes its fields at constant
-//! offsets. [`At<O, N>`] is the field of `N` bytes at offset `O`; the [`at!`] macro makes
+//! offsets. [`At<O, N>`] is the field of `N` bytes at offset `O`; the [`crate::at!`] macro makes
 //! it from a view's named byte range (`ipv4::field::SRC_ADDR`, smoltcp's private `mod
 //! field` made visible to the crate), so every access names the field it touches. That
 //! the field lies inside the array is checked when the code is built (a `const` assert),

@@ -17,9 +17,18 @@
 //! (header length fields, VLAN tags, NDP options) say in their docs what `check_len` no
 //! longer guarantees afterwards, or return an [`Error`] instead of panicking.
 //!
-//! The datapath does not go through the views to classify a frame: [`parse::parse_frame`]
-//! walks it once with fixed-size reads. The views serve rewriting (NAT), answering ARP/NDP,
-//! building packets in tests, and any code that wants a typed accessor.
+//! # Touching header bytes: one way
+//!
+//! * Reading, to classify a frame: [`parse::parse_frame`] walks it once with fixed-size
+//!   reads at the views' named field offsets.
+//! * Writing in place on the datapath (NAT's rewrite, the TTL decrement): each header is
+//!   taken as one fixed-size array and its fields written through [`fixed::At`] /
+//!   [`crate::at!`], made from the views' `field` byte ranges and checked against the
+//!   array when the code is built: no run-time check, no panic, every write names its
+//!   field.
+//! * Building or answering whole frames (the gateway's ARP/NDP replies, echo replies,
+//!   ICMP errors): the views' setters and `fill_checksum`s, after one length check.
+//! * Test frames: [`testframe`], built on the same views.
 //!
 //! # Checksums
 //!
@@ -31,11 +40,12 @@
 //!
 //! # Imports inside `wire`
 //!
-//! One way only: [`proto`] (constants) and the private byte helpers here import nothing;
+//! One way only: [`proto`] (constants), [`fixed`] and the private byte helpers here import
+//! nothing;
 //! [`checksum`] imports [`proto`]; the views import those and each other downwards
 //! (`icmpv6` → `ipv6`, `ethernet`; [`sctp`], with its own CRC32c, only the helpers);
 //! [`parse`] imports the views; [`frame_checksums`] imports [`parse`], [`checksum`] and
-//! [`sctp`]. No file imports one that imports it back.
+//! [`sctp`]; [`testframe`] imports the views. No file imports one that imports it back.
 //!
 //! No `unsafe`, no allocation, no panics on any input.
 #![forbid(unsafe_code)]

@@ -24,20 +24,24 @@ mod context;
 mod ct_stats;
 mod dump_flush;
 mod events;
+mod ipf;
 mod limits;
 mod reload;
 mod settings;
+mod show;
 
 use args::*;
 use context::*;
-pub use context::{ControlContext, GatewayInfo, Job, LiveConfig, Outcome, Step};
+pub use context::{ControlContext, GatewayInfo, Job, LiveConfig, Outcome, Running, Step};
 use ct_stats::*;
 pub use dump_flush::conn_json;
 use dump_flush::*;
 pub use events::event_json;
+use ipf::*;
 use limits::*;
 use reload::*;
 use settings::*;
+use show::*;
 
 /// A command of the table: its name, argument synopsis and help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,6 +213,37 @@ pub const COMMANDS: &[CommandSpec] = &[
         details: "",
     },
     CommandSpec {
+        name: "ipf-set-enabled",
+        args: "v4|v6",
+        summary: "Turn IP fragment reassembly on for IPv4 or IPv6.",
+        details: "Fragments are then held until their datagram is complete, tracked as one packet and\n\
+                  sent on as they came, NAT applied.",
+    },
+    CommandSpec {
+        name: "ipf-set-disabled",
+        args: "v4|v6",
+        summary: "Turn IP fragment reassembly off for IPv4 or IPv6 (fragments are then invalid).",
+        details: "",
+    },
+    CommandSpec {
+        name: "ipf-set-min-frag",
+        args: "v4|v6 N",
+        summary: "Set the smallest IP packet a fragment other than the last may be (at least 400).",
+        details: "Defaults: 1200 (IPv4), 1280 (IPv6). Smaller fragments are dropped and counted as too small.",
+    },
+    CommandSpec {
+        name: "ipf-set-max-nfrags",
+        args: "N",
+        summary: "Set how many fragments are held at most (at most 5000).",
+        details: "Default 1000. Past it the oldest incomplete datagram is purged.",
+    },
+    CommandSpec {
+        name: "ipf-get-status",
+        args: "[-m|--more]",
+        summary: "Print the fragment reassembly settings and counters, as OVS's dpctl/ipf-get-status.",
+        details: "With -m, also the datagrams being reassembled (`Fragment Lists:`).",
+    },
+    CommandSpec {
         name: "reload",
         args: "[--config FILE] [--flush-stale]",
         summary: "Re-read the configuration and swap it in without losing a connection.",
@@ -229,6 +264,44 @@ pub const COMMANDS: &[CommandSpec] = &[
                   --config FILE    read FILE instead of the file in force (it becomes the file in force)\n\
                   --flush-stale    then delete the connections the new policy or NAT rules would not\n\
                   \x20                create, and stop answering ARP/NDP for SNAT pools no longer configured",
+    },
+    CommandSpec {
+        name: "config-show",
+        args: "",
+        summary: "Print the configuration in force as a file (re-loadable as is).",
+        details: "Every setting explicit; comment lines first give its generation (1 at start, one more\n\
+                  per reload), the file it was read from and when (seconds since the Unix epoch).\n\
+                  Saved to a file, `reload --config FILE` of it changes nothing.",
+    },
+    CommandSpec {
+        name: "route-show",
+        args: "",
+        summary: "Print the routes in lookup order: `PREFIX connected|via NEXT-HOP port N [vlan V]`.",
+        details: "Connected prefixes of the ports and the configured routes, longest prefix first\n\
+                  (connected before configured at equal length), IPv4 then IPv6.",
+    },
+    CommandSpec {
+        name: "neigh-show",
+        args: "",
+        summary: "Print the neighbour table: `ADDRESS mac=MAC port=N state=S age=Ns`.",
+        details: "States: incomplete (being resolved; mac=-), reachable, stale, probe. The age is the\n\
+                  time since the entry was last confirmed (incomplete: since the last request).",
+    },
+    CommandSpec {
+        name: "neigh-flush",
+        args: "",
+        summary: "Empty the neighbour table (neighbours are resolved again as traffic needs them).",
+        details: "",
+    },
+    CommandSpec {
+        name: "nat-show",
+        args: "",
+        summary: "Print the NAT rules and, per pool address, the ports in use per protocol.",
+        details: "Lines `snat pool=P`, `dnat proto=tcp|udp match=A:P to=T`, `kept pool=P (...)` for the\n\
+                  pools of earlier configurations still answered for, then one\n\
+                  `pool ADDRESS: tcp=N udp=N icmp=N other=N` per pool address (every address of a pool\n\
+                  of at most 256, and any address in use): the translated source ports (ICMP\n\
+                  identifiers) in use by live source-NATed connections.",
     },
     CommandSpec {
         name: "show",
@@ -339,7 +412,17 @@ pub fn execute(ctx: &ControlContext, cmd: &str, args: &[String]) -> Outcome {
         "ct-set-timeout-policy" => ct_set_timeout_policy(ctx, args),
         "ct-get-timeout-policy" => ct_get_timeout_policy(ctx, args),
         "ct-del-timeout-policy" => ct_del_timeout_policy(ctx, args),
+        "ipf-set-enabled" => ipf_set_enabled(ctx, args, true),
+        "ipf-set-disabled" => ipf_set_enabled(ctx, args, false),
+        "ipf-set-min-frag" => ipf_set_min_frag(ctx, args),
+        "ipf-set-max-nfrags" => ipf_set_max_nfrags(ctx, args),
+        "ipf-get-status" => ipf_get_status(ctx, args),
         "reload" => reload(ctx, args),
+        "config-show" => config_show(ctx, args),
+        "route-show" => route_show(ctx, args),
+        "neigh-show" => neigh_show(ctx, args),
+        "neigh-flush" => neigh_flush(ctx, args),
+        "nat-show" => nat_show(ctx, args),
         "show" => no_args(args).map(|()| done(ensure_newline(ctx.info.show()))),
         "stats" => no_args(args).map(|()| done(stats_text(ctx))),
         "events" => events::events(ctx, args),

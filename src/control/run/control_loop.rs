@@ -2,13 +2,17 @@
 //! clock, sweeps expired connections in bounded steps (paced so a full pass takes the
 //! sweep interval), serves the control socket, checks the stop conditions and once a
 //! second prints the stats line. No step of a tick blocks: the socket is non-blocking and
-//! every walk is bounded, so the loop answers within a tick.
+//! every walk is bounded, so the loop answers within a tick; the wait between ticks is an
+//! absolute sleep to the tick's deadline, which signals cannot stretch.
 
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustix::thread::{clock_nanosleep_absolute, ClockId};
+use rustix::time::{clock_gettime, Timespec};
 
 use super::info::{port_drops, total_drops, Info};
 use super::launch::WorkerHandle;
@@ -61,6 +65,33 @@ pub(super) struct LoopEnv<'a> {
     pub start: Instant,
     pub tsc_hz: u64,
     pub main_lcore: Lcore,
+}
+
+/// `CLOCK_MONOTONIC` (the clock of [`Instant`]) `d` from now.
+fn deadline_after(d: Duration) -> Timespec {
+    let now = clock_gettime(ClockId::Monotonic);
+    let nanos = now.tv_nsec + i64::from(d.subsec_nanos());
+    Timespec {
+        tv_sec: now.tv_sec
+            + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
+            + nanos / 1_000_000_000,
+        tv_nsec: nanos % 1_000_000_000,
+    }
+}
+
+/// Sleeps until `deadline` on `CLOCK_MONOTONIC`. The sleep is absolute
+/// (`clock_nanosleep(TIMER_ABSTIME)`): a signal that interrupts it (net_tap signals the
+/// process for every received frame, tens of thousands a second under load) only makes
+/// it sleep again to the same deadline, so it can neither be stretched by re-armed
+/// remainders and timer slack nor last longer than the deadline.
+fn sleep_until(deadline: &Timespec) {
+    loop {
+        match clock_nanosleep_absolute(ClockId::Monotonic, deadline) {
+            Err(rustix::io::Errno::INTR) => continue,
+            // Done, or an error that a retry would repeat (EINVAL): the tick goes on.
+            _ => return,
+        }
+    }
 }
 
 pub(super) fn flush() {
@@ -118,6 +149,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
         last_ms: clock_ms(start, start),
     };
     loop {
+        let tick_deadline = deadline_after(TICK);
         let now = Instant::now();
         let mut busy = false;
         if let (Some(g), Some(h)) = (gw.as_deref_mut(), handle.as_mut()) {
@@ -149,16 +181,22 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                 socket: g.server.path().display().to_string(),
                 sweep_interval_ms: interval,
             };
+            let cur = g.live.shared();
             let ctx = ControlContext {
                 conntrack: &g.ct,
                 sweep_interval_ms: &g.sweep_interval_ms,
                 info: &info,
+                ipf: Some(cur.ipf()),
                 now: now_ms,
             };
             busy = g.server.poll(&ctx, DEFAULT_BUDGET).busy;
         }
         if env.signalled.load(Ordering::Relaxed) {
             return StopReason::Signal;
+        }
+        if env.hangup.swap(false, Ordering::Relaxed) {
+            // The forwarding mode (the gateway mode reloaded above): nothing to reload.
+            eprintln!("ctgate: SIGHUP ignored: the forwarding mode has no configuration to reload");
         }
         if args
             .duration
@@ -192,13 +230,15 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                 let s = p.stats().unwrap_or_default();
                 let _ = write!(
                     line,
-                    " | port={} rx={} tx={} dropped={} rx_mpps={:.3} tx_mpps={:.3}",
+                    " | port={} rx={} tx={} dropped={} rx_mpps={:.3} tx_mpps={:.3} rx_missed={} rx_errors={}",
                     p.id(),
                     s.ipackets,
                     s.opackets,
                     port_drops(p.id(), &snapshots),
                     mpps(s.ipackets.saturating_sub(old.ipackets), secs),
                     mpps(s.opackets.saturating_sub(old.opackets), secs),
+                    s.imissed,
+                    s.ierrors,
                 );
                 *old = s;
             }
@@ -230,7 +270,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
             }
         }
         if !busy {
-            std::thread::sleep(TICK);
+            sleep_until(&tick_deadline);
         }
     }
 }

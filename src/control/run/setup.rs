@@ -56,9 +56,12 @@ pub(super) fn check_ports(cfg: &Config, probed: &[u16]) -> Result<(), String> {
     };
     for (i, p) in cfg.ports.iter().enumerate() {
         if !probed.contains(&p.port) {
+            let at = match cfg.port_lines.get(i).copied().flatten() {
+                Some(line) => format!("{}:{line}", cfg.source),
+                None => cfg.source.clone(),
+            };
             return Err(format!(
-                "{}: port[{i}]: port {} ({}) does not exist: DPDK found ports {list}; give EAL one device per configured port, in port order (e.g. --vdev net_tap0,iface=ctg-in --vdev net_tap1,iface=ctg-out), or use --pair A:B for the plain forwarding mode",
-                cfg.source,
+                "{at}: port[{i}].port: port {} ({}) does not exist: DPDK found ports {list}; give EAL one device per configured port, in port order (e.g. --vdev net_tap0,iface=ctg-in --vdev net_tap1,iface=ctg-out), or use --pair A:B for the plain forwarding mode",
                 p.port,
                 role_name(p.role),
             ));
@@ -370,7 +373,11 @@ mod tests {
         assert!(check_ports(&cfg, &[0, 1]).is_ok());
         let e = check_ports(&cfg, &[0]).unwrap_err();
         assert!(
-            e.contains("port[1]: port 1 (outside) does not exist: DPDK found ports 0"),
+            e.starts_with(&format!(
+                "{}:{}: port[1].port: port 1 (outside) does not exist: DPDK found ports 0",
+                cfg.source,
+                cfg.port_lines[1].unwrap()
+            )),
             "{e}"
         );
     }

@@ -40,9 +40,14 @@ fn temp_dir(name: &str) -> PathBuf {
 
 impl Harness {
     fn start(name: &str, ct: Arc<Conntrack>) -> Harness {
+        Harness::start_with(name, ct, IDLE_TIMEOUT)
+    }
+
+    fn start_with(name: &str, ct: Arc<Conntrack>, idle_timeout: Duration) -> Harness {
         let dir = temp_dir(name);
         let path = dir.join("ctgate.sock");
-        let server = ControlServer::bind(&path).unwrap();
+        let mut server = ControlServer::bind(&path).unwrap();
+        server.set_idle_timeout(idle_timeout);
         let stop = Arc::new(AtomicBool::new(false));
         let clients = Arc::new(AtomicUsize::new(0));
         let (s, c) = (Arc::clone(&stop), Arc::clone(&clients));
@@ -53,6 +58,7 @@ impl Harness {
                 conntrack: &ct,
                 sweep_interval_ms: &sweep,
                 info: &Fake,
+                ipf: None,
                 now: 0,
             };
             while !s.load(Ordering::Relaxed) {
@@ -196,7 +202,8 @@ fn peer_uid_is_the_connecting_process_uid() {
 #[test]
 fn serves_several_clients_at_once_while_others_stall() {
     let ct = tracker(10_000, 2_000);
-    let h = Harness::start("many", ct);
+    // Idle clients stay for this test (the timeout has its own).
+    let h = Harness::start_with("many", ct, Duration::from_secs(600));
     // A client that connects and says nothing, one that sends half a request, and one
     // that asks for a dump and never reads it.
     let _silent = h.connect();
@@ -243,6 +250,141 @@ fn serves_several_clients_at_once_while_others_stall() {
         read_reply(&mut r),
         (Value::from(1), Reply::Ok("2000\n".into()))
     );
+}
+
+/// Reads one reply line and then the end of the connection.
+fn read_final_error(s: UnixStream) -> String {
+    let mut r = BufReader::new(s);
+    let (_, reply) = read_reply(&mut r);
+    let mut rest = String::new();
+    assert_eq!(r.read_line(&mut rest).unwrap(), 0, "not closed: {rest:?}");
+    match reply {
+        Reply::Error(e) => e,
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn idle_clients_cannot_lock_the_operator_out() {
+    let h = Harness::start_with("idle-lockout", tracker(100, 7), Duration::from_secs(600));
+    // The table full of clients that never send a byte (a few mid-line).
+    let mut idle: Vec<UnixStream> = Vec::new();
+    for i in 0..MAX_CLIENTS {
+        let mut c = h.connect();
+        if i % 4 == 0 {
+            c.write_all(br#"{"id":1,"cmd":"ct-ge"#).unwrap();
+        }
+        idle.push(c);
+        // One at a time, so "idle longest" is the order of connection.
+        h.wait_clients(i + 1);
+    }
+    // The operator still gets an answer: its request took the place of the client idle
+    // longest, which was told why.
+    thread::sleep(EVICT_AFTER_IDLE);
+    assert_eq!(h.call("ct-get-nconns", &[]), Ok("7\n".into()));
+    let e = read_final_error(idle.remove(0));
+    assert_eq!(
+        e,
+        format!("closed: {MAX_CLIENTS} control clients connected and this one idle longest")
+    );
+    // Once the operator's client left, the next request finds that place free.
+    h.wait_clients(MAX_CLIENTS - 1);
+    assert_eq!(h.call("ct-get-nconns", &[]), Ok("7\n".into()));
+    // The others are still connected and served.
+    let mut r = BufReader::new(idle.remove(0));
+    r.get_mut()
+        .write_all(encode_request(&Value::from(5), "ct-get-nconns", &[]).as_bytes())
+        .unwrap();
+    assert_eq!(
+        read_reply(&mut r),
+        (Value::from(5), Reply::Ok("7\n".into()))
+    );
+    h.wait_clients(MAX_CLIENTS - 1);
+}
+
+#[test]
+fn silent_and_half_line_clients_are_closed_after_the_idle_timeout() {
+    let h = Harness::start_with("idle-timeout", tracker(100, 2), Duration::from_secs(1));
+    let silent = h.connect();
+    let mut half = h.connect();
+    half.write_all(br#"{"id":1,"cmd":"ct-get"#).unwrap();
+    // A client that keeps asking is never idle for long and stays.
+    let mut busy = BufReader::new(h.connect());
+    for i in 0..8 {
+        busy.get_mut()
+            .write_all(encode_request(&Value::from(i), "ct-get-nconns", &[]).as_bytes())
+            .unwrap();
+        assert_eq!(
+            read_reply(&mut busy),
+            (Value::from(i), Reply::Ok("2\n".into()))
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        read_final_error(silent),
+        "closed: no complete request for 1000 ms"
+    );
+    assert_eq!(
+        read_final_error(half),
+        "closed: no complete request for 1000 ms"
+    );
+    h.wait_clients(1);
+}
+
+#[test]
+fn one_poll_accepts_every_waiting_connection() {
+    let dir = temp_dir("accept-all");
+    let path = dir.join("ctgate.sock");
+    let mut server = ControlServer::bind(&path).unwrap();
+    let ct = tracker(100, 4);
+    let sweep = AtomicU32::new(20_000);
+    let ctx = ControlContext {
+        conntrack: &ct,
+        sweep_interval_ms: &sweep,
+        info: &Fake,
+        ipf: None,
+        now: 0,
+    };
+    // 100 connect/close cycles queued while the server does not poll (a flood between
+    // two ticks), then the operator's request.
+    for _ in 0..100 {
+        drop(UnixStream::connect(&path).unwrap());
+    }
+    let mut op = UnixStream::connect(&path).unwrap();
+    op.write_all(encode_request(&Value::from(3), "ct-get-nconns", &[]).as_bytes())
+        .unwrap();
+    let rep = server.poll(&ctx, DEFAULT_BUDGET);
+    assert_eq!(rep.accepted, 101);
+    assert_eq!(rep.requests, 1);
+    op.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = BufReader::new(op);
+    assert_eq!(
+        read_reply(&mut r),
+        (Value::from(3), Reply::Ok("4\n".into()))
+    );
+    drop(server);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_connect_flood_leaves_the_server_answering() {
+    let h = Harness::start("connect-flood", tracker(100, 9));
+    let path = h.path.clone();
+    let flood = thread::spawn(move || {
+        for _ in 0..20_000 {
+            drop(UnixStream::connect(&path).unwrap());
+        }
+    });
+    // Requests during the flood are answered, and so is the one after it.
+    let mut answered = 0;
+    while !flood.is_finished() {
+        assert_eq!(h.call("ct-get-nconns", &[]), Ok("9\n".into()));
+        answered += 1;
+    }
+    flood.join().unwrap();
+    assert_eq!(h.call("ct-get-nconns", &[]), Ok("9\n".into()));
+    assert!(answered > 0);
+    h.wait_clients(0);
 }
 
 #[test]
@@ -476,7 +618,7 @@ mod fuzz {
             let ct = tracker(100, 5);
             let mut server = ControlServer::bind(&path).unwrap();
             let sweep = AtomicU32::new(1);
-            let ctx = ControlContext { conntrack: &ct, sweep_interval_ms: &sweep, info: &Fake, now: 0 };
+            let ctx = ControlContext { conntrack: &ct, sweep_interval_ms: &sweep, info: &Fake, ipf: None, now: 0 };
             let mut c = UnixStream::connect(&path).unwrap();
             c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
             let mut got = Vec::new();

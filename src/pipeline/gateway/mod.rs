@@ -39,7 +39,13 @@
 //!    port's zone. Commit and NAT: from an inside port, a connection leaving by an
 //!    outside port is committed with the family's SNAT pool (committed without NAT when it
 //!    stays inside); from an outside port, only one a DNAT rule matches is committed, with
-//!    that rule (or any, without NAT, with `policy.outside_new = "allow"`).
+//!    that rule (or any, without NAT, with `policy.outside_new = "allow"`). The SNAT
+//!    pools translate TCP and UDP through the mapping table ([`crate::nat::mapping`]):
+//!    one outside endpoint per inside endpoint for every destination. A TCP/UDP packet
+//!    that matched no connection and created none, sent to a live mapping's outside
+//!    endpoint, gets a second pass as a new connection: from inside, hairpinned to the
+//!    mapping's inside endpoint with the sender's own mapping as source; from outside,
+//!    to the inside endpoint when the pool's `filtering` admits its source.
 //! 4. Policy: refusals (`zone_limit`, `max_conns`, `nat_exhausted`); invalid
 //!    (`invalid`, unless `policy.invalid = "allow"`; fragments, which are not tracked,
 //!    `fragment`); a packet to the gateway's own addresses that belongs to no connection
@@ -81,6 +87,7 @@ mod shared;
 mod state;
 #[cfg(test)]
 mod tests;
+pub mod views;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -91,7 +98,8 @@ use crate::at;
 use crate::config::Role;
 use crate::conntrack::{CtState, OwnedCtWorker, PacketMeta, Refusal, ReplyTuples};
 use crate::ipf::{self, Detached, Outcome};
-use crate::nat::{self, NatSpec, Rewritten};
+use crate::nat::mapping::{mapped_proto, Endpoint, Filtering, Mapped, Mapping};
+use crate::nat::{self, NatRange, NatSpec, Rewritten};
 use crate::wire::checksum::{update_u16, verify_ipv4_header};
 use crate::wire::ethernet::is_vlan_tpid;
 use crate::wire::fixed::At;
@@ -221,12 +229,48 @@ impl GatewayStep {
             }
         }
         if tracked > 0 {
+            // The SNAT pools translate TCP and UDP through the mapping table.
+            let mapped = |i: Option<u16>| {
+                let spec = sh.nat_specs.get(usize::from(i?))?;
+                Some(Mapped {
+                    spec,
+                    maps: &sh.rt.maps,
+                    now: w.now,
+                })
+            };
+            let (m4, m6) = (mapped(sh.snat_v4), mapped(sh.snat_v6));
             let mut refs: [&dyn ReplyTuples; MAX_NAT_SPECS] = [&NO_NAT; MAX_NAT_SPECS];
             for (r, s) in refs.iter_mut().zip(sh.nat_specs.iter()) {
                 *r = s;
             }
+            for (i, m) in [(sh.snat_v4, &m4), (sh.snat_v6, &m6)] {
+                if let (Some(r), Some(m)) = (i.and_then(|i| refs.get_mut(usize::from(i))), m) {
+                    *r = m;
+                }
+            }
             self.ct
                 .process_burst_nat(&mut metas[..n], &refs[..sh.nat_specs.len()], w.now);
+            // Packets that matched no connection and created none, to an outside endpoint
+            // of a mapping: hairpinned from inside, or admitted by the mapping's filtering
+            // from outside, each as a new connection of its own.
+            for (m, (pre, &k)) in metas[..n].iter_mut().zip(w.pre.iter().zip(ifaces.iter())) {
+                let (Pre::Track { dst_own, .. }, Some(port)) = (*pre, sh.ports.get(usize::from(k)))
+                else {
+                    continue;
+                };
+                let r = &m.result;
+                if r.conn.is_some() || r.refused.is_some() || r.state.has(CtState::INV) {
+                    continue;
+                }
+                if let Some(spec) = mapping_nat(sh, port, &m.parsed, dst_own, w.now) {
+                    let nat = Mapped {
+                        spec: &spec,
+                        maps: &sh.rt.maps,
+                        now: w.now,
+                    };
+                    m.result = self.ct.process_nat(&m.parsed, port.zone, true, &nat, w.now);
+                }
+            }
         }
         for (i, ((f, v), m)) in frames
             .iter_mut()
@@ -246,6 +290,66 @@ impl GatewayStep {
             };
         }
         w.metas = metas;
+    }
+}
+
+/// The NAT for a packet that matched no connection and created none, sent to the outside
+/// endpoint of a live TCP/UDP mapping: from an inside port, hairpinning (RFC 4787 REQ-9,
+/// RFC 5382 REQ-8): the destination translated to the mapping's inside endpoint and the
+/// source to the sender's own mapping, so the receiver sees the sender's public endpoint;
+/// from an outside port, when the pool's filtering admits the source (RFC 4787 REQ-8):
+/// the destination translated to the mapping's inside endpoint. `None`: no such mapping,
+/// or filtered (the packet stays refused as it was).
+fn mapping_nat(
+    sh: &GatewayShared,
+    port: &Port,
+    p: &ParsedPacket,
+    dst_own: bool,
+    now: u64,
+) -> Option<NatSpec> {
+    if !mapped_proto(p.proto) || p.fragment != Fragment::None {
+        return None;
+    }
+    let dport = match p.l4 {
+        L4Summary::Tcp(t) => t.dport,
+        L4Summary::Udp { dport, .. } => dport,
+        _ => return None,
+    };
+    let fam = family_of(p.family);
+    let (spec, filter) = if fam == 4 {
+        (sh.snat_v4?, sh.filter_v4)
+    } else {
+        (sh.snat_v6?, sh.filter_v6)
+    };
+    let outside = Endpoint {
+        zone: port.zone,
+        proto: p.proto,
+        family: fam,
+        addr: p.dst,
+        port: dport,
+    };
+    let to = |m: &Mapping| NatRange {
+        family: fam,
+        addr_min: m.inside.addr,
+        addr_max: m.inside.addr,
+        ports: Some((m.inside.port, m.inside.port)),
+    };
+    match port.role {
+        Role::Inside if dst_own => {
+            let m = sh.rt.maps.lookup_out(&outside, now)?;
+            Some(NatSpec {
+                snat: sh.nat_specs.get(usize::from(spec))?.snat,
+                dnat: Some(to(&m)),
+            })
+        }
+        Role::Inside => None,
+        Role::Outside => {
+            if filter == Filtering::AddressPortDependent {
+                return None;
+            }
+            let m = sh.rt.maps.lookup_out(&outside, now)?;
+            filter.admits(&m, &p.src).then(|| NatSpec::dnat(to(&m)))
+        }
     }
 }
 

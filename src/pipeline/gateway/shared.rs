@@ -18,6 +18,7 @@ use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
 use crate::conntrack::Conntrack;
 use crate::ipf::Ipf;
+use crate::nat::mapping::{Filtering, MappingHooks, Mappings};
 use crate::nat::{NatRange, NatSpec};
 use crate::pipeline::forward::MAX_PORTS;
 use crate::pipeline::vlan::{VlanTable, MAX_IFACES};
@@ -176,6 +177,9 @@ pub struct GatewayShared {
     /// DNAT rules: (proto, family, match address, match port, spec index).
     pub(super) dnat: Vec<(u8, u8, [u8; 16], u16, u16)>,
     pub(super) nat_specs: Vec<NatSpec>,
+    /// Filtering of the IPv4 / IPv6 SNAT pool's mappings.
+    pub(super) filter_v4: Filtering,
+    pub(super) filter_v6: Filtering,
     pub(super) outside_new_allow: bool,
     pub(super) invalid_allow: bool,
 }
@@ -185,6 +189,10 @@ pub struct GatewayShared {
 /// workers are to switch to ([`super::live`]).
 pub struct GatewayRuntime {
     pub(super) ct: Arc<Conntrack>,
+    /// NAT mappings of TCP and UDP (SNAT's endpoint-independent mapping, hairpinning,
+    /// filtering): one table per tracker, kept current by hooks installed on it, so they
+    /// outlive configuration versions with the connections that hold them.
+    pub(super) maps: Arc<Mappings>,
     pub(super) now: AtomicU64,
     /// When set, [`GatewayShared::now_ms`] reads the monotonic clock itself (ms since this
     /// instant, plus one): workers then never depend on the control lcore being scheduled
@@ -217,8 +225,23 @@ impl GatewayShared {
         ct: Arc<Conntrack>,
         port_macs: &[(u16, MacAddr)],
     ) -> Result<Arc<GatewayShared>, String> {
+        // One mapping table per tracker: a gateway built again on the same tracker keeps
+        // the mappings its connections hold.
+        let maps = match ct
+            .hooks()
+            .and_then(|h| h.as_any().downcast_ref::<MappingHooks>())
+        {
+            Some(h) => h.0.clone(),
+            None => {
+                let maps = Arc::new(Mappings::new(cfg.datapath.max_conns.min(1 << 20)));
+                ct.set_hooks(Arc::new(MappingHooks(maps.clone())))
+                    .map_err(|_| "the tracker has other connection hooks".to_string())?;
+                maps
+            }
+        };
         let rt = Arc::new(GatewayRuntime {
             ct,
+            maps,
             now: AtomicU64::new(0),
             clock_start: std::sync::OnceLock::new(),
             counters: GatewayCounters::default(),
@@ -389,7 +412,15 @@ impl GatewayShared {
         let mut nat_specs = Vec::new();
         let mut snat_v4 = None;
         let mut snat_v6 = None;
-        for r in &cfg.snat {
+        let mut filter_v4 = Filtering::default();
+        let mut filter_v6 = Filtering::default();
+        for (i, r) in cfg.snat.iter().enumerate() {
+            let f = cfg.snat_filtering.get(i).copied().unwrap_or_default();
+            if r.family == 4 {
+                filter_v4 = f;
+            } else {
+                filter_v6 = f;
+            }
             let slot = if r.family == 4 {
                 &mut snat_v4
             } else {
@@ -445,6 +476,8 @@ impl GatewayShared {
             pools,
             dnat,
             nat_specs,
+            filter_v4,
+            filter_v6,
             outside_new_allow: cfg.policy.outside_new_allow,
             invalid_allow: cfg.policy.invalid_allow,
         })

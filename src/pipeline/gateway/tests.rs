@@ -10,6 +10,7 @@ use super::*;
 use crate::config::Config;
 
 mod hardening;
+mod mappings;
 mod reload;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;

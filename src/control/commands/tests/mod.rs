@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicU32;
 
 mod ct_stats;
 mod dump_flush;
+mod ipf;
 mod limits;
 mod settings;
 
@@ -34,6 +35,7 @@ impl GatewayInfo for FakeInfo {
 struct Env {
     ct: Conntrack,
     sweep: AtomicU32,
+    ipf: crate::ipf::Ipf,
     now: u64,
 }
 
@@ -48,6 +50,7 @@ impl Env {
                 hash_seed: Some(11),
             }),
             sweep: AtomicU32::new(20_000),
+            ipf: crate::ipf::Ipf::with_capacity(Default::default(), 16, 1522).expect("defaults"),
             now: 0,
         }
     }
@@ -57,6 +60,7 @@ impl Env {
             conntrack: &self.ct,
             sweep_interval_ms: &self.sweep,
             info: &FakeInfo,
+            ipf: Some(&self.ipf),
             now: self.now,
         }
     }
