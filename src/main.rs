@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         Ok(eal) => eal,
         Err(e) => {
             eprintln!("ctgate: cannot initialise DPDK: {e} (check the EAL options before `--`, see ctgate --help)");
-            return ExitCode::from(if e.errno == libc::EINVAL {
+            return ExitCode::from(if e.errno == libc::EINVAL || e.errno == libc::EADDRINUSE {
                 EXIT_USAGE
             } else {
                 1

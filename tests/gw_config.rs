@@ -214,11 +214,57 @@ fn config_ports_must_exist_among_the_probed_ports() {
     let sock = s.path("ctl.sock").display().to_string();
     let out = run_ctgate(&eal, &["--socket", &sock], Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1), "{out}");
+    // The line of the second [[port]]'s `port =` in the embedded default.
+    let text = ctgate::config::EMBEDDED_DEFAULT;
+    let second = text.match_indices("\n[[port]]").nth(1).unwrap().0;
+    let key = second + text[second..].find("\nport =").unwrap() + 1;
+    let line = text[..key].matches('\n').count() + 1;
     assert!(
-        out.stderr.contains(
-            "<embedded default config>:40: port[1].port: port 1 (outside) does not exist: DPDK found ports 0;"
-        ),
+        out.stderr.contains(&format!(
+            "<embedded default config>:{line}: port[1].port: port 1 (outside) does not exist: DPDK found ports 0;"
+        )),
         "{out}"
     );
     assert!(!s.path("ctl.sock").exists(), "no socket left behind");
+}
+
+/// A second ctgate on the file prefix of a running one: EAL fails without an error
+/// code; ctgate says the prefix is in use (not "Success (errno 0)") and exits 2, and
+/// leaves the first one's runtime directory alone.
+#[test]
+fn a_file_prefix_in_use_is_named_as_the_reason_eal_failed() {
+    let _lock = dpdk_lock();
+    let s = Scratch::new("prefixclash");
+    let mut eal = s.eal_args("0,1");
+    eal.extend([
+        "--vdev".into(),
+        "net_null0".into(),
+        "--vdev".into(),
+        "net_null1".into(),
+    ]);
+    let sock1 = s.path("one.sock").display().to_string();
+    let mut first = Running::start(&eal, &["--socket", &sock1, "--quiet"]);
+    first
+        .wait_for_line(Duration::from_secs(30), |l| {
+            l.starts_with("ctgate: gateway on")
+        })
+        .unwrap_or_else(|| panic!("first ctgate did not start:\n{}", first.stdout()));
+    let sock2 = s.path("two.sock").display().to_string();
+    let second = run_ctgate(&eal, &["--socket", &sock2], Duration::from_secs(30));
+    let dir = format!("/var/run/dpdk/{}", s.prefix);
+    assert_eq!(second.status.code(), Some(2), "{second}");
+    assert!(
+        second.stderr.contains(&format!(
+            "ctgate: cannot initialise DPDK: rte_eal_init (another running DPDK process uses this file prefix, runtime directory {dir}: give each process its own --file-prefix) failed: "
+        )),
+        "{second}"
+    );
+    assert!(!second.stderr.contains("Success (errno 0)"), "{second}");
+    assert!(
+        std::path::Path::new(&dir).is_dir(),
+        "the first one's runtime dir stays"
+    );
+    first.signal("TERM");
+    let out = first.finish(Duration::from_secs(30));
+    assert!(out.status.success(), "{out}");
 }

@@ -141,9 +141,12 @@ fn parse(argv: &[String], env_socket: Option<String>) -> Result<Cli, String> {
                         a.escape_debug()
                     ));
                 };
-                let args = argv[i + 1..].to_vec();
+                let mut args = argv[i + 1..].to_vec();
                 if args.iter().any(|x| x == "--help" || x == "-h") {
                     return Ok(Cli::CommandHelp(cmd));
+                }
+                if cmd.name == "reload" {
+                    absolute_config(&mut args);
                 }
                 return Ok(Cli::Run {
                     socket,
@@ -241,6 +244,29 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ctgate-ctl: {}", call_error(&socket, timeout, &e));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `reload --config FILE`: ctgate opens FILE from its own directory, so a relative path
+/// is made absolute here, against the caller's.
+fn absolute_config(args: &mut [String]) {
+    let cwd = std::env::current_dir().ok();
+    let abs = |f: &str| match &cwd {
+        Some(d) if !f.is_empty() && !std::path::Path::new(f).is_absolute() => {
+            d.join(f).display().to_string()
+        }
+        _ => f.to_string(),
+    };
+    let mut next_is_file = false;
+    for a in args.iter_mut() {
+        if next_is_file {
+            *a = abs(a);
+            next_is_file = false;
+        } else if a == "--config" {
+            next_is_file = true;
+        } else if let Some(f) = a.strip_prefix("--config=") {
+            *a = format!("--config={}", abs(f));
         }
     }
 }

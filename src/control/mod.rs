@@ -10,6 +10,7 @@
 //!   ctgate's DPDK telemetry commands.
 
 pub mod commands;
+pub mod config_toml;
 pub mod counter_lines;
 pub mod protocol;
 pub mod reload;

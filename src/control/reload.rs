@@ -34,7 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, EMBEDDED_NAME};
 use crate::conntrack::{Conntrack, TimeoutAttr};
-use crate::control::commands::{ControlContext, LiveConfig};
+use crate::control::commands::{ControlContext, LiveConfig, Running};
 use crate::ipf::{FragSettings, Ipf};
 use crate::nat::NatRange;
 use crate::pipeline::gateway::{GatewayShared, Publisher};
@@ -208,6 +208,19 @@ impl LiveConfig for LiveGateway {
 
     fn drop_old_pools(&self) -> Result<(), String> {
         LiveGateway::drop_old_pools(self)
+    }
+
+    fn running(&self) -> Running {
+        let s = self.state.borrow();
+        Running {
+            config: s.config.clone(),
+            generation: s.generation,
+            loaded_unix: s.loaded_unix,
+        }
+    }
+
+    fn version(&self) -> Arc<GatewayShared> {
+        self.shared()
     }
 }
 

@@ -55,7 +55,22 @@ impl Eal {
         // so they outlive EAL; the EAL_STARTED guard makes this the only call per process.
         let ret = unsafe { dpdk_sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
-            return Err(Error::from_rte_errno("rte_eal_init"));
+            let e = Error::from_rte_errno("rte_eal_init");
+            if e.errno != 0 {
+                return Err(e);
+            }
+            // Some failures set no rte_errno; the commonest is a file prefix another
+            // running DPDK process holds: say so when its runtime directory is live.
+            return Err(match existed.iter().find(|d| in_use(d)) {
+                Some(dir) => Error {
+                    op: format!(
+                        "rte_eal_init (another running DPDK process uses this file prefix, runtime directory {}: give each process its own --file-prefix)",
+                        dir.display()
+                    ),
+                    errno: libc::EADDRINUSE,
+                },
+                None => e,
+            });
         }
         let created_runtime_dir = runtime_dir().filter(|d| d.is_dir() && !existed.contains(d));
         Ok(Eal {
@@ -122,6 +137,14 @@ fn runtime_dir() -> Option<PathBuf> {
     let s = unsafe { CStr::from_ptr(p) };
     let s = s.to_str().ok()?;
     (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+/// True when a DPDK primary process is alive on runtime directory `dir`: its
+/// multi-process socket accepts a datagram peer.
+fn in_use(dir: &Path) -> bool {
+    std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect(dir.join("mp_socket")))
+        .is_ok()
 }
 
 /// The runtime directories EAL might use for `args`' `--file-prefix` (default `rte`) that

@@ -51,6 +51,14 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.errno == 0 {
+            // Not "Success": DPDK failed without saying why (its log says more).
+            return write!(
+                f,
+                "{} failed (DPDK gave no error code; see its messages above)",
+                self.op
+            );
+        }
         // SAFETY: rte_strerror accepts any errno and returns a pointer to a NUL-terminated
         // string in static or thread-local storage, valid until the next call on this thread.
         let msg = unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(self.errno)) };

@@ -5,6 +5,7 @@
 //! - [`ftp`]: `PORT`, `EPRT`, `227` and `229` parsed as OVS's FTP ALG parses them, and
 //!   the address rewritten (IPv4 and IPv6);
 //! - [`tftp`]: read and write requests recognised;
+//! - [`expect`]: the expectation table (bucket locks, limits, lifetime tied to the parent);
 //! - [`splice`]: replacing a field with text of another length in place, with the TCP or
 //!   UDP checksum updated incrementally; [`seq`]: the sequence skew a length change
 //!   leaves for the rest of the connection.
@@ -13,6 +14,7 @@
 //! the bytes it moves; a payload that does not parse is reported as such and left
 //! unchanged, whatever its length.
 
+pub mod expect;
 pub mod ftp;
 pub mod seq;
 pub mod splice;

@@ -37,6 +37,19 @@ pub trait LiveConfig {
     ) -> Result<(String, Arc<GatewayShared>), String>;
     /// Stops answering for SNAT pools no longer configured.
     fn drop_old_pools(&self) -> Result<(), String>;
+    /// The configuration in force, its generation and load time.
+    fn running(&self) -> Running;
+    /// The table version in force.
+    fn version(&self) -> Arc<GatewayShared>;
+}
+
+/// The configuration in force (`config-show`).
+pub struct Running {
+    pub config: crate::config::Config,
+    /// 1 for the configuration ctgate started with, one more per reload.
+    pub generation: u64,
+    /// When it was loaded, in seconds since the Unix epoch.
+    pub loaded_unix: u64,
 }
 
 /// Everything a command may read or change. Built by the control loop for each

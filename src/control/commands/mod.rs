@@ -27,10 +27,11 @@ mod ipf;
 mod limits;
 mod reload;
 mod settings;
+mod show;
 
 use args::*;
 use context::*;
-pub use context::{ControlContext, GatewayInfo, Job, LiveConfig, Outcome, Step};
+pub use context::{ControlContext, GatewayInfo, Job, LiveConfig, Outcome, Running, Step};
 use ct_stats::*;
 pub use dump_flush::conn_json;
 use dump_flush::*;
@@ -38,6 +39,7 @@ use ipf::*;
 use limits::*;
 use reload::*;
 use settings::*;
+use show::*;
 
 /// A command of the table: its name, argument synopsis and help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,6 +264,44 @@ pub const COMMANDS: &[CommandSpec] = &[
                   \x20                create, and stop answering ARP/NDP for SNAT pools no longer configured",
     },
     CommandSpec {
+        name: "config-show",
+        args: "",
+        summary: "Print the configuration in force as a file (re-loadable as is).",
+        details: "Every setting explicit; comment lines first give its generation (1 at start, one more\n\
+                  per reload), the file it was read from and when (seconds since the Unix epoch).\n\
+                  Saved to a file, `reload --config FILE` of it changes nothing.",
+    },
+    CommandSpec {
+        name: "route-show",
+        args: "",
+        summary: "Print the routes in lookup order: `PREFIX connected|via NEXT-HOP port N [vlan V]`.",
+        details: "Connected prefixes of the ports and the configured routes, longest prefix first\n\
+                  (connected before configured at equal length), IPv4 then IPv6.",
+    },
+    CommandSpec {
+        name: "neigh-show",
+        args: "",
+        summary: "Print the neighbour table: `ADDRESS mac=MAC port=N state=S age=Ns`.",
+        details: "States: incomplete (being resolved; mac=-), reachable, stale, probe. The age is the\n\
+                  time since the entry was last confirmed (incomplete: since the last request).",
+    },
+    CommandSpec {
+        name: "neigh-flush",
+        args: "",
+        summary: "Empty the neighbour table (neighbours are resolved again as traffic needs them).",
+        details: "",
+    },
+    CommandSpec {
+        name: "nat-show",
+        args: "",
+        summary: "Print the NAT rules and, per pool address, the ports in use per protocol.",
+        details: "Lines `snat pool=P`, `dnat proto=tcp|udp match=A:P to=T`, `kept pool=P (...)` for the\n\
+                  pools of earlier configurations still answered for, then one\n\
+                  `pool ADDRESS: tcp=N udp=N icmp=N other=N` per pool address (every address of a pool\n\
+                  of at most 256, and any address in use): the translated source ports (ICMP\n\
+                  identifiers) in use by live source-NATed connections.",
+    },
+    CommandSpec {
         name: "show",
         args: "",
         summary: "Print ports, lcores, queues and uptime.",
@@ -360,6 +400,11 @@ pub fn execute(ctx: &ControlContext, cmd: &str, args: &[String]) -> Outcome {
         "ipf-set-max-nfrags" => ipf_set_max_nfrags(ctx, args),
         "ipf-get-status" => ipf_get_status(ctx, args),
         "reload" => reload(ctx, args),
+        "config-show" => config_show(ctx, args),
+        "route-show" => route_show(ctx, args),
+        "neigh-show" => neigh_show(ctx, args),
+        "neigh-flush" => neigh_flush(ctx, args),
+        "nat-show" => nat_show(ctx, args),
         "show" => no_args(args).map(|()| done(ensure_newline(ctx.info.show()))),
         "stats" => no_args(args).map(|()| done(stats_text(ctx))),
         "version" => no_args(args).map(|()| {

@@ -78,6 +78,7 @@
 //! the byte writers of the frames the gateway originates.
 
 mod answers;
+mod epoch;
 pub mod live;
 pub mod martian;
 pub mod neigh;
@@ -87,6 +88,7 @@ mod shared;
 mod state;
 #[cfg(test)]
 mod tests;
+pub mod views;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

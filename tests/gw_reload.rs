@@ -1,0 +1,235 @@
+//! Reloading the running gateway between two network namespaces (`net_tap` ports, as
+//! tests/gw_tap.rs): an outside→inside TCP connection is refused; `ctgate-ctl reload`
+//! with a DNAT rule added to the file in force; the same connection now succeeds, byte
+//! for byte; a TCP transfer running across the reloads completes byte for byte; an
+//! invalid file is refused with its `FILE:LINE` error (exit 1, stderr, and ctgate's log)
+//! and changes nothing; SIGHUP reloads too. Meanwhile `route-show`, `neigh-show` and
+//! `nat-show` (whose counts match the dump) show the tables, and `config-show` reloads to
+//! the same configuration. Needs root; run under
+//! `flock /tmp/ctgate-netns.lock`.
+#![cfg(feature = "dpdk")]
+
+mod common;
+mod gw_tapnet;
+
+use std::time::{Duration, Instant};
+
+use gw_tapnet::*;
+
+const DNAT: &str =
+    "\n[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1:8080\"\nto = \"10.0.0.2:8080\"\n";
+
+#[test]
+fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
+    let base = ctgate::config::EMBEDDED_DEFAULT.to_string();
+    let mut gw = Gw::start("reload", Some(&base));
+    let config = gw.scratch.path("gw.toml");
+    let www = gw.scratch.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let data = blob(&www, "blob", 12 << 20);
+    let small = blob(&www, "small", 300 << 10);
+    let (ns_in, ns_out) = (gw.ns_in.clone(), gw.ns_out.clone());
+    gw.http_server(&ns_out, "192.0.2.2", 8000, &www);
+    let in_log = gw.http_server(&ns_in, "10.0.0.2", 8080, &www);
+
+    // Outside → inside through the gateway's address: no DNAT rule, refused.
+    let forward = |gw: &Gw, secs: &str, to: &str| {
+        gw.exec(
+            &ns_out,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                secs,
+                "-o",
+                to,
+                "-w",
+                "%{http_code}",
+                "http://192.0.2.1:8080/small",
+            ],
+        )
+    };
+    let got_fwd = gw.scratch.path("got-fwd");
+    let c = forward(&gw, "3", got_fwd.to_str().unwrap());
+    assert!(
+        !c.ok,
+        "outside→inside went through without a DNAT rule:\n{c}"
+    );
+    assert!(!std::fs::read_to_string(&in_log).unwrap().contains("\"GET "));
+
+    // A 12 MiB download at 1 MiB/s from inside, running across the reloads.
+    let got = gw.scratch.path("got");
+    let curl_log = gw.scratch.path("curl.log");
+    gw.spawn_in(
+        &ns_in,
+        &[
+            "curl",
+            "-sS",
+            "--limit-rate",
+            "1M",
+            "--max-time",
+            "60",
+            "-o",
+            got.to_str().unwrap(),
+            "http://192.0.2.2:8000/blob",
+        ],
+        &curl_log,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&got).map_or(0, |m| m.len()) < 256 << 10 {
+        assert!(Instant::now() < deadline, "the transfer did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let conns_before = gw.ctl_num(&["ct-get-nconns"]);
+
+    // An invalid file: refused with FILE:LINE, exit 1, nothing changes.
+    let bad = gw.scratch.path("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("{base}{DNAT}").replace("role = \"outside\"", "role = 7"),
+    )
+    .unwrap();
+    let bad_line = format!("{base}{DNAT}")
+        .lines()
+        .position(|l| l == "role = \"outside\"")
+        .unwrap()
+        + 1;
+    let r = gw.ctl(&["reload", "--config", bad.to_str().unwrap()]);
+    assert!(!r.ok, "an invalid file was accepted:\n{r}");
+    assert!(
+        r.stderr
+            .contains(&format!("{}:{bad_line}: port[1].role", bad.display())),
+        "no FILE:LINE: FIELD error:\n{r}"
+    );
+    let c = forward(&gw, "2", got_fwd.to_str().unwrap());
+    assert!(!c.ok, "the refused file changed the rules:\n{c}");
+
+    // The file in force gets the DNAT rule; `reload` swaps it in.
+    std::fs::write(&config, format!("{base}{DNAT}")).unwrap();
+    let r = gw.ctl_ok(&["reload"]);
+    assert!(
+        r.starts_with(&format!(
+            "reloaded generation 2 from {}\n",
+            config.display()
+        )),
+        "{r}"
+    );
+    assert!(
+        std::fs::metadata(&got).unwrap().len() < data.len() as u64,
+        "the transfer should still be running at the reload"
+    );
+    assert!(
+        gw.ctl_num(&["ct-get-nconns"]) >= conns_before,
+        "connections lost by the reload"
+    );
+    let c = forward(&gw, "10", got_fwd.to_str().unwrap());
+    assert!(
+        c.ok && c.stdout == "200",
+        "the forwarded connection failed:\n{c}"
+    );
+    assert!(
+        std::fs::read(&got_fwd).unwrap() == small,
+        "the forwarded file differs"
+    );
+
+    // The tables: routes, neighbours, NAT (its counts match the dump's).
+    let routes = gw.ctl_ok(&["route-show"]);
+    for want in [
+        "10.0.0.0/24 connected port 0\n",
+        "192.0.2.0/24 connected port 1\n",
+        "0.0.0.0/0 via 192.0.2.2 port 1\n",
+        "::/0 via fd00:0:0:2::2 port 1\n",
+    ] {
+        assert!(routes.contains(want), "no {want:?} in:\n{routes}");
+    }
+    let neigh = gw.ctl_ok(&["neigh-show"]);
+    assert!(
+        neigh
+            .lines()
+            .any(|l| l.starts_with("10.0.0.2 mac=") && l.contains(" port=0 state=")),
+        "{neigh}"
+    );
+    let nat = gw.ctl_ok(&["nat-show"]);
+    let dump = gw.ctl_ok(&["dump-conntrack"]);
+    let snat_ports: std::collections::BTreeSet<&str> = dump
+        .lines()
+        .filter(|l| l.starts_with("tcp,orig=(src=10.0.0.2,"))
+        .filter_map(|l| l.split("reply=(").nth(1))
+        .filter(|r| r.contains("dst=192.0.2.1,"))
+        .filter_map(|r| r.split("dport=").nth(1))
+        .map(|p| p.trim_end_matches(|c: char| !c.is_ascii_digit()))
+        .collect();
+    assert!(
+        !snat_ports.is_empty(),
+        "the running transfer is SNATed:\n{dump}"
+    );
+    assert!(
+        nat.contains("snat pool=192.0.2.1\n")
+            && nat.contains("dnat proto=tcp match=192.0.2.1:8080 to=10.0.0.2:8080\n")
+            && nat.contains(&format!(
+                "pool 192.0.2.1: tcp={} udp=0 icmp=0 other=0\n",
+                snat_ports.len()
+            )),
+        "nat-show does not match the dump:\n{nat}\n{dump}"
+    );
+
+    // config-show reloads to the same configuration.
+    let shown = gw.ctl_ok(&["config-show"]);
+    assert!(
+        shown.starts_with(&format!(
+            "# ctgate running configuration\n# generation: 2\n# source: {}\n",
+            config.display()
+        )),
+        "{shown}"
+    );
+    let saved = gw.scratch.path("shown.toml");
+    std::fs::write(&saved, &shown).unwrap();
+    let r = gw.ctl_ok(&["reload", "--config", saved.to_str().unwrap()]);
+    assert!(
+        r.starts_with(&format!("reloaded generation 3 from {}\n", saved.display())),
+        "{r}"
+    );
+    let again = gw.ctl_ok(&["config-show"]);
+    let body = |t: &str| -> String {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    assert_eq!(
+        body(&again),
+        body(&shown),
+        "the round trip changed the configuration"
+    );
+
+    // SIGHUP: the file in force again, generation 4.
+    let run = gw.run.as_mut().unwrap();
+    run.signal("HUP");
+    let l = run.wait_for_line(Duration::from_secs(10), |l| {
+        l.starts_with("ctgate: SIGHUP: reloaded generation 4")
+    });
+    assert!(l.is_some(), "no SIGHUP reload line:\n{}", run.stdout());
+
+    // The transfer that ran across both reloads completes, byte for byte.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while std::fs::metadata(&got).map_or(0, |m| m.len()) < data.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the transfer did not complete: {} of {} bytes\n{}",
+            std::fs::metadata(&got).map_or(0, |m| m.len()),
+            data.len(),
+            std::fs::read_to_string(&curl_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(std::fs::read(&got).unwrap() == data, "the transfer differs");
+
+    let out = gw.stop();
+    assert!(out.status.success(), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("reload refused: {}:{bad_line}:", bad.display())),
+        "the refusal is not in ctgate's log:\n{out}"
+    );
+}
