@@ -1265,7 +1265,7 @@ mod tests {
         assert!(get(TimeoutAttr::UdpFirst) >= 120);
         assert!(get(TimeoutAttr::UdpSingle) >= 120);
         assert!(get(TimeoutAttr::UdpMultiple) >= 300);
-        // RFC 5508 REQ-1: ICMP query mappings at least 60 s.
+        // RFC 5508 REQ-2: ICMP query mappings at least 60 s.
         assert!(get(TimeoutAttr::IcmpFirst) >= 60);
         assert!(get(TimeoutAttr::IcmpReply) >= 60);
         // RFC 5382 REQ-5: established at least 2 h 4 min, transitory at least 4 min.

@@ -1,6 +1,7 @@
 //! The running configuration written back as TOML (`ctgate-ctl config-show`): every
 //! setting explicit, in the file's sections, so that [`Config::parse`] of the text gives
-//! the same [`Config`] (the round trip `config-show` → file → `reload` changes nothing).
+//! the same [`Config`] (the round trip `config-show` → file → `reload` changes nothing),
+//! apart from where the file's lines are (`Config::port_lines`, for error messages).
 
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -63,8 +64,12 @@ pub fn config_toml(cfg: &Config) -> String {
             r.prefix, r.via
         );
     }
-    for r in &cfg.snat {
+    // Each rule's filtering written out (the `[nat]` default folded in).
+    for (i, r) in cfg.snat.iter().enumerate() {
         let _ = writeln!(s, "\n[[snat]]\npool = \"{r}\"");
+        if let Some(f) = cfg.snat_filtering.get(i) {
+            let _ = writeln!(s, "filtering = \"{}\"", f.name());
+        }
     }
     for r in &cfg.dnat {
         let _ = writeln!(
@@ -140,17 +145,28 @@ mod tests {
             )
             .replace("udp_first = 120", "udp_first = 61")
             .replace("outside_new = \"deny\"", "outside_new = \"allow\"")
+            .replace(
+                "filtering = \"address-port-dependent\"",
+                "filtering = \"address-dependent\"",
+            )
+            .replace(
+                "pool = \"[fd00:0:0:2::1]\"",
+                "pool = \"[fd00:0:0:2::1]\"\nfiltering = \"endpoint-independent\"",
+            )
             .replace("max_frags = 1000", "max_frags = 77")
             + extra;
         let cfg = Config::parse(&text, "x.toml").unwrap();
         assert_eq!(cfg.dnat.len(), 2);
         assert_eq!(cfg.zone_timeouts.len(), 1);
         let written = config_toml(&cfg);
-        let back = Config::parse(&written, "x.toml").unwrap_or_else(|e| panic!("{e}\n{written}"));
+        let mut back =
+            Config::parse(&written, "x.toml").unwrap_or_else(|e| panic!("{e}\n{written}"));
+        back.port_lines = cfg.port_lines.clone();
         assert_eq!(back, cfg, "{written}");
         assert_eq!(config_toml(&back), written);
         let default = Config::embedded().unwrap();
-        let back = Config::parse(&config_toml(&default), &default.source).unwrap();
+        let mut back = Config::parse(&config_toml(&default), &default.source).unwrap();
+        back.port_lines = default.port_lines.clone();
         assert_eq!(back, default);
     }
 }

@@ -18,6 +18,10 @@
 //! reclaimed by [`ExpTable::purge`] or by an insert that needs it, the same lazy removal
 //! the connection table uses for expiry.
 //!
+//! Because the source address is not hashed, at most [`EXP_SLOTS`] expectations can exist
+//! for one destination address, port, zone and protocol (whatever their sources); a
+//! fifth is refused as a full bucket.
+//!
 //! Limits: a global maximum and a per-parent maximum (counted per parent pool slot and
 //! generation, so a reused slot starts from zero); a full bucket refuses the insert.
 //! Refusals are returned for the caller to count.
@@ -453,8 +457,11 @@ mod tests {
                 let t = t.clone();
                 std::thread::spawn(move || {
                     for p in 0..125u16 {
-                        t.insert(exp(w as u8, 1, p, false, (w, 1)), all_alive)
-                            .unwrap();
+                        t.insert(
+                            exp(w as u8, 1, w as u16 * 1000 + p, false, (w, 1)),
+                            all_alive,
+                        )
+                        .unwrap();
                     }
                 })
             })
@@ -470,7 +477,8 @@ mod tests {
                     for p in 0..125u16 {
                         // Reader w looks for writer (w + 1)'s expectations.
                         let src = (w + 1) % 4;
-                        if let Some(e) = t.lookup(&key(src, 1, 40000, p, 0), all_alive) {
+                        let dport = u16::from(src) * 1000 + p;
+                        if let Some(e) = t.lookup(&key(src, 1, 40000, dport, 0), all_alive) {
                             found.lock().unwrap().insert((e.parent_ref.0, e.key.dport));
                         }
                     }

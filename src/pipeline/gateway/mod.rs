@@ -78,6 +78,7 @@
 //! the byte writers of the frames the gateway originates.
 
 mod answers;
+mod epoch;
 pub mod live;
 pub mod martian;
 pub mod neigh;

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::epoch::Epoch;
 use super::neigh::{NeighMap, NeighState};
 use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
@@ -207,7 +208,7 @@ pub struct GatewayRuntime {
     /// IP fragment reassembly (`[fragments]`), shared by every worker.
     pub(super) ipf: Ipf,
     /// Publication of new versions to the workers.
-    pub(super) epoch: super::live::Epoch,
+    pub(super) epoch: Epoch<GatewayShared>,
 }
 
 impl std::ops::Deref for GatewayShared {
@@ -250,7 +251,7 @@ impl GatewayShared {
             last_age: AtomicU64::new(0),
             ipf: Ipf::new(cfg.fragments, FRAG_SLOT_BYTES)
                 .map_err(|e| format!("[fragments]: {e}"))?,
-            epoch: super::live::Epoch::new(1),
+            epoch: Epoch::new(1),
         });
         Self::build(cfg, rt, 1, port_macs, &[]).map(Arc::new)
     }
