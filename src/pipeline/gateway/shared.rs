@@ -89,6 +89,8 @@ pub(super) struct Port {
     pub(super) v6: Option<([u8; 16], u8)>,
     pub(super) zone: u16,
     pub(super) static_mac: Option<MacAddr>,
+    /// MSS clamping of TCP SYN and SYN/ACK segments entering or leaving here.
+    pub(super) mss_clamp: Option<crate::config::MssClamp>,
 }
 
 /// A route (connected ones have no `via`); `net` is the masked address.
@@ -320,6 +322,7 @@ impl GatewayShared {
                 v6: p.ipv6.map(|(a, l)| (ip_to_addr(IpAddr::V6(a)).0, l)),
                 zone: p.zone,
                 static_mac: p.next_hop_mac.map(MacAddr),
+                mss_clamp: p.mss_clamp,
             });
         }
         let mut routes = Vec::new();
