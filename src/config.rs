@@ -126,6 +126,28 @@ pub struct PortConfig {
     pub zone: u16,
     /// A static next-hop MAC (instead of ARP/NDP) for everything sent out this port.
     pub next_hop_mac: Option<[u8; 6]>,
+    /// TCP MSS clamping of SYN and SYN/ACK segments entering or leaving by this port.
+    pub mss_clamp: Option<MssClamp>,
+}
+
+/// `mss_clamp` of a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MssClamp {
+    /// The port's MTU (1500) minus the IP and TCP headers: 1460 (IPv4), 1440 (IPv6).
+    Auto,
+    /// At most this MSS.
+    Fixed(u16),
+}
+
+impl MssClamp {
+    /// The largest MSS for a segment of `family` (4 or 6).
+    pub fn max_mss(self, family: u8) -> u16 {
+        match self {
+            MssClamp::Auto if family == 6 => 1500 - 40 - 20,
+            MssClamp::Auto => 1500 - 20 - 20,
+            MssClamp::Fixed(n) => n,
+        }
+    }
 }
 
 impl PortConfig {
@@ -393,6 +415,7 @@ struct RawPort {
     ipv6: Option<Spanned<String>>,
     zone: Option<Spanned<u16>>,
     next_hop_mac: Option<Spanned<String>>,
+    mss_clamp: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -874,6 +897,22 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
             ipv6,
             zone: p.zone.as_ref().map(|z| *z.get_ref()).unwrap_or(u16::MAX),
             next_hop_mac,
+            mss_clamp: match &p.mss_clamp {
+                None => None,
+                Some(v) => match v.get_ref() {
+                    toml::Value::String(s) if s == "auto" => Some(MssClamp::Auto),
+                    toml::Value::Integer(n) if (536..=65_535).contains(n) => {
+                        Some(MssClamp::Fixed(*n as u16))
+                    }
+                    other => {
+                        return lines.err(
+                            v.span(),
+                            f("mss_clamp"),
+                            format!("{other} is not \"auto\" or an MSS from 536 to 65535"),
+                        )
+                    }
+                },
+            },
         });
     }
     let first_inside_zone = ports
@@ -1531,6 +1570,36 @@ mod tests {
         }
         let e = Config::parse(&format!("{PORTS}[fragments]\nmtu = 1\n"), "t.toml").unwrap_err();
         assert!(e.to_string().contains("unknown field `mtu`"), "{e}");
+    }
+
+    #[test]
+    fn mss_clamp_is_auto_or_a_number() {
+        let with = |v: &str| {
+            Config::parse(
+                &PORTS.replacen(
+                    "role = \"outside\"",
+                    &format!("role = \"outside\"\nmss_clamp = {v}"),
+                    1,
+                ),
+                "t.toml",
+            )
+        };
+        let c = with("\"auto\"").unwrap();
+        assert_eq!(c.ports[1].mss_clamp, Some(MssClamp::Auto));
+        assert_eq!(c.ports[0].mss_clamp, None);
+        assert_eq!(
+            (MssClamp::Auto.max_mss(4), MssClamp::Auto.max_mss(6)),
+            (1460, 1440)
+        );
+        assert_eq!(
+            with("1400").unwrap().ports[1].mss_clamp,
+            Some(MssClamp::Fixed(1400))
+        );
+        let e = with("100").unwrap_err().to_string();
+        assert!(
+            e.contains("port[1].mss_clamp: 100 is not \"auto\" or an MSS from 536 to 65535"),
+            "{e}"
+        );
     }
 
     #[test]

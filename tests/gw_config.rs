@@ -214,10 +214,15 @@ fn config_ports_must_exist_among_the_probed_ports() {
     let sock = s.path("ctl.sock").display().to_string();
     let out = run_ctgate(&eal, &["--socket", &sock], Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1), "{out}");
+    // The line of the second [[port]]'s `port =` in the embedded default.
+    let text = ctgate::config::EMBEDDED_DEFAULT;
+    let second = text.match_indices("\n[[port]]").nth(1).unwrap().0;
+    let key = second + text[second..].find("\nport =").unwrap() + 1;
+    let line = text[..key].matches('\n').count() + 1;
     assert!(
-        out.stderr.contains(
-            "<embedded default config>:40: port[1].port: port 1 (outside) does not exist: DPDK found ports 0;"
-        ),
+        out.stderr.contains(&format!(
+            "<embedded default config>:{line}: port[1].port: port 1 (outside) does not exist: DPDK found ports 0;"
+        )),
         "{out}"
     );
     assert!(!s.path("ctl.sock").exists(), "no socket left behind");

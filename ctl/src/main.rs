@@ -42,7 +42,8 @@ fn usage() -> String {
          \x20      ctgate-ctl COMMAND --help\n\n\
          options:\n\
          \x20 --socket PATH   ctgate's control socket (default: $CTGATE_SOCKET, else {DEFAULT_SOCKET})\n\
-         \x20 --timeout SECS  give up when ctgate sends nothing for SECS seconds (default {DEFAULT_TIMEOUT_SECS}; 0: wait forever)\n\
+         \x20 --timeout SECS  give up when ctgate sends nothing for SECS seconds (default {DEFAULT_TIMEOUT_SECS}, \n\
+         \x20                 none for `events`; 0: wait forever)\n\
          \x20 -h, --help      this help\n\
          \x20 -V, --version   ctgate-ctl's version\n\n\
          The conntrack commands take the arguments and print the outputs of\n\
@@ -87,6 +88,7 @@ fn parse(argv: &[String], env_socket: Option<String>) -> Result<Cli, String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     let mut timeout = Some(Duration::from_secs(DEFAULT_TIMEOUT_SECS));
+    let mut timeout_given = false;
     let mut i = 0;
     while let Some(a) = argv.get(i) {
         let (opt, inline) = match a.split_once('=') {
@@ -121,6 +123,7 @@ fn parse(argv: &[String], env_socket: Option<String>) -> Result<Cli, String> {
                     )
                 })?;
                 timeout = (secs > 0).then(|| Duration::from_secs(secs));
+                timeout_given = true;
             }
             _ if a.starts_with('-') => {
                 return Err(format!(
@@ -144,6 +147,10 @@ fn parse(argv: &[String], env_socket: Option<String>) -> Result<Cli, String> {
                 let mut args = argv[i + 1..].to_vec();
                 if args.iter().any(|x| x == "--help" || x == "-h") {
                     return Ok(Cli::CommandHelp(cmd));
+                }
+                if cmd.name == "events" && !timeout_given {
+                    // Events come when they come: wait for them until interrupted.
+                    timeout = None;
                 }
                 if cmd.name == "reload" {
                     absolute_config(&mut args);
@@ -280,6 +287,19 @@ mod tests {
             &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             None,
         )
+    }
+
+    #[test]
+    fn events_waits_without_timeout_unless_one_is_given() {
+        let Cli::Run { timeout, args, .. } = p(&["events", "--count", "3"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(timeout, None);
+        assert_eq!(args, vec!["--count", "3"]);
+        let Cli::Run { timeout, .. } = p(&["--timeout", "5", "events"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(timeout, Some(Duration::from_secs(5)));
     }
 
     #[test]

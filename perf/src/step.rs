@@ -51,6 +51,10 @@ pub struct Args {
     /// Print JSON objects (one per line) instead of key=value lines.
     #[arg(long)]
     json: bool,
+    /// Attach a connection-event consumer (a thread draining the tracker's event
+    /// stream every millisecond, as `ctgate-ctl events` would): events on.
+    #[arg(long)]
+    events: bool,
 }
 
 pub fn run(args: &Args) -> Result<(), String> {
@@ -68,9 +72,10 @@ pub fn run(args: &Args) -> Result<(), String> {
             return Err("--flows: 0 is not a flow count".into());
         }
         progress.case(&format!("flows={f}"));
-        let r = run_case(args.proto, f, secs)?;
+        let r = run_case(args.proto, f, secs, args.events)?;
         Record::new("step")
             .int("flows", f)
+            .str("events", if args.events { "on" } else { "off" })
             .str("proto", format!("{:?}", args.proto).to_lowercase())
             .float("mpps", r.mpps, 2)
             .float("ns_per_pkt", 1e3 / r.mpps, 1)
@@ -93,6 +98,43 @@ struct CaseResult {
     dropped: u64,
     conns: u64,
     cpu_share: f64,
+}
+
+/// A thread that listens to the tracker's events and throws them away, until dropped.
+struct EventConsumer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EventConsumer {
+    fn start(ct: &Arc<Conntrack>) -> EventConsumer {
+        let sub = ct
+            .events()
+            .subscribe(ctgate::conntrack::events::DEFAULT_QUEUE);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                buf.clear();
+                sub.drain(&mut buf);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        EventConsumer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EventConsumer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The benchmark config (static next hops, SNAT) with room for `flows`.
@@ -118,7 +160,7 @@ fn cpu_hz() -> Option<f64> {
     Some(mhz * 1e6)
 }
 
-fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
+fn run_case(proto: Proto, flows: u32, secs: f64, events: bool) -> Result<CaseResult, String> {
     let cfg = config(flows)?;
     let ct = Arc::new(Conntrack::new(CtConfig {
         max_conns: cfg.datapath.max_conns,
@@ -133,6 +175,7 @@ fn run_case(proto: Proto, flows: u32, secs: f64) -> Result<CaseResult, String> {
         &[(0, MacAddr(GW_MAC[0])), (1, MacAddr(GW_MAC[1]))],
     )?;
     shared.set_now_ms(1_000);
+    let _consumer = events.then(|| EventConsumer::start(&ct));
     let mut step = GatewayStep::new(shared.clone(), 0);
     let gen = gen_traffic::Args {
         flows,

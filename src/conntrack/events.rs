@@ -32,7 +32,7 @@ pub const EVENT_WORDS: usize = 16;
 /// Records per shard ring (a power of two).
 pub const RING_SLOTS: usize = 4096;
 /// Records a listener's queue holds before it loses events.
-pub const DEFAULT_QUEUE: usize = 65_536;
+pub const DEFAULT_QUEUE: usize = 16_384;
 
 /// What happened to the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

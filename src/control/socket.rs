@@ -135,12 +135,13 @@ impl Client {
 
     /// True when the next poll would advance this client without waiting for it: a job
     /// or a waiting request, and room in the output buffer (when the buffer is full, the
-    /// client has to read first).
+    /// client has to read first). A live job (`events`) waits for what happens, so it
+    /// does not count: the control loop keeps its tick.
     fn can_progress(&self) -> bool {
         !self.dead
             && !self.closing
             && self.unsent() < HIGH_WATER
-            && (self.job.is_some() || self.has_line())
+            && (self.job.as_ref().is_some_and(|a| !a.job.live()) || self.has_line())
     }
 
     fn has_line(&self) -> bool {
@@ -240,7 +241,7 @@ impl Client {
         };
         match a.job.step(ctx, budget, &mut a.pending) {
             Ok(Step::More) => {
-                if a.pending.len() >= CHUNK {
+                if a.pending.len() >= CHUNK || (a.job.live() && !a.pending.is_empty()) {
                     for p in chunks(&a.pending, CHUNK) {
                         self.push(&encode_more(&a.id, p));
                     }

@@ -434,6 +434,46 @@ pub fn find_window_scale(mut options: &[u8]) -> Option<u8> {
     }
 }
 
+/// Lowers the MSS option of the TCP `segment` (header first) to `max` when it is above,
+/// adjusting the TCP checksum incrementally (RFC 1624); the MSS it had, when it was
+/// lowered. Options are walked as [`find_window_scale`] does; an MSS option of the wrong
+/// length, a header cut short or no MSS option leave the segment as it is.
+pub fn clamp_mss(segment: &mut [u8], max: u16) -> Option<u16> {
+    let hl = usize::from(*segment.get(field::DATA_OFF)? >> 4) * 4;
+    let mut at = MIN_HEADER_LEN;
+    while at < hl {
+        let kind = *segment.get(at)?;
+        match kind {
+            option_kind::END_OF_LIST => return None,
+            option_kind::NO_OPERATION => at += 1,
+            _ => {
+                let len = usize::from(*segment.get(at + 1)?);
+                if len < 2 || at + len > hl {
+                    return None;
+                }
+                if kind == option_kind::MSS && len == 4 {
+                    let v = segment.get(at + 2..at + 4)?;
+                    let old = u16::from_be_bytes([v[0], v[1]]);
+                    if old <= max {
+                        return None;
+                    }
+                    let c = segment.get(field::CHECKSUM)?;
+                    let c = super::checksum::update_u16(u16::from_be_bytes([c[0], c[1]]), old, max);
+                    segment
+                        .get_mut(at + 2..at + 4)?
+                        .copy_from_slice(&max.to_be_bytes());
+                    segment
+                        .get_mut(field::CHECKSUM)?
+                        .copy_from_slice(&c.to_be_bytes());
+                    return Some(old);
+                }
+                at += len;
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,5 +648,49 @@ mod tests {
         assert_eq!(find_window_scale(&[2, 9, 3, 3, 7]), None); // length beyond stops
         assert_eq!(find_window_scale(&[3]), None);
         assert_eq!(find_window_scale(&[3, 3]), None);
+    }
+}
+
+#[cfg(test)]
+mod mss_tests {
+    use super::*;
+    use crate::wire::checksum;
+
+    /// A SYN 10.0.0.2:40000 -> 192.0.2.2:80 with options NOP, NOP, MSS `mss`, window
+    /// scale 7 (and NOP), its checksum filled.
+    fn syn(mss: u16) -> Vec<u8> {
+        let mut t = vec![
+            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x80, 0x02, 0xff, 0xff,
+        ];
+        t.extend_from_slice(&[0, 0, 0, 0]);
+        t.extend_from_slice(&[1, 1, 2, 4]);
+        t.extend_from_slice(&mss.to_be_bytes());
+        t.extend_from_slice(&[1, 3, 3, 7]);
+        t.extend_from_slice(&[0; 4]);
+        let c = checksum::tcp_v4(&[10, 0, 0, 2], &[192, 0, 2, 2], &t);
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        t
+    }
+
+    #[test]
+    fn clamp_mss_lowers_a_larger_mss_with_the_checksum_of_the_new_segment() {
+        let mut t = syn(1460);
+        assert_eq!(clamp_mss(&mut t, 1360), Some(1460));
+        assert_eq!(t, syn(1360), "byte for byte the segment sent with MSS 1360");
+    }
+
+    #[test]
+    fn clamp_mss_leaves_a_smaller_mss_and_segments_without_one() {
+        let mut t = syn(1200);
+        assert_eq!(clamp_mss(&mut t, 1360), None);
+        assert_eq!(t, syn(1200));
+        let mut bare = syn(1460);
+        bare[12] = 0x50; // no options
+        let before = bare.clone();
+        assert_eq!(clamp_mss(&mut bare, 536), None);
+        assert_eq!(bare, before);
+        let mut cut = syn(1460);
+        cut.truncate(23);
+        assert_eq!(clamp_mss(&mut cut, 536), None);
     }
 }

@@ -88,6 +88,12 @@ pub trait Job: Send {
         budget: usize,
         out: &mut String,
     ) -> Result<Step, String>;
+
+    /// True for a job that streams as things happen (`events`): what a step produced
+    /// is sent at once rather than gathered into large chunks.
+    fn live(&self) -> bool {
+        false
+    }
 }
 
 /// What executing a command gives.

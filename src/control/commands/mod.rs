@@ -23,6 +23,7 @@ mod args;
 mod context;
 mod ct_stats;
 mod dump_flush;
+mod events;
 mod ipf;
 mod limits;
 mod reload;
@@ -35,6 +36,7 @@ pub use context::{ControlContext, GatewayInfo, Job, LiveConfig, Outcome, Running
 use ct_stats::*;
 pub use dump_flush::conn_json;
 use dump_flush::*;
+pub use events::event_json;
 use ipf::*;
 use limits::*;
 use reload::*;
@@ -314,6 +316,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         details: "",
     },
     CommandSpec {
+        name: "events",
+        args: "[--json] [zone=N] [proto=P] [--event new,update,destroy] [--count N]",
+        summary: "Stream connection events as they happen, one line each, like `conntrack -E`.",
+        details: "Lines are `conntrack -E`'s: `    [NEW] udp      17 30 src=A dst=B sport=P dport=Q [UNREPLIED] src=B dst=A' ...`,\n\
+                  ` [UPDATE] tcp      6 86400 ESTABLISHED ...` (TCP reaching ESTABLISHED or a closing state),\n\
+                  `[DESTROY] ...` (expired, closed, flushed or reclaimed; the reason is in --json).\n\
+                  --json          one JSON object per event (event, id, timestamp_us, proto, zone, orig,\n\
+                  \x20               reply, nat, state, timeout or reason)\n\
+                  zone=N          only zone N\n\
+                  proto=P         only protocol P (tcp, udp, icmp, icmpv6, sctp, gre or a number)\n\
+                  --event K,...   only these kinds (new, update, destroy)\n\
+                  --count N       stop after N events\n\
+                  Runs until interrupted. A client that reads too slowly loses events of its own, reported\n\
+                  as `[LOST] N events`; the gateway never waits for it.",
+    },
+    CommandSpec {
         name: "version",
         args: "",
         summary: "Print ctgate's version.",
@@ -407,6 +425,7 @@ pub fn execute(ctx: &ControlContext, cmd: &str, args: &[String]) -> Outcome {
         "nat-show" => nat_show(ctx, args),
         "show" => no_args(args).map(|()| done(ensure_newline(ctx.info.show()))),
         "stats" => no_args(args).map(|()| done(stats_text(ctx))),
+        "events" => events::events(ctx, args),
         "version" => no_args(args).map(|()| {
             let mut s = format!("ctgate {}\n", env!("CARGO_PKG_VERSION"));
             if let Some(x) = ctx.info.version_extra() {
@@ -430,7 +449,8 @@ pub fn run_to_end(ctx: &ControlContext, cmd: &str, args: &[String]) -> Result<St
         Outcome::Stream(mut job) => {
             let mut out = String::new();
             loop {
-                if job.step(ctx, 1024, &mut out)? == Step::Done {
+                // A live job (`events`) has no end: what one step gives is its output.
+                if job.step(ctx, 1024, &mut out)? == Step::Done || job.live() {
                     return Ok(out);
                 }
             }

@@ -655,3 +655,111 @@ mod fuzz {
         }
     }
 }
+
+/// Creates `n` UDP connections from port `base` on, in batches that the server drains
+/// between them (so no event is lost in the rings themselves).
+fn create_flows(ct: &Conntrack, base: u32, n: u32) {
+    let mut w = ct.worker(0);
+    for i in 0..n {
+        let k = base + i;
+        let src = format!("10.{}.{}.{}", (k >> 16) & 255, (k >> 8) & 255, k & 255);
+        assert!(w
+            .process(&udp(&src, "192.0.2.1", 1000, 53), 0, true, 0)
+            .conn
+            .is_some());
+        if i % 1000 == 999 {
+            let t0 = Instant::now();
+            while !ct.events().ring(0).is_some_and(|r| r.is_empty()) {
+                assert!(t0.elapsed() < Duration::from_secs(30), "events not drained");
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+#[test]
+fn events_stream_to_several_clients_and_a_slow_one_loses_only_its_own() {
+    let ct = tracker(100_000, 0);
+    let h = Harness::start("events", ct.clone());
+    // A client that asks for events and never reads.
+    let mut slow = h.connect();
+    slow.write_all(encode_request(&Value::from(1), "events", &[]).as_bytes())
+        .unwrap();
+    let fast = {
+        let path = h.path.clone();
+        thread::spawn(move || {
+            let mut out = String::new();
+            let args = ["--count".to_string(), "30000".to_string()];
+            let r = call(&path, "events", &args, Some(Duration::from_secs(60)), |s| {
+                out.push_str(s)
+            });
+            (r.unwrap(), out)
+        })
+    };
+    let json = {
+        let path = h.path.clone();
+        thread::spawn(move || {
+            let mut out = String::new();
+            let args: Vec<String> = ["--json", "--count", "2"].map(String::from).to_vec();
+            let r = call(&path, "events", &args, Some(Duration::from_secs(60)), |s| {
+                out.push_str(s)
+            });
+            (r.unwrap(), out)
+        })
+    };
+    let t0 = Instant::now();
+    while ct.events().listeners() < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "clients not subscribed"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+    create_flows(&ct, 0, 30_000);
+    let (r, out) = fast.join().unwrap();
+    assert_eq!(r, Ok(()));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 30_000, "the fast client lost nothing");
+    assert_eq!(
+        lines[1],
+        "    [NEW] udp      17 60 src=10.0.0.1 dst=192.0.2.1 sport=1000 dport=53 [UNREPLIED] src=192.0.2.1 dst=10.0.0.1 sport=53 dport=1000"
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l.starts_with("    [NEW] udp      17 60 src=10.")));
+    let (r, out) = json.join().unwrap();
+    assert_eq!(r, Ok(()));
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["event"], "new");
+    assert_eq!(first["orig"]["src"], "10.0.0.0");
+    assert_eq!(first["reply"]["dport"], 1000);
+    assert_eq!(ct.counters().events_lost, 0);
+    // The slow client now reads: its queue overflowed, and it is told how much it lost.
+    let mut r = BufReader::new(slow);
+    let mut got = String::new();
+    while !got.contains("[LOST] ") {
+        match read_reply(&mut r) {
+            (_, Reply::More(s)) => got.push_str(&s),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let lost_line = got.lines().find(|l| l.starts_with("[LOST] ")).unwrap();
+    let lost: u64 = lost_line
+        .strip_prefix("[LOST] ")
+        .and_then(|s| s.strip_suffix(" events"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(lost > 0 && lost < 30_000, "{lost_line}");
+    // Two clients are done: only the slow one still listens.
+    drop(r);
+    let t0 = Instant::now();
+    while ct.events().listeners() > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "subscriptions not dropped"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+    assert!(!ct.events().enabled());
+}

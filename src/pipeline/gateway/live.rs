@@ -31,77 +31,20 @@
 //! - The set of ports (and so every port index a worker holds, e.g. in its hold slots)
 //!   is the same in every version; the caller refuses a change of it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use super::epoch::Versioned;
 use super::shared::GatewayShared;
 use crate::config::Role;
 use crate::conntrack::{ConnSnapshot, CtState};
 use crate::nat::NatRange;
 
-/// Workers that can register a quiescent-state slot.
-pub const MAX_WORKERS: usize = 128;
+pub use super::epoch::MAX_WORKERS;
 
-/// The publication slot and the workers' quiescent-state slots, in the runtime every
-/// version shares.
-pub(super) struct Epoch {
-    /// The generation the workers are to run.
-    published: AtomicU64,
-    /// The published version, until every worker has taken it.
-    next: Mutex<Option<Arc<GatewayShared>>>,
-    /// `seen[i]`: the generation worker `i` runs (0: no worker `i`).
-    seen: [AtomicU64; MAX_WORKERS],
-}
-
-impl Epoch {
-    pub(super) fn new(generation: u64) -> Epoch {
-        Epoch {
-            published: AtomicU64::new(generation),
-            next: Mutex::new(None),
-            seen: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-
-    /// The generation the workers are to run.
-    #[inline]
-    pub(super) fn published(&self) -> u64 {
-        self.published.load(Ordering::Acquire)
-    }
-
-    /// Worker `i` runs `generation` (a quiescent point).
-    #[inline]
-    pub(super) fn passed(&self, i: usize, generation: u64) {
-        if let Some(s) = self.seen.get(i) {
-            s.store(generation, Ordering::Release);
-        }
-    }
-
-    /// Worker `i` is gone.
-    pub(super) fn leave(&self, i: usize) {
-        if let Some(s) = self.seen.get(i) {
-            s.store(0, Ordering::Release);
-        }
-    }
-
-    /// The published version, when it is newer than `generation` and the slot is free
-    /// (never waits).
-    pub(super) fn take(&self, generation: u64) -> Option<Arc<GatewayShared>> {
-        let slot = self.next.try_lock().ok()?;
-        slot.as_ref()
-            .filter(|n| n.generation > generation)
-            .map(Arc::clone)
-    }
-
-    /// Has every registered worker passed a quiescent point in `generation` or later?
-    fn all_passed(&self, generation: u64) -> bool {
-        self.seen.iter().all(|s| {
-            let v = s.load(Ordering::Acquire);
-            v == 0 || v >= generation
-        })
-    }
-
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<GatewayShared>>> {
-        self.next.lock().unwrap_or_else(|e| e.into_inner())
+/// A version's generation, for the publication slot.
+impl Versioned for GatewayShared {
+    fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -135,8 +78,7 @@ impl Publisher {
         let epoch = &self.current.rt.epoch;
         // The version first, then its number: a worker that sees the number finds the
         // version in the slot.
-        *epoch.slot() = Some(Arc::clone(&next));
-        epoch.published.store(next.generation, Ordering::Release);
+        epoch.publish(&next);
         let old = std::mem::replace(&mut self.current, Arc::clone(&next));
         self.retired.push(old);
         self.reclaim();
@@ -158,17 +100,7 @@ impl Publisher {
 
     /// Workers still running an older version than the current one.
     pub fn workers_behind(&self) -> usize {
-        let g = self.current.generation;
-        self.current
-            .rt
-            .epoch
-            .seen
-            .iter()
-            .filter(|s| {
-                let v = s.load(Ordering::Acquire);
-                v != 0 && v < g
-            })
-            .count()
+        self.current.rt.epoch.behind(self.current.generation)
     }
 }
 

@@ -78,6 +78,7 @@
 //! the byte writers of the frames the gateway originates.
 
 mod answers;
+mod epoch;
 pub mod live;
 pub mod martian;
 pub mod neigh;
@@ -103,7 +104,7 @@ use crate::nat::{self, NatRange, NatSpec, Rewritten};
 use crate::wire::checksum::{update_u16, verify_ipv4_header};
 use crate::wire::ethernet::is_vlan_tpid;
 use crate::wire::fixed::At;
-use crate::wire::parse::{Fragment, L4Summary, ParseError, ParsedPacket};
+use crate::wire::parse::{tcp_flags, Fragment, L4Summary, ParseError, ParsedPacket};
 use crate::wire::{ipv4, ipv6};
 use crate::wire::{parse_frame, parse_frame_into};
 use answers::answer_echo;
@@ -570,6 +571,11 @@ impl WorkerState {
         if let Some(b) = frame.get_mut(6..12) {
             b.copy_from_slice(&out.mac.0);
         }
+        if let L4Summary::Tcp(t) = &p.l4 {
+            if t.flags & tcp_flags::SYN != 0 {
+                clamp_mss(frame, p, fam, port.mss_clamp, out.mss_clamp);
+            }
+        }
         match self.resolve(sh, out, fam, nh) {
             Ok(mac) => {
                 if let Some(b) = frame.get_mut(0..6) {
@@ -693,6 +699,27 @@ fn ipv4_header_refusal(frame: &[u8], p: &ParsedPacket, cksum: RxCksum) -> Option
             Some(DropReason::SourceRoute)
         }
         _ => None,
+    }
+}
+
+/// Lowers the MSS option of a TCP SYN or SYN/ACK to the smaller clamp of its input and
+/// output ports (`mss_clamp`), checksum adjusted incrementally.
+#[inline]
+fn clamp_mss(
+    frame: &mut [u8],
+    p: &ParsedPacket,
+    fam: u8,
+    a: Option<crate::config::MssClamp>,
+    b: Option<crate::config::MssClamp>,
+) {
+    let max = match (a, b) {
+        (None, None) => return,
+        (Some(x), None) | (None, Some(x)) => x.max_mss(fam),
+        (Some(x), Some(y)) => x.max_mss(fam).min(y.max_mss(fam)),
+    };
+    let l4 = usize::from(p.l4_offset);
+    if let Some(seg) = frame.get_mut(l4..l4 + usize::from(p.l4_len)) {
+        crate::wire::tcp::clamp_mss(seg, max);
     }
 }
 

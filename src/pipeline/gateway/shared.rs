@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::epoch::Epoch;
 use super::neigh::{NeighMap, NeighState};
 use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
@@ -88,6 +89,8 @@ pub(super) struct Port {
     pub(super) v6: Option<([u8; 16], u8)>,
     pub(super) zone: u16,
     pub(super) static_mac: Option<MacAddr>,
+    /// MSS clamping of TCP SYN and SYN/ACK segments entering or leaving here.
+    pub(super) mss_clamp: Option<crate::config::MssClamp>,
 }
 
 /// A route (connected ones have no `via`); `net` is the masked address.
@@ -207,7 +210,7 @@ pub struct GatewayRuntime {
     /// IP fragment reassembly (`[fragments]`), shared by every worker.
     pub(super) ipf: Ipf,
     /// Publication of new versions to the workers.
-    pub(super) epoch: super::live::Epoch,
+    pub(super) epoch: Epoch<GatewayShared>,
 }
 
 impl std::ops::Deref for GatewayShared {
@@ -250,7 +253,7 @@ impl GatewayShared {
             last_age: AtomicU64::new(0),
             ipf: Ipf::new(cfg.fragments, FRAG_SLOT_BYTES)
                 .map_err(|e| format!("[fragments]: {e}"))?,
-            epoch: super::live::Epoch::new(1),
+            epoch: Epoch::new(1),
         });
         Self::build(cfg, rt, 1, port_macs, &[]).map(Arc::new)
     }
@@ -319,6 +322,7 @@ impl GatewayShared {
                 v6: p.ipv6.map(|(a, l)| (ip_to_addr(IpAddr::V6(a)).0, l)),
                 zone: p.zone,
                 static_mac: p.next_hop_mac.map(MacAddr),
+                mss_clamp: p.mss_clamp,
             });
         }
         let mut routes = Vec::new();

@@ -1717,3 +1717,119 @@ fn a_unicast_ns_probe_is_addressed_to_the_neighbour() {
     assert_eq!(&f[38..41], &[0xff, 0x02, 0]);
     verify_frame(f).unwrap();
 }
+
+/// TCP with options NOP, NOP, MSS `mss` (24-byte header).
+fn tcp_mss(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, mss: u16) -> Vec<u8> {
+    let mut t = tcp(sport, dport, seq, ack, flags, b"");
+    t[12] = 0x60;
+    t.extend_from_slice(&[1, 1, 2, 4]);
+    t[20..24].copy_from_slice(&[2, 4, 0, 0]);
+    t[22..24].copy_from_slice(&mss.to_be_bytes());
+    t
+}
+
+#[test]
+fn mss_clamp_lowers_syn_and_syn_ack_mss_on_the_clamped_port() {
+    let text = crate::config::EMBEDDED_DEFAULT.replacen(
+        "role = \"outside\"",
+        "role = \"outside\"\nmss_clamp = 1400",
+        1,
+    );
+    let mut g = Gw::with_config(&text);
+    g.resolve_v4_neighbours();
+    let syn = ip4(
+        GW0,
+        HOST,
+        H4,
+        SERVER4,
+        64,
+        6,
+        &tcp_mss(40000, 80, 1, 0, SYN, 1460),
+    );
+    let (v, out) = g.send(&syn, 0);
+    fwd(v, 1);
+    let want = ip4(
+        ROUTER,
+        GW1,
+        GW_OUT4,
+        SERVER4,
+        63,
+        6,
+        &tcp_mss(40000, 80, 1, 0, SYN, 1400),
+    );
+    assert_eq!(out, want, "MSS 1400, checksum of the new segment");
+    let synack = ip4(
+        GW1,
+        ROUTER,
+        SERVER4,
+        GW_OUT4,
+        60,
+        6,
+        &tcp_mss(80, 40000, 9, 2, SYN | ACK, 1460),
+    );
+    let (v, out) = g.send(&synack, 1);
+    fwd(v, 0);
+    let want = ip4(
+        HOST,
+        GW0,
+        SERVER4,
+        H4,
+        59,
+        6,
+        &tcp_mss(80, 40000, 9, 2, SYN | ACK, 1400),
+    );
+    assert_eq!(out, want);
+    // A smaller MSS and a plain ACK pass unchanged.
+    let ack = ip4(
+        GW0,
+        HOST,
+        H4,
+        SERVER4,
+        64,
+        6,
+        &tcp(40000, 80, 2, 10, ACK, b""),
+    );
+    let (v, out) = g.send(&ack, 0);
+    fwd(v, 1);
+    assert_eq!(
+        out,
+        ip4(
+            ROUTER,
+            GW1,
+            GW_OUT4,
+            SERVER4,
+            63,
+            6,
+            &tcp(40000, 80, 2, 10, ACK, b"")
+        )
+    );
+}
+
+#[test]
+fn without_mss_clamp_the_syn_keeps_its_mss() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let syn = ip4(
+        GW0,
+        HOST,
+        H4,
+        SERVER4,
+        64,
+        6,
+        &tcp_mss(40000, 80, 1, 0, SYN, 1460),
+    );
+    let (v, out) = g.send(&syn, 0);
+    fwd(v, 1);
+    assert_eq!(
+        out,
+        ip4(
+            ROUTER,
+            GW1,
+            GW_OUT4,
+            SERVER4,
+            63,
+            6,
+            &tcp_mss(40000, 80, 1, 0, SYN, 1460)
+        )
+    );
+}
