@@ -218,6 +218,10 @@ fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
         text.contains("ctgate_zone_connections{zone=\"1\"} "),
         "{text}"
     );
+    assert!(
+        text.contains("ctgate_nat_pool_ports_in_use{address=\"192.0.2.1\",proto=\"tcp\"} "),
+        "{text}"
+    );
     let mut check = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -270,7 +274,10 @@ fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
     let l = run.wait_for_line(Duration::from_secs(10), |l| {
         l.starts_with("ctgate: SIGHUP: reloaded generation 4")
     });
-    assert!(l.is_some(), "no SIGHUP reload line:\n{}", run.stdout());
+    if l.is_none() {
+        let out = gw.stop();
+        panic!("no SIGHUP reload line:\n{out}");
+    }
 
     // The transfer that ran across both reloads completes, byte for byte.
     let deadline = Instant::now() + Duration::from_secs(40);

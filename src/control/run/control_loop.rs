@@ -16,7 +16,7 @@ use rustix::time::{clock_gettime, Timespec};
 
 use super::info::{port_drops, total_drops, Info};
 use super::launch::WorkerHandle;
-use super::metrics_render::{render, MetricsInput};
+use super::metrics_render::{render, MetricsInput, NatUsage, NAT_USAGE_BUCKETS_PER_TICK};
 use crate::conntrack::{Conntrack, CtWorker};
 use crate::control::commands::ControlContext;
 use crate::control::counter_lines::mpps;
@@ -146,6 +146,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
         .collect();
     let mut prev_at = start;
     let mut next_metrics = start;
+    let mut nat_usage = NatUsage::default();
     let mut prev_ct = gw.as_ref().map(|g| g.ct.counters()).unwrap_or_default();
     let ct_arc = gw.as_ref().map(|g| Arc::clone(&g.ct));
     let mut handle: Option<CtWorker<'_>> = ct_arc.as_deref().map(Conntrack::control_handle);
@@ -198,6 +199,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
         }
         if let Some(g) = gw.as_deref() {
             if let Some(text) = g.metrics.as_deref().map(|m| &m.1) {
+                nat_usage.step(&g.ct, clock_ms(start, now), NAT_USAGE_BUCKETS_PER_TICK);
                 if now >= next_metrics {
                     next_metrics = now + Duration::from_secs(1);
                     let shared = g.live.shared();
@@ -209,6 +211,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                         ct: &g.ct,
                         shared: &shared,
                         generation: g.live.origin().0,
+                        nat: &nat_usage,
                     });
                     if let Ok(mut t) = text.lock() {
                         *t = body;
@@ -219,8 +222,9 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
         if env.signalled.load(Ordering::Relaxed) {
             return StopReason::Signal;
         }
-        if env.hangup.swap(false, Ordering::Relaxed) {
-            // The forwarding mode (the gateway mode reloaded above): nothing to reload.
+        if gw.is_none() && env.hangup.swap(false, Ordering::Relaxed) {
+            // The forwarding mode (the gateway mode reloads above, at its next tick when
+            // the signal came after that check): nothing to reload.
             eprintln!("ctgate: SIGHUP ignored: the forwarding mode has no configuration to reload");
         }
         if args

@@ -4,9 +4,13 @@
 //! the configuration version in force. Names carry the `ctgate_` prefix, counters end in
 //! `_total`, and what varies is a label (`port`, `worker`, `reason`, `zone`, `family`).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
 use super::info::port_drops;
 use super::launch::WorkerHandle;
-use crate::conntrack::Conntrack;
+use crate::conntrack::key::addr_to_ip;
+use crate::conntrack::{Conntrack, CtState};
 use crate::control::metrics::ExpositionWriter;
 use crate::dpdk::Port;
 use crate::pipeline::gateway::GatewayShared;
@@ -22,6 +26,58 @@ pub(super) struct MetricsInput<'a> {
     pub ct: &'a Conntrack,
     pub shared: &'a GatewayShared,
     pub generation: u64,
+    pub nat: &'a NatUsage,
+}
+
+/// Buckets the NAT usage count walks per control tick.
+pub(super) const NAT_USAGE_BUCKETS_PER_TICK: usize = 16_384;
+
+/// The SNAT ports in use per pool address and protocol, counted by a walk over the table
+/// a bounded number of buckets per tick; the counts of the last complete pass are shown.
+#[derive(Default)]
+pub(super) struct NatUsage {
+    cursor: usize,
+    partial: BTreeMap<(IpAddr, &'static str), BTreeSet<u16>>,
+    /// (address, protocol, ports in use) of the last complete pass.
+    last: Vec<(IpAddr, &'static str, usize)>,
+}
+
+impl NatUsage {
+    /// Walks the next `budget` buckets at `now` (ms on the tracker clock).
+    pub(super) fn step(&mut self, ct: &Conntrack, now: u64, budget: usize) {
+        let table = ct.table();
+        let n = table.n_buckets();
+        let end = self.cursor.saturating_add(budget.max(1)).min(n);
+        let mut items: Vec<(u32, u32)> = Vec::new();
+        for b in self.cursor..end {
+            items.clear();
+            table.for_each_in_bucket(b, |i, g| items.push((i, g)));
+            for &(i, g) in &items {
+                let Some(s) = ct.snapshot(i, g) else { continue };
+                if s.nat & CtState::SNAT == 0 || s.expiry <= now {
+                    continue;
+                }
+                let proto = match s.orig.proto {
+                    6 => "tcp",
+                    17 => "udp",
+                    1 | 58 => "icmp",
+                    _ => "other",
+                };
+                self.partial
+                    .entry((addr_to_ip(s.reply.family, &s.reply.dst), proto))
+                    .or_default()
+                    .insert(s.reply.dport);
+            }
+        }
+        self.cursor = end;
+        if end >= n {
+            self.cursor = 0;
+            self.last = std::mem::take(&mut self.partial)
+                .into_iter()
+                .map(|((a, p), ports)| (a, p, ports.len()))
+                .collect();
+        }
+    }
 }
 
 /// The exposition text.
@@ -242,6 +298,18 @@ pub(super) fn render(m: &MetricsInput) -> String {
         };
         let n = num(&p.addr_max).saturating_sub(num(&p.addr_min)) + 1;
         w.sample("ctgate_nat_pool_addresses", &[("pool", &p.to_string())], n);
+    }
+    w.family(
+        "ctgate_nat_pool_ports_in_use",
+        "gauge",
+        "Translated source ports (ICMP identifiers) in use per SNAT address and protocol (last full table pass).",
+    );
+    for (a, proto, n) in &m.nat.last {
+        w.sample(
+            "ctgate_nat_pool_ports_in_use",
+            &[("address", &a.to_string()), ("proto", proto)],
+            n,
+        );
     }
     w.family(
         "ctgate_config_generation",
