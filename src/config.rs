@@ -234,6 +234,8 @@ pub struct Config {
     /// Filtering of each `[[snat]]` rule's mappings (in the order of `snat`): its own
     /// `filtering`, else `[nat] filtering`, else address-and-port-dependent.
     pub snat_filtering: Vec<Filtering>,
+    /// `[metrics] listen`: where the Prometheus endpoint listens (off when `None`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 // ---- The file's shape (serde), with spans for the fields validated afterwards. ----
@@ -261,6 +263,15 @@ struct RawConfig {
     fragments: RawFragments,
     #[serde(default)]
     nat: RawNat,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is given.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1146,6 +1157,22 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
     }
 
     let fragments = validate_fragments(&raw.fragments, lines)?;
+    let metrics_listen = match &raw.metrics.listen {
+        None => None,
+        Some(l) => match l.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                return lines.err(
+                    l.span(),
+                    "metrics.listen".into(),
+                    format!(
+                        "invalid address '{}' (expected ADDRESS:PORT, e.g. \"127.0.0.1:9464\")",
+                        l.get_ref()
+                    ),
+                )
+            }
+        },
+    };
     let nat_filtering =
         parse_filtering(&raw.nat.filtering, "nat.filtering".into(), lines)?.unwrap_or_default();
     let mut snat_filtering = Vec::new();
@@ -1184,6 +1211,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         fragments,
         port_lines,
         snat_filtering,
+        metrics_listen,
     })
 }
 

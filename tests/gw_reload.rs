@@ -5,7 +5,8 @@
 //! invalid file is refused with its `FILE:LINE` error (exit 1, stderr, and ctgate's log)
 //! and changes nothing; SIGHUP reloads too. Meanwhile `route-show`, `neigh-show` and
 //! `nat-show` (whose counts match the dump) show the tables, and `config-show` reloads to
-//! the same configuration. Needs root; run under
+//! the same configuration, and the metrics endpoint answers during the transfer and
+//! passes `promtool check metrics`. Needs root; run under
 //! `flock /tmp/ctgate-netns.lock`.
 #![cfg(feature = "dpdk")]
 
@@ -21,7 +22,16 @@ const DNAT: &str =
 
 #[test]
 fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
-    let base = ctgate::config::EMBEDDED_DEFAULT.to_string();
+    // The metrics endpoint on a free loopback port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!(
+        "{}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        ctgate::config::EMBEDDED_DEFAULT
+    );
     let mut gw = Gw::start("reload", Some(&base));
     let config = gw.scratch.path("gw.toml");
     let www = gw.scratch.path("www");
@@ -173,6 +183,62 @@ fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
         "nat-show does not match the dump:\n{nat}\n{dump}"
     );
 
+    // The metrics endpoint answers during the transfer, in the exposition format (the
+    // refused connections to the gateway's own address before the DNAT rule: `local`).
+    std::thread::sleep(Duration::from_millis(1100));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let m = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&m.stdout).into_owned();
+    assert!(
+        m.status.success(),
+        "scrape failed: {}",
+        String::from_utf8_lossy(&m.stderr)
+    );
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("ctgate_config_generation"), 2.0);
+    assert!(value("ctgate_conntrack_connections") >= 1.0, "{text}");
+    assert!(
+        value("ctgate_port_rx_packets_total{port=\"1\"}") > 1000.0,
+        "{text}"
+    );
+    assert!(
+        value("ctgate_drops_total{reason=\"local\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("ctgate_zone_connections{zone=\"1\"} "),
+        "{text}"
+    );
+    assert!(
+        text.contains("ctgate_nat_pool_ports_in_use{address=\"192.0.2.1\",proto=\"tcp\"} "),
+        "{text}"
+    );
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus, in ci/setup)");
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    drop(check.stdin.take());
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // config-show reloads to the same configuration.
     let shown = gw.ctl_ok(&["config-show"]);
     assert!(
@@ -208,7 +274,10 @@ fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
     let l = run.wait_for_line(Duration::from_secs(10), |l| {
         l.starts_with("ctgate: SIGHUP: reloaded generation 4")
     });
-    assert!(l.is_some(), "no SIGHUP reload line:\n{}", run.stdout());
+    if l.is_none() {
+        let out = gw.stop();
+        panic!("no SIGHUP reload line:\n{out}");
+    }
 
     // The transfer that ran across both reloads completes, byte for byte.
     let deadline = Instant::now() + Duration::from_secs(40);

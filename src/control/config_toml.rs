@@ -119,6 +119,9 @@ pub fn config_toml(cfg: &Config) -> String {
         "\n[fragments]\nenabled_v4 = {}\nenabled_v6 = {}\nmin_frag_v4 = {}\nmin_frag_v6 = {}\nmax_frags = {}\ntimeout_ms = {}",
         f.enabled_v4, f.enabled_v6, f.min_frag_v4, f.min_frag_v6, f.max_frags, f.timeout_ms
     );
+    if let Some(a) = cfg.metrics_listen {
+        let _ = writeln!(s, "\n[metrics]\nlisten = \"{a}\"");
+    }
     s
 }
 
@@ -154,10 +157,12 @@ mod tests {
                 "pool = \"[fd00:0:0:2::1]\"\nfiltering = \"endpoint-independent\"",
             )
             .replace("max_frags = 1000", "max_frags = 77")
-            + extra;
+            + extra
+            + "[metrics]\nlisten = \"127.0.0.1:9464\"\n";
         let cfg = Config::parse(&text, "x.toml").unwrap();
         assert_eq!(cfg.dnat.len(), 2);
         assert_eq!(cfg.zone_timeouts.len(), 1);
+        assert!(cfg.metrics_listen.is_some());
         let written = config_toml(&cfg);
         let mut back =
             Config::parse(&written, "x.toml").unwrap_or_else(|e| panic!("{e}\n{written}"));

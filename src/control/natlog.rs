@@ -307,3 +307,186 @@ mod tests {
         assert_eq!(m.len(), 108 + 36);
     }
 }
+
+/// Sends NAT records of the tracker's events to a syslog collector and/or an IPFIX
+/// collector over UDP, from the control lcore: non-blocking sends, a record that cannot
+/// be sent at once is dropped and counted in `lost`, never waited for.
+pub struct NatLogger {
+    sub: crate::conntrack::events::Subscription,
+    socket: std::net::UdpSocket,
+    syslog: Option<std::net::SocketAddr>,
+    ipfix: Option<std::net::SocketAddr>,
+    host: String,
+    enc: IpfixEncoder,
+    /// Export time (s) the templates were last sent, if ever.
+    templates_at: Option<u64>,
+    /// Seconds between template resends.
+    pub template_interval: u64,
+    /// Records sent (per destination).
+    pub sent: u64,
+    /// Records lost: queue overflow or a send that failed or would block.
+    pub lost: u64,
+    sub_lost: u64,
+    buf: Vec<CtEvent>,
+}
+
+/// IPFIX data records per message (small enough for any MTU: 20 * 72 bytes at most).
+const RECORDS_PER_MESSAGE: usize = 20;
+
+impl NatLogger {
+    /// A logger subscribed to `ct`'s events, sending to the given collectors.
+    pub fn new(
+        ct: &crate::conntrack::Conntrack,
+        syslog: Option<std::net::SocketAddr>,
+        ipfix: Option<std::net::SocketAddr>,
+        host: &str,
+    ) -> std::io::Result<NatLogger> {
+        let any = match syslog.or(ipfix) {
+            Some(std::net::SocketAddr::V6(_)) => "[::]:0",
+            _ => "0.0.0.0:0",
+        };
+        let socket = std::net::UdpSocket::bind(any)?;
+        socket.set_nonblocking(true)?;
+        Ok(NatLogger {
+            sub: ct
+                .events()
+                .subscribe(crate::conntrack::events::DEFAULT_QUEUE),
+            socket,
+            syslog,
+            ipfix,
+            host: host.to_string(),
+            enc: IpfixEncoder::default(),
+            templates_at: None,
+            template_interval: 60,
+            sent: 0,
+            lost: 0,
+            sub_lost: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    fn send(&mut self, to: std::net::SocketAddr, bytes: &[u8], records: u64) {
+        match self.socket.send_to(bytes, to) {
+            Ok(_) => self.sent += records,
+            Err(_) => self.lost += records,
+        }
+    }
+
+    /// Sends what arrived since the last call; `now_secs` is the wall clock in seconds.
+    pub fn poll(&mut self, now_secs: u64) {
+        self.buf.clear();
+        self.sub.drain(&mut self.buf);
+        let l = self.sub.lost();
+        self.lost += l - self.sub_lost;
+        self.sub_lost = l;
+        let recs: Vec<NatRecord> = self.buf.iter().filter_map(NatRecord::of).collect();
+        if let Some(to) = self.syslog {
+            for r in &recs {
+                let line = r.syslog_line(&self.host);
+                self.send(to, line.as_bytes(), 1);
+            }
+        }
+        if let Some(to) = self.ipfix {
+            let due = self
+                .templates_at
+                .is_none_or(|t| now_secs >= t + self.template_interval);
+            if due && recs.is_empty() {
+                let m = self.enc.message(now_secs as u32, true, &[]);
+                self.send(to, &m, 0);
+                self.templates_at = Some(now_secs);
+            }
+            for chunk in recs.chunks(RECORDS_PER_MESSAGE) {
+                let due = self
+                    .templates_at
+                    .is_none_or(|t| now_secs >= t + self.template_interval);
+                let m = self.enc.message(now_secs as u32, due, chunk);
+                if due {
+                    self.templates_at = Some(now_secs);
+                }
+                self.send(to, &m, chunk.len() as u64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod sender_tests {
+    use super::*;
+    use crate::conntrack::testpkt::udp;
+    use crate::conntrack::tracker::ReplyTuples;
+    use crate::conntrack::{ConnKey, Conntrack, CtConfig, CtState};
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    /// SNAT to 192.0.2.1, port 1024 + n.
+    struct Snat;
+    impl ReplyTuples for Snat {
+        fn flags(&self, _: &ConnKey) -> u8 {
+            CtState::SNAT
+        }
+        fn candidate(&self, orig: &ConnKey, n: u32) -> Option<ConnKey> {
+            let mut r = orig.reversed();
+            r.dst[..4].copy_from_slice(&[192, 0, 2, 1]);
+            r.dport = 1024 + n as u16;
+            (n < 4).then_some(r)
+        }
+    }
+
+    #[test]
+    fn nat_bindings_reach_a_syslog_and_an_ipfix_listener_on_loopback() {
+        let ct = Conntrack::new(CtConfig {
+            max_conns: 100,
+            hash_seed: Some(1),
+            ..CtConfig::default()
+        });
+        let syslog = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ipfix = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&syslog, &ipfix] {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        }
+        let mut log = NatLogger::new(
+            &ct,
+            Some(syslog.local_addr().unwrap()),
+            Some(ipfix.local_addr().unwrap()),
+            "gw",
+        )
+        .unwrap();
+        let mut w = ct.worker(0);
+        w.process_nat(&udp("10.0.0.2", "192.0.2.2", 4000, 53), 0, true, &Snat, 0);
+        w.process(&udp("10.0.0.3", "192.0.2.2", 4000, 53), 0, true, 0);
+        drop(w);
+        ct.control_handle().sweep_all(u64::MAX / 2);
+        log.poll(1_764_626_537);
+        let mut buf = [0u8; 2048];
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let n = syslog.recv(&mut buf).unwrap();
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert!(
+            lines[0]
+                .contains(" create udp 10.0.0.2:4000 -> 192.0.2.1:1024 dst 192.0.2.2:53 zone 0"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1]
+                .contains(" delete udp 10.0.0.2:4000 -> 192.0.2.1:1024 dst 192.0.2.2:53 zone 0"),
+            "{}",
+            lines[1]
+        );
+        let n = ipfix.recv(&mut buf).unwrap();
+        let m = &buf[..n];
+        assert_eq!(u16::from_be_bytes([m[0], m[1]]), 10);
+        assert_eq!(u16::from_be_bytes([m[2], m[3]]) as usize, n);
+        assert_eq!(&m[16..18], &[0, 2], "templates first");
+        let d = &m[108..];
+        assert_eq!(
+            &d[..4],
+            &[1, 0, 0, 4 + 2 * 32],
+            "two records, the unNATed flow left out"
+        );
+        assert_eq!((d[12], d[44]), (1, 2), "natEvent create then delete");
+        assert_eq!((log.sent, log.lost), (4, 0));
+    }
+}

@@ -234,6 +234,9 @@ pub fn restart_fields(old: &Config, new: &Config) -> Vec<String> {
             "port: the set of ports and VLAN sub-interfaces changed: needs a restart".to_string(),
         );
     }
+    if old.metrics_listen != new.metrics_listen {
+        out.push("metrics.listen: changed: needs a restart".to_string());
+    }
     if old.datapath.buckets != new.datapath.buckets {
         out.push(format!(
             "datapath.buckets: {} -> {} needs a restart",

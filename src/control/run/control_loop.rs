@@ -16,9 +16,11 @@ use rustix::time::{clock_gettime, Timespec};
 
 use super::info::{port_drops, total_drops, Info};
 use super::launch::WorkerHandle;
+use super::metrics_render::{render, MetricsInput, NatUsage, NAT_USAGE_BUCKETS_PER_TICK};
 use crate::conntrack::{Conntrack, CtWorker};
 use crate::control::commands::ControlContext;
 use crate::control::counter_lines::mpps;
+use crate::control::metrics::{Exposition, MetricsServer};
 use crate::control::reload::LiveGateway;
 use crate::control::run_options::RunOptions;
 use crate::control::socket::{ControlServer, DEFAULT_BUDGET};
@@ -44,6 +46,8 @@ pub(super) enum StopReason {
 pub(super) struct GatewayCtl {
     /// The configuration in force and the table versions published to the workers.
     pub live: LiveGateway,
+    /// The Prometheus endpoint and the text it serves (rendered here once a second).
+    pub metrics: Option<Box<(MetricsServer, Exposition)>>,
     pub ct: Arc<Conntrack>,
     pub server: ControlServer,
     pub sweep_interval_ms: AtomicU32,
@@ -141,6 +145,8 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
         .map(|p| p.stats().unwrap_or_default())
         .collect();
     let mut prev_at = start;
+    let mut next_metrics = start;
+    let mut nat_usage = NatUsage::default();
     let mut prev_ct = gw.as_ref().map(|g| g.ct.counters()).unwrap_or_default();
     let ct_arc = gw.as_ref().map(|g| Arc::clone(&g.ct));
     let mut handle: Option<CtWorker<'_>> = ct_arc.as_deref().map(Conntrack::control_handle);
@@ -191,11 +197,34 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
             };
             busy = g.server.poll(&ctx, DEFAULT_BUDGET).busy;
         }
+        if let Some(g) = gw.as_deref() {
+            if let Some(text) = g.metrics.as_deref().map(|m| &m.1) {
+                nat_usage.step(&g.ct, clock_ms(start, now), NAT_USAGE_BUCKETS_PER_TICK);
+                if now >= next_metrics {
+                    next_metrics = now + Duration::from_secs(1);
+                    let shared = g.live.shared();
+                    let body = render(&MetricsInput {
+                        ports: env.ports,
+                        workers: env.workers,
+                        tsc_hz: env.tsc_hz,
+                        uptime_secs: now.duration_since(start).as_secs_f64(),
+                        ct: &g.ct,
+                        shared: &shared,
+                        generation: g.live.origin().0,
+                        nat: &nat_usage,
+                    });
+                    if let Ok(mut t) = text.lock() {
+                        *t = body;
+                    }
+                }
+            }
+        }
         if env.signalled.load(Ordering::Relaxed) {
             return StopReason::Signal;
         }
-        if env.hangup.swap(false, Ordering::Relaxed) {
-            // The forwarding mode (the gateway mode reloaded above): nothing to reload.
+        if gw.is_none() && env.hangup.swap(false, Ordering::Relaxed) {
+            // The forwarding mode (the gateway mode reloads above, at its next tick when
+            // the signal came after that check): nothing to reload.
             eprintln!("ctgate: SIGHUP ignored: the forwarding mode has no configuration to reload");
         }
         if args

@@ -35,6 +35,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::config::Config;
 use crate::conntrack::stats::CtCountersSnapshot;
 use crate::control::counter_lines::{ct_line, gateway_line};
+use crate::control::metrics::{Exposition, MetricsServer};
 use crate::control::reload::LiveGateway;
 use crate::control::socket::ControlServer;
 use crate::control::telemetry_cmds;
@@ -58,6 +59,7 @@ macro_rules! say {
 mod control_loop;
 mod info;
 mod launch;
+mod metrics_render;
 mod setup;
 
 pub use crate::control::run_options::RunOptions;
@@ -337,7 +339,17 @@ fn gateway_ctl(
     ) {
         eprintln!("ctgate: telemetry commands not registered: {e}");
     }
+    // The Prometheus endpoint, when configured: its own thread, fed once a second.
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => {
+            let text: Exposition = Arc::new(std::sync::Mutex::new(String::new()));
+            let server = MetricsServer::start(addr, Arc::clone(&text))?;
+            Some(Box::new((server, text)))
+        }
+        None => None,
+    };
     Ok(GatewayCtl {
+        metrics,
         live: LiveGateway::new(cfg.clone(), shared),
         ct,
         server,
