@@ -62,6 +62,17 @@ fn main() -> ExitCode {
             });
         }
     };
+    // A configured port DPDK did not probe is a configuration error like any other:
+    // its line, exit code 2 (checked again inside the run for library callers).
+    if let Some(cfg) = &config {
+        if let Err(e) = run::check_ports(cfg, &ctgate::dpdk::available_ports(&eal)) {
+            eprintln!("ctgate: {e}");
+            if let Err(e) = eal.cleanup() {
+                eprintln!("ctgate: {e}");
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     let result = run::run(&eal, &cli.app.run, config.as_ref());
     if let Err(e) = eal.cleanup() {
         eprintln!("ctgate: {e}");

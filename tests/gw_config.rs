@@ -213,7 +213,7 @@ fn config_ports_must_exist_among_the_probed_ports() {
     eal.extend(["--vdev".into(), "net_null0".into()]);
     let sock = s.path("ctl.sock").display().to_string();
     let out = run_ctgate(&eal, &["--socket", &sock], Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(1), "{out}");
+    assert_eq!(out.status.code(), Some(2), "{out}");
     // The line of the second [[port]]'s `port =` in the embedded default.
     let text = ctgate::config::EMBEDDED_DEFAULT;
     let second = text.match_indices("\n[[port]]").nth(1).unwrap().0;

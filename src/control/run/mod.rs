@@ -66,8 +66,8 @@ pub use crate::control::run_options::RunOptions;
 use control_loop::{clock_ms, control_loop, flush, GatewayCtl, LoopEnv, StopReason};
 use info::{port_line, total_drops, worker_line};
 use launch::{launch_workers, WorkerHandle};
-pub use setup::{build_tracker, gateway_plan};
-use setup::{check_ports, configure_ports, create_mempools, report_links};
+pub use setup::{build_tracker, check_ports, gateway_plan};
+use setup::{configure_ports, create_mempools, report_links};
 
 /// What a run ends with: the final counters that [`run`] prints, for a caller that runs
 /// the gateway in its own process (`ctgate-perf datapath`).

@@ -44,7 +44,7 @@ pub fn build_tracker(cfg: &Config, workers: usize) -> Conntrack {
 }
 
 /// Every port of the configuration must be among the ports DPDK probed.
-pub(super) fn check_ports(cfg: &Config, probed: &[u16]) -> Result<(), String> {
+pub fn check_ports(cfg: &Config, probed: &[u16]) -> Result<(), String> {
     let list = if probed.is_empty() {
         "none".to_string()
     } else {
