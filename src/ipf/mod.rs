@@ -30,6 +30,7 @@
 //! through a lock-free bitmap (see [`store`]). Nothing is allocated after [`Ipf::new`];
 //! counters and settings are atomics, changed at run time by the control socket. No
 //! `unsafe`.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![forbid(unsafe_code)]
 
 pub mod format;
