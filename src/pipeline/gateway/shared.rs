@@ -718,8 +718,8 @@ pub(super) fn not_forwardable(fam: u8, p: &ParsedPacket) -> bool {
     }
 }
 
-/// The broadcast address of a connected IPv4 prefix.
-#[inline]
+/// The broadcast address of a connected IPv4 prefix (always inlined: once per packet).
+#[inline(always)]
 pub(super) fn is_directed_broadcast(sh: &GatewayShared, a: &[u8; 16]) -> bool {
     let v = v4_num(a);
     sh.bcast4.contains(&v)
