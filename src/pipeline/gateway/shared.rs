@@ -722,7 +722,8 @@ pub(super) fn not_forwardable(fam: u8, p: &ParsedPacket) -> bool {
 #[inline(always)]
 pub(super) fn is_directed_broadcast(sh: &GatewayShared, a: &[u8; 16]) -> bool {
     let v = v4_num(a);
-    sh.bcast4.contains(&v)
+    // Not `contains`: its slice search was not inlined.
+    sh.bcast4.iter().any(|&b| b == v)
 }
 
 #[inline(always)]
