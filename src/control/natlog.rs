@@ -5,7 +5,9 @@
 //! Only connections with NAT are logged: `[NEW]` gives a create record (natEvent 1),
 //! `[DESTROY]` a delete record (natEvent 2). The inside address/port is the original
 //! source, the outside one the reply tuple's destination (the translated source), the
-//! destination the original destination; ICMP carries its identifier as the port.
+//! destination the original destination; ICMP carries its identifier as the inside and
+//! outside port and, in IPFIX, type * 256 + code as the destination port (NetFlow's
+//! convention); its syslog destination has no port.
 //! Pure formatting: no I/O here.
 
 use crate::config::{Config, Logging, SyslogTarget};
@@ -49,7 +51,8 @@ impl NatRecord {
             zone: e.zone(),
             inside: (e.orig.src_ip(), e.orig.sport),
             outside: (e.reply.dst_ip(), e.reply.dport_or_id()),
-            dest: (e.orig.dst_ip(), e.orig.dport_or_id()),
+            // ICMP: type * 256 + code, NetFlow's convention (nfdump shows `8.0`).
+            dest: (e.orig.dst_ip(), e.orig.dport),
         })
     }
 
@@ -62,7 +65,16 @@ impl NatRecord {
             IpAddr::V6(v6) => format!("[{v6}]:{}", x.1),
             v4 => format!("{v4}:{}", x.1),
         };
-        let (i, o, d) = (a(&self.inside), a(&self.outside), a(&self.dest));
+        let (i, o) = (a(&self.inside), a(&self.outside));
+        // An ICMP destination has no port (the identifier is the inside/outside "port").
+        let d = if crate::conntrack::key::is_icmp(self.proto) {
+            match self.dest.0 {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            }
+        } else {
+            a(&self.dest)
+        };
         format!(
             "<134>1 {} {} ctgate - NAT [nat@32473 event=\"{ev}\" proto=\"{p}\" zone=\"{}\" inside=\"{i}\" outside=\"{o}\" dest=\"{d}\"] {ev} {p} {i} -> {o} dst {d} zone {}",
             rfc3339_us(self.ts_us),
