@@ -290,3 +290,95 @@ fn ping_http_and_udp_give_their_events_and_nat_log_records() {
     want_ipfix.sort();
     assert_eq!(got_ipfix, want_ipfix);
 }
+
+/// A flood of new connections while an `events` client reads nothing: the client loses
+/// events of its own and is told how many (`[LOST] N events`), every event is either
+/// delivered or counted lost, and the gateway keeps forwarding and answering.
+#[test]
+fn a_flood_with_a_slow_events_client_counts_its_lost_events_and_the_gateway_keeps_running() {
+    let cfg = config(9, 9);
+    let cfg =
+        cfg[..cfg.find("[timeouts]").unwrap()].replace("max_conns = 4096", "max_conns = 200000");
+    let mut gw = Gw::start("gwevflood", Some(&cfg));
+    let ns_in = gw.ns_in.clone();
+    // The client, whose output nobody reads until the flood is over.
+    let mut events = Command::new(ctl_bin())
+        .arg("--socket")
+        .arg(&gw.socket)
+        .arg("events")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ctgate-ctl events");
+    std::thread::sleep(Duration::from_secs(1));
+    // 55000 UDP flows from as many source ports (one datagram each, in bursts of 500 the
+    // tap takes).
+    let f = gw.exec(
+        &ns_in,
+        &[
+            "python3",
+            "-c",
+            "import socket,time\nfor p in range(10000, 65000):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n s.bind(('10.0.0.2',p))\n s.sendto(b'x',('192.0.2.2',9))\n s.close()\n if p % 500 == 0: time.sleep(0.02)",
+        ],
+    );
+    assert!(f.ok, "flood:\n{f}");
+    // Created connections settle (the tap may have dropped some datagrams).
+    let mut created = gw.ct_counter("created");
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let c = gw.ct_counter("created");
+        if c == created {
+            break;
+        }
+        created = c;
+    }
+    assert!(created > 25_000, "the flood made {created} connections");
+    let p = gw.ping("192.0.2.2", 2);
+    assert!(p.ok, "ping after the flood:\n{p}");
+    let ring_lost = gw.ct_counter("events_lost");
+
+    // Now read: every event is delivered or counted lost.
+    let stdout = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut new, mut lost, mut other) = (0u64, 0u64, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The ping's ICMP connection came after `created` was read: one more.
+    while new + lost + ring_lost < created + 1 && Instant::now() < deadline {
+        let Ok(l) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if let Some(n) = l.strip_prefix("[LOST] ") {
+            lost += n.trim_end_matches(" events").parse::<u64>().unwrap();
+        } else if l.starts_with("    [NEW] ") {
+            new += 1;
+        } else {
+            other.push(l);
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(
+        lost > 0,
+        "the slow client lost nothing ({new} delivered of {created})"
+    );
+    assert_eq!(
+        new + lost + ring_lost,
+        created + 1,
+        "delivered {new} + lost {lost} + ring-lost {ring_lost}; other lines: {other:?}"
+    );
+    assert!(other.is_empty(), "only [NEW] events: {other:?}");
+    let p = gw.ping("192.0.2.2", 2);
+    assert!(p.ok, "ping after the client went:\n{p}");
+    let out = gw.stop();
+    assert!(out.status.success(), "{out}");
+}
