@@ -15,9 +15,6 @@ use std::net::IpAddr;
 
 pub(super) fn dump_conntrack(args: &[String]) -> Result<Outcome, String> {
     let (o, rest) = split_options(args)?;
-    if o.more {
-        return Err("option -m/--more is not supported by dump-conntrack".into());
-    }
     let mut zone = None;
     for a in rest {
         zone = Some(parse_zone_arg(a)?);
@@ -27,6 +24,7 @@ pub(super) fn dump_conntrack(args: &[String]) -> Result<Outcome, String> {
         zone,
         stats: o.stats,
         json: o.json,
+        more: o.more,
     })))
 }
 
@@ -40,6 +38,9 @@ pub(super) struct DumpJob {
     zone: Option<u16>,
     stats: bool,
     json: bool,
+    /// `-m`: connections learned from a sync peer end with `,learned=N` (N the peer's
+    /// number in `[sync]`'s list).
+    more: bool,
 }
 
 impl Job for DumpJob {
@@ -50,7 +51,7 @@ impl Job for DumpJob {
         out: &mut String,
     ) -> Result<Step, String> {
         let now = ctx.now;
-        let (zone, stats, json) = (self.zone, self.stats, self.json);
+        let (zone, stats, json, more) = (self.zone, self.stats, self.json, self.more);
         let start = out.len();
         let mut left = budget.max(1);
         // Walk in slices so that a step's output stays bounded even at full table load.
@@ -62,9 +63,17 @@ impl Job for DumpJob {
                     return;
                 }
                 if json {
-                    out.push_str(&conn_json(s, now).to_string());
+                    let mut j = conn_json(s, now);
+                    if let (true, Some(m)) = (more, j.as_object_mut()) {
+                        m.insert("learned".into(), s.origin.into());
+                    }
+                    out.push_str(&j.to_string());
                 } else {
                     out.push_str(&s.ovs_line(stats, now));
+                    if more && s.origin != 0 {
+                        out.push_str(",learned=");
+                        out.push_str(&s.origin.to_string());
+                    }
                 }
                 out.push('\n');
             });

@@ -80,12 +80,13 @@ impl CommandSpec {
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "dump-conntrack",
-        args: "[-s|--stats] [--json] [zone=N]",
+        args: "[-s|--stats] [-m|--more] [--json] [zone=N]",
         summary: "Print every connection, one line each, in OVS's format.",
         details: "Lines are `tcp,orig=(src=A,dst=B,sport=P,dport=Q),reply=(...)[,zone=Z][,timeout=S]\n\
                   [,mark=M][,labels=0xL][,protoinfo=(state=S)]`, as `ovs-appctl dpctl/dump-conntrack`.\n\
                   The reply tuple is the NAT-translated one for NATed connections.\n\
                   -s, --stats, --statistics  add timeout=<seconds left>\n\
+                  -m, --more                 end connections learned from sync peer N with ,learned=N\n\
                   --json                     one JSON object per line instead (for machines)\n\
                   zone=N                     only zone N\n\
                   Large tables are streamed; the output is complete when the command ends.",
