@@ -102,11 +102,14 @@ impl CtWorker<'_> {
             conn.set_label(c.label);
             conn.origin.store(c.origin, Ordering::Relaxed);
         };
+        // Only the NAT bits travel; a control connection's ALG helper comes from this
+        // instance's own `[[alg]]` rules, as for a local one.
+        let nat = c.nat & super::conn::NAT_MASK;
         match self.insert_new(
             &c.orig,
             &c.reply,
             (hash, reply_hash),
-            c.nat,
+            nat,
             now,
             true,
             true,

@@ -34,6 +34,8 @@ pub mod testpkt;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_alg;
+#[cfg(test)]
 mod tests_events;
 #[cfg(test)]
 mod tests_learn;

@@ -125,6 +125,21 @@ pub fn config_toml(cfg: &Config) -> String {
     if let Some(a) = cfg.metrics_listen {
         let _ = writeln!(s, "\n[metrics]\nlisten = \"{a}\"");
     }
+    let l = &cfg.logging;
+    if *l != crate::config::Logging::default() {
+        let _ = writeln!(s, "\n[logging]");
+        if let Some(t) = &l.syslog {
+            let _ = writeln!(s, "syslog = \"{t}\"");
+        }
+        if let Some(a) = l.ipfix {
+            let _ = writeln!(s, "ipfix = \"{a}\"");
+        }
+        let _ = writeln!(
+            s,
+            "template_interval = {}\nbindings_only = {}",
+            l.template_interval, l.bindings_only
+        );
+    }
     s
 }
 
@@ -161,11 +176,13 @@ mod tests {
             )
             .replace("max_frags = 1000", "max_frags = 77")
             + extra
-            + "[metrics]\nlisten = \"127.0.0.1:9464\"\n";
+            + "[metrics]\nlisten = \"127.0.0.1:9464\"\n"
+            + "[logging]\nsyslog = \"/dev/log\"\nipfix = \"[::1]:4739\"\nbindings_only = true\n";
         let cfg = Config::parse(&text, "x.toml").unwrap();
         assert_eq!(cfg.dnat.len(), 2);
         assert_eq!(cfg.zone_timeouts.len(), 1);
         assert!(cfg.metrics_listen.is_some());
+        assert!(cfg.logging.bindings_only);
         let written = config_toml(&cfg);
         let mut back =
             Config::parse(&written, "x.toml").unwrap_or_else(|e| panic!("{e}\n{written}"));

@@ -3,7 +3,7 @@
 
 use super::args::*;
 use super::context::*;
-use crate::conntrack::format::proto_name;
+use crate::conntrack::format::{expectation_line, proto_name};
 use crate::conntrack::key::{ip_to_addr, is_icmp};
 use crate::conntrack::l4::tcp::display_state;
 use crate::conntrack::{ConnKey, ConnSnapshot, CtState};
@@ -28,6 +28,35 @@ pub(super) fn dump_conntrack(args: &[String]) -> Result<Outcome, String> {
     })))
 }
 
+// ---------------------------------------------------------------------------------------
+// dump-conntrack-exp
+
+/// `dump-conntrack-exp [zone=N]`: the expectations, one line each in OVS's format
+/// (bounded: the table holds at most `alg::track::EXP_MAX`).
+pub(super) fn dump_conntrack_exp(ctx: &ControlContext, args: &[String]) -> Result<Outcome, String> {
+    let (o, rest) = split_options(args)?;
+    if o.stats || o.more || o.json {
+        return Err("dump-conntrack-exp takes no option".into());
+    }
+    let mut zone = None;
+    for a in rest {
+        zone = Some(parse_zone_arg(a)?);
+    }
+    let mut lines = Vec::new();
+    ctx.conntrack.for_each_expectation(|e| {
+        if zone.is_none_or(|z| z == e.key.zone) {
+            lines.push(expectation_line(e));
+        }
+    });
+    lines.sort();
+    let mut out = String::new();
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    Ok(done(out))
+}
+
 /// Buckets walked between output-size checks of a dump step.
 pub(super) const DUMP_SLICE: usize = 64;
 /// A dump step stops once it has produced this much output.
@@ -38,8 +67,8 @@ pub(super) struct DumpJob {
     zone: Option<u16>,
     stats: bool,
     json: bool,
-    /// `-m`: connections learned from a sync peer end with `,learned=N` (N the peer's
-    /// number in `[sync]`'s list).
+    /// `-m`: `parent=(…)` on data connections an ALG expected, and `,learned=N` on
+    /// connections learned from sync peer N (its number in `[sync]`'s list).
     more: bool,
 }
 
@@ -69,7 +98,7 @@ impl Job for DumpJob {
                     }
                     out.push_str(&j.to_string());
                 } else {
-                    out.push_str(&s.ovs_line(stats, now));
+                    out.push_str(&s.ovs_line_more(stats, now, more));
                     if more && s.origin != 0 {
                         out.push_str(",learned=");
                         out.push_str(&s.origin.to_string());

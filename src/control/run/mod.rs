@@ -352,7 +352,7 @@ fn gateway_ctl(
     };
     Ok(GatewayCtl {
         metrics,
-        live: LiveGateway::new(cfg.clone(), shared),
+        live: Box::new(LiveGateway::new(cfg.clone(), shared)),
         ct,
         server,
         sweep_interval_ms: AtomicU32::new(cfg.datapath.sweep_interval_ms),
