@@ -11,6 +11,7 @@ use crate::config::Config;
 
 mod hardening;
 mod mappings;
+mod mtu;
 mod reload;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
