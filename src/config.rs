@@ -5,6 +5,8 @@
 //! (`ctgate.toml:12: port[1].ipv4: invalid prefix '10.0.0.1/33' …`); unknown keys are
 //! errors, not ignored.
 
+use crate::conntrack::alg::expect::Helper;
+use crate::conntrack::alg::helpers::MAX_HELPER_RULES;
 use crate::conntrack::timeouts::TimeoutAttr;
 use crate::ipf::{limits as frag_limits, FragSettings};
 use crate::nat::mapping::Filtering;
@@ -243,6 +245,9 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub snat: Vec<NatRange>,
     pub dnat: Vec<DnatRule>,
+    /// `[[alg]]`: the helpers (FTP, TFTP) and the original destination ports they apply
+    /// to, in file order.
+    pub alg: Vec<(Helper, u16)>,
     pub policy: Policy,
     /// Default zone limit (0 = none).
     pub default_limit: u32,
@@ -279,6 +284,8 @@ struct RawConfig {
     snat: Vec<RawSnat>,
     #[serde(default)]
     dnat: Vec<RawDnat>,
+    #[serde(default)]
+    alg: Vec<RawAlg>,
     #[serde(default)]
     policy: RawPolicy,
     #[serde(default)]
@@ -468,6 +475,14 @@ struct RawDnat {
     #[serde(rename = "match")]
     matches: Spanned<String>,
     to: Spanned<String>,
+}
+
+/// `[[alg]]`: a helper and the destination port of the control connections it follows.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlg {
+    helper: Spanned<String>,
+    port: Spanned<u16>,
 }
 
 #[derive(Deserialize)]
@@ -1177,6 +1192,8 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         });
     }
 
+    let alg = validate_alg(&raw.alg, lines)?;
+
     let outside_new_allow = match raw.policy.outside_new.get_ref().as_str() {
         "deny" => false,
         "allow" => true,
@@ -1266,6 +1283,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         routes,
         snat,
         dnat,
+        alg,
         policy: Policy {
             outside_new_allow,
             invalid_allow,
@@ -1293,6 +1311,54 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
 
 /// The kernel's estimate of memory available for new allocations (`MemAvailable` in
 /// `/proc/meminfo`), in bytes; `None` when unknown.
+/// `[[alg]]` entries: a known helper, a port from 1, no two rules for one protocol and
+/// port, at most [`MAX_HELPER_RULES`].
+fn validate_alg(raw: &[RawAlg], lines: &Lines) -> Result<Vec<(Helper, u16)>, ConfigError> {
+    let mut out: Vec<(Helper, u16)> = Vec::new();
+    for (i, a) in raw.iter().enumerate() {
+        let Some(h) = Helper::from_name(a.helper.get_ref()) else {
+            return lines.err(
+                a.helper.span(),
+                format!("alg[{i}].helper"),
+                format!(
+                    "unknown helper '{}' (expected \"ftp\" or \"tftp\")",
+                    a.helper.get_ref()
+                ),
+            );
+        };
+        let port = *a.port.get_ref();
+        if port == 0 {
+            return lines.err(
+                a.port.span(),
+                format!("alg[{i}].port"),
+                "0 is out of range (1 to 65535)".into(),
+            );
+        }
+        if let Some(j) = out
+            .iter()
+            .position(|&(o, p)| p == port && o.proto() == h.proto())
+        {
+            return lines.err(
+                a.port.span(),
+                format!("alg[{i}].port"),
+                format!(
+                    "{} port {port} already has a helper (alg[{j}])",
+                    crate::conntrack::format::proto_name(h.proto())
+                ),
+            );
+        }
+        if out.len() >= MAX_HELPER_RULES {
+            return lines.err(
+                a.helper.span(),
+                format!("alg[{i}]"),
+                format!("more than {MAX_HELPER_RULES} [[alg]] rules"),
+            );
+        }
+        out.push((h, port));
+    }
+    Ok(out)
+}
+
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
@@ -1366,6 +1432,7 @@ mod tests {
             ["192.0.2.1", "[fd00:0:0:2::1]"]
         );
         assert!(c.dnat.is_empty());
+        assert_eq!(c.alg, vec![(Helper::Ftp, 21), (Helper::Tftp, 69)]);
         assert!(!c.policy.outside_new_allow);
         assert!(!c.policy.invalid_allow);
         assert_eq!(c.datapath.max_conns, 3_000_000);
@@ -1452,6 +1519,11 @@ mod tests {
             ("[timeouts]\nudp_frist = 1\n", "t.toml:10: timeouts.udp_frist: unknown field `udp_frist`"),
             ("[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1\"\nto = \"10.0.0.5:80\"\n", "t.toml:11: dnat[0].match: '192.0.2.1' must be one ADDRESS:PORT"),
             ("[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\nnext_hop_mac = \"zz\"\n", "t.toml:5: port[0].next_hop_mac: invalid MAC address 'zz'"),
+            ("[[alg]]\nhelper = \"sip\"\nport = 5060\n", "t.toml:10: alg[0].helper: unknown helper 'sip' (expected \"ftp\" or \"tftp\")"),
+            ("[[alg]]\nhelper = \"ftp\"\nport = 0\n", "t.toml:11: alg[0].port: 0 is out of range (1 to 65535)"),
+            ("[[alg]]\nhelper = \"ftp\"\nport = 70000\n", "t.toml:11: alg[0].port: invalid value"),
+            ("[[alg]]\nhelper = \"ftp\"\nport = 21\n[[alg]]\nhelper = \"ftp\"\nport = 21\n", "t.toml:14: alg[1].port: tcp port 21 already has a helper (alg[0])"),
+            ("[[alg]]\nhelper = \"ftp\"\nbogus = 21\n", "t.toml:11: alg[0].bogus: unknown field `bogus`"),
         ];
         for (text, want) in cases {
             // Cases that are about ports stand alone; the others come after valid ports.
@@ -1583,6 +1655,18 @@ mod tests {
                 .to_string();
             assert_eq!(got, want, "{extra}");
         }
+    }
+
+    #[test]
+    fn alg_rules_allow_non_standard_ports_and_one_port_for_both_protocols() {
+        let c = Config::parse(
+            &format!("{PORTS}[[alg]]\nhelper = \"ftp\"\nport = 2121\n[[alg]]\nhelper = \"tftp\"\nport = 2121\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.alg, vec![(Helper::Ftp, 2121), (Helper::Tftp, 2121)]);
+        // A file without [[alg]] has no helper (only the embedded default turns them on).
+        assert!(Config::parse(PORTS, "t.toml").unwrap().alg.is_empty());
     }
 
     #[test]

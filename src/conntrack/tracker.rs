@@ -2,6 +2,8 @@
 //! together, and gives each worker a handle ([`CtWorker`]) with its own pool cache and
 //! counters.
 
+use super::alg::expect::Helper;
+use super::alg::helpers::HelperRules;
 use super::conn::{Conn, L4State, DIR_ORIG, DIR_REPLY};
 use super::events::{conn_id, wall_us, CtEvent, DestroyReason, EventHub, EventKind};
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
@@ -138,6 +140,8 @@ pub struct Conntrack {
     hooks: std::sync::OnceLock<std::sync::Arc<dyn ConnHooks>>,
     /// The event stream (one ring per shard, the control lcore's last).
     events: Arc<EventHub>,
+    /// The `[[alg]]` rules: which new connections get a helper.
+    helpers: HelperRules,
 }
 
 impl Conntrack {
@@ -170,7 +174,19 @@ impl Conntrack {
             sweep_cursor: AtomicUsize::new(0),
             hooks: std::sync::OnceLock::new(),
             events: Arc::new(EventHub::new(workers + 1)),
+            helpers: HelperRules::default(),
         }
+    }
+
+    /// Replaces the helper rules (`[[alg]]`): they apply to connections created from now
+    /// on; existing ones keep the helper they got.
+    pub fn set_helpers(&self, rules: &[(Helper, u16)]) {
+        self.helpers.set(rules);
+    }
+
+    /// The helper rules in force.
+    pub fn helpers(&self) -> Vec<(Helper, u16)> {
+        self.helpers.get()
     }
 
     /// The installed hooks.

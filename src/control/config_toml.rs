@@ -92,6 +92,9 @@ pub fn config_toml(cfg: &Config) -> String {
             r.to
         );
     }
+    for (h, port) in &cfg.alg {
+        let _ = writeln!(s, "\n[[alg]]\nhelper = \"{}\"\nport = {port}", h.name());
+    }
     let _ = writeln!(
         s,
         "\n[policy]\noutside_new = \"{}\"\ninvalid = \"{}\"",

@@ -20,4 +20,5 @@ pub mod reload;
 pub mod run;
 pub mod run_options;
 pub mod socket;
+pub mod sync;
 pub mod telemetry_cmds;

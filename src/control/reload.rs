@@ -19,7 +19,8 @@
 //!    the reload is refused naming `port[N].mtu` and saying it needs a restart, and the
 //!    MTUs already set are put back;
 //! 5. applies the tracker settings of the file: `max_conns`, `tcp_seq_check`,
-//!    `sweep_interval_ms`, limits and timeout policies, and the `[fragments]` settings.
+//!    `sweep_interval_ms`, limits and timeout policies, the `[[alg]]` helper rules (for
+//!    connections created afterwards), and the `[fragments]` settings.
 //!
 //! # Settings changed at run time (`ct-set-*`, `ipf-set-*`)
 //!
@@ -415,6 +416,7 @@ fn apply_fragment_settings(f: &FragSettings, ipf: &Ipf) {
 /// to `cfg`'s (`max_conns` is set before, as it can fail).
 fn apply_tracker_settings(cfg: &Config, ct: &Conntrack, sweep: &AtomicU32) {
     ct.set_tcp_seq_check(cfg.datapath.tcp_seq_check);
+    ct.set_helpers(&cfg.alg);
     sweep.store(cfg.datapath.sweep_interval_ms, Ordering::Relaxed);
     let zones = ct.zones();
     zones.set_default_limit(cfg.default_limit);
@@ -534,6 +536,20 @@ mod tests {
             "version 1 freed after the worker's burst"
         );
         drop(step);
+    }
+
+    #[test]
+    fn alg_rules_change_live_on_reload() {
+        use crate::conntrack::alg::expect::Helper;
+        let a = write("alg-a.toml", &text("192.0.2.1"));
+        let (live, ct, sweep) = gateway(&a);
+        assert_eq!(ct.helpers(), vec![(Helper::Ftp, 21), (Helper::Tftp, 69)]);
+        let b = write(
+            "alg-b.toml",
+            &text("192.0.2.1").replace("port = 21\n", "port = 2121\n"),
+        );
+        live.reload(Some(&b), &ct, &sweep).unwrap();
+        assert_eq!(ct.helpers(), vec![(Helper::Ftp, 2121), (Helper::Tftp, 69)]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`ftp`]: `PORT`, `EPRT`, `227` and `229` parsed as OVS's FTP ALG parses them, and
 //!   the address rewritten (IPv4 and IPv6);
 //! - [`tftp`]: read and write requests recognised;
+//! - [`helpers`]: the configured `[[alg]]` rules, which connections get a helper;
 //! - [`expect`]: the expectation table (bucket locks, limits, lifetime tied to the parent);
 //! - [`splice`]: replacing a field with text of another length in place, with the TCP or
 //!   UDP checksum updated incrementally; [`seq`]: the sequence skew a length change
@@ -16,6 +17,7 @@
 
 pub mod expect;
 pub mod ftp;
+pub mod helpers;
 pub mod seq;
 pub mod splice;
 pub mod tftp;

@@ -97,6 +97,8 @@ pub fn run(eal: &Eal, opts: &RunOptions, config: Option<&Config>) -> Result<(), 
 static RUNS: AtomicU32 = AtomicU32::new(0);
 
 /// The datapath of a run.
+// One value per run, never moved on a hot path: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Mode {
     Gateway(GatewayCtl),
     Forward(Forward),

@@ -28,6 +28,7 @@ pub fn build_tracker(cfg: &Config, workers: usize) -> Conntrack {
         hash_seed: None,
     });
     ct.zones().set_default_limit(cfg.default_limit);
+    ct.set_helpers(&cfg.alg);
     for &(zone, limit) in &cfg.zone_limits {
         ct.zones().set_limit(zone, limit);
     }
@@ -358,9 +359,14 @@ mod tests {
             [[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\nzone = 3\n\
             [[port]]\nport = 1\nrole = \"outside\"\nipv4 = \"192.0.2.1/24\"\n\
             [limits]\ndefault = 7\nzones = [{ zone = 3, limit = 2 }]\n\
-            [timeouts]\nudp_first = 5\n[[timeouts.zone]]\nzone = 3\ntcp_established = 9\n";
+            [timeouts]\nudp_first = 5\n[[timeouts.zone]]\nzone = 3\ntcp_established = 9\n\
+            [[alg]]\nhelper = \"ftp\"\nport = 2121\n";
         let cfg = Config::parse(text, "t.toml").unwrap();
         let ct = build_tracker(&cfg, 2);
+        assert_eq!(
+            ct.helpers(),
+            vec![(crate::conntrack::alg::expect::Helper::Ftp, 2121)]
+        );
         assert_eq!(ct.max_conns(), 1000);
         assert_eq!(ct.table().n_buckets(), 256);
         assert!(!ct.tcp_seq_check());
