@@ -16,6 +16,9 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use toml::Spanned;
 
+mod logging;
+pub use logging::{Logging, SyslogTarget, DEFAULT_TEMPLATE_INTERVAL};
+
 /// The commented example configuration, used when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/ctgate.toml");
 /// The name errors use for the embedded default.
@@ -267,6 +270,8 @@ pub struct Config {
     pub snat_filtering: Vec<Filtering>,
     /// `[metrics] listen`: where the Prometheus endpoint listens (off when `None`).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `[logging]`: NAT binding records to syslog and/or IPFIX (off by default).
+    pub logging: Logging,
 }
 
 // ---- The file's shape (serde), with spans for the fields validated afterwards. ----
@@ -298,6 +303,8 @@ struct RawConfig {
     nat: RawNat,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    logging: logging::RawLogging,
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is given.
@@ -1266,6 +1273,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
             }
         },
     };
+    let logging = logging::validate_logging(&raw.logging, lines)?;
     let nat_filtering =
         parse_filtering(&raw.nat.filtering, "nat.filtering".into(), lines)?.unwrap_or_default();
     let mut snat_filtering = Vec::new();
@@ -1306,6 +1314,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         port_lines,
         snat_filtering,
         metrics_listen,
+        logging,
     })
 }
 

@@ -137,6 +137,21 @@ pub fn config_toml(cfg: &Config) -> String {
     if let Some(a) = cfg.metrics_listen {
         let _ = writeln!(s, "\n[metrics]\nlisten = \"{a}\"");
     }
+    let l = &cfg.logging;
+    if *l != crate::config::Logging::default() {
+        let _ = writeln!(s, "\n[logging]");
+        if let Some(t) = &l.syslog {
+            let _ = writeln!(s, "syslog = \"{t}\"");
+        }
+        if let Some(a) = l.ipfix {
+            let _ = writeln!(s, "ipfix = \"{a}\"");
+        }
+        let _ = writeln!(
+            s,
+            "template_interval = {}\nbindings_only = {}",
+            l.template_interval, l.bindings_only
+        );
+    }
     s
 }
 
@@ -183,7 +198,8 @@ mod tests {
                 1,
             )
             + extra
-            + "[metrics]\nlisten = \"127.0.0.1:9464\"\n";
+            + "[metrics]\nlisten = \"127.0.0.1:9464\"\n"
+            + "[logging]\nsyslog = \"/dev/log\"\nipfix = \"[::1]:4739\"\nbindings_only = true\n";
         let cfg = Config::parse(&text, "x.toml").unwrap();
         assert_eq!(cfg.dnat.len(), 2);
         assert_eq!(cfg.zone_timeouts.len(), 1);
@@ -192,6 +208,7 @@ mod tests {
             (cfg.ports[0].mtu, cfg.ports[1].mtu, cfg.ports[1].icmp_rate),
             (9000, 1400, 7)
         );
+        assert!(cfg.logging.bindings_only);
         let written = config_toml(&cfg);
         let mut back =
             Config::parse(&written, "x.toml").unwrap_or_else(|e| panic!("{e}\n{written}"));

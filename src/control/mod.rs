@@ -12,6 +12,7 @@
 pub mod commands;
 pub mod config_toml;
 pub mod counter_lines;
+pub mod event_consumers;
 pub mod metrics;
 pub mod natlog;
 pub mod protocol;

@@ -80,15 +80,25 @@ impl CommandSpec {
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "dump-conntrack",
-        args: "[-s|--stats] [--json] [zone=N]",
+        args: "[-m|--more] [-s|--stats] [--json] [zone=N]",
         summary: "Print every connection, one line each, in OVS's format.",
         details: "Lines are `tcp,orig=(src=A,dst=B,sport=P,dport=Q),reply=(...)[,zone=Z][,timeout=S]\n\
-                  [,mark=M][,labels=0xL][,protoinfo=(state=S)]`, as `ovs-appctl dpctl/dump-conntrack`.\n\
+                  [,mark=M][,labels=0xL][,protoinfo=(state=S)][,helper=ftp]`, as `ovs-appctl dpctl/dump-conntrack`.\n\
                   The reply tuple is the NAT-translated one for NATed connections.\n\
+                  -m, --more                 add parent=(...) to data connections an ALG expected\n\
                   -s, --stats, --statistics  add timeout=<seconds left>\n\
                   --json                     one JSON object per line instead (for machines)\n\
                   zone=N                     only zone N\n\
                   Large tables are streamed; the output is complete when the command ends.",
+    },
+    CommandSpec {
+        name: "dump-conntrack-exp",
+        args: "[zone=N]",
+        summary: "Print the ALG expectations (FTP/TFTP data connections announced, not yet seen).",
+        details: "Lines are `tcp,orig=(src=A,dst=B,sport=0,dport=P)[,zone=Z],parent=(src=..,dst=..,sport=..,dport=..)`,\n\
+                  as `ovs-appctl dpctl/dump-conntrack-exp`: the data connection's original tuple (source\n\
+                  port a wildcard) and its control connection's. An expectation lives as long as its\n\
+                  control connection.",
     },
     CommandSpec {
         name: "flush-conntrack",
@@ -373,6 +383,7 @@ pub fn execute(ctx: &ControlContext, cmd: &str, args: &[String]) -> Outcome {
     }
     let r = match spec.name {
         "dump-conntrack" => dump_conntrack(args),
+        "dump-conntrack-exp" => dump_conntrack_exp(ctx, args),
         "flush-conntrack" => flush_conntrack(ctx, args),
         "ct-stats-show" => ct_stats_show(args),
         "ct-bkts" => ct_bkts(args),

@@ -364,8 +364,10 @@ fn gateway_ctl(
     Ok(GatewayCtl {
         metrics,
         // A reload may change port MTUs where the device takes them while running.
-        live: LiveGateway::new(cfg.clone(), shared)
-            .with_mtu_setter(|id, mtu| dpdk::set_mtu(id, mtu).map_err(|e| e.to_string())),
+        live: Box::new(
+            LiveGateway::new(cfg.clone(), shared)
+                .with_mtu_setter(|id, mtu| dpdk::set_mtu(id, mtu).map_err(|e| e.to_string())),
+        ),
         ct,
         server,
         sweep_interval_ms: AtomicU32::new(cfg.datapath.sweep_interval_ms),
