@@ -260,8 +260,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         details: "Reads the file ctgate started with (or FILE, as a path ctgate can open; the embedded\n\
                   default when it started on it), validates it completely and, when it is valid, swaps\n\
                   it in atomically: workers switch between two bursts, every connection keeps its state\n\
-                  and NAT binding, new connections follow the new rules. An invalid file is refused with\n\
-                  its FILE:LINE: FIELD: MESSAGE error and nothing changes (exit status 1).\n\
+                  and NAT binding, new connections follow the new rules. It answers once every worker\n\
+                  runs the new version (so a packet that arrives after it follows the new rules; after\n\
+                  2 s it answers anyway with a `note:` line counting the workers not switched yet).\n\
+                  An invalid file is refused with its FILE:LINE: FIELD: MESSAGE error and nothing\n\
+                  changes (exit status 1).\n\
                   Live: routes, policy, SNAT and DNAT rules, zones of ports, static next hops\n\
                   (next_hop_mac), port addresses, limits, timeouts, max_conns up to the pool allocated\n\
                   at start, tcp_seq_check, sweep_interval_ms, [fragments]. Needs a restart (refused,\n\
