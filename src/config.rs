@@ -5,6 +5,8 @@
 //! (`ctgate.toml:12: port[1].ipv4: invalid prefix '10.0.0.1/33' …`); unknown keys are
 //! errors, not ignored.
 
+use crate::conntrack::alg::expect::Helper;
+use crate::conntrack::alg::helpers::MAX_HELPER_RULES;
 use crate::conntrack::timeouts::TimeoutAttr;
 use crate::ipf::{limits as frag_limits, FragSettings};
 use crate::nat::mapping::Filtering;
@@ -13,6 +15,9 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use toml::Spanned;
+
+mod logging;
+pub use logging::{Logging, SyslogTarget, DEFAULT_TEMPLATE_INTERVAL};
 
 /// The commented example configuration, used when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/ctgate.toml");
@@ -128,23 +133,49 @@ pub struct PortConfig {
     pub next_hop_mac: Option<[u8; 6]>,
     /// TCP MSS clamping of SYN and SYN/ACK segments entering or leaving by this port.
     pub mss_clamp: Option<MssClamp>,
+    /// The largest IP packet the port sends or receives ([`MTU_MIN`] to [`MTU_MAX`],
+    /// default [`MTU_DEFAULT`]): larger received frames are dropped (`drop_too_big`),
+    /// larger routed packets are fragmented (IPv4 without DF) or answered with ICMP
+    /// "fragmentation needed" / ICMPv6 "packet too big".
+    pub mtu: u16,
+    /// ICMP errors about MTU (fragmentation needed, packet too big) sent from this port
+    /// per second at most, in the long run (token bucket; 0: none).
+    pub icmp_rate: u32,
+    /// And at most this many at once (the bucket's size).
+    pub icmp_burst: u32,
 }
+
+/// Default port MTU (Ethernet).
+pub const MTU_DEFAULT: u16 = 1500;
+/// Smallest port MTU: IPv6's minimum link MTU (RFC 8200 §5).
+pub const MTU_MIN: u16 = 1280;
+/// Largest port MTU (jumbo frames).
+pub const MTU_MAX: u16 = 9000;
+/// Default `icmp_rate`: Linux's `net.ipv4.icmp_msgs_per_sec`.
+pub const ICMP_RATE_DEFAULT: u32 = 1000;
+/// Default `icmp_burst`: Linux's `net.ipv4.icmp_msgs_burst`.
+pub const ICMP_BURST_DEFAULT: u32 = 50;
+/// Largest `icmp_rate`.
+pub const ICMP_RATE_MAX: u32 = 1_000_000;
+/// Largest `icmp_burst`.
+pub const ICMP_BURST_MAX: u32 = 10_000;
 
 /// `mss_clamp` of a port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MssClamp {
-    /// The port's MTU (1500) minus the IP and TCP headers: 1460 (IPv4), 1440 (IPv6).
+    /// The port's `mtu` minus the IP and TCP headers (1460 for IPv4 and 1440 for IPv6 at
+    /// 1500); of the input and output ports, the smaller.
     Auto,
     /// At most this MSS.
     Fixed(u16),
 }
 
 impl MssClamp {
-    /// The largest MSS for a segment of `family` (4 or 6).
-    pub fn max_mss(self, family: u8) -> u16 {
+    /// The largest MSS for a segment of `family` (4 or 6) on a port of MTU `mtu`.
+    pub fn max_mss(self, family: u8, mtu: u16) -> u16 {
         match self {
-            MssClamp::Auto if family == 6 => 1500 - 40 - 20,
-            MssClamp::Auto => 1500 - 20 - 20,
+            MssClamp::Auto if family == 6 => mtu.saturating_sub(40 + 20),
+            MssClamp::Auto => mtu.saturating_sub(20 + 20),
             MssClamp::Fixed(n) => n,
         }
     }
@@ -217,6 +248,9 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub snat: Vec<NatRange>,
     pub dnat: Vec<DnatRule>,
+    /// `[[alg]]`: the helpers (FTP, TFTP) and the original destination ports they apply
+    /// to, in file order.
+    pub alg: Vec<(Helper, u16)>,
     pub policy: Policy,
     /// Default zone limit (0 = none).
     pub default_limit: u32,
@@ -236,6 +270,8 @@ pub struct Config {
     pub snat_filtering: Vec<Filtering>,
     /// `[metrics] listen`: where the Prometheus endpoint listens (off when `None`).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `[logging]`: NAT binding records to syslog and/or IPFIX (off by default).
+    pub logging: Logging,
 }
 
 // ---- The file's shape (serde), with spans for the fields validated afterwards. ----
@@ -254,6 +290,8 @@ struct RawConfig {
     #[serde(default)]
     dnat: Vec<RawDnat>,
     #[serde(default)]
+    alg: Vec<RawAlg>,
+    #[serde(default)]
     policy: RawPolicy,
     #[serde(default)]
     limits: RawLimits,
@@ -265,6 +303,8 @@ struct RawConfig {
     nat: RawNat,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    logging: logging::RawLogging,
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is given.
@@ -416,6 +456,9 @@ struct RawPort {
     zone: Option<Spanned<u16>>,
     next_hop_mac: Option<Spanned<String>>,
     mss_clamp: Option<Spanned<toml::Value>>,
+    mtu: Option<Spanned<i64>>,
+    icmp_rate: Option<Spanned<i64>>,
+    icmp_burst: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -439,6 +482,14 @@ struct RawDnat {
     #[serde(rename = "match")]
     matches: Spanned<String>,
     to: Spanned<String>,
+}
+
+/// `[[alg]]`: a helper and the destination port of the control connections it follows.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlg {
+    helper: Spanned<String>,
+    port: Spanned<u16>,
 }
 
 #[derive(Deserialize)]
@@ -645,6 +696,17 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 }
 
 impl Config {
+    /// The MTU of DPDK port `id`: the largest `mtu` of its interfaces (its untagged one
+    /// and its VLAN sub-interfaces); the default when it has none.
+    pub fn port_mtu(&self, id: u16) -> u16 {
+        self.ports
+            .iter()
+            .filter(|p| p.port == id)
+            .map(|p| p.mtu)
+            .max()
+            .unwrap_or(MTU_DEFAULT)
+    }
+
     /// The embedded default configuration.
     pub fn embedded() -> Result<Config, ConfigError> {
         Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME)
@@ -889,6 +951,39 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
                 }
             }
         }
+        let ranged = |v: &Option<Spanned<i64>>, name: &str, lo: u32, hi: u32, default: u32| match v
+        {
+            None => Ok(default),
+            Some(v) => match u32::try_from(*v.get_ref()) {
+                Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+                _ => lines.err(
+                    v.span(),
+                    f(name),
+                    format!("{} is out of range ({lo} to {hi})", v.get_ref()),
+                ),
+            },
+        };
+        let mtu = ranged(
+            &p.mtu,
+            "mtu",
+            u32::from(MTU_MIN),
+            u32::from(MTU_MAX),
+            u32::from(MTU_DEFAULT),
+        )? as u16;
+        let icmp_rate = ranged(
+            &p.icmp_rate,
+            "icmp_rate",
+            0,
+            ICMP_RATE_MAX,
+            ICMP_RATE_DEFAULT,
+        )?;
+        let icmp_burst = ranged(
+            &p.icmp_burst,
+            "icmp_burst",
+            1,
+            ICMP_BURST_MAX,
+            ICMP_BURST_DEFAULT,
+        )?;
         ports.push(PortConfig {
             port: id,
             vlan,
@@ -913,6 +1008,9 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
                     }
                 },
             },
+            mtu,
+            icmp_rate,
+            icmp_burst,
         });
     }
     let first_inside_zone = ports
@@ -1101,6 +1199,8 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         });
     }
 
+    let alg = validate_alg(&raw.alg, lines)?;
+
     let outside_new_allow = match raw.policy.outside_new.get_ref().as_str() {
         "deny" => false,
         "allow" => true,
@@ -1173,6 +1273,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
             }
         },
     };
+    let logging = logging::validate_logging(&raw.logging, lines)?;
     let nat_filtering =
         parse_filtering(&raw.nat.filtering, "nat.filtering".into(), lines)?.unwrap_or_default();
     let mut snat_filtering = Vec::new();
@@ -1190,6 +1291,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         routes,
         snat,
         dnat,
+        alg,
         policy: Policy {
             outside_new_allow,
             invalid_allow,
@@ -1212,11 +1314,60 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         port_lines,
         snat_filtering,
         metrics_listen,
+        logging,
     })
 }
 
 /// The kernel's estimate of memory available for new allocations (`MemAvailable` in
 /// `/proc/meminfo`), in bytes; `None` when unknown.
+/// `[[alg]]` entries: a known helper, a port from 1, no two rules for one protocol and
+/// port, at most [`MAX_HELPER_RULES`].
+fn validate_alg(raw: &[RawAlg], lines: &Lines) -> Result<Vec<(Helper, u16)>, ConfigError> {
+    let mut out: Vec<(Helper, u16)> = Vec::new();
+    for (i, a) in raw.iter().enumerate() {
+        let Some(h) = Helper::from_name(a.helper.get_ref()) else {
+            return lines.err(
+                a.helper.span(),
+                format!("alg[{i}].helper"),
+                format!(
+                    "unknown helper '{}' (expected \"ftp\" or \"tftp\")",
+                    a.helper.get_ref()
+                ),
+            );
+        };
+        let port = *a.port.get_ref();
+        if port == 0 {
+            return lines.err(
+                a.port.span(),
+                format!("alg[{i}].port"),
+                "0 is out of range (1 to 65535)".into(),
+            );
+        }
+        if let Some(j) = out
+            .iter()
+            .position(|&(o, p)| p == port && o.proto() == h.proto())
+        {
+            return lines.err(
+                a.port.span(),
+                format!("alg[{i}].port"),
+                format!(
+                    "{} port {port} already has a helper (alg[{j}])",
+                    crate::conntrack::format::proto_name(h.proto())
+                ),
+            );
+        }
+        if out.len() >= MAX_HELPER_RULES {
+            return lines.err(
+                a.helper.span(),
+                format!("alg[{i}]"),
+                format!("more than {MAX_HELPER_RULES} [[alg]] rules"),
+            );
+        }
+        out.push((h, port));
+    }
+    Ok(out)
+}
+
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
@@ -1290,6 +1441,7 @@ mod tests {
             ["192.0.2.1", "[fd00:0:0:2::1]"]
         );
         assert!(c.dnat.is_empty());
+        assert_eq!(c.alg, vec![(Helper::Ftp, 21), (Helper::Tftp, 69)]);
         assert!(!c.policy.outside_new_allow);
         assert!(!c.policy.invalid_allow);
         assert_eq!(c.datapath.max_conns, 3_000_000);
@@ -1376,6 +1528,11 @@ mod tests {
             ("[timeouts]\nudp_frist = 1\n", "t.toml:10: timeouts.udp_frist: unknown field `udp_frist`"),
             ("[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1\"\nto = \"10.0.0.5:80\"\n", "t.toml:11: dnat[0].match: '192.0.2.1' must be one ADDRESS:PORT"),
             ("[[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\nnext_hop_mac = \"zz\"\n", "t.toml:5: port[0].next_hop_mac: invalid MAC address 'zz'"),
+            ("[[alg]]\nhelper = \"sip\"\nport = 5060\n", "t.toml:10: alg[0].helper: unknown helper 'sip' (expected \"ftp\" or \"tftp\")"),
+            ("[[alg]]\nhelper = \"ftp\"\nport = 0\n", "t.toml:11: alg[0].port: 0 is out of range (1 to 65535)"),
+            ("[[alg]]\nhelper = \"ftp\"\nport = 70000\n", "t.toml:11: alg[0].port: invalid value"),
+            ("[[alg]]\nhelper = \"ftp\"\nport = 21\n[[alg]]\nhelper = \"ftp\"\nport = 21\n", "t.toml:14: alg[1].port: tcp port 21 already has a helper (alg[0])"),
+            ("[[alg]]\nhelper = \"ftp\"\nbogus = 21\n", "t.toml:11: alg[0].bogus: unknown field `bogus`"),
         ];
         for (text, want) in cases {
             // Cases that are about ports stand alone; the others come after valid ports.
@@ -1510,6 +1667,18 @@ mod tests {
     }
 
     #[test]
+    fn alg_rules_allow_non_standard_ports_and_one_port_for_both_protocols() {
+        let c = Config::parse(
+            &format!("{PORTS}[[alg]]\nhelper = \"ftp\"\nport = 2121\n[[alg]]\nhelper = \"tftp\"\nport = 2121\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.alg, vec![(Helper::Ftp, 2121), (Helper::Tftp, 2121)]);
+        // A file without [[alg]] has no helper (only the embedded default turns them on).
+        assert!(Config::parse(PORTS, "t.toml").unwrap().alg.is_empty());
+    }
+
+    #[test]
     fn timeouts_limits_and_dnat_are_read() {
         let text = format!(
             "{PORTS}[limits]\ndefault = 10\nzones = [{{ zone = 1, limit = 5 }}]\n[timeouts]\nudp_first = 7\n[[timeouts.zone]]\nzone = 1\ntcp_established = 3600\n[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1:8080\"\nto = \"10.0.0.5:80\"\n"
@@ -1573,6 +1742,60 @@ mod tests {
     }
 
     #[test]
+    fn port_mtu_and_icmp_rate_have_linux_defaults_and_ranges_named_by_line() {
+        let c = Config::parse(PORTS, "t.toml").unwrap();
+        assert_eq!(
+            (c.ports[0].mtu, c.ports[0].icmp_rate, c.ports[0].icmp_burst),
+            (1500, 1000, 50)
+        );
+        let with = |extra: &str| {
+            Config::parse(
+                &PORTS.replacen(
+                    "role = \"outside\"",
+                    &format!("role = \"outside\"\n{extra}"),
+                    1,
+                ),
+                "t.toml",
+            )
+        };
+        let c = with("mtu = 9000\nicmp_rate = 0\nicmp_burst = 10000").unwrap();
+        assert_eq!(
+            (c.ports[1].mtu, c.ports[1].icmp_rate, c.ports[1].icmp_burst),
+            (9000, 0, 10000)
+        );
+        assert_eq!(c.ports[0].mtu, 1500);
+        let line = PORTS
+            .lines()
+            .position(|l| l == "role = \"outside\"")
+            .unwrap()
+            + 2;
+        for (extra, msg) in [
+            (
+                "mtu = 1279",
+                "port[1].mtu: 1279 is out of range (1280 to 9000)",
+            ),
+            (
+                "mtu = 9001",
+                "port[1].mtu: 9001 is out of range (1280 to 9000)",
+            ),
+            ("mtu = -1", "port[1].mtu: -1 is out of range (1280 to 9000)"),
+            (
+                "icmp_rate = 1000001",
+                "port[1].icmp_rate: 1000001 is out of range (0 to 1000000)",
+            ),
+            (
+                "icmp_burst = 0",
+                "port[1].icmp_burst: 0 is out of range (1 to 10000)",
+            ),
+        ] {
+            let e = with(extra).unwrap_err().to_string();
+            assert_eq!(e, format!("t.toml:{line}: {msg}"), "{extra}");
+        }
+        let e = with("mtu = \"big\"").unwrap_err().to_string();
+        assert!(e.contains("mtu"), "{e}");
+    }
+
+    #[test]
     fn mss_clamp_is_auto_or_a_number() {
         let with = |v: &str| {
             Config::parse(
@@ -1588,9 +1811,20 @@ mod tests {
         assert_eq!(c.ports[1].mss_clamp, Some(MssClamp::Auto));
         assert_eq!(c.ports[0].mss_clamp, None);
         assert_eq!(
-            (MssClamp::Auto.max_mss(4), MssClamp::Auto.max_mss(6)),
+            (
+                MssClamp::Auto.max_mss(4, 1500),
+                MssClamp::Auto.max_mss(6, 1500)
+            ),
             (1460, 1440)
         );
+        assert_eq!(
+            (
+                MssClamp::Auto.max_mss(4, 1280),
+                MssClamp::Auto.max_mss(6, 9000)
+            ),
+            (1240, 8940)
+        );
+        assert_eq!(MssClamp::Fixed(1400).max_mss(4, 1280), 1400);
         assert_eq!(
             with("1400").unwrap().ports[1].mss_clamp,
             Some(MssClamp::Fixed(1400))

@@ -2,7 +2,10 @@
 //! together, and gives each worker a handle ([`CtWorker`]) with its own pool cache and
 //! counters.
 
-use super::conn::{Conn, L4State, DIR_ORIG, DIR_REPLY};
+use super::alg::expect::{ExpTable, Helper};
+use super::alg::helpers::HelperRules;
+use super::alg::side::AlgSide;
+use super::conn::{Conn, L4State, ALG_RELATED, DIR_ORIG, DIR_REPLY, NAT_MASK};
 use super::events::{conn_id, wall_us, CtEvent, DestroyReason, EventHub, EventKind};
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
 use super::l4::{L4Kind, UpdateResult};
@@ -89,6 +92,9 @@ pub struct CtResult {
     pub conn: Option<Hit>,
     /// Set when the packet would have created a connection but it was refused.
     pub refused: Option<Refusal>,
+    /// The connection's ALG bits (`conn::ALG_HELPER`, `ALG_RELATED`, `ALG_SKEW`): what
+    /// the gateway must do with its payload and sequence numbers.
+    pub alg: u8,
 }
 
 impl CtResult {
@@ -97,6 +103,7 @@ impl CtResult {
             state: CtState(bits | CtState::TRK),
             conn: None,
             refused: None,
+            alg: 0,
         }
     }
 
@@ -118,6 +125,13 @@ pub struct ConnSnapshot {
     pub nat: u8,
     pub l4: L4State,
     pub timeout_attr: u8,
+    /// 0 when created here, else the number of the sync peer it was learned from.
+    pub origin: u8,
+    /// The ALG bits (`conn::ALG_HELPER`, …): the helper of a control connection.
+    pub alg: u8,
+    /// The parent connection's original key, for a data connection an expectation
+    /// created (`dump-conntrack -m` shows it).
+    pub parent: Option<ConnKey>,
 }
 
 /// The connection tracker, shared by all workers (`&Conntrack` is `Sync`).
@@ -138,6 +152,16 @@ pub struct Conntrack {
     hooks: std::sync::OnceLock<std::sync::Arc<dyn ConnHooks>>,
     /// The event stream (one ring per shard, the control lcore's last).
     events: Arc<EventHub>,
+    /// The `[[alg]]` rules: which new connections get a helper.
+    helpers: HelperRules,
+    /// Expected data connections (FTP, TFTP).
+    pub(crate) exp: ExpTable,
+    /// Sequence skews and parents of ALG connections.
+    pub(crate) side: AlgSide,
+    /// Create a connection an expectation announces even when the caller does not commit
+    /// (the gateway's policy: related traffic is admitted); off as in OVS, where the
+    /// flow's `ct(commit)` decides.
+    pub(crate) commit_related: AtomicBool,
 }
 
 impl Conntrack {
@@ -148,16 +172,14 @@ impl Conntrack {
             None => KeyHasher::random(),
         };
         let workers = cfg.workers.max(1);
+        let capacity = cfg
+            .max_conns
+            .saturating_add((workers as u32 + 1) * super::table::CACHE_MAX);
         Conntrack {
             // Headroom for the records that sit free in the workers' caches: the limit is
             // kept exactly by `n_conns`, and a free record parked in another worker's cache
             // must never make an insert fail below the limit.
-            table: ConnTable::new(
-                cfg.max_conns
-                    .saturating_add((workers as u32 + 1) * super::table::CACHE_MAX),
-                cfg.n_buckets,
-                hasher,
-            ),
+            table: ConnTable::new(capacity, cfg.n_buckets, hasher),
             pool_slack: (workers as u32 + 1) * super::table::CACHE_MAX,
             zones: Zones::new(workers + 1),
             default_policy: TimeoutPolicy::defaults(),
@@ -170,7 +192,27 @@ impl Conntrack {
             sweep_cursor: AtomicUsize::new(0),
             hooks: std::sync::OnceLock::new(),
             events: Arc::new(EventHub::new(workers + 1)),
+            helpers: HelperRules::default(),
+            exp: ExpTable::new(
+                super::alg::track::EXP_BUCKETS,
+                super::alg::track::EXP_MAX,
+                super::alg::track::EXP_PER_PARENT,
+                capacity,
+            ),
+            side: AlgSide::new(super::alg::track::SIDE_BUCKETS),
+            commit_related: AtomicBool::new(false),
         }
+    }
+
+    /// Replaces the helper rules (`[[alg]]`): they apply to connections created from now
+    /// on; existing ones keep the helper they got.
+    pub fn set_helpers(&self, rules: &[(Helper, u16)]) {
+        self.helpers.set(rules);
+    }
+
+    /// The helper rules in force.
+    pub fn helpers(&self) -> Vec<(Helper, u16)> {
+        self.helpers.get()
     }
 
     /// The installed hooks.
@@ -297,7 +339,16 @@ impl Conntrack {
                 nat: c.nat_flags(),
                 l4: *l4,
                 timeout_attr: c.tattr.load(Ordering::Relaxed),
+                origin: c.origin(),
+                alg: c.alg_bits(),
+                parent: None,
             })
+        })
+        .map(|mut s| {
+            if s.alg & ALG_RELATED != 0 {
+                s.parent = self.side.get(idx, gen).and_then(|e| e.parent);
+            }
+            s
         })
     }
 
@@ -322,13 +373,9 @@ impl Conntrack {
         }
         if let Some(h) = self.hooks.get() {
             let c = self.table.conn(idx);
-            h.removed(
-                &c.key(DIR_ORIG),
-                &c.key(DIR_REPLY),
-                c.nat.load(Ordering::Relaxed),
-            );
+            h.removed(&c.key(DIR_ORIG), &c.key(DIR_REPLY), c.nat_flags());
         }
-        if self.events.enabled() {
+        if self.events.enabled() && ev.1 != DestroyReason::Synced {
             // Unlinked but not yet released: the record still holds the connection.
             self.emit(ev.0, EventKind::Destroy, ev.1, idx, gen, 0);
         }
@@ -547,12 +594,12 @@ pub fn packet_nat_bits(conn_nat: u8, reply: bool) -> u8 {
 
 /// What the caller asks for one packet.
 #[derive(Clone, Copy)]
-struct Request<'n> {
-    zone: u16,
+pub(crate) struct Request<'n> {
+    pub(crate) zone: u16,
     /// Create the connection if the packet starts one.
-    commit: bool,
+    pub(crate) commit: bool,
     /// NAT for a connection the packet creates.
-    nat: Option<&'n dyn ReplyTuples>,
+    pub(crate) nat: Option<&'n dyn ReplyTuples>,
 }
 
 /// The key search a packet needs.
@@ -608,7 +655,7 @@ impl<'a> CtWorker<'a> {
     }
 
     #[inline(always)]
-    fn counters(&self) -> &'a CtCounters {
+    pub(crate) fn counters(&self) -> &'a CtCounters {
         &self.ct.counters[self.shard]
     }
 
@@ -731,7 +778,7 @@ impl<'a> CtWorker<'a> {
     /// packet's meta: returned through the stack and copied, it was read back right after
     /// being written, a store-forwarding stall per packet (perf).
     #[inline(always)]
-    fn resolve(
+    pub(crate) fn resolve(
         &mut self,
         p: &ParsedPacket,
         req: &Request,
@@ -777,17 +824,20 @@ impl<'a> CtWorker<'a> {
                     c.tattr.store(a as u8, Ordering::Relaxed);
                 }
             }
-            let nat = packet_nat_bits(c.nat_flags(), reply);
+            let nb = c.nat.load(Ordering::Relaxed);
+            let nat = packet_nat_bits(nb & NAT_MASK, reply);
             return match res {
                 UpdateResult::Valid => {
                     let mut r =
                         CtResult::flags(CtState::EST | nat | if reply { CtState::RPL } else { 0 });
                     r.conn = Some(hit);
+                    r.alg = nb & !NAT_MASK;
                     r
                 }
                 UpdateResult::ValidNew => {
                     let mut r = CtResult::flags(CtState::NEW | nat);
                     r.conn = Some(hit);
+                    r.alg = nb & !NAT_MASK;
                     r
                 }
                 UpdateResult::Invalid => {
@@ -796,6 +846,7 @@ impl<'a> CtWorker<'a> {
                     bump(&self.counters().invalid_tcp);
                     let mut r = CtResult::flags(CtState::INV | nat);
                     r.conn = Some(hit);
+                    r.alg = nb & !NAT_MASK;
                     r
                 }
                 UpdateResult::Recreate => {
@@ -826,6 +877,11 @@ impl<'a> CtWorker<'a> {
             bump(&self.counters().invalid_new);
             return CtResult::flags(CtState::INV);
         }
+        if !self.ct.exp.is_empty() {
+            if let Some(r) = self.miss_related(p, kind, req, words, hash, now) {
+                return r;
+            }
+        }
         let mut r = CtResult::flags(CtState::NEW);
         if !req.commit {
             return r;
@@ -837,7 +893,9 @@ impl<'a> CtWorker<'a> {
         };
         match created {
             Ok(hit) => {
-                r.state.0 |= packet_nat_bits(self.ct.table.conn(hit.idx).nat_flags(), false);
+                let c = self.ct.table.conn(hit.idx);
+                r.state.0 |= packet_nat_bits(c.nat_flags(), false);
+                r.alg = c.alg_bits();
                 r.conn = Some(hit);
                 r
             }
@@ -947,6 +1005,36 @@ impl<'a> CtWorker<'a> {
         now: u64,
         count_collision: bool,
     ) -> Result<Hit, CreateError> {
+        let ct = self.ct;
+        let init = |c: &Conn, zone: &Zone| {
+            let tattr = c.with_l4(|st| kind.new_conn(p, st));
+            c.expiry
+                .store(now + ct.timeout_ms(Some(zone), tattr), Ordering::Relaxed);
+            c.tattr.store(tattr as u8, Ordering::Relaxed);
+            c.set_mark(0);
+            c.set_label(0);
+            c.origin.store(0, Ordering::Relaxed);
+        };
+        let hashes = (orig_hash, reply_hash);
+        self.insert_new(orig, reply, hashes, nat, now, count_collision, false, init)
+    }
+
+    /// Takes a record, initialises it with `init` and publishes it under both keys, with
+    /// the zone and global limits and the pool of a packet-made connection. A `learned`
+    /// one (from a sync peer) is not counted as created and emits no event; the hooks are
+    /// told of both.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert_new(
+        &mut self,
+        orig: &ConnKey,
+        reply: &ConnKey,
+        (orig_hash, reply_hash): (u64, u64),
+        nat: u8,
+        now: u64,
+        count_collision: bool,
+        learned: bool,
+        init: impl FnOnce(&Conn, &Zone),
+    ) -> Result<Hit, CreateError> {
         let zone = self.ct.zones.get_or_create(orig.zone);
         let counters = self.counters();
         if let Err(why) = self.admit(zone, now) {
@@ -963,15 +1051,16 @@ impl<'a> CtWorker<'a> {
         };
         let c = self.ct.table.conn(idx);
         c.set_keys(orig, reply);
-        let tattr = c.with_l4(|st| kind.new_conn(p, st));
-        c.expiry.store(
-            now + self.ct.timeout_ms(Some(zone), tattr),
-            Ordering::Relaxed,
-        );
-        c.tattr.store(tattr as u8, Ordering::Relaxed);
-        c.set_mark(0);
-        c.set_label(0);
-        c.nat.store(nat, Ordering::Relaxed);
+        init(c, zone);
+        // The helper of a control connection, from the `[[alg]]` rules (a data
+        // connection, ALG_RELATED, gets none: it is not a control connection).
+        let helper = if nat & ALG_RELATED == 0 {
+            self.ct.helpers.lookup(orig.proto, orig.dport)
+        } else {
+            0
+        };
+        c.nat.store(nat | helper, Ordering::Relaxed);
+        let nat = nat & NAT_MASK;
         let gen = c.gen();
         self.ct.zones.link(&self.ct.table, zone, self.shard, idx);
         match self.ct.table.insert_hashed(
@@ -983,11 +1072,13 @@ impl<'a> CtWorker<'a> {
             now,
         ) {
             Ok(()) => {
-                bump(&counters.created);
+                if !learned {
+                    bump(&counters.created);
+                }
                 if let Some(h) = self.ct.hooks.get() {
                     h.created(orig, reply, nat, now);
                 }
-                if self.ct.events.enabled() {
+                if !learned && self.ct.events.enabled() {
                     let ev = (EventKind::New, DestroyReason::None);
                     self.ct.emit(self.shard, ev.0, ev.1, idx, gen, now);
                 }

@@ -12,6 +12,7 @@
 pub mod commands;
 pub mod config_toml;
 pub mod counter_lines;
+pub mod event_consumers;
 pub mod metrics;
 pub mod natlog;
 pub mod protocol;
@@ -20,4 +21,5 @@ pub mod reload;
 pub mod run;
 pub mod run_options;
 pub mod socket;
+pub mod sync;
 pub mod telemetry_cmds;

@@ -5,12 +5,19 @@
 //! Only connections with NAT are logged: `[NEW]` gives a create record (natEvent 1),
 //! `[DESTROY]` a delete record (natEvent 2). The inside address/port is the original
 //! source, the outside one the reply tuple's destination (the translated source), the
-//! destination the original destination; ICMP carries its identifier as the port.
+//! destination the original destination; ICMP carries its identifier as the inside and
+//! outside port and, in IPFIX, type * 256 + code as the destination port (NetFlow's
+//! convention); its syslog destination has no port.
 //! Pure formatting: no I/O here.
 
+use crate::config::{Config, Logging, SyslogTarget};
 use crate::conntrack::event_format::linux_proto_name;
-use crate::conntrack::events::{CtEvent, EventKind};
-use std::net::IpAddr;
+use crate::conntrack::events::{CtEvent, EventKind, Subscription, DEFAULT_QUEUE};
+use crate::conntrack::Conntrack;
+use crate::control::event_consumers::EventConsumer;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
 
 /// One NAT binding event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +51,8 @@ impl NatRecord {
             zone: e.zone(),
             inside: (e.orig.src_ip(), e.orig.sport),
             outside: (e.reply.dst_ip(), e.reply.dport_or_id()),
-            dest: (e.orig.dst_ip(), e.orig.dport_or_id()),
+            // ICMP: type * 256 + code, NetFlow's convention (nfdump shows `8.0`).
+            dest: (e.orig.dst_ip(), e.orig.dport),
         })
     }
 
@@ -57,7 +65,16 @@ impl NatRecord {
             IpAddr::V6(v6) => format!("[{v6}]:{}", x.1),
             v4 => format!("{v4}:{}", x.1),
         };
-        let (i, o, d) = (a(&self.inside), a(&self.outside), a(&self.dest));
+        let (i, o) = (a(&self.inside), a(&self.outside));
+        // An ICMP destination has no port (the identifier is the inside/outside "port").
+        let d = if crate::conntrack::key::is_icmp(self.proto) {
+            match self.dest.0 {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            }
+        } else {
+            a(&self.dest)
+        };
         format!(
             "<134>1 {} {} ctgate - NAT [nat@32473 event=\"{ev}\" proto=\"{p}\" zone=\"{}\" inside=\"{i}\" outside=\"{o}\" dest=\"{d}\"] {ev} {p} {i} -> {o} dst {d} zone {}",
             rfc3339_us(self.ts_us),
@@ -308,104 +325,275 @@ mod tests {
     }
 }
 
-/// Sends NAT records of the tracker's events to a syslog collector and/or an IPFIX
-/// collector over UDP, from the control lcore: non-blocking sends, a record that cannot
-/// be sent at once is dropped and counted in `lost`, never waited for.
+/// Sends NAT records of the tracker's events to the `[logging]` targets (a syslog socket
+/// or collector, an IPFIX collector), from the control lcore: non-blocking sends, at most
+/// [`RECORDS_PER_POLL`] records per poll, a bounded queue; a record that cannot be sent
+/// at once is dropped and counted in `lost`, never waited for. Without a target it does
+/// not listen (the datapath then emits nothing for it).
 pub struct NatLogger {
-    sub: crate::conntrack::events::Subscription,
-    socket: std::net::UdpSocket,
-    syslog: Option<std::net::SocketAddr>,
-    ipfix: Option<std::net::SocketAddr>,
+    settings: Logging,
+    sub: Option<Subscription>,
+    udp4: Option<UdpSocket>,
+    udp6: Option<UdpSocket>,
+    unix: Option<UnixDatagram>,
     host: String,
     enc: IpfixEncoder,
     /// Export time (s) the templates were last sent, if ever.
     templates_at: Option<u64>,
-    /// Seconds between template resends.
-    pub template_interval: u64,
-    /// Records sent (per destination).
+    /// Records sent (a record sent to both syslog and IPFIX counts twice).
     pub sent: u64,
-    /// Records lost: queue overflow or a send that failed or would block.
+    /// Records lost: queue overflow, or a send that failed or would block.
     pub lost: u64,
     sub_lost: u64,
+    /// Events drained and not yet handled (`buf[next..]`).
     buf: Vec<CtEvent>,
+    next: usize,
+    /// `bindings_only`: connections per live binding.
+    bindings: HashMap<BindingKey, u32>,
 }
+
+/// A NAT binding: protocol, zone, inside and outside address and port.
+type BindingKey = (u8, u16, (IpAddr, u16), (IpAddr, u16));
 
 /// IPFIX data records per message (small enough for any MTU: 20 * 72 bytes at most).
 const RECORDS_PER_MESSAGE: usize = 20;
+/// Events handled per poll (the rest wait for the next tick in the bounded queue).
+pub const RECORDS_PER_POLL: usize = 2048;
+/// Bindings tracked in `bindings_only` mode; beyond, a binding is logged per connection.
+const MAX_BINDINGS: usize = 1 << 20;
+
+/// This host's name for the syslog lines (`-` when unknown).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "-".to_string())
+}
+
+fn udp_socket(any: &str) -> Option<UdpSocket> {
+    let s = UdpSocket::bind(any).ok()?;
+    s.set_nonblocking(true).ok()?;
+    Some(s)
+}
 
 impl NatLogger {
-    /// A logger subscribed to `ct`'s events, sending to the given collectors.
-    pub fn new(
-        ct: &crate::conntrack::Conntrack,
-        syslog: Option<std::net::SocketAddr>,
-        ipfix: Option<std::net::SocketAddr>,
-        host: &str,
-    ) -> std::io::Result<NatLogger> {
-        let any = match syslog.or(ipfix) {
-            Some(std::net::SocketAddr::V6(_)) => "[::]:0",
-            _ => "0.0.0.0:0",
-        };
-        let socket = std::net::UdpSocket::bind(any)?;
-        socket.set_nonblocking(true)?;
-        Ok(NatLogger {
-            sub: ct
-                .events()
-                .subscribe(crate::conntrack::events::DEFAULT_QUEUE),
-            socket,
-            syslog,
-            ipfix,
-            host: host.to_string(),
+    /// A logger for `logging`, listening to `ct`'s events when it has a target.
+    pub fn new(ct: &Conntrack, logging: &Logging) -> NatLogger {
+        let mut l = NatLogger {
+            settings: Logging::default(),
+            sub: None,
+            udp4: None,
+            udp6: None,
+            unix: None,
+            host: hostname(),
             enc: IpfixEncoder::default(),
             templates_at: None,
-            template_interval: 60,
             sent: 0,
             lost: 0,
             sub_lost: 0,
             buf: Vec::new(),
-        })
+            next: 0,
+            bindings: HashMap::new(),
+        };
+        l.configure(ct, logging);
+        l
     }
 
-    fn send(&mut self, to: std::net::SocketAddr, bytes: &[u8], records: u64) {
-        match self.socket.send_to(bytes, to) {
+    /// Points the logger at `logging`'s targets (keeping its counters); true when
+    /// something changed.
+    pub fn configure(&mut self, ct: &Conntrack, logging: &Logging) -> bool {
+        if *logging == self.settings {
+            return false;
+        }
+        self.settings = logging.clone();
+        let targets: Vec<SocketAddr> = logging
+            .ipfix
+            .into_iter()
+            .chain(match &logging.syslog {
+                Some(SyslogTarget::Udp(a)) => Some(*a),
+                _ => None,
+            })
+            .collect();
+        self.udp4 = targets
+            .iter()
+            .any(SocketAddr::is_ipv4)
+            .then(|| udp_socket("0.0.0.0:0"))
+            .flatten();
+        self.udp6 = targets
+            .iter()
+            .any(SocketAddr::is_ipv6)
+            .then(|| udp_socket("[::]:0"))
+            .flatten();
+        self.unix = match logging.syslog {
+            Some(SyslogTarget::Local(_)) => UnixDatagram::unbound()
+                .ok()
+                .filter(|u| u.set_nonblocking(true).is_ok()),
+            _ => None,
+        };
+        // A new collector gets the templates at once.
+        self.templates_at = None;
+        if !logging.bindings_only {
+            self.bindings = HashMap::new();
+        }
+        if logging.enabled() {
+            if self.sub.is_none() {
+                self.sub = Some(ct.events().subscribe(DEFAULT_QUEUE));
+                self.sub_lost = 0;
+            }
+        } else {
+            self.sub = None;
+            self.buf.clear();
+            self.next = 0;
+            self.bindings = HashMap::new();
+        }
+        true
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Logging {
+        &self.settings
+    }
+
+    fn send(&mut self, to: &Target, bytes: &[u8], records: u64) {
+        let r = match to {
+            Target::Udp(a) => match if a.is_ipv4() { &self.udp4 } else { &self.udp6 } {
+                Some(s) => s.send_to(bytes, a),
+                None => Err(std::io::ErrorKind::NotConnected.into()),
+            },
+            Target::Local(p) => match &self.unix {
+                Some(u) => u.send_to(bytes, p),
+                None => Err(std::io::ErrorKind::NotConnected.into()),
+            },
+        };
+        match r {
             Ok(_) => self.sent += records,
             Err(_) => self.lost += records,
         }
     }
 
-    /// Sends what arrived since the last call; `now_secs` is the wall clock in seconds.
-    pub fn poll(&mut self, now_secs: u64) {
-        self.buf.clear();
-        self.sub.drain(&mut self.buf);
-        let l = self.sub.lost();
-        self.lost += l - self.sub_lost;
-        self.sub_lost = l;
-        let recs: Vec<NatRecord> = self.buf.iter().filter_map(NatRecord::of).collect();
-        if let Some(to) = self.syslog {
-            for r in &recs {
-                let line = r.syslog_line(&self.host);
-                self.send(to, line.as_bytes(), 1);
+    /// The record of `e` to log, if any (`bindings_only`: a binding's first create and
+    /// its last delete).
+    fn record(&mut self, e: &CtEvent) -> Option<NatRecord> {
+        let r = NatRecord::of(e)?;
+        if !self.settings.bindings_only {
+            return Some(r);
+        }
+        let key = (r.proto, r.zone, r.inside, r.outside);
+        if r.create {
+            if let Some(n) = self.bindings.get_mut(&key) {
+                *n += 1;
+                return None;
+            }
+            if self.bindings.len() < MAX_BINDINGS {
+                self.bindings.insert(key, 1);
+            }
+            Some(r)
+        } else {
+            match self.bindings.get_mut(&key) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    None
+                }
+                Some(_) => {
+                    self.bindings.remove(&key);
+                    Some(r)
+                }
+                // Made before logging started (or its create was lost): not ours.
+                None => None,
             }
         }
-        if let Some(to) = self.ipfix {
-            let due = self
-                .templates_at
-                .is_none_or(|t| now_secs >= t + self.template_interval);
-            if due && recs.is_empty() {
+    }
+
+    /// Sends up to [`RECORDS_PER_POLL`] events' records; `now_secs` is the wall clock.
+    pub fn poll_at(&mut self, now_secs: u64) {
+        let Some(sub) = &self.sub else { return };
+        if self.next >= self.buf.len() {
+            self.buf.clear();
+            self.next = 0;
+            sub.drain(&mut self.buf);
+        }
+        let l = sub.lost();
+        self.lost += l.saturating_sub(self.sub_lost);
+        self.sub_lost = l;
+        let end = (self.next + RECORDS_PER_POLL).min(self.buf.len());
+        let events: Vec<CtEvent> = self.buf[self.next..end].to_vec();
+        self.next = end;
+        let recs: Vec<NatRecord> = events.iter().filter_map(|e| self.record(e)).collect();
+        if let Some(t) = &self.settings.syslog {
+            let to = Target::of(t);
+            for r in &recs {
+                let line = r.syslog_line(&self.host);
+                self.send(&to, line.as_bytes(), 1);
+            }
+        }
+        if let Some(a) = self.settings.ipfix {
+            let to = Target::Udp(a);
+            let interval = u64::from(self.settings.template_interval);
+            let due = |at: Option<u64>| at.is_none_or(|t| now_secs >= t + interval);
+            if due(self.templates_at) && recs.is_empty() {
                 let m = self.enc.message(now_secs as u32, true, &[]);
-                self.send(to, &m, 0);
+                self.send(&to, &m, 0);
                 self.templates_at = Some(now_secs);
             }
             for chunk in recs.chunks(RECORDS_PER_MESSAGE) {
-                let due = self
-                    .templates_at
-                    .is_none_or(|t| now_secs >= t + self.template_interval);
-                let m = self.enc.message(now_secs as u32, due, chunk);
-                if due {
+                let with_templates = due(self.templates_at);
+                let m = self.enc.message(now_secs as u32, with_templates, chunk);
+                if with_templates {
                     self.templates_at = Some(now_secs);
                 }
-                self.send(to, &m, chunk.len() as u64);
+                self.send(&to, &m, chunk.len() as u64);
             }
         }
+    }
+}
+
+/// Where one send goes.
+enum Target {
+    Udp(SocketAddr),
+    Local(std::path::PathBuf),
+}
+
+impl Target {
+    fn of(t: &SyslogTarget) -> Target {
+        match t {
+            SyslogTarget::Udp(a) => Target::Udp(*a),
+            SyslogTarget::Local(p) => Target::Local(p.clone()),
+        }
+    }
+}
+
+impl EventConsumer for NatLogger {
+    fn name(&self) -> &'static str {
+        "natlog"
+    }
+
+    fn poll(&mut self, now_us: u64) {
+        self.poll_at(now_us / 1_000_000);
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![("sent", self.sent), ("lost", self.lost)]
+    }
+
+    fn reconfigure(&mut self, ct: &Conntrack, cfg: &Config) -> Option<String> {
+        self.configure(ct, &cfg.logging).then(|| {
+            let l = &self.settings;
+            let syslog = l
+                .syslog
+                .as_ref()
+                .map_or("off".to_string(), |t| t.to_string());
+            let ipfix = l.ipfix.map_or("off".to_string(), |a| a.to_string());
+            format!(
+                "natlog: syslog {syslog}, ipfix {ipfix}, template_interval {}s{}",
+                l.template_interval,
+                if l.bindings_only {
+                    ", bindings only"
+                } else {
+                    ""
+                }
+            )
+        })
     }
 }
 
@@ -446,17 +634,18 @@ mod sender_tests {
         }
         let mut log = NatLogger::new(
             &ct,
-            Some(syslog.local_addr().unwrap()),
-            Some(ipfix.local_addr().unwrap()),
-            "gw",
-        )
-        .unwrap();
+            &Logging {
+                syslog: Some(SyslogTarget::Udp(syslog.local_addr().unwrap())),
+                ipfix: Some(ipfix.local_addr().unwrap()),
+                ..Logging::default()
+            },
+        );
         let mut w = ct.worker(0);
         w.process_nat(&udp("10.0.0.2", "192.0.2.2", 4000, 53), 0, true, &Snat, 0);
         w.process(&udp("10.0.0.3", "192.0.2.2", 4000, 53), 0, true, 0);
         drop(w);
         ct.control_handle().sweep_all(u64::MAX / 2);
-        log.poll(1_764_626_537);
+        log.poll_at(1_764_626_537);
         let mut buf = [0u8; 2048];
         let mut lines = Vec::new();
         for _ in 0..2 {
@@ -488,5 +677,109 @@ mod sender_tests {
         );
         assert_eq!((d[12], d[44]), (1, 2), "natEvent create then delete");
         assert_eq!((log.sent, log.lost), (4, 0));
+    }
+
+    fn tracker() -> Conntrack {
+        Conntrack::new(CtConfig {
+            max_conns: 100,
+            hash_seed: Some(1),
+            ..CtConfig::default()
+        })
+    }
+
+    /// SNAT every connection to 192.0.2.1:1024 (one binding for all of them).
+    struct OneBinding;
+    impl ReplyTuples for OneBinding {
+        fn flags(&self, _: &ConnKey) -> u8 {
+            CtState::SNAT
+        }
+        fn candidate(&self, orig: &ConnKey, n: u32) -> Option<ConnKey> {
+            let mut r = orig.reversed();
+            r.dst[..4].copy_from_slice(&[192, 0, 2, 1]);
+            r.dport = 1024;
+            (n == 0).then_some(r)
+        }
+    }
+
+    #[test]
+    fn bindings_only_logs_a_bindings_first_create_and_its_last_delete() {
+        let ct = tracker();
+        let rx = std::os::unix::net::UnixDatagram::bind(
+            std::env::temp_dir().join(format!("ctgate-natlog-{}.sock", std::process::id())),
+        )
+        .unwrap();
+        let path = rx
+            .local_addr()
+            .unwrap()
+            .as_pathname()
+            .unwrap()
+            .to_path_buf();
+        rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut log = NatLogger::new(
+            &ct,
+            &Logging {
+                syslog: Some(SyslogTarget::Local(path.clone())),
+                bindings_only: true,
+                ..Logging::default()
+            },
+        );
+        let mut w = ct.worker(0);
+        // One inside socket to three destinations: three connections, one binding.
+        for d in ["192.0.2.2", "192.0.2.3", "192.0.2.4"] {
+            w.process_nat(&udp("10.0.0.2", d, 4000, 53), 0, true, &OneBinding, 0);
+        }
+        drop(w);
+        ct.control_handle().sweep_all(u64::MAX / 2);
+        log.poll_at(1);
+        let mut buf = [0u8; 2048];
+        let mut got = Vec::new();
+        rx.set_nonblocking(true).unwrap();
+        while let Ok(n) = rx.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[0].contains("] create udp 10.0.0.2:4000 -> 192.0.2.1:1024 dst 192.0.2.2:53"),
+            "{}",
+            got[0]
+        );
+        assert!(
+            got[1].contains("] delete udp 10.0.0.2:4000 -> 192.0.2.1:1024 dst"),
+            "{}",
+            got[1]
+        );
+        assert_eq!((log.sent, log.lost), (2, 0));
+    }
+
+    #[test]
+    fn a_target_that_refuses_counts_lost_records_and_a_reload_retargets() {
+        let ct = tracker();
+        let gone = std::env::temp_dir().join("ctgate-natlog-no-such.sock");
+        let mut log = NatLogger::new(
+            &ct,
+            &Logging {
+                syslog: Some(SyslogTarget::Local(gone)),
+                ..Logging::default()
+            },
+        );
+        assert_eq!(ct.events().listeners(), 1);
+        let mut w = ct.worker(0);
+        w.process_nat(&udp("10.0.0.2", "192.0.2.2", 4000, 53), 0, true, &Snat, 0);
+        drop(w);
+        log.poll_at(1);
+        assert_eq!(
+            (log.sent, log.lost),
+            (0, 1),
+            "no socket there: lost, counted"
+        );
+        // The configuration drops the target: the logger stops listening.
+        let mut cfg = Config::embedded().unwrap();
+        cfg.logging = Logging::default();
+        assert!(log.reconfigure(&ct, &cfg).is_some());
+        assert_eq!(ct.events().listeners(), 0);
+        assert!(!ct.events().enabled());
+        assert_eq!(log.counters(), vec![("sent", 0), ("lost", 1)]);
+        assert!(log.reconfigure(&ct, &cfg).is_none(), "nothing changed");
     }
 }

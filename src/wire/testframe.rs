@@ -335,6 +335,8 @@ pub struct Frame {
     frag_offset: u16,
     ip_opts: Vec<u8>,
     flow_label: u32,
+    /// IPv6 extension headers before L4: their next-header values, in order.
+    ext: Vec<u8>,
     l4: L4,
 }
 
@@ -386,6 +388,7 @@ impl Frame {
             frag_offset: 0,
             ip_opts: Vec::new(),
             flow_label: 0,
+            ext: Vec::new(),
             l4,
         }
     }
@@ -436,6 +439,14 @@ impl Frame {
         self
     }
 
+    /// IPv6 extension headers before L4, in order, by next-header value: each is 8
+    /// bytes, a PadN option filling Hop-by-Hop (0) and Destination Options (60), a
+    /// type 0 Routing header (43) with no segments left.
+    pub fn ext_headers(mut self, kinds: &[u8]) -> Frame {
+        self.ext = kinds.to_vec();
+        self
+    }
+
     /// IPv6 flow label.
     pub fn flow_label(mut self, label: u32) -> Frame {
         self.flow_label = label;
@@ -457,7 +468,7 @@ impl Frame {
         let hl = if self.v4 {
             ipv4::MIN_HEADER_LEN + self.ip_opts.len()
         } else {
-            ipv6::HEADER_LEN
+            ipv6::HEADER_LEN + 8 * self.ext.len()
         };
         let mut f = vec![0u8; l3 + hl + seg.len()];
         let mut e = ethernet::Frame::new_unchecked(&mut f[..]);
@@ -501,21 +512,105 @@ impl Frame {
             let mut ip = ipv6::Packet::new_unchecked(&mut f[l3..]);
             ip.set_version(6);
             ip.set_flow_label(self.flow_label);
-            ip.set_payload_len(seg.len() as u16);
-            ip.set_next_header(protocol);
+            let ext_len = 8 * self.ext.len();
+            ip.set_payload_len((ext_len + seg.len()) as u16);
+            ip.set_next_header(self.ext.first().copied().unwrap_or(protocol));
             ip.set_hop_limit(self.ttl);
             ip.set_src_addr(src);
             ip.set_dst_addr(dst);
-            ip.payload_mut().copy_from_slice(&seg);
-            fill_l4(
-                ip.payload_mut(),
-                protocol,
-                self.l4.no_csum(),
-                Pseudo::V6(&src, &dst),
-            );
+            let (exts, l4) = ip.payload_mut().split_at_mut(ext_len);
+            for (i, h) in exts.chunks_exact_mut(8).enumerate() {
+                let kind = self.ext.get(i).copied().unwrap_or(0);
+                h[0] = self.ext.get(i + 1).copied().unwrap_or(protocol);
+                h[1] = 0;
+                if kind == ipv6::ext::ROUTING {
+                    h[2..].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
+                } else {
+                    h[2..].copy_from_slice(&[1, 4, 0, 0, 0, 0]);
+                }
+            }
+            l4.copy_from_slice(&seg);
+            fill_l4(l4, protocol, self.l4.no_csum(), Pseudo::V6(&src, &dst));
         }
         f
     }
+}
+
+/// Cuts a built, unfragmented IPv4 or IPv6 `frame` (VLAN tag, IPv4 options and IPv6
+/// extension headers allowed) into fragments of `size` data bytes each (a multiple of 8;
+/// the last carries the rest), as a sending stack does. IPv4: DF cleared, MF and offset,
+/// total length and header checksum per fragment, options copied into every fragment
+/// (the builder's NOP/EOL options are). IPv6: a Fragment header with identification
+/// `ident` after the unfragmentable part (Hop-by-Hop, Routing, and Destination Options
+/// before a Routing header; later Destination Options travel in the data, RFC 8200 §4.5).
+/// Empty when the frame does not parse or `size` is not a positive multiple of 8.
+pub fn fragments(frame: &[u8], size: usize, ident: u32) -> Vec<Vec<u8>> {
+    let Ok(p) = super::parse::parse_frame(frame) else {
+        return Vec::new();
+    };
+    if size == 0 || !size.is_multiple_of(8) {
+        return Vec::new();
+    }
+    let l3 = usize::from(p.l3_offset);
+    let mut out = Vec::new();
+    if p.family == super::parse::Family::V4 {
+        let hl = usize::from(p.l4_offset) - l3;
+        let Some(data) = frame.get(l3 + hl..usize::from(p.l4_offset) + usize::from(p.l4_len))
+        else {
+            return out;
+        };
+        let mut at = 0;
+        while at < data.len() {
+            let len = size.min(data.len() - at);
+            let last = at + len == data.len();
+            let mut f = frame[..l3 + hl].to_vec();
+            f.extend_from_slice(&data[at..at + len]);
+            let mut ip = ipv4::Packet::new_unchecked(&mut f[l3..]);
+            ip.set_total_len((hl + len) as u16);
+            ip.set_ident(ident as u16);
+            ip.set_dont_frag(false);
+            ip.set_more_frags(!last);
+            ip.set_frag_offset(at as u16);
+            ip.fill_checksum();
+            out.push(f);
+            at += len;
+        }
+        return out;
+    }
+    // IPv6: the unfragmentable part ends after the last Hop-by-Hop/Routing header and any
+    // Destination Options header right before a Routing header.
+    let ip_end = usize::from(p.l4_offset) + usize::from(p.l4_len);
+    let mut next = frame[l3 + 6];
+    let mut at = l3 + ipv6::HEADER_LEN;
+    let (mut unfrag_end, mut unfrag_next_at) = (at, l3 + 6);
+    while matches!(next, 0 | 43 | 60) && at + 8 <= ip_end {
+        let len = 8 * (usize::from(frame[at + 1]) + 1);
+        let routing_follows = frame[at] == ipv6::ext::ROUTING;
+        if next != ipv6::ext::DEST_OPTS || routing_follows {
+            unfrag_end = at + len;
+            unfrag_next_at = at;
+        }
+        next = frame[at];
+        at += len;
+    }
+    let first_next = frame[unfrag_next_at];
+    let data = &frame[unfrag_end..ip_end];
+    let mut off = 0;
+    while off < data.len() {
+        let len = size.min(data.len() - off);
+        let last = off + len == data.len();
+        let mut f = frame[..unfrag_end].to_vec();
+        f[unfrag_next_at] = ipv6::ext::FRAGMENT;
+        f.extend_from_slice(&[first_next, 0]);
+        f.extend_from_slice(&((off as u16) | u16::from(!last)).to_be_bytes());
+        f.extend_from_slice(&ident.to_be_bytes());
+        f.extend_from_slice(&data[off..off + len]);
+        let plen = (f.len() - l3 - ipv6::HEADER_LEN) as u16;
+        f[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+        out.push(f);
+        off += len;
+    }
+    out
 }
 
 #[cfg(test)]

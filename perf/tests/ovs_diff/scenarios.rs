@@ -643,6 +643,7 @@ fn ovs_diff_scenarios() {
             gaps: false,
             tcp_seq_check: true,
             zone: 0,
+            frags: false,
         };
         let both = run_both(&trace, &case);
         eprintln!("scenario {} ({}):", sc.name, sc.difference);

@@ -1,6 +1,7 @@
 //! The control lcore's loop, once the workers run: every tick it advances the tracker
 //! clock, sweeps expired connections in bounded steps (paced so a full pass takes the
-//! sweep interval), serves the control socket, checks the stop conditions and once a
+//! sweep interval), feeds the connection events to their consumers (the NAT logger; see
+//! [`crate::control::event_consumers`]), serves the control socket, checks the stop conditions and once a
 //! second prints the stats line. No step of a tick blocks: the socket is non-blocking and
 //! every walk is bounded, so the loop answers within a tick; the wait between ticks is an
 //! absolute sleep to the tick's deadline, which signals cannot stretch.
@@ -17,10 +18,14 @@ use rustix::time::{clock_gettime, Timespec};
 use super::info::{port_drops, total_drops, Info};
 use super::launch::WorkerHandle;
 use super::metrics_render::{render, MetricsInput, NatUsage, NAT_USAGE_BUCKETS_PER_TICK};
+use crate::config::Logging;
+use crate::conntrack::events::wall_us;
 use crate::conntrack::{Conntrack, CtWorker};
 use crate::control::commands::ControlContext;
 use crate::control::counter_lines::mpps;
+use crate::control::event_consumers::Consumers;
 use crate::control::metrics::{Exposition, MetricsServer};
+use crate::control::natlog::NatLogger;
 use crate::control::reload::LiveGateway;
 use crate::control::run_options::RunOptions;
 use crate::control::socket::{ControlServer, DEFAULT_BUDGET};
@@ -45,7 +50,7 @@ pub(super) enum StopReason {
 /// What the gateway mode adds to the control lcore.
 pub(super) struct GatewayCtl {
     /// The configuration in force and the table versions published to the workers.
-    pub live: LiveGateway,
+    pub live: Box<LiveGateway>,
     /// The Prometheus endpoint and the text it serves (rendered here once a second).
     pub metrics: Option<Box<(MetricsServer, Exposition)>>,
     pub ct: Arc<Conntrack>,
@@ -154,6 +159,13 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
         debt: 0.0,
         last_ms: clock_ms(start, start),
     };
+    // The event stream's consumers on this lcore, configured from the file in force and
+    // again after each reload (a new generation).
+    let mut consumers = Consumers::default();
+    let mut consumers_gen = 0;
+    if let Some(g) = gw.as_deref() {
+        consumers.push(Box::new(NatLogger::new(&g.ct, &Logging::default())));
+    }
     loop {
         let tick_deadline = deadline_after(TICK);
         let now = Instant::now();
@@ -176,6 +188,16 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                 let rep = h.sweep_expired(now_ms, due);
                 pacer.done(rep.buckets);
             }
+            let generation = g.live.shared().generation();
+            if generation != consumers_gen {
+                consumers_gen = generation;
+                let report = consumers.reconfigure(&g.ct, &g.live.config());
+                if !report.is_empty() {
+                    print!("ctgate: {report}");
+                    flush();
+                }
+            }
+            consumers.poll(&g.ct, wall_us());
             let info = Info {
                 ports: env.ports,
                 caps: env.caps,
@@ -186,6 +208,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                 live: &g.live,
                 socket: g.server.path().display().to_string(),
                 sweep_interval_ms: interval,
+                consumers: &consumers,
             };
             let cur = g.live.shared();
             let ctx = ControlContext {
@@ -212,6 +235,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                         shared: &shared,
                         generation: g.live.origin().0,
                         nat: &nat_usage,
+                        consumers: &consumers,
                     });
                     if let Ok(mut t) = text.lock() {
                         *t = body;

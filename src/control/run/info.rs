@@ -77,6 +77,8 @@ pub(super) struct Info<'a> {
     pub live: &'a LiveGateway,
     pub socket: String,
     pub sweep_interval_ms: u32,
+    /// The control lcore's event consumers (their `stats` lines).
+    pub consumers: &'a crate::control::event_consumers::Consumers,
 }
 
 impl GatewayInfo for Info<'_> {
@@ -153,6 +155,7 @@ impl GatewayInfo for Info<'_> {
         }
         s.push('\n');
         let _ = writeln!(s, "{}", gateway_line(&self.live.shared().counters()));
+        s.push_str(&self.consumers.stats_lines());
         s
     }
 

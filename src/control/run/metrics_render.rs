@@ -11,6 +11,7 @@ use super::info::port_drops;
 use super::launch::WorkerHandle;
 use crate::conntrack::key::addr_to_ip;
 use crate::conntrack::{Conntrack, CtState};
+use crate::control::event_consumers::Consumers;
 use crate::control::metrics::ExpositionWriter;
 use crate::dpdk::Port;
 use crate::pipeline::gateway::GatewayShared;
@@ -27,6 +28,8 @@ pub(super) struct MetricsInput<'a> {
     pub shared: &'a GatewayShared,
     pub generation: u64,
     pub nat: &'a NatUsage,
+    /// The control lcore's event consumers (`ctgate_natlog_lost_total`, …).
+    pub consumers: &'a Consumers,
 }
 
 /// Buckets the NAT usage count walks per control tick.
@@ -323,5 +326,9 @@ pub(super) fn render(m: &MetricsInput) -> String {
         "Seconds since the workers started.",
     );
     w.sample("ctgate_uptime_seconds", &[], m.uptime_secs);
+    for (name, help, v) in m.consumers.metrics() {
+        w.family(&name, "counter", &help);
+        w.sample(&name, &[], v);
+    }
     w.finish()
 }

@@ -28,6 +28,7 @@ pub fn build_tracker(cfg: &Config, workers: usize) -> Conntrack {
         hash_seed: None,
     });
     ct.zones().set_default_limit(cfg.default_limit);
+    ct.set_helpers(&cfg.alg);
     for &(zone, limit) in &cfg.zone_limits {
         ct.zones().set_limit(zone, limit);
     }
@@ -205,6 +206,8 @@ pub(super) fn configure_ports(
             rx_desc: RX_DESC,
             tx_desc: TX_DESC,
             rss: pq.rss,
+            // Forwarding mode (no config) keeps the device's default.
+            mtu: config.map_or(0, |cfg| cfg.port_mtu(pq.id)),
         };
         let port = Port::configure(eal, pq.id, &conf, &pool).map_err(|e| e.to_string())?;
         let mac = MacAddr(port.mac().map_err(|e| e.to_string())?);
@@ -236,14 +239,26 @@ pub(super) fn configure_ports(
     Ok((ports, macs))
 }
 
+/// The mbufs' buffer size (headroom included) for a largest MTU of `mtu`: DPDK's
+/// default, or one frame of that MTU (Ethernet, two VLAN tags, CRC) in one segment.
+pub(super) fn mbuf_buf_size(mtu: u16) -> u16 {
+    let frame = crate::pipeline::gateway::frame_room(mtu) + 4;
+    let want = usize::from(dpdk::MBUF_HEADROOM) + frame;
+    u16::try_from(want)
+        .unwrap_or(u16::MAX)
+        .max(DEFAULT_MBUF_BUF_SIZE)
+}
+
 /// One mempool per NUMA socket that has ports, sized for every descriptor, TX buffer and
-/// per-lcore cache that may hold an mbuf at once, and at least `at_least` (`--mbufs`).
+/// per-lcore cache that may hold an mbuf at once, and at least `at_least` (`--mbufs`);
+/// each buffer holds a frame of `mtu` (the configuration's largest) in one segment.
 pub(super) fn create_mempools(
     eal: &Eal,
     plan: &PortPlan,
     socket_of: &dyn Fn(u16) -> u32,
     at_least: u32,
     run_no: u32,
+    mtu: u16,
 ) -> Result<Vec<(u32, Mempool)>, String> {
     let mut sockets: Vec<u32> = plan.ports.iter().map(|p| socket_of(p.id)).collect();
     sockets.sort_unstable();
@@ -280,7 +295,7 @@ pub(super) fn create_mempools(
             &name,
             n,
             MEMPOOL_CACHE,
-            DEFAULT_MBUF_BUF_SIZE,
+            mbuf_buf_size(mtu),
             i32::try_from(socket).unwrap_or(-1),
         )
         .map_err(|e| e.to_string())?;
@@ -344,9 +359,14 @@ mod tests {
             [[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\nzone = 3\n\
             [[port]]\nport = 1\nrole = \"outside\"\nipv4 = \"192.0.2.1/24\"\n\
             [limits]\ndefault = 7\nzones = [{ zone = 3, limit = 2 }]\n\
-            [timeouts]\nudp_first = 5\n[[timeouts.zone]]\nzone = 3\ntcp_established = 9\n";
+            [timeouts]\nudp_first = 5\n[[timeouts.zone]]\nzone = 3\ntcp_established = 9\n\
+            [[alg]]\nhelper = \"ftp\"\nport = 2121\n";
         let cfg = Config::parse(text, "t.toml").unwrap();
         let ct = build_tracker(&cfg, 2);
+        assert_eq!(
+            ct.helpers(),
+            vec![(crate::conntrack::alg::expect::Helper::Ftp, 2121)]
+        );
         assert_eq!(ct.max_conns(), 1000);
         assert_eq!(ct.table().n_buckets(), 256);
         assert!(!ct.tcp_seq_check());

@@ -97,7 +97,53 @@ fn dump_argument_errors() {
         "Unrecognized option --bogus"
     );
     assert_eq!(env.err("dump-conntrack", &["-x"]), "Unrecognized option -x");
-    assert!(env.err("dump-conntrack", &["-m"]).contains("not supported"));
+    // -m adds only the parent of data connections and the origin of learned ones: none
+    // here.
+    assert_eq!(
+        env.ok("dump-conntrack", &["-m"]),
+        env.ok("dump-conntrack", &[])
+    );
+    assert_eq!(
+        env.err("dump-conntrack-exp", &["-s"]),
+        "dump-conntrack-exp takes no option"
+    );
+    assert_eq!(
+        env.err("dump-conntrack-exp", &["zone=x"]),
+        "failed to parse zone (Invalid argument)"
+    );
+}
+
+#[test]
+fn dump_conntrack_exp_lists_expectations_in_ovs_format_by_zone() {
+    use crate::conntrack::alg::expect::Helper;
+    use crate::conntrack::testpkt::tcp;
+    use crate::wire::parse::tcp_flags::SYN;
+    let env = Env::new(1000, 256);
+    env.ct.set_helpers(&[(Helper::Ftp, 21)]);
+    let mut w = env.ct.worker(0);
+    assert_eq!(env.ok("dump-conntrack-exp", &[]), "");
+    for (zone, port) in [(0u16, "1,2"), (3, "4,1")] {
+        let r = w.process(
+            &tcp("10.1.1.1", "10.1.1.2", 40000, 21, SYN, 1, 0, 1000, 0),
+            zone,
+            true,
+            0,
+        );
+        let msg = format!("PORT 10,1,1,1,{port}\r\n");
+        w.alg_ftp(&r.conn.unwrap(), msg.as_bytes());
+    }
+    assert_eq!(
+        env.ok("dump-conntrack-exp", &[]),
+        "tcp,orig=(src=10.1.1.2,dst=10.1.1.1,sport=0,dport=1025),zone=3,parent=(src=10.1.1.1,dst=10.1.1.2,sport=40000,dport=21)\n\
+         tcp,orig=(src=10.1.1.2,dst=10.1.1.1,sport=0,dport=258),parent=(src=10.1.1.1,dst=10.1.1.2,sport=40000,dport=21)\n"
+    );
+    assert_eq!(
+        env.ok("dump-conntrack-exp", &["zone=0"]),
+        "tcp,orig=(src=10.1.1.2,dst=10.1.1.1,sport=0,dport=258),parent=(src=10.1.1.1,dst=10.1.1.2,sport=40000,dport=21)\n"
+    );
+    assert!(env
+        .ok("dump-conntrack", &[])
+        .contains(",protoinfo=(state=SYN_SENT),helper=ftp\n"));
 }
 
 #[test]
@@ -295,4 +341,46 @@ fn flush_argument_errors_are_ovs_messages() {
     }
     // Nothing was flushed by the failures.
     assert_eq!(env.dump(&[]), expected_dump());
+}
+
+#[test]
+fn dump_more_marks_connections_learned_from_a_sync_peer() {
+    use crate::conntrack::learn::LearnedConn;
+    use crate::conntrack::TimeoutAttr;
+    let env = Env::new(1024, 0);
+    let other = Env::new(1024, 0);
+    other.ct.worker(0).process(&udp(A, B, 4000, 53), 0, true, 0);
+    let s = other.ct.all_conns()[0];
+    env.ct.worker(0).process(&udp(A, B, 4001, 53), 0, true, 0);
+    env.ct
+        .worker(0)
+        .learn(
+            &LearnedConn {
+                orig: s.orig,
+                reply: s.reply,
+                nat: s.nat,
+                attr: TimeoutAttr::UdpFirst,
+                timeout_ms: 30_000,
+                mark: 0,
+                label: 0,
+                l4: s.l4,
+                origin: 2,
+            },
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        env.dump(&["-m"]),
+        vec![
+            "udp,orig=(src=10.0.0.2,dst=192.0.2.2,sport=4000,dport=53),reply=(src=192.0.2.2,dst=10.0.0.2,sport=53,dport=4000),learned=2",
+            "udp,orig=(src=10.0.0.2,dst=192.0.2.2,sport=4001,dport=53),reply=(src=192.0.2.2,dst=10.0.0.2,sport=53,dport=4001)",
+        ]
+    );
+    // Without -m the two look alike.
+    assert!(env.dump(&[]).iter().all(|l| !l.contains("learned")));
+    let json = env.dump(&["-m", "--json"]);
+    assert!(
+        json[0].contains("\"learned\":2") || json[1].contains("\"learned\":2"),
+        "{json:?}"
+    );
 }
