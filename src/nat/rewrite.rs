@@ -240,10 +240,7 @@ impl fmt::Debug for Rewritten {
 ///   translated (see the module docs).
 ///
 /// `Err(ConnGone)` when the connection was removed between tracking and rewrite.
-///
-/// Always inlined: the gateway's burst loop calls it once per packet, and the hint alone
-/// was no longer taken there once the loop grew (a call per packet in `ctgate-perf step`).
-#[inline(always)]
+#[inline]
 pub fn apply(
     frame: &mut [u8],
     p: &ParsedPacket,
