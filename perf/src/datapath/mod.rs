@@ -817,8 +817,7 @@ fn drain_rings(r: &Rings) {
 }
 
 /// `--events`: the NAT log to a port on loopback where nothing listens.
-const NAT_LOG_CONFIG: &str =
-    "\n[logging]\nsyslog = \"127.0.0.1:9\"\nipfix = \"127.0.0.1:9\"\n";
+const NAT_LOG_CONFIG: &str = "\n[logging]\nsyslog = \"127.0.0.1:9\"\nipfix = \"127.0.0.1:9\"\n";
 
 /// The benchmark config ([`crate::bench_config::bench_config`]: static next hops, SNAT) with
 /// room for the flows, and in connection-rate mode short timeouts and a faster sweep.
