@@ -226,3 +226,66 @@ fn skew_is_recorded_per_direction_and_flags_the_connection() {
     let next = w.process(&tcp(A, B, 40000, 21, ACK, 101, 0, 1000, 0), 1, true, 1);
     assert_eq!(next.alg & ALG_SKEW, ALG_SKEW);
 }
+
+#[test]
+fn ipv6_eprt_under_snat_is_rewritten_to_the_pool_address_and_epsv_expects_the_client() {
+    let ct = tracker();
+    let mut w = ct.worker(0);
+    let spec = NatSpec::snat("[fd00:0:0:2::1]".parse::<NatRange>().unwrap());
+    let (a6, b6) = ("fd00:0:0:1::2", "fd00:0:0:2::2");
+    let ctl = w.process_nat(
+        &tcp(a6, b6, 40000, 21, SYN, 1, 0, 1000, 0),
+        1,
+        true,
+        &spec,
+        0,
+    );
+    let mut hit = ctl.conn.unwrap();
+    let v = w.alg_ftp(&hit, b"EPRT |2|fd00:0:0:1::2|47419|\r\n");
+    assert_eq!(
+        match v {
+            AlgVerdict::Rewrite { to, .. } => Some(to),
+            _ => None,
+        },
+        Some("fd00:0:0:2::1".parse().unwrap())
+    );
+    hit.dir = DIR_REPLY;
+    assert_eq!(
+        w.alg_ftp(&hit, b"229 Entering Extended Passive Mode (|||50000|)\r\n"),
+        AlgVerdict::Pass
+    );
+    assert_eq!(
+        exps(&ct),
+        [
+            "tcp,orig=(src=fd00:0:0:1::2,dst=fd00:0:0:2::2,sport=0,dport=50000),zone=1,parent=(src=fd00:0:0:1::2,dst=fd00:0:0:2::2,sport=40000,dport=21)",
+            "tcp,orig=(src=fd00:0:0:2::2,dst=fd00:0:0:2::1,sport=0,dport=47419),zone=1,parent=(src=fd00:0:0:1::2,dst=fd00:0:0:2::2,sport=40000,dport=21)",
+        ]
+    );
+}
+
+#[test]
+fn a_port_command_split_across_segments_is_counted_and_expects_nothing() {
+    let ct = tracker();
+    let mut w = ct.worker(0);
+    let ctl = w.process_nat(
+        &tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0),
+        1,
+        true,
+        &snat(),
+        0,
+    );
+    let hit = ctl.conn.unwrap();
+    // As OVS: each segment is looked at alone; the first half does not parse, the
+    // second is no command.
+    assert_eq!(w.alg_ftp(&hit, b"PORT 10,0,"), AlgVerdict::Invalid);
+    assert_eq!(w.alg_ftp(&hit, b"0,2,4,1\r\n"), AlgVerdict::Pass);
+    assert_eq!((ct.counters().alg_ftp_invalid, ct.n_expectations()), (1, 0));
+    // A command past 256 bytes of padding: not at the start, not seen.
+    let mut long = vec![b' '; 300];
+    long.extend_from_slice(b"PORT 10,0,0,2,4,1\r\n");
+    assert_eq!(w.alg_ftp(&hit, &long), AlgVerdict::Pass);
+    // A PORT followed by 400 bytes still parses from its 127-byte window.
+    let mut big = b"PORT 10,0,0,2,4,1\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 400));
+    assert!(matches!(w.alg_ftp(&hit, &big), AlgVerdict::Rewrite { .. }));
+}

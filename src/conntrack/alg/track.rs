@@ -354,3 +354,30 @@ impl CtWorker<'_> {
 pub fn addr_bytes(a: IpAddr) -> [u8; 16] {
     ip_to_addr(a).0
 }
+
+impl crate::conntrack::OwnedCtWorker {
+    /// See [`CtWorker::alg_ftp`].
+    pub fn alg_ftp(&mut self, hit: &Hit, payload: &[u8]) -> AlgVerdict {
+        self.with_worker(|w| w.alg_ftp(hit, payload))
+    }
+
+    /// See [`CtWorker::alg_tftp`].
+    pub fn alg_tftp(&mut self, hit: &Hit, payload: &[u8]) {
+        self.with_worker(|w| w.alg_tftp(hit, payload))
+    }
+
+    /// See [`CtWorker::alg_add_skew`].
+    pub fn alg_add_skew(&mut self, hit: &Hit, seq: u32, delta: i32) -> bool {
+        self.with_worker(|w| w.alg_add_skew(hit, seq, delta))
+    }
+
+    /// See [`CtWorker::alg_skew`].
+    pub fn alg_skew(&mut self, hit: &Hit) -> Option<[Skew; 2]> {
+        self.with_worker(|w| w.alg_skew(hit))
+    }
+
+    /// See [`CtWorker::alg_rewrite_failed`].
+    pub fn alg_rewrite_failed(&mut self) {
+        self.with_worker(|w| w.alg_rewrite_failed())
+    }
+}

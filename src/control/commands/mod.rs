@@ -85,7 +85,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         details: "Lines are `tcp,orig=(src=A,dst=B,sport=P,dport=Q),reply=(...)[,zone=Z][,timeout=S]\n\
                   [,mark=M][,labels=0xL][,protoinfo=(state=S)][,helper=ftp]`, as `ovs-appctl dpctl/dump-conntrack`.\n\
                   The reply tuple is the NAT-translated one for NATed connections.\n\
-                  -m, --more                 add parent=(...) to data connections an ALG expected\n\
+                  -m, --more                 add parent=(...) to data connections an ALG expected,\n\
+                                             ,learned=N to connections learned from sync peer N\n\
                   -s, --stats, --statistics  add timeout=<seconds left>\n\
                   --json                     one JSON object per line instead (for machines)\n\
                   zone=N                     only zone N\n\
@@ -260,8 +261,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         details: "Reads the file ctgate started with (or FILE, as a path ctgate can open; the embedded\n\
                   default when it started on it), validates it completely and, when it is valid, swaps\n\
                   it in atomically: workers switch between two bursts, every connection keeps its state\n\
-                  and NAT binding, new connections follow the new rules. An invalid file is refused with\n\
-                  its FILE:LINE: FIELD: MESSAGE error and nothing changes (exit status 1).\n\
+                  and NAT binding, new connections follow the new rules. It answers once every worker\n\
+                  runs the new version (so a packet that arrives after it follows the new rules; after\n\
+                  2 s it answers anyway with a `note:` line counting the workers not switched yet).\n\
+                  An invalid file is refused with its FILE:LINE: FIELD: MESSAGE error and nothing\n\
+                  changes (exit status 1).\n\
                   Live: routes, policy, SNAT and DNAT rules, zones of ports, static next hops\n\
                   (next_hop_mac), port addresses, limits, timeouts, max_conns up to the pool allocated\n\
                   at start, tcp_seq_check, sweep_interval_ms, [fragments]. Needs a restart (refused,\n\

@@ -77,12 +77,16 @@
 //! neighbour resolution and hold queue, [`neigh`] the neighbour table, and [`originated`]
 //! the byte writers of the frames the gateway originates.
 
+mod alg;
 mod answers;
 mod epoch;
+pub mod fragment_out;
 pub mod live;
 pub mod martian;
+mod mtu;
 pub mod neigh;
 pub mod originated;
+pub mod ratelimit;
 mod resolve;
 mod shared;
 mod state;
@@ -115,7 +119,8 @@ use state::{Pre, WorkerState};
 pub use answers::ICMP_ERRORS_PER_SEC;
 pub use live::Publisher;
 pub use shared::{
-    GatewayCounters, GatewayCountersSnapshot, GatewayRuntime, GatewayShared, MAX_NAT_SPECS,
+    frame_room, max_mtu, GatewayCounters, GatewayCountersSnapshot, GatewayRuntime, GatewayShared,
+    MAX_NAT_SPECS,
 };
 pub use state::{BURST, HOLD_PER_PORT, HOLD_TIMEOUT_MS};
 
@@ -272,6 +277,21 @@ impl GatewayStep {
                     m.result = self.ct.process_nat(&m.parsed, port.zone, true, &nat, w.now);
                 }
             }
+            // ALG: helper connections' payloads, skewed sequence numbers.
+            for (i, (f, m)) in frames.iter_mut().zip(metas[..n].iter()).enumerate() {
+                let whole = matches!(w.pre[i], Pre::Track { .. })
+                    && w.dgram.get(i).is_some_and(Option::is_none);
+                let pending = if m.result.alg != 0 && whole {
+                    alg::alg_step(&mut self.ct, w, f, m)
+                } else {
+                    None
+                };
+                if let Some(slot) = w.alg_pending.get_mut(i) {
+                    *slot = pending;
+                }
+            }
+        } else {
+            w.alg_pending = [None; BURST];
         }
         for (i, ((f, v), m)) in frames
             .iter_mut()
@@ -284,7 +304,12 @@ impl GatewayStep {
                 (Pre::Track { dst_own, route }, Some(port)) => {
                     match w.dgram.get_mut(i).and_then(Option::take) {
                         Some(d) => w.egress_datagram(sh, d, port, m, dst_own, route),
-                        None => w.egress(sh, f, port, m, dst_own, route),
+                        None => match w.alg_pending.get(i).copied().flatten() {
+                            Some((slot, len)) => {
+                                w.egress_alg(sh, slot, len, port, m, dst_own, route)
+                            }
+                            None => w.egress(sh, f, port, m, dst_own, route),
+                        },
                     }
                 }
                 (Pre::Track { .. }, None) => Verdict::Drop(DropReason::Vlan),
@@ -402,6 +427,9 @@ impl WorkerState {
             Some(_) => return Pre::Done(Verdict::Drop(DropReason::Malformed)),
         }
         let p = &m.parsed;
+        if mtu::exceeds(frame, usize::from(p.l3_offset), port.mtu) {
+            return Pre::Done(Verdict::Drop(DropReason::TooBig));
+        }
         let fam = family_of(p.family);
         if fam == 4 {
             if let Some(r) = ipv4_header_refusal(frame, p, cksum) {
@@ -562,18 +590,27 @@ impl WorkerState {
         if p.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExpired);
         }
-        if !decrement_ttl(frame, fam, l3) {
-            return Verdict::Drop(DropReason::Malformed);
-        }
         let Some(out) = sh.ports.get(usize::from(out_idx)) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
+        // Path MTU ([`mtu`]): one compare on the fast path. Fragments of a reassembled
+        // datagram are checked by `egress_datagram`, all together.
+        let mut cut = false;
+        if mtu::exceeds(frame, l3, out.mtu) && p.fragment == Fragment::None {
+            if let Some(v) = self.too_big(sh, frame, p, rw, port, out) {
+                return v;
+            }
+            cut = true;
+        }
+        if !decrement_ttl(frame, fam, l3) {
+            return Verdict::Drop(DropReason::Malformed);
+        }
         if let Some(b) = frame.get_mut(6..12) {
             b.copy_from_slice(&out.mac.0);
         }
         if let L4Summary::Tcp(t) = &p.l4 {
             if t.flags & tcp_flags::SYN != 0 {
-                clamp_mss(frame, p, fam, port.mss_clamp, out.mss_clamp);
+                clamp_mss(frame, p, fam, port, out);
             }
         }
         match self.resolve(sh, out, fam, nh) {
@@ -581,10 +618,13 @@ impl WorkerState {
                 if let Some(b) = frame.get_mut(0..6) {
                     b.copy_from_slice(&mac.0);
                 }
+                if cut {
+                    return self.fragment_out(sh, frame, l3, out);
+                }
                 Verdict::Forward(out.id)
             }
             Err(reason) => {
-                if reason != DropReason::NeighUnresolved {
+                if reason != DropReason::NeighUnresolved || cut {
                     return Verdict::Drop(reason);
                 }
                 self.hold(sh, out_idx, out, port.id, fam, nh)
@@ -594,6 +634,52 @@ impl WorkerState {
 }
 
 impl WorkerState {
+    /// Second pass for a frame the ALG rewrote to another length: the rewritten copy in
+    /// buffer `slot` goes through [`WorkerState::egress`] and, when forwarded, is sent at
+    /// the next service; the original is consumed. A copy that would wait for its
+    /// neighbour is dropped instead (the sender retransmits; the rewrite is redone with
+    /// the same skew).
+    #[allow(clippy::too_many_arguments)]
+    fn egress_alg(
+        &mut self,
+        sh: &GatewayShared,
+        slot: usize,
+        len: usize,
+        port: &Port,
+        m: &PacketMeta,
+        dst_own: bool,
+        route: u8,
+    ) -> Verdict {
+        let Some(mut buf) = self.alg_bufs.get_mut(slot).map(std::mem::take) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let v = match buf.get_mut(..len) {
+            Some(f) => match parse_frame(f) {
+                Ok(p) => {
+                    let mut meta = *m;
+                    meta.parsed = p;
+                    self.egress(sh, f, port, &meta, dst_own, route)
+                }
+                Err(_) => Verdict::Drop(DropReason::Malformed),
+            },
+            None => Verdict::Drop(DropReason::Malformed),
+        };
+        if let Some(b) = self.alg_bufs.get_mut(slot) {
+            *b = buf;
+        }
+        match v {
+            Verdict::Forward(o) => {
+                self.alg_out.push((slot, len, o));
+                Verdict::Consumed
+            }
+            Verdict::Hold(h) => {
+                self.unhold(h);
+                Verdict::Drop(DropReason::NeighUnresolved)
+            }
+            other => other,
+        }
+    }
+
     /// Hands fragment `frame` to the reassembly module: held (`Consumed`), refused
     /// (`drop_fragment`; or tracked as before, hence invalid, when reassembly is off for
     /// its family), or the last piece of its datagram, whose summary then replaces the
@@ -662,6 +748,16 @@ impl WorkerState {
             }
         }
         if let Some(h) = wait {
+            // A datagram that would have to be cut again does not wait (as a single
+            // packet to be fragmented would not).
+            if let Some(op) = sh.port(h.out_port) {
+                let l3 = usize::from(m.parsed.l3_offset);
+                if (0..dg.len())
+                    .any(|k| dg.fragment(k).is_some_and(|f| mtu::exceeds(&f, l3, op.mtu)))
+                {
+                    return Verdict::Drop(DropReason::NeighUnresolved);
+                }
+            }
             if self.frag_wait.len() >= self.frag_wait.capacity() {
                 return Verdict::Drop(DropReason::HoldQueueFull);
             }
@@ -671,6 +767,16 @@ impl WorkerState {
         let Some(o) = out else {
             return Verdict::Drop(DropReason::Fragment);
         };
+        if let Some(op) = sh.port(o) {
+            let too_big = (0..dg.len()).any(|k| {
+                dg.fragment(k)
+                    .is_some_and(|f| mtu::exceeds(&f, usize::from(m.parsed.l3_offset), op.mtu))
+            });
+            if too_big {
+                let op = *op;
+                return self.refragment(sh, &dg, &m.parsed, port, &op);
+            }
+        }
         if self.frag_out.len() >= self.frag_out.capacity() {
             return Verdict::Drop(DropReason::NoBuffer);
         }
@@ -703,19 +809,15 @@ fn ipv4_header_refusal(frame: &[u8], p: &ParsedPacket, cksum: RxCksum) -> Option
 }
 
 /// Lowers the MSS option of a TCP SYN or SYN/ACK to the smaller clamp of its input and
-/// output ports (`mss_clamp`), checksum adjusted incrementally.
+/// output ports (`mss_clamp`; `"auto"` is the port's MTU minus the IP and TCP headers),
+/// checksum adjusted incrementally.
 #[inline]
-fn clamp_mss(
-    frame: &mut [u8],
-    p: &ParsedPacket,
-    fam: u8,
-    a: Option<crate::config::MssClamp>,
-    b: Option<crate::config::MssClamp>,
-) {
-    let max = match (a, b) {
+fn clamp_mss(frame: &mut [u8], p: &ParsedPacket, fam: u8, a: &Port, b: &Port) {
+    let max = match (a.mss_clamp, b.mss_clamp) {
         (None, None) => return,
-        (Some(x), None) | (None, Some(x)) => x.max_mss(fam),
-        (Some(x), Some(y)) => x.max_mss(fam).min(y.max_mss(fam)),
+        (Some(x), None) => x.max_mss(fam, a.mtu),
+        (None, Some(y)) => y.max_mss(fam, b.mtu),
+        (Some(x), Some(y)) => x.max_mss(fam, a.mtu).min(y.max_mss(fam, b.mtu)),
     };
     let l4 = usize::from(p.l4_offset);
     if let Some(seg) = frame.get_mut(l4..l4 + usize::from(p.l4_len)) {
@@ -837,6 +939,13 @@ impl PacketStep for GatewayStep {
             sink.emit(g.port, &g.buf[..usize::from(g.len)]);
         }
         w.n_gen = 0;
+        for &(slot, len, port) in &w.alg_out {
+            if let Some(b) = w.alg_bufs.get(slot).and_then(|b| b.get(..len)) {
+                sink.emit(port, b);
+            }
+        }
+        w.alg_out.clear();
+        w.alg_used = 0;
         if !w.frag_wait.is_empty() {
             w.sync_neigh(sh);
             w.service_frag_wait(sh);
@@ -849,6 +958,13 @@ impl PacketStep for GatewayStep {
                 }
             }
         }
+        for pc in w.pieces.drain(..) {
+            let at = pc.at as usize;
+            if let Some(f) = w.frag_arena.get(at..at + usize::from(pc.len)) {
+                sink.emit(pc.port, f);
+            }
+        }
+        w.frag_used = 0;
         if sh.ipf.n_frags() > 0 {
             sh.ipf.expire(w.now, 8);
         }
