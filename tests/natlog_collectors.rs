@@ -5,10 +5,8 @@
 //! created, then expired by a sweep), so what the collectors show is what the gateway
 //! would log for them. No namespaces: everything stays on 127.0.0.1.
 
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod natlog_rx;
+use natlog_rx::{Nfcapd, Rsyslog};
 
 use ctgate::config::{Logging, SyslogTarget};
 use ctgate::conntrack::testpkt::{icmp_query, tcp, udp};
@@ -32,44 +30,6 @@ impl ReplyTuples for Snat {
             r.dport = orig.sport + 1000;
         }
         (n == 0).then_some(r)
-    }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ctgate-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A UDP port on 127.0.0.1 free right now.
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn tool(name: &str) -> String {
-    for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] {
-        let p = Path::new(d).join(name);
-        if p.exists() {
-            return p.display().to_string();
-        }
-    }
-    panic!("{name} is missing: run ci/setup (it installs nfdump and rsyslog)");
-}
-
-/// Waits until `port` on 127.0.0.1 is bound by someone (a receiver listens).
-fn wait_bound(port: u16, what: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("{what} exited at start: {st}");
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -110,55 +70,17 @@ fn log_three_connections(logging: &Logging) -> NatLogger {
 
 #[test]
 fn nfdump_decodes_the_ipfix_nat_records_to_the_same_addresses_and_ports() {
-    let dir = scratch("nfcapd");
-    let port = free_port();
-    let mut nfcapd = Command::new(tool("nfcapd"))
-        .args(["-b", "127.0.0.1", "-p", &port.to_string(), "-w"])
-        .arg(&dir)
-        .args(["-t", "3600"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nfcapd");
-    wait_bound(port, "nfcapd", &mut nfcapd);
+    let mut nfcapd = Nfcapd::start("nfcapd");
     let log = log_three_connections(&Logging {
-        ipfix: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        ipfix: Some(format!("127.0.0.1:{}", nfcapd.port).parse().unwrap()),
         ..Logging::default()
     });
     assert_eq!((log.sent, log.lost), (6, 0));
-    // nfcapd writes its file when it stops.
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill")
-        .args(["-TERM", &nfcapd.id().to_string()])
-        .status();
-    let _ = nfcapd.wait();
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("nfcapd.2"))
-        })
-        .collect();
-    assert_eq!(files.len(), 1, "one nfcapd file in {}", dir.display());
-    let out = Command::new(tool("nfdump"))
-        .arg("-r")
-        .arg(&files[0])
-        .args(["-q", "-o", "fmt:%nevt|%pr|%sa|%sp|%xsa|%xsp|%da|%dp"])
-        .output()
-        .expect("run nfdump");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>().join("|"))
-        .collect();
-    std::fs::remove_dir_all(&dir).unwrap();
-    // nfdump 1.7 prints an ICMP record's ports its own way: %sp 0 and %dp as type.code
-    // made from the sourceTransportPort sent (the identifier 77); the outside
+    let got = nfcapd.stop_and_decode();
+    // nfdump 1.7 prints an ICMP record's ports its own way: %sp 0 and %dp the
+    // sourceTransportPort sent (the identifier 77) as LOW.HIGH bytes; the outside
     // identifier (postNAPTSourceTransportPort) as sent.
-    let want = [
+    let mut want = vec![
         "ADD|UDP|10.0.0.2|4000|192.0.2.1|5000|192.0.2.2|53",
         "ADD|TCP|10.0.0.2|40000|192.0.2.1|41000|192.0.2.2|80",
         "ADD|ICMP|10.0.0.3|0|192.0.2.1|1077|192.0.2.2|77.0",
@@ -166,82 +88,26 @@ fn nfdump_decodes_the_ipfix_nat_records_to_the_same_addresses_and_ports() {
         "DELETE|TCP|10.0.0.2|40000|192.0.2.1|41000|192.0.2.2|80",
         "DELETE|UDP|10.0.0.2|4000|192.0.2.1|5000|192.0.2.2|53",
     ];
-    let mut got = lines.clone();
-    got.sort();
-    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     want.sort();
-    assert_eq!(got, want, "{text}");
+    assert_eq!(got, want);
 }
 
 #[test]
 fn rsyslog_parses_the_rfc5424_nat_lines_from_udp_and_a_local_socket() {
-    let dir = scratch("rsyslog");
-    let port = free_port();
-    let sock = dir.join("log.sock");
-    let out = dir.join("out.log");
-    let conf = dir.join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"global(workDirectory="{d}")
-module(load="imudp")
-module(load="imuxsock" SysSock.Use="off")
-input(type="imudp" address="127.0.0.1" port="{port}")
-input(type="imuxsock" Socket="{sock}" UseSpecialParser="off")
-template(name="fields" type="string" string="%inputname%|%pri%|%app-name%|%msgid%|%structured-data%|%msg%\n")
-*.* action(type="omfile" file="{out}" template="fields")
-"#,
-            d = dir.display(),
-            sock = sock.display(),
-            out = out.display()
-        ),
-    )
-    .unwrap();
-    let mut rsyslogd = Command::new(tool("rsyslogd"))
-        .args(["-n", "-f"])
-        .arg(&conf)
-        .arg("-i")
-        .arg(dir.join("rsyslogd.pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rsyslogd");
-    wait_bound(port, "rsyslogd", &mut rsyslogd);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "rsyslogd made no {}",
-            sock.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let rx = Rsyslog::start("rsyslog");
     let udp_log = log_three_connections(&Logging {
         syslog: Some(SyslogTarget::Udp(
-            format!("127.0.0.1:{port}").parse().unwrap(),
+            format!("127.0.0.1:{}", rx.port).parse().unwrap(),
         )),
         ..Logging::default()
     });
     let local_log = log_three_connections(&Logging {
-        syslog: Some(SyslogTarget::Local(sock.clone())),
+        syslog: Some(SyslogTarget::Local(rx.sock.clone())),
         ..Logging::default()
     });
     assert_eq!((udp_log.sent, udp_log.lost), (6, 0));
     assert_eq!((local_log.sent, local_log.lost), (6, 0));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let text = loop {
-        let t = std::fs::read_to_string(&out).unwrap_or_default();
-        if t.lines().count() >= 12 || Instant::now() > deadline {
-            break t;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let _ = Command::new("kill")
-        .args(["-TERM", &rsyslogd.id().to_string()])
-        .status();
-    let _ = rsyslogd.wait();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let mut got = rx.lines(12);
     let sd = |ev: &str, p: &str, i: &str, o: &str, d: &str| {
         format!(
             "|134|ctgate|NAT|[nat@32473 event=\"{ev}\" proto=\"{p}\" zone=\"0\" inside=\"{i}\" outside=\"{o}\" dest=\"{d}\"]|{ev} {p} {i} -> {o} dst {d} zone 0"
@@ -271,7 +137,6 @@ template(name="fields" type="string" string="%inputname%|%pri%|%app-name%|%msgid
         }
     }
     want.sort();
-    let mut got: Vec<String> = text.lines().map(str::to_string).collect();
     got.sort();
-    assert_eq!(got, want, "{text}");
+    assert_eq!(got, want);
 }

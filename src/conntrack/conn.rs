@@ -10,6 +10,17 @@ pub const DIR_ORIG: usize = 0;
 /// Direction of a packet relative to its connection: the reply.
 pub const DIR_REPLY: usize = 1;
 
+/// The bits of [`Conn::nat`] that hold the NAT flags (`CtState::SNAT | DNAT`); the low
+/// six hold the ALG bits, so the record stays at 160 bytes.
+pub const NAT_MASK: u8 = 0xc0;
+/// ALG bits: the helper of a control connection (`alg::helpers::ALG_FTP`/`ALG_TFTP`).
+pub const ALG_HELPER: u8 = 0x03;
+/// ALG bit: a data connection created from an expectation (its parent is in the ALG side
+/// table).
+pub const ALG_RELATED: u8 = 0x04;
+/// ALG bit: the connection has a sequence skew in the ALG side table.
+pub const ALG_SKEW: u8 = 0x08;
+
 /// Lifecycle of a pool slot.
 pub mod status {
     /// In the free pool.
@@ -124,7 +135,8 @@ pub struct Conn {
     /// references are detected) and status (low 2 bits, see [`status`]) in one word, so a
     /// transition checks both at once.
     pub(crate) gs: AtomicU32,
-    /// NAT flags of the connection (`CtState::SNAT`/`DNAT` bits).
+    /// NAT flags of the connection (`CtState::SNAT`/`DNAT` bits, [`NAT_MASK`]) and its
+    /// ALG bits ([`ALG_HELPER`], [`ALG_RELATED`], [`ALG_SKEW`]).
     pub(crate) nat: AtomicU8,
     /// Which zone-list shard holds the connection.
     pub(crate) shard: AtomicU8,
@@ -280,7 +292,18 @@ impl Conn {
 
     /// The NAT flags (`CtState` SNAT/DNAT bits).
     pub fn nat_flags(&self) -> u8 {
-        self.nat.load(Ordering::Relaxed)
+        self.nat.load(Ordering::Relaxed) & NAT_MASK
+    }
+
+    /// The ALG bits ([`ALG_HELPER`], [`ALG_RELATED`], [`ALG_SKEW`]), kept in the NAT
+    /// byte's low bits.
+    pub fn alg_bits(&self) -> u8 {
+        self.nat.load(Ordering::Relaxed) & !NAT_MASK
+    }
+
+    /// Sets ALG bits (never clears any).
+    pub(crate) fn set_alg_bits(&self, bits: u8) {
+        self.nat.fetch_or(bits & !NAT_MASK, Ordering::Relaxed);
     }
 }
 

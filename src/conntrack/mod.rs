@@ -33,4 +33,6 @@ pub mod testpkt;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_alg;
+#[cfg(test)]
 mod tests_events;

@@ -65,6 +65,18 @@ counters! {
     lookup_retries,
     /// Connection events dropped because the shard's event ring was full.
     events_lost,
+    /// ALG: expectations created (FTP `PORT`/`EPRT`/`227`/`229`, TFTP requests).
+    alg_expectations,
+    /// ALG: expectations refused (global or per-connection limit, full bucket).
+    alg_expectations_refused,
+    /// ALG: data connections created from an expectation (RELATED).
+    alg_related,
+    /// ALG: FTP announcements that do not parse or name a third party's address: passed
+    /// unchanged (OVS marks them `inv`).
+    alg_ftp_invalid,
+    /// ALG: address rewrites or sequence skews not done (no room, side table full): the
+    /// segment passed unchanged.
+    alg_rewrite_failed,
 }
 
 /// Increments a counter that only the calling thread writes (no locked instruction).

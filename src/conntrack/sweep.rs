@@ -54,6 +54,11 @@ impl CtWorker<'_> {
             rep.buckets += 1;
         }
         ct.sweep_cursor.store((start + todo) % n, Ordering::Relaxed);
+        if rep.wrapped && !ct.exp.is_empty() {
+            // Once per pass: the slots of expectations whose parent went (they are
+            // already invisible to lookups).
+            ct.purge_expectations();
+        }
         self.count_expired(rep.removed as u64);
         rep
     }

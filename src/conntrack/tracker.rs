@@ -2,9 +2,10 @@
 //! together, and gives each worker a handle ([`CtWorker`]) with its own pool cache and
 //! counters.
 
-use super::alg::expect::Helper;
+use super::alg::expect::{ExpTable, Helper};
 use super::alg::helpers::HelperRules;
-use super::conn::{Conn, L4State, DIR_ORIG, DIR_REPLY};
+use super::alg::side::AlgSide;
+use super::conn::{Conn, L4State, ALG_RELATED, DIR_ORIG, DIR_REPLY, NAT_MASK};
 use super::events::{conn_id, wall_us, CtEvent, DestroyReason, EventHub, EventKind};
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
 use super::l4::{L4Kind, UpdateResult};
@@ -91,6 +92,9 @@ pub struct CtResult {
     pub conn: Option<Hit>,
     /// Set when the packet would have created a connection but it was refused.
     pub refused: Option<Refusal>,
+    /// The connection's ALG bits (`conn::ALG_HELPER`, `ALG_RELATED`, `ALG_SKEW`): what
+    /// the gateway must do with its payload and sequence numbers.
+    pub alg: u8,
 }
 
 impl CtResult {
@@ -99,6 +103,7 @@ impl CtResult {
             state: CtState(bits | CtState::TRK),
             conn: None,
             refused: None,
+            alg: 0,
         }
     }
 
@@ -120,6 +125,11 @@ pub struct ConnSnapshot {
     pub nat: u8,
     pub l4: L4State,
     pub timeout_attr: u8,
+    /// The ALG bits (`conn::ALG_HELPER`, …): the helper of a control connection.
+    pub alg: u8,
+    /// The parent connection's original key, for a data connection an expectation
+    /// created (`dump-conntrack -m` shows it).
+    pub parent: Option<ConnKey>,
 }
 
 /// The connection tracker, shared by all workers (`&Conntrack` is `Sync`).
@@ -142,6 +152,14 @@ pub struct Conntrack {
     events: Arc<EventHub>,
     /// The `[[alg]]` rules: which new connections get a helper.
     helpers: HelperRules,
+    /// Expected data connections (FTP, TFTP).
+    pub(crate) exp: ExpTable,
+    /// Sequence skews and parents of ALG connections.
+    pub(crate) side: AlgSide,
+    /// Create a connection an expectation announces even when the caller does not commit
+    /// (the gateway's policy: related traffic is admitted); off as in OVS, where the
+    /// flow's `ct(commit)` decides.
+    pub(crate) commit_related: AtomicBool,
 }
 
 impl Conntrack {
@@ -152,16 +170,14 @@ impl Conntrack {
             None => KeyHasher::random(),
         };
         let workers = cfg.workers.max(1);
+        let capacity = cfg
+            .max_conns
+            .saturating_add((workers as u32 + 1) * super::table::CACHE_MAX);
         Conntrack {
             // Headroom for the records that sit free in the workers' caches: the limit is
             // kept exactly by `n_conns`, and a free record parked in another worker's cache
             // must never make an insert fail below the limit.
-            table: ConnTable::new(
-                cfg.max_conns
-                    .saturating_add((workers as u32 + 1) * super::table::CACHE_MAX),
-                cfg.n_buckets,
-                hasher,
-            ),
+            table: ConnTable::new(capacity, cfg.n_buckets, hasher),
             pool_slack: (workers as u32 + 1) * super::table::CACHE_MAX,
             zones: Zones::new(workers + 1),
             default_policy: TimeoutPolicy::defaults(),
@@ -175,6 +191,14 @@ impl Conntrack {
             hooks: std::sync::OnceLock::new(),
             events: Arc::new(EventHub::new(workers + 1)),
             helpers: HelperRules::default(),
+            exp: ExpTable::new(
+                super::alg::track::EXP_BUCKETS,
+                super::alg::track::EXP_MAX,
+                super::alg::track::EXP_PER_PARENT,
+                capacity,
+            ),
+            side: AlgSide::new(super::alg::track::SIDE_BUCKETS),
+            commit_related: AtomicBool::new(false),
         }
     }
 
@@ -313,7 +337,15 @@ impl Conntrack {
                 nat: c.nat_flags(),
                 l4: *l4,
                 timeout_attr: c.tattr.load(Ordering::Relaxed),
+                alg: c.alg_bits(),
+                parent: None,
             })
+        })
+        .map(|mut s| {
+            if s.alg & ALG_RELATED != 0 {
+                s.parent = self.side.get(idx, gen).and_then(|e| e.parent);
+            }
+            s
         })
     }
 
@@ -338,11 +370,7 @@ impl Conntrack {
         }
         if let Some(h) = self.hooks.get() {
             let c = self.table.conn(idx);
-            h.removed(
-                &c.key(DIR_ORIG),
-                &c.key(DIR_REPLY),
-                c.nat.load(Ordering::Relaxed),
-            );
+            h.removed(&c.key(DIR_ORIG), &c.key(DIR_REPLY), c.nat_flags());
         }
         if self.events.enabled() {
             // Unlinked but not yet released: the record still holds the connection.
@@ -563,12 +591,12 @@ pub fn packet_nat_bits(conn_nat: u8, reply: bool) -> u8 {
 
 /// What the caller asks for one packet.
 #[derive(Clone, Copy)]
-struct Request<'n> {
-    zone: u16,
+pub(crate) struct Request<'n> {
+    pub(crate) zone: u16,
     /// Create the connection if the packet starts one.
-    commit: bool,
+    pub(crate) commit: bool,
     /// NAT for a connection the packet creates.
-    nat: Option<&'n dyn ReplyTuples>,
+    pub(crate) nat: Option<&'n dyn ReplyTuples>,
 }
 
 /// The key search a packet needs.
@@ -624,7 +652,7 @@ impl<'a> CtWorker<'a> {
     }
 
     #[inline(always)]
-    fn counters(&self) -> &'a CtCounters {
+    pub(crate) fn counters(&self) -> &'a CtCounters {
         &self.ct.counters[self.shard]
     }
 
@@ -747,7 +775,7 @@ impl<'a> CtWorker<'a> {
     /// packet's meta: returned through the stack and copied, it was read back right after
     /// being written, a store-forwarding stall per packet (perf).
     #[inline(always)]
-    fn resolve(
+    pub(crate) fn resolve(
         &mut self,
         p: &ParsedPacket,
         req: &Request,
@@ -793,17 +821,20 @@ impl<'a> CtWorker<'a> {
                     c.tattr.store(a as u8, Ordering::Relaxed);
                 }
             }
-            let nat = packet_nat_bits(c.nat_flags(), reply);
+            let nb = c.nat.load(Ordering::Relaxed);
+            let nat = packet_nat_bits(nb & NAT_MASK, reply);
             return match res {
                 UpdateResult::Valid => {
                     let mut r =
                         CtResult::flags(CtState::EST | nat | if reply { CtState::RPL } else { 0 });
                     r.conn = Some(hit);
+                    r.alg = nb & !NAT_MASK;
                     r
                 }
                 UpdateResult::ValidNew => {
                     let mut r = CtResult::flags(CtState::NEW | nat);
                     r.conn = Some(hit);
+                    r.alg = nb & !NAT_MASK;
                     r
                 }
                 UpdateResult::Invalid => {
@@ -812,6 +843,7 @@ impl<'a> CtWorker<'a> {
                     bump(&self.counters().invalid_tcp);
                     let mut r = CtResult::flags(CtState::INV | nat);
                     r.conn = Some(hit);
+                    r.alg = nb & !NAT_MASK;
                     r
                 }
                 UpdateResult::Recreate => {
@@ -842,6 +874,11 @@ impl<'a> CtWorker<'a> {
             bump(&self.counters().invalid_new);
             return CtResult::flags(CtState::INV);
         }
+        if !self.ct.exp.is_empty() {
+            if let Some(r) = self.miss_related(p, kind, req, words, hash, now) {
+                return r;
+            }
+        }
         let mut r = CtResult::flags(CtState::NEW);
         if !req.commit {
             return r;
@@ -853,7 +890,9 @@ impl<'a> CtWorker<'a> {
         };
         match created {
             Ok(hit) => {
-                r.state.0 |= packet_nat_bits(self.ct.table.conn(hit.idx).nat_flags(), false);
+                let c = self.ct.table.conn(hit.idx);
+                r.state.0 |= packet_nat_bits(c.nat_flags(), false);
+                r.alg = c.alg_bits();
                 r.conn = Some(hit);
                 r
             }
@@ -987,7 +1026,15 @@ impl<'a> CtWorker<'a> {
         c.tattr.store(tattr as u8, Ordering::Relaxed);
         c.set_mark(0);
         c.set_label(0);
-        c.nat.store(nat, Ordering::Relaxed);
+        // The helper of a control connection, from the `[[alg]]` rules (a data
+        // connection, ALG_RELATED, gets none: it is not a control connection).
+        let helper = if nat & ALG_RELATED == 0 {
+            self.ct.helpers.lookup(orig.proto, orig.dport)
+        } else {
+            0
+        };
+        c.nat.store(nat | helper, Ordering::Relaxed);
+        let nat = nat & NAT_MASK;
         let gen = c.gen();
         self.ct.zones.link(&self.ct.table, zone, self.shard, idx);
         match self.ct.table.insert_hashed(

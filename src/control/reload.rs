@@ -223,6 +223,10 @@ impl LiveConfig for LiveGateway {
     fn version(&self) -> Arc<GatewayShared> {
         self.shared()
     }
+
+    fn workers_behind(&self) -> usize {
+        self.state.borrow().publisher.workers_behind()
+    }
 }
 
 /// The fields of `new` that differ from `old` and need a restart, each as `FIELD: …

@@ -45,6 +45,7 @@
 //! free.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod alg;
 pub mod mapping;
 pub mod rewrite;
 mod sctp;

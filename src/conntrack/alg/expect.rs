@@ -58,6 +58,10 @@ pub struct Expectation {
     pub nat_addr: [u8; 16],
     /// Translate the data connection's destination (true) or source (false).
     pub nat_dst: bool,
+    /// The parent had NAT: the data connection gets `nat_addr` (else no NAT).
+    pub nat_on: bool,
+    /// Port translated to along with `nat_addr` (0: the port is kept).
+    pub nat_port: u16,
     /// The parent's mark and label, inherited by the data connection.
     pub mark: u32,
     pub label: u128,
@@ -328,6 +332,8 @@ mod tests {
             parent_ref: parent,
             nat_addr: [0; 16],
             nat_dst: false,
+            nat_on: false,
+            nat_port: 0,
             mark: 7,
             label: 9,
             helper: Helper::Ftp,

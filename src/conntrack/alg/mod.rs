@@ -6,6 +6,8 @@
 //!   the address rewritten (IPv4 and IPv6);
 //! - [`tftp`]: read and write requests recognised;
 //! - [`helpers`]: the configured `[[alg]]` rules, which connections get a helper;
+//! - [`track`]: the tracker's use of all this (expectations from payloads, RELATED data
+//!   connections, skews); [`side`]: the per-connection skew and parent table;
 //! - [`expect`]: the expectation table (bucket locks, limits, lifetime tied to the parent);
 //! - [`splice`]: replacing a field with text of another length in place, with the TCP or
 //!   UDP checksum updated incrementally; [`seq`]: the sequence skew a length change
@@ -19,8 +21,10 @@ pub mod expect;
 pub mod ftp;
 pub mod helpers;
 pub mod seq;
+pub mod side;
 pub mod splice;
 pub mod tftp;
+pub mod track;
 
 #[cfg(test)]
 mod tests;

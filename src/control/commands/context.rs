@@ -41,6 +41,11 @@ pub trait LiveConfig {
     fn running(&self) -> Running;
     /// The table version in force.
     fn version(&self) -> Arc<GatewayShared>;
+    /// Workers still running an older version than the one in force (they switch at
+    /// their next burst).
+    fn workers_behind(&self) -> usize {
+        0
+    }
 }
 
 /// The configuration in force (`config-show`).

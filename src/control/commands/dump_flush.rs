@@ -3,7 +3,7 @@
 
 use super::args::*;
 use super::context::*;
-use crate::conntrack::format::proto_name;
+use crate::conntrack::format::{expectation_line, proto_name};
 use crate::conntrack::key::{ip_to_addr, is_icmp};
 use crate::conntrack::l4::tcp::display_state;
 use crate::conntrack::{ConnKey, ConnSnapshot, CtState};
@@ -15,9 +15,6 @@ use std::net::IpAddr;
 
 pub(super) fn dump_conntrack(args: &[String]) -> Result<Outcome, String> {
     let (o, rest) = split_options(args)?;
-    if o.more {
-        return Err("option -m/--more is not supported by dump-conntrack".into());
-    }
     let mut zone = None;
     for a in rest {
         zone = Some(parse_zone_arg(a)?);
@@ -27,7 +24,37 @@ pub(super) fn dump_conntrack(args: &[String]) -> Result<Outcome, String> {
         zone,
         stats: o.stats,
         json: o.json,
+        more: o.more,
     })))
+}
+
+// ---------------------------------------------------------------------------------------
+// dump-conntrack-exp
+
+/// `dump-conntrack-exp [zone=N]`: the expectations, one line each in OVS's format
+/// (bounded: the table holds at most `alg::track::EXP_MAX`).
+pub(super) fn dump_conntrack_exp(ctx: &ControlContext, args: &[String]) -> Result<Outcome, String> {
+    let (o, rest) = split_options(args)?;
+    if o.stats || o.more || o.json {
+        return Err("dump-conntrack-exp takes no option".into());
+    }
+    let mut zone = None;
+    for a in rest {
+        zone = Some(parse_zone_arg(a)?);
+    }
+    let mut lines = Vec::new();
+    ctx.conntrack.for_each_expectation(|e| {
+        if zone.is_none_or(|z| z == e.key.zone) {
+            lines.push(expectation_line(e));
+        }
+    });
+    lines.sort();
+    let mut out = String::new();
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    Ok(done(out))
 }
 
 /// Buckets walked between output-size checks of a dump step.
@@ -40,6 +67,7 @@ pub(super) struct DumpJob {
     zone: Option<u16>,
     stats: bool,
     json: bool,
+    more: bool,
 }
 
 impl Job for DumpJob {
@@ -50,7 +78,7 @@ impl Job for DumpJob {
         out: &mut String,
     ) -> Result<Step, String> {
         let now = ctx.now;
-        let (zone, stats, json) = (self.zone, self.stats, self.json);
+        let (zone, stats, json, more) = (self.zone, self.stats, self.json, self.more);
         let start = out.len();
         let mut left = budget.max(1);
         // Walk in slices so that a step's output stays bounded even at full table load.
@@ -64,7 +92,7 @@ impl Job for DumpJob {
                 if json {
                     out.push_str(&conn_json(s, now).to_string());
                 } else {
-                    out.push_str(&s.ovs_line(stats, now));
+                    out.push_str(&s.ovs_line_more(stats, now, more));
                 }
                 out.push('\n');
             });

@@ -80,15 +80,25 @@ impl CommandSpec {
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "dump-conntrack",
-        args: "[-s|--stats] [--json] [zone=N]",
+        args: "[-m|--more] [-s|--stats] [--json] [zone=N]",
         summary: "Print every connection, one line each, in OVS's format.",
         details: "Lines are `tcp,orig=(src=A,dst=B,sport=P,dport=Q),reply=(...)[,zone=Z][,timeout=S]\n\
-                  [,mark=M][,labels=0xL][,protoinfo=(state=S)]`, as `ovs-appctl dpctl/dump-conntrack`.\n\
+                  [,mark=M][,labels=0xL][,protoinfo=(state=S)][,helper=ftp]`, as `ovs-appctl dpctl/dump-conntrack`.\n\
                   The reply tuple is the NAT-translated one for NATed connections.\n\
+                  -m, --more                 add parent=(...) to data connections an ALG expected\n\
                   -s, --stats, --statistics  add timeout=<seconds left>\n\
                   --json                     one JSON object per line instead (for machines)\n\
                   zone=N                     only zone N\n\
                   Large tables are streamed; the output is complete when the command ends.",
+    },
+    CommandSpec {
+        name: "dump-conntrack-exp",
+        args: "[zone=N]",
+        summary: "Print the ALG expectations (FTP/TFTP data connections announced, not yet seen).",
+        details: "Lines are `tcp,orig=(src=A,dst=B,sport=0,dport=P)[,zone=Z],parent=(src=..,dst=..,sport=..,dport=..)`,\n\
+                  as `ovs-appctl dpctl/dump-conntrack-exp`: the data connection's original tuple (source\n\
+                  port a wildcard) and its control connection's. An expectation lives as long as its\n\
+                  control connection.",
     },
     CommandSpec {
         name: "flush-conntrack",
@@ -250,8 +260,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         details: "Reads the file ctgate started with (or FILE, as a path ctgate can open; the embedded\n\
                   default when it started on it), validates it completely and, when it is valid, swaps\n\
                   it in atomically: workers switch between two bursts, every connection keeps its state\n\
-                  and NAT binding, new connections follow the new rules. An invalid file is refused with\n\
-                  its FILE:LINE: FIELD: MESSAGE error and nothing changes (exit status 1).\n\
+                  and NAT binding, new connections follow the new rules. It answers once every worker\n\
+                  runs the new version (so a packet that arrives after it follows the new rules; after\n\
+                  2 s it answers anyway with a `note:` line counting the workers not switched yet).\n\
+                  An invalid file is refused with its FILE:LINE: FIELD: MESSAGE error and nothing\n\
+                  changes (exit status 1).\n\
                   Live: routes, policy, SNAT and DNAT rules, zones of ports, static next hops\n\
                   (next_hop_mac), port addresses, limits, timeouts, max_conns up to the pool allocated\n\
                   at start, tcp_seq_check, sweep_interval_ms, [fragments]. Needs a restart (refused,\n\
@@ -373,6 +386,7 @@ pub fn execute(ctx: &ControlContext, cmd: &str, args: &[String]) -> Outcome {
     }
     let r = match spec.name {
         "dump-conntrack" => dump_conntrack(args),
+        "dump-conntrack-exp" => dump_conntrack_exp(ctx, args),
         "flush-conntrack" => flush_conntrack(ctx, args),
         "ct-stats-show" => ct_stats_show(args),
         "ct-bkts" => ct_bkts(args),

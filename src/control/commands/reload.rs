@@ -2,12 +2,20 @@
 //! gateway through its [`LiveConfig`] (see [`crate::control::reload`] for what changes,
 //! what needs a restart and what happens to `ct-set-*` values).
 //!
+//! The answer comes once every worker runs the new version (a [`Job`] that checks once
+//! per control tick, at most [`SWITCH_WAIT`]): a packet that arrives after `reload`
+//! returned follows the new rules. A worker that has not switched by then (it switches
+//! at its next burst; e.g. one blocked in a device's receive) is named on a `note:` line
+//! and the answer comes anyway.
+//!
 //! With `--flush-stale`, the connections the new version would not create
 //! ([`GatewayShared::would_create`]) are then deleted by a bounded [`Job`], a bounded
-//! number of buckets per step; at its end the SNAT pools of earlier versions stop being
-//! answered for.
+//! number of buckets per step (after the switch, so that no worker still creates
+//! connections by the old rules behind the walk); at its end the SNAT pools of earlier
+//! versions stop being answered for.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::context::*;
 use crate::conntrack::Hit;
@@ -46,35 +54,70 @@ pub(super) fn reload(ctx: &ControlContext, args: &[String]) -> Result<Outcome, S
         .live()
         .ok_or("reload: this process has no gateway configuration")?;
     let (report, version) = live.reload(file.as_deref(), ctx)?;
-    if !flush {
-        return Ok(done(report));
-    }
-    Ok(Outcome::Stream(Box::new(FlushStale {
-        cursor: 0,
-        version,
+    Ok(Outcome::Stream(Box::new(Switch {
+        until: Instant::now() + SWITCH_WAIT,
         report: Some(report),
-        removed: 0,
+        flush: flush.then_some(FlushStale {
+            cursor: 0,
+            version,
+            removed: 0,
+        }),
     })))
 }
 
-/// Deletes the connections `version` would not create, then drops the old pools.
-struct FlushStale {
-    cursor: usize,
-    version: Arc<GatewayShared>,
+/// How long `reload` waits for every worker to run the new version before it answers.
+pub const SWITCH_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits for the workers to switch, then reports (and flushes with `--flush-stale`).
+struct Switch {
+    until: Instant,
     report: Option<String>,
-    removed: u64,
+    flush: Option<FlushStale>,
 }
 
-impl Job for FlushStale {
+impl Job for Switch {
     fn step(
         &mut self,
         ctx: &ControlContext,
         budget: usize,
         out: &mut String,
     ) -> Result<Step, String> {
-        if let Some(r) = self.report.take() {
-            out.push_str(&r);
+        if let Some(r) = &self.report {
+            let behind = ctx.info.live().map_or(0, |l| l.workers_behind());
+            if behind > 0 && Instant::now() < self.until {
+                return Ok(Step::More);
+            }
+            out.push_str(r);
+            if behind > 0 {
+                out.push_str(&format!(
+                    "note: {behind} workers still run the previous version after {} s \
+                     (they switch at their next burst)\n",
+                    SWITCH_WAIT.as_secs()
+                ));
+            }
+            self.report = None;
         }
+        match &mut self.flush {
+            Some(f) => f.step(ctx, budget, out),
+            None => Ok(Step::Done),
+        }
+    }
+}
+
+/// Deletes the connections `version` would not create, then drops the old pools.
+struct FlushStale {
+    cursor: usize,
+    version: Arc<GatewayShared>,
+    removed: u64,
+}
+
+impl FlushStale {
+    fn step(
+        &mut self,
+        ctx: &ControlContext,
+        budget: usize,
+        out: &mut String,
+    ) -> Result<Step, String> {
         let mut victims: Vec<Hit> = Vec::new();
         let v = &self.version;
         let end = walk(ctx.conntrack, &mut self.cursor, budget, |idx, gen, s| {

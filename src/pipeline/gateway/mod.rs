@@ -77,6 +77,7 @@
 //! neighbour resolution and hold queue, [`neigh`] the neighbour table, and [`originated`]
 //! the byte writers of the frames the gateway originates.
 
+mod alg;
 mod answers;
 mod epoch;
 pub mod live;
@@ -272,6 +273,21 @@ impl GatewayStep {
                     m.result = self.ct.process_nat(&m.parsed, port.zone, true, &nat, w.now);
                 }
             }
+            // ALG: helper connections' payloads, skewed sequence numbers.
+            for (i, (f, m)) in frames.iter_mut().zip(metas[..n].iter()).enumerate() {
+                let whole = matches!(w.pre[i], Pre::Track { .. })
+                    && w.dgram.get(i).is_some_and(Option::is_none);
+                let pending = if m.result.alg != 0 && whole {
+                    alg::alg_step(&mut self.ct, w, f, m)
+                } else {
+                    None
+                };
+                if let Some(slot) = w.alg_pending.get_mut(i) {
+                    *slot = pending;
+                }
+            }
+        } else {
+            w.alg_pending = [None; BURST];
         }
         for (i, ((f, v), m)) in frames
             .iter_mut()
@@ -284,7 +300,12 @@ impl GatewayStep {
                 (Pre::Track { dst_own, route }, Some(port)) => {
                     match w.dgram.get_mut(i).and_then(Option::take) {
                         Some(d) => w.egress_datagram(sh, d, port, m, dst_own, route),
-                        None => w.egress(sh, f, port, m, dst_own, route),
+                        None => match w.alg_pending.get(i).copied().flatten() {
+                            Some((slot, len)) => {
+                                w.egress_alg(sh, slot, len, port, m, dst_own, route)
+                            }
+                            None => w.egress(sh, f, port, m, dst_own, route),
+                        },
                     }
                 }
                 (Pre::Track { .. }, None) => Verdict::Drop(DropReason::Vlan),
@@ -594,6 +615,52 @@ impl WorkerState {
 }
 
 impl WorkerState {
+    /// Second pass for a frame the ALG rewrote to another length: the rewritten copy in
+    /// buffer `slot` goes through [`WorkerState::egress`] and, when forwarded, is sent at
+    /// the next service; the original is consumed. A copy that would wait for its
+    /// neighbour is dropped instead (the sender retransmits; the rewrite is redone with
+    /// the same skew).
+    #[allow(clippy::too_many_arguments)]
+    fn egress_alg(
+        &mut self,
+        sh: &GatewayShared,
+        slot: usize,
+        len: usize,
+        port: &Port,
+        m: &PacketMeta,
+        dst_own: bool,
+        route: u8,
+    ) -> Verdict {
+        let Some(mut buf) = self.alg_bufs.get_mut(slot).map(std::mem::take) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let v = match buf.get_mut(..len) {
+            Some(f) => match parse_frame(f) {
+                Ok(p) => {
+                    let mut meta = *m;
+                    meta.parsed = p;
+                    self.egress(sh, f, port, &meta, dst_own, route)
+                }
+                Err(_) => Verdict::Drop(DropReason::Malformed),
+            },
+            None => Verdict::Drop(DropReason::Malformed),
+        };
+        if let Some(b) = self.alg_bufs.get_mut(slot) {
+            *b = buf;
+        }
+        match v {
+            Verdict::Forward(o) => {
+                self.alg_out.push((slot, len, o));
+                Verdict::Consumed
+            }
+            Verdict::Hold(h) => {
+                self.unhold(h);
+                Verdict::Drop(DropReason::NeighUnresolved)
+            }
+            other => other,
+        }
+    }
+
     /// Hands fragment `frame` to the reassembly module: held (`Consumed`), refused
     /// (`drop_fragment`; or tracked as before, hence invalid, when reassembly is off for
     /// its family), or the last piece of its datagram, whose summary then replaces the
@@ -837,6 +904,13 @@ impl PacketStep for GatewayStep {
             sink.emit(g.port, &g.buf[..usize::from(g.len)]);
         }
         w.n_gen = 0;
+        for &(slot, len, port) in &w.alg_out {
+            if let Some(b) = w.alg_bufs.get(slot).and_then(|b| b.get(..len)) {
+                sink.emit(port, b);
+            }
+        }
+        w.alg_out.clear();
+        w.alg_used = 0;
         if !w.frag_wait.is_empty() {
             w.sync_neigh(sh);
             w.service_frag_wait(sh);

@@ -242,6 +242,8 @@ impl GatewayShared {
                 maps
             }
         };
+        // The gateway's policy admits the data connections its ALGs expect.
+        ct.set_commit_related(true);
         let rt = Arc::new(GatewayRuntime {
             ct,
             maps,

@@ -83,6 +83,14 @@ pub(super) struct WorkerState {
     pub(super) frag_out: Vec<(Detached, u16)>,
     /// Completed datagrams waiting for their output neighbour (as a held frame would).
     pub(super) frag_wait: Vec<(Detached, Held)>,
+    /// ALG: buffers of rewritten frames whose length changed ([`super::alg`]).
+    pub(super) alg_bufs: Vec<Vec<u8>>,
+    /// ALG: buffers in use since the last service.
+    pub(super) alg_used: usize,
+    /// ALG: per burst position, the buffer slot and length replacing the frame.
+    pub(super) alg_pending: [Option<(usize, usize)>; BURST],
+    /// ALG: rewritten frames to send at the next service (slot, length, port).
+    pub(super) alg_out: Vec<(usize, usize, u16)>,
 }
 
 impl WorkerState {
@@ -113,6 +121,12 @@ impl WorkerState {
             dgram: vec![None; BURST],
             frag_out: Vec::with_capacity(BURST * 2),
             frag_wait: Vec::with_capacity(BURST),
+            alg_bufs: (0..super::alg::ALG_SLOTS)
+                .map(|_| vec![0u8; super::alg::ALG_FRAME_MAX])
+                .collect(),
+            alg_used: 0,
+            alg_pending: [None; BURST],
+            alg_out: Vec::with_capacity(super::alg::ALG_SLOTS),
         }
     }
 

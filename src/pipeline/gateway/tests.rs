@@ -9,6 +9,7 @@ use super::state::GEN_LEN;
 use super::*;
 use crate::config::Config;
 
+mod alg_ftp;
 mod hardening;
 mod mappings;
 mod reload;
@@ -79,6 +80,8 @@ impl Gw {
             tcp_seq_check: true,
             hash_seed: Some(7),
         }));
+        // As `build_tracker` does at start.
+        ct.set_helpers(&cfg.alg);
         let shared = GatewayShared::new(&cfg, ct, &[(0, MacAddr(GW0)), (1, MacAddr(GW1))]).unwrap();
         shared.set_now_ms(1_000);
         let step = GatewayStep::new(shared.clone(), 0);

@@ -97,7 +97,52 @@ fn dump_argument_errors() {
         "Unrecognized option --bogus"
     );
     assert_eq!(env.err("dump-conntrack", &["-x"]), "Unrecognized option -x");
-    assert!(env.err("dump-conntrack", &["-m"]).contains("not supported"));
+    // -m adds only the parent of data connections: none here.
+    assert_eq!(
+        env.ok("dump-conntrack", &["-m"]),
+        env.ok("dump-conntrack", &[])
+    );
+    assert_eq!(
+        env.err("dump-conntrack-exp", &["-s"]),
+        "dump-conntrack-exp takes no option"
+    );
+    assert_eq!(
+        env.err("dump-conntrack-exp", &["zone=x"]),
+        "failed to parse zone (Invalid argument)"
+    );
+}
+
+#[test]
+fn dump_conntrack_exp_lists_expectations_in_ovs_format_by_zone() {
+    use crate::conntrack::alg::expect::Helper;
+    use crate::conntrack::testpkt::tcp;
+    use crate::wire::parse::tcp_flags::SYN;
+    let env = Env::new(1000, 256);
+    env.ct.set_helpers(&[(Helper::Ftp, 21)]);
+    let mut w = env.ct.worker(0);
+    assert_eq!(env.ok("dump-conntrack-exp", &[]), "");
+    for (zone, port) in [(0u16, "1,2"), (3, "4,1")] {
+        let r = w.process(
+            &tcp("10.1.1.1", "10.1.1.2", 40000, 21, SYN, 1, 0, 1000, 0),
+            zone,
+            true,
+            0,
+        );
+        let msg = format!("PORT 10,1,1,1,{port}\r\n");
+        w.alg_ftp(&r.conn.unwrap(), msg.as_bytes());
+    }
+    assert_eq!(
+        env.ok("dump-conntrack-exp", &[]),
+        "tcp,orig=(src=10.1.1.2,dst=10.1.1.1,sport=0,dport=1025),zone=3,parent=(src=10.1.1.1,dst=10.1.1.2,sport=40000,dport=21)\n\
+         tcp,orig=(src=10.1.1.2,dst=10.1.1.1,sport=0,dport=258),parent=(src=10.1.1.1,dst=10.1.1.2,sport=40000,dport=21)\n"
+    );
+    assert_eq!(
+        env.ok("dump-conntrack-exp", &["zone=0"]),
+        "tcp,orig=(src=10.1.1.2,dst=10.1.1.1,sport=0,dport=258),parent=(src=10.1.1.1,dst=10.1.1.2,sport=40000,dport=21)\n"
+    );
+    assert!(env
+        .ok("dump-conntrack", &[])
+        .contains(",protoinfo=(state=SYN_SENT),helper=ftp\n"));
 }
 
 #[test]

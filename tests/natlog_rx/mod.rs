@@ -1,0 +1,210 @@
+//! Real receivers of the NAT log on loopback, for tests/natlog_collectors.rs and
+//! tests/gw_events.rs: `rsyslogd` with a UDP input (and a local socket) writing each
+//! message's parsed RFC 5424 fields to a file, and nfdump's `nfcapd` IPFIX collector whose
+//! file `nfdump` decodes. Each runs in a scratch directory and is stopped on drop.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ctgate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A UDP port on 127.0.0.1 free right now.
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn tool(name: &str) -> String {
+    for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] {
+        let p = Path::new(d).join(name);
+        if p.exists() {
+            return p.display().to_string();
+        }
+    }
+    panic!("{name} is missing: run ci/setup (it installs nfdump and rsyslog)");
+}
+
+/// Waits until `port` on 127.0.0.1 is bound by someone (a receiver listens).
+fn wait_bound(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("{what} exited at start: {st}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// A private rsyslogd: UDP on 127.0.0.1:`port`, a local socket at `sock`; each message
+/// becomes a line `INPUT|PRI|APP-NAME|MSGID|STRUCTURED-DATA|MSG` in `out`.
+pub struct Rsyslog {
+    child: Child,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub sock: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Rsyslog {
+    pub fn start(name: &str) -> Rsyslog {
+        let dir = scratch(name);
+        let port = free_port();
+        let sock = dir.join("log.sock");
+        let out = dir.join("out.log");
+        let conf = dir.join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"global(workDirectory="{d}")
+module(load="imudp")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imudp" address="127.0.0.1" port="{port}")
+input(type="imuxsock" Socket="{sock}" UseSpecialParser="off")
+template(name="fields" type="string" string="%inputname%|%pri%|%app-name%|%msgid%|%structured-data%|%msg%\n")
+*.* action(type="omfile" file="{out}" template="fields")
+"#,
+                d = dir.display(),
+                sock = sock.display(),
+                out = out.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(tool("rsyslogd"))
+            .args(["-n", "-f"])
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rsyslogd");
+        wait_bound(port, "rsyslogd", &mut child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sock.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd made no {}",
+                sock.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Rsyslog {
+            child,
+            dir,
+            port,
+            sock,
+            out,
+        }
+    }
+
+    /// The lines written so far, once there are at least `n` (or after 20 s).
+    pub fn lines(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let t = std::fs::read_to_string(&self.out).unwrap_or_default();
+            if t.lines().count() >= n || Instant::now() > deadline {
+                return t.lines().map(str::to_string).collect();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private nfcapd on 127.0.0.1:`port`.
+pub struct Nfcapd {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Nfcapd {
+    pub fn start(name: &str) -> Nfcapd {
+        let dir = scratch(name);
+        let port = free_port();
+        let mut child = Command::new(tool("nfcapd"))
+            .args(["-b", "127.0.0.1", "-p", &port.to_string(), "-w"])
+            .arg(&dir)
+            .args(["-t", "3600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nfcapd");
+        wait_bound(port, "nfcapd", &mut child);
+        Nfcapd {
+            child: Some(child),
+            dir,
+            port,
+        }
+    }
+
+    /// Stops nfcapd (which then writes its file) and decodes the records with nfdump:
+    /// `natEvent|proto|inside addr|inside port|outside addr|outside port|dest addr|dest
+    /// port`, blanks trimmed, sorted.
+    pub fn stop_and_decode(&mut self) -> Vec<String> {
+        // Let the last datagrams arrive before the stop.
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c);
+        }
+        let files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("nfcapd.2"))
+            })
+            .collect();
+        assert_eq!(files.len(), 1, "one nfcapd file in {}", self.dir.display());
+        let out = Command::new(tool("nfdump"))
+            .arg("-r")
+            .arg(&files[0])
+            .args(["-q", "-o", "fmt:%nevt|%pr|%sa|%sp|%xsa|%xsp|%da|%dp"])
+            .output()
+            .expect("run nfdump");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>().join("|"))
+            .collect();
+        lines.sort();
+        lines
+    }
+}
+
+impl Drop for Nfcapd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
