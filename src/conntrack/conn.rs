@@ -143,6 +143,9 @@ pub struct Conn {
     pub(crate) mark: AtomicU32,
     /// The timeout attribute of the current state (for the dump's timeout).
     pub(crate) tattr: AtomicU8,
+    /// 0 for a connection this instance created; n for one learned from sync peer n
+    /// ([`crate::conntrack::learn`]).
+    pub(crate) origin: AtomicU8,
     /// Zone-list links (previous, next), only read and written under the zone-list shard
     /// lock (so `Relaxed` loads and stores suffice: the lock orders them; on x86 they are
     /// plain moves).
@@ -288,6 +291,11 @@ impl Conn {
     pub fn set_label(&self, label: u128) {
         self.label[0].store(label as u64, Ordering::Relaxed);
         self.label[1].store((label >> 64) as u64, Ordering::Relaxed);
+    }
+
+    /// 0 when created here, else the number of the sync peer it was learned from.
+    pub fn origin(&self) -> u8 {
+        self.origin.load(Ordering::Relaxed)
     }
 
     /// The NAT flags (`CtState` SNAT/DNAT bits).

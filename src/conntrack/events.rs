@@ -81,6 +81,9 @@ pub enum DestroyReason {
     Flushed = 3,
     /// Expired, removed by an insert at a zone or global limit.
     Reclaimed = 4,
+    /// Removed or replaced because a sync peer said so (never emitted: the stream tells
+    /// what this instance did).
+    Synced = 5,
 }
 
 impl DestroyReason {
@@ -90,6 +93,7 @@ impl DestroyReason {
             2 => DestroyReason::Closed,
             3 => DestroyReason::Flushed,
             4 => DestroyReason::Reclaimed,
+            5 => DestroyReason::Synced,
             _ => DestroyReason::None,
         }
     }
@@ -102,6 +106,7 @@ impl DestroyReason {
             DestroyReason::Closed => "closed",
             DestroyReason::Flushed => "flushed",
             DestroyReason::Reclaimed => "reclaimed",
+            DestroyReason::Synced => "synced",
         }
     }
 }

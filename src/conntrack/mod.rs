@@ -9,6 +9,7 @@ pub mod events;
 pub mod format;
 pub mod key;
 pub mod l4;
+pub mod learn;
 pub mod state;
 pub mod stats;
 pub mod sweep;
@@ -36,3 +37,5 @@ mod tests;
 mod tests_alg;
 #[cfg(test)]
 mod tests_events;
+#[cfg(test)]
+mod tests_learn;

@@ -226,3 +226,33 @@ fn skew_is_recorded_per_direction_and_flags_the_connection() {
     let next = w.process(&tcp(A, B, 40000, 21, ACK, 101, 0, 1000, 0), 1, true, 1);
     assert_eq!(next.alg & ALG_SKEW, ALG_SKEW);
 }
+
+#[test]
+fn ipv6_eprt_under_snat_is_rewritten_to_the_pool_address_and_epsv_expects_the_client() {
+    let ct = tracker();
+    let mut w = ct.worker(0);
+    let spec = NatSpec::snat("[fd00:0:0:2::1]".parse::<NatRange>().unwrap());
+    let (a6, b6) = ("fd00:0:0:1::2", "fd00:0:0:2::2");
+    let ctl = w.process_nat(&tcp(a6, b6, 40000, 21, SYN, 1, 0, 1000, 0), 1, true, &spec, 0);
+    let mut hit = ctl.conn.unwrap();
+    let v = w.alg_ftp(&hit, b"EPRT |2|fd00:0:0:1::2|47419|\r\n");
+    assert_eq!(
+        match v {
+            AlgVerdict::Rewrite { to, .. } => Some(to),
+            _ => None,
+        },
+        Some("fd00:0:0:2::1".parse().unwrap())
+    );
+    hit.dir = DIR_REPLY;
+    assert_eq!(
+        w.alg_ftp(&hit, b"229 Entering Extended Passive Mode (|||50000|)\r\n"),
+        AlgVerdict::Pass
+    );
+    assert_eq!(
+        exps(&ct),
+        [
+            "tcp,orig=(src=fd00:0:0:1::2,dst=fd00:0:0:2::2,sport=0,dport=50000),zone=1,parent=(src=fd00:0:0:1::2,dst=fd00:0:0:2::2,sport=40000,dport=21)",
+            "tcp,orig=(src=fd00:0:0:2::2,dst=fd00:0:0:2::1,sport=0,dport=47419),zone=1,parent=(src=fd00:0:0:1::2,dst=fd00:0:0:2::2,sport=40000,dport=21)",
+        ]
+    );
+}

@@ -125,6 +125,8 @@ pub struct ConnSnapshot {
     pub nat: u8,
     pub l4: L4State,
     pub timeout_attr: u8,
+    /// 0 when created here, else the number of the sync peer it was learned from.
+    pub origin: u8,
     /// The ALG bits (`conn::ALG_HELPER`, …): the helper of a control connection.
     pub alg: u8,
     /// The parent connection's original key, for a data connection an expectation
@@ -337,6 +339,7 @@ impl Conntrack {
                 nat: c.nat_flags(),
                 l4: *l4,
                 timeout_attr: c.tattr.load(Ordering::Relaxed),
+                origin: c.origin(),
                 alg: c.alg_bits(),
                 parent: None,
             })
@@ -372,7 +375,7 @@ impl Conntrack {
             let c = self.table.conn(idx);
             h.removed(&c.key(DIR_ORIG), &c.key(DIR_REPLY), c.nat_flags());
         }
-        if self.events.enabled() {
+        if self.events.enabled() && ev.1 != DestroyReason::Synced {
             // Unlinked but not yet released: the record still holds the connection.
             self.emit(ev.0, EventKind::Destroy, ev.1, idx, gen, 0);
         }
@@ -1002,6 +1005,36 @@ impl<'a> CtWorker<'a> {
         now: u64,
         count_collision: bool,
     ) -> Result<Hit, CreateError> {
+        let ct = self.ct;
+        let init = |c: &Conn, zone: &Zone| {
+            let tattr = c.with_l4(|st| kind.new_conn(p, st));
+            c.expiry
+                .store(now + ct.timeout_ms(Some(zone), tattr), Ordering::Relaxed);
+            c.tattr.store(tattr as u8, Ordering::Relaxed);
+            c.set_mark(0);
+            c.set_label(0);
+            c.origin.store(0, Ordering::Relaxed);
+        };
+        let hashes = (orig_hash, reply_hash);
+        self.insert_new(orig, reply, hashes, nat, now, count_collision, false, init)
+    }
+
+    /// Takes a record, initialises it with `init` and publishes it under both keys, with
+    /// the zone and global limits and the pool of a packet-made connection. A `learned`
+    /// one (from a sync peer) is not counted as created and emits no event; the hooks are
+    /// told of both.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert_new(
+        &mut self,
+        orig: &ConnKey,
+        reply: &ConnKey,
+        (orig_hash, reply_hash): (u64, u64),
+        nat: u8,
+        now: u64,
+        count_collision: bool,
+        learned: bool,
+        init: impl FnOnce(&Conn, &Zone),
+    ) -> Result<Hit, CreateError> {
         let zone = self.ct.zones.get_or_create(orig.zone);
         let counters = self.counters();
         if let Err(why) = self.admit(zone, now) {
@@ -1018,14 +1051,7 @@ impl<'a> CtWorker<'a> {
         };
         let c = self.ct.table.conn(idx);
         c.set_keys(orig, reply);
-        let tattr = c.with_l4(|st| kind.new_conn(p, st));
-        c.expiry.store(
-            now + self.ct.timeout_ms(Some(zone), tattr),
-            Ordering::Relaxed,
-        );
-        c.tattr.store(tattr as u8, Ordering::Relaxed);
-        c.set_mark(0);
-        c.set_label(0);
+        init(c, zone);
         // The helper of a control connection, from the `[[alg]]` rules (a data
         // connection, ALG_RELATED, gets none: it is not a control connection).
         let helper = if nat & ALG_RELATED == 0 {
@@ -1046,11 +1072,13 @@ impl<'a> CtWorker<'a> {
             now,
         ) {
             Ok(()) => {
-                bump(&counters.created);
+                if !learned {
+                    bump(&counters.created);
+                }
                 if let Some(h) = self.ct.hooks.get() {
                     h.created(orig, reply, nat, now);
                 }
-                if self.ct.events.enabled() {
+                if !learned && self.ct.events.enabled() {
                     let ev = (EventKind::New, DestroyReason::None);
                     self.ct.emit(self.shard, ev.0, ev.1, idx, gen, now);
                 }

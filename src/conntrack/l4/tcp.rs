@@ -13,6 +13,8 @@
 //! * a SYN+ACK never creates a connection; any other valid flag combination may
 //!   (mid-stream pick-up);
 //! * a SYN when both peers are at FIN_WAIT_2 or later recreates the connection (port reuse);
+//! * a peer with `seqlo == seqhi == 0` (a connection learned from a sync peer) takes its
+//!   sequence numbers from its next segment;
 //! * out-of-window segments are invalid unless sequence checking is off;
 //! * invalid flag combinations are invalid.
 
@@ -224,6 +226,23 @@ impl L4Proto for Tcp {
                 // the ack skew.
                 check_ackskew = false;
             }
+            if win > src.max_win as u32 {
+                src.max_win = win as u16;
+            }
+        } else if src.seqhi == 0 && src.seqlo == 0 {
+            // A connection learned from a sync peer (`conntrack::learn`): the state is
+            // known, this end's sequence numbers are not; take them from this segment, with
+            // the lenience of a mid-stream pick-up.
+            end = seq.wrapping_add(p_len);
+            if flags & f::SYN != 0 {
+                end = end.wrapping_add(1);
+            }
+            if flags & f::FIN != 0 {
+                end = end.wrapping_add(1);
+            }
+            src.seqlo = seq;
+            src.seqhi = end.wrapping_add(((dst.max_win as u32) << dws).max(1));
+            check_ackskew = false;
             if win > src.max_win as u32 {
                 src.max_win = win as u16;
             }

@@ -67,6 +67,8 @@ pub(super) struct DumpJob {
     zone: Option<u16>,
     stats: bool,
     json: bool,
+    /// `-m`: `parent=(…)` on data connections an ALG expected, and `,learned=N` on
+    /// connections learned from sync peer N (its number in `[sync]`'s list).
     more: bool,
 }
 
@@ -90,9 +92,17 @@ impl Job for DumpJob {
                     return;
                 }
                 if json {
-                    out.push_str(&conn_json(s, now).to_string());
+                    let mut j = conn_json(s, now);
+                    if let (true, Some(m)) = (more, j.as_object_mut()) {
+                        m.insert("learned".into(), s.origin.into());
+                    }
+                    out.push_str(&j.to_string());
                 } else {
                     out.push_str(&s.ovs_line_more(stats, now, more));
+                    if more && s.origin != 0 {
+                        out.push_str(",learned=");
+                        out.push_str(&s.origin.to_string());
+                    }
                 }
                 out.push('\n');
             });

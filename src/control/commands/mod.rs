@@ -85,7 +85,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         details: "Lines are `tcp,orig=(src=A,dst=B,sport=P,dport=Q),reply=(...)[,zone=Z][,timeout=S]\n\
                   [,mark=M][,labels=0xL][,protoinfo=(state=S)][,helper=ftp]`, as `ovs-appctl dpctl/dump-conntrack`.\n\
                   The reply tuple is the NAT-translated one for NATed connections.\n\
-                  -m, --more                 add parent=(...) to data connections an ALG expected\n\
+                  -m, --more                 add parent=(...) to data connections an ALG expected,\n\
+                                             ,learned=N to connections learned from sync peer N\n\
                   -s, --stats, --statistics  add timeout=<seconds left>\n\
                   --json                     one JSON object per line instead (for machines)\n\
                   zone=N                     only zone N\n\

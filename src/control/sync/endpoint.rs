@@ -40,10 +40,17 @@ pub trait SyncTable {
     /// The bulk stream from `peer` ended: connections learned from `peer` that it did not
     /// repeat are gone on the peer and may be removed.
     fn bulk_end(&mut self, _peer: usize) {}
-    /// Appends at most `max` connections found from position `cursor` (0 starts a walk);
-    /// returns the position to continue from, or `None` when the walk is complete. A call
-    /// does a bounded amount of work and may append fewer (even none).
-    fn walk(&mut self, cursor: u64, max: usize, out: &mut Vec<SyncRecord>) -> Option<u64>;
+    /// Appends about `max` connections found from position `cursor` (0 starts a walk),
+    /// leaving out those learned from peer `skip_from` when given; returns the position
+    /// to continue from, or `None` when the walk is complete. A call does a bounded amount
+    /// of work and may append fewer (even none) or a few more.
+    fn walk(
+        &mut self,
+        skip_from: Option<usize>,
+        cursor: u64,
+        max: usize,
+        out: &mut Vec<SyncRecord>,
+    ) -> Option<u64>;
 }
 
 /// Tunables of the channel (times in milliseconds of the caller's clock).
@@ -65,6 +72,10 @@ pub struct SyncParams {
     pub resync_retry_ms: u64,
     /// Calls of [`SyncTable::walk`] per peer and poll (paces a bulk stream).
     pub walk_calls_per_poll: usize,
+    /// Every this often the whole table (less what was learned from the peer itself) is
+    /// sent again, so remaining timeouts refreshed by traffic without an event reach the
+    /// peer; 0 never.
+    pub refresh_ms: u64,
 }
 
 impl Default for SyncParams {
@@ -78,6 +89,7 @@ impl Default for SyncParams {
             dead_ms: 3_000,
             resync_retry_ms: 1_000,
             walk_calls_per_poll: 64,
+            refresh_ms: 0,
         }
     }
 }
@@ -148,6 +160,29 @@ struct Bulk {
     cursor: u64,
     nonce: u64,
     begun: bool,
+    /// Bracketed by [`F_BULK_BEGIN`] and [`F_BULK_END`], so that the peer removes what
+    /// it learned from us and the stream did not repeat (a resync, a repair).
+    bracket: bool,
+    /// Everything, also what the peer taught us (a resync: the peer lost its table); else
+    /// (a repair, a refresh) what it taught us is left out: it has it, and fresher.
+    all: bool,
+    /// Walked but not yet sent (a walk may return more than a message holds).
+    spill: VecDeque<SyncRecord>,
+    walked: bool,
+}
+
+impl Bulk {
+    fn new(nonce: u64, bracket: bool, all: bool) -> Bulk {
+        Bulk {
+            cursor: 0,
+            nonce,
+            begun: false,
+            bracket,
+            all,
+            spill: VecDeque::new(),
+            walked: false,
+        }
+    }
 }
 
 struct Peer {
@@ -156,6 +191,8 @@ struct Peer {
     inflight: VecDeque<InFlight>,
     pending: VecDeque<SyncRecord>,
     overflowed: bool,
+    /// When the last refresh stream started.
+    last_refresh: u64,
     /// The retransmission timeout in force (backs off while nothing is acknowledged).
     rto: u64,
     bulk: Option<Bulk>,
@@ -208,6 +245,7 @@ impl SyncEndpoint {
                     inflight: VecDeque::new(),
                     pending: VecDeque::new(),
                     overflowed: false,
+                    last_refresh: 0,
                     rto,
                     bulk: None,
                     served: (0, 0),
@@ -309,11 +347,7 @@ impl SyncEndpoint {
             Kind::ResyncRequest => {
                 if p.served != (m.boot, m.nonce) {
                     p.served = (m.boot, m.nonce);
-                    p.bulk = Some(Bulk {
-                        cursor: 0,
-                        nonce: m.nonce,
-                        begun: false,
-                    });
+                    p.bulk = Some(Bulk::new(m.nonce, true, true));
                 }
             }
             Kind::Data => {
@@ -363,7 +397,7 @@ impl SyncEndpoint {
         let prm = &self.params;
         let key = self.key.as_ref();
         let buf = &mut self.buf;
-        for p in &mut self.peers {
+        for (pi, p) in self.peers.iter_mut().enumerate() {
             let ack_boot = p.rx_boot.unwrap_or(0);
             let ack_seq = p.expected.map_or(0, |e| e - 1);
             let lost = p
@@ -406,11 +440,15 @@ impl SyncEndpoint {
             if p.overflowed {
                 p.overflowed = false;
                 p.c.overflows += 1;
-                p.bulk = Some(Bulk {
-                    cursor: 0,
-                    nonce: 0,
-                    begun: false,
-                });
+                // A repair: bracketed, so the peer drops what we deleted meanwhile.
+                p.bulk = Some(Bulk::new(0, true, false));
+            }
+            if prm.refresh_ms > 0
+                && p.bulk.is_none()
+                && now.saturating_sub(p.last_refresh) >= prm.refresh_ms
+            {
+                p.last_refresh = now;
+                p.bulk = Some(Bulk::new(0, false, false));
             }
             let mut walks = prm.walk_calls_per_poll;
             while p.inflight.len() < prm.window {
@@ -421,22 +459,29 @@ impl SyncEndpoint {
                     if let Some(b) = p.bulk.as_mut() {
                         if !b.begun {
                             b.begun = true;
-                            flags |= F_BULK_BEGIN;
-                        }
-                        let mut done = false;
-                        while records.len() < MAX_RECORDS && walks > 0 {
-                            walks -= 1;
-                            match table.walk(b.cursor, MAX_RECORDS - records.len(), &mut records) {
-                                Some(c) => b.cursor = c,
-                                None => {
-                                    done = true;
-                                    break;
-                                }
+                            if b.bracket {
+                                flags |= F_BULK_BEGIN;
                             }
                         }
-                        if done {
-                            flags |= F_BULK_END;
-                            nonce = b.nonce;
+                        let take = b.spill.len().min(MAX_RECORDS);
+                        records.extend(b.spill.drain(..take));
+                        let skip = (!b.all).then_some(pi);
+                        while records.len() < MAX_RECORDS && walks > 0 && !b.walked {
+                            walks -= 1;
+                            let want = MAX_RECORDS - records.len();
+                            match table.walk(skip, b.cursor, want, &mut records) {
+                                Some(c) => b.cursor = c,
+                                None => b.walked = true,
+                            }
+                        }
+                        if records.len() > MAX_RECORDS {
+                            b.spill.extend(records.drain(MAX_RECORDS..));
+                        }
+                        if b.walked && b.spill.is_empty() {
+                            if b.bracket {
+                                flags |= F_BULK_END;
+                                nonce = b.nonce;
+                            }
                             p.bulk = None;
                             p.c.bulk_sent += 1;
                         }

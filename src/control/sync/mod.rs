@@ -15,6 +15,9 @@ pub mod endpoint;
 pub mod record;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tracker;
+pub mod tracker_table;
 
 pub use auth::SyncKey;
 pub use codec::{DropReason, Message};

@@ -79,10 +79,20 @@ impl SyncTable for MemTable {
             }
         }
     }
-    fn walk(&mut self, cursor: u64, max: usize, out: &mut Vec<SyncRecord>) -> Option<u64> {
+    fn walk(
+        &mut self,
+        skip_from: Option<usize>,
+        cursor: u64,
+        max: usize,
+        out: &mut Vec<SyncRecord>,
+    ) -> Option<u64> {
+        // Up to `max` entries, plus two more now and then: a walk may overshoot.
+        let extra = if cursor.is_multiple_of(3) { 2 } else { 0 };
         let mut last = cursor;
-        for (&id, e) in self.by_id.range(cursor + 1..).take(max) {
-            out.push(e.0);
+        for (&id, e) in self.by_id.range(cursor + 1..).take(max + extra) {
+            if skip_from.is_none() || e.1 != skip_from {
+                out.push(e.0);
+            }
             last = id;
         }
         (self.by_id.range(last + 1..).next().is_some()).then_some(last)

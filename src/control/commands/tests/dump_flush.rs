@@ -97,7 +97,8 @@ fn dump_argument_errors() {
         "Unrecognized option --bogus"
     );
     assert_eq!(env.err("dump-conntrack", &["-x"]), "Unrecognized option -x");
-    // -m adds only the parent of data connections: none here.
+    // -m adds only the parent of data connections and the origin of learned ones: none
+    // here.
     assert_eq!(
         env.ok("dump-conntrack", &["-m"]),
         env.ok("dump-conntrack", &[])
@@ -340,4 +341,46 @@ fn flush_argument_errors_are_ovs_messages() {
     }
     // Nothing was flushed by the failures.
     assert_eq!(env.dump(&[]), expected_dump());
+}
+
+#[test]
+fn dump_more_marks_connections_learned_from_a_sync_peer() {
+    use crate::conntrack::learn::LearnedConn;
+    use crate::conntrack::TimeoutAttr;
+    let env = Env::new(1024, 0);
+    let other = Env::new(1024, 0);
+    other.ct.worker(0).process(&udp(A, B, 4000, 53), 0, true, 0);
+    let s = other.ct.all_conns()[0];
+    env.ct.worker(0).process(&udp(A, B, 4001, 53), 0, true, 0);
+    env.ct
+        .worker(0)
+        .learn(
+            &LearnedConn {
+                orig: s.orig,
+                reply: s.reply,
+                nat: s.nat,
+                attr: TimeoutAttr::UdpFirst,
+                timeout_ms: 30_000,
+                mark: 0,
+                label: 0,
+                l4: s.l4,
+                origin: 2,
+            },
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        env.dump(&["-m"]),
+        vec![
+            "udp,orig=(src=10.0.0.2,dst=192.0.2.2,sport=4000,dport=53),reply=(src=192.0.2.2,dst=10.0.0.2,sport=53,dport=4000),learned=2",
+            "udp,orig=(src=10.0.0.2,dst=192.0.2.2,sport=4001,dport=53),reply=(src=192.0.2.2,dst=10.0.0.2,sport=53,dport=4001)",
+        ]
+    );
+    // Without -m the two look alike.
+    assert!(env.dump(&[]).iter().all(|l| !l.contains("learned")));
+    let json = env.dump(&["-m", "--json"]);
+    assert!(
+        json[0].contains("\"learned\":2") || json[1].contains("\"learned\":2"),
+        "{json:?}"
+    );
 }

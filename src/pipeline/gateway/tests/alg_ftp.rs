@@ -134,3 +134,51 @@ fn active_ftp_through_snat_rewrites_port_and_keeps_both_directions_in_sequence()
     assert_eq!(seg(&f, GW_OUT4, SERVER4).4, bad.to_vec());
     assert_eq!(g.shared.conntrack().counters().alg_ftp_invalid, 1);
 }
+
+#[test]
+fn passive_ftp_to_a_dnat_server_rewrites_227_to_the_public_address_and_shifts_the_acks() {
+    let cfg = format!(
+        "{}\n[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1:21\"\nto = \"10.0.0.2:21\"\n",
+        crate::config::EMBEDDED_DEFAULT
+    );
+    let mut g = Gw::with_config(&cfg);
+    g.resolve_v4_neighbours();
+    let client = SERVER4;
+    let to_server = |seg: Vec<u8>| ip4(GW1, ROUTER, client, GW_OUT4, 64, 6, &seg);
+    let from_inside = |seg: Vec<u8>| ip4(GW0, HOST, H4, client, 64, 6, &seg);
+    let (v, f) = g.send(&to_server(tcp(50000, 21, 100, 0, SYN, b"")), 1);
+    fwd(v, 0);
+    assert_eq!(seg(&f, client, H4).1, 21);
+    let (v, _) = g.send(&from_inside(tcp(21, 50000, 5000, 101, SYN | ACK, b"")), 0);
+    fwd(v, 1);
+    let (v, _) = g.send(&to_server(tcp(50000, 21, 101, 5001, ACK | PSH, b"PASV\r\n")), 1);
+    fwd(v, 0);
+    // The server announces its inside address; the client gets the public one, one byte
+    // longer.
+    let pasv = b"227 Entering Passive Mode (10,0,0,2,195,80).\r\n";
+    let (v, _) = g.send(&from_inside(tcp(21, 50000, 5001, 107, ACK | PSH, pasv)), 0);
+    assert_eq!(v, Verdict::Consumed);
+    let out = g.take_emitted();
+    assert_eq!(out.len(), 1);
+    let (sp, dp, sq, ak, pl) = seg(&out[0].1, GW_OUT4, client);
+    assert_eq!((out[0].0, sp, dp, sq, ak), (1, 21, 50000, 5001, 107));
+    assert_eq!(pl, b"227 Entering Passive Mode (192,0,2,1,195,80).\r\n");
+    // The client acknowledges what it got; the server sees its own numbering.
+    let got = 5001 + pl.len() as u32;
+    let (v, f) = g.send(&to_server(tcp(50000, 21, 107, got, ACK, b"")), 1);
+    fwd(v, 0);
+    assert_eq!(seg(&f, client, H4).3, got - 1);
+    // The server's next reply is moved on by one in the client's numbering.
+    let (v, f) = g.send(&from_inside(tcp(21, 50000, got - 1, 107, ACK | PSH, b"150 ok\r\n")), 0);
+    fwd(v, 1);
+    assert_eq!(seg(&f, GW_OUT4, client).2, got);
+    // The client's data connection to the public address, port 50000: related,
+    // translated to the inside server.
+    let (v, f) = g.send(&to_server(tcp(40001, 50000, 1, 0, SYN, b"")), 1);
+    fwd(v, 0);
+    assert_eq!(seg(&f, client, H4).1, 50000);
+    let (v, f) = g.send(&from_inside(tcp(50000, 40001, 900, 2, SYN | ACK, b"")), 0);
+    fwd(v, 1);
+    assert_eq!(seg(&f, GW_OUT4, client).0, 50000);
+    assert_eq!(g.shared.conntrack().counters().alg_related, 1);
+}

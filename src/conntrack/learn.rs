@@ -1,0 +1,140 @@
+//! Connections learned from another instance (high-availability sync): installed,
+//! updated and removed through the tracker's own insert and remove paths, so a learned
+//! connection takes a pool record, counts against its zone's and the global limit, locks
+//! its buckets in order and occupies its reply tuple exactly like a local one. What sets
+//! it apart: its `origin` (the peer's number, shown by `dump-conntrack -m`), no `created`
+//! count and no event (the event stream tells what this instance's datapath did).
+//!
+//! A learned TCP connection keeps both peers' states, window scales and largest windows,
+//! but not their sequence numbers: the sender's were already stale when they arrived.
+//! Both peers' `seqlo`/`seqhi` are set to 0 (a pair no tracked peer ever has: `seqhi` is
+//! always past `seqlo`), which the TCP tracker reads as "re-learn this end from its next
+//! segment" ([`super::l4::tcp`]), as it does for a connection picked up mid-stream.
+
+use super::conn::{L4State, DIR_ORIG};
+use super::events::DestroyReason;
+use super::key::ConnKey;
+use super::table::Hit;
+use super::timeouts::TimeoutAttr;
+use super::tracker::{CreateError, CtWorker, Refusal};
+use crate::wire::parse::proto;
+use std::sync::atomic::Ordering;
+
+/// A connection as a sync peer describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearnedConn {
+    pub orig: ConnKey,
+    /// Reply tuple (with NAT, the translated one).
+    pub reply: ConnKey,
+    /// NAT flags (`CtState::SNAT`/`DNAT` bits).
+    pub nat: u8,
+    pub attr: TimeoutAttr,
+    /// Milliseconds until it expires (the peer's remaining timeout).
+    pub timeout_ms: u64,
+    pub mark: u32,
+    pub label: u128,
+    pub l4: L4State,
+    /// The peer's number, 1 to 255.
+    pub origin: u8,
+}
+
+/// Why a learned connection was not installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LearnError {
+    /// A limit, a full table, or its reply tuple is another connection's.
+    Refused(Refusal),
+    /// Its original key is the reply key of another connection here.
+    Conflict,
+}
+
+/// What [`CtWorker::learn`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learned {
+    Installed(Hit),
+    Updated(Hit),
+}
+
+/// The L4 state to install: for TCP, the sequence numbers forgotten (see the module doc).
+fn install_l4(c: &LearnedConn) -> L4State {
+    let mut l4 = c.l4;
+    if c.orig.proto == proto::TCP {
+        for p in &mut l4.peer {
+            p.seqlo = 0;
+            p.seqhi = 0;
+            p.max_win = p.max_win.max(1);
+        }
+    }
+    l4
+}
+
+impl CtWorker<'_> {
+    /// Installs `c`, or updates it in place when a connection with its original key and
+    /// reply tuple exists; one with the same original key but another reply tuple (another
+    /// NAT binding) is replaced.
+    pub fn learn(&mut self, c: &LearnedConn, now: u64) -> Result<Learned, LearnError> {
+        let ct = self.tracker();
+        let words = c.orig.to_words();
+        let hash = ct.table().hasher().hash_words(&words);
+        if let Some(hit) = ct.table().lookup(&words, hash, now) {
+            if hit.dir != DIR_ORIG {
+                return Err(LearnError::Conflict);
+            }
+            if let Some(conn) = ct.conn_of(&hit) {
+                if conn.key(1) == c.reply {
+                    conn.with_l4(|st| *st = install_l4(c));
+                    conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
+                    conn.tattr.store(c.attr as u8, Ordering::Relaxed);
+                    conn.set_mark(c.mark);
+                    conn.set_label(c.label);
+                    conn.origin.store(c.origin, Ordering::Relaxed);
+                    return Ok(Learned::Updated(hit));
+                }
+            }
+            let ev = (self.shard(), DestroyReason::Synced);
+            ct.remove(hit.idx, hit.gen, Some(self.cache()), ev);
+        }
+        let reply_hash = ct.table().hasher().hash_words(&c.reply.to_words());
+        let init = |conn: &super::conn::Conn, _: &super::zones::Zone| {
+            conn.with_l4(|st| *st = install_l4(c));
+            conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
+            conn.tattr.store(c.attr as u8, Ordering::Relaxed);
+            conn.set_mark(c.mark);
+            conn.set_label(c.label);
+            conn.origin.store(c.origin, Ordering::Relaxed);
+        };
+        // Only the NAT bits travel; a control connection's ALG helper comes from this
+        // instance's own `[[alg]]` rules, as for a local one.
+        let nat = c.nat & super::conn::NAT_MASK;
+        match self.insert_new(
+            &c.orig,
+            &c.reply,
+            (hash, reply_hash),
+            nat,
+            now,
+            true,
+            true,
+            init,
+        ) {
+            Ok(hit) => Ok(Learned::Installed(hit)),
+            Err(CreateError::Refused(r)) => Err(LearnError::Refused(r)),
+            // Inserted by someone else between the lookup and the insert: a worker made
+            // it from a packet; the local one stands.
+            Err(CreateError::Exists(_)) => Err(LearnError::Conflict),
+        }
+    }
+
+    /// Removes the connection whose original key is `orig`, without an event; false when
+    /// there is none.
+    pub fn unlearn(&mut self, orig: &ConnKey, now: u64) -> bool {
+        let ct = self.tracker();
+        let words = orig.to_words();
+        let hash = ct.table().hasher().hash_words(&words);
+        match ct.table().lookup(&words, hash, now) {
+            Some(hit) if hit.dir == DIR_ORIG => {
+                let ev = (self.shard(), DestroyReason::Synced);
+                ct.remove(hit.idx, hit.gen, Some(self.cache()), ev)
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Connections learned from a sync peer: installed through the normal insert path (limits,
+//! reply tuples), updated and removed without events, expiring on their own timeout, and
+//! a TCP stream that continues on the instance that learned it, far past the sequence
+//! numbers it was learned with.
+
+use super::learn::{LearnError, Learned, LearnedConn};
+use super::testpkt::*;
+use super::*;
+use crate::wire::parse::tcp_flags::{ACK, PSH, SYN};
+use std::sync::Arc;
+
+const A: &str = "10.0.0.2";
+const B: &str = "192.0.2.2";
+
+fn tracker() -> Arc<Conntrack> {
+    Arc::new(Conntrack::new(CtConfig {
+        max_conns: 1_000,
+        n_buckets: 0,
+        workers: 1,
+        tcp_seq_check: true,
+        hash_seed: Some(3),
+    }))
+}
+
+fn learned(s: &ConnSnapshot, now: u64, origin: u8) -> LearnedConn {
+    LearnedConn {
+        orig: s.orig,
+        reply: s.reply,
+        nat: s.nat,
+        attr: TimeoutAttr::ALL[s.timeout_attr as usize],
+        timeout_ms: s.expiry.saturating_sub(now),
+        mark: s.mark,
+        label: s.label,
+        l4: s.l4,
+        origin,
+    }
+}
+
+fn states(w: &mut CtWorker, pkts: &[crate::wire::parse::ParsedPacket], now: u64) -> Vec<String> {
+    pkts.iter()
+        .map(|p| w.process(p, 0, true, now).state.to_string())
+        .collect()
+}
+
+#[test]
+fn learned_tcp_stream_continues_on_the_standby_far_past_the_synced_sequence_numbers() {
+    let a = tracker();
+    let mut wa = a.worker(0);
+    let hs = [
+        tcp(A, B, 40000, 80, SYN, 1000, 0, 65535, 0),
+        tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65535, 0),
+        tcp(A, B, 40000, 80, ACK, 1001, 5001, 65535, 0),
+    ];
+    assert_eq!(
+        states(&mut wa, &hs, 1),
+        ["trk,new", "trk,est,rpl", "trk,est"]
+    );
+    let snap = a.all_conns()[0];
+    // B learns it, then the stream moves there 50 MB later in both directions.
+    let b = tracker();
+    let mut wb = b.worker(0);
+    assert!(matches!(
+        wb.learn(&learned(&snap, 1, 1), 1),
+        Ok(Learned::Installed(_))
+    ));
+    let later = [
+        tcp(
+            B,
+            A,
+            80,
+            40000,
+            ACK | PSH,
+            5001 + 50_000_000,
+            1001 + 7_000,
+            65535,
+            1400,
+        ),
+        tcp(
+            A,
+            B,
+            40000,
+            80,
+            ACK,
+            1001 + 7_000,
+            5001 + 50_001_400,
+            65535,
+            0,
+        ),
+        tcp(
+            B,
+            A,
+            80,
+            40000,
+            ACK | PSH,
+            5001 + 50_001_400,
+            1001 + 7_000,
+            65535,
+            1400,
+        ),
+        // A retransmission of the first segment seen on B.
+        tcp(
+            B,
+            A,
+            80,
+            40000,
+            ACK | PSH,
+            5001 + 50_000_000,
+            1001 + 7_000,
+            65535,
+            1400,
+        ),
+        tcp(
+            A,
+            B,
+            40000,
+            80,
+            ACK | PSH,
+            1001 + 7_000,
+            5001 + 50_002_800,
+            65535,
+            100,
+        ),
+    ];
+    assert_eq!(
+        states(&mut wb, &later, 2),
+        [
+            "trk,est,rpl",
+            "trk,est",
+            "trk,est,rpl",
+            "trk,est,rpl",
+            "trk,est"
+        ]
+    );
+    // A segment far outside the now re-learned window is still refused.
+    let wild = tcp(
+        B,
+        A,
+        80,
+        40000,
+        ACK | PSH,
+        5001 + 900_000_000,
+        1001 + 7_000,
+        65535,
+        10,
+    );
+    assert_eq!(states(&mut wb, &[wild], 3), ["trk,inv"]);
+    let s = b.all_conns()[0];
+    assert_eq!(s.origin, 1);
+    assert!(s
+        .ovs_line(false, 0)
+        .ends_with("protoinfo=(state=ESTABLISHED)"));
+    assert_eq!(
+        b.counters().created,
+        0,
+        "a learned connection is not created here"
+    );
+}
+
+#[test]
+fn learned_connection_is_updated_in_place_and_unlearned_without_events() {
+    let a = tracker();
+    let mut wa = a.worker(0);
+    wa.process(&udp(A, B, 4000, 53), 0, true, 10);
+    let snap = a.all_conns()[0];
+    let b = tracker();
+    let sub = b.events().subscribe(64);
+    let mut wb = b.worker(0);
+    let mut l = learned(&snap, 10, 2);
+    assert!(matches!(wb.learn(&l, 10), Ok(Learned::Installed(_))));
+    l.mark = 77;
+    l.timeout_ms = 120_000;
+    assert!(matches!(wb.learn(&l, 20), Ok(Learned::Updated(_))));
+    let s = b.all_conns();
+    assert_eq!(s.len(), 1);
+    assert_eq!((s[0].mark, s[0].expiry, s[0].origin), (77, 120_020, 2));
+    assert!(wb.unlearn(&l.orig, 30));
+    assert!(!wb.unlearn(&l.orig, 30));
+    assert!(b.all_conns().is_empty());
+    let mut evs = Vec::new();
+    b.events().pump();
+    sub.drain(&mut evs);
+    assert!(evs.is_empty(), "{evs:?}");
+    assert_eq!(b.n_conns(), 0);
+}
+
+#[test]
+fn learned_connection_expires_on_the_timeout_it_came_with() {
+    let b = tracker();
+    let mut wb = b.worker(0);
+    let a = tracker();
+    a.worker(0).process(&udp(A, B, 4000, 53), 0, true, 0);
+    let mut l = learned(&a.all_conns()[0], 0, 1);
+    l.timeout_ms = 5_000;
+    wb.learn(&l, 100).unwrap();
+    let mut ctl = b.control_handle();
+    ctl.sweep_expired(5_000, usize::MAX);
+    assert_eq!(b.all_conns().len(), 1);
+    ctl.sweep_expired(5_101, usize::MAX);
+    assert!(b.all_conns().is_empty());
+}
+
+#[test]
+fn learned_connections_count_against_the_zone_limit_and_hold_their_reply_tuple() {
+    let b = tracker();
+    b.zones().set_limit(0, 2);
+    let mut wb = b.worker(0);
+    let a = tracker();
+    let mut wa = a.worker(0);
+    for port in [4000, 4001, 4002] {
+        wa.process(&udp(A, B, port, 53), 0, true, 0);
+    }
+    let mut snaps = a.all_conns();
+    snaps.sort_by_key(|s| s.orig.sport);
+    wb.learn(&learned(&snaps[0], 0, 1), 0).unwrap();
+    wb.learn(&learned(&snaps[1], 0, 1), 0).unwrap();
+    assert_eq!(
+        wb.learn(&learned(&snaps[2], 0, 1), 0),
+        Err(LearnError::Refused(Refusal::ZoneLimit))
+    );
+    // A learned connection whose reply tuple is taken by another one is refused.
+    b.zones().set_limit(0, 10);
+    let mut clash = learned(&snaps[2], 0, 1);
+    clash.reply = snaps[0].reply;
+    assert_eq!(
+        wb.learn(&clash, 0),
+        Err(LearnError::Refused(Refusal::TupleCollision))
+    );
+    // A packet from the reply side finds the learned connection.
+    let r = wb.process(&udp(B, A, 53, 4000), 0, true, 1);
+    assert_eq!(r.state.to_string(), "trk,est,rpl");
+    assert_eq!(b.all_conns().len(), 2);
+}

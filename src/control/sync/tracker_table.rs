@@ -1,0 +1,110 @@
+//! The tracker as a [`SyncTable`]: records from a peer are learned and unlearned through
+//! `conntrack::learn` (the normal insert and remove paths), a bulk walk reads the table
+//! bucket by bucket, and a local event becomes the record to send.
+//!
+//! What is sent for an event: `[NEW]` and `[UPDATE]` send the connection as it is in the
+//! table when the event is read (one lookup; gone by then, nothing: its destroy follows);
+//! only a `[DESTROY]` by flush sends a delete. Expiry is not sent: timeouts run on both
+//! sides, and a peer's copy never outlives the original (it carries the original's
+//! remaining time, which traffic only extends, and periodic refreshes carry that), while a
+//! delete sent on expiry could cross a new connection on the same ports and remove it.
+
+use super::endpoint::SyncTable;
+use super::record::{SyncOp, SyncRecord};
+use crate::conntrack::events::{CtEvent, DestroyReason, EventKind};
+use crate::conntrack::learn::LearnedConn;
+use crate::conntrack::{ConnSnapshot, Conntrack, CtWorker, TimeoutAttr};
+
+/// Buckets a walk call reads at most.
+const WALK_BUCKETS: usize = 256;
+
+/// The record of a connection snapshot at `now` (tracker milliseconds).
+pub fn record_of(s: &ConnSnapshot, now: u64) -> SyncRecord {
+    SyncRecord {
+        op: SyncOp::Upsert,
+        orig: s.orig,
+        reply: s.reply,
+        nat: s.nat,
+        tattr: s.timeout_attr,
+        timeout_ms: u32::try_from(s.expiry.saturating_sub(now)).unwrap_or(u32::MAX),
+        mark: s.mark,
+        label: s.label,
+        l4: s.l4,
+    }
+}
+
+/// The record to send for a local event, if any (see the module doc).
+pub fn record_of_event(ct: &Conntrack, ev: &CtEvent, now: u64) -> Option<SyncRecord> {
+    match ev.kind {
+        EventKind::New | EventKind::Update => {
+            let words = ev.orig.to_words();
+            let hash = ct.table().hasher().hash_words(&words);
+            let hit = ct.table().lookup(&words, hash, now)?;
+            let s = ct.snapshot(hit.idx, hit.gen)?;
+            (s.orig == ev.orig).then(|| record_of(&s, now))
+        }
+        EventKind::Destroy if ev.reason == DestroyReason::Flushed => {
+            Some(SyncRecord::delete(ev.orig, ev.reply))
+        }
+        EventKind::Destroy => None,
+    }
+}
+
+/// A worker handle on the tracker at time `now`, as the table a sync endpoint uses.
+pub struct TrackerTable<'w, 'a> {
+    pub worker: &'w mut CtWorker<'a>,
+    pub now: u64,
+}
+
+impl SyncTable for TrackerTable<'_, '_> {
+    fn apply(&mut self, peer: usize, rec: &SyncRecord) -> bool {
+        match rec.op {
+            SyncOp::Delete => {
+                self.worker.unlearn(&rec.orig, self.now);
+                true
+            }
+            SyncOp::Upsert => {
+                let Some(&attr) = TimeoutAttr::ALL.get(rec.tattr as usize) else {
+                    return false;
+                };
+                let c = LearnedConn {
+                    orig: rec.orig,
+                    reply: rec.reply,
+                    nat: rec.nat,
+                    attr,
+                    timeout_ms: u64::from(rec.timeout_ms),
+                    mark: rec.mark,
+                    label: rec.label,
+                    l4: rec.l4,
+                    origin: u8::try_from(peer + 1).unwrap_or(u8::MAX),
+                };
+                self.worker.learn(&c, self.now).is_ok()
+            }
+        }
+    }
+
+    fn walk(
+        &mut self,
+        skip_from: Option<usize>,
+        cursor: u64,
+        max: usize,
+        out: &mut Vec<SyncRecord>,
+    ) -> Option<u64> {
+        let ct = self.worker.tracker();
+        let n = ct.table().n_buckets();
+        let skip = skip_from.map(|p| u8::try_from(p + 1).unwrap_or(u8::MAX));
+        let now = self.now;
+        let start = out.len();
+        let mut b = usize::try_from(cursor).unwrap_or(n);
+        let end = b.saturating_add(WALK_BUCKETS).min(n);
+        while b < end && out.len() - start < max {
+            ct.for_each_conn(b..b + 1, |s| {
+                if s.expiry > now && skip != Some(s.origin) {
+                    out.push(record_of(s, now));
+                }
+            });
+            b += 1;
+        }
+        (b < n).then_some(b as u64)
+    }
+}
