@@ -233,7 +233,13 @@ fn ipv6_eprt_under_snat_is_rewritten_to_the_pool_address_and_epsv_expects_the_cl
     let mut w = ct.worker(0);
     let spec = NatSpec::snat("[fd00:0:0:2::1]".parse::<NatRange>().unwrap());
     let (a6, b6) = ("fd00:0:0:1::2", "fd00:0:0:2::2");
-    let ctl = w.process_nat(&tcp(a6, b6, 40000, 21, SYN, 1, 0, 1000, 0), 1, true, &spec, 0);
+    let ctl = w.process_nat(
+        &tcp(a6, b6, 40000, 21, SYN, 1, 0, 1000, 0),
+        1,
+        true,
+        &spec,
+        0,
+    );
     let mut hit = ctl.conn.unwrap();
     let v = w.alg_ftp(&hit, b"EPRT |2|fd00:0:0:1::2|47419|\r\n");
     assert_eq!(

@@ -151,7 +151,10 @@ fn passive_ftp_to_a_dnat_server_rewrites_227_to_the_public_address_and_shifts_th
     assert_eq!(seg(&f, client, H4).1, 21);
     let (v, _) = g.send(&from_inside(tcp(21, 50000, 5000, 101, SYN | ACK, b"")), 0);
     fwd(v, 1);
-    let (v, _) = g.send(&to_server(tcp(50000, 21, 101, 5001, ACK | PSH, b"PASV\r\n")), 1);
+    let (v, _) = g.send(
+        &to_server(tcp(50000, 21, 101, 5001, ACK | PSH, b"PASV\r\n")),
+        1,
+    );
     fwd(v, 0);
     // The server announces its inside address; the client gets the public one, one byte
     // longer.
@@ -169,7 +172,10 @@ fn passive_ftp_to_a_dnat_server_rewrites_227_to_the_public_address_and_shifts_th
     fwd(v, 0);
     assert_eq!(seg(&f, client, H4).3, got - 1);
     // The server's next reply is moved on by one in the client's numbering.
-    let (v, f) = g.send(&from_inside(tcp(21, 50000, got - 1, 107, ACK | PSH, b"150 ok\r\n")), 0);
+    let (v, f) = g.send(
+        &from_inside(tcp(21, 50000, got - 1, 107, ACK | PSH, b"150 ok\r\n")),
+        0,
+    );
     fwd(v, 1);
     assert_eq!(seg(&f, GW_OUT4, client).2, got);
     // The client's data connection to the public address, port 50000: related,
