@@ -133,23 +133,49 @@ pub struct PortConfig {
     pub next_hop_mac: Option<[u8; 6]>,
     /// TCP MSS clamping of SYN and SYN/ACK segments entering or leaving by this port.
     pub mss_clamp: Option<MssClamp>,
+    /// The largest IP packet the port sends or receives ([`MTU_MIN`] to [`MTU_MAX`],
+    /// default [`MTU_DEFAULT`]): larger received frames are dropped (`drop_too_big`),
+    /// larger routed packets are fragmented (IPv4 without DF) or answered with ICMP
+    /// "fragmentation needed" / ICMPv6 "packet too big".
+    pub mtu: u16,
+    /// ICMP errors about MTU (fragmentation needed, packet too big) sent from this port
+    /// per second at most, in the long run (token bucket; 0: none).
+    pub icmp_rate: u32,
+    /// And at most this many at once (the bucket's size).
+    pub icmp_burst: u32,
 }
+
+/// Default port MTU (Ethernet).
+pub const MTU_DEFAULT: u16 = 1500;
+/// Smallest port MTU: IPv6's minimum link MTU (RFC 8200 §5).
+pub const MTU_MIN: u16 = 1280;
+/// Largest port MTU (jumbo frames).
+pub const MTU_MAX: u16 = 9000;
+/// Default `icmp_rate`: Linux's `net.ipv4.icmp_msgs_per_sec`.
+pub const ICMP_RATE_DEFAULT: u32 = 1000;
+/// Default `icmp_burst`: Linux's `net.ipv4.icmp_msgs_burst`.
+pub const ICMP_BURST_DEFAULT: u32 = 50;
+/// Largest `icmp_rate`.
+pub const ICMP_RATE_MAX: u32 = 1_000_000;
+/// Largest `icmp_burst`.
+pub const ICMP_BURST_MAX: u32 = 10_000;
 
 /// `mss_clamp` of a port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MssClamp {
-    /// The port's MTU (1500) minus the IP and TCP headers: 1460 (IPv4), 1440 (IPv6).
+    /// The port's `mtu` minus the IP and TCP headers (1460 for IPv4 and 1440 for IPv6 at
+    /// 1500); of the input and output ports, the smaller.
     Auto,
     /// At most this MSS.
     Fixed(u16),
 }
 
 impl MssClamp {
-    /// The largest MSS for a segment of `family` (4 or 6).
-    pub fn max_mss(self, family: u8) -> u16 {
+    /// The largest MSS for a segment of `family` (4 or 6) on a port of MTU `mtu`.
+    pub fn max_mss(self, family: u8, mtu: u16) -> u16 {
         match self {
-            MssClamp::Auto if family == 6 => 1500 - 40 - 20,
-            MssClamp::Auto => 1500 - 20 - 20,
+            MssClamp::Auto if family == 6 => mtu.saturating_sub(40 + 20),
+            MssClamp::Auto => mtu.saturating_sub(20 + 20),
             MssClamp::Fixed(n) => n,
         }
     }
@@ -430,6 +456,9 @@ struct RawPort {
     zone: Option<Spanned<u16>>,
     next_hop_mac: Option<Spanned<String>>,
     mss_clamp: Option<Spanned<toml::Value>>,
+    mtu: Option<Spanned<i64>>,
+    icmp_rate: Option<Spanned<i64>>,
+    icmp_burst: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -667,6 +696,17 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 }
 
 impl Config {
+    /// The MTU of DPDK port `id`: the largest `mtu` of its interfaces (its untagged one
+    /// and its VLAN sub-interfaces); the default when it has none.
+    pub fn port_mtu(&self, id: u16) -> u16 {
+        self.ports
+            .iter()
+            .filter(|p| p.port == id)
+            .map(|p| p.mtu)
+            .max()
+            .unwrap_or(MTU_DEFAULT)
+    }
+
     /// The embedded default configuration.
     pub fn embedded() -> Result<Config, ConfigError> {
         Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME)
@@ -911,6 +951,39 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
                 }
             }
         }
+        let ranged = |v: &Option<Spanned<i64>>, name: &str, lo: u32, hi: u32, default: u32| match v
+        {
+            None => Ok(default),
+            Some(v) => match u32::try_from(*v.get_ref()) {
+                Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+                _ => lines.err(
+                    v.span(),
+                    f(name),
+                    format!("{} is out of range ({lo} to {hi})", v.get_ref()),
+                ),
+            },
+        };
+        let mtu = ranged(
+            &p.mtu,
+            "mtu",
+            u32::from(MTU_MIN),
+            u32::from(MTU_MAX),
+            u32::from(MTU_DEFAULT),
+        )? as u16;
+        let icmp_rate = ranged(
+            &p.icmp_rate,
+            "icmp_rate",
+            0,
+            ICMP_RATE_MAX,
+            ICMP_RATE_DEFAULT,
+        )?;
+        let icmp_burst = ranged(
+            &p.icmp_burst,
+            "icmp_burst",
+            1,
+            ICMP_BURST_MAX,
+            ICMP_BURST_DEFAULT,
+        )?;
         ports.push(PortConfig {
             port: id,
             vlan,
@@ -935,6 +1008,9 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
                     }
                 },
             },
+            mtu,
+            icmp_rate,
+            icmp_burst,
         });
     }
     let first_inside_zone = ports
@@ -1666,6 +1742,60 @@ mod tests {
     }
 
     #[test]
+    fn port_mtu_and_icmp_rate_have_linux_defaults_and_ranges_named_by_line() {
+        let c = Config::parse(PORTS, "t.toml").unwrap();
+        assert_eq!(
+            (c.ports[0].mtu, c.ports[0].icmp_rate, c.ports[0].icmp_burst),
+            (1500, 1000, 50)
+        );
+        let with = |extra: &str| {
+            Config::parse(
+                &PORTS.replacen(
+                    "role = \"outside\"",
+                    &format!("role = \"outside\"\n{extra}"),
+                    1,
+                ),
+                "t.toml",
+            )
+        };
+        let c = with("mtu = 9000\nicmp_rate = 0\nicmp_burst = 10000").unwrap();
+        assert_eq!(
+            (c.ports[1].mtu, c.ports[1].icmp_rate, c.ports[1].icmp_burst),
+            (9000, 0, 10000)
+        );
+        assert_eq!(c.ports[0].mtu, 1500);
+        let line = PORTS
+            .lines()
+            .position(|l| l == "role = \"outside\"")
+            .unwrap()
+            + 2;
+        for (extra, msg) in [
+            (
+                "mtu = 1279",
+                "port[1].mtu: 1279 is out of range (1280 to 9000)",
+            ),
+            (
+                "mtu = 9001",
+                "port[1].mtu: 9001 is out of range (1280 to 9000)",
+            ),
+            ("mtu = -1", "port[1].mtu: -1 is out of range (1280 to 9000)"),
+            (
+                "icmp_rate = 1000001",
+                "port[1].icmp_rate: 1000001 is out of range (0 to 1000000)",
+            ),
+            (
+                "icmp_burst = 0",
+                "port[1].icmp_burst: 0 is out of range (1 to 10000)",
+            ),
+        ] {
+            let e = with(extra).unwrap_err().to_string();
+            assert_eq!(e, format!("t.toml:{line}: {msg}"), "{extra}");
+        }
+        let e = with("mtu = \"big\"").unwrap_err().to_string();
+        assert!(e.contains("mtu"), "{e}");
+    }
+
+    #[test]
     fn mss_clamp_is_auto_or_a_number() {
         let with = |v: &str| {
             Config::parse(
@@ -1681,9 +1811,20 @@ mod tests {
         assert_eq!(c.ports[1].mss_clamp, Some(MssClamp::Auto));
         assert_eq!(c.ports[0].mss_clamp, None);
         assert_eq!(
-            (MssClamp::Auto.max_mss(4), MssClamp::Auto.max_mss(6)),
+            (
+                MssClamp::Auto.max_mss(4, 1500),
+                MssClamp::Auto.max_mss(6, 1500)
+            ),
             (1460, 1440)
         );
+        assert_eq!(
+            (
+                MssClamp::Auto.max_mss(4, 1280),
+                MssClamp::Auto.max_mss(6, 9000)
+            ),
+            (1240, 8940)
+        );
+        assert_eq!(MssClamp::Fixed(1400).max_mss(4, 1280), 1400);
         assert_eq!(
             with("1400").unwrap().ports[1].mss_clamp,
             Some(MssClamp::Fixed(1400))

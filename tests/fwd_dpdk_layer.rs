@@ -81,6 +81,7 @@ fn mbufs_are_freed_exactly_once_through_bursts_and_tx() {
         rx_desc: 64,
         tx_desc: 64,
         rss: false,
+        mtu: 0,
     };
     let mut port = Port::configure(&eal, ports[0], &conf, &pool).unwrap();
     port.start().unwrap();

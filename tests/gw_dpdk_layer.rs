@@ -90,6 +90,7 @@ fn held_and_generated_mbufs_are_freed_exactly_once() {
         rx_desc: 64,
         tx_desc: 64,
         rss: false,
+        mtu: 0,
     };
     let mut port = Port::configure(&eal, ports[0], &conf, &pool).unwrap();
     port.start().unwrap();

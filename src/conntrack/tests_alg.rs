@@ -262,3 +262,30 @@ fn ipv6_eprt_under_snat_is_rewritten_to_the_pool_address_and_epsv_expects_the_cl
         ]
     );
 }
+
+#[test]
+fn a_port_command_split_across_segments_is_counted_and_expects_nothing() {
+    let ct = tracker();
+    let mut w = ct.worker(0);
+    let ctl = w.process_nat(
+        &tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0),
+        1,
+        true,
+        &snat(),
+        0,
+    );
+    let hit = ctl.conn.unwrap();
+    // As OVS: each segment is looked at alone; the first half does not parse, the
+    // second is no command.
+    assert_eq!(w.alg_ftp(&hit, b"PORT 10,0,"), AlgVerdict::Invalid);
+    assert_eq!(w.alg_ftp(&hit, b"0,2,4,1\r\n"), AlgVerdict::Pass);
+    assert_eq!((ct.counters().alg_ftp_invalid, ct.n_expectations()), (1, 0));
+    // A command past 256 bytes of padding: not at the start, not seen.
+    let mut long = vec![b' '; 300];
+    long.extend_from_slice(b"PORT 10,0,0,2,4,1\r\n");
+    assert_eq!(w.alg_ftp(&hit, &long), AlgVerdict::Pass);
+    // A PORT followed by 400 bytes still parses from its 127-byte window.
+    let mut big = b"PORT 10,0,0,2,4,1\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 400));
+    assert!(matches!(w.alg_ftp(&hit, &big), AlgVerdict::Rewrite { .. }));
+}

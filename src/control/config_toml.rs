@@ -6,7 +6,7 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use crate::config::{Config, Role};
+use crate::config::{Config, MssClamp, Role};
 
 fn quoted_mac(m: &[u8; 6]) -> String {
     let h: Vec<String> = m.iter().map(|b| format!("{b:02x}")).collect();
@@ -56,6 +56,18 @@ pub fn config_toml(cfg: &Config) -> String {
         if let Some(m) = &p.next_hop_mac {
             let _ = writeln!(s, "next_hop_mac = {}", quoted_mac(m));
         }
+        match p.mss_clamp {
+            Some(MssClamp::Auto) => {
+                let _ = writeln!(s, "mss_clamp = \"auto\"");
+            }
+            Some(MssClamp::Fixed(n)) => {
+                let _ = writeln!(s, "mss_clamp = {n}");
+            }
+            None => {}
+        }
+        let _ = writeln!(s, "mtu = {}", p.mtu);
+        let _ = writeln!(s, "icmp_rate = {}", p.icmp_rate);
+        let _ = writeln!(s, "icmp_burst = {}", p.icmp_burst);
     }
     for r in &cfg.routes {
         let _ = writeln!(
@@ -175,6 +187,16 @@ mod tests {
                 "pool = \"[fd00:0:0:2::1]\"\nfiltering = \"endpoint-independent\"",
             )
             .replace("max_frags = 1000", "max_frags = 77")
+            .replacen(
+                "role = \"outside\"",
+                "role = \"outside\"\nmtu = 1400\nicmp_rate = 7\nicmp_burst = 3\nmss_clamp = \"auto\"",
+                1,
+            )
+            .replacen(
+                "role = \"inside\"",
+                "role = \"inside\"\nmtu = 9000\nmss_clamp = 1300",
+                1,
+            )
             + extra
             + "[metrics]\nlisten = \"127.0.0.1:9464\"\n"
             + "[logging]\nsyslog = \"/dev/log\"\nipfix = \"[::1]:4739\"\nbindings_only = true\n";
@@ -182,6 +204,10 @@ mod tests {
         assert_eq!(cfg.dnat.len(), 2);
         assert_eq!(cfg.zone_timeouts.len(), 1);
         assert!(cfg.metrics_listen.is_some());
+        assert_eq!(
+            (cfg.ports[0].mtu, cfg.ports[1].mtu, cfg.ports[1].icmp_rate),
+            (9000, 1400, 7)
+        );
         assert!(cfg.logging.bindings_only);
         let written = config_toml(&cfg);
         let mut back =

@@ -32,7 +32,7 @@ use crate::pipeline::{DropCounters, DropReason};
 /// gateway answered or generated, neighbour-table events and size).
 pub fn gateway_line(g: &GatewayCountersSnapshot) -> String {
     format!(
-        "gateway arp_replies={} nd_adverts={} echo_replies={} arp_requests={} nd_solicits={} time_exceeded={} neigh_learned={} held={} released={} neighbours={} neigh_failed={}",
+        "gateway arp_replies={} nd_adverts={} echo_replies={} arp_requests={} nd_solicits={} time_exceeded={} neigh_learned={} held={} released={} neighbours={} neigh_failed={} frag_needed={} packet_too_big={} icmp_rate_limited={} fragmented={} fragments_out={}",
         g.arp_replies,
         g.nd_adverts,
         g.echo_replies,
@@ -43,7 +43,12 @@ pub fn gateway_line(g: &GatewayCountersSnapshot) -> String {
         g.held,
         g.released,
         g.neighbours,
-        g.neigh_failed
+        g.neigh_failed,
+        g.frag_needed,
+        g.packet_too_big,
+        g.icmp_rate_limited,
+        g.fragmented,
+        g.fragments_out
     )
 }
 
@@ -179,7 +184,13 @@ mod tests {
         };
         let s = gateway_line(&g);
         assert!(s.starts_with("gateway arp_replies=0 "), "{s}");
-        assert!(s.ends_with(" neighbours=2 neigh_failed=3"), "{s}");
+        assert!(s.contains(" neighbours=2 neigh_failed=3 "), "{s}");
+        assert!(
+            s.ends_with(
+                " frag_needed=0 packet_too_big=0 icmp_rate_limited=0 fragmented=0 fragments_out=0"
+            ),
+            "{s}"
+        );
         assert_eq!(field_u64(&s, "arp_requests"), Some(7));
     }
 

@@ -12,7 +12,13 @@
 //! 3. builds the next table version (routes, policy, SNAT/DNAT rules, zones of ports,
 //!    static next hops) and publishes it: workers switch between two bursts
 //!    ([`crate::pipeline::gateway::live`]); every connection stays, with its NAT binding;
-//! 4. applies the tracker settings of the file: `max_conns`, `tcp_seq_check`,
+//! 4. sets the ports' changed MTUs on their devices (`rte_eth_dev_set_mtu` through the
+//!    setter [`LiveGateway::with_mtu_setter`] installs): a port's `mtu` may change up to
+//!    the largest MTU at start (the buffers were sized for it; beyond it the next table
+//!    version is refused), and only where the device accepts it while running; otherwise
+//!    the reload is refused naming `port[N].mtu` and saying it needs a restart, and the
+//!    MTUs already set are put back;
+//! 5. applies the tracker settings of the file: `max_conns`, `tcp_seq_check`,
 //!    `sweep_interval_ms`, limits and timeout policies, the `[[alg]]` helper rules (for
 //!    connections created afterwards), and the `[fragments]` settings.
 //!
@@ -56,10 +62,15 @@ struct State {
     publisher: Publisher,
 }
 
+/// Sets DPDK port `id`'s MTU on the device; the device's refusal as text.
+pub type MtuSetter = fn(u16, u16) -> Result<(), String>;
+
 /// The configuration in force and the versions published to the workers. Lives on the
 /// control lcore (not `Sync`: one thread reloads).
 pub struct LiveGateway {
     state: RefCell<State>,
+    /// Changes a port's MTU on its device; `None`: MTUs are the datapath's alone (tests).
+    set_mtu: Option<MtuSetter>,
 }
 
 fn unix_now() -> u64 {
@@ -78,6 +89,52 @@ impl LiveGateway {
                 loaded_unix: unix_now(),
                 publisher: Publisher::new(first),
             }),
+            set_mtu: None,
+        }
+    }
+
+    /// Reloads set changed port MTUs on the devices through `f` (DPDK's
+    /// `rte_eth_dev_set_mtu`).
+    pub fn with_mtu_setter(mut self, f: MtuSetter) -> LiveGateway {
+        self.set_mtu = Some(f);
+        self
+    }
+
+    /// Sets the MTUs of the ports whose `mtu` differs between `old` and `new` on their
+    /// devices: the changes as report lines, or the refusal (every MTU set put back).
+    fn change_mtus(&self, old: &Config, new: &Config) -> Result<Vec<(u16, u16, u16)>, String> {
+        let mut ids: Vec<u16> = new.ports.iter().map(|p| p.port).collect();
+        ids.dedup();
+        let mut done: Vec<(u16, u16, u16)> = Vec::new();
+        for id in ids {
+            let (was, now) = (old.port_mtu(id), new.port_mtu(id));
+            if was == now {
+                continue;
+            }
+            if let Some(set) = &self.set_mtu {
+                if let Err(e) = set(id, now) {
+                    self.undo_mtus(&done);
+                    let i = new
+                        .ports
+                        .iter()
+                        .position(|p| p.port == id && p.mtu == now)
+                        .unwrap_or(0);
+                    return Err(format!(
+                        "port[{i}].mtu: {was} -> {now}: the device refused it while running ({e}): needs a restart"
+                    ));
+                }
+            }
+            done.push((id, was, now));
+        }
+        Ok(done)
+    }
+
+    /// Puts back the MTUs `change_mtus` set.
+    fn undo_mtus(&self, done: &[(u16, u16, u16)]) {
+        if let Some(set) = &self.set_mtu {
+            for &(id, was, _) in done.iter().rev() {
+                let _ = set(id, was);
+            }
         }
     }
 
@@ -145,13 +202,17 @@ impl LiveGateway {
         let ipf = cur.ipf();
         let running = settings_of_tracker(ct, sweep_interval_ms, ipf);
         let was = settings_of_config(&st.config);
+        let mtus = self
+            .change_mtus(&st.config, &new)
+            .map_err(|e| format!("{}: {e}; the running configuration stays", new.source))?;
         // The last step that can fail: the pool was sized at start.
-        ct.set_max_conns(new.datapath.max_conns).map_err(|e| {
-            format!(
+        if let Err(e) = ct.set_max_conns(new.datapath.max_conns) {
+            self.undo_mtus(&mtus);
+            return Err(format!(
                 "{}: datapath.max_conns: {e}: needs a restart; the running configuration stays",
                 new.source
-            )
-        })?;
+            ));
+        }
         let version = st.publisher.publish(next)?;
         apply_tracker_settings(&new, ct, sweep_interval_ms);
         apply_fragment_settings(&new.fragments, ipf);
@@ -162,6 +223,9 @@ impl LiveGateway {
             "reloaded generation {} from {}\n",
             st.generation, new.source
         );
+        for (id, was, now) in &mtus {
+            report.push_str(&format!("port {id} mtu: {was} -> {now}\n"));
+        }
         for (k, v) in &running {
             let at_start = was.get(k).map_or("unset", String::as_str);
             let after = now.get(k).map_or("unset", String::as_str);
@@ -528,6 +592,101 @@ mod tests {
         );
         assert_eq!(live.origin().0, 1);
         assert_eq!(ct.max_conns(), 4096, "nothing changed");
+    }
+
+    /// `text` with `mtu = N` on the inside (0) and outside (1) ports.
+    fn with_mtus(inside: u16, outside: u16) -> String {
+        text("192.0.2.1")
+            .replacen(
+                "role = \"inside\"",
+                &format!("role = \"inside\"\nmtu = {inside}"),
+                1,
+            )
+            .replacen(
+                "role = \"outside\"",
+                &format!("role = \"outside\"\nmtu = {outside}"),
+                1,
+            )
+    }
+
+    thread_local! {
+        /// The calls of [`recording_setter`] on this test's thread.
+        static MTU_CALLS: RefCell<Vec<(u16, u16)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An MTU setter that records its calls and refuses port 1 above 1280.
+    fn recording_setter(id: u16, mtu: u16) -> Result<(), String> {
+        MTU_CALLS.with(|c| c.borrow_mut().push((id, mtu)));
+        if id == 1 && mtu > 1280 && mtu < 1500 {
+            Err("Operation not supported (errno 95)".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn mtu_calls() -> Vec<(u16, u16)> {
+        MTU_CALLS.with(|c| c.borrow().clone())
+    }
+
+    /// A gateway whose MTU setter is [`recording_setter`].
+    fn mtu_gateway(path: &str) -> (LiveGateway, Arc<Conntrack>, AtomicU32) {
+        let (live, ct, sweep) = gateway(path);
+        MTU_CALLS.with(|c| c.borrow_mut().clear());
+        (live.with_mtu_setter(recording_setter), ct, sweep)
+    }
+
+    #[test]
+    fn a_reload_changes_port_mtus_on_the_devices_and_in_the_datapath() {
+        let a = write("mtu-a.toml", &with_mtus(9000, 1500));
+        let (live, ct, sweep) = mtu_gateway(&a);
+        let b = write("mtu-b.toml", &with_mtus(9000, 1280));
+        let r = live.reload(Some(&b), &ct, &sweep).unwrap();
+        assert_eq!(
+            r.report,
+            format!("reloaded generation 2 from {b}\nport 1 mtu: 1500 -> 1280\n")
+        );
+        assert_eq!(mtu_calls(), [(1, 1280)]);
+        // The new version's egress: a 1300-byte DF packet no longer fits the outside.
+        let mut step = GatewayStep::new(live.shared(), 0);
+        let mut f = crate::wire::testframe::Frame::v4(
+            [10, 0, 0, 2],
+            [198, 51, 100, 7],
+            crate::wire::testframe::L4::udp(5000, 53, &[7; 1272]),
+        )
+        .macs([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 1, 2])
+        .build();
+        assert_eq!(
+            step.process(&mut f, 0),
+            crate::pipeline::Verdict::Drop(crate::pipeline::DropReason::MtuExceeded)
+        );
+        // Back up to 9000 on the outside: within what the buffers hold (the inside's).
+        let c = write("mtu-c.toml", &with_mtus(9000, 9000));
+        live.reload(Some(&c), &ct, &sweep).unwrap();
+        assert_eq!(mtu_calls().last(), Some(&(1, 9000)));
+        drop(step);
+    }
+
+    #[test]
+    fn an_mtu_the_buffers_or_the_device_cannot_take_is_refused_as_needing_a_restart() {
+        let a = write("mtu-refuse-a.toml", &with_mtus(1500, 1500));
+        let (live, ct, sweep) = mtu_gateway(&a);
+        let big = write("mtu-refuse-big.toml", &with_mtus(1500, 9000));
+        let e = live.reload(Some(&big), &ct, &sweep).err().unwrap();
+        assert!(
+            e.contains("port[1].mtu: 9000 is larger than the 1500 the buffers were sized for at start: raising it needs a restart"),
+            "{e}"
+        );
+        assert!(mtu_calls().is_empty(), "no device touched");
+        // Port 0's change is taken, port 1's refused by the device: port 0 is put back.
+        let both = write("mtu-refuse-both.toml", &with_mtus(1400, 1300));
+        let e = live.reload(Some(&both), &ct, &sweep).err().unwrap();
+        assert!(
+            e.contains("port[1].mtu: 1500 -> 1300: the device refused it while running (Operation not supported (errno 95)): needs a restart; the running configuration stays"),
+            "{e}"
+        );
+        assert_eq!(mtu_calls(), [(0, 1400), (1, 1300), (0, 1500)]);
+        assert_eq!(live.origin().0, 1, "nothing changed");
+        assert_eq!(live.config().ports[1].mtu, 1500);
     }
 
     #[test]

@@ -31,6 +31,9 @@ mod telemetry;
 /// for a 1518-byte frame in one segment.
 pub const DEFAULT_MBUF_BUF_SIZE: u16 = dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16;
 
+/// Bytes of headroom before an mbuf's data (`RTE_PKTMBUF_HEADROOM`).
+pub const MBUF_HEADROOM: u16 = dpdk_sys::RTE_PKTMBUF_HEADROOM as u16;
+
 pub use burst::{Drain, MbufBurst, BURST_SIZE};
 pub use eal::{dpdk_version, Eal};
 pub use error::Error;
@@ -38,8 +41,8 @@ pub use lcore::{launch, main_lcore, socket_of_lcore, wait_lcore, worker_lcores, 
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{
-    available_ports, port_caps, LinkStatus, MacAddr, Port, PortCaps, PortConfig, PortId, PortStats,
-    RxQueue, TxQueue, SYMMETRIC_RSS_KEY,
+    available_ports, port_caps, set_mtu, LinkStatus, MacAddr, Port, PortCaps, PortConfig, PortId,
+    PortStats, RxQueue, TxQueue, SYMMETRIC_RSS_KEY,
 };
 pub use ring::{eth_from_rings, port_mac, thread_register, thread_unregister, EalToken, Ring};
 pub use telemetry::{register_telemetry, TelemetryHandler};

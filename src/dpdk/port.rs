@@ -77,6 +77,9 @@ pub struct PortConfig {
     pub tx_desc: u16,
     /// Spread RX over the queues with RSS (IP/TCP/UDP, symmetric key).
     pub rss: bool,
+    /// The MTU to set (`rte_eth_conf.rxmode.mtu` and `rte_eth_dev_set_mtu`); 0 keeps the
+    /// device's default. The mempool's data room must hold a frame of it.
+    pub mtu: u16,
 }
 
 /// Port counters (`rte_eth_stats`).
@@ -155,6 +158,17 @@ pub fn port_caps(_eal: &Eal, id: PortId) -> Result<PortCaps, Error> {
     })
 }
 
+/// Sets the MTU of port `id` (`rte_eth_dev_set_mtu`), also while it runs: the device
+/// refuses what it cannot do (`EINVAL` beyond its limits or larger than its RX buffers
+/// without scattered receive, `ENOTSUP` without the operation, `EBUSY` when it must be
+/// stopped first).
+pub fn set_mtu(id: PortId, mtu: u16) -> Result<(), Error> {
+    // SAFETY: the call checks the port id itself (-ENODEV for one not probed) and only
+    // reads and writes the device's own state; no pointer is passed.
+    let ret = unsafe { dpdk_sys::rte_eth_dev_set_mtu(id, mtu) };
+    Error::check(|| format!("rte_eth_dev_set_mtu(port {id}, {mtu})"), ret).map(|_| ())
+}
+
 /// A configured port. Closed (stopped first if started) by [`Port::close`] or on drop.
 #[derive(Debug)]
 pub struct Port {
@@ -195,6 +209,9 @@ impl Port {
         if caps.supports_rx_ipv4_cksum() {
             // The NIC's verdict on IPv4 header checksums, read per mbuf by the workers.
             eth.rxmode.offloads |= rx_offload_ipv4_cksum();
+        }
+        if conf.mtu != 0 {
+            eth.rxmode.mtu = u32::from(conf.mtu);
         }
         // SAFETY: EAL is initialised; `eth` is a valid config that DPDK copies (the RSS
         // key it points to is static).
@@ -243,6 +260,14 @@ impl Port {
                 || format!("rte_eth_tx_queue_setup(port {id}, queue {q})"),
                 ret,
             )?;
+        }
+        if conf.mtu != 0 {
+            // Some PMDs apply the MTU only through their mtu_set (net_tap sets its kernel
+            // interface's); devices without one (pcap, ring, null) carry any frame.
+            match set_mtu(id, conf.mtu) {
+                Err(e) if e.errno == libc::ENOTSUP => {}
+                r => r?,
+            }
         }
         // Not every device has promiscuous mode (e.g. net_pcap on files); that is fine.
         // SAFETY: configured port.

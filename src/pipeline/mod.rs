@@ -101,17 +101,22 @@ pub enum DropReason {
     /// An IPv4 header whose checksum does not verify (by the NIC's RX flags where the
     /// port offers the offload, in software otherwise).
     BadIpChecksum = 20,
-    /// A frame longer than one mbuf's data room (received in more than one segment).
+    /// A frame longer than one mbuf's data room (received in more than one segment), or
+    /// whose IP packet is larger than the receiving interface's `mtu`.
     TooBig = 21,
     /// An IP fragment not forwarded: refused by reassembly (too small, overlapping, a
     /// duplicate, malformed, no room, reassembly off with `policy.invalid = "drop"`), or
     /// of a datagram that could not be sent on.
     Fragment = 22,
+    /// A routed packet larger than its output port's `mtu` that may not be fragmented
+    /// (IPv4 with DF, IPv6): answered with an ICMP "fragmentation needed" / ICMPv6
+    /// "packet too big" (rate-limited).
+    MtuExceeded = 23,
 }
 
 impl DropReason {
     /// Number of reasons (the size of a counter array).
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 24;
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::ShortFrame,
@@ -137,6 +142,7 @@ impl DropReason {
         DropReason::BadIpChecksum,
         DropReason::TooBig,
         DropReason::Fragment,
+        DropReason::MtuExceeded,
     ];
 
     /// Counter name, as printed in stats (`drop_<name>=N`).
@@ -165,6 +171,7 @@ impl DropReason {
             DropReason::BadIpChecksum => "bad_ip_checksum",
             DropReason::TooBig => "too_big",
             DropReason::Fragment => "fragment",
+            DropReason::MtuExceeded => "mtu_exceeded",
         }
     }
 }

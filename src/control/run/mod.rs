@@ -139,7 +139,18 @@ pub fn run_report(
             .and_then(|c| c.socket)
             .unwrap_or(main_socket)
     };
-    let pools = create_mempools(eal, &plan, &socket_of, opts.mbufs.unwrap_or(0), run_no)?;
+    let max_mtu = config.map_or(
+        crate::config::MTU_DEFAULT,
+        crate::pipeline::gateway::max_mtu,
+    );
+    let pools = create_mempools(
+        eal,
+        &plan,
+        &socket_of,
+        opts.mbufs.unwrap_or(0),
+        run_no,
+        max_mtu,
+    )?;
     let (mut ports, macs) =
         configure_ports(eal, &plan, &caps, config, &pools, &socket_of, verbose)?;
 
@@ -352,7 +363,11 @@ fn gateway_ctl(
     };
     Ok(GatewayCtl {
         metrics,
-        live: Box::new(LiveGateway::new(cfg.clone(), shared)),
+        // A reload may change port MTUs where the device takes them while running.
+        live: Box::new(
+            LiveGateway::new(cfg.clone(), shared)
+                .with_mtu_setter(|id, mtu| dpdk::set_mtu(id, mtu).map_err(|e| e.to_string())),
+        ),
         ct,
         server,
         sweep_interval_ms: AtomicU32::new(cfg.datapath.sweep_interval_ms),

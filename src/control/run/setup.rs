@@ -206,6 +206,8 @@ pub(super) fn configure_ports(
             rx_desc: RX_DESC,
             tx_desc: TX_DESC,
             rss: pq.rss,
+            // Forwarding mode (no config) keeps the device's default.
+            mtu: config.map_or(0, |cfg| cfg.port_mtu(pq.id)),
         };
         let port = Port::configure(eal, pq.id, &conf, &pool).map_err(|e| e.to_string())?;
         let mac = MacAddr(port.mac().map_err(|e| e.to_string())?);
@@ -237,14 +239,26 @@ pub(super) fn configure_ports(
     Ok((ports, macs))
 }
 
+/// The mbufs' buffer size (headroom included) for a largest MTU of `mtu`: DPDK's
+/// default, or one frame of that MTU (Ethernet, two VLAN tags, CRC) in one segment.
+pub(super) fn mbuf_buf_size(mtu: u16) -> u16 {
+    let frame = crate::pipeline::gateway::frame_room(mtu) + 4;
+    let want = usize::from(dpdk::MBUF_HEADROOM) + frame;
+    u16::try_from(want)
+        .unwrap_or(u16::MAX)
+        .max(DEFAULT_MBUF_BUF_SIZE)
+}
+
 /// One mempool per NUMA socket that has ports, sized for every descriptor, TX buffer and
-/// per-lcore cache that may hold an mbuf at once, and at least `at_least` (`--mbufs`).
+/// per-lcore cache that may hold an mbuf at once, and at least `at_least` (`--mbufs`);
+/// each buffer holds a frame of `mtu` (the configuration's largest) in one segment.
 pub(super) fn create_mempools(
     eal: &Eal,
     plan: &PortPlan,
     socket_of: &dyn Fn(u16) -> u32,
     at_least: u32,
     run_no: u32,
+    mtu: u16,
 ) -> Result<Vec<(u32, Mempool)>, String> {
     let mut sockets: Vec<u32> = plan.ports.iter().map(|p| socket_of(p.id)).collect();
     sockets.sort_unstable();
@@ -281,7 +295,7 @@ pub(super) fn create_mempools(
             &name,
             n,
             MEMPOOL_CACHE,
-            DEFAULT_MBUF_BUF_SIZE,
+            mbuf_buf_size(mtu),
             i32::try_from(socket).unwrap_or(-1),
         )
         .map_err(|e| e.to_string())?;

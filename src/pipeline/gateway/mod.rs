@@ -80,10 +80,13 @@
 mod alg;
 mod answers;
 mod epoch;
+pub mod fragment_out;
 pub mod live;
 pub mod martian;
+mod mtu;
 pub mod neigh;
 pub mod originated;
+pub mod ratelimit;
 mod resolve;
 mod shared;
 mod state;
@@ -116,7 +119,8 @@ use state::{Pre, WorkerState};
 pub use answers::ICMP_ERRORS_PER_SEC;
 pub use live::Publisher;
 pub use shared::{
-    GatewayCounters, GatewayCountersSnapshot, GatewayRuntime, GatewayShared, MAX_NAT_SPECS,
+    frame_room, max_mtu, GatewayCounters, GatewayCountersSnapshot, GatewayRuntime, GatewayShared,
+    MAX_NAT_SPECS,
 };
 pub use state::{BURST, HOLD_PER_PORT, HOLD_TIMEOUT_MS};
 
@@ -423,6 +427,9 @@ impl WorkerState {
             Some(_) => return Pre::Done(Verdict::Drop(DropReason::Malformed)),
         }
         let p = &m.parsed;
+        if mtu::exceeds(frame, usize::from(p.l3_offset), port.mtu) {
+            return Pre::Done(Verdict::Drop(DropReason::TooBig));
+        }
         let fam = family_of(p.family);
         if fam == 4 {
             if let Some(r) = ipv4_header_refusal(frame, p, cksum) {
@@ -583,18 +590,27 @@ impl WorkerState {
         if p.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExpired);
         }
-        if !decrement_ttl(frame, fam, l3) {
-            return Verdict::Drop(DropReason::Malformed);
-        }
         let Some(out) = sh.ports.get(usize::from(out_idx)) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
+        // Path MTU ([`mtu`]): one compare on the fast path. Fragments of a reassembled
+        // datagram are checked by `egress_datagram`, all together.
+        let mut cut = false;
+        if mtu::exceeds(frame, l3, out.mtu) && p.fragment == Fragment::None {
+            if let Some(v) = self.too_big(sh, frame, p, rw, port, out) {
+                return v;
+            }
+            cut = true;
+        }
+        if !decrement_ttl(frame, fam, l3) {
+            return Verdict::Drop(DropReason::Malformed);
+        }
         if let Some(b) = frame.get_mut(6..12) {
             b.copy_from_slice(&out.mac.0);
         }
         if let L4Summary::Tcp(t) = &p.l4 {
             if t.flags & tcp_flags::SYN != 0 {
-                clamp_mss(frame, p, fam, port.mss_clamp, out.mss_clamp);
+                clamp_mss(frame, p, fam, port, out);
             }
         }
         match self.resolve(sh, out, fam, nh) {
@@ -602,10 +618,13 @@ impl WorkerState {
                 if let Some(b) = frame.get_mut(0..6) {
                     b.copy_from_slice(&mac.0);
                 }
+                if cut {
+                    return self.fragment_out(sh, frame, l3, out);
+                }
                 Verdict::Forward(out.id)
             }
             Err(reason) => {
-                if reason != DropReason::NeighUnresolved {
+                if reason != DropReason::NeighUnresolved || cut {
                     return Verdict::Drop(reason);
                 }
                 self.hold(sh, out_idx, out, port.id, fam, nh)
@@ -729,6 +748,16 @@ impl WorkerState {
             }
         }
         if let Some(h) = wait {
+            // A datagram that would have to be cut again does not wait (as a single
+            // packet to be fragmented would not).
+            if let Some(op) = sh.port(h.out_port) {
+                let l3 = usize::from(m.parsed.l3_offset);
+                if (0..dg.len())
+                    .any(|k| dg.fragment(k).is_some_and(|f| mtu::exceeds(&f, l3, op.mtu)))
+                {
+                    return Verdict::Drop(DropReason::NeighUnresolved);
+                }
+            }
             if self.frag_wait.len() >= self.frag_wait.capacity() {
                 return Verdict::Drop(DropReason::HoldQueueFull);
             }
@@ -738,6 +767,16 @@ impl WorkerState {
         let Some(o) = out else {
             return Verdict::Drop(DropReason::Fragment);
         };
+        if let Some(op) = sh.port(o) {
+            let too_big = (0..dg.len()).any(|k| {
+                dg.fragment(k)
+                    .is_some_and(|f| mtu::exceeds(&f, usize::from(m.parsed.l3_offset), op.mtu))
+            });
+            if too_big {
+                let op = *op;
+                return self.refragment(sh, &dg, &m.parsed, port, &op);
+            }
+        }
         if self.frag_out.len() >= self.frag_out.capacity() {
             return Verdict::Drop(DropReason::NoBuffer);
         }
@@ -770,19 +809,15 @@ fn ipv4_header_refusal(frame: &[u8], p: &ParsedPacket, cksum: RxCksum) -> Option
 }
 
 /// Lowers the MSS option of a TCP SYN or SYN/ACK to the smaller clamp of its input and
-/// output ports (`mss_clamp`), checksum adjusted incrementally.
+/// output ports (`mss_clamp`; `"auto"` is the port's MTU minus the IP and TCP headers),
+/// checksum adjusted incrementally.
 #[inline]
-fn clamp_mss(
-    frame: &mut [u8],
-    p: &ParsedPacket,
-    fam: u8,
-    a: Option<crate::config::MssClamp>,
-    b: Option<crate::config::MssClamp>,
-) {
-    let max = match (a, b) {
+fn clamp_mss(frame: &mut [u8], p: &ParsedPacket, fam: u8, a: &Port, b: &Port) {
+    let max = match (a.mss_clamp, b.mss_clamp) {
         (None, None) => return,
-        (Some(x), None) | (None, Some(x)) => x.max_mss(fam),
-        (Some(x), Some(y)) => x.max_mss(fam).min(y.max_mss(fam)),
+        (Some(x), None) => x.max_mss(fam, a.mtu),
+        (None, Some(y)) => y.max_mss(fam, b.mtu),
+        (Some(x), Some(y)) => x.max_mss(fam, a.mtu).min(y.max_mss(fam, b.mtu)),
     };
     let l4 = usize::from(p.l4_offset);
     if let Some(seg) = frame.get_mut(l4..l4 + usize::from(p.l4_len)) {
@@ -923,6 +958,13 @@ impl PacketStep for GatewayStep {
                 }
             }
         }
+        for pc in w.pieces.drain(..) {
+            let at = pc.at as usize;
+            if let Some(f) = w.frag_arena.get(at..at + usize::from(pc.len)) {
+                sink.emit(pc.port, f);
+            }
+        }
+        w.frag_used = 0;
         if sh.ipf.n_frags() > 0 {
             sh.ipf.expire(w.now, 8);
         }

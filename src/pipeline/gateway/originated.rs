@@ -327,6 +327,55 @@ pub fn time_exceeded_v4(
     mac: MacAddr,
     src: [u8; 4],
 ) -> Option<usize> {
+    icmpv4_error(
+        out,
+        frame,
+        l3,
+        mac,
+        src,
+        icmpv4::msg_type::TIME_EXCEEDED,
+        0,
+        0,
+    )
+}
+
+/// Writes an ICMP "fragmentation needed and DF set" (type 3 code 4, RFC 792) about the
+/// IPv4 packet at `frame[l3..]` into `out`, with the next-hop MTU `mtu` in bytes 6..8
+/// (RFC 1191 §4): from `src` to the packet's source, to the frame's source MAC, quoting
+/// the packet's header and the first 8 bytes of its payload. Its length.
+pub fn frag_needed_v4(
+    out: &mut [u8],
+    frame: &[u8],
+    l3: usize,
+    mac: MacAddr,
+    src: [u8; 4],
+    mtu: u16,
+) -> Option<usize> {
+    icmpv4_error(
+        out,
+        frame,
+        l3,
+        mac,
+        src,
+        icmpv4::msg_type::DEST_UNREACHABLE,
+        icmpv4::unreachable::FRAG_NEEDED,
+        u32::from(mtu),
+    )
+}
+
+/// An ICMP error of `ty`/`code` with `rest` as its second word, quoting the packet's
+/// header and 8 bytes of its payload (RFC 792).
+#[allow(clippy::too_many_arguments)]
+fn icmpv4_error(
+    out: &mut [u8],
+    frame: &[u8],
+    l3: usize,
+    mac: MacAddr,
+    src: [u8; 4],
+    ty: u8,
+    code: u8,
+    rest: u32,
+) -> Option<usize> {
     let ip = frame.get(l3..)?;
     let orig = ipv4::Packet::new_unchecked(ip.get(..ipv4::MIN_HEADER_LEN)?);
     let ihl = orig.header_len();
@@ -354,10 +403,10 @@ pub fn time_exceeded_v4(
     h.set_dst_addr(orig_src);
     h.fill_checksum();
     let mut m = icmpv4::Packet::new_unchecked(m);
-    m.set_msg_type(icmpv4::msg_type::TIME_EXCEEDED);
-    m.set_msg_code(0);
+    m.set_msg_type(ty);
+    m.set_msg_code(code);
     m.set_checksum(0);
-    m.set_rest_of_header(0);
+    m.set_rest_of_header(rest);
     m.data_mut().copy_from_slice(quote);
     m.fill_checksum();
     Some(len)
@@ -372,12 +421,52 @@ pub fn time_exceeded_v6(
     mac: MacAddr,
     src: &[u8; 16],
 ) -> Option<usize> {
+    icmpv6_error(out, frame, l3, mac, src, icmpv6::msg_type::TIME_EXCEEDED, 0)
+}
+
+/// Writes an ICMPv6 "packet too big" (type 2 code 0, RFC 4443 §3.2) with the MTU `mtu`
+/// about the IPv6 packet at `frame[l3..]` into `out`: from `src` to the packet's source,
+/// to the frame's source MAC, quoting as much of the packet as fits in `out` (never more
+/// than the IPv6 minimum MTU in all). Its length.
+pub fn packet_too_big_v6(
+    out: &mut [u8],
+    frame: &[u8],
+    l3: usize,
+    mac: MacAddr,
+    src: &[u8; 16],
+    mtu: u16,
+) -> Option<usize> {
+    icmpv6_error(
+        out,
+        frame,
+        l3,
+        mac,
+        src,
+        icmpv6::msg_type::PACKET_TOO_BIG,
+        u32::from(mtu),
+    )
+}
+
+/// An ICMPv6 error of type `ty` (code 0) with `rest` as its second word, quoting as much
+/// of the packet as fits in `out` and in 1280 bytes (RFC 4443 §2.4 (c)).
+fn icmpv6_error(
+    out: &mut [u8],
+    frame: &[u8],
+    l3: usize,
+    mac: MacAddr,
+    src: &[u8; 16],
+    ty: u8,
+    rest: u32,
+) -> Option<usize> {
+    /// The IPv6 minimum MTU: an error never exceeds it.
+    const MIN_MTU: usize = 1280;
     let ip = frame.get(l3..)?;
     let orig = ipv6::Packet::new_unchecked(ip.get(..ipv6::HEADER_LEN)?);
     let total = ipv6::HEADER_LEN + usize::from(orig.payload_len());
     let orig_src = orig.src_addr();
     let room = out
         .len()
+        .min(ETH_LEN + MIN_MTU)
         .checked_sub(ETH_LEN + ipv6::HEADER_LEN + icmpv6::HEADER_LEN)?;
     let quote_len = total.min(ip.len()).min(room);
     let quote = ip.get(..quote_len)?;
@@ -389,10 +478,10 @@ pub fn time_exceeded_v6(
     write_ipv6(out, mlen as u16, proto::ICMPV6, OWN_TTL, src, &orig_src)?;
     let m = out.get_mut(ETH_LEN + ipv6::HEADER_LEN..)?;
     let mut m = icmpv6::Packet::new_unchecked(m);
-    m.set_msg_type(icmpv6::msg_type::TIME_EXCEEDED);
+    m.set_msg_type(ty);
     m.set_msg_code(0);
     m.set_checksum(0);
-    m.set_rest_of_header(0);
+    m.set_rest_of_header(rest);
     m.data_mut().copy_from_slice(quote);
     m.fill_checksum(src, &orig_src);
     Some(len)

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use super::epoch::Epoch;
 use super::neigh::{NeighMap, NeighState};
+use super::ratelimit::TokenBucket;
 use crate::config::{Config, Role};
 use crate::conntrack::key::ip_to_addr;
 use crate::conntrack::Conntrack;
@@ -26,9 +27,23 @@ use crate::pipeline::vlan::{VlanTable, MAX_IFACES};
 use crate::pipeline::MacAddr;
 use crate::wire::parse::{Family, L4Summary, ParsedPacket};
 
-/// Largest frame a held fragment may be: a 1500-byte IP packet behind Ethernet and two
-/// VLAN tags.
-pub const FRAG_SLOT_BYTES: usize = 1500 + 14 + 8;
+/// What a frame may carry beyond its IP packet: Ethernet and two VLAN tags.
+pub const L2_ROOM: usize = 14 + 8;
+
+/// The largest frame the gateway's buffers are sized for when its largest port MTU is
+/// `mtu`: the held fragments' slots, and (in `control::run`) the mbufs' data room.
+pub fn frame_room(mtu: u16) -> usize {
+    usize::from(mtu) + L2_ROOM
+}
+
+/// The largest `mtu` of `cfg`'s ports.
+pub fn max_mtu(cfg: &Config) -> u16 {
+    cfg.ports
+        .iter()
+        .map(|p| p.mtu)
+        .max()
+        .unwrap_or(crate::config::MTU_DEFAULT)
+}
 
 /// SNAT pools (one per family) plus DNAT rules.
 pub const MAX_NAT_SPECS: usize = 64;
@@ -47,6 +62,16 @@ pub struct GatewayCounters {
     pub released: AtomicU64,
     /// Neighbour resolutions that failed (every request unanswered).
     pub neigh_failed: AtomicU64,
+    /// ICMP "fragmentation needed" (type 3 code 4) sent about IPv4 packets with DF that
+    /// did not fit their output port.
+    pub frag_needed: AtomicU64,
+    /// ICMPv6 "packet too big" sent about IPv6 packets that did not fit.
+    pub packet_too_big: AtomicU64,
+    /// Those two not sent because the input interface's bucket was empty.
+    pub icmp_rate_limited: AtomicU64,
+    /// IPv4 packets fragmented on egress (RFC 791), and the fragments made of them.
+    pub fragmented: AtomicU64,
+    pub fragments_out: AtomicU64,
 }
 
 /// A copy of [`GatewayCounters`].
@@ -65,6 +90,11 @@ pub struct GatewayCountersSnapshot {
     pub neighbours: u64,
     /// Neighbour resolutions that failed.
     pub neigh_failed: u64,
+    pub frag_needed: u64,
+    pub packet_too_big: u64,
+    pub icmp_rate_limited: u64,
+    pub fragmented: u64,
+    pub fragments_out: u64,
 }
 
 pub(super) fn bump(a: &AtomicU64) {
@@ -91,6 +121,11 @@ pub(super) struct Port {
     pub(super) static_mac: Option<MacAddr>,
     /// MSS clamping of TCP SYN and SYN/ACK segments entering or leaving here.
     pub(super) mss_clamp: Option<crate::config::MssClamp>,
+    /// The largest IP packet sent or received here.
+    pub(super) mtu: u16,
+    /// The token bucket of the ICMP errors about MTU sent from here.
+    pub(super) icmp_rate: u32,
+    pub(super) icmp_burst: u32,
 }
 
 /// A route (connected ones have no `via`); `net` is the masked address.
@@ -211,6 +246,11 @@ pub struct GatewayRuntime {
     pub(super) ipf: Ipf,
     /// Publication of new versions to the workers.
     pub(super) epoch: Epoch<GatewayShared>,
+    /// The largest frame the buffers were sized for at start ([`frame_room`] of the
+    /// first version's largest MTU): a later version's MTUs must fit in it.
+    pub(super) frame_room: usize,
+    /// Per interface id: the bucket of its ICMP errors about MTU (kept across versions).
+    pub(super) icmp_buckets: Box<[TokenBucket]>,
 }
 
 impl std::ops::Deref for GatewayShared {
@@ -253,9 +293,11 @@ impl GatewayShared {
             neigh: Mutex::new(NeighMap::default()),
             neigh_gen: AtomicU64::new(0),
             last_age: AtomicU64::new(0),
-            ipf: Ipf::new(cfg.fragments, FRAG_SLOT_BYTES)
+            ipf: Ipf::new(cfg.fragments, frame_room(max_mtu(cfg)))
                 .map_err(|e| format!("[fragments]: {e}"))?,
             epoch: Epoch::new(1),
+            frame_room: frame_room(max_mtu(cfg)),
+            icmp_buckets: (0..MAX_IFACES).map(|_| TokenBucket::default()).collect(),
         });
         Self::build(cfg, rt, 1, port_macs, &[]).map(Arc::new)
     }
@@ -298,7 +340,14 @@ impl GatewayShared {
         let mut ports = Vec::new();
         let mut port_idx = [u8::MAX; MAX_IFACES];
         let vlans = VlanTable::from_config(cfg)?;
-        for p in &cfg.ports {
+        for (i, p) in cfg.ports.iter().enumerate() {
+            if frame_room(p.mtu) > rt.frame_room {
+                return Err(format!(
+                    "port[{i}].mtu: {} is larger than the {} the buffers were sized for at start: raising it needs a restart",
+                    p.mtu,
+                    rt.frame_room - L2_ROOM
+                ));
+            }
             let id = vlans
                 .iface_of(p.port, p.vlan)
                 .filter(|_| usize::from(p.port) < MAX_PORTS)
@@ -325,6 +374,9 @@ impl GatewayShared {
                 zone: p.zone,
                 static_mac: p.next_hop_mac.map(MacAddr),
                 mss_clamp: p.mss_clamp,
+                mtu: p.mtu,
+                icmp_rate: p.icmp_rate,
+                icmp_burst: p.icmp_burst,
             });
         }
         let mut routes = Vec::new();
@@ -530,6 +582,11 @@ impl GatewayShared {
             released: l(&c.released),
             neighbours: self.neigh_lock().len() as u64,
             neigh_failed: l(&c.neigh_failed),
+            frag_needed: l(&c.frag_needed),
+            packet_too_big: l(&c.packet_too_big),
+            icmp_rate_limited: l(&c.icmp_rate_limited),
+            fragmented: l(&c.fragmented),
+            fragments_out: l(&c.fragments_out),
         }
     }
 

@@ -8,6 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::mtu::{Piece, FRAG_ARENA, FRAG_PIECES};
 use super::neigh::NeighMap;
 use super::shared::GatewayShared;
 use crate::conntrack::PacketMeta;
@@ -83,6 +84,10 @@ pub(super) struct WorkerState {
     pub(super) frag_out: Vec<(Detached, u16)>,
     /// Completed datagrams waiting for their output neighbour (as a held frame would).
     pub(super) frag_wait: Vec<(Detached, Held)>,
+    /// Fragments made on egress ([`super::mtu`]), back to back, until the next service.
+    pub(super) frag_arena: Vec<u8>,
+    pub(super) frag_used: usize,
+    pub(super) pieces: Vec<Piece>,
     /// ALG: buffers of rewritten frames whose length changed ([`super::alg`]).
     pub(super) alg_bufs: Vec<Vec<u8>>,
     /// ALG: buffers in use since the last service.
@@ -121,6 +126,9 @@ impl WorkerState {
             dgram: vec![None; BURST],
             frag_out: Vec::with_capacity(BURST * 2),
             frag_wait: Vec::with_capacity(BURST),
+            frag_arena: vec![0; FRAG_ARENA],
+            frag_used: 0,
+            pieces: Vec::with_capacity(FRAG_PIECES),
             alg_bufs: (0..super::alg::ALG_SLOTS)
                 .map(|_| vec![0u8; super::alg::ALG_FRAME_MAX])
                 .collect(),

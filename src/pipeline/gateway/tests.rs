@@ -12,6 +12,7 @@ use crate::config::Config;
 mod alg_ftp;
 mod hardening;
 mod mappings;
+mod mtu;
 mod reload;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;

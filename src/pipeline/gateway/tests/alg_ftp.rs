@@ -1,5 +1,6 @@
 //! The ALG step on real frames: active FTP through SNAT with a length-changing rewrite,
-//! then data both ways on the control and data connections.
+//! then data both ways on the control and data connections; passive FTP to a DNAT
+//! server; TFTP through SNAT.
 
 use super::*;
 use crate::wire::parse::L4Summary;
@@ -187,4 +188,71 @@ fn passive_ftp_to_a_dnat_server_rewrites_227_to_the_public_address_and_shifts_th
     fwd(v, 1);
     assert_eq!(seg(&f, GW_OUT4, client).0, 50000);
     assert_eq!(g.shared.conntrack().counters().alg_related, 1);
+}
+
+#[test]
+fn tftp_read_request_through_snat_lets_the_servers_answer_from_another_port_in() {
+    let mut g = Gw::new();
+    g.resolve_v4_neighbours();
+    let rrq = b"\x00\x01blob\x00octet\x00";
+    let (v, f) = g.send(&ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(3000, 69, rrq)), 0);
+    fwd(v, 1);
+    verify_frame(&f).unwrap();
+    // The answer comes from the server's transfer port, not 69: related, to the client.
+    let data = b"\x00\x03\x00\x01hello";
+    let (v, f) = g.send(
+        &ip4(
+            GW1,
+            ROUTER,
+            SERVER4,
+            GW_OUT4,
+            64,
+            17,
+            &udp(40123, 3000, data),
+        ),
+        1,
+    );
+    fwd(v, 0);
+    verify_frame(&f).unwrap();
+    let p = crate::wire::parse_frame(&f).unwrap();
+    assert_eq!(&p.dst[..4], &H4);
+    assert!(matches!(
+        p.l4,
+        L4Summary::Udp {
+            sport: 40123,
+            dport: 3000,
+            ..
+        }
+    ));
+    // The client's acknowledgement goes back out translated.
+    let (v, f) = g.send(
+        &ip4(
+            GW0,
+            HOST,
+            H4,
+            SERVER4,
+            64,
+            17,
+            &udp(3000, 40123, b"\x00\x04\x00\x01"),
+        ),
+        0,
+    );
+    fwd(v, 1);
+    assert_eq!(&crate::wire::parse_frame(&f).unwrap().src[..4], &GW_OUT4);
+    let c = g.shared.conntrack().counters();
+    assert_eq!((c.alg_expectations, c.alg_related), (1, 1));
+    // Without the request's expectation, another port of the server is refused.
+    let (v, _) = g.send(
+        &ip4(
+            GW1,
+            ROUTER,
+            [198, 51, 100, 8],
+            GW_OUT4,
+            64,
+            17,
+            &udp(40124, 3000, data),
+        ),
+        1,
+    );
+    assert!(matches!(v, Verdict::Drop(_)), "{v:?}");
 }

@@ -1,0 +1,254 @@
+//! Path MTU through the step: a port's `mtu` on receive and on egress, ICMP
+//! "fragmentation needed" and ICMPv6 "packet too big" byte for byte, their rate limit,
+//! egress fragmentation of single packets and of reassembled datagrams, and
+//! `mss_clamp = "auto"`.
+
+use super::*;
+use crate::wire::checksum::verify_ipv4_header;
+use crate::wire::ipv4;
+
+/// The embedded default with `extra` lines in the outside port's section.
+fn outside_with(extra: &str) -> Gw {
+    Gw::with_config(&crate::config::EMBEDDED_DEFAULT.replacen(
+        "role = \"outside\"",
+        &format!("role = \"outside\"\n{extra}"),
+        1,
+    ))
+}
+
+/// `n` bytes of a pattern.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn a_df_packet_too_big_for_the_outside_mtu_gets_frag_needed_quoting_it_as_sent() {
+    let mut g = outside_with("mtu = 1400");
+    g.resolve_v4_neighbours();
+    // 20 + 8 + 1472 = 1500 bytes of IP, DF set (the test frames' default).
+    let sent = ip4(
+        GW0,
+        HOST,
+        H4,
+        SERVER4,
+        64,
+        17,
+        &udp(5000, 53, &pattern(1472)),
+    );
+    let (v, _) = g.send(&sent, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
+    // From 10.0.0.1 (the input port's address) to the sender, quoting its header and 8
+    // bytes as it sent them (source 10.0.0.2:5000 before SNAT, TTL 64).
+    let quote = &sent[14..14 + 28];
+    let want = Frame::v4(GW_IN4, H4, L4::icmp(3, 4, 1400, quote))
+        .macs(HOST, GW0)
+        .ttl(64)
+        .ident(0)
+        .dont_frag(false)
+        .build();
+    assert_eq!(g.take_emitted(), vec![(0, want)]);
+    let c = g.shared.counters();
+    assert_eq!(
+        (c.frag_needed, c.packet_too_big, c.icmp_rate_limited),
+        (1, 0, 0)
+    );
+    // One that fits goes out whole.
+    let fits = ip4(
+        GW0,
+        HOST,
+        H4,
+        SERVER4,
+        64,
+        17,
+        &udp(5000, 53, &pattern(1372)),
+    );
+    fwd(g.send(&fits, 0).0, 1);
+}
+
+#[test]
+fn an_ipv6_packet_too_big_gets_packet_too_big_with_the_mtu() {
+    let mut g = outside_with("mtu = 1400");
+    let h6 = v6("fd00:0:0:1::2");
+    let gw6 = v6("fd00:0:0:1::1");
+    let server6 = v6("2001:db8::7");
+    // 40 + 8 + 1452 = 1500 bytes.
+    let sent = ip6(
+        GW0,
+        HOST,
+        h6,
+        server6,
+        64,
+        17,
+        &udp(5000, 53, &pattern(1452)),
+    );
+    let (v, _) = g.send(&sent, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
+    // As much of the packet as fits in a generated frame, never more than 1280 in all.
+    let room = GEN_LEN - 14 - 40 - 8;
+    let want = Frame::v6(gw6, h6, L4::icmp(2, 0, 1400, &sent[14..14 + room]))
+        .macs(HOST, GW0)
+        .ttl(64)
+        .build();
+    let em = g.take_emitted();
+    assert_eq!(em, vec![(0, want)]);
+    assert_eq!(g.shared.counters().packet_too_big, 1);
+}
+
+#[test]
+fn icmp_errors_about_mtu_are_rate_limited_by_the_input_ports_bucket() {
+    let text = crate::config::EMBEDDED_DEFAULT
+        .replacen("role = \"outside\"", "role = \"outside\"\nmtu = 1280", 1)
+        .replacen(
+            "role = \"inside\"",
+            "role = \"inside\"\nicmp_rate = 2\nicmp_burst = 3",
+            1,
+        );
+    let mut g = Gw::with_config(&text);
+    g.resolve_v4_neighbours();
+    let big = ip4(
+        GW0,
+        HOST,
+        H4,
+        SERVER4,
+        64,
+        17,
+        &udp(5000, 53, &pattern(1400)),
+    );
+    for _ in 0..5 {
+        assert_eq!(g.send(&big, 0).0, Verdict::Drop(DropReason::MtuExceeded));
+    }
+    assert_eq!(g.take_emitted().len(), 3, "the burst");
+    let c = g.shared.counters();
+    assert_eq!((c.frag_needed, c.icmp_rate_limited), (3, 2));
+    // 2 per second: one more after 500 ms.
+    g.tick(500);
+    for _ in 0..3 {
+        g.send(&big, 0);
+    }
+    assert_eq!(g.take_emitted().len(), 1);
+    assert_eq!(g.shared.counters().icmp_rate_limited, 4);
+}
+
+#[test]
+fn a_packet_without_df_is_fragmented_on_egress_to_the_outside_mtu() {
+    let mut g = outside_with("mtu = 1400");
+    g.resolve_v4_neighbours();
+    let data = pattern(1472);
+    let sent = Frame::v4(H4, SERVER4, L4::udp(5000, 53, &data))
+        .macs(GW0, HOST)
+        .ttl(64)
+        .dont_frag(false)
+        .build();
+    let (v, _) = g.send(&sent, 0);
+    assert_eq!(v, Verdict::Consumed);
+    // SNATed, TTL 63, cut at 1376 data bytes (1400 - 20, a multiple of 8) + 104.
+    let translated = ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(5000, 53, &data));
+    let want: Vec<(u16, Vec<u8>)> = frag4(&translated, 1376)
+        .into_iter()
+        .map(|f| (1, f))
+        .collect();
+    assert_eq!(want.len(), 2);
+    assert_eq!(g.take_emitted(), want, "byte for byte");
+    let c = g.shared.counters();
+    assert_eq!((c.fragmented, c.fragments_out, c.frag_needed), (1, 2, 0));
+}
+
+#[test]
+fn a_reassembled_datagram_is_cut_again_only_where_the_outside_mtu_requires() {
+    let text = crate::config::EMBEDDED_DEFAULT.replacen(
+        "role = \"inside\"",
+        "role = \"inside\"\nmtu = 9000",
+        1,
+    );
+    let mut g = Gw::with_config(&text);
+    g.resolve_v4_neighbours();
+    let data = pattern(8000);
+    let whole = ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5000, 53, &data));
+    // Jumbo fragments from inside: 4000 + 4000 + 8 bytes of data.
+    let frags = frag4(&whole, 4000);
+    assert_eq!(frags.len(), 3);
+    assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 3]);
+    let out = g.take_emitted();
+    // 4000 → 1480 + 1480 + 1040, twice; the 8-byte last fragment is sent as it was.
+    let sizes: Vec<usize> = out.iter().map(|(_, f)| f.len() - 34).collect();
+    assert_eq!(sizes, [1480, 1480, 1040, 1480, 1480, 1040, 8]);
+    let translated = ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(5000, 53, &data));
+    let mut joined = Vec::new();
+    for (k, (port, f)) in out.iter().enumerate() {
+        assert_eq!(*port, 1);
+        assert_eq!(&f[..34 - 20], &translated[..14], "MACs");
+        let h = ipv4::Packet::new_checked(&f[14..]).unwrap();
+        assert!(verify_ipv4_header(h.header()));
+        assert_eq!(usize::from(h.frag_offset()), joined.len());
+        assert_eq!(h.more_frags(), k + 1 < out.len());
+        assert_eq!(
+            (h.src_addr(), h.dst_addr(), h.ttl()),
+            (GW_OUT4, SERVER4, 63)
+        );
+        joined.extend_from_slice(&f[34..]);
+    }
+    assert_eq!(
+        joined,
+        &translated[34..],
+        "the translated datagram, byte for byte"
+    );
+    assert_eq!(g.shared.counters().fragmented, 1);
+}
+
+#[test]
+fn a_frame_larger_than_the_receiving_ports_mtu_is_dropped_as_too_big() {
+    let text = crate::config::EMBEDDED_DEFAULT.replacen(
+        "role = \"inside\"",
+        "role = \"inside\"\nmtu = 1280",
+        1,
+    );
+    let mut g = Gw::with_config(&text);
+    g.resolve_v4_neighbours();
+    let big = ip4(
+        GW0,
+        HOST,
+        H4,
+        SERVER4,
+        64,
+        17,
+        &udp(5000, 53, &pattern(1253)),
+    );
+    assert_eq!(g.send(&big, 0).0, Verdict::Drop(DropReason::TooBig));
+    let fits = ip4(
+        GW0,
+        HOST,
+        H4,
+        SERVER4,
+        64,
+        17,
+        &udp(5000, 53, &pattern(1252)),
+    );
+    fwd(g.send(&fits, 0).0, 1);
+}
+
+#[test]
+fn mss_clamp_auto_follows_the_egress_ports_mtu() {
+    let mut g = outside_with("mtu = 1400\nmss_clamp = \"auto\"");
+    g.resolve_v4_neighbours();
+    let syn = ip4(
+        GW0,
+        HOST,
+        H4,
+        SERVER4,
+        64,
+        6,
+        &tcp_mss(40000, 80, 1, 0, SYN, 1460),
+    );
+    let (v, out) = g.send(&syn, 0);
+    fwd(v, 1);
+    let want = ip4(
+        ROUTER,
+        GW1,
+        GW_OUT4,
+        SERVER4,
+        63,
+        6,
+        &tcp_mss(40000, 80, 1, 0, SYN, 1360),
+    );
+    assert_eq!(out, want, "1400 - 20 - 20");
+}
