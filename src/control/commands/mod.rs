@@ -268,10 +268,11 @@ pub const COMMANDS: &[CommandSpec] = &[
                   changes (exit status 1).\n\
                   Live: routes, policy, SNAT and DNAT rules, zones of ports, static next hops\n\
                   (next_hop_mac), port addresses, limits, timeouts, max_conns up to the pool allocated\n\
-                  at start, tcp_seq_check, sweep_interval_ms, [fragments]. Needs a restart (refused,\n\
-                  naming the field): the set of ports and VLAN sub-interfaces, datapath.buckets, a\n\
-                  max_conns above the pool allocated at start; lcores, queues and mempools are\n\
-                  command-line options.\n\
+                  at start, tcp_seq_check, sweep_interval_ms, [fragments], [[alg]] (for connections\n\
+                  created afterwards), [logging]. Needs a restart (refused, naming the field): the set\n\
+                  of ports and VLAN sub-interfaces, datapath.buckets, a max_conns above the pool\n\
+                  allocated at start, metrics.listen; lcores, queues and mempools are command-line\n\
+                  options.\n\
                   The file wins over ct-set-* commands: each value changed at run time that the reload\n\
                   changes is named on a `reset NAME: RUNNING -> FILE (set at run time)` line.\n\
                   SIGHUP to ctgate does the same as `reload` (its result goes to ctgate's log).\n\
