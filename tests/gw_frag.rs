@@ -1,13 +1,18 @@
-//! IP fragments through the gateway on `net_tap` ports between two network namespaces
-//! (as `ci/demo`), real Linux stacks on both sides: large pings (3,000 and 8,000 bytes,
-//! both families) cross it SNATed; a 4,000-byte UDP answer (what a DNSSEC server sends)
-//! reaches the inside client; fragments of outside-initiated traffic are refused and
-//! counted. Needs root.
+//! IP fragments and path MTU through the gateway on `net_tap` ports between two network
+//! namespaces (as `ci/demo`), real Linux stacks on both sides: large pings (3,000 and
+//! 8,000 bytes, both families) cross it SNATed; a 4,000-byte UDP answer (what a DNSSEC
+//! server sends) reaches the inside client; fragments of outside-initiated traffic are
+//! refused and counted. With the outside port's `mtu` at 1280: the device's MTU follows,
+//! a TCP upload completes through path MTU discovery, packets without DF are fragmented
+//! by the gateway, a DF ping gets "Frag needed and DF set (mtu = 1280)" and an IPv6 one
+//! "Packet too big", `mss_clamp = "auto"` clamps the SYN (seen by tcpdump on both sides),
+//! and a live MTU change the device cannot take is refused. Needs root.
 #![cfg(feature = "dpdk")]
 
 mod common;
 mod gw_tapnet;
 
+use common::field_u64;
 use gw_tapnet::*;
 
 /// A UDP server that answers every datagram with `size` bytes (first byte: the request's
@@ -178,4 +183,320 @@ fn status_num(status: &str, key: &str) -> u64 {
         .lines()
         .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix(": ")?.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in:\n{status}"))
+}
+
+/// An HTTP server that stores the body of every POST in DIR/upload and answers 200.
+const UPLOAD_SERVER: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        n = int(self.headers["Content-Length"])
+        body = self.rfile.read(n)
+        open(sys.argv[3] + "/upload", "wb").write(body)
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+fam = http.server.HTTPServer
+if ":" in sys.argv[1]:
+    import socket
+    class V6(http.server.HTTPServer):
+        address_family = socket.AF_INET6
+    fam = V6
+fam((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+"#;
+
+/// The embedded default with `extra` lines in the outside port's section.
+fn outside_with(extra: &str) -> String {
+    ctgate::config::EMBEDDED_DEFAULT.replacen(
+        "role = \"outside\"",
+        &format!("role = \"outside\"\n{extra}"),
+        1,
+    )
+}
+
+/// A counter of the `gateway` line of `stats`.
+fn gw_counter(gw: &Gw, name: &str) -> u64 {
+    let s = gw.ctl_ok(&["stats"]);
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("gateway "))
+        .unwrap_or_else(|| panic!("no gateway line in stats:\n{s}"));
+    field_u64(line, name).unwrap_or_else(|| panic!("no {name} in {line:?}"))
+}
+
+/// The MTU `ip link` shows for `dev` in `ns`.
+fn link_mtu(gw: &Gw, ns: &str, dev: &str) -> u32 {
+    let o = gw.exec(ns, &["ip", "-o", "link", "show", "dev", dev]);
+    o.stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no mtu in:\n{o}"))
+}
+
+/// Waits up to 10 s for `log` to contain `what`; its text.
+fn wait_for(log: &std::path::Path, what: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let t = std::fs::read_to_string(log).unwrap_or_default();
+        if t.contains(what) || std::time::Instant::now() > deadline {
+            return t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_work_with_real_stacks(
+) {
+    let base = outside_with("mtu = 1280");
+    let mut gw = Gw::start("tapmtu", Some(&base));
+    let (ns_in, ns_out) = (gw.ns_in.clone(), gw.ns_out.clone());
+    let (tap_in, tap_out) = (gw.tap_in.clone(), gw.tap_out.clone());
+    // rte_eth_dev_set_mtu set the tap's own MTU (the outside host's link).
+    assert_eq!(link_mtu(&gw, &ns_out, &tap_out), 1280);
+    assert_eq!(link_mtu(&gw, &ns_in, &tap_in), 1500);
+    // More addresses of the outside host: the path MTU Linux learns is per destination.
+    for a in ["192.0.2.3/24", "192.0.2.4/24"] {
+        gw.exec(&ns_out, &["ip", "addr", "add", a, "dev", &tap_out]);
+    }
+    gw.exec(
+        &ns_out,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "fd00:0:0:2::3/64",
+            "dev",
+            &tap_out,
+            "nodad",
+        ],
+    );
+
+    // MSS clamping, switched on by a reload: the inside client's SYN says 1460, the one
+    // the server gets 1240 (the outside MTU minus 40).
+    let clamp = gw.scratch.path("clamp.toml");
+    std::fs::write(&clamp, outside_with("mtu = 1280\nmss_clamp = \"auto\"")).unwrap();
+    gw.ctl_ok(&["reload", "--config", clamp.to_str().unwrap()]);
+    let dir = gw.scratch.path("www");
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = blob(&dir, "blob", 200_000);
+    gw.http_server(&ns_out, "192.0.2.2", 8000, &dir);
+    let syn = "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn";
+    let (cap_in, cap_out) = (
+        gw.scratch.path("syn-in.txt"),
+        gw.scratch.path("syn-out.txt"),
+    );
+    gw.spawn_in(
+        &ns_in,
+        &["tcpdump", "-i", &tap_in, "-n", "-l", "-c", "1", syn],
+        &cap_in,
+    );
+    gw.spawn_in(
+        &ns_out,
+        &["tcpdump", "-i", &tap_out, "-n", "-l", "-c", "1", syn],
+        &cap_out,
+    );
+    wait_for(&cap_in, "listening on");
+    wait_for(&cap_out, "listening on");
+    let got = gw.scratch.path("got");
+    let c = gw.exec(
+        &ns_in,
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "20",
+            "-o",
+            got.to_str().unwrap(),
+            "http://192.0.2.2:8000/blob",
+        ],
+    );
+    assert!(c.ok, "{c}");
+    assert_eq!(
+        std::fs::read(&got).unwrap(),
+        page,
+        "the download, byte for byte"
+    );
+    let inside = wait_for(&cap_in, "mss ");
+    let outside = wait_for(&cap_out, "mss ");
+    assert!(
+        inside.contains("options [mss 1460"),
+        "inside SYN:\n{inside}"
+    );
+    assert!(
+        outside.contains("192.0.2.1.") && outside.contains("options [mss 1240"),
+        "the SYN the server got:\n{outside}"
+    );
+    gw.ctl_ok(&[
+        "reload",
+        "--config",
+        gw.scratch.path("gw.toml").to_str().unwrap(),
+    ]);
+
+    // A 1 MiB upload through path MTU discovery: the server's link is 1500 (it offers MSS
+    // 1460), the gateway's outside port 1280; the client's full-size DF segments get
+    // "fragmentation needed" and it sends smaller ones.
+    gw.exec(
+        &ns_out,
+        &["ip", "link", "set", "dev", &tap_out, "mtu", "1500"],
+    );
+    let up_dir = gw.scratch.path("up");
+    std::fs::create_dir_all(&up_dir).unwrap();
+    let server = gw.scratch.path("upload_server.py");
+    std::fs::write(&server, UPLOAD_SERVER).unwrap();
+    gw.spawn_in(
+        &ns_out,
+        &[
+            "python3",
+            server.to_str().unwrap(),
+            "192.0.2.2",
+            "8001",
+            up_dir.to_str().unwrap(),
+        ],
+        &gw.scratch.path("upload.log"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let body = blob(&gw.scratch.path(""), "body", 1 << 20);
+    let (exceeded, frag_needed) = (gw.drops("mtu_exceeded"), gw_counter(&gw, "frag_needed"));
+    let c = gw.exec(
+        &ns_in,
+        &[
+            "curl",
+            "-sS",
+            "--retry",
+            "20",
+            "--retry-connrefused",
+            "--retry-delay",
+            "1",
+            "--max-time",
+            "30",
+            "--data-binary",
+            &format!("@{}", gw.scratch.path("body").display()),
+            "http://192.0.2.2:8001/",
+        ],
+    );
+    assert_eq!(c.stdout, "ok\n", "{c}");
+    assert_eq!(
+        std::fs::read(up_dir.join("upload")).unwrap(),
+        body,
+        "the upload, byte for byte"
+    );
+    assert!(
+        gw.drops("mtu_exceeded") > exceeded,
+        "no segment was too big"
+    );
+    assert!(gw_counter(&gw, "frag_needed") > frag_needed);
+    gw.exec(
+        &ns_out,
+        &["ip", "link", "set", "dev", &tap_out, "mtu", "1280"],
+    );
+
+    // Without DF, packets larger than 1280 are fragmented by the gateway: a single 1428-
+    // byte one, and the 1500-byte fragments of 3,000 and 8,000-byte pings.
+    // (The gateway resolves 192.0.2.3 first: a packet it would have to fragment does not
+    // wait for a neighbour.)
+    assert!(gw.ping("192.0.2.3", 1).ok);
+    let fragmented = gw_counter(&gw, "fragmented");
+    for size in ["1400", "3000", "8000"] {
+        let p = gw.exec(
+            &ns_in,
+            &[
+                "ping",
+                "-n",
+                "-c",
+                "2",
+                "-W",
+                "2",
+                "-i",
+                "0.3",
+                "-M",
+                "dont",
+                "-s",
+                size,
+                "192.0.2.3",
+            ],
+        );
+        assert!(
+            p.ok && p.stdout.contains(" 0% packet loss"),
+            "ping -s {size}:\n{p}"
+        );
+    }
+    assert!(
+        gw_counter(&gw, "fragmented") >= fragmented + 6,
+        "not fragmented by the gateway"
+    );
+
+    // DF set: the gateway answers from its inside address with the next-hop MTU.
+    let p = gw.exec(
+        &ns_in,
+        &[
+            "ping",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1300",
+            "192.0.2.4",
+        ],
+    );
+    assert!(
+        p.stdout
+            .contains("From 10.0.0.1 icmp_seq=1 Frag needed and DF set (mtu = 1280)"),
+        "{p}"
+    );
+    // IPv6 is never fragmented on the way: "packet too big".
+    let ptb = gw_counter(&gw, "packet_too_big");
+    let p = gw.exec(
+        &ns_in,
+        &[
+            "ping",
+            "-6",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1300",
+            "fd00:0:0:2::3",
+        ],
+    );
+    assert!(
+        p.stdout
+            .contains("From fd00:0:0:1::1 icmp_seq=1 Packet too big: mtu=1280"),
+        "{p}"
+    );
+    assert!(gw_counter(&gw, "packet_too_big") > ptb);
+    // Having learned the path MTU, Linux sends 1280-byte fragments, and they cross.
+    let p = ping_size(&gw, "fd00:0:0:2::3", 3000);
+    assert!(p.stdout.contains("3008 bytes from fd00:0:0:2::3"), "{p}");
+
+    // Changing the MTU of a port whose tap moved to another namespace: net_tap cannot
+    // (its ioctl finds no such interface here), so the reload is refused by name.
+    let up = gw.scratch.path("mtu1400.toml");
+    std::fs::write(&up, outside_with("mtu = 1400")).unwrap();
+    let r = gw.ctl(&["reload", "--config", up.to_str().unwrap()]);
+    assert!(!r.ok, "{r}");
+    assert!(
+        r.stderr
+            .contains("port[1].mtu: 1280 -> 1400: the device refused it while running")
+            && r.stderr
+                .contains("needs a restart; the running configuration stays"),
+        "{r}"
+    );
+    assert!(gw.ctl_ok(&["config-show"]).contains("mtu = 1280"));
+    assert_eq!(link_mtu(&gw, &ns_out, &tap_out), 1280);
+
+    let out = gw.stop();
+    assert!(out.status.success(), "{out}");
 }

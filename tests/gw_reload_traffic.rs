@@ -12,7 +12,15 @@
 //! connection count; after it, new connections follow its rules: an inside→outside one
 //! gets its pool (in the dump), one to 203.0.113.5 is NATed out of port 1 under A and
 //! routed unNATed out of port 0 under B (dump and output pcaps), an outside→inside one is
-//! refused under A (`drop_policy_denied`) and tracked under B.
+//! refused under A (`drop_policy_denied`) and tracked under B. The metrics endpoint is
+//! scraped after each reload and its text passes `promtool check metrics`.
+//!
+//! Also through `ctgate-ctl`: files changing what needs a restart (`datapath.buckets`,
+//! `max_conns` above the pool) are refused naming the field; a limit set with
+//! `ct-set-limits` and reset by a reload is named on a `reset` line; `nat-show` counts
+//! per pool address (the running pool's and the kept one of B) the ports the dump shows;
+//! a final `reload --flush-stale` deletes exactly the connections A would not create
+//! (B's NATed ones, the outside→inside ones) and stops keeping B's pool.
 //!
 //! At the end every packet is accounted for: the workers' `rx` equals what was written,
 //! `rx = tx + dropped`, the only drops are the 50 policy refusals, and the output pcaps
@@ -250,6 +258,16 @@ impl Ctl {
         out
     }
 
+    /// A drop counter summed over the workers (`drops ... NAME=N` line of `stats`).
+    fn drops(&self, reason: &str) -> u64 {
+        let s = self.ok(&["stats"]);
+        let line = s
+            .lines()
+            .find(|l| l.starts_with("drops "))
+            .unwrap_or_else(|| panic!("no drops line in stats:\n{s}"));
+        field_u64(line, reason).unwrap_or_else(|| panic!("no {reason} in {line:?}"))
+    }
+
     fn nconns(&self) -> u64 {
         let s = self.ok(&["ct-get-nconns"]);
         s.trim().parse().unwrap_or_else(|_| panic!("{s:?}"))
@@ -430,6 +448,34 @@ fn a_hundred_reloads_under_traffic_lose_no_packet_and_new_connections_follow_eac
     let mut conns = ctl.nconns();
     assert_eq!(conns, u64::from(FLOWS));
 
+    // What needs a restart is refused, naming the field; nothing changes (the first
+    // reload below is generation 2).
+    for (name, from, to, want) in [
+        (
+            "buckets.toml",
+            "buckets = 0",
+            "buckets = 1024",
+            "datapath.buckets: 0 -> 1024 needs a restart",
+        ),
+        (
+            "big.toml",
+            "max_conns = 4096",
+            "max_conns = 8192",
+            "datapath.max_conns:",
+        ),
+    ] {
+        let f = s.path(name);
+        std::fs::write(&f, config_a(metrics).replace(from, to)).unwrap();
+        let (ok, out, err) = ctl.run(&["reload", "--config", &p(&f)]);
+        assert!(!ok, "{name} accepted:\n{out}");
+        assert!(
+            err.contains(want)
+                && err.contains("needs a restart")
+                && err.contains("the running configuration stays"),
+            "{name}: {err}"
+        );
+    }
+
     for k in 0..RELOADS {
         let on_b = k % 2 == 0;
         // A file with an error: refused with FILE:LINE: FIELD, nothing changes.
@@ -447,10 +493,21 @@ fn a_hundred_reloads_under_traffic_lose_no_packet_and_new_connections_follow_eac
         };
         let before = ctl.nconns();
         assert_eq!(before, conns, "reload {k}: connections before it");
+        // Once, a limit set at run time that the file resets: the reload says so.
+        let reset = if k == 51 {
+            ctl.ok(&["ct-set-limits", "zone=3,limit=7"]);
+            "reset limits.zone 3: 7 -> unset (set at run time)\n"
+        } else {
+            ""
+        };
         let r = ctl.ok(&["reload", "--config", &p(file)]);
         assert_eq!(
             r,
-            format!("reloaded generation {} from {}\n", k + 2, file.display()),
+            format!(
+                "reloaded generation {} from {}\n{reset}",
+                k + 2,
+                file.display()
+            ),
             "reload {k}"
         );
         assert_eq!(
@@ -488,6 +545,17 @@ fn a_hundred_reloads_under_traffic_lose_no_packet_and_new_connections_follow_eac
         }
         conns += want.len() as u64;
         ctl.dump_until(&want);
+        if !on_b {
+            // The outside→inside probe is refused, not merely late: counted, before the
+            // next reload (which would allow it).
+            let refused = (k / 2 + 1) as u64;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while ctl.drops("policy_denied") < refused {
+                assert!(Instant::now() < deadline, "reload {k}: no policy refusal");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(ctl.drops("policy_denied"), refused, "reload {k}");
+        }
         // Scraped under traffic and reloads (the accounting below shows it costs the
         // datapath nothing).
         let m = scrape(metrics);
@@ -526,6 +594,60 @@ fn a_hundred_reloads_under_traffic_lose_no_packet_and_new_connections_follow_eac
             .map(|k| 30000 + k as u16)
             .collect(),
         "outside→inside connections: exactly those made under B"
+    );
+
+    // nat-show counts the ports the dump shows in use, per pool address: A's pool (the
+    // established flows and A's new connections) and B's, kept while its connections
+    // live.
+    let nat = ctl.ok(&["nat-show"]);
+    let in_use = |pool: [u8; 4]| -> usize {
+        dump.lines()
+            .filter(|l| l.starts_with("udp,"))
+            .filter_map(|l| l.split("reply=(").nth(1))
+            .filter(|r| r.contains(&format!(",dst={},", ip(pool))))
+            .filter_map(|r| r.split("dport=").nth(1))
+            .map(|d| d.split(')').next().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<String>>()
+            .len()
+    };
+    let (used_a, used_b) = (in_use(POOL_A), in_use(POOL_B));
+    assert_eq!(
+        (used_a, used_b),
+        (usize::from(FLOWS) + RELOADS / 2, RELOADS / 2),
+        "{dump}"
+    );
+    for want in [
+        "snat pool=192.0.2.1\n".to_string(),
+        "kept pool=192.0.2.9 ".to_string(),
+        format!("pool 192.0.2.1: tcp=0 udp={used_a} icmp=0 other=0\n"),
+        format!("pool 192.0.2.9: tcp=0 udp={used_b} icmp=0 other=0\n"),
+    ] {
+        assert!(nat.contains(&want), "no {want:?} in nat-show:\n{nat}");
+    }
+
+    // --flush-stale: the connections A would not create go (B's NATed ones and the
+    // outside→inside ones), the established flows stay, B's pool is no longer kept.
+    let r = ctl.ok(&["reload", "--flush-stale"]);
+    let stale = (RELOADS / 2 * 2) as u64;
+    assert_eq!(
+        r,
+        format!(
+            "reloaded generation {} from {}\nflushed {stale} stale connections\n",
+            RELOADS + 2,
+            a_path.display()
+        )
+    );
+    assert_eq!(ctl.nconns(), conns - stale);
+    let dump = ctl.ok(&["dump-conntrack"]);
+    assert!(
+        !dump.contains(&format!("dst={},", ip(POOL_B)))
+            && !dump.contains(&format!("udp,orig=(src={},dst={},", ip(SERVER), ip(H4))),
+        "{dump}"
+    );
+    let nat = ctl.ok(&["nat-show"]);
+    assert!(
+        !nat.contains("kept pool") && !nat.contains("192.0.2.9"),
+        "{nat}"
     );
 
     let (in_total, in_flows) = inside.finish();

@@ -289,3 +289,29 @@ fn a_port_command_split_across_segments_is_counted_and_expects_nothing() {
     big.extend(std::iter::repeat_n(b'x', 400));
     assert!(matches!(w.alg_ftp(&hit, &big), AlgVerdict::Rewrite { .. }));
 }
+
+#[test]
+fn a_control_connection_holds_at_most_its_share_of_expectations_and_refusals_are_counted() {
+    use super::alg::track::EXP_PER_PARENT;
+    let ct = tracker();
+    let mut w = ct.worker(0);
+    let ctl = w.process_nat(
+        &tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0),
+        1,
+        true,
+        &snat(),
+        0,
+    );
+    let hit = ctl.conn.unwrap();
+    for p in 0..=EXP_PER_PARENT {
+        let msg = format!("PORT 10,0,0,2,100,{p}\r\n");
+        w.alg_ftp(&hit, msg.as_bytes());
+    }
+    let c = ct.counters();
+    assert_eq!(
+        (c.alg_expectations, c.alg_expectations_refused),
+        (u64::from(EXP_PER_PARENT), 1)
+    );
+    assert_eq!(ct.n_expectations(), EXP_PER_PARENT);
+    assert_eq!(exps(&ct).len(), EXP_PER_PARENT as usize);
+}

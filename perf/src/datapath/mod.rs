@@ -40,14 +40,25 @@
 //! ACK); `--proto udp|tcp|icmp|mix` (`--mix udp=2,tcp=1,icmp=1`), `--size` 64..1518
 //! bytes with FCS, `--reply-fraction` of the flows answered by the servers.
 //!
+//! Fragments: `--mtu M` (with `--proto udp`) cuts every datagram of `--size` bytes into
+//! IPv4 fragments of at most M bytes of IP packet (DF clear, one identification per
+//! datagram; `--size 3000 --mtu 1500`: 1,480 + 1,480 + 18 bytes of data); the gateway
+//! reassembles each datagram, tracks it and sends the original fragments on, and the
+//! servers answer every fragment turned around (so the answers are reassembled too).
+//! Only first fragments carry the stamp (latency: from building the first fragment to
+//! its arrival, the wait for the rest of its datagram included); `mpps` counts
+//! fragments; the line gains `mtu=M frags_per_datagram=K datagrams_per_s=D` at its end
+//! (`D`: first fragments delivered at both sinks per second of the window).
+//!
 //! # Output
 //!
 //! One line per case (`--json`: one JSON object per line):
 //!
 //! ```text
-//! bench=datapath mode=steady flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
+//! bench=datapath mode=steady events=off flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
 //! ```
 //!
+//! * `events`: `on` with `--events` (the NAT log attached as an event consumer);
 //! * `rate`: `max` (unpaced), or the paced new-packet rate in Mpps; with `--load F` a
 //!   second line per case runs paced at F × the unpaced `sent` rate and adds `load=F`;
 //! * `offered_mpps`: new packets the generator built per second, `sent_mpps` those the
@@ -160,9 +171,15 @@ pub struct Args {
     /// Weights of `--proto mix`.
     #[arg(long, default_value = "udp=2,tcp=1,icmp=1")]
     mix: String,
-    /// Frame size in bytes including the 4-byte FCS (64..=1518).
+    /// Frame size in bytes including the 4-byte FCS (64..=1518; with --mtu, the size of
+    /// the datagram's frame before it is cut, up to 65,000).
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// Cut each UDP datagram into IPv4 fragments of at most this many bytes of IP packet
+    /// (576..=1500; --size must exceed it): the gateway reassembles, tracks and sends the
+    /// fragments on, both ways.
+    #[arg(long)]
+    mtu: Option<usize>,
     /// Fraction of the flows the servers answer (0..=1).
     #[arg(long, default_value_t = 1.0)]
     reply_fraction: f64,
@@ -199,6 +216,11 @@ pub struct Args {
     /// Seed of the flow order shuffle.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Connection events on, with a consumer attached: the NAT log (`[logging]` syslog
+    /// and IPFIX) sent to 127.0.0.1:9, where nothing listens, so the cost measured is
+    /// the workers' emitting and the control lcore's encoding and sending.
+    #[arg(long)]
+    events: bool,
 }
 
 /// One benchmark case.
@@ -219,8 +241,28 @@ struct Plan {
 }
 
 fn check(args: &Args) -> Result<Plan, String> {
-    if !(64..=1518).contains(&args.size) {
-        return Err("--size must be 64..=1518 (bytes with FCS)".into());
+    match args.mtu {
+        None if !(64..=1518).contains(&args.size) => {
+            return Err("--size must be 64..=1518 (bytes with FCS)".into());
+        }
+        None => {}
+        Some(mtu) => {
+            if !(576..=1500).contains(&mtu) {
+                return Err("--mtu must be 576..=1500 (bytes of IP packet)".into());
+            }
+            if args.size > 65_000 || args.size < mtu + 18 + 1 {
+                return Err(format!(
+                    "--size with --mtu {mtu} must be {}..=65000: a datagram larger than one fragment",
+                    mtu + 19
+                ));
+            }
+            if args.reply_fraction != 0.0 && args.reply_fraction != 1.0 {
+                return Err("--mtu answers all datagrams or none: --reply-fraction 0 or 1".into());
+            }
+            if args.proto != ProtoArg::Udp {
+                return Err("--mtu fragments UDP datagrams: use it with --proto udp".into());
+            }
+        }
     }
     if !(0.0..=1.0).contains(&args.reply_fraction) {
         return Err("--reply-fraction must be a fraction in 0..=1".into());
@@ -465,6 +507,7 @@ fn run_case(
         flows,
         mix: plan.mix.clone(),
         size: args.size,
+        mtu: args.mtu,
         reply_fraction: args.reply_fraction,
         rate_pps: case.rate_pps,
         ring_room: FILL,
@@ -530,7 +573,10 @@ fn run_case(
     }
     gcfg.in_mac = dpdk::port_mac(eal, 0).map_err(|e| e.to_string())?;
     gcfg.out_mac = dpdk::port_mac(eal, 1).map_err(|e| e.to_string())?;
-    let text = config_text(case.flows, args.new_flows)?;
+    let mut text = config_text(case.flows, args.new_flows)?;
+    if args.events {
+        text.push_str(NAT_LOG_CONFIG);
+    }
     let config =
         Config::parse(&text, "<ctgate-perf datapath config>").map_err(|e| e.to_string())?;
     let socket = std::env::temp_dir().join(format!(
@@ -604,6 +650,7 @@ fn run_case(
     let mut l = Line::default();
     l.push("bench", "datapath");
     l.push("mode", if args.new_flows { "cps" } else { "steady" });
+    l.push("events", if args.events { "on" } else { "off" });
     l.push("flows", case.flows.map_or("new".into(), |f| f.to_string()));
     l.push("proto", plan.proto_name);
     l.push("size", args.size);
@@ -649,6 +696,7 @@ fn run_case(
     push_latency(&mut l, &s);
     l.push("secs", f3(gen.window_secs));
     l.push("warmup_secs", f3(gen.warmup_secs));
+    push_fragments(&mut l, args, &gen, window);
     let name = format!(
         "{} flows={}{}",
         if args.new_flows { "cps" } else { "steady" },
@@ -747,6 +795,21 @@ fn read_created(socket: &std::path::Path) -> Result<(u64, Instant), String> {
         .ok_or_else(|| "no conntrack created= in the stats reply".to_string())
 }
 
+/// With `--mtu`, appended keys: the MTU, fragments per datagram, and the fragmented
+/// datagrams delivered per second (first fragments at both sinks).
+fn push_fragments(l: &mut Line, args: &Args, gen: &GenResult, window: f64) {
+    if let Some(mtu) = args.mtu {
+        let data = args.size - 4 - 14 - 20;
+        let per = data.div_ceil(traffic::fragment_data(mtu));
+        l.push("mtu", mtu);
+        l.push("frags_per_datagram", per);
+        l.push(
+            "datagrams_per_s",
+            format!("{:.0}", gen.datagrams as f64 / window),
+        );
+    }
+}
+
 fn loopback_out(args: &Args, plan: &Plan, case: &Case, r: &GenResult) -> CaseOut {
     let window = r.window_secs.max(1e-9);
     let delivered = r.delivered_in + r.delivered_out;
@@ -774,6 +837,7 @@ fn loopback_out(args: &Args, plan: &Plan, case: &Case, r: &GenResult) -> CaseOut
     l.push("foreign", r.foreign);
     push_latency(&mut l, &s);
     l.push("secs", f3(r.window_secs));
+    push_fragments(&mut l, args, r, window);
     CaseOut {
         line: l,
         sent_pps: 0.0,
@@ -805,6 +869,9 @@ fn drain_rings(r: &Rings) {
         ring.drain();
     }
 }
+
+/// `--events`: the NAT log to a port on loopback where nothing listens.
+const NAT_LOG_CONFIG: &str = "\n[logging]\nsyslog = \"127.0.0.1:9\"\nipfix = \"127.0.0.1:9\"\n";
 
 /// The benchmark config ([`crate::bench_config::bench_config`]: static next hops, SNAT) with
 /// room for the flows, and in connection-rate mode short timeouts and a faster sweep.
