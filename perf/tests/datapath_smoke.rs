@@ -224,3 +224,61 @@ fn an_interrupted_run_marks_its_line_and_exits_non_zero() {
     }
     assert!(lines[0].ends_with(" interrupted=1"), "{stdout}");
 }
+
+/// `--size 3000 --mtu 1500`: every datagram crosses as three fragments both ways (the
+/// gateway reassembles to track, then sends the fragments on): one connection per flow,
+/// no drops, nothing foreign at the sinks, and the appended keys say how many datagrams
+/// went through.
+#[test]
+fn fragmented_udp_datagrams_cross_both_ways_without_drops() {
+    let out = run(&[
+        "--quick", "--rate", "0.006", "--size", "3000", "--mtu", "1500",
+    ]);
+    let ls = lines(&out, "datapath");
+    assert_eq!(ls.len(), 1);
+    let l = &ls[0];
+    assert_eq!(l["size"], "3000");
+    assert_eq!(l["mtu"], "1500");
+    assert_eq!(l["frags_per_datagram"], "3");
+    assert_eq!(num(l, "conns"), 1000.0, "one connection per flow: {l:?}");
+    assert_eq!(num(l, "drops"), 0.0, "{l:?}");
+    assert_eq!(num(l, "foreign"), 0.0, "{l:?}");
+    assert_eq!(num(l, "nombuf"), 0.0, "{l:?}");
+    let delivered = num(l, "delivered");
+    assert!(delivered > 0.0, "{l:?}");
+    // Datagrams counted are first fragments: a third of the fragments delivered, give
+    // or take the datagrams cut by the window's edges.
+    let per_s = num(l, "datagrams_per_s");
+    let secs = num(l, "secs");
+    assert!(per_s > 0.0, "{l:?}");
+    assert!(
+        (per_s * secs * 3.0 - delivered).abs() <= 3.0 * 64.0 + delivered * 0.02,
+        "datagrams x 3 = fragments delivered: {l:?}"
+    );
+    check_latency(l);
+    // The keys every datapath line has come first, unchanged; ours are the last three.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.trim_end().ends_with(&format!(
+            "mtu=1500 frags_per_datagram=3 datagrams_per_s={}",
+            l["datagrams_per_s"]
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn mtu_needs_a_udp_datagram_larger_than_one_fragment() {
+    for args in [
+        &["--quick", "--size", "1000", "--mtu", "1500"][..],
+        &[
+            "--quick", "--size", "3000", "--mtu", "1500", "--proto", "tcp",
+        ][..],
+        &["--quick", "--size", "3000", "--mtu", "100"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--mtu") || err.contains("--size"), "{err}");
+    }
+}

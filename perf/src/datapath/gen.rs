@@ -89,8 +89,10 @@ pub struct Rings {
 pub struct GenConfig {
     pub flows: Flows,
     pub mix: Mix,
-    /// Frame size with FCS.
+    /// Frame size with FCS (with `mtu`: of the datagram before fragmentation).
     pub size: usize,
+    /// UDP datagrams cut into IPv4 fragments of at most this many bytes (`--mtu`).
+    pub mtu: Option<usize>,
     pub reply_fraction: f64,
     /// New packets per second (`None`: as fast as the rings take them).
     pub rate_pps: Option<f64>,
@@ -141,6 +143,8 @@ pub struct GenResult {
     pub answers: u64,
     /// Frames at a sink that were not ours (not counted as delivered).
     pub foreign: u64,
+    /// First fragments delivered (both sinks): fragmented datagrams through the gateway.
+    pub datagrams: u64,
     pub latency: Latency,
     /// Seconds of the measurement window.
     pub window_secs: f64,
@@ -162,6 +166,7 @@ struct Counts {
     delivered_out: u64,
     answers: u64,
     foreign: u64,
+    datagrams: u64,
 }
 
 /// The per-protocol frame templates (flow 0).
@@ -169,16 +174,24 @@ struct Templates {
     udp: Vec<u8>,
     tcp: Vec<u8>,
     icmp: Vec<u8>,
+    /// With `--mtu`: the fragments of the UDP datagram (every flow is UDP then).
+    frags: Vec<Vec<u8>>,
 }
 
 impl Templates {
     fn new(cfg: &GenConfig) -> Templates {
         let syn = matches!(cfg.flows, Flows::New);
-        let t = |p| traffic::template(p, cfg.size, syn, cfg.in_mac, cfg.client_mac);
+        let frags = cfg.mtu.map_or(Vec::new(), |mtu| {
+            traffic::fragment_templates(Proto::Udp, cfg.size, mtu, cfg.in_mac, cfg.client_mac)
+        });
+        // The whole datagram is only cut; the per-protocol templates stay small.
+        let size = if frags.is_empty() { cfg.size } else { 64 };
+        let t = |p| traffic::template(p, size, syn, cfg.in_mac, cfg.client_mac);
         Templates {
             udp: t(Proto::Udp),
             tcp: t(Proto::Tcp),
             icmp: t(Proto::Icmp),
+            frags,
         }
     }
 
@@ -228,6 +241,7 @@ fn run_loop(
     let mut latency = Latency::new(hz);
     let mut c = Counts::default();
     let mut seq = FlowSeq::new(cfg.flows.clone());
+    let mut ident: u16 = 0;
 
     let mut gen: MbufBurst = MbufBurst::new();
     let mut rx: MbufBurst = MbufBurst::new();
@@ -283,11 +297,17 @@ fn run_loop(
             |c| &mut c.delivered_out,
             |mut m, p, t, c, back| {
                 let f = m.data_mut();
-                let flow = traffic::flow_of_frame(f, p, true);
-                if traffic::has_reply(flow, cfg.reply_fraction)
-                    && traffic::reflect_outside(f, p, cfg.out_mac) == Answer::Reflect
-                {
-                    traffic::write_stamp(f, p, t);
+                let later = traffic::is_later_fragment(f);
+                // A later fragment carries no port: with --mtu the fraction is 0 or 1.
+                let reply = if later {
+                    cfg.reply_fraction >= 1.0
+                } else {
+                    traffic::has_reply(traffic::flow_of_frame(f, p, true), cfg.reply_fraction)
+                };
+                if reply && traffic::reflect_outside(f, p, cfg.out_mac) == Answer::Reflect {
+                    if !later {
+                        traffic::write_stamp(f, p, t);
+                    }
                     c.answers += 1;
                     // `back` has room for a whole burst.
                     let _ = back.push(m);
@@ -357,7 +377,39 @@ fn run_loop(
                     ));
                 }
             }
-            if n > 0 {
+            let k = tpl.frags.len() as u64;
+            // Whole datagrams only.
+            if let Some(d) = n.checked_div(k) {
+                n = d * k;
+            }
+            if n > 0 && k > 0 {
+                if pool.alloc_bulk(&mut gen, n as usize) {
+                    for d in gen.as_mut_slice().chunks_mut(k as usize) {
+                        let i = seq.next_flow();
+                        ident = ident.wrapping_add(1);
+                        for (j, m) in d.iter_mut().enumerate() {
+                            // A fragment always fits an mbuf (at most 1,514 bytes).
+                            if m.extend_from_slice(&tpl.frags[j]).is_ok() {
+                                let f = m.data_mut();
+                                if j == 0 {
+                                    traffic::set_flow(f, Proto::Udp, i);
+                                    traffic::write_stamp(f, Proto::Udp, now);
+                                } else {
+                                    traffic::set_flow_later(f, i);
+                                }
+                                traffic::set_ident(f, ident);
+                            }
+                        }
+                    }
+                    paced_sent += n;
+                    c.generated += n;
+                    rings.gen_in.enqueue_burst(&mut gen);
+                    c.gen_drops += gen.len() as u64;
+                    gen.clear();
+                } else {
+                    c.nombuf += n;
+                }
+            } else if n > 0 {
                 if pool.alloc_bulk(&mut gen, n as usize) {
                     for m in gen.as_mut_slice() {
                         let i = seq.next_flow();
@@ -398,6 +450,7 @@ fn run_loop(
         delivered_out: c.delivered_out,
         answers: c.answers,
         foreign: c.foreign,
+        datagrams: c.datagrams,
         latency,
         window_secs: window_end.saturating_sub(warm_end) as f64 / hz as f64,
         warmup_secs: warm_end.min(now).saturating_sub(t0) as f64 / hz as f64,
@@ -445,10 +498,17 @@ impl Sink<'_> {
                     continue;
                 };
                 *delivered(c) += 1;
+                let f = m.data();
+                // Only first fragments (and whole packets) carry a stamp.
+                let stamped = !traffic::is_later_fragment(f);
+                if stamped && traffic::is_fragment(f) {
+                    c.datagrams += 1;
+                }
                 let age = traffic::stamp_age(t, stamp);
-                if self
-                    .window_start
-                    .is_some_and(|w| age <= t.saturating_sub(w))
+                if stamped
+                    && self
+                        .window_start
+                        .is_some_and(|w| age <= t.saturating_sub(w))
                 {
                     self.latency.record_ticks(age);
                 }

@@ -40,6 +40,16 @@
 //! ACK); `--proto udp|tcp|icmp|mix` (`--mix udp=2,tcp=1,icmp=1`), `--size` 64..1518
 //! bytes with FCS, `--reply-fraction` of the flows answered by the servers.
 //!
+//! Fragments: `--mtu M` (with `--proto udp`) cuts every datagram of `--size` bytes into
+//! IPv4 fragments of at most M bytes of IP packet (DF clear, one identification per
+//! datagram; `--size 3000 --mtu 1500`: 1,480 + 1,480 + 18 bytes of data); the gateway
+//! reassembles each datagram, tracks it and sends the original fragments on, and the
+//! servers answer every fragment turned around (so the answers are reassembled too).
+//! Only first fragments carry the stamp (latency: from building the first fragment to
+//! its arrival, the wait for the rest of its datagram included); `mpps` counts
+//! fragments; the line gains `mtu=M frags_per_datagram=K datagrams_per_s=D` at its end
+//! (`D`: first fragments delivered at both sinks per second of the window).
+//!
 //! # Output
 //!
 //! One line per case (`--json`: one JSON object per line):
@@ -160,9 +170,15 @@ pub struct Args {
     /// Weights of `--proto mix`.
     #[arg(long, default_value = "udp=2,tcp=1,icmp=1")]
     mix: String,
-    /// Frame size in bytes including the 4-byte FCS (64..=1518).
+    /// Frame size in bytes including the 4-byte FCS (64..=1518; with --mtu, the size of
+    /// the datagram's frame before it is cut, up to 65,000).
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// Cut each UDP datagram into IPv4 fragments of at most this many bytes of IP packet
+    /// (576..=1500; --size must exceed it): the gateway reassembles, tracks and sends the
+    /// fragments on, both ways.
+    #[arg(long)]
+    mtu: Option<usize>,
     /// Fraction of the flows the servers answer (0..=1).
     #[arg(long, default_value_t = 1.0)]
     reply_fraction: f64,
@@ -219,8 +235,28 @@ struct Plan {
 }
 
 fn check(args: &Args) -> Result<Plan, String> {
-    if !(64..=1518).contains(&args.size) {
-        return Err("--size must be 64..=1518 (bytes with FCS)".into());
+    match args.mtu {
+        None if !(64..=1518).contains(&args.size) => {
+            return Err("--size must be 64..=1518 (bytes with FCS)".into());
+        }
+        None => {}
+        Some(mtu) => {
+            if !(576..=1500).contains(&mtu) {
+                return Err("--mtu must be 576..=1500 (bytes of IP packet)".into());
+            }
+            if args.size > 65_000 || args.size < mtu + 18 + 1 {
+                return Err(format!(
+                    "--size with --mtu {mtu} must be {}..=65000: a datagram larger than one fragment",
+                    mtu + 19
+                ));
+            }
+            if args.reply_fraction != 0.0 && args.reply_fraction != 1.0 {
+                return Err("--mtu answers all datagrams or none: --reply-fraction 0 or 1".into());
+            }
+            if args.proto != ProtoArg::Udp {
+                return Err("--mtu fragments UDP datagrams: use it with --proto udp".into());
+            }
+        }
     }
     if !(0.0..=1.0).contains(&args.reply_fraction) {
         return Err("--reply-fraction must be a fraction in 0..=1".into());
@@ -465,6 +501,7 @@ fn run_case(
         flows,
         mix: plan.mix.clone(),
         size: args.size,
+        mtu: args.mtu,
         reply_fraction: args.reply_fraction,
         rate_pps: case.rate_pps,
         ring_room: FILL,
@@ -649,6 +686,7 @@ fn run_case(
     push_latency(&mut l, &s);
     l.push("secs", f3(gen.window_secs));
     l.push("warmup_secs", f3(gen.warmup_secs));
+    push_fragments(&mut l, args, &gen, window);
     let name = format!(
         "{} flows={}{}",
         if args.new_flows { "cps" } else { "steady" },
@@ -747,6 +785,21 @@ fn read_created(socket: &std::path::Path) -> Result<(u64, Instant), String> {
         .ok_or_else(|| "no conntrack created= in the stats reply".to_string())
 }
 
+/// With `--mtu`, appended keys: the MTU, fragments per datagram, and the fragmented
+/// datagrams delivered per second (first fragments at both sinks).
+fn push_fragments(l: &mut Line, args: &Args, gen: &GenResult, window: f64) {
+    if let Some(mtu) = args.mtu {
+        let data = args.size - 4 - 14 - 20;
+        let per = data.div_ceil(traffic::fragment_data(mtu));
+        l.push("mtu", mtu);
+        l.push("frags_per_datagram", per);
+        l.push(
+            "datagrams_per_s",
+            format!("{:.0}", gen.datagrams as f64 / window),
+        );
+    }
+}
+
 fn loopback_out(args: &Args, plan: &Plan, case: &Case, r: &GenResult) -> CaseOut {
     let window = r.window_secs.max(1e-9);
     let delivered = r.delivered_in + r.delivered_out;
@@ -774,6 +827,7 @@ fn loopback_out(args: &Args, plan: &Plan, case: &Case, r: &GenResult) -> CaseOut
     l.push("foreign", r.foreign);
     push_latency(&mut l, &s);
     l.push("secs", f3(r.window_secs));
+    push_fragments(&mut l, args, r, window);
     CaseOut {
         line: l,
         sent_pps: 0.0,

@@ -225,6 +225,60 @@ pub fn template(p: Proto, size: usize, syn: bool, dst_mac: [u8; 6], src_mac: [u8
     f
 }
 
+/// Largest data bytes per fragment for IP packets of at most `mtu` bytes (IPv4 header
+/// of 20 bytes, data a multiple of 8).
+pub fn fragment_data(mtu: usize) -> usize {
+    (mtu.saturating_sub(20) / 8) * 8
+}
+
+/// Fragmented datagrams (`--mtu`): flow 0's datagram of `size` bytes with FCS (as
+/// [`template`] builds it, with no payload stamp yet) cut into IPv4 fragments of at most
+/// `mtu` bytes, DF clear, identification 0. [`set_flow`] applies to the first, whose UDP
+/// checksum covers the whole datagram; [`set_flow_later`] to the others.
+pub fn fragment_templates(
+    p: Proto,
+    size: usize,
+    mtu: usize,
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+) -> Vec<Vec<u8>> {
+    let whole = template(p, size, false, dst_mac, src_mac);
+    ctgate::wire::testframe::fragments(&whole, fragment_data(mtu), 0)
+}
+
+/// True for an IPv4 fragment (MF set or a non-zero offset).
+#[inline]
+pub fn is_fragment(f: &[u8]) -> bool {
+    f.len() >= L4 && get16(f, 20) & 0x3fff != 0
+}
+
+/// True for a fragment other than the first: no L4 header, no stamp.
+#[inline]
+pub fn is_later_fragment(f: &[u8]) -> bool {
+    f.len() >= L4 && get16(f, 20) & 0x1fff != 0
+}
+
+/// A later fragment (data only) of flow `i`: client and server address, IPv4 header
+/// checksum updated.
+#[inline]
+pub fn set_flow_later(f: &mut [u8], i: u64) {
+    let (cip, _) = client(i);
+    let mut addrs = [0u8; 8];
+    addrs[0..4].copy_from_slice(&cip);
+    addrs[4..8].copy_from_slice(&server(i));
+    let ipc = update_bytes(get16(f, 24), &f[26..34], &addrs);
+    put16(f, 24, ipc);
+    f[26..34].copy_from_slice(&addrs);
+}
+
+/// Sets the IPv4 identification (one per datagram), header checksum updated.
+#[inline]
+pub fn set_ident(f: &mut [u8], ident: u16) {
+    let ipc = update_bytes(get16(f, 24), &f[18..20], &ident.to_be_bytes());
+    put16(f, 24, ipc);
+    put16(f, 18, ident);
+}
+
 /// Offset of the L4 checksum, if the protocol has one that the pseudo header covers.
 fn l4_csum_offset(p: Proto) -> usize {
     match p {
@@ -380,7 +434,8 @@ fn turn_around(f: &mut [u8], p: Proto, dst_mac: [u8; 6]) {
     for k in 0..4 {
         f.swap(26 + k, 30 + k);
     }
-    if p != Proto::Icmp {
+    // A later fragment carries data, not ports.
+    if p != Proto::Icmp && !is_later_fragment(f) {
         f.swap(L4, L4 + 2);
         f.swap(L4 + 1, L4 + 3);
     }
@@ -520,6 +575,10 @@ pub fn client_fin_after_ack(f: &mut [u8]) {
 /// The protocol and stamp of a frame at a sink, or `None` for a foreign frame.
 #[inline]
 pub fn classify(f: &[u8]) -> Option<(Proto, u64)> {
+    if is_later_fragment(f) && f[12..14] == [0x08, 0x00] && f[14] == 0x45 {
+        // Data only (maybe a few bytes): ours when UDP; no stamp.
+        return (f[23] == 17).then_some((Proto::Udp, 0));
+    }
     let p = proto_of_frame(f)?;
     Some((p, read_stamp(f, p)))
 }
@@ -528,6 +587,47 @@ pub fn classify(f: &[u8]) -> Option<(Proto, u64)> {
 mod tests {
     use super::*;
     use ctgate::wire::frame_checksums::verify_frame;
+
+    /// `--size 3000 --mtu 1500`: three fragments of at most 1,500 bytes of IP packet;
+    /// set to another flow, identification and stamp, they still reassemble into a
+    /// datagram whose checksums verify, addressed to that flow.
+    #[test]
+    fn fragments_of_another_flow_reassemble_to_a_valid_datagram() {
+        let mut frags = fragment_templates(Proto::Udp, 3000, 1500, [2; 6], [4; 6]);
+        assert_eq!(frags.len(), 3);
+        assert!(frags.iter().all(|f| f.len() - 14 <= 1500 && is_fragment(f)));
+        assert!(!is_later_fragment(&frags[0]) && is_later_fragment(&frags[2]));
+        let i = 70_123;
+        for (k, f) in frags.iter_mut().enumerate() {
+            if k == 0 {
+                set_flow(f, Proto::Udp, i);
+                write_stamp(f, Proto::Udp, 0xdead_beef);
+            } else {
+                set_flow_later(f, i);
+            }
+            set_ident(f, 0x4242);
+            assert_eq!(verify_frame(f), Ok(()), "IPv4 header of fragment {k}");
+        }
+        let mut whole = frags[0][..34].to_vec();
+        for f in &frags {
+            whole.extend_from_slice(&f[34..]);
+        }
+        let total = (whole.len() - 14) as u16;
+        whole[16..18].copy_from_slice(&total.to_be_bytes());
+        whole[20..22].copy_from_slice(&[0, 0]);
+        whole[24..26].copy_from_slice(&[0, 0]);
+        let c = ctgate::wire::checksum::ipv4_header(&whole[14..34]);
+        whole[24..26].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(whole.len(), 3000 - 4);
+        assert_eq!(
+            verify_frame(&whole),
+            Ok(()),
+            "UDP checksum over the datagram"
+        );
+        assert_eq!(whole[26..30], client(i).0);
+        assert_eq!(whole[30..34], server(i));
+        assert_eq!(read_stamp(&whole, Proto::Udp), 0xdead_beef);
+    }
     use ctgate::wire::parse::{parse_frame, L4Summary};
     use std::collections::HashSet;
 
