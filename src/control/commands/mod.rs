@@ -319,6 +319,17 @@ pub const COMMANDS: &[CommandSpec] = &[
                   identifiers) in use by live source-NATed connections.",
     },
     CommandSpec {
+        name: "sync-status",
+        args: "",
+        summary: "State sync with the peer instances: each peer's state and counters.",
+        details: "`sync local=ADDR mode=MODE auth=hmac-sha256|none peers=N`, then per peer\n\
+                  `peer N ADDR state=connected|resyncing|lost msgs_sent=… msgs_received=…\n\
+                  conns_sent=… conns_received=… retransmitted=… install_failed=… resyncs_sent=…\n\
+                  resyncs_received=… lag_ms=… queued=…`, then the datagrams dropped\n\
+                  (`dropped malformed=… unauthenticated=… unknown_peer=… stale=… events_lost=…\n\
+                  send_errors=…`). An error when [sync] is not configured (docs/ha.md).",
+    },
+    CommandSpec {
         name: "show",
         args: "",
         summary: "Print ports, lcores, queues and uptime.",
@@ -441,6 +452,11 @@ pub fn execute(ctx: &ControlContext, cmd: &str, args: &[String]) -> Outcome {
         "nat-show" => nat_show(ctx, args),
         "show" => no_args(args).map(|()| done(ensure_newline(ctx.info.show()))),
         "stats" => no_args(args).map(|()| done(stats_text(ctx))),
+        "sync-status" => no_args(args).and_then(|()| {
+            ctx.info.sync_status().map(done).ok_or_else(|| {
+                "state sync is not configured (no [sync] section in the configuration)".to_string()
+            })
+        }),
         "events" => events::events(ctx, args),
         "version" => no_args(args).map(|()| {
             let mut s = format!("ctgate {}\n", env!("CARGO_PKG_VERSION"));
