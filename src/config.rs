@@ -17,7 +17,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use toml::Spanned;
 
 mod logging;
+mod sync;
 pub use logging::{Logging, SyslogTarget, DEFAULT_TEMPLATE_INTERVAL};
+pub use sync::{read_key_file, SyncConfig, SyncMode};
 
 /// The commented example configuration, used when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/ctgate.toml");
@@ -272,6 +274,8 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `[logging]`: NAT binding records to syslog and/or IPFIX (off by default).
     pub logging: Logging,
+    /// `[sync]`: state sync with other instances (off when absent).
+    pub sync: Option<SyncConfig>,
 }
 
 // ---- The file's shape (serde), with spans for the fields validated afterwards. ----
@@ -305,6 +309,8 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     logging: logging::RawLogging,
+    #[serde(default)]
+    sync: Option<sync::RawSync>,
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is given.
@@ -1274,6 +1280,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         },
     };
     let logging = logging::validate_logging(&raw.logging, lines)?;
+    let sync = sync::validate_sync(&raw.sync, lines)?;
     let nat_filtering =
         parse_filtering(&raw.nat.filtering, "nat.filtering".into(), lines)?.unwrap_or_default();
     let mut snat_filtering = Vec::new();
@@ -1315,6 +1322,7 @@ fn validate(raw: RawConfig, lines: &Lines) -> Result<Config, ConfigError> {
         snat_filtering,
         metrics_listen,
         logging,
+        sync,
     })
 }
 

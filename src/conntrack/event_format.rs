@@ -180,4 +180,49 @@ mod tests {
             "[DESTROY] icmp     1 src=10.0.0.2 dst=192.0.2.2 type=8 code=0 id=77 src=192.0.2.2 dst=10.0.0.2 type=0 code=0 id=77 zone=5"
         );
     }
+
+    /// Lines Linux's `conntrack -E` (conntrack-tools 1.4.7, kernel 6.18) printed for a
+    /// ping, an HTTP fetch and a UDP exchange from 10.0.0.2 through a Linux router
+    /// namespace masquerading to 192.0.2.1 (nftables, every conntrack timeout 2 s), the
+    /// same connections as tests/gw_events.rs makes through ctgate. Where ctgate emits an
+    /// event for the same transition, its line must be these bytes. (Linux also sends
+    /// `[UPDATE]`s ctgate does not: on the first reply of ICMP and UDP, and TCP's
+    /// SYN_RECV; and it keeps `[ASSURED]` on a TCP connection in TIME_WAIT and does not
+    /// assure a UDP flow of one exchange, where ctgate's state classes differ.)
+    const LINUX: [&str; 7] = [
+        "    [NEW] icmp     1 2 src=10.0.0.2 dst=192.0.2.2 type=8 code=0 id=10022 [UNREPLIED] src=192.0.2.2 dst=192.0.2.1 type=0 code=0 id=10022",
+        "[DESTROY] icmp     1 src=10.0.0.2 dst=192.0.2.2 type=8 code=0 id=10022 src=192.0.2.2 dst=192.0.2.1 type=0 code=0 id=10022",
+        "    [NEW] tcp      6 2 SYN_SENT src=10.0.0.2 dst=192.0.2.2 sport=40123 dport=8000 [UNREPLIED] src=192.0.2.2 dst=192.0.2.1 sport=8000 dport=40123",
+        " [UPDATE] tcp      6 2 ESTABLISHED src=10.0.0.2 dst=192.0.2.2 sport=40123 dport=8000 src=192.0.2.2 dst=192.0.2.1 sport=8000 dport=40123 [ASSURED]",
+        " [UPDATE] tcp      6 2 FIN_WAIT src=10.0.0.2 dst=192.0.2.2 sport=40123 dport=8000 src=192.0.2.2 dst=192.0.2.1 sport=8000 dport=40123 [ASSURED]",
+        " [UPDATE] tcp      6 2 LAST_ACK src=10.0.0.2 dst=192.0.2.2 sport=40123 dport=8000 src=192.0.2.2 dst=192.0.2.1 sport=8000 dport=40123 [ASSURED]",
+        "    [NEW] udp      17 2 src=10.0.0.2 dst=192.0.2.2 sport=4000 dport=7777 [UNREPLIED] src=192.0.2.2 dst=192.0.2.1 sport=7777 dport=4000",
+    ];
+
+    #[test]
+    fn lines_match_those_linux_conntrack_e_printed_for_the_same_connections() {
+        let snat = |o: ConnKey| {
+            let mut r = o.reversed();
+            r.dst = [0; 16];
+            r.dst[..4].copy_from_slice(&[192, 0, 2, 1]);
+            r
+        };
+        let icmp = key([10, 0, 0, 2], [192, 0, 2, 2], 10022, 8 << 8, 1, 0);
+        let tcp = key([10, 0, 0, 2], [192, 0, 2, 2], 40123, 8000, 6, 0);
+        let udp = key([10, 0, 0, 2], [192, 0, 2, 2], 4000, 7777, 17, 0);
+        use EventKind::*;
+        use TimeoutAttr::*;
+        let ours = [
+            ev(New, icmp, snat(icmp), IcmpFirst, 2000),
+            ev(Destroy, icmp, snat(icmp), IcmpReply, 0),
+            ev(New, tcp, snat(tcp), TcpSynSent, 2000),
+            ev(Update, tcp, snat(tcp), TcpEstablished, 2000),
+            ev(Update, tcp, snat(tcp), TcpFinWait, 2000),
+            ev(Update, tcp, snat(tcp), TcpTimeWait, 2000),
+            ev(New, udp, snat(udp), UdpFirst, 2000),
+        ];
+        for (e, linux) in ours.iter().zip(LINUX) {
+            assert_eq!(e.conntrack_line(), linux);
+        }
+    }
 }

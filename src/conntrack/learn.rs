@@ -52,6 +52,8 @@ pub enum LearnError {
 pub enum Learned {
     Installed(Hit),
     Updated(Hit),
+    /// Left as it was: a connection this instance made, and `keep_local` was asked.
+    KeptLocal(Hit),
 }
 
 /// The L4 state to install: for TCP, the sequence numbers forgotten (see the module doc).
@@ -70,8 +72,14 @@ fn install_l4(c: &LearnedConn) -> L4State {
 impl CtWorker<'_> {
     /// Installs `c`, or updates it in place when a connection with its original key and
     /// reply tuple exists; one with the same original key but another reply tuple (another
-    /// NAT binding) is replaced.
-    pub fn learn(&mut self, c: &LearnedConn, now: u64) -> Result<Learned, LearnError> {
+    /// NAT binding) is replaced. With `keep_local`, a connection this instance made
+    /// (origin 0) is left alone (the peer's copy came from a table walk and is older).
+    pub fn learn(
+        &mut self,
+        c: &LearnedConn,
+        now: u64,
+        keep_local: bool,
+    ) -> Result<Learned, LearnError> {
         let ct = self.tracker();
         let words = c.orig.to_words();
         let hash = ct.table().hasher().hash_words(&words);
@@ -80,6 +88,9 @@ impl CtWorker<'_> {
                 return Err(LearnError::Conflict);
             }
             if let Some(conn) = ct.conn_of(&hit) {
+                if keep_local && conn.origin() == 0 {
+                    return Ok(Learned::KeptLocal(hit));
+                }
                 if conn.key(1) == c.reply {
                     conn.with_l4(|st| *st = install_l4(c));
                     conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);

@@ -698,7 +698,8 @@ pub fn default_buckets(capacity: u32) -> u32 {
 }
 
 /// Bytes [`ConnTable::new`] allocates for `capacity` records and `n_buckets` (0: the
-/// default): buckets, overflow buckets, records, and the free stack at its largest.
+/// default): buckets, overflow buckets, records, the free stack at its largest, and the
+/// ALG expectation table's per-record counts.
 /// Configuration checks it against the memory the machine has before building a table.
 pub fn memory_needed(capacity: u32, n_buckets: u32) -> u64 {
     let capacity = capacity.clamp(1, (1 << 30) - 1);
@@ -711,6 +712,8 @@ pub fn memory_needed(capacity: u32, n_buckets: u32) -> u64 {
     let bucket = std::mem::size_of::<Bucket>() as u64;
     (u64::from(n_buckets) + n_overflow) * bucket
         + u64::from(capacity) * (std::mem::size_of::<Conn>() as u64 + 4)
+        // The ALG expectation table's per-parent counts (one word per record).
+        + u64::from(capacity) * 8
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ fn learned_tcp_stream_continues_on_the_standby_far_past_the_synced_sequence_numb
     let b = tracker();
     let mut wb = b.worker(0);
     assert!(matches!(
-        wb.learn(&learned(&snap, 1, 1), 1),
+        wb.learn(&learned(&snap, 1, 1), 1, false),
         Ok(Learned::Installed(_))
     ));
     let later = [
@@ -166,10 +166,10 @@ fn learned_connection_is_updated_in_place_and_unlearned_without_events() {
     let sub = b.events().subscribe(64);
     let mut wb = b.worker(0);
     let mut l = learned(&snap, 10, 2);
-    assert!(matches!(wb.learn(&l, 10), Ok(Learned::Installed(_))));
+    assert!(matches!(wb.learn(&l, 10, false), Ok(Learned::Installed(_))));
     l.mark = 77;
     l.timeout_ms = 120_000;
-    assert!(matches!(wb.learn(&l, 20), Ok(Learned::Updated(_))));
+    assert!(matches!(wb.learn(&l, 20, false), Ok(Learned::Updated(_))));
     let s = b.all_conns();
     assert_eq!(s.len(), 1);
     assert_eq!((s[0].mark, s[0].expiry, s[0].origin), (77, 120_020, 2));
@@ -191,7 +191,7 @@ fn learned_connection_expires_on_the_timeout_it_came_with() {
     a.worker(0).process(&udp(A, B, 4000, 53), 0, true, 0);
     let mut l = learned(&a.all_conns()[0], 0, 1);
     l.timeout_ms = 5_000;
-    wb.learn(&l, 100).unwrap();
+    wb.learn(&l, 100, false).unwrap();
     let mut ctl = b.control_handle();
     ctl.sweep_expired(5_000, usize::MAX);
     assert_eq!(b.all_conns().len(), 1);
@@ -211,10 +211,10 @@ fn learned_connections_count_against_the_zone_limit_and_hold_their_reply_tuple()
     }
     let mut snaps = a.all_conns();
     snaps.sort_by_key(|s| s.orig.sport);
-    wb.learn(&learned(&snaps[0], 0, 1), 0).unwrap();
-    wb.learn(&learned(&snaps[1], 0, 1), 0).unwrap();
+    wb.learn(&learned(&snaps[0], 0, 1), 0, false).unwrap();
+    wb.learn(&learned(&snaps[1], 0, 1), 0, false).unwrap();
     assert_eq!(
-        wb.learn(&learned(&snaps[2], 0, 1), 0),
+        wb.learn(&learned(&snaps[2], 0, 1), 0, false),
         Err(LearnError::Refused(Refusal::ZoneLimit))
     );
     // A learned connection whose reply tuple is taken by another one is refused.
@@ -222,11 +222,29 @@ fn learned_connections_count_against_the_zone_limit_and_hold_their_reply_tuple()
     let mut clash = learned(&snaps[2], 0, 1);
     clash.reply = snaps[0].reply;
     assert_eq!(
-        wb.learn(&clash, 0),
+        wb.learn(&clash, 0, false),
         Err(LearnError::Refused(Refusal::TupleCollision))
     );
     // A packet from the reply side finds the learned connection.
     let r = wb.process(&udp(B, A, 53, 4000), 0, true, 1);
     assert_eq!(r.state.to_string(), "trk,est,rpl");
     assert_eq!(b.all_conns().len(), 2);
+}
+
+#[test]
+fn a_walked_copy_never_replaces_a_connection_made_here() {
+    let a = tracker();
+    let mut wa = a.worker(0);
+    wa.process(&udp(A, B, 4000, 53), 0, true, 0);
+    let mine = a.all_conns()[0];
+    let mut copy = learned(&mine, 0, 1);
+    copy.mark = 99;
+    assert!(matches!(
+        wa.learn(&copy, 5, true),
+        Ok(Learned::KeptLocal(_))
+    ));
+    assert_eq!(a.all_conns()[0], mine);
+    // An event-borne update does replace it: the peer's datapath changed it.
+    assert!(matches!(wa.learn(&copy, 5, false), Ok(Learned::Updated(_))));
+    assert_eq!((a.all_conns()[0].mark, a.all_conns()[0].origin), (99, 1));
 }

@@ -270,6 +270,11 @@ impl Conntrack {
         self.worker(self.workers)
     }
 
+    /// The shard of the control lcore's handles ([`Conntrack::control_handle`]).
+    pub fn control_shard(&self) -> usize {
+        self.workers
+    }
+
     /// Live connections in the table (including expired, unswept ones).
     pub fn n_conns(&self) -> u32 {
         self.n_conns.load(Ordering::Relaxed)
@@ -1255,9 +1260,9 @@ impl OwnedCtWorker {
             .set_mark_label(hit, mark, label)
     }
 
-    /// Runs `f` on the borrowed worker: for the operations other `conntrack` files add to
-    /// [`CtWorker`] (the sweep), so that this file need not import them.
-    pub(super) fn with_worker<R>(&mut self, f: impl FnOnce(&mut CtWorker<'_>) -> R) -> R {
+    /// Runs `f` on the borrowed worker: for the operations other files add to
+    /// [`CtWorker`] (the sweep, `learn`), so that this file need not import them.
+    pub fn with_worker<R>(&mut self, f: impl FnOnce(&mut CtWorker<'_>) -> R) -> R {
         self.cell.with_dependent_mut(|_, w| f(w))
     }
 }

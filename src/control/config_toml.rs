@@ -152,6 +152,20 @@ pub fn config_toml(cfg: &Config) -> String {
             l.template_interval, l.bindings_only
         );
     }
+    if let Some(y) = &cfg.sync {
+        let peers: Vec<String> = y.peers.iter().map(|p| format!("\"{p}\"")).collect();
+        let _ = writeln!(
+            s,
+            "\n[sync]\nlocal = \"{}\"\npeers = [{}]\nmode = \"{}\"\nrefresh_interval = {}",
+            y.local,
+            peers.join(", "),
+            y.mode.name(),
+            y.refresh_secs
+        );
+        if let Some(k) = &y.key_file {
+            let _ = writeln!(s, "key_file = \"{}\"", k.display());
+        }
+    }
     s
 }
 
@@ -199,7 +213,8 @@ mod tests {
             )
             + extra
             + "[metrics]\nlisten = \"127.0.0.1:9464\"\n"
-            + "[logging]\nsyslog = \"/dev/log\"\nipfix = \"[::1]:4739\"\nbindings_only = true\n";
+            + "[logging]\nsyslog = \"/dev/log\"\nipfix = \"[::1]:4739\"\nbindings_only = true\n"
+            + "[sync]\nlocal = \"127.0.0.1:3780\"\npeers = [\"127.0.0.2:3780\", \"[::1]:3781\"]\nmode = \"active-active\"\n";
         let cfg = Config::parse(&text, "x.toml").unwrap();
         assert_eq!(cfg.dnat.len(), 2);
         assert_eq!(cfg.zone_timeouts.len(), 1);
@@ -209,6 +224,7 @@ mod tests {
             (9000, 1400, 7)
         );
         assert!(cfg.logging.bindings_only);
+        assert_eq!(cfg.sync.as_ref().map(|y| y.peers.len()), Some(2));
         let written = config_toml(&cfg);
         let mut back =
             Config::parse(&written, "x.toml").unwrap_or_else(|e| panic!("{e}\n{written}"));

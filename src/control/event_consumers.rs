@@ -28,6 +28,10 @@ pub trait EventConsumer {
     fn reconfigure(&mut self, _ct: &Conntrack, _cfg: &Config) -> Option<String> {
         None
     }
+    /// A status text for a command of its own (`sync-status`), if it has one.
+    fn status(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The control lcore's consumers.
@@ -60,6 +64,14 @@ impl Consumers {
             }
         }
         s
+    }
+
+    /// The status text of the consumer called `name`, if it runs and has one.
+    pub fn status(&self, name: &str) -> Option<String> {
+        self.list
+            .iter()
+            .find(|c| c.name() == name)
+            .and_then(|c| c.status())
     }
 
     /// The `stats` lines, one per consumer: `NAME k=v k=v`.

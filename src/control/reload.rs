@@ -487,7 +487,10 @@ mod tests {
     }
 
     fn gateway(path: &str) -> (LiveGateway, Arc<Conntrack>, AtomicU32) {
-        let cfg = Config::load(std::path::Path::new(path)).unwrap();
+        gateway_of(Config::load(std::path::Path::new(path)).unwrap())
+    }
+
+    fn gateway_of(cfg: Config) -> (LiveGateway, Arc<Conntrack>, AtomicU32) {
         let ct = Arc::new(Conntrack::new(CtConfig {
             max_conns: cfg.datapath.max_conns,
             n_buckets: 0,
@@ -557,6 +560,28 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_started_on_the_embedded_default_rereads_the_embedded_default() {
+        let mut cfg = Config::embedded().unwrap();
+        assert_eq!(cfg.source, EMBEDDED_NAME);
+        // A small pool for the test: the embedded default's 3000000 is then above it,
+        // which shows that the reload read the embedded text.
+        cfg.datapath.max_conns = 4096;
+        let (live, ct, sweep) = gateway_of(cfg);
+        let e = live.reload(None, &ct, &sweep).err().unwrap();
+        assert!(
+            e.starts_with(&format!("{EMBEDDED_NAME}: datapath.max_conns:"))
+                && e.contains("needs a restart; the running configuration stays"),
+            "{e}"
+        );
+        assert_eq!(live.origin().0, 1);
+        assert_eq!(ct.max_conns(), 4096);
+        // With the pool it would have had at start, the reload goes through.
+        let a = write("embedded-a.toml", &text("192.0.2.1"));
+        live.reload(Some(&a), &ct, &sweep).unwrap();
+        assert_eq!(live.origin().1, a);
+    }
+
+    #[test]
     fn fields_that_need_a_restart_are_refused_by_name() {
         let a = write("restart-a.toml", &text("192.0.2.1"));
         let (live, ct, sweep) = gateway(&a);
@@ -588,6 +613,18 @@ mod tests {
         let e = live.reload(Some(&buckets), &ct, &sweep).err().unwrap();
         assert!(
             e.contains("datapath.buckets: 0 -> 1024 needs a restart"),
+            "{e}"
+        );
+        let metrics = write(
+            "restart-metrics.toml",
+            &format!(
+                "{}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n",
+                text("192.0.2.1")
+            ),
+        );
+        let e = live.reload(Some(&metrics), &ct, &sweep).err().unwrap();
+        assert!(
+            e.contains("metrics.listen: changed: needs a restart"),
             "{e}"
         );
         assert_eq!(live.origin().0, 1);

@@ -55,9 +55,10 @@
 //! One line per case (`--json`: one JSON object per line):
 //!
 //! ```text
-//! bench=datapath mode=steady flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
+//! bench=datapath mode=steady events=off flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
 //! ```
 //!
+//! * `events`: `on` with `--events` (the NAT log attached as an event consumer);
 //! * `rate`: `max` (unpaced), or the paced new-packet rate in Mpps; with `--load F` a
 //!   second line per case runs paced at F × the unpaced `sent` rate and adds `load=F`;
 //! * `offered_mpps`: new packets the generator built per second, `sent_mpps` those the
@@ -215,6 +216,11 @@ pub struct Args {
     /// Seed of the flow order shuffle.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Connection events on, with a consumer attached: the NAT log (`[logging]` syslog
+    /// and IPFIX) sent to 127.0.0.1:9, where nothing listens, so the cost measured is
+    /// the workers' emitting and the control lcore's encoding and sending.
+    #[arg(long)]
+    events: bool,
 }
 
 /// One benchmark case.
@@ -567,7 +573,10 @@ fn run_case(
     }
     gcfg.in_mac = dpdk::port_mac(eal, 0).map_err(|e| e.to_string())?;
     gcfg.out_mac = dpdk::port_mac(eal, 1).map_err(|e| e.to_string())?;
-    let text = config_text(case.flows, args.new_flows)?;
+    let mut text = config_text(case.flows, args.new_flows)?;
+    if args.events {
+        text.push_str(NAT_LOG_CONFIG);
+    }
     let config =
         Config::parse(&text, "<ctgate-perf datapath config>").map_err(|e| e.to_string())?;
     let socket = std::env::temp_dir().join(format!(
@@ -641,6 +650,7 @@ fn run_case(
     let mut l = Line::default();
     l.push("bench", "datapath");
     l.push("mode", if args.new_flows { "cps" } else { "steady" });
+    l.push("events", if args.events { "on" } else { "off" });
     l.push("flows", case.flows.map_or("new".into(), |f| f.to_string()));
     l.push("proto", plan.proto_name);
     l.push("size", args.size);
@@ -859,6 +869,9 @@ fn drain_rings(r: &Rings) {
         ring.drain();
     }
 }
+
+/// `--events`: the NAT log to a port on loopback where nothing listens.
+const NAT_LOG_CONFIG: &str = "\n[logging]\nsyslog = \"127.0.0.1:9\"\nipfix = \"127.0.0.1:9\"\n";
 
 /// The benchmark config ([`crate::bench_config::bench_config`]: static next hops, SNAT) with
 /// room for the flows, and in connection-rate mode short timeouts and a faster sweep.

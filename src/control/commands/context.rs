@@ -24,6 +24,10 @@ pub trait GatewayInfo {
     fn live(&self) -> Option<&dyn LiveConfig> {
         None
     }
+    /// `sync-status`: the sync peers and counters, when `[sync]` is configured.
+    fn sync_status(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The gateway's configuration in force, as the commands see it.

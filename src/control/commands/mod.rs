@@ -268,10 +268,11 @@ pub const COMMANDS: &[CommandSpec] = &[
                   changes (exit status 1).\n\
                   Live: routes, policy, SNAT and DNAT rules, zones of ports, static next hops\n\
                   (next_hop_mac), port addresses, limits, timeouts, max_conns up to the pool allocated\n\
-                  at start, tcp_seq_check, sweep_interval_ms, [fragments]. Needs a restart (refused,\n\
-                  naming the field): the set of ports and VLAN sub-interfaces, datapath.buckets, a\n\
-                  max_conns above the pool allocated at start; lcores, queues and mempools are\n\
-                  command-line options.\n\
+                  at start, tcp_seq_check, sweep_interval_ms, [fragments], [[alg]] (for connections\n\
+                  created afterwards), [logging]. Needs a restart (refused, naming the field): the set\n\
+                  of ports and VLAN sub-interfaces, datapath.buckets, a max_conns above the pool\n\
+                  allocated at start, metrics.listen; lcores, queues and mempools are command-line\n\
+                  options.\n\
                   The file wins over ct-set-* commands: each value changed at run time that the reload\n\
                   changes is named on a `reset NAME: RUNNING -> FILE (set at run time)` line.\n\
                   SIGHUP to ctgate does the same as `reload` (its result goes to ctgate's log).\n\
@@ -316,6 +317,17 @@ pub const COMMANDS: &[CommandSpec] = &[
                   `pool ADDRESS: tcp=N udp=N icmp=N other=N` per pool address (every address of a pool\n\
                   of at most 256, and any address in use): the translated source ports (ICMP\n\
                   identifiers) in use by live source-NATed connections.",
+    },
+    CommandSpec {
+        name: "sync-status",
+        args: "",
+        summary: "State sync with the peer instances: each peer's state and counters.",
+        details: "`sync local=ADDR mode=MODE auth=hmac-sha256|none peers=N`, then per peer\n\
+                  `peer N ADDR state=connected|resyncing|lost msgs_sent=… msgs_received=…\n\
+                  conns_sent=… conns_received=… retransmitted=… install_failed=… resyncs_sent=…\n\
+                  resyncs_received=… lag_ms=… queued=…`, then the datagrams dropped\n\
+                  (`dropped malformed=… unauthenticated=… unknown_peer=… stale=… events_lost=…\n\
+                  send_errors=…`). An error when [sync] is not configured (docs/ha.md).",
     },
     CommandSpec {
         name: "show",
@@ -440,6 +452,11 @@ pub fn execute(ctx: &ControlContext, cmd: &str, args: &[String]) -> Outcome {
         "nat-show" => nat_show(ctx, args),
         "show" => no_args(args).map(|()| done(ensure_newline(ctx.info.show()))),
         "stats" => no_args(args).map(|()| done(stats_text(ctx))),
+        "sync-status" => no_args(args).and_then(|()| {
+            ctx.info.sync_status().map(done).ok_or_else(|| {
+                "state sync is not configured (no [sync] section in the configuration)".to_string()
+            })
+        }),
         "events" => events::events(ctx, args),
         "version" => no_args(args).map(|()| {
             let mut s = format!("ctgate {}\n", env!("CARGO_PKG_VERSION"));

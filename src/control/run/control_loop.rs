@@ -53,6 +53,9 @@ pub(super) struct GatewayCtl {
     pub live: Box<LiveGateway>,
     /// The Prometheus endpoint and the text it serves (rendered here once a second).
     pub metrics: Option<Box<(MetricsServer, Exposition)>>,
+    /// The sync consumer when `[sync]` is configured (moved into the consumers when the
+    /// loop starts).
+    pub sync: Option<Box<crate::control::sync::consumer::SyncConsumer>>,
     pub ct: Arc<Conntrack>,
     pub server: ControlServer,
     pub sweep_interval_ms: AtomicU32,
@@ -163,8 +166,12 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
     // again after each reload (a new generation).
     let mut consumers = Consumers::default();
     let mut consumers_gen = 0;
-    if let Some(g) = gw.as_deref() {
+    if let Some(g) = gw.as_deref_mut() {
         consumers.push(Box::new(NatLogger::new(&g.ct, &Logging::default())));
+        if let Some(mut s) = g.sync.take() {
+            s.set_clock_origin(start);
+            consumers.push(s);
+        }
     }
     loop {
         let tick_deadline = deadline_after(TICK);

@@ -159,6 +159,10 @@ impl GatewayInfo for Info<'_> {
         s
     }
 
+    fn sync_status(&self) -> Option<String> {
+        self.consumers.status("sync")
+    }
+
     fn version_extra(&self) -> Option<String> {
         Some(format!("{}\n", dpdk::dpdk_version()))
     }

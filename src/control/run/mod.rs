@@ -38,6 +38,7 @@ use crate::control::counter_lines::{ct_line, gateway_line};
 use crate::control::metrics::{Exposition, MetricsServer};
 use crate::control::reload::LiveGateway;
 use crate::control::socket::ControlServer;
+use crate::control::sync::consumer::SyncConsumer;
 use crate::control::telemetry_cmds;
 use crate::dpdk::{self, Eal, Port, PortStats, Tsc};
 use crate::pipeline::forward::Forward;
@@ -361,8 +362,15 @@ fn gateway_ctl(
         }
         None => None,
     };
+    // State sync with the peers (docs/ha.md): its socket is bound now, so a taken
+    // address is a start-up error.
+    let sync = match &cfg.sync {
+        Some(sc) => Some(Box::new(SyncConsumer::new(&ct, sc, Instant::now())?)),
+        None => None,
+    };
     Ok(GatewayCtl {
         metrics,
+        sync,
         // A reload may change port MTUs where the device takes them while running.
         live: Box::new(
             LiveGateway::new(cfg.clone(), shared)

@@ -7,7 +7,6 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Bytes of the MAC appended to an authenticated message.
@@ -39,34 +38,10 @@ impl SyncKey {
             .map_err(|e| format!("sync key: {e}"))
     }
 
-    /// Reads the key from `path`: the file's bytes with trailing white space removed. The
-    /// file must belong to the user ctgate runs as and have no group or other permission.
+    /// Reads the key from `path` ([`crate::config::read_key_file`]: only ctgate's user may
+    /// read it).
     pub fn from_file(path: &Path) -> Result<SyncKey, String> {
-        let shown = path.display();
-        let meta = std::fs::metadata(path).map_err(|e| format!("sync key file {shown}: {e}"))?;
-        let mode = meta.mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "sync key file {shown} has mode {mode:04o}: it must be readable only by \
-                 ctgate's user (chmod 600 {shown})"
-            ));
-        }
-        // The owner of /proc/self is the process's effective user.
-        if let Ok(me) = std::fs::metadata("/proc/self") {
-            if me.uid() != meta.uid() {
-                return Err(format!(
-                    "sync key file {shown} belongs to uid {}, not to ctgate's user (uid {})",
-                    meta.uid(),
-                    me.uid()
-                ));
-            }
-        }
-        let bytes = std::fs::read(path).map_err(|e| format!("sync key file {shown}: {e}"))?;
-        let end = bytes
-            .iter()
-            .rposition(|b| !b.is_ascii_whitespace())
-            .map_or(0, |i| i + 1);
-        SyncKey::new(&bytes[..end]).map_err(|e| format!("sync key file {shown}: {e}"))
+        SyncKey::new(&crate::config::read_key_file(path)?)
     }
 
     fn mac(&self) -> Hmac<Sha256> {

@@ -8,7 +8,7 @@
 //! | 0..4   | magic    | `CTGS` |
 //! | 4      | version  | 1 |
 //! | 5      | kind     | 1 data, 2 ack, 3 resync request |
-//! | 6      | flags    | [`F_MAC`], [`F_BULK_BEGIN`], [`F_BULK_END`] |
+//! | 6      | flags    | [`F_MAC`], [`F_BULK_BEGIN`], [`F_BULK_END`], [`F_WALK`] |
 //! | 7      | count    | records that follow (data only, at most [`MAX_RECORDS`]) |
 //! | 8..16  | boot     | the sender's boot id (grows across restarts) |
 //! | 16..24 | seq      | data: sequence number, 1 for the first message of a boot |
@@ -38,7 +38,10 @@ pub const F_MAC: u8 = 1;
 pub const F_BULK_BEGIN: u8 = 2;
 /// The last message of a bulk stream.
 pub const F_BULK_END: u8 = 4;
-const KNOWN_FLAGS: u8 = F_MAC | F_BULK_BEGIN | F_BULK_END;
+/// The records come from a table walk (a resync, repair or refresh), not from events:
+/// they never replace a connection the receiver made itself.
+pub const F_WALK: u8 = 8;
+const KNOWN_FLAGS: u8 = F_MAC | F_BULK_BEGIN | F_BULK_END | F_WALK;
 
 /// The kind of a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +59,8 @@ pub enum Kind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub kind: Kind,
-    /// [`F_BULK_BEGIN`] / [`F_BULK_END`] (the MAC flag is the codec's business).
+    /// [`F_BULK_BEGIN`] / [`F_BULK_END`] / [`F_WALK`] (the MAC flag is the codec's
+    /// business).
     pub flags: u8,
     pub boot: u64,
     pub seq: u64,
@@ -107,8 +111,8 @@ impl Message {
     pub fn encode(&self, key: Option<&SyncKey>, out: &mut Vec<u8>) {
         out.clear();
         let n = self.records.len().min(MAX_RECORDS);
-        let flags =
-            (self.flags & (F_BULK_BEGIN | F_BULK_END)) | if key.is_some() { F_MAC } else { 0 };
+        let flags = (self.flags & (F_BULK_BEGIN | F_BULK_END | F_WALK))
+            | if key.is_some() { F_MAC } else { 0 };
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&[VERSION, self.kind as u8, flags, n as u8]);
         for v in [

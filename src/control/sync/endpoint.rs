@@ -25,7 +25,7 @@
 //!   of its peer changes nothing but a drop counter.
 
 use super::auth::SyncKey;
-use super::codec::{DropReason, Kind, Message, F_BULK_BEGIN, F_BULK_END, MAX_RECORDS};
+use super::codec::{DropReason, Kind, Message, F_BULK_BEGIN, F_BULK_END, F_WALK, MAX_RECORDS};
 use super::record::SyncRecord;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,8 +33,10 @@ use std::net::SocketAddr;
 /// The table the endpoint installs into and streams from.
 pub trait SyncTable {
     /// Installs, updates or removes a connection learned from peer number `peer`;
-    /// false when the table refused it (counted as `install_failed`).
-    fn apply(&mut self, peer: usize, rec: &SyncRecord) -> bool;
+    /// false when the table refused it (counted as `install_failed`). A record `walked`
+    /// from the peer's table (not from an event) must not replace a connection this
+    /// instance made itself: the peer's copy of it is older.
+    fn apply(&mut self, peer: usize, rec: &SyncRecord, walked: bool) -> bool;
     /// A bulk stream from `peer` starts.
     fn bulk_begin(&mut self, _peer: usize) {}
     /// The bulk stream from `peer` ended: connections learned from `peer` that it did not
@@ -366,7 +368,7 @@ impl SyncEndpoint {
                     table.bulk_begin(pi);
                 }
                 for r in &m.records {
-                    if table.apply(pi, r) {
+                    if table.apply(pi, r, m.flags & F_WALK != 0) {
                         p.c.conns_received += 1;
                     } else {
                         p.c.install_failed += 1;
@@ -457,6 +459,7 @@ impl SyncEndpoint {
                 let (mut flags, mut nonce) = (0, 0);
                 if records.is_empty() {
                     if let Some(b) = p.bulk.as_mut() {
+                        flags |= F_WALK;
                         if !b.begun {
                             b.begun = true;
                             if b.bracket {
@@ -487,7 +490,7 @@ impl SyncEndpoint {
                         }
                     }
                 }
-                if records.is_empty() && flags == 0 {
+                if records.is_empty() && flags & !F_WALK == 0 {
                     break;
                 }
                 let seq = p.next_seq;

@@ -11,10 +11,13 @@
 
 pub mod auth;
 pub mod codec;
+pub mod consumer;
 pub mod endpoint;
 pub mod record;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_consumer;
 #[cfg(test)]
 mod tests_tracker;
 pub mod tracker_table;

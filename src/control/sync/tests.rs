@@ -3,7 +3,7 @@
 //! datagrams change nothing.
 
 use super::auth::SyncKey;
-use super::codec::{DropReason, Kind, Message, F_BULK_END, MAX_RECORDS};
+use super::codec::{DropReason, Kind, Message, F_BULK_END, F_WALK, MAX_RECORDS};
 use super::endpoint::{PeerState, SyncEndpoint, SyncParams, SyncTable};
 use super::record::{SyncOp, SyncRecord, RECORD_LEN};
 use crate::conntrack::conn::{L4State, TcpPeer, TcpState};
@@ -55,8 +55,15 @@ impl MemTable {
 }
 
 impl SyncTable for MemTable {
-    fn apply(&mut self, peer: usize, rec: &SyncRecord) -> bool {
-        self.put(*rec, Some(peer));
+    fn apply(&mut self, peer: usize, rec: &SyncRecord, walked: bool) -> bool {
+        let local = self
+            .ids
+            .get(&rec.orig.to_words())
+            .and_then(|id| self.by_id.get(id))
+            .is_some_and(|e| e.1.is_none());
+        if !(walked && local) {
+            self.put(*rec, Some(peer));
+        }
         true
     }
     fn bulk_begin(&mut self, peer: usize) {
@@ -456,7 +463,7 @@ fn message_round_trips_with_a_full_batch_and_a_mac() {
     let key = SyncKey::new(b"0123456789abcdef").unwrap();
     let m = Message {
         kind: Kind::Data,
-        flags: F_BULK_END,
+        flags: F_BULK_END | F_WALK,
         boot: u64::MAX,
         seq: 42,
         ack_boot: 3,

@@ -57,7 +57,7 @@ pub struct TrackerTable<'w, 'a> {
 }
 
 impl SyncTable for TrackerTable<'_, '_> {
-    fn apply(&mut self, peer: usize, rec: &SyncRecord) -> bool {
+    fn apply(&mut self, peer: usize, rec: &SyncRecord, walked: bool) -> bool {
         match rec.op {
             SyncOp::Delete => {
                 self.worker.unlearn(&rec.orig, self.now);
@@ -78,7 +78,7 @@ impl SyncTable for TrackerTable<'_, '_> {
                     l4: rec.l4,
                     origin: u8::try_from(peer + 1).unwrap_or(u8::MAX),
                 };
-                self.worker.learn(&c, self.now).is_ok()
+                self.worker.learn(&c, self.now, walked).is_ok()
             }
         }
     }

@@ -367,6 +367,7 @@ fn dump_more_marks_connections_learned_from_a_sync_peer() {
                 origin: 2,
             },
             0,
+            false,
         )
         .unwrap();
     assert_eq!(

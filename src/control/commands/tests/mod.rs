@@ -238,3 +238,13 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn sync_status_without_a_sync_section_says_so() {
+    let env = Env::new(16, 0);
+    assert_eq!(
+        env.err("sync-status", &[]),
+        "state sync is not configured (no [sync] section in the configuration)"
+    );
+    assert!(env.err("sync-status", &["x"]).contains("x"));
+}
