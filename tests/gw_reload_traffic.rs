@@ -625,10 +625,11 @@ fn a_hundred_reloads_under_traffic_lose_no_packet_and_new_connections_follow_eac
         assert!(nat.contains(&want), "no {want:?} in nat-show:\n{nat}");
     }
 
-    // --flush-stale: the connections A would not create go (B's NATed ones and the
-    // outside→inside ones), the established flows stay, B's pool is no longer kept.
+    // --flush-stale: the connections A would not create go (B's NATed ones, the
+    // outside→inside ones, and those B routed to 203.0.113.5 unNATed, which A routes out
+    // of port 1 and so would NAT), the established flows stay, B's pool is no longer kept.
     let r = ctl.ok(&["reload", "--flush-stale"]);
-    let stale = (RELOADS / 2 * 2) as u64;
+    let stale = (RELOADS / 2 * 3) as u64;
     assert_eq!(
         r,
         format!(
@@ -641,7 +642,12 @@ fn a_hundred_reloads_under_traffic_lose_no_packet_and_new_connections_follow_eac
     let dump = ctl.ok(&["dump-conntrack"]);
     assert!(
         !dump.contains(&format!("dst={},", ip(POOL_B)))
-            && !dump.contains(&format!("udp,orig=(src={},dst={},", ip(SERVER), ip(H4))),
+            && !dump.contains(&format!("udp,orig=(src={},dst={},", ip(SERVER), ip(H4)))
+            && !dump.contains(&format!("reply=(src={},dst={},", ip(ROUTED), ip(H4))),
+        "{dump}"
+    );
+    assert!(
+        (0..FLOWS).all(|i| dump.contains(&orig(H4, SERVER, 40000 + i, 5000 + i))),
         "{dump}"
     );
     let nat = ctl.ok(&["nat-show"]);

@@ -140,3 +140,55 @@ fn rsyslog_parses_the_rfc5424_nat_lines_from_udp_and_a_local_socket() {
     got.sort();
     assert_eq!(got, want);
 }
+
+/// SNAT of IPv6 to fd00:0:0:2::1, the source port + 1000.
+struct Snat6;
+impl ReplyTuples for Snat6 {
+    fn flags(&self, _: &ConnKey) -> u8 {
+        CtState::SNAT
+    }
+    fn candidate(&self, orig: &ConnKey, n: u32) -> Option<ConnKey> {
+        let mut r = orig.reversed();
+        r.dst = "fd00:0:0:2::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        r.dport = orig.sport + 1000;
+        (n == 0).then_some(r)
+    }
+}
+
+#[test]
+fn nfdump_decodes_the_ipv6_template_records_too() {
+    let mut nfcapd = Nfcapd::start("nfcapd6");
+    let ct = Conntrack::new(CtConfig {
+        max_conns: 100,
+        hash_seed: Some(7),
+        ..CtConfig::default()
+    });
+    let mut log = NatLogger::new(
+        &ct,
+        &Logging {
+            ipfix: Some(format!("127.0.0.1:{}", nfcapd.port).parse().unwrap()),
+            ..Logging::default()
+        },
+    );
+    let mut w = ct.worker(0);
+    w.process_nat(
+        &udp("fd00:0:0:1::2", "fd00:0:0:2::2", 4000, 53),
+        0,
+        true,
+        &Snat6,
+        0,
+    );
+    drop(w);
+    log.poll_at(1_764_626_537);
+    assert_eq!((log.sent, log.lost), (1, 0));
+    // nfdump 1.7.1 decodes the IPv6 template's addresses and ports but not
+    // postNATSourceIPv6Address (IANA 281): its outside address shows as 0.0.0.0. The
+    // encoder's unit test pins those bytes.
+    assert_eq!(
+        nfcapd.stop_and_decode(),
+        vec!["ADD|UDP|fd00:0:0:1::2|4000|0.0.0.0|5000|fd00:0:0:2::2|53"]
+    );
+}

@@ -323,6 +323,53 @@ mod tests {
         assert_eq!(enc.sequence, 1);
         assert_eq!(m.len(), 108 + 36);
     }
+
+    #[test]
+    fn an_ipv6_record_goes_in_the_ipv6_template_with_post_nat_ipv6_address() {
+        let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+        let r = NatRecord {
+            create: false,
+            ts_us: 1_000_000,
+            proto: 17,
+            zone: 0,
+            inside: (v6("fd00:0:0:1::2"), 4000),
+            outside: (v6("fd00:0:0:2::1"), 5000),
+            dest: (v6("fd00:0:0:2::2"), 53),
+        };
+        let mut enc = IpfixEncoder::default();
+        let m = enc.message(1, false, &[r]);
+        // Header, then the data set of template 257: 8 + 1 + 1 + 16 + 16 + 2 + 2 + 16 + 2 + 4.
+        let d = &m[16..];
+        assert_eq!(&d[..4], &[1, 1, 0, 4 + 68]);
+        assert_eq!(u64::from_be_bytes(d[4..12].try_into().unwrap()), 1000);
+        assert_eq!((d[12], d[13]), (2, 17), "natEvent delete, UDP");
+        let ip = |b: &[u8]| std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b).unwrap());
+        assert_eq!(
+            ip(&d[14..30]),
+            "fd00:0:0:1::2".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            ip(&d[30..46]),
+            "fd00:0:0:2::1".parse::<std::net::Ipv6Addr>().unwrap(),
+            "postNATSourceIPv6Address"
+        );
+        assert_eq!(&d[46..50], &[0x0f, 0xa0, 0x13, 0x88], "4000 -> 5000");
+        assert_eq!(
+            ip(&d[50..66]),
+            "fd00:0:0:2::2".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+        assert_eq!(&d[66..72], &[0, 53, 0, 0, 0, 0]);
+        assert_eq!(m.len(), 16 + 72);
+        // The template itself names IE 281 for the outside address.
+        let t = enc.message(1, true, &[]);
+        let v6t = &t[20 + 4 + 40..];
+        assert_eq!(&v6t[..4], &[1, 1, 0, 10]);
+        assert_eq!(
+            &v6t[4 + 4 * 4..4 + 4 * 4 + 4],
+            &[0x01, 0x19, 0, 16],
+            "281, 16 bytes"
+        );
+    }
 }
 
 /// Sends NAT records of the tracker's events to the `[logging]` targets (a syslog socket

@@ -129,7 +129,9 @@ impl GatewayShared {
     ///   address (and port, when the pool has a port range);
     /// - no NAT: when its original source routes to an outside port and its destination
     ///   to an inside one (it came in from outside), only with `policy.outside_new =
-    ///   "allow"`; otherwise yes.
+    ///   "allow"`; when its source routes to an inside port and its destination to an
+    ///   outside one, only without an SNAT pool of its family (with one, this version
+    ///   would create it source-NATed, not as it is); otherwise yes.
     pub fn would_create(&self, c: &ConnSnapshot) -> bool {
         let fam = c.orig.family;
         if c.nat & CtState::DNAT != 0 {
@@ -165,8 +167,17 @@ impl GatewayShared {
                 .and_then(|(p, _)| self.ports.get(usize::from(p)))
                 .map(|p| p.role)
         };
-        let from_outside =
-            role(&c.orig.src) == Some(Role::Outside) && role(&c.orig.dst) == Some(Role::Inside);
-        !from_outside || self.outside_new_allow
+        let (src, dst) = (role(&c.orig.src), role(&c.orig.dst));
+        if src == Some(Role::Outside) && dst == Some(Role::Inside) {
+            return self.outside_new_allow;
+        }
+        if src == Some(Role::Inside) && dst == Some(Role::Outside) {
+            let spec = if fam == 4 { self.snat_v4 } else { self.snat_v6 };
+            return spec
+                .and_then(|s| self.nat_specs.get(usize::from(s)))
+                .and_then(|s| s.snat)
+                .is_none();
+        }
+        true
     }
 }

@@ -53,7 +53,10 @@
 //!    (`policy_denied`).
 //! 5. NAT rewrite (`nat::apply`, incremental checksums, ICMP errors inner and outer),
 //!    route on the translated destination (connected prefixes, then routes, longest
-//!    prefix first), TTL/hop limit decrement, source MAC := output port's MAC, destination
+//!    prefix first), path MTU (`mtu`: a packet larger than its output port's `mtu` is
+//!    fragmented when it is IPv4 without DF, else answered with ICMP "fragmentation
+//!    needed" / "packet too big" and `drop_mtu_exceeded`), TTL/hop limit decrement,
+//!    source MAC := output port's MAC, destination
 //!    MAC := the neighbour's (static `next_hop_mac`, or the neighbour table). An
 //!    unresolved neighbour gets an ARP request / neighbour solicitation (one per
 //!    [`neigh::NEIGH_RETRY_MS`]) and the packet waits in a hold slot of its output port
@@ -74,8 +77,10 @@
 //! tracker's burst). `shared` holds [`GatewayShared`] (ports, routes, own addresses,
 //! DNAT rules, counters, neighbour table, clock), `state` the per-worker state, `answers`
 //! the traffic the gateway answers itself (ARP, NDP, echo, time exceeded), `resolve` the
-//! neighbour resolution and hold queue, [`neigh`] the neighbour table, and [`originated`]
-//! the byte writers of the frames the gateway originates.
+//! neighbour resolution and hold queue, [`neigh`] the neighbour table, [`originated`]
+//! the byte writers of the frames the gateway originates, `mtu` the path MTU handling,
+//! [`fragment_out`] the RFC 791 egress fragmenter and [`ratelimit`] the ICMP token
+//! bucket.
 
 mod alg;
 mod answers;

@@ -60,6 +60,8 @@ impl WorkerState {
     /// A packet larger than `out`'s MTU, before its TTL is decremented and its MACs set:
     /// `Some(verdict)` when it is dropped (with an ICMP error, rate-limited), `None` when
     /// it is to be fragmented once its next hop is known (IPv4 without DF).
+    #[cold]
+    #[inline(never)]
     pub(super) fn too_big(
         &mut self,
         sh: &GatewayShared,
@@ -130,6 +132,8 @@ impl WorkerState {
 
     /// Cuts the IPv4 packet at `frame[l3..]` (next hop resolved, MACs set) into fragments
     /// that fit `out`'s MTU, queued in the arena for the next service: `Consumed`.
+    #[cold]
+    #[inline(never)]
     pub(super) fn fragment_out(
         &mut self,
         sh: &GatewayShared,
@@ -178,6 +182,7 @@ impl WorkerState {
     /// and the whole datagram queued in the arena in order; an IPv6 datagram is refused
     /// with a "packet too big" about its first fragment (NAT undone in the quote, as the
     /// datagram's tracking parse `orig` says).
+    #[cold]
     pub(super) fn refragment(
         &mut self,
         sh: &GatewayShared,
