@@ -1,6 +1,7 @@
 //! Two ctgate processes with `[sync]` toward each other over loopback UDP, on `net_null`
 //! ports (no root): each sees the other connected in `ctgate-ctl sync-status`, `stats`
-//! carries the sync counters, and when one stops the other reports it lost.
+//! and the metrics endpoint carry the sync counters, and when one stops the other reports
+//! it lost.
 #![cfg(feature = "dpdk")]
 
 mod common;
@@ -23,9 +24,12 @@ fn ctl_bin() -> PathBuf {
     bin
 }
 
-fn config(local: &str, peer: &str) -> String {
+fn config(local: &str, peer: &str, metrics: u16) -> String {
     format!(
         r#"
+[metrics]
+listen = "127.0.0.1:{metrics}"
+
 [datapath]
 max_conns = 1024
 
@@ -44,6 +48,25 @@ local = "{local}"
 peers = ["{peer}"]
 "#
     )
+}
+
+/// The body of `GET /metrics` on 127.0.0.1:`port`.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut r = String::new();
+    c.read_to_string(&mut r).unwrap();
+    r.split_once("\r\n\r\n")
+        .map_or(r.clone(), |(_, b)| b.to_string())
+}
+
+/// The value of the sample `name` in a metrics text.
+fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 fn free_port() -> u16 {
@@ -76,12 +99,17 @@ struct Instance {
     scratch: common::Scratch,
     sock: PathBuf,
     run: common::Running,
+    metrics: u16,
 }
 
 fn start(name: &str, local: &str, peer: &str) -> Instance {
     let scratch = common::Scratch::new(name);
     let cfg = scratch.path("ctgate.toml");
-    std::fs::write(&cfg, config(local, peer)).unwrap();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    std::fs::write(&cfg, config(local, peer, metrics)).unwrap();
     let sock = scratch.path("ctl.sock");
     let mut eal = scratch.eal_args("0,1");
     eal.extend([
@@ -92,7 +120,12 @@ fn start(name: &str, local: &str, peer: &str) -> Instance {
     ]);
     let (c, s) = (cfg.display().to_string(), sock.display().to_string());
     let run = common::Running::start(&eal, &["--config", &c, "--socket", &s, "--quiet"]);
-    Instance { scratch, sock, run }
+    Instance {
+        scratch,
+        sock,
+        run,
+        metrics,
+    }
 }
 
 #[test]
@@ -123,6 +156,29 @@ fn two_gateways_sync_over_loopback_and_each_sees_the_other_connected_then_lost()
     assert!(sb.contains("resyncs_received=1"), "{sb}");
     let stats = ctl(&b.sock, "stats");
     assert!(stats.contains("\nsync msgs_sent="), "{stats}");
+    // The metrics endpoint (rendered once a second) counts the messages both ways.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let t = scrape(b.metrics);
+        let got = sample(&t, "ctgate_sync_msgs_received_total").unwrap_or(0);
+        if got > 0 || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        sample(&text, "ctgate_sync_msgs_received_total").unwrap_or(0) > 0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "ctgate_sync_msgs_sent_total").unwrap_or(0) > 0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "ctgate_sync_dropped_unauthenticated_total"),
+        Some(0),
+        "{text}"
+    );
     // A stops: B loses it.
     a.run.signal("TERM");
     let out = a.run.finish(Duration::from_secs(30));

@@ -581,6 +581,84 @@ mod tests {
         assert_eq!(live.origin().1, a);
     }
 
+    /// A gateway's info for the commands: only its configuration in force.
+    struct LiveInfo<'a>(&'a LiveGateway);
+
+    impl crate::control::commands::GatewayInfo for LiveInfo<'_> {
+        fn show(&self) -> String {
+            String::new()
+        }
+        fn stats(&self) -> String {
+            String::new()
+        }
+        fn live(&self) -> Option<&dyn LiveConfig> {
+            Some(self.0)
+        }
+    }
+
+    /// Steps `job` once; (done, output).
+    fn step(
+        job: &mut Box<dyn crate::control::commands::Job>,
+        ctx: &ControlContext,
+    ) -> (bool, String) {
+        let mut out = String::new();
+        let s = job.step(ctx, 1024, &mut out).unwrap();
+        (s == crate::control::commands::Step::Done, out)
+    }
+
+    #[test]
+    fn reload_answers_once_every_worker_runs_the_new_version() {
+        use crate::control::commands::{execute, Outcome};
+        let a = write("switch-a.toml", &text("192.0.2.1"));
+        let (live, ct, sweep) = gateway(&a);
+        let mut worker = GatewayStep::new(live.shared(), 0);
+        let info = LiveInfo(&live);
+        let ctx = ControlContext {
+            conntrack: &ct,
+            sweep_interval_ms: &sweep,
+            info: &info,
+            ipf: None,
+            now: 1,
+        };
+        let Outcome::Stream(mut job) = execute(&ctx, "reload", &[]) else {
+            panic!("reload answered before the worker switched");
+        };
+        // Published, but the worker has not passed a burst: no answer yet.
+        assert_eq!(live.origin().0, 2);
+        assert_eq!(step(&mut job, &ctx), (false, String::new()));
+        assert_eq!(step(&mut job, &ctx), (false, String::new()));
+        let mut f = [0u8; 14];
+        worker.process(&mut f, 0);
+        assert_eq!(
+            step(&mut job, &ctx),
+            (true, format!("reloaded generation 2 from {a}\n"))
+        );
+        // A worker that does not switch (stalled): the answer comes after the wait,
+        // with a note.
+        let Outcome::Stream(mut job) = execute(&ctx, "reload", &[]) else {
+            panic!("no job");
+        };
+        let start = std::time::Instant::now();
+        let out = loop {
+            let (done, out) = step(&mut job, &ctx);
+            if done {
+                break out;
+            }
+            assert!(out.is_empty());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(start.elapsed() >= crate::control::commands::SWITCH_WAIT);
+        assert_eq!(
+            out,
+            format!(
+                "reloaded generation 3 from {a}\n\
+                 note: 1 workers still run the previous version after 2 s \
+                 (they switch at their next burst)\n"
+            )
+        );
+        drop(worker);
+    }
+
     #[test]
     fn fields_that_need_a_restart_are_refused_by_name() {
         let a = write("restart-a.toml", &text("192.0.2.1"));

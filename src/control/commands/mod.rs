@@ -39,6 +39,7 @@ use dump_flush::*;
 pub use events::event_json;
 use ipf::*;
 use limits::*;
+pub use reload::SWITCH_WAIT;
 use reload::*;
 use settings::*;
 use show::*;

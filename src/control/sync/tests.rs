@@ -526,3 +526,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn periodic_refresh_sends_only_what_the_peer_did_not_teach() {
+    let mut rng = Rng(21);
+    let mut clock = 0;
+    let refresh = SyncParams {
+        refresh_ms: 1_000,
+        ..prm()
+    };
+    let mut nodes = [
+        Node::new(1, &[2], 1, None, refresh.clone()),
+        Node::new(2, &[1], 2, None, refresh),
+    ];
+    for i in 0..50 {
+        nodes[0].change(conn(i, TcpState::Established, 2));
+        nodes[1].change(conn(1_000 + i, TcpState::Established, 2));
+    }
+    settle(&mut nodes, &mut clock, 0, &mut rng, 5_000);
+    let sent = |n: &Node, clock| {
+        let c = n.ep.status(clock)[0].counters;
+        (c.conns_sent, c.bulk_sent)
+    };
+    let before = (sent(&nodes[0], clock), sent(&nodes[1], clock));
+    // A timeout extended on A by traffic (no event) reaches B with the next refresh.
+    let mut c = conn(7, TcpState::Established, 2);
+    c.timeout_ms = 999_999;
+    nodes[0].table.put(c, None);
+    run(&mut nodes, &mut clock, 250, 0, &mut rng);
+    // Each refresh carries the sender's own 50 connections, never the peer's 50.
+    let after = (sent(&nodes[0], clock), sent(&nodes[1], clock));
+    for (b, a) in [(before.0, after.0), (before.1, after.1)] {
+        let (conns, refreshes) = (a.0 - b.0, a.1 - b.1);
+        assert!(refreshes >= 2, "{refreshes}");
+        assert_eq!(conns, 50 * refreshes);
+    }
+    assert!(nodes[1].table.conns().contains(&c));
+    assert!(nodes[0].table.conns() == nodes[1].table.conns());
+}
