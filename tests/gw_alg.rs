@@ -17,9 +17,6 @@
 //!
 //! Needs root, curl, python3-pyftpdlib, tftpd-hpa and tftp-hpa (ci/setup installs them).
 #![cfg(feature = "dpdk")]
-// The tests with the helper on come with the ALG's wiring; until then some helpers
-// here are used by none.
-#![allow(dead_code, unused_imports)]
 
 mod common;
 mod gw_tapnet;
@@ -230,6 +227,118 @@ fn ftp_root(gw: &Gw, name: &str) -> (PathBuf, Vec<u8>) {
 }
 
 #[test]
+fn ftp_through_snat_over_ipv4_in_active_and_passive_modes_moves_1_mib_both_ways() {
+    let mut gw = Gw::start("algftp4", None);
+    let (ns_in, ns_out) = (gw.ns_in.clone(), gw.ns_out.clone());
+    let (root, data) = ftp_root(&gw, "ftp");
+    let log = ftp_server(&mut gw, &ns_out, "192.0.2.2", 21, &root);
+    for mode in [Mode::Port, Mode::Eprt, Mode::Pasv, Mode::Epsv] {
+        let tag = format!("{mode:?}").to_lowercase();
+        download_and_upload(&gw, &ns_in, mode, "192.0.2.2", &root, &data, &tag);
+    }
+    // What reached the server: the announcements of the inside client rewritten to the
+    // pool address (PORT 10,0,0,2,… grows by 3 bytes: the sequence numbers after it are
+    // shifted for the rest of the connection, which the transfers above survived).
+    let server = log_of(&log);
+    let received: Vec<&str> = server
+        .lines()
+        .filter_map(|l| l.split_once("<- ").map(|(_, c)| c))
+        .filter(|c| c.starts_with("PORT") || c.starts_with("EPRT"))
+        .collect();
+    assert_eq!(received.len(), 4, "two PORT and two EPRT:\n{server}");
+    for c in &received {
+        assert!(
+            c.starts_with("PORT 192,0,2,1,") || c.starts_with("EPRT |1|192.0.2.1|"),
+            "{c}: not rewritten to the pool address\n{server}"
+        );
+    }
+    assert!(!server.contains("10,0,0,2") && !server.contains("10.0.0.2"));
+    assert!(!server.contains("Rejected data connection"), "{server}");
+
+    // The gateway's table: control connections with the helper, data connections with
+    // their parent (active: opened by the server towards the pool address).
+    let dump = gw.ctl_ok(&["dump-conntrack"]);
+    let ctl = conn_lines(&dump, "src=10.0.0.2,dst=192.0.2.2,", 21);
+    assert_eq!(ctl.len(), 8, "eight control connections:\n{dump}");
+    assert!(ctl.iter().all(|l| l.ends_with(",helper=ftp")), "{dump}");
+    let more = gw.ctl_ok(&["dump-conntrack", "-m"]);
+    let active_data: Vec<&str> = more
+        .lines()
+        .filter(|l| l.starts_with("tcp,orig=(src=192.0.2.2,dst=192.0.2.1,"))
+        .collect();
+    assert_eq!(
+        active_data.len(),
+        4,
+        "four active data connections:\n{more}"
+    );
+    for l in &active_data {
+        assert!(
+            l.contains(",reply=(src=10.0.0.2,dst=192.0.2.2,")
+                && l.contains(",parent=(src=10.0.0.2,dst=192.0.2.2,"),
+            "{l}"
+        );
+    }
+    let passive_data: Vec<&str> = more
+        .lines()
+        .filter(|l| {
+            l.starts_with("tcp,orig=(src=10.0.0.2,dst=192.0.2.2,")
+                && !l.contains(",dport=21),reply=")
+        })
+        .collect();
+    assert_eq!(
+        passive_data.len(),
+        4,
+        "four passive data connections:\n{more}"
+    );
+    assert!(
+        passive_data
+            .iter()
+            .all(|l| l.contains(",parent=(src=10.0.0.2,dst=192.0.2.2,")),
+        "{more}"
+    );
+    // The expectations live as long as their control connections (still in the table,
+    // closing): one per announcement, each naming its parent.
+    let exp = gw.ctl_ok(&["dump-conntrack-exp"]);
+    let lines: Vec<&str> = exp.lines().collect();
+    assert_eq!(lines.len(), 8, "{exp}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("tcp,orig=(")
+                && l.contains(",parent=(src=10.0.0.2,dst=192.0.2.2,")),
+        "{exp}"
+    );
+    assert_eq!(gw.ctl_ok(&["dump-conntrack-exp", "zone=2"]), "");
+}
+
+#[test]
+fn ftp_through_snat_over_ipv6_with_eprt_and_epsv_moves_1_mib_both_ways() {
+    let mut gw = Gw::start("algftp6", None);
+    let (ns_in, ns_out) = (gw.ns_in.clone(), gw.ns_out.clone());
+    let (root, data) = ftp_root(&gw, "ftp");
+    let log = ftp_server(&mut gw, &ns_out, "fd00:0:0:2::2", 21, &root);
+    for mode in [Mode::Eprt, Mode::Epsv] {
+        let tag = format!("{mode:?}6").to_lowercase();
+        download_and_upload(&gw, &ns_in, mode, "fd00:0:0:2::2", &root, &data, &tag);
+    }
+    let server = log_of(&log);
+    let eprt: Vec<&str> = server
+        .lines()
+        .filter_map(|l| l.split_once("<- ").map(|(_, c)| c))
+        .filter(|c| c.starts_with("EPRT"))
+        .collect();
+    assert_eq!(eprt.len(), 2, "{server}");
+    assert!(
+        eprt.iter().all(|c| c.starts_with("EPRT |2|fd00:0:0:2::1|")),
+        "not rewritten to the pool address:\n{server}"
+    );
+    let dump = gw.ctl_ok(&["dump-conntrack"]);
+    let ctl = conn_lines(&dump, "src=fd00:0:0:1::2,dst=fd00:0:0:2::2,", 21);
+    assert_eq!(ctl.len(), 4, "four control connections:\n{dump}");
+    assert!(ctl.iter().all(|l| l.ends_with(",helper=ftp")), "{dump}");
+}
+
+#[test]
 fn active_ftp_fails_through_snat_without_the_helper() {
     let mut gw = Gw::start("algnone", Some(&without_alg(EMBEDDED)));
     let (ns_in, ns_out) = (gw.ns_in.clone(), gw.ns_out.clone());
@@ -323,6 +432,29 @@ fn tftp_server(gw: &mut Gw, dir: &Path) {
 }
 
 #[test]
+fn tftp_fetches_a_file_through_snat() {
+    let mut gw = Gw::start("algtftp", None);
+    let dir = gw.scratch.path("tftp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = blob(&dir, "blob", 256 << 10);
+    tftp_server(&mut gw, &dir);
+    let (o, got) = tftp_get(&gw, 60);
+    assert!(o.ok && got == data, "tftp ({} bytes):\n{o}", got.len());
+    // The transfer is a connection of its own from the server's new port to the
+    // client's public one, related to the request.
+    let more = gw.ctl_ok(&["dump-conntrack", "-m"]);
+    let transfer: Vec<&str> = more
+        .lines()
+        .filter(|l| {
+            l.starts_with("udp,orig=(src=192.0.2.2,dst=192.0.2.1,")
+                && l.contains(",parent=(src=10.0.0.2,dst=192.0.2.2,")
+                && l.contains("dport=69)")
+        })
+        .collect();
+    assert_eq!(transfer.len(), 1, "{more}");
+}
+
+#[test]
 fn tftp_through_snat_fails_without_the_helper() {
     let mut gw = Gw::start("algtftp0", Some(&without_alg(EMBEDDED)));
     let dir = gw.scratch.path("tftp");
@@ -334,4 +466,56 @@ fn tftp_through_snat_fails_without_the_helper() {
     // The server's answer from its transfer port, to the gateway's address, belongs to
     // no connection: dropped as traffic to the gateway itself.
     assert!(gw.drops("local") > 0, "no local drop");
+}
+
+#[test]
+fn ftp_to_an_inside_server_behind_dnat_downloads_in_passive_mode() {
+    let cfg = edit_config(
+        EMBEDDED,
+        &[(
+            "# Port forwards from the outside",
+            "[[dnat]]\nproto = \"tcp\"\nmatch = \"192.0.2.1:21\"\nto = \"10.0.0.2:21\"\n\n# Port forwards from the outside",
+        )],
+    );
+    let mut gw = Gw::start("algdnat", Some(&cfg));
+    let (ns_in, ns_out) = (gw.ns_in.clone(), gw.ns_out.clone());
+    let (root, data) = ftp_root(&gw, "ftp");
+    let log = ftp_server(&mut gw, &ns_in, "10.0.0.2", 21, &root);
+    for mode in [Mode::Pasv, Mode::Epsv] {
+        let got = gw.scratch.path(&format!("got-{mode:?}"));
+        let o = curl(
+            &gw,
+            &ns_out,
+            mode,
+            &["-o", got.to_str().unwrap(), &url("192.0.2.1", "blob")],
+        );
+        assert!(o.ok, "{mode:?} download through DNAT:\n{o}");
+        assert!(o.stderr.contains(mode.command()), "{o}");
+        assert!(
+            std::fs::read(&got).unwrap_or_default() == data,
+            "{mode:?}: the file differs"
+        );
+        if let Mode::Pasv = mode {
+            // The server said 10,0,0,2; the client read the public address and used it.
+            assert!(
+                o.stderr.contains("< 227 ") && o.stderr.contains("(192,0,2,1,"),
+                "the 227 reply was not rewritten:\n{o}"
+            );
+        }
+    }
+    let server = log_of(&log);
+    assert!(
+        server.contains("-> 227 ") && server.contains("(10,0,0,2,"),
+        "{server}"
+    );
+    let dump = gw.ctl_ok(&["dump-conntrack"]);
+    let ctl = conn_lines(&dump, "src=192.0.2.2,dst=192.0.2.1,", 21);
+    assert_eq!(ctl.len(), 2, "{dump}");
+    assert!(
+        ctl.iter().all(
+            |l| l.contains(",reply=(src=10.0.0.2,dst=192.0.2.2,sport=21,")
+                && l.ends_with(",helper=ftp")
+        ),
+        "{dump}"
+    );
 }

@@ -4,6 +4,7 @@
 //! ```text
 //! ctgate-perf replay FILE.pcap [--zone N] [--no-tcp-seq-check]
 //!                              [--snat RANGE] [--dnat RANGE] [--write OUT.pcap]
+//!                              [--alg HELPER:PORT]...
 //! ```
 //!
 //! Packets are tracked one by one in file order, with each packet's capture timestamp
@@ -43,6 +44,11 @@
 //! as a JSON object (with `--summary`, only that). `--quick` replays at most the first
 //! 100000 packets.
 //!
+//! `--alg ftp:21` (repeatable; `tftp:69`, other ports too) gives connections to that port
+//! the helper, as `ct(commit,alg=ftp)` on their packets would (the gateway's `[[alg]]`
+//! rules), and runs the gateway's ALG step on their packets; without it no connection has
+//! one.
+//!
 //! The connection table omits connections that have expired at the last packet's time
 //! (OVS's dump skips them too, swept or not). `--write` writes every packet that leaves,
 //! after NAT rewrite, in the order it leaves: fragments when their datagram completes, with
@@ -54,12 +60,17 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use ctgate::conntrack::{Conntrack, CtConfig, CtState, CtWorker, DEFAULT_MAX_CONNS};
+use ctgate::conntrack::alg::expect::Helper;
+use ctgate::conntrack::alg::helpers::{ALG_FTP, ALG_TFTP};
+use ctgate::conntrack::alg::track::AlgVerdict;
+use ctgate::conntrack::conn::{ALG_HELPER, ALG_SKEW};
+use ctgate::conntrack::{Conntrack, CtConfig, CtResult, CtState, CtWorker, DEFAULT_MAX_CONNS};
 use ctgate::ipf::{self, FragKey, FragSettings, Ipf, Outcome, Refusal};
+use ctgate::nat::alg::{rewrite_ftp_addr, shift_seq_ack, tcp_payload};
 use ctgate::nat::{rewrite, NatRange, NatSpec};
 use ctgate::pcap;
 use ctgate::wire::frame_checksums::{verify_frame, ChecksumError};
-use ctgate::wire::parse::{parse_frame, Fragment, ParseError};
+use ctgate::wire::parse::{parse_frame, Fragment, L4Summary, ParseError};
 
 use crate::plot::Record;
 
@@ -91,6 +102,24 @@ pub struct Args {
     /// At most the first 100000 packets.
     #[arg(long)]
     quick: bool,
+    /// A helper for connections to a port (`ftp:21`, `tftp:69`); repeatable.
+    #[arg(long = "alg", value_name = "HELPER:PORT", value_parser = parse_alg)]
+    alg: Vec<(Helper, u16)>,
+}
+
+/// `HELPER:PORT` of `--alg`.
+fn parse_alg(s: &str) -> Result<(Helper, u16), String> {
+    let (h, p) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: want HELPER:PORT, e.g. ftp:21"))?;
+    let helper =
+        Helper::from_name(h).ok_or_else(|| format!("{h:?}: unknown helper (ftp or tftp)"))?;
+    let port = p
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| format!("{p:?}: not a port (1-65535)"))?;
+    Ok((helper, port))
 }
 
 /// Packets replayed with `--quick` at most.
@@ -144,11 +173,13 @@ pub struct Replay {
 }
 
 /// Options of a replay (the command line without its files).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Options {
     pub zone: u16,
     pub tcp_seq_check: bool,
     pub nat: NatSpec,
+    /// The helper rules (`--alg`).
+    pub helpers: Vec<(Helper, u16)>,
 }
 
 /// Milliseconds since the epoch of a capture timestamp (the tracker's clock).
@@ -206,6 +237,7 @@ pub fn replay(
         tcp_seq_check: opts.tcp_seq_check,
         hash_seed: Some(0x6374_6761_7465),
     });
+    ct.set_helpers(&opts.helpers);
     // Reassembly with the gateway's (and OVS's) defaults; slots as large as the largest
     // frame of the capture.
     let largest = packets.iter().map(|p| p.data.len()).max().unwrap_or(0);
@@ -263,6 +295,14 @@ pub fn replay(
                         worker.process_nat(&p, opts.zone, true, &opts.nat, now)
                     } else {
                         worker.process(&p, opts.zone, true, now)
+                    };
+                    // The gateway's ALG step, then its NAT rewrite of the frame as the ALG
+                    // left it.
+                    let p = if r.alg != 0 {
+                        alg_step(&mut worker, &mut frame, &r);
+                        parse_frame(&frame).unwrap_or(p)
+                    } else {
+                        p
                     };
                     if nat_on && out.is_some() {
                         if let Err(e) = rewrite::apply(&mut frame, &p, &r, &ct) {
@@ -463,6 +503,59 @@ impl Frag<'_> {
     }
 }
 
+/// The gateway's ALG step (`pipeline::gateway::alg`, the same order and calls) on a
+/// tracked frame of a helper connection: a TFTP request or an FTP announcement handed to
+/// the tracker (which creates the expectation), the announced address rewritten when the
+/// parent's NAT changes it (the frame replaced by the rewritten one), and the sequence
+/// and acknowledgement numbers of a connection with a skew moved. A rewrite that fails
+/// leaves the frame as it was (counted by the tracker).
+fn alg_step(worker: &mut CtWorker<'_>, frame: &mut Vec<u8>, r: &CtResult) {
+    let (Some(hit), Ok(p)) = (r.conn, parse_frame(frame)) else {
+        return;
+    };
+    let helper = r.alg & ALG_HELPER;
+    match p.l4 {
+        L4Summary::Udp { .. } if helper == ALG_TFTP => {
+            let l4 = usize::from(p.l4_offset);
+            if let Some(payload) = frame.get(l4 + 8..l4 + usize::from(p.l4_len)) {
+                worker.alg_tftp(&hit, payload);
+            }
+        }
+        L4Summary::Tcp(t) => {
+            let (mut dseq, mut dack) = (0, 0);
+            if r.alg & ALG_SKEW != 0 {
+                if let Some(sk) = worker.alg_skew(&hit) {
+                    dseq = sk[hit.dir & 1].seq_offset(t.seq);
+                    dack = sk[(hit.dir ^ 1) & 1].ack_offset(t.ack);
+                }
+            }
+            if helper == ALG_FTP && t.payload_len > 0 && !r.state.has(CtState::INV) {
+                let verdict = tcp_payload(frame, &p)
+                    .and_then(|(s, e)| frame.get(s..e))
+                    .map(|payload| worker.alg_ftp(&hit, payload));
+                if let Some(AlgVerdict::Rewrite { msg, to }) = verdict {
+                    let mut buf = vec![0u8; frame.len() + 64];
+                    match rewrite_ftp_addr(frame, &p, &msg, to, &mut buf) {
+                        Ok((len, delta)) => {
+                            if delta == 0 || worker.alg_add_skew(&hit, t.seq, delta) {
+                                buf.truncate(len);
+                                *frame = buf;
+                            }
+                        }
+                        Err(_) => worker.alg_rewrite_failed(),
+                    }
+                }
+            }
+            if dseq != 0 || dack != 0 {
+                if let Ok(q) = parse_frame(frame) {
+                    shift_seq_ack(frame, &q, dseq, dack);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// `ctgate-perf replay`.
 pub fn run(args: &Args) -> Result<(), String> {
     let mut packets =
@@ -477,6 +570,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             snat: args.snat,
             dnat: args.dnat,
         },
+        helpers: args.alg.clone(),
     };
     let mut writer = match &args.write {
         Some(path) => {
@@ -590,6 +684,7 @@ mod tests {
                 snat: Some("203.0.113.200".parse().unwrap()),
                 dnat: None,
             },
+            helpers: Vec::new(),
         };
         let mut out = Vec::new();
         let mut sink = |ts: Duration, f: &[u8]| -> Result<(), String> {

@@ -18,6 +18,8 @@
 //!
 //! Without Open vSwitch the test fails, saying how to install it.
 
+#[path = "ovs_diff/alg.rs"]
+mod alg;
 #[path = "ovs_diff/frags.rs"]
 mod frags;
 #[path = "ovs_diff/gen.rs"]

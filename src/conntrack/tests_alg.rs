@@ -94,14 +94,15 @@ fn active_ftp_under_snat_expects_the_data_connection_and_creates_it_related_with
     assert_eq!(r.alg & ALG_RELATED, ALG_RELATED);
     let t = ct.nat_target(&r.conn.unwrap()).unwrap();
     assert_eq!((t.dst_ip().to_string(), t.dport), (A.to_string(), 1025));
-    // The client's answer is the reply, established.
+    // The client's answer is the reply, established and still RELATED (OVS 3.1 shows
+    // `trk,est,rel,rpl,snat` for it: perf/tests/ovs_diff/alg.rs).
     let back = w.process(
         &tcp(A, B, 1025, 20, SYN | ACK, 9000, 7001, 1000, 0),
         1,
         false,
         3,
     );
-    assert_eq!(back.state, st("trk,est,rpl,snat"));
+    assert_eq!(back.state, st("trk,est,rel,rpl,snat"));
     assert_eq!(ct.counters().alg_related, 1);
     assert_eq!(
         lines(&ct, true),
@@ -225,6 +226,27 @@ fn skew_is_recorded_per_direction_and_flags_the_connection() {
     );
     let next = w.process(&tcp(A, B, 40000, 21, ACK, 101, 0, 1000, 0), 1, true, 1);
     assert_eq!(next.alg & ALG_SKEW, ALG_SKEW);
+}
+
+#[test]
+fn every_later_packet_of_a_related_connection_stays_rel_as_in_ovs() {
+    // OVS 3.1's verdicts (perf/tests/ovs_diff/alg.rs, scenario tftp-snat-v4): the
+    // transfer's first packet `trk,new,rel,dnat`, then `trk,est,rel,rpl,snat` and
+    // `trk,est,rel,dnat`.
+    let ct = tracker();
+    ct.set_commit_related(true);
+    let mut w = ct.worker(0);
+    let req = w.process_nat(&udp(A, B, 3000, 69), 1, true, &snat(), 0);
+    w.alg_tftp(&req.conn.unwrap(), b"\x00\x01blob\x00octet\x00");
+    let data = w.process(&udp(B, POOL, 40123, 3000), 1, false, 1);
+    assert_eq!(data.state, st("trk,new,rel,dnat"));
+    let ack = w.process_nat(&udp(A, B, 3000, 40123), 1, true, &snat(), 2);
+    assert_eq!(ack.state, st("trk,est,rel,rpl,snat"));
+    let next = w.process(&udp(B, POOL, 40123, 3000), 1, false, 3);
+    assert_eq!(next.state, st("trk,est,rel,dnat"));
+    // The control connection itself is not RELATED.
+    let again = w.process_nat(&udp(A, B, 3000, 69), 1, true, &snat(), 4);
+    assert_eq!(again.state, st("trk,new,snat"));
 }
 
 #[test]

@@ -830,7 +830,14 @@ impl<'a> CtWorker<'a> {
                 }
             }
             let nb = c.nat.load(Ordering::Relaxed);
-            let nat = packet_nat_bits(nb & NAT_MASK, reply);
+            // A connection an expectation created stays RELATED on every packet, as OVS
+            // shows it (`conn->alg_related`).
+            let nat = packet_nat_bits(nb & NAT_MASK, reply)
+                | if nb & ALG_RELATED != 0 {
+                    CtState::REL
+                } else {
+                    0
+                };
             return match res {
                 UpdateResult::Valid => {
                     let mut r =

@@ -33,6 +33,28 @@ pub enum Pipeline {
     /// Destination NAT (IPv4): packets to `public` get `ct(commit,nat(dst=TARGET),table=1)`,
     /// other IPv4 packets `ct(nat,table=1)`; IPv6 is committed without NAT.
     Dnat { public: String, target: String },
+    /// The ALG pipeline (`alg.rs`): every IP packet committed, FTP control connections
+    /// (TCP to port 21) with `alg=ftp` and TFTP requests (UDP to port 69) with
+    /// `alg=tftp`, each with `nat`'s action for the packets it translates.
+    Alg { nat: AlgNat },
+}
+
+/// The NAT of the ALG pipeline.
+#[derive(Clone, Debug)]
+pub enum AlgNat {
+    /// `ct(commit[,alg=…])`.
+    None,
+    /// Packets from `inside` (prefix, family `v6`): `ct(commit[,alg=…],nat(src=POOL))`; the
+    /// rest of that family `ct(commit,nat)` (reply packets translated back, related
+    /// connections translated as their expectation says); the other family committed.
+    Snat {
+        inside: String,
+        pool: String,
+        v6: bool,
+    },
+    /// IPv4 packets to `public`: `ct(commit[,alg=…],nat(dst=TARGET))`; other IPv4 packets
+    /// `ct(commit,nat)`; IPv6 committed.
+    Dnat { public: String, target: String },
 }
 
 impl Pipeline {
@@ -74,6 +96,62 @@ impl Pipeline {
                 ));
                 f.push_str("table=0,priority=100,ip,actions=ct(nat,table=1)\n");
                 f.push_str("table=0,priority=100,ipv6,actions=ct(commit,table=1)\n");
+            }
+            Pipeline::Alg { nat } => {
+                // (match, nat action) of the translated packets, of the other packets of
+                // that family, and the other family's.
+                let (m, translated, rest, other): (&str, String, &str, &str) = match nat {
+                    AlgNat::None => ("ip", String::new(), "", "ipv6"),
+                    AlgNat::Snat { inside, pool, v6 } => {
+                        let (m, field, other) = if *v6 {
+                            ("ipv6", "ipv6_src", "ip")
+                        } else {
+                            ("ip", "nw_src", "ipv6")
+                        };
+                        (
+                            m,
+                            format!("{field}={inside},|nat(src={pool}),"),
+                            "nat,",
+                            other,
+                        )
+                    }
+                    AlgNat::Dnat { public, target } => (
+                        "ip",
+                        format!("nw_dst={public},|nat(dst={target}),"),
+                        "nat,",
+                        "ipv6",
+                    ),
+                };
+                let (sel, act) = translated.split_once('|').unwrap_or(("", ""));
+                for (l4, port, alg) in [("tcp", 21, "ftp"), ("udp", 69, "tftp")] {
+                    let l4m = if m == "ipv6" {
+                        format!("{l4}6")
+                    } else {
+                        l4.to_string()
+                    };
+                    f.push_str(&format!(
+                        "table=0,priority=120,{l4m},{sel}tp_dst={port},actions=ct(commit,alg={alg},{act}table=1)\n"
+                    ));
+                    let l4o = if other == "ipv6" {
+                        format!("{l4}6")
+                    } else {
+                        l4.to_string()
+                    };
+                    f.push_str(&format!(
+                        "table=0,priority=120,{l4o},tp_dst={port},actions=ct(commit,alg={alg},table=1)\n"
+                    ));
+                }
+                if !sel.is_empty() {
+                    f.push_str(&format!(
+                        "table=0,priority=110,{m},{sel}actions=ct(commit,{act}table=1)\n"
+                    ));
+                }
+                f.push_str(&format!(
+                    "table=0,priority=100,{m},actions=ct(commit,{rest}table=1)\n"
+                ));
+                f.push_str(&format!(
+                    "table=0,priority=100,{other},actions=ct(commit,table=1)\n"
+                ));
             }
         }
         f.push_str("table=0,priority=0,actions=mod_dl_src:02:c7:00:00:01:00,output:2\n");
