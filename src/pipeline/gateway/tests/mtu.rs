@@ -273,7 +273,7 @@ fn a_packet_to_be_fragmented_waits_for_its_next_hop_then_goes_out_cut() {
     let (v, _) = g.send(&arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1);
     assert_eq!(v, Verdict::Drop(DropReason::Local));
     let translated = ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(5000, 53, &data));
-    let want: Vec<(u16, Vec<u8>)> = frag4(&translated, 1376)
+    let want: Vec<(u16, Vec<u8>)> = fragments(&translated, 1376, 0x1234)
         .into_iter()
         .map(|f| (1, f))
         .collect();
