@@ -629,8 +629,11 @@ impl WorkerState {
                 Verdict::Forward(out.id)
             }
             Err(reason) => {
-                if reason != DropReason::NeighUnresolved || cut {
+                if reason != DropReason::NeighUnresolved {
                     return Verdict::Drop(reason);
+                }
+                if cut {
+                    return self.cut_later(sh, frame, l3, out, port.id, fam, nh);
                 }
                 self.hold(sh, out_idx, out, port.id, fam, nh)
             }
@@ -962,6 +965,10 @@ impl PacketStep for GatewayStep {
                     sink.emit(out, &f);
                 }
             }
+        }
+        if w.cut_wait.iter().any(Option::is_some) {
+            w.sync_neigh(sh);
+            w.service_cut_wait(sh);
         }
         for pc in w.pieces.drain(..) {
             let at = pc.at as usize;

@@ -11,8 +11,11 @@
 //! * IPv4 without DF: cut into fragments ([`super::fragment_out`]) once its next hop is
 //!   known, written into the worker's fragment arena and copied into mbufs of the
 //!   worker's mempool at the next service; the frame itself is `Consumed`. Counted as
-//!   `fragmented` (packets) and `fragments_out`. A packet that would have to wait for its
-//!   neighbour is dropped instead (`drop_neigh_unresolved`; the request is sent).
+//!   `fragmented` (packets) and `fragments_out`. One whose next hop is not resolved yet
+//!   waits for it, copied into one of [`CUT_WAIT`] buffers of the worker (the request is
+//!   sent), and is cut when the answer comes; it is dropped (`drop_hold_queue_full`) when
+//!   every buffer is taken, and given up after the hold timeout. A reassembled datagram
+//!   that would have to be cut again does not wait (`drop_neigh_unresolved`).
 //! * A datagram reassembled for tracking is sent as its original fragments; only the
 //!   fragments that do not fit are cut again ([`WorkerState::refragment`]).
 //!
@@ -21,7 +24,7 @@
 use super::fragment_out::{fragment_v4, FragOutError, MAX_PIECES};
 use super::originated::{frag_needed_v4, packet_too_big_v6};
 use super::shared::{bump, GatewayShared, Port};
-use super::state::WorkerState;
+use super::state::{Held, WorkerState, HOLD_TIMEOUT_MS};
 use crate::conntrack::key::ConnKey;
 use crate::ipf::Datagram;
 use crate::nat::{self, Rewritten};
@@ -34,6 +37,20 @@ use crate::wire::parse_frame;
 pub(super) const FRAG_ARENA: usize = 256 * 1024;
 /// Fragments a worker builds between two services.
 pub(super) const FRAG_PIECES: usize = 512;
+
+/// Packets to be fragmented that wait for their next hop, per worker.
+pub(super) const CUT_WAIT: usize = 4;
+/// The largest frame such a packet is.
+pub(super) const CUT_FRAME: usize = crate::config::MTU_MAX as usize + super::shared::L2_ROOM;
+
+/// A packet to be fragmented waiting for its next hop: where it goes, its frame's length
+/// and IP header offset (the bytes are in the buffer of the same index).
+#[derive(Clone, Copy)]
+pub(super) struct CutWait {
+    pub(super) held: Held,
+    pub(super) len: usize,
+    pub(super) l3: usize,
+}
 
 /// A fragment in the arena: where, how long, and the interface it leaves by.
 #[derive(Clone, Copy, Debug, Default)]
@@ -152,6 +169,78 @@ impl WorkerState {
             Err(FragOutError::NoRoom) => Verdict::Drop(DropReason::NoBuffer),
             Err(FragOutError::DontFragment) => Verdict::Drop(DropReason::MtuExceeded),
             Err(FragOutError::Malformed) => Verdict::Drop(DropReason::Malformed),
+        }
+    }
+
+    /// Keeps a copy of the packet to be fragmented at `frame[l3..]` (MACs but the
+    /// destination set) until its next hop `nh` answers: `Consumed`, or
+    /// `drop_hold_queue_full` when every buffer is taken.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn cut_later(
+        &mut self,
+        sh: &GatewayShared,
+        frame: &[u8],
+        l3: usize,
+        out: &Port,
+        in_port: u16,
+        fam: u8,
+        nh: &[u8; 16],
+    ) -> Verdict {
+        let free = self.cut_wait.iter().position(Option::is_none);
+        let (Some(i), true) = (free, frame.len() <= CUT_FRAME) else {
+            return Verdict::Drop(DropReason::HoldQueueFull);
+        };
+        let (Some(buf), Some(slot)) = (self.cut_bufs.get_mut(i), self.cut_wait.get_mut(i)) else {
+            return Verdict::Drop(DropReason::HoldQueueFull);
+        };
+        let Some(dst) = buf.get_mut(..frame.len()) else {
+            return Verdict::Drop(DropReason::HoldQueueFull);
+        };
+        dst.copy_from_slice(frame);
+        *slot = Some(CutWait {
+            held: Held {
+                used: true,
+                out_port: out.id,
+                in_port,
+                family: fam,
+                nh: *nh,
+                since: self.now,
+            },
+            len: frame.len(),
+            l3,
+        });
+        bump(&sh.counters.held);
+        Verdict::Consumed
+    }
+
+    /// Cuts the waiting packets whose next hop answered (into the arena, sent at this
+    /// service) and gives up those waiting longer than the hold timeout.
+    pub(super) fn service_cut_wait(&mut self, sh: &GatewayShared) {
+        for i in 0..self.cut_wait.len() {
+            let Some(Some(c)) = self.cut_wait.get(i).copied() else {
+                continue;
+            };
+            let h = c.held;
+            let out = sh.port(h.out_port).copied();
+            let mac = out.and_then(|o| self.resolve(sh, &o, h.family, &h.nh).ok());
+            let timed_out = self.now.saturating_sub(h.since) >= HOLD_TIMEOUT_MS;
+            if mac.is_none() && !timed_out {
+                continue;
+            }
+            if let (Some(mac), Some(out)) = (mac, out) {
+                let mut buf = std::mem::take(&mut self.cut_bufs[i]);
+                if let Some(f) = buf.get_mut(..c.len) {
+                    if let Some(d) = f.get_mut(0..6) {
+                        d.copy_from_slice(&mac.0);
+                    }
+                    bump(&sh.counters.released);
+                    let _ = self.fragment_out(sh, f, c.l3, &out);
+                }
+                self.cut_bufs[i] = buf;
+            }
+            self.cut_wait[i] = None;
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::mtu::{Piece, FRAG_ARENA, FRAG_PIECES};
+use super::mtu::{CutWait, Piece, CUT_FRAME, CUT_WAIT, FRAG_ARENA, FRAG_PIECES};
 use super::neigh::NeighMap;
 use super::shared::GatewayShared;
 use crate::conntrack::PacketMeta;
@@ -88,6 +88,9 @@ pub(super) struct WorkerState {
     pub(super) frag_arena: Vec<u8>,
     pub(super) frag_used: usize,
     pub(super) pieces: Vec<Piece>,
+    /// Packets to be fragmented waiting for their next hop, and their bytes.
+    pub(super) cut_wait: [Option<CutWait>; CUT_WAIT],
+    pub(super) cut_bufs: Vec<Vec<u8>>,
     /// ALG: buffers of rewritten frames whose length changed ([`super::alg`]).
     pub(super) alg_bufs: Vec<Vec<u8>>,
     /// ALG: buffers in use since the last service.
@@ -129,6 +132,8 @@ impl WorkerState {
             frag_arena: vec![0; FRAG_ARENA],
             frag_used: 0,
             pieces: Vec::with_capacity(FRAG_PIECES),
+            cut_wait: [None; CUT_WAIT],
+            cut_bufs: (0..CUT_WAIT).map(|_| vec![0u8; CUT_FRAME]).collect(),
             alg_bufs: (0..super::alg::ALG_SLOTS)
                 .map(|_| vec![0u8; super::alg::ALG_FRAME_MAX])
                 .collect(),

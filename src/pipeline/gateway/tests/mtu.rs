@@ -252,3 +252,41 @@ fn mss_clamp_auto_follows_the_egress_ports_mtu() {
     );
     assert_eq!(out, want, "1400 - 20 - 20");
 }
+
+#[test]
+fn a_packet_to_be_fragmented_waits_for_its_next_hop_then_goes_out_cut() {
+    let mut g = outside_with("mtu = 1400");
+    // The inside host is known, the outside router not yet.
+    fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
+    g.take_emitted();
+    let data = pattern(1472);
+    let sent = Frame::v4(H4, SERVER4, L4::udp(5000, 53, &data))
+        .macs(GW0, HOST)
+        .ttl(64)
+        .dont_frag(false)
+        .build();
+    assert_eq!(g.send(&sent, 0).0, Verdict::Consumed);
+    let em = g.take_emitted();
+    assert_eq!(em.len(), 1, "only the ARP request: {em:?}");
+    assert_eq!(&em[0].1[12..14], &[0x08, 0x06]);
+    // The router answers: the packet goes out cut, to its MAC.
+    let (v, _) = g.send(&arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1);
+    assert_eq!(v, Verdict::Drop(DropReason::Local));
+    let translated = ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(5000, 53, &data));
+    let want: Vec<(u16, Vec<u8>)> = frag4(&translated, 1376)
+        .into_iter()
+        .map(|f| (1, f))
+        .collect();
+    assert_eq!(g.take_emitted(), want);
+    assert_eq!(g.shared.counters().fragmented, 1);
+    // Never answered: given up after the hold timeout, nothing sent.
+    let mut g = outside_with("mtu = 1400");
+    fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
+    assert_eq!(g.send(&sent, 0).0, Verdict::Consumed);
+    g.tick(HOLD_TIMEOUT_MS);
+    g.take_emitted();
+    g.send(&arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1);
+    let em = g.take_emitted();
+    assert!(em.iter().all(|(_, f)| f[12..14] == [0x08, 0x06]), "{em:?}");
+    assert_eq!(g.shared.counters().fragmented, 0);
+}
