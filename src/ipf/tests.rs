@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::wire::parse::{parse_frame, proto, Fragment, L4Summary};
+use crate::wire::testframe::fragments;
 use crate::wire::{checksum, frame_checksums};
 use proptest::prelude::*;
 
@@ -41,28 +42,6 @@ fn tcp(n: usize) -> Vec<u8> {
     t
 }
 
-/// Cuts an IPv4 `whole` frame into fragments of `size` data bytes (a multiple of 8).
-fn v4_fragments(whole: &[u8], size: usize) -> Vec<Vec<u8>> {
-    let data = &whole[34..];
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        let len = size.min(data.len() - at);
-        let last = at + len == data.len();
-        let mut f = whole[..34].to_vec();
-        f.extend_from_slice(&data[at..at + len]);
-        f[16..18].copy_from_slice(&((20 + len) as u16).to_be_bytes());
-        let word = (at / 8) as u16 | if last { 0 } else { 0x2000 };
-        f[20..22].copy_from_slice(&word.to_be_bytes());
-        f[24..26].copy_from_slice(&[0, 0]);
-        let c = !checksum::data(&f[14..34]);
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-        out.push(f);
-        at += len;
-    }
-    out
-}
-
 /// A whole IPv6 frame fd00::1 -> fd00:0:0:2::2 with a hop-by-hop header and a
 /// destination-options header before protocol `p` carrying `l4`.
 fn v6_whole(p: u8, l4: &[u8]) -> Vec<u8> {
@@ -78,28 +57,6 @@ fn v6_whole(p: u8, l4: &[u8]) -> Vec<u8> {
     f.extend_from_slice(l4);
     frame_checksums::fill_frame(&mut f).unwrap();
     f
-}
-
-/// Cuts an IPv6 `whole` frame from [`v6_whole`]: the hop-by-hop header stays in every
-/// fragment, the destination options and the L4 are the fragmentable part.
-fn v6_fragments(whole: &[u8], size: usize, ident: u32) -> Vec<Vec<u8>> {
-    let data = &whole[62..];
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        let len = size.min(data.len() - at);
-        let last = at + len == data.len();
-        let mut f = whole[..62].to_vec();
-        f[62 - 8] = 44; // hop-by-hop's next header: fragment
-        f.extend_from_slice(&[60, 0]);
-        f.extend_from_slice(&((at as u16) | u16::from(!last)).to_be_bytes());
-        f.extend_from_slice(&ident.to_be_bytes());
-        f.extend_from_slice(&data[at..at + len]);
-        f[18..20].copy_from_slice(&((8 + 8 + len) as u16).to_be_bytes());
-        out.push(f);
-        at += len;
-    }
-    out
 }
 
 fn ipf() -> Ipf {
@@ -136,7 +93,7 @@ fn feed_all(ipf: &Ipf, frames: &[Vec<u8>]) -> (DatagramSummary, Vec<Vec<u8>>) {
 #[test]
 fn ipv4_udp_in_order_completes_with_the_datagrams_length_and_checksum() {
     let whole = v4_whole(proto::UDP, &udp(3992));
-    let frags = v4_fragments(&whole, 1480);
+    let frags = fragments(&whole, 1480, 0x1234);
     assert_eq!(frags.len(), 3);
     let ipf = ipf();
     let (s, out) = feed_all(&ipf, &frags);
@@ -161,7 +118,7 @@ fn ipv4_udp_in_order_completes_with_the_datagrams_length_and_checksum() {
 #[test]
 fn ipv4_tcp_summary_carries_the_whole_payload_length() {
     let whole = v4_whole(proto::TCP, &tcp(5000));
-    let frags = v4_fragments(&whole, 1480);
+    let frags = fragments(&whole, 1480, 0x1234);
     let (s, _) = feed_all(&ipf(), &frags);
     match s.parsed.l4 {
         L4Summary::Tcp(t) => {
@@ -178,7 +135,7 @@ fn ipv4_icmp_echo_of_a_large_ping_completes() {
     let mut echo = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
     echo.extend((0..3000).map(|i| i as u8));
     let whole = v4_whole(proto::ICMP, &echo);
-    let (s, out) = feed_all(&ipf(), &v4_fragments(&whole, 1480));
+    let (s, out) = feed_all(&ipf(), &fragments(&whole, 1480, 0x1234));
     assert_eq!(out.len(), 3);
     assert!(s.l4_checksum_ok);
     assert!(matches!(s.parsed.l4, L4Summary::Icmp(i) if i.id == 0x1234 && i.icmp_type == 8));
@@ -187,7 +144,7 @@ fn ipv4_icmp_echo_of_a_large_ping_completes() {
 #[test]
 fn a_corrupted_later_fragment_fails_the_whole_datagram_checksum() {
     let whole = v4_whole(proto::UDP, &udp(3000));
-    let mut frags = v4_fragments(&whole, 1480);
+    let mut frags = fragments(&whole, 1480, 0x1234);
     frags[2][40] ^= 0x01;
     let (s, _) = feed_all(&ipf(), &frags);
     assert!(!s.l4_checksum_ok);
@@ -196,7 +153,7 @@ fn a_corrupted_later_fragment_fails_the_whole_datagram_checksum() {
 #[test]
 fn ipv6_with_extension_headers_before_the_fragment_header_completes_out_of_order() {
     let whole = v6_whole(proto::UDP, &udp(3000));
-    let mut frags = v6_fragments(&whole, 1232, 0xabcd);
+    let mut frags = fragments(&whole, 1232, 0xabcd);
     assert_eq!(frags.len(), 3);
     frags.reverse();
     let ipf = ipf();
@@ -216,7 +173,7 @@ fn ipv6_with_extension_headers_before_the_fragment_header_completes_out_of_order
 #[test]
 fn a_duplicate_is_dropped_and_the_datagram_still_completes() {
     let whole = v4_whole(proto::UDP, &udp(3000));
-    let frags = v4_fragments(&whole, 1480);
+    let frags = fragments(&whole, 1480, 0x1234);
     let ipf = ipf();
     assert!(matches!(add(&ipf, &frags[1], 0), Outcome::Held));
     assert!(matches!(
@@ -232,9 +189,9 @@ fn a_duplicate_is_dropped_and_the_datagram_still_completes() {
 #[test]
 fn overlapping_by_one_octet_drops_the_whole_datagram() {
     let whole = v4_whole(proto::UDP, &udp(3000));
-    let frags = v4_fragments(&whole, 1480);
+    let frags = fragments(&whole, 1480, 0x1234);
     // A second fragment that starts 8 bytes early (the smallest overlap IPv4 can state).
-    let early = v4_fragments(&whole, 1472)[1].clone();
+    let early = fragments(&whole, 1472, 0x1234)[1].clone();
     assert_eq!(early[20..22], [0x20, 0xb8]); // offset 1472, MF
     let ipf = ipf();
     assert!(matches!(add(&ipf, &frags[0], 0), Outcome::Held));
@@ -255,7 +212,7 @@ fn overlapping_by_one_octet_drops_the_whole_datagram() {
 fn a_later_fragment_rewriting_the_tcp_header_is_an_overlap() {
     // RFC 1858: offset 8 over a first fragment that holds the TCP header.
     let whole = v4_whole(proto::TCP, &tcp(3000));
-    let frags = v4_fragments(&whole, 1480);
+    let frags = fragments(&whole, 1480, 0x1234);
     let mut attack = frags[2].clone();
     attack[20..22].copy_from_slice(&0x0001u16.to_be_bytes()); // offset 8, last
     let c = {
@@ -274,8 +231,8 @@ fn a_later_fragment_rewriting_the_tcp_header_is_an_overlap() {
 #[test]
 fn a_second_last_fragment_with_another_end_drops_the_datagram() {
     let whole = v4_whole(proto::UDP, &udp(3000));
-    let frags = v4_fragments(&whole, 1480);
-    let shorter = v4_fragments(&v4_whole(proto::UDP, &udp(2990)), 1480);
+    let frags = fragments(&whole, 1480, 0x1234);
+    let shorter = fragments(&v4_whole(proto::UDP, &udp(2990)), 1480, 0x1234);
     let ipf = ipf();
     assert!(matches!(add(&ipf, &frags[2], 0), Outcome::Held));
     assert!(matches!(
@@ -287,7 +244,7 @@ fn a_second_last_fragment_with_another_end_drops_the_datagram() {
 #[test]
 fn non_last_fragments_below_the_minimum_are_too_small_the_last_is_not() {
     let whole = v4_whole(proto::UDP, &udp(3000));
-    let small = v4_fragments(&whole, 1176); // 1196-byte IP packets < 1200
+    let small = fragments(&whole, 1176, 0x1234); // 1196-byte IP packets < 1200
     let ipf = ipf();
     assert!(matches!(
         add(&ipf, &small[0], 0),
@@ -310,7 +267,7 @@ fn non_last_fragments_below_the_minimum_are_too_small_the_last_is_not() {
 #[test]
 fn ipv6_minimum_is_1280_by_default() {
     let whole = v6_whole(proto::UDP, &udp(3000));
-    let frags = v6_fragments(&whole, 1200, 1); // 40 + 8 + 8 + 1200 = 1256 < 1280
+    let frags = fragments(&whole, 1200, 1); // 40 + 8 + 8 + 1200 = 1256 < 1280
     let ipf = ipf();
     assert!(matches!(
         add(&ipf, &frags[0], 0),
@@ -322,7 +279,7 @@ fn ipv6_minimum_is_1280_by_default() {
 #[test]
 fn a_gap_never_completes_and_expires_after_the_timeout() {
     let whole = v4_whole(proto::UDP, &udp(4400));
-    let frags = v4_fragments(&whole, 1480);
+    let frags = fragments(&whole, 1480, 0x1234);
     assert_eq!(frags.len(), 3);
     let ipf = ipf();
     assert!(matches!(add(&ipf, &frags[0], 1_000), Outcome::Held));
@@ -339,7 +296,7 @@ fn a_gap_never_completes_and_expires_after_the_timeout() {
 #[test]
 fn a_fragment_after_the_timeout_finds_its_datagram_expired() {
     let whole = v4_whole(proto::UDP, &udp(3000));
-    let frags = v4_fragments(&whole, 1480);
+    let frags = fragments(&whole, 1480, 0x1234);
     let ipf = ipf();
     assert!(matches!(add(&ipf, &frags[0], 0), Outcome::Held));
     assert!(matches!(add(&ipf, &frags[1], 15_000), Outcome::Held));
@@ -359,11 +316,7 @@ fn past_max_frags_the_oldest_incomplete_datagram_is_purged() {
     )
     .unwrap();
     let whole = v4_whole(proto::UDP, &udp(6000));
-    let with_id = |id: u16| {
-        let mut w = whole.clone();
-        w[18..20].copy_from_slice(&id.to_be_bytes());
-        v4_fragments(&w, 1480)
-    };
+    let with_id = |id: u16| fragments(&whole, 1480, u32::from(id));
     let (a, b, c) = (with_id(1), with_id(2), with_id(3));
     for (t, f) in [(0, &a[0]), (1, &a[1]), (2, &b[0]), (3, &b[1])] {
         assert!(matches!(add(&ipf, f, t), Outcome::Held));
@@ -392,20 +345,20 @@ fn disabled_family_is_refused_and_not_counted() {
     let ipf = ipf();
     ipf.set_enabled(Family::V4, false);
     let whole = v4_whole(proto::UDP, &udp(3000));
-    let frags = v4_fragments(&whole, 1480);
+    let frags = fragments(&whole, 1480, 0x1234);
     assert!(matches!(
         add(&ipf, &frags[0], 0),
         Outcome::Refused(Refusal::Disabled)
     ));
     assert_eq!(ipf.status().v4, FamilyStats::default());
-    let v6 = v6_fragments(&v6_whole(proto::UDP, &udp(3000)), 1232, 9);
+    let v6 = fragments(&v6_whole(proto::UDP, &udp(3000)), 1232, 9);
     assert!(matches!(add(&ipf, &v6[0], 0), Outcome::Held));
 }
 
 #[test]
 fn a_non_last_fragment_not_a_multiple_of_8_is_invalid() {
     let whole = v4_whole(proto::UDP, &udp(3000));
-    let mut f = v4_fragments(&whole, 1480)[0].clone();
+    let mut f = fragments(&whole, 1480, 0x1234)[0].clone();
     f.pop();
     f[16..18].copy_from_slice(&1499u16.to_be_bytes());
     let ipf = ipf();
@@ -420,11 +373,7 @@ fn a_non_last_fragment_not_a_multiple_of_8_is_invalid() {
 fn datagrams_spread_over_threads_each_complete_once() {
     let ipf = Ipf::with_capacity(FragSettings::default(), 5000, SLOT).unwrap();
     let datagrams: Vec<Vec<Vec<u8>>> = (0..200u16)
-        .map(|id| {
-            let mut w = v4_whole(proto::UDP, &udp(4000));
-            w[18..20].copy_from_slice(&id.to_be_bytes());
-            v4_fragments(&w, 1480)
-        })
+        .map(|id| fragments(&v4_whole(proto::UDP, &udp(4000)), 1480, u32::from(id)))
         .collect();
     let completed = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| {
@@ -460,9 +409,9 @@ proptest! {
         dups in proptest::collection::vec(0usize..7, 0..4),
     ) {
         let frags = if v6 {
-            v6_fragments(&v6_whole(proto::UDP, &udp(payload)), 1232, 77)
+            fragments(&v6_whole(proto::UDP, &udp(payload)), 1232, 77)
         } else {
-            v4_fragments(&v4_whole(proto::UDP, &udp(payload)), 1480)
+            fragments(&v4_whole(proto::UDP, &udp(payload)), 1480, 0x1234)
         };
         let n = frags.len();
         let order: Vec<usize> = order.into_iter().filter(|&i| i < n).collect();
@@ -499,7 +448,7 @@ proptest! {
 fn get_status_prints_ovs_block_and_lists() {
     let ipf = ipf();
     let whole = v4_whole(proto::UDP, &udp(3000));
-    let frags = v4_fragments(&whole, 1480);
+    let frags = fragments(&whole, 1480, 0x1234);
     assert!(matches!(add(&ipf, &frags[0], 0), Outcome::Held));
     let s = ipf.status();
     assert_eq!(
@@ -535,7 +484,7 @@ fn get_status_prints_ovs_block_and_lists() {
 #[test]
 fn a_detached_datagram_keeps_its_slots_until_attached_and_dropped() {
     let ipf = ipf();
-    let frags = v4_fragments(&v4_whole(proto::UDP, &udp(3000)), 1480);
+    let frags = fragments(&v4_whole(proto::UDP, &udp(3000)), 1480, 0x1234);
     let _ = add(&ipf, &frags[0], 0);
     let _ = add(&ipf, &frags[1], 0);
     let Outcome::Complete(d) = add(&ipf, &frags[2], 0) else {

@@ -17,7 +17,7 @@ mod reload;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
-use crate::wire::testframe::{arp, ether, Frame, L4};
+use crate::wire::testframe::{arp, ether, fragments, Frame, L4};
 use std::net::IpAddr;
 
 const GW0: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
@@ -1302,52 +1302,6 @@ fn clock_runs_by_itself_once_started_so_a_starved_control_lcore_cannot_stop_time
     assert!(b >= a + 20, "{a} -> {b}");
 }
 
-/// Cuts the IPv4 packet of `whole` (20-byte header) into fragments of `size` data bytes,
-/// as a sending stack does (DF cleared, MF and offsets set, header checksum filled).
-fn frag4(whole: &[u8], size: usize) -> Vec<Vec<u8>> {
-    let data = &whole[34..];
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        let len = size.min(data.len() - at);
-        let last = at + len == data.len();
-        let mut f = whole[..34].to_vec();
-        f.extend_from_slice(&data[at..at + len]);
-        f[16..18].copy_from_slice(&((20 + len) as u16).to_be_bytes());
-        let word = (at / 8) as u16 | if last { 0 } else { 0x2000 };
-        f[20..22].copy_from_slice(&word.to_be_bytes());
-        f[24..26].copy_from_slice(&[0, 0]);
-        let c = crate::wire::checksum::ipv4_header(&f[14..34]);
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-        out.push(f);
-        at += len;
-    }
-    out
-}
-
-/// Cuts the IPv6 packet of `whole` (no extension headers) into fragments of `size` data
-/// bytes with fragment headers of identification `ident`.
-fn frag6(whole: &[u8], size: usize, ident: u32) -> Vec<Vec<u8>> {
-    let data = &whole[54..];
-    let next = whole[20];
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        let len = size.min(data.len() - at);
-        let last = at + len == data.len();
-        let mut f = whole[..54].to_vec();
-        f[20] = 44;
-        f[18..20].copy_from_slice(&((8 + len) as u16).to_be_bytes());
-        f.extend_from_slice(&[next, 0]);
-        f.extend_from_slice(&((at as u16) | u16::from(!last)).to_be_bytes());
-        f.extend_from_slice(&ident.to_be_bytes());
-        f.extend_from_slice(&data[at..at + len]);
-        out.push(f);
-        at += len;
-    }
-    out
-}
-
 /// Sends every frame; all but what completes a datagram are consumed (held).
 fn send_all(g: &mut Gw, frames: &[Vec<u8>], port: u16) -> Vec<Verdict> {
     frames.iter().map(|f| g.send(f, port).0).collect()
@@ -1358,15 +1312,16 @@ fn fragmented_udp_crosses_snat_both_ways_as_the_original_fragments() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
     let query: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
-    let frags = frag4(
+    let frags = fragments(
         &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, &query)),
         1480,
+        0x1234,
     );
     assert_eq!(frags.len(), 3);
     let v = send_all(&mut g, &frags, 0);
     assert_eq!(v, [Verdict::Consumed; 3]);
     let out = g.take_emitted();
-    let want = frag4(
+    let want = fragments(
         &ip4(
             ROUTER,
             GW1,
@@ -1377,6 +1332,7 @@ fn fragmented_udp_crosses_snat_both_ways_as_the_original_fragments() {
             &udp(5353, 53, &query),
         ),
         1480,
+        0x1234,
     );
     assert_eq!(out.len(), 3);
     for ((port, f), w) in out.iter().zip(&want) {
@@ -1386,7 +1342,7 @@ fn fragmented_udp_crosses_snat_both_ways_as_the_original_fragments() {
 
     // A 4,000-byte answer, its fragments out of order.
     let answer: Vec<u8> = (0..4000u32).map(|i| (i * 3) as u8).collect();
-    let mut frags = frag4(
+    let mut frags = fragments(
         &ip4(
             GW1,
             ROUTER,
@@ -1397,13 +1353,15 @@ fn fragmented_udp_crosses_snat_both_ways_as_the_original_fragments() {
             &udp(53, 5353, &answer),
         ),
         1480,
+        0x1234,
     );
     frags.swap(0, 2);
     assert_eq!(send_all(&mut g, &frags, 1), [Verdict::Consumed; 3]);
     let out = g.take_emitted();
-    let want = frag4(
+    let want = fragments(
         &ip4(HOST, GW0, SERVER4, H4, 59, 17, &udp(53, 5353, &answer)),
         1480,
+        0x1234,
     );
     assert_eq!(out, want.into_iter().map(|f| (0, f)).collect::<Vec<_>>());
     let st = g.shared.ipf().status();
@@ -1416,18 +1374,26 @@ fn a_large_ping_crosses_snat_and_its_reply_comes_back() {
     g.resolve_v4_neighbours();
     let mut req = vec![8, 0, 0, 0, 0x03, 0x84, 0, 1];
     req.extend((0..8000u32).map(|i| i as u8));
-    let frags = frag4(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &req), 1480);
+    let frags = fragments(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &req), 1480, 0x1234);
     assert_eq!(frags.len(), 6);
     assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 6]);
     let out = g.take_emitted();
-    let want = frag4(&ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &req), 1480);
+    let want = fragments(
+        &ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &req),
+        1480,
+        0x1234,
+    );
     assert_eq!(out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), want);
     let mut rep = req.clone();
     rep[0] = 0;
-    let frags = frag4(&ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 1, &rep), 1480);
+    let frags = fragments(
+        &ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 1, &rep),
+        1480,
+        0x1234,
+    );
     send_all(&mut g, &frags, 1);
     let out = g.take_emitted();
-    let want = frag4(&ip4(HOST, GW0, SERVER4, H4, 59, 1, &rep), 1480);
+    let want = fragments(&ip4(HOST, GW0, SERVER4, H4, 59, 1, &rep), 1480, 0x1234);
     assert_eq!(out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), want);
 }
 
@@ -1442,14 +1408,14 @@ fn fragmented_ipv6_udp_crosses_snat() {
     assert_eq!(v, Verdict::Forward(1));
     g.take_emitted();
     let data: Vec<u8> = (0..3000u32).map(|i| (i * 11) as u8).collect();
-    let frags = frag6(
+    let frags = fragments(
         &ip6(GW0, HOST, h6, server6, 64, 17, &udp(4000, 53, &data)),
         1448,
         77,
     );
     assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 3]);
     let out = g.take_emitted();
-    let want = frag6(
+    let want = fragments(
         &ip6(ROUTER, GW1, gw_out6, server6, 63, 17, &udp(4000, 53, &data)),
         1448,
         77,
@@ -1464,18 +1430,20 @@ fn outside_initiated_fragments_are_refused_and_counted() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
     let data = vec![7u8; 3000];
-    let frags = frag4(
+    let frags = fragments(
         &ip4(GW1, ROUTER, SERVER4, H4, 60, 17, &udp(53, 9999, &data)),
         1480,
+        0x1234,
     );
     let v = send_all(&mut g, &frags, 1);
     assert_eq!(v[..2], [Verdict::Consumed; 2]);
     assert_eq!(v[2], Verdict::Drop(DropReason::PolicyDenied));
     assert!(g.take_emitted().is_empty());
     // A fragment below the minimum size is refused by reassembly itself.
-    let small = frag4(
+    let small = fragments(
         &ip4(GW1, ROUTER, SERVER4, H4, 60, 17, &udp(53, 9999, &data)),
         800,
+        0x1234,
     );
     assert_eq!(g.send(&small[0], 1).0, Verdict::Drop(DropReason::Fragment));
     assert_eq!(g.shared.ipf().status().v4.too_small, 1);
@@ -1488,9 +1456,10 @@ fn with_reassembly_disabled_fragments_are_untracked_and_dropped_as_before() {
         .replace("enabled_v4 = true", "enabled_v4 = false");
     let mut g = Gw::with_config(&text);
     g.resolve_v4_neighbours();
-    let frags = frag4(
+    let frags = fragments(
         &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, &[1; 3000])),
         1480,
+        0x1234,
     );
     for f in &frags {
         assert_eq!(g.send(f, 0).0, Verdict::Drop(DropReason::Fragment));
@@ -1503,9 +1472,10 @@ fn an_icmp_error_quoting_a_first_fragment_is_related_and_translated() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
     let data = vec![5u8; 3000];
-    let frags = frag4(
+    let frags = fragments(
         &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, &data)),
         1480,
+        0x1234,
     );
     send_all(&mut g, &frags, 0);
     let out = g.take_emitted();
@@ -1540,7 +1510,7 @@ fn a_completed_datagram_waits_for_its_neighbour_then_goes_out_whole() {
     fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
     let mut req = vec![8, 0, 0, 0, 0x03, 0x84, 0, 1];
     req.extend((0..3000u32).map(|i| i as u8));
-    let frags = frag4(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &req), 1480);
+    let frags = fragments(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &req), 1480, 0x1234);
     assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 3]);
     // Only the ARP request for the next hop went out.
     let em = g.take_emitted();
@@ -1560,7 +1530,11 @@ fn a_completed_datagram_waits_for_its_neighbour_then_goes_out_whole() {
         .collect();
     assert_eq!(
         out,
-        frag4(&ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &req), 1480)
+        fragments(
+            &ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &req),
+            1480,
+            0x1234
+        )
     );
     assert_eq!(g.shared.ipf().n_frags(), 0);
 }
@@ -1569,9 +1543,10 @@ fn a_completed_datagram_waits_for_its_neighbour_then_goes_out_whole() {
 fn a_datagram_whose_neighbour_never_answers_is_dropped_after_the_hold_timeout() {
     let mut g = Gw::new();
     fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
-    let frags = frag4(
+    let frags = fragments(
         &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, &[0; 3000])),
         1480,
+        0x1234,
     );
     send_all(&mut g, &frags, 0);
     assert_eq!(g.shared.ipf().n_frags(), 3);

@@ -143,7 +143,7 @@ fn a_packet_without_df_is_fragmented_on_egress_to_the_outside_mtu() {
     assert_eq!(v, Verdict::Consumed);
     // SNATed, TTL 63, cut at 1376 data bytes (1400 - 20, a multiple of 8) + 104.
     let translated = ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(5000, 53, &data));
-    let want: Vec<(u16, Vec<u8>)> = frag4(&translated, 1376)
+    let want: Vec<(u16, Vec<u8>)> = fragments(&translated, 1376, 0x1234)
         .into_iter()
         .map(|f| (1, f))
         .collect();
@@ -165,7 +165,7 @@ fn a_reassembled_datagram_is_cut_again_only_where_the_outside_mtu_requires() {
     let data = pattern(8000);
     let whole = ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5000, 53, &data));
     // Jumbo fragments from inside: 4000 + 4000 + 8 bytes of data.
-    let frags = frag4(&whole, 4000);
+    let frags = fragments(&whole, 4000, 0x1234);
     assert_eq!(frags.len(), 3);
     assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 3]);
     let out = g.take_emitted();
@@ -273,7 +273,7 @@ fn a_packet_to_be_fragmented_waits_for_its_next_hop_then_goes_out_cut() {
     let (v, _) = g.send(&arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1);
     assert_eq!(v, Verdict::Drop(DropReason::Local));
     let translated = ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(5000, 53, &data));
-    let want: Vec<(u16, Vec<u8>)> = frag4(&translated, 1376)
+    let want: Vec<(u16, Vec<u8>)> = fragments(&translated, 1376, 0x1234)
         .into_iter()
         .map(|f| (1, f))
         .collect();
