@@ -140,7 +140,11 @@ impl CtWorker<'_> {
     ) -> Option<CtResult> {
         let ct = self.tracker();
         let orig = ConnKey::from_words(words);
-        let e = ct.exp.lookup(&orig, |i, g| ct.conn_alive(i, g))?;
+        // An expectation goes with its parent: one whose parent has expired (swept or
+        // not) matches nothing, as in OVS.
+        let e = ct.exp.lookup(&orig, |i, g| {
+            ct.conn_alive(i, g) && ct.table().conn(i).expiry() > now
+        })?;
         let mut r = CtResult {
             state: CtState(CtState::NEW | CtState::REL | CtState::TRK),
             conn: None,
