@@ -15,7 +15,8 @@
 //!   waits for it, copied into one of [`CUT_WAIT`](super::state::CUT_WAIT) buffers of
 //!   the worker (the request is sent), and is cut when the answer comes; it is dropped
 //!   (`drop_hold_queue_full`) when every buffer is taken, and given up after the hold
-//!   timeout. A reassembled datagram that would have to be cut again does not wait (`drop_neigh_unresolved`).
+//!   timeout. A reassembled datagram that would have to be cut again does not wait
+//!   (`drop_neigh_unresolved`).
 //! * A datagram reassembled for tracking is sent as its original fragments; only the
 //!   fragments that do not fit are cut again ([`WorkerState::refragment`]).
 //!
