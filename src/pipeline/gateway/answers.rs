@@ -18,6 +18,8 @@ pub const ICMP_ERRORS_PER_SEC: u32 = 100;
 
 /// Answers an echo request to one of the gateway's addresses in place, out the input
 /// port.
+#[cold]
+#[inline(never)]
 pub(super) fn answer_echo(
     sh: &GatewayShared,
     frame: &mut [u8],
@@ -51,6 +53,8 @@ impl WorkerState {
         true
     }
 
+    #[cold]
+    #[inline(never)]
     pub(super) fn time_exceeded(
         &mut self,
         sh: &GatewayShared,
@@ -81,6 +85,8 @@ impl WorkerState {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(super) fn arp(&mut self, sh: &GatewayShared, frame: &mut [u8], port: &Port) -> Verdict {
         let Some(a) = read_arp(frame) else {
             return Verdict::Drop(if frame.len() < ETH_LEN + ARP_LEN {
@@ -106,6 +112,8 @@ impl WorkerState {
         Verdict::Drop(DropReason::Local)
     }
 
+    #[cold]
+    #[inline(never)]
     pub(super) fn ndp(
         &mut self,
         sh: &GatewayShared,

@@ -178,6 +178,11 @@ impl GatewayStep {
         &self.shared
     }
 
+    /// One burst (at most [`BURST`] frames) in three passes, each a function of its own
+    /// so that each stays small enough for its per-packet helpers to be inlined (measured
+    /// with `ctgate-perf step`: in one function, LLVM left `nat::apply`, `is_own`, `route`
+    /// and the martian checks as calls): parse and [`WorkerState::ingress`], the tracker
+    /// ([`track`]), then [`WorkerState::egress`].
     fn chunk(
         &mut self,
         frames: &mut [&mut [u8]],
@@ -186,7 +191,6 @@ impl GatewayStep {
         verdicts: &mut [Verdict],
     ) {
         let sh = &*self.shared;
-        let w = &mut self.w;
         if !sh.has_port(in_port) {
             for v in verdicts.iter_mut() {
                 *v = Verdict::Drop(DropReason::NoRoute);
@@ -207,120 +211,115 @@ impl GatewayStep {
         }
         // Taken out while the burst is handled (no allocation: the vector moves), so the
         // metas are used in place while `w` is borrowed mutably.
-        let mut metas = std::mem::take(&mut w.metas);
-        let n = frames.len().min(metas.len());
-        // Parse the whole burst first, straight into the metas: each result is read only
-        // after the other frames' parses, never right after its own stores (reading a
-        // just-written parse result cost a store-forwarding stall per packet, measured
-        // with perf).
-        for ((e, m), f) in w
-            .parse_err
-            .iter_mut()
-            .zip(metas.iter_mut())
-            .zip(frames.iter())
-        {
-            *e = parse_frame_into(f, &mut m.parsed).err();
-        }
-        let mut tracked = 0usize;
-        for (i, (f, m)) in frames.iter_mut().zip(metas.iter_mut()).enumerate() {
-            w.pre[i] = match sh.ports.get(usize::from(ifaces[i])) {
-                Some(port) => {
-                    let cksum = rx.get(i).map_or(RxCksum::Unknown, |r| r.cksum);
-                    {
-                        w.burst_i = i;
-                        w.ingress(sh, f, port, m, w.parse_err[i], cksum)
-                    }
-                }
-                None => Pre::Done(Verdict::Drop(DropReason::Vlan)),
-            };
-            if matches!(w.pre[i], Pre::Track { .. }) {
-                tracked += 1;
-            } else {
-                m.skip();
-            }
-        }
+        let mut metas = std::mem::take(&mut self.w.metas);
+        let tracked = self.w.ingress_pass(sh, frames, rx, &ifaces, &mut metas);
         if tracked > 0 {
-            // The SNAT pools translate TCP and UDP through the mapping table.
-            let mapped = |i: Option<u16>| {
-                let spec = sh.nat_specs.get(usize::from(i?))?;
-                Some(Mapped {
-                    spec,
-                    maps: &sh.rt.maps,
-                    now: w.now,
-                })
-            };
-            let (m4, m6) = (mapped(sh.snat_v4), mapped(sh.snat_v6));
-            let mut refs: [&dyn ReplyTuples; MAX_NAT_SPECS] = [&NO_NAT; MAX_NAT_SPECS];
-            for (r, s) in refs.iter_mut().zip(sh.nat_specs.iter()) {
-                *r = s;
-            }
-            for (i, m) in [(sh.snat_v4, &m4), (sh.snat_v6, &m6)] {
-                if let (Some(r), Some(m)) = (i.and_then(|i| refs.get_mut(usize::from(i))), m) {
-                    *r = m;
-                }
-            }
-            self.ct
-                .process_burst_nat(&mut metas[..n], &refs[..sh.nat_specs.len()], w.now);
-            // Packets that matched no connection and created none, to an outside endpoint
-            // of a mapping: hairpinned from inside, or admitted by the mapping's filtering
-            // from outside, each as a new connection of its own.
-            for (m, (pre, &k)) in metas[..n].iter_mut().zip(w.pre.iter().zip(ifaces.iter())) {
-                let (Pre::Track { dst_own, .. }, Some(port)) = (*pre, sh.ports.get(usize::from(k)))
-                else {
-                    continue;
-                };
-                let r = &m.result;
-                if r.conn.is_some() || r.refused.is_some() || r.state.has(CtState::INV) {
-                    continue;
-                }
-                if let Some(spec) = mapping_nat(sh, port, &m.parsed, dst_own, w.now) {
-                    let nat = Mapped {
-                        spec: &spec,
-                        maps: &sh.rt.maps,
-                        now: w.now,
-                    };
-                    m.result = self.ct.process_nat(&m.parsed, port.zone, true, &nat, w.now);
-                }
-            }
-            // ALG: helper connections' payloads, skewed sequence numbers.
-            for (i, (f, m)) in frames.iter_mut().zip(metas[..n].iter()).enumerate() {
-                let whole = matches!(w.pre[i], Pre::Track { .. })
-                    && w.dgram.get(i).is_some_and(Option::is_none);
-                let pending = if m.result.alg != 0 && whole {
-                    alg::alg_step(&mut self.ct, w, f, m)
-                } else {
-                    None
-                };
-                if let Some(slot) = w.alg_pending.get_mut(i) {
-                    *slot = pending;
-                }
-            }
+            track(&mut self.ct, &mut self.w, sh, frames, &ifaces, &mut metas);
         } else {
-            w.alg_pending = [None; BURST];
+            self.w.alg_pending = [None; BURST];
         }
-        for (i, ((f, v), m)) in frames
-            .iter_mut()
-            .zip(verdicts.iter_mut())
-            .zip(metas.iter())
-            .enumerate()
-        {
-            *v = match (w.pre[i], sh.ports.get(usize::from(ifaces[i]))) {
-                (Pre::Done(v), _) => v,
-                (Pre::Track { dst_own, route }, Some(port)) => {
-                    match w.dgram.get_mut(i).and_then(Option::take) {
-                        Some(d) => w.egress_datagram(sh, d, port, m, dst_own, route),
-                        None => match w.alg_pending.get(i).copied().flatten() {
-                            Some((slot, len)) => {
-                                w.egress_alg(sh, slot, len, port, m, dst_own, route)
-                            }
-                            None => w.egress(sh, f, port, m, dst_own, route),
-                        },
-                    }
-                }
-                (Pre::Track { .. }, None) => Verdict::Drop(DropReason::Vlan),
-            };
+        self.w.egress_pass(sh, frames, verdicts, &ifaces, &metas);
+        self.w.metas = metas;
+    }
+}
+
+/// The tracker's pass over a burst with at least one frame to track: the burst call,
+/// then the rare cases after it (mappings, ALG), each out of line.
+#[inline(never)]
+fn track(
+    ct: &mut OwnedCtWorker,
+    w: &mut WorkerState,
+    sh: &GatewayShared,
+    frames: &mut [&mut [u8]],
+    ifaces: &[u8; BURST],
+    metas: &mut [PacketMeta],
+) {
+    let n = frames.len().min(metas.len());
+    // The SNAT pools translate TCP and UDP through the mapping table.
+    let mapped = |i: Option<u16>| {
+        let spec = sh.nat_specs.get(usize::from(i?))?;
+        Some(Mapped {
+            spec,
+            maps: &sh.rt.maps,
+            now: w.now,
+        })
+    };
+    let (m4, m6) = (mapped(sh.snat_v4), mapped(sh.snat_v6));
+    let mut refs: [&dyn ReplyTuples; MAX_NAT_SPECS] = [&NO_NAT; MAX_NAT_SPECS];
+    for (r, s) in refs.iter_mut().zip(sh.nat_specs.iter()) {
+        *r = s;
+    }
+    for (i, m) in [(sh.snat_v4, &m4), (sh.snat_v6, &m6)] {
+        if let (Some(r), Some(m)) = (i.and_then(|i| refs.get_mut(usize::from(i))), m) {
+            *r = m;
         }
-        w.metas = metas;
+    }
+    ct.process_burst_nat(&mut metas[..n], &refs[..sh.nat_specs.len()], w.now);
+    // Packets that matched no connection and created none, to an outside endpoint
+    // of a mapping: hairpinned from inside, or admitted by the mapping's filtering
+    // from outside, each as a new connection of its own.
+    for (m, (pre, &k)) in metas[..n].iter_mut().zip(w.pre.iter().zip(ifaces.iter())) {
+        let (Pre::Track { dst_own, .. }, Some(port)) = (*pre, sh.ports.get(usize::from(k))) else {
+            continue;
+        };
+        let r = &m.result;
+        if r.conn.is_some() || r.refused.is_some() || r.state.has(CtState::INV) {
+            continue;
+        }
+        mapping_step(ct, sh, port, m, dst_own, w.now);
+    }
+    // ALG: helper connections' payloads, skewed sequence numbers.
+    for (i, (f, m)) in frames.iter_mut().zip(metas[..n].iter()).enumerate() {
+        let pending = if m.result.alg != 0 {
+            alg_burst_step(ct, w, f, m, i)
+        } else {
+            None
+        };
+        if let Some(slot) = w.alg_pending.get_mut(i) {
+            *slot = pending;
+        }
+    }
+}
+
+/// A connection-less packet to a mapping's outside endpoint: tracked again with the
+/// mapping's NAT when [`mapping_nat`] finds one. Rare, so out of the burst loop.
+#[cold]
+#[inline(never)]
+fn mapping_step(
+    ct: &mut OwnedCtWorker,
+    sh: &GatewayShared,
+    port: &Port,
+    m: &mut PacketMeta,
+    dst_own: bool,
+    now: u64,
+) {
+    if let Some(spec) = mapping_nat(sh, port, &m.parsed, dst_own, now) {
+        let nat = Mapped {
+            spec: &spec,
+            maps: &sh.rt.maps,
+            now,
+        };
+        m.result = ct.process_nat(&m.parsed, port.zone, true, &nat, now);
+    }
+}
+
+/// The ALG step for burst entry `i`, a frame of a helper connection: only a whole
+/// tracked frame (not a reassembled datagram's) is rewritten.
+#[cold]
+#[inline(never)]
+fn alg_burst_step(
+    ct: &mut OwnedCtWorker,
+    w: &mut WorkerState,
+    f: &mut [u8],
+    m: &PacketMeta,
+    i: usize,
+) -> Option<(usize, usize)> {
+    let whole = matches!(w.pre.get(i), Some(Pre::Track { .. }))
+        && w.dgram.get(i).is_some_and(Option::is_none);
+    if whole {
+        alg::alg_step(ct, w, f, m)
+    } else {
+        None
     }
 }
 
@@ -396,6 +395,91 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 impl WorkerState {
+    /// The first pass over a burst: every frame parsed straight into its meta, then
+    /// [`WorkerState::ingress`] for each. Returns how many frames go to the tracker (the
+    /// others' metas are marked to be skipped).
+    #[inline(never)]
+    fn ingress_pass(
+        &mut self,
+        sh: &GatewayShared,
+        frames: &mut [&mut [u8]],
+        rx: &[RxInfo],
+        ifaces: &[u8; BURST],
+        metas: &mut [PacketMeta],
+    ) -> usize {
+        // Parse the whole burst first: each result is read only after the other frames'
+        // parses, never right after its own stores (reading a just-written parse result
+        // cost a store-forwarding stall per packet, measured with perf).
+        for ((e, m), f) in self
+            .parse_err
+            .iter_mut()
+            .zip(metas.iter_mut())
+            .zip(frames.iter())
+        {
+            *e = parse_frame_into(f, &mut m.parsed).err();
+        }
+        let mut tracked = 0usize;
+        for (i, (f, m)) in frames.iter_mut().zip(metas.iter_mut()).enumerate() {
+            let pre = match (sh.ports.get(usize::from(ifaces[i])), self.parse_err.get(i)) {
+                (Some(port), Some(&err)) => {
+                    let cksum = rx.get(i).map_or(RxCksum::Unknown, |r| r.cksum);
+                    self.burst_i = i;
+                    self.ingress(sh, f, port, m, err, cksum)
+                }
+                _ => Pre::Done(Verdict::Drop(DropReason::Vlan)),
+            };
+            if matches!(pre, Pre::Track { .. }) {
+                tracked += 1;
+            } else {
+                m.skip();
+            }
+            if let Some(slot) = self.pre.get_mut(i) {
+                *slot = pre;
+            }
+        }
+        tracked
+    }
+
+    /// The last pass over a burst: each frame's verdict, through [`WorkerState::egress`]
+    /// (a reassembled datagram's fragments and ALG-rewritten copies out of line).
+    #[inline(never)]
+    fn egress_pass(
+        &mut self,
+        sh: &GatewayShared,
+        frames: &mut [&mut [u8]],
+        verdicts: &mut [Verdict],
+        ifaces: &[u8; BURST],
+        metas: &[PacketMeta],
+    ) {
+        for (i, ((f, v), m)) in frames
+            .iter_mut()
+            .zip(verdicts.iter_mut())
+            .zip(metas.iter())
+            .enumerate()
+        {
+            let pre = self
+                .pre
+                .get(i)
+                .copied()
+                .unwrap_or(Pre::Done(Verdict::Drop(DropReason::Malformed)));
+            *v = match (pre, sh.ports.get(usize::from(ifaces[i]))) {
+                (Pre::Done(v), _) => v,
+                (Pre::Track { dst_own, route }, Some(port)) => {
+                    match self.dgram.get_mut(i).and_then(Option::take) {
+                        Some(d) => self.egress_datagram(sh, d, port, m, dst_own, route),
+                        None => match self.alg_pending.get(i).copied().flatten() {
+                            Some((slot, len)) => {
+                                self.egress_alg(sh, slot, len, port, m, dst_own, route)
+                            }
+                            None => self.egress(sh, f, port, m, dst_own, route),
+                        },
+                    }
+                }
+                (Pre::Track { .. }, None) => Verdict::Drop(DropReason::Vlan),
+            };
+        }
+    }
+
     /// First pass over one frame: answers, drops, or queues it for the tracker.
     fn ingress(
         &mut self,
@@ -652,6 +736,8 @@ impl WorkerState {
     /// neighbour is dropped instead (the sender retransmits; the rewrite is redone with
     /// the same skew).
     #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
     fn egress_alg(
         &mut self,
         sh: &GatewayShared,
@@ -696,6 +782,8 @@ impl WorkerState {
     /// (`drop_fragment`; or tracked as before, hence invalid, when reassembly is off for
     /// its family), or the last piece of its datagram, whose summary then replaces the
     /// frame's parse and which waits in `dgram[i]` for the second pass.
+    #[cold]
+    #[inline(never)]
     fn fragment(
         &mut self,
         sh: &GatewayShared,
@@ -727,6 +815,8 @@ impl WorkerState {
     /// each, the L4 header with its checksum adjusted incrementally in the first, TTL,
     /// MACs) and the fragments are queued for the next service. The frame that completed
     /// the datagram is `Consumed` (its copy is among them).
+    #[cold]
+    #[inline(never)]
     fn egress_datagram(
         &mut self,
         sh: &GatewayShared,

@@ -105,6 +105,8 @@ impl WorkerState {
         u.mac.ok_or(DropReason::NeighUnresolved)
     }
 
+    #[cold]
+    #[inline(never)]
     pub(super) fn hold(
         &mut self,
         sh: &GatewayShared,
