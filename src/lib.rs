@@ -9,7 +9,8 @@
 //!   helpers and the one-pass frame parser.
 //! * [`ipf`]: IP fragment reassembly in front of the tracker (OVS `ipf` semantics).
 //! * [`conntrack`]: the connection table (lock-striped buckets, key directionality,
-//!   list-free expiry), L4 state machines, zones, limits and timeout policies.
+//!   list-free expiry), L4 state machines, zones, limits and timeout policies, connection
+//!   events, and the FTP/TFTP helpers (`conntrack::alg`: expectations).
 //! * [`nat`]: SNAT/DNAT tuple choice and the packet rewrite.
 //! * [`config`]: the gateway configuration file.
 //! * [`pipeline`]: the per-packet and per-burst steps of a worker lcore (forwarding, the

@@ -337,3 +337,21 @@ fn a_control_connection_holds_at_most_its_share_of_expectations_and_refusals_are
     assert_eq!(ct.n_expectations(), EXP_PER_PARENT);
     assert_eq!(exps(&ct).len(), EXP_PER_PARENT as usize);
 }
+
+#[test]
+fn an_expectation_whose_parent_has_expired_matches_nothing() {
+    // OVS 3.1 (perf/tests/ovs_diff/alg.rs, ftp-expectation-gone-with-parent): the data
+    // SYN after the control connection's reset and expiry is a plain `trk,new`.
+    let ct = tracker();
+    let mut w = ct.worker(0);
+    let ctl = w.process(&tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0), 1, true, 0);
+    w.alg_ftp(&ctl.conn.unwrap(), b"PORT 10,0,0,2,4,1\r\n");
+    assert_eq!(ct.n_expectations(), 1);
+    let data = |w: &mut CtWorker<'_>, now| {
+        w.process(&tcp(B, A, 20, 1025, SYN, 5, 0, 1000, 0), 1, false, now)
+            .state
+    };
+    assert_eq!(data(&mut w, 1), st("trk,new,rel"));
+    // SYN_SENT lives 30 s.
+    assert_eq!(data(&mut w, 31_000), st("trk,new"));
+}

@@ -194,12 +194,12 @@ impl Conntrack {
             events: Arc::new(EventHub::new(workers + 1)),
             helpers: HelperRules::default(),
             exp: ExpTable::new(
-                super::alg::track::EXP_BUCKETS,
-                super::alg::track::EXP_MAX,
-                super::alg::track::EXP_PER_PARENT,
+                super::alg::EXP_BUCKETS,
+                super::alg::EXP_MAX,
+                super::alg::EXP_PER_PARENT,
                 capacity,
             ),
-            side: AlgSide::new(super::alg::track::SIDE_BUCKETS),
+            side: AlgSide::new(super::alg::SIDE_BUCKETS),
             commit_related: AtomicBool::new(false),
         }
     }

@@ -670,6 +670,23 @@ fn scenarios() -> Vec<Scenario> {
         v.push(Scenario::new("ftp-expectation-unused-60s", none(), s).pin(8, "trk,new,rel"));
     }
 
+    // An announcement whose control connection is reset and then expires (tcp_close,
+    // 30 s) before any data connection: the expectation goes with its parent.
+    {
+        use tcpf::RST;
+        let mut ctl = Tcp::new("ctl", (C4, 40031), (S4, 21), (S4, 21), (C4, 40031));
+        let mut s = ctl.handshake();
+        let cmd = format!("PORT {}\r\n", port_arg(C4, 40131));
+        s.push(ctl.c_send(ACK | PSH, cmd.as_bytes(), 0, cmd.trim_end()));
+        s.push(ctl.s_send(ACK | PSH, b"200 PORT command successful\r\n", 0, "200"));
+        s.push(ctl.c_send(RST | ACK, b"", 0, "RST"));
+        let mut d = Tcp::new("data", (S4, 20), (C4, 40131), (C4, 40131), (S4, 20));
+        let mut syn = d.c_send(SYN, b"", 0, "SYN 40 s after the parent's reset");
+        syn.gap_ms = 40_000;
+        s.push(syn);
+        v.push(Scenario::new("ftp-expectation-gone-with-parent", none(), s).pin(7, "trk,new"));
+    }
+
     // A large payload: PORT and 300 more bytes in one segment, rewritten under SNAT
     // (OVS's ftp-alg-large-payload: before its 2026 fix, OVS moved only (length mod 256)
     // bytes of the tail).

@@ -17,6 +17,15 @@
 //! the bytes it moves; a payload that does not parse is reported as such and left
 //! unchanged, whatever its length.
 
+/// Expectation table buckets.
+pub const EXP_BUCKETS: usize = 1024;
+/// Expectations held at most.
+pub const EXP_MAX: u32 = 4096;
+/// Expectations one control connection holds at most.
+pub const EXP_PER_PARENT: u32 = 32;
+/// Side table buckets (4 entries each).
+pub const SIDE_BUCKETS: usize = 4096;
+
 pub mod expect;
 pub mod ftp;
 pub mod helpers;

@@ -30,14 +30,7 @@ use crate::wire::parse::ParsedPacket;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
-/// Expectation table buckets.
-pub const EXP_BUCKETS: usize = 1024;
-/// Expectations held at most.
-pub const EXP_MAX: u32 = 4096;
-/// Expectations one control connection holds at most.
-pub const EXP_PER_PARENT: u32 = 32;
-/// Side table buckets (4 entries each).
-pub const SIDE_BUCKETS: usize = 4096;
+pub use super::{EXP_BUCKETS, EXP_MAX, EXP_PER_PARENT, SIDE_BUCKETS};
 
 /// What to do with a helper connection's segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +140,11 @@ impl CtWorker<'_> {
     ) -> Option<CtResult> {
         let ct = self.tracker();
         let orig = ConnKey::from_words(words);
-        let e = ct.exp.lookup(&orig, |i, g| ct.conn_alive(i, g))?;
+        // An expectation goes with its parent: one whose parent has expired (swept or
+        // not) matches nothing, as in OVS.
+        let e = ct.exp.lookup(&orig, |i, g| {
+            ct.conn_alive(i, g) && ct.table().conn(i).expiry() > now
+        })?;
         let mut r = CtResult {
             state: CtState(CtState::NEW | CtState::REL | CtState::TRK),
             conn: None,

@@ -7,7 +7,8 @@
 //! ([`crate::nat::alg::shift_seq_ack`]).
 //!
 //! A rewrite that keeps the length is copied back into the frame. One that changes it is
-//! built in one of the worker's [`ALG_SLOTS`] buffers (allocated once): that frame goes
+//! built in one of the worker's [`ALG_SLOTS`](super::state::ALG_SLOTS) buffers
+//! (allocated once): that frame goes
 //! through the rest of the step in place of the original, which is consumed, and is sent
 //! at the next service. No free buffer, no room, or no room for the skew: the segment is
 //! passed unchanged and counted (`alg_rewrite_failed`); a malformed announcement is
@@ -21,11 +22,6 @@ use crate::conntrack::{CtState, OwnedCtWorker, PacketMeta};
 use crate::nat::alg::{rewrite_ftp_addr, shift_seq_ack, tcp_payload};
 use crate::wire::parse::L4Summary;
 use crate::wire::parse_frame;
-
-/// Rewritten frames of changed length a worker holds between two services.
-pub const ALG_SLOTS: usize = 4;
-/// Size of each (a jumbo frame and the longest address change).
-pub const ALG_FRAME_MAX: usize = 9216 + 64;
 
 /// Runs the ALG step on one tracked frame. Returns the buffer slot and length of the
 /// frame to send instead, when the rewrite changed its length.

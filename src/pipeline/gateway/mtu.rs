@@ -12,10 +12,11 @@
 //!   known, written into the worker's fragment arena and copied into mbufs of the
 //!   worker's mempool at the next service; the frame itself is `Consumed`. Counted as
 //!   `fragmented` (packets) and `fragments_out`. One whose next hop is not resolved yet
-//!   waits for it, copied into one of [`CUT_WAIT`] buffers of the worker (the request is
-//!   sent), and is cut when the answer comes; it is dropped (`drop_hold_queue_full`) when
-//!   every buffer is taken, and given up after the hold timeout. A reassembled datagram
-//!   that would have to be cut again does not wait (`drop_neigh_unresolved`).
+//!   waits for it, copied into one of [`CUT_WAIT`](super::state::CUT_WAIT) buffers of
+//!   the worker (the request is sent), and is cut when the answer comes; it is dropped
+//!   (`drop_hold_queue_full`) when every buffer is taken, and given up after the hold
+//!   timeout. A reassembled datagram that would have to be cut again does not wait
+//!   (`drop_neigh_unresolved`).
 //! * A datagram reassembled for tracking is sent as its original fragments; only the
 //!   fragments that do not fit are cut again ([`WorkerState::refragment`]).
 //!
@@ -24,7 +25,7 @@
 use super::fragment_out::{fragment_v4, FragOutError, MAX_PIECES};
 use super::originated::{frag_needed_v4, packet_too_big_v6};
 use super::shared::{bump, GatewayShared, Port};
-use super::state::{Held, WorkerState, HOLD_TIMEOUT_MS};
+use super::state::{CutWait, Held, Piece, WorkerState, CUT_FRAME, HOLD_TIMEOUT_MS};
 use crate::conntrack::key::ConnKey;
 use crate::ipf::Datagram;
 use crate::nat::{self, Rewritten};
@@ -32,33 +33,6 @@ use crate::pipeline::{DropReason, Verdict};
 use crate::wire::ipv4;
 use crate::wire::parse::{Family, L4Summary, ParsedPacket};
 use crate::wire::parse_frame;
-
-/// Bytes of fragments a worker builds between two services.
-pub(super) const FRAG_ARENA: usize = 256 * 1024;
-/// Fragments a worker builds between two services.
-pub(super) const FRAG_PIECES: usize = 512;
-
-/// Packets to be fragmented that wait for their next hop, per worker.
-pub(super) const CUT_WAIT: usize = 4;
-/// The largest frame such a packet is.
-pub(super) const CUT_FRAME: usize = crate::config::MTU_MAX as usize + super::shared::L2_ROOM;
-
-/// A packet to be fragmented waiting for its next hop: where it goes, its frame's length
-/// and IP header offset (the bytes are in the buffer of the same index).
-#[derive(Clone, Copy)]
-pub(super) struct CutWait {
-    pub(super) held: Held,
-    pub(super) len: usize,
-    pub(super) l3: usize,
-}
-
-/// A fragment in the arena: where, how long, and the interface it leaves by.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Piece {
-    pub(super) at: u32,
-    pub(super) len: u16,
-    pub(super) port: u16,
-}
 
 /// True when the frame's IP packet is larger than `mtu`.
 #[inline(always)]

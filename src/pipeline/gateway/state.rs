@@ -8,7 +8,6 @@
 
 use std::sync::atomic::Ordering;
 
-use super::mtu::{CutWait, Piece, CUT_FRAME, CUT_WAIT, FRAG_ARENA, FRAG_PIECES};
 use super::neigh::NeighMap;
 use super::shared::GatewayShared;
 use crate::conntrack::PacketMeta;
@@ -26,6 +25,41 @@ pub const HOLD_TIMEOUT_MS: u64 = 3_000;
 pub(super) const GEN_SLOTS: usize = 64;
 /// Largest generated frame.
 pub(super) const GEN_LEN: usize = 256;
+
+// The buffers of egress fragmentation (`super::mtu`) and of ALG rewrites (`super::alg`)
+// are the worker's: sized and typed here, filled there.
+
+/// Bytes of fragments a worker builds between two services.
+pub(super) const FRAG_ARENA: usize = 256 * 1024;
+/// Fragments a worker builds between two services.
+pub(super) const FRAG_PIECES: usize = 512;
+
+/// Packets to be fragmented that wait for their next hop, per worker.
+pub(super) const CUT_WAIT: usize = 4;
+/// The largest frame such a packet is.
+pub(super) const CUT_FRAME: usize = crate::config::MTU_MAX as usize + super::shared::L2_ROOM;
+
+/// A packet to be fragmented waiting for its next hop: where it goes, its frame's length
+/// and IP header offset (the bytes are in the buffer of the same index).
+#[derive(Clone, Copy)]
+pub(super) struct CutWait {
+    pub(super) held: Held,
+    pub(super) len: usize,
+    pub(super) l3: usize,
+}
+
+/// A fragment in the arena: where, how long, and the interface it leaves by.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Piece {
+    pub(super) at: u32,
+    pub(super) len: u16,
+    pub(super) port: u16,
+}
+
+/// Rewritten frames of changed length a worker holds between two services.
+pub const ALG_SLOTS: usize = 4;
+/// Size of each (a jumbo frame and the longest address change).
+pub const ALG_FRAME_MAX: usize = 9216 + 64;
 
 /// A generated frame waiting for the worker.
 pub(super) struct GenFrame {
@@ -134,12 +168,10 @@ impl WorkerState {
             pieces: Vec::with_capacity(FRAG_PIECES),
             cut_wait: [None; CUT_WAIT],
             cut_bufs: (0..CUT_WAIT).map(|_| vec![0u8; CUT_FRAME]).collect(),
-            alg_bufs: (0..super::alg::ALG_SLOTS)
-                .map(|_| vec![0u8; super::alg::ALG_FRAME_MAX])
-                .collect(),
+            alg_bufs: (0..ALG_SLOTS).map(|_| vec![0u8; ALG_FRAME_MAX]).collect(),
             alg_used: 0,
             alg_pending: [None; BURST],
-            alg_out: Vec::with_capacity(super::alg::ALG_SLOTS),
+            alg_out: Vec::with_capacity(ALG_SLOTS),
         }
     }
 
