@@ -4,8 +4,9 @@
 //! for byte; a TCP transfer running across the reloads completes byte for byte; an
 //! invalid file is refused with its `FILE:LINE` error (exit 1, stderr, and ctgate's log)
 //! and changes nothing; SIGHUP reloads too. Meanwhile `route-show`, `neigh-show` and
-//! `nat-show` (whose counts match the dump) show the tables, and `config-show` reloads to
-//! the same configuration, and the metrics endpoint answers during the transfer and
+//! `nat-show` (whose counts match the dump) show the tables (`neigh-flush` empties the
+//! neighbour table, and the next connection resolves the host again by ARP), and
+//! `config-show` reloads to the same configuration, and the metrics endpoint answers during the transfer and
 //! passes `promtool check metrics`. Needs root; run under
 //! `flock /tmp/ctgate-netns.lock`.
 #![cfg(feature = "dpdk")]
@@ -152,12 +153,26 @@ fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
     ] {
         assert!(routes.contains(want), "no {want:?} in:\n{routes}");
     }
+    // The inside host's own MAC, as its stack has it.
+    let mac_in = gw
+        .exec(
+            &ns_in,
+            &["cat", &format!("/sys/class/net/{}/address", gw.tap_in)],
+        )
+        .stdout
+        .trim()
+        .to_string();
+    let inside_line = |t: &str| -> Option<String> {
+        t.lines()
+            .find(|l| l.starts_with("10.0.0.2 "))
+            .map(str::to_string)
+    };
     let neigh = gw.ctl_ok(&["neigh-show"]);
     assert!(
-        neigh
-            .lines()
-            .any(|l| l.starts_with("10.0.0.2 mac=") && l.contains(" port=0 state=")),
-        "{neigh}"
+        inside_line(&neigh).is_some_and(|l| l
+            .starts_with(&format!("10.0.0.2 mac={mac_in} port=0 state="))
+            && !l.contains(" state=incomplete ")),
+        "10.0.0.2 is not resolved to {mac_in}:\n{neigh}"
     );
     let nat = gw.ctl_ok(&["nat-show"]);
     let dump = gw.ctl_ok(&["dump-conntrack"]);
@@ -293,6 +308,64 @@ fn reload_adds_a_port_forward_without_losing_a_running_transfer() {
     }
     std::thread::sleep(Duration::from_millis(200));
     assert!(std::fs::read(&got).unwrap() == data, "the transfer differs");
+
+    // neigh-flush empties the neighbour table: the idle inside host is gone from
+    // neigh-show, and the next connection to it resolves it again (an ARP request
+    // answered, a newly learned entry) and goes through.
+    let gateway_counter = |gw: &Gw, name: &str| -> u64 {
+        let s = gw.ctl_ok(&["stats"]);
+        s.lines()
+            .find(|l| l.starts_with("gateway "))
+            .and_then(|l| {
+                l.split(' ')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no gateway {name}= in:\n{s}"))
+    };
+    let neigh = gw.ctl_ok(&["neigh-show"]);
+    assert!(inside_line(&neigh).is_some(), "{neigh}");
+    let (learned, asked) = (
+        gateway_counter(&gw, "neigh_learned"),
+        gateway_counter(&gw, "arp_requests"),
+    );
+    let f = gw.ctl_ok(&["neigh-flush"]);
+    let flushed: usize = f
+        .strip_prefix("flushed ")
+        .and_then(|r| r.strip_suffix(" neighbours\n"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not `flushed N neighbours`: {f:?}"));
+    assert!(flushed >= 2, "10.0.0.2 and 192.0.2.2 were resolved: {f}");
+    let neigh = gw.ctl_ok(&["neigh-show"]);
+    assert!(
+        inside_line(&neigh).is_none(),
+        "10.0.0.2 still listed after neigh-flush:\n{neigh}"
+    );
+    std::fs::remove_file(&got_fwd).unwrap();
+    let c = forward(&gw, "10", got_fwd.to_str().unwrap());
+    assert!(
+        c.ok && c.stdout == "200",
+        "the connection after neigh-flush failed:\n{c}"
+    );
+    assert!(
+        std::fs::read(&got_fwd).unwrap() == small,
+        "the file after neigh-flush differs"
+    );
+    assert!(
+        gateway_counter(&gw, "arp_requests") > asked,
+        "no ARP request after neigh-flush"
+    );
+    assert!(
+        gateway_counter(&gw, "neigh_learned") > learned,
+        "nothing learned again after neigh-flush"
+    );
+    let neigh = gw.ctl_ok(&["neigh-show"]);
+    assert!(
+        inside_line(&neigh).is_some_and(|l| l.starts_with(&format!(
+            "10.0.0.2 mac={mac_in} port=0 state=reachable age="
+        ))),
+        "10.0.0.2 not resolved again to {mac_in}:\n{neigh}"
+    );
 
     let out = gw.stop();
     assert!(out.status.success(), "{out}");

@@ -317,7 +317,7 @@ impl NeighMap {
     }
 
     /// Removes every entry `dead` says is dead; returns how many.
-    pub fn retain(&mut self, mut dead: impl FnMut(&NeighEntry) -> bool) -> usize {
+    pub fn remove_if(&mut self, mut dead: impl FnMut(&NeighEntry) -> bool) -> usize {
         let mut removed = 0;
         let mut i = 0;
         while i < NEIGH_CAPACITY {
@@ -385,7 +385,9 @@ mod tests {
         }
         assert_eq!(m.len(), 800);
         assert_eq!(
-            m.retain(|e| u32::from_be_bytes([e.addr[0], e.addr[1], e.addr[2], e.addr[3]]) % 2 == 0),
+            m.remove_if(
+                |e| u32::from_be_bytes([e.addr[0], e.addr[1], e.addr[2], e.addr[3]]) % 2 == 0
+            ),
             400
         );
         for i in 0..800u32 {

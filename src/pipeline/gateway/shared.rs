@@ -735,7 +735,7 @@ impl GatewayShared {
     pub(super) fn age_neighbours(&self, now: u64) {
         let mut n = self.neigh_lock();
         let mut failed = 0;
-        let removed = n.retain(|e| match e.dead(now) {
+        let removed = n.remove_if(|e| match e.dead(now) {
             Some(f) => {
                 failed += u64::from(f);
                 true

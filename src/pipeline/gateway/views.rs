@@ -116,7 +116,7 @@ impl GatewayShared {
     /// resolve again); returns how many entries there were.
     pub fn flush_neighbours(&self) -> usize {
         let mut n = self.neigh_lock();
-        let removed = n.retain(|_| true);
+        let removed = n.remove_if(|_| true);
         drop(n);
         self.neigh_gen.fetch_add(1, Ordering::Release);
         removed
