@@ -1,15 +1,17 @@
 //! Two real trackers synced through endpoints over a lossy in-memory link: the events of
-//! one become connections learned by the other, which then carries their traffic; two
+//! one become connections learned by the other, which then carries their traffic; the end
+//! of a bracketed stream removes what the peer no longer has, and only that. Two
 //! active/active instances with SNAT port blocks of one pool address (each with the NAT
 //! mapping table, as the gateway has it) never share a tuple and translate each other's
 //! replies to the right inside host.
 
-use super::endpoint::{PeerState, SyncEndpoint, SyncParams};
-use super::tracker_table::{record_of_event, TrackerTable};
+use super::endpoint::{PeerState, SyncEndpoint, SyncParams, SyncTable};
+use super::record::SyncRecord;
+use super::tracker_table::{record_of, record_of_event, LearnedStreams, TrackerTable};
 use crate::conntrack::events::{CtEvent, Subscription};
 use crate::conntrack::key::ConnKey;
 use crate::conntrack::testpkt::{tcp, udp};
-use crate::conntrack::{Conntrack, CtConfig, CtWorker};
+use crate::conntrack::{Conntrack, CtConfig, OwnedCtWorker};
 use crate::nat::mapping::{Endpoint, Mapped, MappingHooks, Mappings};
 use crate::nat::{apply, NatSpec};
 use crate::wire::parse::tcp_flags::{ACK, PSH, SYN};
@@ -43,110 +45,151 @@ fn lines(ct: &Conntrack) -> Vec<String> {
     v
 }
 
-/// One instance: its tracker, its event subscription and its sync endpoint at
-/// `addr(i)`, whose peer is `addr(peer)`.
-struct Instance {
+/// Instance `i`: a tracker, its worker, its endpoint and its peer's stream numbers.
+struct Side {
     ct: Arc<Conntrack>,
-    events: Subscription,
+    w: OwnedCtWorker,
     ep: SyncEndpoint,
-    at: SocketAddr,
+    streams: LearnedStreams,
 }
 
-impl Instance {
-    fn new(i: u8, peer: u8) -> Instance {
+impl Side {
+    fn new(i: u8, prm: &SyncParams) -> Side {
         let ct = tracker(u64::from(i));
-        let prm = SyncParams {
-            rto_ms: 30,
-            ..SyncParams::default()
-        };
-        Instance {
-            events: ct.events().subscribe(100_000),
+        Side {
+            w: OwnedCtWorker::new(ct.clone(), 0),
             ct,
-            ep: SyncEndpoint::new(u64::from(i), &[addr(peer)], None, prm),
-            at: addr(i),
+            ep: SyncEndpoint::new(u64::from(i), &[addr(3 - i)], None, prm.clone()),
+            streams: LearnedStreams::default(),
         }
     }
 
-    /// Sends its new local events to the peer and runs its timers; what it sends is
-    /// appended to `wire` as (from, to, datagram).
-    fn poll(
+    fn with_table<R>(
         &mut self,
-        w: &mut CtWorker,
         now: u64,
-        wire: &mut Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
-    ) {
-        self.ct.events().pump();
-        let mut evs: Vec<CtEvent> = Vec::new();
-        self.events.drain(&mut evs);
-        for e in &evs {
-            if let Some(r) = record_of_event(&self.ct, e, now) {
-                self.ep.record(r);
-            }
-        }
-        let from = self.at;
-        let mut table = TrackerTable { worker: w, now };
-        self.ep.poll(now, &mut table, &mut |to, m| {
-            wire.push((from, to, m.to_vec()))
-        });
+        f: impl FnOnce(&mut SyncEndpoint, &mut TrackerTable) -> R,
+    ) -> R {
+        let (ep, streams) = (&mut self.ep, &mut self.streams);
+        self.w.with_worker(|worker| {
+            streams.sweep(worker, 64);
+            f(
+                ep,
+                &mut TrackerTable {
+                    worker,
+                    now,
+                    streams,
+                },
+            )
+        })
     }
 }
 
-/// Runs the sync of `x` and `y` (through their workers) in 10 ms ticks from `now` over a
-/// link that loses `loss_pct` % of the datagrams, until both are idle and connected and
-/// `done()` holds, or 5,000 ticks have passed; returns the time reached.
-fn run_sync<'c>(
-    (x, wx): (&mut Instance, &mut CtWorker<'c>),
-    (y, wy): (&mut Instance, &mut CtWorker<'c>),
-    loss_pct: u64,
-    mut now: u64,
-    done: impl Fn() -> bool,
-) -> u64 {
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    for _ in 0..5_000 {
-        now += 10;
+/// A (the active one, whose events are synced) and B over a link losing `loss` percent.
+struct Pair {
+    a: Side,
+    b: Side,
+    sub: Subscription,
+    /// B's events, when B's connections are synced too (active/active).
+    sub_b: Option<Subscription>,
+    now: u64,
+    rng: u64,
+    loss: u64,
+}
+
+impl Pair {
+    fn new(prm: SyncParams, loss: u64) -> Pair {
+        let a = Side::new(1, &prm);
+        let sub = a.ct.events().subscribe(100_000);
+        Pair {
+            a,
+            b: Side::new(2, &prm),
+            sub,
+            sub_b: None,
+            now: 1,
+            rng: 0x2545_f491_4f6c_dd1d,
+            loss,
+        }
+    }
+
+    /// Both active: B's events are synced to A too.
+    fn active_active(prm: SyncParams, loss: u64) -> Pair {
+        let mut p = Pair::new(prm, loss);
+        p.sub_b = Some(p.b.ct.events().subscribe(100_000));
+        p
+    }
+
+    /// One 10 ms tick: A's (and B's) events become records, both endpoints run, the link
+    /// loses some.
+    fn tick(&mut self) {
+        self.now += 10;
+        let now = self.now;
+        for (side, sub) in [
+            (&mut self.a, Some(&self.sub)),
+            (&mut self.b, self.sub_b.as_ref()),
+        ] {
+            let Some(sub) = sub else { continue };
+            side.ct.events().pump();
+            let mut evs: Vec<CtEvent> = Vec::new();
+            sub.drain(&mut evs);
+            for e in &evs {
+                if let Some(r) = record_of_event(&side.ct, e, now) {
+                    side.ep.record(r);
+                }
+            }
+        }
         let mut wire = Vec::new();
-        x.poll(wx, now, &mut wire);
-        y.poll(wy, now, &mut wire);
+        self.a.with_table(now, |ep, t| {
+            ep.poll(now, t, &mut |to, m| wire.push((addr(1), to, m.to_vec())))
+        });
+        self.b.with_table(now, |ep, t| {
+            ep.poll(now, t, &mut |to, m| wire.push((addr(2), to, m.to_vec())))
+        });
         for (from, to, m) in wire {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            if rng % 100 < loss_pct {
-                continue; // lost
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            if self.rng % 100 < self.loss {
+                continue;
             }
-            let (dst, w) = if to == x.at {
-                (&mut *x, &mut *wx)
+            let side = if to == addr(2) {
+                &mut self.b
             } else {
-                (&mut *y, &mut *wy)
+                &mut self.a
             };
-            dst.ep
-                .receive(from, &m, now, &mut TrackerTable { worker: w, now });
-        }
-        let connected = |i: &Instance| i.ep.status(now)[0].state == PeerState::Connected;
-        if x.ep.idle() && y.ep.idle() && connected(x) && connected(y) && done() {
-            break;
+            side.with_table(now, |ep, t| ep.receive(from, &m, now, t));
         }
     }
-    now
+
+    /// Ticks until both endpoints are idle and connected, no removal walk runs and
+    /// `done` holds (at most 5,000 ticks).
+    fn settle(&mut self, done: impl Fn(&Pair) -> bool) {
+        for _ in 0..5_000 {
+            self.tick();
+            let now = self.now;
+            if self.a.ep.idle()
+                && self.b.ep.idle()
+                && self.b.ep.status(now)[0].state == PeerState::Connected
+                && !self.b.streams.sweeping()
+                && done(self)
+            {
+                return;
+            }
+        }
+        panic!("the pair did not settle");
+    }
 }
 
-#[test]
-fn standby_tracker_learns_the_active_ones_connections_over_a_lossy_link_and_carries_them() {
-    let mut ia = Instance::new(1, 2);
-    let mut ib = Instance::new(2, 1);
-    let (a, b) = (ia.ct.clone(), ib.ct.clone());
-    let mut wa = a.worker(0);
-    let mut wb = b.worker(0);
-    // 300 TCP handshakes and 300 UDP flows on A.
-    for i in 0..300u16 {
+/// `n` TCP handshakes and `n` UDP flows from 10.0.x.y (`x.y` from `first`).
+fn traffic(w: &mut OwnedCtWorker, first: u16, n: u16, now: u64) {
+    for i in first..first + n {
         let src = format!("10.0.{}.{}", i / 200, i % 200 + 1);
-        wa.process(
+        w.process(
             &tcp(&src, "192.0.2.2", 40000 + i, 80, SYN, 1000, 0, 65535, 0),
             0,
             true,
-            1,
+            now,
         );
-        wa.process(
+        w.process(
             &tcp(
                 "192.0.2.2",
                 &src,
@@ -160,23 +203,33 @@ fn standby_tracker_learns_the_active_ones_connections_over_a_lossy_link_and_carr
             ),
             0,
             true,
-            1,
+            now,
         );
-        wa.process(
+        w.process(
             &tcp(&src, "192.0.2.2", 40000 + i, 80, ACK, 1001, 5001, 65535, 0),
             0,
             true,
-            1,
+            now,
         );
-        wa.process(&udp(&src, "198.51.100.9", 5000 + i, 53), 0, true, 1);
+        w.process(&udp(&src, "198.51.100.9", 5000 + i, 53), 0, true, now);
     }
-    let now = run_sync((&mut ia, &mut wa), (&mut ib, &mut wb), 20, 1, || {
-        b.n_conns() == 600
-    });
+}
+
+#[test]
+fn standby_tracker_learns_the_active_ones_connections_over_a_lossy_link_and_carries_them() {
+    let prm = SyncParams {
+        rto_ms: 30,
+        ..SyncParams::default()
+    };
+    let mut p = Pair::new(prm, 20);
+    // 300 TCP handshakes and 300 UDP flows on A.
+    traffic(&mut p.a.w, 0, 300, 1);
+    p.settle(|p| p.b.ct.n_conns() == 600);
+    let (a, b, now) = (&p.a.ct, &p.b.ct, p.now);
     assert_eq!(b.n_conns(), 600);
-    assert_eq!(lines(&b), lines(&a));
+    assert_eq!(lines(b), lines(a));
     assert!(b.all_conns().iter().all(|s| s.origin == 1));
-    assert!(ia.ep.status(now)[0].counters.retransmitted > 0);
+    assert!(p.a.ep.status(now)[0].counters.retransmitted > 0);
     // The traffic moves to B: a TCP stream continues far ahead, UDP replies match.
     let later = tcp(
         "192.0.2.2",
@@ -190,15 +243,133 @@ fn standby_tracker_learns_the_active_ones_connections_over_a_lossy_link_and_carr
         1000,
     );
     assert_eq!(
-        wb.process(&later, 0, true, now).state.to_string(),
+        p.b.w.process(&later, 0, true, now).state.to_string(),
         "trk,est,rpl"
     );
     let reply = udp("198.51.100.9", "10.0.0.7", 53, 5006);
     assert_eq!(
-        wb.process(&reply, 0, true, now).state.to_string(),
+        p.b.w.process(&reply, 0, true, now).state.to_string(),
         "trk,est,rpl"
     );
-    assert_eq!(b.counters().created, 0);
+    assert_eq!(p.b.ct.counters().created, 0);
+}
+
+/// Removes `n` of A's connections as `flush-conntrack` does (a `[DESTROY]` event each).
+fn flush_some(w: &mut OwnedCtWorker, n: usize, now: u64) {
+    let snaps = w.tracker().all_conns();
+    for s in snaps.iter().take(n) {
+        let words = s.orig.to_words();
+        let hash = w.tracker().table().hasher().hash_words(&words);
+        let hit = w.tracker().table().lookup(&words, hash, now).unwrap();
+        assert!(w.remove(&hit));
+    }
+}
+
+#[test]
+fn overflow_repair_removes_on_the_standby_what_the_active_one_flushed_and_keeps_its_own() {
+    let prm = SyncParams {
+        rto_ms: 30,
+        pending_max: 50,
+        ..SyncParams::default()
+    };
+    let mut p = Pair::new(prm, 20);
+    traffic(&mut p.a.w, 0, 300, 1);
+    p.settle(|p| p.b.ct.n_conns() == 600);
+    // B's own connections (its events are not synced here: A never hears of them).
+    traffic(&mut p.b.w, 1_000, 20, p.now);
+    let overflows = p.a.ep.status(p.now)[0].counters.overflows;
+    // 200 deletes at once: far over the queue, so they are lost and A repairs B with a
+    // bracketed stream of its table.
+    flush_some(&mut p.a.w, 200, p.now);
+    assert_eq!(p.a.ct.n_conns(), 400);
+    p.settle(|p| p.b.ct.n_conns() == 440);
+    let now = p.now;
+    assert_eq!(p.a.ep.status(now)[0].counters.overflows, overflows + 1);
+    assert_eq!(p.b.streams.removed(0), 200);
+    let b = p.b.ct.all_conns();
+    assert_eq!(b.iter().filter(|s| s.origin == 0).count(), 40);
+    let mut learned: Vec<String> = b
+        .iter()
+        .filter(|s| s.origin == 1)
+        .map(|s| s.ovs_line(false, 0))
+        .collect();
+    learned.sort();
+    assert_eq!(learned, lines(&p.a.ct));
+    // A flushed connection is unknown on B: its next packet makes a new one there.
+    let gone = p.a.w.tracker().all_conns();
+    let flushed = (0..300u16)
+        .find(|i| !gone.iter().any(|s| s.orig.sport == 5000 + i))
+        .unwrap();
+    let src = format!("10.0.{}.{}", flushed / 200, flushed % 200 + 1);
+    let r =
+        p.b.w
+            .process(&udp(&src, "198.51.100.9", 5000 + flushed, 53), 0, true, now);
+    assert_eq!(r.state.to_string(), "trk,new");
+}
+
+#[test]
+fn records_after_a_streams_end_stay_and_a_new_stream_cancels_the_removal_walk() {
+    let prm = SyncParams::default();
+    let mut a = Side::new(1, &prm);
+    let mut b = Side::new(2, &prm);
+    traffic(&mut a.w, 0, 10, 1);
+    let recs: Vec<SyncRecord> = a.ct.all_conns().iter().map(|s| record_of(s, 1)).collect();
+    assert_eq!(recs.len(), 20);
+    traffic(&mut b.w, 100, 2, 1);
+    let n = b.ct.table().n_buckets();
+    let t = |b: &mut Side, f: &mut dyn FnMut(&mut TrackerTable)| {
+        let streams = &mut b.streams;
+        b.w.with_worker(|worker| {
+            f(&mut TrackerTable {
+                worker,
+                now: 2,
+                streams,
+            })
+        })
+    };
+    let sweep = |b: &mut Side| {
+        let streams = &mut b.streams;
+        b.w.with_worker(|w| streams.sweep(w, n));
+    };
+    // All 20 learned from events, then a stream repeats 10; 5 more come after its end,
+    // before the walk runs.
+    t(&mut b, &mut |t| {
+        for r in &recs {
+            assert!(t.apply(0, r, false));
+        }
+        t.bulk_begin(0);
+        for r in &recs[..10] {
+            t.apply(0, r, true);
+        }
+        t.bulk_end(0);
+        for r in &recs[10..15] {
+            t.apply(0, r, false);
+        }
+    });
+    assert!(b.streams.sweeping());
+    sweep(&mut b);
+    assert!(!b.streams.sweeping());
+    assert_eq!(b.streams.removed(0), 5);
+    assert_eq!(b.ct.n_conns(), 15 + 4);
+    // A stream ends, and another begins before the walk ran: that walk is off (it would
+    // remove everything of the peer); the second stream's end removes what it missed.
+    t(&mut b, &mut |t| {
+        t.bulk_begin(0);
+        t.bulk_end(0);
+        t.bulk_begin(0);
+    });
+    sweep(&mut b);
+    assert_eq!(b.ct.n_conns(), 15 + 4);
+    t(&mut b, &mut |t| {
+        for r in &recs[..12] {
+            t.apply(0, r, true);
+        }
+        t.bulk_end(0);
+    });
+    sweep(&mut b);
+    assert_eq!(b.streams.removed(0), 8);
+    assert_eq!(b.ct.n_conns(), 12 + 4);
+    assert_eq!(b.ct.all_conns().iter().filter(|s| s.origin == 0).count(), 4);
 }
 
 /// An instance's SNAT: `spec` through its mapping table, as the gateway translates TCP
@@ -221,7 +392,7 @@ impl Snat {
 
     /// Tracks and translates `frame` (creating a connection when it is new) as the
     /// gateway does; returns the frame as it leaves and the connection's reply key.
-    fn pass(&self, w: &mut CtWorker, frame: &[u8], now: u64) -> (Vec<u8>, Option<ConnKey>) {
+    fn pass(&self, w: &mut OwnedCtWorker, frame: &[u8], now: u64) -> (Vec<u8>, Option<ConnKey>) {
         let p = parse_frame(frame).unwrap();
         let nat = Mapped {
             spec: &self.spec,
@@ -268,13 +439,13 @@ fn dst_of(f: &[u8]) -> (IpAddr, u16) {
 fn active_active_port_blocks_of_one_address_never_share_a_tuple_and_each_translates_the_others_replies(
 ) {
     const POOL: &str = "203.0.113.1";
-    let mut ia = Instance::new(1, 2);
-    let mut ib = Instance::new(2, 1);
-    let (a, b) = (ia.ct.clone(), ib.ct.clone());
-    let na = Snat::on(&a, &format!("{POOL}:1024-32767"));
-    let nb = Snat::on(&b, &format!("{POOL}:32768-65535"));
-    let mut wa = a.worker(0);
-    let mut wb = b.worker(0);
+    let prm = SyncParams {
+        rto_ms: 30,
+        ..SyncParams::default()
+    };
+    let mut pair = Pair::active_active(prm, 20);
+    let na = Snat::on(&pair.a.ct, &format!("{POOL}:1024-32767"));
+    let nb = Snat::on(&pair.b.ct, &format!("{POOL}:32768-65535"));
     let (s1, s2, s3) = (ip("198.51.100.9"), ip("198.51.100.10"), ip("198.51.100.77"));
     // 200 inside endpoints (half their ports in A's block, half in B's), TCP and UDP.
     // The first 100 open a connection through each instance (ECMP spreads by ports: one
@@ -304,9 +475,9 @@ fn active_active_port_blocks_of_one_address_never_share_a_tuple_and_each_transla
     let mut outside_port = Vec::new();
     for &(at, tcp, h, p, s) in &opened {
         let (w, n) = if at == 0 {
-            (&mut wa, &na)
+            (&mut pair.a.w, &na)
         } else {
-            (&mut wb, &nb)
+            (&mut pair.b.w, &nb)
         };
         let (out, reply) = n.pass(w, &frame(tcp, h, p, s, 80), 1);
         let reply = reply.expect("a new connection");
@@ -318,9 +489,8 @@ fn active_active_port_blocks_of_one_address_never_share_a_tuple_and_each_transla
         outside_port.push(reply.dport);
     }
     let total = opened.len() as u32;
-    let now = run_sync((&mut ia, &mut wa), (&mut ib, &mut wb), 20, 1, || {
-        a.n_conns() == total && b.n_conns() == total
-    });
+    pair.settle(|p| p.a.ct.n_conns() == total && p.b.ct.n_conns() == total);
+    let (a, b, now) = (pair.a.ct.clone(), pair.b.ct.clone(), pair.now);
     assert_eq!((a.n_conns(), b.n_conns()), (total, total));
     assert_eq!(lines(&a), lines(&b), "both tables hold every connection");
     // Each handed out ports of its own block only, and no two connections share a
@@ -342,7 +512,7 @@ fn active_active_port_blocks_of_one_address_never_share_a_tuple_and_each_transla
     // routes the shared address by address only.
     let mut wrong = Vec::new();
     for (&(_, tcp, h, p, s), &port) in opened.iter().zip(&outside_port) {
-        for (w, n) in [(&mut wa, &na), (&mut wb, &nb)] {
+        for (w, n) in [(&mut pair.a.w, &na), (&mut pair.b.w, &nb)] {
             let mut f = Frame::ip(s, ip(POOL), L4::udp(80, port, b"r")).build();
             if tcp {
                 f = Frame::ip(s, ip(POOL), L4::tcp(80, port, 5000, 1001, SYN | ACK, b"")).build();
@@ -368,10 +538,10 @@ fn active_active_port_blocks_of_one_address_never_share_a_tuple_and_each_transla
             .iter()
             .position(|o| o.2 == h && o.3 == p && !o.1)
             .unwrap()];
-        let (out, reply) = nb.pass(&mut wb, &frame(false, h, p, s3, 53), now);
+        let (out, reply) = nb.pass(&mut pair.b.w, &frame(false, h, p, s3, 53), now);
         assert_eq!(reply.unwrap().dport, learned, "inside port {p}");
         let (_, back) = nb.pass(
-            &mut wb,
+            &mut pair.b.w,
             &Frame::ip(s3, ip(POOL), L4::udp(53, learned, b"r")).build(),
             now,
         );
@@ -388,6 +558,6 @@ fn active_active_port_blocks_of_one_address_never_share_a_tuple_and_each_transla
     }
     // One that has its own mapping here keeps it.
     let (h, p) = inside(0);
-    let (_, reply) = nb.pass(&mut wb, &frame(false, h, p, s3, 53), now);
+    let (_, reply) = nb.pass(&mut pair.b.w, &frame(false, h, p, s3, 53), now);
     assert!(reply.unwrap().dport >= 32768);
 }
