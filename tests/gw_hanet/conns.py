@@ -7,7 +7,8 @@ server ADDR PORT
 client DST PORT NTCP NUDP DIR
     Opens NTCP TCP connections (each kept open) and NUDP UDP sockets to DST:PORT, all from
     distinct local ports. Round R (R = 1, 2, ...) sends one request on every connection and
-    waits (at most 30 s) for the answers; round 1 starts at once, round R > 1 when the file
+    waits (at most 30 s) for the answers (an unanswered UDP request is sent again every
+    second); round 1 starts at once, round R > 1 when the file
     DIR/goR exists. After each round it writes DIR/roundR (one line per connection:
     "tcp|udp ID LOCALPORT STATUS SEENAS", STATUS "ok", "wrong", "closed" or "timeout",
     SEENAS the address the server saw, "-" without an answer) and prints
@@ -22,6 +23,8 @@ import sys
 import time
 
 TIMEOUT = 30.0
+# Seconds before an unanswered UDP request is sent again.
+UDP_RETRY = 1.0
 
 
 def raise_fd_limit():
@@ -98,6 +101,7 @@ class Conn:
         self.state = "connecting" if kind == "tcp" else "open"
         self.buf = b""
         self.status, self.seen = "timeout", "-"
+        self.resent = 0
 
 
 def connect_all(dst, port, ntcp):
@@ -134,7 +138,7 @@ def run_round(r, conns, dst, port):
     sel = selectors.DefaultSelector()
     waiting = 0
     for c in conns:
-        c.status, c.seen, c.buf = "timeout", "-", b""
+        c.status, c.seen, c.buf, c.resent = "timeout", "-", b"", 0
         if c.state != "open":
             c.status = c.state
             continue
@@ -150,7 +154,20 @@ def run_round(r, conns, dst, port):
         sel.register(c.sock, selectors.EVENT_READ, c)
         waiting += 1
     deadline = time.time() + TIMEOUT
+    resend = time.time() + UDP_RETRY
     while waiting and time.time() < deadline:
+        if time.time() >= resend:
+            # UDP has no retransmission of its own: an unanswered request is sent again,
+            # as a UDP application would (counted in the round's "resent=").
+            resend = time.time() + UDP_RETRY
+            for key in list(sel.get_map().values()):
+                c = key.data
+                if c.kind == "udp":
+                    c.resent += 1
+                    try:
+                        c.sock.sendto(b"REQ %d %d" % (c.id, r), (dst, port))
+                    except OSError:
+                        pass
         for key, _ in sel.select(0.5):
             c = key.data
             try:
@@ -168,6 +185,8 @@ def run_round(r, conns, dst, port):
                     continue
                 data = c.buf.split(b"\n", 1)[0]
             parts = data.split()
+            if c.kind == "udp" and parts[:2] == [b"ANS", b"%d" % c.id] and parts[2:3] != [b"%d" % r]:
+                continue  # a late second answer to a request of an earlier round
             want = [b"ANS", b"%d" % c.id, b"%d" % r]
             if parts[:3] == want and len(parts) == 4:
                 c.status, c.seen = "ok", parts[3].decode()
@@ -198,7 +217,8 @@ def client(dst, port, ntcp, nudp, out):
             f.writelines(lines)
         os.rename(tmp, os.path.join(out, "round%d" % r))
         ok = sum(1 for c in conns if c.status == "ok")
-        print("round %d ok=%d failed=%d" % (r, ok, len(conns) - ok), flush=True)
+        resent = sum(c.resent for c in conns)
+        print("round %d ok=%d failed=%d resent=%d" % (r, ok, len(conns) - ok, resent), flush=True)
         r += 1
 
 
