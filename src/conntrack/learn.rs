@@ -80,10 +80,9 @@ fn install_l4(c: &LearnedConn) -> L4State {
 
 impl CtWorker<'_> {
     /// Installs `c`, or updates it in place when a connection with its original key and
-    /// reply tuple exists (a connection this instance made keeps origin 0); one with the
-    /// same original key but another reply tuple (another NAT binding) is replaced. With
-    /// `keep_local`, a connection this instance made (origin 0) is left alone (the peer's
-    /// copy came from a table walk and is older).
+    /// reply tuple exists; one with the same original key but another reply tuple (another
+    /// NAT binding) is replaced. With `keep_local`, a connection this instance made
+    /// (origin 0) is left alone (the peer's copy came from a table walk and is older).
     pub fn learn(
         &mut self,
         c: &LearnedConn,
@@ -107,17 +106,8 @@ impl CtWorker<'_> {
                     conn.tattr.store(c.attr as u8, Ordering::Relaxed);
                     conn.set_mark(c.mark);
                     conn.set_label(c.label);
-                    // A connection made here stays this instance's (origin 0) when the
-                    // peer's datapath changed its copy (asymmetric flows through an
-                    // active/active pair, routes moved without a stop): this instance's
-                    // refreshes keep carrying it, and the end of the peer's stream, which
-                    // removes only what was learned from the peer, cannot take it. Were it
-                    // marked as the peer's, each side would skip it in its walks as
-                    // learned from the other, and each stream's end would remove it.
-                    if conn.origin() != 0 {
-                        conn.origin.store(c.origin, Ordering::Relaxed);
-                        conn.stream.store(c.stream, Ordering::Relaxed);
-                    }
+                    conn.origin.store(c.origin, Ordering::Relaxed);
+                    conn.stream.store(c.stream, Ordering::Relaxed);
                     return Ok(Learned::Updated(hit));
                 }
             }
