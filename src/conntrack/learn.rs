@@ -11,7 +11,7 @@
 //! always past `seqlo`), which the TCP tracker reads as "re-learn this end from its next
 //! segment" ([`super::l4::tcp`]), as it does for a connection picked up mid-stream.
 
-use super::conn::{L4State, DIR_ORIG};
+use super::conn::{L4State, ASSURED, DIR_ORIG};
 use super::events::DestroyReason;
 use super::key::ConnKey;
 use super::table::Hit;
@@ -57,6 +57,14 @@ pub enum Learned {
 }
 
 /// The L4 state to install: for TCP, the sequence numbers forgotten (see the module doc).
+/// The `tattr` byte of a learned connection: its class, assured when the class implies
+/// it (a peer sends no status bits: established or closing TCP, UDP with replies).
+fn learned_status(a: TimeoutAttr) -> u8 {
+    use TimeoutAttr::*;
+    let assured = matches!(a, TcpEstablished | TcpFinWait | TcpTimeWait | UdpMultiple);
+    a as u8 | if assured { ASSURED } else { 0 }
+}
+
 fn install_l4(c: &LearnedConn) -> L4State {
     let mut l4 = c.l4;
     if c.orig.proto == proto::TCP {
@@ -94,7 +102,7 @@ impl CtWorker<'_> {
                 if conn.key(1) == c.reply {
                     conn.with_l4(|st| *st = install_l4(c));
                     conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
-                    conn.tattr.store(c.attr as u8, Ordering::Relaxed);
+                    conn.tattr.store(learned_status(c.attr), Ordering::Relaxed);
                     conn.set_mark(c.mark);
                     conn.set_label(c.label);
                     conn.origin.store(c.origin, Ordering::Relaxed);
@@ -108,7 +116,7 @@ impl CtWorker<'_> {
         let init = |conn: &super::conn::Conn, _: &super::zones::Zone| {
             conn.with_l4(|st| *st = install_l4(c));
             conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
-            conn.tattr.store(c.attr as u8, Ordering::Relaxed);
+            conn.tattr.store(learned_status(c.attr), Ordering::Relaxed);
             conn.set_mark(c.mark);
             conn.set_label(c.label);
             conn.origin.store(c.origin, Ordering::Relaxed);
