@@ -236,18 +236,6 @@ fn link_mtu(gw: &Gw, ns: &str, dev: &str) -> u32 {
         .unwrap_or_else(|| panic!("no mtu in:\n{o}"))
 }
 
-/// Waits up to 10 s for `log` to contain `what`; its text.
-fn wait_for(log: &std::path::Path, what: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let t = std::fs::read_to_string(log).unwrap_or_default();
-        if t.contains(what) || std::time::Instant::now() > deadline {
-            return t;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_work_with_real_stacks(
 ) {

@@ -3,7 +3,7 @@
 
 use super::key::{ConnKey, KEY_WORDS};
 use super::sync::{prefetch, SpinLock};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Direction of a packet relative to its connection.
 pub const DIR_ORIG: usize = 0;
@@ -146,6 +146,9 @@ pub struct Conn {
     /// 0 for a connection this instance created; n for one learned from sync peer n
     /// ([`crate::conntrack::learn`]).
     pub(crate) origin: AtomicU8,
+    /// For a learned connection: the number of its origin peer's bulk stream that last
+    /// carried it ([`crate::conntrack::learn`]); meaningless for a local one.
+    pub(crate) stream: AtomicU16,
     /// Zone-list links (previous, next), only read and written under the zone-list shard
     /// lock (so `Relaxed` loads and stores suffice: the lock orders them; on x86 they are
     /// plain moves).

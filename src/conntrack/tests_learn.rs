@@ -33,6 +33,7 @@ fn learned(s: &ConnSnapshot, now: u64, origin: u8) -> LearnedConn {
         label: s.label,
         l4: s.l4,
         origin,
+        stream: 0,
     }
 }
 
@@ -247,4 +248,68 @@ fn a_walked_copy_never_replaces_a_connection_made_here() {
     // An event-borne update does replace it: the peer's datapath changed it.
     assert!(matches!(wa.learn(&copy, 5, false), Ok(Learned::Updated(_))));
     assert_eq!((a.all_conns()[0].mark, a.all_conns()[0].origin), (99, 1));
+}
+
+#[test]
+fn unlearn_unrepeated_removes_only_that_peers_connections_of_other_streams() {
+    let a = tracker();
+    let mut wa = a.worker(0);
+    for port in 4000..4008 {
+        wa.process(&udp(A, B, port, 53), 0, true, 0);
+    }
+    let mut snaps = a.all_conns();
+    snaps.sort_by_key(|s| s.orig.sport);
+    let b = tracker();
+    b.zones().set_limit(0, 9);
+    let mut wb = b.worker(0);
+    // 4000-4002 from peer 1 in its stream 1, 4003-4004 in its stream 2, 4005-4006 from
+    // peer 2 in stream 1; 4007 made here.
+    for (s, origin, stream) in [(0, 1, 1), (1, 1, 1), (2, 1, 1), (3, 1, 2), (4, 1, 2)]
+        .into_iter()
+        .chain([(5, 2, 1), (6, 2, 1)])
+    {
+        let mut l = learned(&snaps[s], 0, origin);
+        l.stream = stream;
+        wb.learn(&l, 0, false).unwrap();
+    }
+    wb.process(&udp(A, B, 4007, 53), 0, true, 0);
+    let sub = b.events().subscribe(64);
+    assert_eq!(b.n_conns(), 8);
+    // Peer 1's stream 2 ended: its walk, in two halves of the table.
+    let n = b.table().n_buckets();
+    let removed = wb.unlearn_unrepeated(1, 2, 0..n / 2) + wb.unlearn_unrepeated(1, 2, n / 2..n);
+    assert_eq!(removed, 3);
+    assert_eq!(wb.unlearn_unrepeated(0, 2, 0..n), 0);
+    let mut left: Vec<(u16, u8)> = b
+        .all_conns()
+        .iter()
+        .map(|s| (s.orig.sport, s.origin))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [(4003, 1), (4004, 1), (4005, 2), (4006, 2), (4007, 0)]
+    );
+    assert_eq!(b.n_conns(), 5);
+    // No events; their zone places and tuples are free again: a packet of a removed one
+    // is a new connection here, and the zone takes four more.
+    b.events().pump();
+    let mut evs = Vec::new();
+    sub.drain(&mut evs);
+    assert!(evs.is_empty(), "{evs:?}");
+    assert_eq!(
+        wb.process(&udp(A, B, 4000, 53), 0, true, 1)
+            .state
+            .to_string(),
+        "trk,new"
+    );
+    for port in 5000..5003 {
+        assert_eq!(
+            wb.process(&udp(A, B, port, 53), 0, true, 1)
+                .state
+                .to_string(),
+            "trk,new"
+        );
+    }
+    assert_eq!(b.n_conns(), 9);
 }
