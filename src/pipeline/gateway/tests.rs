@@ -17,7 +17,7 @@ mod reload;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
-use crate::wire::testframe::{arp, ether, fragments, Frame, L4};
+use crate::wire::testframe::{arp, ether, fragments, ip4, ip6, Frame, L4};
 use std::net::IpAddr;
 
 const GW0: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
@@ -133,39 +133,6 @@ impl Gw {
         assert_eq!(v, Verdict::Forward(1));
         self.take_emitted();
     }
-}
-
-/// An IPv4 frame carrying `l4` (protocol `proto`), every checksum filled
-/// (`wire::testframe`).
-fn ip4(
-    dmac: [u8; 6],
-    smac: [u8; 6],
-    src: [u8; 4],
-    dst: [u8; 4],
-    ttl: u8,
-    proto: u8,
-    l4: &[u8],
-) -> Vec<u8> {
-    Frame::v4(src, dst, L4::raw(proto, l4))
-        .macs(dmac, smac)
-        .ttl(ttl)
-        .build()
-}
-
-/// An IPv6 frame carrying `l4` (see [`ip4`]).
-fn ip6(
-    dmac: [u8; 6],
-    smac: [u8; 6],
-    src: [u8; 16],
-    dst: [u8; 16],
-    hlim: u8,
-    proto: u8,
-    l4: &[u8],
-) -> Vec<u8> {
-    Frame::v6(src, dst, L4::raw(proto, l4))
-        .macs(dmac, smac)
-        .ttl(hlim)
-        .build()
 }
 
 fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
