@@ -19,23 +19,34 @@ fn udp_out(n: usize) -> Vec<u8> {
 }
 
 #[test]
-fn a_df_packet_too_big_for_the_outside_mtu_gets_frag_needed_quoting_it_as_sent() {
+fn a_df_packet_too_big_for_the_outside_mtu_gets_frag_needed_quoting_576_bytes_of_it_as_sent() {
     let mut g = outside_with("mtu = 1400");
     g.resolve_v4_neighbours();
     // 20 + 8 + 1472 = 1500 bytes of IP, DF set (the test frames' default).
     let sent = udp_out(1472);
     let (v, _) = g.send(&sent, 0);
     assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
-    // From 10.0.0.1 (the input port's address) to the sender, quoting its header and 8
-    // bytes as it sent them (source 10.0.0.2:5000 before SNAT, TTL 64).
-    let quote = &sent[14..14 + 28];
+    // From 10.0.0.1 (the input port's address) to the sender, quoting as much of the
+    // packet as it sent it (source 10.0.0.2:5000 before SNAT, TTL 64) as fits in 576
+    // bytes of IP (RFC 1812 §4.3.2.3): 576 - 20 - 8 = 548 of its 1500.
+    let quote = &sent[14..14 + 548];
     let want = Frame::v4(GW_IN4, H4, L4::icmp(3, 4, 1400, quote))
         .macs(HOST, GW0)
         .ttl(64)
         .ident(0)
         .dont_frag(false)
         .build();
-    assert_eq!(g.take_emitted(), vec![(0, want)]);
+    let em = g.take_emitted();
+    assert_eq!(em, vec![(0, want)]);
+    let e = &em[0].1;
+    assert_eq!(e.len(), 14 + 576);
+    assert_eq!(u16::from_be_bytes([e[16], e[17]]), 576, "IP total length");
+    assert!(verify_ipv4_header(&e[14..34]));
+    assert_eq!(
+        crate::wire::checksum::icmpv4(&e[34..]),
+        u16::from_be_bytes([e[36], e[37]]),
+        "ICMP checksum"
+    );
     let c = g.shared.counters();
     assert_eq!(
         (c.frag_needed, c.packet_too_big, c.icmp_rate_limited),
@@ -47,7 +58,7 @@ fn a_df_packet_too_big_for_the_outside_mtu_gets_frag_needed_quoting_it_as_sent()
 }
 
 #[test]
-fn an_ipv6_packet_too_big_gets_packet_too_big_with_the_mtu() {
+fn an_ipv6_packet_too_big_gets_packet_too_big_with_the_mtu_quoting_1280_bytes_in_all() {
     let mut g = outside_with("mtu = 1400");
     let h6 = v6("fd00:0:0:1::2");
     let gw6 = v6("fd00:0:0:1::1");
@@ -64,14 +75,26 @@ fn an_ipv6_packet_too_big_gets_packet_too_big_with_the_mtu() {
     );
     let (v, _) = g.send(&sent, 0);
     assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
-    // As much of the packet as fits in a generated frame, never more than 1280 in all.
-    let room = GEN_LEN - 14 - 40 - 8;
-    let want = Frame::v6(gw6, h6, L4::icmp(2, 0, 1400, &sent[14..14 + room]))
+    // As much of the packet as fits in 1280 bytes in all (RFC 4443 §2.4 (c)): 1280 - 40 -
+    // 8 = 1232 of its 1500.
+    let want = Frame::v6(gw6, h6, L4::icmp(2, 0, 1400, &sent[14..14 + 1232]))
         .macs(HOST, GW0)
         .ttl(64)
         .build();
     let em = g.take_emitted();
     assert_eq!(em, vec![(0, want)]);
+    let e = &em[0].1;
+    assert_eq!(e.len(), 14 + 1280);
+    assert_eq!(
+        u16::from_be_bytes([e[18], e[19]]),
+        1240,
+        "IPv6 payload length"
+    );
+    assert_eq!(
+        crate::wire::checksum::icmpv6(&gw6, &h6, &e[54..]),
+        u16::from_be_bytes([e[56], e[57]]),
+        "ICMPv6 checksum"
+    );
     assert_eq!(g.shared.counters().packet_too_big, 1);
 }
 
