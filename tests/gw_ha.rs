@@ -4,14 +4,14 @@
 //! spans the switch) and a UDP request/response flow (20 per second) start through A;
 //! once B has learned both, the routes move to B (as VRRP would) and A is killed (SIGKILL).
 //! A second download (spanning the switch back) and a second UDP flow start through B
-//! alone. A restarts and gets the
-//! whole table back by bulk resync, the routes move back to A and B stops. Both downloads
-//! complete byte for byte, the UDP flows continue with a bounded loss at each switch, the
-//! server sees neither a RST nor another source address or port, and each instance
-//! carried the other's connections as learned ones: its datapath created none for them
-//! (the SNAT choice is deterministic, so only that tells a learned connection from one
-//! re-created from traffic). The failover time (UDP gap, TCP stall) is printed
-//! (`--nocapture`) for docs/ha.md; nothing here asserts a duration. Needs root.
+//! alone. A restarts and gets the whole table back by bulk resync, the routes move back
+//! to A and B stops. Both downloads complete byte for byte, the UDP flows continue with a
+//! bounded loss at each switch, the server sees neither a RST nor another source address
+//! or port, and each instance carried the other's connections as learned ones: its
+//! datapath created none for them and refused none of their segments (the SNAT choice is
+//! deterministic, so only that tells a learned connection from one re-created from
+//! traffic). The failover time (UDP gap, TCP stall) is printed (`--nocapture`) for
+//! docs/ha.md; nothing here asserts a duration. Needs root.
 #![cfg(feature = "dpdk")]
 
 mod common;
