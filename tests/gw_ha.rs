@@ -1,16 +1,17 @@
 //! Active/standby failover with real traffic (issue 16): two ctgate instances A and B with
 //! the same SNAT pool (203.0.113.1), synced over loopback, between an inside client and
 //! an outside server (`gw_hanet`). A 24 MiB HTTP download (curl, rate-limited so that it
-//! spans the switches) and a UDP request/response flow (20 per second) start through A;
+//! spans the switch) and a UDP request/response flow (20 per second) start through A;
 //! once B has learned both, the routes move to B (as VRRP would) and A is killed (SIGKILL).
-//! A second download and a second UDP flow start through B alone. A restarts and gets the
-//! whole table back by bulk resync, the routes move back to A and B stops. Both downloads
-//! complete byte for byte, the UDP flows continue with a bounded loss at each switch, the
-//! server sees neither a RST nor another source address or port, and each instance
-//! carried the other's connections as learned ones: its datapath created none for them
-//! (the SNAT choice is deterministic, so only that tells a learned connection from one
-//! re-created from traffic). The failover time (UDP gap, TCP stall) is printed
-//! (`--nocapture`) for docs/ha.md; nothing here asserts a duration. Needs root.
+//! A second download (spanning the switch back) and a second UDP flow start through B
+//! alone. A restarts and gets the whole table back by bulk resync, the routes move back
+//! to A and B stops. Both downloads complete byte for byte, the UDP flows continue with a
+//! bounded loss at each switch, the server sees neither a RST nor another source address
+//! or port, and each instance carried the other's connections as learned ones: its
+//! datapath created none for them and refused none of their segments (the SNAT choice is
+//! deterministic, so only that tells a learned connection from one re-created from
+//! traffic). The failover time (UDP gap, TCP stall) is printed (`--nocapture`) for
+//! docs/ha.md; nothing here asserts a duration. Needs root.
 #![cfg(feature = "dpdk")]
 
 mod common;
@@ -103,7 +104,7 @@ fn failover_to_the_standby_keeps_downloads_and_udp_flows_and_the_restarted_activ
     let www = ha.scratch.path("www");
     std::fs::create_dir_all(&www).unwrap();
     let data = blob(&www, "blob", 24 << 20);
-    let data2 = blob(&www, "blob2", 20 << 20);
+    let data2 = blob(&www, "blob2", 32 << 20);
     ha.http_server(&ns_out, SERVER, HTTP_PORT, &www);
     let udp_server = ha.udp_seq_server(UDP_PORT);
     let cap = ha.capture(&ns_out, "server", &format!("tcp port {HTTP_PORT}"));
@@ -179,11 +180,6 @@ fn failover_to_the_standby_keeps_downloads_and_udp_flows_and_the_restarted_activ
         "B's datapath should have created exactly the two new connections:\n{}",
         ha.b.dump()
     );
-    assert!(
-        !dl1.ended(),
-        "the first download ended before A came back:\n{}",
-        std::fs::read_to_string(&dl1.log).unwrap_or_default()
-    );
     // Every segment of the carried streams was valid on B: the learned connections took
     // their sequence numbers from the traffic, whichever end spoke first.
     assert_eq!(ha.b.ct_counter("invalid_tcp"), 0, "{}", ha.b.dump());
@@ -218,10 +214,12 @@ fn failover_to_the_standby_keeps_downloads_and_udp_flows_and_the_restarted_activ
         }
     }
 
-    // The routes go back to A, B stops: everything continues through A alone.
+    // The routes go back to A, B stops: everything continues through A alone. The
+    // second download spans this switch (the first one may have ended by now).
     assert!(
-        !dl2.ended() && !dl1.ended(),
-        "a download ended before the routes went back to A"
+        !dl2.ended() && dl2.received() < (data2.len() as u64) * 3 / 4,
+        "the second download is too far to span the switch back: {} bytes",
+        dl2.received()
     );
     let t_back = wall_now();
     ha.move_routes(Side::A);
