@@ -461,6 +461,32 @@ impl HaNet {
         log
     }
 
+    /// Starts `curl URL` in the inside namespace in the background, `rate` (curl's
+    /// `--limit-rate`, e.g. `1M`) at most, saving the body into the scratch directory.
+    pub fn download(&mut self, name: &str, url: &str, rate: &str) -> Download {
+        let body = self.scratch.path(name);
+        let log = self.scratch.path(&format!("{name}.curl.log"));
+        let ns = self.ns_in.clone();
+        self.spawn_in(
+            &ns,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "600",
+                "--limit-rate",
+                rate,
+                "-o",
+                body.to_str().unwrap(),
+                "-w",
+                "done %{http_code} %{size_download}\n",
+                url,
+            ],
+            &log,
+        );
+        Download { body, log }
+    }
+
     /// Starts `tcpdump -i any` in namespace `ns` writing packet headers (96 bytes, each
     /// packet flushed) matching `filter` to the returned pcap file, once it listens.
     pub fn capture(&mut self, ns: &str, name: &str, filter: &str) -> PathBuf {
@@ -485,6 +511,36 @@ impl HaNet {
         let t = wait_for(&log, "listening on");
         assert!(t.contains("listening on"), "tcpdump did not start:\n{t}");
         pcap
+    }
+}
+
+/// A background download (see [`HaNet::download`]).
+pub struct Download {
+    /// Where the body goes.
+    pub body: PathBuf,
+    /// curl's output: `done CODE SIZE` when it ends, or its error.
+    pub log: PathBuf,
+}
+
+impl Download {
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        std::fs::metadata(&self.body).map_or(0, |m| m.len())
+    }
+
+    /// Whether curl has ended (successfully or not).
+    pub fn ended(&self) -> bool {
+        let t = std::fs::read_to_string(&self.log).unwrap_or_default();
+        t.contains("done ") || t.contains("curl: ")
+    }
+
+    /// Waits (at most `timeout`) for curl to end; its output.
+    pub fn wait(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while !self.ended() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 

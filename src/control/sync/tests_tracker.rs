@@ -1,15 +1,24 @@
 //! Two real trackers synced through endpoints over a lossy in-memory link: the events of
 //! one become connections learned by the other, which then carries their traffic; the end
-//! of a bracketed stream removes what the peer no longer has, and only that.
+//! of a bracketed stream removes what the peer no longer has, and only that. Two
+//! active/active instances with SNAT port blocks of one pool address (each with the NAT
+//! mapping table, as the gateway has it) never share a tuple and translate each other's
+//! replies to the right inside host.
 
 use super::endpoint::{PeerState, SyncEndpoint, SyncParams, SyncTable};
 use super::record::SyncRecord;
 use super::tracker_table::{record_of, record_of_event, LearnedStreams, TrackerTable};
 use crate::conntrack::events::{CtEvent, Subscription};
+use crate::conntrack::key::ConnKey;
 use crate::conntrack::testpkt::{tcp, udp};
 use crate::conntrack::{Conntrack, CtConfig, OwnedCtWorker};
+use crate::nat::mapping::{Endpoint, Mapped, MappingHooks, Mappings};
+use crate::nat::{apply, NatSpec};
 use crate::wire::parse::tcp_flags::{ACK, PSH, SYN};
-use std::net::SocketAddr;
+use crate::wire::parse::{parse_frame, L4Summary};
+use crate::wire::testframe::{Frame, L4};
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 fn tracker(seed: u64) -> Arc<Conntrack> {
@@ -80,6 +89,8 @@ struct Pair {
     a: Side,
     b: Side,
     sub: Subscription,
+    /// B's events, when B's connections are synced too (active/active).
+    sub_b: Option<Subscription>,
     now: u64,
     rng: u64,
     loss: u64,
@@ -93,22 +104,37 @@ impl Pair {
             a,
             b: Side::new(2, &prm),
             sub,
+            sub_b: None,
             now: 1,
             rng: 0x2545_f491_4f6c_dd1d,
             loss,
         }
     }
 
-    /// One 10 ms tick: A's events become records, both endpoints run, the link loses some.
+    /// Both active: B's events are synced to A too.
+    fn active_active(prm: SyncParams, loss: u64) -> Pair {
+        let mut p = Pair::new(prm, loss);
+        p.sub_b = Some(p.b.ct.events().subscribe(100_000));
+        p
+    }
+
+    /// One 10 ms tick: A's (and B's) events become records, both endpoints run, the link
+    /// loses some.
     fn tick(&mut self) {
         self.now += 10;
         let now = self.now;
-        self.a.ct.events().pump();
-        let mut evs: Vec<CtEvent> = Vec::new();
-        self.sub.drain(&mut evs);
-        for e in &evs {
-            if let Some(r) = record_of_event(&self.a.ct, e, now) {
-                self.a.ep.record(r);
+        for (side, sub) in [
+            (&mut self.a, Some(&self.sub)),
+            (&mut self.b, self.sub_b.as_ref()),
+        ] {
+            let Some(sub) = sub else { continue };
+            side.ct.events().pump();
+            let mut evs: Vec<CtEvent> = Vec::new();
+            sub.drain(&mut evs);
+            for e in &evs {
+                if let Some(r) = record_of_event(&side.ct, e, now) {
+                    side.ep.record(r);
+                }
             }
         }
         let mut wire = Vec::new();
@@ -344,4 +370,194 @@ fn records_after_a_streams_end_stay_and_a_new_stream_cancels_the_removal_walk() 
     assert_eq!(b.streams.removed(0), 8);
     assert_eq!(b.ct.n_conns(), 12 + 4);
     assert_eq!(b.ct.all_conns().iter().filter(|s| s.origin == 0).count(), 4);
+}
+
+/// An instance's SNAT: `spec` through its mapping table, as the gateway translates TCP
+/// and UDP.
+struct Snat {
+    spec: NatSpec,
+    maps: Arc<Mappings>,
+}
+
+impl Snat {
+    /// The pool `pool` on `ct`, whose connection hooks keep the mapping table.
+    fn on(ct: &Conntrack, pool: &str) -> Snat {
+        let maps = Arc::new(Mappings::new(10_000));
+        assert!(ct.set_hooks(Arc::new(MappingHooks(maps.clone()))).is_ok());
+        Snat {
+            spec: NatSpec::snat(pool.parse().unwrap()),
+            maps,
+        }
+    }
+
+    /// Tracks and translates `frame` (creating a connection when it is new) as the
+    /// gateway does; returns the frame as it leaves and the connection's reply key.
+    fn pass(&self, w: &mut OwnedCtWorker, frame: &[u8], now: u64) -> (Vec<u8>, Option<ConnKey>) {
+        let p = parse_frame(frame).unwrap();
+        let nat = Mapped {
+            spec: &self.spec,
+            maps: &self.maps,
+            now,
+        };
+        let r = w.process_nat(&p, 0, true, &nat, now);
+        let mut out = frame.to_vec();
+        apply(&mut out, &p, &r, w.tracker()).unwrap();
+        let reply = r
+            .conn
+            .and_then(|h| w.tracker().snapshot(h.idx, h.gen))
+            .map(|s| s.reply);
+        (out, reply)
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A frame from `src`:`sport` to `dst`:`dport`: a TCP SYN (`tcp`) or a UDP datagram.
+fn frame(tcp: bool, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Vec<u8> {
+    let l4 = if tcp {
+        L4::tcp(sport, dport, 1000, 0, SYN, b"")
+    } else {
+        L4::udp(sport, dport, b"q")
+    };
+    Frame::ip(src, dst, l4).build()
+}
+
+/// Destination address and port of a frame.
+fn dst_of(f: &[u8]) -> (IpAddr, u16) {
+    let p = parse_frame(f).unwrap();
+    let port = match p.l4 {
+        L4Summary::Tcp(t) => t.dport,
+        L4Summary::Udp { dport, .. } => dport,
+        _ => 0,
+    };
+    (ConnKey::from_packet(&p, 0).dst_ip(), port)
+}
+
+#[test]
+fn active_active_port_blocks_of_one_address_never_share_a_tuple_and_each_translates_the_others_replies(
+) {
+    const POOL: &str = "203.0.113.1";
+    let prm = SyncParams {
+        rto_ms: 30,
+        ..SyncParams::default()
+    };
+    let mut pair = Pair::active_active(prm, 20);
+    let na = Snat::on(&pair.a.ct, &format!("{POOL}:1024-32767"));
+    let nb = Snat::on(&pair.b.ct, &format!("{POOL}:32768-65535"));
+    let (s1, s2, s3) = (ip("198.51.100.9"), ip("198.51.100.10"), ip("198.51.100.77"));
+    // 200 inside endpoints (half their ports in A's block, half in B's), TCP and UDP.
+    // The first 100 open a connection through each instance (ECMP spreads by ports: one
+    // endpoint's flows to two servers can take both), to s1 through A and to s2 through
+    // B, before either has heard of the other's; the last 100 only through A.
+    let inside = |i: u16| {
+        let h = ip(&format!("10.1.{}.{}", i / 100, i % 100 + 1));
+        (
+            h,
+            if i.is_multiple_of(2) {
+                20_000 + i
+            } else {
+                50_000 + i
+            },
+        )
+    };
+    let mut opened = Vec::new(); // (instance, tcp, inside host, inside port, server)
+    for i in 0..200u16 {
+        let (h, p) = inside(i);
+        for tcp in [true, false] {
+            opened.push((0, tcp, h, p, s1));
+            if i < 100 {
+                opened.push((1, tcp, h, p, s2));
+            }
+        }
+    }
+    let mut outside_port = Vec::new();
+    for &(at, tcp, h, p, s) in &opened {
+        let (w, n) = if at == 0 {
+            (&mut pair.a.w, &na)
+        } else {
+            (&mut pair.b.w, &nb)
+        };
+        let (out, reply) = n.pass(w, &frame(tcp, h, p, s, 80), 1);
+        let reply = reply.expect("a new connection");
+        assert_eq!(reply.dst_ip(), ip(POOL));
+        assert_eq!(
+            ConnKey::from_packet(&parse_frame(&out).unwrap(), 0).src_ip(),
+            ip(POOL)
+        );
+        outside_port.push(reply.dport);
+    }
+    let total = opened.len() as u32;
+    pair.settle(|p| p.a.ct.n_conns() == total && p.b.ct.n_conns() == total);
+    let (a, b, now) = (pair.a.ct.clone(), pair.b.ct.clone(), pair.now);
+    assert_eq!((a.n_conns(), b.n_conns()), (total, total));
+    assert_eq!(lines(&a), lines(&b), "both tables hold every connection");
+    // Each handed out ports of its own block only, and no two connections share a
+    // translated tuple.
+    let own = |ct: &Conntrack| {
+        ct.all_conns()
+            .into_iter()
+            .filter(|s| s.origin == 0)
+            .map(|s| s.reply.dport)
+            .collect::<Vec<_>>()
+    };
+    let (pa, pb) = (own(&a), own(&b));
+    assert_eq!((pa.len(), pb.len()), (400, 200));
+    assert!(pa.iter().all(|p| (1024..=32767).contains(p)), "{pa:?}");
+    assert!(pb.iter().all(|p| *p >= 32768), "{pb:?}");
+    let tuples: HashSet<_> = a.all_conns().iter().map(|s| s.reply.to_words()).collect();
+    assert_eq!(tuples.len() as u32, total);
+    // Every reply reaches its inside host through either instance: the outside router
+    // routes the shared address by address only.
+    let mut wrong = Vec::new();
+    for (&(_, tcp, h, p, s), &port) in opened.iter().zip(&outside_port) {
+        for (w, n) in [(&mut pair.a.w, &na), (&mut pair.b.w, &nb)] {
+            let mut f = Frame::ip(s, ip(POOL), L4::udp(80, port, b"r")).build();
+            if tcp {
+                f = Frame::ip(s, ip(POOL), L4::tcp(80, port, 5000, 1001, SYN | ACK, b"")).build();
+            }
+            let (out, _) = n.pass(w, &f, now);
+            if dst_of(&out) != (h, p) {
+                wrong.push((tcp, h, p, port, dst_of(&out)));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {}: {:?}",
+        wrong.len(),
+        2 * total,
+        &wrong[..wrong.len().min(5)]
+    );
+    // A learned binding is B's mapping of an inside endpoint that had none here: its new
+    // connection reuses it, and the outside endpoint is that inside endpoint's.
+    for i in [100u16, 101, 150, 199] {
+        let (h, p) = inside(i);
+        let learned = outside_port[opened
+            .iter()
+            .position(|o| o.2 == h && o.3 == p && !o.1)
+            .unwrap()];
+        let (out, reply) = nb.pass(&mut pair.b.w, &frame(false, h, p, s3, 53), now);
+        assert_eq!(reply.unwrap().dport, learned, "inside port {p}");
+        let (_, back) = nb.pass(
+            &mut pair.b.w,
+            &Frame::ip(s3, ip(POOL), L4::udp(53, learned, b"r")).build(),
+            now,
+        );
+        assert!(back.is_some());
+        assert_ne!(dst_of(&out), (h, p));
+        let outside = Endpoint {
+            zone: 0,
+            proto: 17,
+            family: 4,
+            addr: ConnKey::from_packet(&parse_frame(&out).unwrap(), 0).src,
+            port: learned,
+        };
+        assert_eq!(nb.maps.lookup_out(&outside, now).unwrap().inside.port, p);
+    }
+    // One that has its own mapping here keeps it.
+    let (h, p) = inside(0);
+    let (_, reply) = nb.pass(&mut pair.b.w, &frame(false, h, p, s3, 53), now);
+    assert!(reply.unwrap().dport >= 32768);
 }
