@@ -475,6 +475,46 @@ impl Drop for Gw {
     }
 }
 
+/// The ports, routes and SNAT pools of the two namespaces [`Gw::start`] wires, as config
+/// text: inside port 0 (10.0.0.1/24, fd00:0:0:1::1/64, in zone `inside_zone` when given),
+/// outside port 1 (192.0.2.1/24, fd00:0:0:2::1/64), default routes via the outside host,
+/// SNAT to the outside addresses. A test puts its own `[datapath]`, `[timeouts]`, … around
+/// it.
+pub fn topology(inside_zone: Option<u16>) -> String {
+    let zone = inside_zone
+        .map(|z| format!("zone = {z}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"
+[[port]]
+port = 0
+role = "inside"
+ipv4 = "10.0.0.1/24"
+ipv6 = "fd00:0:0:1::1/64"
+{zone}
+[[port]]
+port = 1
+role = "outside"
+ipv4 = "192.0.2.1/24"
+ipv6 = "fd00:0:0:2::1/64"
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "192.0.2.2"
+
+[[route]]
+prefix = "::/0"
+via = "fd00:0:0:2::2"
+
+[[snat]]
+pool = "192.0.2.1"
+
+[[snat]]
+pool = "[fd00:0:0:2::1]"
+"#
+    )
+}
+
 /// The text of `log` once it contains `what` (or after 10 s, whatever it holds then).
 pub fn wait_for(log: &Path, what: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -7,18 +7,15 @@ use super::*;
 use crate::wire::checksum::verify_ipv4_header;
 use crate::wire::ipv4;
 
-/// The embedded default with `extra` lines in the outside port's section.
-fn outside_with(extra: &str) -> Gw {
-    Gw::with_config(&crate::config::EMBEDDED_DEFAULT.replacen(
-        "role = \"outside\"",
-        &format!("role = \"outside\"\n{extra}"),
-        1,
-    ))
-}
-
 /// `n` bytes of a pattern.
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// A UDP datagram of `n` pattern bytes from the inside host (port 5000) to the server
+/// (port 53), TTL 64, DF set (the test frames' default).
+fn udp_out(n: usize) -> Vec<u8> {
+    ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5000, 53, &pattern(n)))
 }
 
 #[test]
@@ -26,15 +23,7 @@ fn a_df_packet_too_big_for_the_outside_mtu_gets_frag_needed_quoting_576_bytes_of
     let mut g = outside_with("mtu = 1400");
     g.resolve_v4_neighbours();
     // 20 + 8 + 1472 = 1500 bytes of IP, DF set (the test frames' default).
-    let sent = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1472)),
-    );
+    let sent = udp_out(1472);
     let (v, _) = g.send(&sent, 0);
     assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
     // From 10.0.0.1 (the input port's address) to the sender, quoting as much of the
@@ -64,15 +53,7 @@ fn a_df_packet_too_big_for_the_outside_mtu_gets_frag_needed_quoting_576_bytes_of
         (1, 0, 0)
     );
     // One that fits goes out whole.
-    let fits = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1372)),
-    );
+    let fits = udp_out(1372);
     fwd(g.send(&fits, 0).0, 1);
 }
 
@@ -128,15 +109,7 @@ fn icmp_errors_about_mtu_are_rate_limited_by_the_input_ports_bucket() {
         );
     let mut g = Gw::with_config(&text);
     g.resolve_v4_neighbours();
-    let big = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1400)),
-    );
+    let big = udp_out(1400);
     for _ in 0..5 {
         assert_eq!(g.send(&big, 0).0, Verdict::Drop(DropReason::MtuExceeded));
     }
@@ -227,25 +200,9 @@ fn a_frame_larger_than_the_receiving_ports_mtu_is_dropped_as_too_big() {
     );
     let mut g = Gw::with_config(&text);
     g.resolve_v4_neighbours();
-    let big = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1253)),
-    );
+    let big = udp_out(1253);
     assert_eq!(g.send(&big, 0).0, Verdict::Drop(DropReason::TooBig));
-    let fits = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1252)),
-    );
+    let fits = udp_out(1252);
     fwd(g.send(&fits, 0).0, 1);
 }
 
@@ -253,27 +210,8 @@ fn a_frame_larger_than_the_receiving_ports_mtu_is_dropped_as_too_big() {
 fn mss_clamp_auto_follows_the_egress_ports_mtu() {
     let mut g = outside_with("mtu = 1400\nmss_clamp = \"auto\"");
     g.resolve_v4_neighbours();
-    let syn = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        6,
-        &tcp_mss(40000, 80, 1, 0, SYN, 1460),
-    );
-    let (v, out) = g.send(&syn, 0);
-    fwd(v, 1);
-    let want = ip4(
-        ROUTER,
-        GW1,
-        GW_OUT4,
-        SERVER4,
-        63,
-        6,
-        &tcp_mss(40000, 80, 1, 0, SYN, 1360),
-    );
-    assert_eq!(out, want, "1400 - 20 - 20");
+    // 1400 - 20 - 20.
+    syn_leaves_with_mss(&mut g, 1460, 1360);
 }
 
 #[test]
