@@ -460,13 +460,7 @@ fn run_cases(eal: &Eal, args: &Args, plan: &Plan, interrupted: &AtomicBool) -> R
         }
     }
     if let Some(dir) = &args.plot {
-        let chart = crate::plot::Chart {
-            title: "ctgate datapath latency".into(),
-            x_label: "percentile".into(),
-            y_label: "latency (µs)".into(),
-            x_scale: crate::plot::XScale::Nines,
-            series,
-        };
+        let chart = latency_chart(series);
         let path = dir.join("datapath-latency.svg");
         match crate::plot::write_svg(&path, &chart) {
             Ok(()) => eprintln!("datapath: wrote {}", path.display()),
@@ -474,6 +468,20 @@ fn run_cases(eal: &Eal, args: &Args, plan: &Plan, interrupted: &AtomicBool) -> R
         }
     }
     Ok(())
+}
+
+/// The `--plot` chart `datapath-latency.svg`: one series of (percentile, µs) per case, the
+/// percentiles as nines and the latency on a log axis (queueing makes the tail orders of
+/// magnitude above the median).
+fn latency_chart(series: Vec<crate::plot::Series>) -> crate::plot::Chart {
+    crate::plot::Chart {
+        title: "ctgate datapath latency".into(),
+        x_label: "percentile".into(),
+        y_label: "latency (µs)".into(),
+        x_scale: crate::plot::XScale::Nines,
+        y_scale: crate::plot::YScale::Log10,
+        series,
+    }
 }
 
 /// What every case gets from the run: its start (for progress notes) and the flag a
@@ -974,6 +982,26 @@ mod tests {
             assert_eq!(c.port(1).unwrap().next_hop_mac, Some(ROUTER_MAC));
             assert_eq!(c.timeouts.is_empty(), !new);
         }
+    }
+
+    #[test]
+    fn the_latency_chart_puts_microseconds_on_a_log_axis() {
+        // 2 µs for most packets, a queueing tail to 5 ms: three and a half decades.
+        let mut l = latency::Latency::new(1_000_000_000);
+        for (n, us) in [(98_900, 2), (1_000, 50), (80, 800), (20, 5_000)] {
+            for _ in 0..n {
+                l.record_ns(us * 1000);
+            }
+        }
+        let curve = l.curve();
+        let chart = latency_chart(vec![crate::plot::Series {
+            name: "steady flows=1000".into(),
+            points: curve.clone(),
+        }]);
+        assert_eq!(chart.x_scale, crate::plot::XScale::Nines);
+        assert_eq!(chart.y_scale, crate::plot::YScale::Log10);
+        assert!(curve[0].1 < 2.1 && curve[4].1 > 4_000.0, "{curve:?}");
+        assert_eq!(crate::plot::check(&chart), Ok(()));
     }
 
     #[test]
