@@ -1,11 +1,11 @@
-//! Reassembly tests on real frames: datagrams built whole (checksums filled by
-//! `wire::frame_checksums::fill_frame`), cut into fragments as a sender's stack does, and fed to
+//! Reassembly tests on real frames: datagrams built whole by the shared test-frame builder
+//! (`wire::testframe`, checksums filled), cut into fragments as a sender's stack does, and fed to
 //! [`Ipf::add`] in every order, with duplicates, overlaps, gaps, limits and expiry.
 
 use super::*;
+use crate::wire::checksum;
 use crate::wire::parse::{parse_frame, proto, Fragment, L4Summary};
 use crate::wire::testframe::{fragments, Frame, L4};
-use crate::wire::checksum;
 use proptest::prelude::*;
 
 const SLOT: usize = 2048;
