@@ -2,7 +2,8 @@
 //! per-protocol state, in one fixed-size slot of the pre-allocated pool.
 
 use super::key::{ConnKey, KEY_WORDS};
-use super::sync::{prefetch, SpinLock};
+use super::sync::prefetch;
+use bytemuck::Zeroable;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Direction of a packet relative to its connection.
@@ -118,13 +119,89 @@ pub struct L4State {
     pub proto_state: u8,
 }
 
+impl L4State {
+    /// The peers' sequence words and the packed rest, as [`L4Cell`] stores them.
+    #[inline(always)]
+    fn to_words(self) -> [u64; 3] {
+        let seq = |p: &TcpPeer| p.seqlo as u64 | (p.seqhi as u64) << 32;
+        let rest =
+            |p: &TcpPeer| p.max_win as u64 | (p.wscale as u64) << 16 | (p.state as u8 as u64) << 24;
+        [
+            seq(&self.peer[0]),
+            seq(&self.peer[1]),
+            rest(&self.peer[0]) | rest(&self.peer[1]) << 32,
+        ]
+    }
+
+    /// Inverse of [`L4State::to_words`].
+    #[inline(always)]
+    fn from_words(w: [u64; 3], proto_state: u8) -> L4State {
+        let peer = |d: usize| {
+            let rest = w[2] >> (32 * d);
+            TcpPeer {
+                seqlo: w[d] as u32,
+                seqhi: (w[d] >> 32) as u32,
+                max_win: rest as u16,
+                wscale: (rest >> 16) as u8,
+                state: TcpState::from_u8((rest >> 24) as u8),
+            }
+        };
+        L4State {
+            peer: [peer(0), peer(1)],
+            proto_state,
+        }
+    }
+}
+
+/// The per-protocol state of a record and the record's lock: a test-and-test-and-set spin
+/// lock byte, and the [`L4State`] as atomic words that are only read and written while
+/// the lock is held ([`Conn::with_l4`] copies them out, runs the update, and writes them
+/// back). Atomics rather than a lock around plain data, so that an all-zero record is a
+/// valid, unlocked one (the pool is zeroed memory, see [`crate::dpdk::ZeroedPages`]).
+#[derive(Default, Zeroable)]
+#[repr(C)]
+pub(crate) struct L4Cell {
+    words: [AtomicU64; 3],
+    lock: AtomicU8,
+    proto_state: AtomicU8,
+}
+
+/// Releases an [`L4Cell`]'s lock when dropped (also if the update panics).
+struct L4Unlock<'a>(&'a AtomicU8);
+
+impl Drop for L4Unlock<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
+impl L4Cell {
+    #[inline(always)]
+    fn lock(&self) -> L4Unlock<'_> {
+        loop {
+            if self
+                .lock
+                .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return L4Unlock(&self.lock);
+            }
+            while self.lock.load(Ordering::Relaxed) != 0 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
 /// A connection record.
 ///
 /// Fields read on the lookup path without a lock are atomics (keys, status, generation,
 /// expiry): a reader may look at a slot that is concurrently freed and reused, and then
 /// discards what it read when the bucket's sequence or the generation changed. The L4 state
-/// is only touched under the connection's lock.
-#[derive(Default)]
+/// is only touched under the connection's lock. All-zero bytes are a FREE record of
+/// generation 0 (the pool starts as zeroed pages).
+#[derive(Default, Zeroable)]
 #[repr(C, align(32))]
 pub struct Conn {
     /// `keys[DIR_ORIG]` and `keys[DIR_REPLY]` as words (see [`ConnKey::to_words`]).
@@ -152,7 +229,7 @@ pub struct Conn {
     pub(crate) zlink: [AtomicU32; 2],
     pub(crate) label: [AtomicU64; 2],
     /// The per-protocol state under the connection's own spin lock.
-    pub(crate) l4: SpinLock<L4State>,
+    pub(crate) l4: L4Cell,
 }
 
 impl Conn {
@@ -247,7 +324,23 @@ impl Conn {
     /// Takes the connection lock and runs `f` on the L4 state.
     #[inline]
     pub(crate) fn with_l4<R>(&self, f: impl FnOnce(&mut L4State) -> R) -> R {
-        f(&mut self.l4.lock())
+        let cell = &self.l4;
+        let _held = cell.lock();
+        let w = [
+            cell.words[0].load(Ordering::Relaxed),
+            cell.words[1].load(Ordering::Relaxed),
+            cell.words[2].load(Ordering::Relaxed),
+        ];
+        let mut st = L4State::from_words(w, cell.proto_state.load(Ordering::Relaxed));
+        let r = f(&mut st);
+        let n = st.to_words();
+        for (slot, (new, old)) in cell.words.iter().zip(n.into_iter().zip(w)) {
+            if new != old {
+                slot.store(new, Ordering::Relaxed);
+            }
+        }
+        cell.proto_state.store(st.proto_state, Ordering::Relaxed);
+        r
     }
 
     /// The zone-list links (previous, next). Only under the zone-list shard lock.
@@ -336,6 +429,36 @@ mod tests {
         assert_eq!(std::mem::size_of::<AtomicU64>() * (KEY_WORDS + 3), 64);
         assert_eq!(std::mem::offset_of!(Conn, l4), 128);
         assert!(std::mem::size_of::<Conn>() > 128 && std::mem::align_of::<Conn>() >= 32);
+    }
+
+    #[test]
+    fn l4_state_survives_the_round_trip_through_the_record() {
+        let c = Conn::zeroed();
+        assert_eq!(c.with_l4(|st| *st), L4State::default());
+        let st = L4State {
+            peer: [
+                TcpPeer {
+                    seqlo: 0xdead_beef,
+                    seqhi: 7,
+                    max_win: 65535,
+                    wscale: 0x8e,
+                    state: TcpState::FinWait2,
+                },
+                TcpPeer {
+                    seqlo: 1,
+                    seqhi: u32::MAX,
+                    max_win: 1,
+                    wscale: 3,
+                    state: TcpState::TimeWait,
+                },
+            ],
+            proto_state: 2,
+        };
+        c.with_l4(|s| *s = st);
+        assert_eq!(c.with_l4(|s| *s), st);
+        // The lock is free again: a second update does not spin forever.
+        c.with_l4(|s| s.peer[1].state = TcpState::Closed);
+        assert_eq!(c.with_l4(|s| s.peer[1].state), TcpState::Closed);
     }
 
     #[test]

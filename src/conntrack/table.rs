@@ -33,6 +33,7 @@
 use super::conn::{status, Conn, DIR_ORIG, DIR_REPLY};
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
 use super::sync::{prefetch, SpinLock};
+use crate::dpdk::{Backing, PageSize, ZeroedPages};
 use bytemuck::Zeroable;
 use std::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
 
@@ -92,14 +93,16 @@ pub enum InsertError {
     NoSpace,
 }
 
-/// A stack of free record indices shared by all threads; workers take and return them in
-/// batches through a [`PoolCache`].
+/// A stack of free indices shared by all threads, and the high-water mark of the never
+/// used ones. For records, workers take and return them in batches through a
+/// [`PoolCache`]; overflow buckets are taken one at a time under their bucket's lock.
 struct FreeList {
     /// Indices returned to the pool.
     stack: Vec<u32>,
-    /// Indices never used yet start here. (The pool itself is resident from the start:
-    /// every record is written once when the table is built; handing indices out in order
-    /// at least keeps the records in use dense.)
+    /// Indices never used yet start here: the high-water mark of the pool. Records are
+    /// zeroed pages that the kernel commits on first touch, so the pool's resident size
+    /// grows with this mark; returned records (`stack`) are always reused before it
+    /// moves.
     fresh: u32,
 }
 
@@ -126,19 +129,34 @@ impl Default for PoolCache {
 
 /// The table: buckets, overflow buckets and the record pool.
 pub struct ConnTable {
-    buckets: Box<[Bucket]>,
+    buckets: ZeroedPages<Bucket>,
     mask: u64,
-    overflow: Box<[Bucket]>,
-    overflow_free: SpinLock<Vec<u32>>,
-    conns: Box<[Conn]>,
+    overflow: ZeroedPages<Bucket>,
+    /// Free overflow buckets: returned ones, then the never-used ones from a high-water
+    /// mark (as the record pool, so unused overflow pages are never touched).
+    overflow_free: SpinLock<FreeList>,
+    conns: ZeroedPages<Conn>,
     free: SpinLock<FreeList>,
     hasher: KeyHasher,
 }
 
 impl ConnTable {
     /// A table for up to `capacity` connections in `n_buckets` buckets (a power of two;
-    /// 0 picks the default: enough for an average of at most 6 of 8 slots used when full).
+    /// 0 picks the default: enough for an average of at most 6 of 8 slots used when full),
+    /// on 4 KiB pages.
     pub fn new(capacity: u32, n_buckets: u32, hasher: KeyHasher) -> ConnTable {
+        ConnTable::with_pages(capacity, n_buckets, hasher, PageSize::Small)
+    }
+
+    /// [`ConnTable::new`] with the buckets and the record pool on pages of `pages` (huge
+    /// pages when the kernel's pool has room, else 4 KiB pages). Either way the memory is
+    /// committed as it is first touched.
+    pub fn with_pages(
+        capacity: u32,
+        n_buckets: u32,
+        hasher: KeyHasher,
+        pages: PageSize,
+    ) -> ConnTable {
         let capacity = capacity.clamp(1, (1 << 30) - 1);
         let n_buckets = if n_buckets == 0 {
             default_buckets(capacity)
@@ -149,16 +167,19 @@ impl ConnTable {
         // buckets then hold more than 8 entries (Poisson), so a quarter of the bucket count
         // in overflow buckets covers them with room to spare.
         let n_overflow = (n_buckets / 4).max(64) as usize;
-        // Buckets: one zeroed allocation each (aligned to the bucket's 64 bytes), all
-        // empty. Records: FREE, generation 0, written in place once.
-        let buckets = bytemuck::allocation::zeroed_slice_box::<Bucket>(n_buckets as usize);
-        let overflow = bytemuck::allocation::zeroed_slice_box::<Bucket>(n_overflow);
-        let conns: Box<[Conn]> = (0..capacity).map(|_| Conn::default()).collect();
+        // Buckets and records: zeroed pages, nothing written here (all-zero is an empty
+        // bucket and a FREE record of generation 0), so nothing is resident until used.
+        let buckets = ZeroedPages::<Bucket>::new(n_buckets as usize, pages);
+        let overflow = ZeroedPages::<Bucket>::new(n_overflow, pages);
+        let conns = ZeroedPages::<Conn>::new(capacity as usize, pages);
         ConnTable {
             buckets,
             mask: (n_buckets - 1) as u64,
             overflow,
-            overflow_free: SpinLock::new((0..n_overflow as u32).rev().collect()),
+            overflow_free: SpinLock::new(FreeList {
+                stack: Vec::new(),
+                fresh: 0,
+            }),
             conns,
             free: SpinLock::new(FreeList {
                 stack: Vec::new(),
@@ -166,6 +187,11 @@ impl ConnTable {
             }),
             hasher,
         }
+    }
+
+    /// Where the record pool's memory came from (huge pages, 4 KiB pages, heap).
+    pub fn backing(&self) -> Backing {
+        self.conns.backing()
     }
 
     /// Number of buckets.
@@ -372,6 +398,19 @@ impl ConnTable {
         }
     }
 
+    /// A free overflow bucket: a returned one, else the next never used.
+    fn take_overflow(&self) -> Option<u32> {
+        let mut fl = self.overflow_free.lock();
+        if let Some(o) = fl.stack.pop() {
+            return Some(o);
+        }
+        if (fl.fresh as usize) < self.overflow.len() {
+            fl.fresh += 1;
+            return Some(fl.fresh - 1);
+        }
+        None
+    }
+
     /// With the bucket locked: stores an entry in the first free slot of its chain,
     /// extending the chain with an overflow bucket if needed.
     fn put_locked(&self, bi: usize, sig: u16, entry: u32) -> bool {
@@ -389,7 +428,7 @@ impl ConnTable {
                 None => break,
             }
         }
-        let Some(o) = self.overflow_free.lock().pop() else {
+        let Some(o) = self.take_overflow() else {
             return false;
         };
         let ob = &self.overflow[o as usize];
@@ -419,7 +458,7 @@ impl ConnTable {
                             let this = p.next.load(Ordering::Relaxed);
                             p.next
                                 .store(b.next.load(Ordering::Relaxed), Ordering::Release);
-                            self.overflow_free.lock().push(this - 1);
+                            self.overflow_free.lock().stack.push(this - 1);
                         }
                     }
                     return true;
@@ -676,7 +715,8 @@ impl ConnTable {
 
     /// Overflow buckets in use.
     pub fn overflow_used(&self) -> usize {
-        self.overflow.len() - self.overflow_free.lock().len()
+        let fl = self.overflow_free.lock();
+        fl.fresh as usize - fl.stack.len()
     }
 
     /// Record slots handed out at least once (the touched part of the pool).
@@ -871,6 +911,25 @@ mod tests {
         assert!(t.alloc(&mut cache).is_none());
         t.release(got[3], Some(&mut cache));
         assert_eq!(t.alloc(&mut cache), Some(got[3]));
+    }
+
+    #[test]
+    fn returned_records_are_reused_before_the_high_water_mark_moves() {
+        let t = ConnTable::new(1000, 0, KeyHasher::with_seed(1));
+        assert_eq!(t.pool_touched(), 0);
+        let mut cache = PoolCache::default();
+        let got: Vec<u32> = (0..100).map(|_| t.alloc(&mut cache).unwrap()).collect();
+        let mark = t.pool_touched();
+        assert!((100..100 + CACHE_MAX).contains(&mark), "{mark}");
+        // Records the sweep frees go to the shared stack (no cache), then come back first.
+        let mut other = PoolCache::default();
+        for &i in &got[..80] {
+            t.release(i, None);
+        }
+        let mut again: Vec<u32> = (0..80).map(|_| t.alloc(&mut other).unwrap()).collect();
+        again.sort_unstable();
+        assert_eq!(again, got[..80].to_vec());
+        assert_eq!(t.pool_touched(), mark);
     }
 
     #[test]

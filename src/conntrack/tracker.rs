@@ -15,6 +15,7 @@ use super::sync::CachePadded;
 use super::table::{ConnTable, Hit, InsertError, PoolCache};
 use super::timeouts::{TimeoutAttr, TimeoutPolicy};
 use super::zones::{Zone, Zones};
+use crate::dpdk::PageSize;
 use crate::wire::parse::{Fragment, L4Summary, ParsedPacket};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -165,8 +166,16 @@ pub struct Conntrack {
 }
 
 impl Conntrack {
-    /// Builds a tracker; the record pool and buckets are allocated here, once.
+    /// Builds a tracker; the record pool and buckets are allocated here, once, on 4 KiB
+    /// pages committed as they are first touched.
     pub fn new(cfg: CtConfig) -> Conntrack {
+        Conntrack::with_pages(cfg, PageSize::Small)
+    }
+
+    /// [`Conntrack::new`] with the buckets and record pool on `pages` (huge pages when
+    /// the kernel's hugetlb pool has room for them, else 4 KiB pages;
+    /// [`ConnTable::backing`] tells which).
+    pub fn with_pages(cfg: CtConfig, pages: PageSize) -> Conntrack {
         let hasher = match cfg.hash_seed {
             Some(s) => KeyHasher::with_seed(s),
             None => KeyHasher::random(),
@@ -179,7 +188,7 @@ impl Conntrack {
             // Headroom for the records that sit free in the workers' caches: the limit is
             // kept exactly by `n_conns`, and a free record parked in another worker's cache
             // must never make an insert fail below the limit.
-            table: ConnTable::new(capacity, cfg.n_buckets, hasher),
+            table: ConnTable::with_pages(capacity, cfg.n_buckets, hasher, pages),
             pool_slack: (workers as u32 + 1) * super::table::CACHE_MAX,
             zones: Zones::new(workers + 1),
             default_policy: TimeoutPolicy::defaults(),
