@@ -587,11 +587,17 @@ impl ConnTable {
         if cache.free.is_empty() {
             let mut fl = self.free.lock();
             let take = fl.stack.len().min(CACHE_BATCH);
-            let at = fl.stack.len() - take;
-            cache.free.extend(fl.stack.drain(at..));
-            while cache.free.len() < CACHE_BATCH && (fl.fresh as usize) < self.conns.len() {
-                cache.free.push(fl.fresh);
-                fl.fresh += 1;
+            if take > 0 {
+                // Returned records first: the high-water mark (and with it the pool's
+                // resident size) moves only when none is left.
+                let at = fl.stack.len() - take;
+                cache.free.extend(fl.stack.drain(at..));
+            } else {
+                // Never-used records, pushed in descending order so that they are handed
+                // out ascending (the cache pops from its end): sequential first touches.
+                let n = CACHE_BATCH.min(self.conns.len() - fl.fresh as usize) as u32;
+                cache.free.extend((fl.fresh..fl.fresh + n).rev());
+                fl.fresh += n;
             }
         }
         let idx = cache.free.pop()?;
@@ -928,8 +934,13 @@ mod tests {
         }
         let mut again: Vec<u32> = (0..80).map(|_| t.alloc(&mut other).unwrap()).collect();
         again.sort_unstable();
-        assert_eq!(again, got[..80].to_vec());
+        let mut returned = got[..80].to_vec();
+        returned.sort_unstable();
+        assert_eq!(again, returned);
         assert_eq!(t.pool_touched(), mark);
+        // Then never-used records, in ascending order from the mark.
+        let next: Vec<u32> = (0..3).map(|_| t.alloc(&mut other).unwrap()).collect();
+        assert_eq!(next, vec![mark, mark + 1, mark + 2]);
     }
 
     #[test]
