@@ -91,7 +91,7 @@ impl CtWorker<'_> {
                 if keep_local && conn.origin() == 0 {
                     return Ok(Learned::KeptLocal(hit));
                 }
-                if conn.key(1) == c.reply {
+                if ct.table().key(hit.idx, 1) == c.reply {
                     conn.with_l4(|st| *st = install_l4(c));
                     conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
                     conn.tattr.store(c.attr as u8, Ordering::Relaxed);

@@ -30,12 +30,12 @@
 //! Deleting is idempotent: only the thread that moves a record from LIVE to DYING removes
 //! its entries and frees it.
 
-use super::conn::{status, Conn, DIR_ORIG, DIR_REPLY};
+use super::conn::{short_key, status, Conn, DIR_ORIG, DIR_REPLY, KEY_LONG};
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
 use super::sync::{prefetch, SpinLock};
 use crate::dpdk::{Backing, PageSize, ZeroedPages};
 use bytemuck::Zeroable;
-use std::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 /// Slots per bucket.
 pub const SLOTS: usize = 8;
@@ -136,6 +136,9 @@ pub struct ConnTable {
     /// mark (as the record pool, so unused overflow pages are never touched).
     overflow_free: SpinLock<FreeList>,
     conns: ZeroedPages<Conn>,
+    /// The words of keys that do not fit a record (IPv6), per record and direction; pages
+    /// of it are committed only where such keys are written.
+    long_keys: ZeroedPages<[[AtomicU64; KEY_WORDS]; 2]>,
     free: SpinLock<FreeList>,
     hasher: KeyHasher,
 }
@@ -172,6 +175,7 @@ impl ConnTable {
         let buckets = ZeroedPages::<Bucket>::new(n_buckets as usize, pages);
         let overflow = ZeroedPages::<Bucket>::new(n_overflow, pages);
         let conns = ZeroedPages::<Conn>::new(capacity as usize, pages);
+        let long_keys = ZeroedPages::new(capacity as usize, PageSize::Small);
         ConnTable {
             buckets,
             mask: (n_buckets - 1) as u64,
@@ -181,6 +185,7 @@ impl ConnTable {
                 fresh: 0,
             }),
             conns,
+            long_keys,
             free: SpinLock::new(FreeList {
                 stack: Vec::new(),
                 fresh: 0,
@@ -213,6 +218,64 @@ impl ConnTable {
     #[inline(always)]
     pub fn conn(&self, idx: u32) -> &Conn {
         &self.conns[idx as usize]
+    }
+
+    /// True when record `idx`'s key of direction `dir` equals `w` (atomic loads, stopping
+    /// at the first difference: the tail word first, it differs most often between
+    /// connections that share a bucket's signature).
+    #[inline(always)]
+    fn key_eq(&self, c: &Conn, idx: u32, dir: usize, w: &[u64; KEY_WORDS]) -> bool {
+        let k = &c.keys[dir & 1];
+        let tail = k[0].load(Ordering::Relaxed);
+        if tail & KEY_LONG == 0 {
+            tail == w[4]
+                && k[1].load(Ordering::Relaxed) == w[0] | w[2] << 32
+                && (w[1] | w[3] | (w[0] >> 32) | (w[2] >> 32)) == 0
+        } else {
+            tail == w[4] | KEY_LONG
+                && self.long_keys.get(idx as usize).is_some_and(|l| {
+                    let l = &l[dir & 1];
+                    (0..KEY_WORDS).all(|i| l[i].load(Ordering::Relaxed) == w[i])
+                })
+        }
+    }
+
+    /// Record `idx`'s key of direction `dir` as words (atomic loads; may be torn if the
+    /// slot is being reused concurrently, which callers detect by validation).
+    #[inline]
+    pub fn key_words(&self, idx: u32, dir: usize) -> [u64; KEY_WORDS] {
+        let [tail, addrs] = self.conns[idx as usize].short_words(dir);
+        if tail & KEY_LONG == 0 {
+            return [addrs & 0xffff_ffff, 0, addrs >> 32, 0, tail];
+        }
+        let l = &self.long_keys[idx as usize][dir & 1];
+        std::array::from_fn(|i| l[i].load(Ordering::Relaxed))
+    }
+
+    /// Record `idx`'s key of direction `dir`.
+    pub fn key(&self, idx: u32, dir: usize) -> ConnKey {
+        ConnKey::from_words(&self.key_words(idx, dir))
+    }
+
+    /// Stores both keys of record `idx` (status INIT: not reachable yet).
+    pub(crate) fn set_keys(&self, idx: u32, orig: &ConnKey, reply: &ConnKey) {
+        let c = &self.conns[idx as usize];
+        for (dir, k) in [orig, reply].into_iter().enumerate() {
+            let w = k.to_words();
+            let slot = &c.keys[dir];
+            let [tail, addrs] = match short_key(&w) {
+                Some(s) => s,
+                None => {
+                    let l = &self.long_keys[idx as usize][dir];
+                    for (l, w) in l.iter().zip(w) {
+                        l.store(w, Ordering::Relaxed);
+                    }
+                    [w[4] | KEY_LONG, 0]
+                }
+            };
+            slot[0].store(tail, Ordering::Relaxed);
+            slot[1].store(addrs, Ordering::Relaxed);
+        }
     }
 
     #[inline(always)]
@@ -306,7 +369,7 @@ impl ConnTable {
                     continue;
                 };
                 let dir = (e & 1) as usize;
-                if !c.key_eq(dir, words) {
+                if !self.key_eq(c, idx, dir, words) {
                     continue;
                 }
                 let gs = c.gs.load(Ordering::Acquire);
@@ -380,7 +443,7 @@ impl ConnTable {
                 let idx = entry_idx(e);
                 let c = &self.conns[idx as usize];
                 let dir = (e & 1) as usize;
-                if c.key_eq(dir, words)
+                if self.key_eq(c, idx, dir, words)
                     && c.status() == status::LIVE
                     && c.expiry.load(Ordering::Relaxed) > now
                 {
@@ -549,8 +612,8 @@ impl ConnTable {
         if !c.transition(gen, status::LIVE, status::DYING) {
             return false;
         }
-        let k0 = c.key_words(DIR_ORIG);
-        let k1 = c.key_words(DIR_REPLY);
+        let k0 = self.key_words(idx, DIR_ORIG);
+        let k1 = self.key_words(idx, DIR_REPLY);
         let (b0, b1) = (
             self.bucket_of(self.hasher.hash_words(&k0)),
             self.bucket_of(self.hasher.hash_words(&k1)),
@@ -744,8 +807,9 @@ pub fn default_buckets(capacity: u32) -> u32 {
 }
 
 /// Bytes [`ConnTable::new`] allocates for `capacity` records and `n_buckets` (0: the
-/// default): buckets, overflow buckets, records, the free stack at its largest, and the
-/// ALG expectation table's per-record counts.
+/// default): buckets, overflow buckets, records, the long (IPv6) keys of every record, the
+/// free stack at its largest, and the ALG expectation table's per-record counts. (At most:
+/// the pages are committed as they are used.)
 /// Configuration checks it against the memory the machine has before building a table.
 pub fn memory_needed(capacity: u32, n_buckets: u32) -> u64 {
     let capacity = capacity.clamp(1, (1 << 30) - 1);
@@ -758,6 +822,7 @@ pub fn memory_needed(capacity: u32, n_buckets: u32) -> u64 {
     let bucket = std::mem::size_of::<Bucket>() as u64;
     (u64::from(n_buckets) + n_overflow) * bucket
         + u64::from(capacity) * (std::mem::size_of::<Conn>() as u64 + 4)
+        + u64::from(capacity) * (2 * KEY_WORDS as u64 * 8)
         // The ALG expectation table's per-parent counts (one word per record).
         + u64::from(capacity) * 8
 }
@@ -791,7 +856,7 @@ mod tests {
     ) -> Result<u32, InsertError> {
         let idx = t.alloc(cache).expect("pool");
         let c = t.conn(idx);
-        c.set_keys(k, &k.reversed());
+        t.set_keys(idx, k, &k.reversed());
         c.expiry.store(expiry, Ordering::Relaxed);
         match t.insert(idx, &k.to_words(), &k.reversed().to_words(), 0) {
             Ok(()) => Ok(idx),
@@ -818,6 +883,43 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_keys_out_of_line_are_found_and_kept_apart_from_ipv4_keys() {
+        let t = ConnTable::new(1024, 0, KeyHasher::with_seed(1));
+        let mut cache = PoolCache::default();
+        let v4 = key(1);
+        // The same ports, zone and protocol; IPv6 addresses whose first four bytes are
+        // the IPv4 ones, and one that differs only in its last byte.
+        let mut v6 = v4;
+        v6.family = 6;
+        v6.src[15] = 1;
+        v6.dst[15] = 2;
+        let mut v6b = v6;
+        v6b.dst[15] = 3;
+        let i4 = publish(&t, &mut cache, &v4, 1000).unwrap();
+        let i6 = publish(&t, &mut cache, &v6, 1000).unwrap();
+        let h = |k: &ConnKey| t.lookup(&k.to_words(), t.hash_key(k), 10);
+        assert_eq!(h(&v4).map(|h| h.idx), Some(i4));
+        assert_eq!(h(&v6).map(|h| (h.idx, h.dir)), Some((i6, DIR_ORIG)));
+        assert_eq!(
+            h(&v6.reversed()).map(|h| (h.idx, h.dir)),
+            Some((i6, DIR_REPLY))
+        );
+        assert_eq!(h(&v6b), None);
+        assert_eq!(t.key(i6, DIR_ORIG), v6);
+        assert_eq!(t.key(i6, DIR_REPLY), v6.reversed());
+        assert_eq!(t.key(i4, DIR_REPLY), v4.reversed());
+        // The record slot reused for an IPv4 connection forgets the long key.
+        let g = t.conn(i6).gen();
+        assert!(t.unlink(i6, g));
+        t.release(i6, Some(&mut cache));
+        let k = key(9);
+        let again = publish(&t, &mut cache, &k, 1000).unwrap();
+        assert_eq!(again, i6);
+        assert_eq!(t.key(again, DIR_ORIG), k);
+        assert_eq!(h(&v6), None);
+    }
+
+    #[test]
     fn insert_refuses_duplicates_and_reply_collisions() {
         let t = ConnTable::new(1024, 0, KeyHasher::with_seed(1));
         let mut cache = PoolCache::default();
@@ -832,7 +934,7 @@ mod tests {
         let idx2 = t.alloc(&mut cache).unwrap();
         k2.sport = 5;
         let reply = k.reversed();
-        t.conn(idx2).set_keys(&k2, &reply);
+        t.set_keys(idx2, &k2, &reply);
         t.conn(idx2).expiry.store(1000, Ordering::Relaxed);
         assert_eq!(
             t.insert(idx2, &k2.to_words(), &reply.to_words(), 0),
@@ -850,7 +952,7 @@ mod tests {
         assert!(t.lookup(&k.to_words(), t.hash_key(&k), 99).is_some());
         // Insert at now=100 sees the old one as expired.
         let idx = t.alloc(&mut cache).unwrap();
-        t.conn(idx).set_keys(&k, &k.reversed());
+        t.set_keys(idx, &k, &k.reversed());
         t.conn(idx).expiry.store(500, Ordering::Relaxed);
         assert_eq!(
             t.insert(idx, &k.to_words(), &k.reversed().to_words(), 100),

@@ -345,8 +345,8 @@ impl Conntrack {
             }
             Some(ConnSnapshot {
                 idx,
-                orig: c.key(DIR_ORIG),
-                reply: c.key(DIR_REPLY),
+                orig: self.table.key(idx, DIR_ORIG),
+                reply: self.table.key(idx, DIR_REPLY),
                 expiry: c.expiry(),
                 mark: c.mark(),
                 label: c.label(),
@@ -387,13 +387,14 @@ impl Conntrack {
         }
         if let Some(h) = self.hooks.get() {
             let c = self.table.conn(idx);
-            h.removed(&c.key(DIR_ORIG), &c.key(DIR_REPLY), c.nat_flags());
+            let t = &self.table;
+            h.removed(&t.key(idx, DIR_ORIG), &t.key(idx, DIR_REPLY), c.nat_flags());
         }
         if self.events.enabled() && ev.1 != DestroyReason::Synced {
             // Unlinked but not yet released: the record still holds the connection.
             self.emit(ev.0, EventKind::Destroy, ev.1, idx, gen, 0);
         }
-        let zone_id = self.table.conn(idx).key(DIR_ORIG).zone;
+        let zone_id = self.table.key(idx, DIR_ORIG).zone;
         if let Some(zone) = self.zones.get(zone_id) {
             self.zones.unlink(&self.table, zone, idx);
             zone.count.fetch_sub(1, Ordering::AcqRel);
@@ -418,8 +419,8 @@ impl Conntrack {
         now: u64,
     ) {
         let c = self.table.conn(idx);
-        let orig = c.key(DIR_ORIG);
-        let reply = c.key(DIR_REPLY);
+        let orig = self.table.key(idx, DIR_ORIG);
+        let reply = self.table.key(idx, DIR_REPLY);
         let tcp = if orig.proto == crate::wire::parse::proto::TCP {
             c.with_l4(|st| super::l4::tcp::display_state(st) as u8)
         } else {
@@ -486,7 +487,7 @@ impl Conntrack {
         if c.nat_flags() == 0 {
             return None;
         }
-        let key = c.key(hit.dir ^ 1);
+        let key = self.table.key(hit.idx, hit.dir ^ 1);
         // The slot could have been freed and reused while we read: check again after.
         std::sync::atomic::fence(Ordering::Acquire);
         c.is_live(hit.gen).then(|| key.reversed())
@@ -1070,8 +1071,8 @@ impl<'a> CtWorker<'a> {
             bump(&counters.refused_table_full);
             return Err(CreateError::Refused(Refusal::TableFull));
         };
+        self.ct.table.set_keys(idx, orig, reply);
         let c = self.ct.table.conn(idx);
-        c.set_keys(orig, reply);
         init(c, zone);
         // The helper of a control connection, from the `[[alg]]` rules (a data
         // connection, ALG_RELATED, gets none: it is not a control connection).
