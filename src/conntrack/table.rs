@@ -130,7 +130,8 @@ impl Default for PoolCache {
 /// The table: buckets, overflow buckets and the record pool.
 pub struct ConnTable {
     buckets: ZeroedPages<Bucket>,
-    mask: u64,
+    /// Number of buckets (any count: a hash is mapped by multiply-shift, not a mask).
+    n: u64,
     overflow: ZeroedPages<Bucket>,
     /// Free overflow buckets: returned ones, then the never-used ones from a high-water
     /// mark (as the record pool, so unused overflow pages are never touched).
@@ -144,7 +145,7 @@ pub struct ConnTable {
 }
 
 impl ConnTable {
-    /// A table for up to `capacity` connections in `n_buckets` buckets (a power of two;
+    /// A table for up to `capacity` connections in `n_buckets` buckets (rounded up to a power of two;
     /// 0 picks the default: enough for an average of at most 6 of 8 slots used when full),
     /// on 4 KiB pages.
     pub fn new(capacity: u32, n_buckets: u32, hasher: KeyHasher) -> ConnTable {
@@ -178,7 +179,7 @@ impl ConnTable {
         let long_keys = ZeroedPages::new(capacity as usize, PageSize::Small);
         ConnTable {
             buckets,
-            mask: (n_buckets - 1) as u64,
+            n: u64::from(n_buckets),
             overflow,
             overflow_free: SpinLock::new(FreeList {
                 stack: Vec::new(),
@@ -280,7 +281,9 @@ impl ConnTable {
 
     #[inline(always)]
     fn bucket_of(&self, hash: u64) -> usize {
-        (hash & self.mask) as usize
+        // Lemire's multiply-shift of the hash's low 32 bits onto 0..n (the signature is
+        // the top 16 bits, independent of these).
+        ((hash & 0xffff_ffff) * self.n >> 32) as usize
     }
 
     /// Prefetches the bucket a hash maps to.
@@ -799,11 +802,13 @@ impl ConnTable {
     }
 }
 
-/// The default bucket count for `capacity` connections: two entries per connection, at
-/// most 6 of 8 slots used on average when the table is full, rounded up to a power of two.
+/// The default bucket count for `capacity` connections: two entries per connection, 6 of
+/// 8 slots used on average when the table is full (not rounded to a power of two: the
+/// rounding left up to half the buckets' memory unused, 33.5 bytes per connection at 1M
+/// instead of 21.3).
 pub fn default_buckets(capacity: u32) -> u32 {
     let entries = capacity as u64 * 2;
-    (entries.div_ceil(6).max(64) as u32).next_power_of_two()
+    entries.div_ceil(6).max(64) as u32
 }
 
 /// Bytes [`ConnTable::new`] allocates for `capacity` records and `n_buckets` (0: the
