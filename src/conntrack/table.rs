@@ -283,7 +283,7 @@ impl ConnTable {
     fn bucket_of(&self, hash: u64) -> usize {
         // Lemire's multiply-shift of the hash's low 32 bits onto 0..n (the signature is
         // the top 16 bits, independent of these).
-        ((hash & 0xffff_ffff) * self.n >> 32) as usize
+        (((hash & 0xffff_ffff) * self.n) >> 32) as usize
     }
 
     /// Prefetches the bucket a hash maps to.
