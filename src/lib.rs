@@ -11,13 +11,18 @@
 //! * [`ipf`]: IP fragment reassembly in front of the tracker (OVS `ipf` semantics).
 //! * [`conntrack`]: the connection table (lock-striped buckets, key directionality,
 //!   list-free expiry), L4 state machines, zones, limits and timeout policies, connection
-//!   events, and the FTP/TFTP helpers (`conntrack::alg`: expectations).
-//! * [`nat`]: SNAT/DNAT tuple choice and the packet rewrite.
-//! * [`config`]: the gateway configuration file.
+//!   events, connections learned from an HA peer, and the FTP/TFTP helpers
+//!   (`conntrack::alg`: expectations). It knows no NAT: the reply tuples come from its
+//!   caller (`ReplyTuples`), in its tests from a stand-in.
+//! * [`nat`]: SNAT/DNAT tuple choice, endpoint-independent mappings and the packet
+//!   rewrite.
+//! * [`config`]: the gateway configuration file (`[logging]` and `[sync]` in their own
+//!   files).
 //! * [`pipeline`]: the per-packet and per-burst steps of a worker lcore (forwarding, the
 //!   NAT gateway step) and the worker loop.
-//! * [`control`]: the process's run (set-up, launch, the control lcore's loop) and the
-//!   control socket.
+//! * [`control`]: the process's run (set-up, launch, the control lcore's loop), the
+//!   control socket and its commands, configuration reload, and what consumes the
+//!   connection event stream on the control lcore (the NAT log, state sync).
 //! * [`cli`]: the command line, which fills `control`'s run options; `main.rs` only
 //!   connects `cli` to `control`.
 //!

@@ -26,32 +26,7 @@ fn config(syslog_port: u16, ipfix_port: u16) -> String {
 max_conns = 4096
 sweep_interval_ms = 200
 
-[[port]]
-port = 0
-role = "inside"
-ipv4 = "10.0.0.1/24"
-ipv6 = "fd00:0:0:1::1/64"
-
-[[port]]
-port = 1
-role = "outside"
-ipv4 = "192.0.2.1/24"
-ipv6 = "fd00:0:0:2::1/64"
-
-[[route]]
-prefix = "0.0.0.0/0"
-via = "192.0.2.2"
-
-[[route]]
-prefix = "::/0"
-via = "fd00:0:0:2::2"
-
-[[snat]]
-pool = "192.0.2.1"
-
-[[snat]]
-pool = "[fd00:0:0:2::1]"
-
+{topology}
 [timeouts]
 tcp_syn_sent = 2
 tcp_syn_recv = 2
@@ -69,7 +44,8 @@ icmp_reply = 2
 syslog = "127.0.0.1:{syslog_port}"
 ipfix = "127.0.0.1:{ipfix_port}"
 template_interval = 1
-"#
+"#,
+        topology = topology(None)
     )
 }
 

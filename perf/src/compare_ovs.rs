@@ -44,6 +44,16 @@
 //! Both gateways rewrite the MACs and decrement the TTL on the tracked cases (ctgate as a
 //! router does, the OVS flows do it explicitly).
 //!
+//! With `--frag-size N` every datagram, request and reply, is a UDP datagram of N bytes
+//! (counted as `datapath --size` counts a frame) cut into IPv4 fragments of at most 1,500
+//! bytes (`--frag-size 3000`: 1,480 + 1,480 + 2 data bytes), DF clear, the
+//! identification the flow's; the same pcaps feed both sides. OVS's `ipf` reassembles in
+//! front of `ct()` and sends the fragments on; ctgate reassembles to track and sends the
+//! fragments on. Mpps counts fragments; the line adds `frag_size`, `frags_per_datagram`,
+//! `ovs_datagrams_per_s` and `ctgate_datagrams_per_s` (Mpps over fragments per datagram).
+//! The pcap loops repeat each identification once per pass, after the datagram of the
+//! previous pass completed.
+//!
 //! # Setup
 //!
 //! OVS: `/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk` (installed with apt-get if
@@ -229,7 +239,19 @@ pub struct Args {
     /// Print OVS's PMD statistics of the window and its datapath flows on stderr.
     #[arg(long)]
     verbose: bool,
+    /// Fragmented traffic: UDP datagrams of N bytes (the frame they would be, FCS
+    /// included, as `datapath --size`; 1519..=65000) cut into IPv4 fragments of at most
+    /// 1500 bytes, requests and replies; both sides reassemble to track (OVS's `ipf` in
+    /// front of `ct()`, ctgate's `src/ipf`) and send the fragments on. The line gains
+    /// `frag_size`, `frags_per_datagram` and both sides' `datagrams_per_s`.
+    #[arg(long, value_name = "N")]
+    frag_size: Option<usize>,
 }
+
+/// The IP MTU the fragments of `--frag-size` fit.
+const FRAG_MTU: usize = 1500;
+/// Data bytes per fragment: a 20-byte header, data a multiple of 8 (1,480).
+const FRAG_DATA: usize = (FRAG_MTU - 20) / 8 * 8;
 
 /// Set by SIGINT/SIGTERM (signal-hook): stop the current case and clean up.
 static INTERRUPTED: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
@@ -439,12 +461,31 @@ fn ovs_flows(case: Case) -> String {
 struct Traffic {
     dir: PathBuf,
     packets: usize,
+    /// Fragments per datagram (1: unfragmented).
+    frags_per_datagram: usize,
+}
+
+/// `f` (an IPv4 frame) with DF clear cut into fragments of at most [`FRAG_MTU`] bytes of
+/// IP, its identification kept; `f` alone when it fits.
+fn cut(mut f: Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
+    if f.len() - 14 <= FRAG_MTU {
+        return Ok(vec![f]);
+    }
+    f[20] &= !0x40;
+    fill_frame(&mut f).map_err(|e| format!("datagram frame: {e:?}"))?;
+    let ident = u32::from(u16::from_be_bytes([f[18], f[19]]));
+    let frags = ctgate::wire::testframe::fragments(&f, FRAG_DATA, ident);
+    if frags.len() < 2 {
+        return Err("could not fragment a datagram".into());
+    }
+    Ok(frags)
 }
 
 impl Traffic {
     /// inside.pcap; outside.pcap (replies to the SNAT pool); outside-ct.pcap (the same
-    /// replies to the clients' own addresses, for `ct`).
-    fn write(dir: PathBuf, flows: u32) -> Result<Traffic, String> {
+    /// replies to the clients' own addresses, for `ct`). 64-byte frames, or datagrams of
+    /// `frag_size` bytes in fragments.
+    fn write(dir: PathBuf, flows: u32, frag_size: Option<usize>) -> Result<Traffic, String> {
         let g = gen_traffic::Args {
             flows,
             proto: Proto::Udp,
@@ -457,6 +498,12 @@ impl Traffic {
             out: dir.clone(),
         };
         gen_traffic::check(&g)?;
+        // gen_traffic's frames are well formed at any size; its own bound is for pcaps
+        // that are not cut.
+        let g = gen_traffic::Args {
+            size: frag_size.unwrap_or(g.size),
+            ..g
+        };
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let (inside, outside) = gen_traffic::frames(&g);
         if inside.len() != outside.len() {
@@ -471,18 +518,30 @@ impl Traffic {
             fill_frame(&mut r).map_err(|e| format!("reply frame: {e:?}"))?;
             ct_replies.push(r);
         }
+        let mut packets = 0;
+        let mut frags_per_datagram = 1;
         for (name, fr) in [
-            ("inside.pcap", &inside),
-            ("outside.pcap", &outside),
-            ("outside-ct.pcap", &ct_replies),
+            ("inside.pcap", inside),
+            ("outside.pcap", outside),
+            ("outside-ct.pcap", ct_replies),
         ] {
+            let mut frames = Vec::with_capacity(fr.len());
+            for f in fr {
+                let pieces = cut(f)?;
+                frags_per_datagram = pieces.len();
+                frames.extend(pieces);
+            }
+            if name != "outside-ct.pcap" {
+                packets += frames.len();
+            }
             let p = dir.join(name);
-            ctgate::pcap::write_file(&p, Duration::ZERO, fr.iter().map(Vec::as_slice))
+            ctgate::pcap::write_file(&p, Duration::ZERO, frames.iter().map(Vec::as_slice))
                 .map_err(|e| format!("{}: {e}", p.display()))?;
         }
         Ok(Traffic {
             dir,
-            packets: inside.len() + outside.len(),
+            packets,
+            frags_per_datagram,
         })
     }
 
@@ -825,6 +884,15 @@ pub fn run(args: &Args) -> Result<(), String> {
     if args.cases.is_empty() || flows.is_empty() {
         return Err("nothing to run: --cases and --flows must not be empty".into());
     }
+    if args
+        .frag_size
+        .is_some_and(|n| !(FRAG_MTU + 19..=65_000).contains(&n))
+    {
+        return Err(format!(
+            "--frag-size must be {}..=65000: a datagram larger than one {FRAG_MTU}-byte packet",
+            FRAG_MTU + 19
+        ));
+    }
     let repeat = args.repeat.max(1);
     let bin = find_ctgate(args.ctgate.as_deref())?;
     ensure_ovs()?;
@@ -851,7 +919,8 @@ pub fn run(args: &Args) -> Result<(), String> {
             n + 1,
             start.elapsed().as_secs_f64()
         );
-        let traffic = match Traffic::write(scratch.join(format!("traffic-{f}")), f) {
+        let traffic = match Traffic::write(scratch.join(format!("traffic-{f}")), f, args.frag_size)
+        {
             Ok(t) => t,
             Err(e) => {
                 result = Err(e);
@@ -937,6 +1006,16 @@ pub fn run(args: &Args) -> Result<(), String> {
                 .with("ctgate_fwd_pct", pct(&ctg))
                 .with("secs", seconds)
                 .with("warmup", warmup);
+            let line = match args.frag_size {
+                Some(n) => {
+                    let k = traffic.frags_per_datagram as f64;
+                    line.with("frag_size", n)
+                        .with("frags_per_datagram", traffic.frags_per_datagram)
+                        .with("ovs_datagrams_per_s", format!("{:.0}", o * 1e6 / k))
+                        .with("ctgate_datagrams_per_s", format!("{:.0}", c * 1e6 / k))
+                }
+                None => line,
+            };
             println!("{}", line.render(args.json));
             points.push((case, f, o, c));
         }
@@ -995,6 +1074,48 @@ fn chart(points: &[(Case, u32, f64, f64)]) -> plot::Chart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frag_size_writes_every_datagram_as_fragments_that_reassemble_to_it() {
+        let dir = std::env::temp_dir().join(format!("ctgate-cmp-frag-{}", std::process::id()));
+        let t = Traffic::write(dir.clone(), 4, Some(3000)).unwrap();
+        assert_eq!((t.frags_per_datagram, t.packets), (3, 24));
+        for name in ["inside.pcap", "outside.pcap", "outside-ct.pcap"] {
+            let frames: Vec<Vec<u8>> = ctgate::pcap::read_file(dir.join(name))
+                .unwrap()
+                .into_iter()
+                .map(|p| p.data)
+                .collect();
+            assert_eq!(frames.len(), 12, "{name}");
+            for d in frames.chunks(3) {
+                // 2,996-byte frames: 2,962 data bytes after the IPv4 header.
+                let lens: Vec<usize> = d.iter().map(Vec::len).collect();
+                assert_eq!(lens, [1514, 1514, 36], "{name}");
+                let mut data = Vec::new();
+                for (k, f) in d.iter().enumerate() {
+                    let ff = u16::from_be_bytes([f[20], f[21]]);
+                    assert_eq!(ff & 0x1fff, (k * 185) as u16, "offset in 8-byte units");
+                    assert_eq!(ff & 0x2000 != 0, k < 2, "MF on all but the last");
+                    assert_eq!(ff & 0x4000, 0, "DF clear");
+                    assert_eq!(f[18..20], d[0][18..20], "one identification");
+                    assert!(ctgate::wire::checksum::verify_ipv4_header(&f[14..34]));
+                    data.extend_from_slice(&f[34..]);
+                }
+                // The reassembled datagram: its UDP length and checksums hold.
+                assert_eq!(u16::from_be_bytes([data[4], data[5]]), 2962);
+                let mut whole = d[0][..34].to_vec();
+                whole.extend_from_slice(&data);
+                whole[16..18].copy_from_slice(&(20 + data.len() as u16).to_be_bytes());
+                whole[20..22].fill(0);
+                whole[24..26].fill(0);
+                let c = ctgate::wire::checksum::ipv4_header(&whole[14..34]);
+                whole[24..26].copy_from_slice(&c.to_be_bytes());
+                assert_eq!(ctgate::wire::frame_checksums::verify_frame(&whole), Ok(()));
+            }
+        }
+        drop(t);
+        assert!(!dir.exists());
+    }
 
     #[test]
     fn parses_dpctl_show() {

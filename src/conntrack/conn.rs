@@ -6,7 +6,7 @@ use super::key::ConnKey;
 use super::key::KEY_WORDS;
 use super::sync::prefetch;
 use bytemuck::Zeroable;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Direction of a packet relative to its connection.
 pub const DIR_ORIG: usize = 0;
@@ -247,6 +247,9 @@ pub struct Conn {
     /// ([`crate::conntrack::learn`]).
     pub(crate) origin: AtomicU8,
     pub(crate) mark: AtomicU32,
+    /// For a learned connection: the number of its origin peer's bulk stream that last
+    /// carried it ([`crate::conntrack::learn`]); meaningless for a local one.
+    pub(crate) stream: AtomicU16,
     /// Zone-list links (previous, next), only read and written under the zone-list shard
     /// lock (so `Relaxed` loads and stores suffice: the lock orders them; on x86 they are
     /// plain moves).

@@ -10,6 +10,12 @@
 //! Both peers' `seqlo`/`seqhi` are set to 0 (a pair no tracked peer ever has: `seqhi` is
 //! always past `seqlo`), which the TCP tracker reads as "re-learn this end from its next
 //! segment" ([`super::l4::tcp`]), as it does for a connection picked up mid-stream.
+//!
+//! A learned connection also carries the number of its peer's bulk stream (resync) it was
+//! last learned in ([`LearnedConn::stream`]); when a stream ends, the learned connections
+//! of that peer with another number are gone on the peer, and
+//! [`CtWorker::unlearn_unrepeated`] removes them, a few buckets per call. A connection
+//! this instance made (origin 0) is never removed that way.
 
 use super::conn::{L4State, DIR_ORIG};
 use super::events::DestroyReason;
@@ -36,6 +42,9 @@ pub struct LearnedConn {
     pub l4: L4State,
     /// The peer's number, 1 to 255.
     pub origin: u8,
+    /// The number of the peer's bulk stream running when it was learned (the caller
+    /// counts them per peer; see [`CtWorker::unlearn_unrepeated`]).
+    pub stream: u16,
 }
 
 /// Why a learned connection was not installed.
@@ -98,6 +107,7 @@ impl CtWorker<'_> {
                     conn.set_mark(c.mark);
                     conn.set_label(c.label);
                     conn.origin.store(c.origin, Ordering::Relaxed);
+                    conn.stream.store(c.stream, Ordering::Relaxed);
                     return Ok(Learned::Updated(hit));
                 }
             }
@@ -112,6 +122,7 @@ impl CtWorker<'_> {
             conn.set_mark(c.mark);
             conn.set_label(c.label);
             conn.origin.store(c.origin, Ordering::Relaxed);
+            conn.stream.store(c.stream, Ordering::Relaxed);
         };
         // Only the NAT bits travel; a control connection's ALG helper comes from this
         // instance's own `[[alg]]` rules, as for a local one.
@@ -147,5 +158,44 @@ impl CtWorker<'_> {
             }
             _ => false,
         }
+    }
+
+    /// Removes, from buckets `buckets`, the connections learned from peer `origin` in
+    /// another stream than `stream` (the peer's bulk stream that just ended did not repeat
+    /// them: the peer no longer has them), through the normal remove path (bucket locks,
+    /// zone count, NAT mapping hooks), without events. Connections this instance made
+    /// (origin 0) are never touched. Returns how many were removed.
+    pub fn unlearn_unrepeated(
+        &mut self,
+        origin: u8,
+        stream: u16,
+        buckets: std::ops::Range<usize>,
+    ) -> usize {
+        if origin == 0 {
+            return 0;
+        }
+        let ct = self.tracker();
+        let end = buckets.end.min(ct.table().n_buckets());
+        let mut stale: Vec<(u32, u32)> = Vec::new();
+        let mut removed = 0;
+        for b in buckets.start..end {
+            stale.clear();
+            ct.table().for_each_in_bucket(b, |idx, gen| {
+                let c = ct.table().conn(idx);
+                if c.origin() == origin && c.stream.load(Ordering::Relaxed) != stream {
+                    stale.push((idx, gen));
+                }
+            });
+            for &(idx, gen) in &stale {
+                // Only this (control) shard learns, so origin and stream cannot change
+                // between the read and the removal; a slot freed and reused meanwhile has
+                // another generation and is left alone.
+                let ev = (self.shard(), DestroyReason::Synced);
+                if ct.remove(idx, gen, Some(self.cache()), ev) {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 }

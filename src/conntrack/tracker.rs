@@ -69,6 +69,12 @@ pub trait ReplyTuples {
 pub trait ConnHooks: Send + Sync {
     /// A connection with these keys and NAT flags (`CtState::SNAT`/`DNAT` bits) exists.
     fn created(&self, orig: &ConnKey, reply: &ConnKey, nat: u8, now: u64);
+    /// A connection learned from a sync peer (`conntrack::learn`) with these keys and
+    /// flags exists: its NAT binding was chosen by the peer, not by this instance's
+    /// [`ReplyTuples`]. By default the same as [`ConnHooks::created`].
+    fn learned(&self, orig: &ConnKey, reply: &ConnKey, nat: u8, now: u64) {
+        self.created(orig, reply, nat, now)
+    }
     /// The connection created with these keys and flags is gone.
     fn removed(&self, orig: &ConnKey, reply: &ConnKey, nat: u8);
     /// The hooks as `Any`, so their installer can find its own again.
@@ -1044,7 +1050,7 @@ impl<'a> CtWorker<'a> {
     /// Takes a record, initialises it with `init` and publishes it under both keys, with
     /// the zone and global limits and the pool of a packet-made connection. A `learned`
     /// one (from a sync peer) is not counted as created and emits no event; the hooks are
-    /// told of both.
+    /// told of both (of a learned one as [`ConnHooks::learned`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert_new(
         &mut self,
@@ -1098,7 +1104,11 @@ impl<'a> CtWorker<'a> {
                     bump(&counters.created);
                 }
                 if let Some(h) = self.ct.hooks.get() {
-                    h.created(orig, reply, nat, now);
+                    if learned {
+                        h.learned(orig, reply, nat, now);
+                    } else {
+                        h.created(orig, reply, nat, now);
+                    }
                 }
                 if !learned && self.ct.events.enabled() {
                     let ev = (EventKind::New, DestroyReason::None);

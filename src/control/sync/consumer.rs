@@ -8,7 +8,7 @@
 use super::auth::SyncKey;
 use super::codec::{DropReason, MAX_MESSAGE};
 use super::endpoint::{SyncEndpoint, SyncParams};
-use super::tracker_table::{record_of_event, TrackerTable};
+use super::tracker_table::{record_of_event, LearnedStreams, TrackerTable, SWEEP_BUCKETS};
 use crate::config::{Config, SyncConfig};
 use crate::conntrack::events::{wall_us, CtEvent, Subscription};
 use crate::conntrack::{Conntrack, OwnedCtWorker};
@@ -30,6 +30,8 @@ pub struct SyncConsumer {
     sub: Subscription,
     sock: UdpSocket,
     ep: SyncEndpoint,
+    /// Per peer: its bulk stream numbers and the removal of what a stream did not repeat.
+    streams: LearnedStreams,
     cfg: SyncConfig,
     authenticated: bool,
     /// The tracker clock's origin (the run's start): tracker ms = since then, plus one.
@@ -61,6 +63,7 @@ impl SyncConsumer {
             ct: ct.clone(),
             sock,
             ep: SyncEndpoint::new(wall_us(), &cfg.peers, key.clone(), params),
+            streams: LearnedStreams::default(),
             cfg: cfg.clone(),
             authenticated: key.is_some(),
             start,
@@ -92,11 +95,17 @@ impl SyncConsumer {
             }
         }
         let (ep, sock, buf) = (&mut self.ep, &self.sock, &mut self.buf);
+        let streams = &mut self.streams;
         self.worker.with_worker(|w| {
+            streams.sweep(w, SWEEP_BUCKETS);
             for _ in 0..RECV_PER_POLL {
                 match sock.recv_from(buf) {
                     Ok((n, from)) => {
-                        let mut t = TrackerTable { worker: w, now };
+                        let mut t = TrackerTable {
+                            worker: w,
+                            now,
+                            streams: &mut *streams,
+                        };
                         ep.receive(from, &buf[..n], now, &mut t);
                     }
                     Err(_) => break,
@@ -105,7 +114,11 @@ impl SyncConsumer {
         });
         let mut errors = 0;
         self.worker.with_worker(|w| {
-            let mut t = TrackerTable { worker: w, now };
+            let mut t = TrackerTable {
+                worker: w,
+                now,
+                streams: &mut *streams,
+            };
             ep.poll(now, &mut t, &mut |to, m| {
                 if sock.send_to(m, to).is_err() {
                     errors += 1;
@@ -134,7 +147,7 @@ impl SyncConsumer {
             let c = &p.counters;
             let _ = writeln!(
                 s,
-                "peer {} {} state={} msgs_sent={} msgs_received={} conns_sent={} conns_received={} retransmitted={} install_failed={} resyncs_sent={} resyncs_received={} lag_ms={} queued={}",
+                "peer {} {} state={} msgs_sent={} msgs_received={} conns_sent={} conns_received={} retransmitted={} install_failed={} resyncs_sent={} resyncs_received={} resync_removed={} lag_ms={} queued={}",
                 i + 1,
                 p.addr,
                 p.state.name(),
@@ -146,6 +159,7 @@ impl SyncConsumer {
                 c.install_failed,
                 c.bulk_sent,
                 c.bulk_received,
+                self.streams.removed(i),
                 p.lag_ms,
                 p.queued
             );
@@ -192,6 +206,12 @@ impl EventConsumer for SyncConsumer {
             ("conns_received", t.conns_received),
             ("retransmitted", t.retransmitted),
             ("install_failed", t.install_failed),
+            (
+                "resync_removed",
+                (0..self.cfg.peers.len())
+                    .map(|i| self.streams.removed(i))
+                    .sum(),
+            ),
             ("dropped_malformed", self.ep.dropped(DropReason::Malformed)),
             (
                 "dropped_unauthenticated",

@@ -165,8 +165,9 @@ struct Bulk {
     /// Bracketed by [`F_BULK_BEGIN`] and [`F_BULK_END`], so that the peer removes what
     /// it learned from us and the stream did not repeat (a resync, a repair).
     bracket: bool,
-    /// Everything, also what the peer taught us (a resync: the peer lost its table); else
-    /// (a repair, a refresh) what it taught us is left out: it has it, and fresher.
+    /// Everything, also what the peer taught us (a bracketed stream: a resync, the peer
+    /// lost its table, or a repair; the peer removes what it does not repeat); else (a
+    /// refresh) what it taught us is left out: it has it, and fresher.
     all: bool,
     /// Walked but not yet sent (a walk may return more than a message holds).
     spill: VecDeque<SyncRecord>,
@@ -442,8 +443,11 @@ impl SyncEndpoint {
             if p.overflowed {
                 p.overflowed = false;
                 p.c.overflows += 1;
-                // A repair: bracketed, so the peer drops what we deleted meanwhile.
-                p.bulk = Some(Bulk::new(0, true, false));
+                // A repair: bracketed, so the peer drops what we deleted meanwhile; and
+                // whole, since the peer drops what the stream does not repeat (its copy of
+                // a connection it taught us may have been learned back from us after a
+                // restart).
+                p.bulk = Some(Bulk::new(0, true, true));
             }
             if prm.refresh_ms > 0
                 && p.bulk.is_none()

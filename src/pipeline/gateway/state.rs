@@ -23,8 +23,10 @@ pub const HOLD_PER_PORT: usize = 16;
 pub const HOLD_TIMEOUT_MS: u64 = 3_000;
 /// Generated frames pending per worker between two services.
 pub(super) const GEN_SLOTS: usize = 64;
-/// Largest generated frame.
-pub(super) const GEN_LEN: usize = 256;
+/// Largest generated frame: an ICMPv6 error quoting 1280 bytes' worth
+/// ([`super::originated::ERROR_FRAME_MAX`]). The slots are allocated once, 64 × 1294 bytes
+/// per worker.
+pub(super) const GEN_LEN: usize = super::originated::ERROR_FRAME_MAX;
 
 // The buffers of egress fragmentation (`super::mtu`) and of ALG rewrites (`super::alg`)
 // are the worker's: sized and typed here, filled there.
