@@ -1067,6 +1067,7 @@ fn chart(points: &[(Case, u32, f64, f64)]) -> plot::Chart {
         x_label: "flows".into(),
         y_label: "Mpps (forwarded)".into(),
         x_scale: plot::XScale::Log10,
+        y_scale: plot::YScale::Linear,
         series,
     }
 }

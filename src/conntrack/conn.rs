@@ -5,6 +5,7 @@
 use super::key::ConnKey;
 use super::key::KEY_WORDS;
 use super::sync::prefetch;
+use super::timeouts::TimeoutAttr;
 use bytemuck::Zeroable;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -23,6 +24,46 @@ pub const ALG_HELPER: u8 = 0x03;
 pub const ALG_RELATED: u8 = 0x04;
 /// ALG bit: the connection has a sequence skew in the ALG side table.
 pub const ALG_SKEW: u8 = 0x08;
+
+/// The bits of [`Conn::tattr`] that hold the [`TimeoutAttr`]; the two above it are the
+/// connection's event status ([`ASSURED`], [`ASSURE_NEXT`]).
+pub const ATTR_MASK: u8 = 0x3f;
+/// Status bit: the connection is assured (Linux's `IPS_ASSURED`, `[ASSURED]` in
+/// `conntrack -E`): a TCP connection that reached ESTABLISHED, another protocol that
+/// saw a packet after its first reply. Sticky: never cleared for the connection's life.
+pub const ASSURED: u8 = 0x80;
+/// Status bit: a connection other than TCP whose first reply was just seen; its next
+/// packet assures it.
+pub const ASSURE_NEXT: u8 = 0x40;
+
+/// The `tattr` byte after a packet moved the connection, whose byte was `old`, to the
+/// timeout class `a`, and whether listeners get an `[UPDATE]` for it. Called only when
+/// the byte changes (see [`Conn::set_attr`]). As Linux's conntrack: an update when TCP
+/// enters SYN_RECV, ESTABLISHED or a closing state, when another protocol's first reply
+/// clears `[UNREPLIED]` (`IPCT_REPLY`), and when a connection becomes assured
+/// (`IPCT_ASSURED`); TCP is assured on ESTABLISHED, other protocols but ICMP on the
+/// packet after their first reply.
+pub fn next_status(old: u8, a: TimeoutAttr) -> (u8, bool) {
+    use TimeoutAttr::*;
+    let old_attr = old & ATTR_MASK;
+    let changed = old_attr != a as u8;
+    let was = old & ASSURED != 0;
+    let assured =
+        was || a == TcpEstablished || (a == UdpMultiple && old & ASSURE_NEXT != 0 && !changed);
+    let next = if assured {
+        ASSURED
+    } else if a == UdpMultiple {
+        ASSURE_NEXT
+    } else {
+        0
+    };
+    let update = match a {
+        TcpSynRecv | TcpEstablished | TcpFinWait | TcpTimeWait | TcpClose => changed,
+        UdpMultiple | IcmpReply => changed,
+        _ => false,
+    };
+    (a as u8 | next, update || (assured && !was))
+}
 
 /// Lifecycle of a pool slot.
 pub mod status {
@@ -241,7 +282,9 @@ pub struct Conn {
     pub(crate) nat: AtomicU8,
     /// Which zone-list shard holds the connection.
     pub(crate) shard: AtomicU8,
-    /// The timeout attribute of the current state (for the dump's timeout).
+    /// The timeout attribute of the current state (for the dump's timeout, low bits,
+    /// [`ATTR_MASK`]) and the event status bits ([`ASSURED`], [`ASSURE_NEXT`]). Written
+    /// under the L4 lock, and only when it changes.
     pub(crate) tattr: AtomicU8,
     /// 0 for a connection this instance created; n for one learned from sync peer n
     /// ([`crate::conntrack::learn`]).
@@ -391,6 +434,37 @@ impl Conn {
     /// byte's low bits.
     pub fn alg_bits(&self) -> u8 {
         self.nat.load(Ordering::Relaxed) & !NAT_MASK
+    }
+
+    /// The timeout attribute of the current state.
+    pub fn attr(&self) -> u8 {
+        self.tattr.load(Ordering::Relaxed) & ATTR_MASK
+    }
+
+    /// True once the connection is assured ([`ASSURED`]).
+    pub fn assured(&self) -> bool {
+        self.tattr.load(Ordering::Relaxed) & ASSURED != 0
+    }
+
+    /// Records that a packet moved the connection to timeout class `a`; true when
+    /// listeners get an `[UPDATE]` for it. Call under the L4 lock (the lock orders the
+    /// plain load and store). The steady case, nothing changed, is one load and one
+    /// compare: no write to the record's line.
+    #[inline(always)]
+    pub(crate) fn set_attr(&self, a: TimeoutAttr) -> bool {
+        let old = self.tattr.load(Ordering::Relaxed);
+        if old == a as u8 | (old & ASSURED) {
+            return false;
+        }
+        self.attr_changed(old, a)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn attr_changed(&self, old: u8, a: TimeoutAttr) -> bool {
+        let (next, update) = next_status(old, a);
+        self.tattr.store(next, Ordering::Relaxed);
+        update
     }
 
     /// Sets ALG bits (never clears any).

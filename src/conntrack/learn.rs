@@ -17,7 +17,7 @@
 //! [`CtWorker::unlearn_unrepeated`] removes them, a few buckets per call. A connection
 //! this instance made (origin 0) is never removed that way.
 
-use super::conn::{L4State, DIR_ORIG};
+use super::conn::{L4State, ASSURED, DIR_ORIG};
 use super::events::DestroyReason;
 use super::key::ConnKey;
 use super::table::Hit;
@@ -66,6 +66,14 @@ pub enum Learned {
 }
 
 /// The L4 state to install: for TCP, the sequence numbers forgotten (see the module doc).
+/// The `tattr` byte of a learned connection: its class, assured when the class implies
+/// it (a peer sends no status bits: established or closing TCP, UDP with replies).
+fn learned_status(a: TimeoutAttr) -> u8 {
+    use TimeoutAttr::*;
+    let assured = matches!(a, TcpEstablished | TcpFinWait | TcpTimeWait | UdpMultiple);
+    a as u8 | if assured { ASSURED } else { 0 }
+}
+
 fn install_l4(c: &LearnedConn) -> L4State {
     let mut l4 = c.l4;
     if c.orig.proto == proto::TCP {
@@ -103,7 +111,7 @@ impl CtWorker<'_> {
                 if ct.table().key(hit.idx, 1) == c.reply {
                     conn.with_l4(|st| *st = install_l4(c));
                     conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
-                    conn.tattr.store(c.attr as u8, Ordering::Relaxed);
+                    conn.tattr.store(learned_status(c.attr), Ordering::Relaxed);
                     conn.set_mark(c.mark);
                     conn.set_label(c.label);
                     conn.origin.store(c.origin, Ordering::Relaxed);
@@ -118,7 +126,7 @@ impl CtWorker<'_> {
         let init = |conn: &super::conn::Conn, _: &super::zones::Zone| {
             conn.with_l4(|st| *st = install_l4(c));
             conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
-            conn.tattr.store(c.attr as u8, Ordering::Relaxed);
+            conn.tattr.store(learned_status(c.attr), Ordering::Relaxed);
             conn.set_mark(c.mark);
             conn.set_label(c.label);
             conn.origin.store(c.origin, Ordering::Relaxed);

@@ -358,7 +358,7 @@ impl Conntrack {
                 label: c.label(),
                 nat: c.nat_flags(),
                 l4: *l4,
-                timeout_attr: c.tattr.load(Ordering::Relaxed),
+                timeout_attr: c.attr(),
                 origin: c.origin(),
                 alg: c.alg_bits(),
                 parent: None,
@@ -438,7 +438,7 @@ impl Conntrack {
             c.expiry().saturating_sub(now)
         };
         let mut reason = reason;
-        let tattr = c.tattr.load(Ordering::Relaxed);
+        let tattr = c.attr();
         if reason == DestroyReason::Expired && tattr == TimeoutAttr::TcpClose as u8 {
             reason = DestroyReason::Closed;
         }
@@ -451,6 +451,7 @@ impl Conntrack {
             reply,
             nat: c.nat_flags(),
             tattr,
+            assured: c.assured(),
             tcp_state: tcp,
             timeout_ms: timeout,
         };
@@ -819,9 +820,12 @@ impl<'a> CtWorker<'a> {
                 if !c.is_live(hit.gen) {
                     return None;
                 }
-                Some(kind.update(p, st, reply, seq_check))
+                let (res, tattr) = kind.update(p, st, reply, seq_check);
+                // Under the lock, so that one packet only sees each change.
+                let update = tattr.is_some_and(|a| c.set_attr(a));
+                Some((res, tattr, update))
             });
-            let Some((res, tattr)) = upd else {
+            let Some((res, tattr, update)) = upd else {
                 bump(&self.counters().lookup_retries);
                 continue;
             };
@@ -829,21 +833,16 @@ impl<'a> CtWorker<'a> {
                 let z = self.ct.zones.get(req.zone);
                 c.expiry
                     .store(now + self.ct.timeout_ms(z, a), Ordering::Relaxed);
-                if self.ct.events.enabled() {
-                    let old = c.tattr.swap(a as u8, Ordering::Relaxed);
-                    if old != a as u8 && a.tcp_update_event() {
-                        self.ct.emit(
-                            self.shard,
-                            EventKind::Update,
-                            DestroyReason::None,
-                            hit.idx,
-                            hit.gen,
-                            now,
-                        );
-                    }
-                } else {
-                    c.tattr.store(a as u8, Ordering::Relaxed);
-                }
+            }
+            if update && self.ct.events.enabled() {
+                self.ct.emit(
+                    self.shard,
+                    EventKind::Update,
+                    DestroyReason::None,
+                    hit.idx,
+                    hit.gen,
+                    now,
+                );
             }
             let nb = c.nat.load(Ordering::Relaxed);
             // A connection an expectation created stays RELATED on every packet, as OVS

@@ -128,6 +128,53 @@ impl SyncConsumer {
         self.send_errors += errors;
     }
 
+    /// A reload's `[sync]`: the key, `refresh_interval`, `mode` and peers appended to
+    /// `peers` take effect at once, without touching the channels (sequence numbers,
+    /// queues, learned connections) of the peers that stay; a changed `local`, a removed
+    /// section, or peers removed or reordered (their position is the `learned=` number of
+    /// their connections) are kept until the next start. Nothing changes when the new
+    /// key file cannot be read. Returns the line for the operator.
+    pub fn reconfigure_sync(&mut self, new: Option<&SyncConfig>) -> Option<String> {
+        let new = match new {
+            Some(n) if *n == self.cfg => return None,
+            Some(n) => n,
+            None => return Some("sync: [sync] removed; sync stops at the next start".into()),
+        };
+        if new.local != self.cfg.local || !new.peers.starts_with(&self.cfg.peers) {
+            return Some(
+                "sync: [sync] local changed, or peers removed or reordered: the running [sync] is kept until the next start"
+                    .into(),
+            );
+        }
+        let key = match &new.key_file {
+            Some(p) => match SyncKey::from_file(p) {
+                Ok(k) => Some(k),
+                Err(e) => return Some(format!("sync: {e}; the running [sync] is kept")),
+            },
+            None => None,
+        };
+        self.authenticated = key.is_some();
+        self.ep.set_key(key);
+        self.ep.set_refresh_ms(u64::from(new.refresh_secs) * 1000);
+        let added = &new.peers[self.cfg.peers.len()..];
+        for &a in added {
+            self.ep.add_peer(a);
+        }
+        self.cfg = new.clone();
+        Some(format!(
+            "sync: reconfigured: mode={} auth={} refresh_interval={} peers={} ({} added)",
+            new.mode.name(),
+            if self.authenticated {
+                "hmac-sha256"
+            } else {
+                "none"
+            },
+            new.refresh_secs,
+            new.peers.len(),
+            added.len()
+        ))
+    }
+
     /// The `sync-status` text.
     pub fn status_text(&self) -> String {
         let mut s = String::new();
@@ -228,8 +275,7 @@ impl EventConsumer for SyncConsumer {
     }
 
     fn reconfigure(&mut self, _ct: &Conntrack, cfg: &Config) -> Option<String> {
-        (cfg.sync.as_ref() != Some(&self.cfg))
-            .then(|| "sync: [sync] changed; it takes effect at the next start".to_string())
+        self.reconfigure_sync(cfg.sync.as_ref())
     }
 
     fn status(&self) -> Option<String> {

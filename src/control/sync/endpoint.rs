@@ -214,6 +214,30 @@ struct Peer {
     c: PeerCounters,
 }
 
+impl Peer {
+    fn new(addr: SocketAddr, rto: u64) -> Peer {
+        Peer {
+            addr,
+            next_seq: 1,
+            inflight: VecDeque::new(),
+            pending: VecDeque::new(),
+            overflowed: false,
+            last_refresh: 0,
+            rto,
+            bulk: None,
+            served: (0, 0),
+            rx_boot: None,
+            expected: None,
+            rx_in_bulk: false,
+            ack_due: false,
+            last_heard: None,
+            last_sent: None,
+            want_resync: None,
+            c: PeerCounters::default(),
+        }
+    }
+}
+
 /// One instance's end of the sync channels to all its peers.
 pub struct SyncEndpoint {
     boot: u64,
@@ -240,28 +264,7 @@ impl SyncEndpoint {
             boot: boot.max(1),
             key,
             params,
-            peers: peers
-                .iter()
-                .map(|&addr| Peer {
-                    addr,
-                    next_seq: 1,
-                    inflight: VecDeque::new(),
-                    pending: VecDeque::new(),
-                    overflowed: false,
-                    last_refresh: 0,
-                    rto,
-                    bulk: None,
-                    served: (0, 0),
-                    rx_boot: None,
-                    expected: None,
-                    rx_in_bulk: false,
-                    ack_due: false,
-                    last_heard: None,
-                    last_sent: None,
-                    want_resync: None,
-                    c: PeerCounters::default(),
-                })
-                .collect(),
+            peers: peers.iter().map(|&addr| Peer::new(addr, rto)).collect(),
             drops: [0; 4],
             nonces: 0,
             buf: Vec::with_capacity(super::codec::MAX_MESSAGE),
@@ -273,6 +276,29 @@ impl SyncEndpoint {
     /// This instance's boot id.
     pub fn boot(&self) -> u64 {
         self.boot
+    }
+
+    /// Adds a peer after the start (a reload that appends to `peers`; the others keep
+    /// their numbers and their channels): asks it for its table, and streams ours to it
+    /// bracketed, as a repair (it has not heard from us, and drops what it learned from
+    /// us before and the stream does not repeat).
+    pub fn add_peer(&mut self, addr: SocketAddr) {
+        let mut p = Peer::new(addr, self.params.rto_ms);
+        self.nonces += 1;
+        p.want_resync = Some((self.boot.wrapping_add(self.nonces), None));
+        p.bulk = Some(Bulk::new(0, true, true));
+        self.peers.push(p);
+    }
+
+    /// Replaces the message key (a reload): messages are signed and checked with the new
+    /// one from now on.
+    pub fn set_key(&mut self, key: Option<SyncKey>) {
+        self.key = key;
+    }
+
+    /// Sets the interval of the periodic refresh (a reload; 0: off).
+    pub fn set_refresh_ms(&mut self, ms: u64) {
+        self.params.refresh_ms = ms;
     }
 
     /// Asks every peer to stream its whole table.
