@@ -1,5 +1,5 @@
-//! Reassembly tests on real frames: datagrams built whole (checksums filled by
-//! `wire::frame_checksums::fill_frame`), cut into fragments as a sender's stack does, and fed to
+//! Reassembly tests on real frames: datagrams built whole by the shared test-frame builder
+//! (`wire::testframe`, checksums filled), cut into fragments as a sender's stack does, and fed to
 //! [`Ipf::add`] in every order, with duplicates, overlaps, gaps, limits and expiry.
 
 use super::*;

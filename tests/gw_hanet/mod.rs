@@ -352,9 +352,11 @@ impl HaNet {
         must_in(&self.ns_in, &cmd);
     }
 
-    /// Routes the SNAT pool `pool` (an address or a prefix) in the outside namespace
+    /// Routes the SNAT pool `pool` (an address or a prefix, with or without a port range) in the outside namespace
     /// through instance `via`'s link (`ip route replace`).
     pub fn route_pool(&self, pool: &str, via: Side) {
+        // A pool's port range ("ADDR:LO-HI", a port block) is not part of its route.
+        let pool = pool.split(':').next().unwrap_or(pool);
         let prefix = if pool.contains('/') {
             pool.to_string()
         } else {
@@ -666,4 +668,99 @@ impl Drop for HaNet {
         del_netns(&self.ns_in);
         del_netns(&self.ns_out);
     }
+}
+
+/// The many-connections server and client (TCP and UDP requests answered with the
+/// client's address as the server sees it).
+pub const CONNS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gw_hanet/conns.py");
+
+/// One connection of a `conns.py` client round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnResult {
+    /// `tcp` or `udp`.
+    pub kind: String,
+    pub id: u32,
+    /// The client's local port.
+    pub port: u16,
+    /// `ok`, `wrong`, `closed`, `timeout` or `connect-failed`.
+    pub status: String,
+    /// The client as the server saw it (`ADDR:PORT`, its NAT binding), `-` without an
+    /// answer.
+    pub seen: String,
+}
+
+impl HaNet {
+    /// Starts the `conns.py` server (TCP and UDP) on SERVER:`port` in the outside
+    /// namespace, once it listens.
+    pub fn conns_server(&mut self, port: u16) {
+        let log = self.scratch.path(&format!("conns-server-{port}.log"));
+        let ns = self.ns_out.clone();
+        let port = port.to_string();
+        self.spawn_in(
+            &ns,
+            &["python3", "-u", CONNS, "server", SERVER, &port],
+            &log,
+        );
+        let t = wait_for(&log, "ready");
+        assert!(t.contains("ready"), "conns.py server did not start:\n{t}");
+    }
+
+    /// Starts a `conns.py` client in the inside namespace: `tcp` TCP connections (kept
+    /// open) and `udp` UDP sockets to SERVER:`port`, each sending one request per round;
+    /// round 1 runs at once. Returns its directory (see [`conns_round`]).
+    pub fn conns_client(&mut self, port: u16, tcp: usize, udp: usize) -> PathBuf {
+        let dir = self.scratch.path(&format!("conns-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("client.log");
+        let ns = self.ns_in.clone();
+        let args = [port.to_string(), tcp.to_string(), udp.to_string()];
+        let cmd = [
+            "python3",
+            "-u",
+            CONNS,
+            "client",
+            SERVER,
+            &args[0],
+            &args[1],
+            &args[2],
+            dir.to_str().unwrap(),
+        ];
+        self.spawn_in(&ns, &cmd, &log);
+        dir
+    }
+}
+
+/// Round `r` of the `conns.py` client in `dir`: started now when `r > 1`, then its
+/// results once written (at most `timeout`; panics with the client's log after that).
+pub fn conns_round(dir: &Path, r: u32, timeout: Duration) -> Vec<ConnResult> {
+    if r > 1 {
+        std::fs::write(dir.join(format!("go{r}")), b"").unwrap();
+    }
+    let file = dir.join(format!("round{r}"));
+    let deadline = Instant::now() + timeout;
+    while !file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "conns.py round {r} did not end in {timeout:?}:\n{}",
+            std::fs::read_to_string(dir.join("client.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w[..] {
+                [kind, id, port, status, seen] => ConnResult {
+                    kind: kind.into(),
+                    id: id.parse().unwrap(),
+                    port: port.parse().unwrap(),
+                    status: status.into(),
+                    seen: seen.into(),
+                },
+                _ => panic!("bad line in {}: {l:?}", file.display()),
+            }
+        })
+        .collect()
 }
