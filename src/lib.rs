@@ -3,7 +3,8 @@
 //! The crate is layered one way, lowest first; each module imports only those listed
 //! before it (docs/DESIGN.md has the table):
 //!
-//! * `dpdk` (feature `dpdk`): the one thin, safe wrapper over `dpdk-sys`.
+//! * [`dpdk`]: the one thin, safe wrapper over `dpdk-sys` (feature `dpdk`), and the
+//!   page-backed zeroed arrays the tracker's tables live in (always built).
 //! * [`pcap`]: a pure-Rust pcap file reader and writer (tests, replay, perf).
 //! * [`wire`]: zero-copy packet views over byte slices, protocol constants, checksum
 //!   helpers and the one-pass frame parser.
@@ -25,7 +26,7 @@
 //! * [`cli`]: the command line, which fills `control`'s run options; `main.rs` only
 //!   connects `cli` to `control`.
 //!
-//! Everything but `dpdk` (and the parts of `pipeline` and `control` that drive it) is pure
+//! Everything but `dpdk`'s DPDK part (and the parts of `pipeline` and `control` that drive it) is pure
 //! Rust over byte slices and is tested without DPDK.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -39,5 +40,4 @@ pub mod pcap;
 pub mod pipeline;
 pub mod wire;
 
-#[cfg(feature = "dpdk")]
 pub mod dpdk;

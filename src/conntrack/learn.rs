@@ -153,7 +153,7 @@ impl CtWorker<'_> {
                 if keep_local && conn.origin() == 0 {
                     return Ok(Learned::KeptLocal(hit));
                 }
-                if conn.key(1) == c.reply {
+                if ct.table().key(hit.idx, 1) == c.reply {
                     let attr = conn.with_l4(|st| {
                         let (l4, attr) = merge_l4(c, st);
                         *st = l4;

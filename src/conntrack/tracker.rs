@@ -15,6 +15,7 @@ use super::sync::CachePadded;
 use super::table::{ConnTable, Hit, InsertError, PoolCache};
 use super::timeouts::{TimeoutAttr, TimeoutPolicy};
 use super::zones::{Zone, Zones};
+use crate::dpdk::PageSize;
 use crate::wire::parse::{Fragment, L4Summary, ParsedPacket};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -171,8 +172,16 @@ pub struct Conntrack {
 }
 
 impl Conntrack {
-    /// Builds a tracker; the record pool and buckets are allocated here, once.
+    /// Builds a tracker; the record pool and buckets are allocated here, once, on 4 KiB
+    /// pages committed as they are first touched.
     pub fn new(cfg: CtConfig) -> Conntrack {
+        Conntrack::with_pages(cfg, PageSize::Small)
+    }
+
+    /// [`Conntrack::new`] with the buckets and record pool on `pages` (huge pages when
+    /// the kernel's hugetlb pool has room for them, else 4 KiB pages;
+    /// [`ConnTable::backing`] tells which).
+    pub fn with_pages(cfg: CtConfig, pages: PageSize) -> Conntrack {
         let hasher = match cfg.hash_seed {
             Some(s) => KeyHasher::with_seed(s),
             None => KeyHasher::random(),
@@ -185,7 +194,7 @@ impl Conntrack {
             // Headroom for the records that sit free in the workers' caches: the limit is
             // kept exactly by `n_conns`, and a free record parked in another worker's cache
             // must never make an insert fail below the limit.
-            table: ConnTable::new(capacity, cfg.n_buckets, hasher),
+            table: ConnTable::with_pages(capacity, cfg.n_buckets, hasher, pages),
             pool_slack: (workers as u32 + 1) * super::table::CACHE_MAX,
             zones: Zones::new(workers + 1),
             default_policy: TimeoutPolicy::defaults(),
@@ -342,8 +351,8 @@ impl Conntrack {
             }
             Some(ConnSnapshot {
                 idx,
-                orig: c.key(DIR_ORIG),
-                reply: c.key(DIR_REPLY),
+                orig: self.table.key(idx, DIR_ORIG),
+                reply: self.table.key(idx, DIR_REPLY),
                 expiry: c.expiry(),
                 mark: c.mark(),
                 label: c.label(),
@@ -384,13 +393,14 @@ impl Conntrack {
         }
         if let Some(h) = self.hooks.get() {
             let c = self.table.conn(idx);
-            h.removed(&c.key(DIR_ORIG), &c.key(DIR_REPLY), c.nat_flags());
+            let t = &self.table;
+            h.removed(&t.key(idx, DIR_ORIG), &t.key(idx, DIR_REPLY), c.nat_flags());
         }
         if self.events.enabled() && ev.1 != DestroyReason::Synced {
             // Unlinked but not yet released: the record still holds the connection.
             self.emit(ev.0, EventKind::Destroy, ev.1, idx, gen, 0);
         }
-        let zone_id = self.table.conn(idx).key(DIR_ORIG).zone;
+        let zone_id = self.table.key(idx, DIR_ORIG).zone;
         if let Some(zone) = self.zones.get(zone_id) {
             self.zones.unlink(&self.table, zone, idx);
             zone.count.fetch_sub(1, Ordering::AcqRel);
@@ -415,8 +425,8 @@ impl Conntrack {
         now: u64,
     ) {
         let c = self.table.conn(idx);
-        let orig = c.key(DIR_ORIG);
-        let reply = c.key(DIR_REPLY);
+        let orig = self.table.key(idx, DIR_ORIG);
+        let reply = self.table.key(idx, DIR_REPLY);
         let tcp = if orig.proto == crate::wire::parse::proto::TCP {
             c.with_l4(|st| super::l4::tcp::display_state(st) as u8)
         } else {
@@ -484,7 +494,7 @@ impl Conntrack {
         if c.nat_flags() == 0 {
             return None;
         }
-        let key = c.key(hit.dir ^ 1);
+        let key = self.table.key(hit.idx, hit.dir ^ 1);
         // The slot could have been freed and reused while we read: check again after.
         std::sync::atomic::fence(Ordering::Acquire);
         c.is_live(hit.gen).then(|| key.reversed())
@@ -1066,8 +1076,8 @@ impl<'a> CtWorker<'a> {
             bump(&counters.refused_table_full);
             return Err(CreateError::Refused(Refusal::TableFull));
         };
+        self.ct.table.set_keys(idx, orig, reply);
         let c = self.ct.table.conn(idx);
-        c.set_keys(orig, reply);
         init(c, zone);
         // The helper of a control connection, from the `[[alg]]` rules (a data
         // connection, ALG_RELATED, gets none: it is not a control connection).
