@@ -3,24 +3,30 @@
 //! The crate is layered one way, lowest first; each module imports only those listed
 //! before it (docs/DESIGN.md has the table):
 //!
-//! * `dpdk` (feature `dpdk`): the one thin, safe wrapper over `dpdk-sys`.
+//! * [`dpdk`]: the one thin, safe wrapper over `dpdk-sys` (feature `dpdk`), and the
+//!   page-backed zeroed arrays the tracker's tables live in (always built).
 //! * [`pcap`]: a pure-Rust pcap file reader and writer (tests, replay, perf).
 //! * [`wire`]: zero-copy packet views over byte slices, protocol constants, checksum
 //!   helpers and the one-pass frame parser.
 //! * [`ipf`]: IP fragment reassembly in front of the tracker (OVS `ipf` semantics).
 //! * [`conntrack`]: the connection table (lock-striped buckets, key directionality,
 //!   list-free expiry), L4 state machines, zones, limits and timeout policies, connection
-//!   events, and the FTP/TFTP helpers (`conntrack::alg`: expectations).
-//! * [`nat`]: SNAT/DNAT tuple choice and the packet rewrite.
-//! * [`config`]: the gateway configuration file.
+//!   events, connections learned from an HA peer, and the FTP/TFTP helpers
+//!   (`conntrack::alg`: expectations). It knows no NAT: the reply tuples come from its
+//!   caller (`ReplyTuples`), in its tests from a stand-in.
+//! * [`nat`]: SNAT/DNAT tuple choice, endpoint-independent mappings and the packet
+//!   rewrite.
+//! * [`config`]: the gateway configuration file (`[logging]` and `[sync]` in their own
+//!   files).
 //! * [`pipeline`]: the per-packet and per-burst steps of a worker lcore (forwarding, the
 //!   NAT gateway step) and the worker loop.
-//! * [`control`]: the process's run (set-up, launch, the control lcore's loop) and the
-//!   control socket.
+//! * [`control`]: the process's run (set-up, launch, the control lcore's loop), the
+//!   control socket and its commands, configuration reload, and what consumes the
+//!   connection event stream on the control lcore (the NAT log, state sync).
 //! * [`cli`]: the command line, which fills `control`'s run options; `main.rs` only
 //!   connects `cli` to `control`.
 //!
-//! Everything but `dpdk` (and the parts of `pipeline` and `control` that drive it) is pure
+//! Everything but `dpdk`'s DPDK part (and the parts of `pipeline` and `control` that drive it) is pure
 //! Rust over byte slices and is tested without DPDK.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -34,5 +40,4 @@ pub mod pcap;
 pub mod pipeline;
 pub mod wire;
 
-#[cfg(feature = "dpdk")]
 pub mod dpdk;

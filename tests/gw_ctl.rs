@@ -17,43 +17,22 @@ use gw_tapnet::*;
 
 /// The default gateway with a small table (ct-bkts prints 64 buckets), ICMP connections
 /// that expire after 10 s (long enough that none expires between the checks on a loaded machine), and a sweep too slow to matter until the test changes it.
-const CTL_CONFIG: &str = r#"
+fn ctl_config() -> String {
+    format!(
+        r#"
 [datapath]
 max_conns = 1024
 buckets = 64
 sweep_interval_ms = 600000
 
-[[port]]
-port = 0
-role = "inside"
-ipv4 = "10.0.0.1/24"
-ipv6 = "fd00:0:0:1::1/64"
-zone = 1
-
-[[port]]
-port = 1
-role = "outside"
-ipv4 = "192.0.2.1/24"
-ipv6 = "fd00:0:0:2::1/64"
-
-[[route]]
-prefix = "0.0.0.0/0"
-via = "192.0.2.2"
-
-[[route]]
-prefix = "::/0"
-via = "fd00:0:0:2::2"
-
-[[snat]]
-pool = "192.0.2.1"
-
-[[snat]]
-pool = "[fd00:0:0:2::1]"
-
+{topology}
 [timeouts]
 icmp_first = 10
 icmp_reply = 10
-"#;
+"#,
+        topology = topology(Some(1))
+    )
+}
 
 /// The sum of the per-bucket counts of `ct-bkts` output (`.` is 0).
 fn bkts_sum(out: &str) -> u64 {
@@ -94,7 +73,7 @@ fn telemetry(gw: &Gw, cmds: &[&str]) -> Vec<serde_json::Value> {
 
 #[test]
 fn ctgate_ctl_commands_against_the_running_gateway() {
-    let mut gw = Gw::start("ctl", Some(CTL_CONFIG));
+    let mut gw = Gw::start("ctl", Some(&ctl_config()));
     let www = gw.scratch.path("www");
     std::fs::create_dir_all(&www).unwrap();
     blob(&www, "small", 4096);

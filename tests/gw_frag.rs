@@ -5,7 +5,8 @@
 //! refused and counted. With the outside port's `mtu` at 1280: the device's MTU follows,
 //! a TCP upload completes through path MTU discovery, packets without DF are fragmented
 //! by the gateway, a DF ping gets "Frag needed and DF set (mtu = 1280)" and an IPv6 one
-//! "Packet too big", `mss_clamp = "auto"` clamps the SYN (seen by tcpdump on both sides),
+//! "Packet too big" (quoting 576 / 1280 bytes' worth, seen by tcpdump), tracepath finds
+//! the gateway and the path MTU, `mss_clamp = "auto"` clamps the SYN (seen by tcpdump on both sides),
 //! and a live MTU change the device cannot take is refused. Needs root.
 #![cfg(feature = "dpdk")]
 
@@ -236,18 +237,6 @@ fn link_mtu(gw: &Gw, ns: &str, dev: &str) -> u32 {
         .unwrap_or_else(|| panic!("no mtu in:\n{o}"))
 }
 
-/// Waits up to 10 s for `log` to contain `what`; its text.
-fn wait_for(log: &std::path::Path, what: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let t = std::fs::read_to_string(log).unwrap_or_default();
-        if t.contains(what) || std::time::Instant::now() > deadline {
-            return t;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_work_with_real_stacks(
 ) {
@@ -270,6 +259,19 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
             "addr",
             "add",
             "fd00:0:0:2::3/64",
+            "dev",
+            &tap_out,
+            "nodad",
+        ],
+    );
+    gw.exec(
+        &ns_out,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "fd00:0:0:2::4/64",
             "dev",
             &tap_out,
             "nodad",
@@ -428,7 +430,26 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
         "not fragmented by the gateway"
     );
 
-    // DF set: the gateway answers from its inside address with the next-hop MTU.
+    // DF set: the gateway answers from its inside address with the next-hop MTU, quoting
+    // as much of the packet as fits in 576 bytes (IPv4) or 1280 (IPv6): the ICMP messages
+    // the inside host receives are 556 (8 + 548 quoted of its 1328) and 1240 bytes long
+    // (8 + 1232 of its 1348).
+    let cap_err = gw.scratch.path("icmp-errors.txt");
+    gw.spawn_in(
+        &ns_in,
+        &[
+            "tcpdump",
+            "-i",
+            &tap_in,
+            "-n",
+            "-l",
+            "-c",
+            "2",
+            "(icmp and icmp[icmptype] == 3) or (icmp6 and ip6[40] == 2)",
+        ],
+        &cap_err,
+    );
+    wait_for(&cap_err, "listening on");
     let p = gw.exec(
         &ns_in,
         &[
@@ -475,6 +496,34 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
         "{p}"
     );
     assert!(gw_counter(&gw, "packet_too_big") > ptb);
+    let errors = wait_for(&cap_err, "packet too big");
+    assert!(
+        errors.contains(
+            "10.0.0.1 > 10.0.0.2: ICMP 192.0.2.4 unreachable - need to frag (mtu 1280), length 556"
+        ) && errors.contains(
+            "fd00:0:0:1::1 > fd00:0:0:1::2: ICMP6, packet too big, mtu 1280, length 1240"
+        ),
+        "the ICMP errors the inside host received:\n{errors}"
+    );
+    // tracepath (UDP probes with DF, growing TTL) reads both errors through the socket's
+    // error queue, matched by their quotes: hop 1 is the gateway (time exceeded, then
+    // fragmentation needed / packet too big with 1280), and the destination is reached.
+    for dst in ["192.0.2.3", "fd00:0:0:2::4"] {
+        let t = gw.exec(&ns_in, &["tracepath", "-n", "-m", "4", dst]);
+        let gw_addr = if dst.contains(':') {
+            "fd00:0:0:1::1"
+        } else {
+            "10.0.0.1"
+        };
+        assert!(
+            t.stdout.contains(&format!(" 1:  {gw_addr} "))
+                && t.stdout.contains("pmtu 1280")
+                && t.stdout.contains(&format!("{dst} "))
+                && t.stdout.contains("reached")
+                && t.stdout.contains("Resume: pmtu 1280"),
+            "tracepath {dst}:\n{t}"
+        );
+    }
     // Having learned the path MTU, Linux sends 1280-byte fragments, and they cross.
     let p = ping_size(&gw, "fd00:0:0:2::3", 3000);
     assert!(p.stdout.contains("3008 bytes from fd00:0:0:2::3"), "{p}");

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::*;
 use ctgate::pcap;
-use ctgate::wire::testframe::{Frame, L4};
+use ctgate::wire::testframe::{self, ip4, Frame, L4};
 
 /// The inside host 10.0.0.2 (the static next hop of port 0).
 const HOST: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x02];
@@ -51,22 +51,6 @@ fn config() -> String {
             ("max_conns = 3000000", "max_conns = 4096"),
         ],
     )
-}
-
-/// An IPv4 frame with every checksum filled (`ctgate::wire::testframe`).
-fn ip4(
-    dmac: [u8; 6],
-    smac: [u8; 6],
-    src: [u8; 4],
-    dst: [u8; 4],
-    ttl: u8,
-    proto: u8,
-    l4: &[u8],
-) -> Vec<u8> {
-    Frame::v4(src, dst, L4::raw(proto, l4))
-        .macs(dmac, smac)
-        .ttl(ttl)
-        .build()
 }
 
 fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -248,18 +232,10 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
     assert_eq!(sum("dropped"), 2, "{out}");
 }
 
-/// An IPv6 frame (hop limit 64) with every checksum computed over its bytes.
+/// An IPv6 frame (hop limit 64) with every checksum filled.
 fn ip6(dmac: [u8; 6], smac: [u8; 6], src: &str, dst: &str, next: u8, l4: &[u8]) -> Vec<u8> {
     let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
-    let mut l3 = vec![0x60, 0, 0, 0];
-    l3.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    l3.extend_from_slice(&[next, 64]);
-    l3.extend_from_slice(&a(src));
-    l3.extend_from_slice(&a(dst));
-    l3.extend_from_slice(l4);
-    let mut f = ether(dmac, smac, 0x86dd, &l3);
-    ctgate::wire::frame_checksums::fill_frame(&mut f).unwrap();
-    f
+    testframe::ip6(dmac, smac, a(src), a(dst), 64, next, l4)
 }
 
 /// `f` with 802.1Q/802.1ad tags (TPID, VLAN id) inserted after the MAC addresses.
@@ -276,18 +252,11 @@ fn tagged(f: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
 /// A UDP/IPv4 frame from the inside host to the server with the IPv4 options `opts`
 /// (a multiple of 4 bytes), checksums computed.
 fn ip4_opts(dmac: [u8; 6], smac: [u8; 6], ttl: u8, opts: &[u8]) -> Vec<u8> {
-    let l4 = udp(5353, 53, b"opts");
-    let hl = 20 + opts.len();
-    let mut l3 = vec![0x40 | (hl / 4) as u8, 0];
-    l3.extend_from_slice(&((hl + l4.len()) as u16).to_be_bytes());
-    l3.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, 17, 0, 0]);
-    l3.extend_from_slice(&H4);
-    l3.extend_from_slice(&SERVER4);
-    l3.extend_from_slice(opts);
-    l3.extend_from_slice(&l4);
-    let mut f = ether(dmac, smac, 0x0800, &l3);
-    ctgate::wire::frame_checksums::fill_frame(&mut f).unwrap();
-    f
+    Frame::v4(H4, SERVER4, L4::udp(5353, 53, b"opts"))
+        .macs(dmac, smac)
+        .ttl(ttl)
+        .ip_options(opts)
+        .build()
 }
 
 /// The hostile cases of issue 19, all sent to the inside port's MAC: each with the drop

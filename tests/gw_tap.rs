@@ -177,49 +177,28 @@ fn two_workers_share_the_tracker() {
 /// Zone 1 admits one connection and ICMP connections expire after 3 s; the sweep is
 /// too slow to matter (10 minutes), so the second connection is admitted because the
 /// insert reclaims the expired one.
-const LIMIT_CONFIG: &str = r#"
+fn limit_config() -> String {
+    format!(
+        r#"
 [datapath]
 max_conns = 4096
 sweep_interval_ms = 600000
 
-[[port]]
-port = 0
-role = "inside"
-ipv4 = "10.0.0.1/24"
-ipv6 = "fd00:0:0:1::1/64"
-zone = 1
-
-[[port]]
-port = 1
-role = "outside"
-ipv4 = "192.0.2.1/24"
-ipv6 = "fd00:0:0:2::1/64"
-
-[[route]]
-prefix = "0.0.0.0/0"
-via = "192.0.2.2"
-
-[[route]]
-prefix = "::/0"
-via = "fd00:0:0:2::2"
-
-[[snat]]
-pool = "192.0.2.1"
-
-[[snat]]
-pool = "[fd00:0:0:2::1]"
-
+{topology}
 [limits]
-zones = [ { zone = 1, limit = 1 } ]
+zones = [ {{ zone = 1, limit = 1 }} ]
 
 [timeouts]
 icmp_first = 3
 icmp_reply = 3
-"#;
+"#,
+        topology = topology(Some(1))
+    )
+}
 
 #[test]
 fn a_zone_at_its_limit_admits_a_new_connection_once_an_old_one_expired() {
-    let gw = Gw::start("taplimit", Some(LIMIT_CONFIG));
+    let gw = Gw::start("taplimit", Some(&limit_config()));
     assert_eq!(
         gw.ctl_ok(&["ct-get-limits", "zone=1"]),
         "default limit=0\nzone=1,limit=1,count=0\n"

@@ -44,6 +44,16 @@
 //! Both gateways rewrite the MACs and decrement the TTL on the tracked cases (ctgate as a
 //! router does, the OVS flows do it explicitly).
 //!
+//! With `--frag-size N` every datagram, request and reply, is a UDP datagram of N bytes
+//! (counted as `datapath --size` counts a frame) cut into IPv4 fragments of at most 1,500
+//! bytes (`--frag-size 3000`: 1,480 + 1,480 + 2 data bytes), DF clear, the
+//! identification the flow's; the same pcaps feed both sides. OVS's `ipf` reassembles in
+//! front of `ct()` and sends the fragments on; ctgate reassembles to track and sends the
+//! fragments on. Mpps counts fragments; the line adds `frag_size`, `frags_per_datagram`,
+//! `ovs_datagrams_per_s` and `ctgate_datagrams_per_s` (Mpps over fragments per datagram).
+//! The pcap loops repeat each identification once per pass, after the datagram of the
+//! previous pass completed.
+//!
 //! # Setup
 //!
 //! OVS: `/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk` (installed with apt-get if
@@ -140,11 +150,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ctgate::control::counter_lines::field_u64;
+use ctgate::wire::frame_checksums::fill_frame;
 
 use crate::bench_config::{self, mac_str};
 use crate::child;
-use crate::gen::{self, RepliesTo};
-use crate::gen_traffic::{CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
+use crate::gen;
+use crate::gen_traffic::{self, Proto, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
 use crate::ovs::{self, Instance, Options};
 use crate::pcap_feed::{memory_for, pcap_mbufs, Feeder};
 use crate::plot::{self, Line};
@@ -244,7 +255,19 @@ pub struct Args {
     /// Print OVS's PMD statistics of the window and its datapath flows on stderr.
     #[arg(long)]
     verbose: bool,
+    /// Fragmented traffic: UDP datagrams of N bytes (the frame they would be, FCS
+    /// included, as `datapath --size`; 1519..=65000) cut into IPv4 fragments of at most
+    /// 1500 bytes, requests and replies; both sides reassemble to track (OVS's `ipf` in
+    /// front of `ct()`, ctgate's `src/ipf`) and send the fragments on. The line gains
+    /// `frag_size`, `frags_per_datagram` and both sides' `datagrams_per_s`.
+    #[arg(long, value_name = "N")]
+    frag_size: Option<usize>,
 }
+
+/// The IP MTU the fragments of `--frag-size` fit.
+const FRAG_MTU: usize = 1500;
+/// Data bytes per fragment: a 20-byte header, data a multiple of 8 (1,480).
+const FRAG_DATA: usize = (FRAG_MTU - 20) / 8 * 8;
 
 /// Set by SIGINT/SIGTERM (signal-hook): stop the current case and clean up.
 static INTERRUPTED: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
@@ -454,31 +477,102 @@ fn ovs_flows(case: Case) -> String {
 struct Traffic {
     dir: PathBuf,
     packets: usize,
+    /// Fragments per datagram (1: unfragmented).
+    frags_per_datagram: usize,
+}
+
+/// `f` (an IPv4 frame) with DF clear cut into fragments of at most [`FRAG_MTU`] bytes of
+/// IP, its identification kept; `f` alone when it fits.
+fn cut(mut f: Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
+    if f.len() - 14 <= FRAG_MTU {
+        return Ok(vec![f]);
+    }
+    f[20] &= !0x40;
+    fill_frame(&mut f).map_err(|e| format!("datagram frame: {e:?}"))?;
+    let ident = u32::from(u16::from_be_bytes([f[18], f[19]]));
+    let frags = ctgate::wire::testframe::fragments(&f, FRAG_DATA, ident);
+    if frags.len() < 2 {
+        return Err("could not fragment a datagram".into());
+    }
+    Ok(frags)
 }
 
 impl Traffic {
     /// inside.pcap; outside.pcap (replies to the SNAT pool); outside-ct.pcap (the same
-    /// replies to the clients' own addresses, for `ct`).
+    /// replies to the clients' own addresses, for `ct`). 64-byte frames, or datagrams of
+    /// `frag_size` bytes in fragments.
     /// With `pcaps` false (the memif source: the generator builds the same frames
     /// itself) nothing is written.
-    fn write(dir: PathBuf, flows: u32, pcaps: bool) -> Result<Traffic, String> {
-        let packets = 2 * flows as usize;
+    fn write(
+        dir: PathBuf,
+        flows: u32,
+        frag_size: Option<usize>,
+        pcaps: bool,
+    ) -> Result<Traffic, String> {
+        let g = gen_traffic::Args {
+            flows,
+            proto: Proto::Udp,
+            size: 64,
+            replies: 1.0,
+            shuffle: true,
+            seed: 1,
+            dst_mac: gen_traffic::parse_mac(PCAP_PORT0_MAC)?,
+            out_dst_mac: gen_traffic::parse_mac(PCAP_PORT1_MAC)?,
+            out: dir.clone(),
+        };
+        gen_traffic::check(&g)?;
+        // gen_traffic's frames are well formed at any size; its own bound is for pcaps
+        // that are not cut.
+        let g = gen_traffic::Args {
+            size: frag_size.unwrap_or(g.size),
+            ..g
+        };
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         if !pcaps {
-            return Ok(Traffic { dir, packets });
+            return Ok(Traffic {
+                dir,
+                packets: 2 * flows as usize,
+                frags_per_datagram: 1,
+            });
         }
-        let (inside, outside) = gen::frames(flows, RepliesTo::Snat)?;
-        let (_, ct_replies) = gen::frames(flows, RepliesTo::Client)?;
+        let (inside, outside) = gen_traffic::frames(&g);
+        if inside.len() != outside.len() {
+            return Err("gen_traffic: not one reply per flow".into());
+        }
+        let mut ct_replies = Vec::with_capacity(outside.len());
+        for (i, o) in inside.iter().zip(&outside) {
+            let mut r = o.clone();
+            r[30..34].copy_from_slice(&i[26..30]);
+            r[24..26].fill(0);
+            r[40..42].fill(0);
+            fill_frame(&mut r).map_err(|e| format!("reply frame: {e:?}"))?;
+            ct_replies.push(r);
+        }
+        let mut packets = 0;
+        let mut frags_per_datagram = 1;
         for (name, fr) in [
-            ("inside.pcap", &inside),
-            ("outside.pcap", &outside),
-            ("outside-ct.pcap", &ct_replies),
+            ("inside.pcap", inside),
+            ("outside.pcap", outside),
+            ("outside-ct.pcap", ct_replies),
         ] {
+            let mut frames = Vec::with_capacity(fr.len());
+            for f in fr {
+                let pieces = cut(f)?;
+                frags_per_datagram = pieces.len();
+                frames.extend(pieces);
+            }
+            if name != "outside-ct.pcap" {
+                packets += frames.len();
+            }
             let p = dir.join(name);
-            ctgate::pcap::write_file(&p, Duration::ZERO, fr.iter().map(Vec::as_slice))
+            ctgate::pcap::write_file(&p, Duration::ZERO, frames.iter().map(Vec::as_slice))
                 .map_err(|e| format!("{}: {e}", p.display()))?;
         }
-        Ok(Traffic { dir, packets })
+        Ok(Traffic {
+            dir,
+            packets,
+            frags_per_datagram,
+        })
     }
 
     fn pcaps(&self, case: Case) -> [PathBuf; 2] {
@@ -977,6 +1071,15 @@ pub fn run(args: &Args) -> Result<(), String> {
     if args.cases.is_empty() || flows.is_empty() {
         return Err("nothing to run: --cases and --flows must not be empty".into());
     }
+    if args
+        .frag_size
+        .is_some_and(|n| !(FRAG_MTU + 19..=65_000).contains(&n))
+    {
+        return Err(format!(
+            "--frag-size must be {}..=65000: a datagram larger than one {FRAG_MTU}-byte packet",
+            FRAG_MTU + 19
+        ));
+    }
     let repeat = args.repeat.max(1);
     let bin = find_ctgate(args.ctgate.as_deref())?;
     ensure_ovs()?;
@@ -1003,15 +1106,25 @@ pub fn run(args: &Args) -> Result<(), String> {
             n + 1,
             start.elapsed().as_secs_f64()
         );
-        let pcaps = args.source != SourceChoice::Memif;
-        let traffic = match Traffic::write(scratch.join(format!("traffic-{f}")), f, pcaps) {
+        // The generator sends 64-byte frames: fragments come from the pcap sources.
+        let choice = match (args.source, args.frag_size) {
+            (SourceChoice::Memif, Some(_)) => SourceChoice::Auto,
+            (c, _) => c,
+        };
+        let pcaps = choice != SourceChoice::Memif;
+        let traffic = match Traffic::write(
+            scratch.join(format!("traffic-{f}")),
+            f,
+            args.frag_size,
+            pcaps,
+        ) {
             Ok(t) => t,
             Err(e) => {
                 result = Err(e);
                 break;
             }
         };
-        let source = source_for(args.source, traffic.packets);
+        let source = source_for(choice, traffic.packets);
         if source == Source::Pcap && traffic.packets + OVS_POOL_HEADROOM > OVS_MEMPOOL_MBUFS {
             eprintln!(
                 "compare-ovs: warning: {} preloaded packets exceed OVS's {OVS_MEMPOOL_MBUFS}-mbuf mempool: OVS will fail",
@@ -1090,6 +1203,16 @@ pub fn run(args: &Args) -> Result<(), String> {
                 .with("ctgate_fwd_pct", pct(&ctg))
                 .with("secs", seconds)
                 .with("warmup", warmup);
+            line = match args.frag_size {
+                Some(n) => {
+                    let k = traffic.frags_per_datagram as f64;
+                    line.with("frag_size", n)
+                        .with("frags_per_datagram", traffic.frags_per_datagram)
+                        .with("ovs_datagrams_per_s", format!("{:.0}", o * 1e6 / k))
+                        .with("ctgate_datagrams_per_s", format!("{:.0}", c * 1e6 / k))
+                }
+                None => line,
+            };
             if source == Source::Memif {
                 // The generator's median figures per side: Mpps the DUT took, CPU share.
                 for (side, m) in [("ovs", &ovs), ("ctgate", &ctg)] {
@@ -1159,6 +1282,7 @@ fn chart(points: &[(Case, u32, f64, f64)]) -> plot::Chart {
         x_label: "flows".into(),
         y_label: "Mpps (forwarded)".into(),
         x_scale: plot::XScale::Log10,
+        y_scale: plot::YScale::Linear,
         series,
     }
 }
@@ -1166,6 +1290,48 @@ fn chart(points: &[(Case, u32, f64, f64)]) -> plot::Chart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frag_size_writes_every_datagram_as_fragments_that_reassemble_to_it() {
+        let dir = std::env::temp_dir().join(format!("ctgate-cmp-frag-{}", std::process::id()));
+        let t = Traffic::write(dir.clone(), 4, Some(3000), true).unwrap();
+        assert_eq!((t.frags_per_datagram, t.packets), (3, 24));
+        for name in ["inside.pcap", "outside.pcap", "outside-ct.pcap"] {
+            let frames: Vec<Vec<u8>> = ctgate::pcap::read_file(dir.join(name))
+                .unwrap()
+                .into_iter()
+                .map(|p| p.data)
+                .collect();
+            assert_eq!(frames.len(), 12, "{name}");
+            for d in frames.chunks(3) {
+                // 2,996-byte frames: 2,962 data bytes after the IPv4 header.
+                let lens: Vec<usize> = d.iter().map(Vec::len).collect();
+                assert_eq!(lens, [1514, 1514, 36], "{name}");
+                let mut data = Vec::new();
+                for (k, f) in d.iter().enumerate() {
+                    let ff = u16::from_be_bytes([f[20], f[21]]);
+                    assert_eq!(ff & 0x1fff, (k * 185) as u16, "offset in 8-byte units");
+                    assert_eq!(ff & 0x2000 != 0, k < 2, "MF on all but the last");
+                    assert_eq!(ff & 0x4000, 0, "DF clear");
+                    assert_eq!(f[18..20], d[0][18..20], "one identification");
+                    assert!(ctgate::wire::checksum::verify_ipv4_header(&f[14..34]));
+                    data.extend_from_slice(&f[34..]);
+                }
+                // The reassembled datagram: its UDP length and checksums hold.
+                assert_eq!(u16::from_be_bytes([data[4], data[5]]), 2962);
+                let mut whole = d[0][..34].to_vec();
+                whole.extend_from_slice(&data);
+                whole[16..18].copy_from_slice(&(20 + data.len() as u16).to_be_bytes());
+                whole[20..22].fill(0);
+                whole[24..26].fill(0);
+                let c = ctgate::wire::checksum::ipv4_header(&whole[14..34]);
+                whole[24..26].copy_from_slice(&c.to_be_bytes());
+                assert_eq!(ctgate::wire::frame_checksums::verify_frame(&whole), Ok(()));
+            }
+        }
+        drop(t);
+        assert!(!dir.exists());
+    }
 
     #[test]
     fn parses_dpctl_show() {

@@ -22,7 +22,7 @@
 //! SNAT) and `DIR/nat_established.svg` (Mpps against connections, plain vs SNAT).
 
 use crate::flow_frames::{FrameBuf, Kind, Rng, SLOT};
-use crate::plot::{self, Chart, Progress, Record, Series, XScale};
+use crate::plot::{self, Chart, Progress, Record, Series, XScale, YScale};
 use clap::Args as ClapArgs;
 use ctgate::conntrack::{Conntrack, CtConfig, CtWorker, PacketMeta, ReplyTuples};
 use ctgate::nat::{self, NatRange, NatSpec};
@@ -288,6 +288,7 @@ fn charts(created: &[(f64, f64, f64)], est: &[(f64, f64, f64)]) -> Vec<(&'static
                 x_label: "connections".into(),
                 y_label: "connections/s".into(),
                 x_scale: XScale::Log10,
+                y_scale: YScale::Linear,
                 series: pair(created),
             },
         ),
@@ -298,6 +299,7 @@ fn charts(created: &[(f64, f64, f64)], est: &[(f64, f64, f64)]) -> Vec<(&'static
                 x_label: "connections".into(),
                 y_label: "Mpps".into(),
                 x_scale: XScale::Log10,
+                y_scale: YScale::Linear,
                 series: pair(est),
             },
         ),

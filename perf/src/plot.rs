@@ -4,10 +4,15 @@
 //!
 //! A [`Chart`] is a set of named series of (x, y) points, drawn as one line (`<polyline>`)
 //! and one dot (`<circle>`) per point for each series, with a legend, axis labels and a
-//! title. The y axis is linear; the x axis is [`XScale::Linear`], [`XScale::Log10`] (flow
-//! counts: ticks at the decades, 1k … 10M) or [`XScale::Nines`] (latency percentiles: x is
-//! drawn at `-log10(1 - p/100)`, so 90, 99, 99.9, 99.99 are equally spaced and 50 sits at
-//! 0.3 of a step).
+//! title. The x axis is [`XScale::Linear`], [`XScale::Log10`] (flow counts: ticks at the
+//! decades, 1k … 10M) or [`XScale::Nines`] (latency percentiles: x is drawn at
+//! `-log10(1 - p/100)`, so 90, 99, 99.9, 99.99 are equally spaced and 50 sits at 0.3 of a
+//! step). The y axis is [`YScale::Linear`] (from zero, or below when values are negative)
+//! or [`YScale::Log10`] (values spanning orders of magnitude, such as latency in µs: each
+//! decade 1, 10, 100, 1k takes the same height, labelled, with light lines at 2 … 9 times
+//! each decade). A log axis, x or y, takes only positive values: [`check`] refuses the rest.
+//! A log axis gets its ticks at the decades in range, or at 1, 2, 5 times them when fewer
+//! than two decades fit.
 //!
 //! Text is measured with ab_glyph, which needs a font: DejaVu Sans
 //! ([`FONT_PATH`], Debian package `fonts-dejavu-core`, installed by `ci/setup`) is loaded
@@ -41,6 +46,24 @@ pub enum XScale {
     Nines,
 }
 
+/// How the y axis is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YScale {
+    Linear,
+    /// Logarithmic, for values spanning orders of magnitude (latency in µs).
+    Log10,
+}
+
+impl YScale {
+    /// The x scale drawn the same way (positions, ticks, labels are shared).
+    fn as_x(self) -> XScale {
+        match self {
+            YScale::Linear => XScale::Linear,
+            YScale::Log10 => XScale::Log10,
+        }
+    }
+}
+
 /// A line chart.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Chart {
@@ -48,6 +71,7 @@ pub struct Chart {
     pub x_label: String,
     pub y_label: String,
     pub x_scale: XScale,
+    pub y_scale: YScale,
     pub series: Vec<Series>,
 }
 
@@ -118,7 +142,8 @@ fn from_axis(scale: XScale, v: f64) -> f64 {
 }
 
 /// Refuses what cannot be drawn: no series, a series without points or name, values that
-/// are not finite, x not positive on a log axis, x outside 0 ≤ p < 100 on a nines axis.
+/// are not finite, x or y not positive on a log axis, x outside 0 ≤ p < 100 on a nines
+/// axis.
 pub fn check(chart: &Chart) -> Result<(), String> {
     if chart.series.is_empty() {
         return Err(format!("plot '{}': no series", chart.title));
@@ -152,6 +177,12 @@ pub fn check(chart: &Chart) -> Result<(), String> {
                     chart.title, s.name
                 ));
             }
+            if chart.y_scale == YScale::Log10 && y <= 0.0 {
+                return Err(format!(
+                    "plot '{}': series '{}' has y = {y}: y must be positive on a log scale",
+                    chart.title, s.name
+                ));
+            }
         }
     }
     Ok(())
@@ -179,6 +210,19 @@ pub fn short_number(v: f64) -> String {
     format!("{s}{suffix}")
 }
 
+/// A label on a log axis: [`short_number`] (1k, 10M, 0.1), or `2e-4` below 0.001, where
+/// three decimals no longer show the value.
+fn log_label(v: f64) -> String {
+    // 0.999e-3: 0.001 itself, computed as 10^-3, may come out a hair below.
+    if v.abs() >= 0.999e-3 {
+        return short_number(v);
+    }
+    let s = format!("{v:.3e}");
+    let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+    format!("{mantissa}e{exp}")
+}
+
 /// A percentile label: 50, 99.9, 99.99.
 fn percentile_label(p: f64) -> String {
     let mut s = format!("{p:.6}");
@@ -199,8 +243,39 @@ fn padded(vals: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
-/// Tick positions (on the axis) for the x axis: the decades or the nines in range, or the
-/// distinct data positions when those are few (and for a linear axis with few x values).
+/// Positions (on a log axis: log10 of the value) between `lo` and `hi` of 1 times each
+/// decade, or else 1, 2 and 5 times, or else 1 … 9 times, the first of these with at least
+/// two ticks in range (possibly fewer when the range is narrower than a factor of 2).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mantissas: [&[f64]; 3] = [
+        &[1.0],
+        &[1.0, 2.0, 5.0],
+        &[1.0, 2., 3., 4., 5., 6., 7., 8., 9.],
+    ];
+    let mut ticks = Vec::new();
+    for m in mantissas {
+        ticks = (lo.floor() as i32..=hi.ceil() as i32)
+            .flat_map(|d| m.iter().map(move |&k| f64::from(d) + k.log10()))
+            .filter(|v| (lo..=hi).contains(v))
+            .collect();
+        if ticks.len() >= 2 {
+            break;
+        }
+    }
+    ticks
+}
+
+/// Light grid positions on a log axis whose ticks are the decades: 2 … 9 times each decade.
+fn log_minor(lo: f64, hi: f64) -> Vec<f64> {
+    (lo.floor() as i32..=hi.ceil() as i32)
+        .flat_map(|d| (2..10).map(move |k| f64::from(d) + f64::from(k).log10()))
+        .filter(|v| (lo..=hi).contains(v))
+        .collect()
+}
+
+/// Tick positions (on the axis) for the x axis: the decades (or 1, 2, 5 times them) or the
+/// nines in range, or the distinct data positions when those are few (and for a linear axis
+/// with few x values).
 fn x_ticks(scale: XScale, data: &[f64], lo: f64, hi: f64) -> Option<Vec<f64>> {
     let mut distinct: Vec<f64> = data.to_vec();
     distinct.sort_by(f64::total_cmp);
@@ -209,9 +284,7 @@ fn x_ticks(scale: XScale, data: &[f64], lo: f64, hi: f64) -> Option<Vec<f64>> {
         XScale::Linear => {
             return (distinct.len() <= 12).then_some(distinct);
         }
-        XScale::Log10 => (lo.ceil() as i32..=hi.floor() as i32)
-            .map(f64::from)
-            .collect(),
+        XScale::Log10 => log_ticks(lo, hi),
         XScale::Nines => NINES_TICKS
             .iter()
             .map(|&p| to_axis(scale, p))
@@ -247,19 +320,27 @@ pub fn write_svg(path: &Path, chart: &Chart) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let scale = chart.x_scale;
+    let y_scale = chart.y_scale.as_x();
     let series: Vec<(&str, Vec<(f64, f64)>)> = chart
         .series
         .iter()
         .map(|s| {
-            let pts = s.points.iter().map(|&(x, y)| (to_axis(scale, x), y));
+            let pts = s
+                .points
+                .iter()
+                .map(|&(x, y)| (to_axis(scale, x), to_axis(y_scale, y)));
             (s.name.as_str(), pts.collect())
         })
         .collect();
     let all = || series.iter().flat_map(|(_, p)| p.iter().copied());
     let (x_lo, x_hi) = padded(all().map(|p| p.0));
     let (y_min, y_max) = padded(all().map(|p| p.1));
-    // Rates start at zero unless some are negative; headroom on top for the legend.
-    let y_lo = y_min.min(0.0);
+    // Rates start at zero unless some are negative (a log axis has no zero); headroom on
+    // top for the legend.
+    let y_lo = match chart.y_scale {
+        YScale::Linear => y_min.min(0.0),
+        YScale::Log10 => y_min,
+    };
     let y_hi = y_max + (y_max - y_lo) * 0.04 * chart.series.len() as f64;
     let (y_lo, y_hi) = if y_hi > y_lo {
         (y_lo, y_hi)
@@ -267,27 +348,28 @@ pub fn write_svg(path: &Path, chart: &Chart) -> Result<(), String> {
         (y_lo, y_lo + 1.0)
     };
     let xs: Vec<f64> = all().map(|p| p.0).collect();
-    let ticks = x_ticks(scale, &xs, x_lo, x_hi);
+    let ys: Vec<f64> = all().map(|p| p.1).collect();
+    let x_axis = Axis::new(scale, (x_lo, x_hi), x_ticks(scale, &xs, x_lo, x_hi));
+    // A linear y axis keeps plotters' own ticks (round numbers from zero).
+    let y_ticks = match chart.y_scale {
+        YScale::Linear => None,
+        YScale::Log10 => x_ticks(y_scale, &ys, y_lo, y_hi),
+    };
+    let y_axis = Axis::new(y_scale, (y_lo, y_hi), y_ticks);
 
     let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let x_axis = XAxis {
-        scale,
-        inner: (x_lo..x_hi).into(),
-        ticks,
-    };
     let mut ctx = ChartBuilder::on(&root)
         .caption(&chart.title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
-        .build_cartesian_2d(x_axis, y_lo..y_hi)
+        .build_cartesian_2d(x_axis, y_axis)
         .map_err(|e| err(&e))?;
     ctx.configure_mesh()
         .x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
-        .y_label_formatter(&|v: &f64| short_number(*v))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))
         .draw()
@@ -312,15 +394,36 @@ pub fn write_svg(path: &Path, chart: &Chart) -> Result<(), String> {
     Ok(())
 }
 
-/// The x axis: positions already transformed by [`to_axis`], ticks chosen by [`x_ticks`]
-/// (or plotters' own for a linear axis with many x values), labels in the data's units.
-struct XAxis {
+/// An axis (x, or y drawn as the x scale of the same name): positions already transformed
+/// by [`to_axis`], ticks chosen by [`x_ticks`] (or plotters' own for a linear axis without
+/// them), light lines between decade ticks on a log axis, labels in the data's units.
+struct Axis {
     scale: XScale,
     inner: RangedCoordf64,
     ticks: Option<Vec<f64>>,
+    minor: Vec<f64>,
 }
 
-impl Ranged for XAxis {
+impl Axis {
+    fn new(scale: XScale, (lo, hi): (f64, f64), ticks: Option<Vec<f64>>) -> Axis {
+        let decades = ticks
+            .as_ref()
+            .is_some_and(|t| t.iter().all(|v| v.fract() == 0.0));
+        let minor = if scale == XScale::Log10 && decades {
+            log_minor(lo, hi)
+        } else {
+            Vec::new()
+        };
+        Axis {
+            scale,
+            inner: (lo..hi).into(),
+            ticks,
+            minor,
+        }
+    }
+}
+
+impl Ranged for Axis {
     type FormatOption = NoDefaultFormatting;
     type ValueType = f64;
 
@@ -330,7 +433,7 @@ impl Ranged for XAxis {
 
     fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
         match &self.ticks {
-            Some(_) if hint.weight().allow_light_points() => Vec::new(),
+            Some(_) if hint.weight().allow_light_points() => self.minor.clone(),
             Some(t) => t.clone(),
             None => self.inner.key_points(hint),
         }
@@ -341,11 +444,11 @@ impl Ranged for XAxis {
     }
 }
 
-impl ValueFormatter<f64> for XAxis {
+impl ValueFormatter<f64> for Axis {
     fn format_ext(&self, v: &f64) -> String {
         match self.scale {
             XScale::Linear => short_number(*v),
-            XScale::Log10 => short_number(from_axis(self.scale, *v)),
+            XScale::Log10 => log_label(from_axis(self.scale, *v)),
             XScale::Nines => percentile_label(from_axis(self.scale, *v)),
         }
     }
@@ -589,4 +692,85 @@ pub fn write_all(dir: &Path, charts: &[(&str, Chart)]) -> Result<Vec<std::path::
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(ticks: &[f64]) -> Vec<String> {
+        ticks.iter().map(|&t| log_label(10f64.powf(t))).collect()
+    }
+
+    #[test]
+    fn log_ticks_are_the_decades_in_range_or_1_2_5_times_them() {
+        // 0.8 µs … 1.5 ms: the decades only.
+        let t = log_ticks(0.8f64.log10(), 1500f64.log10());
+        assert_eq!(values(&t), ["1", "10", "100", "1k"]);
+        // 2.5 … 40: one decade inside, so 1, 2, 5 times.
+        let t = log_ticks(2.5f64.log10(), 40f64.log10());
+        assert_eq!(values(&t), ["5", "10", "20"]);
+        // 3 … 4.5: 1 … 9 times.
+        let t = log_ticks(3f64.log10(), 4.5f64.log10());
+        assert_eq!(values(&t), ["3", "4"]);
+        // Below 1 and far below.
+        let t = log_ticks(-4.2, -0.9);
+        assert_eq!(values(&t), ["1e-4", "0.001", "0.01", "0.1"]);
+    }
+
+    #[test]
+    fn log_minor_lines_are_2_to_9_times_each_decade() {
+        let m = log_minor(0.0, 2.0);
+        assert_eq!(m.len(), 16);
+        assert_eq!(values(&m[..8]), ["2", "3", "4", "5", "6", "7", "8", "9"]);
+        assert_eq!(values(&m[8..9]), ["20"]);
+        // Only a log axis with decade ticks gets them.
+        let decades = Some(vec![0.0, 1.0, 2.0]);
+        assert_eq!(
+            Axis::new(XScale::Log10, (0.0, 2.0), decades.clone()).minor,
+            m
+        );
+        assert!(Axis::new(XScale::Linear, (0.0, 2.0), decades)
+            .minor
+            .is_empty());
+        let one_two_five = Some(vec![2f64.log10(), 5f64.log10(), 1.0]);
+        assert!(Axis::new(XScale::Log10, (0.2, 1.1), one_two_five)
+            .minor
+            .is_empty());
+    }
+
+    #[test]
+    fn a_log_y_axis_takes_only_positive_values() {
+        let chart = |y_scale, y| Chart {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x_scale: XScale::Linear,
+            y_scale,
+            series: vec![Series {
+                name: "s".into(),
+                points: vec![(1.0, 5.0), (2.0, y)],
+            }],
+        };
+        assert_eq!(check(&chart(YScale::Log10, 0.5)), Ok(()));
+        assert_eq!(check(&chart(YScale::Linear, 0.0)), Ok(()));
+        assert_eq!(check(&chart(YScale::Linear, -1.0)), Ok(()));
+        for y in [0.0, -0.0, -3.0] {
+            let e = check(&chart(YScale::Log10, y)).unwrap_err();
+            assert_eq!(
+                e,
+                format!("plot 't': series 's' has y = {y}: y must be positive on a log scale")
+            );
+        }
+    }
+
+    #[test]
+    fn y_positions_on_a_log_axis_are_the_decade_exponents() {
+        let y = YScale::Log10.as_x();
+        for (v, at) in [(1.0, 0.0), (10.0, 1.0), (100.0, 2.0), (0.01, -2.0)] {
+            assert!((to_axis(y, v) - at).abs() < 1e-12, "{v}");
+            assert!((from_axis(y, at) - v).abs() < 1e-9 * v, "{v}");
+        }
+        assert_eq!(to_axis(YScale::Linear.as_x(), 7.5), 7.5);
+    }
 }

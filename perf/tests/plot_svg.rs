@@ -1,6 +1,7 @@
 //! `perf/src/plot.rs` draws what it is given: a well-formed SVG with the title, the axis
 //! labels, the series names in the legend, one line per series and one dot per point; and
-//! refuses what cannot be drawn with an error, not a panic.
+//! refuses what cannot be drawn with an error, not a panic. On a log y axis the decades are
+//! labelled and take equal heights.
 
 #[allow(dead_code)]
 #[path = "../src/plot.rs"]
@@ -8,7 +9,7 @@ mod plot;
 
 use std::path::{Path, PathBuf};
 
-use plot::{write_svg, Chart, Series, XScale};
+use plot::{write_svg, Chart, Series, XScale, YScale};
 
 fn scratch(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ctgate-plot-test-{}-{name}", std::process::id()))
@@ -136,6 +137,53 @@ fn data_lines(svg: &str) -> Vec<usize> {
         .collect()
 }
 
+/// The value of attribute `attr` (a number) of every `<circle>` (the data points), in
+/// drawing order.
+fn circles(svg: &str, attr: &str) -> Vec<f64> {
+    let key = format!(" {attr}=\"");
+    svg.split("<circle")
+        .skip(1)
+        .map(|c| {
+            let v = &c[c.find(&key).unwrap() + key.len()..];
+            v[..v.find('"').unwrap()].parse().unwrap()
+        })
+        .collect()
+}
+
+/// The y axis tick labels (right-aligned text left of the plot) with their height, top
+/// down.
+fn y_ticks(svg: &str) -> Vec<(String, f64)> {
+    let mut ticks: Vec<(String, f64)> = svg
+        .split("<text")
+        .skip(1)
+        .filter(|t| t[..t.find('>').unwrap()].contains(r#"text-anchor="end""#))
+        .map(|t| {
+            let y = &t[t.find(" y=\"").unwrap() + 4..];
+            let y: f64 = y[..y.find('"').unwrap()].parse().unwrap();
+            let text = &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()];
+            (text.trim().to_string(), y)
+        })
+        .collect();
+    ticks.sort_by(|a, b| a.1.total_cmp(&b.1));
+    ticks
+}
+
+/// The heights of the light horizontal grid lines (the minor lines of a log axis).
+fn light_rows(svg: &str) -> Vec<f64> {
+    svg.split("<line")
+        .skip(1)
+        .map(|l| &l[..l.find('>').unwrap()])
+        .filter(|l| l.contains(r#"opacity="0.1""#))
+        .filter_map(|l| {
+            let attr = |k: &str| -> f64 {
+                let v = &l[l.find(&format!(" {k}=\"")).unwrap() + k.len() + 3..];
+                v[..v.find('"').unwrap()].parse().unwrap()
+            };
+            (attr("y1") == attr("y2")).then(|| attr("y1"))
+        })
+        .collect()
+}
+
 fn count(names: &[String], name: &str) -> usize {
     names.iter().filter(|n| *n == name).count()
 }
@@ -153,7 +201,15 @@ fn chart(title: &str, x_scale: XScale, series: Vec<Series>) -> Chart {
         x_label: "x axis words".into(),
         y_label: "y axis words".into(),
         x_scale,
+        y_scale: YScale::Linear,
         series,
+    }
+}
+
+fn log_y(c: Chart) -> Chart {
+    Chart {
+        y_scale: YScale::Log10,
+        ..c
     }
 }
 
@@ -263,14 +319,7 @@ fn nines_are_equally_spaced() {
         )],
     );
     let svg = write(&dir, "n.svg", &c);
-    let xs: Vec<f64> = svg
-        .split("<circle")
-        .skip(1)
-        .map(|c| {
-            let v = &c[c.find("cx=\"").unwrap() + 4..];
-            v[..v.find('"').unwrap()].parse().unwrap()
-        })
-        .collect();
+    let xs = circles(&svg, "cx");
     assert_eq!(xs.len(), 4);
     let steps: Vec<f64> = xs.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(steps[0] > 10.0, "{xs:?}");
@@ -278,6 +327,78 @@ fn nines_are_equally_spaced() {
         // Pixel rounding only.
         assert!((s - steps[0]).abs() <= 1.0, "{xs:?}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_log_y_axis_labels_the_decades_and_draws_them_equally_spaced() {
+    let dir = scratch("logy");
+    // Latency in µs over percentiles, as `datapath --plot` draws it.
+    let points = [(50.0, 1.0), (90.0, 10.0), (99.0, 100.0), (99.9, 1000.0)];
+    let c = log_y(chart(
+        "latency",
+        XScale::Nines,
+        vec![series("steady", &points)],
+    ));
+    let svg = write(&dir, "log.svg", &c);
+    well_formed(&svg);
+    let ticks = y_ticks(&svg);
+    let labels: Vec<&str> = ticks.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(labels, ["1k", "100", "10", "1"], "{ticks:?}");
+    let ys = circles(&svg, "cy");
+    assert_eq!(ys.len(), 4);
+    // 1, 10, 100, 1000 µs: each a step higher (smaller y) than the last, equal steps up to
+    // pixel rounding, and each drawn at the height of its decade's label.
+    let steps: Vec<f64> = ys.windows(2).map(|w| w[0] - w[1]).collect();
+    assert!(steps[0] > 50.0, "{ys:?}");
+    for s in &steps {
+        assert!((s - steps[0]).abs() <= 1.0, "{ys:?}");
+    }
+    for (y, (label, tick_y)) in ys.iter().zip(ticks.iter().rev()) {
+        assert!(
+            (y - tick_y).abs() <= 1.0,
+            "{label} at {tick_y}, point at {y}"
+        );
+    }
+    // Light lines at 2 … 9 times each decade: eight between two decade labels.
+    let minor = light_rows(&svg);
+    let between = |lo: f64, hi: f64| minor.iter().filter(|&&y| y < lo && y > hi).count();
+    assert_eq!(between(ticks[3].1, ticks[2].1), 8, "{minor:?} {ticks:?}");
+    assert_eq!(between(ticks[1].1, ticks[0].1), 8, "{minor:?} {ticks:?}");
+
+    // The same points on a linear axis: 1, 10 and 100 crowd at the bottom.
+    let svg = write(
+        &dir,
+        "linear.svg",
+        &Chart {
+            y_scale: YScale::Linear,
+            ..c
+        },
+    );
+    let ys = circles(&svg, "cy");
+    assert!(ys[0] - ys[1] < (ys[2] - ys[3]) / 10.0, "{ys:?}");
+    assert!(
+        !y_ticks(&svg).iter().any(|t| t.0 == "1"),
+        "linear ticks from 0"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_log_y_axis_narrower_than_two_decades_ticks_at_1_2_5() {
+    let dir = scratch("logy125");
+    let c = log_y(chart(
+        "narrow",
+        XScale::Nines,
+        vec![series("a", &[(50.0, 2.5), (99.0, 40.0)])],
+    ));
+    let svg = write(&dir, "n.svg", &c);
+    let labels: Vec<String> = y_ticks(&svg).into_iter().map(|t| t.0).collect();
+    assert_eq!(labels, ["50", "20", "10", "5"], "{labels:?}");
+    assert!(
+        light_rows(&svg).is_empty(),
+        "no minor lines without decade ticks"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -319,6 +440,22 @@ fn bad_input_is_an_error_not_a_panic() {
             "percentile",
         ),
         (
+            log_y(chart(
+                "logy0",
+                XScale::Nines,
+                vec![series("a", &[(50.0, 3.0), (99.0, 0.0)])],
+            )),
+            "series 'a' has y = 0: y must be positive on a log scale",
+        ),
+        (
+            log_y(chart(
+                "logyneg",
+                XScale::Linear,
+                vec![series("a", &[(1.0, -2.0)])],
+            )),
+            "has y = -2: y must be positive on a log scale",
+        ),
+        (
             chart("noname", XScale::Linear, vec![series("", &[(1.0, 1.0)])]),
             "has no name",
         ),
@@ -352,6 +489,11 @@ fn single_points_and_flat_series_still_draw() {
         let svg = write(&dir, &format!("{scale:?}.svg"), &c);
         let names = well_formed(&svg);
         assert_eq!(count(&names, "circle"), 1, "{scale:?}");
+        let c = log_y(chart("one", scale, vec![series("only", &[(50.0, 7.0)])]));
+        let svg = write(&dir, &format!("{scale:?}-logy.svg"), &c);
+        let names = well_formed(&svg);
+        assert_eq!(count(&names, "circle"), 1, "{scale:?} log y");
+        assert!(y_ticks(&svg).len() >= 2, "{scale:?} log y");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

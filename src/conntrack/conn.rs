@@ -1,9 +1,13 @@
 //! The connection record: both directions' keys, expiry, mark/label, NAT flags and the
 //! per-protocol state, in one fixed-size slot of the pre-allocated pool.
 
-use super::key::{ConnKey, KEY_WORDS};
-use super::sync::{prefetch, SpinLock};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+#[cfg(test)]
+use super::key::ConnKey;
+use super::key::KEY_WORDS;
+use super::sync::prefetch;
+use super::timeouts::TimeoutAttr;
+use bytemuck::Zeroable;
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Direction of a packet relative to its connection.
 pub const DIR_ORIG: usize = 0;
@@ -11,7 +15,7 @@ pub const DIR_ORIG: usize = 0;
 pub const DIR_REPLY: usize = 1;
 
 /// The bits of [`Conn::nat`] that hold the NAT flags (`CtState::SNAT | DNAT`); the low
-/// six hold the ALG bits, so the record stays at 160 bytes.
+/// six hold the ALG bits, so the record stays at 128 bytes.
 pub const NAT_MASK: u8 = 0xc0;
 /// ALG bits: the helper of a control connection (`alg::helpers::ALG_FTP`/`ALG_TFTP`).
 pub const ALG_HELPER: u8 = 0x03;
@@ -20,6 +24,46 @@ pub const ALG_HELPER: u8 = 0x03;
 pub const ALG_RELATED: u8 = 0x04;
 /// ALG bit: the connection has a sequence skew in the ALG side table.
 pub const ALG_SKEW: u8 = 0x08;
+
+/// The bits of [`Conn::tattr`] that hold the [`TimeoutAttr`]; the two above it are the
+/// connection's event status ([`ASSURED`], [`ASSURE_NEXT`]).
+pub const ATTR_MASK: u8 = 0x3f;
+/// Status bit: the connection is assured (Linux's `IPS_ASSURED`, `[ASSURED]` in
+/// `conntrack -E`): a TCP connection that reached ESTABLISHED, another protocol that
+/// saw a packet after its first reply. Sticky: never cleared for the connection's life.
+pub const ASSURED: u8 = 0x80;
+/// Status bit: a connection other than TCP whose first reply was just seen; its next
+/// packet assures it.
+pub const ASSURE_NEXT: u8 = 0x40;
+
+/// The `tattr` byte after a packet moved the connection, whose byte was `old`, to the
+/// timeout class `a`, and whether listeners get an `[UPDATE]` for it. Called only when
+/// the byte changes (see [`Conn::set_attr`]). As Linux's conntrack: an update when TCP
+/// enters SYN_RECV, ESTABLISHED or a closing state, when another protocol's first reply
+/// clears `[UNREPLIED]` (`IPCT_REPLY`), and when a connection becomes assured
+/// (`IPCT_ASSURED`); TCP is assured on ESTABLISHED, other protocols but ICMP on the
+/// packet after their first reply.
+pub fn next_status(old: u8, a: TimeoutAttr) -> (u8, bool) {
+    use TimeoutAttr::*;
+    let old_attr = old & ATTR_MASK;
+    let changed = old_attr != a as u8;
+    let was = old & ASSURED != 0;
+    let assured =
+        was || a == TcpEstablished || (a == UdpMultiple && old & ASSURE_NEXT != 0 && !changed);
+    let next = if assured {
+        ASSURED
+    } else if a == UdpMultiple {
+        ASSURE_NEXT
+    } else {
+        0
+    };
+    let update = match a {
+        TcpSynRecv | TcpEstablished | TcpFinWait | TcpTimeWait | TcpClose => changed,
+        UdpMultiple | IcmpReply => changed,
+        _ => false,
+    };
+    (a as u8 | next, update || (assured && !was))
+}
 
 /// Lifecycle of a pool slot.
 pub mod status {
@@ -118,17 +162,115 @@ pub struct L4State {
     pub proto_state: u8,
 }
 
-/// A connection record.
+impl L4State {
+    /// The peers' sequence words and the packed rest, as [`L4Cell`] stores them.
+    #[inline(always)]
+    fn to_words(self) -> [u64; 3] {
+        let seq = |p: &TcpPeer| p.seqlo as u64 | (p.seqhi as u64) << 32;
+        let rest =
+            |p: &TcpPeer| p.max_win as u64 | (p.wscale as u64) << 16 | (p.state as u8 as u64) << 24;
+        [
+            seq(&self.peer[0]),
+            seq(&self.peer[1]),
+            rest(&self.peer[0]) | rest(&self.peer[1]) << 32,
+        ]
+    }
+
+    /// Inverse of [`L4State::to_words`].
+    #[inline(always)]
+    fn from_words(w: [u64; 3], proto_state: u8) -> L4State {
+        let peer = |d: usize| {
+            let rest = w[2] >> (32 * d);
+            TcpPeer {
+                seqlo: w[d] as u32,
+                seqhi: (w[d] >> 32) as u32,
+                max_win: rest as u16,
+                wscale: (rest >> 16) as u8,
+                state: TcpState::from_u8((rest >> 24) as u8),
+            }
+        };
+        L4State {
+            peer: [peer(0), peer(1)],
+            proto_state,
+        }
+    }
+}
+
+/// The per-protocol state of a record and the record's lock: a test-and-test-and-set spin
+/// lock byte, and the [`L4State`] as atomic words that are only read and written while
+/// the lock is held ([`Conn::with_l4`] copies them out, runs the update, and writes them
+/// back). Atomics rather than a lock around plain data, so that an all-zero record is a
+/// valid, unlocked one (the pool is zeroed memory, see [`crate::dpdk::ZeroedPages`]).
+#[derive(Default, Zeroable)]
+#[repr(C)]
+pub(crate) struct L4Cell {
+    words: [AtomicU64; 3],
+    lock: AtomicU8,
+    proto_state: AtomicU8,
+}
+
+/// Releases an [`L4Cell`]'s lock when dropped (also if the update panics).
+struct L4Unlock<'a>(&'a AtomicU8);
+
+impl Drop for L4Unlock<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
+impl L4Cell {
+    #[inline(always)]
+    fn lock(&self) -> L4Unlock<'_> {
+        loop {
+            if self
+                .lock
+                .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return L4Unlock(&self.lock);
+            }
+            while self.lock.load(Ordering::Relaxed) != 0 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// Flag in a record's stored tail word: the key of that direction is out of line, in the
+/// table's long-key array (IPv6 keys, see [`short_key`]).
+pub(crate) const KEY_LONG: u64 = 1 << 63;
+
+/// The in-record form of a key given as words ([`ConnKey::to_words`]): `[tail word,
+/// source | destination << 32]`, for keys whose addresses are IPv4 (the rest of each
+/// address word zero). `None` for the others (IPv6), which are kept out of line.
+#[inline(always)]
+pub(crate) fn short_key(w: &[u64; KEY_WORDS]) -> Option<[u64; 2]> {
+    let short = w[4] & KEY_LONG == 0 && (w[1] | w[3] | (w[0] >> 32) | (w[2] >> 32)) == 0;
+    short.then_some([w[4], w[0] | w[2] << 32])
+}
+
+/// A connection record: 128 bytes, two cache lines.
+///
+/// The first line holds what a lookup reads: both directions' keys (IPv4 keys in 16 bytes
+/// each; an IPv6 key's words live in the table's long-key array and the record keeps its
+/// tail word with [`KEY_LONG`] set), the expiry and the generation/status word, plus the
+/// NAT/ALG byte, mark and zone links. The second line holds what an update writes: the L4
+/// lock and state, and the label.
 ///
 /// Fields read on the lookup path without a lock are atomics (keys, status, generation,
 /// expiry): a reader may look at a slot that is concurrently freed and reused, and then
 /// discards what it read when the bucket's sequence or the generation changed. The L4 state
-/// is only touched under the connection's lock.
-#[derive(Default)]
-#[repr(C, align(32))]
+/// is only touched under the connection's lock. All-zero bytes are a FREE record of
+/// generation 0 (the pool starts as zeroed pages).
+#[derive(Default, Zeroable)]
+#[repr(C, align(64))]
 pub struct Conn {
-    /// `keys[DIR_ORIG]` and `keys[DIR_REPLY]` as words (see [`ConnKey::to_words`]).
-    pub(crate) keys: [[AtomicU64; KEY_WORDS]; 2],
+    /// Per direction (`DIR_ORIG`, `DIR_REPLY`): the key's tail word
+    /// (ports/zone/protocol/family, [`KEY_LONG`] when out of line) and its IPv4 addresses
+    /// (see [`short_key`]; 0 when out of line). Read through the table
+    /// (`ConnTable::key`), which knows where long keys are.
+    pub(crate) keys: [[AtomicU64; 2]; 2],
     /// Absolute expiry time in milliseconds of the tracker clock.
     pub(crate) expiry: AtomicU64,
     /// Generation (high 30 bits, incremented each time the slot is freed, so stale
@@ -140,29 +282,31 @@ pub struct Conn {
     pub(crate) nat: AtomicU8,
     /// Which zone-list shard holds the connection.
     pub(crate) shard: AtomicU8,
-    pub(crate) mark: AtomicU32,
-    /// The timeout attribute of the current state (for the dump's timeout).
+    /// The timeout attribute of the current state (for the dump's timeout, low bits,
+    /// [`ATTR_MASK`]) and the event status bits ([`ASSURED`], [`ASSURE_NEXT`]). Written
+    /// under the L4 lock, and only when it changes.
     pub(crate) tattr: AtomicU8,
     /// 0 for a connection this instance created; n for one learned from sync peer n
     /// ([`crate::conntrack::learn`]).
     pub(crate) origin: AtomicU8,
+    pub(crate) mark: AtomicU32,
+    /// For a learned connection: the number of its origin peer's bulk stream that last
+    /// carried it ([`crate::conntrack::learn`]); meaningless for a local one.
+    pub(crate) stream: AtomicU16,
     /// Zone-list links (previous, next), only read and written under the zone-list shard
     /// lock (so `Relaxed` loads and stores suffice: the lock orders them; on x86 they are
     /// plain moves).
     pub(crate) zlink: [AtomicU32; 2],
+    /// The per-protocol state under the connection's own spin lock (second line).
+    pub(crate) l4: L4Cell,
     pub(crate) label: [AtomicU64; 2],
-    /// The per-protocol state under the connection's own spin lock.
-    pub(crate) l4: SpinLock<L4State>,
 }
 
 impl Conn {
-    /// Prefetches every cache line of the record: 160 bytes at 32-byte alignment span
-    /// three lines, and the fields at offsets 0, 64 and 128 fall one in each wherever the
-    /// record starts (the key of a direction, then status/expiry/NAT, then the L4 state).
+    /// Prefetches both cache lines of the record (keys, status and expiry; the L4 state).
     #[inline(always)]
     pub(crate) fn prefetch_all(&self) {
-        prefetch(&self.keys[0][0]);
-        prefetch(&self.keys[1][3]);
+        prefetch(&self.keys);
         prefetch(&self.l4);
     }
 
@@ -204,50 +348,33 @@ impl Conn {
         self.gs.store(next, Ordering::Release);
     }
 
-    /// Reads the key of direction `dir` (atomic loads; may be torn if the slot is being
-    /// reused concurrently, which callers detect by validation).
+    /// The in-record words of direction `dir`'s key (see [`Conn::keys`]).
     #[inline(always)]
-    pub(crate) fn key_words(&self, dir: usize) -> [u64; KEY_WORDS] {
+    pub(crate) fn short_words(&self, dir: usize) -> [u64; 2] {
         let k = &self.keys[dir & 1];
-        [
-            k[0].load(Ordering::Relaxed),
-            k[1].load(Ordering::Relaxed),
-            k[2].load(Ordering::Relaxed),
-            k[3].load(Ordering::Relaxed),
-            k[4].load(Ordering::Relaxed),
-        ]
-    }
-
-    /// True when the key of direction `dir` equals `w`: five word compares, no library
-    /// call, stopping at the first difference (the zone/ports word first: it differs most
-    /// often between connections that share a bucket's signature).
-    #[inline(always)]
-    pub(crate) fn key_eq(&self, dir: usize, w: &[u64; KEY_WORDS]) -> bool {
-        let k = &self.keys[dir & 1];
-        k[4].load(Ordering::Relaxed) == w[4]
-            && k[0].load(Ordering::Relaxed) == w[0]
-            && k[2].load(Ordering::Relaxed) == w[2]
-            && k[1].load(Ordering::Relaxed) == w[1]
-            && k[3].load(Ordering::Relaxed) == w[3]
-    }
-
-    /// The key of direction `dir`.
-    pub fn key(&self, dir: usize) -> ConnKey {
-        ConnKey::from_words(&self.key_words(dir))
-    }
-
-    pub(crate) fn set_keys(&self, orig: &ConnKey, reply: &ConnKey) {
-        for (dir, k) in [orig, reply].into_iter().enumerate() {
-            for (slot, w) in self.keys[dir].iter().zip(k.to_words()) {
-                slot.store(w, Ordering::Relaxed);
-            }
-        }
+        [k[0].load(Ordering::Relaxed), k[1].load(Ordering::Relaxed)]
     }
 
     /// Takes the connection lock and runs `f` on the L4 state.
     #[inline]
     pub(crate) fn with_l4<R>(&self, f: impl FnOnce(&mut L4State) -> R) -> R {
-        f(&mut self.l4.lock())
+        let cell = &self.l4;
+        let _held = cell.lock();
+        let w = [
+            cell.words[0].load(Ordering::Relaxed),
+            cell.words[1].load(Ordering::Relaxed),
+            cell.words[2].load(Ordering::Relaxed),
+        ];
+        let mut st = L4State::from_words(w, cell.proto_state.load(Ordering::Relaxed));
+        let r = f(&mut st);
+        let n = st.to_words();
+        for (slot, (new, old)) in cell.words.iter().zip(n.into_iter().zip(w)) {
+            if new != old {
+                slot.store(new, Ordering::Relaxed);
+            }
+        }
+        cell.proto_state.store(st.proto_state, Ordering::Relaxed);
+        r
     }
 
     /// The zone-list links (previous, next). Only under the zone-list shard lock.
@@ -309,6 +436,37 @@ impl Conn {
         self.nat.load(Ordering::Relaxed) & !NAT_MASK
     }
 
+    /// The timeout attribute of the current state.
+    pub fn attr(&self) -> u8 {
+        self.tattr.load(Ordering::Relaxed) & ATTR_MASK
+    }
+
+    /// True once the connection is assured ([`ASSURED`]).
+    pub fn assured(&self) -> bool {
+        self.tattr.load(Ordering::Relaxed) & ASSURED != 0
+    }
+
+    /// Records that a packet moved the connection to timeout class `a`; true when
+    /// listeners get an `[UPDATE]` for it. Call under the L4 lock (the lock orders the
+    /// plain load and store). The steady case, nothing changed, is one load and one
+    /// compare: no write to the record's line.
+    #[inline(always)]
+    pub(crate) fn set_attr(&self, a: TimeoutAttr) -> bool {
+        let old = self.tattr.load(Ordering::Relaxed);
+        if old == a as u8 | (old & ASSURED) {
+            return false;
+        }
+        self.attr_changed(old, a)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn attr_changed(&self, old: u8, a: TimeoutAttr) -> bool {
+        let (next, update) = next_status(old, a);
+        self.tattr.store(next, Ordering::Relaxed);
+        update
+    }
+
     /// Sets ALG bits (never clears any).
     pub(crate) fn set_alg_bits(&self, bits: u8) {
         self.nat.fetch_or(bits & !NAT_MASK, Ordering::Relaxed);
@@ -320,22 +478,72 @@ mod tests {
     use super::*;
 
     #[test]
-    fn record_stays_within_160_bytes() {
-        assert!(
-            std::mem::size_of::<Conn>() <= 160,
-            "{}",
-            std::mem::size_of::<Conn>()
-        );
-        assert_eq!(std::mem::size_of::<TcpPeer>(), 12);
+    fn record_is_two_cache_lines_with_the_lookup_fields_on_the_first() {
+        use std::mem::{align_of, offset_of, size_of};
+        assert_eq!(size_of::<Conn>(), 128);
+        assert_eq!(align_of::<Conn>(), 64);
+        // What a lookup reads (both keys, expiry, generation/status) is in line 0, which
+        // `prefetch_all` fetches through `keys`; the L4 lock and state start line 1.
+        assert_eq!(offset_of!(Conn, keys), 0);
+        assert!(offset_of!(Conn, expiry) + 8 <= 64 && offset_of!(Conn, gs) + 4 <= 64);
+        assert_eq!(offset_of!(Conn, l4), 64);
+        assert_eq!(size_of::<TcpPeer>(), 12);
     }
 
     #[test]
-    fn prefetch_all_touches_offsets_0_64_and_128() {
-        // `prefetch_all` relies on these offsets to cover all three lines of a record.
-        assert_eq!(std::mem::offset_of!(Conn, keys), 0);
-        assert_eq!(std::mem::size_of::<AtomicU64>() * (KEY_WORDS + 3), 64);
-        assert_eq!(std::mem::offset_of!(Conn, l4), 128);
-        assert!(std::mem::size_of::<Conn>() > 128 && std::mem::align_of::<Conn>() >= 32);
+    fn ipv4_keys_are_short_and_others_long() {
+        let mut k = ConnKey {
+            src: [0; 16],
+            dst: [0; 16],
+            sport: 1234,
+            dport: 80,
+            zone: 7,
+            proto: 6,
+            family: 4,
+        };
+        k.src[..4].copy_from_slice(&[10, 0, 0, 1]);
+        k.dst[..4].copy_from_slice(&[192, 0, 2, 255]);
+        let w = k.to_words();
+        let s = short_key(&w).expect("IPv4 key is short");
+        assert_eq!(s[0], w[4]);
+        assert_eq!((s[1] & 0xffff_ffff, s[1] >> 32), (w[0], w[2]));
+        let mut v6 = k;
+        v6.family = 6;
+        v6.src[15] = 1;
+        assert_eq!(short_key(&v6.to_words()), None);
+        let mut odd = k;
+        odd.dst[4] = 1; // an address word with bits beyond the first four bytes
+        assert_eq!(short_key(&odd.to_words()), None);
+    }
+
+    #[test]
+    fn l4_state_survives_the_round_trip_through_the_record() {
+        let c = Conn::zeroed();
+        assert_eq!(c.with_l4(|st| *st), L4State::default());
+        let st = L4State {
+            peer: [
+                TcpPeer {
+                    seqlo: 0xdead_beef,
+                    seqhi: 7,
+                    max_win: 65535,
+                    wscale: 0x8e,
+                    state: TcpState::FinWait2,
+                },
+                TcpPeer {
+                    seqlo: 1,
+                    seqhi: u32::MAX,
+                    max_win: 1,
+                    wscale: 3,
+                    state: TcpState::TimeWait,
+                },
+            ],
+            proto_state: 2,
+        };
+        c.with_l4(|s| *s = st);
+        assert_eq!(c.with_l4(|s| *s), st);
+        // The lock is free again: a second update does not spin forever.
+        c.with_l4(|s| s.peer[1].state = TcpState::Closed);
+        assert_eq!(c.with_l4(|s| s.peer[1].state), TcpState::Closed);
     }
 
     #[test]

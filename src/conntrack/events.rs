@@ -1,6 +1,6 @@
 //! The connection event stream: what the tracker tells its listeners (`ctgate-ctl
-//! events`, the NAT logger) about connections being created, changing TCP state and
-//! being destroyed.
+//! events`, the NAT logger) about connections being created, changing state (TCP states,
+//! the first reply, becoming assured) and being destroyed, as Linux's `conntrack -E`.
 //!
 //! Each shard (a worker, or the control lcore that sweeps) writes fixed-size records
 //! ([`CtEvent`], [`EVENT_WORDS`] words) into a ring of its own ([`EventRing`]), a plain
@@ -14,8 +14,10 @@
 //! * only the shard that owns a ring pushes to it, and only [`EventHub::pump`] pops
 //!   (under the hub's mutex, on the control side);
 //! * nothing is built or written while no listener is subscribed: the tracker checks
-//!   [`EventHub::enabled`], one relaxed load, before anything else; the rings are
-//!   allocated at the first subscription;
+//!   [`EventHub::enabled`], one relaxed load, only where an event is due (a connection
+//!   created, changing state or removed; never for a packet that changes nothing, so a
+//!   listener costs the established path nothing); the rings are allocated at the first
+//!   subscription;
 //! * a listener's own queue is bounded; when it is full the listener loses events (its
 //!   `lost` count), never the other listeners nor the datapath.
 
@@ -40,7 +42,8 @@ pub const DEFAULT_QUEUE: usize = 16_384;
 pub enum EventKind {
     /// Created (`[NEW]`).
     New = 1,
-    /// TCP state changed to ESTABLISHED or a closing state (`[UPDATE]`).
+    /// Changed as Linux reports it (`[UPDATE]`): TCP entered SYN_RECV, ESTABLISHED or a
+    /// closing state, the first reply was seen, or the connection became assured.
     Update = 2,
     /// Removed (`[DESTROY]`), with a [`DestroyReason`].
     Destroy = 3,
@@ -128,6 +131,8 @@ pub struct CtEvent {
     pub nat: u8,
     /// The timeout attribute of the connection's state ([`TimeoutAttr`] as u8).
     pub tattr: u8,
+    /// Assured (the connection's sticky `ASSURED` bit, conntrack's `[ASSURED]`).
+    pub assured: bool,
     /// The TCP state shown (`TcpState` as u8; 0 for other protocols).
     pub tcp_state: u8,
     /// Milliseconds until the connection expires (0 for destroy events).
@@ -154,18 +159,11 @@ impl CtEvent {
         )
     }
 
-    /// True once the connection is assured (conntrack's `[ASSURED]`): TCP past its
-    /// handshake, other protocols with traffic both ways (ICMP never).
+    /// True once the connection is assured (conntrack's `[ASSURED]`, sticky): TCP
+    /// that reached ESTABLISHED, other protocols (ICMP never) that sent a packet after
+    /// their first reply.
     pub fn assured(&self) -> bool {
-        matches!(
-            self.attr(),
-            Some(
-                TimeoutAttr::TcpEstablished
-                    | TimeoutAttr::TcpFinWait
-                    | TimeoutAttr::TcpTimeWait
-                    | TimeoutAttr::UdpMultiple
-            )
-        )
+        self.assured
     }
 
     /// The TCP state as Linux's conntrack names it (`SYN_SENT`, `ESTABLISHED`,
@@ -190,7 +188,8 @@ impl CtEvent {
             | (self.reason as u64) << 8
             | (self.nat as u64) << 16
             | (self.tattr as u64) << 24
-            | (self.tcp_state as u64) << 32;
+            | (self.tcp_state as u64) << 32
+            | (self.assured as u64) << 40;
         w[1] = self.ts_us;
         w[2] = self.id;
         w[3..3 + KEY_WORDS].copy_from_slice(&self.orig.to_words());
@@ -211,6 +210,7 @@ impl CtEvent {
             nat: (w[0] >> 16) as u8,
             tattr: (w[0] >> 24) as u8,
             tcp_state: (w[0] >> 32) as u8,
+            assured: (w[0] >> 40) & 1 != 0,
             ts_us: w[1],
             id: w[2],
             orig: ConnKey::from_words(&o),
@@ -377,7 +377,7 @@ impl EventHub {
         }
     }
 
-    /// True while someone listens: the one check on the packet path when no one does.
+    /// True while someone listens: the one check where an event is due.
     #[inline(always)]
     pub fn enabled(&self) -> bool {
         self.on.load(Ordering::Relaxed)
@@ -492,6 +492,7 @@ mod tests {
             reply: orig.reversed(),
             nat: 1,
             tattr: TimeoutAttr::UdpMultiple as u8,
+            assured: true,
             tcp_state: 0,
             timeout_ms: 29_999,
         }

@@ -10,8 +10,14 @@
 //! Both peers' `seqlo`/`seqhi` are set to 0 (a pair no tracked peer ever has: `seqhi` is
 //! always past `seqlo`), which the TCP tracker reads as "re-learn this end from its next
 //! segment" ([`super::l4::tcp`]), as it does for a connection picked up mid-stream.
+//!
+//! A learned connection also carries the number of its peer's bulk stream (resync) it was
+//! last learned in ([`LearnedConn::stream`]); when a stream ends, the learned connections
+//! of that peer with another number are gone on the peer, and
+//! [`CtWorker::unlearn_unrepeated`] removes them, a few buckets per call. A connection
+//! this instance made (origin 0) is never removed that way.
 
-use super::conn::{L4State, DIR_ORIG};
+use super::conn::{L4State, ASSURED, DIR_ORIG};
 use super::events::DestroyReason;
 use super::key::ConnKey;
 use super::table::Hit;
@@ -36,6 +42,9 @@ pub struct LearnedConn {
     pub l4: L4State,
     /// The peer's number, 1 to 255.
     pub origin: u8,
+    /// The number of the peer's bulk stream running when it was learned (the caller
+    /// counts them per peer; see [`CtWorker::unlearn_unrepeated`]).
+    pub stream: u16,
 }
 
 /// Why a learned connection was not installed.
@@ -57,6 +66,14 @@ pub enum Learned {
 }
 
 /// The L4 state to install: for TCP, the sequence numbers forgotten (see the module doc).
+/// The `tattr` byte of a learned connection: its class, assured when the class implies
+/// it (a peer sends no status bits: established or closing TCP, UDP with replies).
+fn learned_status(a: TimeoutAttr) -> u8 {
+    use TimeoutAttr::*;
+    let assured = matches!(a, TcpEstablished | TcpFinWait | TcpTimeWait | UdpMultiple);
+    a as u8 | if assured { ASSURED } else { 0 }
+}
+
 fn install_l4(c: &LearnedConn) -> L4State {
     let mut l4 = c.l4;
     if c.orig.proto == proto::TCP {
@@ -91,13 +108,14 @@ impl CtWorker<'_> {
                 if keep_local && conn.origin() == 0 {
                     return Ok(Learned::KeptLocal(hit));
                 }
-                if conn.key(1) == c.reply {
+                if ct.table().key(hit.idx, 1) == c.reply {
                     conn.with_l4(|st| *st = install_l4(c));
                     conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
-                    conn.tattr.store(c.attr as u8, Ordering::Relaxed);
+                    conn.tattr.store(learned_status(c.attr), Ordering::Relaxed);
                     conn.set_mark(c.mark);
                     conn.set_label(c.label);
                     conn.origin.store(c.origin, Ordering::Relaxed);
+                    conn.stream.store(c.stream, Ordering::Relaxed);
                     return Ok(Learned::Updated(hit));
                 }
             }
@@ -108,10 +126,11 @@ impl CtWorker<'_> {
         let init = |conn: &super::conn::Conn, _: &super::zones::Zone| {
             conn.with_l4(|st| *st = install_l4(c));
             conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
-            conn.tattr.store(c.attr as u8, Ordering::Relaxed);
+            conn.tattr.store(learned_status(c.attr), Ordering::Relaxed);
             conn.set_mark(c.mark);
             conn.set_label(c.label);
             conn.origin.store(c.origin, Ordering::Relaxed);
+            conn.stream.store(c.stream, Ordering::Relaxed);
         };
         // Only the NAT bits travel; a control connection's ALG helper comes from this
         // instance's own `[[alg]]` rules, as for a local one.
@@ -147,5 +166,44 @@ impl CtWorker<'_> {
             }
             _ => false,
         }
+    }
+
+    /// Removes, from buckets `buckets`, the connections learned from peer `origin` in
+    /// another stream than `stream` (the peer's bulk stream that just ended did not repeat
+    /// them: the peer no longer has them), through the normal remove path (bucket locks,
+    /// zone count, NAT mapping hooks), without events. Connections this instance made
+    /// (origin 0) are never touched. Returns how many were removed.
+    pub fn unlearn_unrepeated(
+        &mut self,
+        origin: u8,
+        stream: u16,
+        buckets: std::ops::Range<usize>,
+    ) -> usize {
+        if origin == 0 {
+            return 0;
+        }
+        let ct = self.tracker();
+        let end = buckets.end.min(ct.table().n_buckets());
+        let mut stale: Vec<(u32, u32)> = Vec::new();
+        let mut removed = 0;
+        for b in buckets.start..end {
+            stale.clear();
+            ct.table().for_each_in_bucket(b, |idx, gen| {
+                let c = ct.table().conn(idx);
+                if c.origin() == origin && c.stream.load(Ordering::Relaxed) != stream {
+                    stale.push((idx, gen));
+                }
+            });
+            for &(idx, gen) in &stale {
+                // Only this (control) shard learns, so origin and stream cannot change
+                // between the read and the removal; a slot freed and reused meanwhile has
+                // another generation and is left alone.
+                let ev = (self.shard(), DestroyReason::Synced);
+                if ct.remove(idx, gen, Some(self.cache()), ev) {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 }

@@ -29,6 +29,8 @@ pub use tracker::{
     Refusal, ReplyTuples, DEFAULT_MAX_CONNS,
 };
 
+#[cfg(test)]
+pub(crate) mod testct;
 #[doc(hidden)]
 pub mod testpkt;
 #[cfg(test)]

@@ -30,11 +30,12 @@
 //! Deleting is idempotent: only the thread that moves a record from LIVE to DYING removes
 //! its entries and frees it.
 
-use super::conn::{status, Conn, DIR_ORIG, DIR_REPLY};
+use super::conn::{short_key, status, Conn, DIR_ORIG, DIR_REPLY, KEY_LONG};
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
 use super::sync::{prefetch, SpinLock};
+use crate::dpdk::{Backing, PageSize, ZeroedPages};
 use bytemuck::Zeroable;
-use std::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 /// Slots per bucket.
 pub const SLOTS: usize = 8;
@@ -92,14 +93,16 @@ pub enum InsertError {
     NoSpace,
 }
 
-/// A stack of free record indices shared by all threads; workers take and return them in
-/// batches through a [`PoolCache`].
+/// A stack of free indices shared by all threads, and the high-water mark of the never
+/// used ones. For records, workers take and return them in batches through a
+/// [`PoolCache`]; overflow buckets are taken one at a time under their bucket's lock.
 struct FreeList {
     /// Indices returned to the pool.
     stack: Vec<u32>,
-    /// Indices never used yet start here. (The pool itself is resident from the start:
-    /// every record is written once when the table is built; handing indices out in order
-    /// at least keeps the records in use dense.)
+    /// Indices never used yet start here: the high-water mark of the pool. Records are
+    /// zeroed pages that the kernel commits on first touch, so the pool's resident size
+    /// grows with this mark; returned records (`stack`) are always reused before it
+    /// moves.
     fresh: u32,
 }
 
@@ -126,19 +129,38 @@ impl Default for PoolCache {
 
 /// The table: buckets, overflow buckets and the record pool.
 pub struct ConnTable {
-    buckets: Box<[Bucket]>,
-    mask: u64,
-    overflow: Box<[Bucket]>,
-    overflow_free: SpinLock<Vec<u32>>,
-    conns: Box<[Conn]>,
+    buckets: ZeroedPages<Bucket>,
+    /// Number of buckets (any count: a hash is mapped by multiply-shift, not a mask).
+    n: u64,
+    overflow: ZeroedPages<Bucket>,
+    /// Free overflow buckets: returned ones, then the never-used ones from a high-water
+    /// mark (as the record pool, so unused overflow pages are never touched).
+    overflow_free: SpinLock<FreeList>,
+    conns: ZeroedPages<Conn>,
+    /// The words of keys that do not fit a record (IPv6), per record and direction; pages
+    /// of it are committed only where such keys are written.
+    long_keys: ZeroedPages<[[AtomicU64; KEY_WORDS]; 2]>,
     free: SpinLock<FreeList>,
     hasher: KeyHasher,
 }
 
 impl ConnTable {
-    /// A table for up to `capacity` connections in `n_buckets` buckets (a power of two;
-    /// 0 picks the default: enough for an average of at most 6 of 8 slots used when full).
+    /// A table for up to `capacity` connections in `n_buckets` buckets (rounded up to a power of two;
+    /// 0 picks the default: enough for an average of at most 6 of 8 slots used when full),
+    /// on 4 KiB pages.
     pub fn new(capacity: u32, n_buckets: u32, hasher: KeyHasher) -> ConnTable {
+        ConnTable::with_pages(capacity, n_buckets, hasher, PageSize::Small)
+    }
+
+    /// [`ConnTable::new`] with the buckets and the record pool on pages of `pages` (huge
+    /// pages when the kernel's pool has room, else 4 KiB pages). Either way the memory is
+    /// committed as it is first touched.
+    pub fn with_pages(
+        capacity: u32,
+        n_buckets: u32,
+        hasher: KeyHasher,
+        pages: PageSize,
+    ) -> ConnTable {
         let capacity = capacity.clamp(1, (1 << 30) - 1);
         let n_buckets = if n_buckets == 0 {
             default_buckets(capacity)
@@ -149,23 +171,33 @@ impl ConnTable {
         // buckets then hold more than 8 entries (Poisson), so a quarter of the bucket count
         // in overflow buckets covers them with room to spare.
         let n_overflow = (n_buckets / 4).max(64) as usize;
-        // Buckets: one zeroed allocation each (aligned to the bucket's 64 bytes), all
-        // empty. Records: FREE, generation 0, written in place once.
-        let buckets = bytemuck::allocation::zeroed_slice_box::<Bucket>(n_buckets as usize);
-        let overflow = bytemuck::allocation::zeroed_slice_box::<Bucket>(n_overflow);
-        let conns: Box<[Conn]> = (0..capacity).map(|_| Conn::default()).collect();
+        // Buckets and records: zeroed pages, nothing written here (all-zero is an empty
+        // bucket and a FREE record of generation 0), so nothing is resident until used.
+        let buckets = ZeroedPages::<Bucket>::new(n_buckets as usize, pages);
+        let overflow = ZeroedPages::<Bucket>::new(n_overflow, pages);
+        let conns = ZeroedPages::<Conn>::new(capacity as usize, pages);
+        let long_keys = ZeroedPages::new(capacity as usize, PageSize::Small);
         ConnTable {
             buckets,
-            mask: (n_buckets - 1) as u64,
+            n: u64::from(n_buckets),
             overflow,
-            overflow_free: SpinLock::new((0..n_overflow as u32).rev().collect()),
+            overflow_free: SpinLock::new(FreeList {
+                stack: Vec::new(),
+                fresh: 0,
+            }),
             conns,
+            long_keys,
             free: SpinLock::new(FreeList {
                 stack: Vec::new(),
                 fresh: 0,
             }),
             hasher,
         }
+    }
+
+    /// Where the record pool's memory came from (huge pages, 4 KiB pages, heap).
+    pub fn backing(&self) -> Backing {
+        self.conns.backing()
     }
 
     /// Number of buckets.
@@ -189,9 +221,69 @@ impl ConnTable {
         &self.conns[idx as usize]
     }
 
+    /// True when record `idx`'s key of direction `dir` equals `w` (atomic loads, stopping
+    /// at the first difference: the tail word first, it differs most often between
+    /// connections that share a bucket's signature).
+    #[inline(always)]
+    fn key_eq(&self, c: &Conn, idx: u32, dir: usize, w: &[u64; KEY_WORDS]) -> bool {
+        let k = &c.keys[dir & 1];
+        let tail = k[0].load(Ordering::Relaxed);
+        if tail & KEY_LONG == 0 {
+            tail == w[4]
+                && k[1].load(Ordering::Relaxed) == w[0] | w[2] << 32
+                && (w[1] | w[3] | (w[0] >> 32) | (w[2] >> 32)) == 0
+        } else {
+            tail == w[4] | KEY_LONG
+                && self.long_keys.get(idx as usize).is_some_and(|l| {
+                    let l = &l[dir & 1];
+                    (0..KEY_WORDS).all(|i| l[i].load(Ordering::Relaxed) == w[i])
+                })
+        }
+    }
+
+    /// Record `idx`'s key of direction `dir` as words (atomic loads; may be torn if the
+    /// slot is being reused concurrently, which callers detect by validation).
+    #[inline]
+    pub fn key_words(&self, idx: u32, dir: usize) -> [u64; KEY_WORDS] {
+        let [tail, addrs] = self.conns[idx as usize].short_words(dir);
+        if tail & KEY_LONG == 0 {
+            return [addrs & 0xffff_ffff, 0, addrs >> 32, 0, tail];
+        }
+        let l = &self.long_keys[idx as usize][dir & 1];
+        std::array::from_fn(|i| l[i].load(Ordering::Relaxed))
+    }
+
+    /// Record `idx`'s key of direction `dir`.
+    pub fn key(&self, idx: u32, dir: usize) -> ConnKey {
+        ConnKey::from_words(&self.key_words(idx, dir))
+    }
+
+    /// Stores both keys of record `idx` (status INIT: not reachable yet).
+    pub(crate) fn set_keys(&self, idx: u32, orig: &ConnKey, reply: &ConnKey) {
+        let c = &self.conns[idx as usize];
+        for (dir, k) in [orig, reply].into_iter().enumerate() {
+            let w = k.to_words();
+            let slot = &c.keys[dir];
+            let [tail, addrs] = match short_key(&w) {
+                Some(s) => s,
+                None => {
+                    let l = &self.long_keys[idx as usize][dir];
+                    for (l, w) in l.iter().zip(w) {
+                        l.store(w, Ordering::Relaxed);
+                    }
+                    [w[4] | KEY_LONG, 0]
+                }
+            };
+            slot[0].store(tail, Ordering::Relaxed);
+            slot[1].store(addrs, Ordering::Relaxed);
+        }
+    }
+
     #[inline(always)]
     fn bucket_of(&self, hash: u64) -> usize {
-        (hash & self.mask) as usize
+        // Lemire's multiply-shift of the hash's low 32 bits onto 0..n (the signature is
+        // the top 16 bits, independent of these).
+        (((hash & 0xffff_ffff) * self.n) >> 32) as usize
     }
 
     /// Prefetches the bucket a hash maps to.
@@ -280,7 +372,7 @@ impl ConnTable {
                     continue;
                 };
                 let dir = (e & 1) as usize;
-                if !c.key_eq(dir, words) {
+                if !self.key_eq(c, idx, dir, words) {
                     continue;
                 }
                 let gs = c.gs.load(Ordering::Acquire);
@@ -354,7 +446,7 @@ impl ConnTable {
                 let idx = entry_idx(e);
                 let c = &self.conns[idx as usize];
                 let dir = (e & 1) as usize;
-                if c.key_eq(dir, words)
+                if self.key_eq(c, idx, dir, words)
                     && c.status() == status::LIVE
                     && c.expiry.load(Ordering::Relaxed) > now
                 {
@@ -370,6 +462,19 @@ impl ConnTable {
                 None => return None,
             }
         }
+    }
+
+    /// A free overflow bucket: a returned one, else the next never used.
+    fn take_overflow(&self) -> Option<u32> {
+        let mut fl = self.overflow_free.lock();
+        if let Some(o) = fl.stack.pop() {
+            return Some(o);
+        }
+        if (fl.fresh as usize) < self.overflow.len() {
+            fl.fresh += 1;
+            return Some(fl.fresh - 1);
+        }
+        None
     }
 
     /// With the bucket locked: stores an entry in the first free slot of its chain,
@@ -389,7 +494,7 @@ impl ConnTable {
                 None => break,
             }
         }
-        let Some(o) = self.overflow_free.lock().pop() else {
+        let Some(o) = self.take_overflow() else {
             return false;
         };
         let ob = &self.overflow[o as usize];
@@ -419,7 +524,7 @@ impl ConnTable {
                             let this = p.next.load(Ordering::Relaxed);
                             p.next
                                 .store(b.next.load(Ordering::Relaxed), Ordering::Release);
-                            self.overflow_free.lock().push(this - 1);
+                            self.overflow_free.lock().stack.push(this - 1);
                         }
                     }
                     return true;
@@ -510,8 +615,8 @@ impl ConnTable {
         if !c.transition(gen, status::LIVE, status::DYING) {
             return false;
         }
-        let k0 = c.key_words(DIR_ORIG);
-        let k1 = c.key_words(DIR_REPLY);
+        let k0 = self.key_words(idx, DIR_ORIG);
+        let k1 = self.key_words(idx, DIR_REPLY);
         let (b0, b1) = (
             self.bucket_of(self.hasher.hash_words(&k0)),
             self.bucket_of(self.hasher.hash_words(&k1)),
@@ -548,11 +653,17 @@ impl ConnTable {
         if cache.free.is_empty() {
             let mut fl = self.free.lock();
             let take = fl.stack.len().min(CACHE_BATCH);
-            let at = fl.stack.len() - take;
-            cache.free.extend(fl.stack.drain(at..));
-            while cache.free.len() < CACHE_BATCH && (fl.fresh as usize) < self.conns.len() {
-                cache.free.push(fl.fresh);
-                fl.fresh += 1;
+            if take > 0 {
+                // Returned records first: the high-water mark (and with it the pool's
+                // resident size) moves only when none is left.
+                let at = fl.stack.len() - take;
+                cache.free.extend(fl.stack.drain(at..));
+            } else {
+                // Never-used records, pushed in descending order so that they are handed
+                // out ascending (the cache pops from its end): sequential first touches.
+                let n = CACHE_BATCH.min(self.conns.len() - fl.fresh as usize) as u32;
+                cache.free.extend((fl.fresh..fl.fresh + n).rev());
+                fl.fresh += n;
             }
         }
         let idx = cache.free.pop()?;
@@ -676,7 +787,8 @@ impl ConnTable {
 
     /// Overflow buckets in use.
     pub fn overflow_used(&self) -> usize {
-        self.overflow.len() - self.overflow_free.lock().len()
+        let fl = self.overflow_free.lock();
+        fl.fresh as usize - fl.stack.len()
     }
 
     /// Record slots handed out at least once (the touched part of the pool).
@@ -690,16 +802,19 @@ impl ConnTable {
     }
 }
 
-/// The default bucket count for `capacity` connections: two entries per connection, at
-/// most 6 of 8 slots used on average when the table is full, rounded up to a power of two.
+/// The default bucket count for `capacity` connections: two entries per connection, 6 of
+/// 8 slots used on average when the table is full (not rounded to a power of two: the
+/// rounding left up to half the buckets' memory unused, 33.5 bytes per connection at 1M
+/// instead of 21.3).
 pub fn default_buckets(capacity: u32) -> u32 {
     let entries = capacity as u64 * 2;
-    (entries.div_ceil(6).max(64) as u32).next_power_of_two()
+    entries.div_ceil(6).max(64) as u32
 }
 
 /// Bytes [`ConnTable::new`] allocates for `capacity` records and `n_buckets` (0: the
-/// default): buckets, overflow buckets, records, the free stack at its largest, and the
-/// ALG expectation table's per-record counts.
+/// default): buckets, overflow buckets, records, the long (IPv6) keys of every record, the
+/// free stack at its largest, and the ALG expectation table's per-record counts. (At most:
+/// the pages are committed as they are used.)
 /// Configuration checks it against the memory the machine has before building a table.
 pub fn memory_needed(capacity: u32, n_buckets: u32) -> u64 {
     let capacity = capacity.clamp(1, (1 << 30) - 1);
@@ -712,6 +827,7 @@ pub fn memory_needed(capacity: u32, n_buckets: u32) -> u64 {
     let bucket = std::mem::size_of::<Bucket>() as u64;
     (u64::from(n_buckets) + n_overflow) * bucket
         + u64::from(capacity) * (std::mem::size_of::<Conn>() as u64 + 4)
+        + u64::from(capacity) * (2 * KEY_WORDS as u64 * 8)
         // The ALG expectation table's per-parent counts (one word per record).
         + u64::from(capacity) * 8
 }
@@ -745,7 +861,7 @@ mod tests {
     ) -> Result<u32, InsertError> {
         let idx = t.alloc(cache).expect("pool");
         let c = t.conn(idx);
-        c.set_keys(k, &k.reversed());
+        t.set_keys(idx, k, &k.reversed());
         c.expiry.store(expiry, Ordering::Relaxed);
         match t.insert(idx, &k.to_words(), &k.reversed().to_words(), 0) {
             Ok(()) => Ok(idx),
@@ -772,6 +888,43 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_keys_out_of_line_are_found_and_kept_apart_from_ipv4_keys() {
+        let t = ConnTable::new(1024, 0, KeyHasher::with_seed(1));
+        let mut cache = PoolCache::default();
+        let v4 = key(1);
+        // The same ports, zone and protocol; IPv6 addresses whose first four bytes are
+        // the IPv4 ones, and one that differs only in its last byte.
+        let mut v6 = v4;
+        v6.family = 6;
+        v6.src[15] = 1;
+        v6.dst[15] = 2;
+        let mut v6b = v6;
+        v6b.dst[15] = 3;
+        let i4 = publish(&t, &mut cache, &v4, 1000).unwrap();
+        let i6 = publish(&t, &mut cache, &v6, 1000).unwrap();
+        let h = |k: &ConnKey| t.lookup(&k.to_words(), t.hash_key(k), 10);
+        assert_eq!(h(&v4).map(|h| h.idx), Some(i4));
+        assert_eq!(h(&v6).map(|h| (h.idx, h.dir)), Some((i6, DIR_ORIG)));
+        assert_eq!(
+            h(&v6.reversed()).map(|h| (h.idx, h.dir)),
+            Some((i6, DIR_REPLY))
+        );
+        assert_eq!(h(&v6b), None);
+        assert_eq!(t.key(i6, DIR_ORIG), v6);
+        assert_eq!(t.key(i6, DIR_REPLY), v6.reversed());
+        assert_eq!(t.key(i4, DIR_REPLY), v4.reversed());
+        // The record slot reused for an IPv4 connection forgets the long key.
+        let g = t.conn(i6).gen();
+        assert!(t.unlink(i6, g));
+        t.release(i6, Some(&mut cache));
+        let k = key(9);
+        let again = publish(&t, &mut cache, &k, 1000).unwrap();
+        assert_eq!(again, i6);
+        assert_eq!(t.key(again, DIR_ORIG), k);
+        assert_eq!(h(&v6), None);
+    }
+
+    #[test]
     fn insert_refuses_duplicates_and_reply_collisions() {
         let t = ConnTable::new(1024, 0, KeyHasher::with_seed(1));
         let mut cache = PoolCache::default();
@@ -786,7 +939,7 @@ mod tests {
         let idx2 = t.alloc(&mut cache).unwrap();
         k2.sport = 5;
         let reply = k.reversed();
-        t.conn(idx2).set_keys(&k2, &reply);
+        t.set_keys(idx2, &k2, &reply);
         t.conn(idx2).expiry.store(1000, Ordering::Relaxed);
         assert_eq!(
             t.insert(idx2, &k2.to_words(), &reply.to_words(), 0),
@@ -804,7 +957,7 @@ mod tests {
         assert!(t.lookup(&k.to_words(), t.hash_key(&k), 99).is_some());
         // Insert at now=100 sees the old one as expired.
         let idx = t.alloc(&mut cache).unwrap();
-        t.conn(idx).set_keys(&k, &k.reversed());
+        t.set_keys(idx, &k, &k.reversed());
         t.conn(idx).expiry.store(500, Ordering::Relaxed);
         assert_eq!(
             t.insert(idx, &k.to_words(), &k.reversed().to_words(), 100),
@@ -871,6 +1024,30 @@ mod tests {
         assert!(t.alloc(&mut cache).is_none());
         t.release(got[3], Some(&mut cache));
         assert_eq!(t.alloc(&mut cache), Some(got[3]));
+    }
+
+    #[test]
+    fn returned_records_are_reused_before_the_high_water_mark_moves() {
+        let t = ConnTable::new(1000, 0, KeyHasher::with_seed(1));
+        assert_eq!(t.pool_touched(), 0);
+        let mut cache = PoolCache::default();
+        let got: Vec<u32> = (0..100).map(|_| t.alloc(&mut cache).unwrap()).collect();
+        let mark = t.pool_touched();
+        assert!((100..100 + CACHE_MAX).contains(&mark), "{mark}");
+        // Records the sweep frees go to the shared stack (no cache), then come back first.
+        let mut other = PoolCache::default();
+        for &i in &got[..80] {
+            t.release(i, None);
+        }
+        let mut again: Vec<u32> = (0..80).map(|_| t.alloc(&mut other).unwrap()).collect();
+        again.sort_unstable();
+        let mut returned = got[..80].to_vec();
+        returned.sort_unstable();
+        assert_eq!(again, returned);
+        assert_eq!(t.pool_touched(), mark);
+        // Then never-used records, in ascending order from the mark.
+        let next: Vec<u32> = (0..3).map(|_| t.alloc(&mut other).unwrap()).collect();
+        assert_eq!(next, vec![mark, mark + 1, mark + 2]);
     }
 
     #[test]

@@ -5,9 +5,9 @@ use super::alg::expect::Helper;
 use super::alg::track::AlgVerdict;
 use super::conn::{ALG_HELPER, ALG_RELATED, ALG_SKEW};
 use super::format::expectation_line;
+use super::testct::{st, SnatTo};
 use super::testpkt::*;
 use super::*;
-use crate::nat::{NatRange, NatSpec};
 use crate::wire::parse::tcp_flags::{ACK, SYN};
 use std::net::IpAddr;
 
@@ -16,23 +16,24 @@ const B: &str = "192.0.2.2";
 const POOL: &str = "192.0.2.1";
 
 fn tracker() -> Conntrack {
-    let ct = Conntrack::new(CtConfig {
-        max_conns: 1024,
-        n_buckets: 0,
-        workers: 2,
-        tcp_seq_check: true,
-        hash_seed: Some(7),
-    });
+    let ct = super::testct::tracker(1024);
     ct.set_helpers(&[(Helper::Ftp, 21), (Helper::Tftp, 69)]);
     ct
 }
 
-fn st(s: &str) -> CtState {
-    s.parse().unwrap()
+fn snat() -> SnatTo {
+    SnatTo::new(POOL)
 }
 
-fn snat() -> NatSpec {
-    NatSpec::snat(POOL.parse::<NatRange>().unwrap())
+/// The client's SYN to B's FTP port (sequence 100), SNATed, in zone 1 at time 0.
+fn ftp_control(w: &mut CtWorker) -> CtResult {
+    w.process_nat(
+        &tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0),
+        1,
+        true,
+        &snat(),
+        0,
+    )
 }
 
 fn exps(ct: &Conntrack) -> Vec<String> {
@@ -56,13 +57,7 @@ fn lines(ct: &Conntrack, more: bool) -> Vec<String> {
 fn active_ftp_under_snat_expects_the_data_connection_and_creates_it_related_with_the_parents_nat() {
     let ct = tracker();
     let mut w = ct.worker(0);
-    let ctl = w.process_nat(
-        &tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0),
-        1,
-        true,
-        &snat(),
-        0,
-    );
+    let ctl = ftp_control(&mut w);
     assert_eq!(ctl.alg & ALG_HELPER, Helper::Ftp.bits());
     let hit = ctl.conn.unwrap();
     let v = w.alg_ftp(&hit, b"PORT 10,0,0,2,4,1\r\n");
@@ -126,13 +121,7 @@ fn active_ftp_under_snat_expects_the_data_connection_and_creates_it_related_with
 fn passive_ftp_expects_the_client_and_needs_no_rewrite_without_dnat() {
     let ct = tracker();
     let mut w = ct.worker(0);
-    let ctl = w.process_nat(
-        &tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0),
-        1,
-        true,
-        &snat(),
-        0,
-    );
+    let ctl = ftp_control(&mut w);
     let mut hit = ctl.conn.unwrap();
     hit.dir = DIR_REPLY;
     let v = w.alg_ftp(&hit, b"227 Entering Passive Mode (192,0,2,2,195,80).\r\n");
@@ -152,13 +141,7 @@ fn passive_ftp_expects_the_client_and_needs_no_rewrite_without_dnat() {
 fn announcements_of_a_third_party_or_malformed_are_invalid_counted_and_expect_nothing() {
     let ct = tracker();
     let mut w = ct.worker(0);
-    let ctl = w.process_nat(
-        &tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0),
-        1,
-        true,
-        &snat(),
-        0,
-    );
+    let ctl = ftp_control(&mut w);
     let hit = ctl.conn.unwrap();
     assert_eq!(
         w.alg_ftp(&hit, b"PORT 10,0,0,99,4,1\r\n"),
@@ -209,13 +192,7 @@ fn tftp_request_under_snat_expects_the_servers_reply_from_any_port() {
 fn skew_is_recorded_per_direction_and_flags_the_connection() {
     let ct = tracker();
     let mut w = ct.worker(0);
-    let ctl = w.process_nat(
-        &tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0),
-        1,
-        true,
-        &snat(),
-        0,
-    );
+    let ctl = ftp_control(&mut w);
     let hit = ctl.conn.unwrap();
     assert!(w.alg_skew(&hit).is_none());
     assert!(w.alg_add_skew(&hit, 101, 2));
@@ -253,7 +230,7 @@ fn every_later_packet_of_a_related_connection_stays_rel_as_in_ovs() {
 fn ipv6_eprt_under_snat_is_rewritten_to_the_pool_address_and_epsv_expects_the_client() {
     let ct = tracker();
     let mut w = ct.worker(0);
-    let spec = NatSpec::snat("[fd00:0:0:2::1]".parse::<NatRange>().unwrap());
+    let spec = SnatTo::new("[fd00:0:0:2::1]");
     let (a6, b6) = ("fd00:0:0:1::2", "fd00:0:0:2::2");
     let ctl = w.process_nat(
         &tcp(a6, b6, 40000, 21, SYN, 1, 0, 1000, 0),
@@ -289,13 +266,7 @@ fn ipv6_eprt_under_snat_is_rewritten_to_the_pool_address_and_epsv_expects_the_cl
 fn a_port_command_split_across_segments_is_counted_and_expects_nothing() {
     let ct = tracker();
     let mut w = ct.worker(0);
-    let ctl = w.process_nat(
-        &tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0),
-        1,
-        true,
-        &snat(),
-        0,
-    );
+    let ctl = ftp_control(&mut w);
     let hit = ctl.conn.unwrap();
     // As OVS: each segment is looked at alone; the first half does not parse, the
     // second is no command.
@@ -317,13 +288,7 @@ fn a_control_connection_holds_at_most_its_share_of_expectations_and_refusals_are
     use super::alg::track::EXP_PER_PARENT;
     let ct = tracker();
     let mut w = ct.worker(0);
-    let ctl = w.process_nat(
-        &tcp(A, B, 40000, 21, SYN, 100, 0, 1000, 0),
-        1,
-        true,
-        &snat(),
-        0,
-    );
+    let ctl = ftp_control(&mut w);
     let hit = ctl.conn.unwrap();
     for p in 0..=EXP_PER_PARENT {
         let msg = format!("PORT 10,0,0,2,100,{p}\r\n");

@@ -1,6 +1,7 @@
 //! The tracker's event stream: what a listener receives for real connections — creation,
-//! TCP state changes, and each way a connection is destroyed — and what it costs when no
-//! one listens or a ring is full.
+//! TCP state changes, the first reply, becoming assured, and each way a connection is
+//! destroyed — against what Linux's `conntrack -E` printed for the same connections, and
+//! what it costs when no one listens or a ring is full.
 
 use super::events::{CtEvent, DestroyReason, EventKind};
 use super::testpkt::*;
@@ -41,12 +42,15 @@ fn no_event_is_written_while_no_one_listens() {
 }
 
 #[test]
-fn a_udp_flow_gives_new_then_destroy_expired_from_the_sweeper() {
+fn a_udp_flow_gives_new_update_on_its_reply_and_on_being_assured_then_destroy_expired() {
     let ct = tracker();
     let sub = ct.events().subscribe(16);
     let mut w = ct.worker(1);
     w.process(&udp(A, B, 4000, 53), 3, true, 1000);
+    w.process(&udp(A, B, 4000, 53), 3, true, 1000);
     w.process(&udp(B, A, 53, 4000), 3, true, 1001);
+    w.process(&udp(B, A, 53, 4000), 3, true, 1002);
+    w.process(&udp(A, B, 4000, 53), 3, true, 1003);
     let mut ctl = ct.control_handle();
     assert_eq!(ctl.sweep_all(10_000_000).removed, 1);
     let mut got = Vec::new();
@@ -55,10 +59,15 @@ fn a_udp_flow_gives_new_then_destroy_expired_from_the_sweeper() {
         kinds(&got),
         vec![
             (EventKind::New, DestroyReason::None),
+            (EventKind::Update, DestroyReason::None),
+            (EventKind::Update, DestroyReason::None),
             (EventKind::Destroy, DestroyReason::Expired)
         ]
     );
-    let (new, gone) = (got[0], got[1]);
+    let (new, replied, assured, gone) = (got[0], got[1], got[2], got[3]);
+    assert!(replied.seen_reply() && !replied.assured());
+    assert!(assured.seen_reply() && assured.assured());
+    assert!(got.iter().all(|e| e.id == new.id));
     assert_eq!(
         new.id, gone.id,
         "the id is stable for the connection's life"
@@ -66,7 +75,7 @@ fn a_udp_flow_gives_new_then_destroy_expired_from_the_sweeper() {
     assert_eq!(new.orig.sport, 4000);
     assert_eq!(new.zone(), 3);
     assert_eq!(new.reply, new.orig.reversed());
-    assert!(!new.seen_reply());
+    assert!(!new.seen_reply() && !new.assured());
     assert!(gone.seen_reply() && gone.assured());
     assert_eq!(new.timeout_ms, ct.timeout_ms(None, TimeoutAttr::UdpFirst));
     assert!(new.ts_us > 1_600_000_000_000_000 && gone.ts_us >= new.ts_us);
@@ -101,6 +110,7 @@ fn a_tcp_session_updates_on_established_and_closing_and_closes() {
         lines,
         vec![
             "New Some(\"SYN_SENT\") None",
+            "Update Some(\"SYN_RECV\") None",
             "Update Some(\"ESTABLISHED\") None",
             "Update Some(\"FIN_WAIT\") None",
             "Update Some(\"LAST_ACK\") None",
@@ -109,6 +119,58 @@ fn a_tcp_session_updates_on_established_and_closing_and_closes() {
         ]
     );
     assert!(got.iter().all(|e| e.id == got[0].id));
+    let assured: Vec<bool> = got.iter().map(|e| e.assured()).collect();
+    assert_eq!(
+        assured,
+        [false, false, true, true, true, true, true],
+        "assured from ESTABLISHED on, through TIME_WAIT and the destroy"
+    );
+}
+
+/// What Linux's `conntrack -E` printed for these connections through a masquerading
+/// Linux gateway (tests/fixtures/linux_conntrack_e.sh records it).
+const LINUX: &str = include_str!("../../tests/fixtures/linux_conntrack_e.txt");
+
+#[test]
+fn a_ping_a_fetch_and_a_udp_exchange_give_the_lines_linux_conntrack_e_gave() {
+    let ct = tracker();
+    for a in TimeoutAttr::ALL {
+        ct.default_policy().set_ms(a, 2000);
+    }
+    let sub = ct.events().subscribe(64);
+    let mut w = ct.worker(0);
+    let now = 5;
+    let pkts = [
+        icmp_query(A, B, 8, 17397),
+        icmp_query(B, A, 0, 17397),
+        tcp(A, B, 40123, 8000, SYN, 1000, 0, 65535, 0),
+        tcp(B, A, 8000, 40123, SYN | ACK, 5000, 1001, 65535, 0),
+        tcp(A, B, 40123, 8000, ACK, 1001, 5001, 65535, 0),
+        tcp(A, B, 40123, 8000, ACK, 1001, 5001, 65535, 100),
+        tcp(B, A, 8000, 40123, ACK, 5001, 1101, 65535, 200),
+        tcp(B, A, 8000, 40123, ACK | FIN, 5201, 1101, 65535, 0),
+        tcp(A, B, 40123, 8000, ACK | FIN, 1101, 5202, 65535, 0),
+        tcp(B, A, 8000, 40123, ACK, 5202, 1102, 65535, 0),
+        udp(A, B, 4000, 7777),
+        udp(B, A, 7777, 4000),
+    ];
+    for p in &pkts {
+        assert!(w.process(p, 0, true, now).conn.is_some());
+    }
+    ct.control_handle().sweep_all(now + 10_000);
+    let mut got = Vec::new();
+    sub.drain(&mut got);
+    // Linux's reply tuples are NATed to 192.0.2.1; here the reply goes to A itself.
+    let linux = LINUX.replace(" dst=192.0.2.1 ", " dst=10.0.0.2 ");
+    for p in ["icmp", "tcp", "udp"] {
+        let want: Vec<&str> = linux.lines().filter(|l| l[10..].starts_with(p)).collect();
+        let ours: Vec<String> = got
+            .iter()
+            .map(|e| e.conntrack_line())
+            .filter(|l| l[10..].starts_with(p))
+            .collect();
+        assert_eq!(ours, want, "the {p} connection's events");
+    }
 }
 
 #[test]

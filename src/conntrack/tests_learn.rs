@@ -33,6 +33,7 @@ fn learned(s: &ConnSnapshot, now: u64, origin: u8) -> LearnedConn {
         label: s.label,
         l4: s.l4,
         origin,
+        stream: 0,
     }
 }
 
@@ -156,6 +157,161 @@ fn learned_tcp_stream_continues_on_the_standby_far_past_the_synced_sequence_numb
     );
 }
 
+/// A learned connection whose stream continues on the standby with the client's ACKs
+/// first (the inside route moved before the outside one), then the server's data, with
+/// initial sequence numbers `isn_a` (client) and `isn_b` (server).
+fn learned_stream_client_first(isn_a: u32, isn_b: u32) -> Vec<String> {
+    let a = tracker();
+    let mut wa = a.worker(0);
+    let hs = [
+        tcp(A, B, 40000, 80, SYN, isn_a, 0, 65535, 0),
+        tcp(
+            B,
+            A,
+            80,
+            40000,
+            SYN | ACK,
+            isn_b,
+            isn_a.wrapping_add(1),
+            65535,
+            0,
+        ),
+        tcp(
+            A,
+            B,
+            40000,
+            80,
+            ACK,
+            isn_a.wrapping_add(1),
+            isn_b.wrapping_add(1),
+            65535,
+            0,
+        ),
+    ];
+    assert_eq!(
+        states(&mut wa, &hs, 1),
+        ["trk,new", "trk,est,rpl", "trk,est"]
+    );
+    let b = tracker();
+    let mut wb = b.worker(0);
+    wb.learn(&learned(&a.all_conns()[0], 1, 1), 1, false)
+        .unwrap();
+    let (ca, sb) = (isn_a.wrapping_add(84), isn_b.wrapping_add(4_000_001));
+    let later = [
+        // Two pure ACKs from the client before the server sends (zero window, or its
+        // route not moved yet), then the server's data and the client's ACK of it.
+        tcp(A, B, 40000, 80, ACK, ca, sb, 0, 0),
+        tcp(A, B, 40000, 80, ACK, ca, sb, 65535, 0),
+        tcp(B, A, 80, 40000, ACK | PSH, sb, ca, 65535, 1400),
+        tcp(
+            B,
+            A,
+            80,
+            40000,
+            ACK | PSH,
+            sb.wrapping_add(1400),
+            ca,
+            65535,
+            1400,
+        ),
+        tcp(A, B, 40000, 80, ACK, ca, sb.wrapping_add(2800), 65535, 0),
+        tcp(
+            B,
+            A,
+            80,
+            40000,
+            ACK | PSH,
+            sb.wrapping_add(2800),
+            ca,
+            65535,
+            1400,
+        ),
+    ];
+    states(&mut wb, &later, 2)
+}
+
+/// Sequence numbers anywhere in the 32-bit space, in particular past 2^31 (where they
+/// compare "below" 0): a peer whose sequence numbers are not yet known is neither
+/// checked against nor moved by the other end's acks before it sends.
+#[test]
+fn learned_tcp_stream_continues_whatever_the_initial_sequence_numbers_when_the_client_speaks_first()
+{
+    let valid = [
+        "trk,est",
+        "trk,est",
+        "trk,est,rpl",
+        "trk,est,rpl",
+        "trk,est",
+        "trk,est,rpl",
+    ];
+    for (isn_a, isn_b) in [
+        (1_000, 5_000),
+        (3_000_000_000, 5_000),
+        (1_000, 3_000_000_000),
+        (3_000_000_000, 4_000_000_000),
+        (2_147_483_000, 4_294_960_000),
+    ] {
+        assert_eq!(
+            learned_stream_client_first(isn_a, isn_b),
+            valid,
+            "client ISN {isn_a}, server ISN {isn_b}"
+        );
+    }
+}
+
+/// A connection learned while its handshake was under way (only the SYN seen) completes
+/// on the standby, whatever the server's initial sequence number.
+#[test]
+fn learned_half_open_tcp_connection_completes_its_handshake_on_the_standby() {
+    for (isn_a, isn_b) in [
+        (1_000u32, 5_000u32),
+        (1_000, 3_000_000_000),
+        (3_000_000_000, 5_000),
+        (3_000_000_000, 4_000_000_000),
+    ] {
+        let (a1, a101) = (isn_a.wrapping_add(1), isn_a.wrapping_add(101));
+        let a = tracker();
+        let mut wa = a.worker(0);
+        let syn = tcp(A, B, 40000, 80, SYN, isn_a, 0, 65535, 0);
+        assert_eq!(states(&mut wa, &[syn], 1), ["trk,new"]);
+        let b = tracker();
+        let mut wb = b.worker(0);
+        wb.learn(&learned(&a.all_conns()[0], 1, 1), 1, false)
+            .unwrap();
+        let rest = [
+            tcp(B, A, 80, 40000, SYN | ACK, isn_b, a1, 65535, 0),
+            tcp(A, B, 40000, 80, ACK, a1, isn_b.wrapping_add(1), 65535, 0),
+            tcp(
+                A,
+                B,
+                40000,
+                80,
+                ACK | PSH,
+                a1,
+                isn_b.wrapping_add(1),
+                65535,
+                100,
+            ),
+            tcp(
+                B,
+                A,
+                80,
+                40000,
+                ACK | PSH,
+                isn_b.wrapping_add(1),
+                a101,
+                65535,
+                1400,
+            ),
+        ];
+        assert_eq!(
+            states(&mut wb, &rest, 2),
+            ["trk,est,rpl", "trk,est", "trk,est", "trk,est,rpl"],
+            "client ISN {isn_a}, server ISN {isn_b}"
+        );
+    }
+}
+
 #[test]
 fn learned_connection_is_updated_in_place_and_unlearned_without_events() {
     let a = tracker();
@@ -247,4 +403,68 @@ fn a_walked_copy_never_replaces_a_connection_made_here() {
     // An event-borne update does replace it: the peer's datapath changed it.
     assert!(matches!(wa.learn(&copy, 5, false), Ok(Learned::Updated(_))));
     assert_eq!((a.all_conns()[0].mark, a.all_conns()[0].origin), (99, 1));
+}
+
+#[test]
+fn unlearn_unrepeated_removes_only_that_peers_connections_of_other_streams() {
+    let a = tracker();
+    let mut wa = a.worker(0);
+    for port in 4000..4008 {
+        wa.process(&udp(A, B, port, 53), 0, true, 0);
+    }
+    let mut snaps = a.all_conns();
+    snaps.sort_by_key(|s| s.orig.sport);
+    let b = tracker();
+    b.zones().set_limit(0, 9);
+    let mut wb = b.worker(0);
+    // 4000-4002 from peer 1 in its stream 1, 4003-4004 in its stream 2, 4005-4006 from
+    // peer 2 in stream 1; 4007 made here.
+    for (s, origin, stream) in [(0, 1, 1), (1, 1, 1), (2, 1, 1), (3, 1, 2), (4, 1, 2)]
+        .into_iter()
+        .chain([(5, 2, 1), (6, 2, 1)])
+    {
+        let mut l = learned(&snaps[s], 0, origin);
+        l.stream = stream;
+        wb.learn(&l, 0, false).unwrap();
+    }
+    wb.process(&udp(A, B, 4007, 53), 0, true, 0);
+    let sub = b.events().subscribe(64);
+    assert_eq!(b.n_conns(), 8);
+    // Peer 1's stream 2 ended: its walk, in two halves of the table.
+    let n = b.table().n_buckets();
+    let removed = wb.unlearn_unrepeated(1, 2, 0..n / 2) + wb.unlearn_unrepeated(1, 2, n / 2..n);
+    assert_eq!(removed, 3);
+    assert_eq!(wb.unlearn_unrepeated(0, 2, 0..n), 0);
+    let mut left: Vec<(u16, u8)> = b
+        .all_conns()
+        .iter()
+        .map(|s| (s.orig.sport, s.origin))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [(4003, 1), (4004, 1), (4005, 2), (4006, 2), (4007, 0)]
+    );
+    assert_eq!(b.n_conns(), 5);
+    // No events; their zone places and tuples are free again: a packet of a removed one
+    // is a new connection here, and the zone takes four more.
+    b.events().pump();
+    let mut evs = Vec::new();
+    sub.drain(&mut evs);
+    assert!(evs.is_empty(), "{evs:?}");
+    assert_eq!(
+        wb.process(&udp(A, B, 4000, 53), 0, true, 1)
+            .state
+            .to_string(),
+        "trk,new"
+    );
+    for port in 5000..5003 {
+        assert_eq!(
+            wb.process(&udp(A, B, port, 53), 0, true, 1)
+                .state
+                .to_string(),
+            "trk,new"
+        );
+    }
+    assert_eq!(b.n_conns(), 9);
 }

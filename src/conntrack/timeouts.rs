@@ -55,18 +55,6 @@ impl TimeoutAttr {
         TimeoutAttr::IcmpReply,
     ];
 
-    /// True for the TCP states whose entry is an `[UPDATE]` event: established and the
-    /// closing ones.
-    pub fn tcp_update_event(self) -> bool {
-        matches!(
-            self,
-            TimeoutAttr::TcpEstablished
-                | TimeoutAttr::TcpFinWait
-                | TimeoutAttr::TcpTimeWait
-                | TimeoutAttr::TcpClose
-        )
-    }
-
     /// The OVS attribute name (`tcp_syn_sent`, …, `icmp_reply`).
     pub fn name(self) -> &'static str {
         match self {

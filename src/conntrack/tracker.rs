@@ -15,6 +15,7 @@ use super::sync::CachePadded;
 use super::table::{ConnTable, Hit, InsertError, PoolCache};
 use super::timeouts::{TimeoutAttr, TimeoutPolicy};
 use super::zones::{Zone, Zones};
+use crate::dpdk::PageSize;
 use crate::wire::parse::{Fragment, L4Summary, ParsedPacket};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -68,6 +69,12 @@ pub trait ReplyTuples {
 pub trait ConnHooks: Send + Sync {
     /// A connection with these keys and NAT flags (`CtState::SNAT`/`DNAT` bits) exists.
     fn created(&self, orig: &ConnKey, reply: &ConnKey, nat: u8, now: u64);
+    /// A connection learned from a sync peer (`conntrack::learn`) with these keys and
+    /// flags exists: its NAT binding was chosen by the peer, not by this instance's
+    /// [`ReplyTuples`]. By default the same as [`ConnHooks::created`].
+    fn learned(&self, orig: &ConnKey, reply: &ConnKey, nat: u8, now: u64) {
+        self.created(orig, reply, nat, now)
+    }
     /// The connection created with these keys and flags is gone.
     fn removed(&self, orig: &ConnKey, reply: &ConnKey, nat: u8);
     /// The hooks as `Any`, so their installer can find its own again.
@@ -165,8 +172,16 @@ pub struct Conntrack {
 }
 
 impl Conntrack {
-    /// Builds a tracker; the record pool and buckets are allocated here, once.
+    /// Builds a tracker; the record pool and buckets are allocated here, once, on 4 KiB
+    /// pages committed as they are first touched.
     pub fn new(cfg: CtConfig) -> Conntrack {
+        Conntrack::with_pages(cfg, PageSize::Small)
+    }
+
+    /// [`Conntrack::new`] with the buckets and record pool on `pages` (huge pages when
+    /// the kernel's hugetlb pool has room for them, else 4 KiB pages;
+    /// [`ConnTable::backing`] tells which).
+    pub fn with_pages(cfg: CtConfig, pages: PageSize) -> Conntrack {
         let hasher = match cfg.hash_seed {
             Some(s) => KeyHasher::with_seed(s),
             None => KeyHasher::random(),
@@ -179,7 +194,7 @@ impl Conntrack {
             // Headroom for the records that sit free in the workers' caches: the limit is
             // kept exactly by `n_conns`, and a free record parked in another worker's cache
             // must never make an insert fail below the limit.
-            table: ConnTable::new(capacity, cfg.n_buckets, hasher),
+            table: ConnTable::with_pages(capacity, cfg.n_buckets, hasher, pages),
             pool_slack: (workers as u32 + 1) * super::table::CACHE_MAX,
             zones: Zones::new(workers + 1),
             default_policy: TimeoutPolicy::defaults(),
@@ -336,14 +351,14 @@ impl Conntrack {
             }
             Some(ConnSnapshot {
                 idx,
-                orig: c.key(DIR_ORIG),
-                reply: c.key(DIR_REPLY),
+                orig: self.table.key(idx, DIR_ORIG),
+                reply: self.table.key(idx, DIR_REPLY),
                 expiry: c.expiry(),
                 mark: c.mark(),
                 label: c.label(),
                 nat: c.nat_flags(),
                 l4: *l4,
-                timeout_attr: c.tattr.load(Ordering::Relaxed),
+                timeout_attr: c.attr(),
                 origin: c.origin(),
                 alg: c.alg_bits(),
                 parent: None,
@@ -378,13 +393,14 @@ impl Conntrack {
         }
         if let Some(h) = self.hooks.get() {
             let c = self.table.conn(idx);
-            h.removed(&c.key(DIR_ORIG), &c.key(DIR_REPLY), c.nat_flags());
+            let t = &self.table;
+            h.removed(&t.key(idx, DIR_ORIG), &t.key(idx, DIR_REPLY), c.nat_flags());
         }
         if self.events.enabled() && ev.1 != DestroyReason::Synced {
             // Unlinked but not yet released: the record still holds the connection.
             self.emit(ev.0, EventKind::Destroy, ev.1, idx, gen, 0);
         }
-        let zone_id = self.table.conn(idx).key(DIR_ORIG).zone;
+        let zone_id = self.table.key(idx, DIR_ORIG).zone;
         if let Some(zone) = self.zones.get(zone_id) {
             self.zones.unlink(&self.table, zone, idx);
             zone.count.fetch_sub(1, Ordering::AcqRel);
@@ -409,8 +425,8 @@ impl Conntrack {
         now: u64,
     ) {
         let c = self.table.conn(idx);
-        let orig = c.key(DIR_ORIG);
-        let reply = c.key(DIR_REPLY);
+        let orig = self.table.key(idx, DIR_ORIG);
+        let reply = self.table.key(idx, DIR_REPLY);
         let tcp = if orig.proto == crate::wire::parse::proto::TCP {
             c.with_l4(|st| super::l4::tcp::display_state(st) as u8)
         } else {
@@ -422,7 +438,7 @@ impl Conntrack {
             c.expiry().saturating_sub(now)
         };
         let mut reason = reason;
-        let tattr = c.tattr.load(Ordering::Relaxed);
+        let tattr = c.attr();
         if reason == DestroyReason::Expired && tattr == TimeoutAttr::TcpClose as u8 {
             reason = DestroyReason::Closed;
         }
@@ -435,6 +451,7 @@ impl Conntrack {
             reply,
             nat: c.nat_flags(),
             tattr,
+            assured: c.assured(),
             tcp_state: tcp,
             timeout_ms: timeout,
         };
@@ -477,7 +494,7 @@ impl Conntrack {
         if c.nat_flags() == 0 {
             return None;
         }
-        let key = c.key(hit.dir ^ 1);
+        let key = self.table.key(hit.idx, hit.dir ^ 1);
         // The slot could have been freed and reused while we read: check again after.
         std::sync::atomic::fence(Ordering::Acquire);
         c.is_live(hit.gen).then(|| key.reversed())
@@ -803,9 +820,12 @@ impl<'a> CtWorker<'a> {
                 if !c.is_live(hit.gen) {
                     return None;
                 }
-                Some(kind.update(p, st, reply, seq_check))
+                let (res, tattr) = kind.update(p, st, reply, seq_check);
+                // Under the lock, so that one packet only sees each change.
+                let update = tattr.is_some_and(|a| c.set_attr(a));
+                Some((res, tattr, update))
             });
-            let Some((res, tattr)) = upd else {
+            let Some((res, tattr, update)) = upd else {
                 bump(&self.counters().lookup_retries);
                 continue;
             };
@@ -813,21 +833,16 @@ impl<'a> CtWorker<'a> {
                 let z = self.ct.zones.get(req.zone);
                 c.expiry
                     .store(now + self.ct.timeout_ms(z, a), Ordering::Relaxed);
-                if self.ct.events.enabled() {
-                    let old = c.tattr.swap(a as u8, Ordering::Relaxed);
-                    if old != a as u8 && a.tcp_update_event() {
-                        self.ct.emit(
-                            self.shard,
-                            EventKind::Update,
-                            DestroyReason::None,
-                            hit.idx,
-                            hit.gen,
-                            now,
-                        );
-                    }
-                } else {
-                    c.tattr.store(a as u8, Ordering::Relaxed);
-                }
+            }
+            if update && self.ct.events.enabled() {
+                self.ct.emit(
+                    self.shard,
+                    EventKind::Update,
+                    DestroyReason::None,
+                    hit.idx,
+                    hit.gen,
+                    now,
+                );
             }
             let nb = c.nat.load(Ordering::Relaxed);
             // A connection an expectation created stays RELATED on every packet, as OVS
@@ -1034,7 +1049,7 @@ impl<'a> CtWorker<'a> {
     /// Takes a record, initialises it with `init` and publishes it under both keys, with
     /// the zone and global limits and the pool of a packet-made connection. A `learned`
     /// one (from a sync peer) is not counted as created and emits no event; the hooks are
-    /// told of both.
+    /// told of both (of a learned one as [`ConnHooks::learned`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert_new(
         &mut self,
@@ -1061,8 +1076,8 @@ impl<'a> CtWorker<'a> {
             bump(&counters.refused_table_full);
             return Err(CreateError::Refused(Refusal::TableFull));
         };
+        self.ct.table.set_keys(idx, orig, reply);
         let c = self.ct.table.conn(idx);
-        c.set_keys(orig, reply);
         init(c, zone);
         // The helper of a control connection, from the `[[alg]]` rules (a data
         // connection, ALG_RELATED, gets none: it is not a control connection).
@@ -1088,7 +1103,11 @@ impl<'a> CtWorker<'a> {
                     bump(&counters.created);
                 }
                 if let Some(h) = self.ct.hooks.get() {
-                    h.created(orig, reply, nat, now);
+                    if learned {
+                        h.learned(orig, reply, nat, now);
+                    } else {
+                        h.created(orig, reply, nat, now);
+                    }
                 }
                 if !learned && self.ct.events.enabled() {
                     let ev = (EventKind::New, DestroyReason::None);

@@ -247,6 +247,7 @@ mod tests {
             reply,
             nat: CtState::SNAT,
             tattr: 6,
+            assured: false,
             tcp_state: 0,
             timeout_ms: 0,
         }

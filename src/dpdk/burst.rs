@@ -2,7 +2,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::Mbuf;
+use super::mbuf::Mbuf;
 
 /// Packets per RX/TX burst (as in DPDK's l3fwd `MAX_PKT_BURST`).
 pub const BURST_SIZE: usize = 32;

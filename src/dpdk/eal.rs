@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::Error;
+use super::error::Error;
 
 /// Set by the first [`Eal::init`]; EAL can be initialised once per process only.
 static EAL_STARTED: AtomicBool = AtomicBool::new(false);

@@ -2,7 +2,7 @@
 
 use std::ptr::NonNull;
 
-use super::Error;
+use super::error::Error;
 
 /// An owned DPDK packet buffer (`struct rte_mbuf`), single segment.
 ///

@@ -1,28 +1,21 @@
-//! Reassembly tests on real frames: datagrams built whole (checksums filled by
-//! `wire::frame_checksums::fill_frame`), cut into fragments as a sender's stack does, and fed to
+//! Reassembly tests on real frames: datagrams built whole by the shared test-frame builder
+//! (`wire::testframe`, checksums filled), cut into fragments as a sender's stack does, and fed to
 //! [`Ipf::add`] in every order, with duplicates, overlaps, gaps, limits and expiry.
 
 use super::*;
+use crate::wire::checksum;
 use crate::wire::parse::{parse_frame, proto, Fragment, L4Summary};
-use crate::wire::testframe::fragments;
-use crate::wire::{checksum, frame_checksums};
+use crate::wire::testframe::{fragments, Frame, L4};
 use proptest::prelude::*;
 
-const ETH_V4: [u8; 14] = [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-const ETH_V6: [u8; 14] = [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd];
 const SLOT: usize = 2048;
 
-/// A whole IPv4 frame 10.0.0.1 -> 192.0.2.2 of protocol `p` carrying `l4` (checksums
-/// filled).
+/// A whole IPv4 frame 10.0.0.1 -> 192.0.2.2 of protocol `p` carrying `l4` (identification
+/// 0x1234, DF clear, checksums filled).
 fn v4_whole(p: u8, l4: &[u8]) -> Vec<u8> {
-    let mut f = ETH_V4.to_vec();
-    let total = (20 + l4.len()) as u16;
-    f.extend_from_slice(&[0x45, 0, 0, 0, 0x12, 0x34, 0, 0, 64, p, 0, 0]);
-    f[16..18].copy_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&[10, 0, 0, 1, 192, 0, 2, 2]);
-    f.extend_from_slice(l4);
-    frame_checksums::fill_frame(&mut f).unwrap();
-    f
+    Frame::v4([10, 0, 0, 1], [192, 0, 2, 2], L4::raw(p, l4))
+        .dont_frag(false)
+        .build()
 }
 
 /// UDP 40000 -> 53 with `n` payload bytes.
@@ -45,18 +38,10 @@ fn tcp(n: usize) -> Vec<u8> {
 /// A whole IPv6 frame fd00::1 -> fd00:0:0:2::2 with a hop-by-hop header and a
 /// destination-options header before protocol `p` carrying `l4`.
 fn v6_whole(p: u8, l4: &[u8]) -> Vec<u8> {
-    let mut f = ETH_V6.to_vec();
-    let plen = (16 + l4.len()) as u16;
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&plen.to_be_bytes());
-    f.extend_from_slice(&[0, 64]);
-    f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2]);
-    f.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]); // hop-by-hop: PadN
-    f.extend_from_slice(&[p, 0, 1, 4, 0, 0, 0, 0]); // destination options: PadN
-    f.extend_from_slice(l4);
-    frame_checksums::fill_frame(&mut f).unwrap();
-    f
+    let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    Frame::v6(a("fd00::1"), a("fd00:0:0:2::2"), L4::raw(p, l4))
+        .ext_headers(&[0, 60])
+        .build()
 }
 
 fn ipf() -> Ipf {

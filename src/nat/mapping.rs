@@ -22,6 +22,12 @@
 //! connection that is then refused (zone limit, collision) has no connection: it lives
 //! [`GRACE_MS`] and is reused or taken over after that.
 //!
+//! A connection learned from a high-availability sync peer brings the binding the peer
+//! chose: when its inside endpoint has no mapping here, that binding becomes its mapping
+//! ([`Mappings::adopt`], from [`ConnHooks::learned`]), so a new local connection of the
+//! same inside endpoint reuses it and no other inside endpoint is given its outside
+//! endpoint while it lives.
+//!
 //! # Concurrency
 //!
 //! Two bucket arrays of the same size, each bucket a spin lock around a short vector:
@@ -223,16 +229,9 @@ impl Mappings {
     ) -> Option<([u8; 16], u16)> {
         let ib = self.bucket(inside);
         let mut b = self.by_in.get(ib)?.lock();
-        if let Some(i) = b.iter().position(|m| m.inside == *inside) {
-            let m = b.get_mut(i)?;
-            if m.live(now) {
-                m.grace_until = m.grace_until.max(now + GRACE_MS);
-                return Some((m.outside.addr, m.outside.port));
-            }
-            // Dead: its outside endpoint is free again; this inside endpoint starts over.
-            let old = b.swap_remove(i);
-            self.remove_out(&old.outside, inside);
-            self.count.fetch_sub(1, Ordering::Relaxed);
+        if let Some(m) = self.live_or_drop(&mut b, inside, now) {
+            m.grace_until = m.grace_until.max(now + GRACE_MS);
+            return Some((m.outside.addr, m.outside.port));
         }
         if self.count.load(Ordering::Relaxed) >= self.max {
             return None;
@@ -245,59 +244,111 @@ impl Mappings {
                 port,
                 ..*inside
             };
-            let Some(ob) = self.by_out.get(self.bucket(&outside)) else {
-                continue;
-            };
-            let mut o = ob.lock();
-            if let Some(j) = o.iter().position(|(x, _)| *x == outside) {
-                let holder = o[j].1;
-                // Taken, unless its mapping is dead: then it is taken over.
-                let hb = self.bucket(&holder);
-                // (freed, a mapping record went with it)
-                let dead = |v: &mut Vec<Mapping>| {
-                    match v
-                        .iter()
-                        .position(|m| m.inside == holder && m.outside == outside)
-                    {
-                        Some(k) if !v[k].live(now) => {
-                            v.swap_remove(k);
-                            (true, true)
-                        }
-                        Some(_) => (false, false),
-                        // A stale reverse entry: its mapping is gone already.
-                        None => (true, false),
-                    }
-                };
-                let (freed, record) = if hb == ib {
-                    dead(&mut b)
-                } else {
-                    match self.by_in.get(hb).and_then(|l| l.try_lock()) {
-                        Some(mut v) => dead(&mut v),
-                        None => (false, false),
-                    }
-                };
-                if !freed {
-                    continue;
-                }
-                o.swap_remove(j);
-                if record {
-                    self.count.fetch_sub(1, Ordering::Relaxed);
-                }
+            if self.claim(&mut b, ib, inside, &outside, now) {
+                return Some((addr, port));
             }
-            o.push((outside, *inside));
-            drop(o);
-            b.push(Mapping {
-                inside: *inside,
-                outside,
-                conns: 0,
-                grace_until: now + GRACE_MS,
-                peers: [[0; 16]; PEERS],
-                n_peers: 0,
-            });
-            self.count.fetch_add(1, Ordering::Relaxed);
-            return Some((addr, port));
         }
         None
+    }
+
+    /// Makes the mapping `inside` ↔ `outside` of a connection learned from a sync peer
+    /// (the peer chose the binding), unless `inside` has a live mapping already (this
+    /// instance's own stands) or another inside endpoint's live mapping holds `outside`
+    /// (peers whose pools overlap). True when `inside`'s mapping is now `outside`, so a
+    /// new local connection of `inside` reuses the peer's binding and no other inside
+    /// endpoint can be given it.
+    pub fn adopt(&self, inside: &Endpoint, outside: &Endpoint, now: u64) -> bool {
+        let ib = self.bucket(inside);
+        let Some(l) = self.by_in.get(ib) else {
+            return false;
+        };
+        let mut b = l.lock();
+        if let Some(m) = self.live_or_drop(&mut b, inside, now) {
+            return m.outside == *outside;
+        }
+        self.count.load(Ordering::Relaxed) < self.max
+            && self.claim(&mut b, ib, inside, outside, now)
+    }
+
+    /// `inside`'s live mapping in its locked bucket `b`; a dead one is dropped (its
+    /// outside endpoint is free again, this inside endpoint starts over).
+    fn live_or_drop<'b>(
+        &self,
+        b: &'b mut Vec<Mapping>,
+        inside: &Endpoint,
+        now: u64,
+    ) -> Option<&'b mut Mapping> {
+        let i = b.iter().position(|m| m.inside == *inside)?;
+        if b.get(i).is_some_and(|m| m.live(now)) {
+            return b.get_mut(i);
+        }
+        let old = b.swap_remove(i);
+        self.remove_out(&old.outside, inside);
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Gives `inside` (which has no mapping; its bucket `ib` is `b`, locked) the outside
+    /// endpoint `outside` if no live mapping holds it (a dead holder's is taken over).
+    fn claim(
+        &self,
+        b: &mut Vec<Mapping>,
+        ib: usize,
+        inside: &Endpoint,
+        outside: &Endpoint,
+        now: u64,
+    ) -> bool {
+        let Some(ob) = self.by_out.get(self.bucket(outside)) else {
+            return false;
+        };
+        let mut o = ob.lock();
+        if let Some(j) = o.iter().position(|(x, _)| x == outside) {
+            let holder = o[j].1;
+            // Taken, unless its mapping is dead: then it is taken over.
+            let hb = self.bucket(&holder);
+            // (freed, a mapping record went with it)
+            let dead = |v: &mut Vec<Mapping>| {
+                match v
+                    .iter()
+                    .position(|m| m.inside == holder && m.outside == *outside)
+                {
+                    Some(k) if !v[k].live(now) => {
+                        v.swap_remove(k);
+                        (true, true)
+                    }
+                    Some(_) => (false, false),
+                    // A stale reverse entry: its mapping is gone already.
+                    None => (true, false),
+                }
+            };
+            let (freed, record) = if hb == ib {
+                dead(b)
+            } else {
+                match self.by_in.get(hb).and_then(|l| l.try_lock()) {
+                    Some(mut v) => dead(&mut v),
+                    None => (false, false),
+                }
+            };
+            if !freed {
+                return false;
+            }
+            o.swap_remove(j);
+            if record {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        o.push((*outside, *inside));
+        drop(o);
+        b.push(Mapping {
+            inside: *inside,
+            outside: *outside,
+            conns: 0,
+            grace_until: now + GRACE_MS,
+            peers: [[0; 16]; PEERS],
+            n_peers: 0,
+        });
+        self.count.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Drops the reverse entry `outside` → `inside` (with `inside`'s bucket locked).
@@ -374,6 +425,18 @@ impl MappingHooks {
 impl ConnHooks for MappingHooks {
     fn created(&self, orig: &ConnKey, reply: &ConnKey, nat: u8, _now: u64) {
         MappingHooks::sides(orig, reply, nat, |i, o, outbound| {
+            self.0.conn_added(&i, &o, outbound.then_some(&orig.dst))
+        });
+    }
+
+    /// A connection learned from a sync peer: its SNAT binding becomes this instance's
+    /// mapping of its inside endpoint when it has none ([`Mappings::adopt`]), then it
+    /// counts like a local one.
+    fn learned(&self, orig: &ConnKey, reply: &ConnKey, nat: u8, now: u64) {
+        MappingHooks::sides(orig, reply, nat, |i, o, outbound| {
+            if outbound {
+                self.0.adopt(&i, &o, now);
+            }
             self.0.conn_added(&i, &o, outbound.then_some(&orig.dst))
         });
     }
@@ -583,6 +646,42 @@ mod tests {
         // A dead mapping is made again for its endpoint (same port: it is free).
         assert_eq!(maps.get_or_create(&a, 5_000, pool(5000)).unwrap().1, 5000);
         assert_eq!(maps.len(), 1);
+    }
+
+    #[test]
+    fn a_learned_binding_becomes_the_mapping_of_an_inside_endpoint_that_has_none() {
+        let maps = Mappings::new(64);
+        let x = ep("10.0.0.2", 5000);
+        let y = ep("10.0.0.3", 5000);
+        let peers = Endpoint {
+            port: 40_000,
+            ..ep("192.0.2.1", 0)
+        };
+        assert!(maps.adopt(&x, &peers, 0));
+        maps.conn_added(&x, &peers, None);
+        // A new local connection of X, long after the grace, reuses the peer's binding
+        // (its own pool would give 5000); Y is never given it.
+        assert_eq!(
+            maps.get_or_create(&x, 60_000, pool(5000)),
+            Some((peers.addr, 40_000))
+        );
+        let only_xs = |n| (n < 4).then_some((peers.addr, 40_000));
+        assert_eq!(maps.get_or_create(&y, 60_000, only_xs), None);
+        assert!(!maps.adopt(&y, &peers, 60_000), "held by X");
+        assert_eq!(maps.lookup_out(&peers, 60_000).unwrap().inside, x);
+        // An inside endpoint with a live mapping of its own keeps it.
+        let (_, py) = maps.get_or_create(&y, 60_000, pool(6000)).unwrap();
+        let other = Endpoint {
+            port: 41_000,
+            ..peers
+        };
+        assert!(!maps.adopt(&y, &other, 60_000));
+        assert_eq!(maps.lookup_in(&y, 60_000).unwrap().outside.port, py);
+        assert_eq!(maps.lookup_out(&other, 60_000), None);
+        // The learned connection gone, the binding is free again.
+        maps.conn_removed(&x, &peers);
+        assert!(maps.adopt(&ep("10.0.0.4", 1), &peers, 60_000));
+        assert_eq!(maps.len(), 2, "Y's and the new one; X's was taken over");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub mod alg;
 pub mod mapping;
 pub mod rewrite;
 mod sctp;
+#[cfg(test)]
+mod tests_tracker;
 
 pub use rewrite::{apply, rewrite_to, RewriteError, Rewritten};
 

@@ -160,10 +160,24 @@ pub struct Running {
 impl Running {
     /// Starts `ctgate EAL... -- APP...`.
     pub fn start(eal: &[String], app: &[&str]) -> Running {
-        let mut child = Command::new(ctgate_bin())
+        let mut cmd = Command::new(ctgate_bin());
+        cmd.args(eal).arg("--").args(app);
+        Running::spawn(cmd)
+    }
+
+    /// Starts `ctgate EAL... -- APP...` in network namespace `ns` (`ip netns exec`, which
+    /// execs it: the process is ctgate itself, signals reach it).
+    pub fn start_in_netns(ns: &str, eal: &[String], app: &[&str]) -> Running {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, ctgate_bin()])
             .args(eal)
             .arg("--")
-            .args(app)
+            .args(app);
+        Running::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -47,7 +47,7 @@ impl std::fmt::Display for Out {
     }
 }
 
-fn out_of(o: ProcOutput) -> Out {
+pub fn out_of(o: ProcOutput) -> Out {
     Out {
         ok: o.status.success(),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -55,7 +55,8 @@ fn out_of(o: ProcOutput) -> Out {
     }
 }
 
-fn sh(args: &[&str]) -> Out {
+/// Runs `args` (program first) and returns its output.
+pub fn sh(args: &[&str]) -> Out {
     out_of(
         Command::new(args[0])
             .args(&args[1..])
@@ -65,7 +66,8 @@ fn sh(args: &[&str]) -> Out {
     )
 }
 
-fn must(args: &[&str]) {
+/// Runs `args`, which must succeed.
+pub fn must(args: &[&str]) {
     let o = sh(args);
     assert!(o.ok, "{args:?} failed:\n{o}");
 }
@@ -88,6 +90,75 @@ pub fn ctl_bin() -> PathBuf {
         );
     }
     bin
+}
+
+/// Starts ctgate on two `net_tap` ports named `taps` (inside, outside), with its control
+/// socket at `socket`, the configuration text `config` (written into `scratch`; `None`: the
+/// embedded default) and the EAL lcore list `lcores`; returns once it says it is up. The tap
+/// interfaces are left in the root namespace.
+pub fn start_ctgate(
+    scratch: &Scratch,
+    socket: &Path,
+    config: Option<&str>,
+    lcores: &str,
+    taps: [&str; 2],
+) -> Running {
+    let mut app: Vec<String> = vec![
+        "--socket".into(),
+        socket.display().to_string(),
+        "--quiet".into(),
+    ];
+    if let Some(text) = config {
+        let p = scratch.path("gw.toml");
+        std::fs::write(&p, text).unwrap();
+        app.extend(["--config".into(), p.display().to_string()]);
+    }
+    let mut eal = scratch.eal_args(lcores);
+    eal.extend([
+        "--vdev".into(),
+        format!("net_tap0,iface={}", taps[0]),
+        "--vdev".into(),
+        format!("net_tap1,iface={}", taps[1]),
+    ]);
+    let app_refs: Vec<&str> = app.iter().map(String::as_str).collect();
+    let mut run = Running::start(&eal, &app_refs);
+    let started = run.wait_for_line(Duration::from_secs(30), |l| {
+        l.starts_with("ctgate: gateway on")
+    });
+    if started.is_none() {
+        let out = run.finish(Duration::from_secs(10));
+        panic!("ctgate did not start:\n{out}");
+    }
+    run
+}
+
+/// Creates namespace `ns` with an empty resolv.conf: no DNS in the namespaces (`ip netns
+/// exec` bind-mounts /etc/netns/NS/resolv.conf), since python's http.server looks up its
+/// address, which must not become traffic.
+pub fn add_netns(ns: &str) {
+    must(&["ip", "netns", "add", ns]);
+    let dir = Path::new("/etc/netns").join(ns);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("resolv.conf"), "# ctgate test: no name server\n").unwrap();
+}
+
+/// Removes namespace `ns` and its /etc/netns directory (errors ignored: used on drop).
+pub fn del_netns(ns: &str) {
+    let _ = sh(&["ip", "netns", "del", ns]);
+    let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+}
+
+/// Runs `cmd` in namespace `ns`.
+pub fn exec_in(ns: &str, cmd: &[&str]) -> Out {
+    let mut args = vec!["ip", "netns", "exec", ns];
+    args.extend_from_slice(cmd);
+    sh(&args)
+}
+
+/// Runs `cmd` in namespace `ns`, which must succeed.
+pub fn must_in(ns: &str, cmd: &[&str]) {
+    let o = exec_in(ns, cmd);
+    assert!(o.ok, "{cmd:?} in {ns} failed:\n{o}");
 }
 
 impl Gw {
@@ -121,47 +192,20 @@ impl Gw {
             scratch,
             _lock: lock,
         };
-        let mut app: Vec<String> = vec![
-            "--socket".into(),
-            gw.socket.display().to_string(),
-            "--quiet".into(),
-        ];
-        if let Some(text) = config {
-            let p = gw.scratch.path("gw.toml");
-            std::fs::write(&p, text).unwrap();
-            app.extend(["--config".into(), p.display().to_string()]);
-        }
-        let mut eal = gw.scratch.eal_args(lcores);
-        eal.extend([
-            "--vdev".into(),
-            format!("net_tap0,iface={}", gw.tap_in),
-            "--vdev".into(),
-            format!("net_tap1,iface={}", gw.tap_out),
-        ]);
-        let app_refs: Vec<&str> = app.iter().map(String::as_str).collect();
-        let mut run = Running::start(&eal, &app_refs);
-        let started = run.wait_for_line(Duration::from_secs(30), |l| {
-            l.starts_with("ctgate: gateway on")
-        });
-        if started.is_none() {
-            let out = run.finish(Duration::from_secs(10));
-            panic!("ctgate did not start:\n{out}");
-        }
-        gw.run = Some(run);
+        gw.run = Some(start_ctgate(
+            &gw.scratch,
+            &gw.socket,
+            config,
+            lcores,
+            [&gw.tap_in, &gw.tap_out],
+        ));
         gw.wire();
         gw
     }
 
     fn wire(&self) {
-        must(&["ip", "netns", "add", &self.ns_in]);
-        must(&["ip", "netns", "add", &self.ns_out]);
-        // No DNS in the namespaces (`ip netns exec` bind-mounts this resolv.conf): python's
-        // http.server looks up its address, which must not become traffic.
-        for ns in [&self.ns_in, &self.ns_out] {
-            let dir = Path::new("/etc/netns").join(ns);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("resolv.conf"), "# ctgate test: no name server\n").unwrap();
-        }
+        add_netns(&self.ns_in);
+        add_netns(&self.ns_out);
         must(&["ip", "link", "set", &self.tap_in, "netns", &self.ns_in]);
         must(&["ip", "link", "set", &self.tap_out, "netns", &self.ns_out]);
         let (i, o) = (self.tap_in.as_str(), self.tap_out.as_str());
@@ -190,7 +234,7 @@ impl Gw {
                 "fd00:0:0:1::1",
             ],
         ] {
-            self.must_in(&self.ns_in, &cmd);
+            must_in(&self.ns_in, &cmd);
         }
         for cmd in [
             vec!["ip", "link", "set", "lo", "up"],
@@ -208,115 +252,8 @@ impl Gw {
             vec!["ip", "link", "set", o, "up"],
             vec!["ip", "route", "add", "10.0.0.0/24", "via", "192.0.2.1"],
         ] {
-            self.must_in(&self.ns_out, &cmd);
+            must_in(&self.ns_out, &cmd);
         }
-    }
-
-    /// Runs `cmd` in namespace `ns`.
-    pub fn exec(&self, ns: &str, cmd: &[&str]) -> Out {
-        let mut args = vec!["ip", "netns", "exec", ns];
-        args.extend_from_slice(cmd);
-        sh(&args)
-    }
-
-    fn must_in(&self, ns: &str, cmd: &[&str]) {
-        let o = self.exec(ns, cmd);
-        assert!(o.ok, "{cmd:?} in {ns} failed:\n{o}");
-    }
-
-    /// `ctgate-ctl --socket S ARGS...`.
-    pub fn ctl(&self, args: &[&str]) -> Out {
-        out_of(
-            Command::new(ctl_bin())
-                .arg("--socket")
-                .arg(&self.socket)
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .expect("run ctgate-ctl"),
-        )
-    }
-
-    /// `ctgate-ctl ARGS` that must succeed; its stdout.
-    pub fn ctl_ok(&self, args: &[&str]) -> String {
-        let o = self.ctl(args);
-        assert!(o.ok, "ctgate-ctl {args:?} failed:\n{o}");
-        o.stdout
-    }
-
-    /// A number printed alone by a command (`ct-get-nconns`, …).
-    pub fn ctl_num(&self, args: &[&str]) -> u64 {
-        let s = self.ctl_ok(args);
-        s.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("ctgate-ctl {args:?}: not a number: {s:?}"))
-    }
-
-    /// A drop counter summed over the workers (`drops ... NAME=N` line of `stats`).
-    pub fn drops(&self, reason: &str) -> u64 {
-        let s = self.ctl_ok(&["stats"]);
-        let line = s
-            .lines()
-            .find(|l| l.starts_with("drops "))
-            .unwrap_or_else(|| panic!("no drops line in stats:\n{s}"));
-        field_u64(line, reason).unwrap_or_else(|| panic!("no {reason} in {line:?}"))
-    }
-
-    /// A tracker counter (`conntrack ... NAME=N` line of `stats`).
-    pub fn ct_counter(&self, name: &str) -> u64 {
-        let s = self.ctl_ok(&["stats"]);
-        let line = s
-            .lines()
-            .find(|l| l.starts_with("conntrack "))
-            .unwrap_or_else(|| panic!("no conntrack line in stats:\n{s}"));
-        field_u64(line, name).unwrap_or_else(|| panic!("no {name} in {line:?}"))
-    }
-
-    /// Starts `python3 -m http.server PORT` bound to `addr` in `ns`, serving `dir`;
-    /// its request log goes to the returned path. Waits until it listens.
-    pub fn http_server(&mut self, ns: &str, addr: &str, port: u16, dir: &Path) -> PathBuf {
-        let log = self.scratch.path(&format!("http-{ns}-{port}.log"));
-        let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-m", "http.server"])
-            .arg(port.to_string())
-            .args(["--bind", addr, "--directory"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .expect("start python3 -m http.server");
-        self.servers.push(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let o = self.exec(ns, &["ss", "-ltn"]);
-            if o.stdout.contains(&format!("{addr}:{port} ")) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the HTTP server in {ns} did not listen on {addr}:{port}:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        log
-    }
-
-    /// Starts `cmd` in namespace `ns` in the background (killed on drop), stdout and
-    /// stderr to `log`.
-    pub fn spawn_in(&mut self, ns: &str, cmd: &[&str], log: &Path) {
-        let f = std::fs::File::create(log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(cmd)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?} in {ns}: {e}"));
-        self.servers.push(child);
     }
 
     /// `ping -c N` from the inside namespace (waiting up to 2 s for the last reply).
@@ -333,7 +270,7 @@ impl Gw {
             args.push("-6");
         }
         args.push(dst);
-        self.exec(&self.ns_in.clone(), &args)
+        exec_in(&self.ns_in, &args)
     }
 
     /// A Linux host on VLAN `vid` of the inside port, in a namespace of its own (returned):
@@ -371,19 +308,16 @@ impl Gw {
             "vlan_tagger.py did not start: {line:?}\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        must(&["ip", "netns", "add", &ns]);
+        add_netns(&ns);
         self.extra_ns.push(ns.clone());
-        let dir = Path::new("/etc/netns").join(&ns);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("resolv.conf"), "# ctgate test: no name server\n").unwrap();
-        self.must_in(&self.ns_in, &["ip", "link", "set", &tap, "netns", &ns]);
+        must_in(&self.ns_in, &["ip", "link", "set", &tap, "netns", &ns]);
         for cmd in [
             vec!["ip", "link", "set", "lo", "up"],
             vec!["ip", "addr", "add", addr, "dev", &tap],
             vec!["ip", "link", "set", &tap, "up"],
             vec!["ip", "route", "add", "default", "via", gw],
         ] {
-            self.must_in(&ns, &cmd);
+            must_in(&ns, &cmd);
         }
         ns
     }
@@ -396,6 +330,134 @@ impl Gw {
     }
 }
 
+/// `ctgate-ctl` against the control socket of a running ctgate.
+pub trait Ctl {
+    /// The control socket.
+    fn socket(&self) -> &Path;
+
+    /// `ctgate-ctl --socket S ARGS...`.
+    fn ctl(&self, args: &[&str]) -> Out {
+        out_of(
+            Command::new(ctl_bin())
+                .arg("--socket")
+                .arg(self.socket())
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run ctgate-ctl"),
+        )
+    }
+
+    /// `ctgate-ctl ARGS` that must succeed; its stdout.
+    fn ctl_ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(o.ok, "ctgate-ctl {args:?} failed:\n{o}");
+        o.stdout
+    }
+
+    /// A number printed alone by a command (`ct-get-nconns`, …).
+    fn ctl_num(&self, args: &[&str]) -> u64 {
+        let s = self.ctl_ok(args);
+        s.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("ctgate-ctl {args:?}: not a number: {s:?}"))
+    }
+
+    /// A drop counter summed over the workers (`drops ... NAME=N` line of `stats`).
+    fn drops(&self, reason: &str) -> u64 {
+        let s = self.ctl_ok(&["stats"]);
+        let line = s
+            .lines()
+            .find(|l| l.starts_with("drops "))
+            .unwrap_or_else(|| panic!("no drops line in stats:\n{s}"));
+        field_u64(line, reason).unwrap_or_else(|| panic!("no {reason} in {line:?}"))
+    }
+
+    /// A tracker counter (`conntrack ... NAME=N` line of `stats`).
+    fn ct_counter(&self, name: &str) -> u64 {
+        let s = self.ctl_ok(&["stats"]);
+        let line = s
+            .lines()
+            .find(|l| l.starts_with("conntrack "))
+            .unwrap_or_else(|| panic!("no conntrack line in stats:\n{s}"));
+        field_u64(line, name).unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    }
+}
+
+/// Namespaces with background processes (servers, relays, captures) started in them, which
+/// the implementor kills on drop, and a scratch directory for their logs.
+pub trait Lab {
+    fn scratch(&self) -> &Scratch;
+    fn servers(&mut self) -> &mut Vec<Child>;
+
+    /// Runs `cmd` in namespace `ns`.
+    fn exec(&self, ns: &str, cmd: &[&str]) -> Out {
+        exec_in(ns, cmd)
+    }
+
+    /// Starts `python3 -m http.server PORT` bound to `addr` in `ns`, serving `dir`;
+    /// its request log goes to the returned path. Waits until it listens.
+    fn http_server(&mut self, ns: &str, addr: &str, port: u16, dir: &Path) -> PathBuf {
+        let log = self.scratch().path(&format!("http-{ns}-{port}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-m", "http.server"])
+            .arg(port.to_string())
+            .args(["--bind", addr, "--directory"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("start python3 -m http.server");
+        self.servers().push(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let o = exec_in(ns, &["ss", "-ltn"]);
+            if o.stdout.contains(&format!("{addr}:{port} ")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the HTTP server in {ns} did not listen on {addr}:{port}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        log
+    }
+
+    /// Starts `cmd` in namespace `ns` in the background (killed on drop), stdout and
+    /// stderr to `log`.
+    fn spawn_in(&mut self, ns: &str, cmd: &[&str], log: &Path) {
+        let f = std::fs::File::create(log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?} in {ns}: {e}"));
+        self.servers().push(child);
+    }
+}
+
+impl Ctl for Gw {
+    fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Lab for Gw {
+    fn scratch(&self) -> &Scratch {
+        &self.scratch
+    }
+    fn servers(&mut self) -> &mut Vec<Child> {
+        &mut self.servers
+    }
+}
+
 impl Drop for Gw {
     fn drop(&mut self) {
         for s in self.servers.iter_mut() {
@@ -404,17 +466,64 @@ impl Drop for Gw {
         }
         // A test that did not stop ctgate failed: Running's drop kills it.
         drop(self.run.take());
-        let _ = sh(&["ip", "netns", "del", &self.ns_in]);
-        let _ = sh(&["ip", "netns", "del", &self.ns_out]);
-        for ns in &self.extra_ns {
-            let _ = sh(&["ip", "netns", "del", ns]);
-        }
         for ns in [&self.ns_in, &self.ns_out]
             .into_iter()
             .chain(self.extra_ns.iter())
         {
-            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+            del_netns(ns);
         }
+    }
+}
+
+/// The ports, routes and SNAT pools of the two namespaces [`Gw::start`] wires, as config
+/// text: inside port 0 (10.0.0.1/24, fd00:0:0:1::1/64, in zone `inside_zone` when given),
+/// outside port 1 (192.0.2.1/24, fd00:0:0:2::1/64), default routes via the outside host,
+/// SNAT to the outside addresses. A test puts its own `[datapath]`, `[timeouts]`, … around
+/// it.
+pub fn topology(inside_zone: Option<u16>) -> String {
+    let zone = inside_zone
+        .map(|z| format!("zone = {z}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"
+[[port]]
+port = 0
+role = "inside"
+ipv4 = "10.0.0.1/24"
+ipv6 = "fd00:0:0:1::1/64"
+{zone}
+[[port]]
+port = 1
+role = "outside"
+ipv4 = "192.0.2.1/24"
+ipv6 = "fd00:0:0:2::1/64"
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "192.0.2.2"
+
+[[route]]
+prefix = "::/0"
+via = "fd00:0:0:2::2"
+
+[[snat]]
+pool = "192.0.2.1"
+
+[[snat]]
+pool = "[fd00:0:0:2::1]"
+"#
+    )
+}
+
+/// The text of `log` once it contains `what` (or after 10 s, whatever it holds then).
+pub fn wait_for(log: &Path, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = std::fs::read_to_string(log).unwrap_or_default();
+        if t.contains(what) || Instant::now() > deadline {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -287,7 +287,7 @@ pub fn run(args: &Args) -> Result<(), String> {
 
 /// The --plot charts of the lines measured.
 fn charts(lines: &[Line]) -> Vec<(&'static str, crate::plot::Chart)> {
-    use crate::plot::{Chart, Series, XScale};
+    use crate::plot::{Chart, Series, XScale, YScale};
     let sorted = |mut pts: Vec<(f64, f64)>| {
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         pts
@@ -339,6 +339,7 @@ fn charts(lines: &[Line]) -> Vec<(&'static str, crate::plot::Chart)> {
                 x_label: "threads".into(),
                 y_label: "connections/s".into(),
                 x_scale: XScale::Linear,
+                y_scale: YScale::Linear,
                 series: create_series,
             },
         ),
@@ -349,6 +350,7 @@ fn charts(lines: &[Line]) -> Vec<(&'static str, crate::plot::Chart)> {
                 x_label: "connections".into(),
                 y_label: "Mpps".into(),
                 x_scale: XScale::Log10,
+                y_scale: YScale::Linear,
                 series: est_series,
             },
         ),

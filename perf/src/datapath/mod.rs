@@ -55,10 +55,15 @@
 //! One line per case (`--json`: one JSON object per line):
 //!
 //! ```text
-//! bench=datapath mode=steady events=off flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
+//! bench=datapath mode=steady events=off sync=off flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
 //! ```
 //!
 //! * `events`: `on` with `--events` (the NAT log attached as an event consumer);
+//! * `sync`: `on` with `--sync` (`[sync]` toward an acknowledging peer in this process,
+//!   [`sync_peer`]); the line then ends with the peer's counts over the whole run:
+//!   `sync_records` (connection records), `sync_msgs`, `sync_out_of_order` and
+//!   `sync_streams` (bulk streams: its resync at start, then one per overflow of ctgate's
+//!   queue to it);
 //! * `rate`: `max` (unpaced), or the paced new-packet rate in Mpps; with `--load F` a
 //!   second line per case runs paced at F × the unpaced `sent` rate and adds `load=F`;
 //! * `offered_mpps`: new packets the generator built per second, `sent_mpps` those the
@@ -109,6 +114,7 @@
 
 mod gen;
 mod latency;
+mod sync_peer;
 mod traffic;
 
 use std::path::PathBuf;
@@ -221,6 +227,11 @@ pub struct Args {
     /// the workers' emitting and the control lcore's encoding and sending.
     #[arg(long)]
     events: bool,
+    /// State sync on: `[sync]` toward a peer on loopback (an endpoint in this process
+    /// that acknowledges every message and installs nothing), so the cost measured is
+    /// ctgate's real sync consumer: events, lookups, encoding, sending.
+    #[arg(long)]
+    sync: bool,
 }
 
 /// One benchmark case.
@@ -449,13 +460,7 @@ fn run_cases(eal: &Eal, args: &Args, plan: &Plan, interrupted: &AtomicBool) -> R
         }
     }
     if let Some(dir) = &args.plot {
-        let chart = crate::plot::Chart {
-            title: "ctgate datapath latency".into(),
-            x_label: "percentile".into(),
-            y_label: "latency (µs)".into(),
-            x_scale: crate::plot::XScale::Nines,
-            series,
-        };
+        let chart = latency_chart(series);
         let path = dir.join("datapath-latency.svg");
         match crate::plot::write_svg(&path, &chart) {
             Ok(()) => eprintln!("datapath: wrote {}", path.display()),
@@ -463,6 +468,20 @@ fn run_cases(eal: &Eal, args: &Args, plan: &Plan, interrupted: &AtomicBool) -> R
         }
     }
     Ok(())
+}
+
+/// The `--plot` chart `datapath-latency.svg`: one series of (percentile, µs) per case, the
+/// percentiles as nines and the latency on a log axis (queueing makes the tail orders of
+/// magnitude above the median).
+fn latency_chart(series: Vec<crate::plot::Series>) -> crate::plot::Chart {
+    crate::plot::Chart {
+        title: "ctgate datapath latency".into(),
+        x_label: "percentile".into(),
+        y_label: "latency (µs)".into(),
+        x_scale: crate::plot::XScale::Nines,
+        y_scale: crate::plot::YScale::Log10,
+        series,
+    }
 }
 
 /// What every case gets from the run: its start (for progress notes) and the flag a
@@ -577,6 +596,14 @@ fn run_case(
     if args.events {
         text.push_str(NAT_LOG_CONFIG);
     }
+    let peer = if args.sync {
+        let peer = sync_peer::SyncPeer::bind()?;
+        let (sync, local) = peer.config()?;
+        text.push_str(&sync);
+        Some((peer, local))
+    } else {
+        None
+    };
     let config =
         Config::parse(&text, "<ctgate-perf datapath config>").map_err(|e| e.to_string())?;
     let socket = std::env::temp_dir().join(format!(
@@ -591,6 +618,8 @@ fn run_case(
         ..RunOptions::default()
     };
 
+    let mut synced = None;
+    let stop_peer = AtomicBool::new(false);
     let (gw, gen, watched) = std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name(GEN_THREAD.into())
@@ -614,9 +643,18 @@ fn run_case(
             pin_cpu0();
             watch_window(&socket, &window, ctx.started)
         });
+        let p = peer.map(|(peer, local)| {
+            let stop_peer = &stop_peer;
+            s.spawn(move || {
+                pin_cpu0();
+                peer.run(local, stop_peer)
+            })
+        });
         let gw = run::run_report(eal, &app, Some(&config), false);
         // Whatever happened, the generator stops now at the latest.
         stop.store(true, Ordering::SeqCst);
+        stop_peer.store(true, Ordering::SeqCst);
+        synced = p.and_then(|p| p.join().ok());
         let gen = h
             .join()
             .unwrap_or_else(|_| Err("datapath: the generator thread panicked".into()));
@@ -651,6 +689,7 @@ fn run_case(
     l.push("bench", "datapath");
     l.push("mode", if args.new_flows { "cps" } else { "steady" });
     l.push("events", if args.events { "on" } else { "off" });
+    l.push("sync", if args.sync { "on" } else { "off" });
     l.push("flows", case.flows.map_or("new".into(), |f| f.to_string()));
     l.push("proto", plan.proto_name);
     l.push("size", args.size);
@@ -697,6 +736,15 @@ fn run_case(
     l.push("secs", f3(gen.window_secs));
     l.push("warmup_secs", f3(gen.warmup_secs));
     push_fragments(&mut l, args, &gen, window);
+    if let Some(c) = synced {
+        // The peer's view of the whole run: records and messages it received, data
+        // messages it saw ahead of a gap (lost or reordered on loopback), and complete
+        // bulk streams (its own resync at start, then one per queue overflow in ctgate).
+        l.push("sync_records", c.conns_received);
+        l.push("sync_msgs", c.msgs_received);
+        l.push("sync_out_of_order", c.out_of_order);
+        l.push("sync_streams", c.bulk_received);
+    }
     let name = format!(
         "{} flows={}{}",
         if args.new_flows { "cps" } else { "steady" },
@@ -934,6 +982,26 @@ mod tests {
             assert_eq!(c.port(1).unwrap().next_hop_mac, Some(ROUTER_MAC));
             assert_eq!(c.timeouts.is_empty(), !new);
         }
+    }
+
+    #[test]
+    fn the_latency_chart_puts_microseconds_on_a_log_axis() {
+        // 2 µs for most packets, a queueing tail to 5 ms: three and a half decades.
+        let mut l = latency::Latency::new(1_000_000_000);
+        for (n, us) in [(98_900, 2), (1_000, 50), (80, 800), (20, 5_000)] {
+            for _ in 0..n {
+                l.record_ns(us * 1000);
+            }
+        }
+        let curve = l.curve();
+        let chart = latency_chart(vec![crate::plot::Series {
+            name: "steady flows=1000".into(),
+            points: curve.clone(),
+        }]);
+        assert_eq!(chart.x_scale, crate::plot::XScale::Nines);
+        assert_eq!(chart.y_scale, crate::plot::YScale::Log10);
+        assert!(curve[0].1 < 2.1 && curve[4].1 > 4_000.0, "{curve:?}");
+        assert_eq!(crate::plot::check(&chart), Ok(()));
     }
 
     #[test]

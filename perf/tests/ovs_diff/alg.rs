@@ -85,63 +85,57 @@ impl Tcp {
     /// The client sends `flags` with `payload`; the server will see it `grows` bytes
     /// longer (a rewrite).
     fn c_send(&mut self, flags: u8, payload: &[u8], grows: i64, what: &str) -> Step {
-        let ack = if flags & tcpf::ACK != 0 {
-            Tcp::add(self.sseq, self.s_skew)
-        } else {
-            0
-        };
-        let f = packet(
-            self.c.0,
-            self.s_seen.0,
-            L4::tcp(self.c.1, self.s_seen.1, self.cseq, ack, flags, payload).window(29200),
-        );
-        let out = (
-            Tcp::add(self.cseq, self.c_skew),
-            if ack == 0 {
-                0
-            } else {
-                Tcp::add(ack, -self.s_skew)
-            },
-        );
-        self.cseq = self
-            .cseq
-            .wrapping_add(payload.len() as u32 + u32::from(flags & (tcpf::SYN | tcpf::FIN) != 0));
-        self.c_skew += grows;
-        Step {
-            frame: f,
-            what: format!("{} C>S {what}", self.name),
-            gap_ms: 1,
-            seq_ack_out: Some(out),
-        }
+        self.send(true, flags, payload, grows, what)
     }
 
     /// The server sends; the client will see it `grows` bytes longer.
     fn s_send(&mut self, flags: u8, payload: &[u8], grows: i64, what: &str) -> Step {
+        self.send(false, flags, payload, grows, what)
+    }
+
+    /// One side sends (the client when `client`): from its own address to the other as
+    /// it sees it, its own sequence number, acknowledging the other's stream as it has
+    /// seen it (shifted by the other's skew); its receiver must get both numbers in its
+    /// own view. Advances the sender's sequence number and adds `grows` to its skew.
+    fn send(&mut self, client: bool, flags: u8, payload: &[u8], grows: i64, what: &str) -> Step {
+        let (from, to, dir) = if client {
+            (self.c, self.s_seen, "C>S")
+        } else {
+            (self.s, self.c_seen, "S>C")
+        };
+        let (seq, skew, peer_seq, peer_skew) = if client {
+            (self.cseq, self.c_skew, self.sseq, self.s_skew)
+        } else {
+            (self.sseq, self.s_skew, self.cseq, self.c_skew)
+        };
         let ack = if flags & tcpf::ACK != 0 {
-            Tcp::add(self.cseq, self.c_skew)
+            Tcp::add(peer_seq, peer_skew)
         } else {
             0
         };
         let f = packet(
-            self.s.0,
-            self.c_seen.0,
-            L4::tcp(self.s.1, self.c_seen.1, self.sseq, ack, flags, payload).window(29200),
+            from.0,
+            to.0,
+            L4::tcp(from.1, to.1, seq, ack, flags, payload).window(29200),
         );
         let out = (
-            Tcp::add(self.sseq, self.s_skew),
+            Tcp::add(seq, skew),
             if ack == 0 {
                 0
             } else {
-                Tcp::add(ack, -self.c_skew)
+                Tcp::add(ack, -peer_skew)
             },
         );
-        self.sseq = self
-            .sseq
+        let next = seq
             .wrapping_add(payload.len() as u32 + u32::from(flags & (tcpf::SYN | tcpf::FIN) != 0));
-        self.s_skew += grows;
+        if client {
+            (self.cseq, self.c_skew) = (next, skew + grows);
+        } else {
+            (self.sseq, self.s_skew) = (next, skew + grows);
+        }
         Step {
             frame: f,
-            what: format!("{} S>C {what}", self.name),
+            what: format!("{} {dir} {what}", self.name),
             gap_ms: 1,
             seq_ack_out: Some(out),
         }

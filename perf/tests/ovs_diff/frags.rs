@@ -4,7 +4,9 @@
 //! fragments below the minimum size, and expiring; UDP, ICMP echo and TCP; IPv4 and IPv6
 //! (one datagram with Hop-by-Hop, Destination Options and Routing headers before the
 //! Fragment header), each answered by its peer (whole and fragmented) so that NAT's
-//! reverse translation of fragments is exercised too.
+//! reverse translation of fragments is exercised too. ICMP errors from the far side
+//! quote a first and a non-first fragment; fragments of several datagrams come
+//! interleaved in one burst (a tick of several packets, one batch for OVS).
 //!
 //! Every packet is a tick of its own (1 ms apart); the expiring datagrams come first,
 //! then a 16 s jump (past the 15 s reassembly timeout of both) and one unfragmented packet
@@ -90,14 +92,20 @@ struct Builder {
 }
 
 impl Builder {
-    fn send(&mut self, mut frame: Vec<u8>, what: String) {
+    fn send(&mut self, frame: Vec<u8>, what: String) {
+        self.send_quoting(frame, what, None);
+    }
+
+    /// [`Builder::send`] of an ICMP error whose quote, when it is RELATED, must reach
+    /// its receiver as `expect_quote`.
+    fn send_quoting(&mut self, mut frame: Vec<u8>, what: String, expect_quote: Option<Vec<u8>>) {
         let i = self.trace.packets.len();
         frame[..6].copy_from_slice(&gen::id_mac(i));
         self.trace.packets.push(TracePacket {
             ts_ms: self.ts,
             data: frame,
             what,
-            expect_quote: None,
+            expect_quote,
         });
         self.trace.ticks.push(i..i + 1);
         self.ts += 1;
@@ -124,6 +132,22 @@ impl Builder {
         let ident = self.next_ident();
         let w = Builder::whole(src, dst, l4, ident, ext);
         fragments(&w, piece, ident)
+    }
+
+    /// Sends `frames` (with what they are) as one tick: one burst at one time.
+    fn send_burst(&mut self, frames: Vec<(Vec<u8>, String)>) {
+        let start = self.trace.packets.len();
+        for (k, (mut frame, what)) in frames.into_iter().enumerate() {
+            frame[..6].copy_from_slice(&gen::id_mac(start + k));
+            self.trace.packets.push(TracePacket {
+                ts_ms: self.ts,
+                data: frame,
+                what,
+                expect_quote: None,
+            });
+        }
+        self.trace.ticks.push(start..self.trace.packets.len());
+        self.ts += 1;
     }
 
     /// Sends `frags` in the order `order` (indices, repeats allowed).
@@ -343,6 +367,96 @@ pub fn trace(v4: Nat, v6: Nat) -> Trace {
         let (x, y, l) = seg(p.from, p.back, rp, sp, s + 1, c + 3001, ACK | PSH, 2600);
         let f = b.cut(x, y, l, &[], PIECE);
         b.send_frags(&tag, "data back", &f, &[0, 1, 2]);
+
+        // ICMP errors from the far side quoting a fragment of a request as it arrived
+        // there (translated), each cut to 548 bytes as Linux quotes: "fragment reassembly
+        // time exceeded" quoting its first fragment (with the UDP header; what a host
+        // sends when the rest never came, RFC 792 / RFC 8200 §4.5), and "time exceeded in
+        // transit" quoting its second (no L4 header). Related, the first must reach the
+        // client quoting the fragment as the client sent it.
+        let p = peers(v6, nat, 9);
+        let tag = format!("frag#icmperr{fam}");
+        let (sp, dp) = (41009, 5009);
+        let rp = p.from_port.unwrap_or(dp);
+        let data = payload(3000, 11);
+        let f = b.cut(p.client, p.to, L4::udp(sp, dp, &data), &[], PIECE);
+        b.send_frags(&tag, "request", &f, &[0, 1, 2]);
+        let ident = b.ident;
+        let arrived = fragments(
+            &Builder::whole(p.back, p.from, L4::udp(sp, rp, &data), ident, &[]),
+            PIECE,
+            ident,
+        );
+        let ty = if v6 { 3 } else { 11 };
+        for (k, code, which) in [(0, 1, "first"), (1, 0, "second")] {
+            let quote = &arrived[k][14..14 + 548];
+            let err = Builder::whole(p.from, p.back, L4::icmp(ty, code, 0, quote), 9, &[]);
+            b.send_quoting(
+                err,
+                format!("{tag} time exceeded (code {code}) quoting the request's {which} fragment"),
+                Some(f[k][14..14 + 548].to_vec()),
+            );
+        }
+
+        // Fragments of three datagrams (two UDP flows and a ping) interleaved in one
+        // burst, with an unfragmented packet among them; then their answers, interleaved
+        // in another burst in another order.
+        let tag = format!("frag#mix{fam}");
+        let (pa, pb, pc) = (peers(v6, nat, 10), peers(v6, nat, 11), peers(v6, nat, 12));
+        let (req, rep) = if v6 { (128, 129) } else { (8, 0) };
+        let (ra, rc) = (pa.from_port.unwrap_or(5010), pc.from_port.unwrap_or(5012));
+        let a = b.cut(
+            pa.client,
+            pa.to,
+            L4::udp(41010, 5010, &payload(3000, 12)),
+            &[],
+            PIECE,
+        );
+        let ping = payload(2000, 13);
+        let bb = b.cut(pb.client, pb.to, L4::echo(req, 0x78, 1, &ping), &[], PIECE);
+        let c = b.cut(
+            pc.client,
+            pc.to,
+            L4::udp(41012, 5012, &payload(2400, 14)),
+            &[],
+            PIECE,
+        );
+        let whole = Builder::whole(pc.client, pc.to, L4::udp(41013, 5013, b"whole"), 1, &[]);
+        let name = |x: &str, k: usize, n: usize| format!("{tag} {x} fragment {}/{n}", k + 1);
+        b.send_burst(vec![
+            (a[0].clone(), name("udp a request", 0, 3)),
+            (bb[1].clone(), name("echo request", 1, 2)),
+            (c[1].clone(), name("udp c request", 1, 2)),
+            (a[2].clone(), name("udp a request", 2, 3)),
+            (whole, format!("{tag} udp whole among them")),
+            (bb[0].clone(), name("echo request", 0, 2)),
+            (a[1].clone(), name("udp a request", 1, 3)),
+            (c[0].clone(), name("udp c request", 0, 2)),
+        ]);
+        let a = b.cut(
+            pa.from,
+            pa.back,
+            L4::udp(ra, 41010, &payload(3000, 15)),
+            &[],
+            PIECE,
+        );
+        let bb = b.cut(pb.from, pb.back, L4::echo(rep, 0x78, 1, &ping), &[], PIECE);
+        let c = b.cut(
+            pc.from,
+            pc.back,
+            L4::udp(rc, 41012, &payload(1500, 16)),
+            &[],
+            PIECE,
+        );
+        b.send_burst(vec![
+            (c[1].clone(), name("udp c answer", 1, 2)),
+            (bb[0].clone(), name("echo reply", 0, 2)),
+            (a[1].clone(), name("udp a answer", 1, 3)),
+            (c[0].clone(), name("udp c answer", 0, 2)),
+            (a[0].clone(), name("udp a answer", 0, 3)),
+            (bb[1].clone(), name("echo reply", 1, 2)),
+            (a[2].clone(), name("udp a answer", 2, 3)),
+        ]);
     }
     b.trace
 }

@@ -28,6 +28,7 @@
 
 use super::super::key::{ConnKey, KeyHasher, KEY_WORDS};
 use super::super::sync::{CachePadded, SpinLock};
+use crate::dpdk::{PageSize, ZeroedPages};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Expectations per bucket.
@@ -108,7 +109,7 @@ pub struct ExpTable {
     max: u32,
     per_parent_max: u32,
     /// Per parent pool slot: `generation << 32 | expectations`.
-    per_parent: Box<[AtomicU64]>,
+    per_parent: ZeroedPages<AtomicU64>,
     hasher: KeyHasher,
 }
 
@@ -125,7 +126,8 @@ impl ExpTable {
             count: AtomicU32::new(0),
             max,
             per_parent_max,
-            per_parent: (0..conn_capacity).map(|_| AtomicU64::new(0)).collect(),
+            // Zeroed pages: committed only where a parent's count is first written.
+            per_parent: ZeroedPages::new(conn_capacity as usize, PageSize::Small),
             hasher: KeyHasher::random(),
         }
     }

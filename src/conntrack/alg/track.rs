@@ -228,8 +228,8 @@ impl CtWorker<'_> {
     pub fn alg_ftp(&mut self, hit: &Hit, payload: &[u8]) -> AlgVerdict {
         let ct = self.tracker();
         let c = ct.table().conn(hit.idx);
-        let orig = c.key(DIR_ORIG);
-        let reply = c.key(DIR_REPLY);
+        let orig = ct.table().key(hit.idx, DIR_ORIG);
+        let reply = ct.table().key(hit.idx, DIR_REPLY);
         let nat = c.nat_flags();
         if !c.is_live(hit.gen) {
             return AlgVerdict::Pass;
@@ -284,7 +284,12 @@ impl CtWorker<'_> {
         }
         let ct = self.tracker();
         let c = ct.table().conn(hit.idx);
-        let (orig, reply, nat) = (c.key(DIR_ORIG), c.key(DIR_REPLY), c.nat_flags());
+        let t = ct.table();
+        let (orig, reply, nat) = (
+            t.key(hit.idx, DIR_ORIG),
+            t.key(hit.idx, DIR_REPLY),
+            c.nat_flags(),
+        );
         if !c.is_live(hit.gen) {
             return;
         }

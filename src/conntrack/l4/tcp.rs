@@ -14,7 +14,8 @@
 //!   (mid-stream pick-up);
 //! * a SYN when both peers are at FIN_WAIT_2 or later recreates the connection (port reuse);
 //! * a peer with `seqlo == seqhi == 0` (a connection learned from a sync peer) takes its
-//!   sequence numbers from its next segment;
+//!   sequence numbers from its next segment; until then the other end's acks are neither
+//!   checked against it nor slide its window;
 //! * out-of-window segments are invalid unless sequence checking is off;
 //! * invalid flag combinations are invalid.
 
@@ -185,6 +186,11 @@ impl L4Proto for Tcp {
             dws = MAX_WSCALE;
         }
 
+        // The receiving end of a connection learned from a sync peer that has not sent
+        // since: its sequence numbers are unknown until its own next segment (0/0, see
+        // below), so this segment's ack is neither checked against them nor slides them.
+        let dst_unknown = dst.state >= TcpState::SynSent && dst.seqlo == 0 && dst.seqhi == 0;
+
         let mut win = t.window as u32;
         let p_len = t.payload_len as u32;
         let orig_seq = t.seq;
@@ -270,7 +276,7 @@ impl L4Proto for Tcp {
             end = seq;
         }
 
-        let ackskew: i64 = if check_ackskew {
+        let ackskew: i64 = if check_ackskew && !dst_unknown {
             dst.seqlo.wrapping_sub(ack) as i32 as i64
         } else {
             0
@@ -298,7 +304,7 @@ impl L4Proto for Tcp {
             }
             // Slide the window of what the other end can send.
             let wins = win << sws;
-            if seq_geq(ack.wrapping_add(wins), dst.seqhi) {
+            if !dst_unknown && seq_geq(ack.wrapping_add(wins), dst.seqhi) {
                 dst.seqhi = ack.wrapping_add(wins.max(1));
             }
             if flags & f::SYN != 0 && src.state < TcpState::SynSent {
@@ -336,7 +342,7 @@ impl L4Proto for Tcp {
                 src.seqlo = end;
             }
             let wins = win << sws;
-            if seq_geq(ack.wrapping_add(wins), dst.seqhi) {
+            if !dst_unknown && seq_geq(ack.wrapping_add(wins), dst.seqhi) {
                 dst.seqhi = ack.wrapping_add(wins.max(1));
             }
             if flags & f::FIN != 0 && src.state < TcpState::Closing {

@@ -326,7 +326,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         details: "`sync local=ADDR mode=MODE auth=hmac-sha256|none peers=N`, then per peer\n\
                   `peer N ADDR state=connected|resyncing|lost msgs_sent=… msgs_received=…\n\
                   conns_sent=… conns_received=… retransmitted=… install_failed=… resyncs_sent=…\n\
-                  resyncs_received=… lag_ms=… queued=…`, then the datagrams dropped\n\
+                  resyncs_received=… resync_removed=… lag_ms=… queued=…`, then the datagrams dropped\n\
                   (`dropped malformed=… unauthenticated=… unknown_peer=… stale=… events_lost=…\n\
                   send_errors=…`). An error when [sync] is not configured (docs/ha.md).",
     },

@@ -8,7 +8,7 @@
 use super::auth::SyncKey;
 use super::codec::{DropReason, MAX_MESSAGE};
 use super::endpoint::{SyncEndpoint, SyncParams};
-use super::tracker_table::{record_of_event, TrackerTable};
+use super::tracker_table::{record_of_event, LearnedStreams, TrackerTable, SWEEP_BUCKETS};
 use crate::config::{Config, SyncConfig};
 use crate::conntrack::events::{wall_us, CtEvent, Subscription};
 use crate::conntrack::{Conntrack, OwnedCtWorker};
@@ -30,6 +30,8 @@ pub struct SyncConsumer {
     sub: Subscription,
     sock: UdpSocket,
     ep: SyncEndpoint,
+    /// Per peer: its bulk stream numbers and the removal of what a stream did not repeat.
+    streams: LearnedStreams,
     cfg: SyncConfig,
     authenticated: bool,
     /// The tracker clock's origin (the run's start): tracker ms = since then, plus one.
@@ -61,6 +63,7 @@ impl SyncConsumer {
             ct: ct.clone(),
             sock,
             ep: SyncEndpoint::new(wall_us(), &cfg.peers, key.clone(), params),
+            streams: LearnedStreams::default(),
             cfg: cfg.clone(),
             authenticated: key.is_some(),
             start,
@@ -92,11 +95,17 @@ impl SyncConsumer {
             }
         }
         let (ep, sock, buf) = (&mut self.ep, &self.sock, &mut self.buf);
+        let streams = &mut self.streams;
         self.worker.with_worker(|w| {
+            streams.sweep(w, SWEEP_BUCKETS);
             for _ in 0..RECV_PER_POLL {
                 match sock.recv_from(buf) {
                     Ok((n, from)) => {
-                        let mut t = TrackerTable { worker: w, now };
+                        let mut t = TrackerTable {
+                            worker: w,
+                            now,
+                            streams: &mut *streams,
+                        };
                         ep.receive(from, &buf[..n], now, &mut t);
                     }
                     Err(_) => break,
@@ -105,7 +114,11 @@ impl SyncConsumer {
         });
         let mut errors = 0;
         self.worker.with_worker(|w| {
-            let mut t = TrackerTable { worker: w, now };
+            let mut t = TrackerTable {
+                worker: w,
+                now,
+                streams: &mut *streams,
+            };
             ep.poll(now, &mut t, &mut |to, m| {
                 if sock.send_to(m, to).is_err() {
                     errors += 1;
@@ -113,6 +126,53 @@ impl SyncConsumer {
             });
         });
         self.send_errors += errors;
+    }
+
+    /// A reload's `[sync]`: the key, `refresh_interval`, `mode` and peers appended to
+    /// `peers` take effect at once, without touching the channels (sequence numbers,
+    /// queues, learned connections) of the peers that stay; a changed `local`, a removed
+    /// section, or peers removed or reordered (their position is the `learned=` number of
+    /// their connections) are kept until the next start. Nothing changes when the new
+    /// key file cannot be read. Returns the line for the operator.
+    pub fn reconfigure_sync(&mut self, new: Option<&SyncConfig>) -> Option<String> {
+        let new = match new {
+            Some(n) if *n == self.cfg => return None,
+            Some(n) => n,
+            None => return Some("sync: [sync] removed; sync stops at the next start".into()),
+        };
+        if new.local != self.cfg.local || !new.peers.starts_with(&self.cfg.peers) {
+            return Some(
+                "sync: [sync] local changed, or peers removed or reordered: the running [sync] is kept until the next start"
+                    .into(),
+            );
+        }
+        let key = match &new.key_file {
+            Some(p) => match SyncKey::from_file(p) {
+                Ok(k) => Some(k),
+                Err(e) => return Some(format!("sync: {e}; the running [sync] is kept")),
+            },
+            None => None,
+        };
+        self.authenticated = key.is_some();
+        self.ep.set_key(key);
+        self.ep.set_refresh_ms(u64::from(new.refresh_secs) * 1000);
+        let added = &new.peers[self.cfg.peers.len()..];
+        for &a in added {
+            self.ep.add_peer(a);
+        }
+        self.cfg = new.clone();
+        Some(format!(
+            "sync: reconfigured: mode={} auth={} refresh_interval={} peers={} ({} added)",
+            new.mode.name(),
+            if self.authenticated {
+                "hmac-sha256"
+            } else {
+                "none"
+            },
+            new.refresh_secs,
+            new.peers.len(),
+            added.len()
+        ))
     }
 
     /// The `sync-status` text.
@@ -134,7 +194,7 @@ impl SyncConsumer {
             let c = &p.counters;
             let _ = writeln!(
                 s,
-                "peer {} {} state={} msgs_sent={} msgs_received={} conns_sent={} conns_received={} retransmitted={} install_failed={} resyncs_sent={} resyncs_received={} lag_ms={} queued={}",
+                "peer {} {} state={} msgs_sent={} msgs_received={} conns_sent={} conns_received={} retransmitted={} install_failed={} resyncs_sent={} resyncs_received={} resync_removed={} lag_ms={} queued={}",
                 i + 1,
                 p.addr,
                 p.state.name(),
@@ -146,6 +206,7 @@ impl SyncConsumer {
                 c.install_failed,
                 c.bulk_sent,
                 c.bulk_received,
+                self.streams.removed(i),
                 p.lag_ms,
                 p.queued
             );
@@ -192,6 +253,12 @@ impl EventConsumer for SyncConsumer {
             ("conns_received", t.conns_received),
             ("retransmitted", t.retransmitted),
             ("install_failed", t.install_failed),
+            (
+                "resync_removed",
+                (0..self.cfg.peers.len())
+                    .map(|i| self.streams.removed(i))
+                    .sum(),
+            ),
             ("dropped_malformed", self.ep.dropped(DropReason::Malformed)),
             (
                 "dropped_unauthenticated",
@@ -208,8 +275,7 @@ impl EventConsumer for SyncConsumer {
     }
 
     fn reconfigure(&mut self, _ct: &Conntrack, cfg: &Config) -> Option<String> {
-        (cfg.sync.as_ref() != Some(&self.cfg))
-            .then(|| "sync: [sync] changed; it takes effect at the next start".to_string())
+        self.reconfigure_sync(cfg.sync.as_ref())
     }
 
     fn status(&self) -> Option<String> {

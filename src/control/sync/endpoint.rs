@@ -165,8 +165,9 @@ struct Bulk {
     /// Bracketed by [`F_BULK_BEGIN`] and [`F_BULK_END`], so that the peer removes what
     /// it learned from us and the stream did not repeat (a resync, a repair).
     bracket: bool,
-    /// Everything, also what the peer taught us (a resync: the peer lost its table); else
-    /// (a repair, a refresh) what it taught us is left out: it has it, and fresher.
+    /// Everything, also what the peer taught us (a bracketed stream: a resync, the peer
+    /// lost its table, or a repair; the peer removes what it does not repeat); else (a
+    /// refresh) what it taught us is left out: it has it, and fresher.
     all: bool,
     /// Walked but not yet sent (a walk may return more than a message holds).
     spill: VecDeque<SyncRecord>,
@@ -213,6 +214,30 @@ struct Peer {
     c: PeerCounters,
 }
 
+impl Peer {
+    fn new(addr: SocketAddr, rto: u64) -> Peer {
+        Peer {
+            addr,
+            next_seq: 1,
+            inflight: VecDeque::new(),
+            pending: VecDeque::new(),
+            overflowed: false,
+            last_refresh: 0,
+            rto,
+            bulk: None,
+            served: (0, 0),
+            rx_boot: None,
+            expected: None,
+            rx_in_bulk: false,
+            ack_due: false,
+            last_heard: None,
+            last_sent: None,
+            want_resync: None,
+            c: PeerCounters::default(),
+        }
+    }
+}
+
 /// One instance's end of the sync channels to all its peers.
 pub struct SyncEndpoint {
     boot: u64,
@@ -239,28 +264,7 @@ impl SyncEndpoint {
             boot: boot.max(1),
             key,
             params,
-            peers: peers
-                .iter()
-                .map(|&addr| Peer {
-                    addr,
-                    next_seq: 1,
-                    inflight: VecDeque::new(),
-                    pending: VecDeque::new(),
-                    overflowed: false,
-                    last_refresh: 0,
-                    rto,
-                    bulk: None,
-                    served: (0, 0),
-                    rx_boot: None,
-                    expected: None,
-                    rx_in_bulk: false,
-                    ack_due: false,
-                    last_heard: None,
-                    last_sent: None,
-                    want_resync: None,
-                    c: PeerCounters::default(),
-                })
-                .collect(),
+            peers: peers.iter().map(|&addr| Peer::new(addr, rto)).collect(),
             drops: [0; 4],
             nonces: 0,
             buf: Vec::with_capacity(super::codec::MAX_MESSAGE),
@@ -272,6 +276,29 @@ impl SyncEndpoint {
     /// This instance's boot id.
     pub fn boot(&self) -> u64 {
         self.boot
+    }
+
+    /// Adds a peer after the start (a reload that appends to `peers`; the others keep
+    /// their numbers and their channels): asks it for its table, and streams ours to it
+    /// bracketed, as a repair (it has not heard from us, and drops what it learned from
+    /// us before and the stream does not repeat).
+    pub fn add_peer(&mut self, addr: SocketAddr) {
+        let mut p = Peer::new(addr, self.params.rto_ms);
+        self.nonces += 1;
+        p.want_resync = Some((self.boot.wrapping_add(self.nonces), None));
+        p.bulk = Some(Bulk::new(0, true, true));
+        self.peers.push(p);
+    }
+
+    /// Replaces the message key (a reload): messages are signed and checked with the new
+    /// one from now on.
+    pub fn set_key(&mut self, key: Option<SyncKey>) {
+        self.key = key;
+    }
+
+    /// Sets the interval of the periodic refresh (a reload; 0: off).
+    pub fn set_refresh_ms(&mut self, ms: u64) {
+        self.params.refresh_ms = ms;
     }
 
     /// Asks every peer to stream its whole table.
@@ -442,8 +469,11 @@ impl SyncEndpoint {
             if p.overflowed {
                 p.overflowed = false;
                 p.c.overflows += 1;
-                // A repair: bracketed, so the peer drops what we deleted meanwhile.
-                p.bulk = Some(Bulk::new(0, true, false));
+                // A repair: bracketed, so the peer drops what we deleted meanwhile; and
+                // whole, since the peer drops what the stream does not repeat (its copy of
+                // a connection it taught us may have been learned back from us after a
+                // restart).
+                p.bulk = Some(Bulk::new(0, true, true));
             }
             if prm.refresh_ms > 0
                 && p.bulk.is_none()

@@ -172,3 +172,112 @@ fn peer_with_another_key_installs_nothing_and_is_counted_unauthenticated() {
     assert!(st.contains("state=lost"), "{st}");
     assert_eq!(b.n_conns(), 0);
 }
+
+/// A counter of peer `n`'s line in a `sync-status` text.
+fn peer_field(status: &str, n: usize, key: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("peer {n} ")))
+        .unwrap_or_else(|| panic!("no peer {n} in {status}"));
+    crate::control::counter_lines::field_u64(line, key).unwrap()
+}
+
+#[test]
+fn reload_appends_a_peer_and_changes_the_key_live_keeping_the_running_channel() {
+    let (la, lb, lc) = (free_addr(), free_addr(), free_addr());
+    let cfg = |local, peers: &[SocketAddr], key_file: &Option<PathBuf>, refresh_secs| SyncConfig {
+        local,
+        peers: peers.to_vec(),
+        mode: SyncMode::ActiveStandby,
+        key_file: key_file.clone(),
+        refresh_secs,
+    };
+    let (a, b, c) = (tracker(1), tracker(2), tracker(3));
+    let start = Instant::now();
+    let mut ca = SyncConsumer::new(&a, &cfg(la, &[lb], &None, 10), start).unwrap();
+    let mut cb = SyncConsumer::new(&b, &cfg(lb, &[la], &None, 10), start).unwrap();
+    let mut cc = SyncConsumer::new(&c, &cfg(lc, &[la], &None, 10), start).unwrap();
+    let mut now = 1;
+    let mut run = |ca: &mut SyncConsumer,
+                   cb: &mut SyncConsumer,
+                   cc: &mut SyncConsumer,
+                   done: &dyn Fn(&SyncConsumer) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !done(ca) {
+            now += 10;
+            for x in [&mut *ca, &mut *cb, &mut *cc] {
+                x.step(now);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let flows = |from: u16, to: u16| {
+        let mut w = a.worker(0);
+        for i in from..to {
+            w.process(&udp("10.0.0.2", "198.51.100.1", 40000 + i, 53), 0, true, 1);
+        }
+    };
+    flows(0, 50);
+    run(&mut ca, &mut cb, &mut cc, &|ca| {
+        b.n_conns() == 50 && !ca.status_text().contains("unknown_peer=0")
+    });
+    assert_eq!(b.n_conns(), 50);
+    // C is not A's peer yet: A drops what C sends, C learns nothing.
+    assert_eq!(c.n_conns(), 0);
+    assert!(!ca.status_text().contains("unknown_peer=0"));
+    let sent_before = peer_field(&ca.status_text(), 1, "msgs_sent");
+    let resyncs_b = peer_field(&cb.status_text(), 1, "resyncs_received");
+
+    // Peers removed or reordered are refused, and change nothing.
+    let kept = ca.reconfigure_sync(Some(&cfg(la, &[lc, lb], &None, 10)));
+    assert!(kept.unwrap().contains("kept until the next start"));
+    assert!(ca.status_text().contains(&format!("peer 1 {lb} ")));
+    // C appended (and a new refresh interval): A streams its table to C and asks for
+    // C's, without touching its channel to B.
+    let line = ca.reconfigure_sync(Some(&cfg(la, &[lb, lc], &None, 5)));
+    assert_eq!(
+        line.as_deref(),
+        Some("sync: reconfigured: mode=active-standby auth=none refresh_interval=5 peers=2 (1 added)")
+    );
+    assert_eq!(
+        ca.reconfigure_sync(Some(&cfg(la, &[lb, lc], &None, 5))),
+        None
+    );
+    run(&mut ca, &mut cb, &mut cc, &|_| c.n_conns() == 50);
+    assert_eq!(c.n_conns(), 50);
+    assert!(c.all_conns().iter().all(|s| s.origin == 1));
+    let st = ca.status_text();
+    assert!(st.contains(&format!("peer 2 {lc} ")), "{st}");
+    assert!(peer_field(&st, 1, "msgs_sent") >= sent_before && sent_before > 0);
+    assert_eq!(
+        peer_field(&cb.status_text(), 1, "resyncs_received"),
+        resyncs_b
+    );
+
+    // A key for all three, reloaded one after the other: what is sent meanwhile is
+    // refused, then retransmitted; new connections reach both peers, authenticated.
+    let k = Some(key_file("reload.key", "the pair's new shared key"));
+    for (x, local, peers) in [
+        (&mut ca, la, vec![lb, lc]),
+        (&mut cb, lb, vec![la]),
+        (&mut cc, lc, vec![la]),
+    ] {
+        let line = x
+            .reconfigure_sync(Some(&cfg(local, &peers, &k, 5)))
+            .unwrap();
+        assert!(line.contains("auth=hmac-sha256"), "{line}");
+    }
+    flows(50, 60);
+    run(&mut ca, &mut cb, &mut cc, &|_| {
+        b.n_conns() == 60 && c.n_conns() == 60
+    });
+    assert_eq!((b.n_conns(), c.n_conns()), (60, 60));
+    assert!(cb.status_text().contains("auth=hmac-sha256"));
+    // A key file that cannot be read keeps everything as it runs.
+    let bad = Some(PathBuf::from("/nonexistent/ctgate-sync.key"));
+    let line = ca
+        .reconfigure_sync(Some(&cfg(la, &[lb, lc], &bad, 5)))
+        .unwrap();
+    assert!(line.ends_with("; the running [sync] is kept"), "{line}");
+    assert!(ca.status_text().contains("auth=hmac-sha256"));
+}

@@ -119,7 +119,7 @@ use crate::wire::{parse_frame, parse_frame_into};
 use answers::answer_echo;
 use originated::ETHERTYPE_ARP;
 use shared::{dnat_match, family_of, is_directed_broadcast, not_forwardable, self_ct, Port};
-use state::{Pre, WorkerState};
+use state::{rare_bit, Pre, WorkerState};
 
 pub use answers::ICMP_ERRORS_PER_SEC;
 pub use live::Publisher;
@@ -215,8 +215,6 @@ impl GatewayStep {
         let tracked = self.w.ingress_pass(sh, frames, rx, &ifaces, &mut metas);
         if tracked > 0 {
             track(&mut self.ct, &mut self.w, sh, frames, &ifaces, &mut metas);
-        } else {
-            self.w.alg_pending = [None; BURST];
         }
         self.w.egress_pass(sh, frames, verdicts, &ifaces, &metas);
         self.w.metas = metas;
@@ -270,13 +268,13 @@ fn track(
     }
     // ALG: helper connections' payloads, skewed sequence numbers.
     for (i, (f, m)) in frames.iter_mut().zip(metas[..n].iter()).enumerate() {
-        let pending = if m.result.alg != 0 {
-            alg_burst_step(ct, w, f, m, i)
-        } else {
-            None
-        };
-        if let Some(slot) = w.alg_pending.get_mut(i) {
-            *slot = pending;
+        if m.result.alg != 0 {
+            if let Some(pending) = alg_burst_step(ct, w, f, m, i) {
+                if let Some(slot) = w.alg_pending.get_mut(i) {
+                    *slot = Some(pending);
+                    w.rare |= rare_bit(i);
+                }
+            }
         }
     }
 }
@@ -407,6 +405,7 @@ impl WorkerState {
         ifaces: &[u8; BURST],
         metas: &mut [PacketMeta],
     ) -> usize {
+        self.rare = 0;
         // Parse the whole burst first: each result is read only after the other frames'
         // parses, never right after its own stores (reading a just-written parse result
         // cost a store-forwarding stall per packet, measured with perf).
@@ -464,19 +463,23 @@ impl WorkerState {
                 .unwrap_or(Pre::Done(Verdict::Drop(DropReason::Malformed)));
             *v = match (pre, sh.ports.get(usize::from(ifaces[i]))) {
                 (Pre::Done(v), _) => v,
+                (Pre::Track { dst_own, route }, Some(port)) if self.rare & rare_bit(i) == 0 => {
+                    self.egress(sh, f, port, m, dst_own, route)
+                }
                 (Pre::Track { dst_own, route }, Some(port)) => {
-                    match self.dgram.get_mut(i).and_then(Option::take) {
-                        Some(d) => self.egress_datagram(sh, d, port, m, dst_own, route),
-                        None => match self.alg_pending.get(i).copied().flatten() {
-                            Some((slot, len)) => {
-                                self.egress_alg(sh, slot, len, port, m, dst_own, route)
-                            }
-                            None => self.egress(sh, f, port, m, dst_own, route),
-                        },
-                    }
+                    self.egress_rare(sh, f, i, port, m, dst_own, route)
                 }
                 (Pre::Track { .. }, None) => Verdict::Drop(DropReason::Vlan),
             };
+        }
+        if self.rare != 0 {
+            // A datagram whose completing frame was not tracked after all (dropped in
+            // the first pass) is released with it, never left for the next burst.
+            for d in self.dgram.iter_mut() {
+                if let Some(d) = d.take() {
+                    drop(sh.ipf.attach(d));
+                }
+            }
         }
     }
 
@@ -730,6 +733,30 @@ impl WorkerState {
 }
 
 impl WorkerState {
+    /// Second pass for burst position `i` when [`WorkerState::rare`] has its bit: the
+    /// reassembled datagram it completed, or the ALG's rewritten copy of it.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    fn egress_rare(
+        &mut self,
+        sh: &GatewayShared,
+        frame: &mut [u8],
+        i: usize,
+        port: &Port,
+        m: &PacketMeta,
+        dst_own: bool,
+        route: u8,
+    ) -> Verdict {
+        if let Some(d) = self.dgram.get_mut(i).and_then(Option::take) {
+            return self.egress_datagram(sh, d, port, m, dst_own, route);
+        }
+        match self.alg_pending.get(i).copied().flatten() {
+            Some((slot, len)) => self.egress_alg(sh, slot, len, port, m, dst_own, route),
+            None => self.egress(sh, frame, port, m, dst_own, route),
+        }
+    }
+
     /// Second pass for a frame the ALG rewrote to another length: the rewritten copy in
     /// buffer `slot` goes through [`WorkerState::egress`] and, when forwarded, is sent at
     /// the next service; the original is consumed. A copy that would wait for its
@@ -805,6 +832,7 @@ impl WorkerState {
                 };
                 m.parsed = d.summary.parsed;
                 *slot = Some(d.detach());
+                self.rare |= rare_bit(i);
                 None
             }
         }

@@ -1,5 +1,12 @@
 //! The frames the gateway originates, answered in place or built: ARP replies and
-//! requests, NDP advertisements and solicitations, ICMP echo replies, ICMP time-exceeded.
+//! requests, NDP advertisements and solicitations, ICMP echo replies, ICMP errors
+//! (time exceeded, fragmentation needed, packet too big).
+//!
+//! An ICMP error quotes as much of the packet it is about as fits in [`ICMPV4_ERROR_MAX`]
+//! bytes of IP in all (576, RFC 1812 §4.3.2.3, as Linux's `icmp_send`) for IPv4, and in
+//! [`ICMPV6_ERROR_MAX`] (1280, the IPv6 minimum MTU, RFC 4443 §2.4 (c)) for IPv6; never
+//! more than the packet's own length or the bytes the frame holds. [`ERROR_FRAME_MAX`] is
+//! the longest frame any of them is.
 //!
 //! Every frame is written through the `wire` views' setters (`ethernet::Frame`,
 //! `arp::Packet`, `ipv4::Packet`, `ipv6::Packet`, `icmpv4::Packet`, `icmpv6::Packet`) and
@@ -19,6 +26,12 @@ pub const ETHERTYPE_ARP: u16 = ethertype::ARP;
 pub const ARP_LEN: usize = arp::PACKET_LEN;
 /// Hop limit / TTL of packets the gateway originates.
 pub const OWN_TTL: u8 = 64;
+/// The longest ICMP error (IP header included) about an IPv4 packet (RFC 1812 §4.3.2.3).
+pub const ICMPV4_ERROR_MAX: usize = 576;
+/// The longest ICMPv6 error (IPv6 header included): the IPv6 minimum MTU (RFC 4443 §2.4).
+pub const ICMPV6_ERROR_MAX: usize = 1280;
+/// The longest frame an ICMP error the gateway originates is.
+pub const ERROR_FRAME_MAX: usize = ETH_LEN + ICMPV6_ERROR_MAX;
 
 /// The fields of an Ethernet/IPv4 ARP packet (after the Ethernet header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,7 +332,7 @@ pub fn echo_reply_in_place(frame: &mut [u8], v6: bool, l3: usize, l4: usize, mac
 
 /// Writes an ICMP time-exceeded (TTL exceeded in transit) about the IPv4 packet at
 /// `frame[l3..]` into `out`: from `src` to the packet's source, to the frame's source
-/// MAC, quoting the packet's header and 8 bytes of its payload. Its length.
+/// MAC, quoting as much of the packet as fits in 576 bytes. Its length.
 pub fn time_exceeded_v4(
     out: &mut [u8],
     frame: &[u8],
@@ -342,7 +355,7 @@ pub fn time_exceeded_v4(
 /// Writes an ICMP "fragmentation needed and DF set" (type 3 code 4, RFC 792) about the
 /// IPv4 packet at `frame[l3..]` into `out`, with the next-hop MTU `mtu` in bytes 6..8
 /// (RFC 1191 §4): from `src` to the packet's source, to the frame's source MAC, quoting
-/// the packet's header and the first 8 bytes of its payload. Its length.
+/// as much of the packet as fits in 576 bytes. Its length.
 pub fn frag_needed_v4(
     out: &mut [u8],
     frame: &[u8],
@@ -363,8 +376,9 @@ pub fn frag_needed_v4(
     )
 }
 
-/// An ICMP error of `ty`/`code` with `rest` as its second word, quoting the packet's
-/// header and 8 bytes of its payload (RFC 792).
+/// An ICMP error of `ty`/`code` with `rest` as its second word, quoting as much of the
+/// packet as fits in [`ICMPV4_ERROR_MAX`] bytes in all and in `out` (RFC 1812 §4.3.2.3;
+/// at least its header and 8 bytes, RFC 792, or nothing is written).
 #[allow(clippy::too_many_arguments)]
 fn icmpv4_error(
     out: &mut [u8],
@@ -381,7 +395,14 @@ fn icmpv4_error(
     let ihl = orig.header_len();
     let total = usize::from(orig.total_len());
     let orig_src = orig.src_addr();
-    let quote_len = (ihl + 8).min(total).min(ip.len());
+    let room = out
+        .len()
+        .min(ETH_LEN + ICMPV4_ERROR_MAX)
+        .checked_sub(ETH_LEN + ipv4::MIN_HEADER_LEN + icmpv4::HEADER_LEN)?;
+    let quote_len = total.min(ip.len()).min(room);
+    if room < (ihl + 8).min(total) {
+        return None;
+    }
     let quote = ip.get(..quote_len)?;
     let peer = ethernet::Frame::new_unchecked(frame.get(..ETH_LEN)?).src_addr();
     let ip_len = ipv4::MIN_HEADER_LEN + icmpv4::HEADER_LEN + quote_len;
@@ -413,7 +434,7 @@ fn icmpv4_error(
 }
 
 /// The ICMPv6 version (type 3, code 0) about the IPv6 packet at `frame[l3..]`, quoting
-/// as much of the packet as fits in `out`. Its length.
+/// as much of the packet as fits in `out` and in 1280 bytes in all. Its length.
 pub fn time_exceeded_v6(
     out: &mut [u8],
     frame: &[u8],
@@ -448,7 +469,7 @@ pub fn packet_too_big_v6(
 }
 
 /// An ICMPv6 error of type `ty` (code 0) with `rest` as its second word, quoting as much
-/// of the packet as fits in `out` and in 1280 bytes (RFC 4443 §2.4 (c)).
+/// of the packet as fits in `out` and in [`ICMPV6_ERROR_MAX`] bytes (RFC 4443 §2.4 (c)).
 fn icmpv6_error(
     out: &mut [u8],
     frame: &[u8],
@@ -458,15 +479,13 @@ fn icmpv6_error(
     ty: u8,
     rest: u32,
 ) -> Option<usize> {
-    /// The IPv6 minimum MTU: an error never exceeds it.
-    const MIN_MTU: usize = 1280;
     let ip = frame.get(l3..)?;
     let orig = ipv6::Packet::new_unchecked(ip.get(..ipv6::HEADER_LEN)?);
     let total = ipv6::HEADER_LEN + usize::from(orig.payload_len());
     let orig_src = orig.src_addr();
     let room = out
         .len()
-        .min(ETH_LEN + MIN_MTU)
+        .min(ETH_LEN + ICMPV6_ERROR_MAX)
         .checked_sub(ETH_LEN + ipv6::HEADER_LEN + icmpv6::HEADER_LEN)?;
     let quote_len = total.min(ip.len()).min(room);
     let quote = ip.get(..quote_len)?;

@@ -17,14 +17,27 @@ use crate::wire::parse::{ParseError, ParsedPacket};
 
 /// Packets the step hands the tracker at once.
 pub const BURST: usize = 32;
+
+/// Burst position `i`'s bit in [`WorkerState::rare`] (none past [`BURST`]).
+#[inline(always)]
+pub(super) fn rare_bit(i: usize) -> u32 {
+    u32::try_from(i)
+        .ok()
+        .and_then(|i| 1u32.checked_shl(i))
+        .unwrap_or(0)
+}
+
+const _: () = assert!(BURST <= u32::BITS as usize);
 /// Hold slots per output port and worker.
 pub const HOLD_PER_PORT: usize = 16;
 /// A held packet whose neighbour stays unresolved this long is dropped.
 pub const HOLD_TIMEOUT_MS: u64 = 3_000;
 /// Generated frames pending per worker between two services.
 pub(super) const GEN_SLOTS: usize = 64;
-/// Largest generated frame.
-pub(super) const GEN_LEN: usize = 256;
+/// Largest generated frame: an ICMPv6 error quoting 1280 bytes' worth
+/// ([`super::originated::ERROR_FRAME_MAX`]). The slots are allocated once, 64 × 1294 bytes
+/// per worker.
+pub(super) const GEN_LEN: usize = super::originated::ERROR_FRAME_MAX;
 
 // The buffers of egress fragmentation (`super::mtu`) and of ALG rewrites (`super::alg`)
 // are the worker's: sized and typed here, filled there.
@@ -129,8 +142,15 @@ pub(super) struct WorkerState {
     pub(super) alg_bufs: Vec<Vec<u8>>,
     /// ALG: buffers in use since the last service.
     pub(super) alg_used: usize,
-    /// ALG: per burst position, the buffer slot and length replacing the frame.
+    /// ALG: per burst position, the buffer slot and length replacing the frame (read
+    /// only where `rare` has the position's bit).
     pub(super) alg_pending: [Option<(usize, usize)>; BURST],
+    /// The burst positions ([`rare_bit`]) whose second pass is not the plain one: a
+    /// reassembled datagram waits in `dgram` or an ALG copy in `alg_pending`. Cleared at
+    /// the start of each burst; every other frame goes straight to `egress` without
+    /// touching those slots (measured with `ctgate-perf step`: writing `alg_pending` for
+    /// every frame and reading it back cost a store-forwarding stall per packet).
+    pub(super) rare: u32,
     /// ALG: rewritten frames to send at the next service (slot, length, port).
     pub(super) alg_out: Vec<(usize, usize, u16)>,
 }
@@ -171,6 +191,7 @@ impl WorkerState {
             alg_bufs: (0..ALG_SLOTS).map(|_| vec![0u8; ALG_FRAME_MAX]).collect(),
             alg_used: 0,
             alg_pending: [None; BURST],
+            rare: 0,
             alg_out: Vec::with_capacity(ALG_SLOTS),
         }
     }

@@ -17,7 +17,7 @@ mod reload;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
-use crate::wire::testframe::{arp, ether, fragments, Frame, L4};
+use crate::wire::testframe::{arp, ether, fragments, ip4, ip6, Frame, L4};
 use std::net::IpAddr;
 
 const GW0: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
@@ -133,39 +133,6 @@ impl Gw {
         assert_eq!(v, Verdict::Forward(1));
         self.take_emitted();
     }
-}
-
-/// An IPv4 frame carrying `l4` (protocol `proto`), every checksum filled
-/// (`wire::testframe`).
-fn ip4(
-    dmac: [u8; 6],
-    smac: [u8; 6],
-    src: [u8; 4],
-    dst: [u8; 4],
-    ttl: u8,
-    proto: u8,
-    l4: &[u8],
-) -> Vec<u8> {
-    Frame::v4(src, dst, L4::raw(proto, l4))
-        .macs(dmac, smac)
-        .ttl(ttl)
-        .build()
-}
-
-/// An IPv6 frame carrying `l4` (see [`ip4`]).
-fn ip6(
-    dmac: [u8; 6],
-    smac: [u8; 6],
-    src: [u8; 16],
-    dst: [u8; 16],
-    hlim: u8,
-    proto: u8,
-    l4: &[u8],
-) -> Vec<u8> {
-    Frame::v6(src, dst, L4::raw(proto, l4))
-        .macs(dmac, smac)
-        .ttl(hlim)
-        .build()
 }
 
 fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -665,7 +632,8 @@ fn policy_malformed_non_ip_and_ttl() {
     );
     assert_eq!(v, Verdict::Drop(DropReason::Local));
 
-    // TTL 1: time exceeded back to the sender, from the input port's address.
+    // TTL 1: time exceeded back to the sender, from the input port's address, quoting
+    // the whole packet (33 bytes: all of it fits in 576).
     let dying = ip4(GW0, HOST, H4, SERVER4, 1, 17, &udp(7000, 33434, b"trace"));
     let (v, _) = g.send(&dying, 0);
     assert_eq!(v, Verdict::Drop(DropReason::TtlExpired));
@@ -674,7 +642,7 @@ fn policy_malformed_non_ip_and_ttl() {
     let (port, te) = &em[0];
     assert_eq!(*port, 0);
     let mut msg = vec![11, 0, 0, 0, 0, 0, 0, 0];
-    msg.extend_from_slice(&dying[14..14 + 28]);
+    msg.extend_from_slice(&dying[14..]);
     let mut want = ip4(HOST, GW0, GW_IN4, H4, 64, 1, &msg);
     want[18..22].copy_from_slice(&[0, 0, 0, 0]);
     fill_frame(&mut want).unwrap();
@@ -1707,15 +1675,24 @@ fn tcp_mss(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, mss: u16) -> V
     t
 }
 
-#[test]
-fn mss_clamp_lowers_syn_and_syn_ack_mss_on_the_clamped_port() {
+/// The embedded default with `extra` lines in the outside port's section.
+fn outside_with(extra: &str) -> Gw {
     let text = crate::config::EMBEDDED_DEFAULT.replacen(
         "role = \"outside\"",
-        "role = \"outside\"\nmss_clamp = 1400",
+        &format!("role = \"outside\"\n{extra}"),
         1,
     );
-    let mut g = Gw::with_config(&text);
-    g.resolve_v4_neighbours();
+    assert_ne!(
+        text,
+        crate::config::EMBEDDED_DEFAULT,
+        "the embedded default has no outside port to extend"
+    );
+    Gw::with_config(&text)
+}
+
+/// Sends the inside host's SYN to the server announcing MSS `mss` and asserts that it
+/// leaves the outside port SNATed with MSS `want` (and the checksum of that segment).
+fn syn_leaves_with_mss(g: &mut Gw, mss: u16, want: u16) {
     let syn = ip4(
         GW0,
         HOST,
@@ -1723,20 +1700,27 @@ fn mss_clamp_lowers_syn_and_syn_ack_mss_on_the_clamped_port() {
         SERVER4,
         64,
         6,
-        &tcp_mss(40000, 80, 1, 0, SYN, 1460),
+        &tcp_mss(40000, 80, 1, 0, SYN, mss),
     );
     let (v, out) = g.send(&syn, 0);
     fwd(v, 1);
-    let want = ip4(
+    let expect = ip4(
         ROUTER,
         GW1,
         GW_OUT4,
         SERVER4,
         63,
         6,
-        &tcp_mss(40000, 80, 1, 0, SYN, 1400),
+        &tcp_mss(40000, 80, 1, 0, SYN, want),
     );
-    assert_eq!(out, want, "MSS 1400, checksum of the new segment");
+    assert_eq!(out, expect, "MSS {mss} should leave as {want}");
+}
+
+#[test]
+fn mss_clamp_lowers_syn_and_syn_ack_mss_on_the_clamped_port() {
+    let mut g = outside_with("mss_clamp = 1400");
+    g.resolve_v4_neighbours();
+    syn_leaves_with_mss(&mut g, 1460, 1400);
     let synack = ip4(
         GW1,
         ROUTER,
@@ -1788,27 +1772,5 @@ fn mss_clamp_lowers_syn_and_syn_ack_mss_on_the_clamped_port() {
 fn without_mss_clamp_the_syn_keeps_its_mss() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
-    let syn = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        6,
-        &tcp_mss(40000, 80, 1, 0, SYN, 1460),
-    );
-    let (v, out) = g.send(&syn, 0);
-    fwd(v, 1);
-    assert_eq!(
-        out,
-        ip4(
-            ROUTER,
-            GW1,
-            GW_OUT4,
-            SERVER4,
-            63,
-            6,
-            &tcp_mss(40000, 80, 1, 0, SYN, 1460)
-        )
-    );
+    syn_leaves_with_mss(&mut g, 1460, 1460);
 }

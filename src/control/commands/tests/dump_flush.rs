@@ -365,6 +365,7 @@ fn dump_more_marks_connections_learned_from_a_sync_peer() {
                 label: 0,
                 l4: s.l4,
                 origin: 2,
+                stream: 0,
             },
             0,
             false,

@@ -7,66 +7,58 @@ use super::*;
 use crate::wire::checksum::verify_ipv4_header;
 use crate::wire::ipv4;
 
-/// The embedded default with `extra` lines in the outside port's section.
-fn outside_with(extra: &str) -> Gw {
-    Gw::with_config(&crate::config::EMBEDDED_DEFAULT.replacen(
-        "role = \"outside\"",
-        &format!("role = \"outside\"\n{extra}"),
-        1,
-    ))
-}
-
 /// `n` bytes of a pattern.
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
+/// A UDP datagram of `n` pattern bytes from the inside host (port 5000) to the server
+/// (port 53), TTL 64, DF set (the test frames' default).
+fn udp_out(n: usize) -> Vec<u8> {
+    ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5000, 53, &pattern(n)))
+}
+
 #[test]
-fn a_df_packet_too_big_for_the_outside_mtu_gets_frag_needed_quoting_it_as_sent() {
+fn a_df_packet_too_big_for_the_outside_mtu_gets_frag_needed_quoting_576_bytes_of_it_as_sent() {
     let mut g = outside_with("mtu = 1400");
     g.resolve_v4_neighbours();
     // 20 + 8 + 1472 = 1500 bytes of IP, DF set (the test frames' default).
-    let sent = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1472)),
-    );
+    let sent = udp_out(1472);
     let (v, _) = g.send(&sent, 0);
     assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
-    // From 10.0.0.1 (the input port's address) to the sender, quoting its header and 8
-    // bytes as it sent them (source 10.0.0.2:5000 before SNAT, TTL 64).
-    let quote = &sent[14..14 + 28];
+    // From 10.0.0.1 (the input port's address) to the sender, quoting as much of the
+    // packet as it sent it (source 10.0.0.2:5000 before SNAT, TTL 64) as fits in 576
+    // bytes of IP (RFC 1812 §4.3.2.3): 576 - 20 - 8 = 548 of its 1500.
+    let quote = &sent[14..14 + 548];
     let want = Frame::v4(GW_IN4, H4, L4::icmp(3, 4, 1400, quote))
         .macs(HOST, GW0)
         .ttl(64)
         .ident(0)
         .dont_frag(false)
         .build();
-    assert_eq!(g.take_emitted(), vec![(0, want)]);
+    let em = g.take_emitted();
+    assert_eq!(em, vec![(0, want)]);
+    let e = &em[0].1;
+    assert_eq!(e.len(), 14 + 576);
+    assert_eq!(u16::from_be_bytes([e[16], e[17]]), 576, "IP total length");
+    assert!(verify_ipv4_header(&e[14..34]));
+    assert_eq!(
+        crate::wire::checksum::icmpv4(&e[34..]),
+        u16::from_be_bytes([e[36], e[37]]),
+        "ICMP checksum"
+    );
     let c = g.shared.counters();
     assert_eq!(
         (c.frag_needed, c.packet_too_big, c.icmp_rate_limited),
         (1, 0, 0)
     );
     // One that fits goes out whole.
-    let fits = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1372)),
-    );
+    let fits = udp_out(1372);
     fwd(g.send(&fits, 0).0, 1);
 }
 
 #[test]
-fn an_ipv6_packet_too_big_gets_packet_too_big_with_the_mtu() {
+fn an_ipv6_packet_too_big_gets_packet_too_big_with_the_mtu_quoting_1280_bytes_in_all() {
     let mut g = outside_with("mtu = 1400");
     let h6 = v6("fd00:0:0:1::2");
     let gw6 = v6("fd00:0:0:1::1");
@@ -83,14 +75,26 @@ fn an_ipv6_packet_too_big_gets_packet_too_big_with_the_mtu() {
     );
     let (v, _) = g.send(&sent, 0);
     assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
-    // As much of the packet as fits in a generated frame, never more than 1280 in all.
-    let room = GEN_LEN - 14 - 40 - 8;
-    let want = Frame::v6(gw6, h6, L4::icmp(2, 0, 1400, &sent[14..14 + room]))
+    // As much of the packet as fits in 1280 bytes in all (RFC 4443 §2.4 (c)): 1280 - 40 -
+    // 8 = 1232 of its 1500.
+    let want = Frame::v6(gw6, h6, L4::icmp(2, 0, 1400, &sent[14..14 + 1232]))
         .macs(HOST, GW0)
         .ttl(64)
         .build();
     let em = g.take_emitted();
     assert_eq!(em, vec![(0, want)]);
+    let e = &em[0].1;
+    assert_eq!(e.len(), 14 + 1280);
+    assert_eq!(
+        u16::from_be_bytes([e[18], e[19]]),
+        1240,
+        "IPv6 payload length"
+    );
+    assert_eq!(
+        crate::wire::checksum::icmpv6(&gw6, &h6, &e[54..]),
+        u16::from_be_bytes([e[56], e[57]]),
+        "ICMPv6 checksum"
+    );
     assert_eq!(g.shared.counters().packet_too_big, 1);
 }
 
@@ -105,15 +109,7 @@ fn icmp_errors_about_mtu_are_rate_limited_by_the_input_ports_bucket() {
         );
     let mut g = Gw::with_config(&text);
     g.resolve_v4_neighbours();
-    let big = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1400)),
-    );
+    let big = udp_out(1400);
     for _ in 0..5 {
         assert_eq!(g.send(&big, 0).0, Verdict::Drop(DropReason::MtuExceeded));
     }
@@ -204,25 +200,9 @@ fn a_frame_larger_than_the_receiving_ports_mtu_is_dropped_as_too_big() {
     );
     let mut g = Gw::with_config(&text);
     g.resolve_v4_neighbours();
-    let big = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1253)),
-    );
+    let big = udp_out(1253);
     assert_eq!(g.send(&big, 0).0, Verdict::Drop(DropReason::TooBig));
-    let fits = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1252)),
-    );
+    let fits = udp_out(1252);
     fwd(g.send(&fits, 0).0, 1);
 }
 
@@ -230,27 +210,8 @@ fn a_frame_larger_than_the_receiving_ports_mtu_is_dropped_as_too_big() {
 fn mss_clamp_auto_follows_the_egress_ports_mtu() {
     let mut g = outside_with("mtu = 1400\nmss_clamp = \"auto\"");
     g.resolve_v4_neighbours();
-    let syn = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        6,
-        &tcp_mss(40000, 80, 1, 0, SYN, 1460),
-    );
-    let (v, out) = g.send(&syn, 0);
-    fwd(v, 1);
-    let want = ip4(
-        ROUTER,
-        GW1,
-        GW_OUT4,
-        SERVER4,
-        63,
-        6,
-        &tcp_mss(40000, 80, 1, 0, SYN, 1360),
-    );
-    assert_eq!(out, want, "1400 - 20 - 20");
+    // 1400 - 20 - 20.
+    syn_leaves_with_mss(&mut g, 1460, 1360);
 }
 
 #[test]
