@@ -92,10 +92,12 @@ fn install_l4(c: &LearnedConn) -> L4State {
 /// the two views (states only advance; a record of a reused port, whose ends are not both
 /// closed while here they are, replaces it), and an end this instance never saw (its
 /// segments cross the peer: asymmetric routes through an active/active pair) that the
-/// peer saw answer (`SYN_SENT` there) is established when this instance carries the
-/// other end, which the peer saw acknowledged: each instance sees one direction only, and
-/// no single view of the handshake ever reaches both ends established (it would stay in
-/// the opening timeout and expire on both). Sequence numbers are forgotten either way.
+/// peer saw answer (`SYN_SENT` there) is established when this instance's datapath has
+/// seen the other end (its sequence numbers are known here; a learned copy's never are),
+/// which the peer saw acknowledged: each instance sees one direction only, and no single
+/// view of the handshake ever reaches both ends established (it would stay in the opening
+/// timeout and expire on both). Sequence numbers are forgotten either way (the traffic may
+/// have moved here since), so only the first update after the handshake can do that.
 fn merge_l4(c: &LearnedConn, local: &L4State) -> (L4State, TimeoutAttr) {
     let mut l4 = install_l4(c);
     if c.orig.proto != proto::TCP {
@@ -118,6 +120,7 @@ fn merge_l4(c: &LearnedConn, local: &L4State) -> (L4State, TimeoutAttr) {
         if l4.peer[p].state == TcpState::SynSent
             && local.peer[p].state == TcpState::Closed
             && local.peer[q].state >= TcpState::SynSent
+            && (local.peer[q].seqlo, local.peer[q].seqhi) != (0, 0)
             && l4.peer[q].state >= TcpState::Established
         {
             l4.peer[p].state = TcpState::Established;
@@ -133,8 +136,9 @@ fn merge_l4(c: &LearnedConn, local: &L4State) -> (L4State, TimeoutAttr) {
 
 impl CtWorker<'_> {
     /// Installs `c`, or updates it in place when a connection with its original key and
-    /// reply tuple exists; one with the same original key but another reply tuple (another
-    /// NAT binding) is replaced. With `keep_local`, a connection this instance made
+    /// reply tuple exists (its state merged with `c`'s, see `merge_l4`; a connection made
+    /// here keeps origin 0); one with the same original key but another reply tuple
+    /// (another NAT binding) is replaced. With `keep_local`, a connection this instance made
     /// (origin 0) is left alone (the peer's copy came from a table walk and is older).
     pub fn learn(
         &mut self,

@@ -494,6 +494,15 @@ fn half_views_of_one_tcp_connection_merge_into_an_established_one_and_a_reused_p
         (peers(&a), peers(&b)),
         ([Established, SynSent], [SynSent, Closed])
     );
+    // A standby that carries neither end (its copy of B's connection came by sync) takes
+    // A's view as it is: nothing here saw the client acknowledge the server.
+    let c = tracker();
+    let mut wc = c.worker(0);
+    wc.learn(&learned(&b.all_conns()[0], 2, 1), 2, false)
+        .unwrap();
+    wc.learn(&learned(&a.all_conns()[0], 3, 1), 3, false)
+        .unwrap();
+    assert_eq!(peers(&c), [Established, SynSent]);
     // A's view reaches B (an event): both ends established, the established timeout,
     // and it stays B's.
     wb.learn(&learned(&a.all_conns()[0], 3, 1), 3, false)
