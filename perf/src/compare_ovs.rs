@@ -73,6 +73,13 @@
 //!
 //! # Sources
 //!
+//! * `source=memif` (the default): the generator process `ctgate-perf gen` ([`crate::gen`])
+//!   on CPU 0 serves two `net_memif` ports and sends the same frames as the pcaps below
+//!   (stamped), as fast as the side takes them; port 0 and port 1 of both sides are its
+//!   memif clients ([`gen::client_devargs`]; OVS: `type=dpdk`, `dpdk-devargs=` the same
+//!   string). It is started before and stopped after each side's run; its figures
+//!   (`*_gen_mpps`, `*_gen_cpu`) are on the line, and frames that come back not as sent
+//!   fail the run. Every flow count is measured the same way.
 //! * `source=pcap`: `rx_pcap=FILE,infinite_rx=1`, which copies the whole pcap into mbufs of
 //!   the port's mempool at start. OVS 3.1's shared mempool holds 262,144 mbufs and fails
 //!   (or crashes) beyond, so this source is used while both pcaps together and 32k mbufs
@@ -82,7 +89,7 @@
 //!   about 9–12 Mpps here, so it caps both sides' figures (ctgate's most of all).
 //!
 //! Each case uses the same source on both sides and names it (`source=`). `--source`
-//! forces one.
+//! picks one (`auto`: pcap where it fits, else fifo).
 //!
 //! # Measurement
 //!
@@ -128,10 +135,11 @@
 //!
 //! # Known limits
 //!
-//! * Two CPUs: the feeder threads, ovs-vswitchd's other threads, ovsdb-server and
-//!   ctgate's control lcore share CPU 0; other load on the machine shows in the figures.
+//! * Two CPUs: the generator (or the feeder threads), ovs-vswitchd's other threads,
+//!   ovsdb-server and ctgate's control lcore share CPU 0; other load on the machine
+//!   shows in the figures.
 //! * The fifo source is the ceiling at 1M flows, more for ctgate than for OVS, so the
-//!   ratio there is a lower bound.
+//!   ratio measured with it is a lower bound; the memif source does not have that cap.
 //! * OVS's port statistics come from the PMD's own counters via `dpctl/show`; the
 //!   `Interface` table's `statistics` column is refreshed only every 5 s.
 
@@ -146,6 +154,7 @@ use ctgate::wire::frame_checksums::fill_frame;
 
 use crate::bench_config::{self, mac_str};
 use crate::child;
+use crate::gen;
 use crate::gen_traffic::{self, Proto, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
 use crate::ovs::{self, Instance, Options};
 use crate::pcap_feed::{memory_for, pcap_mbufs, Feeder};
@@ -159,6 +168,9 @@ const OVS_MEMPOOL_MBUFS: usize = 262_144;
 /// Mbufs OVS needs besides preloaded packets: RX/TX descriptors of both ports, bursts,
 /// per-lcore caches.
 const OVS_POOL_HEADROOM: usize = 32_768;
+/// TX queues OVS gives each DPDK port: one per PMD thread (one here) and one for its
+/// non-PMD threads.
+const OVS_TX_QUEUES: u16 = 2;
 /// The SNAT pool (the embedded default config's).
 const POOL: &str = "192.0.2.1";
 
@@ -181,6 +193,8 @@ impl Case {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceChoice {
+    /// The external generator (`ctgate-perf gen`) over two net_memif ports.
+    Memif,
     /// pcap (infinite_rx) where it fits in OVS's mempool, else fifo.
     Auto,
     Pcap,
@@ -191,6 +205,7 @@ pub enum SourceChoice {
 enum Source {
     Pcap,
     Fifo,
+    Memif,
 }
 
 #[derive(clap::Args, Debug)]
@@ -215,8 +230,9 @@ pub struct Args {
     /// Runs per side and case (the line has the medians and the spread).
     #[arg(long, default_value_t = 1)]
     repeat: u32,
-    /// Input source; auto: pcap (infinite_rx) where it fits in OVS's mempool, else fifo.
-    #[arg(long, value_enum, default_value_t = SourceChoice::Auto)]
+    /// Input source: memif (the generator process `ctgate-perf gen` on CPU 0); auto: pcap
+    /// (infinite_rx) where it fits in OVS's mempool, else fifo.
+    #[arg(long, value_enum, default_value_t = SourceChoice::Memif)]
     source: SourceChoice,
     /// Quick run (1000 flows, 1 s warm-up, 2 s windows; under a minute).
     #[arg(long)]
@@ -485,7 +501,14 @@ impl Traffic {
     /// inside.pcap; outside.pcap (replies to the SNAT pool); outside-ct.pcap (the same
     /// replies to the clients' own addresses, for `ct`). 64-byte frames, or datagrams of
     /// `frag_size` bytes in fragments.
-    fn write(dir: PathBuf, flows: u32, frag_size: Option<usize>) -> Result<Traffic, String> {
+    /// With `pcaps` false (the memif source: the generator builds the same frames
+    /// itself) nothing is written.
+    fn write(
+        dir: PathBuf,
+        flows: u32,
+        frag_size: Option<usize>,
+        pcaps: bool,
+    ) -> Result<Traffic, String> {
         let g = gen_traffic::Args {
             flows,
             proto: Proto::Udp,
@@ -505,6 +528,13 @@ impl Traffic {
             ..g
         };
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !pcaps {
+            return Ok(Traffic {
+                dir,
+                packets: 2 * flows as usize,
+                frags_per_datagram: 1,
+            });
+        }
         let (inside, outside) = gen_traffic::frames(&g);
         if inside.len() != outside.len() {
             return Err("gen_traffic: not one reply per flow".into());
@@ -561,21 +591,174 @@ impl Drop for Traffic {
     }
 }
 
-/// The two ports' devargs for a run, with feeders started for `fifo` (stopped by the
-/// caller after the reader exited).
-fn devargs(
-    pcaps: &[PathBuf; 2],
-    source: Source,
-    run_dir: &Path,
-    feeders: &mut Vec<Feeder>,
-) -> Result<[String; 2], String> {
+/// What feeds a run besides the pcap files: the fifo feeders or the generator process.
+#[derive(Default)]
+struct Feed {
+    feeders: Vec<Feeder>,
+    gen: Option<GenProcess>,
+}
+
+impl Feed {
+    /// Stops the feeders (after the reader exited) and the generator: its figures, if
+    /// it ran.
+    fn stop(mut self) -> Result<Option<GenFigures>, String> {
+        for f in self.feeders.drain(..) {
+            f.stop();
+        }
+        self.gen.take().map(GenProcess::finish).transpose()
+    }
+}
+
+/// What the generator reported for a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct GenFigures {
+    /// Packets the DUT took, per second over the generator's run, in millions.
+    sent_mpps: f64,
+    /// Share of its CPU the generator ran.
+    cpu: Option<f64>,
+}
+
+/// `ctgate-perf gen` serving the memif sockets of a run on CPU 0, stopped by PID.
+struct GenProcess {
+    child: Option<Child>,
+    prefix: String,
+    out: Option<std::thread::JoinHandle<String>>,
+    err: Option<std::thread::JoinHandle<String>>,
+}
+
+fn read_all(r: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_string(&mut s);
+        }
+        s
+    })
+}
+
+impl GenProcess {
+    /// Starts the generator for `flows` flows of `case` with its sockets in `dir`, and
+    /// waits for both sockets.
+    /// `rx_queues`: the side's TX queues per port.
+    /// It sends for the warm-up, the window and `margin` seconds after the side took the
+    /// first packet, then holds the ports until stopped (the side detaches while nothing
+    /// is sent: ctgate exits 2 s after its window, so its margin is 1 s).
+    fn start(
+        r: &Run,
+        rx_queues: u16,
+        margin: f64,
+        dir: &Path,
+        prefix: String,
+    ) -> Result<GenProcess, String> {
+        let (flows, case) = (r.flows, r.case);
+        let seconds = r.warmup + r.seconds + margin;
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot locate ctgate-perf itself: {e}"))?;
+        let mut c = child::command(&exe, None)
+            .args(["gen", "--flows", &flows.to_string(), "--replies-to"])
+            .arg(if case == Case::Ct { "client" } else { "snat" })
+            .args(["--rx-queues", &rx_queues.to_string()])
+            .args(["--seconds", &seconds.to_string(), "--hold"])
+            .args(["--cpu", "0", "--file-prefix", &prefix, "--dir"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {} gen: {e}", exe.display()))?;
+        let (out, err) = (c.stdout.take(), c.stderr.take());
+        let mut g = GenProcess {
+            child: Some(c),
+            prefix,
+            out: Some(read_all(out)),
+            err: Some(read_all(err)),
+        };
+        let t0 = Instant::now();
+        while !(0..2).all(|p| gen::socket_path(dir, p).exists()) {
+            interrupted()?;
+            if let Some(c) = g.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    let err = g.err.take().and_then(|h| h.join().ok()).unwrap_or_default();
+                    return Err(format!("the generator exited ({st}): {err}"));
+                }
+            }
+            if t0.elapsed() > ovs::WAIT_LIMIT {
+                return Err("timed out waiting for the generator's memif sockets".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(g)
+    }
+
+    /// Stops it (SIGTERM: it prints its line) and reads its figures; frames that came
+    /// back not as sent fail the run.
+    fn finish(mut self) -> Result<GenFigures, String> {
+        // A generous grace: on a loaded machine its EAL cleanup can take seconds.
+        child::stop(&mut self.child, Duration::from_secs(20));
+        let out = self
+            .out
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let err = self
+            .err
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("bench=gen "))
+            .ok_or_else(|| format!("the generator printed no result line:\n{out}{err}"))?;
+        let num = |k: &str| {
+            ctgate::control::counter_lines::fields(line)
+                .find(|(key, _)| *key == k)
+                .and_then(|(_, v)| v.parse::<f64>().ok())
+        };
+        let bad = num("bad").ok_or_else(|| format!("no bad= in {line}"))?;
+        if bad > 0.0 {
+            return Err(format!(
+                "the generator received {bad} frames that are not what it sent: {line}"
+            ));
+        }
+        Ok(GenFigures {
+            sent_mpps: num("sent_mpps").ok_or_else(|| format!("no sent_mpps= in {line}"))?,
+            cpu: num("cpu"),
+        })
+    }
+}
+
+impl Drop for GenProcess {
+    fn drop(&mut self) {
+        child::stop(&mut self.child, Duration::from_secs(5));
+        remove_dpdk_runtime(&self.prefix);
+    }
+}
+
+/// The two ports' devargs for a run, with feeders started for `fifo` or the generator
+/// for `memif` (stopped by the caller after the reader exited).
+/// `tx_queues`: the side's TX queues per port (OVS with one PMD: 2; ctgate with one
+/// worker: 1).
+/// `margin`: seconds the generator sends after the window ([`GenProcess::start`]).
+fn devargs(r: &Run, tx_queues: u16, margin: f64, feed: &mut Feed) -> Result<[String; 2], String> {
+    if r.source == Source::Memif {
+        let dir = r.dir.join("memif");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        feed.gen = Some(GenProcess::start(
+            r,
+            tx_queues,
+            margin,
+            &dir,
+            format!("{}-gen", r.prefix),
+        )?);
+        return Ok([gen::client_devargs(&dir, 0), gen::client_devargs(&dir, 1)]);
+    }
     let mut out = [String::new(), String::new()];
-    for (i, pcap) in pcaps.iter().enumerate() {
-        out[i] = match source {
+    for (i, pcap) in r.traffic.pcaps(r.case).iter().enumerate() {
+        out[i] = match r.source {
             Source::Pcap => format!("net_pcap{i},rx_pcap={},infinite_rx=1", pcap.display()),
-            Source::Fifo => {
-                let fifo = run_dir.join(format!("rx{i}.fifo"));
-                feeders.push(Feeder::start(pcap, &fifo, Some(0))?);
+            _ => {
+                let fifo = r.dir.join(format!("rx{i}.fifo"));
+                feed.feeders.push(Feeder::start(pcap, &fifo, Some(0))?);
                 format!("net_pcap{i},rx_pcap={}", fifo.display())
             }
         };
@@ -590,6 +773,8 @@ struct Measure {
     conns: u64,
     /// Percentage of the packets received in the window that were forwarded.
     fwd_pct: f64,
+    /// The generator's figures (memif source).
+    gen: Option<GenFigures>,
 }
 
 impl Measure {
@@ -603,7 +788,12 @@ impl Measure {
             } else {
                 0.0
             },
+            gen: None,
         }
+    }
+
+    fn with_gen(self, gen: Option<GenFigures>) -> Measure {
+        Measure { gen, ..self }
     }
 }
 
@@ -633,10 +823,10 @@ fn check_replies(side: &str, case: Case, fwd: u64, rev: u64) -> Result<(), Strin
 }
 
 fn run_ovs(r: &Run) -> Result<Measure, String> {
-    let mut feeders = Vec::new();
+    let mut feed = Feed::default();
     let result = (|| {
         std::fs::create_dir_all(&r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
-        let dev = devargs(&r.traffic.pcaps(r.case), r.source, &r.dir, &mut feeders)?;
+        let dev = devargs(r, OVS_TX_QUEUES, 3.0, &mut feed)?;
         let mut ovs = start_ovs(
             r.dir.join("ovs"),
             r.prefix.clone(),
@@ -672,11 +862,9 @@ fn run_ovs(r: &Run) -> Result<Measure, String> {
         drop(ovs);
         Ok(Measure::new(c, secs, conns))
     })();
-    for f in feeders {
-        f.stop();
-    }
+    let gen = feed.stop();
     let _ = std::fs::remove_dir_all(&r.dir);
-    result
+    Ok(result?.with_gen(gen?))
 }
 
 /// Seconds and counters of a per-second stats line (`t=Ns | port=0 … tx=N … | port=1 …`).
@@ -707,11 +895,11 @@ fn parse_tick(line: &str) -> Option<(u64, Counters)> {
 }
 
 fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
-    let mut feeders = Vec::new();
+    let mut feed = Feed::default();
     let mut child: Option<Child> = None;
     let result = (|| {
         std::fs::create_dir_all(&r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
-        let dev = devargs(&r.traffic.pcaps(r.case), r.source, &r.dir, &mut feeders)?;
+        let dev = devargs(r, 1, 1.0, &mut feed)?;
         let mbufs = (r.source == Source::Pcap).then(|| pcap_mbufs(r.traffic.packets));
         let eal = EalArgs {
             memory_mb: memory_for(mbufs.unwrap_or(0), r.memory_mb),
@@ -823,12 +1011,10 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
         Ok(Measure::new(c, dt, conns))
     })();
     child::stop(&mut child, Duration::from_secs(5));
-    for f in feeders {
-        f.stop();
-    }
+    let gen = feed.stop();
     remove_dpdk_runtime(&r.prefix);
     let _ = std::fs::remove_dir_all(&r.dir);
-    result
+    Ok(result?.with_gen(gen?))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -857,6 +1043,7 @@ fn fmt_mpps(x: f64) -> String {
 /// The source a case uses.
 fn source_for(choice: SourceChoice, packets: usize) -> Source {
     match choice {
+        SourceChoice::Memif => Source::Memif,
         SourceChoice::Pcap => Source::Pcap,
         SourceChoice::Fifo => Source::Fifo,
         SourceChoice::Auto => {
@@ -919,15 +1106,25 @@ pub fn run(args: &Args) -> Result<(), String> {
             n + 1,
             start.elapsed().as_secs_f64()
         );
-        let traffic = match Traffic::write(scratch.join(format!("traffic-{f}")), f, args.frag_size)
-        {
+        // The generator sends 64-byte frames: fragments come from the pcap sources.
+        let choice = match (args.source, args.frag_size) {
+            (SourceChoice::Memif, Some(_)) => SourceChoice::Auto,
+            (c, _) => c,
+        };
+        let pcaps = choice != SourceChoice::Memif;
+        let traffic = match Traffic::write(
+            scratch.join(format!("traffic-{f}")),
+            f,
+            args.frag_size,
+            pcaps,
+        ) {
             Ok(t) => t,
             Err(e) => {
                 result = Err(e);
                 break;
             }
         };
-        let source = source_for(args.source, traffic.packets);
+        let source = source_for(choice, traffic.packets);
         if source == Source::Pcap && traffic.packets + OVS_POOL_HEADROOM > OVS_MEMPOOL_MBUFS {
             eprintln!(
                 "compare-ovs: warning: {} preloaded packets exceed OVS's {OVS_MEMPOOL_MBUFS}-mbuf mempool: OVS will fail",
@@ -988,7 +1185,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             };
             let (omin, omax) = minmax(&om);
             let (cmin, cmax) = minmax(&cm);
-            let line = Line::default()
+            let mut line = Line::default()
                 .with("case", case.name())
                 .with("flows", f)
                 .with("source", source_name(source))
@@ -1006,7 +1203,7 @@ pub fn run(args: &Args) -> Result<(), String> {
                 .with("ctgate_fwd_pct", pct(&ctg))
                 .with("secs", seconds)
                 .with("warmup", warmup);
-            let line = match args.frag_size {
+            line = match args.frag_size {
                 Some(n) => {
                     let k = traffic.frags_per_datagram as f64;
                     line.with("frag_size", n)
@@ -1016,6 +1213,23 @@ pub fn run(args: &Args) -> Result<(), String> {
                 }
                 None => line,
             };
+            if source == Source::Memif {
+                // The generator's median figures per side: Mpps the DUT took, CPU share.
+                for (side, m) in [("ovs", &ovs), ("ctgate", &ctg)] {
+                    let g: Vec<GenFigures> = m.iter().filter_map(|m| m.gen).collect();
+                    let sent: Vec<f64> = g.iter().map(|g| g.sent_mpps).collect();
+                    let cpu: Vec<f64> = g.iter().filter_map(|g| g.cpu).collect();
+                    line = line.with(&format!("{side}_gen_mpps"), fmt_mpps(median(&sent)));
+                    line = line.with(
+                        &format!("{side}_gen_cpu"),
+                        if cpu.is_empty() {
+                            "unknown".to_string()
+                        } else {
+                            format!("{:.2}", median(&cpu))
+                        },
+                    );
+                }
+            }
             println!("{}", line.render(args.json));
             points.push((case, f, o, c));
         }
@@ -1039,6 +1253,7 @@ fn source_name(s: Source) -> &'static str {
     match s {
         Source::Pcap => "pcap",
         Source::Fifo => "fifo",
+        Source::Memif => "memif",
     }
 }
 
@@ -1079,7 +1294,7 @@ mod tests {
     #[test]
     fn frag_size_writes_every_datagram_as_fragments_that_reassemble_to_it() {
         let dir = std::env::temp_dir().join(format!("ctgate-cmp-frag-{}", std::process::id()));
-        let t = Traffic::write(dir.clone(), 4, Some(3000)).unwrap();
+        let t = Traffic::write(dir.clone(), 4, Some(3000), true).unwrap();
         assert_eq!((t.frags_per_datagram, t.packets), (3, 24));
         for name in ["inside.pcap", "outside.pcap", "outside-ct.pcap"] {
             let frames: Vec<Vec<u8>> = ctgate::pcap::read_file(dir.join(name))

@@ -24,6 +24,7 @@ pub mod datapath;
 pub mod flow_frames;
 pub mod fwd;
 pub mod gateway_bench;
+pub mod gen;
 pub mod gen_traffic;
 pub mod nat_bench;
 pub mod ovs;

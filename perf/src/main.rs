@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 // `core` by path: a `use` of it would shadow the `core` crate.
 use ctgate_perf::{
-    compare_ovs, datapath, fwd, gateway_bench, gen_traffic, nat_bench, replay, step,
+    compare_ovs, datapath, fwd, gateway_bench, gen, gen_traffic, nat_bench, replay, step,
 };
 
 /// ctgate benchmarks.
@@ -43,6 +43,9 @@ enum Command {
     /// ctgate and Open vSwitch's DPDK datapath (conntrack, SNAT) side by side on the same
     /// input, ports and cores.
     CompareOvs(compare_ovs::Args),
+    /// The external traffic generator: a DPDK process of its own serving two net_memif
+    /// ports, sending compare-ovs's flows and counting (and checking) what comes back.
+    Gen(gen::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Datapath(args) => datapath::run(&args),
         Command::Step(args) => step::run(&args),
         Command::CompareOvs(args) => compare_ovs::run(&args),
+        Command::Gen(args) => gen::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,9 +21,10 @@
 //! carries the connections it learned from the active one, and if that one restarts and
 //! answers a resync request with its new, empty table, the standby keeps them.
 
-use super::conn::{L4State, ASSURED, DIR_ORIG, FORWARDED};
+use super::conn::{L4State, TcpPeer, TcpState, ASSURED, DIR_ORIG, FORWARDED};
 use super::events::DestroyReason;
 use super::key::ConnKey;
+use super::l4::tcp;
 use super::table::Hit;
 use super::timeouts::TimeoutAttr;
 use super::tracker::{CreateError, CtWorker, Refusal};
@@ -90,6 +91,50 @@ fn install_l4(c: &LearnedConn) -> L4State {
     l4
 }
 
+/// The L4 state and timeout class of a connection known here (`local`) updated by the
+/// peer's record `c`. Non-TCP: the peer's state. TCP: each end's state is the further of
+/// the two views (states only advance; a record of a reused port, whose ends are not both
+/// closed while here they are, replaces it), and an end this instance never saw (its
+/// segments cross the peer: asymmetric routes through an active/active pair) that the
+/// peer saw answer (`SYN_SENT` there) is established when this instance carries the
+/// other end, which the peer saw acknowledged: each instance sees one direction only, and
+/// no single view of the handshake ever reaches both ends established (it would stay in
+/// the opening timeout and expire on both). Sequence numbers are forgotten either way.
+fn merge_l4(c: &LearnedConn, local: &L4State) -> (L4State, TimeoutAttr) {
+    let mut l4 = install_l4(c);
+    if c.orig.proto != proto::TCP {
+        return (l4, c.attr);
+    }
+    let closed = |st: &L4State| st.peer.iter().all(|p| p.state >= TcpState::FinWait2);
+    if closed(local) && !closed(&l4) {
+        return (l4, c.attr);
+    }
+    for i in 0..2 {
+        if local.peer[i].state > l4.peer[i].state {
+            l4.peer[i] = TcpPeer {
+                seqlo: 0,
+                seqhi: 0,
+                ..local.peer[i]
+            };
+        }
+    }
+    for (p, q) in [(0, 1), (1, 0)] {
+        if l4.peer[p].state == TcpState::SynSent
+            && local.peer[p].state == TcpState::Closed
+            && local.peer[q].state >= TcpState::SynSent
+            && l4.peer[q].state >= TcpState::Established
+        {
+            l4.peer[p].state = TcpState::Established;
+        }
+    }
+    let attr = if l4 == install_l4(c) {
+        c.attr
+    } else {
+        tcp::timeout_for(&l4.peer[0], &l4.peer[1])
+    };
+    (l4, attr)
+}
+
 impl CtWorker<'_> {
     /// Installs `c`, or updates it in place when a connection with its original key and
     /// reply tuple exists; one with the same original key but another reply tuple (another
@@ -113,19 +158,31 @@ impl CtWorker<'_> {
                     return Ok(Learned::KeptLocal(hit));
                 }
                 if ct.table().key(hit.idx, 1) == c.reply {
-                    conn.with_l4(|st| *st = install_l4(c));
-                    conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
-                    conn.tattr.store(learned_status(c.attr), Ordering::Relaxed);
+                    let attr = conn.with_l4(|st| {
+                        let (l4, attr) = merge_l4(c, st);
+                        *st = l4;
+                        attr
+                    });
+                    let mut expiry = now + c.timeout_ms;
+                    if attr != c.attr {
+                        let zone = ct.zones().get(c.orig.zone);
+                        expiry = expiry.max(now + ct.timeout_ms(zone, attr));
+                    }
+                    let kept = conn.expiry.load(Ordering::Relaxed);
+                    conn.expiry.store(expiry.max(kept), Ordering::Relaxed);
+                    conn.tattr.store(learned_status(attr), Ordering::Relaxed);
                     conn.set_mark(c.mark);
                     conn.set_label(c.label);
-                    // Forwarded here stays so, and a connection made here (a peer's event
-                    // replaces it) was forwarded here.
-                    let fwd = match conn.origin.swap(c.origin, Ordering::Relaxed) {
-                        0 => FORWARDED,
-                        _ => conn.stream.load(Ordering::Relaxed) & FORWARDED,
-                    };
-                    conn.stream
-                        .store(c.stream & !FORWARDED | fwd, Ordering::Relaxed);
+                    // A connection made here stays this instance's: its walks keep
+                    // sending it, and the end of the peer's stream (which removes only
+                    // what was learned from that peer) cannot take it. A learned one
+                    // forwarded here stays so.
+                    if conn.origin() != 0 {
+                        let fwd = conn.stream.load(Ordering::Relaxed) & FORWARDED;
+                        conn.origin.store(c.origin, Ordering::Relaxed);
+                        conn.stream
+                            .store(c.stream & !FORWARDED | fwd, Ordering::Relaxed);
+                    }
                     return Ok(Learned::Updated(hit));
                 }
             }

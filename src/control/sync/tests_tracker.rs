@@ -622,3 +622,65 @@ fn standby_keeps_the_connections_it_forwards_when_the_restarted_active_one_answe
     assert_eq!(r.state.to_string(), "trk,est,rpl");
     assert_eq!(p.b.ct.counters().created, 0);
 }
+
+#[test]
+fn a_connection_whose_replies_cross_the_other_active_instance_stays_established_on_both() {
+    // Port blocks of one address routed to A: B's connection (client 10.0.0.7) sends
+    // through B, its replies come back through A, which knows it by sync.
+    let prm = SyncParams {
+        rto_ms: 30,
+        refresh_ms: 1_000,
+        ..SyncParams::default()
+    };
+    let mut p = Pair::active_active(prm, 0);
+    let (c, s) = ("10.0.0.7", "192.0.2.2");
+    let now = p.now;
+    p.b.w
+        .process(&tcp(c, s, 40000, 80, SYN, 1000, 0, 65535, 0), 0, true, now);
+    p.settle(|p| p.a.ct.n_conns() == 1);
+    // The handshake and one request/response, each end's segments at its instance,
+    // faster than a sync round trip (as on a real link).
+    let now = p.now;
+    let seg = |src, dst, sp, dp, fl, seq, ack, len| tcp(src, dst, sp, dp, fl, seq, ack, 65535, len);
+    let at_a = |p: &mut Pair, f: crate::wire::parse::ParsedPacket| {
+        let r = p.a.w.process(&f, 0, true, now);
+        assert!(r.state.to_string().contains("est"), "A: {}", r.state);
+    };
+    let at_b = |p: &mut Pair, f: crate::wire::parse::ParsedPacket| {
+        let r = p.b.w.process(&f, 0, true, now);
+        assert!(!r.state.to_string().contains("inv"), "B: {}", r.state);
+    };
+    at_a(&mut p, seg(s, c, 80, 40000, SYN | ACK, 5000, 1001, 0));
+    at_b(&mut p, seg(c, s, 40000, 80, ACK, 1001, 5001, 0));
+    at_b(&mut p, seg(c, s, 40000, 80, ACK | PSH, 1001, 5001, 100));
+    at_a(&mut p, seg(s, c, 80, 40000, ACK | PSH, 5001, 1101, 200));
+    at_b(&mut p, seg(c, s, 40000, 80, ACK, 1101, 5201, 0));
+    // Idle for 40 s (past the opening timeout), through refreshes, then a bracketed
+    // stream each way (a resync) and its removal walk.
+    for _ in 0..4_000 {
+        p.tick();
+    }
+    p.a.ep.request_resync();
+    p.b.ep.request_resync();
+    p.settle(|_| true);
+    for _ in 0..100 {
+        p.tick();
+    }
+    let now = p.now;
+    for (name, ct, origin) in [("A", &p.a.ct, 1), ("B", &p.b.ct, 0)] {
+        let live: Vec<_> = ct
+            .all_conns()
+            .into_iter()
+            .filter(|x| x.expiry > now)
+            .collect();
+        assert_eq!(live.len(), 1, "{name} lost the connection");
+        let x = &live[0];
+        assert_eq!(x.origin, origin, "{name}: origin");
+        assert!(
+            x.expiry - now > 3_600_000,
+            "{name}: {} ms left, {}",
+            x.expiry - now,
+            x.ovs_line(false, now)
+        );
+    }
+}
