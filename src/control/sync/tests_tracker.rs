@@ -621,6 +621,21 @@ fn standby_keeps_the_connections_it_forwards_when_the_restarted_active_one_answe
             .process(&udp("198.51.100.9", "10.0.0.3", 53, 5002), 0, true, now);
     assert_eq!(r.state.to_string(), "trk,est,rpl");
     assert_eq!(p.b.ct.counters().created, 0);
+    // B's refresh sends them back to A as B's: A's copy of the flow gets the remaining
+    // time that reply gave it on B.
+    let expiry = |ct: &Conntrack| {
+        ct.all_conns()
+            .iter()
+            .find(|s| s.orig.sport == 5002)
+            .map(|s| s.expiry)
+    };
+    let on_b = expiry(&p.b.ct).unwrap();
+    assert!(expiry(&p.a.ct).unwrap() < on_b);
+    p.b.ep.set_refresh_ms(1_000);
+    for _ in 0..150 {
+        p.tick();
+    }
+    assert_eq!(expiry(&p.a.ct), Some(on_b));
 }
 
 #[test]
