@@ -15,9 +15,13 @@
 //! last learned in ([`LearnedConn::stream`]); when a stream ends, the learned connections
 //! of that peer with another number are gone on the peer, and
 //! [`CtWorker::unlearn_unrepeated`] removes them, a few buckets per call. A connection
-//! this instance made (origin 0) is never removed that way.
+//! this instance made (origin 0) is never removed that way, nor is a learned one this
+//! instance's datapath has forwarded a packet of ([`FORWARDED`], set by the worker that
+//! forwards it, kept when the peer updates the connection): after a failover the standby
+//! carries the connections it learned from the active one, and if that one restarts and
+//! answers a resync request with its new, empty table, the standby keeps them.
 
-use super::conn::{L4State, TcpPeer, TcpState, ASSURED, DIR_ORIG};
+use super::conn::{L4State, TcpPeer, TcpState, ASSURED, DIR_ORIG, FORWARDED};
 use super::events::DestroyReason;
 use super::key::ConnKey;
 use super::l4::tcp;
@@ -44,7 +48,7 @@ pub struct LearnedConn {
     /// The peer's number, 1 to 255.
     pub origin: u8,
     /// The number of the peer's bulk stream running when it was learned (the caller
-    /// counts them per peer; see [`CtWorker::unlearn_unrepeated`]).
+    /// counts them per peer, in 15 bits; see [`CtWorker::unlearn_unrepeated`]).
     pub stream: u16,
 }
 
@@ -175,10 +179,13 @@ impl CtWorker<'_> {
                     conn.set_label(c.label);
                     // A connection made here stays this instance's: its walks keep
                     // sending it, and the end of the peer's stream (which removes only
-                    // what was learned from that peer) cannot take it.
+                    // what was learned from that peer) cannot take it. A learned one
+                    // forwarded here stays so.
                     if conn.origin() != 0 {
+                        let fwd = conn.stream.load(Ordering::Relaxed) & FORWARDED;
                         conn.origin.store(c.origin, Ordering::Relaxed);
-                        conn.stream.store(c.stream, Ordering::Relaxed);
+                        conn.stream
+                            .store(c.stream & !FORWARDED | fwd, Ordering::Relaxed);
                     }
                     return Ok(Learned::Updated(hit));
                 }
@@ -194,7 +201,7 @@ impl CtWorker<'_> {
             conn.set_mark(c.mark);
             conn.set_label(c.label);
             conn.origin.store(c.origin, Ordering::Relaxed);
-            conn.stream.store(c.stream, Ordering::Relaxed);
+            conn.stream.store(c.stream & !FORWARDED, Ordering::Relaxed);
         };
         // Only the NAT bits travel; a control connection's ALG helper comes from this
         // instance's own `[[alg]]` rules, as for a local one.
@@ -236,7 +243,8 @@ impl CtWorker<'_> {
     /// another stream than `stream` (the peer's bulk stream that just ended did not repeat
     /// them: the peer no longer has them), through the normal remove path (bucket locks,
     /// zone count, NAT mapping hooks), without events. Connections this instance made
-    /// (origin 0) are never touched. Returns how many were removed.
+    /// (origin 0) and learned ones it has forwarded ([`FORWARDED`]) are never touched.
+    /// Returns how many were removed.
     pub fn unlearn_unrepeated(
         &mut self,
         origin: u8,
@@ -254,14 +262,27 @@ impl CtWorker<'_> {
             stale.clear();
             ct.table().for_each_in_bucket(b, |idx, gen| {
                 let c = ct.table().conn(idx);
-                if c.origin() == origin && c.stream.load(Ordering::Relaxed) != stream {
+                let s = c.stream.load(Ordering::Relaxed);
+                if c.origin() == origin && s & FORWARDED == 0 && s != stream {
                     stale.push((idx, gen));
                 }
             });
             for &(idx, gen) in &stale {
-                // Only this (control) shard learns, so origin and stream cannot change
-                // between the read and the removal; a slot freed and reused meanwhile has
-                // another generation and is left alone.
+                // Only this (control) shard learns, so origin and the stream number cannot
+                // change between the read and the removal, but a worker may mark it
+                // forwarded: claim it first (a worker's mark after the claim is a packet
+                // racing the removal, as with any removal). A slot freed and reused
+                // meanwhile has another generation and is left alone.
+                let c = ct.table().conn(idx);
+                let s = c.stream.load(Ordering::Relaxed);
+                let claimed = s & FORWARDED == 0
+                    && s != stream
+                    && c.stream
+                        .compare_exchange(s, stream, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok();
+                if !claimed {
+                    continue;
+                }
                 let ev = (self.shard(), DestroyReason::Synced);
                 if ct.remove(idx, gen, Some(self.cache()), ev) {
                     removed += 1;

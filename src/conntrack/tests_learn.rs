@@ -473,6 +473,58 @@ fn unlearn_unrepeated_removes_only_that_peers_connections_of_other_streams() {
 }
 
 #[test]
+fn learned_connections_forwarded_here_survive_their_peers_stream_end_and_its_updates() {
+    let a = tracker();
+    let mut wa = a.worker(0);
+    for port in 4000..4004 {
+        wa.process(&udp(A, B, port, 53), 0, true, 0);
+    }
+    let mut snaps = a.all_conns();
+    snaps.sort_by_key(|s| s.orig.sport);
+    let b = tracker();
+    let mut wb = b.worker(0);
+    // 4000-4002 learned from peer 1 in its stream 1; 4003 made here.
+    for s in &snaps[..3] {
+        let mut l = learned(s, 0, 1);
+        l.stream = 1;
+        wb.learn(&l, 0, false).unwrap();
+    }
+    wb.process(&udp(A, B, 4003, 53), 0, true, 0);
+    let forwarded = |ct: &Conntrack| {
+        let mut v: Vec<(u16, u8, bool)> = ct
+            .all_conns()
+            .iter()
+            .map(|s| (s.orig.sport, s.origin, s.forwarded))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(forwarded(&b).iter().all(|&(_, _, f)| !f));
+    // This instance forwards a reply of 4000; the peer then updates 4000 (its refresh) and
+    // 4003 (its event: the connection made here stays this instance's).
+    let r = wb.process(&udp(B, A, 53, 4000), 0, true, 1);
+    assert_eq!(r.state.to_string(), "trk,est,rpl");
+    for s in [&snaps[0], &snaps[3]] {
+        let mut l = learned(s, 0, 1);
+        l.stream = 1;
+        assert!(matches!(wb.learn(&l, 2, false), Ok(Learned::Updated(_))));
+    }
+    assert_eq!(
+        forwarded(&b),
+        [
+            (4000, 1, true),
+            (4001, 1, false),
+            (4002, 1, false),
+            (4003, 0, false)
+        ]
+    );
+    // The peer's stream 2 repeated none of them: only the two it alone had go.
+    let n = b.table().n_buckets();
+    assert_eq!(wb.unlearn_unrepeated(1, 2, 0..n), 2);
+    assert_eq!(forwarded(&b), [(4000, 1, true), (4003, 0, false)]);
+}
+
+#[test]
 fn half_views_of_one_tcp_connection_merge_into_an_established_one_and_a_reused_port_replaces_a_closed_one(
 ) {
     use super::conn::TcpState::{Closed, Established, SynSent, TimeWait};

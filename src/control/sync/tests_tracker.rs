@@ -563,6 +563,82 @@ fn active_active_port_blocks_of_one_address_never_share_a_tuple_and_each_transla
 }
 
 #[test]
+fn standby_keeps_the_connections_it_forwards_when_the_restarted_active_one_answers_its_resync_empty(
+) {
+    let prm = SyncParams {
+        rto_ms: 30,
+        ..SyncParams::default()
+    };
+    let mut p = Pair::new(prm.clone(), 10);
+    traffic(&mut p.a.w, 0, 50, 1);
+    p.settle(|p| p.b.ct.n_conns() == 100);
+    // Failover: B forwards a packet of 30 of A's TCP connections and 30 UDP flows (a
+    // reply each); the other 40 stay idle. A stops.
+    let now = p.now;
+    for i in 0..30u16 {
+        let src = format!("10.0.0.{}", i + 1);
+        let seg = tcp("192.0.2.2", &src, 80, 40000 + i, ACK, 5001, 1001, 65535, 0);
+        let reply = udp("198.51.100.9", &src, 53, 5000 + i);
+        for f in [seg, reply] {
+            let r = p.b.w.process(&f, 0, true, now);
+            assert_eq!(r.state.to_string(), "trk,est,rpl");
+        }
+    }
+    let carried_by_b = |ct: &Conntrack| {
+        let mut v: Vec<String> = ct
+            .all_conns()
+            .iter()
+            .filter(|s| (40000..40030).contains(&s.orig.sport) || s.orig.sport < 5030)
+            .map(|s| s.ovs_line(false, 0))
+            .collect();
+        v.sort();
+        v
+    };
+    let carried = carried_by_b(&p.b.ct);
+    assert_eq!(carried.len(), 60);
+    // B asks A for its table (a resync request outstanding while A is down); A restarts
+    // empty (a later boot) and answers it with its empty table.
+    p.b.ep.request_resync();
+    p.a = Side::new(1, &prm);
+    p.a.ep = SyncEndpoint::new(10, &[addr(2)], None, prm.clone());
+    p.sub = p.a.ct.events().subscribe(100_000);
+    p.loss = 0;
+    let received = p.b.ep.status(p.now)[0].counters.bulk_received;
+    p.settle(|p| p.b.ep.status(p.now)[0].counters.bulk_received > received);
+    // B removed the 40 it only held for A and kept every one it forwards, as learned from
+    // A; A got them from B's answer to its own resync (the link is clean from here on, so
+    // A's empty answer to B comes before it learned them).
+    assert_eq!(lines(&p.b.ct), carried);
+    assert_eq!(p.b.streams.removed(0), 40);
+    let b = p.b.ct.all_conns();
+    assert!(b.iter().all(|s| s.origin == 1 && s.forwarded));
+    let a = p.a.ct.all_conns();
+    assert!(a.len() >= 60 && a.iter().all(|s| s.origin == 1));
+    // They carry on at B: no new connection.
+    let now = p.now;
+    let r =
+        p.b.w
+            .process(&udp("198.51.100.9", "10.0.0.3", 53, 5002), 0, true, now);
+    assert_eq!(r.state.to_string(), "trk,est,rpl");
+    assert_eq!(p.b.ct.counters().created, 0);
+    // B's refresh sends them back to A as B's: A's copy of the flow gets the remaining
+    // time that reply gave it on B.
+    let expiry = |ct: &Conntrack| {
+        ct.all_conns()
+            .iter()
+            .find(|s| s.orig.sport == 5002)
+            .map(|s| s.expiry)
+    };
+    let on_b = expiry(&p.b.ct).unwrap();
+    assert!(expiry(&p.a.ct).unwrap() < on_b);
+    p.b.ep.set_refresh_ms(1_000);
+    for _ in 0..150 {
+        p.tick();
+    }
+    assert_eq!(expiry(&p.a.ct), Some(on_b));
+}
+
+#[test]
 fn a_connection_whose_replies_cross_the_other_active_instance_stays_established_on_both() {
     // Port blocks of one address routed to A: B's connection (client 10.0.0.7) sends
     // through B, its replies come back through A, which knows it by sync.
