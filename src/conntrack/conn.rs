@@ -17,6 +17,12 @@ pub const DIR_REPLY: usize = 1;
 /// The bits of [`Conn::nat`] that hold the NAT flags (`CtState::SNAT | DNAT`); the low
 /// six hold the ALG bits, so the record stays at 128 bytes.
 pub const NAT_MASK: u8 = 0xc0;
+/// The bit of [`Conn::stream`] that marks a learned connection this instance's datapath
+/// has forwarded a packet of: it is this instance's too, so the end of its peer's bulk
+/// stream never removes it and the refresh sends it back to that peer. Set once (the
+/// worker reads the byte and the word on the line the lookup already read, and writes
+/// only while the bit is clear); kept when the peer updates the connection.
+pub const FORWARDED: u16 = 0x8000;
 /// ALG bits: the helper of a control connection (`alg::helpers::ALG_FTP`/`ALG_TFTP`).
 pub const ALG_HELPER: u8 = 0x03;
 /// ALG bit: a data connection created from an expectation (its parent is in the ALG side
@@ -291,7 +297,8 @@ pub struct Conn {
     pub(crate) origin: AtomicU8,
     pub(crate) mark: AtomicU32,
     /// For a learned connection: the number of its origin peer's bulk stream that last
-    /// carried it ([`crate::conntrack::learn`]); meaningless for a local one.
+    /// carried it ([`crate::conntrack::learn`]), in the low 15 bits, and [`FORWARDED`];
+    /// meaningless for a local one.
     pub(crate) stream: AtomicU16,
     /// Zone-list links (previous, next), only read and written under the zone-list shard
     /// lock (so `Relaxed` loads and stores suffice: the lock orders them; on x86 they are
@@ -423,6 +430,22 @@ impl Conn {
     /// 0 when created here, else the number of the sync peer it was learned from.
     pub fn origin(&self) -> u8 {
         self.origin.load(Ordering::Relaxed)
+    }
+
+    /// Marks a learned connection as forwarded here ([`FORWARDED`]); nothing for a local
+    /// one. One write per connection: the bit, once set, is only read.
+    #[inline(always)]
+    pub(crate) fn forwarded_here(&self) {
+        if self.origin.load(Ordering::Relaxed) != 0
+            && self.stream.load(Ordering::Relaxed) & FORWARDED == 0
+        {
+            self.stream.fetch_or(FORWARDED, Ordering::Relaxed);
+        }
+    }
+
+    /// True for a learned connection this instance's datapath has forwarded.
+    pub fn forwarded(&self) -> bool {
+        self.origin() != 0 && self.stream.load(Ordering::Relaxed) & FORWARDED != 0
     }
 
     /// The NAT flags (`CtState` SNAT/DNAT bits).

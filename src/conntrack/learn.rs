@@ -15,11 +15,16 @@
 //! last learned in ([`LearnedConn::stream`]); when a stream ends, the learned connections
 //! of that peer with another number are gone on the peer, and
 //! [`CtWorker::unlearn_unrepeated`] removes them, a few buckets per call. A connection
-//! this instance made (origin 0) is never removed that way.
+//! this instance made (origin 0) is never removed that way, nor is a learned one this
+//! instance's datapath has forwarded a packet of ([`FORWARDED`], set by the worker that
+//! forwards it, kept when the peer updates the connection): after a failover the standby
+//! carries the connections it learned from the active one, and if that one restarts and
+//! answers a resync request with its new, empty table, the standby keeps them.
 
-use super::conn::{L4State, ASSURED, DIR_ORIG};
+use super::conn::{L4State, TcpPeer, TcpState, ASSURED, DIR_ORIG, FORWARDED};
 use super::events::DestroyReason;
 use super::key::ConnKey;
+use super::l4::tcp;
 use super::table::Hit;
 use super::timeouts::TimeoutAttr;
 use super::tracker::{CreateError, CtWorker, Refusal};
@@ -43,7 +48,7 @@ pub struct LearnedConn {
     /// The peer's number, 1 to 255.
     pub origin: u8,
     /// The number of the peer's bulk stream running when it was learned (the caller
-    /// counts them per peer; see [`CtWorker::unlearn_unrepeated`]).
+    /// counts them per peer, in 15 bits; see [`CtWorker::unlearn_unrepeated`]).
     pub stream: u16,
 }
 
@@ -86,10 +91,58 @@ fn install_l4(c: &LearnedConn) -> L4State {
     l4
 }
 
+/// The L4 state and timeout class of a connection known here (`local`) updated by the
+/// peer's record `c`. Non-TCP: the peer's state. TCP: each end's state is the further of
+/// the two views (states only advance; a record of a reused port, whose ends are not both
+/// closed while here they are, replaces it), and an end this instance never saw (its
+/// segments cross the peer: asymmetric routes through an active/active pair) that the
+/// peer saw answer (`SYN_SENT` there) is established when this instance's datapath has
+/// seen the other end (its sequence numbers are known here; a learned copy's never are),
+/// which the peer saw acknowledged: each instance sees one direction only, and no single
+/// view of the handshake ever reaches both ends established (it would stay in the opening
+/// timeout and expire on both). Sequence numbers are forgotten either way (the traffic may
+/// have moved here since), so only the first update after the handshake can do that.
+fn merge_l4(c: &LearnedConn, local: &L4State) -> (L4State, TimeoutAttr) {
+    let mut l4 = install_l4(c);
+    if c.orig.proto != proto::TCP {
+        return (l4, c.attr);
+    }
+    let closed = |st: &L4State| st.peer.iter().all(|p| p.state >= TcpState::FinWait2);
+    if closed(local) && !closed(&l4) {
+        return (l4, c.attr);
+    }
+    for i in 0..2 {
+        if local.peer[i].state > l4.peer[i].state {
+            l4.peer[i] = TcpPeer {
+                seqlo: 0,
+                seqhi: 0,
+                ..local.peer[i]
+            };
+        }
+    }
+    for (p, q) in [(0, 1), (1, 0)] {
+        if l4.peer[p].state == TcpState::SynSent
+            && local.peer[p].state == TcpState::Closed
+            && local.peer[q].state >= TcpState::SynSent
+            && (local.peer[q].seqlo, local.peer[q].seqhi) != (0, 0)
+            && l4.peer[q].state >= TcpState::Established
+        {
+            l4.peer[p].state = TcpState::Established;
+        }
+    }
+    let attr = if l4 == install_l4(c) {
+        c.attr
+    } else {
+        tcp::timeout_for(&l4.peer[0], &l4.peer[1])
+    };
+    (l4, attr)
+}
+
 impl CtWorker<'_> {
     /// Installs `c`, or updates it in place when a connection with its original key and
-    /// reply tuple exists; one with the same original key but another reply tuple (another
-    /// NAT binding) is replaced. With `keep_local`, a connection this instance made
+    /// reply tuple exists (its state merged with `c`'s, see `merge_l4`; a connection made
+    /// here keeps origin 0); one with the same original key but another reply tuple
+    /// (another NAT binding) is replaced. With `keep_local`, a connection this instance made
     /// (origin 0) is left alone (the peer's copy came from a table walk and is older).
     pub fn learn(
         &mut self,
@@ -109,13 +162,31 @@ impl CtWorker<'_> {
                     return Ok(Learned::KeptLocal(hit));
                 }
                 if ct.table().key(hit.idx, 1) == c.reply {
-                    conn.with_l4(|st| *st = install_l4(c));
-                    conn.expiry.store(now + c.timeout_ms, Ordering::Relaxed);
-                    conn.tattr.store(learned_status(c.attr), Ordering::Relaxed);
+                    let attr = conn.with_l4(|st| {
+                        let (l4, attr) = merge_l4(c, st);
+                        *st = l4;
+                        attr
+                    });
+                    let mut expiry = now + c.timeout_ms;
+                    if attr != c.attr {
+                        let zone = ct.zones().get(c.orig.zone);
+                        expiry = expiry.max(now + ct.timeout_ms(zone, attr));
+                    }
+                    let kept = conn.expiry.load(Ordering::Relaxed);
+                    conn.expiry.store(expiry.max(kept), Ordering::Relaxed);
+                    conn.tattr.store(learned_status(attr), Ordering::Relaxed);
                     conn.set_mark(c.mark);
                     conn.set_label(c.label);
-                    conn.origin.store(c.origin, Ordering::Relaxed);
-                    conn.stream.store(c.stream, Ordering::Relaxed);
+                    // A connection made here stays this instance's: its walks keep
+                    // sending it, and the end of the peer's stream (which removes only
+                    // what was learned from that peer) cannot take it. A learned one
+                    // forwarded here stays so.
+                    if conn.origin() != 0 {
+                        let fwd = conn.stream.load(Ordering::Relaxed) & FORWARDED;
+                        conn.origin.store(c.origin, Ordering::Relaxed);
+                        conn.stream
+                            .store(c.stream & !FORWARDED | fwd, Ordering::Relaxed);
+                    }
                     return Ok(Learned::Updated(hit));
                 }
             }
@@ -130,7 +201,7 @@ impl CtWorker<'_> {
             conn.set_mark(c.mark);
             conn.set_label(c.label);
             conn.origin.store(c.origin, Ordering::Relaxed);
-            conn.stream.store(c.stream, Ordering::Relaxed);
+            conn.stream.store(c.stream & !FORWARDED, Ordering::Relaxed);
         };
         // Only the NAT bits travel; a control connection's ALG helper comes from this
         // instance's own `[[alg]]` rules, as for a local one.
@@ -172,7 +243,8 @@ impl CtWorker<'_> {
     /// another stream than `stream` (the peer's bulk stream that just ended did not repeat
     /// them: the peer no longer has them), through the normal remove path (bucket locks,
     /// zone count, NAT mapping hooks), without events. Connections this instance made
-    /// (origin 0) are never touched. Returns how many were removed.
+    /// (origin 0) and learned ones it has forwarded ([`FORWARDED`]) are never touched.
+    /// Returns how many were removed.
     pub fn unlearn_unrepeated(
         &mut self,
         origin: u8,
@@ -190,14 +262,27 @@ impl CtWorker<'_> {
             stale.clear();
             ct.table().for_each_in_bucket(b, |idx, gen| {
                 let c = ct.table().conn(idx);
-                if c.origin() == origin && c.stream.load(Ordering::Relaxed) != stream {
+                let s = c.stream.load(Ordering::Relaxed);
+                if c.origin() == origin && s & FORWARDED == 0 && s != stream {
                     stale.push((idx, gen));
                 }
             });
             for &(idx, gen) in &stale {
-                // Only this (control) shard learns, so origin and stream cannot change
-                // between the read and the removal; a slot freed and reused meanwhile has
-                // another generation and is left alone.
+                // Only this (control) shard learns, so origin and the stream number cannot
+                // change between the read and the removal, but a worker may mark it
+                // forwarded: claim it first (a worker's mark after the claim is a packet
+                // racing the removal, as with any removal). A slot freed and reused
+                // meanwhile has another generation and is left alone.
+                let c = ct.table().conn(idx);
+                let s = c.stream.load(Ordering::Relaxed);
+                let claimed = s & FORWARDED == 0
+                    && s != stream
+                    && c.stream
+                        .compare_exchange(s, stream, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok();
+                if !claimed {
+                    continue;
+                }
                 let ev = (self.shard(), DestroyReason::Synced);
                 if ct.remove(idx, gen, Some(self.cache()), ev) {
                     removed += 1;

@@ -6,7 +6,7 @@
 use super::learn::{LearnError, Learned, LearnedConn};
 use super::testpkt::*;
 use super::*;
-use crate::wire::parse::tcp_flags::{ACK, PSH, SYN};
+use crate::wire::parse::tcp_flags::{ACK, PSH, RST, SYN};
 use std::sync::Arc;
 
 const A: &str = "10.0.0.2";
@@ -400,9 +400,12 @@ fn a_walked_copy_never_replaces_a_connection_made_here() {
         Ok(Learned::KeptLocal(_))
     ));
     assert_eq!(a.all_conns()[0], mine);
-    // An event-borne update does replace it: the peer's datapath changed it.
+    // An event-borne update does replace its state (the peer's datapath changed it),
+    // and it stays this instance's: its walks keep sending it, a stream's end keeps it.
     assert!(matches!(wa.learn(&copy, 5, false), Ok(Learned::Updated(_))));
-    assert_eq!((a.all_conns()[0].mark, a.all_conns()[0].origin), (99, 1));
+    assert_eq!((a.all_conns()[0].mark, a.all_conns()[0].origin), (99, 0));
+    assert_eq!(wa.unlearn_unrepeated(1, 77, 0..a.table().n_buckets()), 0);
+    assert_eq!(a.n_conns(), 1);
 }
 
 #[test]
@@ -467,4 +470,121 @@ fn unlearn_unrepeated_removes_only_that_peers_connections_of_other_streams() {
         );
     }
     assert_eq!(b.n_conns(), 9);
+}
+
+#[test]
+fn learned_connections_forwarded_here_survive_their_peers_stream_end_and_its_updates() {
+    let a = tracker();
+    let mut wa = a.worker(0);
+    for port in 4000..4004 {
+        wa.process(&udp(A, B, port, 53), 0, true, 0);
+    }
+    let mut snaps = a.all_conns();
+    snaps.sort_by_key(|s| s.orig.sport);
+    let b = tracker();
+    let mut wb = b.worker(0);
+    // 4000-4002 learned from peer 1 in its stream 1; 4003 made here.
+    for s in &snaps[..3] {
+        let mut l = learned(s, 0, 1);
+        l.stream = 1;
+        wb.learn(&l, 0, false).unwrap();
+    }
+    wb.process(&udp(A, B, 4003, 53), 0, true, 0);
+    let forwarded = |ct: &Conntrack| {
+        let mut v: Vec<(u16, u8, bool)> = ct
+            .all_conns()
+            .iter()
+            .map(|s| (s.orig.sport, s.origin, s.forwarded))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(forwarded(&b).iter().all(|&(_, _, f)| !f));
+    // This instance forwards a reply of 4000; the peer then updates 4000 (its refresh) and
+    // 4003 (its event: the connection made here stays this instance's).
+    let r = wb.process(&udp(B, A, 53, 4000), 0, true, 1);
+    assert_eq!(r.state.to_string(), "trk,est,rpl");
+    for s in [&snaps[0], &snaps[3]] {
+        let mut l = learned(s, 0, 1);
+        l.stream = 1;
+        assert!(matches!(wb.learn(&l, 2, false), Ok(Learned::Updated(_))));
+    }
+    assert_eq!(
+        forwarded(&b),
+        [
+            (4000, 1, true),
+            (4001, 1, false),
+            (4002, 1, false),
+            (4003, 0, false)
+        ]
+    );
+    // The peer's stream 2 repeated none of them: only the two it alone had go.
+    let n = b.table().n_buckets();
+    assert_eq!(wb.unlearn_unrepeated(1, 2, 0..n), 2);
+    assert_eq!(forwarded(&b), [(4000, 1, true), (4003, 0, false)]);
+}
+
+#[test]
+fn half_views_of_one_tcp_connection_merge_into_an_established_one_and_a_reused_port_replaces_a_closed_one(
+) {
+    use super::conn::TcpState::{Closed, Established, SynSent, TimeWait};
+    // B carries the client's segments only, A the server's (asymmetric routes).
+    let (a, b) = (tracker(), tracker());
+    let (mut wa, mut wb) = (a.worker(0), b.worker(0));
+    wb.process(&tcp(A, B, 40000, 80, SYN, 1000, 0, 65535, 0), 0, true, 1);
+    wa.learn(&learned(&b.all_conns()[0], 1, 1), 1, false)
+        .unwrap();
+    wa.process(
+        &tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65535, 0),
+        0,
+        true,
+        2,
+    );
+    wb.process(&tcp(A, B, 40000, 80, ACK, 1001, 5001, 65535, 0), 0, true, 2);
+    let peers = |ct: &Conntrack| ct.all_conns()[0].l4.peer.map(|p| p.state);
+    assert_eq!(
+        (peers(&a), peers(&b)),
+        ([Established, SynSent], [SynSent, Closed])
+    );
+    // A standby that carries neither end (its copy of B's connection came by sync) takes
+    // A's view as it is: nothing here saw the client acknowledge the server.
+    let c = tracker();
+    let mut wc = c.worker(0);
+    wc.learn(&learned(&b.all_conns()[0], 2, 1), 2, false)
+        .unwrap();
+    wc.learn(&learned(&a.all_conns()[0], 3, 1), 3, false)
+        .unwrap();
+    assert_eq!(peers(&c), [Established, SynSent]);
+    // A's view reaches B (an event): both ends established, the established timeout,
+    // and it stays B's.
+    wb.learn(&learned(&a.all_conns()[0], 3, 1), 3, false)
+        .unwrap();
+    let s = b.all_conns()[0];
+    assert_eq!((peers(&b), s.origin), ([Established, Established], 0));
+    let est = b.timeout_ms(None, TimeoutAttr::TcpEstablished);
+    assert_eq!(s.expiry, 3 + est);
+    assert_eq!(
+        s.timeout_attr & !super::conn::ASSURED,
+        TimeoutAttr::TcpEstablished as u8
+    );
+    // B's merged view reaches A (a refresh): A's copy is established too.
+    wa.learn(&learned(&s, 4, 1), 4, true).unwrap();
+    assert_eq!(peers(&a), [Established, Established]);
+    assert!(a.all_conns()[0].expiry >= 3 + est);
+    // The client reuses the port after a reset: the new connection replaces the old one.
+    wb.process(
+        &tcp(A, B, 40000, 80, ACK | RST, 1001, 5001, 65535, 0),
+        0,
+        true,
+        5,
+    );
+    assert_eq!(peers(&b), [TimeWait, TimeWait]);
+    wa.learn(&learned(&b.all_conns()[0], 5, 1), 5, false)
+        .unwrap();
+    let c = tracker();
+    c.worker(0)
+        .process(&tcp(A, B, 40000, 80, SYN, 9000, 0, 65535, 0), 0, true, 6);
+    wa.learn(&learned(&c.all_conns()[0], 6, 1), 6, false)
+        .unwrap();
+    assert_eq!(peers(&a), [SynSent, Closed]);
 }

@@ -134,6 +134,9 @@ pub struct ConnSnapshot {
     pub timeout_attr: u8,
     /// 0 when created here, else the number of the sync peer it was learned from.
     pub origin: u8,
+    /// Learned, and this instance's datapath has forwarded a packet of it
+    /// ([`super::conn::FORWARDED`]).
+    pub forwarded: bool,
     /// The ALG bits (`conn::ALG_HELPER`, …): the helper of a control connection.
     pub alg: u8,
     /// The parent connection's original key, for a data connection an expectation
@@ -360,6 +363,7 @@ impl Conntrack {
                 l4: *l4,
                 timeout_attr: c.attr(),
                 origin: c.origin(),
+                forwarded: c.forwarded(),
                 alg: c.alg_bits(),
                 parent: None,
             })
@@ -843,6 +847,10 @@ impl<'a> CtWorker<'a> {
                     hit.gen,
                     now,
                 );
+            }
+            if matches!(res, UpdateResult::Valid | UpdateResult::ValidNew) {
+                // A learned connection forwarded here is ours too (learn.rs).
+                c.forwarded_here();
             }
             let nb = c.nat.load(Ordering::Relaxed);
             // A connection an expectation created stays RELATED on every packet, as OVS

@@ -74,7 +74,7 @@ fn wscale_of(t: &TcpSummary) -> u8 {
 }
 
 /// The timeout class for the pair of peer states after a valid segment.
-fn timeout_for(src: &TcpPeer, dst: &TcpPeer) -> TimeoutAttr {
+pub fn timeout_for(src: &TcpPeer, dst: &TcpPeer) -> TimeoutAttr {
     use TcpState::*;
     if src.state >= FinWait2 && dst.state >= FinWait2 {
         TimeoutAttr::TcpClose

@@ -561,3 +561,141 @@ fn active_active_port_blocks_of_one_address_never_share_a_tuple_and_each_transla
     let (_, reply) = nb.pass(&mut pair.b.w, &frame(false, h, p, s3, 53), now);
     assert!(reply.unwrap().dport >= 32768);
 }
+
+#[test]
+fn standby_keeps_the_connections_it_forwards_when_the_restarted_active_one_answers_its_resync_empty(
+) {
+    let prm = SyncParams {
+        rto_ms: 30,
+        ..SyncParams::default()
+    };
+    let mut p = Pair::new(prm.clone(), 10);
+    traffic(&mut p.a.w, 0, 50, 1);
+    p.settle(|p| p.b.ct.n_conns() == 100);
+    // Failover: B forwards a packet of 30 of A's TCP connections and 30 UDP flows (a
+    // reply each); the other 40 stay idle. A stops.
+    let now = p.now;
+    for i in 0..30u16 {
+        let src = format!("10.0.0.{}", i + 1);
+        let seg = tcp("192.0.2.2", &src, 80, 40000 + i, ACK, 5001, 1001, 65535, 0);
+        let reply = udp("198.51.100.9", &src, 53, 5000 + i);
+        for f in [seg, reply] {
+            let r = p.b.w.process(&f, 0, true, now);
+            assert_eq!(r.state.to_string(), "trk,est,rpl");
+        }
+    }
+    let carried_by_b = |ct: &Conntrack| {
+        let mut v: Vec<String> = ct
+            .all_conns()
+            .iter()
+            .filter(|s| (40000..40030).contains(&s.orig.sport) || s.orig.sport < 5030)
+            .map(|s| s.ovs_line(false, 0))
+            .collect();
+        v.sort();
+        v
+    };
+    let carried = carried_by_b(&p.b.ct);
+    assert_eq!(carried.len(), 60);
+    // B asks A for its table (a resync request outstanding while A is down); A restarts
+    // empty (a later boot) and answers it with its empty table.
+    p.b.ep.request_resync();
+    p.a = Side::new(1, &prm);
+    p.a.ep = SyncEndpoint::new(10, &[addr(2)], None, prm.clone());
+    p.sub = p.a.ct.events().subscribe(100_000);
+    p.loss = 0;
+    let received = p.b.ep.status(p.now)[0].counters.bulk_received;
+    p.settle(|p| p.b.ep.status(p.now)[0].counters.bulk_received > received);
+    // B removed the 40 it only held for A and kept every one it forwards, as learned from
+    // A; A got them from B's answer to its own resync (the link is clean from here on, so
+    // A's empty answer to B comes before it learned them).
+    assert_eq!(lines(&p.b.ct), carried);
+    assert_eq!(p.b.streams.removed(0), 40);
+    let b = p.b.ct.all_conns();
+    assert!(b.iter().all(|s| s.origin == 1 && s.forwarded));
+    let a = p.a.ct.all_conns();
+    assert!(a.len() >= 60 && a.iter().all(|s| s.origin == 1));
+    // They carry on at B: no new connection.
+    let now = p.now;
+    let r =
+        p.b.w
+            .process(&udp("198.51.100.9", "10.0.0.3", 53, 5002), 0, true, now);
+    assert_eq!(r.state.to_string(), "trk,est,rpl");
+    assert_eq!(p.b.ct.counters().created, 0);
+    // B's refresh sends them back to A as B's: A's copy of the flow gets the remaining
+    // time that reply gave it on B.
+    let expiry = |ct: &Conntrack| {
+        ct.all_conns()
+            .iter()
+            .find(|s| s.orig.sport == 5002)
+            .map(|s| s.expiry)
+    };
+    let on_b = expiry(&p.b.ct).unwrap();
+    assert!(expiry(&p.a.ct).unwrap() < on_b);
+    p.b.ep.set_refresh_ms(1_000);
+    for _ in 0..150 {
+        p.tick();
+    }
+    assert_eq!(expiry(&p.a.ct), Some(on_b));
+}
+
+#[test]
+fn a_connection_whose_replies_cross_the_other_active_instance_stays_established_on_both() {
+    // Port blocks of one address routed to A: B's connection (client 10.0.0.7) sends
+    // through B, its replies come back through A, which knows it by sync.
+    let prm = SyncParams {
+        rto_ms: 30,
+        refresh_ms: 1_000,
+        ..SyncParams::default()
+    };
+    let mut p = Pair::active_active(prm, 0);
+    let (c, s) = ("10.0.0.7", "192.0.2.2");
+    let now = p.now;
+    p.b.w
+        .process(&tcp(c, s, 40000, 80, SYN, 1000, 0, 65535, 0), 0, true, now);
+    p.settle(|p| p.a.ct.n_conns() == 1);
+    // The handshake and one request/response, each end's segments at its instance,
+    // faster than a sync round trip (as on a real link).
+    let now = p.now;
+    let seg = |src, dst, sp, dp, fl, seq, ack, len| tcp(src, dst, sp, dp, fl, seq, ack, 65535, len);
+    let at_a = |p: &mut Pair, f: crate::wire::parse::ParsedPacket| {
+        let r = p.a.w.process(&f, 0, true, now);
+        assert!(r.state.to_string().contains("est"), "A: {}", r.state);
+    };
+    let at_b = |p: &mut Pair, f: crate::wire::parse::ParsedPacket| {
+        let r = p.b.w.process(&f, 0, true, now);
+        assert!(!r.state.to_string().contains("inv"), "B: {}", r.state);
+    };
+    at_a(&mut p, seg(s, c, 80, 40000, SYN | ACK, 5000, 1001, 0));
+    at_b(&mut p, seg(c, s, 40000, 80, ACK, 1001, 5001, 0));
+    at_b(&mut p, seg(c, s, 40000, 80, ACK | PSH, 1001, 5001, 100));
+    at_a(&mut p, seg(s, c, 80, 40000, ACK | PSH, 5001, 1101, 200));
+    at_b(&mut p, seg(c, s, 40000, 80, ACK, 1101, 5201, 0));
+    // Idle for 40 s (past the opening timeout), through refreshes, then a bracketed
+    // stream each way (a resync) and its removal walk.
+    for _ in 0..4_000 {
+        p.tick();
+    }
+    p.a.ep.request_resync();
+    p.b.ep.request_resync();
+    p.settle(|_| true);
+    for _ in 0..100 {
+        p.tick();
+    }
+    let now = p.now;
+    for (name, ct, origin) in [("A", &p.a.ct, 1), ("B", &p.b.ct, 0)] {
+        let live: Vec<_> = ct
+            .all_conns()
+            .into_iter()
+            .filter(|x| x.expiry > now)
+            .collect();
+        assert_eq!(live.len(), 1, "{name} lost the connection");
+        let x = &live[0];
+        assert_eq!(x.origin, origin, "{name}: origin");
+        assert!(
+            x.expiry - now > 3_600_000,
+            "{name}: {} ms left, {}",
+            x.expiry - now,
+            x.ovs_line(false, now)
+        );
+    }
+}

@@ -16,10 +16,13 @@
 //! its end starts a walk over the table, [`SWEEP_BUCKETS`] buckets per control tick, that
 //! unlearns the connections of that peer with an older number. Records that arrive while
 //! the walk runs carry the current number and stay; a new stream from the peer cancels the
-//! walk (its own end starts another). Connections this instance made are never removed.
+//! walk (its own end starts another). Connections this instance made are never removed,
+//! nor are learned ones its datapath has forwarded (`conn::FORWARDED`): they are this
+//! instance's too, and the refresh sends them back to the peer they came from.
 
 use super::endpoint::SyncTable;
 use super::record::{SyncOp, SyncRecord};
+use crate::conntrack::conn::FORWARDED;
 use crate::conntrack::events::{CtEvent, DestroyReason, EventKind};
 use crate::conntrack::learn::LearnedConn;
 use crate::conntrack::{ConnSnapshot, Conntrack, CtWorker, TimeoutAttr};
@@ -118,7 +121,8 @@ pub struct TrackerTable<'w, 'a> {
 impl SyncTable for TrackerTable<'_, '_> {
     fn bulk_begin(&mut self, peer: usize) {
         let p = self.streams.peer(peer);
-        p.number = p.number.wrapping_add(1);
+        // 15 bits: the top one of a connection's number is `FORWARDED`.
+        p.number = p.number.wrapping_add(1) & !FORWARDED;
         p.sweep = None;
     }
 
@@ -169,7 +173,8 @@ impl SyncTable for TrackerTable<'_, '_> {
         let end = b.saturating_add(WALK_BUCKETS).min(n);
         while b < end && out.len() - start < max {
             ct.for_each_conn(b..b + 1, |s| {
-                if s.expiry > now && skip != Some(s.origin) {
+                // What the peer taught us goes back only once forwarded here.
+                if s.expiry > now && (skip != Some(s.origin) || s.forwarded) {
                     out.push(record_of(s, now));
                 }
             });
