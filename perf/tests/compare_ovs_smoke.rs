@@ -87,7 +87,12 @@ fn quick_compare_ovs_prints_both_sides() {
     for l in &lines {
         let num = |k: &str| num(l, k);
         assert_eq!(l["flows"], "1000", "{l:?}");
-        assert_eq!(l["source"], "pcap", "{l:?}");
+        // The default source: the generator process over memif, which reports per side.
+        assert_eq!(l["source"], "memif", "{l:?}");
+        for side in ["ovs", "ctgate"] {
+            assert!(num(&format!("{side}_gen_mpps")) > 0.0, "{l:?}");
+            assert!(num(&format!("{side}_gen_cpu")) > 0.0, "{l:?}");
+        }
         let (o, c, r) = (num("ovs_mpps"), num("ctgate_mpps"), num("ratio"));
         assert!(o.is_finite() && o > 0.0, "{l:?}");
         assert!(c.is_finite() && c > 0.0, "{l:?}");
