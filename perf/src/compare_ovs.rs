@@ -155,7 +155,7 @@ use ctgate::wire::frame_checksums::fill_frame;
 use crate::bench_config::{self, mac_str};
 use crate::child;
 use crate::gen;
-use crate::gen_traffic::{self, Proto, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
+use crate::gen_traffic::{self, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
 use crate::ovs::{self, Instance, Options};
 use crate::pcap_feed::{memory_for, pcap_mbufs, Feeder};
 use crate::plot::{self, Line};
@@ -509,17 +509,7 @@ impl Traffic {
         frag_size: Option<usize>,
         pcaps: bool,
     ) -> Result<Traffic, String> {
-        let g = gen_traffic::Args {
-            flows,
-            proto: Proto::Udp,
-            size: 64,
-            replies: 1.0,
-            shuffle: true,
-            seed: 1,
-            dst_mac: gen_traffic::parse_mac(PCAP_PORT0_MAC)?,
-            out_dst_mac: gen_traffic::parse_mac(PCAP_PORT1_MAC)?,
-            out: dir.clone(),
-        };
+        let g = gen_traffic::Args::compare_ovs(flows, dir.clone())?;
         gen_traffic::check(&g)?;
         // gen_traffic's frames are well formed at any size; its own bound is for pcaps
         // that are not cut.

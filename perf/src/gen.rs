@@ -59,7 +59,7 @@ use ctgate::dpdk::{
 use ctgate::wire::frame_checksums::fill_frame;
 
 use crate::child;
-use crate::gen_traffic::{self, Proto, PCAP_PORT0_MAC, PCAP_PORT1_MAC};
+use crate::gen_traffic::{self, PCAP_PORT0_MAC, PCAP_PORT1_MAC};
 use crate::plot::Line;
 use crate::runner::{find_ctgate, remove_dpdk_runtime, EalArgs};
 
@@ -159,17 +159,7 @@ pub type FramePair = (Vec<Vec<u8>>, Vec<Vec<u8>>);
 /// The frames compare-ovs sends for `flows` flows, stamped ([`STAMP`]): (inside packets,
 /// replies), in sending order (shuffled), reply `k` answering packet `k`.
 pub fn frames(flows: u32, replies_to: RepliesTo) -> Result<FramePair, String> {
-    let g = gen_traffic::Args {
-        flows,
-        proto: Proto::Udp,
-        size: 64,
-        replies: 1.0,
-        shuffle: true,
-        seed: 1,
-        dst_mac: gen_traffic::parse_mac(PCAP_PORT0_MAC)?,
-        out_dst_mac: gen_traffic::parse_mac(PCAP_PORT1_MAC)?,
-        out: PathBuf::new(),
-    };
+    let g = gen_traffic::Args::compare_ovs(flows, PathBuf::new())?;
     gen_traffic::check(&g)?;
     let (mut inside, mut outside) = gen_traffic::frames(&g);
     if inside.len() != outside.len() {

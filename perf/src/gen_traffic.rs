@@ -82,6 +82,24 @@ pub struct Args {
     pub out: PathBuf,
 }
 
+impl Args {
+    /// The traffic `compare-ovs` and the `gen` process send: `flows` UDP flows of 64-byte
+    /// frames, every one answered, shuffled with seed 1, to the pcap ports' MACs.
+    pub fn compare_ovs(flows: u32, out: PathBuf) -> Result<Args, String> {
+        Ok(Args {
+            flows,
+            proto: Proto::Udp,
+            size: 64,
+            replies: 1.0,
+            shuffle: true,
+            seed: 1,
+            dst_mac: parse_mac(PCAP_PORT0_MAC)?,
+            out_dst_mac: parse_mac(PCAP_PORT1_MAC)?,
+            out,
+        })
+    }
+}
+
 /// The command line of `ctgate-perf pcap`: the traffic ([`Args`], which `gateway` builds
 /// itself) and the output options.
 #[derive(clap::Args, Debug, Clone)]
