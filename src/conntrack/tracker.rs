@@ -820,15 +820,25 @@ impl<'a> CtWorker<'a> {
             };
             let c = self.ct.table.conn(hit.idx);
             let reply = hit.dir == DIR_REPLY;
-            let upd = c.with_l4(|st| {
-                if !c.is_live(hit.gen) {
-                    return None;
-                }
-                let (res, tattr) = kind.update(p, st, reply, seq_check);
-                // Under the lock, so that one packet only sees each change.
-                let update = tattr.is_some_and(|a| c.set_attr(a));
-                Some((res, tattr, update))
-            });
+            // A packet that changes nothing (the steady packets of UDP, ICMP and other
+            // protocols' connections) is answered without the lock; the others update
+            // under it.
+            let steady = c
+                .peek_proto_state(hit.gen)
+                .and_then(|ps| kind.steady(p, ps, reply))
+                .filter(|(_, tattr)| tattr.is_none_or(|a| c.attr_is(a)));
+            let upd = match steady {
+                Some((res, tattr)) => Some((res, tattr, false)),
+                None => c.with_l4(|st| {
+                    if !c.is_live(hit.gen) {
+                        return None;
+                    }
+                    let (res, tattr) = kind.update(p, st, reply, seq_check);
+                    // Under the lock, so that one packet only sees each change.
+                    let update = tattr.is_some_and(|a| c.set_attr(a));
+                    Some((res, tattr, update))
+                }),
+            };
             let Some((res, tattr, update)) = upd else {
                 bump(&self.counters().lookup_retries);
                 continue;
