@@ -595,7 +595,7 @@ impl<'a> Flow<'a> {
     }
 
     /// Packet `step` of the exchange as the client sends it to the server.
-    fn from_client(&self, step: usize) -> Vec<u8> {
+    fn client_sends(&self, step: usize) -> Vec<u8> {
         let s = &self.s;
         build(
             s.client.0,
@@ -605,7 +605,7 @@ impl<'a> Flow<'a> {
     }
 
     /// Packet `step` of the exchange as the server side sends it to the translated client.
-    fn from_outside(&self, step: usize) -> Vec<u8> {
+    fn outside_sends(&self, step: usize) -> Vec<u8> {
         let s = &self.s;
         build(
             s.out_dst.0,
@@ -621,7 +621,7 @@ impl<'a> Flow<'a> {
 
     /// The client's first packet of the exchange, as sent and as it leaves the gateway.
     fn first(&mut self) -> (Vec<u8>, Vec<u8>) {
-        let f = self.from_client(0);
+        let f = self.client_sends(0);
         let (_, out, _) = self.pass(&f, 0);
         (f, out)
     }
@@ -666,7 +666,7 @@ impl<'a> Flow<'a> {
         (ty, code): (u8, u8),
         quote: impl Fn(usize) -> usize,
     ) -> (Rewritten, Vec<u8>, Vec<u8>) {
-        let f = self.from_client(0);
+        let f = self.client_sends(0);
         let (_, out, first_bits) = self.pass(&f, 0);
         let q = quote(ip_of(&out).len());
         let err = build(
@@ -696,7 +696,7 @@ fn round_trip(p: Proto, v6: bool, kind: Kind) {
     let ep_rev = |a: Ep, b: Ep| if p == Proto::Echo { (a.0, b.1) } else { a };
     for (step, now) in [(0usize, 0u64), (2, 2)] {
         // Client → server, leaves translated.
-        let f = n.from_client(step);
+        let f = n.client_sends(step);
         let (r, out, bits) = n.pass(&f, now);
         let want_state = if step == 0 { "trk,new" } else { "trk,est" };
         assert_eq!(
@@ -781,10 +781,10 @@ round_trips! {
 fn the_changed_bits_name_exactly_the_rewritten_fields() {
     let ct = tracker();
     let mut n = Flow::new(&ct, false, Kind::Snat, Proto::Tcp);
-    let f = n.from_client(0);
+    let f = n.client_sends(0);
     let (_, _, bits) = n.pass(&f, 0);
     assert_eq!(bits, Rewritten(Rewritten::SRC_ADDR | Rewritten::SRC_PORT));
-    let reply = n.from_outside(1);
+    let reply = n.outside_sends(1);
     let (_, _, bits) = n.pass(&reply, 1);
     assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::DST_PORT));
 
@@ -795,7 +795,7 @@ fn the_changed_bits_name_exactly_the_rewritten_fields() {
         v6: true,
         ..n
     };
-    let f = n.from_client(0);
+    let f = n.client_sends(0);
     let (_, _, bits) = n.pass(&f, 0);
     assert_eq!(
         bits,
@@ -1055,7 +1055,7 @@ cases! {
 /// as it leaves the gateway.
 fn big_tcp_segment(n: &mut Flow, client_sends: bool) -> (Vec<u8>, Vec<u8>) {
     n.first();
-    let synack = n.from_outside(1);
+    let synack = n.outside_sends(1);
     n.pass(&synack, 1);
     let payload: Vec<u8> = (0..1400u32).map(|i| (i * 7 + 3) as u8).collect();
     let s = &n.s;
@@ -1249,7 +1249,7 @@ fn port_unreachable_from_the_snat_client(v6: bool) {
     let ct = tracker();
     let mut n = Flow::new(&ct, v6, Kind::Snat, Proto::Udp);
     n.first();
-    let answer = n.from_outside(1);
+    let answer = n.outside_sends(1);
     let (_, delivered, _) = n.pass(&answer, 1);
     let (ty, code) = unreachable(v6);
     let err = build(
@@ -1317,7 +1317,7 @@ fn sctp_with_a_wrong_crc32c_is_refused_not_laundered() {
     let ct = tracker();
     let mut n = Flow::new(&ct, false, Kind::Snat, Proto::Sctp);
     n.first();
-    let mut f = n.from_client(2);
+    let mut f = n.client_sends(2);
     let last = f.len() - 4;
     f[last] ^= 0x20; // a payload byte: the CRC32c no longer matches
     let p = parse_frame(&f).unwrap();
