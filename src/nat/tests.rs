@@ -594,24 +594,19 @@ impl<'a> Flow<'a> {
         }
     }
 
+    /// Packet `step` of the exchange from `from` to `to`.
+    fn packet(&self, from: Ep, to: Ep, step: usize) -> Vec<u8> {
+        build(from.0, to.0, &exchange(self.p, self.v6, from, to, step))
+    }
+
     /// Packet `step` of the exchange as the client sends it to the server.
     fn client_sends(&self, step: usize) -> Vec<u8> {
-        let s = &self.s;
-        build(
-            s.client.0,
-            s.server.0,
-            &exchange(self.p, self.v6, s.client, s.server, step),
-        )
+        self.packet(self.s.client, self.s.server, step)
     }
 
     /// Packet `step` of the exchange as the server side sends it to the translated client.
     fn outside_sends(&self, step: usize) -> Vec<u8> {
-        let s = &self.s;
-        build(
-            s.out_dst.0,
-            s.out_src.0,
-            &exchange(self.p, self.v6, s.out_dst, s.out_src, step),
-        )
+        self.packet(self.s.out_dst, self.s.out_src, step)
     }
 
     /// [`pass`] with the setup's NAT.
