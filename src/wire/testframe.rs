@@ -297,6 +297,19 @@ pub fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<
     f
 }
 
+/// `frame` with VLAN tags `(TPID, TCI)` inserted after the MAC addresses, outer first:
+/// one 0x8100 tag for 802.1Q, 0x88a8 then 0x8100 for QinQ (802.1ad). Works on any frame
+/// (IP, ARP); no checksum covers the tags.
+pub fn tagged(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    let mut t = frame[..12].to_vec();
+    for (tpid, tci) in tags {
+        t.extend_from_slice(&tpid.to_be_bytes());
+        t.extend_from_slice(&tci.to_be_bytes());
+    }
+    t.extend_from_slice(&frame[12..]);
+    t
+}
+
 /// An Ethernet/IPv4 ARP frame to `dst`: operation `op` (1 request, 2 reply), sender
 /// `sha`/`spa`, target `tha`/`tpa`.
 pub fn arp(
