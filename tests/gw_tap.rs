@@ -26,18 +26,9 @@ fn ping_and_tcp_cross_the_gateway_snated_and_outside_connections_are_refused() {
     let in_log = gw.http_server(&ns_in, "10.0.0.2", 8080, &www);
 
     // The gateway answers its own address; the server answers through it.
-    let p = gw.ping("10.0.0.1", 2);
-    assert!(p.ok, "ping 10.0.0.1 (the gateway):\n{p}");
-    let p = gw.ping("192.0.2.2", 3);
-    assert!(
-        p.ok && p.stdout.contains(" 0% packet loss"),
-        "ping 192.0.2.2:\n{p}"
-    );
-    let p = gw.ping("fd00:0:0:2::2", 3);
-    assert!(
-        p.ok && p.stdout.contains(" 0% packet loss"),
-        "ping fd00:0:0:2::2:\n{p}"
-    );
+    gw.must_ping("10.0.0.1", 2);
+    gw.must_ping("192.0.2.2", 3);
+    gw.must_ping("fd00:0:0:2::2", 3);
 
     // A 1 MiB TCP transfer, byte for byte.
     let got = gw.scratch.path("got");
@@ -275,22 +266,8 @@ fn a_vlan_sub_interface_carries_ping_and_tcp_through_snat() {
         "{show}"
     );
     let host = gw.vlan_host(10, "10.0.10.2/24", "10.0.10.1");
-    let ping = |gw: &Gw, dst: &str| {
-        gw.exec(
-            &host,
-            &["ping", "-n", "-c", "3", "-W", "2", "-i", "0.2", dst],
-        )
-    };
-    let p = ping(&gw, "10.0.10.1");
-    assert!(
-        p.ok && p.stdout.contains(" 0% packet loss"),
-        "ping 10.0.10.1:\n{p}"
-    );
-    let p = ping(&gw, "192.0.2.2");
-    assert!(
-        p.ok && p.stdout.contains(" 0% packet loss"),
-        "ping 192.0.2.2:\n{p}"
-    );
+    must_ping_in(&host, "10.0.10.1", 3);
+    must_ping_in(&host, "192.0.2.2", 3);
     let got = gw.scratch.path("got");
     let c = gw.exec(
         &host,
@@ -498,8 +475,7 @@ fn traffic_resumes_within_40_s_after_the_next_hop_changes_its_mac_silently() {
     let resumed = changed.elapsed();
     eprintln!("traffic resumed {resumed:?} after the MAC change, {lost} pings lost");
     // A few more get through, to the new MAC.
-    let p = gw.ping("192.0.2.2", 3);
-    assert!(p.ok && p.stdout.contains(" 0% packet loss"), "{p}");
+    gw.must_ping("192.0.2.2", 3);
     let stats = gw.ctl_ok(&["stats"]);
     let gl = stats
         .lines()
