@@ -279,25 +279,9 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
     );
     wait_for(&cap_in, "listening on");
     wait_for(&cap_out, "listening on");
-    let got = gw.scratch.path("got");
-    let c = gw.exec(
-        &ns_in,
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "20",
-            "-o",
-            got.to_str().unwrap(),
-            "http://192.0.2.2:8000/blob",
-        ],
-    );
+    let (c, got) = gw.fetch(&ns_in, "http://192.0.2.2:8000/blob", "");
     assert!(c.ok, "{c}");
-    assert_eq!(
-        std::fs::read(&got).unwrap(),
-        page,
-        "the download, byte for byte"
-    );
+    assert_eq!(got, page, "the download, byte for byte");
     let inside = wait_for(&cap_in, "mss ");
     let outside = wait_for(&cap_out, "mss ");
     assert!(

@@ -31,23 +31,13 @@ fn ping_and_tcp_cross_the_gateway_snated_and_outside_connections_are_refused() {
     gw.must_ping("fd00:0:0:2::2", 3);
 
     // A 1 MiB TCP transfer, byte for byte.
-    let got = gw.scratch.path("got");
-    let c = gw.exec(
+    let (c, got) = gw.fetch(
         &ns_in,
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "20",
-            "-o",
-            got.to_str().unwrap(),
-            "-w",
-            "%{http_code} %{local_port}",
-            "http://192.0.2.2:8000/blob",
-        ],
+        "http://192.0.2.2:8000/blob",
+        "%{http_code} %{local_port}",
     );
     assert!(c.ok && c.stdout.starts_with("200 "), "curl:\n{c}");
-    assert!(std::fs::read(&got).unwrap() == data, "the file differs");
+    assert!(got == data, "the file differs");
 
     // The server saw the pool address, not the client.
     let log = std::fs::read_to_string(&out_log).unwrap();
@@ -132,21 +122,9 @@ fn two_workers_share_the_tracker() {
     let p = gw.ping("192.0.2.2", 3);
     assert!(p.ok, "{p}");
     for i in 0..6 {
-        let got = gw.scratch.path(&format!("got{i}"));
-        let c = gw.exec(
-            &ns_in,
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "20",
-                "-o",
-                got.to_str().unwrap(),
-                "http://192.0.2.2:8000/blob",
-            ],
-        );
+        let (c, got) = gw.fetch(&ns_in, "http://192.0.2.2:8000/blob", "");
         assert!(c.ok, "transfer {i}:\n{c}");
-        assert!(std::fs::read(&got).unwrap() == data, "transfer {i} differs");
+        assert!(got == data, "transfer {i} differs");
     }
     let text = std::fs::read_to_string(&log).unwrap();
     let gets: Vec<&str> = text.lines().filter(|l| l.contains("\"GET ")).collect();
@@ -268,23 +246,9 @@ fn a_vlan_sub_interface_carries_ping_and_tcp_through_snat() {
     let host = gw.vlan_host(10, "10.0.10.2/24", "10.0.10.1");
     must_ping_in(&host, "10.0.10.1", 3);
     must_ping_in(&host, "192.0.2.2", 3);
-    let got = gw.scratch.path("got");
-    let c = gw.exec(
-        &host,
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "20",
-            "-o",
-            got.to_str().unwrap(),
-            "-w",
-            "%{http_code}",
-            "http://192.0.2.2:8000/blob",
-        ],
-    );
+    let (c, got) = gw.fetch(&host, "http://192.0.2.2:8000/blob", "%{http_code}");
     assert!(c.ok && c.stdout == "200", "curl over VLAN 10:\n{c}");
-    assert!(std::fs::read(&got).unwrap() == data, "the file differs");
+    assert!(got == data, "the file differs");
     let log = std::fs::read_to_string(&out_log).unwrap();
     let gets: Vec<&str> = log.lines().filter(|l| l.contains("\"GET ")).collect();
     assert_eq!(gets.len(), 1, "{log}");

@@ -428,6 +428,15 @@ pub trait Lab {
         self.exec(ns, &cmd)
     }
 
+    /// `curl` of `url` in `ns` (20 s at most) into the file `got` of the scratch directory
+    /// (removed first), printing `write_out` (`-w`): curl's output and the bytes it saved.
+    fn fetch(&self, ns: &str, url: &str, write_out: &str) -> (Out, Vec<u8>) {
+        let got = self.scratch().path("got");
+        let _ = std::fs::remove_file(&got);
+        let c = self.curl(ns, 20, &["-o", got.to_str().unwrap(), "-w", write_out, url]);
+        (c, std::fs::read(&got).unwrap_or_default())
+    }
+
     /// A web root in the scratch directory (`www`, created) with the files `files`
     /// (name, content), served by [`Lab::http_server`] on `addr:port` in `ns`: the
     /// directory and the server's request log.
