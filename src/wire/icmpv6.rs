@@ -98,6 +98,9 @@ view! {
     pub struct Packet;
 }
 
+// msg_code, checksum, rest_of_header, echo_ident, echo_seq_no, is_error, data and
+// set_msg_type, set_msg_code, set_checksum, set_rest_of_header, set_echo_ident,
+// set_echo_seq_no, data_mut: the header ICMPv4 and ICMPv6 share.
 icmp_header!(Packet);
 
 impl<T: AsRef<[u8]>> Packet<T> {

@@ -138,6 +138,7 @@ view! {
     pub struct Packet;
 }
 
+// src_port, dst_port, set_src_port, set_dst_port (bytes 0..4, as in TCP, UDP and SCTP).
 l4_ports!(Packet);
 
 impl<T: AsRef<[u8]>> Packet<T> {

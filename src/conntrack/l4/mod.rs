@@ -80,6 +80,29 @@ impl L4Kind {
         }
     }
 
+    /// What [`L4Kind::update`] returns for a packet that leaves a one-byte state
+    /// (`proto_state`: UDP, ICMP, other protocols) as it is, computed from that byte
+    /// alone, so the caller needs no lock ([`crate::conntrack::conn::Conn`]'s
+    /// `peek_proto_state`). `None` for TCP, whose state is more than the byte, and for a
+    /// packet that would change the state (the caller takes the lock and updates).
+    #[inline(always)]
+    pub fn steady(
+        self,
+        p: &ParsedPacket,
+        proto_state: u8,
+        reply: bool,
+    ) -> Option<(UpdateResult, Option<TimeoutAttr>)> {
+        if self == L4Kind::Tcp {
+            return None;
+        }
+        let mut st = L4State {
+            proto_state,
+            ..L4State::default()
+        };
+        let r = self.update(p, &mut st, reply, false);
+        (st.proto_state == proto_state).then_some(r)
+    }
+
     #[inline]
     pub fn update(
         self,
