@@ -406,22 +406,15 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
         &cap_err,
     );
     wait_for(&cap_err, "listening on");
-    let p = gw.exec(
-        &ns_in,
-        &[
-            "ping",
-            "-n",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-M",
-            "do",
-            "-s",
-            "1300",
-            "192.0.2.4",
-        ],
-    );
+    // One 1300-byte ping with DF (`-M do`), which the 1280 MTU refuses.
+    let ping_df = |dst: &str| {
+        let family = if dst.contains(':') { "-6" } else { "-4" };
+        let args = [
+            "ping", family, "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1300", dst,
+        ];
+        gw.exec(&ns_in, &args)
+    };
+    let p = ping_df("192.0.2.4");
     assert!(
         p.stdout
             .contains("From 10.0.0.1 icmp_seq=1 Frag needed and DF set (mtu = 1280)"),
@@ -429,23 +422,7 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
     );
     // IPv6 is never fragmented on the way: "packet too big".
     let ptb = gw_counter(&gw, "packet_too_big");
-    let p = gw.exec(
-        &ns_in,
-        &[
-            "ping",
-            "-6",
-            "-n",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-M",
-            "do",
-            "-s",
-            "1300",
-            "fd00:0:0:2::3",
-        ],
-    );
+    let p = ping_df("fd00:0:0:2::3");
     assert!(
         p.stdout
             .contains("From fd00:0:0:1::1 icmp_seq=1 Packet too big: mtu=1280"),
