@@ -203,9 +203,10 @@ impl L4State {
 }
 
 /// The per-protocol state of a record and the record's lock: a test-and-test-and-set spin
-/// lock byte, and the [`L4State`] as atomic words that are only read and written while
-/// the lock is held ([`Conn::with_l4`] copies them out, runs the update, and writes them
-/// back). Atomics rather than a lock around plain data, so that an all-zero record is a
+/// lock byte, and the [`L4State`] as atomic words that are only written while the lock
+/// is held ([`Conn::with_l4`] copies them out, runs the update, and writes them back);
+/// the one exception to reading under the lock is `proto_state`, which
+/// [`Conn::peek_proto_state`] reads between two generation checks. Atomics rather than a lock around plain data, so that an all-zero record is a
 /// valid, unlocked one (the pool is zeroed memory, see [`crate::dpdk::ZeroedPages`]).
 #[derive(Default, Zeroable)]
 #[repr(C)]
@@ -267,7 +268,7 @@ pub(crate) fn short_key(w: &[u64; KEY_WORDS]) -> Option<[u64; 2]> {
 /// Fields read on the lookup path without a lock are atomics (keys, status, generation,
 /// expiry): a reader may look at a slot that is concurrently freed and reused, and then
 /// discards what it read when the bucket's sequence or the generation changed. The L4 state
-/// is only touched under the connection's lock. All-zero bytes are a FREE record of
+/// is only written under the connection's lock. All-zero bytes are a FREE record of
 /// generation 0 (the pool starts as zeroed pages).
 #[derive(Default, Zeroable)]
 #[repr(C, align(64))]

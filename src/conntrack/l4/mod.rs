@@ -2,7 +2,9 @@
 //!
 //! Each protocol module is small: whether a packet may create a connection
 //! ([`L4Proto::valid_new`]), the state of a new connection ([`L4Proto::new_conn`]) and the
-//! update on every later packet ([`L4Proto::update`]). All run under the connection's lock.
+//! update on every later packet ([`L4Proto::update`]). All run under the connection's lock,
+//! except that a packet which leaves a one-byte state (UDP, ICMP, other protocols) as it is
+//! is answered from that byte without the lock ([`L4Kind::steady`]).
 
 pub mod icmp;
 pub mod other;
