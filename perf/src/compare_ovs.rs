@@ -158,7 +158,8 @@ use ctgate::wire::frame_checksums::fill_frame;
 
 use crate::bench_config::{self, mac_str};
 use crate::child;
-use crate::gen;
+use crate::gen::{self, RepliesTo};
+use crate::gen_process::{GenFigures, GenProcess, GenSpec};
 use crate::gen_traffic::{self, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTER_MAC};
 use crate::ovs::{self, Instance, Options};
 use crate::pcap_feed::{memory_for, pcap_mbufs, Feeder};
@@ -603,135 +604,6 @@ impl Feed {
     }
 }
 
-/// What the generator reported for a run.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct GenFigures {
-    /// Packets the DUT took, per second over the generator's run, in millions.
-    sent_mpps: f64,
-    /// Share of its CPU the generator ran.
-    cpu: Option<f64>,
-    /// Share of its TX bursts the side's ring did not take in full (near 1: the side set
-    /// the rate, not the generator).
-    full: Option<f64>,
-}
-
-/// `ctgate-perf gen` serving the memif sockets of a run on CPU 0, stopped by PID.
-struct GenProcess {
-    child: Option<Child>,
-    prefix: String,
-    out: Option<std::thread::JoinHandle<String>>,
-    err: Option<std::thread::JoinHandle<String>>,
-}
-
-fn read_all(r: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut r) = r {
-            let _ = r.read_to_string(&mut s);
-        }
-        s
-    })
-}
-
-impl GenProcess {
-    /// Starts the generator for `flows` flows of `case` with its sockets in `dir`, and
-    /// waits for both sockets.
-    /// `rx_queues`: the side's TX queues per port.
-    /// It sends for the warm-up, the window and `margin` seconds after the side took the
-    /// first packet, then holds the ports until stopped (the side detaches while nothing
-    /// is sent: ctgate exits 2 s after its window, so its margin is 1 s).
-    fn start(
-        r: &Run,
-        rx_queues: u16,
-        margin: f64,
-        dir: &Path,
-        prefix: String,
-    ) -> Result<GenProcess, String> {
-        let (flows, case) = (r.flows, r.case);
-        let seconds = r.warmup + r.seconds + margin;
-        let exe = std::env::current_exe()
-            .map_err(|e| format!("cannot locate ctgate-perf itself: {e}"))?;
-        let mut c = child::command(&exe, None)
-            .args(["gen", "--flows", &flows.to_string(), "--replies-to"])
-            .arg(if case == Case::Ct { "client" } else { "snat" })
-            .args(["--rx-queues", &rx_queues.to_string()])
-            .args(["--seconds", &seconds.to_string(), "--hold"])
-            .args(["--cpu", "0", "--file-prefix", &prefix, "--dir"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run {} gen: {e}", exe.display()))?;
-        let (out, err) = (c.stdout.take(), c.stderr.take());
-        let mut g = GenProcess {
-            child: Some(c),
-            prefix,
-            out: Some(read_all(out)),
-            err: Some(read_all(err)),
-        };
-        let t0 = Instant::now();
-        while !(0..2).all(|p| gen::socket_path(dir, p).exists()) {
-            interrupted()?;
-            if let Some(c) = g.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    let err = g.err.take().and_then(|h| h.join().ok()).unwrap_or_default();
-                    return Err(format!("the generator exited ({st}): {err}"));
-                }
-            }
-            if t0.elapsed() > ovs::WAIT_LIMIT {
-                return Err("timed out waiting for the generator's memif sockets".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(g)
-    }
-
-    /// Stops it (SIGTERM: it prints its line) and reads its figures; frames that came
-    /// back not as sent fail the run.
-    fn finish(mut self) -> Result<GenFigures, String> {
-        // A generous grace: on a loaded machine its EAL cleanup can take seconds.
-        child::stop(&mut self.child, Duration::from_secs(20));
-        let out = self
-            .out
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        let err = self
-            .err
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        let line = out
-            .lines()
-            .find(|l| l.starts_with("bench=gen "))
-            .ok_or_else(|| format!("the generator printed no result line:\n{out}{err}"))?;
-        let num = |k: &str| {
-            ctgate::control::counter_lines::fields(line)
-                .find(|(key, _)| *key == k)
-                .and_then(|(_, v)| v.parse::<f64>().ok())
-        };
-        let bad = num("bad").ok_or_else(|| format!("no bad= in {line}"))?;
-        if bad > 0.0 {
-            return Err(format!(
-                "the generator received {bad} frames that are not what it sent: {line}"
-            ));
-        }
-        Ok(GenFigures {
-            sent_mpps: num("sent_mpps").ok_or_else(|| format!("no sent_mpps= in {line}"))?,
-            cpu: num("cpu"),
-            full: num("full"),
-        })
-    }
-}
-
-impl Drop for GenProcess {
-    fn drop(&mut self) {
-        child::stop(&mut self.child, Duration::from_secs(5));
-        remove_dpdk_runtime(&self.prefix);
-    }
-}
-
 /// The generator's ceiling at `flows` flows: `ctgate-perf gen --loopback` (the trivial
 /// forwarder `bin --pair 0:1` on the CPU other than the generator's) for `seconds`, its
 /// received Mpps. A lower bound when the forwarder, not the generator, set the rate.
@@ -763,18 +635,25 @@ fn gen_ceiling(flows: u32, seconds: f64, bin: &Path, prefix: &str) -> Result<f64
 /// for `memif` (stopped by the caller after the reader exited).
 /// `tx_queues`: the side's TX queues per port (OVS with one PMD: 2; ctgate with one
 /// worker: 1).
-/// `margin`: seconds the generator sends after the window ([`GenProcess::start`]).
+/// `margin`: seconds the generator sends after the window.
 fn devargs(r: &Run, tx_queues: u16, margin: f64, feed: &mut Feed) -> Result<[String; 2], String> {
     if r.source == Source::Memif {
         let dir = r.dir.join("memif");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        feed.gen = Some(GenProcess::start(
-            r,
-            tx_queues,
-            margin,
-            &dir,
-            format!("{}-gen", r.prefix),
-        )?);
+        let spec = GenSpec {
+            flows: r.flows,
+            replies_to: if r.case == Case::Ct {
+                RepliesTo::Client
+            } else {
+                RepliesTo::Snat
+            },
+            rx_queues: tx_queues,
+            // The warm-up, the window and `margin` seconds after the side took the first
+            // packet; then it holds the ports until stopped (the side detaches while
+            // nothing is sent: ctgate exits 2 s after its window, so its margin is 1 s).
+            seconds: r.warmup + r.seconds + margin,
+        };
+        let prefix = format!("{}-gen", r.prefix);
+        feed.gen = Some(GenProcess::start(&spec, &dir, prefix, &interrupted)?);
         return Ok([gen::client_devargs(&dir, 0), gen::client_devargs(&dir, 1)]);
     }
     let mut out = [String::new(), String::new()];

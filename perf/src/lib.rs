@@ -11,7 +11,8 @@
 //! Shared: [`runner`] (running the ctgate binary, its figures), [`bench_config`] (the
 //! configuration benchmarks run with), [`pcap_feed`] (net_pcap sources), [`ovs`] (a
 //! private Open vSwitch instance, also the differential test's), [`child`] (child
-//! processes that never outlive this one), [`flow_frames`] (the tracker benchmarks'
+//! processes that never outlive this one), [`gen_process`] (the generator as a child
+//! process), [`flow_frames`] (the tracker benchmarks'
 //! synthetic frames), [`plot`] (result lines, progress, SVG charts).
 //!
 //! Speed is measured here, never asserted in tests.
@@ -25,6 +26,7 @@ pub mod flow_frames;
 pub mod fwd;
 pub mod gateway_bench;
 pub mod gen;
+pub mod gen_process;
 pub mod gen_traffic;
 pub mod nat_bench;
 pub mod ovs;
