@@ -616,6 +616,13 @@ impl Line {
         self.0.push((key.to_string(), value.to_string()));
     }
 
+    /// Replaces the value of `key` where it already is (its place kept); nothing if absent.
+    pub fn set(&mut self, key: &str, value: impl ToString) {
+        if let Some(kv) = self.0.iter_mut().find(|(k, _)| k == key) {
+            kv.1 = value.to_string();
+        }
+    }
+
     /// [`Line::push`], by value.
     pub fn with(mut self, key: &str, value: impl ToString) -> Line {
         self.push(key, value);

@@ -282,3 +282,79 @@ fn mtu_needs_a_udp_datagram_larger_than_one_fragment() {
         assert!(err.contains("--mtu") || err.contains("--size"), "{err}");
     }
 }
+
+#[test]
+fn memif_source_forwards_the_generator_process_flows_through_the_gateway() {
+    // ctgate's pipeline in the benchmark's process, its two ports memif clients of the
+    // generator process (`ctgate-perf gen`), which fails the run if any frame comes back
+    // not as it sent it.
+    let out = run(&["--quick", "--source", "memif"]);
+    let ls = lines(&out, "datapath");
+    assert_eq!(ls.len(), 1);
+    let l = &ls[0];
+    assert_eq!(l["source"], "memif");
+    assert_eq!(l["mode"], "steady");
+    assert_eq!(num(l, "flows"), 1000.0);
+    // Every flow's packet created its connection and its reply found it: the only drops
+    // are replies of the first round, which arrive before their connection exists (to
+    // the SNAT address, so local).
+    assert_eq!(num(l, "conns"), 1000.0, "{l:?}");
+    assert_eq!(num(l, "created"), 1000.0, "{l:?}");
+    assert_eq!(num(l, "drops"), num(l, "drop_local"), "{l:?}");
+    assert!(num(l, "drops") <= 1000.0, "{l:?}");
+    // Forwarded and counted in the window, many rounds of the flows both ways.
+    let delivered = num(l, "delivered");
+    assert!(delivered > 2000.0, "{l:?}");
+    let secs = num(l, "secs");
+    let mpps = num(l, "mpps");
+    assert!(secs > 0.0, "{l:?}");
+    assert!(
+        (mpps - delivered / secs / 1e6).abs() <= 0.001 + mpps * 0.01,
+        "{l:?}"
+    );
+    assert!(num(l, "sent_mpps") >= mpps * 0.9, "{l:?}");
+    assert_eq!(num(l, "foreign"), 0.0);
+    // The generator process's own CPU share and the share of its bursts not taken whole.
+    let gen_cpu = num(l, "gen_cpu");
+    assert!(gen_cpu > 0.0 && gen_cpu <= 1.2, "{l:?}");
+    assert!((0.0..=1.0).contains(&num(l, "gen_full")), "{l:?}");
+    // Its frames carry no timestamp.
+    assert_eq!(num(l, "latency_samples"), 0.0);
+    assert_eq!(l["p99_us"], "-");
+    // The generator process is gone with its DPDK runtime directory.
+    let prefix = format!("dp-test-{}-", std::process::id());
+    if let Ok(dir) = std::fs::read_dir("/var/run/dpdk") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !(name.starts_with(&prefix) && name.ends_with("-gen")),
+                "DPDK runtime directory {name} left behind"
+            );
+        }
+    }
+}
+
+#[test]
+fn memif_source_refuses_new_flows_naming_why() {
+    for (args, why) in [
+        (&["--source", "memif", "--new-flows"][..], "prebuilt frames"),
+        (
+            &["--source", "memif", "--flows", "1000,2000"],
+            "one flow count",
+        ),
+        (
+            &["--source", "memif", "--quick", "--proto", "tcp"],
+            "64-byte UDP",
+        ),
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let msg: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(msg.len(), 1, "{args:?}: {stderr}");
+        assert!(
+            msg[0].contains("--source memif") && msg[0].contains(why),
+            "{stderr}"
+        );
+    }
+}

@@ -1,6 +1,9 @@
 //! `ctgate-perf datapath`: the full ctgate pipeline (the real
 //! [`ctgate::control::run::run_report`]: tracking, policy, SNAT, routing) in this
-//! process, fed by an in-process generator whose own cost is small and measured.
+//! process, fed by an in-process generator whose own cost is small and measured
+//! (`--source rings`, the default, described below), or by the generator process
+//! `ctgate-perf gen` over two net_memif ports (`--source memif`: steady UDP flows only;
+//! [`memif`] says how and what it refuses).
 //!
 //! # Set-up
 //!
@@ -64,6 +67,13 @@
 //!   `sync_records` (connection records), `sync_msgs`, `sync_out_of_order` and
 //!   `sync_streams` (bulk streams: its resync at start, then one per overflow of ctgate's
 //!   queue to it);
+//! * `source`: `rings` or `memif`, after every other key (and the `sync_` ones); with
+//!   `memif` the line ends with `gen_full`, the share of the generator process's TX
+//!   bursts ctgate's ring did not take whole (near 1: ctgate set the rate), and the
+//!   other keys mean: `gen_cpu` the generator process's CPU share over its whole run;
+//!   `offered_mpps` = `sent_mpps` the packets ctgate's ports received in the window (the
+//!   generator retries what a ring refuses: `gen_drops=0`), `delivered`/`mpps` what
+//!   they sent; `nombuf` and the latency percentiles `-` (its frames carry no stamp);
 //! * `rate`: `max` (unpaced), or the paced new-packet rate in Mpps; with `--load F` a
 //!   second line per case runs paced at F × the unpaced `sent` rate and adds `load=F`;
 //! * `offered_mpps`: new packets the generator built per second, `sent_mpps` those the
@@ -114,6 +124,7 @@
 
 mod gen;
 mod latency;
+mod memif;
 mod sync_peer;
 mod traffic;
 
@@ -128,6 +139,8 @@ use ctgate::control::run::{self, RunOptions};
 use ctgate::dpdk::{self, Eal, EalToken, Mempool, Ring};
 use ctgate::pipeline::DropReason;
 
+use crate::gen::RepliesTo;
+use crate::gen_process::{GenProcess, GenSpec};
 use crate::gen_traffic::{CLIENT_MAC, ROUTER_MAC};
 use crate::plot::Line;
 use gen::{Flows, GenConfig, GenResult, Rings, WindowFlags};
@@ -161,6 +174,23 @@ pub enum ProtoArg {
     Tcp,
     Icmp,
     Mix,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    /// The in-process generator over rte_rings.
+    Rings,
+    /// The generator process (`ctgate-perf gen` on CPU 0) over two net_memif ports.
+    Memif,
+}
+
+impl SourceArg {
+    fn name(self) -> &'static str {
+        match self {
+            SourceArg::Rings => "rings",
+            SourceArg::Memif => "memif",
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -232,6 +262,11 @@ pub struct Args {
     /// ctgate's real sync consumer: events, lookups, encoding, sending.
     #[arg(long)]
     sync: bool,
+    /// Traffic source: the in-process generator over rings, or the generator process
+    /// (`ctgate-perf gen`, CPU 0) over two net_memif ports: steady UDP flows, one
+    /// --flows value per run.
+    #[arg(long, value_enum, default_value_t = SourceArg::Rings)]
+    source: SourceArg,
 }
 
 /// One benchmark case.
@@ -309,6 +344,9 @@ fn check(args: &Args) -> Result<Plan, String> {
     if flows.is_empty() || flows.iter().any(|&f| f == 0 || f > MAX_FLOWS) {
         return Err(format!("--flows must be 1..={MAX_FLOWS} each"));
     }
+    if args.source == SourceArg::Memif {
+        memif::check(args, &flows)?;
+    }
     let (mix, proto_name) = match args.proto {
         ProtoArg::Udp => (Mix::single(Proto::Udp), "udp"),
         ProtoArg::Tcp => (Mix::single(Proto::Tcp), "tcp"),
@@ -336,7 +374,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         .file_prefix
         .clone()
         .unwrap_or_else(|| format!("dp-{}", std::process::id()));
-    let eal_args: Vec<String> = [
+    let mut eal_args: Vec<String> = [
         "ctgate-perf",
         "--no-huge",
         "-m",
@@ -353,6 +391,17 @@ pub fn run(args: &Args) -> Result<(), String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    // --source memif: the generator process's sockets, attached as ports 0 and 1.
+    let memif_dir = (args.source == SourceArg::Memif)
+        .then(|| std::env::temp_dir().join(format!("ctgate-perf-dp-{}-memif", std::process::id())));
+    if let Some(dir) = &memif_dir {
+        // The memif PMD checks at probe that the socket's directory exists.
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for p in 0..2 {
+            eal_args.push("--vdev".into());
+            eal_args.push(crate::gen::client_devargs(dir, p));
+        }
+    }
     let run_dir = std::path::Path::new("/var/run/dpdk").join(&prefix);
     let eal = match Eal::init(&eal_args) {
         Ok(eal) => eal,
@@ -361,9 +410,13 @@ pub fn run(args: &Args) -> Result<(), String> {
             return Err(e.to_string());
         }
     };
-    let result = run_cases(&eal, args, &plan, &interrupted);
+    let memif = memif_dir.as_deref().map(|dir| (dir, prefix.as_str()));
+    let result = run_cases(&eal, args, &plan, &interrupted, memif);
     let _ = eal.cleanup();
     let _ = std::fs::remove_dir_all(&run_dir);
+    if let Some(dir) = &memif_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     result
 }
 
@@ -371,7 +424,13 @@ pub fn run(args: &Args) -> Result<(), String> {
 const INTERRUPTED: &str = "interrupted (SIGINT/SIGTERM) during the last case: its line is \
      marked interrupted=1 and may cover only part of its window";
 
-fn run_cases(eal: &Eal, args: &Args, plan: &Plan, interrupted: &AtomicBool) -> Result<(), String> {
+fn run_cases(
+    eal: &Eal,
+    args: &Args,
+    plan: &Plan,
+    interrupted: &AtomicBool,
+    memif: Option<(&std::path::Path, &str)>,
+) -> Result<(), String> {
     let pool = Mempool::new(
         eal,
         "dp_gen_pool",
@@ -429,6 +488,7 @@ fn run_cases(eal: &Eal, args: &Args, plan: &Plan, interrupted: &AtomicBool) -> R
             let ctx = CaseCtx {
                 started,
                 interrupted,
+                memif,
             };
             let out = match run_case(eal, args, plan, pool, rings, &c, k * 2 + i, &ctx) {
                 Ok(out) => out,
@@ -489,6 +549,8 @@ fn latency_chart(series: Vec<crate::plot::Series>) -> crate::plot::Chart {
 struct CaseCtx<'a> {
     started: Instant,
     interrupted: &'a AtomicBool,
+    /// `--source memif`: the generator's socket directory and this run's EAL prefix.
+    memif: Option<(&'a std::path::Path, &'a str)>,
 }
 
 /// What one case produced.
@@ -567,28 +629,38 @@ fn run_case(
         return Ok(loopback_out(args, plan, case, &r));
     }
 
-    // Ports 0 (inside) and 1 (outside) over the rings; new names per case (a closed
-    // ring port's device stays registered under its name).
-    let in_port = dpdk::eth_from_rings(
-        eal,
-        &format!("dpin{index}"),
-        &[rings.gen_in],
-        &[rings.in_sink],
-        0,
-    )
-    .map_err(|e| e.to_string())?;
-    let out_port = dpdk::eth_from_rings(
-        eal,
-        &format!("dpout{index}"),
-        &[rings.reflect_out],
-        &[rings.out_sink],
-        0,
-    )
-    .map_err(|e| e.to_string())?;
-    if (in_port, out_port) != (0, 1) {
-        return Err(format!(
-            "datapath: the ring ports are {in_port} and {out_port}, not 0 and 1 (another port exists)"
-        ));
+    if ctx.memif.is_some() {
+        // The memif clients EAL probed at start.
+        let ids = dpdk::available_ports(eal);
+        if ids != [0, 1] {
+            return Err(format!(
+                "datapath: expected the two memif ports 0 and 1, EAL has {ids:?}"
+            ));
+        }
+    } else {
+        // Ports 0 (inside) and 1 (outside) over the rings; new names per case (a closed
+        // ring port's device stays registered under its name).
+        let in_port = dpdk::eth_from_rings(
+            eal,
+            &format!("dpin{index}"),
+            &[rings.gen_in],
+            &[rings.in_sink],
+            0,
+        )
+        .map_err(|e| e.to_string())?;
+        let out_port = dpdk::eth_from_rings(
+            eal,
+            &format!("dpout{index}"),
+            &[rings.reflect_out],
+            &[rings.out_sink],
+            0,
+        )
+        .map_err(|e| e.to_string())?;
+        if (in_port, out_port) != (0, 1) {
+            return Err(format!(
+                "datapath: the ring ports are {in_port} and {out_port}, not 0 and 1 (another port exists)"
+            ));
+        }
     }
     gcfg.in_mac = dpdk::port_mac(eal, 0).map_err(|e| e.to_string())?;
     gcfg.out_mac = dpdk::port_mac(eal, 1).map_err(|e| e.to_string())?;
@@ -613,29 +685,63 @@ fn run_case(
     let app = RunOptions {
         socket: socket.clone(),
         duration: Some(warmup + seconds + GATEWAY_CAP),
-        exit_when_idle: Some(GATEWAY_IDLE),
+        exit_when_idle: Some(if ctx.memif.is_some() {
+            memif::IDLE
+        } else {
+            GATEWAY_IDLE
+        }),
         quiet: true,
         ..RunOptions::default()
     };
 
+    // --source memif: the generator process serves its sockets before the gateway's
+    // ports start (a memif client connects when its port starts).
+    let mut gen_proc = match ctx.memif {
+        Some((dir, prefix)) => {
+            let spec = GenSpec {
+                flows: case.flows.unwrap_or(1),
+                replies_to: RepliesTo::Snat,
+                // The one worker's TX queue per port.
+                rx_queues: 1,
+                seconds: plan.warmup + plan.seconds + memif::MARGIN,
+            };
+            let interrupted = || {
+                if ctx.interrupted.load(Ordering::SeqCst) {
+                    Err("interrupted".to_string())
+                } else {
+                    Ok(())
+                }
+            };
+            Some(GenProcess::start(
+                &spec,
+                dir,
+                format!("{prefix}-gen"),
+                &interrupted,
+            )?)
+        }
+        None => None,
+    };
+
     let mut synced = None;
     let stop_peer = AtomicBool::new(false);
-    let (gw, gen, watched) = std::thread::scope(|s| {
+    let (gw, fed, watched) = std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name(GEN_THREAD.into())
             .spawn_scoped(s, || {
                 pin_cpu0();
-                gen::run(&gcfg, rings, pool, token, &stop, &window)
+                match ctx.memif {
+                    None => gen::run(&gcfg, rings, pool, token, &stop, &window)
+                        .map(|g| Fed::Rings(Box::new(g))),
+                    Some(_) => {
+                        memif::time_window(&socket, warmup, seconds, &window, &stop).map(Fed::Memif)
+                    }
+                }
             });
         let h = match h {
             Ok(h) => h,
             Err(e) => {
                 let e = format!("datapath: cannot start the generator thread: {e}");
-                let watched = Watched {
-                    created: Err(e.clone()),
-                    worker_cpu: None,
-                    gen_cpu: None,
-                };
+                let watched = Watched::failed(e.clone());
                 return (Err(e.clone()), Err(e), watched);
             }
         };
@@ -658,17 +764,43 @@ fn run_case(
         let gen = h
             .join()
             .unwrap_or_else(|_| Err("datapath: the generator thread panicked".into()));
-        let watched = w.join().unwrap_or_else(|_| Watched {
-            created: Err("the watcher thread panicked".into()),
-            worker_cpu: None,
-            gen_cpu: None,
-        });
+        let watched = w
+            .join()
+            .unwrap_or_else(|_| Watched::failed("the watcher thread panicked".into()));
         (gw, gen, watched)
     });
     drain_rings(&rings);
     let _ = std::fs::remove_file(&socket);
+    // The gateway detached: the generator process stops and prints its figures.
+    let gen_figs = gen_proc.take().map(GenProcess::finish).transpose();
     let gw = gw?;
-    let gen = gen?;
+    let gen_figs = gen_figs?;
+    let mut watched = watched;
+    let gen = match fed? {
+        Fed::Rings(g) => *g,
+        Fed::Memif(warmup_secs) => {
+            // The generator never drops (it retries what a ring refuses) and its frames
+            // carry no timestamp: the figures are ctgate's port counters in the window.
+            let (rx, tx, secs) = watched.ports.clone()?;
+            watched.gen_cpu = gen_figs.and_then(|g| g.cpu);
+            GenResult {
+                generated: rx,
+                gen_drops: 0,
+                reflect_drops: 0,
+                nombuf: 0,
+                late: 0,
+                delivered_in: tx[0],
+                delivered_out: tx[1],
+                answers: 0,
+                foreign: 0,
+                datagrams: 0,
+                latency: latency::Latency::new(tsc_hz),
+                window_secs: secs,
+                warmup_secs,
+                active_secs: warmup_secs + secs,
+            }
+        }
+    };
     let workers = gw.workers.len().max(1);
     let (n_conns, ct) = gw.conntrack.unwrap_or_default();
     let window = gen.window_secs.max(1e-9);
@@ -745,6 +877,14 @@ fn run_case(
         l.push("sync_out_of_order", c.out_of_order);
         l.push("sync_streams", c.bulk_received);
     }
+    l.push("source", args.source.name());
+    if let Some(g) = gen_figs {
+        // Not measured with this source: mbufs the generator could not get, latency.
+        for k in ["nombuf", "p50_us", "p99_us", "p999_us", "max_us"] {
+            l.set(k, "-");
+        }
+        l.push("gen_full", opt(g.full));
+    }
     let name = format!(
         "{} flows={}{}",
         if args.new_flows { "cps" } else { "steady" },
@@ -765,10 +905,31 @@ fn run_case(
 struct Watched {
     /// (connections created, seconds between the reads), or why not.
     created: Result<(u64, f64), String>,
+    /// Packets ctgate's ports received (both) and sent (port 0, port 1) between the
+    /// reads, and the seconds between them.
+    ports: Result<(u64, [u64; 2], f64), String>,
     /// Share of a CPU that ctgate's worker threads and the generator thread ran in the
     /// window (from /proc/self/task/*/schedstat), if readable.
     worker_cpu: Option<f64>,
     gen_cpu: Option<f64>,
+}
+
+impl Watched {
+    fn failed(e: String) -> Watched {
+        Watched {
+            created: Err(e.clone()),
+            ports: Err(e),
+            worker_cpu: None,
+            gen_cpu: None,
+        }
+    }
+}
+
+/// What the generator thread returns: the in-process generator's counts, or with
+/// `--source memif` the warm-up [`memif::time_window`] waited.
+enum Fed {
+    Rings(Box<GenResult>),
+    Memif(f64),
 }
 
 /// Nanoseconds on a CPU of this process's threads whose name starts with `prefix`
@@ -808,23 +969,52 @@ fn watch_window(socket: &std::path::Path, window: &WindowFlags, started: Instant
         "[datapath {:.1}s] measuring",
         started.elapsed().as_secs_f64()
     );
-    let a = read_created(socket);
+    let a = read_stats(socket);
     wait(&window.ended);
     let (t1, w1, g1) = cpu();
-    let b = read_created(socket);
+    let b = read_stats(socket);
     let secs = t1.duration_since(t0).as_secs_f64().max(1e-9);
     let share = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?) as f64 / 1e9 / secs);
+    let (a, b) = (a.as_ref(), b.as_ref());
+    let between = |a: &Stats, b: &Stats| b.at.duration_since(a.at).as_secs_f64();
     Watched {
-        created: a.and_then(|(a, ta)| {
-            b.map(|(b, tb)| (b.saturating_sub(a), tb.duration_since(ta).as_secs_f64()))
+        created: a.map_err(Clone::clone).and_then(|a| {
+            let b = b.map_err(Clone::clone)?;
+            match (a.created, b.created) {
+                (Some(x), Some(y)) => Ok((y.saturating_sub(x), between(a, b))),
+                _ => Err("no conntrack created= in the stats reply".to_string()),
+            }
+        }),
+        ports: a.map_err(Clone::clone).and_then(|a| {
+            let b = b.map_err(Clone::clone)?;
+            Ok((
+                b.rx.saturating_sub(a.rx),
+                [
+                    b.tx[0].saturating_sub(a.tx[0]),
+                    b.tx[1].saturating_sub(a.tx[1]),
+                ],
+                between(a, b),
+            ))
         }),
         worker_cpu: share(w0, w1),
         gen_cpu: share(g0, g1),
     }
 }
 
-/// ctgate's `created` counter over the control socket, and when it was read.
-fn read_created(socket: &std::path::Path) -> Result<(u64, Instant), String> {
+/// What a `stats` request over the control socket read.
+struct Stats {
+    /// The tracker's `created` counter, if the reply had one.
+    created: Option<u64>,
+    /// Packets received by all ports; sent by ports 0 and 1.
+    rx: u64,
+    tx: [u64; 2],
+    /// When the reply came.
+    at: Instant,
+}
+
+/// ctgate's counters over the control socket ([`Stats`]).
+fn read_stats(socket: &std::path::Path) -> Result<Stats, String> {
+    use ctgate::control::counter_lines::field_u64;
     let mut text = String::new();
     let r =
         ctgate::control::protocol::call(socket, "stats", &[], Some(Duration::from_secs(5)), |o| {
@@ -836,11 +1026,22 @@ fn read_created(socket: &std::path::Path) -> Result<(u64, Instant), String> {
         Ok(Err(e)) => return Err(format!("control socket: {e}")),
         Err(e) => return Err(format!("control socket: {e}")),
     }
-    text.lines()
-        .filter(|l| l.starts_with("conntrack "))
-        .find_map(|l| ctgate::control::counter_lines::field_u64(l, "created"))
-        .map(|n| (n, at))
-        .ok_or_else(|| "no conntrack created= in the stats reply".to_string())
+    let mut s = Stats {
+        created: text
+            .lines()
+            .filter(|l| l.starts_with("conntrack "))
+            .find_map(|l| field_u64(l, "created")),
+        rx: 0,
+        tx: [0; 2],
+        at,
+    };
+    for l in text.lines().filter(|l| l.starts_with("port=")) {
+        s.rx += field_u64(l, "rx").unwrap_or(0);
+        if let (Some(p @ 0..=1), Some(tx)) = (field_u64(l, "port"), field_u64(l, "tx")) {
+            s.tx[p as usize] = tx;
+        }
+    }
+    Ok(s)
 }
 
 /// With `--mtu`, appended keys: the MTU, fragments per datagram, and the fragmented
