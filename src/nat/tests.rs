@@ -557,20 +557,142 @@ fn pkt_flag(conn: &str, reply: bool) -> &'static str {
     }
 }
 
+/// The ICMP type and code of "port unreachable" in the family.
+fn unreachable(v6: bool) -> (u8, u8) {
+    if v6 {
+        (1, 4)
+    } else {
+        (3, 3)
+    }
+}
+
+/// An outer address of an ICMP error as it must leave the gateway.
+#[derive(Clone, Copy)]
+enum Outer {
+    Src(&'static str),
+    Dst(&'static str),
+}
+
+/// One connection of a [`Setup`] through a fresh tracker's worker: builds the packets of
+/// its exchange and passes them (tracked with the setup's NAT, rewritten).
+struct Flow<'a> {
+    s: Setup,
+    p: Proto,
+    v6: bool,
+    ct: &'a Conntrack,
+    w: CtWorker<'a>,
+}
+
+impl<'a> Flow<'a> {
+    fn new(ct: &'a Conntrack, v6: bool, kind: Kind, p: Proto) -> Flow<'a> {
+        Flow {
+            s: setup(v6, kind, p),
+            p,
+            v6,
+            ct,
+            w: ct.worker(0),
+        }
+    }
+
+    /// Packet `step` of the exchange from `from` to `to`.
+    fn packet(&self, from: Ep, to: Ep, step: usize) -> Vec<u8> {
+        build(from.0, to.0, &exchange(self.p, self.v6, from, to, step))
+    }
+
+    /// Packet `step` of the exchange as the client sends it to the server.
+    fn client_sends(&self, step: usize) -> Vec<u8> {
+        self.packet(self.s.client, self.s.server, step)
+    }
+
+    /// Packet `step` of the exchange as the server side sends it to the translated client.
+    fn outside_sends(&self, step: usize) -> Vec<u8> {
+        self.packet(self.s.out_dst, self.s.out_src, step)
+    }
+
+    /// [`pass`] with the setup's NAT.
+    fn pass(&mut self, frame: &[u8], now: u64) -> (CtResult, Vec<u8>, Rewritten) {
+        pass(&mut self.w, self.ct, &self.s.spec, frame, now)
+    }
+
+    /// The client's first packet of the exchange, as sent and as it leaves the gateway.
+    fn first(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let f = self.client_sends(0);
+        let (_, out, _) = self.pass(&f, 0);
+        (f, out)
+    }
+
+    /// Passes the ICMP error `err` at `now`: its state must be `state`, the rewrite
+    /// exactly `bits`, and what leaves `err` with the outer addresses `outer` and the
+    /// quote `quote`, nothing else but checksums. Returns what leaves.
+    #[allow(clippy::too_many_arguments)]
+    fn error(
+        &mut self,
+        err: &[u8],
+        now: u64,
+        state: &str,
+        bits: u8,
+        outer: &[Outer],
+        quote: &[u8],
+    ) -> Vec<u8> {
+        let (r, got, rewritten) = self.pass(err, now);
+        assert_eq!(r.state, st(state));
+        assert_eq!(rewritten, Rewritten(bits));
+        let (src_at, dst_at, quote_at) = if self.v6 { (22, 38, 62) } else { (26, 30, 42) };
+        let mut fields: Vec<(usize, Vec<u8>)> = outer
+            .iter()
+            .map(|o| match *o {
+                Outer::Src(a) => (src_at, wire_addr(a)),
+                Outer::Dst(a) => (dst_at, wire_addr(a)),
+            })
+            .collect();
+        fields.push((quote_at, quote.to_vec()));
+        assert_rewritten(err, &got, &fields);
+        got
+    }
+
+    /// SNAT: the client's first packet, then an ICMP error `(ty, code)` about it from
+    /// `sender` to the pool address, quoting `quote(n)` bytes of the `n` of its IP packet
+    /// as it left. The error must reach the client: `trk,rel,rpl,dnat`, the outer
+    /// destination and the quote translated back to what the client sent, nothing else.
+    /// Returns how the first packet was rewritten, the error as sent and as it leaves.
+    fn error_to_snat_client(
+        &mut self,
+        sender: &str,
+        (ty, code): (u8, u8),
+        quote: impl Fn(usize) -> usize,
+    ) -> (Rewritten, Vec<u8>, Vec<u8>) {
+        let f = self.client_sends(0);
+        let (_, out, first_bits) = self.pass(&f, 0);
+        let q = quote(ip_of(&out).len());
+        let err = build(
+            sender,
+            self.s.out_src.0,
+            &icmp_error(ty, code, 0, &ip_of(&out)[..q]),
+        );
+        let client = Outer::Dst(self.s.client.0);
+        let bits = Rewritten::DST_ADDR | Rewritten::INNER;
+        let got = self.error(
+            &err,
+            1,
+            "trk,rel,rpl,dnat",
+            bits,
+            &[client],
+            &ip_of(&f)[..q],
+        );
+        (first_bits, err, got)
+    }
+}
+
 fn round_trip(p: Proto, v6: bool, kind: Kind) {
-    let s = setup(v6, kind, p);
     let ct = tracker();
-    let mut w = ct.worker(0);
+    let mut n = Flow::new(&ct, v6, kind, p);
+    let s = setup(v6, kind, p);
     // For ICMP the reply carries the (translated) identifier as its "source port".
     let ep_rev = |a: Ep, b: Ep| if p == Proto::Echo { (a.0, b.1) } else { a };
     for (step, now) in [(0usize, 0u64), (2, 2)] {
         // Client → server, leaves translated.
-        let f = build(
-            s.client.0,
-            s.server.0,
-            &exchange(p, v6, s.client, s.server, step),
-        );
-        let (r, out, bits) = pass(&mut w, &ct, &s.spec, &f, now);
+        let f = n.client_sends(step);
+        let (r, out, bits) = n.pass(&f, now);
         let want_state = if step == 0 { "trk,new" } else { "trk,est" };
         assert_eq!(
             r.state,
@@ -588,7 +710,7 @@ fn round_trip(p: Proto, v6: bool, kind: Kind) {
                 s.out_src.0,
                 &exchange(p, v6, back_from, s.out_src, 1),
             );
-            let (r, back, _) = pass(&mut w, &ct, &s.spec, &reply, 1);
+            let (r, back, _) = n.pass(&reply, 1);
             assert_eq!(
                 r.state,
                 st(&format!("trk,est,rpl,{}", pkt_flag(s.flag, true)))
@@ -602,6 +724,16 @@ fn round_trip(p: Proto, v6: bool, kind: Kind) {
         }
     }
     assert_eq!(ct.n_conns(), 1);
+}
+
+/// Tests that each call a case function with their arguments.
+macro_rules! cases {
+    ($f:ident: $($name:ident($($arg:expr),*);)*) => {$(
+        #[test]
+        fn $name() {
+            $f($($arg),*);
+        }
+    )*};
 }
 
 macro_rules! round_trips {
@@ -643,30 +775,23 @@ round_trips! {
 #[test]
 fn the_changed_bits_name_exactly_the_rewritten_fields() {
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let s = setup(false, Kind::Snat, Proto::Tcp);
-    let f = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Tcp, false, s.client, s.server, 0),
-    );
-    let (_, _, bits) = pass(&mut w, &ct, &s.spec, &f, 0);
+    let mut n = Flow::new(&ct, false, Kind::Snat, Proto::Tcp);
+    let f = n.client_sends(0);
+    let (_, _, bits) = n.pass(&f, 0);
     assert_eq!(bits, Rewritten(Rewritten::SRC_ADDR | Rewritten::SRC_PORT));
-    let reply = build(
-        s.out_dst.0,
-        s.out_src.0,
-        &exchange(Proto::Tcp, false, s.out_dst, s.out_src, 1),
-    );
-    let (_, _, bits) = pass(&mut w, &ct, &s.spec, &reply, 1);
+    let reply = n.outside_sends(1);
+    let (_, _, bits) = n.pass(&reply, 1);
     assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::DST_PORT));
 
-    let s = setup(true, Kind::Both, Proto::Echo);
-    let f = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Echo, true, s.client, s.server, 0),
-    );
-    let (_, _, bits) = pass(&mut w, &ct, &s.spec, &f, 0);
+    // Another setup through the same worker.
+    let mut n = Flow {
+        s: setup(true, Kind::Both, Proto::Echo),
+        p: Proto::Echo,
+        v6: true,
+        ..n
+    };
+    let f = n.client_sends(0);
+    let (_, _, bits) = n.pass(&f, 0);
     assert_eq!(
         bits,
         Rewritten(Rewritten::SRC_ADDR | Rewritten::DST_ADDR | Rewritten::ICMP_ID)
@@ -895,33 +1020,10 @@ fn udp_checksum_that_computes_to_zero_is_stored_as_ffff() {
 /// Port unreachable from the server about a SNATed datagram: the outer destination goes
 /// back to the client, and the quote becomes exactly the datagram the client sent.
 fn port_unreachable_snat(v6: bool) {
-    let s = setup(v6, Kind::Snat, Proto::Udp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let f = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Udp, v6, s.client, s.server, 0),
-    );
-    let (_, out, _) = pass(&mut w, &ct, &s.spec, &f, 0);
-    let (ty, code) = if v6 { (1, 4) } else { (3, 3) };
-    let err = build(
-        s.server.0,
-        s.out_src.0,
-        &icmp_error(ty, code, 0, ip_of(&out)),
-    );
-    let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 1);
-    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
-    assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
-    let (dst_at, quote_at) = if v6 { (38, 62) } else { (30, 42) };
-    assert_rewritten(
-        &err,
-        &got,
-        &[
-            (dst_at, wire_addr(s.client.0)),
-            (quote_at, ip_of(&f).to_vec()),
-        ],
-    );
+    let mut n = Flow::new(&ct, v6, Kind::Snat, Proto::Udp);
+    let server = n.s.server.0;
+    let (_, err, got) = n.error_to_snat_client(server, unreachable(v6), |all| all);
     // Only the destination, the quote's source address and port, and checksums changed.
     let changed: Vec<usize> = (0..err.len()).filter(|&i| err[i] != got[i]).collect();
     let allowed: Vec<std::ops::Range<usize>> = if v6 {
@@ -937,39 +1039,21 @@ fn port_unreachable_snat(v6: bool) {
     );
 }
 
-#[test]
-fn udp_port_unreachable_v4_snat() {
-    port_unreachable_snat(false);
-}
-
-#[test]
-fn udp_port_unreachable_v6_snat() {
-    port_unreachable_snat(true);
+cases! {
+    port_unreachable_snat:
+    udp_port_unreachable_v4_snat(false);
+    udp_port_unreachable_v6_snat(true);
 }
 
 /// A TCP flow through NAT up to a 1400-byte data segment from `from` (the client when
 /// `client_sends`, else the server's reply direction); returns the segment as sent and
 /// as it leaves the gateway.
-fn big_tcp_segment(
-    w: &mut CtWorker,
-    ct: &Conntrack,
-    s: &Setup,
-    v6: bool,
-    client_sends: bool,
-) -> (Vec<u8>, Vec<u8>) {
-    let syn = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Tcp, v6, s.client, s.server, 0),
-    );
-    pass(w, ct, &s.spec, &syn, 0);
-    let synack = build(
-        s.out_dst.0,
-        s.out_src.0,
-        &exchange(Proto::Tcp, v6, s.out_dst, s.out_src, 1),
-    );
-    pass(w, ct, &s.spec, &synack, 1);
+fn big_tcp_segment(n: &mut Flow, client_sends: bool) -> (Vec<u8>, Vec<u8>) {
+    n.first();
+    let synack = n.outside_sends(1);
+    n.pass(&synack, 1);
     let payload: Vec<u8> = (0..1400u32).map(|i| (i * 7 + 3) as u8).collect();
+    let s = &n.s;
     let f = if client_sends {
         build(
             s.client.0,
@@ -983,7 +1067,7 @@ fn big_tcp_segment(
             &tcp_seg(s.out_dst.1, s.out_src.1, 5001, 1001, ACK, &payload),
         )
     };
-    let (r, out, _) = pass(w, ct, &s.spec, &f, 2);
+    let (r, out, _) = n.pass(&f, 2);
     assert!(r.state.has(CtState::EST), "{r:?}");
     (f, out)
 }
@@ -992,36 +1076,31 @@ fn big_tcp_segment(
 /// segment, quoting `quote` bytes of it (RFC 792: the IP header and 8 bytes; Linux: up to
 /// 576 bytes in all, so the TCP checksum is quoted but the payload is cut).
 fn frag_needed_snat(quote: usize) {
-    let s = setup(false, Kind::Snat, Proto::Tcp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let (f, out) = big_tcp_segment(&mut w, &ct, &s, false, true);
+    let mut n = Flow::new(&ct, false, Kind::Snat, Proto::Tcp);
+    let (f, out) = big_tcp_segment(&mut n, true);
     let err = build(
         "203.0.113.1",
         "192.0.2.1",
         &icmp_error(3, 4, 1280, &ip_of(&out)[..quote]),
     );
-    let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 3);
-    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
-    assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
     // The router's address stays; the quote is the client's own segment again, its cut
     // TCP checksum (when quoted) included.
-    assert_rewritten(
+    let got = n.error(
         &err,
-        &got,
-        &[(30, vec![10, 0, 0, 2]), (42, ip_of(&f)[..quote].to_vec())],
+        3,
+        "trk,rel,rpl,dnat",
+        Rewritten::DST_ADDR | Rewritten::INNER,
+        &[Outer::Dst("10.0.0.2")],
+        &ip_of(&f)[..quote],
     );
     assert_eq!(&got[26..30], &[203, 0, 113, 1]);
 }
 
-#[test]
-fn tcp_fragmentation_needed_v4_snat_quoting_8_bytes() {
-    frag_needed_snat(28);
-}
-
-#[test]
-fn tcp_fragmentation_needed_v4_snat_quoting_548_bytes() {
-    frag_needed_snat(548);
+cases! {
+    frag_needed_snat:
+    tcp_fragmentation_needed_v4_snat_quoting_8_bytes(28);
+    tcp_fragmentation_needed_v4_snat_quoting_548_bytes(548);
 }
 
 /// A quote that ends after the first byte of the TCP checksum: that byte cannot be
@@ -1029,30 +1108,33 @@ fn tcp_fragmentation_needed_v4_snat_quoting_548_bytes() {
 /// checksum covers the bytes as they are.
 #[test]
 fn a_quote_ending_inside_the_tcp_checksum_keeps_that_byte() {
-    let s = setup(false, Kind::Snat, Proto::Tcp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let (f, out) = big_tcp_segment(&mut w, &ct, &s, false, true);
+    let mut n = Flow::new(&ct, false, Kind::Snat, Proto::Tcp);
+    let (f, out) = big_tcp_segment(&mut n, true);
     let q = 20 + 17;
     let err = build(
         "203.0.113.1",
         "192.0.2.1",
         &icmp_error(3, 4, 1280, &ip_of(&out)[..q]),
     );
-    let (r, got, _) = pass(&mut w, &ct, &s.spec, &err, 3);
-    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
     let mut quote = ip_of(&f)[..q].to_vec();
     quote[36] = ip_of(&out)[36];
     assert_ne!(ip_of(&f)[36], ip_of(&out)[36]);
-    assert_rewritten(&err, &got, &[(30, vec![10, 0, 0, 2]), (42, quote)]);
+    n.error(
+        &err,
+        3,
+        "trk,rel,rpl,dnat",
+        Rewritten::DST_ADDR | Rewritten::INNER,
+        &[Outer::Dst("10.0.0.2")],
+        &quote,
+    );
 }
 
 #[test]
 fn tcp_packet_too_big_v6_snat() {
-    let s = setup(true, Kind::Snat, Proto::Tcp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let (f, out) = big_tcp_segment(&mut w, &ct, &s, true, true);
+    let mut n = Flow::new(&ct, true, Kind::Snat, Proto::Tcp);
+    let (f, out) = big_tcp_segment(&mut n, true);
     // As much as fits in the minimum MTU: 1280 - 40 - 8 bytes.
     let q = 1232;
     let err = build(
@@ -1060,13 +1142,13 @@ fn tcp_packet_too_big_v6_snat() {
         "2001:db8::1",
         &icmp_error(2, 0, 1280, &ip_of(&out)[..q]),
     );
-    let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 3);
-    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
-    assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
-    assert_rewritten(
+    n.error(
         &err,
-        &got,
-        &[(38, wire_addr("fd00::2")), (62, ip_of(&f)[..q].to_vec())],
+        3,
+        "trk,rel,rpl,dnat",
+        Rewritten::DST_ADDR | Rewritten::INNER,
+        &[Outer::Dst("fd00::2")],
+        &ip_of(&f)[..q],
     );
 }
 
@@ -1075,23 +1157,22 @@ fn tcp_packet_too_big_v6_snat() {
 /// becomes the server, the quote the segment the server sent.
 #[test]
 fn tcp_fragmentation_needed_v4_dnat_about_the_servers_reply() {
-    let s = setup(false, Kind::Dnat, Proto::Tcp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let (f, out) = big_tcp_segment(&mut w, &ct, &s, false, false);
+    let mut n = Flow::new(&ct, false, Kind::Dnat, Proto::Tcp);
+    let (f, out) = big_tcp_segment(&mut n, false);
     assert_eq!(&out[26..30], &[192, 0, 2, 1]);
     let err = build(
         "203.0.113.1",
         "192.0.2.1",
         &icmp_error(3, 4, 1280, &ip_of(&out)[..28]),
     );
-    let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 3);
-    assert_eq!(r.state, st("trk,rel,dnat"));
-    assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
-    assert_rewritten(
+    n.error(
         &err,
-        &got,
-        &[(30, vec![10, 0, 0, 5]), (42, ip_of(&f)[..28].to_vec())],
+        3,
+        "trk,rel,dnat",
+        Rewritten::DST_ADDR | Rewritten::INNER,
+        &[Outer::Dst("10.0.0.5")],
+        &ip_of(&f)[..28],
     );
 }
 
@@ -1099,268 +1180,143 @@ fn tcp_fragmentation_needed_v4_dnat_about_the_servers_reply() {
 /// its source translated to the public address (it is the translated peer), and an inside
 /// router's error too (as OVS and Linux do: inside addresses do not leak).
 fn port_unreachable_dnat(v6: bool, from_router: bool) {
-    let s = setup(v6, Kind::Dnat, Proto::Udp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let f = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Udp, v6, s.client, s.server, 0),
-    );
-    let (_, out, _) = pass(&mut w, &ct, &s.spec, &f, 0);
+    let mut n = Flow::new(&ct, v6, Kind::Dnat, Proto::Udp);
+    let (f, out) = n.first();
     let sender = match (v6, from_router) {
-        (_, false) => s.out_dst.0,
+        (_, false) => n.s.out_dst.0,
         (false, true) => "10.0.0.254",
         (true, true) => "fd00::fe",
     };
-    let (ty, code) = if v6 { (1, 4) } else { (3, 3) };
-    let err = build(sender, s.client.0, &icmp_error(ty, code, 0, ip_of(&out)));
-    let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 1);
-    assert_eq!(r.state, st("trk,rel,rpl,snat"));
-    assert_eq!(bits, Rewritten(Rewritten::SRC_ADDR | Rewritten::INNER));
-    let (src_at, quote_at) = if v6 { (22, 62) } else { (26, 42) };
-    assert_rewritten(
+    let (ty, code) = unreachable(v6);
+    let err = build(sender, n.s.client.0, &icmp_error(ty, code, 0, ip_of(&out)));
+    let server = Outer::Src(n.s.server.0);
+    n.error(
         &err,
-        &got,
-        &[
-            (src_at, wire_addr(s.server.0)),
-            (quote_at, ip_of(&f).to_vec()),
-        ],
+        1,
+        "trk,rel,rpl,snat",
+        Rewritten::SRC_ADDR | Rewritten::INNER,
+        &[server],
+        ip_of(&f),
     );
 }
 
-#[test]
-fn udp_port_unreachable_v4_dnat_from_the_server() {
-    port_unreachable_dnat(false, false);
-}
-
-#[test]
-fn udp_port_unreachable_v6_dnat_from_the_server() {
-    port_unreachable_dnat(true, false);
-}
-
-#[test]
-fn udp_host_unreachable_v4_dnat_from_an_inside_router() {
-    port_unreachable_dnat(false, true);
-}
-
-#[test]
-fn udp_host_unreachable_v6_dnat_from_an_inside_router() {
-    port_unreachable_dnat(true, true);
+cases! {
+    port_unreachable_dnat:
+    udp_port_unreachable_v4_dnat_from_the_server(false, false);
+    udp_port_unreachable_v6_dnat_from_the_server(true, false);
+    udp_host_unreachable_v4_dnat_from_an_inside_router(false, true);
+    udp_host_unreachable_v6_dnat_from_an_inside_router(true, true);
 }
 
 /// Hairpin (SNAT and DNAT): both outer addresses and both quoted endpoints change.
 fn port_unreachable_both(v6: bool) {
-    let s = setup(v6, Kind::Both, Proto::Udp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let f = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Udp, v6, s.client, s.server, 0),
-    );
-    let (_, out, _) = pass(&mut w, &ct, &s.spec, &f, 0);
-    let (ty, code) = if v6 { (1, 4) } else { (3, 3) };
+    let mut n = Flow::new(&ct, v6, Kind::Both, Proto::Udp);
+    let (f, out) = n.first();
+    let (ty, code) = unreachable(v6);
     let err = build(
-        s.out_dst.0,
-        s.out_src.0,
+        n.s.out_dst.0,
+        n.s.out_src.0,
         &icmp_error(ty, code, 0, ip_of(&out)),
     );
-    let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 1);
-    assert_eq!(r.state, st("trk,rel,rpl,snat"));
-    assert_eq!(
-        bits,
-        Rewritten(Rewritten::SRC_ADDR | Rewritten::DST_ADDR | Rewritten::INNER)
-    );
-    let (src_at, dst_at, quote_at) = if v6 { (22, 38, 62) } else { (26, 30, 42) };
-    assert_rewritten(
+    let outer = [Outer::Src(n.s.server.0), Outer::Dst(n.s.client.0)];
+    n.error(
         &err,
-        &got,
-        &[
-            (src_at, wire_addr(s.server.0)),
-            (dst_at, wire_addr(s.client.0)),
-            (quote_at, ip_of(&f).to_vec()),
-        ],
+        1,
+        "trk,rel,rpl,snat",
+        Rewritten::SRC_ADDR | Rewritten::DST_ADDR | Rewritten::INNER,
+        &outer,
+        ip_of(&f),
     );
 }
 
-#[test]
-fn udp_port_unreachable_v4_snat_and_dnat() {
-    port_unreachable_both(false);
-}
-
-#[test]
-fn udp_port_unreachable_v6_snat_and_dnat() {
-    port_unreachable_both(true);
+cases! {
+    port_unreachable_both:
+    udp_port_unreachable_v4_snat_and_dnat(false);
+    udp_port_unreachable_v6_snat_and_dnat(true);
 }
 
 /// SNAT, error in the original direction: the client's port is closed when the server's
 /// answer arrives; its error leaves with the pool address as source and quotes the answer
 /// as the server sent it (to the pool address and port).
 fn port_unreachable_from_the_snat_client(v6: bool) {
-    let s = setup(v6, Kind::Snat, Proto::Udp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let f = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Udp, v6, s.client, s.server, 0),
-    );
-    pass(&mut w, &ct, &s.spec, &f, 0);
-    let answer = build(
-        s.out_dst.0,
-        s.out_src.0,
-        &exchange(Proto::Udp, v6, s.out_dst, s.out_src, 1),
-    );
-    let (_, delivered, _) = pass(&mut w, &ct, &s.spec, &answer, 1);
-    let (ty, code) = if v6 { (1, 4) } else { (3, 3) };
+    let mut n = Flow::new(&ct, v6, Kind::Snat, Proto::Udp);
+    n.first();
+    let answer = n.outside_sends(1);
+    let (_, delivered, _) = n.pass(&answer, 1);
+    let (ty, code) = unreachable(v6);
     let err = build(
-        s.client.0,
-        s.server.0,
+        n.s.client.0,
+        n.s.server.0,
         &icmp_error(ty, code, 0, ip_of(&delivered)),
     );
-    let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 2);
-    assert_eq!(r.state, st("trk,rel,snat"));
-    assert_eq!(bits, Rewritten(Rewritten::SRC_ADDR | Rewritten::INNER));
-    let (src_at, quote_at) = if v6 { (22, 62) } else { (26, 42) };
-    assert_rewritten(
+    let pool = Outer::Src(n.s.out_src.0);
+    n.error(
         &err,
-        &got,
-        &[
-            (src_at, wire_addr(s.out_src.0)),
-            (quote_at, ip_of(&answer).to_vec()),
-        ],
+        2,
+        "trk,rel,snat",
+        Rewritten::SRC_ADDR | Rewritten::INNER,
+        &[pool],
+        ip_of(&answer),
     );
 }
 
-#[test]
-fn udp_port_unreachable_v4_from_the_snat_client() {
-    port_unreachable_from_the_snat_client(false);
-}
-
-#[test]
-fn udp_port_unreachable_v6_from_the_snat_client() {
-    port_unreachable_from_the_snat_client(true);
+cases! {
+    port_unreachable_from_the_snat_client:
+    udp_port_unreachable_v4_from_the_snat_client(false);
+    udp_port_unreachable_v6_from_the_snat_client(true);
 }
 
 /// Time exceeded about a SNATed echo request: the quoted identifier (and, for ICMPv6, the
 /// quoted pseudo-header) goes back with the quoted ICMP checksum.
 fn time_exceeded_echo(v6: bool) {
-    let s = setup(v6, Kind::Snat, Proto::Echo);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let f = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Echo, v6, s.client, s.server, 0),
-    );
-    let (_, out, _) = pass(&mut w, &ct, &s.spec, &f, 0);
+    let mut n = Flow::new(&ct, v6, Kind::Snat, Proto::Echo);
     // IPv4 routers quote the header and 8 bytes; IPv6 ones as much as fits.
-    let q = if v6 { ip_of(&out).len() } else { 28 };
-    let (ty, router) = if v6 {
-        (3, "2001:db8:ff::1")
+    if v6 {
+        n.error_to_snat_client("2001:db8:ff::1", (3, 0), |all| all);
     } else {
-        (11, "203.0.113.1")
-    };
-    let err = build(
-        router,
-        s.out_src.0,
-        &icmp_error(ty, 0, 0, &ip_of(&out)[..q]),
-    );
-    let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 1);
-    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
-    assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
-    let (dst_at, quote_at) = if v6 { (38, 62) } else { (30, 42) };
-    assert_rewritten(
-        &err,
-        &got,
-        &[
-            (dst_at, wire_addr(s.client.0)),
-            (quote_at, ip_of(&f)[..q].to_vec()),
-        ],
-    );
+        n.error_to_snat_client("203.0.113.1", (11, 0), |_| 28);
+    }
 }
 
-#[test]
-fn echo_time_exceeded_v4_snat() {
-    time_exceeded_echo(false);
-}
-
-#[test]
-fn echo_time_exceeded_v6_snat() {
-    time_exceeded_echo(true);
+cases! {
+    time_exceeded_echo:
+    echo_time_exceeded_v4_snat(false);
+    echo_time_exceeded_v6_snat(true);
 }
 
 /// An ICMP error about a SNATed SCTP packet: the quoted ports go back to the client's; a
 /// whole quote gets the CRC32c the client computed, a quote of 8 bytes has none to fix.
 fn sctp_error_snat(v6: bool, whole: bool) {
-    let s = setup(v6, Kind::Snat, Proto::Sctp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let f = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Sctp, v6, s.client, s.server, 0),
-    );
-    let (_, out, bits) = pass(&mut w, &ct, &s.spec, &f, 0);
-    assert!(bits.has(Rewritten::SRC_ADDR | Rewritten::SRC_PORT));
+    let mut n = Flow::new(&ct, v6, Kind::Snat, Proto::Sctp);
     let hl = if v6 { 40 } else { 20 };
-    let q = if whole { ip_of(&out).len() } else { hl + 8 };
-    let (ty, code) = if v6 { (1, 4) } else { (3, 3) };
-    let err = build(
-        s.server.0,
-        s.out_src.0,
-        &icmp_error(ty, code, 0, &ip_of(&out)[..q]),
-    );
-    let (r, got, bits) = pass(&mut w, &ct, &s.spec, &err, 1);
-    assert_eq!(r.state, st("trk,rel,rpl,dnat"));
-    assert_eq!(bits, Rewritten(Rewritten::DST_ADDR | Rewritten::INNER));
-    let (dst_at, quote_at) = if v6 { (38, 62) } else { (30, 42) };
-    assert_rewritten(
-        &err,
-        &got,
-        &[
-            (dst_at, wire_addr(s.client.0)),
-            (quote_at, ip_of(&f)[..q].to_vec()),
-        ],
-    );
+    let server = n.s.server.0;
+    let quote = |all| if whole { all } else { hl + 8 };
+    let (bits, _, _) = n.error_to_snat_client(server, unreachable(v6), quote);
+    assert!(bits.has(Rewritten::SRC_ADDR | Rewritten::SRC_PORT));
 }
 
-#[test]
-fn sctp_port_unreachable_v4_snat_whole_quote_gets_the_clients_crc32c_back() {
-    sctp_error_snat(false, true);
-}
-
-#[test]
-fn sctp_port_unreachable_v6_snat_whole_quote_gets_the_clients_crc32c_back() {
-    sctp_error_snat(true, true);
-}
-
-#[test]
-fn sctp_port_unreachable_v4_snat_quoting_8_bytes() {
-    sctp_error_snat(false, false);
+cases! {
+    sctp_error_snat:
+    sctp_port_unreachable_v4_snat_whole_quote_gets_the_clients_crc32c_back(false, true);
+    sctp_port_unreachable_v6_snat_whole_quote_gets_the_clients_crc32c_back(true, true);
+    sctp_port_unreachable_v4_snat_quoting_8_bytes(false, false);
 }
 
 #[test]
 fn sctp_with_a_wrong_crc32c_is_refused_not_laundered() {
-    let s = setup(false, Kind::Snat, Proto::Sctp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let first = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Sctp, false, s.client, s.server, 0),
-    );
-    pass(&mut w, &ct, &s.spec, &first, 0);
-    let mut f = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Sctp, false, s.client, s.server, 2),
-    );
+    let mut n = Flow::new(&ct, false, Kind::Snat, Proto::Sctp);
+    n.first();
+    let mut f = n.client_sends(2);
     let last = f.len() - 4;
     f[last] ^= 0x20; // a payload byte: the CRC32c no longer matches
     let p = parse_frame(&f).unwrap();
-    let r = w.process_nat(&p, 0, true, &s.spec, 1);
+    let r = n.w.process_nat(&p, 0, true, &n.s.spec, 1);
     assert!(r.conn.is_some());
     let mut out = f.clone();
     assert_eq!(
@@ -1668,23 +1624,17 @@ fn a_later_fragment_gets_its_addresses_only() {
 
 /// A related error frame for a SNAT UDP connection, its parse and its target.
 fn related_error(v6: bool) -> (Vec<u8>, ParsedPacket, ConnKey) {
-    let s = setup(v6, Kind::Snat, Proto::Udp);
     let ct = tracker();
-    let mut w = ct.worker(0);
-    let f = build(
-        s.client.0,
-        s.server.0,
-        &exchange(Proto::Udp, v6, s.client, s.server, 0),
-    );
-    let (_, out, _) = pass(&mut w, &ct, &s.spec, &f, 0);
-    let (ty, code) = if v6 { (1, 4) } else { (3, 3) };
+    let mut n = Flow::new(&ct, v6, Kind::Snat, Proto::Udp);
+    let (_, out) = n.first();
+    let (ty, code) = unreachable(v6);
     let err = build(
-        s.server.0,
-        s.out_src.0,
+        n.s.server.0,
+        n.s.out_src.0,
         &icmp_error(ty, code, 0, ip_of(&out)),
     );
     let p = parse_frame(&err).unwrap();
-    let r = w.process(&p, 0, true, 1);
+    let r = n.w.process(&p, 0, true, 1);
     let t = ct.nat_target(&r.conn.unwrap()).unwrap();
     (err, p, t)
 }
@@ -1708,7 +1658,7 @@ fn an_icmp_error_with_a_cut_quote_is_an_error_never_a_panic() {
         for q in [0, 1, hl / 2, hl - 1, hl, hl + 4, hl + 7] {
             let src = if v6 { "2001:db8:1::9" } else { "198.51.100.9" };
             let dst = if v6 { "2001:db8::1" } else { "192.0.2.1" };
-            let (ty, code) = if v6 { (1, 4) } else { (3, 3) };
+            let (ty, code) = unreachable(v6);
             let cut = build(src, dst, &icmp_error(ty, code, 0, &quote[..q]));
             let cp = parse_frame(&cut).unwrap();
             let L4Summary::Icmp(i) = cp.l4 else { panic!() };

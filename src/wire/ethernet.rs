@@ -6,6 +6,7 @@
 //! unwrapped: [`Frame::ethertype`] then returns the VLAN TPID.
 
 use super::field::{Field, Rest};
+use super::view::view;
 use super::{get_array, get_u16, put_u16, Error};
 
 /// Six-byte MAC address.
@@ -51,27 +52,12 @@ pub mod field {
     pub const PAYLOAD: Rest = 14..;
 }
 
-/// A read/write view of an Ethernet II frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of an Ethernet II frame.
+    pub struct Frame;
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    /// Wraps a buffer without checking it; see [`Frame::check_len`].
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Frame<T> {
-        Frame { buffer }
-    }
-
-    /// Wraps a buffer and checks it with [`Frame::check_len`].
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Frame<T>, Error> {
-        let frame = Self::new_unchecked(buffer);
-        frame.check_len()?;
-        Ok(frame)
-    }
-
     /// Ensures the buffer holds the whole header including its VLAN tags, so that no
     /// getter, and no setter except [`Frame::set_vlan`] on a tag not yet present, panics.
     ///
@@ -85,12 +71,6 @@ impl<T: AsRef<[u8]>> Frame<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Consumes the view, returning the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The destination MAC address.

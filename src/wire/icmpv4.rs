@@ -7,7 +7,8 @@
 
 use super::checksum;
 use super::field::{Field, Rest};
-use super::{get_array, get_u16, get_u32, put_u16, put_u32, Error};
+use super::view::{icmp_header, view};
+use super::{get_array, get_u16, put_u16, Error};
 
 /// Length of the ICMP header.
 pub const HEADER_LEN: usize = field::REST_OF_HEADER.end;
@@ -84,27 +85,17 @@ pub mod field {
     pub const DATA: Rest = 8..;
 }
 
-/// A read/write view of an ICMPv4 message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of an ICMPv4 message.
+    pub struct Packet;
 }
 
+// msg_code, checksum, rest_of_header, echo_ident, echo_seq_no, is_error, data and
+// set_msg_type, set_msg_code, set_checksum, set_rest_of_header, set_echo_ident,
+// set_echo_seq_no, data_mut: the header ICMPv4 and ICMPv6 share.
+icmp_header!(Packet);
+
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; see [`Packet::check_len`].
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer and checks it with [`Packet::check_len`].
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Ensures no getter or setter panics. Errors: [`Error::Truncated`] if shorter than
     /// the 8-byte header.
     #[inline]
@@ -116,46 +107,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
     }
 
-    /// Consumes the view, returning the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// The message type (see [`msg_type`]).
     #[inline]
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
-    }
-
-    /// The code.
-    #[inline]
-    pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
-    /// The checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::CHECKSUM])
-    }
-
-    /// Bytes 4..8 as one word.
-    #[inline]
-    pub fn rest_of_header(&self) -> u32 {
-        get_u32(&self.buffer.as_ref()[field::REST_OF_HEADER])
-    }
-
-    /// The identifier of echo/timestamp/information messages (bytes 4..6).
-    #[inline]
-    pub fn echo_ident(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::IDENT])
-    }
-
-    /// The sequence number of echo/timestamp/information messages (bytes 6..8).
-    #[inline]
-    pub fn echo_seq_no(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::SEQ_NO])
     }
 
     /// The next-hop MTU of a fragmentation-needed message (bytes 6..8).
@@ -176,18 +131,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         get_array(&self.buffer.as_ref()[field::REST_OF_HEADER])
     }
 
-    /// True for error messages (see [`is_error`]).
-    #[inline]
-    pub fn is_error(&self) -> bool {
-        is_error(self.msg_type())
-    }
-
-    /// The data after the header: the echo payload, or the embedded packet of an error.
-    #[inline]
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::DATA]
-    }
-
     /// True if the checksum over the whole buffer is correct.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
@@ -196,42 +139,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Sets the message type.
-    #[inline]
-    pub fn set_msg_type(&mut self, value: u8) {
-        self.buffer.as_mut()[field::TYPE] = value
-    }
-
-    /// Sets the code.
-    #[inline]
-    pub fn set_msg_code(&mut self, value: u8) {
-        self.buffer.as_mut()[field::CODE] = value
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::CHECKSUM], value)
-    }
-
-    /// Sets bytes 4..8 as one word.
-    #[inline]
-    pub fn set_rest_of_header(&mut self, value: u32) {
-        put_u32(&mut self.buffer.as_mut()[field::REST_OF_HEADER], value)
-    }
-
-    /// Sets the identifier (bytes 4..6).
-    #[inline]
-    pub fn set_echo_ident(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::IDENT], value)
-    }
-
-    /// Sets the sequence number (bytes 6..8).
-    #[inline]
-    pub fn set_echo_seq_no(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::SEQ_NO], value)
-    }
-
     /// Sets the next-hop MTU (bytes 6..8).
     #[inline]
     pub fn set_next_hop_mtu(&mut self, value: u16) {
@@ -242,12 +149,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     #[inline]
     pub fn set_pointer(&mut self, value: u8) {
         self.buffer.as_mut()[field::POINTER] = value
-    }
-
-    /// The data after the header, mutable.
-    #[inline]
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::DATA]
     }
 
     /// Computes and stores the checksum over the whole buffer.

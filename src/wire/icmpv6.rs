@@ -10,7 +10,8 @@ use super::checksum;
 use super::ethernet::Address as MacAddress;
 use super::field::{Field, Rest};
 use super::ipv6::Address;
-use super::{get_array, get_u16, get_u32, put_u16, put_u32, Error};
+use super::view::{icmp_header, view};
+use super::{get_array, put_u32, Error};
 
 /// Length of the common ICMPv6 header.
 pub const HEADER_LEN: usize = field::REST_OF_HEADER.end;
@@ -92,27 +93,17 @@ pub mod field {
     pub const NDP_OPTIONS: Rest = 24..;
 }
 
-/// A read/write view of an ICMPv6 message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of an ICMPv6 message.
+    pub struct Packet;
 }
 
+// msg_code, checksum, rest_of_header, echo_ident, echo_seq_no, is_error, data and
+// set_msg_type, set_msg_code, set_checksum, set_rest_of_header, set_echo_ident,
+// set_echo_seq_no, data_mut: the header ICMPv4 and ICMPv6 share.
+icmp_header!(Packet);
+
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; see [`Packet::check_len`].
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer and checks it with [`Packet::check_len`].
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Ensures no getter or setter panics for the message's type: the buffer holds the
     /// 8-byte header and the type's fixed part ([`fixed_len`]; 24 bytes for NDP neighbor
     /// messages, so [`Packet::ndp_target_addr`] is safe). `set_msg_type` can invalidate
@@ -129,36 +120,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
     }
 
-    /// Consumes the view, returning the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// The message type (see [`msg_type`]). Reads only if the buffer is not empty
     /// (0 otherwise), so that `check_len` can call it.
     #[inline]
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref().first().copied().unwrap_or(0)
-    }
-
-    /// The code.
-    #[inline]
-    pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
-    /// The checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::CHECKSUM])
-    }
-
-    /// Bytes 4..8 as one word (the MTU of packet-too-big, the pointer of
-    /// parameter-problem).
-    #[inline]
-    pub fn rest_of_header(&self) -> u32 {
-        get_u32(&self.buffer.as_ref()[field::REST_OF_HEADER])
     }
 
     /// The MTU of a packet-too-big message.
@@ -171,30 +137,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn pointer(&self) -> u32 {
         self.rest_of_header()
-    }
-
-    /// The identifier of an echo message (bytes 4..6).
-    #[inline]
-    pub fn echo_ident(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::IDENT])
-    }
-
-    /// The sequence number of an echo message (bytes 6..8).
-    #[inline]
-    pub fn echo_seq_no(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::SEQ_NO])
-    }
-
-    /// True for error messages (see [`is_error`]).
-    #[inline]
-    pub fn is_error(&self) -> bool {
-        is_error(self.msg_type())
-    }
-
-    /// The data after the 8-byte header: echo payload, or the embedded packet of an error.
-    #[inline]
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::DATA]
     }
 
     /// The flags byte of a neighbor advertisement (see [`na_flags`]).
@@ -244,42 +186,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Sets the message type.
-    #[inline]
-    pub fn set_msg_type(&mut self, value: u8) {
-        self.buffer.as_mut()[field::TYPE] = value
-    }
-
-    /// Sets the code.
-    #[inline]
-    pub fn set_msg_code(&mut self, value: u8) {
-        self.buffer.as_mut()[field::CODE] = value
-    }
-
-    /// Sets the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::CHECKSUM], value)
-    }
-
-    /// Sets bytes 4..8 as one word (MTU, pointer).
-    #[inline]
-    pub fn set_rest_of_header(&mut self, value: u32) {
-        put_u32(&mut self.buffer.as_mut()[field::REST_OF_HEADER], value)
-    }
-
-    /// Sets the echo identifier.
-    #[inline]
-    pub fn set_echo_ident(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::IDENT], value)
-    }
-
-    /// Sets the echo sequence number.
-    #[inline]
-    pub fn set_echo_seq_no(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::SEQ_NO], value)
-    }
-
     /// Sets the flags byte of a neighbor message and clears the 3 reserved bytes after it.
     #[inline]
     pub fn set_ndp_flags(&mut self, value: u8) {
@@ -308,12 +214,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         o[1] = 1;
         o[2..].copy_from_slice(&addr);
         Ok(())
-    }
-
-    /// The data after the 8-byte header, mutable.
-    #[inline]
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::DATA]
     }
 
     /// Computes and stores the checksum with the given pseudo-header addresses.

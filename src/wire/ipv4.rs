@@ -2,6 +2,7 @@
 
 use super::checksum;
 use super::field::Field;
+use super::view::view;
 use super::{get_array, get_u16, put_u16, Error};
 
 /// A four-byte IPv4 address.
@@ -36,27 +37,12 @@ pub mod field {
     pub const DST_ADDR: Field = 16..20;
 }
 
-/// A read/write view of an IPv4 packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of an IPv4 packet.
+    pub struct Packet;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; see [`Packet::check_len`].
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer and checks it with [`Packet::check_len`].
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Ensures that no getter panics and that [`Packet::options`] and [`Packet::payload`]
     /// are inside the buffer. The buffer may be longer than the total length (Ethernet
     /// padding); the payload ends at the total length.
@@ -86,12 +72,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Consumes the view, returning the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The version field (4 for IPv4).

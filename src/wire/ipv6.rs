@@ -8,6 +8,7 @@
 //! parser is). The walk is linear in the bytes walked: every header is at least 8 bytes.
 
 use super::field::Field;
+use super::view::view;
 use super::{get_array, get_u16, get_u32, put_u16, put_u32, Error};
 
 /// A sixteen-byte IPv6 address.
@@ -51,27 +52,12 @@ pub mod field {
     pub const DST_ADDR: Field = 24..40;
 }
 
-/// A read/write view of an IPv6 packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of an IPv6 packet.
+    pub struct Packet;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; see [`Packet::check_len`].
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer and checks it with [`Packet::check_len`].
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Ensures that no getter panics and [`Packet::payload`] is inside the buffer (which
     /// may be longer: Ethernet padding).
     ///
@@ -85,12 +71,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Consumes the view, returning the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     #[inline]
@@ -410,27 +390,12 @@ mod frag_field {
     pub const IDENT: Field = 4..8;
 }
 
-/// A read/write view of a fragment header (8 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FragmentHeader<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of a fragment header (8 bytes).
+    pub struct FragmentHeader;
 }
 
 impl<T: AsRef<[u8]>> FragmentHeader<T> {
-    /// Wraps without checking.
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> FragmentHeader<T> {
-        FragmentHeader { buffer }
-    }
-
-    /// Wraps and checks with [`FragmentHeader::check_len`].
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<FragmentHeader<T>, Error> {
-        let h = Self::new_unchecked(buffer);
-        h.check_len()?;
-        Ok(h)
-    }
-
     /// Errors: [`Error::Truncated`] if shorter than 8 bytes.
     #[inline]
     pub fn check_len(&self) -> Result<(), Error> {

@@ -10,6 +10,10 @@
 //!   stays inside the buffer, returning [`Error`] otherwise;
 //! * `new_checked(buffer)` is the two together.
 //!
+//! The struct, these constructors and `into_inner` are declared once, by the private
+//! `view` module's macros (which also add the accessors TCP/UDP/SCTP and ICMPv4/ICMPv6
+//! share); each view writes out its own `mod field`, `check_len` and other accessors.
+//!
 //! Getters live in the `impl<T: AsRef<[u8]>>` block, setters in the
 //! `impl<T: AsRef<[u8]> + AsMut<[u8]>>` block. Getters and fixed-field setters index the
 //! buffer directly: they cannot panic on a view that passed `check_len`, and they are
@@ -40,8 +44,8 @@
 //!
 //! # Imports inside `wire`
 //!
-//! One way only: [`proto`] (constants), [`fixed`] and the private byte helpers here import
-//! nothing;
+//! One way only: [`proto`] (constants), [`fixed`], `view` (the views' shared macros) and
+//! the private byte helpers here import nothing;
 //! [`checksum`] imports [`proto`]; the views import those and each other downwards
 //! (`icmpv6` → `ipv6`, `ethernet`; [`sctp`], with its own CRC32c, only the helpers);
 //! [`parse`] imports the views; [`frame_checksums`] imports [`parse`], [`checksum`] and
@@ -68,6 +72,7 @@ pub mod sctp;
 pub mod tcp;
 pub mod testframe;
 pub mod udp;
+mod view;
 
 pub use self::parse::{
     parse_frame, parse_frame_into, Family, Fragment, L4Summary, ParseError, ParsedPacket,

@@ -11,7 +11,8 @@
 //! no allocation, no CPU feature needed, about a byte per cycle.
 
 use super::field::{Field, Rest};
-use super::{get_u16, get_u32, put_u16, put_u32, Error};
+use super::view::{l4_ports, view};
+use super::{get_u32, put_u32, Error};
 
 /// Length of the SCTP common header.
 pub const HEADER_LEN: usize = field::CHECKSUM.end;
@@ -131,28 +132,16 @@ pub fn chunks_ok(packet: &[u8]) -> bool {
     true
 }
 
-/// A read/write view of an SCTP packet: the common header and the chunks, to the end of
-/// the buffer (which must end where the IP payload ends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of an SCTP packet: the common header and the chunks, to the end of
+    /// the buffer (which must end where the IP payload ends).
+    pub struct Packet;
 }
 
+// src_port, dst_port, set_src_port, set_dst_port (bytes 0..4, as in TCP, UDP and SCTP).
+l4_ports!(Packet);
+
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; see [`Packet::check_len`].
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer and checks it with [`Packet::check_len`].
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Ensures no getter panics: [`Error::Truncated`] if shorter than the 12-byte common
     /// header. The chunks are not looked at (see [`chunks_ok`]).
     #[inline]
@@ -162,24 +151,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Consumes the view, returning the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The source port.
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::SRC_PORT])
-    }
-
-    /// The destination port.
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::DST_PORT])
     }
 
     /// The verification tag.
@@ -209,18 +180,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Sets the source port (the checksum is not updated).
-    #[inline]
-    pub fn set_src_port(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::SRC_PORT], value)
-    }
-
-    /// Sets the destination port (the checksum is not updated).
-    #[inline]
-    pub fn set_dst_port(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::DST_PORT], value)
-    }
-
     /// Sets the verification tag (the checksum is not updated).
     #[inline]
     pub fn set_verification_tag(&mut self, value: u32) {

@@ -7,6 +7,7 @@
 use super::checksum;
 use super::field::Field;
 use super::proto::tcp_flags;
+use super::view::{l4_ports, view};
 use super::{get_u16, get_u32, put_u16, put_u32, Error};
 
 /// Length of a header without options.
@@ -42,27 +43,15 @@ pub mod field {
     pub const URGENT: Field = 18..20;
 }
 
-/// A read/write view of a TCP segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of a TCP segment.
+    pub struct Packet;
 }
 
+// src_port, dst_port, set_src_port, set_dst_port (bytes 0..4, as in TCP, UDP and SCTP).
+l4_ports!(Packet);
+
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; see [`Packet::check_len`].
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer and checks it with [`Packet::check_len`].
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Ensures no getter panics and the options and payload are inside the buffer.
     ///
     /// Errors: [`Error::Truncated`] if shorter than 20 bytes or than the header length;
@@ -80,24 +69,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Consumes the view, returning the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The source port.
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::SRC_PORT])
-    }
-
-    /// The destination port.
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::DST_PORT])
     }
 
     /// The sequence number.
@@ -228,18 +199,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Sets the source port (the checksum is not updated).
-    #[inline]
-    pub fn set_src_port(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::SRC_PORT], value)
-    }
-
-    /// Sets the destination port (the checksum is not updated).
-    #[inline]
-    pub fn set_dst_port(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::DST_PORT], value)
-    }
-
     /// Sets the sequence number.
     #[inline]
     pub fn set_seq_number(&mut self, value: u32) {

@@ -8,6 +8,7 @@
 
 use super::checksum;
 use super::field::Field;
+use super::view::{l4_ports, view};
 use super::{get_u16, put_u16, Error};
 
 /// Length of the UDP header.
@@ -23,27 +24,15 @@ pub mod field {
     pub const CHECKSUM: Field = 6..8;
 }
 
-/// A read/write view of a UDP datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A read/write view of a UDP datagram.
+    pub struct Packet;
 }
 
+// src_port, dst_port, set_src_port, set_dst_port (bytes 0..4, as in TCP, UDP and SCTP).
+l4_ports!(Packet);
+
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; see [`Packet::check_len`].
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer and checks it with [`Packet::check_len`].
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Ensures no getter panics and the datagram (per its length field) is in the buffer.
     ///
     /// Errors: [`Error::Truncated`] if shorter than 8 bytes or than the length field;
@@ -60,24 +49,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         } else {
             Ok(())
         }
-    }
-
-    /// Consumes the view, returning the buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The source port.
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::SRC_PORT])
-    }
-
-    /// The destination port.
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        get_u16(&self.buffer.as_ref()[field::DST_PORT])
     }
 
     /// The length field (header + payload).
@@ -119,18 +90,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Sets the source port (the checksum is not updated).
-    #[inline]
-    pub fn set_src_port(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::SRC_PORT], value)
-    }
-
-    /// Sets the destination port (the checksum is not updated).
-    #[inline]
-    pub fn set_dst_port(&mut self, value: u16) {
-        put_u16(&mut self.buffer.as_mut()[field::DST_PORT], value)
-    }
-
     /// Sets the length field.
     #[inline]
     pub fn set_len(&mut self, value: u16) {

@@ -11,24 +11,9 @@
 //! real server's would be ([`Tcp`]); a tracker that does not adjust them breaks the
 //! connection, which the ct_state of the following packets and their bytes show.
 
-use std::net::IpAddr;
-
-use super::gen::{self, tcpf, Trace, TracePacket};
+use super::gen::{self, packet, tcpf, Trace};
 use super::ovs::{AlgNat, Ovs, Pipeline};
-use ctgate::wire::testframe::{Frame, L4};
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn packet(src: &str, dst: &str, l4: L4) -> Vec<u8> {
-    Frame::ip(ip(src), ip(dst), l4)
-        .macs([0; 6], gen::SRC_MAC)
-        .ident(1)
-        .dont_frag(false)
-        .flow_label(1)
-        .build()
-}
+use ctgate::wire::testframe::L4;
 
 /// One packet of a scenario.
 struct Step {
@@ -180,6 +165,21 @@ fn port_arg(addr: &str, port: u16) -> String {
     format!("{},{},{}", addr.replace('.', ","), port >> 8, port & 0xff)
 }
 
+/// The PORT command announcing `addr`'s `port`.
+fn port_cmd(addr: &str, port: u16) -> String {
+    format!("PORT {}\r\n", port_arg(addr, port))
+}
+
+/// The client's active announcement `cmd` (the server sees it `grows` bytes longer) and
+/// the server's 200.
+fn announce(ctl: &mut Tcp, cmd: &str, grows: i64) -> [Step; 2] {
+    use tcpf::{ACK, PSH};
+    [
+        ctl.c_send(ACK | PSH, cmd.as_bytes(), grows, cmd.trim_end()),
+        ctl.s_send(ACK | PSH, b"200 PORT command successful\r\n", 0, "200"),
+    ]
+}
+
 /// One scenario: its pipeline, packets, and what must hold.
 struct Scenario {
     name: &'static str,
@@ -282,60 +282,99 @@ fn growth(from: &str, to: &str) -> i64 {
     to.len() as i64 - from.len() as i64
 }
 
-/// An active session: control connection, `cmd` (the client's announcement of data port
-/// `dport`, seen `grows` bytes longer by the server), the server's `200`, the data
-/// connection from the server's port 20 to `data_dst` (the client as the server sees
-/// it) with `n` bytes each way, then more control traffic both ways after the rewrite,
-/// and the close.
-#[allow(clippy::too_many_arguments)]
-fn active(
-    ctl: &mut Tcp,
-    cmd: &str,
-    grows: i64,
-    data_from: (&'static str, u16),
-    data_to_seen: (&'static str, u16),
-    data_to: (&'static str, u16),
-    data_from_seen: (&'static str, u16),
-    n: usize,
-) -> Vec<Step> {
-    use tcpf::{ACK, PSH};
-    let mut v = ctl.handshake();
-    v.push(ctl.s_send(ACK | PSH, b"220 ready\r\n", 0, "220"));
-    v.push(ctl.c_send(ACK | PSH, cmd.as_bytes(), grows, cmd.trim_end()));
-    v.push(ctl.s_send(ACK | PSH, b"200 PORT command successful\r\n", 0, "200"));
-    v.push(ctl.c_send(ACK | PSH, b"RETR blob\r\n", 0, "RETR"));
-    // The data connection: opened by the server (its "client" side in Tcp's terms).
-    let mut d = Tcp::new("data", data_from, data_to_seen, data_to, data_from_seen);
-    v.extend(data_exchange(&mut d, n));
-    v.push(ctl.s_send(ACK | PSH, b"226 Transfer complete\r\n", 0, "226"));
-    v.push(ctl.c_send(ACK | PSH, b"QUIT\r\n", 0, "QUIT"));
-    v.push(ctl.s_send(ACK | PSH, b"221 Goodbye\r\n", 0, "221"));
-    v.extend(ctl.close());
-    v
+/// Who talks to whom on an FTP session: the client `c` (the server sees it as `c_seen`)
+/// and the server `s` (the client sees it as `s_seen`); they differ under NAT.
+#[derive(Clone, Copy)]
+struct Ends {
+    c: &'static str,
+    c_seen: &'static str,
+    s: &'static str,
+    s_seen: &'static str,
 }
 
-/// A passive session: the server's reply `reply` (announcing `data_to_seen`, seen
-/// `grows` bytes longer by the client), the data connection from the client.
-#[allow(clippy::too_many_arguments)]
-fn passive(
-    ctl: &mut Tcp,
-    cmd: &str,
-    reply: &str,
-    grows: i64,
-    data_from: (&'static str, u16),
-    data_to_seen: (&'static str, u16),
-    data_to: (&'static str, u16),
-    data_from_seen: (&'static str, u16),
-    n: usize,
-) -> Vec<Step> {
+impl Ends {
+    /// Both sides see the other's own address (no NAT).
+    const fn plain(c: &'static str, s: &'static str) -> Ends {
+        Ends {
+            c,
+            c_seen: c,
+            s,
+            s_seen: s,
+        }
+    }
+
+    /// The control connection from the client's port `port` to the server's 21.
+    fn ctl(&self, port: u16) -> Tcp {
+        let (c, s) = ((self.c, port), (self.s, 21));
+        Tcp::new("ctl", c, (self.s_seen, 21), s, (self.c_seen, port))
+    }
+
+    /// An active data connection: from the server's port 20 to the client's `port`.
+    fn active_data(&self, port: u16) -> Tcp {
+        let (c, s) = ((self.c, port), (self.s, 20));
+        Tcp::new("data", s, (self.c_seen, port), c, (self.s_seen, 20))
+    }
+
+    /// A passive data connection: from the client's `cport` to the server's `sport`.
+    fn passive_data(&self, cport: u16, sport: u16) -> Tcp {
+        let (c, s) = ((self.c, cport), (self.s, sport));
+        Tcp::new("data", c, (self.s_seen, sport), s, (self.c_seen, cport))
+    }
+}
+
+/// How a session announces its data connection.
+#[derive(Clone, Copy)]
+enum Announce {
+    Port,
+    Eprt,
+    Pasv,
+    Epsv,
+}
+
+/// An FTP session on the control connection from the client's `port`: handshake, 220,
+/// the announcement (active: the client's PORT/EPRT of its port `port + 100`, answered
+/// 200; passive: PASV/EPSV answered with the server's port `port + 10000`), RETR, the data
+/// connection with 1000 bytes each way, then more control traffic both ways after the
+/// rewrite (226/QUIT/221), and the close. An announced address reaches the other side
+/// as that side sees it, longer or shorter by the difference of their texts.
+fn session(e: Ends, how: Announce, port: u16) -> Vec<Step> {
     use tcpf::{ACK, PSH};
+    let (cport, sport) = (port + 100, port + 10_000);
+    let mut ctl = e.ctl(port);
     let mut v = ctl.handshake();
     v.push(ctl.s_send(ACK | PSH, b"220 ready\r\n", 0, "220"));
-    v.push(ctl.c_send(ACK | PSH, cmd.as_bytes(), 0, cmd.trim_end()));
-    v.push(ctl.s_send(ACK | PSH, reply.as_bytes(), grows, reply.trim_end()));
+    let mut data = match how {
+        Announce::Port | Announce::Eprt => {
+            let cmd = match how {
+                Announce::Port => port_cmd(e.c, cport),
+                _ => {
+                    let af = if e.c.contains(':') { 2 } else { 1 };
+                    format!("EPRT |{af}|{}|{cport}|\r\n", e.c)
+                }
+            };
+            v.extend(announce(&mut ctl, &cmd, growth(e.c, e.c_seen)));
+            e.active_data(cport)
+        }
+        Announce::Pasv | Announce::Epsv => {
+            let (cmd, reply, grows) = match how {
+                Announce::Pasv => (
+                    "PASV\r\n",
+                    format!("227 Entering Passive Mode ({})\r\n", port_arg(e.s, sport)),
+                    growth(e.s, e.s_seen),
+                ),
+                _ => (
+                    "EPSV\r\n",
+                    format!("229 Entering Extended Passive Mode (|||{sport}|)\r\n"),
+                    0,
+                ),
+            };
+            v.push(ctl.c_send(ACK | PSH, cmd.as_bytes(), 0, cmd.trim_end()));
+            v.push(ctl.s_send(ACK | PSH, reply.as_bytes(), grows, reply.trim_end()));
+            e.passive_data(cport, sport)
+        }
+    };
     v.push(ctl.c_send(ACK | PSH, b"RETR blob\r\n", 0, "RETR"));
-    let mut d = Tcp::new("data", data_from, data_to_seen, data_to, data_from_seen);
-    v.extend(data_exchange(&mut d, n));
+    v.extend(data_exchange(&mut data, 1000));
     v.push(ctl.s_send(ACK | PSH, b"226 Transfer complete\r\n", 0, "226"));
     v.push(ctl.c_send(ACK | PSH, b"QUIT\r\n", 0, "QUIT"));
     v.push(ctl.s_send(ACK | PSH, b"221 Goodbye\r\n", 0, "221"));
@@ -389,252 +428,118 @@ fn tftp(c: (&str, u16), s_seen: &str, s: &str, c_seen: (&str, u16)) -> Vec<Step>
 
 fn scenarios() -> Vec<Scenario> {
     use tcpf::{ACK, PSH, SYN};
-    let mut v = Vec::new();
+    use Announce::{Eprt, Epsv, Pasv, Port};
+    let (plain4, plain6) = (Ends::plain(C4, S4), Ends::plain(C6, S6));
+    let snat4_ends = Ends {
+        c_seen: POOL4,
+        ..plain4
+    };
+    let snat6_ends = Ends {
+        c_seen: POOL6,
+        ..plain6
+    };
     // An active session's steps: 1-3 handshake, 4 220, 5 the announcement, 6 200, 7 RETR,
     // 8-17 the data connection (8 its SYN), 18-20 226/QUIT/221 (data both ways on the
     // control connection after the rewrite), 21-23 close. A passive one: 5 the command,
     // 6 the reply, the rest alike.
-
-    let mut ctl = Tcp::new("ctl", (C4, 40000), (S4, 21), (S4, 21), (C4, 40000));
-    let cmd = format!("PORT {}\r\n", port_arg(C4, 40100));
-    let steps = active(
-        &mut ctl,
-        &cmd,
-        0,
-        (S4, 20),
-        (C4, 40100),
-        (C4, 40100),
-        (S4, 20),
-        1000,
-    );
-    v.push(
-        Scenario::new("ftp-active-port-v4", none(), steps)
+    let mut v = vec![
+        Scenario::new("ftp-active-port-v4", none(), session(plain4, Port, 40000))
             .pin(8, "trk,new,rel")
             .pin(9, "trk,est,rel,rpl"),
-    );
-
-    let mut ctl = Tcp::new("ctl", (C4, 40001), (S4, 21), (S4, 21), (C4, 40001));
-    let reply = format!("227 Entering Passive Mode ({})\r\n", port_arg(S4, 50000));
-    let steps = passive(
-        &mut ctl,
-        "PASV\r\n",
-        &reply,
-        0,
-        (C4, 40101),
-        (S4, 50000),
-        (S4, 50000),
-        (C4, 40101),
-        1000,
-    );
-    v.push(Scenario::new("ftp-passive-pasv-v4", none(), steps).pin(8, "trk,new,rel"));
-
-    let mut ctl = Tcp::new("ctl", (C6, 40002), (S6, 21), (S6, 21), (C6, 40002));
-    let cmd = format!("EPRT |2|{C6}|40102|\r\n");
-    let steps = active(
-        &mut ctl,
-        &cmd,
-        0,
-        (S6, 20),
-        (C6, 40102),
-        (C6, 40102),
-        (S6, 20),
-        1000,
-    );
-    v.push(Scenario::new("ftp-active-eprt-v6", none(), steps).pin(8, "trk,new,rel"));
-
-    let mut ctl = Tcp::new("ctl", (C6, 40003), (S6, 21), (S6, 21), (C6, 40003));
-    let steps = passive(
-        &mut ctl,
-        "EPSV\r\n",
-        "229 Entering Extended Passive Mode (|||50003|)\r\n",
-        0,
-        (C6, 40103),
-        (S6, 50003),
-        (S6, 50003),
-        (C6, 40103),
-        1000,
-    );
-    v.push(Scenario::new("ftp-passive-epsv-v6", none(), steps).pin(8, "trk,new,rel"));
-
-    // EPRT and EPSV over IPv4: OVS 3.1 parses them over IPv6 only (A1).
-    let mut ctl = Tcp::new("ctl", (C4, 40004), (S4, 21), (S4, 21), (C4, 40004));
-    let cmd = format!("EPRT |1|{C4}|40104|\r\n");
-    let steps = active(
-        &mut ctl,
-        &cmd,
-        0,
-        (S4, 20),
-        (C4, 40104),
-        (C4, 40104),
-        (S4, 20),
-        1000,
-    );
-    v.push(
-        Scenario::new("ftp-active-eprt-v4", none(), steps)
+        Scenario::new("ftp-passive-pasv-v4", none(), session(plain4, Pasv, 40001))
+            .pin(8, "trk,new,rel"),
+        Scenario::new("ftp-active-eprt-v6", none(), session(plain6, Eprt, 40002))
+            .pin(8, "trk,new,rel"),
+        Scenario::new("ftp-passive-epsv-v6", none(), session(plain6, Epsv, 40003))
+            .pin(8, "trk,new,rel"),
+        // EPRT and EPSV over IPv4: OVS 3.1 parses them over IPv6 only (A1).
+        Scenario::new("ftp-active-eprt-v4", none(), session(plain4, Eprt, 40004))
             .pin(8, "trk,new")
             .differs(8..=17, "A1"),
-    );
-    let mut ctl = Tcp::new("ctl", (C4, 40005), (S4, 21), (S4, 21), (C4, 40005));
-    let steps = passive(
-        &mut ctl,
-        "EPSV\r\n",
-        "229 Entering Extended Passive Mode (|||50005|)\r\n",
-        0,
-        (C4, 40105),
-        (S4, 50005),
-        (S4, 50005),
-        (C4, 40105),
-        1000,
-    );
-    v.push(
-        Scenario::new("ftp-passive-epsv-v4", none(), steps)
+        Scenario::new("ftp-passive-epsv-v4", none(), session(plain4, Epsv, 40005))
             .pin(8, "trk,new")
             .differs(8..=17, "A1"),
-    );
-
-    // Active PORT under SNAT: "10,1,100,100" becomes "192,0,2,99" (2 bytes shorter); the
-    // control connection then carries data both ways (sequence numbers shifted).
-    let mut ctl = Tcp::new("ctl", (C4, 40010), (S4, 21), (S4, 21), (POOL4, 40010));
-    let cmd = format!("PORT {}\r\n", port_arg(C4, 40110));
-    let g = growth(C4, POOL4);
-    let steps = active(
-        &mut ctl,
-        &cmd,
-        g,
-        (S4, 20),
-        (POOL4, 40110),
-        (C4, 40110),
-        (S4, 20),
-        1000,
-    );
-    v.push(
-        Scenario::new("ftp-active-port-snat-v4", snat4(POOL4), steps)
-            .pin(8, "trk,new,rel,dnat")
-            .rewritten(5, "10,1,100,100", "192,0,2,99")
-            .differs(5..=23, "A2"),
-    );
-
-    // The same with a pool whose text is longer than the inside address's (A2).
-    let mut ctl = Tcp::new(
-        "ctl",
-        (C4, 40015),
-        (S4, 21),
-        (S4, 21),
-        ("203.0.113.200", 40015),
-    );
-    let cmd = format!("PORT {}\r\n", port_arg(C4, 40115));
-    let g = growth(C4, "203.0.113.200");
-    let steps = active(
-        &mut ctl,
-        &cmd,
-        g,
-        (S4, 20),
-        ("203.0.113.200", 40115),
-        (C4, 40115),
-        (S4, 20),
-        1000,
-    );
-    v.push(
+        // Active PORT under SNAT: "10,1,100,100" becomes "192,0,2,99" (2 bytes shorter);
+        // the control connection then carries data both ways (sequence numbers shifted).
+        Scenario::new(
+            "ftp-active-port-snat-v4",
+            snat4(POOL4),
+            session(snat4_ends, Port, 40010),
+        )
+        .pin(8, "trk,new,rel,dnat")
+        .rewritten(5, "10,1,100,100", "192,0,2,99")
+        .differs(5..=23, "A2"),
+        // The same with a pool whose text is longer than the inside address's (A2).
         Scenario::new(
             "ftp-active-port-snat-grows-v4",
             snat4("203.0.113.200"),
-            steps,
+            session(
+                Ends {
+                    c_seen: "203.0.113.200",
+                    ..plain4
+                },
+                Port,
+                40015,
+            ),
         )
         .pin(8, "trk,new,rel,dnat")
         .rewritten(5, "10,1,100,100", "203,0,113,200")
         .differs(5..=23, "A2"),
-    );
-
-    // Passive 227 under SNAT: the server's address is not translated, nothing rewritten.
-    let mut ctl = Tcp::new("ctl", (C4, 40011), (S4, 21), (S4, 21), (POOL4, 40011));
-    let reply = format!("227 Entering Passive Mode ({})\r\n", port_arg(S4, 50011));
-    let steps = passive(
-        &mut ctl,
-        "PASV\r\n",
-        &reply,
-        0,
-        (C4, 40111),
-        (S4, 50011),
-        (S4, 50011),
-        (POOL4, 40111),
-        1000,
-    );
-    v.push(
-        Scenario::new("ftp-passive-pasv-snat-v4", snat4(POOL4), steps).pin(8, "trk,new,rel,snat"),
-    );
-
-    // Passive 227 under DNAT: "10,1,100,50" becomes "192,0,2,9" (2 bytes shorter).
-    let mut ctl = Tcp::new("ctl", (OUT4, 40012), (PUB4, 21), (SRV4, 21), (OUT4, 40012));
-    let reply = format!("227 Entering Passive Mode ({})\r\n", port_arg(SRV4, 50012));
-    let g = growth(SRV4, PUB4);
-    let steps = passive(
-        &mut ctl,
-        "PASV\r\n",
-        &reply,
-        g,
-        (OUT4, 40112),
-        (PUB4, 50012),
-        (SRV4, 50012),
-        (OUT4, 40112),
-        1000,
-    );
-    v.push(
-        Scenario::new("ftp-passive-pasv-dnat-v4", dnat4(), steps)
-            .pin(8, "trk,new,rel,dnat")
-            .rewritten(6, "10,1,100,50", "192,0,2,9")
-            .differs(6..=23, "A2"),
-    );
-
-    // IPv6 EPRT under SNAT: fd01::1:2:3:4 becomes 2001:db8::99 (1 byte shorter).
-    let mut ctl = Tcp::new("ctl", (C6, 40013), (S6, 21), (S6, 21), (POOL6, 40013));
-    let cmd = format!("EPRT |2|{C6}|40113|\r\n");
-    let steps = active(
-        &mut ctl,
-        &cmd,
-        growth(C6, POOL6),
-        (S6, 20),
-        (POOL6, 40113),
-        (C6, 40113),
-        (S6, 20),
-        1000,
-    );
-    v.push(
-        Scenario::new("ftp-active-eprt-snat-v6", snat6(), steps)
-            .pin(8, "trk,new,rel,dnat")
-            .rewritten(5, C6, POOL6)
-            .differs(5..=23, "A2"),
-    );
-
-    // IPv6 EPSV under SNAT.
-    let mut ctl = Tcp::new("ctl", (C6, 40014), (S6, 21), (S6, 21), (POOL6, 40014));
-    let steps = passive(
-        &mut ctl,
-        "EPSV\r\n",
-        "229 Entering Extended Passive Mode (|||50014|)\r\n",
-        0,
-        (C6, 40114),
-        (S6, 50014),
-        (S6, 50014),
-        (POOL6, 40114),
-        1000,
-    );
-    v.push(Scenario::new("ftp-passive-epsv-snat-v6", snat6(), steps).pin(8, "trk,new,rel,snat"));
+        // Passive 227 under SNAT: the server's address is not translated, nothing
+        // rewritten.
+        Scenario::new(
+            "ftp-passive-pasv-snat-v4",
+            snat4(POOL4),
+            session(snat4_ends, Pasv, 40011),
+        )
+        .pin(8, "trk,new,rel,snat"),
+        // Passive 227 under DNAT: "10,1,100,50" becomes "192,0,2,9" (2 bytes shorter).
+        Scenario::new(
+            "ftp-passive-pasv-dnat-v4",
+            dnat4(),
+            session(
+                Ends {
+                    c: OUT4,
+                    c_seen: OUT4,
+                    s: SRV4,
+                    s_seen: PUB4,
+                },
+                Pasv,
+                40012,
+            ),
+        )
+        .pin(8, "trk,new,rel,dnat")
+        .rewritten(6, "10,1,100,50", "192,0,2,9")
+        .differs(6..=23, "A2"),
+        // IPv6 EPRT under SNAT: fd01::1:2:3:4 becomes 2001:db8::99 (1 byte shorter).
+        Scenario::new(
+            "ftp-active-eprt-snat-v6",
+            snat6(),
+            session(snat6_ends, Eprt, 40013),
+        )
+        .pin(8, "trk,new,rel,dnat")
+        .rewritten(5, C6, POOL6)
+        .differs(5..=23, "A2"),
+        // IPv6 EPSV under SNAT.
+        Scenario::new(
+            "ftp-passive-epsv-snat-v6",
+            snat6(),
+            session(snat6_ends, Epsv, 40014),
+        )
+        .pin(8, "trk,new,rel,snat"),
+    ];
 
     // Two PORT commands before either data connection: two expectations, both met (the
     // second announcement first).
     {
-        let mut ctl = Tcp::new("ctl", (C4, 40020), (S4, 21), (S4, 21), (POOL4, 40020));
-        let g = growth(C4, POOL4);
+        let mut ctl = snat4_ends.ctl(40020);
         let mut s = ctl.handshake();
         s.push(ctl.s_send(ACK | PSH, b"220 ready\r\n", 0, "220"));
         for p in [40120u16, 40121] {
-            let cmd = format!("PORT {}\r\n", port_arg(C4, p));
-            s.push(ctl.c_send(ACK | PSH, cmd.as_bytes(), g, cmd.trim_end()));
-            s.push(ctl.s_send(ACK | PSH, b"200 PORT command successful\r\n", 0, "200"));
+            s.extend(announce(&mut ctl, &port_cmd(C4, p), growth(C4, POOL4)));
         }
         for p in [40121u16, 40120] {
-            let mut d = Tcp::new("data", (S4, 20), (POOL4, p), (C4, p), (S4, 20));
-            s.extend(data_exchange(&mut d, 300));
+            s.extend(data_exchange(&mut snat4_ends.active_data(p), 300));
         }
         s.push(ctl.c_send(ACK | PSH, b"QUIT\r\n", 0, "QUIT"));
         s.push(ctl.s_send(ACK | PSH, b"221 Goodbye\r\n", 0, "221"));
@@ -650,16 +555,14 @@ fn scenarios() -> Vec<Scenario> {
     // An announcement left unused for a minute, its control connection alive, then a
     // data connection to it: OVS keeps an expectation as long as its parent.
     {
-        let mut ctl = Tcp::new("ctl", (C4, 40030), (S4, 21), (S4, 21), (C4, 40030));
+        let mut ctl = plain4.ctl(40030);
         let mut s = ctl.handshake();
-        let cmd = format!("PORT {}\r\n", port_arg(C4, 40130));
-        s.push(ctl.c_send(ACK | PSH, cmd.as_bytes(), 0, cmd.trim_end()));
-        s.push(ctl.s_send(ACK | PSH, b"200 PORT command successful\r\n", 0, "200"));
+        s.extend(announce(&mut ctl, &port_cmd(C4, 40130), 0));
         let mut late = ctl.c_send(ACK | PSH, b"NOOP\r\n", 0, "NOOP 60 s later");
         late.gap_ms = 60_000;
         s.push(late);
         s.push(ctl.s_send(ACK | PSH, b"200 NOOP ok\r\n", 0, "200"));
-        let mut d = Tcp::new("data", (S4, 20), (C4, 40130), (C4, 40130), (S4, 20));
+        let mut d = plain4.active_data(40130);
         s.push(d.c_send(SYN, b"", 0, "SYN to the announcement of 60 s ago"));
         v.push(Scenario::new("ftp-expectation-unused-60s", none(), s).pin(8, "trk,new,rel"));
     }
@@ -668,13 +571,11 @@ fn scenarios() -> Vec<Scenario> {
     // 30 s) before any data connection: the expectation goes with its parent.
     {
         use tcpf::RST;
-        let mut ctl = Tcp::new("ctl", (C4, 40031), (S4, 21), (S4, 21), (C4, 40031));
+        let mut ctl = plain4.ctl(40031);
         let mut s = ctl.handshake();
-        let cmd = format!("PORT {}\r\n", port_arg(C4, 40131));
-        s.push(ctl.c_send(ACK | PSH, cmd.as_bytes(), 0, cmd.trim_end()));
-        s.push(ctl.s_send(ACK | PSH, b"200 PORT command successful\r\n", 0, "200"));
+        s.extend(announce(&mut ctl, &port_cmd(C4, 40131), 0));
         s.push(ctl.c_send(RST | ACK, b"", 0, "RST"));
-        let mut d = Tcp::new("data", (S4, 20), (C4, 40131), (C4, 40131), (S4, 20));
+        let mut d = plain4.active_data(40131);
         let mut syn = d.c_send(SYN, b"", 0, "SYN 40 s after the parent's reset");
         syn.gap_ms = 40_000;
         s.push(syn);
@@ -685,9 +586,9 @@ fn scenarios() -> Vec<Scenario> {
     // (OVS's ftp-alg-large-payload: before its 2026 fix, OVS moved only (length mod 256)
     // bytes of the tail).
     {
-        let mut ctl = Tcp::new("ctl", (C4, 40040), (S4, 21), (S4, 21), (POOL4, 40040));
+        let mut ctl = snat4_ends.ctl(40040);
         let mut s = ctl.handshake();
-        let mut cmd = format!("PORT {}\r\n", port_arg(C4, 40140)).into_bytes();
+        let mut cmd = port_cmd(C4, 40140).into_bytes();
         cmd.extend(std::iter::repeat_n(b'x', 300));
         cmd.extend_from_slice(b"\r\n");
         s.push(ctl.c_send(ACK | PSH, &cmd, growth(C4, POOL4), "PORT + 300 bytes"));
@@ -720,18 +621,10 @@ fn scenarios() -> Vec<Scenario> {
 /// A scenario's steps as a trace (one packet per tick, numbered in the destination MAC).
 fn trace_of(sc: &Scenario) -> Trace {
     let mut trace = Trace::default();
-    let mut ts = 1_700_000_000_000u64;
-    for (i, st) in sc.steps.iter().enumerate() {
+    let mut ts = gen::BASE_TS_MS;
+    for st in &sc.steps {
         ts += st.gap_ms;
-        let mut data = st.frame.clone();
-        data[..6].copy_from_slice(&gen::id_mac(i));
-        trace.packets.push(TracePacket {
-            ts_ms: ts,
-            data,
-            what: st.what.clone(),
-            expect_quote: None,
-        });
-        trace.ticks.push(i..i + 1);
+        trace.push_tick(ts, st.frame.clone(), st.what.clone(), None);
     }
     trace
 }

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use super::gen::{self, Trace, TracePacket};
 use ctgate::wire::proto::tcp_flags::{ACK, PSH, SYN};
-use ctgate::wire::testframe::{fragments, Frame, L4};
+use ctgate::wire::testframe::{fragments, L4};
 
 /// Who talks to whom, as the pipeline translates it.
 #[derive(Clone, Copy, Debug)]
@@ -98,16 +98,8 @@ impl Builder {
 
     /// [`Builder::send`] of an ICMP error whose quote, when it is RELATED, must reach
     /// its receiver as `expect_quote`.
-    fn send_quoting(&mut self, mut frame: Vec<u8>, what: String, expect_quote: Option<Vec<u8>>) {
-        let i = self.trace.packets.len();
-        frame[..6].copy_from_slice(&gen::id_mac(i));
-        self.trace.packets.push(TracePacket {
-            ts_ms: self.ts,
-            data: frame,
-            what,
-            expect_quote,
-        });
-        self.trace.ticks.push(i..i + 1);
+    fn send_quoting(&mut self, frame: Vec<u8>, what: String, expect_quote: Option<Vec<u8>>) {
+        self.trace.push_tick(self.ts, frame, what, expect_quote);
         self.ts += 1;
     }
 
@@ -118,11 +110,8 @@ impl Builder {
 
     /// A whole frame, framed as the other traces frame theirs.
     fn whole(src: IpAddr, dst: IpAddr, l4: L4, ident: u32, ext: &[u8]) -> Vec<u8> {
-        Frame::ip(src, dst, l4)
-            .macs([0; 6], gen::SRC_MAC)
+        gen::framed(src, dst, l4)
             .ident(ident as u16)
-            .dont_frag(false)
-            .flow_label(1)
             .ext_headers(ext)
             .build()
     }

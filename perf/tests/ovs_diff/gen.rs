@@ -36,6 +36,7 @@ use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ctgate::wire::frame_checksums::fill_frame;
+use ctgate::wire::testframe::{Frame, L4};
 
 /// splitmix64: small, seeded, good enough for traces.
 #[derive(Clone)]
@@ -132,6 +133,49 @@ pub struct Trace {
     pub ticks: Vec<std::ops::Range<usize>>,
 }
 
+impl Trace {
+    /// Appends `frame` as a tick of its own at `ts_ms`, numbered in its destination MAC.
+    pub fn push_tick(
+        &mut self,
+        ts_ms: u64,
+        mut frame: Vec<u8>,
+        what: String,
+        expect_quote: Option<Vec<u8>>,
+    ) {
+        let i = self.packets.len();
+        frame[..6].copy_from_slice(&id_mac(i));
+        self.packets.push(TracePacket {
+            ts_ms,
+            data: frame,
+            what,
+            expect_quote,
+        });
+        self.ticks.push(i..i + 1);
+    }
+}
+
+/// An address of a hand-built scenario, from its text.
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A hand-built frame framed as the random traces frame theirs by default
+/// ([`Framing`]'s default: no VLAN, IPv4 identification 1 without DF, IPv6 flow label 1,
+/// TTL 64, MACs 00:00:00:00:00:00 <- [`SRC_MAC`]), by the library's test-frame builder;
+/// the caller may override a field before `build`.
+pub fn framed(src: IpAddr, dst: IpAddr, l4: L4) -> Frame {
+    Frame::ip(src, dst, l4)
+        .macs([0; 6], SRC_MAC)
+        .ident(1)
+        .dont_frag(false)
+        .flow_label(1)
+}
+
+/// [`framed`] between two addresses given as text, built.
+pub fn packet(src: &str, dst: &str, l4: L4) -> Vec<u8> {
+    framed(ip(src), ip(dst), l4).build()
+}
+
 /// The source MAC of every generated frame.
 pub const SRC_MAC: [u8; 6] = [0x02, 0x5e, 0x00, 0x00, 0x00, 0x01];
 
@@ -158,7 +202,7 @@ pub const DNAT_PORT: u16 = 8080;
 pub const INSIDE_V4: &str = "10.1.0.0/16";
 pub const INSIDE_V6: &str = "fd01::/64";
 
-const BASE_TS_MS: u64 = 1_700_000_000_000;
+pub const BASE_TS_MS: u64 = 1_700_000_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fam {

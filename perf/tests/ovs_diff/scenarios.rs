@@ -4,28 +4,10 @@
 //! documentation); ctgate's must equal OVS's, except where it differs on purpose (X1, X5).
 //! D1–D6 were tracker differences, fixed since; their scenarios keep them fixed.
 
-use std::net::IpAddr;
-
-use super::gen::{self, tcpf, Framing, Trace, TracePacket};
+use super::gen::{self, ip, packet, tcpf, Framing, Trace};
 use super::{flags_of, quote_of, run_both, Case};
 use ctgate::wire::frame_checksums::verify_frame;
-use ctgate::wire::testframe::{Frame, L4};
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-/// A frame framed as the random traces frame theirs by default (`gen::Framing`'s
-/// default: no VLAN, IPv4 identification 1 without DF, IPv6 flow label 1, TTL 64, MACs
-/// 00:00:00:00:00:00 <- `gen::SRC_MAC`), built by the library's test-frame builder.
-fn packet(src: &str, dst: &str, l4: L4) -> Vec<u8> {
-    Frame::ip(ip(src), ip(dst), l4)
-        .macs([0; 6], gen::SRC_MAC)
-        .ident(1)
-        .dont_frag(false)
-        .flow_label(1)
-        .build()
-}
+use ctgate::wire::testframe::L4;
 
 #[allow(clippy::too_many_arguments)]
 fn tcp(
@@ -106,22 +88,24 @@ struct Scenario {
     steps: Vec<Step>,
 }
 
-fn step(
-    frame: Vec<u8>,
-    what: &'static str,
-    ovs: &'static str,
-    differs: Option<&'static str>,
-) -> Step {
+/// A step on which ctgate says what OVS says.
+fn step(frame: Vec<u8>, what: &'static str, ovs: &'static str) -> Step {
     Step {
         frame,
         what,
         ovs,
-        differs,
+        differs: None,
         dst: None,
     }
 }
 
 impl Step {
+    /// ctgate's verdict, where it differs on purpose.
+    fn differs(mut self, ctgate: &'static str) -> Step {
+        self.differs = Some(ctgate);
+        self
+    }
+
     /// Pins where each side sends the packet (NAT cases).
     fn to(mut self, ovs: &'static str, ctgate: &'static str) -> Step {
         self.dst = Some((ovs, ctgate));
@@ -157,6 +141,36 @@ fn scenarios() -> Vec<Scenario> {
         second_snat_port("10.1.0.2", 5000, b, 9899, pool),
     );
     let reply_b = sctp(b, 9899, pool, sp2);
+    // A's SYN to B:80 from `port`, retransmitted, B's SYN+ACK (ISN `isn`), A's ACK.
+    let syn_twice = |port: u16, isn: u32, synack: &'static str| {
+        let syn = || tcp(a, port, b, 80, 1000, 0, SYN, 0);
+        vec![
+            step(syn(), "SYN", "trk,new"),
+            step(syn(), "SYN retransmitted", "trk,new"),
+            step(
+                tcp(b, 80, a, port, isn, 1001, SYN | ACK, 0),
+                synack,
+                "trk,est,rpl",
+            ),
+            step(tcp(a, port, b, 80, 1001, isn + 1, ACK, 0), "ACK", "trk,est"),
+        ]
+    };
+    // A's handshake with B:80 from `port` through the SNAT pool.
+    let snat_handshake = |port: u16| {
+        vec![
+            step(
+                tcp(a, port, b, 80, 100, 0, SYN, 0),
+                "SYN A>B",
+                "trk,new,snat",
+            ),
+            step(
+                tcp(b, 80, pool, port, 500, 101, SYN | ACK, 0),
+                "SYN+ACK",
+                "trk,est,rpl,dnat",
+            ),
+            step(tcp(a, port, b, 80, 101, 501, ACK, 0), "ACK", "trk,est,snat"),
+        ]
+    };
     vec![
         Scenario {
             name: "sctp-two-associations",
@@ -164,26 +178,17 @@ fn scenarios() -> Vec<Scenario> {
             nat: None,
             dnat: None,
             steps: vec![
-                step(
-                    sctp(a, 5000, b, 9899),
-                    "SCTP A:5000>B:9899",
-                    "trk,new",
-                    None,
-                ),
-                step(sctp(b, 9899, a, 5000), "SCTP B>A:5000", "trk,est,rpl", None),
+                step(sctp(a, 5000, b, 9899), "SCTP A:5000>B:9899", "trk,new"),
+                step(sctp(b, 9899, a, 5000), "SCTP B>A:5000", "trk,est,rpl"),
                 step(
                     sctp(a, 5001, b, 9899),
                     "SCTP A:5001>B:9899, a second association",
                     "trk,est",
-                    Some("trk,new"),
-                ),
-                step(sctp(b, 9899, a, 5001), "SCTP B>A:5001", "trk,est,rpl", None),
-                step(
-                    broken,
-                    "SCTP A:5000>B:9899 with a wrong CRC32c",
-                    "trk,est",
-                    Some("trk,inv"),
-                ),
+                )
+                .differs("trk,new"),
+                step(sctp(b, 9899, a, 5001), "SCTP B>A:5001", "trk,est,rpl"),
+                step(broken, "SCTP A:5000>B:9899 with a wrong CRC32c", "trk,est")
+                    .differs("trk,inv"),
             ],
         },
         Scenario {
@@ -192,32 +197,25 @@ fn scenarios() -> Vec<Scenario> {
             nat: Some(false),
             dnat: None,
             steps: vec![
-                step(
-                    sctp(a, 5000, b, 9899),
-                    "SCTP A:5000>B:9899",
-                    "trk,new,snat",
-                    None,
-                )
-                .to("192.0.2.1", "192.0.2.1"),
+                step(sctp(a, 5000, b, 9899), "SCTP A:5000>B:9899", "trk,new,snat")
+                    .to("192.0.2.1", "192.0.2.1"),
                 step(
                     sctp(a2, 5000, b, 9899),
                     "SCTP A2:5000>B:9899 (another inside host, same ports)",
                     "trk,new",
-                    Some("trk,new,snat"),
                 )
+                .differs("trk,new,snat")
                 .to("192.0.2.1", "192.0.2.1"),
                 step(
                     sctp(b, 9899, pool, 5000),
                     "SCTP B>pool:5000 (to A)",
                     "trk,est,rpl,dnat",
-                    None,
                 )
                 .to("10.1.0.1", "10.1.0.1"),
                 step(
                     reply_b,
                     "SCTP B>pool:P, P the port ctgate gave A2",
                     "trk,est,rpl,dnat",
-                    None,
                 )
                 .to("10.1.0.1", "10.1.0.2"),
             ],
@@ -228,11 +226,11 @@ fn scenarios() -> Vec<Scenario> {
             nat: None,
             dnat: None,
             steps: vec![
-                step(udp(a, 1000, b, 53), "UDP A>B", "trk,new", None),
-                step(udp(a, 1000, b, 53), "UDP A>B again", "trk,new", None),
-                step(udp(a, 1000, b, 53), "UDP A>B a third time", "trk,new", None),
-                step(udp(b, 53, a, 1000), "UDP B>A (reply)", "trk,est,rpl", None),
-                step(udp(a, 1000, b, 53), "UDP A>B", "trk,est", None),
+                step(udp(a, 1000, b, 53), "UDP A>B", "trk,new"),
+                step(udp(a, 1000, b, 53), "UDP A>B again", "trk,new"),
+                step(udp(a, 1000, b, 53), "UDP A>B a third time", "trk,new"),
+                step(udp(b, 53, a, 1000), "UDP B>A (reply)", "trk,est,rpl"),
+                step(udp(a, 1000, b, 53), "UDP A>B", "trk,est"),
             ],
         },
         Scenario {
@@ -241,15 +239,14 @@ fn scenarios() -> Vec<Scenario> {
             nat: None,
             dnat: None,
             steps: vec![
-                step(icmp(a, b, 8, 0, 7, 1), "echo request", "trk,new", None),
+                step(icmp(a, b, 8, 0, 7, 1), "echo request", "trk,new"),
                 step(
                     icmp(a, b, 8, 0, 7, 2),
                     "echo request, same id, no reply yet",
                     "trk,new",
-                    None,
                 ),
-                step(icmp(b, a, 0, 0, 7, 2), "echo reply", "trk,est,rpl", None),
-                step(icmp(a, b, 8, 0, 7, 3), "echo request", "trk,est", None),
+                step(icmp(b, a, 0, 0, 7, 2), "echo reply", "trk,est,rpl"),
+                step(icmp(a, b, 8, 0, 7, 3), "echo request", "trk,est"),
             ],
         },
         Scenario {
@@ -257,72 +254,35 @@ fn scenarios() -> Vec<Scenario> {
             difference: "D3",
             nat: None,
             dnat: None,
-            steps: vec![
-                step(tcp(a, 2000, b, 80, 1000, 0, SYN, 0), "SYN", "trk,new", None),
-                step(
-                    tcp(a, 2000, b, 80, 1000, 0, SYN, 0),
-                    "SYN retransmitted",
-                    "trk,new",
-                    None,
-                ),
-                step(
-                    tcp(b, 80, a, 2000, 0xf000_0000, 1001, SYN | ACK, 0),
-                    "SYN+ACK",
-                    "trk,est,rpl",
-                    None,
-                ),
-                step(
-                    tcp(a, 2000, b, 80, 1001, 0xf000_0001, ACK, 0),
-                    "ACK",
-                    "trk,est",
-                    None,
-                ),
-                step(
+            steps: syn_twice(2000, 0xf000_0000, "SYN+ACK")
+                .into_iter()
+                .chain([step(
                     tcp(b, 80, a, 2000, 0xf000_0001, 1001, ACK | PSH, 100),
                     "data B>A in window",
                     "trk,est,rpl",
-                    None,
-                ),
-            ],
+                )])
+                .collect(),
         },
         Scenario {
             name: "tcp-syn-retransmitted-breaks-window",
             difference: "D3",
             nat: None,
             dnat: None,
-            steps: vec![
-                step(tcp(a, 2002, b, 80, 1000, 0, SYN, 0), "SYN", "trk,new", None),
-                step(
-                    tcp(a, 2002, b, 80, 1000, 0, SYN, 0),
-                    "SYN retransmitted",
-                    "trk,new",
-                    None,
-                ),
-                step(
-                    tcp(b, 80, a, 2002, 0x9000_0000, 1001, SYN | ACK, 0),
-                    "SYN+ACK, ISN 0x90000000",
-                    "trk,est,rpl",
-                    None,
-                ),
-                step(
-                    tcp(a, 2002, b, 80, 1001, 0x9000_0001, ACK, 0),
-                    "ACK",
-                    "trk,est",
-                    None,
-                ),
-                step(
-                    tcp(b, 80, a, 2002, 0xd000_0001, 1001, ACK | PSH, 10),
-                    "B>A seq 1 GiB ahead (out of window)",
-                    "trk,inv",
-                    None,
-                ),
-                step(
-                    tcp(b, 80, a, 2002, 0x9000_0001, 1001, ACK | PSH, 100),
-                    "B>A data in window",
-                    "trk,est,rpl",
-                    None,
-                ),
-            ],
+            steps: syn_twice(2002, 0x9000_0000, "SYN+ACK, ISN 0x90000000")
+                .into_iter()
+                .chain([
+                    step(
+                        tcp(b, 80, a, 2002, 0xd000_0001, 1001, ACK | PSH, 10),
+                        "B>A seq 1 GiB ahead (out of window)",
+                        "trk,inv",
+                    ),
+                    step(
+                        tcp(b, 80, a, 2002, 0x9000_0001, 1001, ACK | PSH, 100),
+                        "B>A data in window",
+                        "trk,est,rpl",
+                    ),
+                ])
+                .collect(),
         },
         Scenario {
             name: "tcp-syn-from-reply-side-after-pickup",
@@ -334,13 +294,11 @@ fn scenarios() -> Vec<Scenario> {
                     tcp(b, 80, a, 2001, 5000, 3000, ACK, 0),
                     "ACK B>A (mid-stream pick-up: B is the originator)",
                     "trk,new",
-                    None,
                 ),
                 step(
                     tcp(a, 2001, b, 80, 9000, 0, SYN, 0),
                     "SYN A>B (reply side, new ISN)",
                     "trk,new",
-                    None,
                 ),
             ],
         },
@@ -354,13 +312,11 @@ fn scenarios() -> Vec<Scenario> {
                     icmp(a, b, 8, 1, 9, 1),
                     "echo request with code 1",
                     "trk,inv",
-                    None,
                 ),
                 step(
                     icmp(a6, b6, 128, 1, 9, 1),
                     "ICMPv6 echo request with code 1",
                     "trk,inv",
-                    None,
                 ),
             ],
         },
@@ -374,19 +330,16 @@ fn scenarios() -> Vec<Scenario> {
                     udp(a, 1000, b, 53),
                     "UDP A>B (SNAT to the pool)",
                     "trk,new,snat",
-                    None,
                 ),
                 step(
                     udp(b, 53, pool, 1000),
                     "UDP B>pool (reply, un-SNAT)",
                     "trk,est,rpl,dnat",
-                    None,
                 ),
                 step(
                     error(b, pool, 3, 3, &udp(pool, 1000, b, 53), 100),
                     "ICMP port unreachable B>pool about A>B",
                     "trk,rel,rpl,dnat",
-                    None,
                 ),
             ],
         },
@@ -395,38 +348,21 @@ fn scenarios() -> Vec<Scenario> {
             difference: "D6",
             nat: Some(false),
             dnat: None,
-            steps: vec![
-                step(
-                    tcp(a, 3000, b, 80, 100, 0, SYN, 0),
-                    "SYN A>B",
-                    "trk,new,snat",
-                    None,
-                ),
-                step(
-                    tcp(b, 80, pool, 3000, 500, 101, SYN | ACK, 0),
-                    "SYN+ACK",
-                    "trk,est,rpl,dnat",
-                    None,
-                ),
-                step(
-                    tcp(a, 3000, b, 80, 101, 501, ACK, 0),
-                    "ACK",
-                    "trk,est,snat",
-                    None,
-                ),
-                step(
-                    tcp(a, 3000, b, 80, 101, 501, SYN | FIN, 0),
-                    "SYN+FIN A>B (invalid flags)",
-                    "trk,inv,snat",
-                    None,
-                ),
-                step(
-                    tcp(b, 80, pool, 3000, 9999, 101, RST, 0),
-                    "RST B>pool, wrong seq",
-                    "trk,inv,dnat",
-                    None,
-                ),
-            ],
+            steps: snat_handshake(3000)
+                .into_iter()
+                .chain([
+                    step(
+                        tcp(a, 3000, b, 80, 101, 501, SYN | FIN, 0),
+                        "SYN+FIN A>B (invalid flags)",
+                        "trk,inv,snat",
+                    ),
+                    step(
+                        tcp(b, 80, pool, 3000, 9999, 101, RST, 0),
+                        "RST B>pool, wrong seq",
+                        "trk,inv,dnat",
+                    ),
+                ])
+                .collect(),
         },
         Scenario {
             name: "icmpv6-error-short-tcp-quote",
@@ -434,24 +370,22 @@ fn scenarios() -> Vec<Scenario> {
             nat: None,
             dnat: None,
             steps: vec![
-                step(syn6.clone(), "SYN A>B (IPv6)", "trk,new", None),
+                step(syn6.clone(), "SYN A>B (IPv6)", "trk,new"),
                 step(
                     error(r6, a6, 3, 0, &syn6, 48),
                     "time exceeded quoting 40+8 bytes",
                     "trk,inv",
-                    Some("trk,rel,rpl"),
-                ),
+                )
+                .differs("trk,rel,rpl"),
                 step(
                     error(r6, a6, 3, 0, &syn6, 60),
                     "time exceeded quoting 40+20 bytes",
                     "trk,rel,rpl",
-                    None,
                 ),
                 step(
                     v6_conn_syn.clone(),
                     "SYN A>B (IPv6, another port)",
                     "trk,new",
-                    None,
                 ),
             ],
         },
@@ -461,25 +395,22 @@ fn scenarios() -> Vec<Scenario> {
             nat: Some(true),
             dnat: None,
             steps: vec![
-                step(nat6_syn, "SYN A>B (SNAT to the pool)", "trk,new,snat", None),
-                step(nat6_synack, "SYN+ACK B>pool", "trk,est,rpl,dnat", None),
+                step(nat6_syn, "SYN A>B (SNAT to the pool)", "trk,new,snat"),
+                step(nat6_synack, "SYN+ACK B>pool", "trk,est,rpl,dnat"),
                 step(
                     error(r6, pool6, 3, 0, &nat6_syn_out, 500),
                     "time exceeded from a router about the SYN (whole quote)",
                     "trk,rel,rpl,dnat",
-                    None,
                 ),
                 step(
                     error(r6, pool6, 2, 0, &nat6_data_out, 500),
                     "packet too big about 600 bytes of data (quote cut at 500)",
                     "trk,rel,rpl,dnat",
-                    None,
                 ),
                 step(
                     error(a6, b6, 1, 4, &nat6_synack_in, 500),
                     "port unreachable from A about the SYN+ACK",
                     "trk,rel,snat",
-                    None,
                 ),
             ],
         },
@@ -488,56 +419,32 @@ fn scenarios() -> Vec<Scenario> {
             difference: "X3",
             nat: Some(false),
             dnat: None,
-            steps: vec![
-                step(
-                    tcp(a, 4000, b, 80, 100, 0, SYN, 0),
-                    "SYN",
-                    "trk,new,snat",
-                    None,
-                ),
-                step(
-                    tcp(b, 80, pool, 4000, 500, 101, SYN | ACK, 0),
-                    "SYN+ACK",
-                    "trk,est,rpl,dnat",
-                    None,
-                ),
-                step(
-                    tcp(a, 4000, b, 80, 101, 501, ACK, 0),
-                    "ACK",
-                    "trk,est,snat",
-                    None,
-                ),
-                step(
-                    tcp(a, 4000, b, 80, 101, 501, FIN | ACK, 0),
-                    "FIN A>B",
-                    "trk,est,snat",
-                    None,
-                ),
-                step(
-                    tcp(b, 80, pool, 4000, 501, 102, ACK, 0),
-                    "ACK",
-                    "trk,est,rpl,dnat",
-                    None,
-                ),
-                step(
-                    tcp(b, 80, pool, 4000, 501, 102, FIN | ACK, 0),
-                    "FIN B>pool",
-                    "trk,est,rpl,dnat",
-                    None,
-                ),
-                step(
-                    tcp(a, 4000, b, 80, 102, 502, ACK, 0),
-                    "ACK",
-                    "trk,est,snat",
-                    None,
-                ),
-                step(
-                    tcp(a, 4000, b, 80, 90_000, 0, SYN, 0),
-                    "SYN A>B, same ports (port reuse)",
-                    "trk,new,snat",
-                    None,
-                ),
-            ],
+            steps: snat_handshake(4000)
+                .into_iter()
+                .chain([
+                    step(
+                        tcp(a, 4000, b, 80, 101, 501, FIN | ACK, 0),
+                        "FIN A>B",
+                        "trk,est,snat",
+                    ),
+                    step(
+                        tcp(b, 80, pool, 4000, 501, 102, ACK, 0),
+                        "ACK",
+                        "trk,est,rpl,dnat",
+                    ),
+                    step(
+                        tcp(b, 80, pool, 4000, 501, 102, FIN | ACK, 0),
+                        "FIN B>pool",
+                        "trk,est,rpl,dnat",
+                    ),
+                    step(tcp(a, 4000, b, 80, 102, 502, ACK, 0), "ACK", "trk,est,snat"),
+                    step(
+                        tcp(a, 4000, b, 80, 90_000, 0, SYN, 0),
+                        "SYN A>B, same ports (port reuse)",
+                        "trk,new,snat",
+                    ),
+                ])
+                .collect(),
         },
         Scenario {
             name: "dnat-port-forward",
@@ -549,25 +456,21 @@ fn scenarios() -> Vec<Scenario> {
                     tcp(c, 33000, public, 80, 100, 0, SYN, 0),
                     "SYN client>public:80 (DNAT to 10.1.0.50:8080)",
                     "trk,new,dnat",
-                    None,
                 ),
                 step(
                     tcp(server, 8080, c, 33000, 700, 101, SYN | ACK, 0),
                     "SYN+ACK server>client",
                     "trk,est,rpl,snat",
-                    None,
                 ),
                 step(
                     tcp(c, 33000, public, 80, 101, 701, ACK, 0),
                     "ACK",
                     "trk,est,dnat",
-                    None,
                 ),
                 step(
                     tcp(server, 8080, c, 33000, 701, 101, ACK | PSH, 50),
                     "data server>client",
                     "trk,est,rpl,snat",
-                    None,
                 ),
                 step(
                     error(
@@ -580,7 +483,6 @@ fn scenarios() -> Vec<Scenario> {
                     ),
                     "ICMP port unreachable client>public about the data",
                     "trk,rel,dnat",
-                    None,
                 ),
                 step(
                     error(
@@ -593,19 +495,16 @@ fn scenarios() -> Vec<Scenario> {
                     ),
                     "ICMP time exceeded from an inside router about the client's ACK",
                     "trk,rel,rpl,snat",
-                    None,
                 ),
                 step(
                     icmp(c, public, 8, 0, 77, 1),
                     "echo request client>public",
                     "trk,new,dnat",
-                    None,
                 ),
                 step(
                     icmp(server, c, 0, 0, 77, 1),
                     "echo reply server>client",
                     "trk,est,rpl,snat",
-                    None,
                 ),
             ],
         },
@@ -624,15 +523,8 @@ fn ovs_diff_scenarios() {
     for sc in scenarios() {
         let mut trace = Trace::default();
         for (i, st) in sc.steps.iter().enumerate() {
-            let mut data = st.frame.clone();
-            data[..6].copy_from_slice(&gen::id_mac(i));
-            trace.packets.push(TracePacket {
-                ts_ms: 1_700_000_000_000 + i as u64,
-                data,
-                what: st.what.to_string(),
-                expect_quote: None,
-            });
-            trace.ticks.push(i..i + 1);
+            let ts = gen::BASE_TS_MS + i as u64;
+            trace.push_tick(ts, st.frame.clone(), st.what.to_string(), None);
         }
         let case = Case {
             name: sc.name,

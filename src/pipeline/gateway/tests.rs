@@ -156,6 +156,49 @@ fn fwd(v: Verdict, port: u16) {
     assert_eq!(v, Verdict::Forward(port));
 }
 
+/// The frames of the topology: `$name(src, dst, proto, l4)` is an IP packet `src` → `dst`
+/// of protocol `proto` carrying `l4`, between the MACs and with the TTL of its row.
+macro_rules! hops {
+    ($($name:ident: $ip:ident, $addr:ty, $dmac:ident <- $smac:ident, ttl $ttl:literal;)*) => {$(
+        fn $name(src: $addr, dst: $addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+            $ip($dmac, $smac, src, dst, $ttl, proto, l4)
+        }
+    )*};
+}
+
+hops! {
+    // The inside host sends to the gateway, which forwards to the outside router.
+    from_host4: ip4, [u8; 4], GW0 <- HOST, ttl 64;
+    to_router4: ip4, [u8; 4], ROUTER <- GW1, ttl 63;
+    // The outside router sends to the gateway, which forwards to the inside host.
+    from_router4: ip4, [u8; 4], GW1 <- ROUTER, ttl 60;
+    to_host4: ip4, [u8; 4], HOST <- GW0, ttl 59;
+    from_host6: ip6, [u8; 16], GW0 <- HOST, ttl 64;
+    to_router6: ip6, [u8; 16], ROUTER <- GW1, ttl 63;
+    from_router6: ip6, [u8; 16], GW1 <- ROUTER, ttl 60;
+    to_host6: ip6, [u8; 16], HOST <- GW0, ttl 59;
+}
+
+/// A TCP segment (its ports kept) of the host's SNATed connection to SERVER4: (in port,
+/// the frame the host sends, the frame the gateway must forward to the router).
+fn snat_out(seg: &[u8]) -> (u16, Vec<u8>, Vec<u8>) {
+    let (a, b) = (
+        from_host4(H4, SERVER4, 6, seg),
+        to_router4(GW_OUT4, SERVER4, 6, seg),
+    );
+    (0, a, b)
+}
+
+/// The server's side of [`snat_out`]'s connection: (in port, the frame the router sends,
+/// the frame the gateway must forward to the host).
+fn snat_in(seg: &[u8]) -> (u16, Vec<u8>, Vec<u8>) {
+    let (a, b) = (
+        from_router4(SERVER4, GW_OUT4, 6, seg),
+        to_host4(SERVER4, H4, 6, seg),
+    );
+    (1, a, b)
+}
+
 #[test]
 fn arp_request_for_the_gateway_gets_the_exact_reply() {
     let mut g = Gw::new();
@@ -252,7 +295,7 @@ fn ndp_solicitation_for_the_gateway_gets_an_advertisement() {
 #[test]
 fn ping_to_the_gateway_is_answered_v4_and_v6() {
     let mut g = Gw::new();
-    let req = ip4(GW0, HOST, H4, GW_IN4, 64, 1, &echo(8, 77, 1));
+    let req = from_host4(H4, GW_IN4, 1, &echo(8, 77, 1));
     let (v, out) = g.send(&req, 0);
     fwd(v, 0);
     let mut want = ip4(HOST, GW0, GW_IN4, H4, 64, 1, &echo(0, 77, 1));
@@ -263,14 +306,14 @@ fn ping_to_the_gateway_is_answered_v4_and_v6() {
     verify_frame(&out).unwrap();
 
     // The outside address, pinged from inside, answers from that address.
-    let (v, out) = g.send(&ip4(GW0, HOST, H4, GW_OUT4, 64, 1, &echo(8, 78, 1)), 0);
+    let (v, out) = g.send(&from_host4(H4, GW_OUT4, 1, &echo(8, 78, 1)), 0);
     fwd(v, 0);
     assert_eq!(&out[26..30], &GW_OUT4);
     verify_frame(&out).unwrap();
 
     let host6 = v6("fd00:0:0:1::2");
     let gw6 = v6("fd00:0:0:1::1");
-    let (v, out) = g.send(&ip6(GW0, HOST, host6, gw6, 64, 58, &echo(128, 5, 9)), 0);
+    let (v, out) = g.send(&from_host6(host6, gw6, 58, &echo(128, 5, 9)), 0);
     fwd(v, 0);
     assert_eq!(out, ip6(HOST, GW0, gw6, host6, 64, 58, &echo(129, 5, 9)));
     verify_frame(&out).unwrap();
@@ -283,15 +326,7 @@ fn tcp_inside_to_outside_is_held_until_arp_then_snat_and_replies_come_back() {
     // The host learned from its own ARP request for the gateway.
     fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
 
-    let syn = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        6,
-        &tcp(40000, 80, 1000, 0, SYN, b""),
-    );
+    let syn = from_host4(H4, SERVER4, 6, &tcp(40000, 80, 1000, 0, SYN, b""));
     let (v, _) = g.send(&syn, 0);
     assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
     // The ARP request for the next hop, exactly.
@@ -315,147 +350,19 @@ fn tcp_inside_to_outside_is_held_until_arp_then_snat_and_replies_come_back() {
     let (v, _) = g.send(&arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1);
     assert_eq!(v, Verdict::Drop(DropReason::Local));
     let sent = g.take_sent();
-    let want = ip4(
-        ROUTER,
-        GW1,
-        GW_OUT4,
-        SERVER4,
-        63,
-        6,
-        &tcp(40000, 80, 1000, 0, SYN, b""),
-    );
+    let want = to_router4(GW_OUT4, SERVER4, 6, &tcp(40000, 80, 1000, 0, SYN, b""));
     assert_eq!(sent, vec![(1, want.clone())]);
     verify_frame(&sent[0].1).unwrap();
     assert_eq!(g.shared.counters().released, 1);
 
     // The rest of the connection, both ways.
     let steps: [(u16, Vec<u8>, Vec<u8>); 6] = [
-        (
-            1,
-            ip4(
-                GW1,
-                ROUTER,
-                SERVER4,
-                GW_OUT4,
-                50,
-                6,
-                &tcp(80, 40000, 5000, 1001, SYN | ACK, b""),
-            ),
-            ip4(
-                HOST,
-                GW0,
-                SERVER4,
-                H4,
-                49,
-                6,
-                &tcp(80, 40000, 5000, 1001, SYN | ACK, b""),
-            ),
-        ),
-        (
-            0,
-            ip4(
-                GW0,
-                HOST,
-                H4,
-                SERVER4,
-                64,
-                6,
-                &tcp(40000, 80, 1001, 5001, PSH | ACK, b"hello"),
-            ),
-            ip4(
-                ROUTER,
-                GW1,
-                GW_OUT4,
-                SERVER4,
-                63,
-                6,
-                &tcp(40000, 80, 1001, 5001, PSH | ACK, b"hello"),
-            ),
-        ),
-        (
-            1,
-            ip4(
-                GW1,
-                ROUTER,
-                SERVER4,
-                GW_OUT4,
-                50,
-                6,
-                &tcp(80, 40000, 5001, 1006, ACK, b""),
-            ),
-            ip4(
-                HOST,
-                GW0,
-                SERVER4,
-                H4,
-                49,
-                6,
-                &tcp(80, 40000, 5001, 1006, ACK, b""),
-            ),
-        ),
-        (
-            0,
-            ip4(
-                GW0,
-                HOST,
-                H4,
-                SERVER4,
-                64,
-                6,
-                &tcp(40000, 80, 1006, 5001, FIN | ACK, b""),
-            ),
-            ip4(
-                ROUTER,
-                GW1,
-                GW_OUT4,
-                SERVER4,
-                63,
-                6,
-                &tcp(40000, 80, 1006, 5001, FIN | ACK, b""),
-            ),
-        ),
-        (
-            1,
-            ip4(
-                GW1,
-                ROUTER,
-                SERVER4,
-                GW_OUT4,
-                50,
-                6,
-                &tcp(80, 40000, 5001, 1007, FIN | ACK, b""),
-            ),
-            ip4(
-                HOST,
-                GW0,
-                SERVER4,
-                H4,
-                49,
-                6,
-                &tcp(80, 40000, 5001, 1007, FIN | ACK, b""),
-            ),
-        ),
-        (
-            0,
-            ip4(
-                GW0,
-                HOST,
-                H4,
-                SERVER4,
-                64,
-                6,
-                &tcp(40000, 80, 1007, 5002, ACK, b""),
-            ),
-            ip4(
-                ROUTER,
-                GW1,
-                GW_OUT4,
-                SERVER4,
-                63,
-                6,
-                &tcp(40000, 80, 1007, 5002, ACK, b""),
-            ),
-        ),
+        snat_in(&tcp(80, 40000, 5000, 1001, SYN | ACK, b"")),
+        snat_out(&tcp(40000, 80, 1001, 5001, PSH | ACK, b"hello")),
+        snat_in(&tcp(80, 40000, 5001, 1006, ACK, b"")),
+        snat_out(&tcp(40000, 80, 1006, 5001, FIN | ACK, b"")),
+        snat_in(&tcp(80, 40000, 5001, 1007, FIN | ACK, b"")),
+        snat_out(&tcp(40000, 80, 1007, 5002, ACK, b"")),
     ];
     for (i, (port, input, want)) in steps.iter().enumerate() {
         let (v, out) = g.send(input, *port);
@@ -473,80 +380,41 @@ fn tcp_inside_to_outside_is_held_until_arp_then_snat_and_replies_come_back() {
 fn udp_and_icmp_echo_are_translated_and_an_icmp_error_comes_back_translated() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
-    let (v, out) = g.send(
-        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, b"query")),
-        0,
-    );
+    let (v, out) = g.send(&from_host4(H4, SERVER4, 17, &udp(5353, 53, b"query")), 0);
     fwd(v, 1);
     assert_eq!(
         out,
-        ip4(
-            ROUTER,
-            GW1,
-            GW_OUT4,
-            SERVER4,
-            63,
-            17,
-            &udp(5353, 53, b"query")
-        )
+        to_router4(GW_OUT4, SERVER4, 17, &udp(5353, 53, b"query"))
     );
     let (v, out) = g.send(
-        &ip4(
-            GW1,
-            ROUTER,
-            SERVER4,
-            GW_OUT4,
-            60,
-            17,
-            &udp(53, 5353, b"answer"),
-        ),
+        &from_router4(SERVER4, GW_OUT4, 17, &udp(53, 5353, b"answer")),
         1,
     );
     fwd(v, 0);
-    assert_eq!(
-        out,
-        ip4(HOST, GW0, SERVER4, H4, 59, 17, &udp(53, 5353, b"answer"))
-    );
+    assert_eq!(out, to_host4(SERVER4, H4, 17, &udp(53, 5353, b"answer")));
 
     // Port unreachable from the server about a later datagram (as it saw it: from the
     // pool address), in through the outside: outer and quoted packet translated back.
-    let later_out = ip4(
-        ROUTER,
-        GW1,
-        GW_OUT4,
-        SERVER4,
-        63,
-        17,
-        &udp(5353, 53, b"again"),
-    );
-    let (v, _) = g.send(
-        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, b"again")),
-        0,
-    );
+    let later_out = to_router4(GW_OUT4, SERVER4, 17, &udp(5353, 53, b"again"));
+    let (v, _) = g.send(&from_host4(H4, SERVER4, 17, &udp(5353, 53, b"again")), 0);
     fwd(v, 1);
     let mut err = vec![3, 3, 0, 0, 0, 0, 0, 0];
     err.extend_from_slice(&later_out[14..]);
-    let (v, out) = g.send(&ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 1, &err), 1);
+    let (v, out) = g.send(&from_router4(SERVER4, GW_OUT4, 1, &err), 1);
     fwd(v, 0);
     let orig_in = ip4(GW0, HOST, H4, SERVER4, 63, 17, &udp(5353, 53, b"again"));
     let mut err_in = vec![3, 3, 0, 0, 0, 0, 0, 0];
     err_in.extend_from_slice(&orig_in[14..]);
-    assert_eq!(out, ip4(HOST, GW0, SERVER4, H4, 59, 1, &err_in));
+    assert_eq!(out, to_host4(SERVER4, H4, 1, &err_in));
     verify_frame(&out).unwrap();
 
     // ICMP echo through the gateway and its reply.
-    let (v, out) = g.send(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &echo(8, 900, 1)), 0);
+    let (v, out) = g.send(&from_host4(H4, SERVER4, 1, &echo(8, 900, 1)), 0);
     fwd(v, 1);
-    assert_eq!(
-        out,
-        ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &echo(8, 900, 1))
-    );
-    let (v, out) = g.send(
-        &ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 1, &echo(0, 900, 1)),
-        1,
-    );
+    assert_eq!(out, to_router4(GW_OUT4, SERVER4, 1, &echo(8, 900, 1)));
+    let (v, out) = g.send(&from_router4(SERVER4, GW_OUT4, 1, &echo(0, 900, 1)), 1);
     fwd(v, 0);
-    assert_eq!(out, ip4(HOST, GW0, SERVER4, H4, 59, 1, &echo(0, 900, 1)));
+    assert_eq!(out, to_host4(SERVER4, H4, 1, &echo(0, 900, 1)));
 }
 
 #[test]
@@ -556,15 +424,7 @@ fn policy_malformed_non_ip_and_ttl() {
     // An unsolicited SYN from outside: to the gateway's own address it is `local` (as
     // the README says of traffic to its addresses), to an inside host `policy_denied`.
     for (dst, reason) in [(GW_OUT4, DropReason::Local), (H4, DropReason::PolicyDenied)] {
-        let syn = ip4(
-            GW1,
-            ROUTER,
-            SERVER4,
-            dst,
-            60,
-            6,
-            &tcp(33000, 22, 1, 0, SYN, b""),
-        );
+        let syn = from_router4(SERVER4, dst, 6, &tcp(33000, 22, 1, 0, SYN, b""));
         let (v, out) = g.send(&syn, 1);
         assert_eq!(v, Verdict::Drop(reason), "to {dst:?}");
         assert_eq!(out, syn);
@@ -572,12 +432,9 @@ fn policy_malformed_non_ip_and_ttl() {
     assert_eq!(g.shared.conntrack().n_conns(), 0, "nothing created");
     // A reply-looking packet for no connection from outside: invalid or denied, dropped.
     let (v, _) = g.send(
-        &ip4(
-            GW1,
-            ROUTER,
+        &from_router4(
             SERVER4,
             GW_OUT4,
-            60,
             6,
             &tcp(80, 40000, 5000, 1001, SYN | ACK, b""),
         ),
@@ -592,10 +449,10 @@ fn policy_malformed_non_ip_and_ttl() {
     );
 
     // Malformed: IHL 4; TCP data offset beyond the packet; cut Ethernet; not IP.
-    let mut bad = ip4(GW0, HOST, H4, SERVER4, 64, 6, &tcp(1, 2, 3, 4, SYN, b""));
+    let mut bad = from_host4(H4, SERVER4, 6, &tcp(1, 2, 3, 4, SYN, b""));
     bad[14] = 0x44;
     assert_eq!(g.send(&bad, 0).0, Verdict::Drop(DropReason::Malformed));
-    let mut bad = ip4(GW0, HOST, H4, SERVER4, 64, 6, &tcp(1, 2, 3, 4, SYN, b""));
+    let mut bad = from_host4(H4, SERVER4, 6, &tcp(1, 2, 3, 4, SYN, b""));
     bad[14 + 20 + 12] = 0xf0;
     assert_eq!(g.send(&bad, 0).0, Verdict::Drop(DropReason::Malformed));
     assert_eq!(
@@ -626,10 +483,7 @@ fn policy_malformed_non_ip_and_ttl() {
         0,
     );
     assert_eq!(v, Verdict::Drop(DropReason::Local));
-    let (v, _) = g.send(
-        &ip4(GW0, HOST, H4, [10, 0, 0, 255], 64, 17, &udp(1, 2, b"b")),
-        0,
-    );
+    let (v, _) = g.send(&from_host4(H4, [10, 0, 0, 255], 17, &udp(1, 2, b"b")), 0);
     assert_eq!(v, Verdict::Drop(DropReason::Local));
 
     // TTL 1: time exceeded back to the sender, from the input port's address, quoting
@@ -664,50 +518,23 @@ fn a_dnat_rule_admits_outside_to_inside() {
     );
     let mut g = Gw::with_config(&text);
     g.resolve_v4_neighbours();
-    let syn = ip4(
-        GW1,
-        ROUTER,
-        SERVER4,
-        GW_OUT4,
-        60,
-        6,
-        &tcp(33000, 8080, 7, 0, SYN, b""),
-    );
+    let syn = from_router4(SERVER4, GW_OUT4, 6, &tcp(33000, 8080, 7, 0, SYN, b""));
     let (v, out) = g.send(&syn, 1);
     fwd(v, 0);
     assert_eq!(
         out,
-        ip4(
-            HOST,
-            GW0,
-            SERVER4,
-            H4,
-            59,
-            6,
-            &tcp(33000, 80, 7, 0, SYN, b"")
-        )
+        to_host4(SERVER4, H4, 6, &tcp(33000, 80, 7, 0, SYN, b""))
     );
     let (v, out) = g.send(
-        &ip4(
-            GW0,
-            HOST,
-            H4,
-            SERVER4,
-            64,
-            6,
-            &tcp(80, 33000, 90, 8, SYN | ACK, b""),
-        ),
+        &from_host4(H4, SERVER4, 6, &tcp(80, 33000, 90, 8, SYN | ACK, b"")),
         0,
     );
     fwd(v, 1);
     assert_eq!(
         out,
-        ip4(
-            ROUTER,
-            GW1,
+        to_router4(
             GW_OUT4,
             SERVER4,
-            63,
             6,
             &tcp(8080, 33000, 90, 8, SYN | ACK, b"")
         )
@@ -715,15 +542,7 @@ fn a_dnat_rule_admits_outside_to_inside() {
     // Another port of the gateway's address is still refused (traffic to the gateway
     // itself: `local`).
     let (v, _) = g.send(
-        &ip4(
-            GW1,
-            ROUTER,
-            SERVER4,
-            GW_OUT4,
-            60,
-            6,
-            &tcp(33001, 8081, 7, 0, SYN, b""),
-        ),
+        &from_router4(SERVER4, GW_OUT4, 6, &tcp(33001, 8081, 7, 0, SYN, b"")),
         1,
     );
     assert_eq!(v, Verdict::Drop(DropReason::Local));
@@ -739,15 +558,7 @@ fn ipv6_snat_with_neighbour_discovery_and_replies() {
     let server6 = v6("2001:db8::7");
     fwd(g.send(&ns(HOST, host6, gw_in6), 0).0, 0);
 
-    let syn = ip6(
-        GW0,
-        HOST,
-        host6,
-        server6,
-        64,
-        6,
-        &tcp(41000, 443, 1, 0, SYN, b""),
-    );
+    let syn = from_host6(host6, server6, 6, &tcp(41000, 443, 1, 0, SYN, b""));
     let (v, _) = g.send(&syn, 0);
     assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
     let em = g.take_emitted();
@@ -785,82 +596,35 @@ fn ipv6_snat_with_neighbour_discovery_and_replies() {
         sent,
         vec![(
             1,
-            ip6(
-                ROUTER,
-                GW1,
-                gw_out6,
-                server6,
-                63,
-                6,
-                &tcp(41000, 443, 1, 0, SYN, b"")
-            )
+            to_router6(gw_out6, server6, 6, &tcp(41000, 443, 1, 0, SYN, b""))
         )]
     );
     verify_frame(&sent[0].1).unwrap();
 
     let (v, out) = g.send(
-        &ip6(
-            GW1,
-            ROUTER,
-            server6,
-            gw_out6,
-            60,
-            6,
-            &tcp(443, 41000, 50, 2, SYN | ACK, b""),
-        ),
+        &from_router6(server6, gw_out6, 6, &tcp(443, 41000, 50, 2, SYN | ACK, b"")),
         1,
     );
     fwd(v, 0);
     assert_eq!(
         out,
-        ip6(
-            HOST,
-            GW0,
-            server6,
-            host6,
-            59,
-            6,
-            &tcp(443, 41000, 50, 2, SYN | ACK, b"")
-        )
+        to_host6(server6, host6, 6, &tcp(443, 41000, 50, 2, SYN | ACK, b""))
     );
 
     // UDP and echo.
-    let (v, out) = g.send(
-        &ip6(GW0, HOST, host6, server6, 64, 17, &udp(999, 53, b"q")),
-        0,
-    );
+    let (v, out) = g.send(&from_host6(host6, server6, 17, &udp(999, 53, b"q")), 0);
     fwd(v, 1);
-    assert_eq!(
-        out,
-        ip6(ROUTER, GW1, gw_out6, server6, 63, 17, &udp(999, 53, b"q"))
-    );
-    let (v, out) = g.send(&ip6(GW0, HOST, host6, server6, 64, 58, &echo(128, 3, 1)), 0);
+    assert_eq!(out, to_router6(gw_out6, server6, 17, &udp(999, 53, b"q")));
+    let (v, out) = g.send(&from_host6(host6, server6, 58, &echo(128, 3, 1)), 0);
     fwd(v, 1);
-    assert_eq!(
-        out,
-        ip6(ROUTER, GW1, gw_out6, server6, 63, 58, &echo(128, 3, 1))
-    );
-    let (v, out) = g.send(
-        &ip6(GW1, ROUTER, server6, gw_out6, 60, 58, &echo(129, 3, 1)),
-        1,
-    );
+    assert_eq!(out, to_router6(gw_out6, server6, 58, &echo(128, 3, 1)));
+    let (v, out) = g.send(&from_router6(server6, gw_out6, 58, &echo(129, 3, 1)), 1);
     fwd(v, 0);
-    assert_eq!(
-        out,
-        ip6(HOST, GW0, server6, host6, 59, 58, &echo(129, 3, 1))
-    );
+    assert_eq!(out, to_host6(server6, host6, 58, &echo(129, 3, 1)));
 
     // Unsolicited from outside: denied. Hop limit 1: time exceeded (ICMPv6 type 3).
     let (v, _) = g.send(
-        &ip6(
-            GW1,
-            ROUTER,
-            server6,
-            host6,
-            60,
-            6,
-            &tcp(1, 22, 1, 0, SYN, b""),
-        ),
+        &from_router6(server6, host6, 6, &tcp(1, 22, 1, 0, SYN, b"")),
         1,
     );
     assert_eq!(v, Verdict::Drop(DropReason::PolicyDenied));
@@ -880,10 +644,7 @@ fn unresolved_neighbours_time_out_and_the_hold_queue_is_bounded() {
     fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
     let mut held = 0;
     for i in 0..HOLD_PER_PORT as u16 + 3 {
-        let (v, _) = g.send(
-            &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(2000 + i, 53, b"q")),
-            0,
-        );
+        let (v, _) = g.send(&from_host4(H4, SERVER4, 17, &udp(2000 + i, 53, b"q")), 0);
         match v {
             Verdict::Hold(_) => held += 1,
             Verdict::Drop(DropReason::HoldQueueFull) => {}
@@ -918,12 +679,9 @@ fn static_next_hop_mac_needs_no_resolution() {
         "next_hop_mac = \"02:00:00:00:02:02\"",
     );
     let mut g = Gw::with_config(&text);
-    let (v, out) = g.send(&ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, b"s")), 0);
+    let (v, out) = g.send(&from_host4(H4, SERVER4, 17, &udp(1, 2, b"s")), 0);
     fwd(v, 1);
-    assert_eq!(
-        out,
-        ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(1, 2, b"s"))
-    );
+    assert_eq!(out, to_router4(GW_OUT4, SERVER4, 17, &udp(1, 2, b"s")));
     assert!(g.take_emitted().is_empty());
 }
 
@@ -945,83 +703,34 @@ fn static_macs_config() -> String {
 fn all_inside_packets_first_then_all_outside_replies_as_a_pcap_run_delivers_them() {
     let mut g = Gw::with_config(&static_macs_config());
     let inside = [
-        ip4(
-            GW0,
-            HOST,
+        from_host4(H4, SERVER4, 6, &tcp(40000, 80, 1000, 0, SYN, b"")),
+        from_host4(H4, SERVER4, 6, &tcp(40000, 80, 1001, 5001, ACK, b"")),
+        from_host4(
             H4,
             SERVER4,
-            64,
-            6,
-            &tcp(40000, 80, 1000, 0, SYN, b""),
-        ),
-        ip4(
-            GW0,
-            HOST,
-            H4,
-            SERVER4,
-            64,
-            6,
-            &tcp(40000, 80, 1001, 5001, ACK, b""),
-        ),
-        ip4(
-            GW0,
-            HOST,
-            H4,
-            SERVER4,
-            64,
             6,
             &tcp(40000, 80, 1001, 5001, PSH | ACK, b"hello"),
         ),
-        ip4(
-            GW0,
-            HOST,
-            H4,
-            SERVER4,
-            64,
-            6,
-            &tcp(40000, 80, 1006, 5001, FIN | ACK, b""),
-        ),
-        ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, b"query")),
-        ip4(GW0, HOST, H4, SERVER4, 64, 1, &echo(8, 900, 1)),
+        from_host4(H4, SERVER4, 6, &tcp(40000, 80, 1006, 5001, FIN | ACK, b"")),
+        from_host4(H4, SERVER4, 17, &udp(5353, 53, b"query")),
+        from_host4(H4, SERVER4, 1, &echo(8, 900, 1)),
     ];
     let outside = [
-        ip4(
-            GW1,
-            ROUTER,
+        from_router4(
             SERVER4,
             GW_OUT4,
-            50,
             6,
             &tcp(80, 40000, 5000, 1001, SYN | ACK, b""),
         ),
-        ip4(
-            GW1,
-            ROUTER,
+        from_router4(SERVER4, GW_OUT4, 6, &tcp(80, 40000, 5001, 1006, ACK, b"")),
+        from_router4(
             SERVER4,
             GW_OUT4,
-            50,
-            6,
-            &tcp(80, 40000, 5001, 1006, ACK, b""),
-        ),
-        ip4(
-            GW1,
-            ROUTER,
-            SERVER4,
-            GW_OUT4,
-            50,
             6,
             &tcp(80, 40000, 5001, 1007, FIN | ACK, b""),
         ),
-        ip4(
-            GW1,
-            ROUTER,
-            SERVER4,
-            GW_OUT4,
-            50,
-            17,
-            &udp(53, 5353, b"answer"),
-        ),
-        ip4(GW1, ROUTER, SERVER4, GW_OUT4, 50, 1, &echo(0, 900, 1)),
+        from_router4(SERVER4, GW_OUT4, 17, &udp(53, 5353, b"answer")),
+        from_router4(SERVER4, GW_OUT4, 1, &echo(0, 900, 1)),
     ];
     let mut f: Vec<Vec<u8>> = inside.to_vec();
     let mut frames: Vec<&mut [u8]> = f.iter_mut().map(|x| x.as_mut_slice()).collect();
@@ -1048,10 +757,7 @@ fn longest_prefix_wins_and_inside_routes_are_not_snated() {
     let mut g = Gw::with_config(&text);
     // 203.0.113.5: the /24 via 10.0.0.9 on the inside port, not the default route; the
     // connection stays inside, so no SNAT.
-    let (v, _) = g.send(
-        &ip4(GW0, HOST, H4, [203, 0, 113, 5], 64, 17, &udp(1, 2, b"r")),
-        0,
-    );
+    let (v, _) = g.send(&from_host4(H4, [203, 0, 113, 5], 17, &udp(1, 2, b"r")), 0);
     assert!(matches!(v, Verdict::Hold(_)), "{v:?}");
     let em = g.take_emitted();
     assert_eq!(em.len(), 1);
@@ -1068,22 +774,11 @@ fn longest_prefix_wins_and_inside_routes_are_not_snated() {
         )]
     );
     // 203.0.114.1: the default route, SNATed.
-    let (v, out) = g.send(
-        &ip4(GW0, HOST, H4, [203, 0, 114, 1], 64, 17, &udp(1, 2, b"d")),
-        0,
-    );
+    let (v, out) = g.send(&from_host4(H4, [203, 0, 114, 1], 17, &udp(1, 2, b"d")), 0);
     fwd(v, 1);
     assert_eq!(
         out,
-        ip4(
-            ROUTER,
-            GW1,
-            GW_OUT4,
-            [203, 0, 114, 1],
-            63,
-            17,
-            &udp(1, 2, b"d")
-        )
+        to_router4(GW_OUT4, [203, 0, 114, 1], 17, &udp(1, 2, b"d"))
     );
 }
 
@@ -1095,25 +790,15 @@ fn random_and_mutated_frames_never_panic_and_get_a_sane_verdict() {
     let seeds: Vec<(u16, Vec<u8>)> = vec![
         (
             0,
-            ip4(
-                GW0,
-                HOST,
-                H4,
-                SERVER4,
-                64,
-                6,
-                &tcp(40000, 80, 1, 0, SYN, b"x"),
-            ),
+            from_host4(H4, SERVER4, 6, &tcp(40000, 80, 1, 0, SYN, b"x")),
         ),
-        (0, ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, b"y"))),
-        (0, ip4(GW0, HOST, H4, GW_IN4, 64, 1, &echo(8, 1, 1))),
+        (0, from_host4(H4, SERVER4, 17, &udp(1, 2, b"y"))),
+        (0, from_host4(H4, GW_IN4, 1, &echo(8, 1, 1))),
         (
             1,
             ip4(GW1, ROUTER, SERVER4, GW_OUT4, 64, 1, &{
                 let mut e = vec![3, 3, 0, 0, 0, 0, 0, 0];
-                e.extend_from_slice(
-                    &ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(2, 1, b"q"))[14..],
-                );
+                e.extend_from_slice(&to_router4(GW_OUT4, SERVER4, 17, &udp(2, 1, b"q"))[14..]);
                 e
             }),
         ),
@@ -1172,53 +857,21 @@ fn policy_allow_admits_outside_connections_and_invalid_packets() {
         .replace("outside_new = \"deny\"", "outside_new = \"allow\"")
         .replace("invalid = \"drop\"", "invalid = \"allow\"");
     let mut g = Gw::with_config(&text);
-    let syn = ip4(
-        GW1,
-        ROUTER,
-        SERVER4,
-        H4,
-        60,
-        6,
-        &tcp(33000, 22, 1, 0, SYN, b""),
-    );
+    let syn = from_router4(SERVER4, H4, 6, &tcp(33000, 22, 1, 0, SYN, b""));
     let (v, out) = g.send(&syn, 1);
     fwd(v, 0);
     assert_eq!(
         out,
-        ip4(
-            HOST,
-            GW0,
-            SERVER4,
-            H4,
-            59,
-            6,
-            &tcp(33000, 22, 1, 0, SYN, b"")
-        )
+        to_host4(SERVER4, H4, 6, &tcp(33000, 22, 1, 0, SYN, b""))
     );
     assert_eq!(g.shared.conntrack().n_conns(), 1);
     // A stray SYN-ACK for no connection is invalid: forwarded as is when allowed.
-    let stray = ip4(
-        GW1,
-        ROUTER,
-        SERVER4,
-        H4,
-        60,
-        6,
-        &tcp(80, 1234, 9, 9, SYN | ACK, b""),
-    );
+    let stray = from_router4(SERVER4, H4, 6, &tcp(80, 1234, 9, 9, SYN | ACK, b""));
     let (v, out) = g.send(&stray, 1);
     fwd(v, 0);
     assert_eq!(
         out,
-        ip4(
-            HOST,
-            GW0,
-            SERVER4,
-            H4,
-            59,
-            6,
-            &tcp(80, 1234, 9, 9, SYN | ACK, b"")
-        )
+        to_host4(SERVER4, H4, 6, &tcp(80, 1234, 9, 9, SYN | ACK, b""))
     );
 
     // The default drops the same stray packet as invalid.
@@ -1232,24 +885,21 @@ fn ipv6_icmp_error_for_a_tracked_flow_comes_back_translated() {
     let host6 = v6("fd00:0:0:1::2");
     let gw_out6 = v6("fd00:0:0:2::1");
     let server6 = v6("2001:db8::7");
-    let (v, seen) = g.send(
-        &ip6(GW0, HOST, host6, server6, 64, 17, &udp(7000, 53, b"q6")),
-        0,
-    );
+    let (v, seen) = g.send(&from_host6(host6, server6, 17, &udp(7000, 53, b"q6")), 0);
     fwd(v, 1);
     assert_eq!(
         seen,
-        ip6(ROUTER, GW1, gw_out6, server6, 63, 17, &udp(7000, 53, b"q6"))
+        to_router6(gw_out6, server6, 17, &udp(7000, 53, b"q6"))
     );
     // Port unreachable (type 1, code 4) quoting the datagram as the server saw it.
     let mut err = vec![1, 4, 0, 0, 0, 0, 0, 0];
     err.extend_from_slice(&seen[14..]);
-    let (v, out) = g.send(&ip6(GW1, ROUTER, server6, gw_out6, 60, 58, &err), 1);
+    let (v, out) = g.send(&from_router6(server6, gw_out6, 58, &err), 1);
     fwd(v, 0);
     let sent = ip6(GW0, HOST, host6, server6, 63, 17, &udp(7000, 53, b"q6"));
     let mut err_in = vec![1, 4, 0, 0, 0, 0, 0, 0];
     err_in.extend_from_slice(&sent[14..]);
-    assert_eq!(out, ip6(HOST, GW0, server6, host6, 59, 58, &err_in));
+    assert_eq!(out, to_host6(server6, host6, 58, &err_in));
     verify_frame(&out).unwrap();
 }
 
@@ -1281,7 +931,7 @@ fn fragmented_udp_crosses_snat_both_ways_as_the_original_fragments() {
     g.resolve_v4_neighbours();
     let query: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
     let frags = fragments(
-        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, &query)),
+        &from_host4(H4, SERVER4, 17, &udp(5353, 53, &query)),
         1480,
         0x1234,
     );
@@ -1290,15 +940,7 @@ fn fragmented_udp_crosses_snat_both_ways_as_the_original_fragments() {
     assert_eq!(v, [Verdict::Consumed; 3]);
     let out = g.take_emitted();
     let want = fragments(
-        &ip4(
-            ROUTER,
-            GW1,
-            GW_OUT4,
-            SERVER4,
-            63,
-            17,
-            &udp(5353, 53, &query),
-        ),
+        &to_router4(GW_OUT4, SERVER4, 17, &udp(5353, 53, &query)),
         1480,
         0x1234,
     );
@@ -1311,15 +953,7 @@ fn fragmented_udp_crosses_snat_both_ways_as_the_original_fragments() {
     // A 4,000-byte answer, its fragments out of order.
     let answer: Vec<u8> = (0..4000u32).map(|i| (i * 3) as u8).collect();
     let mut frags = fragments(
-        &ip4(
-            GW1,
-            ROUTER,
-            SERVER4,
-            GW_OUT4,
-            60,
-            17,
-            &udp(53, 5353, &answer),
-        ),
+        &from_router4(SERVER4, GW_OUT4, 17, &udp(53, 5353, &answer)),
         1480,
         0x1234,
     );
@@ -1327,7 +961,7 @@ fn fragmented_udp_crosses_snat_both_ways_as_the_original_fragments() {
     assert_eq!(send_all(&mut g, &frags, 1), [Verdict::Consumed; 3]);
     let out = g.take_emitted();
     let want = fragments(
-        &ip4(HOST, GW0, SERVER4, H4, 59, 17, &udp(53, 5353, &answer)),
+        &to_host4(SERVER4, H4, 17, &udp(53, 5353, &answer)),
         1480,
         0x1234,
     );
@@ -1342,26 +976,18 @@ fn a_large_ping_crosses_snat_and_its_reply_comes_back() {
     g.resolve_v4_neighbours();
     let mut req = vec![8, 0, 0, 0, 0x03, 0x84, 0, 1];
     req.extend((0..8000u32).map(|i| i as u8));
-    let frags = fragments(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &req), 1480, 0x1234);
+    let frags = fragments(&from_host4(H4, SERVER4, 1, &req), 1480, 0x1234);
     assert_eq!(frags.len(), 6);
     assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 6]);
     let out = g.take_emitted();
-    let want = fragments(
-        &ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &req),
-        1480,
-        0x1234,
-    );
+    let want = fragments(&to_router4(GW_OUT4, SERVER4, 1, &req), 1480, 0x1234);
     assert_eq!(out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), want);
     let mut rep = req.clone();
     rep[0] = 0;
-    let frags = fragments(
-        &ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 1, &rep),
-        1480,
-        0x1234,
-    );
+    let frags = fragments(&from_router4(SERVER4, GW_OUT4, 1, &rep), 1480, 0x1234);
     send_all(&mut g, &frags, 1);
     let out = g.take_emitted();
-    let want = fragments(&ip4(HOST, GW0, SERVER4, H4, 59, 1, &rep), 1480, 0x1234);
+    let want = fragments(&to_host4(SERVER4, H4, 1, &rep), 1480, 0x1234);
     assert_eq!(out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(), want);
 }
 
@@ -1377,14 +1003,14 @@ fn fragmented_ipv6_udp_crosses_snat() {
     g.take_emitted();
     let data: Vec<u8> = (0..3000u32).map(|i| (i * 11) as u8).collect();
     let frags = fragments(
-        &ip6(GW0, HOST, h6, server6, 64, 17, &udp(4000, 53, &data)),
+        &from_host6(h6, server6, 17, &udp(4000, 53, &data)),
         1448,
         77,
     );
     assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 3]);
     let out = g.take_emitted();
     let want = fragments(
-        &ip6(ROUTER, GW1, gw_out6, server6, 63, 17, &udp(4000, 53, &data)),
+        &to_router6(gw_out6, server6, 17, &udp(4000, 53, &data)),
         1448,
         77,
     );
@@ -1399,7 +1025,7 @@ fn outside_initiated_fragments_are_refused_and_counted() {
     g.resolve_v4_neighbours();
     let data = vec![7u8; 3000];
     let frags = fragments(
-        &ip4(GW1, ROUTER, SERVER4, H4, 60, 17, &udp(53, 9999, &data)),
+        &from_router4(SERVER4, H4, 17, &udp(53, 9999, &data)),
         1480,
         0x1234,
     );
@@ -1409,7 +1035,7 @@ fn outside_initiated_fragments_are_refused_and_counted() {
     assert!(g.take_emitted().is_empty());
     // A fragment below the minimum size is refused by reassembly itself.
     let small = fragments(
-        &ip4(GW1, ROUTER, SERVER4, H4, 60, 17, &udp(53, 9999, &data)),
+        &from_router4(SERVER4, H4, 17, &udp(53, 9999, &data)),
         800,
         0x1234,
     );
@@ -1425,7 +1051,7 @@ fn with_reassembly_disabled_fragments_are_untracked_and_dropped_as_before() {
     let mut g = Gw::with_config(&text);
     g.resolve_v4_neighbours();
     let frags = fragments(
-        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, &[1; 3000])),
+        &from_host4(H4, SERVER4, 17, &udp(5353, 53, &[1; 3000])),
         1480,
         0x1234,
     );
@@ -1441,7 +1067,7 @@ fn an_icmp_error_quoting_a_first_fragment_is_related_and_translated() {
     g.resolve_v4_neighbours();
     let data = vec![5u8; 3000];
     let frags = fragments(
-        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5353, 53, &data)),
+        &from_host4(H4, SERVER4, 17, &udp(5353, 53, &data)),
         1480,
         0x1234,
     );
@@ -1450,7 +1076,7 @@ fn an_icmp_error_quoting_a_first_fragment_is_related_and_translated() {
     // The server's port unreachable quoting the first fragment as it received it.
     let mut err = vec![3, 3, 0, 0, 0, 0, 0, 0];
     err.extend_from_slice(&out[0].1[14..14 + 28]);
-    let (v, got) = g.send(&ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 1, &err), 1);
+    let (v, got) = g.send(&from_router4(SERVER4, GW_OUT4, 1, &err), 1);
     fwd(v, 0);
     let orig = &frags[0];
     let mut want_err = vec![3, 3, 0, 0, 0, 0, 0, 0];
@@ -1463,7 +1089,7 @@ fn an_icmp_error_quoting_a_first_fragment_is_related_and_translated() {
         crate::wire::checksum::ipv4_header(&h)
     };
     want_err[8 + 10..8 + 12].copy_from_slice(&c.to_be_bytes());
-    let want = ip4(HOST, GW0, SERVER4, H4, 59, 1, &want_err);
+    let want = to_host4(SERVER4, H4, 1, &want_err);
     assert_eq!(got[..34], want[..34]);
     assert_eq!(
         got[34 + 8..],
@@ -1478,7 +1104,7 @@ fn a_completed_datagram_waits_for_its_neighbour_then_goes_out_whole() {
     fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
     let mut req = vec![8, 0, 0, 0, 0x03, 0x84, 0, 1];
     req.extend((0..3000u32).map(|i| i as u8));
-    let frags = fragments(&ip4(GW0, HOST, H4, SERVER4, 64, 1, &req), 1480, 0x1234);
+    let frags = fragments(&from_host4(H4, SERVER4, 1, &req), 1480, 0x1234);
     assert_eq!(send_all(&mut g, &frags, 0), [Verdict::Consumed; 3]);
     // Only the ARP request for the next hop went out.
     let em = g.take_emitted();
@@ -1498,11 +1124,7 @@ fn a_completed_datagram_waits_for_its_neighbour_then_goes_out_whole() {
         .collect();
     assert_eq!(
         out,
-        fragments(
-            &ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 1, &req),
-            1480,
-            0x1234
-        )
+        fragments(&to_router4(GW_OUT4, SERVER4, 1, &req), 1480, 0x1234)
     );
     assert_eq!(g.shared.ipf().n_frags(), 0);
 }
@@ -1512,7 +1134,7 @@ fn a_datagram_whose_neighbour_never_answers_is_dropped_after_the_hold_timeout() 
     let mut g = Gw::new();
     fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
     let frags = fragments(
-        &ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, &[0; 3000])),
+        &from_host4(H4, SERVER4, 17, &udp(1, 2, &[0; 3000])),
         1480,
         0x1234,
     );
@@ -1545,17 +1167,7 @@ fn a_next_hop_that_changed_its_mac_silently_is_probed_and_found_again() {
     const MOVED: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x99];
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
-    let pkt = |i: u16| {
-        ip4(
-            GW0,
-            HOST,
-            H4,
-            SERVER4,
-            64,
-            17,
-            &udp(3000, 53, &i.to_be_bytes()),
-        )
-    };
+    let pkt = |i: u16| from_host4(H4, SERVER4, 17, &udp(3000, 53, &i.to_be_bytes()));
     let (v, out) = g.send(&pkt(0), 0);
     fwd(v, 1);
     assert_eq!(out[..6], ROUTER);
@@ -1588,17 +1200,7 @@ fn a_next_hop_that_changed_its_mac_silently_is_probed_and_found_again() {
 fn a_next_hop_that_never_answers_its_probes_is_dropped_and_counted() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
-    let pkt = |i: u16| {
-        ip4(
-            GW0,
-            HOST,
-            H4,
-            SERVER4,
-            64,
-            17,
-            &udp(3001, 53, &i.to_be_bytes()),
-        )
-    };
+    let pkt = |i: u16| from_host4(H4, SERVER4, 17, &udp(3001, 53, &i.to_be_bytes()));
     g.tick(NEIGH_REACHABLE_MAX_MS);
     let mut asked = Vec::new();
     for i in 0..6u16 {
@@ -1629,9 +1231,9 @@ fn a_second_inside_host_with_gre_to_the_same_server_is_refused_not_misdelivered(
     g.send(&arp(1, HOST2, H4B, [0; 6], GW_IN4, [0xff; 6]), 0);
     g.take_emitted();
     let gre = [0u8, 0, 0x08, 0x00, 0x45, 0, 0, 0];
-    let (v, out) = g.send(&ip4(GW0, HOST, H4, SERVER4, 64, 47, &gre), 0);
+    let (v, out) = g.send(&from_host4(H4, SERVER4, 47, &gre), 0);
     fwd(v, 1);
-    assert_eq!(out, ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 47, &gre));
+    assert_eq!(out, to_router4(GW_OUT4, SERVER4, 47, &gre));
     let (v, _) = g.send(&ip4(GW0, HOST2, H4B, SERVER4, 64, 47, &gre), 0);
     assert_eq!(v, Verdict::Drop(DropReason::NatExhausted));
     // The server's GRE to the pool address reaches the first host.
@@ -1675,44 +1277,34 @@ fn tcp_mss(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, mss: u16) -> V
     t
 }
 
+/// The embedded default with extra lines in the sections of the ports of the given roles
+/// (`(role, lines)`).
+fn ports_with(extras: &[(&str, &str)]) -> String {
+    let mut text = crate::config::EMBEDDED_DEFAULT.to_string();
+    for (role, extra) in extras {
+        let key = format!("role = \"{role}\"");
+        let extended = text.replacen(&key, &format!("{key}\n{extra}"), 1);
+        assert_ne!(
+            extended, text,
+            "the embedded default has no {role} port to extend"
+        );
+        text = extended;
+    }
+    text
+}
+
 /// The embedded default with `extra` lines in the outside port's section.
 fn outside_with(extra: &str) -> Gw {
-    let text = crate::config::EMBEDDED_DEFAULT.replacen(
-        "role = \"outside\"",
-        &format!("role = \"outside\"\n{extra}"),
-        1,
-    );
-    assert_ne!(
-        text,
-        crate::config::EMBEDDED_DEFAULT,
-        "the embedded default has no outside port to extend"
-    );
-    Gw::with_config(&text)
+    Gw::with_config(&ports_with(&[("outside", extra)]))
 }
 
 /// Sends the inside host's SYN to the server announcing MSS `mss` and asserts that it
 /// leaves the outside port SNATed with MSS `want` (and the checksum of that segment).
 fn syn_leaves_with_mss(g: &mut Gw, mss: u16, want: u16) {
-    let syn = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        6,
-        &tcp_mss(40000, 80, 1, 0, SYN, mss),
-    );
+    let syn = from_host4(H4, SERVER4, 6, &tcp_mss(40000, 80, 1, 0, SYN, mss));
     let (v, out) = g.send(&syn, 0);
     fwd(v, 1);
-    let expect = ip4(
-        ROUTER,
-        GW1,
-        GW_OUT4,
-        SERVER4,
-        63,
-        6,
-        &tcp_mss(40000, 80, 1, 0, SYN, want),
-    );
+    let expect = to_router4(GW_OUT4, SERVER4, 6, &tcp_mss(40000, 80, 1, 0, SYN, want));
     assert_eq!(out, expect, "MSS {mss} should leave as {want}");
 }
 
@@ -1721,50 +1313,23 @@ fn mss_clamp_lowers_syn_and_syn_ack_mss_on_the_clamped_port() {
     let mut g = outside_with("mss_clamp = 1400");
     g.resolve_v4_neighbours();
     syn_leaves_with_mss(&mut g, 1460, 1400);
-    let synack = ip4(
-        GW1,
-        ROUTER,
+    let synack = from_router4(
         SERVER4,
         GW_OUT4,
-        60,
         6,
         &tcp_mss(80, 40000, 9, 2, SYN | ACK, 1460),
     );
     let (v, out) = g.send(&synack, 1);
     fwd(v, 0);
-    let want = ip4(
-        HOST,
-        GW0,
-        SERVER4,
-        H4,
-        59,
-        6,
-        &tcp_mss(80, 40000, 9, 2, SYN | ACK, 1400),
-    );
+    let want = to_host4(SERVER4, H4, 6, &tcp_mss(80, 40000, 9, 2, SYN | ACK, 1400));
     assert_eq!(out, want);
     // A smaller MSS and a plain ACK pass unchanged.
-    let ack = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        6,
-        &tcp(40000, 80, 2, 10, ACK, b""),
-    );
+    let ack = from_host4(H4, SERVER4, 6, &tcp(40000, 80, 2, 10, ACK, b""));
     let (v, out) = g.send(&ack, 0);
     fwd(v, 1);
     assert_eq!(
         out,
-        ip4(
-            ROUTER,
-            GW1,
-            GW_OUT4,
-            SERVER4,
-            63,
-            6,
-            &tcp(40000, 80, 2, 10, ACK, b"")
-        )
+        to_router4(GW_OUT4, SERVER4, 6, &tcp(40000, 80, 2, 10, ACK, b""))
     );
 }
 

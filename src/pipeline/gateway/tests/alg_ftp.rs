@@ -19,7 +19,7 @@ fn seg(f: &[u8], src: [u8; 4], dst: [u8; 4]) -> (u16, u16, u32, u32, Vec<u8>) {
 }
 
 fn from_host(seg: Vec<u8>) -> Vec<u8> {
-    ip4(GW0, HOST, H4, SERVER4, 64, 6, &seg)
+    from_host4(H4, SERVER4, 6, &seg)
 }
 
 fn from_server(src: [u8; 4], seg: Vec<u8>) -> Vec<u8> {
@@ -146,7 +146,7 @@ fn passive_ftp_to_a_dnat_server_rewrites_227_to_the_public_address_and_shifts_th
     g.resolve_v4_neighbours();
     let client = SERVER4;
     let to_server = |seg: Vec<u8>| ip4(GW1, ROUTER, client, GW_OUT4, 64, 6, &seg);
-    let from_inside = |seg: Vec<u8>| ip4(GW0, HOST, H4, client, 64, 6, &seg);
+    let from_inside = |seg: Vec<u8>| from_host4(H4, client, 6, &seg);
     let (v, f) = g.send(&to_server(tcp(50000, 21, 100, 0, SYN, b"")), 1);
     fwd(v, 0);
     assert_eq!(seg(&f, client, H4).1, 21);
@@ -195,7 +195,7 @@ fn tftp_read_request_through_snat_lets_the_servers_answer_from_another_port_in()
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
     let rrq = b"\x00\x01blob\x00octet\x00";
-    let (v, f) = g.send(&ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(3000, 69, rrq)), 0);
+    let (v, f) = g.send(&from_host4(H4, SERVER4, 17, &udp(3000, 69, rrq)), 0);
     fwd(v, 1);
     verify_frame(&f).unwrap();
     // The answer comes from the server's transfer port, not 69: related, to the client.
@@ -226,15 +226,7 @@ fn tftp_read_request_through_snat_lets_the_servers_answer_from_another_port_in()
     ));
     // The client's acknowledgement goes back out translated.
     let (v, f) = g.send(
-        &ip4(
-            GW0,
-            HOST,
-            H4,
-            SERVER4,
-            64,
-            17,
-            &udp(3000, 40123, b"\x00\x04\x00\x01"),
-        ),
+        &from_host4(H4, SERVER4, 17, &udp(3000, 40123, b"\x00\x04\x00\x01")),
         0,
     );
     fwd(v, 1);

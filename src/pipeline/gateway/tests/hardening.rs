@@ -55,7 +55,7 @@ fn refused(g: &mut Gw, frame: &[u8], port: u16, reason: DropReason) {
 fn tagged_frames_on_a_port_without_vlans_are_drop_vlan() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
-    let udp4 = ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, b"x"));
+    let udp4 = from_host4(H4, SERVER4, 17, &udp(1, 2, b"x"));
     refused(
         &mut g,
         &tagged(&udp4, &[(0x8100, 100)]),
@@ -98,31 +98,23 @@ fn martian_sources_are_neither_answered_nor_forwarded() {
         GW_OUT4,
     ] {
         // A ping of the gateway: no echo reply.
-        let ping = ip4(GW0, HOST, src, GW_IN4, 64, 1, &echo(8, 1, 1));
+        let ping = from_host4(src, GW_IN4, 1, &echo(8, 1, 1));
         refused(&mut g, &ping, 0, DropReason::MartianSrc);
-        let out = ip4(GW0, HOST, src, SERVER4, 64, 17, &udp(1, 2, b"x"));
+        let out = from_host4(src, SERVER4, 17, &udp(1, 2, b"x"));
         refused(&mut g, &out, 0, DropReason::MartianSrc);
     }
     for src in ["::", "::1", "ff02::1", "::ffff:10.0.0.2", "::10.0.0.2"] {
         let mut e = vec![128, 0, 0, 0, 0, 1, 0, 1];
         e.extend_from_slice(b"ping");
-        let ping = ip6(GW0, HOST, v6(src), v6("fd00:0:0:1::1"), 64, 58, &e);
+        let ping = from_host6(v6(src), v6("fd00:0:0:1::1"), 58, &e);
         refused(&mut g, &ping, 0, DropReason::MartianSrc);
     }
     // Link-local across ports is martian; to the gateway itself it is answered.
-    let ll = ip6(
-        GW0,
-        HOST,
-        v6("fe80::2"),
-        v6("2001:db8::7"),
-        64,
-        17,
-        &udp(1, 2, b"x"),
-    );
+    let ll = from_host6(v6("fe80::2"), v6("2001:db8::7"), 17, &udp(1, 2, b"x"));
     refused(&mut g, &ll, 0, DropReason::MartianSrc);
     let mut e = vec![128, 0, 0, 0, 0, 1, 0, 1];
     e.extend_from_slice(b"ping");
-    let ping = ip6(GW0, HOST, v6("fe80::2"), v6("fd00:0:0:1::1"), 64, 58, &e);
+    let ping = from_host6(v6("fe80::2"), v6("fd00:0:0:1::1"), 58, &e);
     let (v, out) = g.send(&ping, 0);
     fwd(v, 0);
     assert_eq!(
@@ -146,23 +138,15 @@ fn martian_destinations_are_not_routed() {
         [240, 0, 0, 1],
         [169, 254, 1, 1],
     ] {
-        let f = ip4(GW0, HOST, H4, dst, 64, 17, &udp(1, 2, b"x"));
+        let f = from_host4(H4, dst, 17, &udp(1, 2, b"x"));
         refused(&mut g, &f, 0, DropReason::MartianDst);
     }
     for dst in ["::1", "::ffff:198.51.100.7", "::198.51.100.7", "fe80::9"] {
-        let f = ip6(
-            GW0,
-            HOST,
-            v6("fd00:0:0:1::2"),
-            v6(dst),
-            64,
-            17,
-            &udp(1, 2, b"x"),
-        );
+        let f = from_host6(v6("fd00:0:0:1::2"), v6(dst), 17, &udp(1, 2, b"x"));
         refused(&mut g, &f, 0, DropReason::MartianDst);
     }
     // Limited broadcast and multicast are the link's: consumed as local.
-    let f = ip4(GW0, HOST, H4, [255; 4], 64, 17, &udp(1, 2, b"x"));
+    let f = from_host4(H4, [255; 4], 17, &udp(1, 2, b"x"));
     refused(&mut g, &f, 0, DropReason::Local);
 }
 
@@ -198,12 +182,12 @@ fn source_routes_are_refused_and_other_options_pass_translated() {
 fn ipv4_header_checksums_follow_the_nic_verdict_or_are_verified_here() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
-    let good = ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, b"x"));
+    let good = from_host4(H4, SERVER4, 17, &udp(1, 2, b"x"));
     let mut bad = good.clone();
     bad[24] ^= 0x40;
     // No NIC verdict: verified in software.
     refused(&mut g, &bad, 0, DropReason::BadIpChecksum);
-    let mut ping = ip4(GW0, HOST, H4, GW_IN4, 64, 1, &echo(8, 3, 3));
+    let mut ping = from_host4(H4, GW_IN4, 1, &echo(8, 3, 3));
     ping[25] ^= 1;
     refused(&mut g, &ping, 0, DropReason::BadIpChecksum);
     // The NIC said bad: dropped although the bytes verify.
@@ -221,15 +205,7 @@ fn ipv4_header_checksums_follow_the_nic_verdict_or_are_verified_here() {
 fn fragments_are_drop_fragment_not_invalid() {
     let mut g = Gw::new();
     g.resolve_v4_neighbours();
-    let mut f = ip4(
-        GW0,
-        HOST,
-        H4,
-        SERVER4,
-        64,
-        17,
-        &udp(1, 2, b"first fragment"),
-    );
+    let mut f = from_host4(H4, SERVER4, 17, &udp(1, 2, b"first fragment"));
     f[20] = 0x20; // more fragments
     fill_frame(&mut f).unwrap();
     refused(&mut g, &f, 0, DropReason::Fragment);
@@ -248,7 +224,7 @@ fn rx_minus_dropped_plus_generated_is_tx() {
         (arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0),
         // Out to the server: the router is unresolved, an ARP request is generated and
         // the packet held.
-        (ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(1, 2, b"a")), 0),
+        (from_host4(H4, SERVER4, 17, &udp(1, 2, b"a")), 0),
         // TTL 1: dropped, a time exceeded generated.
         (ip4(GW0, HOST, H4, SERVER4, 1, 17, &udp(1, 2, b"b")), 0),
         // NS with two options (not answerable in place): advert generated out of place.
@@ -267,10 +243,7 @@ fn rx_minus_dropped_plus_generated_is_tx() {
         // The router's ARP reply: consumed, and the held packet released.
         (arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1),
         // A martian: dropped.
-        (
-            ip4(GW0, HOST, [127, 0, 0, 1], SERVER4, 64, 17, &udp(1, 2, b"c")),
-            0,
-        ),
+        (from_host4([127, 0, 0, 1], SERVER4, 17, &udp(1, 2, b"c")), 0),
     ];
     for (f, port) in &frames {
         rx += 1;
@@ -367,27 +340,22 @@ fn a_vlan_sub_interface_answers_arp_and_ping_and_is_snated_both_ways() {
     let (v, _) = g.send(&arp(1, HOST, H4, [0; 6], gw10, [0xff; 6]), 0);
     assert_eq!(v, Verdict::Drop(DropReason::Local));
     // Ping of the sub-interface's address.
-    let (v, out) = send_rx(
-        &mut g,
-        &ip4(GW0, HOST, h10, gw10, 64, 1, &echo(8, 5, 1)),
-        0,
-        v10,
-    );
+    let (v, out) = send_rx(&mut g, &from_host4(h10, gw10, 1, &echo(8, 5, 1)), 0, v10);
     fwd(v, vif);
     assert_eq!(out, ip4(HOST, GW0, gw10, h10, 64, 1, &echo(0, 5, 1)));
     // Out through SNAT, and the reply back to the sub-interface.
     let syn = tcp(41000, 80, 1, 0, SYN, b"");
-    let (v, out) = send_rx(&mut g, &ip4(GW0, HOST, h10, SERVER4, 64, 6, &syn), 0, v10);
+    let (v, out) = send_rx(&mut g, &from_host4(h10, SERVER4, 6, &syn), 0, v10);
     fwd(v, 1);
-    assert_eq!(out, ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 6, &syn));
+    assert_eq!(out, to_router4(GW_OUT4, SERVER4, 6, &syn));
     let syn_ack = tcp(80, 41000, 100, 2, SYN | ACK, b"");
-    let (v, out) = g.send(&ip4(GW1, ROUTER, SERVER4, GW_OUT4, 60, 6, &syn_ack), 1);
+    let (v, out) = g.send(&from_router4(SERVER4, GW_OUT4, 6, &syn_ack), 1);
     fwd(v, vif);
-    assert_eq!(out, ip4(HOST, GW0, SERVER4, h10, 59, 6, &syn_ack));
+    assert_eq!(out, to_host4(SERVER4, h10, 6, &syn_ack));
     // Another VLAN on the same port: not configured.
     let (v, _) = send_rx(
         &mut g,
-        &ip4(GW0, HOST, h10, SERVER4, 64, 6, &syn),
+        &from_host4(h10, SERVER4, 6, &syn),
         0,
         RxInfo {
             cksum: RxCksum::Unknown,

@@ -102,9 +102,8 @@ fn tcp_hairpin_over_ipv6_carries_the_handshake_between_two_inside_hosts() {
     let b = v6("fd00:0:0:1::3");
     let srv = v6("2001:db8::7");
     let pool = v6("fd00:0:0:2::1");
-    let seg = |src, dst, sp, dp, seq, ack, fl| {
-        ip6(GW0, HOST, src, dst, 64, 6, &tcp(sp, dp, seq, ack, fl, b""))
-    };
+    let seg =
+        |src, dst, sp, dp, seq, ack, fl| from_host6(src, dst, 6, &tcp(sp, dp, seq, ack, fl, b""));
     let inside = |src, dst, sp, dp, seq, ack, fl| {
         ip6(
             INSIDE_NH,

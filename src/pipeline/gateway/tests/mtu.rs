@@ -15,7 +15,16 @@ fn pattern(n: usize) -> Vec<u8> {
 /// A UDP datagram of `n` pattern bytes from the inside host (port 5000) to the server
 /// (port 53), TTL 64, DF set (the test frames' default).
 fn udp_out(n: usize) -> Vec<u8> {
-    ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5000, 53, &pattern(n)))
+    from_host4(H4, SERVER4, 17, &udp(5000, 53, &pattern(n)))
+}
+
+/// The same datagram carrying `data`, DF clear (it may be fragmented).
+fn udp_out_may_fragment(data: &[u8]) -> Vec<u8> {
+    Frame::v4(H4, SERVER4, L4::udp(5000, 53, data))
+        .macs(GW0, HOST)
+        .ttl(64)
+        .dont_frag(false)
+        .build()
 }
 
 #[test]
@@ -64,15 +73,7 @@ fn an_ipv6_packet_too_big_gets_packet_too_big_with_the_mtu_quoting_1280_bytes_in
     let gw6 = v6("fd00:0:0:1::1");
     let server6 = v6("2001:db8::7");
     // 40 + 8 + 1452 = 1500 bytes.
-    let sent = ip6(
-        GW0,
-        HOST,
-        h6,
-        server6,
-        64,
-        17,
-        &udp(5000, 53, &pattern(1452)),
-    );
+    let sent = from_host6(h6, server6, 17, &udp(5000, 53, &pattern(1452)));
     let (v, _) = g.send(&sent, 0);
     assert_eq!(v, Verdict::Drop(DropReason::MtuExceeded));
     // As much of the packet as fits in 1280 bytes in all (RFC 4443 §2.4 (c)): 1280 - 40 -
@@ -100,14 +101,10 @@ fn an_ipv6_packet_too_big_gets_packet_too_big_with_the_mtu_quoting_1280_bytes_in
 
 #[test]
 fn icmp_errors_about_mtu_are_rate_limited_by_the_input_ports_bucket() {
-    let text = crate::config::EMBEDDED_DEFAULT
-        .replacen("role = \"outside\"", "role = \"outside\"\nmtu = 1280", 1)
-        .replacen(
-            "role = \"inside\"",
-            "role = \"inside\"\nicmp_rate = 2\nicmp_burst = 3",
-            1,
-        );
-    let mut g = Gw::with_config(&text);
+    let mut g = Gw::with_config(&ports_with(&[
+        ("outside", "mtu = 1280"),
+        ("inside", "icmp_rate = 2\nicmp_burst = 3"),
+    ]));
     g.resolve_v4_neighbours();
     let big = udp_out(1400);
     for _ in 0..5 {
@@ -130,15 +127,11 @@ fn a_packet_without_df_is_fragmented_on_egress_to_the_outside_mtu() {
     let mut g = outside_with("mtu = 1400");
     g.resolve_v4_neighbours();
     let data = pattern(1472);
-    let sent = Frame::v4(H4, SERVER4, L4::udp(5000, 53, &data))
-        .macs(GW0, HOST)
-        .ttl(64)
-        .dont_frag(false)
-        .build();
+    let sent = udp_out_may_fragment(&data);
     let (v, _) = g.send(&sent, 0);
     assert_eq!(v, Verdict::Consumed);
     // SNATed, TTL 63, cut at 1376 data bytes (1400 - 20, a multiple of 8) + 104.
-    let translated = ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(5000, 53, &data));
+    let translated = to_router4(GW_OUT4, SERVER4, 17, &udp(5000, 53, &data));
     let want: Vec<(u16, Vec<u8>)> = fragments(&translated, 1376, 0x1234)
         .into_iter()
         .map(|f| (1, f))
@@ -151,15 +144,10 @@ fn a_packet_without_df_is_fragmented_on_egress_to_the_outside_mtu() {
 
 #[test]
 fn a_reassembled_datagram_is_cut_again_only_where_the_outside_mtu_requires() {
-    let text = crate::config::EMBEDDED_DEFAULT.replacen(
-        "role = \"inside\"",
-        "role = \"inside\"\nmtu = 9000",
-        1,
-    );
-    let mut g = Gw::with_config(&text);
+    let mut g = Gw::with_config(&ports_with(&[("inside", "mtu = 9000")]));
     g.resolve_v4_neighbours();
     let data = pattern(8000);
-    let whole = ip4(GW0, HOST, H4, SERVER4, 64, 17, &udp(5000, 53, &data));
+    let whole = from_host4(H4, SERVER4, 17, &udp(5000, 53, &data));
     // Jumbo fragments from inside: 4000 + 4000 + 8 bytes of data.
     let frags = fragments(&whole, 4000, 0x1234);
     assert_eq!(frags.len(), 3);
@@ -168,7 +156,7 @@ fn a_reassembled_datagram_is_cut_again_only_where_the_outside_mtu_requires() {
     // 4000 → 1480 + 1480 + 1040, twice; the 8-byte last fragment is sent as it was.
     let sizes: Vec<usize> = out.iter().map(|(_, f)| f.len() - 34).collect();
     assert_eq!(sizes, [1480, 1480, 1040, 1480, 1480, 1040, 8]);
-    let translated = ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(5000, 53, &data));
+    let translated = to_router4(GW_OUT4, SERVER4, 17, &udp(5000, 53, &data));
     let mut joined = Vec::new();
     for (k, (port, f)) in out.iter().enumerate() {
         assert_eq!(*port, 1);
@@ -193,12 +181,7 @@ fn a_reassembled_datagram_is_cut_again_only_where_the_outside_mtu_requires() {
 
 #[test]
 fn a_frame_larger_than_the_receiving_ports_mtu_is_dropped_as_too_big() {
-    let text = crate::config::EMBEDDED_DEFAULT.replacen(
-        "role = \"inside\"",
-        "role = \"inside\"\nmtu = 1280",
-        1,
-    );
-    let mut g = Gw::with_config(&text);
+    let mut g = Gw::with_config(&ports_with(&[("inside", "mtu = 1280")]));
     g.resolve_v4_neighbours();
     let big = udp_out(1253);
     assert_eq!(g.send(&big, 0).0, Verdict::Drop(DropReason::TooBig));
@@ -221,11 +204,7 @@ fn a_packet_to_be_fragmented_waits_for_its_next_hop_then_goes_out_cut() {
     fwd(g.send(&arp(1, HOST, H4, [0; 6], GW_IN4, [0xff; 6]), 0).0, 0);
     g.take_emitted();
     let data = pattern(1472);
-    let sent = Frame::v4(H4, SERVER4, L4::udp(5000, 53, &data))
-        .macs(GW0, HOST)
-        .ttl(64)
-        .dont_frag(false)
-        .build();
+    let sent = udp_out_may_fragment(&data);
     assert_eq!(g.send(&sent, 0).0, Verdict::Consumed);
     let em = g.take_emitted();
     assert_eq!(em.len(), 1, "only the ARP request: {em:?}");
@@ -233,7 +212,7 @@ fn a_packet_to_be_fragmented_waits_for_its_next_hop_then_goes_out_cut() {
     // The router answers: the packet goes out cut, to its MAC.
     let (v, _) = g.send(&arp(2, ROUTER, ROUTER4, GW1, GW_OUT4, GW1), 1);
     assert_eq!(v, Verdict::Drop(DropReason::Local));
-    let translated = ip4(ROUTER, GW1, GW_OUT4, SERVER4, 63, 17, &udp(5000, 53, &data));
+    let translated = to_router4(GW_OUT4, SERVER4, 17, &udp(5000, 53, &data));
     let want: Vec<(u16, Vec<u8>)> = fragments(&translated, 1376, 0x1234)
         .into_iter()
         .map(|f| (1, f))

@@ -10,9 +10,6 @@ use crate::conntrack::CtState;
 const POOL_A: [u8; 4] = [192, 0, 2, 10];
 const POOL_B: [u8; 4] = [192, 0, 2, 20];
 const OTHER_NET: [u8; 4] = [203, 0, 113, 5];
-/// The inside next hop of configuration B's route to 203.0.113.0/24.
-const INSIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x02];
-const OUTSIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];
 
 /// A: pool 192.0.2.10, 203.0.113.0/24 out the outside port, outside_new = "deny".
 /// B: pool 192.0.2.20, 203.0.113.0/24 via 10.0.0.9 (inside), outside_new = "allow".
@@ -56,27 +53,16 @@ struct Flow {
 
 fn open_flow(g: &mut Gw, port: u16, pool: [u8; 4]) -> Flow {
     let (v, out) = g.send(
-        &ip4(
-            GW0,
-            INSIDE_MAC,
-            H4,
-            SERVER4,
-            64,
-            6,
-            &tcp(port, 80, 1000, 0, SYN, b""),
-        ),
+        &from_host4(H4, SERVER4, 6, &tcp(port, 80, 1000, 0, SYN, b"")),
         0,
     );
     fwd(v, 1);
     assert_eq!(src4(&out), pool);
     let nat = (src4(&out), sport(&out));
     let (v, _) = g.send(
-        &ip4(
-            GW1,
-            OUTSIDE_MAC,
+        &from_router4(
             SERVER4,
             nat.0,
-            64,
             6,
             &tcp(80, nat.1, 5000, 1001, SYN | ACK, b""),
         ),
@@ -84,15 +70,7 @@ fn open_flow(g: &mut Gw, port: u16, pool: [u8; 4]) -> Flow {
     );
     fwd(v, 0);
     let (v, _) = g.send(
-        &ip4(
-            GW0,
-            INSIDE_MAC,
-            H4,
-            SERVER4,
-            64,
-            6,
-            &tcp(port, 80, 1001, 5001, ACK, b""),
-        ),
+        &from_host4(H4, SERVER4, 6, &tcp(port, 80, 1001, 5001, ACK, b"")),
         0,
     );
     fwd(v, 1);
@@ -107,12 +85,9 @@ fn open_flow(g: &mut Gw, port: u16, pool: [u8; 4]) -> Flow {
 /// A data segment each way: both forwarded, the binding the flow was created with.
 fn exchange(g: &mut Gw, f: &mut Flow, round: usize) {
     let (v, out) = g.send(
-        &ip4(
-            GW0,
-            INSIDE_MAC,
+        &from_host4(
             H4,
             SERVER4,
-            64,
             6,
             &tcp(f.port, 80, f.seq, f.rseq, PSH | ACK, b"ping"),
         ),
@@ -126,12 +101,9 @@ fn exchange(g: &mut Gw, f: &mut Flow, round: usize) {
     );
     f.seq += 4;
     let (v, out) = g.send(
-        &ip4(
-            GW1,
-            OUTSIDE_MAC,
+        &from_router4(
             SERVER4,
             f.nat.0,
-            64,
             6,
             &tcp(80, f.nat.1, f.rseq, f.seq, PSH | ACK, b"pong"),
         ),
@@ -172,25 +144,14 @@ fn a_hundred_swaps_keep_established_flows_and_new_ones_follow_each_version() {
         // A new connection to the server: this version's pool.
         let port = 20000 + round as u16;
         let (v, out) = g.send(
-            &ip4(
-                GW0,
-                INSIDE_MAC,
-                H4,
-                SERVER4,
-                64,
-                6,
-                &tcp(port, 80, 1, 0, SYN, b""),
-            ),
+            &from_host4(H4, SERVER4, 6, &tcp(port, 80, 1, 0, SYN, b"")),
             0,
         );
         fwd(v, 1);
         assert_eq!(src4(&out), if b { POOL_B } else { POOL_A }, "round {round}");
         created += 1;
         // This version's route to 203.0.113.0/24: out (SNATed) in A, inside (not) in B.
-        let (v, out) = g.send(
-            &ip4(GW0, INSIDE_MAC, H4, OTHER_NET, 64, 17, &udp(port, 53, b"q")),
-            0,
-        );
+        let (v, out) = g.send(&from_host4(H4, OTHER_NET, 17, &udp(port, 53, b"q")), 0);
         if b {
             fwd(v, 0);
             assert_eq!(src4(&out), H4);
@@ -201,15 +162,7 @@ fn a_hundred_swaps_keep_established_flows_and_new_ones_follow_each_version() {
         created += 1;
         // This version's policy for a new connection from outside.
         let (v, _) = g.send(
-            &ip4(
-                GW1,
-                OUTSIDE_MAC,
-                SERVER4,
-                H4,
-                64,
-                6,
-                &tcp(port, 22, 1, 0, SYN, b""),
-            ),
+            &from_router4(SERVER4, H4, 6, &tcp(port, 22, 1, 0, SYN, b"")),
             1,
         );
         if b {
