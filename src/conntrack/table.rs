@@ -704,21 +704,6 @@ impl ConnTable {
         Some(idx)
     }
 
-    /// Prefetches the record the `nth` next creation from `cache` will use (0 = the
-    /// next), if the cache holds it: a burst that will create connections starts
-    /// fetching their records along with its buckets.
-    #[inline(always)]
-    pub fn prefetch_free(&self, cache: &PoolCache, nth: usize) {
-        let f = &cache.free;
-        if let Some(c) = nth
-            .checked_add(1)
-            .and_then(|k| f.len().checked_sub(k))
-            .and_then(|i| self.conns.get(f[i] as usize))
-        {
-            c.prefetch_all();
-        }
-    }
-
     /// Returns a worker's cached free records to the shared pool (at worker exit).
     pub fn drain_cache(&self, cache: &mut PoolCache) {
         self.free.lock().stack.append(&mut cache.free);

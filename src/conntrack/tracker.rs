@@ -738,12 +738,8 @@ impl<'a> CtWorker<'a> {
             }
         }
         if pkts.len() > 1 {
-            let mut news = 0;
             for m in pkts.iter() {
                 if m.plain && !table.prefetch_candidate(m.hash) && m.commit {
-                    // Likely new: the record its creation will take, too.
-                    table.prefetch_free(&self.cache, news);
-                    news += 1;
                     // Likely a new connection with NAT: start fetching the bucket of its
                     // first candidate reply tuple, which the creation checks and inserts
                     // into (a miss of its own at scale).
