@@ -78,8 +78,9 @@
 //!   (stamped), as fast as the side takes them; port 0 and port 1 of both sides are its
 //!   memif clients ([`gen::client_devargs`]; OVS: `type=dpdk`, `dpdk-devargs=` the same
 //!   string). It is started before and stopped after each side's run; its figures
-//!   (`*_gen_mpps`, `*_gen_cpu`) are on the line, and frames that come back not as sent
-//!   fail the run. Every flow count is measured the same way.
+//!   (`*_gen_mpps`, `*_gen_cpu`, `*_gen_full`: the share of its TX bursts the side's
+//!   ring did not take in full, near 1 when the side and not the generator set the
+//!   rate) are on the line, and frames that come back not as sent fail the run. Every flow count is measured the same way.
 //! * `source=pcap`: `rx_pcap=FILE,infinite_rx=1`, which copies the whole pcap into mbufs of
 //!   the port's mempool at start. OVS 3.1's shared mempool holds 262,144 mbufs and fails
 //!   (or crashes) beyond, so this source is used while both pcaps together and 32k mbufs
@@ -606,6 +607,9 @@ struct GenFigures {
     sent_mpps: f64,
     /// Share of its CPU the generator ran.
     cpu: Option<f64>,
+    /// Share of its TX bursts the side's ring did not take in full (near 1: the side set
+    /// the rate, not the generator).
+    full: Option<f64>,
 }
 
 /// `ctgate-perf gen` serving the memif sockets of a run on CPU 0, stopped by PID.
@@ -713,6 +717,7 @@ impl GenProcess {
         Ok(GenFigures {
             sent_mpps: num("sent_mpps").ok_or_else(|| format!("no sent_mpps= in {line}"))?,
             cpu: num("cpu"),
+            full: num("full"),
         })
     }
 }
@@ -1208,15 +1213,21 @@ pub fn run(args: &Args) -> Result<(), String> {
                 for (side, m) in [("ovs", &ovs), ("ctgate", &ctg)] {
                     let g: Vec<GenFigures> = m.iter().filter_map(|m| m.gen).collect();
                     let sent: Vec<f64> = g.iter().map(|g| g.sent_mpps).collect();
-                    let cpu: Vec<f64> = g.iter().filter_map(|g| g.cpu).collect();
+                    let share = |v: Vec<f64>| {
+                        if v.is_empty() {
+                            "unknown".to_string()
+                        } else {
+                            format!("{:.2}", median(&v))
+                        }
+                    };
                     line = line.with(&format!("{side}_gen_mpps"), fmt_mpps(median(&sent)));
                     line = line.with(
                         &format!("{side}_gen_cpu"),
-                        if cpu.is_empty() {
-                            "unknown".to_string()
-                        } else {
-                            format!("{:.2}", median(&cpu))
-                        },
+                        share(g.iter().filter_map(|g| g.cpu).collect()),
+                    );
+                    line = line.with(
+                        &format!("{side}_gen_full"),
+                        share(g.iter().filter_map(|g| g.full).collect()),
                     );
                 }
             }

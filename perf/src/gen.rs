@@ -28,19 +28,30 @@
 //! object):
 //!
 //! ```text
-//! bench=gen flows=1000 sent=… received=… bad=0 sent0=… sent1=… received0=… received1=… sent_mpps=… mpps=… cpu=0.99 secs=…
+//! bench=gen flows=1000 sent=… received=… bad=0 sent0=… sent1=… received0=… received1=… sent_mpps=… mpps=… cpu=0.99 secs=… full=0.97
 //! ```
 //!
 //! `mpps` is received packets per second, `sent_mpps` sent ones, both over `secs`, the
 //! time from the first packet a port accepted (the DUT attached) to the end of sending;
 //! `cpu` is the share of one CPU the process ran in that time (from
-//! `/proc/self/task/*/schedstat`): below 1 when other processes took its CPU.
+//! `/proc/self/task/*/schedstat`): below 1 when other processes took its CPU. The
+//! generator polls, so `cpu` is near 1 whether it or the device under test sets the
+//! rate; `full` tells them apart: the share of TX bursts the device's ring did not take
+//! in full (near 1: the device sets the rate; near 0: the generator does).
 //!
 //! # Loopback
 //!
-//! `gen --loopback` measures the generator's own ceiling: it starts a trivial forwarder on
-//! the other CPU, `ctgate --pair 0:1` (plain L2 forwarding, no tracking) on the two memif
-//! client ports, runs the generator in-process, and stops the forwarder by PID.
+//! `gen --loopback` measures the generator's own ceiling: it starts a trivial forwarder,
+//! `ctgate --pair 0:1` (plain L2 forwarding, no tracking) on the two memif client ports,
+//! the whole forwarder process pinned to a CPU other than the generator's (chosen before
+//! the generator's EAL pins this process: a child inherits its parent's affinity), runs
+//! the generator in-process, and stops the forwarder by PID before closing the ports.
+//! With `full` near 0 the figure is the generator's ceiling; near 1, the forwarder's.
+//!
+//! # Memif parameters
+//!
+//! Both sides use 128-byte packet buffers ([`MEMIF_BUFFER`]) and the clients 2048-slot
+//! rings ([`MEMIF_LOG2_RING`]); the generator's mbufs hold exactly one buffer.
 //!
 //! Invariants: every packet sent is counted once in `sent`; nothing is dropped by the
 //! generator itself; the process never outlives its parent when started by `compare-ovs`
@@ -54,7 +65,7 @@ use std::time::{Duration, Instant};
 
 use ctgate::dpdk::{
     available_ports, Eal, MbufBurst, Mempool, Port, PortConfig, RxQueue, Tsc, BURST_SIZE,
-    DEFAULT_MBUF_BUF_SIZE,
+    MBUF_HEADROOM,
 };
 use ctgate::wire::frame_checksums::fill_frame;
 
@@ -71,8 +82,16 @@ const STAMP_AT: usize = 42;
 const SLOT: usize = 64;
 /// Mbufs of the generator's pool (rings of both ports, bursts, cache).
 const POOL_MBUFS: u32 = 16_383;
-/// Ring descriptors per queue.
+/// Ring descriptors per queue (a memif server takes the client's ring size instead).
 const RING: u16 = 1024;
+/// Bytes of a memif packet buffer, both sides (devargs `bsize`): the frames are 60 bytes.
+/// DPDK's default, 2048, spreads a ring's buffers over 2 MiB of 4 KiB pages (a TLB miss
+/// per packet); 128 keeps them within 256 KiB. Larger frames would be chained over
+/// several buffers by the client and never reach the generator's fast path below.
+pub const MEMIF_BUFFER: u16 = 128;
+/// log2 of the memif ring size the clients ask for (devargs `rsize`): 2048 descriptors,
+/// so that a side that lost its CPU for a while finds the ring still filled.
+pub const MEMIF_LOG2_RING: u8 = 11;
 /// Longest drain after sending stopped.
 const DRAIN: Duration = Duration::from_millis(200);
 
@@ -148,7 +167,7 @@ pub fn client_devargs(dir: &Path, port: usize) -> String {
         PCAP_PORT1_MAC
     };
     format!(
-        "net_memif{port},role=client,id=0,socket={},socket-abstract=no,mac={mac}",
+        "net_memif{port},role=client,id=0,socket={},socket-abstract=no,mac={mac},bsize={MEMIF_BUFFER},rsize={MEMIF_LOG2_RING}",
         socket_path(dir, port).display()
     )
 }
@@ -244,6 +263,10 @@ pub struct Report {
     pub sent: [u64; 2],
     pub received: [u64; 2],
     pub bad: u64,
+    /// TX bursts offered to the device under test, and those it did not take in full
+    /// (its ring was full: it, not the generator, set the rate at that moment).
+    pub tx_bursts: u64,
+    pub tx_full: u64,
     /// Seconds from the first packet taken to the end of sending.
     pub secs: f64,
     /// Share of one CPU the process ran in `secs`.
@@ -251,6 +274,16 @@ pub struct Report {
 }
 
 impl Report {
+    /// Share of the TX bursts the device under test did not take in full: near 1 when
+    /// it sets the rate, near 0 when the generator does.
+    pub fn full_share(&self) -> f64 {
+        if self.tx_bursts == 0 {
+            0.0
+        } else {
+            self.tx_full as f64 / self.tx_bursts as f64
+        }
+    }
+
     pub fn line(&self) -> Line {
         let sent: u64 = self.sent.iter().sum();
         let received: u64 = self.received.iter().sum();
@@ -279,6 +312,7 @@ impl Report {
                     .map_or("unknown".to_string(), |c| format!("{c:.2}")),
             )
             .with("secs", format!("{:.3}", self.secs))
+            .with("full", format!("{:.2}", self.full_share()))
     }
 }
 
@@ -370,6 +404,10 @@ fn serve(
                     start = Some((Tsc::now(), Instant::now(), process_cpu_ns()));
                 }
                 r.sent[p] += n as u64;
+                r.tx_bursts += 1;
+                if !pending[p].is_empty() {
+                    r.tx_full += 1;
+                }
             }
             for q in &mut rxq[p * nq..(p + 1) * nq] {
                 receive(q, &mut rx, p, flows, &mut r);
@@ -416,13 +454,15 @@ fn receive(q: &mut RxQueue, rx: &mut MbufBurst, port: usize, flows: u32, r: &mut
 }
 
 /// Runs the generator in this process (EAL initialised here) until `stop` or
-/// `args.seconds`; `ready` is called once both ports' sockets exist.
+/// `args.seconds`; `ready` is called once both ports' sockets exist and may start a
+/// client of them, which is stopped before the ports close (a memif client whose server
+/// leaves first can crash).
 fn generate(
     args: &Args,
     dir: &Path,
     prefix: &str,
     stop: &AtomicBool,
-    ready: impl FnOnce() -> Result<(), String>,
+    ready: impl FnOnce() -> Result<Option<Child>, String>,
 ) -> Result<Report, String> {
     let (inside, outside) = frames(args.flows, args.replies_to)?;
     let slots = [Slots::new(&inside)?, Slots::new(&outside)?];
@@ -447,7 +487,7 @@ fn generate(
     for p in 0..2 {
         eal_args.push("--vdev".into());
         eal_args.push(format!(
-            "net_memif{p},role=server,id=0,socket={},socket-abstract=no",
+            "net_memif{p},role=server,id=0,socket={},socket-abstract=no,bsize={MEMIF_BUFFER}",
             socket_path(dir, p).display()
         ));
     }
@@ -460,8 +500,18 @@ fn generate(
         if ids.len() != 2 {
             return Err(format!("expected 2 memif ports, EAL has {}", ids.len()));
         }
-        let pool = Mempool::new(&eal, "gen_pool", POOL_MBUFS, 256, DEFAULT_MBUF_BUF_SIZE, -1)
-            .map_err(|e| e.to_string())?;
+        // Mbufs of exactly one memif buffer: memif's TX copies an mbuf into one buffer
+        // without a length check only when the mbuf cannot hold more than a buffer, and
+        // its RX fills whole mbufs in bulk only when one holds a buffer; both hold here.
+        let pool = Mempool::new(
+            &eal,
+            "gen_pool",
+            POOL_MBUFS,
+            256,
+            MBUF_HEADROOM + MEMIF_BUFFER,
+            -1,
+        )
+        .map_err(|e| e.to_string())?;
         let conf = PortConfig {
             rx_queues: args.rx_queues,
             tx_queues: 1,
@@ -477,27 +527,43 @@ fn generate(
         for p in &mut ports {
             p.start().map_err(|e| e.to_string())?;
         }
-        ready()?;
+        let mut client = ready()?;
         let r = serve(&eal, &ports, &pool, &slots, args, stop);
-        if let Ok(r) = &r {
+        let printed = r.as_ref().map_err(Clone::clone).and_then(|r| {
             print_line(args, r)?;
             while args.hold && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-        }
+            Ok(())
+        });
+        child::stop(&mut client, Duration::from_secs(5));
         for p in ports {
             let _ = p.close();
         }
-        r
+        printed.and(r)
     })();
     let _ = eal.cleanup();
     remove_dpdk_runtime(prefix);
     result
 }
 
-/// The forwarder of `--loopback`: `ctgate --pair 0:1` on the memif clients of `dir`, on
-/// the CPU other than the generator's.
-fn start_forwarder(args: &Args, dir: &Path, prefix: &str) -> Result<Child, String> {
+/// The CPU of `--loopback`'s forwarder: the first CPU this process may run on other than
+/// the generator's. Asked before the generator's EAL pins this process to its own CPU
+/// (afterwards the process's affinity, which a child inherits, is that one CPU).
+fn forwarder_cpu(generator: usize) -> Result<usize, String> {
+    let allowed = rustix::thread::sched_getaffinity(None)
+        .map_err(|e| format!("cannot read this process's CPU affinity: {e}"))?;
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .find(|&c| c != generator && allowed.is_set(c))
+        .ok_or_else(|| {
+            format!("--loopback needs a second CPU besides the generator's ({generator})")
+        })
+}
+
+/// The forwarder of `--loopback`: `ctgate --pair 0:1` on the memif clients of `dir`,
+/// the whole process (control lcore, worker, EAL threads) pinned to `cpu`, so that the
+/// generator's CPU runs the generator only.
+fn start_forwarder(args: &Args, dir: &Path, prefix: &str, cpu: usize) -> Result<Child, String> {
     let bin = find_ctgate(args.ctgate.as_deref())?;
     let eal = EalArgs {
         memory_mb: 512,
@@ -505,8 +571,8 @@ fn start_forwarder(args: &Args, dir: &Path, prefix: &str) -> Result<Child, Strin
         workers: 1,
         vdevs: vec![client_devargs(dir, 0), client_devargs(dir, 1)],
     };
-    child::command(&bin, None)
-        .args(eal.args())
+    child::command(&bin, Some(cpu))
+        .args(eal.args_with_lcores(format!("0@{cpu},1@{cpu}")))
         .args(["--", "--pair", "0:1", "--quiet"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -547,7 +613,11 @@ pub fn run(args: &Args) -> Result<(), String> {
         None => (std::env::temp_dir().join(format!("ctgate-gen-{pid}")), true),
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut forwarder: Option<Child> = None;
+    let fwd_cpu = if args.loopback {
+        Some(forwarder_cpu(args.cpu)?)
+    } else {
+        None
+    };
     let fwd_prefix = format!("{prefix}-fwd");
     let result = generate(args, &dir, &prefix, &stop, || {
         eprintln!(
@@ -555,12 +625,10 @@ pub fn run(args: &Args) -> Result<(), String> {
             socket_path(&dir, 0).display(),
             socket_path(&dir, 1).display()
         );
-        if args.loopback {
-            forwarder = Some(start_forwarder(args, &dir, &fwd_prefix)?);
-        }
-        Ok(())
+        fwd_cpu
+            .map(|cpu| start_forwarder(args, &dir, &fwd_prefix, cpu))
+            .transpose()
     });
-    child::stop(&mut forwarder, Duration::from_secs(5));
     if args.loopback {
         remove_dpdk_runtime(&fwd_prefix);
     }
@@ -621,11 +689,37 @@ mod tests {
     }
 
     #[test]
+    fn the_loopback_forwarder_never_gets_the_generators_cpu() {
+        let allowed = rustix::thread::sched_getaffinity(None).unwrap();
+        let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| allowed.is_set(c))
+            .collect();
+        for &g in &cpus {
+            match forwarder_cpu(g) {
+                Ok(f) => assert!(f != g && cpus.contains(&f), "generator {g}, forwarder {f}"),
+                Err(e) => assert_eq!(cpus.len(), 1, "{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn full_share_is_the_share_of_bursts_not_taken_in_full() {
+        let r = Report {
+            tx_bursts: 8,
+            tx_full: 2,
+            ..Report::default()
+        };
+        assert_eq!(r.full_share(), 0.25);
+        assert_eq!(Report::default().full_share(), 0.0);
+        assert!(r.line().render(false).ends_with(" full=0.25"));
+    }
+
+    #[test]
     fn client_devargs_name_the_socket_and_the_ports_mac() {
         let d = client_devargs(Path::new("/tmp/x"), 1);
         assert_eq!(
             d,
-            "net_memif1,role=client,id=0,socket=/tmp/x/memif1.sock,socket-abstract=no,mac=02:70:63:61:70:01"
+            "net_memif1,role=client,id=0,socket=/tmp/x/memif1.sock,socket-abstract=no,mac=02:70:63:61:70:01,bsize=128,rsize=11"
         );
     }
 }

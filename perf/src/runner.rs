@@ -53,6 +53,12 @@ pub struct EalArgs {
 
 impl EalArgs {
     pub fn args(&self) -> Vec<String> {
+        self.args_with_lcores(lcore_map(self.workers))
+    }
+
+    /// The same arguments with `lcores` as the `--lcores` map instead of [`lcore_map`]'s
+    /// (for a process that must stay off a CPU, e.g. `gen --loopback`'s forwarder).
+    pub fn args_with_lcores(&self, lcores: String) -> Vec<String> {
         let mut v: Vec<String> = vec![
             "--no-huge".into(),
             "-m".into(),
@@ -63,7 +69,7 @@ impl EalArgs {
             "--log-level".into(),
             "4".into(),
             "--lcores".into(),
-            lcore_map(self.workers),
+            lcores,
         ];
         for d in &self.vdevs {
             v.push("--vdev".into());

@@ -92,6 +92,8 @@ fn quick_compare_ovs_prints_both_sides() {
         for side in ["ovs", "ctgate"] {
             assert!(num(&format!("{side}_gen_mpps")) > 0.0, "{l:?}");
             assert!(num(&format!("{side}_gen_cpu")) > 0.0, "{l:?}");
+            let full = num(&format!("{side}_gen_full"));
+            assert!((0.0..=1.0).contains(&full), "{l:?}");
         }
         let (o, c, r) = (num("ovs_mpps"), num("ctgate_mpps"), num("ratio"));
         assert!(o.is_finite() && o > 0.0, "{l:?}");

@@ -47,6 +47,8 @@ fn gen_loopback_gets_back_every_frame_it_sent() {
     assert_eq!(num(l, "received"), sent, "{l:?}");
     assert_eq!(num(l, "bad"), 0.0, "{l:?}");
     assert_eq!(num(l, "flows"), 1000.0);
+    let full = num(l, "full");
+    assert!((0.0..=1.0).contains(&full), "{l:?}");
     // Nothing left behind.
     for p in [prefix.clone(), format!("{prefix}-fwd")] {
         assert!(

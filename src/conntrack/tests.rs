@@ -980,3 +980,63 @@ fn counts_from_several_workers_sum_right_and_limits_hold_exactly() {
     );
     assert_eq!((ct.n_conns(), zone3.count()), (1500, 600));
 }
+
+/// The packets of a UDP or ICMP connection that leave its state as it is (answered
+/// without the connection's lock, `L4Kind::steady`) still get their state's flags and
+/// refresh the expiry with their state's timeout; the packets that move the state
+/// (first repeat, first reply) still move it.
+#[test]
+fn steady_udp_and_icmp_packets_keep_their_state_and_refresh_the_expiry() {
+    use super::timeouts::TimeoutAttr::*;
+    let ct = tracker(1024);
+    for (a, ms) in [
+        (UdpFirst, 11_000),
+        (UdpSingle, 22_000),
+        (UdpMultiple, 33_000),
+        (IcmpFirst, 44_000),
+        (IcmpReply, 55_000),
+    ] {
+        ct.default_policy().set_ms(a, ms);
+    }
+    let mut w = ct.worker(0);
+    let expiry = |ct: &Conntrack| ct.all_conns().first().map(|c| c.expiry);
+    let (out, back) = (udp(A, B, 5000, 53), udp(B, A, 53, 5000));
+    // (packet, time, flags, expiry after it)
+    let udp_steps = [
+        (&out, 0, "trk,new", 11_000),          // FIRST
+        (&out, 1, "trk,new", 1 + 22_000),      // FIRST -> MULTIPLE (locked)
+        (&out, 2, "trk,new", 2 + 22_000),      // MULTIPLE, steady
+        (&back, 3, "trk,est,rpl", 3 + 33_000), // -> BIDIR (locked)
+        (&out, 4, "trk,est", 4 + 33_000),      // steady
+        (&back, 5, "trk,est,rpl", 5 + 33_000), // steady
+    ];
+    for (p, now, flags, exp) in udp_steps {
+        assert_eq!(
+            w.process(p, 0, true, now).state.to_string(),
+            flags,
+            "t={now}"
+        );
+        assert_eq!(expiry(&ct), Some(exp), "t={now}");
+    }
+    let ct = tracker(1024);
+    ct.default_policy().set_ms(IcmpFirst, 44_000);
+    ct.default_policy().set_ms(IcmpReply, 55_000);
+    let mut w = ct.worker(0);
+    let (req, rep) = (icmp_query(A, B, 8, 7), icmp_query(B, A, 0, 7));
+    let icmp_steps = [
+        (&req, 0, "trk,new", 44_000),
+        (&req, 1, "trk,new", 1 + 44_000),     // FIRST, steady
+        (&rep, 2, "trk,est,rpl", 2 + 55_000), // -> REPLY (locked)
+        (&req, 3, "trk,est", 3 + 55_000),     // steady
+        (&rep, 4, "trk,est,rpl", 4 + 55_000), // steady
+    ];
+    for (p, now, flags, exp) in icmp_steps {
+        assert_eq!(
+            w.process(p, 0, true, now).state.to_string(),
+            flags,
+            "t={now}"
+        );
+        assert_eq!(expiry(&ct), Some(exp), "t={now}");
+    }
+    assert_eq!(ct.all_conns().len(), 1);
+}

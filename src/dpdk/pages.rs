@@ -48,18 +48,20 @@ pub enum Backing {
 }
 
 /// `len` zero-initialised `T`s in their own anonymous mapping (see the module doc).
+///
+/// The start and length are kept for both kinds of memory, so that `deref` (on the
+/// tracker's per-packet path, several times a packet) is two loads and no branch.
 pub struct ZeroedPages<T> {
-    mem: Mem<T>,
+    ptr: NonNull<T>,
     len: usize,
+    mem: Mem,
 }
 
-enum Mem<T> {
-    Mapped {
-        ptr: NonNull<T>,
-        bytes: usize,
-        huge: bool,
-    },
-    Heap(Box<[T]>),
+enum Mem {
+    /// An anonymous mapping of `bytes` made here.
+    Mapped { bytes: usize, huge: bool },
+    /// A `Box<[T]>` of `len`, leaked into `ptr` (rebuilt in `drop`).
+    Heap,
 }
 
 // SAFETY: a `ZeroedPages<T>` owns its `T`s exactly like a `Box<[T]>` does (no aliasing
@@ -146,12 +148,9 @@ impl<T: Zeroable> ZeroedPages<T> {
                     advise_huge(p, bytes);
                 }
                 return ZeroedPages {
-                    mem: Mem::Mapped {
-                        ptr: p.cast::<T>(),
-                        bytes,
-                        huge,
-                    },
+                    ptr: p.cast::<T>(),
                     len,
+                    mem: Mem::Mapped { bytes, huge },
                 };
             }
         }
@@ -159,9 +158,12 @@ impl<T: Zeroable> ZeroedPages<T> {
     }
 
     fn heap(len: usize) -> ZeroedPages<T> {
+        let b: Box<[T]> = bytemuck::allocation::zeroed_slice_box(len);
         ZeroedPages {
-            mem: Mem::Heap(bytemuck::allocation::zeroed_slice_box(len)),
+            // Owned through `ptr` from here on (`Box::from_raw` in `drop`).
+            ptr: NonNull::from(Box::leak(b)).cast::<T>(),
             len,
+            mem: Mem::Heap,
         }
     }
 }
@@ -173,9 +175,10 @@ impl<T> ZeroedPages<T> {
     /// ones are zero), so other threads may be using the elements meanwhile. Only a hint:
     /// nothing happens on heap memory, and a kernel without it refuses it harmlessly.
     pub fn populate(&self, range: std::ops::Range<usize>) {
-        let Mem::Mapped { ptr, bytes, .. } = self.mem else {
+        let Mem::Mapped { bytes, .. } = self.mem else {
             return;
         };
+        let ptr = self.ptr;
         let size = std::mem::size_of::<T>();
         let start = (range.start.min(self.len) * size) / SMALL_PAGE * SMALL_PAGE;
         let end = (range.end.min(self.len) * size)
@@ -202,7 +205,7 @@ impl<T> ZeroedPages<T> {
         match self.mem {
             Mem::Mapped { huge: true, .. } => Backing::HugePages,
             Mem::Mapped { huge: false, .. } => Backing::Pages,
-            Mem::Heap(_) => Backing::Heap,
+            Mem::Heap => Backing::Heap,
         }
     }
 }
@@ -212,28 +215,27 @@ impl<T> Deref for ZeroedPages<T> {
 
     #[inline(always)]
     fn deref(&self) -> &[T] {
-        match &self.mem {
-            // SAFETY: the mapping holds `len` initialised (zero-valid) `T`s, aligned (page
-            // start, alignment checked in `new`), live until `self` is dropped; only shared
-            // references are handed out.
-            Mem::Mapped { ptr, .. } => unsafe {
-                std::slice::from_raw_parts(ptr.as_ptr(), self.len)
-            },
-            Mem::Heap(b) => b,
-        }
+        // SAFETY: `ptr` holds `len` initialised (zero-valid) `T`s, aligned (a page start,
+        // alignment checked in `new`, or a box's), live until `self` is dropped; only
+        // shared references are handed out.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl<T> Drop for ZeroedPages<T> {
     fn drop(&mut self) {
-        if let Mem::Mapped { ptr, bytes, .. } = self.mem {
-            // SAFETY: the `T`s are owned here and never used again; dropping them in place
-            // first keeps `Drop` types correct (the tracker's have no drop glue).
-            unsafe {
-                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(ptr.as_ptr(), self.len))
-            };
-            // SAFETY: `ptr`/`bytes` are exactly the mapping made in `new`, unmapped once.
-            unsafe { libc::munmap(ptr.as_ptr().cast(), bytes) };
+        let slice = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
+        match self.mem {
+            Mem::Mapped { bytes, .. } => {
+                // SAFETY: the `T`s are owned here and never used again; dropping them in
+                // place first keeps `Drop` types correct (the tracker's have no drop glue).
+                unsafe { std::ptr::drop_in_place(slice) };
+                // SAFETY: `ptr`/`bytes` are exactly the mapping made in `new`, unmapped
+                // once.
+                unsafe { libc::munmap(self.ptr.as_ptr().cast(), bytes) };
+            }
+            // SAFETY: `ptr`/`len` are the `Box<[T]>` leaked in `heap`, rebuilt once, here.
+            Mem::Heap => drop(unsafe { Box::from_raw(slice) }),
         }
     }
 }

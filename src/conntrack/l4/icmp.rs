@@ -33,6 +33,7 @@ impl L4Proto for Icmp {
         TimeoutAttr::IcmpFirst
     }
 
+    #[inline(always)]
     fn update(
         _p: &ParsedPacket,
         st: &mut L4State,

@@ -2,7 +2,9 @@
 //!
 //! Each protocol module is small: whether a packet may create a connection
 //! ([`L4Proto::valid_new`]), the state of a new connection ([`L4Proto::new_conn`]) and the
-//! update on every later packet ([`L4Proto::update`]). All run under the connection's lock.
+//! update on every later packet ([`L4Proto::update`]). All run under the connection's lock,
+//! except that a packet which leaves a one-byte state (UDP, ICMP, other protocols) as it is
+//! is answered from that byte without the lock ([`L4Kind::steady`]).
 
 pub mod icmp;
 pub mod other;
@@ -78,6 +80,29 @@ impl L4Kind {
             L4Kind::Icmp => icmp::Icmp::new_conn(p, st),
             L4Kind::Other => other::Other::new_conn(p, st),
         }
+    }
+
+    /// What [`L4Kind::update`] returns for a packet that leaves a one-byte state
+    /// (`proto_state`: UDP, ICMP, other protocols) as it is, computed from that byte
+    /// alone, so the caller needs no lock ([`crate::conntrack::conn::Conn`]'s
+    /// `peek_proto_state`). `None` for TCP, whose state is more than the byte, and for a
+    /// packet that would change the state (the caller takes the lock and updates).
+    #[inline(always)]
+    pub fn steady(
+        self,
+        p: &ParsedPacket,
+        proto_state: u8,
+        reply: bool,
+    ) -> Option<(UpdateResult, Option<TimeoutAttr>)> {
+        if self == L4Kind::Tcp {
+            return None;
+        }
+        let mut st = L4State {
+            proto_state,
+            ..L4State::default()
+        };
+        let r = self.update(p, &mut st, reply, false);
+        (st.proto_state == proto_state).then_some(r)
     }
 
     #[inline]

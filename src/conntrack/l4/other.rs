@@ -36,6 +36,7 @@ impl L4Proto for Other {
         TIMEOUTS[FIRST as usize]
     }
 
+    #[inline(always)]
     fn update(
         _p: &ParsedPacket,
         st: &mut L4State,

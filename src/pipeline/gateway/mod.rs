@@ -199,15 +199,19 @@ impl GatewayStep {
         }
         // Each frame's interface: the port's untagged one, or the sub-interface of the
         // VLAN the worker took the tag of; none is `drop_vlan`.
+        let idx_of = |vlan: Option<u16>| {
+            sh.iface(in_port, vlan)
+                .and_then(|p| sh.port_idx.get(usize::from(p.id)).copied())
+                .unwrap_or(u8::MAX)
+        };
+        // The untagged interface once per burst; a tagged frame's looked up on its own.
+        let untagged = idx_of(None);
         let mut ifaces = [u8::MAX; BURST];
         for (k, r) in ifaces.iter_mut().zip(rx.iter()) {
-            if let Some(p) = sh.iface(in_port, r.vlan) {
-                *k = sh
-                    .port_idx
-                    .get(usize::from(p.id))
-                    .copied()
-                    .unwrap_or(u8::MAX);
-            }
+            *k = match r.vlan {
+                None => untagged,
+                vlan => idx_of(vlan),
+            };
         }
         // Taken out while the burst is handled (no allocation: the vector moves), so the
         // metas are used in place while `w` is borrowed mutably.
