@@ -540,6 +540,28 @@ struct RawZoneLimit {
 }
 
 macro_rules! timeout_structs {
+    // The accessors both the global and the per-zone tables have.
+    (@methods $t:ident; $($f:ident),*) => {
+        impl $t {
+            fn values(&self) -> Vec<(TimeoutAttr, u32)> {
+                let mut v = Vec::new();
+                $( if let Some(x) = &self.$f {
+                    v.push((TimeoutAttr::from_name(stringify!($f)).expect("known attribute"), *x.get_ref()));
+                } )*
+                v
+            }
+
+            /// The first timeout set to 0, with its span.
+            fn zero(&self) -> Option<(&'static str, std::ops::Range<usize>)> {
+                $( if let Some(x) = &self.$f {
+                    if *x.get_ref() == 0 {
+                        return Some((stringify!($f), x.span()));
+                    }
+                } )*
+                None
+            }
+        }
+    };
     ($($f:ident),*) => {
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
@@ -556,45 +578,8 @@ macro_rules! timeout_structs {
             $( $f: Option<Spanned<u32>>, )*
         }
 
-        impl RawTimeouts {
-            fn values(&self) -> Vec<(TimeoutAttr, u32)> {
-                let mut v = Vec::new();
-                $( if let Some(x) = &self.$f {
-                    v.push((TimeoutAttr::from_name(stringify!($f)).expect("known attribute"), *x.get_ref()));
-                } )*
-                v
-            }
-
-            /// The first timeout set to 0, with its span.
-            fn zero(&self) -> Option<(&'static str, std::ops::Range<usize>)> {
-                $( if let Some(x) = &self.$f {
-                    if *x.get_ref() == 0 {
-                        return Some((stringify!($f), x.span()));
-                    }
-                } )*
-                None
-            }
-        }
-
-        impl RawZoneTimeouts {
-            fn values(&self) -> Vec<(TimeoutAttr, u32)> {
-                let mut v = Vec::new();
-                $( if let Some(x) = &self.$f {
-                    v.push((TimeoutAttr::from_name(stringify!($f)).expect("known attribute"), *x.get_ref()));
-                } )*
-                v
-            }
-
-            /// The first timeout set to 0, with its span.
-            fn zero(&self) -> Option<(&'static str, std::ops::Range<usize>)> {
-                $( if let Some(x) = &self.$f {
-                    if *x.get_ref() == 0 {
-                        return Some((stringify!($f), x.span()));
-                    }
-                } )*
-                None
-            }
-        }
+        timeout_structs!(@methods RawTimeouts; $($f),*);
+        timeout_structs!(@methods RawZoneTimeouts; $($f),*);
     };
 }
 

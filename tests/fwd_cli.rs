@@ -87,13 +87,7 @@ fn bad_eal_arguments_exit_2() {
 fn no_worker_lcore_is_a_clear_error() {
     let _lock = dpdk_lock();
     let s = Scratch::new("noworker");
-    let mut eal = s.eal_args("0");
-    eal.extend([
-        "--vdev".into(),
-        "net_null0".into(),
-        "--vdev".into(),
-        "net_null1".into(),
-    ]);
+    let eal = s.null_eal("0", 2);
     let out = run_ctgate(&eal, &[], Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1), "{out}");
     assert!(out.stderr.contains("no worker lcore"), "{out}");
@@ -103,8 +97,7 @@ fn no_worker_lcore_is_a_clear_error() {
 fn odd_port_count_needs_explicit_pairs() {
     let _lock = dpdk_lock();
     let s = Scratch::new("oddports");
-    let mut eal = s.eal_args("0,1");
-    eal.extend(["--vdev".into(), "net_null0".into()]);
+    let eal = s.null_eal("0,1", 1);
     let out = run_ctgate(&eal, &[], Duration::from_secs(30));
     // Without --pair it is the gateway on its embedded config, whose second port is
     // missing: a configuration error (its line, exit 2) that points at --pair.

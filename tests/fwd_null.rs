@@ -13,13 +13,7 @@ fn two_workers_forward_until_sigint() {
     let _lock = dpdk_lock();
     let s = Scratch::new("null2w");
     // Three lcores on two CPUs: control lcore 0 on CPU 0, workers 1 and 2 on CPU 1.
-    let mut eal = s.eal_args("0@0,1@1,2@1");
-    eal.extend([
-        "--vdev".into(),
-        "net_null0".into(),
-        "--vdev".into(),
-        "net_null1".into(),
-    ]);
+    let eal = s.null_eal("0@0,1@1,2@1", 2);
     let mut run = Running::start(
         &eal,
         &["--pair", "0:1", "--next-hop-mac", "02:00:00:00:00:01"],
@@ -82,13 +76,7 @@ fn two_workers_forward_until_sigint() {
 fn sigterm_also_stops_cleanly_and_duration_ends_a_run() {
     let _lock = dpdk_lock();
     let s = Scratch::new("nullterm");
-    let mut eal = s.eal_args("0,1");
-    eal.extend([
-        "--vdev".into(),
-        "net_null0".into(),
-        "--vdev".into(),
-        "net_null1".into(),
-    ]);
+    let eal = s.null_eal("0,1", 2);
     let mut run = Running::start(&eal, &["--pair", "0:1", "--quiet"]);
     run.wait_for_line(Duration::from_secs(30), |l| {
         l.starts_with("ctgate: forwarding")

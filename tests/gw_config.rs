@@ -209,8 +209,7 @@ fn config_and_pair_exclude_each_other() {
 fn config_ports_must_exist_among_the_probed_ports() {
     let _lock = dpdk_lock();
     let s = Scratch::new("cfgports");
-    let mut eal = s.eal_args("0,1");
-    eal.extend(["--vdev".into(), "net_null0".into()]);
+    let eal = s.null_eal("0,1", 1);
     let sock = s.path("ctl.sock").display().to_string();
     let out = run_ctgate(&eal, &["--socket", &sock], Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2), "{out}");
@@ -235,13 +234,7 @@ fn config_ports_must_exist_among_the_probed_ports() {
 fn a_file_prefix_in_use_is_named_as_the_reason_eal_failed() {
     let _lock = dpdk_lock();
     let s = Scratch::new("prefixclash");
-    let mut eal = s.eal_args("0,1");
-    eal.extend([
-        "--vdev".into(),
-        "net_null0".into(),
-        "--vdev".into(),
-        "net_null1".into(),
-    ]);
+    let eal = s.null_eal("0,1", 2);
     let sock1 = s.path("one.sock").display().to_string();
     let mut first = Running::start(&eal, &["--socket", &sock1, "--quiet"]);
     first

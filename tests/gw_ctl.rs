@@ -74,12 +74,8 @@ fn telemetry(gw: &Gw, cmds: &[&str]) -> Vec<serde_json::Value> {
 #[test]
 fn ctgate_ctl_commands_against_the_running_gateway() {
     let mut gw = Gw::start("ctl", Some(&ctl_config()));
-    let www = gw.scratch.path("www");
-    std::fs::create_dir_all(&www).unwrap();
-    blob(&www, "small", 4096);
-    let ns_out = gw.ns_out.clone();
-    let ns_in = gw.ns_in.clone();
-    gw.http_server(&ns_out, "192.0.2.2", 8000, &www);
+    let (ns_in, ns_out) = (gw.ns_in.clone(), gw.ns_out.clone());
+    gw.web_root(&ns_out, "192.0.2.2", 8000, &[("small", &[0x5a; 4096])]);
 
     // show / version describe the running gateway.
     let show = gw.ctl_ok(&["show"]);
@@ -100,13 +96,10 @@ fn ctgate_ctl_commands_against_the_running_gateway() {
     // Two connections: an echo and an HTTP request, both SNATed.
     let p = gw.ping("192.0.2.2", 1);
     assert!(p.ok, "{p}");
-    let c = gw.exec(
+    let c = gw.curl(
         &ns_in,
+        10,
         &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
             "-o",
             "/dev/null",
             "-w",
@@ -260,13 +253,7 @@ fn gateway_stats_lines_and_final_counters_on_null_ports() {
     let _lock = common::dpdk_lock();
     let s = common::Scratch::new("gwnull");
     let sock = s.path("ctl.sock");
-    let mut eal = s.eal_args("0,1");
-    eal.extend([
-        "--vdev".into(),
-        "net_null0".into(),
-        "--vdev".into(),
-        "net_null1".into(),
-    ]);
+    let eal = s.null_eal("0,1", 2);
     let sock_arg = sock.display().to_string();
     let mut run = common::Running::start(&eal, &["--socket", &sock_arg]);
     let line = run

@@ -66,10 +66,8 @@ fn ping_http_and_udp_give_their_events_and_nat_log_records() {
     let mut ipfix = Nfcapd::start("gwevipfix");
     let mut gw = Gw::start("gwevents", Some(&config(syslog.port, ipfix.port)));
     let (ns_in, ns_out) = (gw.ns_in.clone(), gw.ns_out.clone());
-    let www = gw.scratch.path("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("hello"), "hello through the gateway\n").unwrap();
-    gw.http_server(&ns_out, "192.0.2.2", 8000, &www);
+    let hello = ("hello", &b"hello through the gateway\n"[..]);
+    gw.web_root(&ns_out, "192.0.2.2", 8000, &[hello]);
     let echo_log = gw.scratch.path("udp-echo.log");
     gw.spawn_in(
         &ns_out,
@@ -96,17 +94,10 @@ fn ping_http_and_udp_give_their_events_and_nat_log_records() {
 
     let p = gw.ping("192.0.2.2", 1);
     assert!(p.ok, "ping:\n{p}");
-    let c = gw.exec(
+    let c = gw.curl(
         &ns_in,
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-            "--local-port",
-            "40123",
-            "http://192.0.2.2:8000/hello",
-        ],
+        10,
+        &["--local-port", "40123", "http://192.0.2.2:8000/hello"],
     );
     assert_eq!(c.stdout, "hello through the gateway\n", "curl:\n{c}");
     let u = gw.exec(

@@ -69,10 +69,7 @@ fn large_pings_and_a_4000_byte_udp_answer_cross_the_gateway_and_outside_fragment
         ("fd00:0:0:2::2", 8000),
     ] {
         let p = ping_size(&gw, dst, size);
-        assert!(
-            p.ok && p.stdout.contains(" 0% packet loss"),
-            "ping -s {size} {dst}:\n{p}"
-        );
+        assert!(p.no_loss(), "ping -s {size} {dst}:\n{p}");
         assert!(
             p.stdout.contains(&format!("{} bytes from {dst}", size + 8)),
             "{p}"
@@ -251,32 +248,10 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
     for a in ["192.0.2.3/24", "192.0.2.4/24"] {
         gw.exec(&ns_out, &["ip", "addr", "add", a, "dev", &tap_out]);
     }
-    gw.exec(
-        &ns_out,
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "fd00:0:0:2::3/64",
-            "dev",
-            &tap_out,
-            "nodad",
-        ],
-    );
-    gw.exec(
-        &ns_out,
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "fd00:0:0:2::4/64",
-            "dev",
-            &tap_out,
-            "nodad",
-        ],
-    );
+    for a in ["fd00:0:0:2::3/64", "fd00:0:0:2::4/64"] {
+        let add = ["ip", "-6", "addr", "add", a, "dev", &tap_out, "nodad"];
+        gw.exec(&ns_out, &add);
+    }
 
     // MSS clamping, switched on by a reload: the inside client's SYN says 1460, the one
     // the server gets 1240 (the outside MTU minus 40).
@@ -304,25 +279,9 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
     );
     wait_for(&cap_in, "listening on");
     wait_for(&cap_out, "listening on");
-    let got = gw.scratch.path("got");
-    let c = gw.exec(
-        &ns_in,
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "20",
-            "-o",
-            got.to_str().unwrap(),
-            "http://192.0.2.2:8000/blob",
-        ],
-    );
+    let (c, got) = gw.fetch(&ns_in, "http://192.0.2.2:8000/blob", "");
     assert!(c.ok, "{c}");
-    assert_eq!(
-        std::fs::read(&got).unwrap(),
-        page,
-        "the download, byte for byte"
-    );
+    assert_eq!(got, page, "the download, byte for byte");
     let inside = wait_for(&cap_in, "mss ");
     let outside = wait_for(&cap_out, "mss ");
     assert!(
@@ -420,10 +379,7 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
                 "192.0.2.3",
             ],
         );
-        assert!(
-            p.ok && p.stdout.contains(" 0% packet loss"),
-            "ping -s {size}:\n{p}"
-        );
+        assert!(p.no_loss(), "ping -s {size}:\n{p}");
     }
     assert!(
         gw_counter(&gw, "fragmented") >= fragmented + 6,
@@ -450,22 +406,15 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
         &cap_err,
     );
     wait_for(&cap_err, "listening on");
-    let p = gw.exec(
-        &ns_in,
-        &[
-            "ping",
-            "-n",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-M",
-            "do",
-            "-s",
-            "1300",
-            "192.0.2.4",
-        ],
-    );
+    // One 1300-byte ping with DF (`-M do`), which the 1280 MTU refuses.
+    let ping_df = |dst: &str| {
+        let family = if dst.contains(':') { "-6" } else { "-4" };
+        let args = [
+            "ping", family, "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1300", dst,
+        ];
+        gw.exec(&ns_in, &args)
+    };
+    let p = ping_df("192.0.2.4");
     assert!(
         p.stdout
             .contains("From 10.0.0.1 icmp_seq=1 Frag needed and DF set (mtu = 1280)"),
@@ -473,23 +422,7 @@ fn with_a_1280_outside_mtu_pmtu_discovery_fragmentation_icmp_and_mss_clamping_wo
     );
     // IPv6 is never fragmented on the way: "packet too big".
     let ptb = gw_counter(&gw, "packet_too_big");
-    let p = gw.exec(
-        &ns_in,
-        &[
-            "ping",
-            "-6",
-            "-n",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-M",
-            "do",
-            "-s",
-            "1300",
-            "fd00:0:0:2::3",
-        ],
-    );
+    let p = ping_df("fd00:0:0:2::3");
     assert!(
         p.stdout
             .contains("From fd00:0:0:1::1 icmp_seq=1 Packet too big: mtu=1280"),

@@ -179,14 +179,21 @@ fn spread_over_both_then_b_carries_all(
     );
 }
 
+/// The two instances of an active-active pair: each its own SNAT pool, both the extra
+/// configuration lines `extra`.
+fn active_active(pools: [&str; 2], extra: &str) -> (Setup, Setup) {
+    let [a, b] = pools.map(|pool| {
+        let mut s = Setup::new("active-active", &[pool]);
+        s.extra = extra.into();
+        s
+    });
+    (a, b)
+}
+
 #[test]
 fn ecmp_spreads_1000_connections_over_two_active_instances_with_own_pool_addresses_and_the_survivor_carries_all_of_them(
 ) {
-    let mut a = Setup::new("active-active", &["203.0.113.1"]);
-    let mut b = Setup::new("active-active", &["203.0.113.2"]);
-    for s in [&mut a, &mut b] {
-        s.extra = "refresh_interval = 1\n".into();
-    }
+    let (a, b) = active_active(["203.0.113.1", "203.0.113.2"], "refresh_interval = 1\n");
     spread_over_both_then_b_carries_all(
         "haecmp",
         &a,
@@ -207,12 +214,11 @@ fn ecmp_spreads_1000_connections_over_two_active_instances_with_own_pool_address
 #[test]
 fn ecmp_with_port_blocks_of_one_address_routed_to_one_instance_keeps_every_connection_on_both_past_the_opening_timeout_and_the_survivor_carries_all_of_them(
 ) {
-    let mut a = Setup::new("active-active", &["203.0.113.1:1024-32767"]);
-    let mut b = Setup::new("active-active", &["203.0.113.1:32768-65535"]);
-    for s in [&mut a, &mut b] {
-        // UDP flows outlive the idle time (their expiry is not what is tested here).
-        s.extra = "refresh_interval = 1\n\n[timeouts]\nudp_first = 300\nudp_single = 300\nudp_multiple = 300\n".into();
-    }
+    // UDP flows outlive the idle time (their expiry is not what is tested here).
+    let (a, b) = active_active(
+        ["203.0.113.1:1024-32767", "203.0.113.1:32768-65535"],
+        "refresh_interval = 1\n\n[timeouts]\nudp_first = 300\nudp_single = 300\nudp_multiple = 300\n",
+    );
     spread_over_both_then_b_carries_all(
         "haecmpblk",
         &a,

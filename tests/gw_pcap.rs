@@ -16,8 +16,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ctgate::pcap;
-use ctgate::wire::testframe::{self, ip4, Frame, L4};
+use ctgate::wire::testframe::{self, ip4, tagged, Frame, L4};
 
 /// The inside host 10.0.0.2 (the static next hop of port 0).
 const HOST: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x02];
@@ -26,10 +25,6 @@ const ROUTER: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];
 const H4: [u8; 4] = [10, 0, 0, 2];
 const POOL4: [u8; 4] = [192, 0, 2, 1];
 const SERVER4: [u8; 4] = [198, 51, 100, 7];
-
-/// The MACs net_pcap gives ports 0 and 1.
-const NET_PCAP_MAC0: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
-const NET_PCAP_MAC1: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x01];
 
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
@@ -51,6 +46,32 @@ fn config() -> String {
             ("max_conns = 3000000", "max_conns = 4096"),
         ],
     )
+}
+
+/// Runs the gateway with [`config`] on two net_pcap ports reading `rx[0]` and `rx[1]`
+/// until it is idle; its output, net_pcap's MACs checked against its start-up lines.
+fn run_gateway(s: &Scratch, rx: [Vec<&[u8]>; 2]) -> Output {
+    let eal = s.pcap_ports("0,1", &rx);
+    std::fs::write(s.path("gw.toml"), config()).unwrap();
+    let p = |f: &str| s.path(f).display().to_string();
+    let (cfg, sock) = (p("gw.toml"), p("ctl.sock"));
+    let app = [
+        "--config",
+        &cfg,
+        "--socket",
+        &sock,
+        "--exit-when-idle",
+        "1000",
+        "--quiet",
+    ];
+    let out = run_ctgate(&eal, &app, Duration::from_secs(60));
+    assert!(out.status.success(), "{out}");
+    assert_eq!(
+        (out.port_mac(0), out.port_mac(1)),
+        (NET_PCAP_MAC0, NET_PCAP_MAC1),
+        "net_pcap's MACs changed\n{out}"
+    );
+    out
 }
 
 fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -144,60 +165,10 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
         &tcp(33000, 22, 1, 0, SYN, b""),
     ));
 
-    let ts = Duration::from_secs(1_700_000_000);
-    pcap::write_file(
-        s.path("in0.pcap"),
-        ts,
-        t.inside_in.iter().map(Vec::as_slice),
-    )
-    .unwrap();
-    pcap::write_file(
-        s.path("in1.pcap"),
-        ts,
-        t.outside_in.iter().map(Vec::as_slice),
-    )
-    .unwrap();
-    std::fs::write(s.path("gw.toml"), config()).unwrap();
-    let p = |f: &str| s.path(f).display().to_string();
-    let mut eal = s.eal_args("0,1");
-    for i in 0..2 {
-        eal.push("--vdev".into());
-        eal.push(format!(
-            "net_pcap{i},rx_pcap={},tx_pcap={}",
-            p(&format!("in{i}.pcap")),
-            p(&format!("out{i}.pcap"))
-        ));
-    }
-    let cfg = p("gw.toml");
-    let sock = p("ctl.sock");
-    let out = run_ctgate(
-        &eal,
-        &[
-            "--config",
-            &cfg,
-            "--socket",
-            &sock,
-            "--exit-when-idle",
-            "1000",
-            "--quiet",
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{out}");
+    let rx = [t.inside_in.iter(), t.outside_in.iter()].map(|v| v.map(Vec::as_slice).collect());
+    let out = run_gateway(&s, rx);
     let (m0, m1) = (out.port_mac(0), out.port_mac(1));
-    assert_eq!(
-        (m0, m1),
-        (NET_PCAP_MAC0, NET_PCAP_MAC1),
-        "net_pcap's MACs changed\n{out}"
-    );
-
-    let read = |f: &str| -> Vec<Vec<u8>> {
-        pcap::read_file(s.path(f))
-            .unwrap()
-            .into_iter()
-            .map(|p| p.data)
-            .collect()
-    };
+    let read = |f: &str| s.read_pcap(f);
     let out1 = read("out1.pcap");
     let out0 = read("out0.pcap");
     let want1: Vec<Vec<u8>> = inside_flows(m0, m1).into_iter().map(|p| p.1).collect();
@@ -216,13 +187,7 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
         }
     }
 
-    let workers = out.worker_lines();
-    let sum = |k: &str| -> u64 {
-        workers
-            .iter()
-            .map(|l| field_u64(l, k).unwrap_or_else(|| panic!("no {k} in {l}")))
-            .sum()
-    };
+    let sum = |k: &str| out.workers_sum(k);
     assert_eq!(sum("rx"), 14, "{out}");
     assert_eq!(sum("tx"), 12, "{out}");
     assert_eq!(sum("drop_malformed"), 1, "{out}");
@@ -236,17 +201,6 @@ fn gateway_translates_a_pcap_of_both_sides_and_counts_the_drops() {
 fn ip6(dmac: [u8; 6], smac: [u8; 6], src: &str, dst: &str, next: u8, l4: &[u8]) -> Vec<u8> {
     let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
     testframe::ip6(dmac, smac, a(src), a(dst), 64, next, l4)
-}
-
-/// `f` with 802.1Q/802.1ad tags (TPID, VLAN id) inserted after the MAC addresses.
-fn tagged(f: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
-    let mut t = f[..12].to_vec();
-    for (tpid, vid) in tags {
-        t.extend_from_slice(&tpid.to_be_bytes());
-        t.extend_from_slice(&vid.to_be_bytes());
-    }
-    t.extend_from_slice(&f[12..]);
-    t
 }
 
 /// A UDP/IPv4 frame from the inside host to the server with the IPv4 options `opts`
@@ -393,45 +347,8 @@ fn hostile_frames_are_never_forwarded_and_each_is_counted_under_its_reason() {
     let mut inside: Vec<&[u8]> = cases.iter().map(|(_, f)| f.as_slice()).collect();
     inside.push(&passes);
     inside.push(&expiring);
-    let ts = Duration::from_secs(1_700_000_000);
-    pcap::write_file(s.path("in0.pcap"), ts, inside.iter().copied()).unwrap();
-    pcap::write_file(s.path("in1.pcap"), ts, std::iter::empty::<&[u8]>()).unwrap();
-    std::fs::write(s.path("gw.toml"), config()).unwrap();
-    let p = |f: &str| s.path(f).display().to_string();
-    let mut eal = s.eal_args("0,1");
-    for i in 0..2 {
-        eal.push("--vdev".into());
-        eal.push(format!(
-            "net_pcap{i},rx_pcap={},tx_pcap={}",
-            p(&format!("in{i}.pcap")),
-            p(&format!("out{i}.pcap"))
-        ));
-    }
-    let cfg = p("gw.toml");
-    let sock = p("ctl.sock");
-    let out = run_ctgate(
-        &eal,
-        &[
-            "--config",
-            &cfg,
-            "--socket",
-            &sock,
-            "--exit-when-idle",
-            "1000",
-            "--quiet",
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{out}");
-    assert_eq!((out.port_mac(0), out.port_mac(1)), (m0, m1), "{out}");
-
-    let read = |f: &str| -> Vec<Vec<u8>> {
-        pcap::read_file(s.path(f))
-            .unwrap()
-            .into_iter()
-            .map(|p| p.data)
-            .collect()
-    };
+    let out = run_gateway(&s, [inside, Vec::new()]);
+    let read = |f: &str| s.read_pcap(f);
     // Nothing answered but the time exceeded (type 11) from 10.0.0.1, quoting the
     // expired packet.
     let out0 = read("out0.pcap");
@@ -446,13 +363,7 @@ fn hostile_frames_are_never_forwarded_and_each_is_counted_under_its_reason() {
     ctgate::wire::frame_checksums::verify_frame(te).unwrap();
     assert_eq!(read("out1.pcap"), vec![want_out], "forwarded:\n{out}");
 
-    let workers = out.worker_lines();
-    let sum = |k: &str| -> u64 {
-        workers
-            .iter()
-            .map(|l| field_u64(l, k).unwrap_or_else(|| panic!("no {k} in {l}")))
-            .sum()
-    };
+    let sum = |k: &str| out.workers_sum(k);
     let mut want: Vec<(&str, u64)> = Vec::new();
     for (reason, _) in &cases {
         match want.iter_mut().find(|(r, _)| r == reason) {

@@ -371,15 +371,13 @@ fn a_hundred_reloads_under_traffic_lose_no_packet_and_new_connections_follow_eac
     let outside = Feeder::start(&rx1, Vec::new());
 
     let p = |f: &Path| f.display().to_string();
-    let mut eal = s.eal_args("0,1");
-    for (i, rx) in [&rx0, &rx1].into_iter().enumerate() {
-        eal.push("--vdev".into());
-        eal.push(format!(
-            "net_pcap{i},rx_pcap={},tx_pcap={}",
-            p(rx),
-            p(&s.path(&format!("tx{i}.pcap")))
-        ));
-    }
+    let eal = s.net_pcap_eal(
+        "0,1",
+        &[
+            (rx0.clone(), s.path("tx0.pcap")),
+            (rx1.clone(), s.path("tx1.pcap")),
+        ],
+    );
     let sock = p(&s.path("ctl.sock"));
     let a = p(&a_path);
     let run = Running::start(
@@ -663,13 +661,7 @@ fn a_hundred_reloads_under_traffic_lose_no_packet_and_new_connections_follow_eac
     assert!(out.status.success(), "{out}");
 
     // Every packet accounted for; the only drops are the policy's refusals under A.
-    let workers = out.worker_lines();
-    let sum = |k: &str| -> u64 {
-        workers
-            .iter()
-            .map(|l| field_u64(l, k).unwrap_or_else(|| panic!("no {k} in {l}")))
-            .sum()
-    };
+    let sum = |k: &str| out.workers_sum(k);
     let denied = (RELOADS / 2) as u64;
     assert_eq!(sum("rx"), in_total + out_total, "{out}");
     assert_eq!(sum("dropped"), denied, "{out}");
@@ -677,14 +669,7 @@ fn a_hundred_reloads_under_traffic_lose_no_packet_and_new_connections_follow_eac
     assert_eq!(sum("tx") + sum("dropped"), sum("rx"), "{out}");
 
     // The established flows lost nothing, in either direction.
-    let read = |f: &str| -> Vec<Vec<u8>> {
-        pcap::read_file(s.path(f))
-            .unwrap()
-            .into_iter()
-            .map(|p| p.data)
-            .collect()
-    };
-    let (tx0, tx1) = (read("tx0.pcap"), read("tx1.pcap"));
+    let (tx0, tx1) = (s.read_pcap("tx0.pcap"), s.read_pcap("tx1.pcap"));
     assert_eq!((tx0.len() + tx1.len()) as u64, sum("tx"));
     let mut counts: BTreeMap<([u8; 4], [u8; 4], u16, u16), u64> = BTreeMap::new();
     for f in tx0.iter().chain(tx1.iter()) {

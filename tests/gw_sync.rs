@@ -111,13 +111,7 @@ fn start(name: &str, local: &str, peer: &str) -> Instance {
         .unwrap();
     std::fs::write(&cfg, config(local, peer, metrics)).unwrap();
     let sock = scratch.path("ctl.sock");
-    let mut eal = scratch.eal_args("0,1");
-    eal.extend([
-        "--vdev".into(),
-        "net_null0".into(),
-        "--vdev".into(),
-        "net_null1".into(),
-    ]);
+    let eal = scratch.null_eal("0,1", 2);
     let (c, s) = (cfg.display().to_string(), sock.display().to_string());
     let run = common::Running::start(&eal, &["--config", &c, "--socket", &s, "--quiet"]);
     Instance {

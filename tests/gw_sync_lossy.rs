@@ -17,12 +17,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ctgate::pcap;
 use ctgate::wire::testframe::{Frame, L4};
 use gw_tapnet::*;
 
-/// The MAC net_pcap gives port 0 (frames must be addressed to it to be routed).
-const NET_PCAP_MAC0: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
 /// The inside host 10.0.0.2 (the static next hop of port 0).
 const HOST: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x02];
 const TCP_CONNS: u16 = 2_000;
@@ -101,20 +98,9 @@ impl Node {
     /// `rx0` is what port 0 reads (the other ports read nothing).
     fn new(name: &str, local: u16, peer: u16, rx0: &[Vec<u8>]) -> Node {
         let scratch = Scratch::new(name);
-        let ts = Duration::from_secs(1_700_000_000);
         let p = |f: &str| scratch.path(f).display().to_string();
-        pcap::write_file(p("in0.pcap"), ts, rx0.iter().map(Vec::as_slice)).unwrap();
-        pcap::write_file(p("in1.pcap"), ts, std::iter::empty()).unwrap();
+        let eal = scratch.pcap_ports("0,1", &[rx0.iter().map(Vec::as_slice).collect(), vec![]]);
         std::fs::write(scratch.path("gw.toml"), config(local, peer)).unwrap();
-        let mut eal = scratch.eal_args("0,1");
-        for i in 0..2 {
-            eal.push("--vdev".into());
-            eal.push(format!(
-                "net_pcap{i},rx_pcap={},tx_pcap={}",
-                p(&format!("in{i}.pcap")),
-                p(&format!("out{i}.pcap"))
-            ));
-        }
         let socket = scratch.path("ctl.sock");
         let app = vec![
             "--config".into(),

@@ -26,37 +26,18 @@ fn ping_and_tcp_cross_the_gateway_snated_and_outside_connections_are_refused() {
     let in_log = gw.http_server(&ns_in, "10.0.0.2", 8080, &www);
 
     // The gateway answers its own address; the server answers through it.
-    let p = gw.ping("10.0.0.1", 2);
-    assert!(p.ok, "ping 10.0.0.1 (the gateway):\n{p}");
-    let p = gw.ping("192.0.2.2", 3);
-    assert!(
-        p.ok && p.stdout.contains(" 0% packet loss"),
-        "ping 192.0.2.2:\n{p}"
-    );
-    let p = gw.ping("fd00:0:0:2::2", 3);
-    assert!(
-        p.ok && p.stdout.contains(" 0% packet loss"),
-        "ping fd00:0:0:2::2:\n{p}"
-    );
+    gw.must_ping("10.0.0.1", 2);
+    gw.must_ping("192.0.2.2", 3);
+    gw.must_ping("fd00:0:0:2::2", 3);
 
     // A 1 MiB TCP transfer, byte for byte.
-    let got = gw.scratch.path("got");
-    let c = gw.exec(
+    let (c, got) = gw.fetch(
         &ns_in,
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "20",
-            "-o",
-            got.to_str().unwrap(),
-            "-w",
-            "%{http_code} %{local_port}",
-            "http://192.0.2.2:8000/blob",
-        ],
+        "http://192.0.2.2:8000/blob",
+        "%{http_code} %{local_port}",
     );
     assert!(c.ok && c.stdout.starts_with("200 "), "curl:\n{c}");
-    assert!(std::fs::read(&got).unwrap() == data, "the file differs");
+    assert!(got == data, "the file differs");
 
     // The server saw the pool address, not the client.
     let log = std::fs::read_to_string(&out_log).unwrap();
@@ -141,21 +122,9 @@ fn two_workers_share_the_tracker() {
     let p = gw.ping("192.0.2.2", 3);
     assert!(p.ok, "{p}");
     for i in 0..6 {
-        let got = gw.scratch.path(&format!("got{i}"));
-        let c = gw.exec(
-            &ns_in,
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "20",
-                "-o",
-                got.to_str().unwrap(),
-                "http://192.0.2.2:8000/blob",
-            ],
-        );
+        let (c, got) = gw.fetch(&ns_in, "http://192.0.2.2:8000/blob", "");
         assert!(c.ok, "transfer {i}:\n{c}");
-        assert!(std::fs::read(&got).unwrap() == data, "transfer {i} differs");
+        assert!(got == data, "transfer {i} differs");
     }
     let text = std::fs::read_to_string(&log).unwrap();
     let gets: Vec<&str> = text.lines().filter(|l| l.contains("\"GET ")).collect();
@@ -275,39 +244,11 @@ fn a_vlan_sub_interface_carries_ping_and_tcp_through_snat() {
         "{show}"
     );
     let host = gw.vlan_host(10, "10.0.10.2/24", "10.0.10.1");
-    let ping = |gw: &Gw, dst: &str| {
-        gw.exec(
-            &host,
-            &["ping", "-n", "-c", "3", "-W", "2", "-i", "0.2", dst],
-        )
-    };
-    let p = ping(&gw, "10.0.10.1");
-    assert!(
-        p.ok && p.stdout.contains(" 0% packet loss"),
-        "ping 10.0.10.1:\n{p}"
-    );
-    let p = ping(&gw, "192.0.2.2");
-    assert!(
-        p.ok && p.stdout.contains(" 0% packet loss"),
-        "ping 192.0.2.2:\n{p}"
-    );
-    let got = gw.scratch.path("got");
-    let c = gw.exec(
-        &host,
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "20",
-            "-o",
-            got.to_str().unwrap(),
-            "-w",
-            "%{http_code}",
-            "http://192.0.2.2:8000/blob",
-        ],
-    );
+    must_ping_in(&host, "10.0.10.1", 3);
+    must_ping_in(&host, "192.0.2.2", 3);
+    let (c, got) = gw.fetch(&host, "http://192.0.2.2:8000/blob", "%{http_code}");
     assert!(c.ok && c.stdout == "200", "curl over VLAN 10:\n{c}");
-    assert!(std::fs::read(&got).unwrap() == data, "the file differs");
+    assert!(got == data, "the file differs");
     let log = std::fs::read_to_string(&out_log).unwrap();
     let gets: Vec<&str> = log.lines().filter(|l| l.contains("\"GET ")).collect();
     assert_eq!(gets.len(), 1, "{log}");
@@ -498,8 +439,7 @@ fn traffic_resumes_within_40_s_after_the_next_hop_changes_its_mac_silently() {
     let resumed = changed.elapsed();
     eprintln!("traffic resumed {resumed:?} after the MAC change, {lost} pings lost");
     // A few more get through, to the new MAC.
-    let p = gw.ping("192.0.2.2", 3);
-    assert!(p.ok && p.stdout.contains(" 0% packet loss"), "{p}");
+    gw.must_ping("192.0.2.2", 3);
     let stats = gw.ctl_ok(&["stats"]);
     let gl = stats
         .lines()

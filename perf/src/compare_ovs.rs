@@ -80,7 +80,10 @@
 //!   string). It is started before and stopped after each side's run; its figures
 //!   (`*_gen_mpps`, `*_gen_cpu`, `*_gen_full`: the share of its TX bursts the side's
 //!   ring did not take in full, near 1 when the side and not the generator set the
-//!   rate) are on the line, and frames that come back not as sent fail the run. Every flow count is measured the same way.
+//!   rate) are on the line, and frames that come back not as sent fail the run. Before
+//!   the cases of each flow count, `gen --loopback` for `--seconds` measures the
+//!   generator's ceiling (`gen_ceiling_mpps`; `ceiling_ratio` is it over `ctgate_mpps`,
+//!   to hold at 2 or more; both lower bounds when the trivial forwarder set the rate). Every flow count is measured the same way.
 //! * `source=pcap`: `rx_pcap=FILE,infinite_rx=1`, which copies the whole pcap into mbufs of
 //!   the port's mempool at start. OVS 3.1's shared mempool holds 262,144 mbufs and fails
 //!   (or crashes) beyond, so this source is used while both pcaps together and 32k mbufs
@@ -729,6 +732,33 @@ impl Drop for GenProcess {
     }
 }
 
+/// The generator's ceiling at `flows` flows: `ctgate-perf gen --loopback` (the trivial
+/// forwarder `bin --pair 0:1` on the CPU other than the generator's) for `seconds`, its
+/// received Mpps. A lower bound when the forwarder, not the generator, set the rate.
+fn gen_ceiling(flows: u32, seconds: f64, bin: &Path, prefix: &str) -> Result<f64, String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot locate ctgate-perf itself: {e}"))?;
+    let out = child::command(&exe, None)
+        .args(["gen", "--loopback", "--flows", &flows.to_string()])
+        .args(["--seconds", &seconds.to_string(), "--cpu", "0"])
+        .args(["--file-prefix", prefix, "--ctgate"])
+        .arg(bin)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {} gen --loopback: {e}", exe.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let Some(line) = text.lines().find(|l| l.starts_with("bench=gen ")) else {
+        return Err(format!(
+            "gen --loopback printed no result line: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    };
+    let mpps = ctgate::control::counter_lines::fields(line)
+        .find(|(k, _)| *k == "mpps")
+        .and_then(|(_, v)| v.parse::<f64>().ok());
+    mpps.ok_or_else(|| format!("no mpps= in {line}"))
+}
+
 /// The two ports' devargs for a run, with feeders started for `fifo` or the generator
 /// for `memif` (stopped by the caller after the reader exited).
 /// `tx_queues`: the side's TX queues per port (OVS with one PMD: 2; ctgate with one
@@ -1126,6 +1156,22 @@ pub fn run(args: &Args) -> Result<(), String> {
                 traffic.packets
             );
         }
+        let ceiling = if source == Source::Memif {
+            eprintln!(
+                "[compare-ovs {}/{total} {:.1}s] flows={f}: the generator's ceiling (gen --loopback)",
+                n + 1,
+                start.elapsed().as_secs_f64()
+            );
+            match gen_ceiling(f, seconds, &bin, &format!("{stem}-{f}-ceiling")) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    result = Err(format!("flows={f}: {e}"));
+                    break;
+                }
+            }
+        } else {
+            None
+        };
         for &case in &args.cases {
             let mut ovs = Vec::new();
             let mut ctg = Vec::new();
@@ -1230,6 +1276,11 @@ pub fn run(args: &Args) -> Result<(), String> {
                         share(g.iter().filter_map(|g| g.full).collect()),
                     );
                 }
+            }
+            if let Some(ceil) = ceiling {
+                line = line
+                    .with("gen_ceiling_mpps", fmt_mpps(ceil))
+                    .with("ceiling_ratio", format!("{:.2}", ceil / c));
             }
             println!("{}", line.render(args.json));
             points.push((case, f, o, c));

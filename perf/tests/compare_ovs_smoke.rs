@@ -95,6 +95,14 @@ fn quick_compare_ovs_prints_both_sides() {
             let full = num(&format!("{side}_gen_full"));
             assert!((0.0..=1.0).contains(&full), "{l:?}");
         }
+        // The generator's own ceiling, measured before the cases, over ctgate's rate.
+        let ceiling = num("gen_ceiling_mpps");
+        assert!(ceiling > 0.0, "{l:?}");
+        let cr = num("ceiling_ratio");
+        assert!(
+            (cr - ceiling / num("ctgate_mpps")).abs() <= 0.006 + 0.01 * cr,
+            "{l:?}"
+        );
         let (o, c, r) = (num("ovs_mpps"), num("ctgate_mpps"), num("ratio"));
         assert!(o.is_finite() && o > 0.0, "{l:?}");
         assert!(c.is_finite() && c > 0.0, "{l:?}");

@@ -22,6 +22,17 @@ fn tracker() -> Arc<Conntrack> {
     }))
 }
 
+/// A segment of the test connection A:40000 → B:80 from the client: `flags`, `seq`,
+/// `ack`, `len` payload bytes, window 65535.
+fn c2s(flags: u8, seq: u32, ack: u32, len: u16) -> crate::wire::parse::ParsedPacket {
+    tcp(A, B, 40000, 80, flags, seq, ack, 65535, len)
+}
+
+/// A segment of the test connection from the server, B:80 → A:40000.
+fn s2c(flags: u8, seq: u32, ack: u32, len: u16) -> crate::wire::parse::ParsedPacket {
+    tcp(B, A, 80, 40000, flags, seq, ack, 65535, len)
+}
+
 fn learned(s: &ConnSnapshot, now: u64, origin: u8) -> LearnedConn {
     LearnedConn {
         orig: s.orig,
@@ -48,9 +59,9 @@ fn learned_tcp_stream_continues_on_the_standby_far_past_the_synced_sequence_numb
     let a = tracker();
     let mut wa = a.worker(0);
     let hs = [
-        tcp(A, B, 40000, 80, SYN, 1000, 0, 65535, 0),
-        tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65535, 0),
-        tcp(A, B, 40000, 80, ACK, 1001, 5001, 65535, 0),
+        c2s(SYN, 1000, 0, 0),
+        s2c(SYN | ACK, 5000, 1001, 0),
+        c2s(ACK, 1001, 5001, 0),
     ];
     assert_eq!(
         states(&mut wa, &hs, 1),
@@ -65,62 +76,12 @@ fn learned_tcp_stream_continues_on_the_standby_far_past_the_synced_sequence_numb
         Ok(Learned::Installed(_))
     ));
     let later = [
-        tcp(
-            B,
-            A,
-            80,
-            40000,
-            ACK | PSH,
-            5001 + 50_000_000,
-            1001 + 7_000,
-            65535,
-            1400,
-        ),
-        tcp(
-            A,
-            B,
-            40000,
-            80,
-            ACK,
-            1001 + 7_000,
-            5001 + 50_001_400,
-            65535,
-            0,
-        ),
-        tcp(
-            B,
-            A,
-            80,
-            40000,
-            ACK | PSH,
-            5001 + 50_001_400,
-            1001 + 7_000,
-            65535,
-            1400,
-        ),
+        s2c(ACK | PSH, 5001 + 50_000_000, 1001 + 7_000, 1400),
+        c2s(ACK, 1001 + 7_000, 5001 + 50_001_400, 0),
+        s2c(ACK | PSH, 5001 + 50_001_400, 1001 + 7_000, 1400),
         // A retransmission of the first segment seen on B.
-        tcp(
-            B,
-            A,
-            80,
-            40000,
-            ACK | PSH,
-            5001 + 50_000_000,
-            1001 + 7_000,
-            65535,
-            1400,
-        ),
-        tcp(
-            A,
-            B,
-            40000,
-            80,
-            ACK | PSH,
-            1001 + 7_000,
-            5001 + 50_002_800,
-            65535,
-            100,
-        ),
+        s2c(ACK | PSH, 5001 + 50_000_000, 1001 + 7_000, 1400),
+        c2s(ACK | PSH, 1001 + 7_000, 5001 + 50_002_800, 100),
     ];
     assert_eq!(
         states(&mut wb, &later, 2),
@@ -133,17 +94,7 @@ fn learned_tcp_stream_continues_on_the_standby_far_past_the_synced_sequence_numb
         ]
     );
     // A segment far outside the now re-learned window is still refused.
-    let wild = tcp(
-        B,
-        A,
-        80,
-        40000,
-        ACK | PSH,
-        5001 + 900_000_000,
-        1001 + 7_000,
-        65535,
-        10,
-    );
+    let wild = s2c(ACK | PSH, 5001 + 900_000_000, 1001 + 7_000, 10);
     assert_eq!(states(&mut wb, &[wild], 3), ["trk,inv"]);
     let s = b.all_conns()[0];
     assert_eq!(s.origin, 1);
@@ -164,29 +115,9 @@ fn learned_stream_client_first(isn_a: u32, isn_b: u32) -> Vec<String> {
     let a = tracker();
     let mut wa = a.worker(0);
     let hs = [
-        tcp(A, B, 40000, 80, SYN, isn_a, 0, 65535, 0),
-        tcp(
-            B,
-            A,
-            80,
-            40000,
-            SYN | ACK,
-            isn_b,
-            isn_a.wrapping_add(1),
-            65535,
-            0,
-        ),
-        tcp(
-            A,
-            B,
-            40000,
-            80,
-            ACK,
-            isn_a.wrapping_add(1),
-            isn_b.wrapping_add(1),
-            65535,
-            0,
-        ),
+        c2s(SYN, isn_a, 0, 0),
+        s2c(SYN | ACK, isn_b, isn_a.wrapping_add(1), 0),
+        c2s(ACK, isn_a.wrapping_add(1), isn_b.wrapping_add(1), 0),
     ];
     assert_eq!(
         states(&mut wa, &hs, 1),
@@ -201,31 +132,11 @@ fn learned_stream_client_first(isn_a: u32, isn_b: u32) -> Vec<String> {
         // Two pure ACKs from the client before the server sends (zero window, or its
         // route not moved yet), then the server's data and the client's ACK of it.
         tcp(A, B, 40000, 80, ACK, ca, sb, 0, 0),
-        tcp(A, B, 40000, 80, ACK, ca, sb, 65535, 0),
-        tcp(B, A, 80, 40000, ACK | PSH, sb, ca, 65535, 1400),
-        tcp(
-            B,
-            A,
-            80,
-            40000,
-            ACK | PSH,
-            sb.wrapping_add(1400),
-            ca,
-            65535,
-            1400,
-        ),
-        tcp(A, B, 40000, 80, ACK, ca, sb.wrapping_add(2800), 65535, 0),
-        tcp(
-            B,
-            A,
-            80,
-            40000,
-            ACK | PSH,
-            sb.wrapping_add(2800),
-            ca,
-            65535,
-            1400,
-        ),
+        c2s(ACK, ca, sb, 0),
+        s2c(ACK | PSH, sb, ca, 1400),
+        s2c(ACK | PSH, sb.wrapping_add(1400), ca, 1400),
+        c2s(ACK, ca, sb.wrapping_add(2800), 0),
+        s2c(ACK | PSH, sb.wrapping_add(2800), ca, 1400),
     ];
     states(&mut wb, &later, 2)
 }
@@ -272,37 +183,17 @@ fn learned_half_open_tcp_connection_completes_its_handshake_on_the_standby() {
         let (a1, a101) = (isn_a.wrapping_add(1), isn_a.wrapping_add(101));
         let a = tracker();
         let mut wa = a.worker(0);
-        let syn = tcp(A, B, 40000, 80, SYN, isn_a, 0, 65535, 0);
+        let syn = c2s(SYN, isn_a, 0, 0);
         assert_eq!(states(&mut wa, &[syn], 1), ["trk,new"]);
         let b = tracker();
         let mut wb = b.worker(0);
         wb.learn(&learned(&a.all_conns()[0], 1, 1), 1, false)
             .unwrap();
         let rest = [
-            tcp(B, A, 80, 40000, SYN | ACK, isn_b, a1, 65535, 0),
-            tcp(A, B, 40000, 80, ACK, a1, isn_b.wrapping_add(1), 65535, 0),
-            tcp(
-                A,
-                B,
-                40000,
-                80,
-                ACK | PSH,
-                a1,
-                isn_b.wrapping_add(1),
-                65535,
-                100,
-            ),
-            tcp(
-                B,
-                A,
-                80,
-                40000,
-                ACK | PSH,
-                isn_b.wrapping_add(1),
-                a101,
-                65535,
-                1400,
-            ),
+            s2c(SYN | ACK, isn_b, a1, 0),
+            c2s(ACK, a1, isn_b.wrapping_add(1), 0),
+            c2s(ACK | PSH, a1, isn_b.wrapping_add(1), 100),
+            s2c(ACK | PSH, isn_b.wrapping_add(1), a101, 1400),
         ];
         assert_eq!(
             states(&mut wb, &rest, 2),
@@ -531,16 +422,11 @@ fn half_views_of_one_tcp_connection_merge_into_an_established_one_and_a_reused_p
     // B carries the client's segments only, A the server's (asymmetric routes).
     let (a, b) = (tracker(), tracker());
     let (mut wa, mut wb) = (a.worker(0), b.worker(0));
-    wb.process(&tcp(A, B, 40000, 80, SYN, 1000, 0, 65535, 0), 0, true, 1);
+    wb.process(&c2s(SYN, 1000, 0, 0), 0, true, 1);
     wa.learn(&learned(&b.all_conns()[0], 1, 1), 1, false)
         .unwrap();
-    wa.process(
-        &tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65535, 0),
-        0,
-        true,
-        2,
-    );
-    wb.process(&tcp(A, B, 40000, 80, ACK, 1001, 5001, 65535, 0), 0, true, 2);
+    wa.process(&s2c(SYN | ACK, 5000, 1001, 0), 0, true, 2);
+    wb.process(&c2s(ACK, 1001, 5001, 0), 0, true, 2);
     let peers = |ct: &Conntrack| ct.all_conns()[0].l4.peer.map(|p| p.state);
     assert_eq!(
         (peers(&a), peers(&b)),
@@ -572,18 +458,12 @@ fn half_views_of_one_tcp_connection_merge_into_an_established_one_and_a_reused_p
     assert_eq!(peers(&a), [Established, Established]);
     assert!(a.all_conns()[0].expiry >= 3 + est);
     // The client reuses the port after a reset: the new connection replaces the old one.
-    wb.process(
-        &tcp(A, B, 40000, 80, ACK | RST, 1001, 5001, 65535, 0),
-        0,
-        true,
-        5,
-    );
+    wb.process(&c2s(ACK | RST, 1001, 5001, 0), 0, true, 5);
     assert_eq!(peers(&b), [TimeWait, TimeWait]);
     wa.learn(&learned(&b.all_conns()[0], 5, 1), 5, false)
         .unwrap();
     let c = tracker();
-    c.worker(0)
-        .process(&tcp(A, B, 40000, 80, SYN, 9000, 0, 65535, 0), 0, true, 6);
+    c.worker(0).process(&c2s(SYN, 9000, 0, 0), 0, true, 6);
     wa.learn(&learned(&c.all_conns()[0], 6, 1), 6, false)
         .unwrap();
     assert_eq!(peers(&a), [SynSent, Closed]);

@@ -18,9 +18,10 @@
 //! configuration). The tracker tells [`MappingHooks`] about every NATed connection it
 //! creates and removes ([`ConnHooks`]); a mapping counts the connections that use it, on
 //! either side (its own outbound ones, hairpinned ones, inbound ones admitted by
-//! filtering), and is dead once the count is back at zero. A mapping made for a new
+//! filtering), and is removed once the count is back at zero. A mapping made for a new
 //! connection that is then refused (zone limit, collision) has no connection: it lives
-//! [`GRACE_MS`] and is reused or taken over after that.
+//! [`GRACE_MS`] and is then reused, taken over, or reaped (by a creation in its bucket,
+//! or by the bounded walk a creation in a full table makes first).
 //!
 //! A connection learned from a high-availability sync peer brings the binding the peer
 //! chose: when its inside endpoint has no mapping here, that binding becomes its mapping
@@ -48,7 +49,7 @@ use crate::conntrack::key::KeyHasher;
 use crate::conntrack::sync::SpinLock;
 use crate::conntrack::{ConnHooks, ConnKey, CtState, ReplyTuples};
 use crate::wire::parse::proto;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// How long a mapping without connections is kept (ms): it was made for a connection that
@@ -164,7 +165,12 @@ pub struct Mappings {
     hasher: KeyHasher,
     count: AtomicU32,
     max: u32,
+    /// Where the next reaping walk of a full table starts ([`Mappings::reap_some`]).
+    reap_cursor: AtomicUsize,
 }
+
+/// Buckets a full table's creation reaps, from a rotating cursor, before it refuses.
+const REAP_WALK: usize = 64;
 
 impl Mappings {
     /// A table for at most `max` mappings.
@@ -181,6 +187,7 @@ impl Mappings {
             hasher: KeyHasher::random(),
             count: AtomicU32::new(0),
             max,
+            reap_cursor: AtomicUsize::new(0),
         }
     }
 
@@ -229,12 +236,16 @@ impl Mappings {
     ) -> Option<([u8; 16], u16)> {
         let ib = self.bucket(inside);
         let mut b = self.by_in.get(ib)?.lock();
+        self.reap(&mut b, now);
         if let Some(m) = self.live_or_drop(&mut b, inside, now) {
             m.grace_until = m.grace_until.max(now + GRACE_MS);
             return Some((m.outside.addr, m.outside.port));
         }
         if self.count.load(Ordering::Relaxed) >= self.max {
-            return None;
+            self.reap_some(ib, now);
+            if self.count.load(Ordering::Relaxed) >= self.max {
+                return None;
+            }
         }
         let mut n = 0;
         while let Some((addr, port)) = candidates(n) {
@@ -286,6 +297,40 @@ impl Mappings {
         self.remove_out(&old.outside, inside);
         self.count.fetch_sub(1, Ordering::Relaxed);
         None
+    }
+
+    /// Drops every dead mapping of the locked bucket `b` (a refused connection's whose
+    /// grace is over), freeing their outside endpoints: so that dead mappings neither
+    /// lengthen the bucket's scans nor count against the table's maximum.
+    fn reap(&self, b: &mut Vec<Mapping>, now: u64) {
+        let mut k = 0;
+        while let Some(m) = b.get(k) {
+            if m.live(now) {
+                k += 1;
+            } else {
+                let old = b.swap_remove(k);
+                self.remove_out(&old.outside, &old.inside);
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A full table: reaps the next [`REAP_WALK`] buckets from the rotating cursor (the
+    /// mappings of refused connections whose grace is over live in no connection's hooks,
+    /// so nothing else removes them), each only if its lock is free (`held` is locked by
+    /// the caller: lock order allows a second inside bucket only with `try_lock`). Bounded,
+    /// so that a table full of live mappings costs each refused creation a fixed walk.
+    fn reap_some(&self, held: usize, now: u64) {
+        let start = self.reap_cursor.fetch_add(REAP_WALK, Ordering::Relaxed);
+        for k in 0..REAP_WALK {
+            let i = start.wrapping_add(k) & self.mask;
+            if i == held {
+                continue;
+            }
+            if let Some(mut b) = self.by_in.get(i).and_then(|l| l.try_lock()) {
+                self.reap(&mut b, now);
+            }
+        }
     }
 
     /// Gives `inside` (which has no mapping; its bucket `ib` is `b`, locked) the outside
@@ -379,17 +424,26 @@ impl Mappings {
     }
 
     /// A connection that used the mapping `inside` ↔ `outside` is gone; the mapping dies
-    /// with its last one (`now`: its grace ends then, when it never had one).
+    /// with its last one and is removed at once, its outside endpoint free again (a dead
+    /// mapping left in place was only dropped when its inside endpoint came back or its
+    /// outside endpoint was claimed: with endpoints that never come back, such as clients'
+    /// ephemeral ports, dead mappings filled the table to its maximum and every new
+    /// inside endpoint was then refused as `nat_exhausted`).
     pub fn conn_removed(&self, inside: &Endpoint, outside: &Endpoint) {
         if let Some(l) = self.by_in.get(self.bucket(inside)) {
             let mut b = l.lock();
-            if let Some(m) = b
-                .iter_mut()
-                .find(|m| m.inside == *inside && m.outside == *outside)
+            if let Some(k) = b
+                .iter()
+                .position(|m| m.inside == *inside && m.outside == *outside)
             {
-                m.conns = m.conns.saturating_sub(1);
-                if m.conns == 0 {
-                    m.grace_until = 0;
+                let last = b.get_mut(k).is_some_and(|m| {
+                    m.conns = m.conns.saturating_sub(1);
+                    m.conns == 0
+                });
+                if last {
+                    let old = b.swap_remove(k);
+                    self.remove_out(&old.outside, &old.inside);
+                    self.count.fetch_sub(1, Ordering::Relaxed);
                 }
             }
         }
@@ -682,6 +736,51 @@ mod tests {
         maps.conn_removed(&x, &peers);
         assert!(maps.adopt(&ep("10.0.0.4", 1), &peers, 60_000));
         assert_eq!(maps.len(), 2, "Y's and the new one; X's was taken over");
+    }
+
+    /// Inside endpoints that never come back (clients' ephemeral ports), each with one
+    /// connection that ends: many more of them over time than the table's maximum all get
+    /// a mapping, and the table is empty when their connections are gone.
+    #[test]
+    fn mappings_whose_connections_are_gone_leave_room_for_new_endpoints() {
+        let maps = Mappings::new(8);
+        let out_addr = ep("192.0.2.1", 0).addr;
+        for i in 0..1_000u16 {
+            let inside = ep("10.0.0.2", 1_024 + i);
+            let now = u64::from(i);
+            // A different outside port each time: no takeover of a dead one's port.
+            let (addr, port) = maps
+                .get_or_create(&inside, now, |n| (n < 4).then_some((out_addr, 20_000 + i)))
+                .unwrap_or_else(|| panic!("endpoint {i} refused with {} mappings", maps.len()));
+            let outside = Endpoint {
+                addr,
+                port,
+                ..inside
+            };
+            maps.conn_added(&inside, &outside, None);
+            assert_eq!(
+                maps.lookup_out(&outside, now).map(|m| m.inside),
+                Some(inside)
+            );
+            maps.conn_removed(&inside, &outside);
+            assert_eq!(maps.lookup_out(&outside, now), None);
+        }
+        assert_eq!(maps.len(), 0);
+        // A refused connection's mapping (no connection ever) does not hold the table
+        // full past its grace: creations in a full table reap a walk of buckets each.
+        let tiny = Mappings::new(1);
+        let (a, b) = (ep("10.0.0.2", 1), ep("10.0.0.2", 2));
+        assert!(tiny.get_or_create(&a, 0, pool(100)).is_some());
+        assert_eq!(tiny.get_or_create(&b, 10, pool(200)), None, "full");
+        let buckets = 256 / REAP_WALK;
+        let admitted = (0..=buckets as u64)
+            .position(|t| tiny.get_or_create(&b, GRACE_MS + t, pool(200)).is_some());
+        assert!(
+            admitted.is_some(),
+            "b still refused after a walk over every bucket"
+        );
+        assert_eq!(tiny.len(), 1);
+        assert_eq!(tiny.lookup_in(&a, GRACE_MS + 10), None);
     }
 
     #[test]

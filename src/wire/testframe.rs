@@ -297,6 +297,19 @@ pub fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<
     f
 }
 
+/// `frame` with VLAN tags `(TPID, TCI)` inserted after the MAC addresses, outer first:
+/// one 0x8100 tag for 802.1Q, 0x88a8 then 0x8100 for QinQ (802.1ad). Works on any frame
+/// (IP, ARP); no checksum covers the tags.
+pub fn tagged(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    let mut t = frame[..12].to_vec();
+    for (tpid, tci) in tags {
+        t.extend_from_slice(&tpid.to_be_bytes());
+        t.extend_from_slice(&tci.to_be_bytes());
+    }
+    t.extend_from_slice(&frame[12..]);
+    t
+}
+
 /// An Ethernet/IPv4 ARP frame to `dst`: operation `op` (1 request, 2 reply), sender
 /// `sha`/`spa`, target `tha`/`tpa`.
 pub fn arp(
@@ -340,39 +353,28 @@ pub struct Frame {
     l4: L4,
 }
 
-/// An IPv4 frame from `smac` to `dmac`, `src` to `dst`, TTL `ttl`, carrying the L4 bytes
-/// `l4` as protocol `proto`, every checksum filled: the tests' shorthand for
-/// `Frame::v4(src, dst, L4::raw(proto, l4)).macs(dmac, smac).ttl(ttl).build()`.
-pub fn ip4(
+/// An IP frame from `smac` to `dmac`, `src` to `dst` (both IPv4 addresses, `[u8; 4]`, or
+/// both IPv6, `[u8; 16]`), TTL or hop limit `ttl`, carrying the L4 bytes `l4` as protocol
+/// `proto`, every checksum filled: the tests' shorthand for
+/// `Frame::ip(src, dst, L4::raw(proto, l4)).macs(dmac, smac).ttl(ttl).build()`. Also
+/// named [`ip4`] and [`ip6`] after the family the caller builds.
+pub fn ip_frame<A: Into<IpAddr>>(
     dmac: [u8; 6],
     smac: [u8; 6],
-    src: [u8; 4],
-    dst: [u8; 4],
+    src: A,
+    dst: A,
     ttl: u8,
     proto: u8,
     l4: &[u8],
 ) -> Vec<u8> {
-    Frame::v4(src, dst, L4::raw(proto, l4))
+    Frame::ip(src.into(), dst.into(), L4::raw(proto, l4))
         .macs(dmac, smac)
         .ttl(ttl)
         .build()
 }
 
-/// An IPv6 frame carrying `l4` as next header `proto` with hop limit `hlim` (see [`ip4`]).
-pub fn ip6(
-    dmac: [u8; 6],
-    smac: [u8; 6],
-    src: [u8; 16],
-    dst: [u8; 16],
-    hlim: u8,
-    proto: u8,
-    l4: &[u8],
-) -> Vec<u8> {
-    Frame::v6(src, dst, L4::raw(proto, l4))
-        .macs(dmac, smac)
-        .ttl(hlim)
-        .build()
-}
+pub use self::ip_frame as ip4;
+pub use self::ip_frame as ip6;
 
 impl Frame {
     /// An IPv4 frame from `src` to `dst`.

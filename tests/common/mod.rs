@@ -79,6 +79,68 @@ impl Scratch {
     }
 }
 
+/// The MACs net_pcap gives ports 0 and 1 (fixed: 02:70:63:61:70:<port>); frames must be
+/// addressed to them to be routed.
+pub const NET_PCAP_MAC0: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
+pub const NET_PCAP_MAC1: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x01];
+
+impl Scratch {
+    /// [`Scratch::eal_args`] plus `ports` net_null ports (net_null0, net_null1, ...).
+    pub fn null_eal(&self, lcores: &str, ports: usize) -> Vec<String> {
+        let mut eal = self.eal_args(lcores);
+        for i in 0..ports {
+            eal.push("--vdev".into());
+            eal.push(format!("net_null{i}"));
+        }
+        eal
+    }
+
+    /// [`Scratch::eal_args`] plus one net_pcap port per `(rx, tx)` pair: port `i` reads
+    /// the pcap file (or fifo) `rx` and writes `tx`.
+    pub fn net_pcap_eal(&self, lcores: &str, ports: &[(PathBuf, PathBuf)]) -> Vec<String> {
+        let mut eal = self.eal_args(lcores);
+        for (i, (rx, tx)) in ports.iter().enumerate() {
+            eal.push("--vdev".into());
+            eal.push(format!(
+                "net_pcap{i},rx_pcap={},tx_pcap={}",
+                rx.display(),
+                tx.display()
+            ));
+        }
+        eal
+    }
+
+    /// [`Scratch::net_pcap_eal`] with one port per element of `rx`: port `i` reads
+    /// `in{i}.pcap`, written here with the frames of `rx[i]` (all at one timestamp), and
+    /// writes `out{i}.pcap` (see [`Scratch::read_pcap`]).
+    pub fn pcap_ports(&self, lcores: &str, rx: &[Vec<&[u8]>]) -> Vec<String> {
+        let ts = Duration::from_secs(1_700_000_000);
+        let ports: Vec<(PathBuf, PathBuf)> = rx
+            .iter()
+            .enumerate()
+            .map(|(i, frames)| {
+                let (inp, out) = (
+                    self.path(&format!("in{i}.pcap")),
+                    self.path(&format!("out{i}.pcap")),
+                );
+                ctgate::pcap::write_file(&inp, ts, frames.iter().copied())
+                    .expect("write input pcap");
+                (inp, out)
+            })
+            .collect();
+        self.net_pcap_eal(lcores, &ports)
+    }
+
+    /// The frames of the pcap file `file` in the directory (what a net_pcap port wrote).
+    pub fn read_pcap(&self, file: &str) -> Vec<Vec<u8>> {
+        ctgate::pcap::read_file(self.path(file))
+            .unwrap_or_else(|e| panic!("read {file}: {e:?}"))
+            .into_iter()
+            .map(|p| p.data)
+            .collect()
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -110,6 +172,15 @@ impl Output {
             .lines()
             .filter(|l| l.starts_with("worker="))
             .collect()
+    }
+
+    /// Counter `key` summed over the workers' final lines (panics, naming the line, when
+    /// one lacks it).
+    pub fn workers_sum(&self, key: &str) -> u64 {
+        self.worker_lines()
+            .iter()
+            .map(|l| field_u64(l, key).unwrap_or_else(|| panic!("no {key} in {l}\n{self}")))
+            .sum()
     }
 
     /// A counter of the final line of `port=N`.

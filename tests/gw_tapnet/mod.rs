@@ -47,6 +47,13 @@ impl std::fmt::Display for Out {
     }
 }
 
+impl Out {
+    /// For a `ping`: it ran and its summary says every echo got its reply.
+    pub fn no_loss(&self) -> bool {
+        self.ok && self.stdout.contains(" 0% packet loss")
+    }
+}
+
 pub fn out_of(o: ProcOutput) -> Out {
     Out {
         ok: o.status.success(),
@@ -153,6 +160,25 @@ pub fn exec_in(ns: &str, cmd: &[&str]) -> Out {
     let mut args = vec!["ip", "netns", "exec", ns];
     args.extend_from_slice(cmd);
     sh(&args)
+}
+
+/// `ping -n -c N -W SECS -i 0.2` (`-6` for an IPv6 `dst`) from namespace `ns`.
+pub fn ping_in(ns: &str, dst: &str, count: u32, wait_secs: u32) -> Out {
+    let c = count.to_string();
+    let w = wait_secs.to_string();
+    let mut args = vec!["ping", "-n", "-c", &c, "-W", &w, "-i", "0.2"];
+    if dst.contains(':') {
+        args.push("-6");
+    }
+    args.push(dst);
+    exec_in(ns, &args)
+}
+
+/// Pings `dst` `count` times from namespace `ns` (2 s for the last reply); panics with
+/// ping's output unless every echo got its reply.
+pub fn must_ping_in(ns: &str, dst: &str, count: u32) {
+    let p = ping_in(ns, dst, count, 2);
+    assert!(p.no_loss(), "ping -c {count} {dst} from {ns}:\n{p}");
 }
 
 /// Runs `cmd` in namespace `ns`, which must succeed.
@@ -263,14 +289,13 @@ impl Gw {
 
     /// `ping -c N -W SECS` from the inside namespace; `ok` when every echo got its reply.
     pub fn ping_wait(&self, dst: &str, count: u32, wait_secs: u32) -> Out {
-        let c = count.to_string();
-        let w = wait_secs.to_string();
-        let mut args = vec!["ping", "-n", "-c", &c, "-W", &w, "-i", "0.2"];
-        if dst.contains(':') {
-            args.push("-6");
-        }
-        args.push(dst);
-        exec_in(&self.ns_in, &args)
+        ping_in(&self.ns_in, dst, count, wait_secs)
+    }
+
+    /// Pings `dst` `count` times from the inside namespace; panics with ping's output
+    /// unless every echo got its reply ([`Out::no_loss`]).
+    pub fn must_ping(&self, dst: &str, count: u32) {
+        must_ping_in(&self.ns_in, dst, count);
     }
 
     /// A Linux host on VLAN `vid` of the inside port, in a namespace of its own (returned):
@@ -393,6 +418,42 @@ pub trait Lab {
     /// Runs `cmd` in namespace `ns`.
     fn exec(&self, ns: &str, cmd: &[&str]) -> Out {
         exec_in(ns, cmd)
+    }
+
+    /// `curl -sS --max-time SECS ARGS...` in `ns`.
+    fn curl(&self, ns: &str, secs: u32, args: &[&str]) -> Out {
+        let secs = secs.to_string();
+        let mut cmd = vec!["curl", "-sS", "--max-time", &secs];
+        cmd.extend_from_slice(args);
+        self.exec(ns, &cmd)
+    }
+
+    /// `curl` of `url` in `ns` (20 s at most) into the file `got` of the scratch directory
+    /// (removed first), printing `write_out` (`-w`): curl's output and the bytes it saved.
+    fn fetch(&self, ns: &str, url: &str, write_out: &str) -> (Out, Vec<u8>) {
+        let got = self.scratch().path("got");
+        let _ = std::fs::remove_file(&got);
+        let c = self.curl(ns, 20, &["-o", got.to_str().unwrap(), "-w", write_out, url]);
+        (c, std::fs::read(&got).unwrap_or_default())
+    }
+
+    /// A web root in the scratch directory (`www`, created) with the files `files`
+    /// (name, content), served by [`Lab::http_server`] on `addr:port` in `ns`: the
+    /// directory and the server's request log.
+    fn web_root(
+        &mut self,
+        ns: &str,
+        addr: &str,
+        port: u16,
+        files: &[(&str, &[u8])],
+    ) -> (PathBuf, PathBuf) {
+        let www = self.scratch().path("www");
+        std::fs::create_dir_all(&www).unwrap();
+        for (name, content) in files {
+            std::fs::write(www.join(name), content).unwrap();
+        }
+        let log = self.http_server(ns, addr, port, &www);
+        (www, log)
     }
 
     /// Starts `python3 -m http.server PORT` bound to `addr` in `ns`, serving `dir`;

@@ -17,7 +17,7 @@ mod reload;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::pipeline::MacAddr;
 use crate::wire::frame_checksums::{fill_frame, verify_frame};
-use crate::wire::testframe::{arp, ether, fragments, ip4, ip6, Frame, L4};
+use crate::wire::testframe::{arp, ether, fragments, ip4, ip6, tagged, Frame, L4};
 use std::net::IpAddr;
 
 const GW0: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];

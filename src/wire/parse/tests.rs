@@ -676,55 +676,79 @@ fn icmp_error_embedding_echo() {
     );
 }
 
+/// `base()` cut to `cut` bytes (if given), then with each `(offset, byte)` written.
+fn edited(base: fn() -> Vec<u8>, cut: Option<usize>, edits: &[(usize, u8)]) -> Vec<u8> {
+    let mut f = base();
+    if let Some(n) = cut {
+        f.truncate(n);
+    }
+    for &(at, b) in edits {
+        f[at] = b;
+    }
+    f
+}
+
 #[test]
 fn icmp_error_bad_inner_is_none() {
     let inner = |f: &[u8]| icmp_of(f).inner;
-    // Quote shorter than an IPv4 header.
-    let mut f = icmp_frag_needed_tcp();
-    f.truncate(61);
-    f[17] = 47;
-    assert_eq!(inner(&f), None);
-    // Fewer than 8 bytes of the L4 header.
-    let mut f = icmp_frag_needed_tcp();
-    f.truncate(69);
-    f[17] = 55;
-    assert_eq!(inner(&f), None);
-    // The embedded packet's own length leaves fewer than 8 L4 bytes.
-    let mut f = icmp_port_unreach_udp();
-    f[45] = 27;
-    assert_eq!(inner(&f), None);
-    // Wrong version.
-    let mut f = icmp_frag_needed_tcp();
-    f[42] = 0x65;
-    assert_eq!(inner(&f), None);
-    // IHL < 5.
-    let mut f = icmp_frag_needed_tcp();
-    f[42] = 0x44;
-    assert_eq!(inner(&f), None);
-    // IHL beyond the quote.
-    let mut f = icmp_frag_needed_tcp();
-    f[42] = 0x47;
-    assert_eq!(inner(&f), None);
-    // Embedded later fragment: no L4 header.
-    let mut f = icmp_frag_needed_tcp();
-    f[49] = 0x10;
-    assert_eq!(inner(&f), None);
+    // (what, the error, cut to, bytes written); [17] and [19] fix the outer lengths.
+    #[allow(clippy::type_complexity)]
+    let bad: [(&str, fn() -> Vec<u8>, Option<usize>, &[(usize, u8)]); 9] = [
+        (
+            "quote shorter than an IPv4 header",
+            icmp_frag_needed_tcp,
+            Some(61),
+            &[(17, 47)],
+        ),
+        (
+            "fewer than 8 bytes of the L4 header",
+            icmp_frag_needed_tcp,
+            Some(69),
+            &[(17, 55)],
+        ),
+        (
+            "the embedded packet's own length leaves < 8 L4 bytes",
+            icmp_port_unreach_udp,
+            None,
+            &[(45, 27)],
+        ),
+        ("wrong version", icmp_frag_needed_tcp, None, &[(42, 0x65)]),
+        ("IHL < 5", icmp_frag_needed_tcp, None, &[(42, 0x44)]),
+        (
+            "IHL beyond the quote",
+            icmp_frag_needed_tcp,
+            None,
+            &[(42, 0x47)],
+        ),
+        (
+            "embedded later fragment: no L4 header",
+            icmp_frag_needed_tcp,
+            None,
+            &[(49, 0x10)],
+        ),
+        (
+            "IPv6 quoting an IPv4 header",
+            icmp6_ptb_tcp,
+            None,
+            &[(62, 0x45)],
+        ),
+        // Next header: destination options, whose length byte (0x01) says 16.
+        (
+            "IPv6 with a cut extension header",
+            icmp6_ptb_tcp,
+            Some(108),
+            &[(68, 60), (103, 0x01), (19, 54)],
+        ),
+    ];
+    for (what, base, cut, edits) in bad {
+        let f = edited(base, cut, edits);
+        assert_eq!(inner(&f), None, "{what}");
+        // An embedded error that is itself fine outside: the outer packet still parses.
+        assert!(parse_frame(&f).is_ok(), "{what}");
+    }
     // Embedded first fragment: parsed.
-    let mut f = icmp_frag_needed_tcp();
-    f[48] = 0x20;
+    let f = edited(icmp_frag_needed_tcp, None, &[(48, 0x20)]);
     assert_eq!(inner(&f).map(|i| i.sport), Some(40000));
-    // IPv6: embedded IPv4 header → None; cut extension header → None.
-    let mut f = icmp6_ptb_tcp();
-    f[62] = 0x45;
-    assert_eq!(inner(&f), None);
-    let mut f = icmp6_ptb_tcp();
-    f[68] = 60; // next header: destination options, whose length byte (0x01) says 16
-    f[103] = 0x01;
-    f.truncate(108);
-    f[19] = 54;
-    assert_eq!(inner(&f), None);
-    // An embedded error that is itself fine outside: the outer packet still parses.
-    assert!(parse_frame(&f).is_ok());
 }
 
 #[test]

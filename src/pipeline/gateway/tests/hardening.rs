@@ -19,16 +19,6 @@ fn send_rx(g: &mut Gw, frame: &[u8], in_port: u16, rx: RxInfo) -> (Verdict, Vec<
     (v[0], f)
 }
 
-fn tagged(f: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
-    let mut t = f[..12].to_vec();
-    for (tpid, vid) in tags {
-        t.extend_from_slice(&tpid.to_be_bytes());
-        t.extend_from_slice(&vid.to_be_bytes());
-    }
-    t.extend_from_slice(&f[12..]);
-    t
-}
-
 /// A UDP packet from the inside host to the server with the IPv4 options `opts` (a
 /// multiple of 4 bytes).
 fn ip4_opts(ttl: u8, opts: &[u8]) -> Vec<u8> {
