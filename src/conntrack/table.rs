@@ -206,9 +206,29 @@ impl ConnTable {
         }
     }
 
-    /// Where the record pool's memory came from (huge pages, 4 KiB pages, heap).
+    /// Where the buckets' and the record pool's memory came from (huge pages, 4 KiB
+    /// pages, heap): [`Backing::HugePages`] only when all of them are on huge pages (the
+    /// hugetlb pool may have had room for some arrays and not the others), else the
+    /// weakest backing among them.
     pub fn backing(&self) -> Backing {
-        self.conns.backing()
+        let all = [
+            self.buckets.backing(),
+            self.overflow.backing(),
+            self.conns.backing(),
+        ];
+        [Backing::Heap, Backing::Pages]
+            .into_iter()
+            .find(|b| all.contains(b))
+            .unwrap_or(Backing::HugePages)
+    }
+
+    /// Bytes of the table's arrays (buckets, overflow buckets, records, long keys): the
+    /// most it commits, as its pages are first touched.
+    pub fn bytes(&self) -> u64 {
+        fn of<T>(a: &[T]) -> u64 {
+            std::mem::size_of_val(a) as u64
+        }
+        of(&self.buckets) + of(&self.overflow) + of(&self.conns) + of(&self.long_keys)
     }
 
     /// Number of buckets.

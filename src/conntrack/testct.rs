@@ -13,17 +13,26 @@
 
 use super::key::ip_to_addr;
 use super::{ConnKey, Conntrack, CtConfig, CtState, ReplyTuples};
+use crate::dpdk::PageSize;
 
 /// A tracker of `max` connections, default buckets, two workers, sequence checking on and
 /// hash seed 7 (so bucket placement, and with it every dump, is the same each run).
 pub fn tracker(max: u32) -> Conntrack {
-    Conntrack::new(CtConfig {
-        max_conns: max,
-        n_buckets: 0,
-        workers: 2,
-        tcp_seq_check: true,
-        hash_seed: Some(7),
-    })
+    tracker_on(max, PageSize::Small)
+}
+
+/// [`tracker`] with its buckets and record pool on `pages`.
+pub fn tracker_on(max: u32, pages: PageSize) -> Conntrack {
+    Conntrack::with_pages(
+        CtConfig {
+            max_conns: max,
+            n_buckets: 0,
+            workers: 2,
+            tcp_seq_check: true,
+            hash_seed: Some(7),
+        },
+        pages,
+    )
 }
 
 /// The state flags written as OVS prints them (`"trk,est,rpl"`).

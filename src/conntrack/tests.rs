@@ -1,7 +1,7 @@
 //! Scenario tests of the tracker, after Open vSwitch's conntrack test families: each
 //! asserts the exact state flags of every packet, and the table's contents.
 
-use super::testct::{dump, st, tracker, SnatTo};
+use super::testct::{dump, st, tracker, tracker_on, SnatTo};
 use super::testpkt::*;
 use super::*;
 use crate::wire::parse::tcp_flags::{ACK, FIN, PSH, RST, SYN};
@@ -169,6 +169,33 @@ fn out_of_window_segment_is_invalid_unless_sequence_checking_is_off() {
     assert_eq!(ct.counters().invalid_tcp, 1);
     ct.set_tcp_seq_check(false);
     assert_eq!(w.process(&bad, 0, true, 2).state, st("trk,est"));
+}
+
+#[test]
+fn tracker_asked_for_huge_pages_tracks_on_whatever_pages_the_machine_has() {
+    use crate::dpdk::{Backing, PageSize};
+    // 200k connections: every array spans several 2 MiB pages. With no hugetlb pool (the
+    // usual test machine) the table falls back to 4 KiB pages; with one, it uses it.
+    let ct = tracker_on(200_000, PageSize::Huge);
+    let backing = ct.table().backing();
+    assert!(
+        matches!(backing, Backing::HugePages | Backing::Pages),
+        "{backing:?}"
+    );
+    assert!(ct.table().bytes() >= 200_000 * 64);
+    let mut w = ct.worker(0);
+    for (a, b) in [(A, B), (A6, B6)] {
+        for sport in 1000..3000 {
+            let out = udp(a, b, sport, 53);
+            let back = udp(b, a, 53, sport);
+            assert_eq!(run(&mut w, &[out, back], 0, 0), ["trk,new", "trk,est,rpl"]);
+        }
+    }
+    assert_eq!(ct.n_conns(), 4000);
+    let conns = ct.all_conns();
+    assert_eq!(conns.len(), 4000);
+    // Both ways seen: every one is udp_multiple (30 s).
+    assert!(conns.iter().all(|c| c.expiry == 30_000));
 }
 
 #[test]

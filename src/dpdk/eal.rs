@@ -88,6 +88,14 @@ impl Eal {
         self.cleanup_and_remove()
     }
 
+    /// Whether EAL runs with hugepages (not `--no-huge`): the process may then take its
+    /// big tables from the kernel's hugetlb pool too (`rte_eal_has_hugepages`).
+    pub fn has_hugepages(&self) -> bool {
+        // SAFETY: EAL is initialised (an `Eal` exists); the call only reads EAL's
+        // internal configuration, set once by `rte_eal_init`.
+        unsafe { dpdk_sys::rte_eal_has_hugepages() != 0 }
+    }
+
     /// The EAL runtime directory this process created, if any (removed by cleanup).
     pub fn created_runtime_dir(&self) -> Option<&Path> {
         self.created_runtime_dir.as_deref()

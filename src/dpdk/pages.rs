@@ -47,6 +47,17 @@ pub enum Backing {
     Heap,
 }
 
+impl Backing {
+    /// The name start-up lines and benchmark output print: `hugepages`, `pages`, `heap`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backing::HugePages => "hugepages",
+            Backing::Pages => "pages",
+            Backing::Heap => "heap",
+        }
+    }
+}
+
 /// `len` zero-initialised `T`s in their own anonymous mapping (see the module doc).
 ///
 /// The start and length are kept for both kinds of memory, so that `deref` (on the

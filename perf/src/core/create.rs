@@ -7,7 +7,7 @@ use ctgate::conntrack::{Conntrack, CtState};
 
 use super::measure::{on_threads, Meter, Usage};
 use super::track::{counters_str, track_all};
-use super::{config, Line, Plan, T0};
+use super::{tracker, Line, Plan, T0};
 use crate::flow_frames::FrameBuf;
 
 /// Creates the flows `0..n` split in `t` contiguous shares, one per thread, at `now`.
@@ -59,9 +59,11 @@ pub(super) fn create_case(
     let mut per = vec![[(0u64, 0.0f64, 0.0f64); 2]; t];
     let mut reps = 0u32;
     let mut preempted = 0u64;
+    let mut backing = "";
     let case_start = Instant::now();
     while reps == 0 || case_start.elapsed().as_secs_f64() < plan.secs {
-        let ct = Conntrack::new(config(n, t));
+        let ct = tracker(plan, n, t);
+        backing = ct.table().backing().name();
         let (w, p) = fill(plan, &ct, firsts, n, t, T0)?;
         // Everything expires: the sweep removes all, the refill recycles the records.
         let later = T0 + 1_000_000_000;
@@ -117,7 +119,9 @@ pub(super) fn create_case(
         l = l.i("sweep_removed_per_s", (total / swall) as u64);
     }
     Ok((
-        l.i("reps", reps as u64).i("preempted", preempted),
+        l.i("reps", reps as u64)
+            .i("preempted", preempted)
+            .s("backing", backing),
         (rate, rerate),
     ))
 }

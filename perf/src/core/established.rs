@@ -1,11 +1,9 @@
 //! `bench=established`: lookups of established connections, burst prefetch on and off,
 //! one thread or several (flows shared or disjoint).
 
-use ctgate::conntrack::Conntrack;
-
 use super::measure::{anon_huge_kib, on_threads};
 use super::track::{lookup_loop, warm_up, LoopStats};
-use super::{config, Line, Plan, SEED, T0};
+use super::{tracker, Line, Plan, SEED, T0};
 use crate::flow_frames::{established_mix, FrameBuf};
 use crate::plot::Progress;
 
@@ -18,7 +16,8 @@ pub(super) fn established_cases(
     out: &impl Fn(Line),
 ) -> Result<(), String> {
     prog.note(&format!("established conns={n}: warming up"));
-    let ct = Conntrack::new(config(n, plan.max_threads()));
+    let ct = tracker(plan, n, plan.max_threads());
+    let backing = ct.table().backing().name();
     let flows: Vec<u32> = (0..n).collect();
     warm_up(&ct, &flows, None, T0)?;
     prog.note(&format!(
@@ -102,7 +101,7 @@ pub(super) fn established_cases(
                     l = l.f("scaling", mpps / b, 2);
                 }
             }
-            out(l.i("preempted", preempted));
+            out(l.i("preempted", preempted).s("backing", backing));
         }
     }
     Ok(())

@@ -1,16 +1,16 @@
 //! `bench=memory`: bytes per connection, from the process's resident memory before and
 //! after creating the connections.
 
-use ctgate::conntrack::{Conntrack, CtState};
+use ctgate::conntrack::CtState;
 
 use super::measure::rss_bytes;
 use super::track::{counters_str, track_all};
-use super::{config, Line, T0};
+use super::{tracker, Line, Plan, T0};
 use crate::flow_frames::FrameBuf;
 
-pub(super) fn memory_case(n: u32, firsts: &FrameBuf) -> Result<Line, String> {
+pub(super) fn memory_case(plan: &Plan, n: u32, firsts: &FrameBuf) -> Result<Line, String> {
     let before = rss_bytes()?;
-    let ct = Conntrack::new(config(n, 1));
+    let ct = tracker(plan, n, 1);
     let empty = rss_bytes()?;
     let mut w = ct.worker(0);
     let created = track_all(&mut w, firsts, 0..firsts.len(), T0, CtState::NEW);
@@ -23,6 +23,7 @@ pub(super) fn memory_case(n: u32, firsts: &FrameBuf) -> Result<Line, String> {
         ));
     }
     let buckets = ct.table().n_buckets() as u64;
+    let backing = ct.table().backing().name();
     drop(w);
     drop(ct);
     Ok(Line::new("memory")
@@ -33,5 +34,6 @@ pub(super) fn memory_case(n: u32, firsts: &FrameBuf) -> Result<Line, String> {
             1,
         )
         .i("fixed_kib", empty.saturating_sub(before) / 1024)
-        .i("buckets", buckets))
+        .i("buckets", buckets)
+        .s("backing", backing))
 }

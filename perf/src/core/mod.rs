@@ -30,6 +30,12 @@
 //!   Mpps without and during the sweep, the pass time, the longest step and the per-burst
 //!   latency tail of the lookup thread.
 //!
+//! `--pages huge` puts each tracker's buckets and record pool on the kernel's hugetlb
+//! pool (as the gateway does when EAL has hugepages), falling back to 4 KiB pages when the
+//! pool has no room; the memory, create and established lines end with `backing=hugepages`,
+//! `pages` or `heap`: where the memory really came from. The default, `small`, is 4 KiB
+//! pages offered to transparent huge pages.
+//!
 //! Rates are per wall-clock second. Because this runs on shared machines, each line also
 //! carries `preempted` (involuntary context switches of the measuring threads) and
 //! `oncpu_*` rates (per second of the measuring threads' own CPU time): when `preempted`
@@ -54,7 +60,8 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use core_affinity::CoreId;
-use ctgate::conntrack::CtConfig;
+use ctgate::conntrack::{Conntrack, CtConfig};
+use ctgate::dpdk::PageSize;
 
 use crate::flow_frames::{FrameBuf, Kind};
 use crate::plot::{Progress, Record};
@@ -99,6 +106,11 @@ pub struct Args {
     /// One JSON object per line instead of key=value.
     #[arg(long)]
     json: bool,
+    /// Pages of the tracker's buckets and record pool: `small` (4 KiB, offered to
+    /// transparent huge pages) or `huge` (the kernel's hugetlb pool, falling back to small
+    /// pages when it has no room; the lines' `backing` says which was used).
+    #[arg(long, value_enum, default_value = "small")]
+    pages: Pages,
     /// Also draw the figures as SVG charts in this directory (core_create.svg,
     /// core_established.svg).
     #[arg(long, value_name = "DIR")]
@@ -112,6 +124,13 @@ enum Bench {
     Create,
     Established,
     Sweep,
+}
+
+/// `--pages`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Pages {
+    Small,
+    Huge,
 }
 
 /// A switch.
@@ -131,6 +150,7 @@ struct Plan {
     prefetch: Option<OnOff>,
     json: bool,
     cores: Vec<CoreId>,
+    pages: PageSize,
 }
 
 impl Plan {
@@ -416,6 +436,10 @@ fn resolve(args: &Args) -> Result<Plan, String> {
         prefetch: args.prefetch,
         json: args.json,
         cores,
+        pages: match args.pages {
+            Pages::Small => PageSize::Small,
+            Pages::Huge => PageSize::Huge,
+        },
     })
 }
 
@@ -432,6 +456,11 @@ fn config(conns: u32, workers: usize) -> CtConfig {
     }
 }
 
+/// The tracker of a case: [`config`] on the plan's pages.
+fn tracker(plan: &Plan, conns: u32, workers: usize) -> Conntrack {
+    Conntrack::with_pages(config(conns, workers), plan.pages)
+}
+
 /// All cases of one connection count.
 fn run_conns(plan: &Plan, n: u32, prog: &mut Progress, out: &impl Fn(Line)) -> Result<(), String> {
     let need_firsts = plan.wants(Bench::Memory) || plan.wants(Bench::Create);
@@ -444,6 +473,7 @@ fn run_conns(plan: &Plan, n: u32, prog: &mut Progress, out: &impl Fn(Line)) -> R
     if plan.wants(Bench::Memory) {
         prog.case(&format!("memory conns={n}"));
         out(memory::memory_case(
+            plan,
             n,
             firsts.as_ref().expect("built above"),
         )?);
@@ -465,4 +495,50 @@ fn run_conns(plan: &Plan, n: u32, prog: &mut Progress, out: &impl Fn(Line)) -> R
         established::established_cases(plan, n, prog, out)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(argv: &[&str]) -> Plan {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: Args,
+        }
+        let cli = Cli::try_parse_from(std::iter::once("core").chain(argv.iter().copied()))
+            .expect("arguments");
+        resolve(&cli.a).expect("plan")
+    }
+
+    #[test]
+    fn pages_default_to_small_and_huge_is_asked_for() {
+        assert_eq!(plan_of(&["--quick"]).pages, PageSize::Small);
+        assert_eq!(plan_of(&["--pages", "small"]).pages, PageSize::Small);
+        assert_eq!(plan_of(&["--pages", "huge"]).pages, PageSize::Huge);
+    }
+
+    #[test]
+    fn memory_line_ends_with_the_tables_backing() {
+        let n = 2000;
+        let firsts = FrameBuf::of_flows(0..n, Kind::First);
+        let small = memory::memory_case(&plan_of(&["--pages", "small"]), n, &firsts)
+            .expect("memory case")
+            .render(false);
+        assert!(
+            small.starts_with("bench=memory conns=2000 bytes_per_conn=")
+                && small.ends_with(" backing=pages"),
+            "{small}"
+        );
+        // Huge pages when the kernel's pool has room, else 4 KiB pages: never the heap.
+        let huge = memory::memory_case(&plan_of(&["--pages", "huge"]), n, &firsts)
+            .expect("memory case")
+            .render(false);
+        assert!(
+            huge.ends_with(" backing=hugepages") || huge.ends_with(" backing=pages"),
+            "{huge}"
+        );
+    }
 }

@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use ctgate::conntrack::Conntrack;
 use hdrhistogram::Histogram;
 
 use super::measure::Meter;
 use super::track::{lookup_loop, warm_up};
-use super::{config, Line, Plan, SEED, SWEEP_STEP, T0};
+use super::{tracker, Line, Plan, SEED, SWEEP_STEP, T0};
 use crate::flow_frames::established_mix;
 use crate::plot::Progress;
 
@@ -19,7 +18,7 @@ use crate::plot::Progress;
 /// `half`: half the connections have expired and the pass removes them; the lookups go to
 /// the other half. Otherwise nothing has expired and passes repeat for the case's time.
 pub(super) fn sweep_case(plan: &Plan, n: u32, half: bool, prog: &Progress) -> Result<Line, String> {
-    let ct = Conntrack::new(config(n, 1));
+    let ct = tracker(plan, n, 1);
     // TCP established connections live 86,400 s: T1 is beyond that, so at T1 everything
     // warmed up at T0 has expired and everything warmed up at T1 has not.
     const T1: u64 = T0 + 100_000_000;

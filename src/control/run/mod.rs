@@ -67,7 +67,7 @@ pub use crate::control::run_options::RunOptions;
 use control_loop::{clock_ms, control_loop, flush, GatewayCtl, LoopEnv, StopReason};
 use info::{port_line, total_drops, worker_line};
 use launch::{launch_workers, WorkerHandle};
-pub use setup::{build_tracker, check_ports, gateway_plan};
+pub use setup::{build_tracker, build_tracker_on, check_ports, gateway_plan, tracker_line};
 use setup::{configure_ports, create_mempools, report_links};
 
 /// What a run ends with: the final counters that [`run`] prints, for a caller that runs
@@ -160,6 +160,9 @@ pub fn run_report(
         Some(cfg) => Mode::Gateway(gateway_ctl(eal, cfg, opts, lcores.len(), &macs)?),
         None => Mode::Forward(Forward::new(&plan.pairs, &macs, opts.next_hop_mac)?),
     };
+    if let Mode::Gateway(g) = &mode {
+        say!(verbose, "{}", tracker_line(&g.ct));
+    }
     for p in ports.iter_mut() {
         p.start().map_err(|e| e.to_string())?;
     }
@@ -325,7 +328,13 @@ fn gateway_ctl(
     workers: usize,
     macs: &[(u16, crate::pipeline::MacAddr)],
 ) -> Result<GatewayCtl, String> {
-    let ct = Arc::new(build_tracker(cfg, workers));
+    // With hugepages (not --no-huge) the table asks the kernel's hugetlb pool too.
+    let pages = if eal.has_hugepages() {
+        dpdk::PageSize::Huge
+    } else {
+        dpdk::PageSize::Small
+    };
+    let ct = Arc::new(build_tracker_on(cfg, workers, pages));
     let shared = GatewayShared::new(cfg, Arc::clone(&ct), macs)?;
     let server = ControlServer::bind(&opts.socket)?;
     // DPDK telemetry (/ctgate/stats, /ctgate/zones, /ctgate/buckets, /ctgate/drops): useful, not

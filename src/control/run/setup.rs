@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use crate::config::{Config, Role};
 use crate::conntrack::{Conntrack, CtConfig};
-use crate::dpdk::{self, Eal, Mempool, Port, PortCaps, BURST_SIZE, DEFAULT_MBUF_BUF_SIZE};
+use crate::dpdk::{
+    self, Eal, Mempool, PageSize, Port, PortCaps, BURST_SIZE, DEFAULT_MBUF_BUF_SIZE,
+};
 use crate::pipeline::forward::MAX_PORTS;
 use crate::pipeline::ports::{PortLimits, PortPlan, PortQueues, WorkerQueues};
 use crate::pipeline::MacAddr;
@@ -18,15 +20,25 @@ const TX_DESC: u16 = 1024;
 const MEMPOOL_CACHE: u32 = 256;
 
 /// The tracker as the configuration describes it: size, sequence checking, limits and
-/// timeout overrides (seconds in the file, milliseconds in the tracker).
+/// timeout overrides (seconds in the file, milliseconds in the tracker), on 4 KiB pages.
 pub fn build_tracker(cfg: &Config, workers: usize) -> Conntrack {
-    let ct = Conntrack::new(CtConfig {
-        max_conns: cfg.datapath.max_conns,
-        n_buckets: cfg.datapath.buckets,
-        workers: workers.max(1),
-        tcp_seq_check: cfg.datapath.tcp_seq_check,
-        hash_seed: None,
-    });
+    build_tracker_on(cfg, workers, PageSize::Small)
+}
+
+/// [`build_tracker`] with the buckets and record pool on `pages`: the gateway asks for
+/// [`PageSize::Huge`] when EAL runs with hugepages (falling back to 4 KiB pages when the
+/// kernel's pool has no room left), for small pages with `--no-huge`.
+pub fn build_tracker_on(cfg: &Config, workers: usize, pages: PageSize) -> Conntrack {
+    let ct = Conntrack::with_pages(
+        CtConfig {
+            max_conns: cfg.datapath.max_conns,
+            n_buckets: cfg.datapath.buckets,
+            workers: workers.max(1),
+            tcp_seq_check: cfg.datapath.tcp_seq_check,
+            hash_seed: None,
+        },
+        pages,
+    );
     ct.zones().set_default_limit(cfg.default_limit);
     ct.set_helpers(&cfg.alg);
     for &(zone, limit) in &cfg.zone_limits {
@@ -42,6 +54,20 @@ pub fn build_tracker(cfg: &Config, workers: usize) -> Conntrack {
         }
     }
     ct
+}
+
+/// The start-up line of the tracker: `conntrack: max_conns=N buckets=N backing=B
+/// table_mib=M`, where B is where the buckets and record pool are (`hugepages`, `pages`,
+/// `heap`) and M the MiB of the table's arrays (committed as they are first touched).
+pub fn tracker_line(ct: &Conntrack) -> String {
+    let t = ct.table();
+    format!(
+        "conntrack: max_conns={} buckets={} backing={} table_mib={}",
+        ct.max_conns(),
+        t.n_buckets(),
+        t.backing().name(),
+        t.bytes().div_ceil(1 << 20)
+    )
 }
 
 /// Every port of the configuration must be among the ports DPDK probed.
@@ -384,6 +410,32 @@ mod tests {
                 .policy
                 .get_ms(TimeoutAttr::TcpEstablished),
             Some(9000)
+        );
+    }
+
+    #[test]
+    fn tracker_line_names_the_backing_and_size() {
+        let cfg = Config::parse(
+            "[datapath]\nmax_conns = 100000\nbuckets = 65536\n\
+             [[port]]\nport = 0\nrole = \"inside\"\nipv4 = \"10.0.0.1/24\"\n\
+             [[port]]\nport = 1\nrole = \"outside\"\nipv4 = \"192.0.2.1/24\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let small = build_tracker_on(&cfg, 1, PageSize::Small);
+        assert_eq!(small.table().backing(), dpdk::Backing::Pages);
+        let mib = small.table().bytes().div_ceil(1 << 20);
+        assert!(mib > 0);
+        assert_eq!(
+            tracker_line(&small),
+            format!("conntrack: max_conns=100000 buckets=65536 backing=pages table_mib={mib}")
+        );
+        let huge = build_tracker_on(&cfg, 1, PageSize::Huge);
+        let line = tracker_line(&huge);
+        assert!(
+            line.starts_with("conntrack: max_conns=100000 buckets=65536 backing=")
+                && (line.contains(" backing=hugepages ") || line.contains(" backing=pages ")),
+            "{line}"
         );
     }
 
