@@ -32,20 +32,7 @@ const PSH: u8 = 0x08;
 const FIN: u8 = 0x01;
 
 fn config() -> String {
-    edit_config(
-        ctgate::config::EMBEDDED_DEFAULT,
-        &[
-            (
-                "zone = 1\n",
-                "zone = 1\nnext_hop_mac = \"02:00:00:00:01:02\"\n",
-            ),
-            (
-                "# next_hop_mac = \"02:00:00:00:00:02\"",
-                "next_hop_mac = \"02:00:00:00:02:02\"",
-            ),
-            ("max_conns = 3000000", "max_conns = 4096"),
-        ],
-    )
+    static_next_hops_config(&[("max_conns = 3000000", "max_conns = 4096")])
 }
 
 /// Runs the gateway with [`config`] on two net_pcap ports reading `rx[0]` and `rx[1]`

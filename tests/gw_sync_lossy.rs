@@ -29,39 +29,16 @@ const TOTAL: u64 = TCP_CONNS as u64 + UDP_CONNS as u64;
 const SYNC_A: u16 = 3780;
 const SYNC_B: u16 = 3781;
 
+/// The embedded default with static next hops, connections that outlive the test, and
+/// sync between `local` and `peer` on the loopback.
 fn config(local: u16, peer: u16) -> String {
+    let text = static_next_hops_config(&[
+        ("max_conns = 3000000", "max_conns = 16384"),
+        ("tcp_syn_sent = 240", "tcp_syn_sent = 3600"),
+        ("udp_first = 120", "udp_first = 3600"),
+    ]);
     format!(
-        r#"[datapath]
-max_conns = 16384
-
-[[port]]
-port = 0
-role = "inside"
-ipv4 = "10.0.0.1/24"
-next_hop_mac = "02:00:00:00:01:02"
-
-[[port]]
-port = 1
-role = "outside"
-ipv4 = "192.0.2.1/24"
-next_hop_mac = "02:00:00:00:02:02"
-
-[[route]]
-prefix = "0.0.0.0/0"
-via = "192.0.2.2"
-
-[[snat]]
-pool = "192.0.2.1"
-
-[timeouts]
-tcp_syn_sent = 3600
-udp_first = 3600
-
-[sync]
-local = "127.0.0.1:{local}"
-peers = ["127.0.0.1:{peer}"]
-refresh_interval = 0
-"#
+        "{text}\n[sync]\nlocal = \"127.0.0.1:{local}\"\npeers = [\"127.0.0.1:{peer}\"]\nrefresh_interval = 0\n"
     )
 }
 

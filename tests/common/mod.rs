@@ -401,6 +401,26 @@ pub fn edit_config(text: &str, edits: &[(&str, &str)]) -> String {
     out
 }
 
+/// The embedded default with static next-hop MACs (the inside host 02:00:00:00:01:02 on
+/// port 0, the outside router 02:00:00:00:02:02 on port 1: a pcap cannot answer ARP),
+/// then the further `edits` ([`edit_config`]).
+pub fn static_next_hops_config(edits: &[(&str, &str)]) -> String {
+    let text = edit_config(
+        ctgate::config::EMBEDDED_DEFAULT,
+        &[
+            (
+                "zone = 1\n",
+                "zone = 1\nnext_hop_mac = \"02:00:00:00:01:02\"\n",
+            ),
+            (
+                "# next_hop_mac = \"02:00:00:00:00:02\"",
+                "next_hop_mac = \"02:00:00:00:02:02\"",
+            ),
+        ],
+    );
+    edit_config(&text, edits)
+}
+
 // ---- frames -------------------------------------------------------------------------
 
 /// An Ethernet frame: dst, src, EtherType, payload (`ctgate::wire::testframe`).

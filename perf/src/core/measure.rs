@@ -90,11 +90,14 @@ impl Meter {
     }
 }
 
-/// Resident set size of the process, in bytes (`VmRSS` of `/proc/self/status`).
+/// Resident memory of the process, in bytes: `VmRSS` of `/proc/self/status` plus
+/// `HugetlbPages` (the hugetlb pages it has touched, which `VmRSS` leaves out: without
+/// them a tracker on `--pages huge` would look nearly free).
 pub(super) fn rss_bytes() -> Result<u64, String> {
-    proc_field("/proc/self/status", "VmRSS")
-        .map(|kb| kb * 1024)
-        .ok_or_else(|| "no VmRSS in /proc/self/status".to_string())
+    let rss = proc_field("/proc/self/status", "VmRSS")
+        .ok_or_else(|| "no VmRSS in /proc/self/status".to_string())?;
+    let huge = proc_field("/proc/self/status", "HugetlbPages").unwrap_or(0);
+    Ok((rss + huge) * 1024)
 }
 
 /// Anonymous memory in huge pages (`AnonHugePages` of `/proc/self/smaps_rollup`), in KiB.

@@ -7,9 +7,9 @@
 //! with `--json`):
 //!
 //! * `bench=memory conns=N bytes_per_conn=B fixed_kib=K buckets=NB`: the process's resident
-//!   memory (`VmRSS`, after returning freed heap memory to the OS) before building a
-//!   tracker for N connections and after creating them, divided by N. `fixed_kib` is what
-//!   the empty tracker already took.
+//!   memory (`VmRSS` plus `HugetlbPages`, after returning freed heap memory to the OS)
+//!   before building a tracker for N connections and after creating them, divided by N.
+//!   `fixed_kib` is what the empty tracker already took.
 //! * `bench=create conns=N threads=T conns_per_s=R refill_conns_per_s=R2 ...`: every packet
 //!   a new flow until N exist, in bursts of 32, into a fresh table (`conns_per_s`), and again
 //!   after a sweep removed them all (`refill_conns_per_s`: records recycled from the free
