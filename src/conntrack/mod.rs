@@ -4,6 +4,7 @@
 
 pub mod alg;
 pub mod conn;
+pub mod credits;
 pub mod event_format;
 pub mod events;
 pub mod format;

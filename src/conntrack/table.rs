@@ -104,7 +104,16 @@ struct FreeList {
     /// grows with this mark; returned records (`stack`) are always reused before it
     /// moves.
     fresh: u32,
+    /// Records below this mark have their pages committed ahead of their first use
+    /// (records only; see [`ConnTable::alloc`]).
+    populated: u32,
 }
+
+/// Records whose pages are committed at once, one chunk ahead of the high-water mark
+/// (256 KiB of 128-byte records): the worker pays one system call per chunk instead of a
+/// page fault per 4 KiB, and resident memory still follows the connections, a chunk or
+/// two ahead.
+const POPULATE_CHUNK: u32 = 2048;
 
 /// A worker's private cache of free record indices (no shared state touched per
 /// connection, only per batch).
@@ -184,12 +193,14 @@ impl ConnTable {
             overflow_free: SpinLock::new(FreeList {
                 stack: Vec::new(),
                 fresh: 0,
+                populated: 0,
             }),
             conns,
             long_keys,
             free: SpinLock::new(FreeList {
                 stack: Vec::new(),
                 fresh: 0,
+                populated: 0,
             }),
             hasher,
         }
@@ -698,6 +709,15 @@ impl ConnTable {
                 let n = CACHE_BATCH.min(self.conns.len() - fl.fresh as usize) as u32;
                 cache.free.extend((fl.fresh..fl.fresh + n).rev());
                 fl.fresh += n;
+                // Keep the committed pages a chunk ahead of the mark (outside the lock:
+                // a worker that reaches those records first just takes its own faults).
+                if fl.fresh + POPULATE_CHUNK > fl.populated {
+                    let from = fl.populated.max(fl.fresh - n);
+                    fl.populated = from.saturating_add(POPULATE_CHUNK);
+                    drop(fl);
+                    self.conns
+                        .populate(from as usize..(from + POPULATE_CHUNK) as usize);
+                }
             }
         }
         let idx = cache.free.pop()?;

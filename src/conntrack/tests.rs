@@ -922,6 +922,92 @@ fn free_records_cached_by_another_worker_never_refuse_below_the_limit() {
     assert_eq!(ct.counters().refused_table_full, 0);
 }
 
+#[test]
+fn counts_from_several_workers_sum_right_and_limits_hold_exactly() {
+    // Two workers and the control lcore create at once, alternating zone 3 (limit 600)
+    // and zone 4 (no limit of its own), under a global limit of 1500; then the control lcore removes
+    // some of what the workers made.
+    let ct = Conntrack::new(CtConfig {
+        max_conns: 1500,
+        n_buckets: 0,
+        workers: 2,
+        tcp_seq_check: true,
+        hash_seed: Some(9),
+    });
+    ct.zones().set_limit(3, 600);
+    let made: Vec<Vec<(u16, Option<Refusal>)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|shard| {
+                let ct = &ct;
+                s.spawn(move || {
+                    let mut w = ct.worker(shard);
+                    (0..800u32)
+                        .map(|i| {
+                            let zone = 3 + (i % 2) as u16;
+                            let src = format!("10.{shard}.{}.{}", i / 250, i % 250 + 1);
+                            let r = w.process(&udp(&src, B, 5000, 53), zone, true, 0);
+                            assert_eq!(r.conn.is_some(), r.refused.is_none(), "{r:?}");
+                            (zone, r.refused)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let all: Vec<_> = made.concat();
+    assert_eq!(all.len(), 2400);
+    let ok = |z: u16| all.iter().filter(|(zz, r)| *zz == z && r.is_none()).count();
+    let refused = |why| all.iter().filter(|(_, r)| *r == Some(why)).count();
+    // 1200 tries per zone: zone 3 stops at its 600 (about when 1200 connections exist);
+    // zone 4 goes on until the global limit.
+    assert_eq!((ok(3), ok(4)), (600, 900));
+    assert_eq!(refused(Refusal::ZoneLimit), 600);
+    assert_eq!(refused(Refusal::MaxConns), 300);
+    let conns = ct.all_conns();
+    assert_eq!(conns.len(), 1500);
+    assert_eq!(ct.n_conns(), 1500);
+    assert_eq!(ct.counters().created, 1500);
+    assert_eq!(ct.counters().refused_zone_limit, 600);
+    assert_eq!(ct.counters().refused_max_conns, 300);
+    let zone3 = ct.zones().get(3).unwrap();
+    assert_eq!(zone3.count(), 600);
+    assert_eq!(ct.zones().listed(zone3), 600);
+    assert_eq!(ct.zones().get(4).unwrap().count(), 900);
+    // The control lcore removes 100 of zone 3's: the counts follow, and exactly 100 more
+    // fit (made by a worker that removed none of them).
+    let mut ctl = ct.control_handle();
+    for c in conns.iter().filter(|c| c.orig.zone == 3).take(100) {
+        let gen = ct.table().conn(c.idx).gen();
+        let hit = Hit {
+            idx: c.idx,
+            dir: DIR_ORIG,
+            gen,
+        };
+        assert!(ctl.remove(&hit));
+    }
+    assert_eq!(ct.n_conns(), 1400);
+    assert_eq!(zone3.count(), 500);
+    let mut w0 = ct.worker(0);
+    for i in 0..100u32 {
+        let src = format!("10.9.{}.{}", i / 250, i % 250 + 1);
+        assert!(w0
+            .process(&udp(&src, B, 5000, 53), 3, true, 0)
+            .conn
+            .is_some());
+    }
+    let r = w0.process(&udp("10.9.9.9", B, 5000, 53), 4, true, 0);
+    assert_eq!(r.refused, Some(Refusal::MaxConns));
+    assert_eq!(
+        w0.process(&udp("10.9.9.9", B, 5000, 53), 3, true, 0)
+            .refused,
+        Some(Refusal::ZoneLimit)
+    );
+    assert_eq!((ct.n_conns(), zone3.count()), (1500, 600));
+}
+
 /// The packets of a UDP or ICMP connection that leave its state as it is (answered
 /// without the connection's lock, `L4Kind::steady`) still get their state's flags and
 /// refresh the expiry with their state's timeout; the packets that move the state

@@ -6,6 +6,7 @@ use super::alg::expect::{ExpTable, Helper};
 use super::alg::helpers::HelperRules;
 use super::alg::side::AlgSide;
 use super::conn::{Conn, L4State, ALG_RELATED, DIR_ORIG, DIR_REPLY, NAT_MASK};
+use super::credits::Credits;
 use super::events::{conn_id, wall_us, CtEvent, DestroyReason, EventHub, EventKind};
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
 use super::l4::{L4Kind, UpdateResult};
@@ -150,7 +151,9 @@ pub struct Conntrack {
     zones: Zones,
     default_policy: TimeoutPolicy,
     max_conns: AtomicU32,
-    n_conns: CachePadded<AtomicU32>,
+    /// Connections in the table, counted per shard against `max_conns` (exact; see
+    /// [`super::credits`]).
+    n_conns: Credits,
     tcp_seq_check: AtomicBool,
     counters: Box<[CachePadded<CtCounters>]>,
     workers: usize,
@@ -202,7 +205,7 @@ impl Conntrack {
             zones: Zones::new(workers + 1),
             default_policy: TimeoutPolicy::defaults(),
             max_conns: AtomicU32::new(cfg.max_conns),
-            n_conns: CachePadded(AtomicU32::new(0)),
+            n_conns: Credits::new(workers + 1),
             tcp_seq_check: AtomicBool::new(cfg.tcp_seq_check),
             counters: (0..workers + 1).map(|_| CachePadded::default()).collect(),
             workers,
@@ -295,7 +298,7 @@ impl Conntrack {
 
     /// Live connections in the table (including expired, unswept ones).
     pub fn n_conns(&self) -> u32 {
-        self.n_conns.load(Ordering::Relaxed)
+        self.n_conns.count()
     }
 
     /// The global limit.
@@ -312,6 +315,8 @@ impl Conntrack {
             ));
         }
         self.max_conns.store(n, Ordering::Relaxed);
+        // Slots the shards reserved under the old limit must not admit past the new one.
+        self.n_conns.collect();
         Ok(())
     }
 
@@ -407,9 +412,9 @@ impl Conntrack {
         let zone_id = self.table.key(idx, DIR_ORIG).zone;
         if let Some(zone) = self.zones.get(zone_id) {
             self.zones.unlink(&self.table, zone, idx);
-            zone.count.fetch_sub(1, Ordering::AcqRel);
+            zone.count.give(ev.0);
         }
-        self.n_conns.fetch_sub(1, Ordering::AcqRel);
+        self.n_conns.give(ev.0);
         self.table.release(idx, cache);
         true
     }
@@ -973,23 +978,19 @@ impl<'a> CtWorker<'a> {
     }
 
     /// Reserves a slot in the zone and under the global limit, reclaiming expired
-    /// connections of the zone once if either is full.
+    /// connections of the zone once if either is full. Both counts are this shard's
+    /// ([`super::credits`]): no line other workers write is written here, as a rule.
     fn admit(&mut self, zone: &Zone, now: u64) -> Result<(), Refusal> {
         for attempt in 0..2 {
-            let c = zone.count.fetch_add(1, Ordering::AcqRel);
-            if let Some(limit) = self.ct.zones.effective_limit(zone) {
-                if c >= limit {
-                    zone.count.fetch_sub(1, Ordering::AcqRel);
-                    if attempt == 0 && self.reclaim(zone, now) > 0 {
-                        continue;
-                    }
-                    return Err(Refusal::ZoneLimit);
+            let limit = self.ct.zones.effective_limit(zone);
+            if !zone.count.take(self.shard, limit) {
+                if attempt == 0 && self.reclaim(zone, now) > 0 {
+                    continue;
                 }
+                return Err(Refusal::ZoneLimit);
             }
-            let n = self.ct.n_conns.fetch_add(1, Ordering::AcqRel);
-            if n >= self.ct.max_conns() {
-                self.ct.n_conns.fetch_sub(1, Ordering::AcqRel);
-                zone.count.fetch_sub(1, Ordering::AcqRel);
+            if !self.ct.n_conns.take(self.shard, Some(self.ct.max_conns())) {
+                zone.count.give(self.shard);
                 if attempt == 0 && self.reclaim(zone, now) > 0 {
                     continue;
                 }
@@ -1001,8 +1002,8 @@ impl<'a> CtWorker<'a> {
     }
 
     fn unadmit(&self, zone: &Zone) {
-        zone.count.fetch_sub(1, Ordering::AcqRel);
-        self.ct.n_conns.fetch_sub(1, Ordering::AcqRel);
+        zone.count.give(self.shard);
+        self.ct.n_conns.give(self.shard);
     }
 
     /// Removes expired connections of `zone` (bounded work, see [`super::zones`]).

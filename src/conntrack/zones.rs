@@ -16,8 +16,12 @@
 //! looked at to the tail, so the next walk looks at others. The work is bounded; it finds
 //! every expired connection of a zone that has at most `RECLAIM_BUDGET` connections per
 //! shard, and in larger zones the oldest ones first.
+//!
+//! A zone's count is kept per shard ([`Credits`]): admitting a connection writes no line
+//! that other workers write, and the limit stays exact (see [`super::credits`]).
 
 use super::conn::status;
+use super::credits::Credits;
 use super::sync::{CachePadded, SpinLock};
 use super::table::{ConnTable, Hit};
 use super::timeouts::TimeoutPolicy;
@@ -50,8 +54,9 @@ impl Default for ZoneList {
 
 /// One zone's state.
 pub struct Zone {
-    /// Connections of the zone in the table (including expired, unswept ones).
-    pub(crate) count: CachePadded<AtomicU32>,
+    /// Connections of the zone in the table (including expired, unswept ones), counted
+    /// per shard.
+    pub(crate) count: Credits,
     /// Explicit limit, or -1 to inherit the default.
     limit: AtomicI64,
     /// Timeout overrides of the zone.
@@ -62,7 +67,7 @@ pub struct Zone {
 impl Zone {
     fn new(shards: usize) -> Zone {
         Zone {
-            count: CachePadded(AtomicU32::new(0)),
+            count: Credits::new(shards),
             limit: AtomicI64::new(-1),
             policy: TimeoutPolicy::empty(),
             lists: (0..shards.max(1))
@@ -73,7 +78,7 @@ impl Zone {
 
     /// Connections of the zone in the table.
     pub fn count(&self) -> u32 {
-        self.count.load(Ordering::Relaxed)
+        self.count.count()
     }
 
     /// The zone's own limit, if set.
@@ -136,19 +141,24 @@ impl Zones {
     /// Sets the default limit (0 = none).
     pub fn set_default_limit(&self, limit: u32) {
         self.default_limit.store(limit, Ordering::Relaxed);
+        // Slots the shards reserved under the old limit must not admit past the new one.
+        for (_, z) in self.existing() {
+            z.count.collect();
+        }
     }
 
     /// Sets a zone's own limit (0 admits nothing).
     pub fn set_limit(&self, zone: u16, limit: u32) {
-        self.get_or_create(zone)
-            .limit
-            .store(limit as i64, Ordering::Relaxed);
+        let z = self.get_or_create(zone);
+        z.limit.store(limit as i64, Ordering::Relaxed);
+        z.count.collect();
     }
 
     /// Removes a zone's own limit: it inherits the default again.
     pub fn del_limit(&self, zone: u16) {
         if let Some(z) = self.get(zone) {
             z.limit.store(-1, Ordering::Relaxed);
+            z.count.collect();
         }
     }
 

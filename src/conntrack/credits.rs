@@ -1,0 +1,215 @@
+//! Exact connection limits counted per worker: the global `maxconns` count and each
+//! zone's count, without a shared counter written on every creation.
+//!
+//! A [`Credits`] has one shared word, `reserved` (slots handed out), and one spare count
+//! per shard (per worker, plus the control lcore), each on its own cache line. A shard
+//! that admits a connection takes one of its own spare slots (an uncontended
+//! compare-and-swap on a line only it writes, as a rule); when it has none it reserves a
+//! batch from the shared word, so the shared line is written once per batch, not once
+//! per connection. A removal gives its slot to the remover's spare; a spare that grows
+//! past two batches returns one.
+//!
+//! # Invariants
+//!
+//! * `reserved` = connections counted + the sum of the spares (+ the few slots in flight
+//!   between the two words inside `take`/`give`). So [`Credits::count`] is exact whenever
+//!   no admission or removal is under way.
+//! * `reserved` never grows past the limit: a batch is reserved only while the room left
+//!   is more than a batch per shard, and then one slot at a time; so connections counted
+//!   never exceed the limit.
+//! * A refusal is exact: before refusing, the refused shard collects every shard's spare
+//!   back into `reserved` and tries again, so a slot parked unused in another worker's
+//!   spare never refuses a connection below the limit.
+//! * Lowering a limit ([`Credits::collect`]) takes every spare back, so the spares handed
+//!   out under the old limit cannot admit connections past the new one.
+
+use super::sync::CachePadded;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Slots a shard reserves at once from the shared word.
+const BATCH: u32 = 32;
+
+/// A limited count kept per shard (see the module doc).
+pub struct Credits {
+    /// Slots handed out: counted connections plus the shards' spares.
+    reserved: CachePadded<AtomicU32>,
+    /// Per shard: slots reserved but not used yet.
+    spare: Box<[CachePadded<AtomicU32>]>,
+}
+
+impl Credits {
+    /// A count for `shards` shards, starting at zero.
+    pub fn new(shards: usize) -> Credits {
+        Credits {
+            reserved: CachePadded(AtomicU32::new(0)),
+            spare: (0..shards.max(1))
+                .map(|_| CachePadded(AtomicU32::new(0)))
+                .collect(),
+        }
+    }
+
+    #[inline(always)]
+    fn spare(&self, shard: usize) -> &AtomicU32 {
+        &self.spare[shard % self.spare.len()]
+    }
+
+    /// Counts one more for `shard` if that keeps the count within `limit` (`None`:
+    /// unlimited). False means the count is at the limit.
+    #[inline]
+    pub fn take(&self, shard: usize, limit: Option<u32>) -> bool {
+        let s = self.spare(shard);
+        let mut c = s.load(Ordering::Relaxed);
+        while c > 0 {
+            match s.compare_exchange_weak(c, c - 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => c = now,
+            }
+        }
+        self.refill(shard, limit)
+    }
+
+    /// The shard's spare is empty: reserve from the shared word; at the limit, collect
+    /// every shard's spare first (exact refusals).
+    #[cold]
+    #[inline(never)]
+    fn refill(&self, shard: usize, limit: Option<u32>) -> bool {
+        if self.reserve(shard, limit) {
+            return true;
+        }
+        self.collect();
+        self.reserve(shard, limit)
+    }
+
+    /// Reserves a batch (far from the limit) or one slot (near it) for `shard`, using one
+    /// of them at once. False when `reserved` is at the limit.
+    fn reserve(&self, shard: usize, limit: Option<u32>) -> bool {
+        let room_for_batches = BATCH * (self.spare.len() as u32 + 1);
+        let mut r = self.reserved.load(Ordering::Relaxed);
+        loop {
+            let want = match limit {
+                None => BATCH,
+                Some(l) => match l.saturating_sub(r) {
+                    room if room >= room_for_batches => BATCH,
+                    room => room.min(1),
+                },
+            };
+            if want == 0 {
+                return false;
+            }
+            match self.reserved.compare_exchange_weak(
+                r,
+                r + want,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if want > 1 {
+                        self.spare(shard).fetch_add(want - 1, Ordering::Relaxed);
+                    }
+                    return true;
+                }
+                Err(now) => r = now,
+            }
+        }
+    }
+
+    /// Counts one less (a removal by `shard`, or an admission undone).
+    #[inline]
+    pub fn give(&self, shard: usize) {
+        let s = self.spare(shard);
+        let c = s.fetch_add(1, Ordering::Relaxed) + 1;
+        if c >= 2 * BATCH
+            && s.compare_exchange(c, c - BATCH, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.reserved.fetch_sub(BATCH, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes every shard's spare back into the shared word (before a refusal, and when a
+    /// limit is lowered).
+    pub fn collect(&self) {
+        for s in self.spare.iter() {
+            let n = s.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                self.reserved.fetch_sub(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The count: exact when no admission or removal is under way (see the module doc).
+    pub fn count(&self) -> u32 {
+        let spare: u32 = self.spare.iter().map(|s| s.load(Ordering::Relaxed)).sum();
+        self.reserved.load(Ordering::Relaxed).saturating_sub(spare)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_several_shards_sum_to_the_total() {
+        let c = Credits::new(3);
+        for i in 0..100 {
+            assert!(c.take(i % 3, None));
+        }
+        assert_eq!(c.count(), 100);
+        // Removals by a shard that admitted none of them.
+        for _ in 0..70 {
+            c.give(2);
+        }
+        assert_eq!(c.count(), 30);
+        for _ in 0..30 {
+            c.give(0);
+        }
+        assert_eq!(c.count(), 0);
+    }
+
+    #[test]
+    fn a_limit_is_reached_exactly_while_other_shards_hold_spares() {
+        let c = Credits::new(2);
+        // Shard 1 reserves a batch and uses one slot of it.
+        assert!(c.take(1, Some(1000)));
+        // Shard 0 takes the rest: the spare shard 1 holds must not refuse it early.
+        for i in 0..999 {
+            assert!(c.take(0, Some(1000)), "slot {i}");
+        }
+        assert!(!c.take(0, Some(1000)));
+        assert!(!c.take(1, Some(1000)));
+        assert_eq!(c.count(), 1000);
+        c.give(1);
+        assert!(c.take(0, Some(1000)));
+        assert!(!c.take(1, Some(1000)));
+    }
+
+    #[test]
+    fn a_lowered_limit_holds_once_spares_are_collected() {
+        let c = Credits::new(2);
+        assert!(c.take(0, Some(1000)));
+        c.collect();
+        for _ in 0..4 {
+            assert!(c.take(1, Some(5)));
+        }
+        assert!(!c.take(0, Some(5)));
+        assert_eq!(c.count(), 5);
+    }
+
+    #[test]
+    fn threads_admitting_at_once_never_pass_the_limit_together() {
+        let c = Credits::new(4);
+        let admitted: Vec<u32> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|shard| {
+                    let c = &c;
+                    s.spawn(move || (0..5000).filter(|_| c.take(shard, Some(7777))).count())
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().map_or(0, |n| n as u32))
+                .collect()
+        });
+        assert_eq!(admitted.iter().sum::<u32>(), 7777);
+        assert_eq!(c.count(), 7777);
+    }
+}
