@@ -67,10 +67,9 @@
 //!   `sync_records` (connection records), `sync_msgs`, `sync_out_of_order` and
 //!   `sync_streams` (bulk streams: its resync at start, then one per overflow of ctgate's
 //!   queue to it);
-//! * `source`: `rings` or `memif`, after every other key (and the `sync_` ones); with
-//!   `memif` the line ends with `gen_full`, the share of the generator process's TX
-//!   bursts ctgate's ring did not take whole (near 1: ctgate set the rate), and the
-//!   other keys mean: `gen_cpu` the generator process's CPU share over its whole run;
+//! * with `--source memif` the line ends with `source=memif` and `gen_full`, the share
+//!   of the generator process's TX bursts ctgate's ring did not take whole (near 1:
+//!   ctgate set the rate), and the other keys mean: `gen_cpu` the generator process's CPU share over its whole run;
 //!   `offered_mpps` = `sent_mpps` the packets ctgate's ports received in the window (the
 //!   generator retries what a ring refuses: `gen_drops=0`), `delivered`/`mpps` what
 //!   they sent; `nombuf` and the latency percentiles `-` (its frames carry no stamp);
@@ -877,8 +876,8 @@ fn run_case(
         l.push("sync_out_of_order", c.out_of_order);
         l.push("sync_streams", c.bulk_received);
     }
-    l.push("source", args.source.name());
     if let Some(g) = gen_figs {
+        l.push("source", args.source.name());
         // Not measured with this source: mbufs the generator could not get, latency.
         for k in ["nombuf", "p50_us", "p99_us", "p999_us", "max_us"] {
             l.set(k, "-");
