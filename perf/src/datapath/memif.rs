@@ -11,7 +11,8 @@
 //! stopped by PID after the gateway stopped (its line gives its CPU share and `full`).
 //!
 //! The window is timed here ([`time_window`]): from the first packet ctgate's ports
-//! received (over the control socket), `--warmup`, then `--seconds`; the rates come from
+//! received (over the control socket), `--warmup` and at least until the tracker created
+//! a connection per flow (every flow sent a packet, as with the rings), then `--seconds`; the rates come from
 //! ctgate's port counters read at the window's start and end. ctgate stops once its
 //! ports have been idle [`IDLE`] after the generator stopped sending.
 //!
@@ -33,6 +34,8 @@ use super::{read_stats, Args, ProtoArg};
 /// Seconds the generator sends after the window (the window is timed from ctgate's
 /// first counted packet, a little after the generator's first).
 pub(super) const MARGIN: f64 = 2.0;
+/// Least time the generator must still send after the window.
+const SLACK: f64 = 0.25;
 /// ctgate's idle stop: longer than the generator's connection set-up on a loaded machine.
 pub(super) const IDLE: Duration = Duration::from_secs(3);
 /// Longest wait for the first packet.
@@ -68,12 +71,14 @@ pub(super) fn check(args: &Args, flows: &[u32]) -> Result<(), String> {
 }
 
 /// Times the window on ctgate's control socket at `socket`: waits for the first packet
-/// its ports received, then `warmup`, sets `window.started`, waits `seconds`, sets
+/// its ports received, then `warmup` and until the tracker created `flows` connections,
+/// sets `window.started`, waits `seconds`, sets
 /// `window.ended`. Returns the warm-up it waited (seconds from the first packet seen to
 /// the window's start). Both flags are set on every path (the watcher waits for them);
 /// `stop` (the gateway's run ended) ends the waits with an error.
 pub(super) fn time_window(
     socket: &Path,
+    flows: u32,
     warmup: Duration,
     seconds: Duration,
     window: &WindowFlags,
@@ -99,8 +104,22 @@ pub(super) fn time_window(
         }
         let first = Instant::now();
         sleep_unless(warmup, stop)?;
-        window.started.store(true, Ordering::SeqCst);
+        while read_stats(socket)?.created.unwrap_or(0) < u64::from(flows) {
+            sleep_unless(Duration::from_millis(10), stop)?;
+        }
+        // The generator sends for warm-up + window + MARGIN from its first packet (a
+        // little before `first`): a first round longer than MARGIN would end the window
+        // on idle ports.
         let warmup_secs = first.elapsed().as_secs_f64();
+        let sent_for = (warmup + seconds).as_secs_f64() + MARGIN;
+        if warmup_secs + seconds.as_secs_f64() > sent_for - SLACK {
+            return Err(format!(
+                "every flow's first packet took {warmup_secs:.2}s, so the window would \
+                 outlast the generator's sending ({sent_for:.2}s from its first packet): \
+                 raise --warmup"
+            ));
+        }
+        window.started.store(true, Ordering::SeqCst);
         sleep_unless(seconds, stop)?;
         Ok(warmup_secs)
     })();

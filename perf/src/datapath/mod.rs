@@ -731,9 +731,15 @@ fn run_case(
                 match ctx.memif {
                     None => gen::run(&gcfg, rings, pool, token, &stop, &window)
                         .map(|g| Fed::Rings(Box::new(g))),
-                    Some(_) => {
-                        memif::time_window(&socket, warmup, seconds, &window, &stop).map(Fed::Memif)
-                    }
+                    Some(_) => memif::time_window(
+                        &socket,
+                        case.flows.unwrap_or(1),
+                        warmup,
+                        seconds,
+                        &window,
+                        &stop,
+                    )
+                    .map(Fed::Memif),
                 }
             });
         let h = match h {
