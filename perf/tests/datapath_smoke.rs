@@ -165,13 +165,27 @@ fn bad_arguments_are_one_line_errors() {
 
 #[test]
 fn an_interrupted_run_marks_its_line_and_exits_non_zero() {
+    // Both sources: the in-process generator, and the generator process over memif.
+    for source in ["rings", "memif"] {
+        interrupted_run_marks_its_line(source);
+    }
+}
+
+fn interrupted_run_marks_its_line(source: &str) {
     use std::io::{BufRead, BufReader, Read};
     use std::process::Stdio;
 
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let prefix = format!("dp-test-{}-interrupted", std::process::id());
+    let prefix = format!("dp-test-{}-interrupted-{source}", std::process::id());
     let mut child = Command::new(env!("CARGO_BIN_EXE_ctgate-perf"))
-        .args(["datapath", "--quick", "--file-prefix", &prefix])
+        .args([
+            "datapath",
+            "--quick",
+            "--source",
+            source,
+            "--file-prefix",
+            &prefix,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

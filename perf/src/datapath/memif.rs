@@ -13,7 +13,8 @@
 //! The window is timed here ([`time_window`]): from the first packet ctgate's ports
 //! received (over the control socket), `--warmup` and at least until the tracker created
 //! a connection per flow (every flow sent a packet, as with the rings), then `--seconds`; the rates come from
-//! ctgate's port counters read at the window's start and end. ctgate stops once its
+//! ctgate's worker counters (received, sent on both ports) read at the window's start
+//! and end (a signal in the window ends it at the run's final counters). ctgate stops once its
 //! ports have been idle [`IDLE`] after the generator stopped sending.
 //!
 //! What the generator process cannot do is refused by [`check`] with the reason: new
@@ -75,7 +76,8 @@ pub(super) fn check(args: &Args, flows: &[u32]) -> Result<(), String> {
 /// sets `window.started`, waits `seconds`, sets
 /// `window.ended`. Returns the warm-up it waited (seconds from the first packet seen to
 /// the window's start). Both flags are set on every path (the watcher waits for them);
-/// `stop` (the gateway's run ended) ends the waits with an error.
+/// `stop` (the gateway's run ended) ends the waits before the window with an error, and
+/// the window itself early.
 pub(super) fn time_window(
     socket: &Path,
     flows: u32,
@@ -120,7 +122,9 @@ pub(super) fn time_window(
             ));
         }
         window.started.store(true, Ordering::SeqCst);
-        sleep_unless(seconds, stop)?;
+        // A stop in the window (SIGINT/SIGTERM) ends it early: the line is printed,
+        // marked interrupted, over the part that ran.
+        let _ = sleep_unless(seconds, stop);
         Ok(warmup_secs)
     })();
     window.started.store(true, Ordering::SeqCst);

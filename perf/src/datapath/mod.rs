@@ -70,9 +70,9 @@
 //! * with `--source memif` the line ends with `source=memif` and `gen_full`, the share
 //!   of the generator process's TX bursts ctgate's ring did not take whole (near 1:
 //!   ctgate set the rate), and the other keys mean: `gen_cpu` the generator process's CPU share over its whole run;
-//!   `offered_mpps` = `sent_mpps` the packets ctgate's ports received in the window (the
-//!   generator retries what a ring refuses: `gen_drops=0`), `delivered`/`mpps` what
-//!   they sent; `nombuf` and the latency percentiles `-` (its frames carry no stamp);
+//!   `offered_mpps` = `sent_mpps` the packets ctgate's worker received in the window
+//!   (the generator retries what a ring refuses: `gen_drops=0`), `delivered`/`mpps`
+//!   those it sent; `nombuf` and the latency percentiles `-` (its frames carry no stamp);
 //! * `rate`: `max` (unpaced), or the paced new-packet rate in Mpps; with `--load F` a
 //!   second line per case runs paced at F × the unpaced `sent` rate and adds `load=F`;
 //! * `offered_mpps`: new packets the generator built per second, `sent_mpps` those the
@@ -785,8 +785,24 @@ fn run_case(
         Fed::Rings(g) => *g,
         Fed::Memif(warmup_secs) => {
             // The generator never drops (it retries what a ring refuses) and its frames
-            // carry no timestamp: the figures are ctgate's port counters in the window.
-            let (rx, tx, secs) = watched.ports.clone()?;
+            // carry no timestamp: the figures are ctgate's worker counters in the window.
+            let (rx, tx, secs) = match (&watched.ports, watched.ports_at_start) {
+                (Ok(p), _) => *p,
+                // A signal stopped the gateway in the window (its control socket was gone
+                // for the end's read): the window ends with the run, at its final counters.
+                (Err(_), Some((rx0, tx0, at))) if ctx.interrupted.load(Ordering::SeqCst) => {
+                    let rx: u64 = gw.workers.iter().map(|w| w.rx).sum();
+                    let tx: u64 = gw.workers.iter().map(|w| w.tx).sum();
+                    (
+                        rx.saturating_sub(rx0),
+                        tx.saturating_sub(tx0),
+                        at.elapsed().as_secs_f64(),
+                    )
+                }
+                // Stopped before the window's first read: nothing measured.
+                (Err(_), None) if ctx.interrupted.load(Ordering::SeqCst) => (0, 0, 0.0),
+                (Err(e), _) => return Err(e.clone()),
+            };
             watched.gen_cpu = gen_figs.and_then(|g| g.cpu);
             GenResult {
                 generated: rx,
@@ -794,8 +810,8 @@ fn run_case(
                 reflect_drops: 0,
                 nombuf: 0,
                 late: 0,
-                delivered_in: tx[0],
-                delivered_out: tx[1],
+                delivered_in: tx,
+                delivered_out: 0,
                 answers: 0,
                 foreign: 0,
                 datagrams: 0,
@@ -910,9 +926,11 @@ fn run_case(
 struct Watched {
     /// (connections created, seconds between the reads), or why not.
     created: Result<(u64, f64), String>,
-    /// Packets ctgate's ports received (both) and sent (port 0, port 1) between the
-    /// reads, and the seconds between them.
-    ports: Result<(u64, [u64; 2], f64), String>,
+    /// Packets ctgate's workers received and sent (both ports) between the reads, and
+    /// the seconds between them.
+    ports: Result<(u64, u64, f64), String>,
+    /// The workers' counters at the window's start (rx, tx), and when they were read.
+    ports_at_start: Option<(u64, u64, Instant)>,
     /// Share of a CPU that ctgate's worker threads and the generator thread ran in the
     /// window (from /proc/self/task/*/schedstat), if readable.
     worker_cpu: Option<f64>,
@@ -924,6 +942,7 @@ impl Watched {
         Watched {
             created: Err(e.clone()),
             ports: Err(e),
+            ports_at_start: None,
             worker_cpu: None,
             gen_cpu: None,
         }
@@ -970,11 +989,11 @@ fn watch_window(socket: &std::path::Path, window: &WindowFlags, started: Instant
     };
     wait(&window.started);
     let (t0, w0, g0) = cpu();
+    let a = read_stats(socket);
     eprintln!(
         "[datapath {:.1}s] measuring",
         started.elapsed().as_secs_f64()
     );
-    let a = read_stats(socket);
     wait(&window.ended);
     let (t1, w1, g1) = cpu();
     let b = read_stats(socket);
@@ -994,13 +1013,11 @@ fn watch_window(socket: &std::path::Path, window: &WindowFlags, started: Instant
             let b = b.map_err(Clone::clone)?;
             Ok((
                 b.rx.saturating_sub(a.rx),
-                [
-                    b.tx[0].saturating_sub(a.tx[0]),
-                    b.tx[1].saturating_sub(a.tx[1]),
-                ],
+                b.tx.saturating_sub(a.tx),
                 between(a, b),
             ))
         }),
+        ports_at_start: a.ok().map(|a| (a.rx, a.tx, a.at)),
         worker_cpu: share(w0, w1),
         gen_cpu: share(g0, g1),
     }
@@ -1010,9 +1027,9 @@ fn watch_window(socket: &std::path::Path, window: &WindowFlags, started: Instant
 struct Stats {
     /// The tracker's `created` counter, if the reply had one.
     created: Option<u64>,
-    /// Packets received by all ports; sent by ports 0 and 1.
+    /// Packets all workers received and sent (on every port).
     rx: u64,
-    tx: [u64; 2],
+    tx: u64,
     /// When the reply came.
     at: Instant,
 }
@@ -1037,14 +1054,12 @@ fn read_stats(socket: &std::path::Path) -> Result<Stats, String> {
             .filter(|l| l.starts_with("conntrack "))
             .find_map(|l| field_u64(l, "created")),
         rx: 0,
-        tx: [0; 2],
+        tx: 0,
         at,
     };
-    for l in text.lines().filter(|l| l.starts_with("port=")) {
+    for l in text.lines().filter(|l| l.starts_with("worker=")) {
         s.rx += field_u64(l, "rx").unwrap_or(0);
-        if let (Some(p @ 0..=1), Some(tx)) = (field_u64(l, "port"), field_u64(l, "tx")) {
-            s.tx[p as usize] = tx;
-        }
+        s.tx += field_u64(l, "tx").unwrap_or(0);
     }
     Ok(s)
 }
