@@ -51,6 +51,20 @@ pub struct GenFigures {
     pub full: Option<f64>,
 }
 
+impl GenFigures {
+    /// No figures: a generator that printed no line (shown as `-`, rates 0).
+    pub fn unknown() -> GenFigures {
+        GenFigures {
+            sent_mpps: 0.0,
+            mpps: 0.0,
+            sent: 0,
+            received: 0,
+            cpu: None,
+            full: None,
+        }
+    }
+}
+
 /// `ctgate-perf gen` serving memif sockets on CPU 0, stopped by PID.
 pub struct GenProcess {
     child: Option<Child>,

@@ -139,7 +139,7 @@ use ctgate::dpdk::{self, Eal, EalToken, Mempool, Ring};
 use ctgate::pipeline::DropReason;
 
 use crate::gen::RepliesTo;
-use crate::gen_process::{GenProcess, GenSpec};
+use crate::gen_process::{GenFigures, GenProcess, GenSpec};
 use crate::gen_traffic::{CLIENT_MAC, ROUTER_MAC};
 use crate::plot::Line;
 use gen::{Flows, GenConfig, GenResult, Rings, WindowFlags};
@@ -776,8 +776,18 @@ fn run_case(
     });
     drain_rings(&rings);
     let _ = std::fs::remove_file(&socket);
-    // The gateway detached: the generator process stops and prints its figures.
-    let gen_figs = gen_proc.take().map(GenProcess::finish).transpose();
+    // The gateway detached: the generator process stops and prints its figures. After a
+    // signal it may have none: the gateway's memif clients go at once, and the generator,
+    // still polling them, can die with them (SIGSEGV in net_memif, seen in
+    // `datapath_smoke`); the line is ctgate's counters either way, the generator's keys `-`.
+    let gen_figs = match gen_proc.take().map(GenProcess::finish).transpose() {
+        Err(e) if ctx.interrupted.load(Ordering::SeqCst) => {
+            let why = e.lines().next().unwrap_or_default().to_string();
+            eprintln!("ctgate-perf: interrupted: no figures from the generator process ({why})");
+            Ok(Some(GenFigures::unknown()))
+        }
+        r => r,
+    };
     let gw = gw?;
     let gen_figs = gen_figs?;
     let mut watched = watched;
