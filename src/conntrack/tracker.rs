@@ -935,6 +935,7 @@ impl<'a> CtWorker<'a> {
     }
 
     /// No live connection has the packet's key.
+    #[allow(clippy::too_many_arguments)]
     fn miss(
         &mut self,
         p: &ParsedPacket,
