@@ -65,9 +65,10 @@ impl CtWorker<'_> {
             });
             if expired.len() >= REMOVE_BATCH || i + 1 == todo {
                 // What the removals write, fetched for the whole batch first: the other
-                // direction's bucket and the zone-list neighbours, random lines each.
+                // direction's bucket, the record's lock line and the zone-list
+                // neighbours, random lines each.
                 for &(idx, _) in &expired {
-                    table.prefetch_unlink(idx);
+                    table.prefetch_removal(idx);
                     Zones::prefetch_neighbours(table, idx);
                 }
                 for (idx, gen) in expired.drain(..) {

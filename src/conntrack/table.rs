@@ -356,10 +356,15 @@ impl ConnTable {
         }
     }
 
-    /// Prefetches the two buckets [`ConnTable::unlink`] of record `idx` locks (its key
-    /// lines should be in cache: the hashes are computed from them).
+    /// Prefetches what removing record `idx` writes besides its first line (which should
+    /// be in cache: the hashes are computed from its keys): the two buckets
+    /// [`ConnTable::unlink`] locks, and the record's second line, whose lock
+    /// [`ConnTable::release`] takes.
     #[inline]
-    pub fn prefetch_unlink(&self, idx: u32) {
+    pub fn prefetch_removal(&self, idx: u32) {
+        if let Some(c) = self.conns.get(idx as usize) {
+            c.prefetch_all();
+        }
         for dir in [DIR_ORIG, DIR_REPLY] {
             self.prefetch_bucket(self.hasher.hash_words(&self.key_words(idx, dir)));
         }
