@@ -105,7 +105,9 @@ impl L4Kind {
         (st.proto_state == proto_state).then_some(r)
     }
 
-    #[inline]
+    /// Inlined into the caller's locked update, so that the state the caller decoded from
+    /// the record stays in registers ([`tcp::Tcp`]'s `update`).
+    #[inline(always)]
     pub fn update(
         self,
         p: &ParsedPacket,
