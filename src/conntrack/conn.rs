@@ -380,10 +380,7 @@ impl Conn {
         self.is_live(gen).then_some(ps)
     }
 
-    /// Takes the connection lock and runs `f` on the L4 state, decoded from the words
-    /// into a local and encoded back (only the words that changed are stored). The
-    /// per-packet update inlines into `f` (`L4Kind::update`), so the local stays in
-    /// registers: no copy through memory, and no wide load of narrow fields just written.
+    /// Takes the connection lock and runs `f` on the L4 state.
     #[inline]
     pub(crate) fn with_l4<R>(&self, f: impl FnOnce(&mut L4State) -> R) -> R {
         let cell = &self.l4;
@@ -393,8 +390,7 @@ impl Conn {
             cell.words[1].load(Ordering::Relaxed),
             cell.words[2].load(Ordering::Relaxed),
         ];
-        let ps = cell.proto_state.load(Ordering::Relaxed);
-        let mut st = L4State::from_words(w, ps);
+        let mut st = L4State::from_words(w, cell.proto_state.load(Ordering::Relaxed));
         let r = f(&mut st);
         let n = st.to_words();
         for (slot, (new, old)) in cell.words.iter().zip(n.into_iter().zip(w)) {
@@ -402,9 +398,7 @@ impl Conn {
                 slot.store(new, Ordering::Relaxed);
             }
         }
-        if st.proto_state != ps {
-            cell.proto_state.store(st.proto_state, Ordering::Relaxed);
-        }
+        cell.proto_state.store(st.proto_state, Ordering::Relaxed);
         r
     }
 

@@ -845,15 +845,11 @@ impl<'a> CtWorker<'a> {
             let reply = hit.dir == DIR_REPLY;
             // A packet that changes nothing (the steady packets of UDP, ICMP and other
             // protocols' connections) is answered without the lock; the others update
-            // under it. A TCP segment always does (its state is more than the byte), and
-            // skips the byte's read between two generation checks.
-            let steady = if kind == L4Kind::Tcp {
-                None
-            } else {
-                c.peek_proto_state(hit.gen)
-                    .and_then(|ps| kind.steady(p, ps, reply))
-                    .filter(|(_, tattr)| tattr.is_none_or(|a| c.attr_is(a)))
-            };
+            // under it.
+            let steady = c
+                .peek_proto_state(hit.gen)
+                .and_then(|ps| kind.steady(p, ps, reply))
+                .filter(|(_, tattr)| tattr.is_none_or(|a| c.attr_is(a)));
             let upd = match steady {
                 Some((res, tattr)) => Some((res, tattr, false)),
                 None => c.with_l4(|st| {

@@ -105,9 +105,7 @@ impl L4Kind {
         (st.proto_state == proto_state).then_some(r)
     }
 
-    /// Inlined into the caller's locked update, so that the state the caller decoded from
-    /// the record stays in registers ([`tcp::Tcp`]'s `update`).
-    #[inline(always)]
+    #[inline]
     pub fn update(
         self,
         p: &ParsedPacket,

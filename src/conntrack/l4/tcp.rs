@@ -45,7 +45,6 @@ fn seq_geq(a: u32, b: u32) -> bool {
 }
 
 /// Flag combinations no TCP stack sends (pf's scrub check).
-#[inline]
 pub fn invalid_flags(flags: u8) -> bool {
     if flags & f::SYN != 0 {
         if flags & (f::RST | f::FIN) != 0 {
@@ -75,7 +74,6 @@ fn wscale_of(t: &TcpSummary) -> u8 {
 }
 
 /// The timeout class for the pair of peer states after a valid segment.
-#[inline]
 pub fn timeout_for(src: &TcpPeer, dst: &TcpPeer) -> TimeoutAttr {
     use TcpState::*;
     if src.state >= FinWait2 && dst.state >= FinWait2 {
@@ -136,13 +134,6 @@ impl L4Proto for Tcp {
         TimeoutAttr::TcpSynSent
     }
 
-    /// Inlined into the caller's update under the connection's lock (`Conn::with_l4`),
-    /// with the peers copied into locals by value and written back with constant
-    /// indices, so that the state decoded from the record's words stays in registers and
-    /// is encoded back from them: out of line, the state went through memory and its
-    /// encode read two 4-byte fields just written as one 8-byte load, a store-forwarding
-    /// stall on every segment (`ctgate-perf step --proto tcp`).
-    #[inline(always)]
     fn update(
         p: &ParsedPacket,
         st: &mut L4State,
@@ -152,157 +143,146 @@ impl L4Proto for Tcp {
         let Some(t) = tcp_of(p) else {
             return (UpdateResult::Invalid, None);
         };
-        let [a, b] = st.peer;
+        let flags = t.flags;
+        if invalid_flags(flags) {
+            return (UpdateResult::Invalid, None);
+        }
+        let (a, b) = st.peer.split_at_mut(1);
         // `src` sent the segment, `dst` receives it.
-        let (mut src, mut dst) = if reply { (b, a) } else { (a, b) };
-        let r = segment(t, &mut src, &mut dst, seq_check);
-        st.peer = if reply { [dst, src] } else { [src, dst] };
-        r
-    }
-}
+        let (src, dst) = if reply {
+            (&mut b[0], &mut a[0])
+        } else {
+            (&mut a[0], &mut b[0])
+        };
 
-/// The update of a connection's peers by segment `t` from `src` to `dst`
-/// ([`Tcp::update`]).
-#[inline(always)]
-fn segment(
-    t: &TcpSummary,
-    src: &mut TcpPeer,
-    dst: &mut TcpPeer,
-    seq_check: bool,
-) -> (UpdateResult, Option<TimeoutAttr>) {
-    let flags = t.flags;
-    if invalid_flags(flags) {
-        return (UpdateResult::Invalid, None);
-    }
+        // Port reuse: a fresh SYN on a connection whose both sides have closed.
+        if flags & (f::SYN | f::ACK) == f::SYN
+            && dst.state >= TcpState::FinWait2
+            && src.state >= TcpState::FinWait2
+        {
+            src.state = TcpState::Closed;
+            dst.state = TcpState::Closed;
+            return (UpdateResult::Recreate, None);
+        }
 
-    // Port reuse: a fresh SYN on a connection whose both sides have closed.
-    if flags & (f::SYN | f::ACK) == f::SYN
-        && dst.state >= TcpState::FinWait2
-        && src.state >= TcpState::FinWait2
-    {
-        src.state = TcpState::Closed;
-        dst.state = TcpState::Closed;
-        return (UpdateResult::Recreate, None);
-    }
+        // A SYN (without ACK) from a side that is still opening: a retransmitted or
+        // shotgunned SYN. It stays `new` and leaves the window state alone (OVS
+        // tcp_conn_update), so it cannot corrupt the receiver's not-yet-known window.
+        if flags & (f::SYN | f::ACK) == f::SYN && src.state <= TcpState::SynSent {
+            src.state = TcpState::SynSent;
+            return (UpdateResult::ValidNew, Some(TimeoutAttr::TcpSynSent));
+        }
 
-    // A SYN (without ACK) from a side that is still opening: a retransmitted or
-    // shotgunned SYN. It stays `new` and leaves the window state alone (OVS
-    // tcp_conn_update), so it cannot corrupt the receiver's not-yet-known window.
-    if flags & (f::SYN | f::ACK) == f::SYN && src.state <= TcpState::SynSent {
-        src.state = TcpState::SynSent;
-        return (UpdateResult::ValidNew, Some(TimeoutAttr::TcpSynSent));
-    }
+        let mut sws: u8 = 0;
+        let mut dws: u8 = 0;
+        if src.wscale & WSCALE_FLAG != 0 && dst.wscale & WSCALE_FLAG != 0 && flags & f::SYN == 0 {
+            sws = src.wscale & WSCALE_MASK;
+            dws = dst.wscale & WSCALE_MASK;
+        } else if src.wscale & WSCALE_UNKNOWN != 0
+            && dst.wscale & WSCALE_UNKNOWN != 0
+            && flags & f::SYN == 0
+        {
+            sws = MAX_WSCALE;
+            dws = MAX_WSCALE;
+        }
 
-    let mut sws: u8 = 0;
-    let mut dws: u8 = 0;
-    if src.wscale & WSCALE_FLAG != 0 && dst.wscale & WSCALE_FLAG != 0 && flags & f::SYN == 0 {
-        sws = src.wscale & WSCALE_MASK;
-        dws = dst.wscale & WSCALE_MASK;
-    } else if src.wscale & WSCALE_UNKNOWN != 0
-        && dst.wscale & WSCALE_UNKNOWN != 0
-        && flags & f::SYN == 0
-    {
-        sws = MAX_WSCALE;
-        dws = MAX_WSCALE;
-    }
+        // The receiving end of a connection learned from a sync peer that has not sent
+        // since: its sequence numbers are unknown until its own next segment (0/0, see
+        // below), so this segment's ack is neither checked against them nor slides them.
+        let dst_unknown = dst.state >= TcpState::SynSent && dst.seqlo == 0 && dst.seqhi == 0;
 
-    // The receiving end of a connection learned from a sync peer that has not sent
-    // since: its sequence numbers are unknown until its own next segment (0/0, see
-    // below), so this segment's ack is neither checked against them nor slides them.
-    let dst_unknown = dst.state >= TcpState::SynSent && dst.seqlo == 0 && dst.seqhi == 0;
+        let mut win = t.window as u32;
+        let p_len = t.payload_len as u32;
+        let orig_seq = t.seq;
+        let mut seq = t.seq;
+        let mut ack = t.ack;
+        let mut end;
+        let mut check_ackskew = true;
 
-    let mut win = t.window as u32;
-    let p_len = t.payload_len as u32;
-    let orig_seq = t.seq;
-    let mut seq = t.seq;
-    let mut ack = t.ack;
-    let mut end;
-    let mut check_ackskew = true;
-
-    if src.state < TcpState::SynSent {
-        // First segment from this end: set its state.
-        end = seq.wrapping_add(p_len);
-        if flags & f::SYN != 0 {
-            end = end.wrapping_add(1);
-            if dst.wscale & WSCALE_FLAG != 0 {
-                src.wscale = wscale_of(t);
-                if src.wscale & WSCALE_FLAG != 0 {
-                    // Remove the scale factor from the initial window.
-                    sws = src.wscale & WSCALE_MASK;
-                    win = win.div_ceil(1 << sws);
-                    dws = dst.wscale & WSCALE_MASK;
-                } else {
-                    // Fix up the other window (u16 as in pf), in case of a
-                    // retransmitted SYN|ACK.
-                    dst.max_win = dst.max_win.wrapping_shl((dst.wscale & WSCALE_MASK) as u32);
-                    dst.wscale = 0;
+        if src.state < TcpState::SynSent {
+            // First segment from this end: set its state.
+            end = seq.wrapping_add(p_len);
+            if flags & f::SYN != 0 {
+                end = end.wrapping_add(1);
+                if dst.wscale & WSCALE_FLAG != 0 {
+                    src.wscale = wscale_of(t);
+                    if src.wscale & WSCALE_FLAG != 0 {
+                        // Remove the scale factor from the initial window.
+                        sws = src.wscale & WSCALE_MASK;
+                        win = win.div_ceil(1 << sws);
+                        dws = dst.wscale & WSCALE_MASK;
+                    } else {
+                        // Fix up the other window (u16 as in pf), in case of a
+                        // retransmitted SYN|ACK.
+                        dst.max_win = dst.max_win.wrapping_shl((dst.wscale & WSCALE_MASK) as u32);
+                        dst.wscale = 0;
+                    }
                 }
             }
-        }
-        if flags & f::FIN != 0 {
-            end = end.wrapping_add(1);
-        }
-        src.seqlo = seq;
-        src.state = TcpState::SynSent;
-        // Slide the window if seqhi was set by a mid-stream pick-up.
-        let reach = end.wrapping_add(((dst.max_win as u32) << dws).max(1));
-        if src.seqhi == 1 || seq_geq(reach, src.seqhi) {
-            src.seqhi = reach;
-            // Picking up a new or already established connection: be lenient on
-            // the ack skew.
+            if flags & f::FIN != 0 {
+                end = end.wrapping_add(1);
+            }
+            src.seqlo = seq;
+            src.state = TcpState::SynSent;
+            // Slide the window if seqhi was set by a mid-stream pick-up.
+            let reach = end.wrapping_add(((dst.max_win as u32) << dws).max(1));
+            if src.seqhi == 1 || seq_geq(reach, src.seqhi) {
+                src.seqhi = reach;
+                // Picking up a new or already established connection: be lenient on
+                // the ack skew.
+                check_ackskew = false;
+            }
+            if win > src.max_win as u32 {
+                src.max_win = win as u16;
+            }
+        } else if src.seqhi == 0 && src.seqlo == 0 {
+            // A connection learned from a sync peer (`conntrack::learn`): the state is
+            // known, this end's sequence numbers are not; take them from this segment, with
+            // the lenience of a mid-stream pick-up.
+            end = seq.wrapping_add(p_len);
+            if flags & f::SYN != 0 {
+                end = end.wrapping_add(1);
+            }
+            if flags & f::FIN != 0 {
+                end = end.wrapping_add(1);
+            }
+            src.seqlo = seq;
+            src.seqhi = end.wrapping_add(((dst.max_win as u32) << dws).max(1));
             check_ackskew = false;
+            if win > src.max_win as u32 {
+                src.max_win = win as u16;
+            }
+        } else {
+            end = seq.wrapping_add(p_len);
+            if flags & f::SYN != 0 {
+                end = end.wrapping_add(1);
+            }
+            if flags & f::FIN != 0 {
+                end = end.wrapping_add(1);
+            }
         }
-        if win > src.max_win as u32 {
-            src.max_win = win as u16;
-        }
-    } else if src.seqhi == 0 && src.seqlo == 0 {
-        // A connection learned from a sync peer (`conntrack::learn`): the state is
-        // known, this end's sequence numbers are not; take them from this segment, with
-        // the lenience of a mid-stream pick-up.
-        end = seq.wrapping_add(p_len);
-        if flags & f::SYN != 0 {
-            end = end.wrapping_add(1);
-        }
-        if flags & f::FIN != 0 {
-            end = end.wrapping_add(1);
-        }
-        src.seqlo = seq;
-        src.seqhi = end.wrapping_add(((dst.max_win as u32) << dws).max(1));
-        check_ackskew = false;
-        if win > src.max_win as u32 {
-            src.max_win = win as u16;
-        }
-    } else {
-        end = seq.wrapping_add(p_len);
-        if flags & f::SYN != 0 {
-            end = end.wrapping_add(1);
-        }
-        if flags & f::FIN != 0 {
-            end = end.wrapping_add(1);
-        }
-    }
 
-    if flags & f::ACK == 0 {
-        // Let it pass the ack skew check.
-        ack = dst.seqlo;
-    } else if ack == 0 && flags & (f::ACK | f::RST) == (f::ACK | f::RST) {
-        // Broken stacks send RST|ACK with ack 0.
-        ack = dst.seqlo;
-    }
+        if flags & f::ACK == 0 {
+            // Let it pass the ack skew check.
+            ack = dst.seqlo;
+        } else if ack == 0 && flags & (f::ACK | f::RST) == (f::ACK | f::RST) {
+            // Broken stacks send RST|ACK with ack 0.
+            ack = dst.seqlo;
+        }
 
-    if seq == end {
-        // Ease sequencing restrictions on segments without data.
-        seq = src.seqlo;
-        end = seq;
-    }
+        if seq == end {
+            // Ease sequencing restrictions on segments without data.
+            seq = src.seqlo;
+            end = seq;
+        }
 
-    let ackskew: i64 = if check_ackskew && !dst_unknown {
-        dst.seqlo.wrapping_sub(ack) as i32 as i64
-    } else {
-        0
-    };
-    let dst_win = (dst.max_win as u32) << dws;
-    let in_window = seq_geq(src.seqhi, end)
+        let ackskew: i64 = if check_ackskew && !dst_unknown {
+            dst.seqlo.wrapping_sub(ack) as i32 as i64
+        } else {
+            0
+        };
+        let dst_win = (dst.max_win as u32) << dws;
+        let in_window = seq_geq(src.seqhi, end)
             // Retransmission: not more than one window back.
             && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
             // Acking not more than one reassembled fragment backwards.
@@ -315,66 +295,67 @@ fn segment(
                 || orig_seq == src.seqlo.wrapping_add(1)
                 || orig_seq.wrapping_add(1) == src.seqlo);
 
-    if in_window || !seq_check {
-        if (src.max_win as u32) < win {
-            src.max_win = win as u16;
-        }
-        if seq_gt(end, src.seqlo) {
-            src.seqlo = end;
-        }
-        // Slide the window of what the other end can send.
-        let wins = win << sws;
-        if !dst_unknown && seq_geq(ack.wrapping_add(wins), dst.seqhi) {
-            dst.seqhi = ack.wrapping_add(wins.max(1));
-        }
-        if flags & f::SYN != 0 && src.state < TcpState::SynSent {
-            src.state = TcpState::SynSent;
-        }
-        if flags & f::FIN != 0 && src.state < TcpState::Closing {
-            src.state = TcpState::Closing;
-        }
-        if flags & f::ACK != 0 {
-            if dst.state == TcpState::SynSent {
-                dst.state = TcpState::Established;
-            } else if dst.state == TcpState::Closing {
-                dst.state = TcpState::FinWait2;
+        if in_window || !seq_check {
+            if (src.max_win as u32) < win {
+                src.max_win = win as u16;
             }
+            if seq_gt(end, src.seqlo) {
+                src.seqlo = end;
+            }
+            // Slide the window of what the other end can send.
+            let wins = win << sws;
+            if !dst_unknown && seq_geq(ack.wrapping_add(wins), dst.seqhi) {
+                dst.seqhi = ack.wrapping_add(wins.max(1));
+            }
+            if flags & f::SYN != 0 && src.state < TcpState::SynSent {
+                src.state = TcpState::SynSent;
+            }
+            if flags & f::FIN != 0 && src.state < TcpState::Closing {
+                src.state = TcpState::Closing;
+            }
+            if flags & f::ACK != 0 {
+                if dst.state == TcpState::SynSent {
+                    dst.state = TcpState::Established;
+                } else if dst.state == TcpState::Closing {
+                    dst.state = TcpState::FinWait2;
+                }
+            }
+            if flags & f::RST != 0 {
+                src.state = TcpState::TimeWait;
+                dst.state = TcpState::TimeWait;
+            }
+            let tm = timeout_for(src, dst);
+            (UpdateResult::Valid, Some(tm))
+        } else if (dst.state < TcpState::SynSent
+            || dst.state >= TcpState::FinWait2
+            || src.state >= TcpState::FinWait2)
+            && seq_geq(src.seqhi.wrapping_add(MAX_ACK_WINDOW as u32), end)
+            && seq_geq(seq, src.seqlo.wrapping_sub(MAX_ACK_WINDOW as u32))
+        {
+            // Shotgunned SYNs before the peer replied, a stream picked up after the state
+            // was lost, or stray segments right after close: accept without refreshing the
+            // timeout, so a flood cannot keep the entry alive.
+            if (src.max_win as u32) < win {
+                src.max_win = win as u16;
+            }
+            if seq_gt(end, src.seqlo) {
+                src.seqlo = end;
+            }
+            let wins = win << sws;
+            if !dst_unknown && seq_geq(ack.wrapping_add(wins), dst.seqhi) {
+                dst.seqhi = ack.wrapping_add(wins.max(1));
+            }
+            if flags & f::FIN != 0 && src.state < TcpState::Closing {
+                src.state = TcpState::Closing;
+            }
+            if flags & f::RST != 0 {
+                src.state = TcpState::TimeWait;
+                dst.state = TcpState::TimeWait;
+            }
+            (UpdateResult::Valid, None)
+        } else {
+            (UpdateResult::Invalid, None)
         }
-        if flags & f::RST != 0 {
-            src.state = TcpState::TimeWait;
-            dst.state = TcpState::TimeWait;
-        }
-        let tm = timeout_for(src, dst);
-        (UpdateResult::Valid, Some(tm))
-    } else if (dst.state < TcpState::SynSent
-        || dst.state >= TcpState::FinWait2
-        || src.state >= TcpState::FinWait2)
-        && seq_geq(src.seqhi.wrapping_add(MAX_ACK_WINDOW as u32), end)
-        && seq_geq(seq, src.seqlo.wrapping_sub(MAX_ACK_WINDOW as u32))
-    {
-        // Shotgunned SYNs before the peer replied, a stream picked up after the state
-        // was lost, or stray segments right after close: accept without refreshing the
-        // timeout, so a flood cannot keep the entry alive.
-        if (src.max_win as u32) < win {
-            src.max_win = win as u16;
-        }
-        if seq_gt(end, src.seqlo) {
-            src.seqlo = end;
-        }
-        let wins = win << sws;
-        if !dst_unknown && seq_geq(ack.wrapping_add(wins), dst.seqhi) {
-            dst.seqhi = ack.wrapping_add(wins.max(1));
-        }
-        if flags & f::FIN != 0 && src.state < TcpState::Closing {
-            src.state = TcpState::Closing;
-        }
-        if flags & f::RST != 0 {
-            src.state = TcpState::TimeWait;
-            dst.state = TcpState::TimeWait;
-        }
-        (UpdateResult::Valid, None)
-    } else {
-        (UpdateResult::Invalid, None)
     }
 }
 
