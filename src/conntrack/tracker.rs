@@ -60,6 +60,13 @@ pub trait ReplyTuples {
     /// The `n`-th candidate reply key for a new connection `orig` (n = 0, 1, …), or `None`
     /// when the candidates are exhausted. Must be bounded.
     fn candidate(&self, orig: &ConnKey, n: u32) -> Option<ConnKey>;
+    /// The reply key a new connection `orig` most likely gets, only to prefetch its
+    /// bucket: no side effect (no state made, nothing reserved), and a wrong guess costs
+    /// only a wasted prefetch. By default the first candidate; a source of candidates
+    /// that makes state to answer (`crate::nat::mapping`) guesses instead.
+    fn hint(&self, orig: &ConnKey) -> Option<ConnKey> {
+        self.candidate(orig, 0)
+    }
 }
 
 /// Told when connections are created and removed, so that a layer above can keep state
@@ -740,13 +747,17 @@ impl<'a> CtWorker<'a> {
         if pkts.len() > 1 {
             for m in pkts.iter() {
                 if m.plain && !table.prefetch_candidate(m.hash) && m.commit {
-                    // Likely a new connection with NAT: start fetching the bucket of its
-                    // first candidate reply tuple, which the creation checks and inserts
-                    // into (a miss of its own at scale).
-                    if let Some(spec) = m.nat.and_then(|i| nat.get(i as usize)) {
-                        if let Some(reply) = spec.candidate(&ConnKey::from_words(&m.words), 0) {
-                            table.prefetch_bucket(table.hasher().hash_words(&reply.to_words()));
-                        }
+                    // Likely a new connection: start fetching the bucket of its reply key
+                    // (its NAT's likely first candidate, else the original reversed),
+                    // which the creation checks and inserts into: a miss of its own at
+                    // scale, half the creation's stall when left to the insert.
+                    let orig = ConnKey::from_words(&m.words);
+                    let reply = match m.nat.and_then(|i| nat.get(i as usize)) {
+                        Some(spec) => spec.hint(&orig),
+                        None => Some(orig.reversed()),
+                    };
+                    if let Some(reply) = reply {
+                        table.prefetch_bucket(table.hasher().hash_words(&reply.to_words()));
                     }
                 }
             }

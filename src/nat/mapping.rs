@@ -44,7 +44,7 @@
 //! ([`Mappings::new`]'s `max`), past it a new inside endpoint gets no mapping (its
 //! connection is refused as `nat_exhausted`).
 
-use super::{pick, NatSpec, Side};
+use super::{pick, NatRange, NatSpec, Side};
 use crate::conntrack::key::KeyHasher;
 use crate::conntrack::sync::SpinLock;
 use crate::conntrack::{ConnHooks, ConnKey, CtState, ReplyTuples};
@@ -558,28 +558,44 @@ pub struct Mapped<'a> {
     pub now: u64,
 }
 
+impl Mapped<'_> {
+    /// The SNAT range when this connection's source translation goes through the mapping
+    /// table (TCP or UDP, a spec with SNAT that applies to it).
+    fn mapped_snat(&self, orig: &ConnKey) -> Option<&NatRange> {
+        match &self.spec.snat {
+            Some(r) if mapped_proto(orig.proto) && self.spec.applies(orig) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The reply key before the source translation: the destination translated when the
+    /// spec also has DNAT, else the original reversed.
+    fn reply_before_snat(&self, orig: &ConnKey) -> Option<ConnKey> {
+        match self.spec.dnat {
+            Some(_) => NatSpec {
+                snat: None,
+                dnat: self.spec.dnat,
+            }
+            .candidate(orig, 0),
+            None => Some(orig.reversed()),
+        }
+    }
+}
+
 impl ReplyTuples for Mapped<'_> {
     fn flags(&self, orig: &ConnKey) -> u8 {
         self.spec.flags(orig)
     }
 
     fn candidate(&self, orig: &ConnKey, n: u32) -> Option<ConnKey> {
-        let snat = match &self.spec.snat {
-            Some(r) if mapped_proto(orig.proto) && self.spec.applies(orig) => r,
-            _ => return self.spec.candidate(orig, n),
+        let Some(snat) = self.mapped_snat(orig) else {
+            return self.spec.candidate(orig, n);
         };
         // One candidate: the mapping's (another port would break endpoint-independence).
         if n > 0 {
             return None;
         }
-        let mut reply = match self.spec.dnat {
-            Some(_) => NatSpec {
-                snat: None,
-                dnat: self.spec.dnat,
-            }
-            .candidate(orig, 0)?,
-            None => orig.reversed(),
-        };
+        let mut reply = self.reply_before_snat(orig)?;
         let (addr, port) = self
             .maps
             .get_or_create(&Endpoint::src_of(orig), self.now, |i| {
@@ -588,6 +604,22 @@ impl ReplyTuples for Mapped<'_> {
                     (_, None) => None,
                 }
             })?;
+        reply.dst = addr;
+        reply.dport = port;
+        Some(reply)
+    }
+
+    /// The mapping an inside endpoint would get when its first candidate is free (the
+    /// usual case: its own port kept), without the mapping table: [`Mapped::candidate`]
+    /// makes the mapping, and the burst's prefetch pass must not (nor pay its locks).
+    fn hint(&self, orig: &ConnKey) -> Option<ConnKey> {
+        let Some(snat) = self.mapped_snat(orig) else {
+            return self.spec.candidate(orig, 0);
+        };
+        let mut reply = self.reply_before_snat(orig)?;
+        let (addr, Some(port)) = pick(snat, Side::Snat, orig, 0)? else {
+            return None;
+        };
         reply.dst = addr;
         reply.dport = port;
         Some(reply)
@@ -800,5 +832,36 @@ mod tests {
             Some(Filtering::AddressDependent)
         );
         assert_eq!(Filtering::from_name("full-cone"), None);
+    }
+
+    #[test]
+    fn the_prefetch_hint_guesses_a_fresh_endpoints_mapping_without_making_one() {
+        let maps = Mappings::new(1024);
+        let spec = NatSpec {
+            snat: Some("192.0.2.1-192.0.2.4".parse().unwrap()),
+            dnat: None,
+        };
+        let m = Mapped {
+            spec: &spec,
+            maps: &maps,
+            now: 0,
+        };
+        let (src, dst) = (ep("10.0.0.2", 40000), ep("198.51.100.7", 53));
+        let orig = ConnKey {
+            src: src.addr,
+            dst: dst.addr,
+            sport: src.port,
+            dport: dst.port,
+            zone: 1,
+            proto: proto::UDP,
+            family: src.family,
+        };
+        let hint = m.hint(&orig).unwrap();
+        assert_eq!(maps.len(), 0, "the hint made a mapping");
+        assert_eq!(maps.lookup_in(&src, 0), None);
+        assert_eq!(hint.dport, 40000, "the port is kept when free");
+        // The guess is what the creation then gets.
+        assert_eq!(m.candidate(&orig, 0), Some(hint));
+        assert_eq!(maps.len(), 1);
     }
 }
