@@ -339,6 +339,12 @@ impl Mappings {
         (self.by_in.bytes() + self.by_out.bytes() + std::mem::size_of_val(&*self.recs)) as u64
     }
 
+    /// Starts fetching the bucket of inside endpoint `inside` (no lock, no effect).
+    pub fn prefetch(&self, inside: &Endpoint) {
+        let h = inside.hash(&self.hasher);
+        self.by_in.prefetch(self.by_in.bucket_of(h));
+    }
+
     fn rec(&self, i: u32) -> Option<&Rec> {
         self.recs.get(i as usize)
     }
@@ -822,11 +828,14 @@ impl ReplyTuples for Mapped<'_> {
 
     /// The mapping an inside endpoint would get when its first candidate is free (the
     /// usual case: its own port kept), without the mapping table: [`Mapped::candidate`]
-    /// makes the mapping, and the burst's prefetch pass must not (nor pay its locks).
+    /// makes the mapping, and the burst's prefetch pass must not (nor pay its locks). It
+    /// does start fetching the inside endpoint's bucket, which the creation locks first
+    /// (a miss of its own at scale).
     fn hint(&self, orig: &ConnKey) -> Option<ConnKey> {
         let Some(snat) = self.mapped_snat(orig) else {
             return self.spec.candidate(orig, 0);
         };
+        self.maps.prefetch(&Endpoint::src_of(orig));
         let mut reply = self.reply_before_snat(orig)?;
         let (addr, Some(port)) = pick(snat, Side::Snat, orig, 0)? else {
             return None;

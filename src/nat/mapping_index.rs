@@ -21,7 +21,7 @@
 //! so that all-zero memory is an empty, unlocked index ([`ZeroedPages`]). The overflow pool's lock is a leaf: taken with a bucket locked, nothing is
 //! locked under it.
 
-use crate::conntrack::sync::SpinLock;
+use crate::conntrack::sync::{prefetch, SpinLock};
 use crate::dpdk::{PageSize, ZeroedPages};
 use bytemuck::Zeroable;
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
@@ -90,6 +90,13 @@ impl Index {
     /// The bucket of hash `h`.
     pub fn bucket_of(&self, h: u64) -> usize {
         h as usize & self.mask
+    }
+
+    /// Starts fetching bucket `b` (masked to the array) into the cache.
+    pub fn prefetch(&self, b: usize) {
+        if let Some(head) = self.buckets.get(b & self.mask) {
+            prefetch(head);
+        }
     }
 
     /// Locks bucket `b` (masked to the array), spinning until it is free.
