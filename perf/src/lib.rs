@@ -28,6 +28,7 @@ pub mod gateway_bench;
 pub mod gen;
 pub mod gen_process;
 pub mod gen_traffic;
+pub mod mappings_bench;
 pub mod nat_bench;
 pub mod ovs;
 pub mod pcap_feed;

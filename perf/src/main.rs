@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 // `core` by path: a `use` of it would shadow the `core` crate.
 use ctgate_perf::{
-    compare_ovs, datapath, fwd, gateway_bench, gen, gen_traffic, nat_bench, replay, step,
+    compare_ovs, datapath, fwd, gateway_bench, gen, gen_traffic, mappings_bench, nat_bench, replay,
+    step,
 };
 
 /// ctgate benchmarks.
@@ -34,6 +35,9 @@ enum Command {
     Gateway(gateway_bench::Args),
     /// The cost of NAT in the tracker: creation and established throughput, plain vs SNAT.
     Nat(nat_bench::Args),
+    /// The NAT mapping table alone: per-connection cost (create a mapping, count the
+    /// connection, remove it) at a given number of live mappings.
+    Mappings(mappings_bench::Args),
     /// The full ctgate pipeline in this process, fed by a generator lcore over ring ports:
     /// Mpps, connections/s, drops by reason and per-packet latency percentiles.
     Datapath(datapath::Args),
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Pcap(args) => gen_traffic::run(&args),
         Command::Gateway(args) => gateway_bench::run(&args),
         Command::Nat(args) => nat_bench::run(&args),
+        Command::Mappings(args) => mappings_bench::run(&args),
         Command::Datapath(args) => datapath::run(&args),
         Command::Step(args) => step::run(&args),
         Command::CompareOvs(args) => compare_ovs::run(&args),

@@ -8,8 +8,19 @@
 //! only returns their memory and keeps counts low.
 
 use super::events::DestroyReason;
+use super::table::SLOTS;
 use super::tracker::{CtWorker, OwnedCtWorker};
+use super::zones::Zones;
 use std::sync::atomic::Ordering;
+
+/// Expired connections are removed in batches of at least this many (or at the step's
+/// end): the lines each removal writes in other places (the other direction's bucket,
+/// the zone-list neighbours) are prefetched for the whole batch before the first one, so
+/// their misses overlap instead of stalling each removal's locked operations in turn.
+const REMOVE_BATCH: usize = 16;
+/// How many buckets ahead of the walk its records are prefetched (the buckets
+/// themselves twice as far ahead).
+const RECORDS_AHEAD: usize = 4;
 
 /// What one sweep step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,11 +44,18 @@ impl CtWorker<'_> {
         let start = ct.sweep_cursor.load(Ordering::Relaxed) % n;
         let todo = max_buckets.min(n);
         let mut rep = SweepReport::default();
-        let mut expired: Vec<(u32, u32)> = Vec::new();
+        let mut expired: Vec<(u32, u32)> = Vec::with_capacity(REMOVE_BATCH + 2 * SLOTS);
         for i in 0..todo {
             let b = (start + i) % n;
             if b == n - 1 {
                 rep.wrapped = true;
+            }
+            // The records of the buckets a few steps ahead, and the buckets further on.
+            if i + RECORDS_AHEAD < todo {
+                table.prefetch_bucket_records((b + RECORDS_AHEAD) % n);
+            }
+            if i + 2 * RECORDS_AHEAD < todo {
+                table.prefetch_bucket_at((b + 2 * RECORDS_AHEAD) % n);
             }
             table.for_each_in_bucket(b, |idx, gen| {
                 let c = table.conn(idx);
@@ -45,10 +63,19 @@ impl CtWorker<'_> {
                     expired.push((idx, gen));
                 }
             });
-            for (idx, gen) in expired.drain(..) {
-                let ev = (shard, DestroyReason::Expired);
-                if ct.remove(idx, gen, Some(self.cache()), ev) {
-                    rep.removed += 1;
+            if expired.len() >= REMOVE_BATCH || i + 1 == todo {
+                // What the removals write, fetched for the whole batch first: the other
+                // direction's bucket, the record's lock line and the zone-list
+                // neighbours, random lines each.
+                for &(idx, _) in &expired {
+                    table.prefetch_removal(idx);
+                    Zones::prefetch_neighbours(table, idx);
+                }
+                for (idx, gen) in expired.drain(..) {
+                    let ev = (shard, DestroyReason::Expired);
+                    if ct.remove(idx, gen, Some(self.cache()), ev) {
+                        rep.removed += 1;
+                    }
                 }
             }
             rep.buckets += 1;

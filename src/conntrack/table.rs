@@ -323,6 +323,53 @@ impl ConnTable {
         prefetch(&self.buckets[self.bucket_of(hash)]);
     }
 
+    /// Prefetches bucket `bi` (its head; for a walk that will reach it soon).
+    #[inline(always)]
+    pub fn prefetch_bucket_at(&self, bi: usize) {
+        if let Some(b) = self.buckets.get(bi) {
+            prefetch(b);
+        }
+    }
+
+    /// Prefetches the first line (keys, status, expiry, zone links) of the records whose
+    /// original-direction entries sit in bucket `bi`'s head: a sweep a few buckets behind
+    /// then reads them from cache. Entries read without the seqlock: a stale one only
+    /// wastes a prefetch.
+    #[inline]
+    pub fn prefetch_bucket_records(&self, bi: usize) {
+        let Some(b) = self.buckets.get(bi) else {
+            return;
+        };
+        for i in 0..SLOTS {
+            let e = b.entries[i].load(Ordering::Relaxed);
+            if e != 0 && e & 1 == DIR_ORIG as u32 {
+                self.prefetch_record(entry_idx(e));
+            }
+        }
+    }
+
+    /// Prefetches record `idx`'s first line (keys, status, expiry, zone links).
+    #[inline(always)]
+    pub fn prefetch_record(&self, idx: u32) {
+        if let Some(c) = self.conns.get(idx as usize) {
+            prefetch(&c.keys);
+        }
+    }
+
+    /// Prefetches what removing record `idx` writes besides its first line (which should
+    /// be in cache: the hashes are computed from its keys): the two buckets
+    /// [`ConnTable::unlink`] locks, and the record's second line, whose lock
+    /// [`ConnTable::release`] takes.
+    #[inline]
+    pub fn prefetch_removal(&self, idx: u32) {
+        if let Some(c) = self.conns.get(idx as usize) {
+            c.prefetch_all();
+        }
+        for dir in [DIR_ORIG, DIR_REPLY] {
+            self.prefetch_bucket(self.hasher.hash_words(&self.key_words(idx, dir)));
+        }
+    }
+
     /// Prefetches the record of the first entry in `hash`'s bucket whose signature
     /// matches (the likely hit), so a burst can overlap those misses too. Returns false
     /// when the bucket (with no overflow chain) has no such entry: the key is almost

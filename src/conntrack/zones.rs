@@ -212,6 +212,18 @@ impl Zones {
         l.len += 1;
     }
 
+    /// Prefetches the records linked before and after `idx` in its zone list, which
+    /// [`Zones::unlink`] writes (links read without the list's lock: a stale one only
+    /// wastes a prefetch).
+    #[inline]
+    pub(crate) fn prefetch_neighbours(table: &ConnTable, idx: u32) {
+        for n in table.conn(idx).zlink() {
+            if n != NIL {
+                table.prefetch_record(n);
+            }
+        }
+    }
+
     /// Unlinks record `idx` from its zone list.
     pub(crate) fn unlink(&self, table: &ConnTable, zone: &Zone, idx: u32) {
         let c = table.conn(idx);

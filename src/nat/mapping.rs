@@ -29,36 +29,58 @@
 //! same inside endpoint reuses it and no other inside endpoint is given its outside
 //! endpoint while it lives.
 //!
+//! # Layout
+//!
+//! A mapping is a 128-byte record (two cache lines) in one array sized by the maximum,
+//! taken from zeroed pages that are committed as records are first used (no allocation
+//! per mapping, none at start): the first line holds both endpoints, the connection count
+//! and the grace deadline, the second the peers of address-dependent filtering. Two
+//! [`Index`]es of one-line buckets lead to the records, `by_in` by inside endpoint and
+//! `by_out` by outside endpoint (the reverse index); a record is in both or in neither.
+//! Buckets are sized for [`LOAD`] mappings each in a full table and scanned by 16-bit
+//! tags, so a creation, a connection's count and its removal each read a bucket line
+//! per index and the record's lines, however full the table is. Free records are chained
+//! in [`SHARDS`] free lists, interleaved over the array. The index buckets are
+//! committed at start (they are reached at random, so a lazily committed index would
+//! take all its page faults, of huge pages, in the first creations).
+//!
 //! # Concurrency
 //!
-//! Two bucket arrays of the same size, each bucket a spin lock around a short vector:
-//! `by_in` holds the mappings themselves, hashed by inside endpoint, `by_out` the reverse
-//! index (outside endpoint → inside endpoint). There is no global lock: creating a mapping
+//! Each bucket is a spin lock over its chain. There is no global lock: creating a mapping
 //! locks its inside bucket, then one outside bucket per candidate port (lock order: an
-//! inside bucket before an outside bucket; a second inside bucket only with `try_lock`), so
-//! two workers racing to create a mapping for the same inside endpoint serialise on its
-//! inside bucket and the second finds the first's mapping. The table is used when a
-//! connection is created or removed and for packets that match no connection, never for
-//! the packets of an existing connection. Vectors are reserved at start
-//! ([`SLOTS_RESERVED`] per bucket); the number of live mappings is bounded
-//! ([`Mappings::new`]'s `max`), past it a new inside endpoint gets no mapping (its
-//! connection is refused as `nat_exhausted`).
+//! inside bucket before an outside bucket; a second inside bucket only with `try_lock`),
+//! then a free list (a leaf lock), so two workers racing to create a mapping for the same
+//! inside endpoint serialise on its inside bucket and the second finds the first's
+//! mapping. A record's connection count, grace and peers are written with its inside
+//! bucket locked; it is taken out of both indexes and freed with both its buckets locked,
+//! so holding either keeps it (and its endpoints) in place. Record fields are atomics
+//! (relaxed, ordered by the bucket locks), so that all-zero memory is a valid table. The
+//! table is used when a connection is created or removed and for packets that match no
+//! connection, never for the packets of an existing connection. The number of mappings
+//! is bounded ([`Mappings::new`]'s `max`), past it a new inside endpoint gets no mapping
+//! (its connection is refused as `nat_exhausted`).
 
+use super::mapping_index::{tag_of, Index, Locked};
 use super::{pick, NatRange, NatSpec, Side};
 use crate::conntrack::key::KeyHasher;
-use crate::conntrack::sync::SpinLock;
+use crate::conntrack::sync::{CachePadded, SpinLock};
 use crate::conntrack::{ConnHooks, ConnKey, CtState, ReplyTuples};
+use crate::dpdk::{PageSize, ZeroedPages};
 use crate::wire::parse::proto;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use bytemuck::Zeroable;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// How long a mapping without connections is kept (ms): it was made for a connection that
 /// was then refused, or its connections are gone.
 pub const GRACE_MS: u64 = 1_000;
-/// Slots reserved per bucket at start (more grow the vector: rare, on creation only).
-pub const SLOTS_RESERVED: usize = 2;
 /// Peer addresses remembered per mapping for address-dependent filtering.
 pub const PEERS: usize = 4;
+/// Mappings per bucket of each index in a full table, on average.
+pub const LOAD: usize = 4;
+/// Free lists of records (a creation takes from the one of its inside bucket, else the
+/// next with room).
+pub const SHARDS: usize = 64;
 
 /// True for the protocols that get mappings: TCP and UDP.
 pub fn mapped_proto(p: u8) -> bool {
@@ -73,6 +95,20 @@ pub struct Endpoint {
     pub family: u8,
     pub addr: [u8; 16],
     pub port: u16,
+}
+
+/// An address as two words (the form records keep).
+fn addr_words(a: &[u8; 16]) -> [u64; 2] {
+    let (lo, hi) = a.split_at(8);
+    let w = |s: &[u8]| u64::from_ne_bytes(s.try_into().unwrap_or_default());
+    [w(lo), w(hi)]
+}
+
+fn words_addr(w: [u64; 2]) -> [u8; 16] {
+    let mut a = [0; 16];
+    a[..8].copy_from_slice(&w[0].to_ne_bytes());
+    a[8..].copy_from_slice(&w[1].to_ne_bytes());
+    a
 }
 
 impl Endpoint {
@@ -110,9 +146,29 @@ impl Endpoint {
         };
         h.hash_words(&k.to_words())
     }
+
+    /// The three words a record keeps: the address, then port, zone, protocol, family.
+    fn words(&self) -> [u64; 3] {
+        let [a, b] = addr_words(&self.addr);
+        let tail = u64::from(self.port)
+            | u64::from(self.zone) << 16
+            | u64::from(self.proto) << 32
+            | u64::from(self.family) << 40;
+        [a, b, tail]
+    }
+
+    fn from_words(w: [u64; 3]) -> Endpoint {
+        Endpoint {
+            addr: words_addr([w[0], w[1]]),
+            port: w[2] as u16,
+            zone: (w[2] >> 16) as u16,
+            proto: (w[2] >> 32) as u8,
+            family: (w[2] >> 40) as u8,
+        }
+    }
 }
 
-/// A mapping as stored (and as [`Mappings::lookup_out`] copies it out).
+/// A mapping as [`Mappings::lookup_in`] and [`Mappings::lookup_out`] copy it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mapping {
     pub inside: Endpoint,
@@ -127,10 +183,6 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    fn live(&self, now: u64) -> bool {
-        self.conns > 0 || self.grace_until > now
-    }
-
     /// True when the inside endpoint has sent to `addr` (one of the last [`PEERS`]
     /// addresses it opened connections to).
     pub fn has_sent_to(&self, addr: &[u8; 16]) -> bool {
@@ -138,32 +190,117 @@ impl Mapping {
             .iter()
             .any(|p| p == addr)
     }
+}
 
-    fn add_peer(&mut self, addr: &[u8; 16]) {
-        if self.has_sent_to(addr) {
+/// A mapping as stored: 128 bytes, two cache lines (see the module documentation). All
+/// zero bytes are a free record.
+#[derive(Zeroable)]
+#[repr(C, align(64))]
+struct Rec {
+    inside: [AtomicU64; 3],
+    outside: [AtomicU64; 3],
+    grace_until: AtomicU64,
+    /// Connections using it; while the record is free, the next free record + 1.
+    conns: AtomicU32,
+    n_peers: AtomicU32,
+    /// The peers' addresses, two words each, oldest first.
+    peers: [[AtomicU64; 2]; PEERS],
+}
+
+const _: () = assert!(std::mem::size_of::<Rec>() == 128);
+
+fn load3(w: &[AtomicU64; 3]) -> [u64; 3] {
+    [0, 1, 2].map(|i| w[i].load(Ordering::Relaxed))
+}
+
+fn store3(w: &[AtomicU64; 3], v: [u64; 3]) {
+    for (a, v) in w.iter().zip(v) {
+        a.store(v, Ordering::Relaxed);
+    }
+}
+
+impl Rec {
+    fn live(&self, now: u64) -> bool {
+        self.conns.load(Ordering::Relaxed) > 0 || self.grace_until.load(Ordering::Relaxed) > now
+    }
+
+    fn inside(&self) -> Endpoint {
+        Endpoint::from_words(load3(&self.inside))
+    }
+
+    fn outside(&self) -> Endpoint {
+        Endpoint::from_words(load3(&self.outside))
+    }
+
+    fn is(&self, inside: &[u64; 3], outside: Option<&[u64; 3]>) -> bool {
+        load3(&self.inside) == *inside && outside.is_none_or(|o| load3(&self.outside) == *o)
+    }
+
+    fn peer(&self, k: usize) -> [u8; 16] {
+        words_addr(self.peers[k].each_ref().map(|w| w.load(Ordering::Relaxed)))
+    }
+
+    fn n_peers(&self) -> usize {
+        (self.n_peers.load(Ordering::Relaxed) as usize).min(PEERS)
+    }
+
+    fn add_peer(&self, addr: &[u8; 16]) {
+        let n = self.n_peers();
+        if (0..n).any(|k| self.peer(k) == *addr) {
             return;
         }
-        let n = usize::from(self.n_peers);
+        let put = |k: usize, a: &[u8; 16]| {
+            for (w, v) in self.peers[k].iter().zip(addr_words(a)) {
+                w.store(v, Ordering::Relaxed);
+            }
+        };
         if n < PEERS {
-            self.peers[n] = *addr;
-            self.n_peers += 1;
+            put(n, addr);
+            self.n_peers.store(n as u32 + 1, Ordering::Relaxed);
         } else {
-            self.peers.rotate_left(1);
-            self.peers[PEERS - 1] = *addr;
+            for k in 1..PEERS {
+                put(k - 1, &self.peer(k));
+            }
+            put(PEERS - 1, addr);
+        }
+    }
+
+    fn copy(&self) -> Mapping {
+        let mut peers = [[0; 16]; PEERS];
+        for (k, p) in peers.iter_mut().enumerate().take(self.n_peers()) {
+            *p = self.peer(k);
+        }
+        Mapping {
+            inside: self.inside(),
+            outside: self.outside(),
+            conns: self.conns.load(Ordering::Relaxed),
+            grace_until: self.grace_until.load(Ordering::Relaxed),
+            peers,
+            n_peers: self.n_peers() as u8,
         }
     }
 }
 
-/// A reverse index entry: (outside endpoint, inside endpoint).
-type OutEntry = (Endpoint, Endpoint);
+/// A free list of records: list `s` holds records `s`, `s + SHARDS`, `s + 2 * SHARDS`, …
+/// (so that all lists fill the array from its start: pages are committed as the table
+/// grows, not one per list at once); those never used start at the `fresh`-th, freed
+/// ones are chained from `head` (index + 1) through their `conns`.
+#[derive(Default)]
+struct FreeRecs {
+    fresh: u32,
+    head: u32,
+}
 
 /// The mapping table (see the module documentation).
 pub struct Mappings {
-    by_in: Box<[SpinLock<Vec<Mapping>>]>,
-    by_out: Box<[SpinLock<Vec<OutEntry>>]>,
-    mask: usize,
+    by_in: Index,
+    by_out: Index,
+    recs: ZeroedPages<Rec>,
+    free: Box<[CachePadded<SpinLock<FreeRecs>>]>,
+    /// Records per free list.
+    per_list: u32,
     hasher: KeyHasher,
-    count: AtomicU32,
+    count: CachePadded<AtomicU32>,
     max: u32,
     /// Where the next reaping walk of a full table starts ([`Mappings::reap_some`]).
     reap_cursor: AtomicUsize,
@@ -175,24 +312,35 @@ const REAP_WALK: usize = 64;
 impl Mappings {
     /// A table for at most `max` mappings.
     pub fn new(max: u32) -> Mappings {
-        let n = (max as usize / 4).clamp(256, 1 << 16).next_power_of_two();
+        let cap = (max as usize).max(1);
+        let n = cap.div_ceil(LOAD).next_power_of_two().max(256);
+        // A full table overflows about one bucket in fifty (Poisson, mean LOAD, eight
+        // slots); an eighth of the buckets leaves room for unlucky hashing.
+        let overflow = n / 8 + 16;
+        let per_list = cap.div_ceil(SHARDS);
         Mappings {
-            by_in: (0..n)
-                .map(|_| SpinLock::new(Vec::with_capacity(SLOTS_RESERVED)))
+            by_in: Index::new(n, overflow),
+            by_out: Index::new(n, overflow),
+            recs: ZeroedPages::new(per_list * SHARDS, PageSize::Small),
+            free: (0..SHARDS)
+                .map(|_| CachePadded(SpinLock::new(FreeRecs::default())))
                 .collect(),
-            by_out: (0..n)
-                .map(|_| SpinLock::new(Vec::with_capacity(SLOTS_RESERVED)))
-                .collect(),
-            mask: n - 1,
+            per_list: per_list as u32,
             hasher: KeyHasher::random(),
-            count: AtomicU32::new(0),
+            count: CachePadded(AtomicU32::new(0)),
             max,
             reap_cursor: AtomicUsize::new(0),
         }
     }
 
-    fn bucket(&self, e: &Endpoint) -> usize {
-        e.hash(&self.hasher) as usize & self.mask
+    /// Bytes the table may take when full (its arrays' sizes; pages are committed as they
+    /// are first used).
+    pub fn bytes(&self) -> u64 {
+        (self.by_in.bytes() + self.by_out.bytes() + std::mem::size_of_val(&*self.recs)) as u64
+    }
+
+    fn rec(&self, i: u32) -> Option<&Rec> {
+        self.recs.get(i as usize)
     }
 
     /// Live mappings now (dead ones not yet taken over included until they are).
@@ -205,24 +353,44 @@ impl Mappings {
         self.len() == 0
     }
 
+    /// In `inside`'s locked bucket `g` (`h` is `inside`'s hash), the position and record of
+    /// its mapping (with `outside` when given).
+    fn find_in(
+        &self,
+        g: &Locked,
+        h: u64,
+        inside: &Endpoint,
+        outside: Option<&Endpoint>,
+    ) -> Option<(usize, u32)> {
+        let (iw, ow) = (inside.words(), outside.map(Endpoint::words));
+        g.find(tag_of(h), |i| {
+            self.rec(i).is_some_and(|r| r.is(&iw, ow.as_ref()))
+        })
+    }
+
     /// The live mapping of inside endpoint `inside`.
     pub fn lookup_in(&self, inside: &Endpoint, now: u64) -> Option<Mapping> {
-        let b = self.by_in.get(self.bucket(inside))?.lock();
-        b.iter()
-            .find(|m| m.inside == *inside && m.live(now))
-            .copied()
+        let h = inside.hash(&self.hasher);
+        let g = self.by_in.lock(self.by_in.bucket_of(h));
+        let (_, i) = self.find_in(&g, h, inside, None)?;
+        self.rec(i).filter(|r| r.live(now)).map(Rec::copy)
     }
 
     /// The live mapping whose outside endpoint is `outside` (hairpinning, filtering).
     pub fn lookup_out(&self, outside: &Endpoint, now: u64) -> Option<Mapping> {
+        let oh = outside.hash(&self.hasher);
+        let ow = outside.words();
         let inside = {
-            let b = self.by_out.get(self.bucket(outside))?.lock();
-            b.iter().find(|(o, _)| o == outside).map(|(_, i)| *i)?
+            let o = self.by_out.lock(self.by_out.bucket_of(oh));
+            let (_, i) = o.find(tag_of(oh), |i| {
+                self.rec(i).is_some_and(|r| load3(&r.outside) == ow)
+            })?;
+            self.rec(i)?.inside()
         };
-        let b = self.by_in.get(self.bucket(&inside))?.lock();
-        b.iter()
-            .find(|m| m.inside == inside && m.outside == *outside && m.live(now))
-            .copied()
+        let h = inside.hash(&self.hasher);
+        let g = self.by_in.lock(self.by_in.bucket_of(h));
+        let (_, i) = self.find_in(&g, h, &inside, Some(outside))?;
+        self.rec(i).filter(|r| r.live(now)).map(Rec::copy)
     }
 
     /// The outside endpoint of `inside`'s mapping, made now if it has none: the first of
@@ -234,12 +402,17 @@ impl Mappings {
         now: u64,
         mut candidates: impl FnMut(u32) -> Option<([u8; 16], u16)>,
     ) -> Option<([u8; 16], u16)> {
-        let ib = self.bucket(inside);
-        let mut b = self.by_in.get(ib)?.lock();
-        self.reap(&mut b, now);
-        if let Some(m) = self.live_or_drop(&mut b, inside, now) {
-            m.grace_until = m.grace_until.max(now + GRACE_MS);
-            return Some((m.outside.addr, m.outside.port));
+        let h = inside.hash(&self.hasher);
+        let ib = self.by_in.bucket_of(h);
+        let g = self.by_in.lock(ib);
+        if g.idle() > 0 {
+            self.reap(&g, now);
+        }
+        if let Some(r) = self.live_or_drop(&g, h, inside, now) {
+            let until = r.grace_until.load(Ordering::Relaxed).max(now + GRACE_MS);
+            r.grace_until.store(until, Ordering::Relaxed);
+            let o = r.outside();
+            return Some((o.addr, o.port));
         }
         if self.count.load(Ordering::Relaxed) >= self.max {
             self.reap_some(ib, now);
@@ -255,7 +428,7 @@ impl Mappings {
                 port,
                 ..*inside
             };
-            if self.claim(&mut b, ib, inside, &outside, now) {
+            if self.claim(&g, ib, h, inside, &outside, now) {
                 return Some((addr, port));
             }
         }
@@ -269,48 +442,63 @@ impl Mappings {
     /// new local connection of `inside` reuses the peer's binding and no other inside
     /// endpoint can be given it.
     pub fn adopt(&self, inside: &Endpoint, outside: &Endpoint, now: u64) -> bool {
-        let ib = self.bucket(inside);
-        let Some(l) = self.by_in.get(ib) else {
-            return false;
-        };
-        let mut b = l.lock();
-        if let Some(m) = self.live_or_drop(&mut b, inside, now) {
-            return m.outside == *outside;
+        let h = inside.hash(&self.hasher);
+        let ib = self.by_in.bucket_of(h);
+        let g = self.by_in.lock(ib);
+        if let Some(r) = self.live_or_drop(&g, h, inside, now) {
+            return r.outside() == *outside;
         }
-        self.count.load(Ordering::Relaxed) < self.max
-            && self.claim(&mut b, ib, inside, outside, now)
+        self.count.load(Ordering::Relaxed) < self.max && self.claim(&g, ib, h, inside, outside, now)
     }
 
-    /// `inside`'s live mapping in its locked bucket `b`; a dead one is dropped (its
+    /// `inside`'s live mapping in its locked bucket `g`; a dead one is dropped (its
     /// outside endpoint is free again, this inside endpoint starts over).
-    fn live_or_drop<'b>(
-        &self,
-        b: &'b mut Vec<Mapping>,
-        inside: &Endpoint,
-        now: u64,
-    ) -> Option<&'b mut Mapping> {
-        let i = b.iter().position(|m| m.inside == *inside)?;
-        if b.get(i).is_some_and(|m| m.live(now)) {
-            return b.get_mut(i);
+    fn live_or_drop(&self, g: &Locked, h: u64, inside: &Endpoint, now: u64) -> Option<&Rec> {
+        let (k, i) = self.find_in(g, h, inside, None)?;
+        let r = self.rec(i)?;
+        if r.live(now) {
+            return Some(r);
         }
-        let old = b.swap_remove(i);
-        self.remove_out(&old.outside, inside);
-        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.unlink(g, k, i, r);
         None
     }
 
-    /// Drops every dead mapping of the locked bucket `b` (a refused connection's whose
+    /// Takes record `i` (position `k` of its locked inside bucket `g`) out of both indexes
+    /// and frees it.
+    fn unlink(&self, g: &Locked, k: usize, i: u32, r: &Rec) {
+        let oh = r.outside().hash(&self.hasher);
+        {
+            let o = self.by_out.lock(self.by_out.bucket_of(oh));
+            if let Some((j, _)) = o.find(tag_of(oh), |x| x == i) {
+                o.remove(j);
+            }
+        }
+        self.unlink_in(g, k, i, r);
+    }
+
+    /// The inside half of [`Mappings::unlink`] (the caller has taken `i` out of `by_out`).
+    fn unlink_in(&self, g: &Locked, k: usize, i: u32, r: &Rec) {
+        if r.conns.load(Ordering::Relaxed) == 0 {
+            g.set_idle(false);
+        }
+        g.remove(k);
+        self.free_rec(i);
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Drops every dead mapping of the locked bucket `g` (a refused connection's whose
     /// grace is over), freeing their outside endpoints: so that dead mappings neither
-    /// lengthen the bucket's scans nor count against the table's maximum.
-    fn reap(&self, b: &mut Vec<Mapping>, now: u64) {
+    /// lengthen the bucket's scans nor count against the table's maximum. Only idle
+    /// mappings (no connection) can be dead, so it stops when none is left.
+    fn reap(&self, g: &Locked, now: u64) {
         let mut k = 0;
-        while let Some(m) = b.get(k) {
-            if m.live(now) {
-                k += 1;
-            } else {
-                let old = b.swap_remove(k);
-                self.remove_out(&old.outside, &old.inside);
-                self.count.fetch_sub(1, Ordering::Relaxed);
+        while g.idle() > 0 {
+            let Some(i) = g.entry(k) else {
+                break;
+            };
+            match self.rec(i) {
+                Some(r) if !r.live(now) => self.unlink(g, k, i, r),
+                _ => k += 1,
             }
         }
     }
@@ -323,103 +511,131 @@ impl Mappings {
     fn reap_some(&self, held: usize, now: u64) {
         let start = self.reap_cursor.fetch_add(REAP_WALK, Ordering::Relaxed);
         for k in 0..REAP_WALK {
-            let i = start.wrapping_add(k) & self.mask;
+            let i = start.wrapping_add(k) % self.by_in.buckets();
             if i == held {
                 continue;
             }
-            if let Some(mut b) = self.by_in.get(i).and_then(|l| l.try_lock()) {
-                self.reap(&mut b, now);
+            if let Some(g) = self.by_in.try_lock(i) {
+                if g.idle() > 0 {
+                    self.reap(&g, now);
+                }
             }
         }
     }
 
-    /// Gives `inside` (which has no mapping; its bucket `ib` is `b`, locked) the outside
-    /// endpoint `outside` if no live mapping holds it (a dead holder's is taken over).
+    /// A free record, from the free list of inside bucket `ib`, else the next with one.
+    fn alloc_rec(&self, ib: usize) -> Option<u32> {
+        for s in 0..SHARDS {
+            let Some(l) = self.free.get((ib + s) % SHARDS) else {
+                continue;
+            };
+            let mut f = l.lock();
+            if let Some(i) = f.head.checked_sub(1) {
+                f.head = self.rec(i)?.conns.load(Ordering::Relaxed);
+                return Some(i);
+            }
+            if f.fresh < self.per_list {
+                f.fresh += 1;
+                return Some((f.fresh - 1) * SHARDS as u32 + ((ib + s) % SHARDS) as u32);
+            }
+        }
+        None
+    }
+
+    fn free_rec(&self, i: u32) {
+        let (Some(l), Some(r)) = (self.free.get(i as usize % SHARDS), self.rec(i)) else {
+            return;
+        };
+        let mut f = l.lock();
+        r.conns.store(f.head, Ordering::Relaxed);
+        f.head = i + 1;
+    }
+
+    /// Gives `inside` (which has no mapping; its bucket `ib` is `g`, locked, `h` its hash)
+    /// the outside endpoint `outside` if no live mapping holds it (a dead holder's is taken
+    /// over).
     fn claim(
         &self,
-        b: &mut Vec<Mapping>,
+        g: &Locked,
         ib: usize,
+        h: u64,
         inside: &Endpoint,
         outside: &Endpoint,
         now: u64,
     ) -> bool {
-        let Some(ob) = self.by_out.get(self.bucket(outside)) else {
-            return false;
-        };
-        let mut o = ob.lock();
-        if let Some(j) = o.iter().position(|(x, _)| x == outside) {
-            let holder = o[j].1;
-            // Taken, unless its mapping is dead: then it is taken over.
-            let hb = self.bucket(&holder);
-            // (freed, a mapping record went with it)
-            let dead = |v: &mut Vec<Mapping>| {
-                match v
-                    .iter()
-                    .position(|m| m.inside == holder && m.outside == *outside)
-                {
-                    Some(k) if !v[k].live(now) => {
-                        v.swap_remove(k);
-                        (true, true)
-                    }
-                    Some(_) => (false, false),
-                    // A stale reverse entry: its mapping is gone already.
-                    None => (true, false),
-                }
+        let oh = outside.hash(&self.hasher);
+        let ow = outside.words();
+        let o = self.by_out.lock(self.by_out.bucket_of(oh));
+        let held = o.find(tag_of(oh), |x| {
+            self.rec(x).is_some_and(|r| load3(&r.outside) == ow)
+        });
+        if let Some((j, hi)) = held {
+            let Some(hr) = self.rec(hi) else {
+                return false;
             };
-            let (freed, record) = if hb == ib {
-                dead(b)
-            } else {
-                match self.by_in.get(hb).and_then(|l| l.try_lock()) {
-                    Some(mut v) => dead(&mut v),
-                    None => (false, false),
+            // Taken, unless its mapping is dead: then it is taken over (with the holder's
+            // inside bucket locked, which writes its count and grace).
+            let hh = hr.inside().hash(&self.hasher);
+            let take_over = |hg: &Locked| match hg.find(tag_of(hh), |x| x == hi) {
+                Some((k, _)) if !hr.live(now) => {
+                    o.remove(j);
+                    self.unlink_in(hg, k, hi, hr);
+                    true
                 }
+                _ => false,
+            };
+            let hb = self.by_in.bucket_of(hh);
+            let freed = if hb == ib {
+                take_over(g)
+            } else {
+                self.by_in.try_lock(hb).is_some_and(|hg| take_over(&hg))
             };
             if !freed {
                 return false;
             }
-            o.swap_remove(j);
-            if record {
-                self.count.fetch_sub(1, Ordering::Relaxed);
-            }
         }
-        o.push((*outside, *inside));
-        drop(o);
-        b.push(Mapping {
-            inside: *inside,
-            outside: *outside,
-            conns: 0,
-            grace_until: now + GRACE_MS,
-            peers: [[0; 16]; PEERS],
-            n_peers: 0,
-        });
+        let Some((i, r)) = self.alloc_rec(ib).and_then(|i| Some((i, self.rec(i)?))) else {
+            return false;
+        };
+        store3(&r.inside, inside.words());
+        store3(&r.outside, ow);
+        r.grace_until.store(now + GRACE_MS, Ordering::Relaxed);
+        r.conns.store(0, Ordering::Relaxed);
+        r.n_peers.store(0, Ordering::Relaxed);
+        if !o.insert(tag_of(oh), i) {
+            self.free_rec(i);
+            return false;
+        }
+        if !g.insert(tag_of(h), i) {
+            if let Some((j, _)) = o.find(tag_of(oh), |x| x == i) {
+                o.remove(j);
+            }
+            self.free_rec(i);
+            return false;
+        }
+        g.set_idle(true);
         self.count.fetch_add(1, Ordering::Relaxed);
         true
-    }
-
-    /// Drops the reverse entry `outside` → `inside` (with `inside`'s bucket locked).
-    fn remove_out(&self, outside: &Endpoint, inside: &Endpoint) {
-        if let Some(ob) = self.by_out.get(self.bucket(outside)) {
-            let mut o = ob.lock();
-            if let Some(j) = o.iter().position(|(x, i)| x == outside && i == inside) {
-                o.swap_remove(j);
-            }
-        }
     }
 
     /// A connection now uses the mapping `inside` ↔ `outside` (if there is one); `peer`:
     /// the address it was opened to, for address-dependent filtering.
     pub fn conn_added(&self, inside: &Endpoint, outside: &Endpoint, peer: Option<&[u8; 16]>) {
-        if let Some(l) = self.by_in.get(self.bucket(inside)) {
-            let mut b = l.lock();
-            if let Some(m) = b
-                .iter_mut()
-                .find(|m| m.inside == *inside && m.outside == *outside)
-            {
-                m.conns = m.conns.saturating_add(1);
-                if let Some(p) = peer {
-                    m.add_peer(p);
-                }
-            }
+        let h = inside.hash(&self.hasher);
+        let g = self.by_in.lock(self.by_in.bucket_of(h));
+        let Some(r) = self
+            .find_in(&g, h, inside, Some(outside))
+            .and_then(|(_, i)| self.rec(i))
+        else {
+            return;
+        };
+        let c = r.conns.load(Ordering::Relaxed);
+        if c == 0 {
+            g.set_idle(false);
+        }
+        r.conns.store(c.saturating_add(1), Ordering::Relaxed);
+        if let Some(p) = peer {
+            r.add_peer(p);
         }
     }
 
@@ -430,22 +646,17 @@ impl Mappings {
     /// ephemeral ports, dead mappings filled the table to its maximum and every new
     /// inside endpoint was then refused as `nat_exhausted`).
     pub fn conn_removed(&self, inside: &Endpoint, outside: &Endpoint) {
-        if let Some(l) = self.by_in.get(self.bucket(inside)) {
-            let mut b = l.lock();
-            if let Some(k) = b
-                .iter()
-                .position(|m| m.inside == *inside && m.outside == *outside)
-            {
-                let last = b.get_mut(k).is_some_and(|m| {
-                    m.conns = m.conns.saturating_sub(1);
-                    m.conns == 0
-                });
-                if last {
-                    let old = b.swap_remove(k);
-                    self.remove_out(&old.outside, &old.inside);
-                    self.count.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
+        let h = inside.hash(&self.hasher);
+        let g = self.by_in.lock(self.by_in.bucket_of(h));
+        let Some((k, i)) = self.find_in(&g, h, inside, Some(outside)) else {
+            return;
+        };
+        let Some(r) = self.rec(i) else {
+            return;
+        };
+        match r.conns.load(Ordering::Relaxed) {
+            c if c > 1 => r.conns.store(c - 1, Ordering::Relaxed),
+            _ => self.unlink(&g, k, i, r),
         }
     }
 }
@@ -813,6 +1024,162 @@ mod tests {
         );
         assert_eq!(tiny.len(), 1);
         assert_eq!(tiny.lookup_in(&a, GRACE_MS + 10), None);
+    }
+
+    /// The endpoint `10.(n/65536).(n/256%256).(n%256)`, port 1000 + n % 7, for many
+    /// distinct inside endpoints.
+    fn nth(n: u32) -> Endpoint {
+        let [_, b, c, d] = n.to_be_bytes();
+        ep(&format!("10.{b}.{c}.{d}"), 1000 + (n % 7) as u16)
+    }
+
+    /// Outside endpoint `n`: port 1024 + n % 60000 of 192.0.2.(n / 60000).
+    fn nth_out(inside: &Endpoint, n: u32) -> Endpoint {
+        Endpoint {
+            port: 1024 + (n % 60_000) as u16,
+            ..ep(&format!("192.0.2.{}", n / 60_000), 0)
+        }
+        .with_zone_of(inside)
+    }
+
+    impl Endpoint {
+        fn with_zone_of(self, i: &Endpoint) -> Endpoint {
+            Endpoint {
+                zone: i.zone,
+                proto: i.proto,
+                ..self
+            }
+        }
+    }
+
+    #[test]
+    fn a_table_filled_to_its_maximum_finds_creates_and_removes_every_mapping() {
+        let max = 50_000;
+        let maps = Mappings::new(max);
+        let peer = ep("198.51.100.7", 0).addr;
+        let make = |n: u32, now: u64| {
+            let i = nth(n);
+            let o = nth_out(&i, n);
+            let got = maps.get_or_create(&i, now, |k| (k == 0).then_some((o.addr, o.port)));
+            assert_eq!(got, Some((o.addr, o.port)), "mapping {n}");
+            maps.conn_added(&i, &o, Some(&peer));
+        };
+        for n in 0..max {
+            make(n, 0);
+        }
+        assert_eq!(maps.len(), max);
+        let extra = nth(max);
+        assert_eq!(maps.get_or_create(&extra, 60_000, pool(5000)), None, "full");
+        for n in 0..max {
+            let (i, o) = (nth(n), nth_out(&nth(n), n));
+            let m = maps.lookup_out(&o, 60_000).unwrap_or_else(|| panic!("{n}"));
+            assert_eq!((m.inside, m.conns), (i, 1));
+            assert!(m.has_sent_to(&peer));
+            assert_eq!(maps.lookup_in(&i, 60_000).map(|m| m.outside), Some(o));
+            // Its second connection reuses it.
+            assert_eq!(
+                maps.get_or_create(&i, 60_000, pool(5000)),
+                Some((o.addr, o.port))
+            );
+        }
+        // Every other one's connection ends: its mapping and outside endpoint go at once,
+        // and as many new inside endpoints take their place.
+        for n in (0..max).step_by(2) {
+            let i = nth(n);
+            maps.conn_removed(&i, &nth_out(&i, n));
+            assert_eq!(maps.lookup_in(&i, 60_000), None);
+        }
+        assert_eq!(maps.len(), max / 2);
+        for n in (0..max).step_by(2) {
+            make(max + n, 60_000);
+        }
+        assert_eq!(maps.len(), max);
+        for n in (1..max).step_by(2).chain((max..2 * max).step_by(2)) {
+            let i = nth(n);
+            assert_eq!(maps.lookup_in(&i, 60_000).unwrap().outside, nth_out(&i, n));
+        }
+        for n in (1..max).step_by(2).chain((max..2 * max).step_by(2)) {
+            let i = nth(n);
+            maps.conn_removed(&i, &nth_out(&i, n));
+        }
+        assert!(maps.is_empty());
+        assert!(
+            maps.bytes() < 64 * max as u64 * 4,
+            "{} bytes for {max} mappings",
+            maps.bytes()
+        );
+    }
+
+    #[test]
+    fn mappings_of_refused_connections_are_reaped_after_their_grace_in_a_full_table() {
+        let max = 4096;
+        let maps = Mappings::new(max);
+        // Connections refused: no mapping ever gets one.
+        for n in 0..max {
+            let i = nth(n);
+            let o = nth_out(&i, n);
+            assert!(maps
+                .get_or_create(&i, 0, |k| (k == 0).then_some((o.addr, o.port)))
+                .is_some());
+        }
+        assert_eq!(
+            maps.get_or_create(&nth(max), GRACE_MS - 1, pool(5000)),
+            None
+        );
+        // Past their grace, every new inside endpoint gets one: the dead are reaped (in
+        // its bucket, or by the walk of a creation that finds the table full: at worst a
+        // walk over every bucket), and the count stays within the maximum.
+        let walks = maps.by_in.buckets() / REAP_WALK + 1;
+        for n in max..2 * max {
+            let i = nth(n);
+            let o = nth_out(&i, n);
+            let got = (0..walks).find_map(|_| {
+                maps.get_or_create(&i, GRACE_MS, |k| (k == 0).then_some((o.addr, o.port)))
+            });
+            assert_eq!(got, Some((o.addr, o.port)), "endpoint {n}");
+            assert!(maps.len() <= max);
+            maps.conn_added(&i, &o, None);
+        }
+        for n in 0..max {
+            assert_eq!(maps.lookup_in(&nth(n), GRACE_MS), None);
+        }
+        for n in max..2 * max {
+            assert_eq!(maps.lookup_in(&nth(n), GRACE_MS).unwrap().conns, 1);
+        }
+    }
+
+    /// Two workers creating, using and removing mappings of their own inside endpoints in
+    /// a small table (shared buckets, overflow chains, free lists): each always finds its
+    /// own, and the table is empty at the end.
+    #[test]
+    fn two_workers_creating_and_removing_in_shared_buckets_keep_the_table_exact() {
+        let maps = Arc::new(Mappings::new(2_000));
+        let run = |base: u32| {
+            let maps = maps.clone();
+            std::thread::spawn(move || {
+                for round in 0..20 {
+                    let ns: Vec<u32> = (base..base + 900).collect();
+                    for &n in &ns {
+                        let i = nth(n);
+                        let o = nth_out(&i, n + round);
+                        let got =
+                            maps.get_or_create(&i, 0, |k| (k == 0).then_some((o.addr, o.port)));
+                        assert_eq!(got, Some((o.addr, o.port)), "{n} round {round}");
+                        maps.conn_added(&i, &o, None);
+                    }
+                    for &n in &ns {
+                        let i = nth(n);
+                        let o = nth_out(&i, n + round);
+                        assert_eq!(maps.lookup_out(&o, 0).map(|m| m.inside), Some(i));
+                        maps.conn_removed(&i, &o);
+                    }
+                }
+            })
+        };
+        let (a, b) = (run(0), run(100_000));
+        a.join().unwrap();
+        b.join().unwrap();
+        assert!(maps.is_empty());
     }
 
     #[test]

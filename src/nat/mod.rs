@@ -47,6 +47,7 @@
 
 pub mod alg;
 pub mod mapping;
+mod mapping_index;
 pub mod rewrite;
 mod sctp;
 #[cfg(test)]
