@@ -64,9 +64,9 @@ impl CtWorker<'_> {
                 }
             });
             if expired.len() >= REMOVE_BATCH || i + 1 == todo {
-                // What the removals write, fetched for the whole batch first: the other
-                // direction's bucket, the record's lock line and the zone-list
-                // neighbours, random lines each.
+                // What the removals write outside the buckets just walked, fetched for
+                // the whole batch first: the reply direction's bucket, the record's lock
+                // line and the zone-list neighbours, random lines each.
                 for &(idx, _) in &expired {
                     table.prefetch_removal(idx);
                     Zones::prefetch_neighbours(table, idx);

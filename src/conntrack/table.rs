@@ -356,18 +356,17 @@ impl ConnTable {
         }
     }
 
-    /// Prefetches what removing record `idx` writes besides its first line (which should
-    /// be in cache: the hashes are computed from its keys): the two buckets
-    /// [`ConnTable::unlink`] locks, and the record's second line, whose lock
+    /// Prefetches what removing record `idx`, found through its original-direction
+    /// bucket (which is then in cache), writes elsewhere: its reply-direction bucket,
+    /// which [`ConnTable::unlink`] locks too (hashed from the record's keys, whose line
+    /// should be in cache), and the record's second line, whose lock
     /// [`ConnTable::release`] takes.
     #[inline]
     pub fn prefetch_removal(&self, idx: u32) {
         if let Some(c) = self.conns.get(idx as usize) {
             c.prefetch_all();
         }
-        for dir in [DIR_ORIG, DIR_REPLY] {
-            self.prefetch_bucket(self.hasher.hash_words(&self.key_words(idx, dir)));
-        }
+        self.prefetch_bucket(self.hasher.hash_words(&self.key_words(idx, DIR_REPLY)));
     }
 
     /// Prefetches the record of the first entry in `hash`'s bucket whose signature
