@@ -63,7 +63,7 @@
 use super::mapping_index::{tag_of, Index, Locked};
 use super::{pick, NatRange, NatSpec, Side};
 use crate::conntrack::key::KeyHasher;
-use crate::conntrack::sync::{CachePadded, SpinLock};
+use crate::conntrack::sync::{prefetch, CachePadded, SpinLock};
 use crate::conntrack::{ConnHooks, ConnKey, CtState, ReplyTuples};
 use crate::dpdk::{PageSize, ZeroedPages};
 use crate::wire::parse::proto;
@@ -343,6 +343,22 @@ impl Mappings {
     pub fn prefetch(&self, inside: &Endpoint) {
         let h = inside.hash(&self.hasher);
         self.by_in.prefetch(self.by_in.bucket_of(h));
+    }
+
+    /// Starts fetching the records that may hold `inside`'s mapping (those its bucket's
+    /// first line tags as `inside`'s), once [`Mappings::prefetch`] has brought the bucket
+    /// in: the record a new connection's mapping lookup compares and updates. Reads the
+    /// bucket without its lock; a stale entry only wastes a prefetch.
+    pub fn prefetch_records(&self, inside: &Endpoint) {
+        let h = inside.hash(&self.hasher);
+        self.by_in.peek(self.by_in.bucket_of(h), tag_of(h), |i| {
+            if let Some(r) = self.rec(i) {
+                // Both lines: the lookup reads the first, `conn_added` writes its peer
+                // into the second.
+                prefetch(r);
+                prefetch(&r.peers);
+            }
+        });
     }
 
     fn rec(&self, i: u32) -> Option<&Rec> {
@@ -843,6 +859,12 @@ impl ReplyTuples for Mapped<'_> {
         reply.dst = addr;
         reply.dport = port;
         Some(reply)
+    }
+
+    fn prefetch_state(&self, orig: &ConnKey) {
+        if self.mapped_snat(orig).is_some() {
+            self.maps.prefetch_records(&Endpoint::src_of(orig));
+        }
     }
 }
 

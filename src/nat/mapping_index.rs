@@ -99,6 +99,21 @@ impl Index {
         }
     }
 
+    /// Calls `f` with the record index of each entry of bucket `b`'s first line whose tag
+    /// is `tag`, read without the lock: a writer racing with it makes an answer stale, so
+    /// it is only for prefetching, never for a lookup.
+    pub fn peek(&self, b: usize, tag: u16, mut f: impl FnMut(u32)) {
+        let Some(head) = self.buckets.get(b & self.mask) else {
+            return;
+        };
+        let len = usize::from(head.len.load(Ordering::Relaxed)).min(SLOTS);
+        for s in 0..len {
+            if head.tags[s].load(Ordering::Relaxed) == tag {
+                f(head.idx[s].load(Ordering::Relaxed));
+            }
+        }
+    }
+
     /// Locks bucket `b` (masked to the array), spinning until it is free.
     pub fn lock(&self, b: usize) -> Locked<'_> {
         let head = &self.buckets[b & self.mask];
@@ -321,5 +336,29 @@ mod tests {
         assert!(ix.try_lock(2).is_none(), "held");
         drop(c);
         assert!(ix.try_lock(2).is_some());
+    }
+
+    #[test]
+    fn a_peek_without_the_lock_sees_the_tagged_entries_of_the_first_line_only() {
+        let ix = Index::new(4, 2);
+        {
+            let b = ix.lock(1);
+            for i in 0..(SLOTS + 3) as u32 {
+                assert!(b.insert(if i % 2 == 0 { 5 } else { 6 }, 100 + i));
+            }
+            b.remove(0);
+            // Held: a peek does not wait for the lock.
+            let mut seen = Vec::new();
+            ix.peek(1, 5, |i| seen.push(i));
+            seen.sort();
+            // Entry 0 (100) went, the last (110, in the overflow bucket) took its slot;
+            // 102…106 are the other tag-5 entries of the first line; 108 is in the
+            // overflow bucket, which a peek does not follow.
+            assert_eq!(seen, vec![102, 104, 106, 110]);
+        }
+        let mut other = Vec::new();
+        ix.peek(2, 5, |i| other.push(i));
+        ix.peek(1 + 4, 7, |i| other.push(i));
+        assert!(other.is_empty(), "another bucket, another tag: {other:?}");
     }
 }
