@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ctgate::conntrack::{Conntrack, CtState, CtWorker, PacketMeta};
-use ctgate::wire::parse::parse_frame;
+use ctgate::wire::parse::{parse_frame, parse_frame_into};
 use hdrhistogram::Histogram;
 
 use super::measure::{Meter, Usage};
@@ -17,6 +17,19 @@ use crate::flow_frames::{is_tcp, FrameBuf, Kind};
 pub(super) fn blank_meta(frames: &FrameBuf) -> Result<PacketMeta, String> {
     let p = parse_frame(frames.get(0)).map_err(|e| format!("benchmark frame: {e:?}"))?;
     Ok(PacketMeta::new(p, 0, true))
+}
+
+/// Parses `frame` straight into `m` and prepares it (zone 0, commit), as the gateway's
+/// ingress pass does: a parsed packet returned by value and then copied into the meta cost
+/// two copies per packet that the datapath does not make (16% of `core --only
+/// established` at 1k connections). False, `m` untouched, when the frame does not parse.
+#[inline(always)]
+fn parse_in_place(frame: &[u8], m: &mut PacketMeta) -> bool {
+    if parse_frame_into(frame, &mut m.parsed).is_err() {
+        return false;
+    }
+    m.prepare(0, true, None);
+    true
 }
 
 /// Tracks frames `range` in bursts of 32 at time `now`; returns how many packets got all
@@ -40,8 +53,7 @@ pub(super) fn track_all(
     while i < range.end {
         let mut k = 0;
         while k < BURST && i < range.end {
-            if let Ok(p) = parse_frame(frames.get(i)) {
-                metas[k].reset(&p, 0, true);
+            if parse_in_place(frames.get(i), &mut metas[k]) {
                 k += 1;
             }
             i += 1;
@@ -107,8 +119,7 @@ pub(super) fn lookup_loop(
             if prefetch {
                 let mut k = 0;
                 for _ in 0..BURST {
-                    if let Ok(p) = parse_frame(frames.get(pos)) {
-                        metas[k].reset(&p, 0, true);
+                    if parse_in_place(frames.get(pos), &mut metas[k]) {
                         k += 1;
                     }
                     pos += 1;
