@@ -2,28 +2,10 @@
 //! involuntary context switches ([`Meter`], [`Usage`]), threads pinned to cores and
 //! released together ([`on_threads`]), and the process's memory from `/proc`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Barrier;
 use std::time::Instant;
 
 use core_affinity::CoreId;
-
-/// Waits until `n` threads have called it (on `arrived`, zero at first), spinning, so that
-/// all leave within a few hundred nanoseconds of the last arrival. A futex barrier
-/// (`std::sync::Barrier`) wakes its sleepers tens of microseconds after the last arrives:
-/// a skew that was a third of the wall time of a 1k-connection creation case on two
-/// threads (about 250 µs each). Yields now and then, for threads that share a core.
-fn spin_barrier(arrived: &AtomicUsize, n: usize) {
-    arrived.fetch_add(1, Ordering::AcqRel);
-    let mut spins = 0u32;
-    while arrived.load(Ordering::Acquire) < n {
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(4096) {
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-}
 
 /// Runs `f(t)` on `n` threads pinned to cores in order, all released together.
 pub(super) fn on_threads<R: Send>(
@@ -31,17 +13,17 @@ pub(super) fn on_threads<R: Send>(
     n: usize,
     f: impl Fn(usize) -> R + Sync,
 ) -> Vec<R> {
-    let arrived = AtomicUsize::new(0);
+    let barrier = Barrier::new(n);
     std::thread::scope(|s| {
         let hs: Vec<_> = (0..n)
             .map(|t| {
-                let (f, arrived) = (&f, &arrived);
+                let (f, barrier) = (&f, &barrier);
                 let core = (!cores.is_empty()).then(|| cores[t % cores.len()]);
                 s.spawn(move || {
                     if let Some(c) = core {
                         core_affinity::set_for_current(c);
                     }
-                    spin_barrier(arrived, n);
+                    barrier.wait();
                     f(t)
                 })
             })
