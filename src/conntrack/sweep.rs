@@ -71,12 +71,9 @@ impl CtWorker<'_> {
                     table.prefetch_removal(idx);
                     Zones::prefetch_neighbours(table, idx);
                 }
-                for (idx, gen) in expired.drain(..) {
-                    let ev = (shard, DestroyReason::Expired);
-                    if ct.remove(idx, gen, Some(self.cache()), ev) {
-                        rep.removed += 1;
-                    }
-                }
+                let ev = (shard, DestroyReason::Expired);
+                rep.removed += ct.remove_batch(&mut expired, self.cache(), ev);
+                expired.clear();
             }
             rep.buckets += 1;
         }

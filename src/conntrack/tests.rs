@@ -535,6 +535,45 @@ fn sweep_removes_exactly_the_expired_connections() {
 }
 
 #[test]
+fn the_sweeps_batched_removals_leave_every_zone_list_and_count_exact() {
+    // Two workers, three zones in turn: the sweep's batches hold runs of one list and
+    // changes of zone and of shard, and each connection must leave its own list.
+    let ct = tracker(4096);
+    ct.zones().set_limit(2, 300);
+    let (mut w0, mut w1) = (ct.worker(0), ct.worker(1));
+    for i in 0..900u16 {
+        let w = if i % 5 < 3 { &mut w0 } else { &mut w1 };
+        let r = w.process(&udp(A, B, 1000 + i, 53), i % 3, true, 0); // expires at 60 s
+        assert!(r.conn.is_some(), "connection {i}");
+    }
+    // A third of zone 1's live on (refreshed at 30 s: expire at 90 s).
+    for i in (0..900u16).filter(|i| i % 3 == 1 && i % 2 == 0) {
+        w0.process(&udp(A, B, 1000 + i, 53), 1, true, 30_000);
+    }
+    let live1 = (0..900u16).filter(|i| i % 3 == 1 && i % 2 == 0).count();
+    let mut ctl = ct.control_handle();
+    let rep = ctl.sweep_all(65_000);
+    assert_eq!(rep.removed, 900 - live1);
+    assert_eq!(ct.counters().expired, (900 - live1) as u64);
+    assert_eq!(ct.n_conns() as usize, live1);
+    for (z, left) in [(0u16, 0usize), (1, live1), (2, 0)] {
+        let zone = ct.zones().get(z).unwrap();
+        assert_eq!(zone.count() as usize, left, "zone {z}'s count");
+        assert_eq!(ct.zones().listed(zone) as usize, left, "zone {z}'s lists");
+    }
+    // Zone 2's limit counts only what is there: all 300 places are free again, and no
+    // more than those (on either worker).
+    let mut made = 0;
+    for i in 0..400u16 {
+        let w = if i % 2 == 0 { &mut w0 } else { &mut w1 };
+        let r = w.process(&udp(A, B, 5000 + i, 53), 2, true, 66_000);
+        made += r.conn.is_some() as usize;
+    }
+    assert_eq!(made, 300);
+    assert_eq!(ct.zones().listed(ct.zones().get(2).unwrap()), 300);
+}
+
+#[test]
 fn mark_and_label_stay_with_the_connection() {
     let ct = tracker(1024);
     let mut w = ct.worker(0);

@@ -20,7 +20,7 @@
 //! A zone's count is kept per shard ([`Credits`]): admitting a connection writes no line
 //! that other workers write, and the limit stays exact (see [`super::credits`]).
 
-use super::conn::status;
+use super::conn::{status, DIR_ORIG};
 use super::credits::Credits;
 use super::sync::{CachePadded, SpinLock};
 use super::table::{ConnTable, Hit};
@@ -230,6 +230,46 @@ impl Zones {
         let shard = c.shard.load(Ordering::Relaxed) as usize % zone.lists.len();
         let mut l = zone.lists[shard].lock();
         Self::unlink_locked(table, &mut l, idx);
+    }
+
+    /// [`Zones::unlink`] for the records of `batch` (each linked, in a zone that exists),
+    /// taking each list's lock once for a run of consecutive records in that list; calls
+    /// `gone(zone)` once per record, after the lock is released.
+    pub(crate) fn unlink_batch(
+        &self,
+        table: &ConnTable,
+        batch: &[(u32, u32)],
+        mut gone: impl FnMut(&Zone),
+    ) {
+        // The zone and list of each record, read from the record (it still holds them).
+        let list_of = |idx: u32| {
+            let zone = self.get(table.key(idx, DIR_ORIG).zone)?;
+            let shard = table.conn(idx).shard.load(Ordering::Relaxed) as usize;
+            Some((zone, shard % zone.lists.len()))
+        };
+        let mut k = 0;
+        while k < batch.len() {
+            let Some((zone, shard)) = list_of(batch[k].0) else {
+                k += 1;
+                continue;
+            };
+            let start = k;
+            {
+                let mut l = zone.lists[shard].lock();
+                while let Some(&(idx, _)) = batch.get(k) {
+                    match list_of(idx) {
+                        Some((z, s)) if std::ptr::eq(z, zone) && s == shard => {
+                            Self::unlink_locked(table, &mut l, idx);
+                            k += 1;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            for _ in start..k {
+                gone(zone);
+            }
+        }
     }
 
     /// Unlinks record `idx` from the list `l`: the caller holds the lock of `l` and `idx`
