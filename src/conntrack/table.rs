@@ -121,6 +121,11 @@ pub struct PoolCache {
     free: Vec<u32>,
 }
 
+/// How many creations ahead [`ConnTable::alloc`] fetches the record it will hand out: a
+/// recycled record is a miss, and one creation's time (a record, two bucket lines and
+/// the zone list, all misses at scale) is too short to hide it.
+const ALLOC_AHEAD: usize = 4;
+
 /// Batch size for moving indices between a [`PoolCache`] and the shared free list.
 const CACHE_BATCH: usize = 32;
 
@@ -742,38 +747,19 @@ impl ConnTable {
     #[inline]
     pub fn alloc(&self, cache: &mut PoolCache) -> Option<u32> {
         if cache.free.is_empty() {
-            let mut fl = self.free.lock();
-            let take = fl.stack.len().min(CACHE_BATCH);
-            if take > 0 {
-                // Returned records first: the high-water mark (and with it the pool's
-                // resident size) moves only when none is left.
-                let at = fl.stack.len() - take;
-                cache.free.extend(fl.stack.drain(at..));
-            } else {
-                // Never-used records, pushed in descending order so that they are handed
-                // out ascending (the cache pops from its end): sequential first touches.
-                let n = CACHE_BATCH.min(self.conns.len() - fl.fresh as usize) as u32;
-                cache.free.extend((fl.fresh..fl.fresh + n).rev());
-                fl.fresh += n;
-                // Keep the committed pages a chunk ahead of the mark (outside the lock:
-                // a worker that reaches those records first just takes its own faults).
-                if fl.fresh + POPULATE_CHUNK > fl.populated {
-                    let from = fl.populated.max(fl.fresh - n);
-                    fl.populated = from.saturating_add(POPULATE_CHUNK);
-                    drop(fl);
-                    self.conns
-                        .populate(from as usize..(from + POPULATE_CHUNK) as usize);
-                }
-            }
+            self.refill(cache);
         }
         let idx = cache.free.pop()?;
-        // The next record this cache hands out: fetch it now, so the next creation writes
-        // into lines already in cache (a recycled record is cold at scale: three misses
-        // on the creation path otherwise).
-        if let Some(&next) = cache.free.last() {
-            if let Some(n) = self.conns.get(next as usize) {
-                n.prefetch_all();
-            }
+        // The record this cache hands out `ALLOC_AHEAD` creations from now: fetch it now,
+        // so that creation writes into lines already in cache (a recycled record is cold
+        // at scale: three misses on the creation path otherwise).
+        if let Some(&ahead) = cache
+            .free
+            .len()
+            .checked_sub(ALLOC_AHEAD)
+            .and_then(|i| cache.free.get(i))
+        {
+            self.prefetch_pooled(ahead);
         }
         let c = &self.conns[idx as usize];
         if !c.transition(c.gen(), status::FREE, status::INIT) {
@@ -782,6 +768,53 @@ impl ConnTable {
             return None;
         }
         Some(idx)
+    }
+
+    /// Moves a batch of free records from the shared pool into the empty `cache` (returned
+    /// records first, else never-used ones). Leaves it empty when the pool has none.
+    fn refill(&self, cache: &mut PoolCache) {
+        let mut fl = self.free.lock();
+        let take = fl.stack.len().min(CACHE_BATCH);
+        if take > 0 {
+            // Returned records first: the high-water mark (and with it the pool's
+            // resident size) moves only when none is left.
+            let at = fl.stack.len() - take;
+            cache.free.extend(fl.stack.drain(at..));
+            drop(fl);
+            self.prefetch_refilled(cache);
+            return;
+        }
+        // Never-used records, pushed in descending order so that they are handed out
+        // ascending (the cache pops from its end): sequential first touches.
+        let n = CACHE_BATCH.min(self.conns.len() - fl.fresh as usize) as u32;
+        cache.free.extend((fl.fresh..fl.fresh + n).rev());
+        fl.fresh += n;
+        // Keep the committed pages a chunk ahead of the mark (outside the lock: a worker
+        // that reaches those records first just takes its own faults).
+        if fl.fresh + POPULATE_CHUNK > fl.populated {
+            let from = fl.populated.max(fl.fresh - n);
+            fl.populated = from.saturating_add(POPULATE_CHUNK);
+            drop(fl);
+            self.conns
+                .populate(from as usize..(from + POPULATE_CHUNK) as usize);
+        }
+        self.prefetch_refilled(cache);
+    }
+
+    /// Fetches the records `cache` hands out before [`ConnTable::alloc`]'s own prefetch
+    /// reaches them (the first `ALLOC_AHEAD`).
+    fn prefetch_refilled(&self, cache: &PoolCache) {
+        for &idx in cache.free.iter().rev().take(ALLOC_AHEAD) {
+            self.prefetch_pooled(idx);
+        }
+    }
+
+    /// Fetches both lines of free record `idx`, which a creation will write.
+    #[inline(always)]
+    fn prefetch_pooled(&self, idx: u32) {
+        if let Some(c) = self.conns.get(idx as usize) {
+            c.prefetch_all();
+        }
     }
 
     /// Returns a worker's cached free records to the shared pool (at worker exit).
