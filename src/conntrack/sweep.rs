@@ -70,6 +70,11 @@ impl CtWorker<'_> {
                 for &(idx, _) in &expired {
                     table.prefetch_removal(idx);
                     Zones::prefetch_neighbours(table, idx);
+                    ct.prefetch_removal_hooks(idx, 0);
+                }
+                // The hooks' second lines (a NAT mapping's record, behind its bucket).
+                for &(idx, _) in &expired {
+                    ct.prefetch_removal_hooks(idx, 1);
                 }
                 let ev = (shard, DestroyReason::Expired);
                 rep.removed += ct.remove_batch(&mut expired, self.cache(), ev);

@@ -1106,3 +1106,97 @@ fn steady_udp_and_icmp_packets_keep_their_state_and_refresh_the_expiry() {
     }
     assert_eq!(ct.all_conns().len(), 1);
 }
+
+/// Hooks that write down what the tracker tells them, in order.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl super::ConnHooks for Recorder {
+    fn created(&self, orig: &ConnKey, _reply: &ConnKey, nat: u8, _now: u64) {
+        self.note(format!("created {} {nat}", orig.sport));
+    }
+    fn removed(&self, orig: &ConnKey, _reply: &ConnKey, nat: u8) {
+        self.note(format!("removed {} {nat}", orig.sport));
+    }
+    fn prefetch_removed(&self, orig: &ConnKey, _reply: &ConnKey, nat: u8, stage: u8) {
+        self.note(format!("prefetch{stage} {} {nat}", orig.sport));
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Recorder {
+    fn note(&self, s: String) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(s);
+        }
+    }
+    fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn the_sweep_has_the_hooks_fetch_a_batchs_nat_state_in_two_stages_before_removing_it() {
+    let ct = tracker(1024);
+    let rec = std::sync::Arc::new(Recorder::default());
+    assert!(ct.set_hooks(rec.clone()).is_ok());
+    let mut w = ct.worker(0);
+    let spec = SnatTo::new("192.0.2.1");
+    for port in [1000u16, 1001, 1002] {
+        assert!(w
+            .process_nat(&udp(A, B, port, 53), 0, true, &spec, 0)
+            .conn
+            .is_some());
+    }
+    // Not translated: nothing of it to fetch, but still told of its removal.
+    assert!(w.process(&udp(A, B, 2000, 53), 0, true, 0).conn.is_some());
+    assert_eq!(rec.take().len(), 4);
+    let rep = ct.control_handle().sweep_all(1_000_000);
+    assert_eq!(rep.removed, 4);
+    let notes = rec.take();
+    // Every NATed connection's stage 0, then every stage 1, then the removals, per batch
+    // (one batch here, in bucket order).
+    let kind = |s: &String| s.split(' ').next().unwrap_or("").to_string();
+    let kinds: Vec<String> = notes.iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "prefetch0",
+            "prefetch0",
+            "prefetch0",
+            "prefetch1",
+            "prefetch1",
+            "prefetch1",
+            "removed",
+            "removed",
+            "removed",
+            "removed"
+        ],
+        "{notes:?}"
+    );
+    let snat = CtState::SNAT;
+    let ports = |k: &str| {
+        let mut p: Vec<String> = notes
+            .iter()
+            .filter(|s| s.starts_with(k))
+            .map(|s| s[k.len() + 1..].to_string())
+            .collect();
+        p.sort();
+        p
+    };
+    let natted: Vec<String> = [1000, 1001, 1002]
+        .iter()
+        .map(|p| format!("{p} {snat}"))
+        .collect();
+    assert_eq!(ports("prefetch0"), natted);
+    assert_eq!(ports("prefetch1"), natted);
+    let mut all = natted.clone();
+    all.push("2000 0".into());
+    all.sort();
+    assert_eq!(ports("removed"), all);
+}

@@ -90,6 +90,11 @@ pub trait ConnHooks: Send + Sync {
     }
     /// The connection created with these keys and flags is gone.
     fn removed(&self, orig: &ConnKey, reply: &ConnKey, nat: u8);
+    /// The connection with these keys and flags is about to be removed: start fetching
+    /// what [`ConnHooks::removed`] will read, in two stages (`stage` 0, then 1 for the
+    /// lines that stage 0's lines lead to). For the sweep, which runs each stage over a
+    /// whole batch before removing it. By default nothing.
+    fn prefetch_removed(&self, _orig: &ConnKey, _reply: &ConnKey, _nat: u8, _stage: u8) {}
     /// The hooks as `Any`, so their installer can find its own again.
     fn as_any(&self) -> &dyn std::any::Any;
 }
@@ -442,6 +447,18 @@ impl Conntrack {
             self.table.release(idx, Some(cache));
         }
         batch.len()
+    }
+
+    /// Starts fetching what the hooks' [`ConnHooks::removed`] will read for the
+    /// connection in record `idx` (stage 0 or 1, see [`ConnHooks::prefetch_removed`]).
+    pub(crate) fn prefetch_removal_hooks(&self, idx: u32, stage: u8) {
+        if let Some(h) = self.hooks.get() {
+            let t = &self.table;
+            let nat = t.conn(idx).nat_flags();
+            if nat != 0 {
+                h.prefetch_removed(&t.key(idx, DIR_ORIG), &t.key(idx, DIR_REPLY), nat, stage);
+            }
+        }
     }
 
     /// The first half of a removal: takes the connection out of the table (false when it

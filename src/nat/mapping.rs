@@ -728,6 +728,18 @@ impl ConnHooks for MappingHooks {
         });
     }
 
+    /// The inside endpoint's bucket (stage 0), then the records it tags as that
+    /// endpoint's (stage 1): what `conn_removed` reads, cold when the sweep comes by.
+    fn prefetch_removed(&self, orig: &ConnKey, reply: &ConnKey, nat: u8, stage: u8) {
+        MappingHooks::sides(orig, reply, nat, |i, _, _| {
+            if stage == 0 {
+                self.0.prefetch(&i)
+            } else {
+                self.0.prefetch_records(&i)
+            }
+        });
+    }
+
     fn removed(&self, orig: &ConnKey, reply: &ConnKey, nat: u8) {
         MappingHooks::sides(orig, reply, nat, |i, o, _| self.0.conn_removed(&i, &o));
     }
