@@ -448,3 +448,47 @@ fn control_lcore_answers_while_a_tap_is_flooded() {
         "SIGINT took {stop_took:?} to stop ctgate"
     );
 }
+
+/// The final worker line's `busy_secs` counts only the loop's turns that found packets:
+/// none on ports that never deliver a frame (`net_null` with `no-rx=1`), nearly all of
+/// the run on ports that deliver a full burst on every poll (`net_null`). The metrics'
+/// `ctgate_worker_busy_seconds_total` is the same figure.
+#[test]
+fn a_worker_is_busy_only_for_the_turns_that_found_packets() {
+    let _lock = common::dpdk_lock();
+    let float = |line: &str, key: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    };
+    for (name, sink) in [("gwidle", true), ("gwbusy", false)] {
+        let s = common::Scratch::new(name);
+        let mut eal = s.eal_args("0,1");
+        for i in 0..2 {
+            eal.push("--vdev".into());
+            eal.push(if sink {
+                format!("net_null{i},no-rx=1")
+            } else {
+                format!("net_null{i}")
+            });
+        }
+        let mut run = common::Running::start(&eal, &[]);
+        run.wait_for_line(Duration::from_secs(30), |l| l.starts_with("t=2s"))
+            .unwrap_or_else(|| panic!("no stats line:\n{}", run.stdout()));
+        run.signal("TERM");
+        let out = run.finish(Duration::from_secs(30));
+        assert!(out.status.success(), "{out}");
+        let w = out.worker_lines();
+        assert_eq!(w.len(), 1, "{out}");
+        let (secs, busy) = (float(w[0], "secs"), float(w[0], "busy_secs"));
+        assert!(secs >= 1.5, "{}", w[0]);
+        if sink {
+            assert_eq!(common::field_u64(w[0], "rx"), Some(0), "{}", w[0]);
+            assert_eq!(busy, 0.0, "no packet, no busy turn: {}", w[0]);
+        } else {
+            assert!(common::field_u64(w[0], "rx").unwrap_or(0) > 0, "{}", w[0]);
+            assert!(busy > 0.5 * secs && busy <= secs, "{}", w[0]);
+        }
+    }
+}

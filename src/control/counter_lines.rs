@@ -101,6 +101,9 @@ pub struct WorkerLine {
     pub drops: DropCounters,
     /// Seconds the poll loop ran.
     pub secs: f64,
+    /// Of those, the seconds of its turns that found packets (the rest it polled empty
+    /// queues): `busy_secs / secs` is the worker's load.
+    pub busy_secs: f64,
     /// (port, queue) pairs it polled.
     pub queues: Vec<(u16, u16)>,
     /// Frames the worker's step generated (sent or dropped): with no frame held,
@@ -143,8 +146,8 @@ impl fmt::Display for WorkerLine {
         )?;
         write!(
             f,
-            " generated={} consumed={}",
-            self.generated, self.consumed
+            " generated={} consumed={} busy_secs={:.3}",
+            self.generated, self.consumed, self.busy_secs
         )
     }
 }
@@ -223,6 +226,7 @@ mod tests {
             queues: vec![(0, 0), (1, 0)],
             generated: 7,
             consumed: 3,
+            busy_secs: 0.5,
         };
         let s = l.to_string();
         assert!(
@@ -232,7 +236,8 @@ mod tests {
         assert_eq!(field_u64(&s, "drop_short_frame"), Some(2));
         assert_eq!(field_u64(&s, "drop_tx_full"), Some(0));
         assert!(
-            s.contains(" rx_mpps=1.000 queues=0:0,1:0 ") && s.ends_with(" generated=7 consumed=3"),
+            s.contains(" rx_mpps=1.000 queues=0:0,1:0 ")
+                && s.ends_with(" generated=7 consumed=3 busy_secs=0.500"),
             "{s}"
         );
     }

@@ -63,6 +63,9 @@ pub struct WorkerCounters {
     /// Drops by the port the packet arrived on.
     pub port_drops: [AtomicU64; MAX_PORTS],
     /// TSC ticks from loop start to the last publish.
+    pub run_tsc: AtomicU64,
+    /// TSC ticks of the loop's turns that found packets (the rest polled empty queues):
+    /// the worker's load, as OVS's PMD processing cycles.
     pub busy_tsc: AtomicU64,
 }
 
@@ -75,6 +78,7 @@ impl Default for WorkerCounters {
             consumed: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             port_drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            run_tsc: AtomicU64::new(0),
             busy_tsc: AtomicU64::new(0),
         }
     }
@@ -89,6 +93,7 @@ pub struct WorkerSnapshot {
     pub consumed: u64,
     pub drops: DropCounters,
     pub port_drops: Vec<u64>,
+    pub run_tsc: u64,
     pub busy_tsc: u64,
 }
 
@@ -107,6 +112,7 @@ impl WorkerCounters {
                 .iter()
                 .map(|c| c.load(Ordering::Relaxed))
                 .collect(),
+            run_tsc: self.run_tsc.load(Ordering::Relaxed),
             busy_tsc: self.busy_tsc.load(Ordering::Relaxed),
         }
     }
@@ -120,6 +126,8 @@ struct Local {
     consumed: u64,
     drops: DropCounters,
     port_drops: [u64; MAX_PORTS],
+    /// See [`WorkerCounters::busy_tsc`].
+    busy_tsc: u64,
 }
 
 impl Local {
@@ -131,7 +139,7 @@ impl Local {
         }
     }
 
-    fn publish(&self, shared: &WorkerCounters, busy_tsc: u64) {
+    fn publish(&self, shared: &WorkerCounters, run_tsc: u64) {
         shared.rx.store(self.rx, Ordering::Relaxed);
         shared.tx.store(self.tx, Ordering::Relaxed);
         shared.generated.store(self.generated, Ordering::Relaxed);
@@ -142,7 +150,8 @@ impl Local {
         for (s, &v) in shared.port_drops.iter().zip(self.port_drops.iter()) {
             s.store(v, Ordering::Relaxed);
         }
-        shared.busy_tsc.store(busy_tsc, Ordering::Relaxed);
+        shared.run_tsc.store(run_tsc, Ordering::Relaxed);
+        shared.busy_tsc.store(self.busy_tsc, Ordering::Relaxed);
     }
 }
 
@@ -363,6 +372,7 @@ impl<S: PacketStep> Worker<S> {
             consumed: 0,
             drops: DropCounters::default(),
             port_drops: [0; MAX_PORTS],
+            busy_tsc: 0,
         };
         if rx.is_empty() {
             // More workers than RX queues: nothing to poll, so do not burn a CPU.
@@ -379,9 +389,16 @@ impl<S: PacketStep> Worker<S> {
         let mut too_big: u64;
         let start = Tsc::now();
         let mut prev_drain = start;
+        // The start of the previous turn, and whether it found packets: a turn's ticks
+        // count as busy (to the next turn's start) when it did.
+        let (mut prev_turn, mut prev_busy) = (start, false);
 
         while !stop.load(Ordering::Relaxed) {
             let now = Tsc::now();
+            if prev_busy {
+                local.busy_tsc += now.wrapping_sub(prev_turn);
+            }
+            prev_turn = now;
             if now.wrapping_sub(prev_drain) > drain_tsc {
                 step.service(&mut Sink {
                     tx: &mut tx,
@@ -479,6 +496,7 @@ impl<S: PacketStep> Worker<S> {
                     pool,
                 });
             }
+            prev_busy = !idle;
             if idle {
                 // The input is drained: send what is buffered now rather than at the next
                 // drain tick (latency at partial load).

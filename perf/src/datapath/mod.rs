@@ -58,7 +58,7 @@
 //! One line per case (`--json`: one JSON object per line):
 //!
 //! ```text
-//! bench=datapath mode=steady events=off sync=off flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
+//! bench=datapath mode=steady events=off sync=off flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… worker_busy=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
 //! ```
 //!
 //! * `events`: `on` with `--events` (the NAT log attached as an event consumer);
@@ -86,6 +86,10 @@
 //!   = `mpps` / `worker_cpu`: on a machine shared with other work the worker gets only
 //!   part of its core, and this says what it did with what it got (`-` if unknown;
 //!   meaningful unpaced only: a poll loop burns its CPU whether or not packets come);
+//! * `worker_busy`: the share of the workers' loop time in the window spent on turns
+//!   that found packets (ctgate's `busy_secs` over `secs`): below 1 unpaced, the source
+//!   (here the generator, which shares a CPU with the control lcore on a 2-core
+//!   machine) rather than the worker set the rate;
 //! * `cps`: connections the tracker created per second in the window (its `created`
 //!   counter, read over ctgate's control socket when the window starts and ends; if
 //!   that fails, a warning and `created` over the whole generation); `created`: the
@@ -882,6 +886,9 @@ fn run_case(
             .filter(|&c| c > 0.0)
             .map_or("-".to_string(), |c| f3(mpps / c)),
     );
+    // A polling worker is always on its CPU; how much of that found packets says whether
+    // it or the source was the limit.
+    l.push("worker_busy", opt(watched.worker_busy));
     l.push("cps", format!("{cps:.0}"));
     l.push("conns", n_conns);
     l.push("created", ct.created);
@@ -941,6 +948,9 @@ struct Watched {
     ports: Result<(u64, u64, f64), String>,
     /// The workers' counters at the window's start (rx, tx), and when they were read.
     ports_at_start: Option<(u64, u64, Instant)>,
+    /// Share of their loops' time in the window that the workers spent on turns that
+    /// found packets (the `stats` reply's `busy_secs` over `secs`), if read.
+    worker_busy: Option<f64>,
     /// Share of a CPU that ctgate's worker threads and the generator thread ran in the
     /// window (from /proc/self/task/*/schedstat), if readable.
     worker_cpu: Option<f64>,
@@ -953,6 +963,7 @@ impl Watched {
             created: Err(e.clone()),
             ports: Err(e),
             ports_at_start: None,
+            worker_busy: None,
             worker_cpu: None,
             gen_cpu: None,
         }
@@ -1028,6 +1039,10 @@ fn watch_window(socket: &std::path::Path, window: &WindowFlags, started: Instant
             ))
         }),
         ports_at_start: a.ok().map(|a| (a.rx, a.tx, a.at)),
+        worker_busy: a.ok().zip(b.ok()).and_then(|(a, b)| {
+            let run = b.run_secs - a.run_secs;
+            (run > 0.0).then(|| ((b.busy_secs - a.busy_secs) / run).clamp(0.0, 1.0))
+        }),
         worker_cpu: share(w0, w1),
         gen_cpu: share(g0, g1),
     }
@@ -1040,6 +1055,10 @@ struct Stats {
     /// Packets all workers received and sent (on every port).
     rx: u64,
     tx: u64,
+    /// Seconds the workers' loops ran and, of those, spent on turns that found packets
+    /// (summed over the workers).
+    run_secs: f64,
+    busy_secs: f64,
     /// When the reply came.
     at: Instant,
 }
@@ -1065,11 +1084,21 @@ fn read_stats(socket: &std::path::Path) -> Result<Stats, String> {
             .find_map(|l| field_u64(l, "created")),
         rx: 0,
         tx: 0,
+        run_secs: 0.0,
+        busy_secs: 0.0,
         at,
+    };
+    let float = |l: &str, key: &str| -> f64 {
+        l.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     };
     for l in text.lines().filter(|l| l.starts_with("worker=")) {
         s.rx += field_u64(l, "rx").unwrap_or(0);
         s.tx += field_u64(l, "tx").unwrap_or(0);
+        s.run_secs += float(l, "secs");
+        s.busy_secs += float(l, "busy_secs");
     }
     Ok(s)
 }

@@ -189,11 +189,11 @@ pub(super) fn render(m: &MetricsInput) -> String {
     w.family(
         "ctgate_worker_busy_ratio",
         "gauge",
-        "Share of the run a worker spent busy (busy seconds over uptime).",
+        "Share of its poll loop's time a worker spent on turns that found packets (busy seconds over the loop's seconds).",
     );
     for (i, s) in snaps.iter().enumerate() {
-        let share = if m.uptime_secs > 0.0 {
-            (s.busy_tsc as f64 / hz / m.uptime_secs).min(1.0)
+        let share = if s.run_tsc > 0 {
+            (s.busy_tsc as f64 / s.run_tsc as f64).min(1.0)
         } else {
             0.0
         };
