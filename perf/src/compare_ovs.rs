@@ -114,6 +114,11 @@
 //! were forwarded (100 on the established path; less means drops, e.g. replies whose
 //! connection is gone).
 //!
+//! `ctgate_worker_busy` (`ct` and `snat`): the share of ctgate's worker loop time in the
+//! window spent on turns that found packets (its `busy_secs` over `secs`, read over its
+//! control socket after each stats line): near 1, ctgate set the rate; below, the source
+//! did (`unknown` for `plain`, which has no control socket).
+//!
 //! For `ct` and `snat`, a side whose reply direction forwarded nothing fails the case
 //! (the established path was not reached). OVS's log is checked for ERR/EMER lines and
 //! the interfaces for errors; both fail the case with the message rather than print a
@@ -126,7 +131,7 @@
 //! Output, one line per case (`--json`: one object per line):
 //!
 //! ```text
-//! case=snat flows=1000000 source=fifo ovs_mpps=0.83 ctgate_mpps=8.4 ratio=10.1 ovs_conns=… ctgate_conns=… repeat=1 ovs_min=… ovs_max=… ctgate_min=… ctgate_max=… ovs_fwd_pct=… ctgate_fwd_pct=… secs=10 warmup=5
+//! case=snat flows=1000000 source=fifo ovs_mpps=0.83 ctgate_mpps=8.4 ratio=10.1 ovs_conns=… ctgate_conns=… repeat=1 ovs_min=… ovs_max=… ctgate_min=… ctgate_max=… ovs_fwd_pct=… ctgate_fwd_pct=… ctgate_worker_busy=… secs=10 warmup=5
 //! ```
 //!
 //! # Cleanup
@@ -164,7 +169,10 @@ use crate::gen_traffic::{self, CLIENT_MAC, PCAP_PORT0_MAC, PCAP_PORT1_MAC, ROUTE
 use crate::ovs::{self, Instance, Options};
 use crate::pcap_feed::{memory_for, pcap_mbufs, Feeder};
 use crate::plot::{self, Line};
-use crate::runner::{find_ctgate, mega_per_sec, remove_dpdk_runtime, EalArgs};
+use crate::runner::{
+    busy_share, find_ctgate, mega_per_sec, read_stats_text, remove_dpdk_runtime, worker_seconds,
+    EalArgs,
+};
 
 /// Open vSwitch's DPDK switch (package openvswitch-switch-dpdk).
 const OVS_DPDK: &str = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk";
@@ -679,6 +687,9 @@ struct Measure {
     fwd_pct: f64,
     /// The generator's figures (memif source).
     gen: Option<GenFigures>,
+    /// ctgate's worker: the share of its loop's time in the window on turns that found
+    /// packets (gateway mode; below 1, the source set the rate).
+    busy: Option<f64>,
 }
 
 impl Measure {
@@ -693,7 +704,12 @@ impl Measure {
                 0.0
             },
             gen: None,
+            busy: None,
         }
+    }
+
+    fn with_busy(self, busy: Option<f64>) -> Measure {
+        Measure { busy, ..self }
     }
 
     fn with_gen(self, gen: Option<GenFigures>) -> Measure {
@@ -805,6 +821,10 @@ fn parse_tick(line: &str) -> Option<(u64, Counters)> {
     ))
 }
 
+/// A ctgate stats line: when it came, its counters, and the workers' loop and busy
+/// seconds read right after it ([`worker_seconds`]; gateway mode only).
+type Tick = (Instant, Counters, Option<(f64, f64)>);
+
 fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
     let mut feed = Feed::default();
     let mut child: Option<Child> = None;
@@ -860,13 +880,20 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
             s
         });
         let stdout = c.stdout.take().ok_or("no stdout")?;
-        let mut ticks: Vec<(Instant, Counters)> = Vec::new();
+        // Each stats line, when it came, and (gateway mode) the workers' loop and busy
+        // seconds read over the control socket right after it.
+        let socket = (r.case != Case::Plain).then(|| r.dir.join("ctl.sock"));
+        let mut ticks: Vec<Tick> = Vec::new();
         let mut text = String::new();
         for l in BufReader::new(stdout).lines() {
             let Ok(l) = l else { break };
             let now = Instant::now();
             if let Some((_, c)) = parse_tick(&l) {
-                ticks.push((now, c));
+                let loops = socket
+                    .as_deref()
+                    .and_then(|s| read_stats_text(s).ok())
+                    .map(|t| worker_seconds(&t));
+                ticks.push((now, c, loops));
             } else {
                 text.push_str(&l);
                 text.push('\n');
@@ -889,7 +916,7 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
             .ok_or_else(|| format!("ctgate printed no stats line:\n{text}\n{err}"))?
             .0;
         let near = |t: Instant| {
-            move |k: &&(Instant, Counters)| {
+            move |k: &&Tick| {
                 if k.0 > t {
                     k.0 - t
                 } else {
@@ -919,7 +946,8 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
                 .and_then(|l| field_u64(l, "n_conns"))
                 .ok_or_else(|| format!("no conntrack line in ctgate's output:\n{text}"))?
         };
-        Ok(Measure::new(c, dt, conns))
+        let busy = a.2.zip(b.2).and_then(|(x, y)| busy_share(x, y));
+        Ok(Measure::new(c, dt, conns).with_busy(busy))
     })();
     child::stop(&mut child, Duration::from_secs(5));
     let gen = feed.stop();
@@ -1128,6 +1156,14 @@ pub fn run(args: &Args) -> Result<(), String> {
                 .with("ctgate_max", fmt_mpps(cmax))
                 .with("ovs_fwd_pct", pct(&ovs))
                 .with("ctgate_fwd_pct", pct(&ctg))
+                .with("ctgate_worker_busy", {
+                    let b: Vec<f64> = ctg.iter().filter_map(|m| m.busy).collect();
+                    if b.is_empty() {
+                        "unknown".to_string()
+                    } else {
+                        format!("{:.2}", median(&b))
+                    }
+                })
                 .with("secs", seconds)
                 .with("warmup", warmup);
             line = match args.frag_size {

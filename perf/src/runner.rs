@@ -159,6 +159,46 @@ impl RunResult {
     }
 }
 
+/// A running ctgate's `stats` reply over its control socket, as text.
+pub fn read_stats_text(socket: &Path) -> Result<String, String> {
+    let mut text = String::new();
+    match ctgate::control::protocol::call(
+        socket,
+        "stats",
+        &[],
+        Some(std::time::Duration::from_secs(5)),
+        |o| text.push_str(o),
+    ) {
+        Ok(Ok(())) => Ok(text),
+        Ok(Err(e)) => Err(format!("control socket: {e}")),
+        Err(e) => Err(format!("control socket: {e}")),
+    }
+}
+
+/// The seconds the workers' loops ran and, of those, spent on turns that found packets
+/// (`secs` and `busy_secs`), summed over the `worker=` lines of a `stats` reply or a final
+/// report (0 for a key a line lacks).
+pub fn worker_seconds(text: &str) -> (f64, f64) {
+    let float = |l: &str, key: &str| -> f64 {
+        fields(l)
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    text.lines()
+        .filter(|l| l.starts_with("worker="))
+        .fold((0.0, 0.0), |(r, b), l| {
+            (r + float(l, "secs"), b + float(l, "busy_secs"))
+        })
+}
+
+/// The share of the workers' loop time between two [`worker_seconds`] readings that
+/// found packets; `None` when no loop time passed.
+pub fn busy_share(a: (f64, f64), b: (f64, f64)) -> Option<f64> {
+    let run = b.0 - a.0;
+    (run > 0.0).then(|| ((b.1 - a.1) / run).clamp(0.0, 1.0))
+}
+
 /// `n` per `secs` seconds, in millions (0 for an empty interval).
 pub fn mega_per_sec(n: u64, secs: f64) -> f64 {
     if secs > 0.0 {
@@ -214,6 +254,17 @@ pub fn parse_workers(stdout: &str) -> Vec<WorkerResult> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn worker_seconds_sum_the_loop_and_busy_seconds_of_every_worker_line() {
+        let text = "port=0 rx=1 tx=1 dropped=0\n\
+                    worker=0 lcore=1 rx=9 tx=9 dropped=0 secs=2.000 rx_mpps=0.000 queues=0:0 generated=0 consumed=0 busy_secs=0.500\n\
+                    worker=1 lcore=2 rx=9 tx=9 dropped=0 secs=3.000 queues=- busy_secs=1.500\n\
+                    worker=2 lcore=3 rx=0 tx=0 dropped=0 secs=1.000 queues=-\n";
+        assert_eq!(worker_seconds(text), (6.0, 2.0));
+        assert_eq!(busy_share((6.0, 2.0), (8.0, 3.5)), Some(0.75));
+        assert_eq!(busy_share((6.0, 2.0), (6.0, 2.0)), None);
+    }
     use super::*;
 
     #[test]

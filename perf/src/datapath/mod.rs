@@ -1039,10 +1039,10 @@ fn watch_window(socket: &std::path::Path, window: &WindowFlags, started: Instant
             ))
         }),
         ports_at_start: a.ok().map(|a| (a.rx, a.tx, a.at)),
-        worker_busy: a.ok().zip(b.ok()).and_then(|(a, b)| {
-            let run = b.run_secs - a.run_secs;
-            (run > 0.0).then(|| ((b.busy_secs - a.busy_secs) / run).clamp(0.0, 1.0))
-        }),
+        worker_busy: a
+            .ok()
+            .zip(b.ok())
+            .and_then(|(a, b)| crate::runner::busy_share(a.loops, b.loops)),
         worker_cpu: share(w0, w1),
         gen_cpu: share(g0, g1),
     }
@@ -1056,9 +1056,8 @@ struct Stats {
     rx: u64,
     tx: u64,
     /// Seconds the workers' loops ran and, of those, spent on turns that found packets
-    /// (summed over the workers).
-    run_secs: f64,
-    busy_secs: f64,
+    /// ([`crate::runner::worker_seconds`]).
+    loops: (f64, f64),
     /// When the reply came.
     at: Instant,
 }
@@ -1066,17 +1065,8 @@ struct Stats {
 /// ctgate's counters over the control socket ([`Stats`]).
 fn read_stats(socket: &std::path::Path) -> Result<Stats, String> {
     use ctgate::control::counter_lines::field_u64;
-    let mut text = String::new();
-    let r =
-        ctgate::control::protocol::call(socket, "stats", &[], Some(Duration::from_secs(5)), |o| {
-            text.push_str(o)
-        });
+    let text = crate::runner::read_stats_text(socket)?;
     let at = Instant::now();
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("control socket: {e}")),
-        Err(e) => return Err(format!("control socket: {e}")),
-    }
     let mut s = Stats {
         created: text
             .lines()
@@ -1084,21 +1074,12 @@ fn read_stats(socket: &std::path::Path) -> Result<Stats, String> {
             .find_map(|l| field_u64(l, "created")),
         rx: 0,
         tx: 0,
-        run_secs: 0.0,
-        busy_secs: 0.0,
+        loops: crate::runner::worker_seconds(&text),
         at,
-    };
-    let float = |l: &str, key: &str| -> f64 {
-        l.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
     };
     for l in text.lines().filter(|l| l.starts_with("worker=")) {
         s.rx += field_u64(l, "rx").unwrap_or(0);
         s.tx += field_u64(l, "tx").unwrap_or(0);
-        s.run_secs += float(l, "secs");
-        s.busy_secs += float(l, "busy_secs");
     }
     Ok(s)
 }
