@@ -11,7 +11,9 @@
 //! when NAT applies); the two may live in different buckets. Records live out of line in
 //! one pre-allocated array (the pool), sized by the connection limit: no allocation per
 //! connection. When a bucket's eight slots are used, further entries go to overflow buckets
-//! chained from it, taken from a bounded overflow pool.
+//! chained from it, taken from a bounded overflow pool. Chains stay dense (every bucket
+//! but the last full: a removal moves the last entry into its hole), so a chain holds
+//! exactly the overflow buckets its entries need, and churn cannot drain the pool.
 //!
 //! # Concurrency
 //!
@@ -604,36 +606,64 @@ impl ConnTable {
         true
     }
 
-    /// With the bucket locked: removes `entry` from the chain (if present) and releases
-    /// overflow buckets that became empty.
+    /// With the bucket locked: removes `entry` from the chain (if present), keeping the
+    /// chain dense: every bucket of a chain but its last is full. A hole left before the
+    /// last bucket is filled with an entry moved from the last, and an overflow bucket
+    /// that empties is unlinked and returned. Readers see the move as any other change
+    /// under the bucket's sequence, and retry.
+    ///
+    /// Without the move, a chain that once grew kept each overflow bucket until every
+    /// entry in it had gone while new entries filled holes nearer the head: under churn
+    /// the overflow pool drained toward each bucket's historical peak and inserts were
+    /// refused with the table far from full.
     fn del_locked(&self, bi: usize, entry: u32) -> bool {
         let head = &self.buckets[bi];
-        let mut b = head;
-        let mut prev: Option<&Bucket> = None;
+        // The slot holding `entry`, and the chain's last bucket with its predecessor.
+        let mut hole: Option<(&Bucket, usize)> = None;
+        let mut last = head;
+        let mut before_last: Option<&Bucket> = None;
         loop {
-            for i in 0..SLOTS {
-                if b.entries[i].load(Ordering::Relaxed) == entry {
-                    b.entries[i].store(0, Ordering::Relaxed);
-                    if let Some(p) = prev {
-                        if b.entries.iter().all(|e| e.load(Ordering::Relaxed) == 0) {
-                            // Unlink the empty overflow bucket and return it.
-                            let this = p.next.load(Ordering::Relaxed);
-                            p.next
-                                .store(b.next.load(Ordering::Relaxed), Ordering::Release);
-                            self.overflow_free.lock().stack.push(this - 1);
-                        }
-                    }
-                    return true;
+            if hole.is_none() {
+                if let Some(i) =
+                    (0..SLOTS).find(|&i| last.entries[i].load(Ordering::Relaxed) == entry)
+                {
+                    hole = Some((last, i));
                 }
             }
-            match self.chain_next(b) {
+            match self.chain_next(last) {
                 Some(n) => {
-                    prev = Some(b);
-                    b = n;
+                    before_last = Some(last);
+                    last = n;
                 }
-                None => return false,
+                None => break,
             }
         }
+        let Some((hb, hi)) = hole else {
+            return false;
+        };
+        if std::ptr::eq(hb, last) {
+            hb.entries[hi].store(0, Ordering::Relaxed);
+        } else if let Some(j) = (0..SLOTS)
+            .rev()
+            .find(|&j| last.entries[j].load(Ordering::Relaxed) != 0)
+        {
+            // The hole is in a full bucket before the last: the last's entry moves in.
+            hb.sigs[hi].store(last.sigs[j].load(Ordering::Relaxed), Ordering::Relaxed);
+            hb.entries[hi].store(last.entries[j].load(Ordering::Relaxed), Ordering::Relaxed);
+            last.entries[j].store(0, Ordering::Relaxed);
+        } else {
+            // An empty last bucket cannot follow a hole (it would have been returned).
+            hb.entries[hi].store(0, Ordering::Relaxed);
+        }
+        if let Some(p) = before_last {
+            if last.entries.iter().all(|e| e.load(Ordering::Relaxed) == 0) {
+                // Unlink the empty overflow bucket (the chain's last) and return it.
+                let this = p.next.load(Ordering::Relaxed);
+                p.next.store(0, Ordering::Release);
+                self.overflow_free.lock().stack.push(this - 1);
+            }
+        }
+        true
     }
 
     /// Publishes record `idx` (status INIT, keys set) under both keys, atomically with
@@ -1146,6 +1176,58 @@ mod tests {
             t.release(idx, Some(&mut cache));
         }
         assert_eq!(t.overflow_used(), 0);
+    }
+
+    #[test]
+    fn under_churn_overflow_chains_hold_only_what_their_entries_need() {
+        // Connections come and go for 200 table-fulls at 85% of the capacity. Buckets
+        // fill and empty in turn; a chain that once grew must give its overflow buckets
+        // back as it shrinks, or the overflow pool drains under churn and inserts are
+        // refused while the table is far from full (seen as `refused_table_full` in
+        // `datapath --new-flows` at 78% of `max_conns`; here, before the fix, 166 of the
+        // 170 overflow buckets were in use at the peak, and more than the entries needed
+        // at the end).
+        let cap = 2048u32;
+        let t = ConnTable::new(cap, 0, KeyHasher::with_seed(11));
+        let mut cache = PoolCache::default();
+        let live_max = (cap as usize) * 85 / 100;
+        let mut live = std::collections::VecDeque::new();
+        let mut peak = 0;
+        for i in 0..200 * cap {
+            let k = key(i);
+            match publish(&t, &mut cache, &k, u64::MAX) {
+                Ok(idx) => live.push_back(idx),
+                Err(e) => panic!(
+                    "insert {i} refused ({e:?}) with {} live of {cap}, {} of {} overflow \
+                     buckets in use",
+                    live.len(),
+                    t.overflow_used(),
+                    t.overflow.len()
+                ),
+            }
+            if live.len() > live_max {
+                // Oldest first, as timeouts remove them; the FIFO mixes every bucket.
+                let idx = live.pop_front().expect("non-empty");
+                assert!(t.unlink(idx, t.conn(idx).gen()));
+                t.release(idx, Some(&mut cache));
+            }
+            peak = peak.max(t.overflow_used());
+        }
+        // The chains hold exactly what their entries need: every overflow bucket in use
+        // is full but the last of its chain.
+        let need: usize = (0..t.n_buckets())
+            .map(|b| t.bucket_len(b).saturating_sub(SLOTS).div_ceil(SLOTS))
+            .sum();
+        assert_eq!(t.overflow_used(), need, "peak {peak}");
+        let total: usize = (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum();
+        assert_eq!(total, 2 * live.len());
+        for &idx in &live {
+            let k = t.key(idx, DIR_ORIG);
+            assert_eq!(
+                t.lookup(&k.to_words(), t.hash_key(&k), 0).map(|h| h.idx),
+                Some(idx)
+            );
+        }
     }
 
     #[test]
