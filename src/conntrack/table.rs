@@ -1231,6 +1231,53 @@ mod tests {
     }
 
     #[test]
+    fn readers_never_miss_a_live_key_while_removals_move_entries_of_its_chain() {
+        // Four buckets: every chain runs into overflow buckets, and each removal of a
+        // churned key moves some other entry (often a stable one) into its hole. Lookups
+        // of the stable keys, lock-free on other threads, must find every one every time.
+        use std::sync::atomic::AtomicBool;
+        let t = ConnTable::new(512, 4, KeyHasher::with_seed(21));
+        let mut cache = PoolCache::default();
+        let stable: Vec<(ConnKey, u32)> = (0..60)
+            .map(|i| {
+                let k = key(i);
+                (k, publish(&t, &mut cache, &k, u64::MAX).expect("room"))
+            })
+            .collect();
+        let done = AtomicBool::new(false);
+        let misses = AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !done.load(Ordering::Relaxed) {
+                        for (k, idx) in &stable {
+                            for key in [*k, k.reversed()] {
+                                let hit = t.lookup(&key.to_words(), t.hash_key(&key), 0);
+                                if hit.map(|h| h.idx) != Some(*idx) {
+                                    misses.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+            let mut live = std::collections::VecDeque::new();
+            for i in 1000..41_000 {
+                live.push_back(publish(&t, &mut cache, &key(i), u64::MAX).expect("room"));
+                if live.len() > 100 {
+                    let idx = live.pop_front().expect("non-empty");
+                    assert!(t.unlink(idx, t.conn(idx).gen()));
+                    t.release(idx, Some(&mut cache));
+                }
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(misses.load(Ordering::Relaxed), 0);
+        let total: usize = (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum();
+        assert_eq!(total, 2 * (60 + 100));
+    }
+
+    #[test]
     fn pool_exhaustion_is_reported_and_recovers() {
         let t = ConnTable::new(40, 0, KeyHasher::with_seed(1));
         let mut cache = PoolCache::default();
