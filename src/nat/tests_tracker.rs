@@ -220,3 +220,47 @@ fn concurrent_nat_into_a_small_port_range_never_duplicates_a_tuple() {
         assert_eq!(entries, 200);
     }
 }
+
+#[test]
+fn a_mapped_reply_key_held_by_an_unnated_connection_is_refused_without_a_leak() {
+    // The mapping's one candidate (the inside port kept on the pool address) is the
+    // reply key of a connection made without NAT: the packet is refused as
+    // NAT-exhausted, and nothing of the attempt stays behind.
+    use super::mapping::{Mapped, MappingHooks, Mappings};
+    use std::sync::Arc;
+    let ct = tracker(1024);
+    let maps = Arc::new(Mappings::new(1024));
+    assert!(ct.set_hooks(Arc::new(MappingHooks(maps.clone()))).is_ok());
+    let mut w = ct.worker(0);
+    // B:53 → 192.0.2.1:5000, tracked without NAT: its key is the mapped reply key of
+    // A:5000 → B:53 through 192.0.2.1.
+    let plain = w.process(&udp(B, "192.0.2.1", 53, 5000), 1, true, 0);
+    assert_eq!(plain.state, st("trk,new"));
+    let spec = snat("192.0.2.1");
+    let nat = Mapped {
+        spec: &spec,
+        maps: &maps,
+        now: 0,
+    };
+    let r = w.process_nat(&udp(A, B, 5000, 53), 1, true, &nat, 0);
+    assert_eq!(r.refused, Some(Refusal::NatExhausted));
+    assert_eq!(r.conn, None);
+    let c = ct.counters();
+    assert_eq!((c.created, c.nat_exhausted), (1, 1));
+    assert_eq!(ct.n_conns(), 1);
+    assert_eq!(
+        dump(&ct),
+        ["udp,orig=(src=192.0.2.2,dst=192.0.2.1,sport=53,dport=5000),reply=(src=192.0.2.1,dst=192.0.2.2,sport=5000,dport=53),zone=1"]
+    );
+    // The limits gave back what the attempt took: the table still fills to its maximum.
+    let mut made = 1;
+    for port in 1..2000u16 {
+        if w.process(&udp("10.0.0.9", B, port, 53), 1, true, 0)
+            .conn
+            .is_some()
+        {
+            made += 1;
+        }
+    }
+    assert_eq!(made, 1024);
+}
