@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use ctgate::conntrack::{Conntrack, CtState};
 
-use super::measure::{on_threads, Meter, Usage};
+use super::measure::{on_threads, Meter, SpinGate, Usage};
 use super::track::{counters_str, track_all};
 use super::{tracker, Line, Plan, T0};
 use crate::flow_frames::FrameBuf;
@@ -21,11 +21,14 @@ fn fill(
     now: u64,
 ) -> Result<(f64, Vec<(u64, Usage)>), String> {
     let before = ct.n_conns();
+    let gate = SpinGate::new(t);
     let res = on_threads(&plan.cores, t, |i| {
         let lo = n as usize * i / t;
         let hi = n as usize * (i + 1) / t;
         let mut w = ct.worker(i);
         let meter = Meter::start();
+        // The wall time runs from the first start to the last end: start together.
+        gate.wait();
         let t0 = Instant::now();
         let created = track_all(&mut w, firsts, lo..hi, now, CtState::NEW);
         let t1 = Instant::now();
