@@ -23,7 +23,36 @@ pub fn mac_str(m: [u8; 6]) -> String {
 /// [`bench_config`] with room for `flows` (twice as many connections, at least 3M, the
 /// default's): what the `gateway` and `compare-ovs` cases run.
 pub fn for_flows(flows: u32, snat: bool) -> Result<String, String> {
-    bench_config((2 * u64::from(flows)).max(3_000_000), snat)
+    bench_config(max_conns_for(flows), snat)
+}
+
+/// The connection limit for `flows` flows: twice as many, at least 3M (OVS's default).
+pub fn max_conns_for(flows: u32) -> u64 {
+    (2 * u64::from(flows)).max(3_000_000)
+}
+
+/// `text` (a [`bench_config`]) with the UDP timeouts (first, single, multiple) set to
+/// `secs` seconds, when given.
+pub fn with_udp_timeout(text: String, secs: Option<u32>) -> Result<String, String> {
+    let Some(t) = secs else {
+        return Ok(text);
+    };
+    let mut out = String::new();
+    let mut seen = false;
+    for l in text.lines() {
+        out.push_str(l);
+        out.push('\n');
+        if l.trim() == "[timeouts]" {
+            seen = true;
+            for k in ["udp_first", "udp_single", "udp_multiple"] {
+                out.push_str(&format!("{k} = {t}\n"));
+            }
+        }
+    }
+    if !seen {
+        return Err("the embedded default config has no [timeouts]: update bench_config.rs".into());
+    }
+    Ok(out)
 }
 
 /// The embedded default configuration for benchmarks: `max_conns` set to `max`, a static
@@ -102,5 +131,17 @@ mod tests {
         assert!(for_flows(2_000_000, true)
             .unwrap()
             .contains("max_conns = 4000000\n"));
+    }
+
+    #[test]
+    fn udp_timeout_sets_the_three_udp_timeouts_and_nothing_else() {
+        let base = for_flows(1000, true).unwrap();
+        assert_eq!(with_udp_timeout(base.clone(), None).unwrap(), base);
+        let t = with_udp_timeout(base, Some(300)).unwrap();
+        let c = ctgate::config::Config::parse(&t, "gw.toml").unwrap();
+        assert_eq!(c.timeouts.len(), 3, "{:?}", c.timeouts);
+        for k in ["udp_first", "udp_single", "udp_multiple"] {
+            assert!(t.contains(&format!("{k} = 300\n")), "{t}");
+        }
     }
 }

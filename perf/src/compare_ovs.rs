@@ -66,7 +66,8 @@
 //! `dpdk-lcore-mask=0x1`, `pmd-cpu-mask=0x2`: one PMD thread on CPU 1, everything else
 //! on CPU 0. Bridge `br0` (`datapath_type=netdev`, `fail-mode=secure`), ports `p0`, `p1`
 //! `type=dpdk`, `options:dpdk-devargs=net_pcapN,rx_pcap=…[,infinite_rx=1]`. Defaults
-//! otherwise (EMC on, SMC off, 3M max connections).
+//! otherwise (EMC on, SMC off), but for the connection limit: ctgate's (`max(2 × flows, 3M)`,
+//! `dpctl/ct-set-maxconns` when that is not OVS's default 3M).
 //!
 //! ctgate: `--no-huge --no-pci --lcores 0@0,1@1` (one worker on CPU 1, control on CPU 0),
 //! the same two `--vdev`s, `--mbufs` sized for the preloaded packets.
@@ -184,6 +185,8 @@ const OVS_POOL_HEADROOM: usize = 32_768;
 /// TX queues OVS gives each DPDK port: one per PMD thread (one here) and one for its
 /// non-PMD threads.
 const OVS_TX_QUEUES: u16 = 2;
+/// OVS's userspace conntrack limit unless set (`dpctl/ct-set-maxconns`).
+const OVS_DEFAULT_MAX_CONNS: u64 = 3_000_000;
 /// The SNAT pool (the embedded default config's).
 const POOL: &str = "192.0.2.1";
 
@@ -275,6 +278,14 @@ pub struct Args {
     /// `frag_size`, `frags_per_datagram` and both sides' `datagrams_per_s`.
     #[arg(long, value_name = "N")]
     frag_size: Option<usize>,
+    /// UDP timeouts in seconds (first, single and multiple) on both sides: OVS a zone
+    /// timeout policy for zone 1 (`ovs-vsctl add-zone-tp netdev zone=1 udp_first=N
+    /// udp_single=N udp_multiple=N`), ctgate `[timeouts]`. Without it both keep OVS's
+    /// defaults (30 s first and multiple, 60 s single), which a side that takes longer
+    /// than 30 s for a round over the flows (OVS at 10M flows) cannot keep established:
+    /// it then forwards while its connections expire and are created again.
+    #[arg(long, value_name = "SECS")]
+    udp_timeout: Option<u32>,
 }
 
 /// The IP MTU the fragments of `--frag-size` fit.
@@ -343,6 +354,8 @@ fn start_ovs(
     memory_mb: u32,
     devargs: [String; 2],
     flows: &str,
+    max_conns: u64,
+    udp_timeout: Option<u32>,
 ) -> Result<Instance, String> {
     let extra = format!(
         "other_config:dpdk-extra=--no-huge -m {memory_mb} --legacy-mem --no-pci --file-prefix {prefix} --log-level 4"
@@ -382,6 +395,36 @@ fn start_ovs(
                 ovs.log_problems()
             ));
         }
+    }
+    // The same connection limit as ctgate's (`bench_config::for_flows`): OVS's default of
+    // 3M would refuse most of 10M flows.
+    if max_conns != OVS_DEFAULT_MAX_CONNS {
+        ovs.appctl(&["dpctl/ct-set-maxconns", &max_conns.to_string()])?;
+    }
+    if let Some(t) = udp_timeout {
+        // The zone policy lives in the datapath's record, which nothing has created yet.
+        ovs.vsctl(&[
+            "--",
+            "--id=@m",
+            "create",
+            "Datapath",
+            "datapath_version=0",
+            "--",
+            "set",
+            "Open_vSwitch",
+            ".",
+            "datapaths:netdev=@m",
+        ])?;
+        let v = |k: &str| format!("{k}={t}");
+        ovs.vsctl(&[
+            "--may-exist",
+            "add-zone-tp",
+            "netdev",
+            "zone=1",
+            &v("udp_first"),
+            &v("udp_single"),
+            &v("udp_multiple"),
+        ])?;
     }
     ovs.add_flows("br0", flows)?;
     Ok(ovs)
@@ -729,6 +772,7 @@ struct Run<'a> {
     prefix: String,
     dir: PathBuf,
     verbose: bool,
+    udp_timeout: Option<u32>,
 }
 
 fn check_replies(side: &str, case: Case, fwd: u64, rev: u64) -> Result<(), String> {
@@ -753,6 +797,8 @@ fn run_ovs(r: &Run) -> Result<Measure, String> {
             r.memory_mb,
             dev,
             &ovs_flows(r.case),
+            bench_config::max_conns_for(r.flows),
+            r.udp_timeout,
         )?;
         sleep(Duration::from_secs_f64(r.warmup))?;
         ovs.check_alive()?;
@@ -845,7 +891,10 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
             let conf = r.dir.join("gw.toml");
             std::fs::write(
                 &conf,
-                bench_config::for_flows(r.flows, r.case == Case::Snat)?,
+                bench_config::with_udp_timeout(
+                    bench_config::for_flows(r.flows, r.case == Case::Snat)?,
+                    r.udp_timeout,
+                )?,
             )
             .map_err(|e| format!("{}: {e}", conf.display()))?;
             vec![
@@ -1102,6 +1151,7 @@ pub fn run(args: &Args) -> Result<(), String> {
                     prefix: format!("{stem}-{}-{f}-{rep}-ovs", case.name()),
                     dir: scratch.join(format!("run-{n}-ovs")),
                     verbose: args.verbose,
+                    udp_timeout: args.udp_timeout,
                 };
                 for side in ["ovs", "ctgate"] {
                     eprintln!(
