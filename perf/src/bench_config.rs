@@ -31,12 +31,8 @@ pub fn max_conns_for(flows: u32) -> u64 {
     (2 * u64::from(flows)).max(3_000_000)
 }
 
-/// `text` (a [`bench_config`]) with the UDP timeouts (first, single, multiple) set to
-/// `secs` seconds, when given.
-pub fn with_udp_timeout(text: String, secs: Option<u32>) -> Result<String, String> {
-    let Some(t) = secs else {
-        return Ok(text);
-    };
+/// `text` (a [`bench_config`]) with `timeouts` (`[timeouts]` keys and their seconds) set.
+pub fn with_timeouts(text: &str, timeouts: &[(&str, u32)]) -> Result<String, String> {
     let mut out = String::new();
     let mut seen = false;
     for l in text.lines() {
@@ -44,8 +40,8 @@ pub fn with_udp_timeout(text: String, secs: Option<u32>) -> Result<String, Strin
         out.push('\n');
         if l.trim() == "[timeouts]" {
             seen = true;
-            for k in ["udp_first", "udp_single", "udp_multiple"] {
-                out.push_str(&format!("{k} = {t}\n"));
+            for (k, secs) in timeouts {
+                out.push_str(&format!("{k} = {secs}\n"));
             }
         }
     }
@@ -53,6 +49,17 @@ pub fn with_udp_timeout(text: String, secs: Option<u32>) -> Result<String, Strin
         return Err("the embedded default config has no [timeouts]: update bench_config.rs".into());
     }
     Ok(out)
+}
+
+/// `text` with the UDP timeouts (first, single, multiple) set to `secs` seconds, when given.
+pub fn with_udp_timeout(text: String, secs: Option<u32>) -> Result<String, String> {
+    match secs {
+        None => Ok(text),
+        Some(t) => with_timeouts(
+            &text,
+            &[("udp_first", t), ("udp_single", t), ("udp_multiple", t)],
+        ),
+    }
 }
 
 /// The embedded default configuration for benchmarks: `max_conns` set to `max`, a static

@@ -1174,39 +1174,36 @@ fn config_text(flows: Option<u32>, new_flows: bool) -> Result<String, String> {
         return Ok(base);
     }
     let mut out = String::new();
-    let mut seen = (false, false);
+    let mut seen = false;
     for l in base.lines() {
-        let t = l.trim();
-        if t.starts_with("sweep_interval_ms") {
+        if l.trim().starts_with("sweep_interval_ms") {
             out.push_str("sweep_interval_ms = 1000\n");
-            seen.0 = true;
-            continue;
-        }
-        out.push_str(l);
-        out.push('\n');
-        if t == "[timeouts]" {
-            seen.1 = true;
-            for k in [
-                "tcp_syn_sent",
-                "tcp_syn_recv",
-                "tcp_established",
-                "tcp_fin_wait",
-                "tcp_time_wait",
-                "tcp_close",
-                "udp_first",
-                "udp_single",
-                "udp_multiple",
-                "icmp_first",
-                "icmp_reply",
-            ] {
-                out.push_str(&format!("{k} = 1\n"));
-            }
+            seen = true;
+        } else {
+            out.push_str(l);
+            out.push('\n');
         }
     }
-    if !(seen.0 && seen.1) {
+    if !seen {
         return Err("the embedded default config changed shape: update datapath/mod.rs".into());
     }
-    Ok(out)
+    let one_second: Vec<(&str, u32)> = [
+        "tcp_syn_sent",
+        "tcp_syn_recv",
+        "tcp_established",
+        "tcp_fin_wait",
+        "tcp_time_wait",
+        "tcp_close",
+        "udp_first",
+        "udp_single",
+        "udp_multiple",
+        "icmp_first",
+        "icmp_reply",
+    ]
+    .into_iter()
+    .map(|k| (k, 1))
+    .collect();
+    crate::bench_config::with_timeouts(&out, &one_second)
 }
 
 #[cfg(test)]
@@ -1221,7 +1218,12 @@ mod tests {
             assert!(u64::from(c.datapath.max_conns) >= 2 * u64::from(flows.unwrap_or(1)));
             assert_eq!(c.port(0).unwrap().next_hop_mac, Some(CLIENT_MAC));
             assert_eq!(c.port(1).unwrap().next_hop_mac, Some(ROUTER_MAC));
-            assert_eq!(c.timeouts.is_empty(), !new);
+            // Connection-rate mode: every timeout one second, a pass of the sweep a second.
+            assert_eq!(c.timeouts.len(), if new { 11 } else { 0 }, "{text}");
+            assert!(c.timeouts.iter().all(|&(_, secs)| secs == 1), "{text}");
+            if new {
+                assert_eq!(c.datapath.sweep_interval_ms, 1000, "{text}");
+            }
         }
     }
 
