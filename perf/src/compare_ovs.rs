@@ -281,7 +281,8 @@ pub struct Args {
     /// UDP timeouts in seconds (first, single and multiple) on both sides: OVS a zone
     /// timeout policy for zone 1 (`ovs-vsctl add-zone-tp netdev zone=1 udp_first=N
     /// udp_single=N udp_multiple=N`), ctgate `[timeouts]`. Without it both keep OVS's
-    /// defaults (30 s first and multiple, 60 s single), which a side that takes longer
+    /// defaults (60 s first and single, 30 s multiple: a connection that saw both
+    /// directions expires 30 s after its last packet), which a side that takes longer
     /// than 30 s for a round over the flows (OVS at 10M flows) cannot keep established:
     /// it then forwards while its connections expire and are created again.
     #[arg(long, value_name = "SECS")]
