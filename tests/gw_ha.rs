@@ -30,6 +30,8 @@ const HTTP_PORT: u16 = 8000;
 const UDP_PORT: u16 = 7000;
 /// UDP requests per second.
 const RATE: u32 = 20;
+/// The downloads' `curl --limit-rate`: 64 MiB in about 32 s.
+const DL_RATE: &str = "2M";
 /// Sequence numbers a failover may lose: 1.5 s of the flow. A flow that breaks (a new
 /// NAT binding the server drops, a connection B does not know) loses everything after
 /// the switch and fails this by far.
@@ -103,8 +105,12 @@ fn failover_to_the_standby_keeps_downloads_and_udp_flows_and_the_restarted_activ
 
     let www = ha.scratch.path("www");
     std::fs::create_dir_all(&www).unwrap();
-    let data = blob(&www, "blob", 24 << 20);
-    let data2 = blob(&www, "blob2", 32 << 20);
+    // curl's --limit-rate lets the first ~10 MB through at full speed before it
+    // throttles (curl 7.88 here: 10.2 MB in the first second of a 1M-limited download),
+    // so each download is sized for that burst to end well before the checks below that
+    // it still runs (half of the first, three quarters of the second).
+    let data = blob(&www, "blob", 64 << 20);
+    let data2 = blob(&www, "blob2", 64 << 20);
     ha.http_server(&ns_out, SERVER, HTTP_PORT, &www);
     let udp_server = ha.udp_seq_server(UDP_PORT);
     let cap = ha.capture(&ns_out, "server", &format!("tcp port {HTTP_PORT}"));
@@ -113,7 +119,7 @@ fn failover_to_the_standby_keeps_downloads_and_udp_flows_and_the_restarted_activ
     // Both flows start through A.
     let t_start = wall_now();
     let udp1 = ha.udp_seq_client(UDP_PORT, 5000, RATE);
-    let dl1 = ha.download("got1", &url("blob"), "1M");
+    let dl1 = ha.download("got1", &url("blob"), DL_RATE);
 
     // B learns both from A (the events, within a tick and a round trip).
     let dump_b =
@@ -164,7 +170,7 @@ fn failover_to_the_standby_keeps_downloads_and_udp_flows_and_the_restarted_activ
 
     // While A is down, a second download and a second UDP flow start, through B alone.
     let udp2 = ha.udp_seq_client(UDP_PORT, 5001, RATE);
-    let dl2 = ha.download("got2", &url("blob2"), "1M");
+    let dl2 = ha.download("got2", &url("blob2"), DL_RATE);
     assert!(
         wait_until(Duration::from_secs(30), || {
             UdpFlow::read(&udp2).acked.len() >= 5 && dl2.received() >= 1 << 20
