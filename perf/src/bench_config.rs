@@ -26,9 +26,12 @@ pub fn for_flows(flows: u32, snat: bool) -> Result<String, String> {
     bench_config(max_conns_for(flows), snat)
 }
 
-/// The connection limit for `flows` flows: twice as many, at least 3M (OVS's default).
+/// Open vSwitch's userspace conntrack limit unless set (`dpctl/ct-set-maxconns`).
+pub const OVS_DEFAULT_MAX_CONNS: u64 = 3_000_000;
+
+/// The connection limit for `flows` flows: twice as many, at least OVS's default.
 pub fn max_conns_for(flows: u32) -> u64 {
-    (2 * u64::from(flows)).max(3_000_000)
+    (2 * u64::from(flows)).max(OVS_DEFAULT_MAX_CONNS)
 }
 
 /// `text` (a [`bench_config`]) with `timeouts` (`[timeouts]` keys and their seconds) set.

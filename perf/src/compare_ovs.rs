@@ -185,8 +185,6 @@ const OVS_POOL_HEADROOM: usize = 32_768;
 /// TX queues OVS gives each DPDK port: one per PMD thread (one here) and one for its
 /// non-PMD threads.
 const OVS_TX_QUEUES: u16 = 2;
-/// OVS's userspace conntrack limit unless set (`dpctl/ct-set-maxconns`).
-const OVS_DEFAULT_MAX_CONNS: u64 = 3_000_000;
 /// The SNAT pool (the embedded default config's).
 const POOL: &str = "192.0.2.1";
 
@@ -399,7 +397,7 @@ fn start_ovs(
     }
     // The same connection limit as ctgate's (`bench_config::for_flows`): OVS's default of
     // 3M would refuse most of 10M flows.
-    if max_conns != OVS_DEFAULT_MAX_CONNS {
+    if max_conns != bench_config::OVS_DEFAULT_MAX_CONNS {
         ovs.appctl(&["dpctl/ct-set-maxconns", &max_conns.to_string()])?;
     }
     if let Some(t) = udp_timeout {

@@ -1159,6 +1159,21 @@ fn drain_rings(r: &Rings) {
     }
 }
 
+/// Connection-rate mode: every timeout one second.
+const ONE_SECOND_TIMEOUTS: [(&str, u32); 11] = [
+    ("tcp_syn_sent", 1),
+    ("tcp_syn_recv", 1),
+    ("tcp_established", 1),
+    ("tcp_fin_wait", 1),
+    ("tcp_time_wait", 1),
+    ("tcp_close", 1),
+    ("udp_first", 1),
+    ("udp_single", 1),
+    ("udp_multiple", 1),
+    ("icmp_first", 1),
+    ("icmp_reply", 1),
+];
+
 /// `--events`: the NAT log to a port on loopback where nothing listens.
 const NAT_LOG_CONFIG: &str = "\n[logging]\nsyslog = \"127.0.0.1:9\"\nipfix = \"127.0.0.1:9\"\n";
 
@@ -1187,23 +1202,7 @@ fn config_text(flows: Option<u32>, new_flows: bool) -> Result<String, String> {
     if !seen {
         return Err("the embedded default config changed shape: update datapath/mod.rs".into());
     }
-    let one_second: Vec<(&str, u32)> = [
-        "tcp_syn_sent",
-        "tcp_syn_recv",
-        "tcp_established",
-        "tcp_fin_wait",
-        "tcp_time_wait",
-        "tcp_close",
-        "udp_first",
-        "udp_single",
-        "udp_multiple",
-        "icmp_first",
-        "icmp_reply",
-    ]
-    .into_iter()
-    .map(|k| (k, 1))
-    .collect();
-    crate::bench_config::with_timeouts(&out, &one_second)
+    crate::bench_config::with_timeouts(&out, &ONE_SECOND_TIMEOUTS)
 }
 
 #[cfg(test)]
