@@ -152,7 +152,7 @@ pub struct TcpPeer {
     pub seqhi: u32,
     /// Largest window seen (before scaling).
     pub max_win: u16,
-    /// Window scale: shift in the low 4 bits, plus `WSCALE_FLAG`/`WSCALE_UNKNOWN`.
+    /// Window scale: shift in the low 4 bits, plus `WSCALE_FLAG`/`WSCALE_UNKNOWN`/`SEQ_LEARNED`.
     pub wscale: u8,
     pub state: TcpState,
 }

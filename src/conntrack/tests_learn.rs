@@ -468,3 +468,59 @@ fn half_views_of_one_tcp_connection_merge_into_an_established_one_and_a_reused_p
         .unwrap();
     assert_eq!(peers(&a), [SynSent, Closed]);
 }
+
+/// A learned stream whose first server segment on the standby is a retransmission of data
+/// the client already has (the client's ACKs were lost with the active instance; 90
+/// segments, 130 KB, went through it unseen here), with window scaling and a window of
+/// 172 KB: the client's ACKs of everything it received run 128 KB ahead of what the
+/// standby saw the server send (pf's fixed bound, 67 KB, refused them: a stalled download
+/// in `gw_ha` with a 256 KiB receive buffer), and stay valid as the server catches up; an
+/// ack beyond the client's window ahead is still refused.
+#[test]
+fn learned_stream_accepts_acks_of_data_sent_through_the_failed_instance_a_window_ahead() {
+    let with_ws = |mut p: crate::wire::parse::ParsedPacket, ws: u8| {
+        if let crate::wire::parse::L4Summary::Tcp(t) = &mut p.l4 {
+            t.wscale = Some(ws);
+        }
+        p
+    };
+    let c2s_w = |flags: u8, seq: u32, ack: u32| tcp(A, B, 40000, 80, flags, seq, ack, 1349, 0);
+    let s2c_d = |seq: u32| tcp(B, A, 80, 40000, ACK, seq, 1084, 64, 1448);
+    let a = tracker();
+    let mut wa = a.worker(0);
+    let hs = [
+        with_ws(tcp(A, B, 40000, 80, SYN, 1000, 0, 64240, 0), 7),
+        with_ws(tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65160, 0), 7),
+        c2s_w(ACK, 1001, 5001),
+    ];
+    assert_eq!(states(&mut wa, &hs, 1), ["trk,new", "trk,est,rpl", "trk,est"]);
+    // The stream runs on A; B learns it.
+    let mut s = 5001u32;
+    let mut stream = Vec::new();
+    for _ in 0..200 {
+        stream.push(s2c_d(s));
+        s += 1448;
+        stream.push(c2s_w(ACK, 1084, s));
+    }
+    assert!(states(&mut wa, &stream, 1).iter().all(|st| !st.contains("inv")));
+    let b = tracker();
+    let mut wb = b.worker(0);
+    wb.learn(&learned(&a.all_conns()[0], 1, 1), 1, false)
+        .unwrap();
+    let got = s + 90 * 1448;
+    let later = [
+        s2c_d(s),
+        c2s_w(ACK, 1084, got),
+        s2c_d(s + 1448),
+        c2s_w(ACK, 1084, got),
+        s2c_d(got),
+        c2s_w(ACK, 1084, got + 1448),
+    ];
+    assert_eq!(
+        states(&mut wb, &later, 2),
+        ["trk,est,rpl", "trk,est", "trk,est,rpl", "trk,est", "trk,est,rpl", "trk,est"]
+    );
+    // More than the client's window (1349 << 7) ahead of what the server sent: refused.
+    let wild = c2s_w(ACK, 1084, got + 1448 + 1349 * 128 + 1);
+    assert_eq!(states(&mut wb, &[wild], 3), ["trk,inv"]);
+}

@@ -15,7 +15,9 @@
 //! * a SYN when both peers are at FIN_WAIT_2 or later recreates the connection (port reuse);
 //! * a peer with `seqlo == seqhi == 0` (a connection learned from a sync peer) takes its
 //!   sequence numbers from its next segment; until then the other end's acks are neither
-//!   checked against it nor slide its window;
+//!   checked against it nor slide its window; afterwards the other end's acks may run up
+//!   to one of its windows ahead of what was seen from it (the first segment seen may be
+//!   a retransmission of data that went through the failed instance);
 //! * out-of-window segments are invalid unless sequence checking is off;
 //! * invalid flag combinations are invalid.
 
@@ -30,6 +32,11 @@ const MAX_WSCALE: u8 = 14;
 pub const WSCALE_FLAG: u8 = 0x80;
 /// `wscale` bit: the connection was picked up mid-stream, scaling unknown.
 pub const WSCALE_UNKNOWN: u8 = 0x40;
+/// `wscale` bit: this peer's sequence numbers were taken from a segment of a connection
+/// learned from a sync peer, so its `seqlo` may lag what it really sent (through the
+/// failed instance) by up to a window of the other end: acks of the other end may run
+/// that far ahead of it (Linux's bound, `MAXACKWINDOW`, instead of pf's fixed one).
+pub const SEQ_LEARNED: u8 = 0x20;
 const WSCALE_MASK: u8 = 0x0f;
 /// Tolerance for acks behind/ahead of the window: one maximal window plus a fudge.
 const MAX_ACK_WINDOW: i64 = 0xffff + 1500;
@@ -248,6 +255,7 @@ impl L4Proto for Tcp {
             }
             src.seqlo = seq;
             src.seqhi = end.wrapping_add(((dst.max_win as u32) << dws).max(1));
+            src.wscale |= SEQ_LEARNED;
             check_ackskew = false;
             if win > src.max_win as u32 {
                 src.max_win = win as u16;
@@ -282,11 +290,21 @@ impl L4Proto for Tcp {
             0
         };
         let dst_win = (dst.max_win as u32) << dws;
+        // How far an ack may run ahead of what the tracker saw `dst` send: one reassembled
+        // fragment (pf), or, when `dst`'s sequence numbers were learned from a segment
+        // after a failover (the first one seen may be a retransmission of data that went
+        // through the failed instance, which `src` already has), one window of `src`.
+        let ack_ahead = if dst.wscale & SEQ_LEARNED != 0 {
+            MAX_ACK_WINDOW.max(i64::from(src.max_win) << sws)
+        } else {
+            MAX_ACK_WINDOW
+        };
         let in_window = seq_geq(src.seqhi, end)
             // Retransmission: not more than one window back.
             && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
-            // Acking not more than one reassembled fragment backwards.
-            && ackskew >= -MAX_ACK_WINDOW
+            // Acking not more than one reassembled fragment (see `ack_ahead`) forward of
+            // what `dst` sent.
+            && ackskew >= -ack_ahead
             // Acking not more than one window forward.
             && ackskew <= (MAX_ACK_WINDOW << sws)
             // Require an exact/+1 sequence match on resets when possible.
