@@ -1,6 +1,6 @@
 //! Active/standby failover with real traffic (issue 16): two ctgate instances A and B with
 //! the same SNAT pool (203.0.113.1), synced over loopback, between an inside client and
-//! an outside server (`gw_hanet`). A 24 MiB HTTP download (curl, rate-limited so that it
+//! an outside server (`gw_hanet`). A 64 MiB HTTP download (curl, rate-limited so that it
 //! spans the switch) and a UDP request/response flow (20 per second) start through A;
 //! once B has learned both, the routes move to B (as VRRP would) and A is killed (SIGKILL).
 //! A second download (spanning the switch back) and a second UDP flow start through B
@@ -312,7 +312,9 @@ fn failover_to_the_standby_keeps_downloads_and_udp_flows_and_the_restarted_activ
             (t_switch + 3.0, t_back - 1.0),
             (t_b_gone + 1.0, t_end - 1.0),
         ] {
-            if from < to {
+            // A window under a second (the downloads may end right after B stops) may
+            // hold no request at all; the ones around it are checked.
+            if to - from >= 1.0 {
                 all_answered(log, from, to)
                     .unwrap_or_else(|e| panic!("UDP flow {name} between the switches: {e}"));
             }

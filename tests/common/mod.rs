@@ -143,6 +143,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // A failing test's files (logs, captures, configs) stay for a look when asked.
+        if std::thread::panicking() && std::env::var_os("CTGATE_KEEP_SCRATCH").is_some() {
+            eprintln!("CTGATE_KEEP_SCRATCH: kept {}", self.dir.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
     }

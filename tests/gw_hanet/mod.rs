@@ -264,6 +264,17 @@ impl HaNet {
                 );
             }
         }
+        // The clients' TCP receive buffer is bounded (256 KiB: ~90 segments in flight per
+        // connection), so that a rate-limited download's bursts fit the tap's queue
+        // (1,000 packets) on the way in: with Linux's default (6 MiB), a curl
+        // `--limit-rate` download that resumes reading opens a window of thousands of
+        // segments, which the server sends at once into the instance's outside tap; the
+        // kernel dropped the excess there (1,755 `TX dropped` on it in one run), and with
+        // it, now and then, a UDP answer the tests require.
+        must_in(
+            &ha.ns_in,
+            &["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 131072 262144"],
+        );
         // ECMP over both links spreads connections by their ports, not only addresses.
         must_in(
             &ha.ns_in,
