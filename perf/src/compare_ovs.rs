@@ -185,6 +185,15 @@ const OVS_POOL_HEADROOM: usize = 32_768;
 /// TX queues OVS gives each DPDK port: one per PMD thread (one here) and one for its
 /// non-PMD threads.
 const OVS_TX_QUEUES: u16 = 2;
+/// Seconds the generator may send after the window of an OVS run: only a backstop, as the
+/// run stops it (SIGTERM) right after reading the window's counters. Its sending time
+/// counts from the first packet OVS's PMD takes, as soon as the ports exist, and OVS's
+/// set-up goes on after that (the connection limit, the timeout policy, the flows: `ovs-vsctl`
+/// waits for a main thread that shares its CPU with the generator), all before the
+/// warm-up starts; a margin of 3 s would let the window open after the generator stopped
+/// if that took longer. (A run at 10M flows, 2026-12-03 03:26, had OVS's PMD receive
+/// nothing in its window; whether this was why is not known: the run kept no logs.)
+const OVS_SEND_MARGIN: f64 = 60.0;
 /// The SNAT pool (the embedded default config's).
 const POOL: &str = "192.0.2.1";
 
@@ -789,7 +798,7 @@ fn run_ovs(r: &Run) -> Result<Measure, String> {
     let mut feed = Feed::default();
     let result = (|| {
         std::fs::create_dir_all(&r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
-        let dev = devargs(r, OVS_TX_QUEUES, 3.0, &mut feed)?;
+        let dev = devargs(r, OVS_TX_QUEUES, OVS_SEND_MARGIN, &mut feed)?;
         let mut ovs = start_ovs(
             r.dir.join("ovs"),
             r.prefix.clone(),
@@ -832,11 +841,23 @@ fn run_ovs(r: &Run) -> Result<Measure, String> {
         drop(ovs);
         Ok((Measure::new(c, secs, conns), gen))
     })();
-    // On an error before the generator was stopped (nothing to read then).
-    let _ = feed.stop();
+    // On an error before the generator was stopped: what it saw goes into the error.
+    let stopped = feed.stop();
     let _ = std::fs::remove_dir_all(&r.dir);
-    let (m, gen) = result?;
+    let (m, gen) = result.map_err(|e| with_gen_figures(e, &stopped))?;
     Ok(m.with_gen(gen?))
+}
+
+/// The error `e` of a run and, when the generator gave figures, what it sent and got back
+/// (did the side stop forwarding, or did the generator stop sending?).
+fn with_gen_figures(e: String, gen: &Result<Option<GenFigures>, String>) -> String {
+    match gen {
+        Ok(Some(g)) => format!(
+            "{e}\n(the generator over its run: sent {} packets, {} came back; {:.3} / {:.3} Mpps)",
+            g.sent, g.received, g.sent_mpps, g.mpps
+        ),
+        _ => e,
+    }
 }
 
 /// Seconds and counters of a per-second stats line (`t=Ns | port=0 … tx=N … | port=1 …`).
@@ -1001,7 +1022,8 @@ fn run_ctgate(r: &Run, bin: &Path) -> Result<Measure, String> {
     let gen = feed.stop();
     remove_dpdk_runtime(&r.prefix);
     let _ = std::fs::remove_dir_all(&r.dir);
-    Ok(result?.with_gen(gen?))
+    let m = result.map_err(|e| with_gen_figures(e, &gen))?;
+    Ok(m.with_gen(gen?))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -1313,6 +1335,25 @@ fn chart(points: &[(Case, u32, f64, f64)]) -> plot::Chart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_runs_error_says_what_the_generator_sent_and_got_back() {
+        let g = GenFigures {
+            sent: 1_200_000,
+            received: 0,
+            sent_mpps: 0.5,
+            ..GenFigures::unknown()
+        };
+        let e = with_gen_figures("OVS forwarded 0 packets".into(), &Ok(Some(g)));
+        assert_eq!(
+            e,
+            "OVS forwarded 0 packets\n(the generator over its run: sent 1200000 packets, 0 came \
+             back; 0.500 / 0.000 Mpps)"
+        );
+        // No figures (it printed no line, or did not run): the error alone.
+        assert_eq!(with_gen_figures("x".into(), &Ok(None)), "x");
+        assert_eq!(with_gen_figures("x".into(), &Err("no line".into())), "x");
+    }
 
     #[test]
     fn frag_size_writes_every_datagram_as_fragments_that_reassemble_to_it() {
