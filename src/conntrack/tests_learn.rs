@@ -493,7 +493,10 @@ fn learned_stream_accepts_acks_of_data_sent_through_the_failed_instance_a_window
         with_ws(tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65160, 0), 7),
         c2s_w(ACK, 1001, 5001),
     ];
-    assert_eq!(states(&mut wa, &hs, 1), ["trk,new", "trk,est,rpl", "trk,est"]);
+    assert_eq!(
+        states(&mut wa, &hs, 1),
+        ["trk,new", "trk,est,rpl", "trk,est"]
+    );
     // The stream runs on A; B learns it.
     let mut s = 5001u32;
     let mut stream = Vec::new();
@@ -502,7 +505,9 @@ fn learned_stream_accepts_acks_of_data_sent_through_the_failed_instance_a_window
         s += 1448;
         stream.push(c2s_w(ACK, 1084, s));
     }
-    assert!(states(&mut wa, &stream, 1).iter().all(|st| !st.contains("inv")));
+    assert!(states(&mut wa, &stream, 1)
+        .iter()
+        .all(|st| !st.contains("inv")));
     let b = tracker();
     let mut wb = b.worker(0);
     wb.learn(&learned(&a.all_conns()[0], 1, 1), 1, false)
@@ -518,7 +523,14 @@ fn learned_stream_accepts_acks_of_data_sent_through_the_failed_instance_a_window
     ];
     assert_eq!(
         states(&mut wb, &later, 2),
-        ["trk,est,rpl", "trk,est", "trk,est,rpl", "trk,est", "trk,est,rpl", "trk,est"]
+        [
+            "trk,est,rpl",
+            "trk,est",
+            "trk,est,rpl",
+            "trk,est",
+            "trk,est,rpl",
+            "trk,est"
+        ]
     );
     // More than the client's window (1349 << 7) ahead of what the server sent: refused.
     let wild = c2s_w(ACK, 1084, got + 1448 + 1349 * 128 + 1);
