@@ -88,6 +88,11 @@ const RING: u16 = 1024;
 /// DPDK's default, 2048, spreads a ring's buffers over 2 MiB of 4 KiB pages (a TLB miss
 /// per packet); 128 keeps them within 256 KiB. Larger frames would be chained over
 /// several buffers by the client and never reach the generator's fast path below.
+/// A cost both devices under test pay alike: their mbufs (2048-byte data room, ctgate's
+/// and OVS's at MTU 1500) are larger than a buffer, so DPDK 22.11's memif TX takes its
+/// general path for them, which frees each mbuf on its own (`rte_pktmbuf_free`, 8% of
+/// ctgate's worker at 1k flows with SNAT) instead of in bulk; 2048-byte buffers would
+/// give them the bulk path but cost the TLB misses above (perf/RESULTS.md, session 11).
 pub const MEMIF_BUFFER: u16 = 128;
 /// log2 of the memif ring size the clients ask for (devargs `rsize`): 2048 descriptors,
 /// so that a side that lost its CPU for a while finds the ring still filled.
