@@ -115,6 +115,8 @@ fn new_tcp_connections_pass_handshake_and_teardown_without_invalid_drops() {
         "drop_policy_denied",
         "drop_max_conns",
         "drop_nat_exhausted",
+        "refused_max_conns",
+        "refused_table_full",
     ] {
         assert_eq!(num(l, k), 0.0, "{k} in {l:?}");
     }

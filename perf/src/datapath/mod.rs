@@ -58,7 +58,7 @@
 //! One line per case (`--json`: one JSON object per line):
 //!
 //! ```text
-//! bench=datapath mode=steady events=off sync=off flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… worker_busy=… cps=… conns=… created=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
+//! bench=datapath mode=steady events=off sync=off flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… worker_busy=… cps=… conns=… created=… reclaimed=… refused_max_conns=… refused_table_full=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
 //! ```
 //!
 //! * `events`: `on` with `--events` (the NAT log attached as an event consumer);
@@ -94,6 +94,10 @@
 //!   counter, read over ctgate's control socket when the window starts and ends; if
 //!   that fails, a warning and `created` over the whole generation); `created`: the
 //!   tracker's counter for the whole run; `conns`: its connection count at the end;
+//! * `reclaimed`, `refused_max_conns`, `refused_table_full`: the tracker's counters for
+//!   the whole run (warmup included): expired connections a creation at the limit
+//!   removed, and creations refused at `max_conns` or for want of a record or overflow
+//!   bucket (both dropped as `drop_max_conns`);
 //! * `drops`, `drop_<reason>`: ctgate's own drop counters for the whole run (warmup
 //!   included); `reflect_drops`: answers a ring refused; `nombuf`: mbufs the generator
 //!   could not get; `foreign`: frames at a sink that were not the generator's; `late`:
@@ -892,6 +896,9 @@ fn run_case(
     l.push("cps", format!("{cps:.0}"));
     l.push("conns", n_conns);
     l.push("created", ct.created);
+    l.push("reclaimed", ct.reclaimed);
+    l.push("refused_max_conns", ct.refused_max_conns);
+    l.push("refused_table_full", ct.refused_table_full);
     l.push("delivered", delivered);
     l.push("gen_drops", gen.gen_drops);
     l.push("reflect_drops", gen.reflect_drops);
