@@ -1262,6 +1262,13 @@ impl<'a> CtWorker<'a> {
     /// Creates a NATed connection: walks the candidate reply keys, skipping those a
     /// lock-free lookup finds taken, and inserts the first free one (the insert re-checks it
     /// under both bucket locks; a lost race moves on to the next candidate).
+    ///
+    /// When the NAT offers no candidate at all, its own state may be full of the
+    /// mappings of expired connections the sweep has not reached yet (with SNAT mappings
+    /// and one inside endpoint per connection, as clients' ephemeral ports make, the
+    /// mapping table fills together with the tracker): the zone's expired connections
+    /// are reclaimed, which releases their mappings, and the candidates are asked once
+    /// more, as [`CtWorker::admit`] does at the tracker's own limits.
     fn create_nat(
         &mut self,
         p: &ParsedPacket,
@@ -1272,18 +1279,28 @@ impl<'a> CtWorker<'a> {
         now: u64,
     ) -> Result<Hit, CreateError> {
         let flags = nat.flags(orig);
-        let mut n = 0;
-        while let Some(reply) = nat.candidate(orig, n) {
-            n += 1;
-            // One hash per candidate, for the pre-check and the insert.
-            let words = reply.to_words();
-            let hash = self.ct.table.hasher().hash_words(&words);
-            if !self.ct.table.key_free(&words, hash, now) {
-                continue;
+        for attempt in 0..2 {
+            let mut n = 0;
+            while let Some(reply) = nat.candidate(orig, n) {
+                n += 1;
+                // One hash per candidate, for the pre-check and the insert.
+                let words = reply.to_words();
+                let hash = self.ct.table.hasher().hash_words(&words);
+                if !self.ct.table.key_free(&words, hash, now) {
+                    continue;
+                }
+                match self.create_counted(p, kind, orig, orig_hash, &reply, hash, flags, now, false)
+                {
+                    Err(CreateError::Refused(Refusal::TupleCollision)) => continue,
+                    other => return other,
+                }
             }
-            match self.create_counted(p, kind, orig, orig_hash, &reply, hash, flags, now, false) {
-                Err(CreateError::Refused(Refusal::TupleCollision)) => continue,
-                other => return other,
+            if n > 0 || attempt > 0 {
+                break;
+            }
+            let zone = self.ct.zones.get_or_create(orig.zone);
+            if self.reclaim(zone, now) == 0 {
+                break;
             }
         }
         bump(&self.counters().nat_exhausted);

@@ -264,3 +264,62 @@ fn a_mapped_reply_key_held_by_an_unnated_connection_is_refused_without_a_leak() 
     }
     assert_eq!(made, 1024);
 }
+
+#[test]
+fn churn_past_the_limit_admits_every_connection_by_reclaiming_and_leaves_no_mapping_behind() {
+    // SNAT through the mapping table, as in the gateway: a new connection a few times a
+    // second, each answered at once (30 s to live), and a sweep pass per 60 s, so the
+    // table holds up to twice what is alive and reaches its limit, where creations must
+    // make room by removing expired connections (and their mappings' counts) themselves.
+    use super::mapping::{Mapped, MappingHooks, Mappings};
+    use std::sync::Arc;
+    let max = 4_000u32;
+    let ct = tracker(max);
+    let maps = Arc::new(Mappings::new(max));
+    assert!(ct.set_hooks(Arc::new(MappingHooks(maps.clone()))).is_ok());
+    let spec = snat("192.0.2.1");
+    let mut w = ct.worker(0);
+    let mut ctl = ct.control_handle();
+    let per_pass = ct.table().n_buckets() as f64 / 6_000.0;
+    let (mut debt, mut flow, mut refused, mut peak) = (0.0f64, 0u64, 0u64, 0u32);
+    for ms in 0..300_000u64 {
+        if ms % 12 == 0 {
+            // 2,000 connections alive at a time (30 s each), up to 4,000 in the table.
+            let nat = Mapped {
+                spec: &spec,
+                maps: &maps,
+                now: ms,
+            };
+            let client = format!("10.0.0.{}", 2 + flow % 250);
+            let sport = 1024 + (flow % 8_000) as u16;
+            let server = format!("198.18.{}.{}", flow / 8_000 / 250, 1 + flow / 8_000 % 250);
+            flow += 1;
+            let r = w.process_nat(&udp(&client, &server, sport, 53), 1, true, &nat, ms);
+            let Some(h) = r.conn else {
+                refused += 1;
+                continue;
+            };
+            let out = ct.snapshot(h.idx, h.gen).unwrap().reply.dport;
+            let back = w.process_nat(&udp(&server, "192.0.2.1", 53, out), 1, true, &nat, ms);
+            assert_eq!(back.state, st("trk,est,rpl,dnat"), "flow {flow}");
+            peak = peak.max(ct.n_conns());
+        }
+        if ms % 10 == 0 {
+            debt += per_pass;
+            let n = debt as usize;
+            debt -= n as f64;
+            if n > 0 {
+                ctl.sweep_expired(ms, n);
+            }
+        }
+    }
+    let c = ct.counters();
+    assert_eq!((refused, c.refused_max_conns, c.nat_exhausted), (0, 0, 0));
+    assert!(c.reclaimed > 1_000, "the limit was not reached: {c:?}");
+    assert_eq!(peak, max);
+    assert_eq!(c.created, flow);
+    // Every connection and mapping goes with the last sweep: reclaims left no count behind.
+    ctl.sweep_all(1_000_000);
+    assert_eq!((ct.n_conns(), maps.len()), (0, 0));
+    assert_eq!(ct.zones().get(1).unwrap().count(), 0);
+}
