@@ -458,6 +458,42 @@ fn global_limit_refuses_new_keeps_existing_and_reclaims_expired() {
 }
 
 #[test]
+fn a_reclaim_walk_that_finds_nothing_is_not_repeated_within_the_same_millisecond() {
+    // At the limit: the 64 oldest connections are live (answered at 50 s: until 80 s),
+    // the 36 behind them expired at 60 s (never answered). A walk looks at the 64 oldest,
+    // finds nothing and moves them to the tail; the refused creations after it in the
+    // same millisecond do not walk again (a table full of live connections would cost
+    // every refused packet a walk); the next millisecond's walk finds the expired ones.
+    let ct = tracker(1024);
+    let mut w = ct.worker(0);
+    ct.set_max_conns(100).unwrap();
+    for i in 0..100u16 {
+        assert!(w
+            .process(&udp(A, B, 1000 + i, 53), 0, true, 0)
+            .conn
+            .is_some());
+    }
+    for i in 0..64u16 {
+        w.process(&udp(B, A, 53, 1000 + i), 0, true, 50_000);
+    }
+    let t = 70_000;
+    for sport in [2000, 2001] {
+        assert_eq!(
+            w.process(&udp(A, B, sport, 53), 0, true, t).refused,
+            Some(Refusal::MaxConns),
+            "{sport}"
+        );
+    }
+    assert_eq!(ct.counters().reclaimed, 0);
+    assert!(w
+        .process(&udp(A, B, 2002, 53), 0, true, t + 1)
+        .conn
+        .is_some());
+    assert_eq!(ct.counters().reclaimed, 32);
+    assert_eq!(ct.n_conns(), 100 - 32 + 1);
+}
+
+#[test]
 fn record_pool_exhaustion_refuses_new_connections_only() {
     let ct = tracker(4);
     let mut w = ct.worker(0);

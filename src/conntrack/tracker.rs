@@ -294,6 +294,7 @@ impl Conntrack {
             ct: self,
             shard: shard.min(self.workers),
             cache: PoolCache::default(),
+            reclaim_missed: None,
         }
     }
 
@@ -583,6 +584,10 @@ pub struct CtWorker<'a> {
     ct: &'a Conntrack,
     shard: usize,
     cache: PoolCache,
+    /// The zone whose last reclaim walk found nothing expired (by address: a zone's
+    /// record is never freed), and the clock (ms) it ran at: until the clock moves on,
+    /// that zone is not walked again (see [`CtWorker::reclaim`]).
+    reclaim_missed: Option<(usize, u64)>,
 }
 
 impl Drop for CtWorker<'_> {
@@ -1097,7 +1102,19 @@ impl<'a> CtWorker<'a> {
     }
 
     /// Removes expired connections of `zone` (bounded work, see [`super::zones`]).
+    ///
+    /// A walk that found nothing is not repeated for the zone within the same
+    /// millisecond of the clock: a table full of live connections (a flood at the limit)
+    /// would otherwise cost every refused creation a walk of up to
+    /// [`super::zones::RECLAIM_BUDGET`] records per shard, a pointer chase of cache misses
+    /// (about 10 µs, against well under a microsecond for the refusal itself), and the
+    /// worker would slow down for every packet it carries. With this, one walk per
+    /// millisecond and zone at most is spent on a zone that has nothing to give.
     fn reclaim(&mut self, zone: &Zone, now: u64) -> usize {
+        let id = std::ptr::from_ref(zone) as usize;
+        if self.reclaim_missed == Some((id, now)) {
+            return 0;
+        }
         let mut cand = [Hit {
             idx: 0,
             dir: 0,
@@ -1115,6 +1132,7 @@ impl<'a> CtWorker<'a> {
                 bump(&self.counters().reclaimed);
             }
         }
+        self.reclaim_missed = (removed == 0).then_some((id, now));
         removed
     }
 
