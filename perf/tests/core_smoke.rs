@@ -40,10 +40,10 @@ fn quick_run_prints_every_case_with_plausible_figures() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let lines = parse(&stdout);
     // Progress goes to stderr, with the case count.
-    assert!(stderr.contains("[core 1/18 "), "{stderr}");
-    assert!(stderr.contains("[core 18/18 "), "{stderr}");
-    // 2 conns values × (memory + 2 create + 5 established) + 2 sweep cases.
-    assert_eq!(lines.len(), 18, "{stdout}");
+    assert!(stderr.contains("[core 1/20 "), "{stderr}");
+    assert!(stderr.contains("[core 20/20 "), "{stderr}");
+    // 2 conns values × (memory + 2 create + refuse + 5 established) + 2 sweep cases.
+    assert_eq!(lines.len(), 20, "{stdout}");
 
     for conns in ["1000", "20000"] {
         let m = find(&lines, &[("bench", "memory"), ("conns", conns)]);
@@ -111,6 +111,16 @@ fn quick_run_prints_every_case_with_plausible_figures() {
             assert!(num(e, "per_thread_min") <= per + 0.01, "{e:?}");
             assert!(num(e, "scaling") > 0.0, "{e:?}");
         }
+    }
+
+    for (conns, live) in [("1000", "500"), ("20000", "10000")] {
+        // Half the flows fill the table to its limit; every creation after them is refused.
+        let r = find(&lines, &[("bench", "refuse"), ("conns", live)]);
+        assert!(num(r, "refused") >= 500.0, "{conns}: {r:?}");
+        assert!(
+            num(r, "mpps") > 0.01 && num(r, "ns_per_refusal") > 0.0,
+            "{r:?}"
+        );
     }
 
     for (expired, removed) in [("none", 0.0), ("half", 10_000.0)] {

@@ -25,6 +25,10 @@
 //!   does; the records of a share are contiguous in the pool, as when each worker creates
 //!   its own connections), and `flows=shared` has both threads walk all flows (from
 //!   different offsets), so the same records are written from both cores.
+//! * `bench=refuse conns=N/2 refused=K mpps=M ns_per_refusal=NS`: half the flows fill a
+//!   table whose `maxconns` is N/2, all of them live; then the other half are offered
+//!   again and again, every one refused (a flood at the limit), with the clock moving a
+//!   millisecond per 1,000 packets: refused packets per second on one thread.
 //! * `bench=sweep conns=N expired=none|half ...`: lookups on one core while the control
 //!   handle sweeps the whole table on the other in bounded steps of 1024 buckets; lookup
 //!   Mpps without and during the sweep, the pass time, the longest step and the per-burst
@@ -32,7 +36,7 @@
 //!
 //! `--pages huge` puts each tracker's buckets and record pool on the kernel's hugetlb
 //! pool (as the gateway does when EAL has hugepages), falling back to 4 KiB pages when the
-//! pool has no room; the memory, create and established lines end with `backing=hugepages`,
+//! pool has no room; the memory, create, refuse and established lines end with `backing=hugepages`,
 //! `pages` or `heap`: where the memory really came from. The default, `small`, is 4 KiB
 //! pages offered to transparent huge pages.
 //!
@@ -53,6 +57,7 @@ mod create;
 mod established;
 mod measure;
 mod memory;
+mod refuse;
 mod sweep;
 mod track;
 
@@ -124,6 +129,7 @@ enum Bench {
     Create,
     Established,
     Sweep,
+    Refuse,
 }
 
 /// `--pages`.
@@ -187,6 +193,9 @@ impl Plan {
         }
         if self.wants(Bench::Create) {
             per_n += self.threads.len();
+        }
+        if self.wants(Bench::Refuse) {
+            per_n += 1;
         }
         if self.wants(Bench::Established) {
             per_n += self
@@ -463,7 +472,8 @@ fn tracker(plan: &Plan, conns: u32, workers: usize) -> Conntrack {
 
 /// All cases of one connection count.
 fn run_conns(plan: &Plan, n: u32, prog: &mut Progress, out: &impl Fn(Line)) -> Result<(), String> {
-    let need_firsts = plan.wants(Bench::Memory) || plan.wants(Bench::Create);
+    let need_firsts =
+        plan.wants(Bench::Memory) || plan.wants(Bench::Create) || plan.wants(Bench::Refuse);
     let firsts = if need_firsts {
         prog.note(&format!("building {n} first-packet frames"));
         Some(FrameBuf::of_flows(0..n, Kind::First))
@@ -489,6 +499,14 @@ fn run_conns(plan: &Plan, n: u32, prog: &mut Progress, out: &impl Fn(Line)) -> R
             }
             out(line);
         }
+    }
+    if plan.wants(Bench::Refuse) {
+        prog.case(&format!("refuse conns={n}"));
+        out(refuse::refuse_case(
+            plan,
+            n,
+            firsts.as_ref().expect("built"),
+        )?);
     }
     drop(firsts);
     if plan.wants(Bench::Established) {
