@@ -4,9 +4,8 @@
 //! The first half of the flows fill the table to its limit (`maxconns` = half), then the
 //! second half are offered again and again with the clock moving one millisecond per
 //! 1,000 packets, or per pass over the second half when it is smaller (a flood of about
-//! 1 Mpps per worker, in the clock's eyes); nothing
-//! expires in the window (the clock moves at most 20 s, less than every first-packet
-//! timeout), so every one is refused.
+//! 1 Mpps per worker, in the clock's eyes); nothing expires in the window (the clock
+//! moves at most 20 s, less than every first-packet timeout), so every one is refused.
 
 use std::time::Instant;
 
