@@ -8,6 +8,7 @@ pub mod credits;
 pub mod event_format;
 pub mod events;
 pub mod format;
+pub mod free_set;
 pub mod key;
 pub mod l4;
 pub mod learn;

@@ -33,8 +33,9 @@
 //! its entries and frees it.
 
 use super::conn::{short_key, status, Conn, DIR_ORIG, DIR_REPLY, KEY_LONG};
+use super::free_set::FreeSet;
 use super::key::{ConnKey, KeyHasher, KEY_WORDS};
-use super::sync::{prefetch, SpinLock};
+use super::sync::{prefetch, CachePadded, SpinLock};
 use crate::dpdk::{Backing, PageSize, ZeroedPages};
 use bytemuck::Zeroable;
 use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, Ordering};
@@ -95,16 +96,23 @@ pub enum InsertError {
     NoSpace,
 }
 
-/// A stack of free indices shared by all threads, and the high-water mark of the never
-/// used ones. For records, workers take and return them in batches through a
-/// [`PoolCache`]; overflow buckets are taken one at a time under their bucket's lock.
+/// The overflow buckets' free list: a stack of returned indices, and the high-water mark
+/// of the never-used ones (taken one at a time under their bucket's lock).
 struct FreeList {
     /// Indices returned to the pool.
     stack: Vec<u32>,
-    /// Indices never used yet start here: the high-water mark of the pool. Records are
+    /// Indices never used yet start here.
+    fresh: u32,
+}
+
+/// The record pool's shared state. Workers take and return records in batches through a
+/// [`PoolCache`].
+struct RecordPool {
+    /// Records returned to the pool, handed out again in address order ([`FreeSet`]).
+    returned: FreeSet,
+    /// Records never used yet start here: the high-water mark of the pool. Records are
     /// zeroed pages that the kernel commits on first touch, so the pool's resident size
-    /// grows with this mark; returned records (`stack`) are always reused before it
-    /// moves.
+    /// grows with this mark; returned records are always reused before it moves.
     fresh: u32,
     /// Records below this mark have their pages committed ahead of their first use
     /// (records only; see [`ConnTable::alloc`]).
@@ -156,7 +164,9 @@ pub struct ConnTable {
     /// The words of keys that do not fit a record (IPv6), per record and direction; pages
     /// of it are committed only where such keys are written.
     long_keys: ZeroedPages<[[AtomicU64; KEY_WORDS]; 2]>,
-    free: SpinLock<FreeList>,
+    /// On its own line: the lock is written on every batch, the fields around it are
+    /// read on every packet.
+    free: CachePadded<SpinLock<RecordPool>>,
     hasher: KeyHasher,
 }
 
@@ -200,15 +210,14 @@ impl ConnTable {
             overflow_free: SpinLock::new(FreeList {
                 stack: Vec::new(),
                 fresh: 0,
-                populated: 0,
             }),
             conns,
             long_keys,
-            free: SpinLock::new(FreeList {
-                stack: Vec::new(),
+            free: CachePadded(SpinLock::new(RecordPool {
+                returned: FreeSet::new(capacity as usize),
                 fresh: 0,
                 populated: 0,
-            }),
+            })),
             hasher,
         }
     }
@@ -766,10 +775,14 @@ impl ConnTable {
                 if cache.free.len() >= CACHE_BATCH * 2 {
                     let mut fl = self.free.lock();
                     let n = cache.free.len() - CACHE_BATCH;
-                    fl.stack.extend(cache.free.drain(..n));
+                    for i in cache.free.drain(..n) {
+                        fl.returned.insert(i);
+                    }
                 }
             }
-            None => self.free.lock().stack.push(idx),
+            None => {
+                self.free.lock().returned.insert(idx);
+            }
         }
     }
 
@@ -804,12 +817,9 @@ impl ConnTable {
     /// records first, else never-used ones). Leaves it empty when the pool has none.
     fn refill(&self, cache: &mut PoolCache) {
         let mut fl = self.free.lock();
-        let take = fl.stack.len().min(CACHE_BATCH);
-        if take > 0 {
-            // Returned records first: the high-water mark (and with it the pool's
-            // resident size) moves only when none is left.
-            let at = fl.stack.len() - take;
-            cache.free.extend(fl.stack.drain(at..));
+        // Returned records first (in address order): the high-water mark (and with it
+        // the pool's resident size) moves only when none is left.
+        if fl.returned.take_into(&mut cache.free, CACHE_BATCH) > 0 {
             drop(fl);
             self.prefetch_refilled(cache);
             return;
@@ -849,7 +859,10 @@ impl ConnTable {
 
     /// Returns a worker's cached free records to the shared pool (at worker exit).
     pub fn drain_cache(&self, cache: &mut PoolCache) {
-        self.free.lock().stack.append(&mut cache.free);
+        let mut fl = self.free.lock();
+        for i in cache.free.drain(..) {
+            fl.returned.insert(i);
+        }
     }
 
     /// Calls `f(idx, gen)` for each record that has its original-direction entry in
@@ -976,7 +989,7 @@ pub fn default_buckets(capacity: u32) -> u32 {
 
 /// Bytes [`ConnTable::new`] allocates for `capacity` records and `n_buckets` (0: the
 /// default): buckets, overflow buckets, records, the long (IPv6) keys of every record, the
-/// free stack at its largest, and the ALG expectation table's per-record counts. (At most:
+/// pool's bitmaps of returned records, and the ALG expectation table's per-record counts. (At most:
 /// the pages are committed as they are used.)
 /// Configuration checks it against the memory the machine has before building a table.
 pub fn memory_needed(capacity: u32, n_buckets: u32) -> u64 {
@@ -989,7 +1002,9 @@ pub fn memory_needed(capacity: u32, n_buckets: u32) -> u64 {
     let n_overflow = u64::from((n_buckets / 4).max(64));
     let bucket = std::mem::size_of::<Bucket>() as u64;
     (u64::from(n_buckets) + n_overflow) * bucket
-        + u64::from(capacity) * (std::mem::size_of::<Conn>() as u64 + 4)
+        + u64::from(capacity) * std::mem::size_of::<Conn>() as u64
+        // The free set: a bit per record, and a bit per 64 of those.
+        + u64::from(capacity).div_ceil(64) * 8 * 65 / 64 + 8
         + u64::from(capacity) * (2 * KEY_WORDS as u64 * 8)
         // The ALG expectation table's per-parent counts (one word per record).
         + u64::from(capacity) * 8
@@ -1296,7 +1311,7 @@ mod tests {
         let got: Vec<u32> = (0..100).map(|_| t.alloc(&mut cache).unwrap()).collect();
         let mark = t.pool_touched();
         assert!((100..100 + CACHE_MAX).contains(&mark), "{mark}");
-        // Records the sweep frees go to the shared stack (no cache), then come back first.
+        // Records the sweep frees go to the shared pool (no cache), then come back first.
         let mut other = PoolCache::default();
         for &i in &got[..80] {
             t.release(i, None);
