@@ -161,8 +161,11 @@ pub struct ConnTable {
     n: u64,
     overflow: ZeroedPages<Bucket>,
     /// Free overflow buckets: returned ones, then the never-used ones from a high-water
-    /// mark (as the record pool, so unused overflow pages are never touched).
-    overflow_free: SpinLock<FreeList>,
+    /// mark (as the record pool, so unused overflow pages are never touched). On its own
+    /// line: every chain that grows or shrinks takes this lock, and the fields around it
+    /// are read on every packet (with it beside them, two creating threads ran 12–14%
+    /// slower: `ctgate-perf core --only create`, perf/RESULTS.md, session 12).
+    overflow_free: CachePadded<SpinLock<FreeList>>,
     conns: ZeroedPages<Conn>,
     /// The words of keys that do not fit a record (IPv6), per record and direction; pages
     /// of it are committed only where such keys are written.
@@ -210,10 +213,10 @@ impl ConnTable {
             buckets,
             n: u64::from(n_buckets),
             overflow,
-            overflow_free: SpinLock::new(FreeList {
+            overflow_free: CachePadded(SpinLock::new(FreeList {
                 stack: Vec::new(),
                 fresh: 0,
-            }),
+            })),
             conns,
             long_keys,
             free: CachePadded(SpinLock::new(RecordPool {
