@@ -4,7 +4,10 @@
 //! [`crate::control::event_consumers`]), serves the control socket, checks the stop conditions and once a
 //! second prints the stats line. No step of a tick blocks: the socket is non-blocking and
 //! every walk is bounded, so the loop answers within a tick; the wait between ticks is an
-//! absolute sleep to the tick's deadline, which signals cannot stretch.
+//! absolute sleep to the tick's deadline, which signals cannot stretch. While the sweep
+//! is removing connections in numbers, it also runs between ticks, in steps a
+//! millisecond apart ([`SWEEP_STEP`]), so that it never holds its CPU for a whole tick's
+//! work at once.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -38,6 +41,20 @@ const TICK: Duration = Duration::from_millis(10);
 /// At most this many buckets are swept per tick, so a very short sweep interval on a
 /// large table cannot stall the control socket (about a millisecond of work).
 pub const MAX_SWEEP_BUCKETS_PER_TICK: usize = 65_536;
+/// While the sweep removes connections in numbers (at least [`SWEEP_STEP_MIN_REMOVED`]
+/// at its last step), it also runs between ticks, this far apart: a tick's share of the
+/// sweep in ten pieces instead of one. Under heavy churn a tick's sweep is milliseconds
+/// of work (about 300 ns per removed connection: at a million expiring a second, 3 ms
+/// every 10 ms), and on a CPU the control lcore shares (with a traffic generator, other
+/// processes, the kernel's work) nothing else ran there for that long. In slices the
+/// connection-rate benchmark (`ctgate-perf datapath --new-flows`, whose generator shares
+/// the control lcore's CPU) gained 4% with TCP and 1–2% with UDP (perf/RESULTS.md,
+/// session 13). Nothing else of a tick (the control socket, the event consumers) runs
+/// more often.
+const SWEEP_STEP: Duration = Duration::from_millis(1);
+/// Removed connections at a sweep step that make the next one come after [`SWEEP_STEP`]
+/// rather than at the next tick (a light churn keeps the tick's pace).
+const SWEEP_STEP_MIN_REMOVED: usize = 256;
 
 /// Why a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,14 +98,29 @@ pub(super) struct LoopEnv<'a> {
 
 /// `CLOCK_MONOTONIC` (the clock of [`Instant`]) `d` from now.
 fn deadline_after(d: Duration) -> Timespec {
-    let now = clock_gettime(ClockId::Monotonic);
-    let nanos = now.tv_nsec + i64::from(d.subsec_nanos());
+    timespec_after(clock_gettime(ClockId::Monotonic), d)
+}
+
+/// `t` plus `d`.
+fn timespec_after(t: Timespec, d: Duration) -> Timespec {
+    let nanos = t.tv_nsec + i64::from(d.subsec_nanos());
     Timespec {
-        tv_sec: now.tv_sec
+        tv_sec: t.tv_sec
             + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
             + nanos / 1_000_000_000,
         tv_nsec: nanos % 1_000_000_000,
     }
+}
+
+/// When the sweep's next step between ticks is due: [`SWEEP_STEP`] from `now`, if the last
+/// step removed at least [`SWEEP_STEP_MIN_REMOVED`] connections and that comes before the
+/// tick's deadline (else the next step is the tick's).
+fn next_sweep_step(now: Timespec, removed: usize, tick_deadline: &Timespec) -> Option<Timespec> {
+    if removed < SWEEP_STEP_MIN_REMOVED {
+        return None;
+    }
+    let step = timespec_after(now, SWEEP_STEP);
+    ((step.tv_sec, step.tv_nsec) < (tick_deadline.tv_sec, tick_deadline.tv_nsec)).then_some(step)
 }
 
 /// Sleeps until `deadline` on `CLOCK_MONOTONIC`. The sleep is absolute
@@ -177,6 +209,8 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
         let tick_deadline = deadline_after(TICK);
         let now = Instant::now();
         let mut busy = false;
+        // Connections the tick's sweep step removed.
+        let mut swept = 0;
         if let (Some(g), Some(h)) = (gw.as_deref_mut(), handle.as_mut()) {
             let now_ms = clock_ms(start, now);
             g.live.shared().set_now_ms(now_ms);
@@ -190,11 +224,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                 flush();
             }
             let interval = g.sweep_interval_ms.load(Ordering::Relaxed);
-            let due = pacer.due(now_ms, g.ct.table().n_buckets(), interval);
-            if due > 0 {
-                let rep = h.sweep_expired(now_ms, due);
-                pacer.done(rep.buckets);
-            }
+            swept = sweep_step(g, h, &mut pacer, now_ms);
             let generation = g.live.shared().generation();
             if generation != consumers_gen {
                 consumers_gen = generation;
@@ -330,9 +360,33 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
             }
         }
         if !busy {
+            if let (Some(g), Some(h)) = (gw.as_deref(), handle.as_mut()) {
+                // The sweep between ticks, while it finds work (see SWEEP_STEP).
+                while let Some(step) =
+                    next_sweep_step(clock_gettime(ClockId::Monotonic), swept, &tick_deadline)
+                {
+                    sleep_until(&step);
+                    let now_ms = clock_ms(start, Instant::now());
+                    g.live.shared().set_now_ms(now_ms);
+                    swept = sweep_step(g, h, &mut pacer, now_ms);
+                }
+            }
             sleep_until(&tick_deadline);
         }
     }
+}
+
+/// One step of the sweep, as much as the pacer says is due at `now_ms`; returns the
+/// connections it removed.
+fn sweep_step(g: &GatewayCtl, h: &mut CtWorker<'_>, pacer: &mut SweepPacer, now_ms: u64) -> usize {
+    let interval = g.sweep_interval_ms.load(Ordering::Relaxed);
+    let due = pacer.due(now_ms, g.ct.table().n_buckets(), interval);
+    if due == 0 {
+        return 0;
+    }
+    let rep = h.sweep_expired(now_ms, due);
+    pacer.done(rep.buckets);
+    rep.removed
 }
 
 #[cfg(test)]
@@ -354,5 +408,26 @@ mod tests {
         let mut p = SweepPacer::default();
         assert_eq!(p.due(10, 1 << 24, 1), MAX_SWEEP_BUCKETS_PER_TICK);
         assert!(p.debt <= (1u64 << 24) as f64);
+    }
+
+    #[test]
+    fn the_sweep_steps_between_ticks_only_while_it_removes_in_numbers_and_before_the_tick() {
+        let ts = |s: i64, ns: i64| Timespec {
+            tv_sec: s,
+            tv_nsec: ns,
+        };
+        let tick = ts(10, 5_000_000);
+        // Busy: the next step a millisecond on.
+        let s = next_sweep_step(ts(10, 1_000_000), SWEEP_STEP_MIN_REMOVED, &tick).unwrap();
+        assert_eq!((s.tv_sec, s.tv_nsec), (10, 2_000_000));
+        // Across a second's boundary.
+        let s = next_sweep_step(ts(9, 999_500_000), 5000, &ts(10, 9_000_000)).unwrap();
+        assert_eq!((s.tv_sec, s.tv_nsec), (10, 500_000));
+        // A light churn waits for the tick.
+        assert!(next_sweep_step(ts(10, 1_000_000), SWEEP_STEP_MIN_REMOVED - 1, &tick).is_none());
+        // No step at or past the tick's deadline: the tick sweeps then.
+        assert!(next_sweep_step(ts(10, 4_000_000), 5000, &tick).is_none());
+        assert!(next_sweep_step(ts(10, 4_500_000), 5000, &tick).is_none());
+        assert!(next_sweep_step(ts(10, 3_999_999), 5000, &tick).is_some());
     }
 }
