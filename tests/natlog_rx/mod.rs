@@ -47,11 +47,12 @@ fn wait_bound(port: u16, what: &str, child: &mut Child) {
     }
 }
 
-fn stop(child: &mut Child) {
+/// Stops `child` with SIGTERM; returns how it ended.
+fn stop(child: &mut Child) -> Option<std::process::ExitStatus> {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let _ = child.wait();
+    child.wait().ok()
 }
 
 /// A private rsyslogd: UDP on 127.0.0.1:`port`, a local socket at `sock`; each message
@@ -148,13 +149,15 @@ impl Nfcapd {
     pub fn start(name: &str) -> Nfcapd {
         let dir = scratch(name);
         let port = free_port();
+        // Its messages, for a failure's report.
+        let log = std::fs::File::create(dir.join("collector.log")).expect("nfcapd's log");
         let mut child = Command::new(tool("nfcapd"))
             .args(["-b", "127.0.0.1", "-p", &port.to_string(), "-w"])
             .arg(&dir)
             .args(["-t", "3600"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("nfcapd's log"))
+            .stderr(log)
             .spawn()
             .expect("start nfcapd");
         wait_bound(port, "nfcapd", &mut child);
@@ -171,19 +174,28 @@ impl Nfcapd {
     pub fn stop_and_decode(&mut self) -> Vec<String> {
         // Let the last datagrams arrive before the stop.
         std::thread::sleep(Duration::from_millis(500));
-        if let Some(mut c) = self.child.take() {
-            stop(&mut c);
-        }
-        let files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+        let status = self.child.take().and_then(|mut c| stop(&mut c));
+        let all: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        let files: Vec<&PathBuf> = all
+            .iter()
             .filter(|p| {
                 p.file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with("nfcapd.2"))
             })
             .collect();
-        assert_eq!(files.len(), 1, "one nfcapd file in {}", self.dir.display());
+        assert_eq!(
+            files.len(),
+            1,
+            "one nfcapd file in {}: nfcapd on port {} ended {status:?}, the directory holds \
+             {all:?}, its log:\n{}",
+            self.dir.display(),
+            self.port,
+            std::fs::read_to_string(self.dir.join("collector.log")).unwrap_or_default()
+        );
         let out = Command::new(tool("nfdump"))
             .arg("-r")
             .arg(&files[0])
