@@ -38,8 +38,9 @@ use crate::pipeline::DropReason;
 
 /// How often the control lcore wakes up (clock, sweep, control socket, stop conditions).
 const TICK: Duration = Duration::from_millis(10);
-/// At most this many buckets are swept per tick, so a very short sweep interval on a
-/// large table cannot stall the control socket (about a millisecond of work).
+/// At most this many buckets are swept per step (a tick's or one between ticks), so a
+/// very short sweep interval on a large table cannot stall the control socket (about a
+/// millisecond of work).
 pub const MAX_SWEEP_BUCKETS_PER_TICK: usize = 65_536;
 /// While the sweep removes connections in numbers (at least [`SWEEP_STEP_MIN_REMOVED`]
 /// at its last step), it also runs between ticks, this far apart: a tick's share of the
