@@ -198,7 +198,7 @@ impl Nfcapd {
         );
         let out = Command::new(tool("nfdump"))
             .arg("-r")
-            .arg(&files[0])
+            .arg(files[0])
             .args(["-q", "-o", "fmt:%nevt|%pr|%sa|%sp|%xsa|%xsp|%da|%dp"])
             .output()
             .expect("run nfdump");
