@@ -211,6 +211,36 @@ impl<T> ZeroedPages<T> {
         };
     }
 
+    /// How many bytes of the elements `range` are resident (whole 4 KiB pages, from
+    /// `mincore`); all of them on heap memory. For tests of what is committed when.
+    #[cfg(test)]
+    pub(crate) fn resident_bytes(&self, range: std::ops::Range<usize>) -> usize {
+        let Mem::Mapped { bytes, .. } = self.mem else {
+            return range.len() * std::mem::size_of::<T>();
+        };
+        let size = std::mem::size_of::<T>();
+        let start = (range.start.min(self.len) * size) / SMALL_PAGE * SMALL_PAGE;
+        let end = (range.end.min(self.len) * size)
+            .div_ceil(SMALL_PAGE)
+            .saturating_mul(SMALL_PAGE)
+            .min(bytes);
+        if start >= end {
+            return 0;
+        }
+        let mut vec = vec![0u8; (end - start) / SMALL_PAGE];
+        // SAFETY: a page-aligned range inside the mapping this value owns; `vec` has one
+        // byte per 4 KiB page of it, which is all mincore writes.
+        let rc = unsafe {
+            libc::mincore(
+                self.ptr.as_ptr().cast::<u8>().add(start).cast(),
+                end - start,
+                vec.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "mincore failed");
+        vec.iter().filter(|&&v| v & 1 != 0).count() * SMALL_PAGE
+    }
+
     /// Where the memory came from.
     pub fn backing(&self) -> Backing {
         match self.mem {

@@ -58,7 +58,8 @@ pub fn build_tracker_on(cfg: &Config, workers: usize, pages: PageSize) -> Conntr
 
 /// The start-up line of the tracker: `conntrack: max_conns=N buckets=N backing=B
 /// table_mib=M`, where B is where the buckets and record pool are (`hugepages`, `pages`,
-/// `heap`) and M the MiB of the table's arrays (committed as they are first touched).
+/// `heap`) and M the MiB of the table's arrays (the buckets committed at start, the records as
+/// connections need them).
 pub fn tracker_line(ct: &Conntrack) -> String {
     let t = ct.table();
     format!(
