@@ -856,7 +856,14 @@ fn with_gen_figures(e: String, gen: &Result<Option<GenFigures>, String>) -> Stri
             "{e}\n(the generator over its run: sent {} packets, {} came back; {:.3} / {:.3} Mpps)",
             g.sent, g.received, g.sent_mpps, g.mpps
         ),
-        _ => e,
+        // A generator that died (it did inside net_memif now and then, see `run_ovs`)
+        // explains a side that received nothing: say so.
+        Err(g) => {
+            let lines: Vec<&str> = g.lines().collect();
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            format!("{e}\n(the generator failed: {tail})")
+        }
+        Ok(None) => e,
     }
 }
 
@@ -1337,7 +1344,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failed_runs_error_says_what_the_generator_sent_and_got_back() {
+    fn a_failed_runs_error_says_what_the_generator_sent_and_got_back_or_how_it_failed() {
         let g = GenFigures {
             sent: 1_200_000,
             received: 0,
@@ -1350,9 +1357,13 @@ mod tests {
             "OVS forwarded 0 packets\n(the generator over its run: sent 1200000 packets, 0 came \
              back; 0.500 / 0.000 Mpps)"
         );
-        // No figures (it printed no line, or did not run): the error alone.
+        // It did not run: the error alone.
         assert_eq!(with_gen_figures("x".into(), &Ok(None)), "x");
-        assert_eq!(with_gen_figures("x".into(), &Err("no line".into())), "x");
+        // It failed (a side that received nothing may be why): its error's last 20 lines.
+        let long: String = (0..30).map(|i| format!("l{i}\n")).collect();
+        let e = with_gen_figures("x".into(), &Err(format!("no result line:\n{long}")));
+        assert!(e.starts_with("x\n(the generator failed: l10\n"), "{e}");
+        assert!(e.ends_with("l29)"), "{e}");
     }
 
     #[test]
