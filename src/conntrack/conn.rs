@@ -423,6 +423,18 @@ impl Conn {
         self.expiry.load(Ordering::Relaxed)
     }
 
+    /// Sets the expiry time (ms) of a packet's refresh, writing only when it changes (as
+    /// Linux's `__nf_ct_refresh_acct`): within one millisecond of the clock a connection's
+    /// packets all compute the same expiry, and an unchanged record line is not dirtied, so
+    /// it is not taken from a worker that reads it too (a connection whose directions
+    /// arrive at two workers) nor written back when evicted.
+    #[inline(always)]
+    pub(crate) fn refresh_expiry(&self, expiry: u64) {
+        if self.expiry.load(Ordering::Relaxed) != expiry {
+            self.expiry.store(expiry, Ordering::Relaxed);
+        }
+    }
+
     /// The connection's mark.
     pub fn mark(&self) -> u32 {
         self.mark.load(Ordering::Relaxed)

@@ -959,8 +959,7 @@ impl<'a> CtWorker<'a> {
             };
             if let Some(a) = tattr {
                 let z = self.ct.zones.get(req.zone);
-                c.expiry
-                    .store(now + self.ct.timeout_ms(z, a), Ordering::Relaxed);
+                c.refresh_expiry(now + self.ct.timeout_ms(z, a));
             }
             if update && self.ct.events.enabled() {
                 self.ct.emit(
