@@ -180,25 +180,31 @@ impl<T: Zeroable> ZeroedPages<T> {
 }
 
 impl<T> ZeroedPages<T> {
-    /// Commits the pages that hold elements `range` now, in one system call
-    /// (`MADV_POPULATE_WRITE`, Linux 5.14), so that their first touches take no page
-    /// fault each. Contents do not change (pages already there are left as they are, new
-    /// ones are zero), so other threads may be using the elements meanwhile. Only a hint:
-    /// nothing happens on heap memory, and a kernel without it refuses it harmlessly.
-    pub fn populate(&self, range: std::ops::Range<usize>) {
+    /// The byte offsets (whole 4 KiB pages, within the mapping) of the pages that hold
+    /// elements `range`; `None` for heap memory or an empty range.
+    fn page_range(&self, range: std::ops::Range<usize>) -> Option<(usize, usize)> {
         let Mem::Mapped { bytes, .. } = self.mem else {
-            return;
+            return None;
         };
-        let ptr = self.ptr;
         let size = std::mem::size_of::<T>();
         let start = (range.start.min(self.len) * size) / SMALL_PAGE * SMALL_PAGE;
         let end = (range.end.min(self.len) * size)
             .div_ceil(SMALL_PAGE)
             .saturating_mul(SMALL_PAGE)
             .min(bytes);
-        if start >= end {
+        (start < end).then_some((start, end))
+    }
+
+    /// Commits the pages that hold elements `range` now, in one system call
+    /// (`MADV_POPULATE_WRITE`, Linux 5.14), so that their first touches take no page
+    /// fault each. Contents do not change (pages already there are left as they are, new
+    /// ones are zero), so other threads may be using the elements meanwhile. Only a hint:
+    /// nothing happens on heap memory, and a kernel without it refuses it harmlessly.
+    pub fn populate(&self, range: std::ops::Range<usize>) {
+        let Some((start, end)) = self.page_range(range) else {
             return;
-        }
+        };
+        let ptr = self.ptr;
         // SAFETY: a range of whole pages inside the mapping this value owns (`start` and
         // `end` are page-aligned offsets within `bytes`); MADV_POPULATE_WRITE only faults
         // pages in, it changes no contents, so it races with no access to the `T`s.
@@ -215,18 +221,12 @@ impl<T> ZeroedPages<T> {
     /// `mincore`); all of them on heap memory. For tests of what is committed when.
     #[cfg(test)]
     pub(crate) fn resident_bytes(&self, range: std::ops::Range<usize>) -> usize {
-        let Mem::Mapped { bytes, .. } = self.mem else {
+        if let Mem::Heap = self.mem {
             return range.len() * std::mem::size_of::<T>();
-        };
-        let size = std::mem::size_of::<T>();
-        let start = (range.start.min(self.len) * size) / SMALL_PAGE * SMALL_PAGE;
-        let end = (range.end.min(self.len) * size)
-            .div_ceil(SMALL_PAGE)
-            .saturating_mul(SMALL_PAGE)
-            .min(bytes);
-        if start >= end {
-            return 0;
         }
+        let Some((start, end)) = self.page_range(range) else {
+            return 0;
+        };
         let mut vec = vec![0u8; (end - start) / SMALL_PAGE];
         // SAFETY: a page-aligned range inside the mapping this value owns; `vec` has one
         // byte per 4 KiB page of it, which is all mincore writes.
