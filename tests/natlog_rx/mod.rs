@@ -35,17 +35,51 @@ pub fn tool(name: &str) -> String {
     panic!("{name} is missing: run ci/setup (it installs nfdump and rsyslog)");
 }
 
-/// Waits until `port` on 127.0.0.1 is bound by someone (a receiver listens).
-fn wait_bound(port: u16, what: &str, child: &mut Child) {
+/// Whether `pid` holds a socket bound to UDP `port` on 127.0.0.1: the socket's inode
+/// from /proc/net/udp among the process's open files. Reading, not binding: a probe that
+/// binds the port holds it for an instant, and a receiver starting in that instant fails
+/// with "Address already in use"; and a port some other process took is not the receiver
+/// listening.
+fn udp_bound_by(port: u16, pid: u32) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.get(1) != Some(&want.as_str()) {
+                return None;
+            }
+            Some(format!("socket:[{}]", f.get(9)?))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|l| sockets.iter().any(|s| l.as_os_str() == s.as_str()))
+}
+
+/// Waits until `port` on 127.0.0.1 is bound (the receiver listens). `Err` says why not:
+/// the receiver exited (another process took the port between `free_port` and its bind)
+/// or 20 s passed.
+fn wait_bound(port: u16, child: &mut Child) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    while !udp_bound_by(port, child.id()) {
         if let Ok(Some(st)) = child.try_wait() {
-            panic!("{what} exited at start: {st}");
+            return Err(format!("exited at start ({st})"));
         }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        if Instant::now() > deadline {
+            return Err(format!("did not listen on {port} within 20 s"));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
 }
+
+/// How many ports a receiver is tried on before its start fails.
+const START_TRIES: usize = 3;
 
 /// Stops `child` with SIGTERM; returns how it ended.
 fn stop(child: &mut Child) -> Option<std::process::ExitStatus> {
@@ -68,14 +102,16 @@ pub struct Rsyslog {
 impl Rsyslog {
     pub fn start(name: &str) -> Rsyslog {
         let dir = scratch(name);
-        let port = free_port();
         let sock = dir.join("log.sock");
         let out = dir.join("out.log");
         let conf = dir.join("rsyslog.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"global(workDirectory="{d}")
+        let mut failures = Vec::new();
+        for _ in 0..START_TRIES {
+            let port = free_port();
+            std::fs::write(
+                &conf,
+                format!(
+                    r#"global(workDirectory="{d}")
 module(load="imudp")
 module(load="imuxsock" SysSock.Use="off")
 input(type="imudp" address="127.0.0.1" port="{port}")
@@ -83,39 +119,46 @@ input(type="imuxsock" Socket="{sock}" UseSpecialParser="off")
 template(name="fields" type="string" string="%inputname%|%pri%|%app-name%|%msgid%|%structured-data%|%msg%\n")
 *.* action(type="omfile" file="{out}" template="fields")
 "#,
-                d = dir.display(),
-                sock = sock.display(),
-                out = out.display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(tool("rsyslogd"))
-            .args(["-n", "-f"])
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rsyslogd");
-        wait_bound(port, "rsyslogd", &mut child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !sock.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "rsyslogd made no {}",
-                sock.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+                    d = dir.display(),
+                    sock = sock.display(),
+                    out = out.display()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(tool("rsyslogd"))
+                .args(["-n", "-f"])
+                .arg(&conf)
+                .arg("-i")
+                .arg(dir.join("rsyslogd.pid"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start rsyslogd");
+            if let Err(why) = wait_bound(port, &mut child) {
+                stop(&mut child);
+                let _ = std::fs::remove_file(&sock);
+                failures.push(format!("port {port}: {why}"));
+                continue;
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !sock.exists() {
+                assert!(
+                    Instant::now() < deadline,
+                    "rsyslogd made no {}",
+                    sock.display()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Rsyslog {
+                child,
+                dir,
+                port,
+                sock,
+                out,
+            };
         }
-        Rsyslog {
-            child,
-            dir,
-            port,
-            sock,
-            out,
-        }
+        panic!("rsyslogd did not start: {}", failures.join("; "));
     }
 
     /// The lines written so far, once there are at least `n` (or after 20 s).
@@ -148,24 +191,37 @@ pub struct Nfcapd {
 impl Nfcapd {
     pub fn start(name: &str) -> Nfcapd {
         let dir = scratch(name);
-        let port = free_port();
-        // Its messages, for a failure's report.
-        let log = std::fs::File::create(dir.join("collector.log")).expect("nfcapd's log");
-        let mut child = Command::new(tool("nfcapd"))
-            .args(["-b", "127.0.0.1", "-p", &port.to_string(), "-w"])
-            .arg(&dir)
-            .args(["-t", "3600"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("nfcapd's log"))
-            .stderr(log)
-            .spawn()
-            .expect("start nfcapd");
-        wait_bound(port, "nfcapd", &mut child);
-        Nfcapd {
-            child: Some(child),
-            dir,
-            port,
+        let mut failures = Vec::new();
+        for _ in 0..START_TRIES {
+            let port = free_port();
+            // Its messages, for a failure's report.
+            let log = std::fs::File::create(dir.join("collector.log")).expect("nfcapd's log");
+            let mut child = Command::new(tool("nfcapd"))
+                .args(["-b", "127.0.0.1", "-p", &port.to_string(), "-w"])
+                .arg(&dir)
+                .args(["-t", "3600"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("nfcapd's log"))
+                .stderr(log)
+                .spawn()
+                .expect("start nfcapd");
+            match wait_bound(port, &mut child) {
+                Ok(()) => {
+                    return Nfcapd {
+                        child: Some(child),
+                        dir,
+                        port,
+                    };
+                }
+                Err(why) => {
+                    stop(&mut child);
+                    let said =
+                        std::fs::read_to_string(dir.join("collector.log")).unwrap_or_default();
+                    failures.push(format!("port {port}: {why}: {}", said.trim()));
+                }
+            }
         }
+        panic!("nfcapd did not start: {}", failures.join("; "));
     }
 
     /// Stops nfcapd (which then writes its file) and decodes the records with nfdump:
