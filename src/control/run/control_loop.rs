@@ -5,9 +5,9 @@
 //! second prints the stats line. No step of a tick blocks: the socket is non-blocking and
 //! every walk is bounded, so the loop answers within a tick; the wait between ticks is an
 //! absolute sleep to the tick's deadline, which signals cannot stretch. While the sweep
-//! is removing connections in numbers, it also runs between ticks, in steps a
-//! millisecond apart ([`SWEEP_STEP`]), so that it never holds its CPU for a whole tick's
-//! work at once.
+//! is removing connections in numbers, it also runs between ticks, in steps a quarter
+//! of a millisecond apart ([`SWEEP_STEP`]), so that it never holds its CPU for a whole
+//! tick's work at once.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -44,18 +44,22 @@ const TICK: Duration = Duration::from_millis(10);
 pub const MAX_SWEEP_BUCKETS_PER_TICK: usize = 65_536;
 /// While the sweep removes connections in numbers (at least [`SWEEP_STEP_MIN_REMOVED`]
 /// at its last step), it also runs between ticks, this far apart: a tick's share of the
-/// sweep in ten pieces instead of one. Under heavy churn a tick's sweep is milliseconds
+/// sweep in forty pieces instead of one. Under heavy churn a tick's sweep is milliseconds
 /// of work (about 300 ns per removed connection: at a million expiring a second, 3 ms
 /// every 10 ms), and on a CPU the control lcore shares (with a traffic generator, other
-/// processes, the kernel's work) nothing else ran there for that long. In slices the
-/// connection-rate benchmark (`ctgate-perf datapath --new-flows`, whose generator shares
-/// the control lcore's CPU) gained 4% with TCP and 1–2% with UDP (perf/RESULTS.md,
-/// session 13). Nothing else of a tick (the control socket, the event consumers) runs
-/// more often.
-const SWEEP_STEP: Duration = Duration::from_millis(1);
+/// processes, the kernel's work) nothing else runs there for that long: a worker fed from
+/// that CPU drains its queue and waits. In 1 ms steps (session 13: a third of a
+/// millisecond of work each at a million a second) the connection-rate benchmark
+/// (`ctgate-perf datapath --new-flows`, whose generator shares the control lcore's CPU)
+/// gained 4% with TCP and 1–2% with UDP; in 250 µs steps (about 90 µs of work each)
+/// another 5–6% (its worker waits 7–8% of its time instead of 17%), for 4% more of the
+/// control lcore's CPU per removed connection (the wakeups); 100 µs steps cost 13% more
+/// for no more gain (perf/RESULTS.md, sessions 13 and 15). Nothing else of a tick (the
+/// control socket, the event consumers) runs more often.
+const SWEEP_STEP: Duration = Duration::from_micros(250);
 /// Removed connections at a sweep step that make the next one come after [`SWEEP_STEP`]
-/// rather than at the next tick (a light churn keeps the tick's pace).
-const SWEEP_STEP_MIN_REMOVED: usize = 256;
+/// rather than at the next tick (a light churn keeps the tick's pace): 256 a millisecond.
+const SWEEP_STEP_MIN_REMOVED: usize = 64;
 
 /// Why a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,21 +153,29 @@ pub(super) fn clock_ms(start: Instant, now: Instant) -> u64 {
     u64::try_from(now.duration_since(start).as_millis()).unwrap_or(u64::MAX) + 1
 }
 
+/// Microseconds since `start` (the sweep pacer's clock).
+fn clock_us(start: Instant, now: Instant) -> u64 {
+    u64::try_from(now.duration_since(start).as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Paces the sweep: a full pass over the buckets per sweep interval, in bounded steps.
 #[derive(Debug, Default)]
 struct SweepPacer {
     /// Buckets owed (fractional), capped at one full pass.
     debt: f64,
-    last_ms: u64,
+    /// When `due` last ran, in microseconds of the run (steps come less than a
+    /// millisecond apart).
+    last_us: u64,
 }
 
 impl SweepPacer {
-    /// Buckets to sweep at `now_ms` for a table of `n_buckets` and `interval_ms`.
-    fn due(&mut self, now_ms: u64, n_buckets: usize, interval_ms: u32) -> usize {
-        let elapsed = now_ms.saturating_sub(self.last_ms) as f64;
-        self.last_ms = now_ms;
-        let per_ms = n_buckets as f64 / f64::from(interval_ms.max(1));
-        self.debt = (self.debt + elapsed * per_ms).min(n_buckets as f64);
+    /// Buckets to sweep at `now_us` (microseconds) for a table of `n_buckets` and
+    /// `interval_ms`.
+    fn due(&mut self, now_us: u64, n_buckets: usize, interval_ms: u32) -> usize {
+        let elapsed = now_us.saturating_sub(self.last_us) as f64;
+        self.last_us = now_us;
+        let per_us = n_buckets as f64 / (f64::from(interval_ms.max(1)) * 1000.0);
+        self.debt = (self.debt + elapsed * per_us).min(n_buckets as f64);
         (self.debt as usize).min(MAX_SWEEP_BUCKETS_PER_TICK)
     }
 
@@ -193,7 +205,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
     let mut handle: Option<CtWorker<'_>> = ct_arc.as_deref().map(Conntrack::control_handle);
     let mut pacer = SweepPacer {
         debt: 0.0,
-        last_ms: clock_ms(start, start),
+        last_us: 0,
     };
     // The event stream's consumers on this lcore, configured from the file in force and
     // again after each reload (a new generation).
@@ -225,7 +237,7 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                 flush();
             }
             let interval = g.sweep_interval_ms.load(Ordering::Relaxed);
-            swept = sweep_step(g, h, &mut pacer, now_ms);
+            swept = sweep_step(g, h, &mut pacer, now_ms, clock_us(start, now));
             let generation = g.live.shared().generation();
             if generation != consumers_gen {
                 consumers_gen = generation;
@@ -367,9 +379,10 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
                     next_sweep_step(clock_gettime(ClockId::Monotonic), swept, &tick_deadline)
                 {
                     sleep_until(&step);
-                    let now_ms = clock_ms(start, Instant::now());
+                    let now = Instant::now();
+                    let now_ms = clock_ms(start, now);
                     g.live.shared().set_now_ms(now_ms);
-                    swept = sweep_step(g, h, &mut pacer, now_ms);
+                    swept = sweep_step(g, h, &mut pacer, now_ms, clock_us(start, now));
                 }
             }
             sleep_until(&tick_deadline);
@@ -377,11 +390,17 @@ pub(super) fn control_loop(env: &LoopEnv, mut gw: Option<&mut GatewayCtl>) -> St
     }
 }
 
-/// One step of the sweep, as much as the pacer says is due at `now_ms`; returns the
-/// connections it removed.
-fn sweep_step(g: &GatewayCtl, h: &mut CtWorker<'_>, pacer: &mut SweepPacer, now_ms: u64) -> usize {
+/// One step of the sweep at `now_ms` (the tracker's clock), as much as the pacer says is
+/// due at `now_us`; returns the connections it removed.
+fn sweep_step(
+    g: &GatewayCtl,
+    h: &mut CtWorker<'_>,
+    pacer: &mut SweepPacer,
+    now_ms: u64,
+    now_us: u64,
+) -> usize {
     let interval = g.sweep_interval_ms.load(Ordering::Relaxed);
-    let due = pacer.due(now_ms, g.ct.table().n_buckets(), interval);
+    let due = pacer.due(now_us, g.ct.table().n_buckets(), interval);
     if due == 0 {
         return 0;
     }
@@ -400,14 +419,24 @@ mod tests {
         // 1024 buckets over 1000 ms: about 10 per 10 ms tick.
         let mut total = 0;
         for t in 1..=100u64 {
-            let d = p.due(t * 10, 1024, 1000);
+            let d = p.due(t * 10_000, 1024, 1000);
             p.done(d);
             total += d;
         }
         assert!((1010..=1024).contains(&total), "{total}");
+        // Steps a quarter of a millisecond apart (the sweep between ticks) get their
+        // share too: the pacer's clock counts microseconds.
+        let mut p = SweepPacer::default();
+        let mut total = 0;
+        for t in 1..=4000u64 {
+            let d = p.due(t * 250, 1024, 1000);
+            p.done(d);
+            total += d;
+        }
+        assert!((1020..=1024).contains(&total), "{total}");
         // A huge table and a tiny interval: capped per tick, debt capped at a pass.
         let mut p = SweepPacer::default();
-        assert_eq!(p.due(10, 1 << 24, 1), MAX_SWEEP_BUCKETS_PER_TICK);
+        assert_eq!(p.due(10_000, 1 << 24, 1), MAX_SWEEP_BUCKETS_PER_TICK);
         assert!(p.debt <= (1u64 << 24) as f64);
     }
 
@@ -418,17 +447,17 @@ mod tests {
             tv_nsec: ns,
         };
         let tick = ts(10, 5_000_000);
-        // Busy: the next step a millisecond on.
+        // Busy: the next step a quarter of a millisecond on.
         let s = next_sweep_step(ts(10, 1_000_000), SWEEP_STEP_MIN_REMOVED, &tick).unwrap();
-        assert_eq!((s.tv_sec, s.tv_nsec), (10, 2_000_000));
+        assert_eq!((s.tv_sec, s.tv_nsec), (10, 1_250_000));
         // Across a second's boundary.
-        let s = next_sweep_step(ts(9, 999_500_000), 5000, &ts(10, 9_000_000)).unwrap();
-        assert_eq!((s.tv_sec, s.tv_nsec), (10, 500_000));
+        let s = next_sweep_step(ts(9, 999_900_000), 5000, &ts(10, 9_000_000)).unwrap();
+        assert_eq!((s.tv_sec, s.tv_nsec), (10, 150_000));
         // A light churn waits for the tick.
         assert!(next_sweep_step(ts(10, 1_000_000), SWEEP_STEP_MIN_REMOVED - 1, &tick).is_none());
         // No step at or past the tick's deadline: the tick sweeps then.
-        assert!(next_sweep_step(ts(10, 4_000_000), 5000, &tick).is_none());
-        assert!(next_sweep_step(ts(10, 4_500_000), 5000, &tick).is_none());
-        assert!(next_sweep_step(ts(10, 3_999_999), 5000, &tick).is_some());
+        assert!(next_sweep_step(ts(10, 4_750_000), 5000, &tick).is_none());
+        assert!(next_sweep_step(ts(10, 4_900_000), 5000, &tick).is_none());
+        assert!(next_sweep_step(ts(10, 4_749_999), 5000, &tick).is_some());
     }
 }
