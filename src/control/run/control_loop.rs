@@ -413,26 +413,27 @@ fn sweep_step(
 mod tests {
     use super::*;
 
+    /// Buckets a fresh pacer hands out over `steps` steps `every_us` apart (a table of
+    /// 1024 buckets, a pass per 1000 ms), each step's share swept in full.
+    fn swept_in_steps(every_us: u64, steps: u64) -> usize {
+        let mut p = SweepPacer::default();
+        (1..=steps)
+            .map(|t| {
+                let d = p.due(t * every_us, 1024, 1000);
+                p.done(d);
+                d
+            })
+            .sum()
+    }
+
     #[test]
     fn sweep_pacer_spreads_a_pass_over_the_interval_and_bounds_a_tick() {
-        let mut p = SweepPacer::default();
         // 1024 buckets over 1000 ms: about 10 per 10 ms tick.
-        let mut total = 0;
-        for t in 1..=100u64 {
-            let d = p.due(t * 10_000, 1024, 1000);
-            p.done(d);
-            total += d;
-        }
+        let total = swept_in_steps(10_000, 100);
         assert!((1010..=1024).contains(&total), "{total}");
         // Steps a quarter of a millisecond apart (the sweep between ticks) get their
         // share too: the pacer's clock counts microseconds.
-        let mut p = SweepPacer::default();
-        let mut total = 0;
-        for t in 1..=4000u64 {
-            let d = p.due(t * 250, 1024, 1000);
-            p.done(d);
-            total += d;
-        }
+        let total = swept_in_steps(250, 4000);
         assert!((1020..=1024).contains(&total), "{total}");
         // A huge table and a tiny interval: capped per tick, debt capped at a pass.
         let mut p = SweepPacer::default();
