@@ -738,7 +738,7 @@ impl ConnTable {
                 return Err(InsertError::NoSpace);
             }
             let c = &self.conns[idx as usize];
-            if !c.transition(c.gen(), status::INIT, status::LIVE) {
+            if !c.claim(status::INIT, status::LIVE) {
                 // Only the creator touches an INIT record; this cannot happen.
                 self.del_locked(b0, e0);
                 self.del_locked(b1, entry_of(idx, DIR_REPLY));
@@ -823,7 +823,7 @@ impl ConnTable {
             self.prefetch_pooled(ahead);
         }
         let c = &self.conns[idx as usize];
-        if !c.transition(c.gen(), status::FREE, status::INIT) {
+        if !c.claim(status::FREE, status::INIT) {
             // A slot in a free list is FREE; anything else is a bookkeeping bug. Refuse
             // rather than hand out a slot in use.
             return None;
