@@ -8,7 +8,9 @@
 //! # Set-up
 //!
 //! EAL starts in this process (`--no-huge -m MB --no-pci --lcores 0@0,1@1
-//! --file-prefix dp-PID --no-telemetry`). Four rte_rings of 4096 entries become two net_ring ethdevs
+//! --file-prefix dp-PID --no-telemetry`; with `--pages huge`, `--huge-unlink` instead of
+//! `--no-huge`: EAL's memory from the mounted 2 MiB hugetlb pool, and then, as in a
+//! deployed gateway, the tracker's buckets and record pool too). Four rte_rings of 4096 entries become two net_ring ethdevs
 //! (`rte_eth_from_rings`):
 //!
 //! ```text
@@ -58,7 +60,7 @@
 //! One line per case (`--json`: one JSON object per line):
 //!
 //! ```text
-//! bench=datapath mode=steady events=off sync=off flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… worker_busy=… cps=… conns=… created=… reclaimed=… refused_max_conns=… refused_table_full=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
+//! bench=datapath mode=steady events=off sync=off pages=small flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… worker_busy=… cps=… conns=… created=… reclaimed=… refused_max_conns=… refused_table_full=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
 //! ```
 //!
 //! * `events`: `on` with `--events` (the NAT log attached as an event consumer);
@@ -191,6 +193,26 @@ pub enum SourceArg {
     Memif,
 }
 
+/// `--pages`: the EAL's memory, and with it the tracker's (see the module's set-up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PagesArg {
+    /// `--no-huge`: 4 KiB pages for EAL; the tracker on 4 KiB pages offered to THP.
+    Small,
+    /// EAL on the kernel's 2 MiB hugetlb pool (mounted, with room for `--memory-mb`);
+    /// the tracker's buckets and record pool on hugetlb pages too, as a deployed
+    /// gateway's.
+    Huge,
+}
+
+impl PagesArg {
+    fn name(self) -> &'static str {
+        match self {
+            PagesArg::Small => "small",
+            PagesArg::Huge => "huge",
+        }
+    }
+}
+
 impl SourceArg {
     fn name(self) -> &'static str {
         match self {
@@ -250,9 +272,13 @@ pub struct Args {
     /// Write the latency percentile chart into this directory (datapath-latency.svg).
     #[arg(long, value_name = "DIR")]
     plot: Option<PathBuf>,
-    /// Memory for EAL in MB (no hugepages are used).
+    /// Memory for EAL in MB (hugepages with `--pages huge`).
     #[arg(long, default_value_t = 2048)]
     memory_mb: u32,
+    /// EAL's pages: `small` (`--no-huge`) or `huge` (the hugetlb pool; the tracker's
+    /// buckets and records on hugepages too, as in a deployed gateway).
+    #[arg(long, value_enum, default_value_t = PagesArg::Small)]
+    pages: PagesArg,
     /// EAL --file-prefix (default dp-PID).
     #[arg(long)]
     file_prefix: Option<String>,
@@ -369,6 +395,33 @@ fn check(args: &Args) -> Result<Plan, String> {
     })
 }
 
+/// EAL's arguments before the memif ports: `--no-huge` on small pages; on huge ones
+/// `--huge-unlink`, so that no hugepage file outlives the run (the pool's pages return
+/// to it at exit).
+fn eal_base_args(pages: PagesArg, memory_mb: u32, prefix: &str) -> Vec<String> {
+    let paging = match pages {
+        PagesArg::Small => "--no-huge",
+        PagesArg::Huge => "--huge-unlink",
+    };
+    [
+        "ctgate-perf",
+        paging,
+        "-m",
+        &memory_mb.to_string(),
+        "--no-pci",
+        "--lcores",
+        "0@0,1@1",
+        "--file-prefix",
+        prefix,
+        "--no-telemetry",
+        "--log-level",
+        "lib.eal:error",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 pub fn run(args: &Args) -> Result<(), String> {
     let plan = check(args)?;
     // Besides ctgate's own handler (which stops its run): remembers that the run was cut.
@@ -381,23 +434,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         .file_prefix
         .clone()
         .unwrap_or_else(|| format!("dp-{}", std::process::id()));
-    let mut eal_args: Vec<String> = [
-        "ctgate-perf",
-        "--no-huge",
-        "-m",
-        &args.memory_mb.to_string(),
-        "--no-pci",
-        "--lcores",
-        "0@0,1@1",
-        "--file-prefix",
-        &prefix,
-        "--no-telemetry",
-        "--log-level",
-        "lib.eal:error",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut eal_args = eal_base_args(args.pages, args.memory_mb, &prefix);
     // --source memif: the generator process's sockets, attached as ports 0 and 1.
     let memif_dir = (args.source == SourceArg::Memif)
         .then(|| std::env::temp_dir().join(format!("ctgate-perf-dp-{}-memif", std::process::id())));
@@ -861,6 +898,7 @@ fn run_case(
     l.push("mode", if args.new_flows { "cps" } else { "steady" });
     l.push("events", if args.events { "on" } else { "off" });
     l.push("sync", if args.sync { "on" } else { "off" });
+    l.push("pages", args.pages.name());
     l.push("flows", case.flows.map_or("new".into(), |f| f.to_string()));
     l.push("proto", plan.proto_name);
     l.push("size", args.size);
@@ -1231,6 +1269,20 @@ mod tests {
                 assert_eq!(c.datapath.sweep_interval_ms, 1000, "{text}");
             }
         }
+    }
+
+    #[test]
+    fn huge_pages_leave_no_huge_off_and_unlink_their_files() {
+        let small = eal_base_args(PagesArg::Small, 2048, "p");
+        let huge = eal_base_args(PagesArg::Huge, 2048, "p");
+        assert!(small.iter().any(|a| a == "--no-huge"));
+        assert!(!small.iter().any(|a| a == "--huge-unlink"));
+        assert!(!huge.iter().any(|a| a == "--no-huge"));
+        assert!(huge.iter().any(|a| a == "--huge-unlink"));
+        assert_eq!(
+            huge.iter().position(|a| a == "-m").map(|i| &huge[i + 1]),
+            Some(&"2048".to_string())
+        );
     }
 
     #[test]
