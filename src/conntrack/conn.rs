@@ -409,13 +409,39 @@ impl Conn {
             cell.words[1].load(Ordering::Relaxed),
             cell.words[2].load(Ordering::Relaxed),
         ];
-        let mut st = L4State::from_words(w, cell.proto_state.load(Ordering::Relaxed));
+        let ps = cell.proto_state.load(Ordering::Relaxed);
+        let mut st = L4State::from_words(w, ps);
         let r = f(&mut st);
         let n = st.to_words();
         for (slot, (new, old)) in cell.words.iter().zip(n.into_iter().zip(w)) {
             if new != old {
                 slot.store(new, Ordering::Relaxed);
             }
+        }
+        // Only what changed is written back: an update that changes nothing (a stale
+        // holder that finds the generation moved on, a reader) stores nothing, so
+        // [`Conn::init_l4`] may write an unpublished record's state beside it.
+        if st.proto_state != ps {
+            cell.proto_state.store(st.proto_state, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Sets the L4 state of a record no update can reach yet (INIT: taken from the pool,
+    /// not yet published) from `f` on the protocol's blank state, without the lock.
+    /// A worker holding a [`Hit`](super::table::Hit) of the slot's previous generation
+    /// may hold the lock meanwhile, but it finds the generation changed before it reads
+    /// the state, and [`Conn::with_l4`] writes back nothing it did not change; every
+    /// other user of the lock needs the record live or its creator's hand. The lock's
+    /// atomic exchange waited for the creation's earlier stores, the record's first
+    /// touches among them.
+    #[inline]
+    pub(crate) fn init_l4<R>(&self, f: impl FnOnce(&mut L4State) -> R) -> R {
+        let cell = &self.l4;
+        let mut st = L4State::default();
+        let r = f(&mut st);
+        for (slot, new) in cell.words.iter().zip(st.to_words()) {
+            slot.store(new, Ordering::Relaxed);
         }
         cell.proto_state.store(st.proto_state, Ordering::Relaxed);
         r
@@ -642,6 +668,26 @@ mod tests {
         assert!(!c.claim(status::FREE, status::INIT));
         assert!(!c.transition(1, status::LIVE, status::DYING));
         assert!(c.transition(2, status::LIVE, status::DYING));
+    }
+
+    #[test]
+    fn a_new_connections_state_starts_blank_and_survives_a_stale_lock_holder() {
+        let c = Conn::zeroed();
+        c.with_l4(|st| {
+            st.peer[0].seqlo = 7;
+            st.proto_state = 5;
+        });
+        // The creator writes the state of the record's new connection while a worker
+        // still holding the previous generation has the lock and changes nothing.
+        c.with_l4(|_stale| {
+            let blank = c.init_l4(|st| {
+                let was = *st;
+                st.proto_state = 2;
+                was
+            });
+            assert_eq!(blank, L4State::default());
+        });
+        assert_eq!(c.with_l4(|st| (st.peer[0].seqlo, st.proto_state)), (0, 2));
     }
 
     #[test]

@@ -1171,7 +1171,7 @@ impl<'a> CtWorker<'a> {
     ) -> Result<Hit, CreateError> {
         let ct = self.ct;
         let init = |c: &Conn, zone: &Zone| {
-            let tattr = c.with_l4(|st| kind.new_conn(p, st));
+            let tattr = c.init_l4(|st| kind.new_conn(p, st));
             c.expiry
                 .store(now + ct.timeout_ms(Some(zone), tattr), Ordering::Relaxed);
             c.tattr.store(tattr as u8, Ordering::Relaxed);
