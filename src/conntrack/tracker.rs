@@ -1304,7 +1304,11 @@ impl<'a> CtWorker<'a> {
                 // One hash per candidate, for the pre-check and the insert.
                 let words = reply.to_words();
                 let hash = self.ct.table.hasher().hash_words(&words);
-                if !self.ct.table.key_free(&words, hash, now) {
+                // The first candidate goes straight to the insert, which checks it under
+                // the bucket locks anyway: it is nearly always free (the source port
+                // kept, or the mapping's), and a NAT mapping offers no other. The
+                // lock-free pre-check skips taken ones cheaply on a walk through a range.
+                if n > 1 && !self.ct.table.key_free(&words, hash, now) {
                     continue;
                 }
                 match self.create_counted(p, kind, orig, orig_hash, &reply, hash, flags, now, false)
