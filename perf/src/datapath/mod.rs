@@ -23,8 +23,8 @@
 //!
 //! They are ports 0 and 1, so the embedded default configuration applies, with a static
 //! `next_hop_mac` on both ports (no ARP), `max_conns` raised to twice the flows, and in
-//! `--new-flows` mode one-second timeouts (the tracker reclaims expired connections when
-//! it inserts at the limit). `run::run_report` then runs on the main lcore (CPU 0)
+//! `--new-flows` mode the default limit (3M) and one-second timeouts (the tracker
+//! reclaims expired connections when it inserts at the limit; `reclaimed` counts them). `run::run_report` then runs on the main lcore (CPU 0)
 //! and launches one worker on lcore 1 (CPU 1).
 //!
 //! The generator and both sinks are one plain thread on CPU 0 (the control lcore mostly
@@ -1224,10 +1224,18 @@ const NAT_LOG_CONFIG: &str = "\n[logging]\nsyslog = \"127.0.0.1:9\"\nipfix = \"1
 
 /// The benchmark config ([`crate::bench_config::bench_config`]: static next hops, SNAT) with
 /// room for the flows, and in connection-rate mode short timeouts and a faster sweep.
+///
+/// Connection-rate mode keeps the default limit ([`ctgate::conntrack::DEFAULT_MAX_CONNS`],
+/// 3M, as Open vSwitch's): with one-second timeouts and a sweep pass a second the table
+/// holds up to two seconds of connections (the live ones and the expired ones the pass
+/// has not reached), 3M at 1.5M/s. It was 2M until session 17: UDP at 1.3M/s then ran at
+/// its limit (`reclaimed` 0.2–0.9M a run), each creation past the limit removing an
+/// expired connection itself, which measured the limit's path (about 15% dearer a
+/// connection, perf/RESULTS.md session 17), not the steady state.
 fn config_text(flows: Option<u32>, new_flows: bool) -> Result<String, String> {
     let max = match flows {
         Some(f) => (2 * u64::from(f)).max(65_536),
-        None => 2_000_000,
+        None => u64::from(ctgate::conntrack::DEFAULT_MAX_CONNS),
     };
     let base = crate::bench_config::bench_config(max, true)?;
     if !new_flows {
@@ -1267,6 +1275,8 @@ mod tests {
             assert!(c.timeouts.iter().all(|&(_, secs)| secs == 1), "{text}");
             if new {
                 assert_eq!(c.datapath.sweep_interval_ms, 1000, "{text}");
+                // The default limit: two seconds of connections at 1.5M/s.
+                assert_eq!(c.datapath.max_conns, ctgate::conntrack::DEFAULT_MAX_CONNS);
             }
         }
     }
