@@ -493,8 +493,8 @@ impl Sink<'_> {
             }
             // ctgate's worker on the other CPU wrote these mbufs last (headers and
             // frames): fetch every header, then every frame's first line, so that the
-            // burst's misses overlap (read one by one they were two thirds of the
-            // generator's own time in `--new-flows --proto tcp`).
+            // burst's misses overlap (read one by one they were half of the generator's
+            // own time in `--new-flows --proto tcp`).
             for m in self.rx.as_slice() {
                 m.prefetch_header();
             }
