@@ -24,8 +24,9 @@
 //! They are ports 0 and 1, so the embedded default configuration applies, with a static
 //! `next_hop_mac` on both ports (no ARP), `max_conns` raised to twice the flows, and in
 //! `--new-flows` mode the default limit (3M) and one-second timeouts (the tracker
-//! reclaims expired connections when it inserts at the limit; `reclaimed` counts them). `run::run_report` then runs on the main lcore (CPU 0)
-//! and launches one worker on lcore 1 (CPU 1).
+//! reclaims expired connections when it inserts at the limit; `reclaimed` counts them).
+//! `run::run_report` then runs on the main lcore (CPU 0) and launches one worker on
+//! lcore 1 (CPU 1).
 //!
 //! The generator and both sinks are one plain thread on CPU 0 (the control lcore mostly
 //! sleeps), registered as a DPDK lcore for a mempool cache, with its own mempool. Each
