@@ -4,13 +4,14 @@
 //! # Layout
 //!
 //! A [`Bucket`] is one 64-byte cache line (after DPDK's `rte_cuckoo_hash`): a sequence
-//! word, an overflow link, eight 16-bit signatures and eight 32-bit entries. An entry is
+//! word, an overflow link, nine 16-bit signatures and nine 32-bit entries (62 bytes: a ninth
+//! slot fits where eight left eight bytes of padding). An entry is
 //! `((conn_index + 1) << 1) | direction` (0 = empty), so a key leads to its record *and*
 //! tells which direction it is. Every connection has two entries, one for its
 //! original-direction key and one for its reply-direction key (the NAT-translated tuple
 //! when NAT applies); the two may live in different buckets. Records live out of line in
 //! one pre-allocated array (the pool), sized by the connection limit: no allocation per
-//! connection. When a bucket's eight slots are used, further entries go to overflow buckets
+//! connection. When a bucket's nine slots are used, further entries go to overflow buckets
 //! chained from it, taken from a bounded overflow pool. Chains stay dense (every bucket
 //! but the last full: a removal moves the last entry into its hole), so a chain holds
 //! exactly the overflow buckets its entries need, and churn cannot drain the pool.
@@ -40,8 +41,10 @@ use crate::dpdk::{Backing, PageSize, ZeroedPages};
 use bytemuck::Zeroable;
 use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
-/// Slots per bucket.
-pub const SLOTS: usize = 8;
+/// Slots per bucket: as many as fit in the line. The ninth (over the eight of
+/// `rte_cuckoo_hash`) halves the buckets that spill into overflow in a full table (about
+/// 15% → 8% at 6 entries a bucket), each a second line for the lookups of their keys.
+pub const SLOTS: usize = 9;
 /// Longest overflow chain a reader follows before it retries (guards against chasing a
 /// chain that is being rebuilt under it).
 const MAX_CHAIN: usize = 64;
@@ -178,7 +181,7 @@ pub struct ConnTable {
 
 impl ConnTable {
     /// A table for up to `capacity` connections in `n_buckets` buckets (rounded up to a power of two;
-    /// 0 picks the default: enough for an average of at most 6 of 8 slots used when full),
+    /// 0 picks the default: enough for an average of at most 6 entries a bucket when full),
     /// on 4 KiB pages.
     pub fn new(capacity: u32, n_buckets: u32, hasher: KeyHasher) -> ConnTable {
         ConnTable::with_pages(capacity, n_buckets, hasher, PageSize::Small)
@@ -199,9 +202,9 @@ impl ConnTable {
         } else {
             n_buckets.next_power_of_two()
         };
-        // At the default sizing a full table averages 6 of 8 slots per bucket; about 15% of
-        // buckets then hold more than 8 entries (Poisson), so a quarter of the bucket count
-        // in overflow buckets covers them with room to spare.
+        // At the default sizing a full table averages 6 entries a bucket; about 8% of buckets
+        // then hold more than 9 (Poisson), so a quarter of the bucket count in overflow
+        // buckets covers them with room to spare.
         let n_overflow = (n_buckets / 4).max(64) as usize;
         // Buckets and records: zeroed pages, nothing written here (all-zero is an empty
         // bucket and a FREE record of generation 0).
@@ -997,7 +1000,7 @@ impl ConnTable {
 }
 
 /// The default bucket count for `capacity` connections: two entries per connection, 6 of
-/// 8 slots used on average when the table is full (not rounded to a power of two: the
+/// 9 slots used on average when the table is full (not rounded to a power of two: the
 /// rounding left up to half the buckets' memory unused, 33.5 bytes per connection at 1M
 /// instead of 21.3).
 pub fn default_buckets(capacity: u32) -> u32 {
@@ -1205,6 +1208,28 @@ mod tests {
             .is_none());
         let total: usize = (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum();
         assert_eq!(total, 0);
+    }
+
+    #[test]
+    fn a_bucket_holds_nine_entries_before_it_spills() {
+        // One bucket: nine connections are 18 entries, the bucket's line and one overflow
+        // bucket full (with eight slots a line they took two overflow buckets).
+        let t = ConnTable::new(16, 1, KeyHasher::with_seed(5));
+        assert_eq!(t.n_buckets(), 1);
+        let mut cache = PoolCache::default();
+        for i in 0..4 {
+            publish(&t, &mut cache, &key(i), 1000).unwrap();
+        }
+        assert_eq!((t.bucket_len(0), t.overflow_used()), (8, 0));
+        for i in 4..9 {
+            publish(&t, &mut cache, &key(i), 1000).unwrap();
+        }
+        assert_eq!((t.bucket_len(0), t.overflow_used()), (18, 1));
+        publish(&t, &mut cache, &key(9), 1000).unwrap();
+        assert_eq!((t.bucket_len(0), t.overflow_used()), (20, 2));
+        let mut seen = 0;
+        t.for_each_in_bucket(0, |_, _| seen += 1);
+        assert_eq!(seen, 10);
     }
 
     #[test]
