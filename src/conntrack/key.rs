@@ -219,6 +219,16 @@ impl fmt::Debug for ConnKey {
     }
 }
 
+/// The words of `w`'s key with its endpoints swapped (addresses, and ports or identifiers):
+/// the reply key of a connection without address translation, except for ICMP, whose
+/// reply key also changes the type ([`ConnKey::reversed`]).
+#[inline(always)]
+pub fn swapped_words(w: &[u64; KEY_WORDS]) -> [u64; KEY_WORDS] {
+    let t = w[4];
+    let ports = (t & 0xffff) << 16 | (t >> 16) & 0xffff;
+    [w[2], w[3], w[0], w[1], (t & !0xffff_ffff) | ports]
+}
+
 /// The keyed hash of connection keys.
 ///
 /// A folded 64×64→128-bit multiply per pair of words (the wyhash/foldhash construction),
@@ -276,8 +286,28 @@ impl KeyHasher {
     }
 
     /// Hashes a key given as words.
+    ///
+    /// Symmetric in the key's two endpoints: a key and its reverse (addresses and ports
+    /// swapped) hash alike, so a connection without address translation has both keys in
+    /// one bucket, where they take one entry ([`super::table`]), as OVS's symmetric
+    /// `conn_key_hash`. Each endpoint (address and port) is mixed with the seed on its own,
+    /// and the two are combined by addition and exclusive or (both commutative) with the
+    /// zone, protocol and family.
     #[inline(always)]
     pub fn hash_words(&self, w: &[u64; KEY_WORDS]) -> u64 {
+        const P0: u64 = 0xa076_1d64_78bd_642f;
+        const P1: u64 = 0xe703_7ed1_a0b4_28db;
+        let (sport, dport) = (w[4] & 0xffff, (w[4] >> 16) & 0xffff);
+        let a = folded_multiply(w[0] ^ self.seed[0], w[1] ^ sport ^ self.seed[1]);
+        let b = folded_multiply(w[2] ^ self.seed[0], w[3] ^ dport ^ self.seed[1]);
+        let c = folded_multiply((w[4] >> 32) ^ self.seed[2], (a ^ b) ^ P0);
+        folded_multiply(a.wrapping_add(b) ^ self.seed[3], c ^ P1)
+    }
+
+    /// A hash of a key's words that is not symmetric (for tables keyed by one endpoint,
+    /// where [`KeyHasher::hash_words`]'s symmetry buys nothing).
+    #[inline(always)]
+    pub fn hash_directed(&self, w: &[u64; KEY_WORDS]) -> u64 {
         const P0: u64 = 0xa076_1d64_78bd_642f;
         const P1: u64 = 0xe703_7ed1_a0b4_28db;
         let a = folded_multiply(w[0] ^ self.seed[0], w[1] ^ P0);
@@ -354,12 +384,48 @@ mod tests {
             ConnKey { dport: 81, ..k },
             ConnKey { zone: 8, ..k },
             ConnKey { proto: 6, ..k },
-            k.reversed(),
+            // One endpoint's port and address apart: not the reverse.
+            ConnKey {
+                sport: 80,
+                dport: 40000,
+                ..k
+            },
+            ConnKey {
+                src: k.dst,
+                dst: k.src,
+                ..k
+            },
         ];
         for v in variants {
             assert_ne!(h.hash(&v), base, "{v:?}");
         }
         assert_ne!(KeyHasher::with_seed(2).hash(&k), base);
+    }
+
+    #[test]
+    fn a_key_and_its_reverse_hash_alike() {
+        let h = KeyHasher::with_seed(1);
+        let k = k4([10, 0, 0, 2], [192, 0, 2, 2], 40000, 80, 17);
+        assert_eq!(h.hash(&k.reversed()), h.hash(&k));
+        assert_eq!(
+            ConnKey::from_words(&swapped_words(&k.to_words())),
+            k.reversed()
+        );
+        let mut k6 = k;
+        k6.family = 6;
+        k6.src[15] = 9;
+        k6.dst[8] = 1;
+        assert_eq!(h.hash(&k6.reversed()), h.hash(&k6));
+        assert_eq!(
+            ConnKey::from_words(&swapped_words(&k6.to_words())),
+            k6.reversed()
+        );
+        // ICMP's reply key has another type: not the swapped key.
+        let e = k4([10, 0, 0, 2], [192, 0, 2, 2], 0x1234, 8 << 8, 1);
+        assert_ne!(
+            ConnKey::from_words(&swapped_words(&e.to_words())),
+            e.reversed()
+        );
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! A [`Bucket`] is one 64-byte cache line (after DPDK's `rte_cuckoo_hash`): a sequence
 //! word, an overflow link, nine 16-bit signatures and nine 32-bit entries (62 bytes: a ninth
 //! slot fits where eight left eight bytes of padding). An entry is
-//! `((conn_index + 1) << 1) | direction` (0 = empty), so a key leads to its record *and*
-//! tells which direction it is. Every connection has two entries, one for its
-//! original-direction key and one for its reply-direction key (the NAT-translated tuple
-//! when NAT applies); the two may live in different buckets. Records live out of line in
+//! `((conn_index + 1) << 2) | kind` (0 = empty), so a key leads to its record *and*
+//! tells which direction it is. A connection whose reply key is its original key
+//! reversed (no address translation) has one entry, of kind *both*: keys hash
+//! symmetrically ([`KeyHasher::hash_words`]), so both keys map to that bucket and
+//! signature, and a lookup compares the record's two keys to tell the direction. A
+//! translated connection has two entries, one for its original-direction key and one for
+//! its reply-direction key (the NAT-translated tuple), in their own buckets. Records live out of line in
 //! one pre-allocated array (the pool), sized by the connection limit: no allocation per
 //! connection. When a bucket's nine slots are used, further entries go to overflow buckets
 //! chained from it, taken from a bounded overflow pool. Chains stay dense (every bucket
@@ -35,7 +38,7 @@
 
 use super::conn::{short_key, status, Conn, DIR_ORIG, DIR_REPLY, KEY_LONG};
 use super::free_set::FreeSet;
-use super::key::{ConnKey, KeyHasher, KEY_WORDS};
+use super::key::{swapped_words, ConnKey, KeyHasher, KEY_WORDS};
 use super::sync::{prefetch, CachePadded, SpinLock};
 use crate::dpdk::{Backing, PageSize, ZeroedPages};
 use bytemuck::Zeroable;
@@ -63,14 +66,36 @@ pub struct Bucket {
 
 const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
 
+/// An entry's kind (its low two bits): the original-direction key (= `DIR_ORIG`)…
+const KIND_ORIG: u32 = 0;
+/// … the reply-direction key (= `DIR_REPLY`) …
+const KIND_REPLY: u32 = 1;
+/// … or both keys of a connection whose reply key is its original key reversed.
+const KIND_BOTH: u32 = 2;
+const _: () = assert!(KIND_ORIG == DIR_ORIG as u32 && KIND_REPLY == DIR_REPLY as u32);
+
 #[inline(always)]
-fn entry_of(idx: u32, dir: usize) -> u32 {
-    ((idx + 1) << 1) | dir as u32
+fn entry_of(idx: u32, kind: u32) -> u32 {
+    ((idx + 1) << 2) | kind
 }
 
 #[inline(always)]
 fn entry_idx(e: u32) -> u32 {
-    (e >> 1) - 1
+    (e >> 2) - 1
+}
+
+/// True when entry `e` stands for its record's original-direction key (alone or with the
+/// reply key): each connection has exactly one such entry.
+#[inline(always)]
+fn holds_orig(e: u32) -> bool {
+    e & 3 != KIND_REPLY
+}
+
+/// True when a connection with keys `orig` and `reply` (hashed `h0`, `h1`) takes one entry
+/// of kind both: its reply key is its original key reversed (no translation).
+#[inline(always)]
+fn is_pair(orig: &[u64; KEY_WORDS], h0: u64, reply: &[u64; KEY_WORDS], h1: u64) -> bool {
+    h0 == h1 && *reply == swapped_words(orig)
 }
 
 #[inline(always)]
@@ -309,6 +334,29 @@ impl ConnTable {
         }
     }
 
+    /// The direction of record `idx`'s key that equals `w` among those entry `e` stands
+    /// for (one key, or both of a [`KIND_BOTH`] entry), if any.
+    #[inline(always)]
+    fn entry_key_eq(&self, c: &Conn, idx: u32, e: u32, w: &[u64; KEY_WORDS]) -> Option<usize> {
+        let kind = e & 3;
+        if kind != KIND_BOTH {
+            let dir = (kind & 1) as usize;
+            return self.key_eq(c, idx, dir, w).then_some(dir);
+        }
+        // The direction whose tail word (ports, zone, protocol) matches, chosen without a
+        // branch: the reversed key has the ports swapped, so only equal ports need the
+        // other key compared too.
+        let tail = c.keys[DIR_ORIG][0].load(Ordering::Relaxed) & !KEY_LONG;
+        let dir = usize::from(tail != w[4]);
+        if self.key_eq(c, idx, dir, w) {
+            Some(dir)
+        } else if dir == DIR_ORIG && self.key_eq(c, idx, DIR_REPLY, w) {
+            Some(DIR_REPLY)
+        } else {
+            None
+        }
+    }
+
     /// Record `idx`'s key of direction `dir` as words (atomic loads; may be torn if the
     /// slot is being reused concurrently, which callers detect by validation).
     #[inline]
@@ -379,7 +427,7 @@ impl ConnTable {
         };
         for i in 0..SLOTS {
             let e = b.entries[i].load(Ordering::Relaxed);
-            if e != 0 && e & 1 == DIR_ORIG as u32 {
+            if e != 0 && holds_orig(e) {
                 self.prefetch_record(entry_idx(e));
             }
         }
@@ -499,10 +547,9 @@ impl ConnTable {
                 let Some(c) = self.conns.get(idx as usize) else {
                     continue;
                 };
-                let dir = (e & 1) as usize;
-                if !self.key_eq(c, idx, dir, words) {
+                let Some(dir) = self.entry_key_eq(c, idx, e, words) else {
                     continue;
-                }
+                };
                 let gs = c.gs.load(Ordering::Acquire);
                 if gs & 3 != status::LIVE as u32 || c.expiry.load(Ordering::Relaxed) <= now {
                     continue;
@@ -573,11 +620,10 @@ impl ConnTable {
                 }
                 let idx = entry_idx(e);
                 let c = &self.conns[idx as usize];
-                let dir = (e & 1) as usize;
-                if self.key_eq(c, idx, dir, words)
-                    && c.status() == status::LIVE
-                    && c.expiry.load(Ordering::Relaxed) > now
-                {
+                let Some(dir) = self.entry_key_eq(c, idx, e, words) else {
+                    continue;
+                };
+                if c.status() == status::LIVE && c.expiry.load(Ordering::Relaxed) > now {
                     return Some(Hit {
                         idx,
                         dir,
@@ -698,7 +744,7 @@ impl ConnTable {
 
     /// Publishes record `idx` (status INIT, keys set) under both keys, atomically with
     /// respect to other inserts: with both buckets locked, it checks that no live,
-    /// unexpired connection has either key, then stores both entries and makes the record
+    /// unexpired connection has either key, then stores its entries and makes the record
     /// LIVE.
     pub fn insert(
         &self,
@@ -724,6 +770,8 @@ impl ConnTable {
     ) -> Result<(), InsertError> {
         let (b0, b1) = (self.bucket_of(h0), self.bucket_of(h1));
         let (s0, s1) = (sig_of(h0), sig_of(h1));
+        // One bucket (b0 == b1) and one entry when the reply key is the original reversed.
+        let pair = is_pair(orig, h0, reply, h1);
         self.lock_pair(b0, b1);
         let res = (|| {
             if let Some(h) = self.find_locked(b0, s0, orig, now) {
@@ -732,19 +780,27 @@ impl ConnTable {
             if self.find_locked(b1, s1, reply, now).is_some() {
                 return Err(InsertError::ReplyTaken);
             }
-            let e0 = entry_of(idx, DIR_ORIG);
+            let (e0, e1) = if pair {
+                (entry_of(idx, KIND_BOTH), None)
+            } else {
+                (entry_of(idx, KIND_ORIG), Some(entry_of(idx, KIND_REPLY)))
+            };
             if !self.put_locked(b0, s0, e0) {
                 return Err(InsertError::NoSpace);
             }
-            if !self.put_locked(b1, s1, entry_of(idx, DIR_REPLY)) {
-                self.del_locked(b0, e0);
-                return Err(InsertError::NoSpace);
+            if let Some(e1) = e1 {
+                if !self.put_locked(b1, s1, e1) {
+                    self.del_locked(b0, e0);
+                    return Err(InsertError::NoSpace);
+                }
             }
             let c = &self.conns[idx as usize];
             if !c.claim(status::INIT, status::LIVE) {
                 // Only the creator touches an INIT record; this cannot happen.
                 self.del_locked(b0, e0);
-                self.del_locked(b1, entry_of(idx, DIR_REPLY));
+                if let Some(e1) = e1 {
+                    self.del_locked(b1, e1);
+                }
                 return Err(InsertError::NoSpace);
             }
             Ok(())
@@ -773,13 +829,15 @@ impl ConnTable {
         }
         let k0 = self.key_words(idx, DIR_ORIG);
         let k1 = self.key_words(idx, DIR_REPLY);
-        let (b0, b1) = (
-            self.bucket_of(self.hasher.hash_words(&k0)),
-            self.bucket_of(self.hasher.hash_words(&k1)),
-        );
+        let (h0, h1) = (self.hasher.hash_words(&k0), self.hasher.hash_words(&k1));
+        let (b0, b1) = (self.bucket_of(h0), self.bucket_of(h1));
         self.lock_pair(b0, b1);
-        self.del_locked(b0, entry_of(idx, DIR_ORIG));
-        self.del_locked(b1, entry_of(idx, DIR_REPLY));
+        if is_pair(&k0, h0, &k1, h1) {
+            self.del_locked(b0, entry_of(idx, KIND_BOTH));
+        } else {
+            self.del_locked(b0, entry_of(idx, KIND_ORIG));
+            self.del_locked(b1, entry_of(idx, KIND_REPLY));
+        }
         self.unlock_pair(b0, b1);
         true
     }
@@ -888,7 +946,7 @@ impl ConnTable {
 
     /// Calls `f(idx, gen)` for each record that has its original-direction entry in
     /// bucket `bi` (a consistent snapshot of that bucket, taken under its seqlock).
-    /// Returns the number of entries (both directions) in the bucket chain.
+    /// Returns the number of entries (of any kind) in the bucket chain.
     pub fn for_each_in_bucket(&self, bi: usize, mut f: impl FnMut(u32, u32)) -> usize {
         let head = &self.buckets[bi];
         let mut snap: [(u32, u32); 64] = [(0, 0); 64];
@@ -910,7 +968,7 @@ impl ConnTable {
                         continue;
                     }
                     total += 1;
-                    if e & 1 == DIR_ORIG as u32 {
+                    if holds_orig(e) {
                         let idx = entry_idx(e);
                         if let Some(c) = self.conns.get(idx as usize) {
                             if n < snap.len() {
@@ -941,7 +999,7 @@ impl ConnTable {
                 loop {
                     for i in 0..SLOTS {
                         let e = b.entries[i].load(Ordering::Relaxed);
-                        if e != 0 && e & 1 == DIR_ORIG as u32 {
+                        if e != 0 && holds_orig(e) {
                             let idx = entry_idx(e);
                             all.push((idx, self.conns[idx as usize].gen()));
                         }
@@ -964,7 +1022,7 @@ impl ConnTable {
         }
     }
 
-    /// Number of entries (both directions) in bucket `bi`'s chain (for `ct-bkts`).
+    /// Number of entries (of any kind) in bucket `bi`'s chain.
     pub fn bucket_len(&self, bi: usize) -> usize {
         let mut total = 0;
         let mut b = &self.buckets[bi];
@@ -999,7 +1057,8 @@ impl ConnTable {
     }
 }
 
-/// The default bucket count for `capacity` connections: two entries per connection, 6 of
+/// The default bucket count for `capacity` connections: two entries per connection (all
+/// translated), 6 of
 /// 9 slots used on average when the table is full (not rounded to a power of two: the
 /// rounding left up to half the buckets' memory unused, 33.5 bytes per connection at 1M
 /// instead of 21.3).
@@ -1052,17 +1111,47 @@ mod tests {
         }
     }
 
+    /// A translated reply key for `k` (as SNAT to 100.64.0.1 keeping the port): a
+    /// connection with it takes two entries.
+    fn nat_reply(k: &ConnKey) -> ConnKey {
+        let mut r = k.reversed();
+        r.dst = [0; 16];
+        r.dst[..4].copy_from_slice(&[100, 64, 0, 1]);
+        r
+    }
+
+    /// Publishes an untranslated connection (reply key `k` reversed: one entry).
     fn publish(
         t: &ConnTable,
         cache: &mut PoolCache,
         k: &ConnKey,
         expiry: u64,
     ) -> Result<u32, InsertError> {
+        publish_with(t, cache, k, &k.reversed(), expiry)
+    }
+
+    /// Publishes a translated connection ([`nat_reply`]: two entries).
+    fn publish_nat(
+        t: &ConnTable,
+        cache: &mut PoolCache,
+        k: &ConnKey,
+        expiry: u64,
+    ) -> Result<u32, InsertError> {
+        publish_with(t, cache, k, &nat_reply(k), expiry)
+    }
+
+    fn publish_with(
+        t: &ConnTable,
+        cache: &mut PoolCache,
+        k: &ConnKey,
+        reply: &ConnKey,
+        expiry: u64,
+    ) -> Result<u32, InsertError> {
         let idx = t.alloc(cache).expect("pool");
         let c = t.conn(idx);
-        t.set_keys(idx, k, &k.reversed());
+        t.set_keys(idx, k, reply);
         c.expiry.store(expiry, Ordering::Relaxed);
-        match t.insert(idx, &k.to_words(), &k.reversed().to_words(), 0) {
+        match t.insert(idx, &k.to_words(), &reply.to_words(), 0) {
             Ok(()) => Ok(idx),
             Err(e) => {
                 t.release(idx, Some(cache));
@@ -1107,6 +1196,61 @@ mod tests {
             Some((idx, DIR_REPLY))
         );
         assert_eq!(h(&key(2)), None);
+    }
+
+    #[test]
+    fn an_untranslated_connection_takes_one_entry_found_from_both_directions() {
+        let t = ConnTable::new(64, 0, KeyHasher::with_seed(4));
+        let mut cache = PoolCache::default();
+        let entries = |t: &ConnTable| (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum::<usize>();
+        let k = key(7);
+        let idx = publish(&t, &mut cache, &k, 1000).unwrap();
+        assert_eq!(entries(&t), 1);
+        let h = |key: &ConnKey| t.lookup(&key.to_words(), t.hash_key(key), 10);
+        assert_eq!(h(&k).map(|h| (h.idx, h.dir)), Some((idx, DIR_ORIG)));
+        assert_eq!(
+            h(&k.reversed()).map(|h| (h.idx, h.dir)),
+            Some((idx, DIR_REPLY))
+        );
+        // Either key of it, as another connection's original key, is taken.
+        for dup in [k, k.reversed()] {
+            match publish(&t, &mut cache, &dup, 1000) {
+                Err(InsertError::Exists(hit)) => assert_eq!(hit.idx, idx),
+                other => panic!("{other:?}"),
+            }
+        }
+        // A translated connection takes two; the sweep's walk sees each connection once.
+        let n = publish_nat(&t, &mut cache, &key(8), 1000).unwrap();
+        assert_eq!(entries(&t), 3);
+        let mut seen = Vec::new();
+        for b in 0..t.n_buckets() {
+            t.for_each_in_bucket(b, |i, _| seen.push(i));
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, vec![idx.min(n), idx.max(n)]);
+        assert!(t.unlink(idx, t.conn(idx).gen()));
+        assert_eq!(entries(&t), 2);
+        assert_eq!(h(&k), None);
+        assert_eq!(h(&k.reversed()), None);
+        assert!(t.unlink(n, t.conn(n).gen()));
+        assert_eq!(entries(&t), 0);
+        // Equal ports: the tail word does not tell the direction, the second key decides.
+        let mut q = key(10);
+        q.dport = q.sport;
+        let iq = publish(&t, &mut cache, &q, 1000).unwrap();
+        assert_eq!(entries(&t), 1);
+        assert_eq!(h(&q).map(|h| (h.idx, h.dir)), Some((iq, DIR_ORIG)));
+        assert_eq!(
+            h(&q.reversed()).map(|h| (h.idx, h.dir)),
+            Some((iq, DIR_REPLY))
+        );
+        assert!(t.unlink(iq, t.conn(iq).gen()));
+        // ICMP's reply key is not the reverse (another type): two entries.
+        let mut e = key(9);
+        e.proto = 1;
+        e.dport = 8 << 8;
+        publish(&t, &mut cache, &e, 1000).unwrap();
+        assert_eq!(entries(&t), 2);
     }
 
     #[test]
@@ -1212,20 +1356,20 @@ mod tests {
 
     #[test]
     fn a_bucket_holds_nine_entries_before_it_spills() {
-        // One bucket: nine connections are 18 entries, the bucket's line and one overflow
+        // One bucket: nine translated connections are 18 entries, the bucket's line and one overflow
         // bucket full (with eight slots a line they took two overflow buckets).
         let t = ConnTable::new(16, 1, KeyHasher::with_seed(5));
         assert_eq!(t.n_buckets(), 1);
         let mut cache = PoolCache::default();
         for i in 0..4 {
-            publish(&t, &mut cache, &key(i), 1000).unwrap();
+            publish_nat(&t, &mut cache, &key(i), 1000).unwrap();
         }
         assert_eq!((t.bucket_len(0), t.overflow_used()), (8, 0));
         for i in 4..9 {
-            publish(&t, &mut cache, &key(i), 1000).unwrap();
+            publish_nat(&t, &mut cache, &key(i), 1000).unwrap();
         }
         assert_eq!((t.bucket_len(0), t.overflow_used()), (18, 1));
-        publish(&t, &mut cache, &key(9), 1000).unwrap();
+        publish_nat(&t, &mut cache, &key(9), 1000).unwrap();
         assert_eq!((t.bucket_len(0), t.overflow_used()), (20, 2));
         let mut seen = 0;
         t.for_each_in_bucket(0, |_, _| seen += 1);
@@ -1234,12 +1378,12 @@ mod tests {
 
     #[test]
     fn overflow_chains_hold_a_crowded_bucket_and_shrink_again() {
-        // 4 buckets: 200 connections (400 entries) must chain into overflow buckets.
+        // 4 buckets: 200 translated connections (400 entries) must chain into overflow buckets.
         let t = ConnTable::new(256, 4, KeyHasher::with_seed(3));
         let mut cache = PoolCache::default();
         let mut idxs = Vec::new();
         for i in 0..200 {
-            idxs.push(publish(&t, &mut cache, &key(i), 1000).unwrap());
+            idxs.push(publish_nat(&t, &mut cache, &key(i), 1000).unwrap());
         }
         assert!(t.overflow_used() > 0);
         for i in 0..200 {
@@ -1268,15 +1412,24 @@ mod tests {
         // `datapath --new-flows` at 78% of `max_conns`; here, before the fix, 166 of the
         // 170 overflow buckets were in use at the peak, and more than the entries needed
         // at the end).
+        // Translated connections (two entries each), then untranslated ones (one each).
+        for nat in [true, false] {
+            churn(nat);
+        }
+    }
+
+    fn churn(nat: bool) {
         let cap = 2048u32;
         let t = ConnTable::new(cap, 0, KeyHasher::with_seed(11));
+        let per_conn = if nat { 2 } else { 1 };
         let mut cache = PoolCache::default();
         let live_max = (cap as usize) * 85 / 100;
         let mut live = std::collections::VecDeque::new();
         let mut peak = 0;
         for i in 0..200 * cap {
             let k = key(i);
-            match publish(&t, &mut cache, &k, u64::MAX) {
+            let reply = if nat { nat_reply(&k) } else { k.reversed() };
+            match publish_with(&t, &mut cache, &k, &reply, u64::MAX) {
                 Ok(idx) => live.push_back(idx),
                 Err(e) => panic!(
                     "insert {i} refused ({e:?}) with {} live of {cap}, {} of {} overflow \
@@ -1301,7 +1454,7 @@ mod tests {
             .sum();
         assert_eq!(t.overflow_used(), need, "peak {peak}");
         let total: usize = (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum();
-        assert_eq!(total, 2 * live.len());
+        assert_eq!(total, per_conn * live.len());
         for &idx in &live {
             let k = t.key(idx, DIR_ORIG);
             assert_eq!(
@@ -1322,7 +1475,7 @@ mod tests {
         let stable: Vec<(ConnKey, u32)> = (0..60)
             .map(|i| {
                 let k = key(i);
-                (k, publish(&t, &mut cache, &k, u64::MAX).expect("room"))
+                (k, publish_nat(&t, &mut cache, &k, u64::MAX).expect("room"))
             })
             .collect();
         let done = AtomicBool::new(false);
@@ -1332,7 +1485,7 @@ mod tests {
                 s.spawn(|| {
                     while !done.load(Ordering::Relaxed) {
                         for (k, idx) in &stable {
-                            for key in [*k, k.reversed()] {
+                            for key in [*k, nat_reply(k)] {
                                 let hit = t.lookup(&key.to_words(), t.hash_key(&key), 0);
                                 if hit.map(|h| h.idx) != Some(*idx) {
                                     misses.fetch_add(1, Ordering::Relaxed);
@@ -1344,7 +1497,7 @@ mod tests {
             }
             let mut live = std::collections::VecDeque::new();
             for i in 1000..41_000 {
-                live.push_back(publish(&t, &mut cache, &key(i), u64::MAX).expect("room"));
+                live.push_back(publish_nat(&t, &mut cache, &key(i), u64::MAX).expect("room"));
                 if live.len() > 100 {
                     let idx = live.pop_front().expect("non-empty");
                     assert!(t.unlink(idx, t.conn(idx).gen()));
@@ -1397,8 +1550,13 @@ mod tests {
     fn for_each_in_bucket_visits_each_connection_once() {
         let t = ConnTable::new(256, 8, KeyHasher::with_seed(5));
         let mut cache = PoolCache::default();
+        // Half translated (two entries each), half not (one entry).
         for i in 0..100 {
-            publish(&t, &mut cache, &key(i), 1000).unwrap();
+            if i % 2 == 0 {
+                publish_nat(&t, &mut cache, &key(i), 1000).unwrap();
+            } else {
+                publish(&t, &mut cache, &key(i), 1000).unwrap();
+            }
         }
         let mut seen = std::collections::HashSet::new();
         let mut entries = 0;
@@ -1406,6 +1564,6 @@ mod tests {
             entries += t.for_each_in_bucket(b, |idx, _| assert!(seen.insert(idx)));
         }
         assert_eq!(seen.len(), 100);
-        assert_eq!(entries, 200);
+        assert_eq!(entries, 150);
     }
 }

@@ -144,7 +144,7 @@ impl Endpoint {
             proto: self.proto,
             family: self.family,
         };
-        h.hash_words(&k.to_words())
+        h.hash_directed(&k.to_words())
     }
 
     /// The three words a record keeps: the address, then port, zone, protocol, family.

@@ -152,7 +152,7 @@ impl ExpTable {
         h.src = [0; 16];
         h.sport = 0;
         let words: [u64; KEY_WORDS] = h.to_words();
-        let i = self.hasher.hash_words(&words) as usize & (self.buckets.len() - 1);
+        let i = self.hasher.hash_directed(&words) as usize & (self.buckets.len() - 1);
         self.buckets.get(i).map(|b| &b.0)
     }
 
