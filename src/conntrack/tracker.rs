@@ -8,7 +8,7 @@ use super::alg::side::AlgSide;
 use super::conn::{Conn, L4State, ALG_RELATED, DIR_ORIG, DIR_REPLY, NAT_MASK};
 use super::credits::Credits;
 use super::events::{conn_id, wall_us, CtEvent, DestroyReason, EventHub, EventKind};
-use super::key::{ConnKey, KeyHasher, KEY_WORDS};
+use super::key::{is_icmp, ConnKey, KeyHasher, KEY_WORDS};
 use super::l4::{L4Kind, UpdateResult};
 use super::state::CtState;
 use super::stats::{bump, CtCounters, CtCountersSnapshot};
@@ -814,16 +814,19 @@ impl<'a> CtWorker<'a> {
                 m.fresh = m.plain && !table.prefetch_candidate(m.hash) && m.commit;
                 if m.fresh {
                     // Likely a new connection: start fetching the bucket of its reply key
-                    // (its NAT's likely first candidate, else the original reversed),
-                    // which the creation checks and inserts into: a miss of its own at
-                    // scale, half the creation's stall when left to the insert.
+                    // (its NAT's likely first candidate), which the creation checks and
+                    // inserts into: a miss of its own at scale, half the creation's stall
+                    // when left to the insert. Untranslated, the reply key is the original
+                    // reversed, in the bucket just fetched (symmetric hash), but for ICMP
+                    // (another type).
                     let orig = ConnKey::from_words(&m.words);
                     let reply = match m.nat.and_then(|i| nat.get(i as usize)) {
                         Some(spec) => {
                             nat_fresh = true;
                             spec.hint(&orig)
                         }
-                        None => Some(orig.reversed()),
+                        None if is_icmp(orig.proto) => Some(orig.reversed()),
+                        None => None,
                     };
                     if let Some(reply) = reply {
                         table.prefetch_bucket(table.hasher().hash_words(&reply.to_words()));
