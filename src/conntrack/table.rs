@@ -12,9 +12,9 @@
 //! symmetrically ([`KeyHasher::hash_words`]), so both keys map to that bucket and
 //! signature, and a lookup compares the record's two keys to tell the direction. A
 //! translated connection has two entries, one for its original-direction key and one for
-//! its reply-direction key (the NAT-translated tuple), in their own buckets. Records live out of line in
-//! one pre-allocated array (the pool), sized by the connection limit: no allocation per
-//! connection. When a bucket's nine slots are used, further entries go to overflow buckets
+//! its reply-direction key (the NAT-translated tuple), in their own buckets. Records live
+//! out of line in one pre-allocated array (the pool), sized by the connection limit: no
+//! allocation per connection. When a bucket's nine slots are used, further entries go to overflow buckets
 //! chained from it, taken from a bounded overflow pool. Chains stay dense (every bucket
 //! but the last full: a removal moves the last entry into its hole), so a chain holds
 //! exactly the overflow buckets its entries need, and churn cannot drain the pool.
@@ -1058,8 +1058,8 @@ impl ConnTable {
 }
 
 /// The default bucket count for `capacity` connections: two entries per connection (all
-/// translated), 6 of
-/// 9 slots used on average when the table is full (not rounded to a power of two: the
+/// translated), 6 of 9 slots used on average when the table is full (not rounded to a
+/// power of two: the
 /// rounding left up to half the buckets' memory unused, 33.5 bytes per connection at 1M
 /// instead of 21.3).
 pub fn default_buckets(capacity: u32) -> u32 {
