@@ -1059,9 +1059,8 @@ impl ConnTable {
 
 /// The default bucket count for `capacity` connections: two entries per connection (all
 /// translated), 6 of 9 slots used on average when the table is full (not rounded to a
-/// power of two: the
-/// rounding left up to half the buckets' memory unused, 33.5 bytes per connection at 1M
-/// instead of 21.3).
+/// power of two: the rounding left up to half the buckets' memory unused, 33.5 bytes per
+/// connection at 1M instead of 21.3).
 pub fn default_buckets(capacity: u32) -> u32 {
     let entries = capacity as u64 * 2;
     entries.div_ceil(6).max(64) as u32
