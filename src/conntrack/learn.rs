@@ -21,7 +21,7 @@
 //! carries the connections it learned from the active one, and if that one restarts and
 //! answers a resync request with its new, empty table, the standby keeps them.
 
-use super::conn::{L4State, TcpPeer, TcpState, ASSURED, DIR_ORIG, FORWARDED};
+use super::conn::{L4State, TcpState, ASSURED, DIR_ORIG, FORWARDED};
 use super::events::DestroyReason;
 use super::key::ConnKey;
 use super::l4::tcp;
@@ -83,8 +83,7 @@ fn install_l4(c: &LearnedConn) -> L4State {
     let mut l4 = c.l4;
     if c.orig.proto == proto::TCP {
         for p in &mut l4.peer {
-            p.seqlo = 0;
-            p.seqhi = 0;
+            tcp::forget_seqs(p);
             p.max_win = p.max_win.max(1);
         }
     }
@@ -113,11 +112,8 @@ fn merge_l4(c: &LearnedConn, local: &L4State) -> (L4State, TimeoutAttr) {
     }
     for i in 0..2 {
         if local.peer[i].state > l4.peer[i].state {
-            l4.peer[i] = TcpPeer {
-                seqlo: 0,
-                seqhi: 0,
-                ..local.peer[i]
-            };
+            l4.peer[i] = local.peer[i];
+            tcp::forget_seqs(&mut l4.peer[i]);
         }
     }
     for (p, q) in [(0, 1), (1, 0)] {

@@ -536,3 +536,146 @@ fn learned_stream_accepts_acks_of_data_sent_through_the_failed_instance_a_window
     let wild = c2s_w(ACK, 1084, got + 1448 + 1349 * 128 + 1);
     assert_eq!(states(&mut wb, &[wild], 3), ["trk,inv"]);
 }
+
+/// A learned stream whose traffic reaches the standby server side first, in the middle of
+/// a burst: the record is the one of the handshake (the client's window then 502 << 7 =
+/// 64 KB), the client's window has since grown to 1100 << 7 = 140 KB through the active
+/// instance, and the server's burst against it runs 72 KB past the first segment the
+/// standby sees, then the burst's first segment, lost with the active instance, comes
+/// again 79 KB back. Bounded by the record's window, the last 5 segments and the
+/// retransmission were refused (`gw_ha`: `invalid_tcp` 15 after a failover; the next
+/// test replays its capture). Until the client is
+/// seen the bound either way is the largest window its scale allows; its first ACK sets
+/// the upper one to that ACK's window edge, past which a segment is refused again.
+#[test]
+fn learned_stream_takes_a_server_burst_against_a_window_grown_since_the_record_was_sent() {
+    let with_ws = |mut p: crate::wire::parse::ParsedPacket, ws: u8| {
+        if let crate::wire::parse::L4Summary::Tcp(t) = &mut p.l4 {
+            t.wscale = Some(ws);
+        }
+        p
+    };
+    let c2s_w = |seq: u32, ack: u32, win: u16| tcp(A, B, 40000, 80, ACK, seq, ack, win, 0);
+    let s2c_d = |seq: u32| tcp(B, A, 80, 40000, ACK, seq, 1084, 64, 1448);
+    let a = tracker();
+    let mut wa = a.worker(0);
+    let hs = [
+        with_ws(tcp(A, B, 40000, 80, SYN, 1000, 0, 64240, 0), 7),
+        with_ws(tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65160, 0), 10),
+        c2s_w(1001, 5001, 502),
+        tcp(A, B, 40000, 80, ACK | PSH, 1001, 5001, 502, 83),
+    ];
+    assert_eq!(
+        states(&mut wa, &hs, 1),
+        ["trk,new", "trk,est,rpl", "trk,est", "trk,est"]
+    );
+    // B learns the connection as it is after the handshake.
+    let b = tracker();
+    let mut wb = b.worker(0);
+    wb.learn(&learned(&a.all_conns()[0], 1, 1), 1, false)
+        .unwrap();
+    // On A: 100 KB sent and acknowledged, the client's window now 1100 << 7.
+    let mut s = 5001u32;
+    let mut on_a = Vec::new();
+    for _ in 0..7 {
+        for _ in 0..10 {
+            on_a.push(s2c_d(s));
+            s += 1448;
+        }
+        on_a.push(c2s_w(1084, s, 1100));
+    }
+    assert!(states(&mut wa, &on_a, 2)
+        .iter()
+        .all(|st| !st.contains("inv")));
+    // The routes move in the middle of the burst that ACK released: B sees its last 50
+    // segments (72 KB, past the record's 64 KB window) before anything of the client.
+    // Then the retransmission of the burst's first segment, lost with A: 79 KB back.
+    let lost = s;
+    s += 5 * 1448;
+    let mut burst: Vec<_> = (0..50).map(|i| s2c_d(s + i * 1448)).collect();
+    burst.push(s2c_d(lost));
+    let st = states(&mut wb, &burst, 3);
+    assert!(
+        st.iter().all(|st| st == "trk,est,rpl"),
+        "the server's burst on the standby: {st:?}"
+    );
+    // The client's first ACK on B: its window edge bounds the server again.
+    let acked = s + 50 * 1448;
+    let edge = acked + 200 * 128;
+    assert_eq!(states(&mut wb, &[c2s_w(1084, acked, 200)], 4), ["trk,est"]);
+    assert_eq!(
+        states(&mut wb, &[s2c_d(edge - 1448), s2c_d(edge)], 5),
+        ["trk,est,rpl", "trk,inv"]
+    );
+}
+
+/// A real download (`tests/fixtures/failover_stream.txt`: a throttled client whose window
+/// grows and shrinks with its reads, the server bursting into each opening) moved to the
+/// standby at every third of its first 2,300 segments: learned from the record of the
+/// handshake or from one made just before the move, with the traffic reaching the standby
+/// as captured, client side first (the server's next 3 segments still through the active
+/// instance) or server side first (the client's next 2). The standby refuses none of the
+/// 300 segments after the move. (Bounded by the record's window, it refused 27,294
+/// segments after 744 of these 4,596 moves.)
+#[test]
+fn a_captured_download_continues_on_the_standby_whichever_segment_the_failover_falls_on() {
+    const STREAM: &str = include_str!("../../tests/fixtures/failover_stream.txt");
+    let segs: Vec<crate::wire::parse::ParsedPacket> = STREAM
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let n = |i: usize| f[i].parse::<i64>().unwrap();
+            let (flags, seq, ack) = (n(1) as u8, n(2) as u32, n(3) as u32);
+            let (win, len, ws) = (n(4) as u16, n(5) as u16, n(6));
+            let mut p = if f[0] == "c2s" {
+                tcp(A, B, 40000, 80, flags, seq, ack, win, len)
+            } else {
+                tcp(B, A, 80, 40000, flags, seq, ack, win, len)
+            };
+            if let crate::wire::parse::L4Summary::Tcp(t) = &mut p.l4 {
+                t.wscale = u8::try_from(ws).ok();
+            }
+            p
+        })
+        .collect();
+    assert_eq!(segs.len(), 2600);
+    let client = segs[0].src;
+    let a = tracker();
+    let mut wa = a.worker(0);
+    let mut records = Vec::new();
+    for p in &segs {
+        let st = wa.process(p, 0, true, 1).state.to_string();
+        assert!(!st.contains("inv"), "the active instance refused a segment");
+        records.push(a.all_conns()[0]);
+    }
+    let (mut refused, mut moves, mut bad_moves) = (Vec::new(), 0, 0);
+    for k in (4..2300).step_by(3) {
+        for record in [&records[2], &records[k - 1]] {
+            for (skip_c2s, skip) in [(false, 0), (false, 3), (true, 2)] {
+                let b = tracker();
+                let mut wb = b.worker(0);
+                wb.learn(&learned(record, 1, 1), 1, false).unwrap();
+                let (mut skipped, before) = (0, refused.len());
+                for (i, p) in segs.iter().enumerate().skip(k).take(300) {
+                    if (p.src == client) == skip_c2s && skipped < skip {
+                        skipped += 1;
+                        continue;
+                    }
+                    if wb.process(p, 0, true, 2).state.to_string().contains("inv") {
+                        refused.push((k, skip_c2s, skip, i));
+                    }
+                }
+                moves += 1;
+                bad_moves += usize::from(refused.len() > before);
+            }
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} segments refused after {bad_moves} of {moves} moves, the first (move at, client \
+         skipped, skipped, segment): {:?}",
+        refused.len(),
+        &refused[..refused.len().min(5)]
+    );
+}

@@ -17,7 +17,11 @@
 //!   sequence numbers from its next segment; until then the other end's acks are neither
 //!   checked against it nor slide its window; afterwards the other end's acks may run up
 //!   to one of its windows ahead of what was seen from it (the first segment seen may be
-//!   a retransmission of data that went through the failed instance);
+//!   a retransmission of data that went through the failed instance); while the other end
+//!   has not been seen either, the window it last advertised is unknown (the record
+//!   carries the largest window the failed instance saw, possibly at the handshake), so
+//!   this end may send up to the largest window the other's scale allows, until the other
+//!   end's first acknowledgement sets the bound;
 //! * out-of-window segments are invalid unless sequence checking is off;
 //! * invalid flag combinations are invalid.
 
@@ -37,6 +41,11 @@ pub const WSCALE_UNKNOWN: u8 = 0x40;
 /// failed instance) by up to a window of the other end: acks of the other end may run
 /// that far ahead of it (Linux's bound, `MAXACKWINDOW`, instead of pf's fixed one).
 pub const SEQ_LEARNED: u8 = 0x20;
+/// `wscale` bit: this peer's `seqhi` was set when it was re-learned while the other end's
+/// sequence numbers were unknown too (a learned connection whose traffic reached this
+/// instance from this end first): the bound is the largest window the other end's scale
+/// allows, and the other end's first acknowledgement replaces it with its own edge.
+pub const SEQHI_OPEN: u8 = 0x10;
 const WSCALE_MASK: u8 = 0x0f;
 /// Tolerance for acks behind/ahead of the window: one maximal window plus a fudge.
 const MAX_ACK_WINDOW: i64 = 0xffff + 1500;
@@ -78,6 +87,15 @@ fn wscale_of(t: &TcpSummary) -> u8 {
         Some(s) => s.min(MAX_WSCALE) | WSCALE_FLAG,
         None => 0,
     }
+}
+
+/// Forgets what was known of a peer's sequence numbers (a connection learned from a sync
+/// peer): `seqlo == seqhi == 0`, re-learned from its next segment, and the bits that
+/// described the last re-learning cleared.
+pub fn forget_seqs(p: &mut TcpPeer) {
+    p.seqlo = 0;
+    p.seqhi = 0;
+    p.wscale &= !(SEQ_LEARNED | SEQHI_OPEN);
 }
 
 /// The timeout class for the pair of peer states after a valid segment.
@@ -254,11 +272,32 @@ impl L4Proto for Tcp {
                 end = end.wrapping_add(1);
             }
             src.seqlo = seq;
-            src.seqhi = end.wrapping_add(((dst.max_win as u32) << dws).max(1));
+            // What this end may send is bounded by the other end's last window edge. Known
+            // here when the other end was seen (its largest window); otherwise the
+            // record's window may be long stale (a receiver's window grows), so the
+            // largest the other end's scale allows, until it acknowledges (below).
+            let reach = if dst_unknown {
+                src.wscale |= SEQHI_OPEN;
+                0xffff << dws
+            } else {
+                (dst.max_win as u32) << dws
+            };
+            src.seqhi = end.wrapping_add(reach.max(1));
             src.wscale |= SEQ_LEARNED;
             check_ackskew = false;
             if win > src.max_win as u32 {
                 src.max_win = win as u16;
+            }
+            if dst.wscale & SEQHI_OPEN != 0 && !dst_unknown && flags & f::ACK != 0 {
+                // The other end went first with an open bound: this end's first ack is its
+                // newest window edge (edges never move back), so nothing it sent lies past.
+                let edge = ack.wrapping_add((win << sws).max(1));
+                dst.seqhi = if seq_gt(dst.seqlo, edge) {
+                    dst.seqlo
+                } else {
+                    edge
+                };
+                dst.wscale &= !SEQHI_OPEN;
             }
         } else {
             end = seq.wrapping_add(p_len);
@@ -289,7 +328,13 @@ impl L4Proto for Tcp {
         } else {
             0
         };
-        let dst_win = (dst.max_win as u32) << dws;
+        // How far back a retransmission may reach: one window of `dst` (the largest its
+        // scale allows while its window is unknown, see above).
+        let dst_win = if dst_unknown {
+            0xffff << dws
+        } else {
+            (dst.max_win as u32) << dws
+        };
         // How far an ack may run ahead of what the tracker saw `dst` send: one reassembled
         // fragment (pf), or, when `dst`'s sequence numbers were learned from a segment
         // after a failover (the first one seen may be a retransmission of data that went
