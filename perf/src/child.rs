@@ -4,7 +4,7 @@
 //! in place so that the child's PID is the program's; and each is stopped by that PID,
 //! never by name.
 
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// A command for `prog`, dying with this process, pinned to CPU `cpu` if given.
@@ -19,28 +19,31 @@ pub fn command(prog: impl AsRef<std::ffi::OsStr>, cpu: Option<usize>) -> Command
 }
 
 /// Stops our own child by PID: SIGTERM, up to `grace`, then SIGKILL; reaps it. Nothing
-/// to do for `None` or a child that already exited (it is reaped).
-pub fn stop(child: &mut Option<Child>, grace: Duration) {
-    let Some(mut c) = child.take() else {
-        return;
-    };
-    if let Ok(None) = c.try_wait() {
-        // Our own child, not reaped yet (we hold its `Child`): the PID is its own.
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_child(&c),
-            rustix::process::Signal::TERM,
-        );
-        let t0 = Instant::now();
-        loop {
-            match c.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if t0.elapsed() < grace => std::thread::sleep(Duration::from_millis(10)),
-                _ => break,
-            }
-        }
-        let _ = c.kill();
-        let _ = c.wait();
+/// to do for `None`. Returns how it ended (`None` when there was no child or its status
+/// could not be read): a child that had already exited, one that ended on SIGTERM, or
+/// one killed after the grace.
+pub fn stop(child: &mut Option<Child>, grace: Duration) -> Option<ExitStatus> {
+    let mut c = child.take()?;
+    match c.try_wait() {
+        Ok(Some(st)) => return Some(st),
+        Ok(None) => {}
+        Err(_) => return None,
     }
+    // Our own child, not reaped yet (we hold its `Child`): the PID is its own.
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_child(&c),
+        rustix::process::Signal::TERM,
+    );
+    let t0 = Instant::now();
+    loop {
+        match c.try_wait() {
+            Ok(Some(st)) => return Some(st),
+            Ok(None) if t0.elapsed() < grace => std::thread::sleep(Duration::from_millis(10)),
+            _ => break,
+        }
+    }
+    let _ = c.kill();
+    c.wait().ok()
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ impl GenProcess {
     /// back not as sent fail the run.
     pub fn finish(mut self) -> Result<GenFigures, String> {
         // A generous grace: on a loaded machine its EAL cleanup can take seconds.
-        child::stop(&mut self.child, Duration::from_secs(20));
+        let status = child::stop(&mut self.child, Duration::from_secs(20));
         let out = self
             .out
             .take()
@@ -153,7 +153,10 @@ impl GenProcess {
         let line = out
             .lines()
             .find(|l| l.starts_with("bench=gen "))
-            .ok_or_else(|| format!("the generator printed no result line:\n{out}{err}"))?;
+            .ok_or_else(|| {
+                let how = status.map_or_else(|| "unknown".to_string(), |s| s.to_string());
+                format!("the generator printed no result line (it ended: {how}):\n{out}{err}")
+            })?;
         let num = |k: &str| {
             ctgate::control::counter_lines::fields(line)
                 .find(|(key, _)| *key == k)

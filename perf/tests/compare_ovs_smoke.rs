@@ -112,6 +112,9 @@ fn quick_compare_ovs_prints_both_sides() {
         );
         assert!(num("ovs_min") <= o && o <= num("ovs_max"), "{l:?}");
         assert!(num("ctgate_min") <= c && c <= num("ctgate_max"), "{l:?}");
+        // Runs retried after a failure: at most one a side and run.
+        let retried = num("retried");
+        assert!(retried >= 0.0 && retried <= 2.0 * num("repeat"), "{l:?}");
         if l["case"] == "plain" {
             continue;
         }
