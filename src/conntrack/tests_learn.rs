@@ -48,6 +48,17 @@ fn learned(s: &ConnSnapshot, now: u64, origin: u8) -> LearnedConn {
     }
 }
 
+/// `p` (a TCP segment) with the window-scale option `ws` (as the parser gives it).
+fn with_wscale(
+    mut p: crate::wire::parse::ParsedPacket,
+    ws: Option<u8>,
+) -> crate::wire::parse::ParsedPacket {
+    if let crate::wire::parse::L4Summary::Tcp(t) = &mut p.l4 {
+        t.wscale = ws;
+    }
+    p
+}
+
 fn states(w: &mut CtWorker, pkts: &[crate::wire::parse::ParsedPacket], now: u64) -> Vec<String> {
     pkts.iter()
         .map(|p| w.process(p, 0, true, now).state.to_string())
@@ -478,19 +489,16 @@ fn half_views_of_one_tcp_connection_merge_into_an_established_one_and_a_reused_p
 /// ack beyond the client's window ahead is still refused.
 #[test]
 fn learned_stream_accepts_acks_of_data_sent_through_the_failed_instance_a_window_ahead() {
-    let with_ws = |mut p: crate::wire::parse::ParsedPacket, ws: u8| {
-        if let crate::wire::parse::L4Summary::Tcp(t) = &mut p.l4 {
-            t.wscale = Some(ws);
-        }
-        p
-    };
     let c2s_w = |flags: u8, seq: u32, ack: u32| tcp(A, B, 40000, 80, flags, seq, ack, 1349, 0);
     let s2c_d = |seq: u32| tcp(B, A, 80, 40000, ACK, seq, 1084, 64, 1448);
     let a = tracker();
     let mut wa = a.worker(0);
     let hs = [
-        with_ws(tcp(A, B, 40000, 80, SYN, 1000, 0, 64240, 0), 7),
-        with_ws(tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65160, 0), 7),
+        with_wscale(tcp(A, B, 40000, 80, SYN, 1000, 0, 64240, 0), Some(7)),
+        with_wscale(
+            tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65160, 0),
+            Some(7),
+        ),
         c2s_w(ACK, 1001, 5001),
     ];
     assert_eq!(
@@ -549,19 +557,16 @@ fn learned_stream_accepts_acks_of_data_sent_through_the_failed_instance_a_window
 /// the upper one to that ACK's window edge, past which a segment is refused again.
 #[test]
 fn learned_stream_takes_a_server_burst_against_a_window_grown_since_the_record_was_sent() {
-    let with_ws = |mut p: crate::wire::parse::ParsedPacket, ws: u8| {
-        if let crate::wire::parse::L4Summary::Tcp(t) = &mut p.l4 {
-            t.wscale = Some(ws);
-        }
-        p
-    };
     let c2s_w = |seq: u32, ack: u32, win: u16| tcp(A, B, 40000, 80, ACK, seq, ack, win, 0);
     let s2c_d = |seq: u32| tcp(B, A, 80, 40000, ACK, seq, 1084, 64, 1448);
     let a = tracker();
     let mut wa = a.worker(0);
     let hs = [
-        with_ws(tcp(A, B, 40000, 80, SYN, 1000, 0, 64240, 0), 7),
-        with_ws(tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65160, 0), 10),
+        with_wscale(tcp(A, B, 40000, 80, SYN, 1000, 0, 64240, 0), Some(7)),
+        with_wscale(
+            tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65160, 0),
+            Some(10),
+        ),
         c2s_w(1001, 5001, 502),
         tcp(A, B, 40000, 80, ACK | PSH, 1001, 5001, 502, 83),
     ];
@@ -628,15 +633,12 @@ fn a_captured_download_continues_on_the_standby_whichever_segment_the_failover_f
             let n = |i: usize| f[i].parse::<i64>().unwrap();
             let (flags, seq, ack) = (n(1) as u8, n(2) as u32, n(3) as u32);
             let (win, len, ws) = (n(4) as u16, n(5) as u16, n(6));
-            let mut p = if f[0] == "c2s" {
+            let p = if f[0] == "c2s" {
                 tcp(A, B, 40000, 80, flags, seq, ack, win, len)
             } else {
                 tcp(B, A, 80, 40000, flags, seq, ack, win, len)
             };
-            if let crate::wire::parse::L4Summary::Tcp(t) = &mut p.l4 {
-                t.wscale = u8::try_from(ws).ok();
-            }
-            p
+            with_wscale(p, u8::try_from(ws).ok())
         })
         .collect();
     assert_eq!(segs.len(), 2600);
