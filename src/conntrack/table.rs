@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! A [`Bucket`] is one 64-byte cache line (after DPDK's `rte_cuckoo_hash`): a sequence
-//! word, an overflow link, nine 16-bit signatures and nine 32-bit entries (62 bytes: a ninth
+//! word, an overflow link, nine 16-bit signatures (slots 0–7 in two 64-bit words, matched
+//! four at a time: [`Bucket::sig_matches`]) and nine 32-bit entries (62 bytes: a ninth
 //! slot fits where eight left eight bytes of padding). An entry is
 //! `((conn_index + 1) << 2) | kind` (0 = empty), so a key leads to its record *and*
 //! tells which direction it is. A connection whose reply key is its original key
@@ -60,8 +61,62 @@ pub struct Bucket {
     seq: AtomicU32,
     /// Overflow bucket index + 1, 0 for none. (Only meaningful in chains.)
     next: AtomicU32,
-    sigs: [AtomicU16; SLOTS],
+    /// The slots' 16-bit signatures (the hash's top bits): slots 0–3 and 4–7 four to a
+    /// word, so that a lookup matches them all at once ([`Bucket::sig_matches`]), and
+    /// slot 8's alone.
+    sig_words: [AtomicU64; 2],
+    sig_last: AtomicU16,
     entries: [AtomicU32; SLOTS],
+}
+
+const _: () = assert!(SLOTS == 9, "the signatures' layout holds nine slots");
+
+const LANE_ONE: u64 = 0x0001_0001_0001_0001;
+const LANE_HIGH: u64 = 0x8000_8000_8000_8000;
+
+impl Bucket {
+    /// Slot `i`'s signature.
+    #[inline(always)]
+    fn sig(&self, i: usize) -> u16 {
+        match self.sig_words.get(i / 4) {
+            Some(w) => (w.load(Ordering::Relaxed) >> (16 * (i % 4))) as u16,
+            None => self.sig_last.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets slot `i`'s signature. Only the bucket's writer (it holds the lock) calls it:
+    /// the other lanes of the word are rewritten as they were.
+    #[inline(always)]
+    fn set_sig(&self, i: usize, sig: u16) {
+        match self.sig_words.get(i / 4) {
+            Some(w) => {
+                let sh = 16 * (i % 4);
+                let v = w.load(Ordering::Relaxed);
+                w.store(
+                    v & !(0xffff << sh) | u64::from(sig) << sh,
+                    Ordering::Relaxed,
+                );
+            }
+            None => self.sig_last.store(sig, Ordering::Relaxed),
+        }
+    }
+
+    /// The slots whose signature may be `sig`, as bits (slot `i`: bit `i`): every one that
+    /// is, and now and then one above it that is not (the borrow of a matching lane); an
+    /// empty slot may match too (its signature is stale). The caller checks the entry and
+    /// the key.
+    #[inline(always)]
+    fn sig_matches(&self, sig: u16) -> u32 {
+        let pat = u64::from(sig).wrapping_mul(LANE_ONE);
+        let lanes = |w: u64| {
+            let x = w ^ pat;
+            let zero = x.wrapping_sub(LANE_ONE) & !x & LANE_HIGH;
+            ((zero >> 15).wrapping_mul(1 << 48 | 1 << 33 | 1 << 18 | 1 << 3) >> 48) as u32
+        };
+        lanes(self.sig_words[0].load(Ordering::Relaxed))
+            | lanes(self.sig_words[1].load(Ordering::Relaxed)) << 4
+            | u32::from(self.sig_last.load(Ordering::Relaxed) == sig) << 8
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Bucket>() == 64);
@@ -461,10 +516,12 @@ impl ConnTable {
     #[inline(always)]
     pub fn prefetch_candidate(&self, hash: u64) -> bool {
         let b = &self.buckets[self.bucket_of(hash)];
-        let sig = sig_of(hash);
-        for i in 0..SLOTS {
-            let e = b.entries[i].load(Ordering::Relaxed);
-            if e != 0 && b.sigs[i].load(Ordering::Relaxed) == sig {
+        let mut m = b.sig_matches(sig_of(hash));
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let e = b.entries.get(i).map_or(0, |e| e.load(Ordering::Relaxed));
+            if e != 0 {
                 let idx = entry_idx(e) as usize;
                 if let Some(c) = self.conns.get(idx) {
                     // Every line of the record: the lookup reads the key of the entry's
@@ -538,9 +595,12 @@ impl ConnTable {
     ) -> Option<Option<Hit>> {
         let mut b = head;
         for _ in 0..MAX_CHAIN {
-            for i in 0..SLOTS {
-                let e = b.entries[i].load(Ordering::Relaxed);
-                if e == 0 || b.sigs[i].load(Ordering::Relaxed) != sig {
+            let mut m = b.sig_matches(sig);
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let e = b.entries.get(i).map_or(0, |e| e.load(Ordering::Relaxed));
+                if e == 0 {
                     continue;
                 }
                 let idx = entry_idx(e);
@@ -613,9 +673,12 @@ impl ConnTable {
         // The chain cannot change while we hold the lock, so the scan is exact.
         let mut b = &self.buckets[bi];
         loop {
-            for i in 0..SLOTS {
-                let e = b.entries[i].load(Ordering::Relaxed);
-                if e == 0 || b.sigs[i].load(Ordering::Relaxed) != sig {
+            let mut m = b.sig_matches(sig);
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let e = b.entries.get(i).map_or(0, |e| e.load(Ordering::Relaxed));
+                if e == 0 {
                     continue;
                 }
                 let idx = entry_idx(e);
@@ -658,7 +721,7 @@ impl ConnTable {
         loop {
             for i in 0..SLOTS {
                 if b.entries[i].load(Ordering::Relaxed) == 0 {
-                    b.sigs[i].store(sig, Ordering::Relaxed);
+                    b.set_sig(i, sig);
                     b.entries[i].store(entry, Ordering::Relaxed);
                     return true;
                 }
@@ -676,7 +739,7 @@ impl ConnTable {
             ob.entries[i].store(0, Ordering::Relaxed);
         }
         ob.next.store(0, Ordering::Relaxed);
-        ob.sigs[0].store(sig, Ordering::Relaxed);
+        ob.set_sig(0, sig);
         ob.entries[0].store(entry, Ordering::Relaxed);
         b.next.store(o + 1, Ordering::Release);
         true
@@ -724,7 +787,7 @@ impl ConnTable {
             .find(|&j| last.entries[j].load(Ordering::Relaxed) != 0)
         {
             // The hole is in a full bucket before the last: the last's entry moves in.
-            hb.sigs[hi].store(last.sigs[j].load(Ordering::Relaxed), Ordering::Relaxed);
+            hb.set_sig(hi, last.sig(j));
             hb.entries[hi].store(last.entries[j].load(Ordering::Relaxed), Ordering::Relaxed);
             last.entries[j].store(0, Ordering::Relaxed);
         } else {
@@ -1351,6 +1414,55 @@ mod tests {
             .is_none());
         let total: usize = (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum();
         assert_eq!(total, 0);
+    }
+
+    /// Every slot whose signature is the one looked for is among the matches; a slot that
+    /// is not may be only above a true match in the same word (the borrow); setting a
+    /// slot's signature leaves the others as they were.
+    #[test]
+    fn a_buckets_signature_match_finds_every_slot_with_the_signature() {
+        let edge = [0u16, 1, 2, 0x7fff, 0x8000, 0x8001, 0xfffe, 0xffff];
+        let mut x = 0x9e37_79b9u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for round in 0..2000 {
+            let b = Bucket::zeroed();
+            let mut sigs = [0u16; SLOTS];
+            for (i, s) in sigs.iter_mut().enumerate() {
+                // Edge values, repeats within a word, and random ones.
+                *s = match next() % 4 {
+                    0 => edge[next() as usize % edge.len()],
+                    1 if i > 0 => sigs_prev(&b, i),
+                    _ => next() as u16,
+                };
+                b.set_sig(i, *s);
+            }
+            assert_eq!((0..SLOTS).map(|i| b.sig(i)).collect::<Vec<_>>(), sigs);
+            let probes = sigs.iter().copied().chain(edge).chain([next() as u16]);
+            for q in probes {
+                let m = b.sig_matches(q);
+                for (i, &s) in sigs.iter().enumerate() {
+                    let bit = m & 1 << i != 0;
+                    if s == q {
+                        assert!(bit, "round {round}: slot {i} ({s:#x}) missed for {q:#x}");
+                    } else if bit {
+                        let word = i / 4 * 4;
+                        assert!(
+                            i < 8 && (word..i).any(|j| sigs[j] == q),
+                            "round {round}: slot {i} ({s:#x}) matched {q:#x} alone: {sigs:x?}"
+                        );
+                    }
+                }
+                assert_eq!(m >> SLOTS, 0);
+            }
+        }
+        fn sigs_prev(b: &Bucket, i: usize) -> u16 {
+            b.sig(i - 1)
+        }
     }
 
     #[test]
