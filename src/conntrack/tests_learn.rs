@@ -59,6 +59,18 @@ fn with_wscale(
     p
 }
 
+/// The SYN (client ISN 1000, window 64240, scale 7) and SYN+ACK (server ISN 5000, window
+/// 65160, scale `server_ws`) of the test connection A:40000 → B:80.
+fn scaled_syns(server_ws: u8) -> [crate::wire::parse::ParsedPacket; 2] {
+    [
+        with_wscale(tcp(A, B, 40000, 80, SYN, 1000, 0, 64240, 0), Some(7)),
+        with_wscale(
+            tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65160, 0),
+            Some(server_ws),
+        ),
+    ]
+}
+
 fn states(w: &mut CtWorker, pkts: &[crate::wire::parse::ParsedPacket], now: u64) -> Vec<String> {
     pkts.iter()
         .map(|p| w.process(p, 0, true, now).state.to_string())
@@ -493,14 +505,8 @@ fn learned_stream_accepts_acks_of_data_sent_through_the_failed_instance_a_window
     let s2c_d = |seq: u32| tcp(B, A, 80, 40000, ACK, seq, 1084, 64, 1448);
     let a = tracker();
     let mut wa = a.worker(0);
-    let hs = [
-        with_wscale(tcp(A, B, 40000, 80, SYN, 1000, 0, 64240, 0), Some(7)),
-        with_wscale(
-            tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65160, 0),
-            Some(7),
-        ),
-        c2s_w(ACK, 1001, 5001),
-    ];
+    let [syn, syn_ack] = scaled_syns(7);
+    let hs = [syn, syn_ack, c2s_w(ACK, 1001, 5001)];
     assert_eq!(
         states(&mut wa, &hs, 1),
         ["trk,new", "trk,est,rpl", "trk,est"]
@@ -561,12 +567,10 @@ fn learned_stream_takes_a_server_burst_against_a_window_grown_since_the_record_w
     let s2c_d = |seq: u32| tcp(B, A, 80, 40000, ACK, seq, 1084, 64, 1448);
     let a = tracker();
     let mut wa = a.worker(0);
+    let [syn, syn_ack] = scaled_syns(10);
     let hs = [
-        with_wscale(tcp(A, B, 40000, 80, SYN, 1000, 0, 64240, 0), Some(7)),
-        with_wscale(
-            tcp(B, A, 80, 40000, SYN | ACK, 5000, 1001, 65160, 0),
-            Some(10),
-        ),
+        syn,
+        syn_ack,
         c2s_w(1001, 5001, 502),
         tcp(A, B, 40000, 80, ACK | PSH, 1001, 5001, 502, 83),
     ];
