@@ -15,10 +15,11 @@
 //! translated connection has two entries, one for its original-direction key and one for
 //! its reply-direction key (the NAT-translated tuple), in their own buckets. Records live
 //! out of line in one pre-allocated array (the pool), sized by the connection limit: no
-//! allocation per connection. When a bucket's nine slots are used, further entries go to overflow buckets
-//! chained from it, taken from a bounded overflow pool. Chains stay dense (every bucket
-//! but the last full: a removal moves the last entry into its hole), so a chain holds
-//! exactly the overflow buckets its entries need, and churn cannot drain the pool.
+//! allocation per connection. When a bucket's nine slots are used, further entries go to
+//! overflow buckets chained from it, taken from a bounded overflow pool. Chains stay dense
+//! (every bucket but the last full: a removal moves the last entry into its hole), so a
+//! chain holds exactly the overflow buckets its entries need, and churn cannot drain the
+//! pool.
 //!
 //! # Concurrency
 //!
@@ -1467,8 +1468,8 @@ mod tests {
 
     #[test]
     fn a_bucket_holds_nine_entries_before_it_spills() {
-        // One bucket: nine translated connections are 18 entries, the bucket's line and one overflow
-        // bucket full (with eight slots a line they took two overflow buckets).
+        // One bucket: nine translated connections are 18 entries, the bucket's line and one
+        // overflow bucket full (with eight slots a line they took two overflow buckets).
         let t = ConnTable::new(16, 1, KeyHasher::with_seed(5));
         assert_eq!(t.n_buckets(), 1);
         let mut cache = PoolCache::default();
