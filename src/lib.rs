@@ -3,6 +3,7 @@
 //! The crate is layered one way, lowest first; each module imports only those listed
 //! before it (docs/DESIGN.md has the table):
 //!
+//! * `test_dir` (tests only): a test's own temporary directory, removed when it ends.
 //! * [`dpdk`]: the one thin, safe wrapper over `dpdk-sys` (feature `dpdk`), and the
 //!   page-backed zeroed arrays the tracker's tables live in (always built).
 //! * [`pcap`]: a pure-Rust pcap file reader and writer (tests, replay, perf).
@@ -38,6 +39,8 @@ pub mod ipf;
 pub mod nat;
 pub mod pcap;
 pub mod pipeline;
+#[cfg(test)]
+pub(crate) mod test_dir;
 pub mod wire;
 
 pub mod dpdk;

@@ -472,9 +472,8 @@ mod tests {
 
     #[test]
     fn files_round_trip_on_disk() {
-        let dir = std::env::temp_dir().join(format!("ctgate-pcap-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("x.pcap");
+        let dir = crate::test_dir::TestDir::new("pcap-test");
+        let path = dir.path().join("x.pcap");
         let frames = sample();
         write_file(
             &path,
@@ -488,6 +487,5 @@ mod tests {
             frames
         );
         assert_eq!(back[1].timestamp, Duration::new(10, 1_000));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

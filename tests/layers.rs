@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first (src/lib.rs's order): a module may name only modules at its
 /// own index or below.
 const LAYERS: &[&str] = &[
+    "test_dir",
     "dpdk",
     "pcap",
     "wire",

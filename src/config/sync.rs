@@ -237,10 +237,8 @@ mod tests {
 
     #[test]
     fn group_readable_key_file_is_a_config_error_with_its_line() {
-        let dir = std::env::temp_dir().join(format!("ctgate-cfgkey-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("sync.key");
-        std::fs::write(&p, "0123456789abcdef0123\n").unwrap();
+        let dir = crate::test_dir::TestDir::new("cfgkey");
+        let p = dir.file("sync.key", "0123456789abcdef0123\n");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let text = format!(
             "[sync]\nlocal = \"127.0.0.1:1\"\npeers = [\"127.0.0.2:1\"]\nkey_file = \"{}\"\n",
@@ -258,6 +256,5 @@ mod tests {
             Some(p.clone())
         );
         assert_eq!(read_key_file(&p).unwrap(), b"0123456789abcdef0123");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -470,6 +470,7 @@ mod tests {
     use crate::conntrack::CtConfig;
     use crate::pipeline::gateway::GatewayStep;
     use crate::pipeline::{MacAddr, PacketStep};
+    use crate::test_dir::TestDir;
 
     fn text(pool: &str) -> String {
         EMBEDDED_DEFAULT
@@ -477,13 +478,9 @@ mod tests {
             .replace("pool = \"192.0.2.1\"", &format!("pool = \"{pool}\""))
     }
 
-    /// A file of its own for this test.
-    fn write(name: &str, body: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("ctgate-reload-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
-        std::fs::write(&p, body).unwrap();
-        p.display().to_string()
+    /// Writes the file `name` in the test's directory; returns its path as text.
+    fn write(dir: &TestDir, name: &str, body: &str) -> String {
+        dir.file(name, body).display().to_string()
     }
 
     fn gateway(path: &str) -> (LiveGateway, Arc<Conntrack>, AtomicU32) {
@@ -511,10 +508,12 @@ mod tests {
 
     #[test]
     fn an_invalid_file_is_refused_with_its_line_and_nothing_changes() {
-        let a = write("invalid-a.toml", &text("192.0.2.1"));
+        let dir = TestDir::new("reload");
+        let a = write(&dir, "invalid-a.toml", &text("192.0.2.1"));
         let (live, ct, sweep) = gateway(&a);
         let mut step = GatewayStep::new(live.shared(), 0);
         let bad = write(
+            &dir,
             "invalid-bad.toml",
             &text("192.0.2.7").replace("role = \"outside\"", "role = \"sideways\""),
         );
@@ -531,7 +530,7 @@ mod tests {
         assert_eq!(live.config().source, a);
         assert_eq!(live.shared().generation(), 1);
         // A valid one: generation 2, the worker switches at its next burst.
-        let b = write("invalid-b.toml", &text("192.0.2.7"));
+        let b = write(&dir, "invalid-b.toml", &text("192.0.2.7"));
         let r = live.reload(Some(&b), &ct, &sweep).unwrap();
         assert_eq!(r.report, format!("reloaded generation 2 from {b}\n"));
         assert_eq!(live.config().source, b);
@@ -548,10 +547,12 @@ mod tests {
     #[test]
     fn alg_rules_change_live_on_reload() {
         use crate::conntrack::alg::expect::Helper;
-        let a = write("alg-a.toml", &text("192.0.2.1"));
+        let dir = TestDir::new("reload");
+        let a = write(&dir, "alg-a.toml", &text("192.0.2.1"));
         let (live, ct, sweep) = gateway(&a);
         assert_eq!(ct.helpers(), vec![(Helper::Ftp, 21), (Helper::Tftp, 69)]);
         let b = write(
+            &dir,
             "alg-b.toml",
             &text("192.0.2.1").replace("port = 21\n", "port = 2121\n"),
         );
@@ -561,6 +562,7 @@ mod tests {
 
     #[test]
     fn a_gateway_started_on_the_embedded_default_rereads_the_embedded_default() {
+        let dir = TestDir::new("reload");
         let mut cfg = Config::embedded().unwrap();
         assert_eq!(cfg.source, EMBEDDED_NAME);
         // A small pool for the test: the embedded default's 3000000 is then above it,
@@ -576,7 +578,7 @@ mod tests {
         assert_eq!(live.origin().0, 1);
         assert_eq!(ct.max_conns(), 4096);
         // With the pool it would have had at start, the reload goes through.
-        let a = write("embedded-a.toml", &text("192.0.2.1"));
+        let a = write(&dir, "embedded-a.toml", &text("192.0.2.1"));
         live.reload(Some(&a), &ct, &sweep).unwrap();
         assert_eq!(live.origin().1, a);
     }
@@ -608,8 +610,9 @@ mod tests {
 
     #[test]
     fn reload_answers_once_every_worker_runs_the_new_version() {
+        let dir = TestDir::new("reload");
         use crate::control::commands::{execute, Outcome};
-        let a = write("switch-a.toml", &text("192.0.2.1"));
+        let a = write(&dir, "switch-a.toml", &text("192.0.2.1"));
         let (live, ct, sweep) = gateway(&a);
         let mut worker = GatewayStep::new(live.shared(), 0);
         let info = LiveInfo(&live);
@@ -661,9 +664,11 @@ mod tests {
 
     #[test]
     fn fields_that_need_a_restart_are_refused_by_name() {
-        let a = write("restart-a.toml", &text("192.0.2.1"));
+        let dir = TestDir::new("reload");
+        let a = write(&dir, "restart-a.toml", &text("192.0.2.1"));
         let (live, ct, sweep) = gateway(&a);
         let vlan = write(
+            &dir,
             "restart-vlan.toml",
             &format!(
                 "{}\n[[port]]\nport = 0\nvlan = 10\nrole = \"inside\"\nipv4 = \"10.0.10.1/24\"\nzone = 1\n",
@@ -676,6 +681,7 @@ mod tests {
             "{e}"
         );
         let big = write(
+            &dir,
             "restart-big.toml",
             &text("192.0.2.1").replace("max_conns = 4096", "max_conns = 9000000"),
         );
@@ -685,6 +691,7 @@ mod tests {
             "{e}"
         );
         let buckets = write(
+            &dir,
             "restart-buckets.toml",
             &text("192.0.2.1").replace("buckets = 0", "buckets = 1024"),
         );
@@ -694,6 +701,7 @@ mod tests {
             "{e}"
         );
         let metrics = write(
+            &dir,
             "restart-metrics.toml",
             &format!(
                 "{}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n",
@@ -752,9 +760,10 @@ mod tests {
 
     #[test]
     fn a_reload_changes_port_mtus_on_the_devices_and_in_the_datapath() {
-        let a = write("mtu-a.toml", &with_mtus(9000, 1500));
+        let dir = TestDir::new("reload");
+        let a = write(&dir, "mtu-a.toml", &with_mtus(9000, 1500));
         let (live, ct, sweep) = mtu_gateway(&a);
-        let b = write("mtu-b.toml", &with_mtus(9000, 1280));
+        let b = write(&dir, "mtu-b.toml", &with_mtus(9000, 1280));
         let r = live.reload(Some(&b), &ct, &sweep).unwrap();
         assert_eq!(
             r.report,
@@ -775,7 +784,7 @@ mod tests {
             crate::pipeline::Verdict::Drop(crate::pipeline::DropReason::MtuExceeded)
         );
         // Back up to 9000 on the outside: within what the buffers hold (the inside's).
-        let c = write("mtu-c.toml", &with_mtus(9000, 9000));
+        let c = write(&dir, "mtu-c.toml", &with_mtus(9000, 9000));
         live.reload(Some(&c), &ct, &sweep).unwrap();
         assert_eq!(mtu_calls().last(), Some(&(1, 9000)));
         drop(step);
@@ -783,9 +792,10 @@ mod tests {
 
     #[test]
     fn an_mtu_the_buffers_or_the_device_cannot_take_is_refused_as_needing_a_restart() {
-        let a = write("mtu-refuse-a.toml", &with_mtus(1500, 1500));
+        let dir = TestDir::new("reload");
+        let a = write(&dir, "mtu-refuse-a.toml", &with_mtus(1500, 1500));
         let (live, ct, sweep) = mtu_gateway(&a);
-        let big = write("mtu-refuse-big.toml", &with_mtus(1500, 9000));
+        let big = write(&dir, "mtu-refuse-big.toml", &with_mtus(1500, 9000));
         let e = live.reload(Some(&big), &ct, &sweep).err().unwrap();
         assert!(
             e.contains("port[1].mtu: 9000 is larger than the 1500 the buffers were sized for at start: raising it needs a restart"),
@@ -793,7 +803,7 @@ mod tests {
         );
         assert!(mtu_calls().is_empty(), "no device touched");
         // Port 0's change is taken, port 1's refused by the device: port 0 is put back.
-        let both = write("mtu-refuse-both.toml", &with_mtus(1400, 1300));
+        let both = write(&dir, "mtu-refuse-both.toml", &with_mtus(1400, 1300));
         let e = live.reload(Some(&both), &ct, &sweep).err().unwrap();
         assert!(
             e.contains("port[1].mtu: 1500 -> 1300: the device refused it while running (Operation not supported (errno 95)): needs a restart; the running configuration stays"),
@@ -806,7 +816,8 @@ mod tests {
 
     #[test]
     fn run_time_settings_the_reload_changes_are_reported() {
-        let a = write("reset-a.toml", &text("192.0.2.1"));
+        let dir = TestDir::new("reload");
+        let a = write(&dir, "reset-a.toml", &text("192.0.2.1"));
         let (live, ct, sweep) = gateway(&a);
         ct.set_max_conns(100).unwrap();
         ct.zones().set_limit(3, 7);

@@ -86,10 +86,8 @@ mod tests {
 
     #[test]
     fn key_file_readable_by_group_is_refused_with_its_mode() {
-        let dir = std::env::temp_dir().join(format!("ctgate-synckey-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("key");
-        std::fs::write(&p, "0123456789abcdef0123\n").unwrap();
+        let dir = crate::test_dir::TestDir::new("synckey");
+        let p = dir.file("key", "0123456789abcdef0123\n");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         let e = SyncKey::from_file(&p).unwrap_err();
         assert!(
@@ -106,6 +104,5 @@ mod tests {
         );
         std::fs::write(&p, "short\n").unwrap();
         assert!(SyncKey::from_file(&p).unwrap_err().contains("at least 16"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

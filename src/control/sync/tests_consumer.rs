@@ -6,6 +6,7 @@ use super::consumer::SyncConsumer;
 use crate::config::{SyncConfig, SyncMode};
 use crate::conntrack::testpkt::{tcp, udp};
 use crate::conntrack::{Conntrack, CtConfig};
+use crate::test_dir::TestDir;
 use crate::wire::parse::tcp_flags::{ACK, SYN};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
@@ -30,11 +31,8 @@ fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
-fn key_file(name: &str, key: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ctgate-synctest-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, key).unwrap();
+fn key_file(dir: &TestDir, name: &str, key: &str) -> PathBuf {
+    let p = dir.file(name, key);
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     p
 }
@@ -78,7 +76,8 @@ fn run_until(
 
 #[test]
 fn standby_learns_connections_over_loopback_udp_and_sync_status_shows_the_peer() {
-    let k = key_file("pair.key", "a key both instances share\n");
+    let dir = TestDir::new("synctest");
+    let k = key_file(&dir, "pair.key", "a key both instances share\n");
     let (mut ca, mut cb, a, b) = pair((Some(k.clone()), Some(k)));
     let mut w = a.worker(0);
     for i in 0..100u16 {
@@ -157,9 +156,10 @@ fn standby_learns_connections_over_loopback_udp_and_sync_status_shows_the_peer()
 
 #[test]
 fn peer_with_another_key_installs_nothing_and_is_counted_unauthenticated() {
+    let dir = TestDir::new("synctest");
     let (mut ca, mut cb, a, b) = pair((
-        Some(key_file("a.key", "the key of instance A")),
-        Some(key_file("b.key", "the key of instance B")),
+        Some(key_file(&dir, "a.key", "the key of instance A")),
+        Some(key_file(&dir, "b.key", "the key of instance B")),
     ));
     a.worker(0)
         .process(&udp("10.0.0.2", "198.51.100.1", 4000, 53), 0, true, 1);
@@ -184,6 +184,7 @@ fn peer_field(status: &str, n: usize, key: &str) -> u64 {
 
 #[test]
 fn reload_appends_a_peer_and_changes_the_key_live_keeping_the_running_channel() {
+    let dir = TestDir::new("synctest");
     let (la, lb, lc) = (free_addr(), free_addr(), free_addr());
     let cfg = |local, peers: &[SocketAddr], key_file: &Option<PathBuf>, refresh_secs| SyncConfig {
         local,
@@ -256,7 +257,7 @@ fn reload_appends_a_peer_and_changes_the_key_live_keeping_the_running_channel() 
 
     // A key for all three, reloaded one after the other: what is sent meanwhile is
     // refused, then retransmitted; new connections reach both peers, authenticated.
-    let k = Some(key_file("reload.key", "the pair's new shared key"));
+    let k = Some(key_file(&dir, "reload.key", "the pair's new shared key"));
     for (x, local, peers) in [
         (&mut ca, la, vec![lb, lc]),
         (&mut cb, lb, vec![la]),
