@@ -19,8 +19,11 @@ use std::sync::atomic::Ordering;
 /// their misses overlap instead of stalling each removal's locked operations in turn.
 const REMOVE_BATCH: usize = 16;
 /// How many buckets ahead of the walk its records are prefetched (the buckets
-/// themselves twice as far ahead).
-const RECORDS_AHEAD: usize = 4;
+/// themselves twice as far ahead). A bucket's visit is short next to a miss to memory:
+/// 8 ahead instead of 4 took a pass over 1M live connections from 17–18 ms to 16–17 ms,
+/// 16 ahead no further, and the removals' own cost did not move (`ctgate-perf core
+/// --only sweep --conns 1000000`, perf/RESULTS.md, session 21).
+const RECORDS_AHEAD: usize = 8;
 
 /// What one sweep step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
