@@ -610,8 +610,8 @@ mod tests {
 
     #[test]
     fn reload_answers_once_every_worker_runs_the_new_version() {
-        let dir = TestDir::new("reload");
         use crate::control::commands::{execute, Outcome};
+        let dir = TestDir::new("reload");
         let a = write(&dir, "switch-a.toml", &text("192.0.2.1"));
         let (live, ct, sweep) = gateway(&a);
         let mut worker = GatewayStep::new(live.shared(), 0);

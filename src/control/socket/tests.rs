@@ -5,6 +5,7 @@ use crate::conntrack::testpkt::udp;
 use crate::conntrack::{Conntrack, CtConfig};
 use crate::control::commands::GatewayInfo;
 use crate::control::protocol::{call, encode_request, parse_reply, Reply};
+use crate::test_dir::TestDir;
 use std::io::{BufRead, BufReader};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,18 +25,16 @@ impl GatewayInfo for Fake {
 
 /// A server on a temporary path, polled by its own thread until dropped.
 struct Harness {
-    dir: PathBuf,
+    /// Removed when the harness is dropped, after its server thread stopped.
+    _dir: TestDir,
     path: PathBuf,
     stop: Arc<AtomicBool>,
     clients: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ctgate-sock-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> TestDir {
+    TestDir::new(&format!("sock-{name}"))
 }
 
 impl Harness {
@@ -45,7 +44,7 @@ impl Harness {
 
     fn start_with(name: &str, ct: Arc<Conntrack>, idle_timeout: Duration) -> Harness {
         let dir = temp_dir(name);
-        let path = dir.join("ctgate.sock");
+        let path = dir.path().join("ctgate.sock");
         let mut server = ControlServer::bind(&path).unwrap();
         server.set_idle_timeout(idle_timeout);
         let stop = Arc::new(AtomicBool::new(false));
@@ -70,7 +69,7 @@ impl Harness {
             }
         });
         Harness {
-            dir,
+            _dir: dir,
             path,
             stop,
             clients,
@@ -116,7 +115,6 @@ impl Drop for Harness {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -157,13 +155,17 @@ fn read_reply(r: &mut BufReader<UnixStream>) -> (serde_json::Value, Reply) {
 #[test]
 fn socket_is_created_with_mode_0600_in_a_new_directory_and_removed_on_drop() {
     let dir = temp_dir("mode");
-    let path = dir.join("sub").join("ctgate.sock");
+    let path = dir.path().join("sub").join("ctgate.sock");
     let server = ControlServer::bind(&path).unwrap();
     let m = fs::metadata(&path).unwrap();
     assert!(m.file_type().is_socket());
     assert_eq!(m.permissions().mode() & 0o777, 0o600);
     assert_eq!(
-        fs::metadata(dir.join("sub")).unwrap().permissions().mode() & 0o777,
+        fs::metadata(dir.path().join("sub"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o700
     );
     assert_eq!(server.uid(), m.uid());
@@ -186,17 +188,15 @@ fn socket_is_created_with_mode_0600_in_a_new_directory_and_removed_on_drop() {
     let e = ControlServer::bind(&path).unwrap_err();
     assert!(e.contains("is not a socket"), "{e}");
     assert_eq!(fs::read(&path).unwrap(), b"x");
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn peer_uid_is_the_connecting_process_uid() {
     let (a, _b) = UnixStream::pair().unwrap();
     let dir = temp_dir("uid");
-    let f = dir.join("f");
+    let f = dir.path().join("f");
     fs::write(&f, b"").unwrap();
     assert_eq!(peer_uid(&a).unwrap(), fs::metadata(&f).unwrap().uid());
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -334,7 +334,7 @@ fn silent_and_half_line_clients_are_closed_after_the_idle_timeout() {
 #[test]
 fn one_poll_accepts_every_waiting_connection() {
     let dir = temp_dir("accept-all");
-    let path = dir.join("ctgate.sock");
+    let path = dir.path().join("ctgate.sock");
     let mut server = ControlServer::bind(&path).unwrap();
     let ct = tracker(100, 4);
     let sweep = AtomicU32::new(20_000);
@@ -363,7 +363,6 @@ fn one_poll_accepts_every_waiting_connection() {
         (Value::from(3), Reply::Ok("4\n".into()))
     );
     drop(server);
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -602,8 +601,6 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
-    static CASE: AtomicUsize = AtomicUsize::new(0);
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -613,8 +610,8 @@ mod fuzz {
         fn random_bytes_never_break_the_server(
             pieces in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 1..6)
         ) {
-            let dir = temp_dir(&format!("fuzz{}", CASE.fetch_add(1, Ordering::Relaxed)));
-            let path = dir.join("s.sock");
+            let dir = temp_dir("fuzz");
+            let path = dir.path().join("s.sock");
             let ct = tracker(100, 5);
             let mut server = ControlServer::bind(&path).unwrap();
             let sweep = AtomicU32::new(1);
@@ -651,8 +648,7 @@ mod fuzz {
                 prop_assert!(parse_reply(l).is_ok(), "{:?}", String::from_utf8_lossy(l));
             }
             drop(server);
-            let _ = fs::remove_dir_all(&dir);
-        }
+                }
     }
 }
 
