@@ -56,6 +56,16 @@ impl Eal {
         let ret = unsafe { dpdk_sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
             let e = Error::from_rte_errno("rte_eal_init");
+            // EAL's own words for a host without usable hugepages ("Cannot get hugepage
+            // information", EACCES) do not say what to do: name it.
+            let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+            let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+            if let Some(hint) = hugepage_hint(args, &mounts, &meminfo) {
+                return Err(Error {
+                    op: format!("rte_eal_init ({hint})"),
+                    errno: if e.errno != 0 { e.errno } else { libc::ENOMEM },
+                });
+            }
             if e.errno != 0 {
                 return Err(e);
             }
@@ -181,9 +191,91 @@ fn existing_runtime_dirs(args: &[String]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Why EAL cannot have run on hugepages with `args`, from the text of `/proc/mounts` and
+/// `/proc/meminfo`: no hugetlbfs mounted, no free page in the pool, or fewer free than
+/// `-m` asks. `None` with `--no-huge`, or when the pool looks usable (EAL's own error
+/// then stands).
+fn hugepage_hint(args: &[String], mounts: &str, meminfo: &str) -> Option<String> {
+    if args.iter().any(|a| a == "--no-huge") {
+        return None;
+    }
+    let mounted = mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"));
+    if !mounted {
+        return Some(
+            "no hugetlbfs is mounted: reserve and mount hugepages (`dpdk-hugepages.py --setup 2G`) \
+             or run with --no-huge"
+                .into(),
+        );
+    }
+    let field = |name: &str| -> Option<u64> {
+        meminfo.lines().find_map(|l| {
+            let v = l.strip_prefix(name)?.strip_prefix(':')?;
+            v.trim().trim_end_matches("kB").trim().parse().ok()
+        })
+    };
+    let (free, size_kb) = (field("HugePages_Free")?, field("Hugepagesize")?);
+    if free == 0 {
+        return Some(format!(
+            "the hugetlb pool has no free page (HugePages_Free: 0 in /proc/meminfo): reserve \
+             some (`echo N > /proc/sys/vm/nr_hugepages`, N pages of {size_kb} kB) or run with \
+             --no-huge"
+        ));
+    }
+    let free_mb = free * size_kb / 1024;
+    let want_mb = args
+        .iter()
+        .position(|a| a == "-m")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse::<u64>().ok())?;
+    (want_mb > free_mb).then(|| {
+        format!(
+            "-m {want_mb} asks for {want_mb} MB of hugepages, the pool has {free_mb} MB free \
+             ({free} pages of {size_kb} kB): reserve more or ask for less"
+        )
+    })
+}
+
 /// The DPDK version of the loaded library, e.g. `DPDK 22.11.11`. Needs no EAL.
 pub fn dpdk_version() -> String {
     // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
     let v = unsafe { CStr::from_ptr(dpdk_sys::rte_version()) };
     v.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hugepage_hint;
+
+    const MOUNTED: &str =
+        "proc /proc proc rw 0 0\nnodev /dev/hugepages hugetlbfs rw,pagesize=2M 0 0\n";
+    const UNMOUNTED: &str = "proc /proc proc rw 0 0\ntmpfs /tmp tmpfs rw 0 0\n";
+
+    fn meminfo(free: u64) -> String {
+        format!("MemTotal: 24000000 kB\nHugePages_Total: 2560\nHugePages_Free: {free}\nHugepagesize: 2048 kB\n")
+    }
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_failed_hugepage_start_names_the_missing_mount_the_empty_pool_or_the_shortfall() {
+        let huge = args(&["ctgate", "-m", "2048", "--no-pci"]);
+        let no_mount = hugepage_hint(&huge, UNMOUNTED, &meminfo(2560));
+        assert!(no_mount.is_some_and(|h| h.starts_with("no hugetlbfs is mounted")));
+        let empty = hugepage_hint(&huge, MOUNTED, &meminfo(0));
+        assert!(empty.is_some_and(|h| h.contains("HugePages_Free: 0") && h.contains("2048 kB")));
+        let short = hugepage_hint(&huge, MOUNTED, &meminfo(100)).unwrap_or_default();
+        assert_eq!(
+            short,
+            "-m 2048 asks for 2048 MB of hugepages, the pool has 200 MB free (100 pages of 2048 \
+             kB): reserve more or ask for less"
+        );
+        // A usable pool, or no hugepages asked for: EAL's own error stands.
+        assert_eq!(hugepage_hint(&huge, MOUNTED, &meminfo(2560)), None);
+        let no_huge = args(&["ctgate", "--no-huge", "-m", "512"]);
+        assert_eq!(hugepage_hint(&no_huge, UNMOUNTED, &meminfo(0)), None);
+    }
 }
