@@ -35,6 +35,18 @@ const _: () = assert!(std::mem::size_of::<ConnKey>() == 40);
 /// Number of 64-bit words in a [`ConnKey`].
 pub const KEY_WORDS: usize = 5;
 
+/// An IPv4 TCP/UDP tuple with its addresses as the 4 bytes a header carries: what NAT
+/// writes into a packet of an IPv4 connection ([`crate::conntrack::Conntrack::nat_target_v4`]),
+/// read from the record's two key words without building a [`ConnKey`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TupleV4 {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
 impl ConnKey {
     /// The key as five native-endian words (the table stores and compares these).
     #[inline(always)]

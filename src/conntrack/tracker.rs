@@ -5,10 +5,10 @@
 use super::alg::expect::{ExpTable, Helper};
 use super::alg::helpers::HelperRules;
 use super::alg::side::AlgSide;
-use super::conn::{Conn, L4State, ALG_RELATED, DIR_ORIG, DIR_REPLY, NAT_MASK};
+use super::conn::{Conn, L4State, ALG_RELATED, DIR_ORIG, DIR_REPLY, KEY_LONG, NAT_MASK};
 use super::credits::Credits;
 use super::events::{conn_id, wall_us, CtEvent, DestroyReason, EventHub, EventKind};
-use super::key::{is_icmp, ConnKey, KeyHasher, KEY_WORDS};
+use super::key::{is_icmp, ConnKey, KeyHasher, TupleV4, KEY_WORDS};
 use super::l4::{L4Kind, UpdateResult};
 use super::state::CtState;
 use super::stats::{bump, CtCounters, CtCountersSnapshot};
@@ -569,6 +569,38 @@ impl Conntrack {
         // The slot could have been freed and reused while we read: check again after.
         std::sync::atomic::fence(Ordering::Acquire);
         c.is_live(hit.gen).then(|| key.reversed())
+    }
+
+    /// [`Conntrack::nat_target`] of an IPv4 TCP or UDP connection, straight from the
+    /// record's two key words (the reverse of the other direction's: addresses and ports
+    /// swapped); the per-packet path of NAT (`nat::rewrite::apply`). `None` for every
+    /// other connection (IPv6, ICMP and the rest: [`Conntrack::nat_target`] then), or
+    /// one without NAT, or gone.
+    #[inline(always)]
+    pub fn nat_target_v4(&self, hit: &Hit) -> Option<TupleV4> {
+        let c = self.conn_of(hit)?;
+        if c.nat_flags() == 0 {
+            return None;
+        }
+        let [tail, addrs] = c.short_words(hit.dir ^ 1);
+        // The slot could have been freed and reused while we read: check again after.
+        std::sync::atomic::fence(Ordering::Acquire);
+        let proto = (tail >> 48) as u8;
+        let tcp_udp =
+            proto == crate::wire::parse::proto::TCP || proto == crate::wire::parse::proto::UDP;
+        if tail & KEY_LONG != 0 || !tcp_udp || !c.is_live(hit.gen) {
+            return None;
+        }
+        // A short key's words (conn.rs `short_key`): the tail packs sport, dport, zone,
+        // protocol and family from bit 0 up, the address word is src | dst << 32, each
+        // address's 4 bytes in memory order.
+        Some(TupleV4 {
+            src: ((addrs >> 32) as u32).to_ne_bytes(),
+            dst: (addrs as u32).to_ne_bytes(),
+            sport: (tail >> 16) as u16,
+            dport: tail as u16,
+            proto,
+        })
     }
 
     /// All connections (for tests and small dumps), in bucket order.

@@ -1401,6 +1401,80 @@ const DPROTOS: [DProto; 9] = [
     DProto::Raw(253),
 ];
 
+/// `Conntrack::nat_target_v4`, the NAT fast path's target, is `nat_target`'s tuple in
+/// both directions of an IPv4 TCP or UDP connection with SNAT or DNAT, and `None` for
+/// every connection the fast path does not take (ICMP, SCTP, address-only protocols, IPv6)
+/// or that has no NAT.
+#[test]
+fn the_fast_path_target_is_the_nat_target_of_ipv4_tcp_and_udp_connections() {
+    let as_tuple = |k: &ConnKey| TupleV4 {
+        src: a4(&k.src),
+        dst: a4(&k.dst),
+        sport: k.sport,
+        dport: k.dport,
+        proto: k.proto,
+    };
+    let snat4 = NatSpec::snat("192.0.2.1:2000-2999".parse().unwrap());
+    let dnat4 = NatSpec::dnat("10.0.0.80:8080".parse().unwrap());
+    let snat6 = NatSpec::snat("[2001:db8::1]:2000-2999".parse().unwrap());
+    let none = NatSpec {
+        snat: None,
+        dnat: None,
+    };
+    for (i, dp) in DPROTOS.iter().copied().enumerate() {
+        for (v6, spec) in [
+            (false, &snat4),
+            (false, &dnat4),
+            (true, &snat6),
+            (false, &none),
+        ] {
+            let ct = tracker();
+            let mut w = ct.worker(0);
+            let (client, server) = if v6 {
+                ("fd00::2", "2001:db8:1::9")
+            } else {
+                ("10.0.0.2", "198.51.100.9")
+            };
+            let sport = 40000 + i as u16;
+            let (r, out, _) = pass(
+                &mut w,
+                &ct,
+                spec,
+                &build(client, server, &dbody(dp, v6, sport, 80, false)),
+                0,
+            );
+            let hit = r.conn.expect("created");
+            // The reply to the translated tuple, as the server sees it.
+            let ((osrc, osport), (odst, odport)) = (source_of(&out), dest_of(&out));
+            let body = dbody(dp, v6, odport.unwrap_or(80), osport.unwrap_or(sport), true);
+            let reply = build(
+                &addr_to_string(&odst, v6),
+                &addr_to_string(&osrc, v6),
+                &body,
+            );
+            let (rr, _, _) = pass(&mut w, &ct, spec, &reply, 0);
+            let rhit = rr.conn.expect("reply matched");
+            let fast = matches!(dp, DProto::Tcp | DProto::Udp)
+                && !v6
+                && (spec.snat.is_some() || spec.dnat.is_some());
+            for h in [hit, rhit] {
+                let want = ct.nat_target(&h);
+                assert_eq!(
+                    want.is_some(),
+                    spec.snat.is_some() || spec.dnat.is_some(),
+                    "{dp:?} v6={v6}"
+                );
+                let got = ct.nat_target_v4(&h);
+                if fast {
+                    assert_eq!(got, want.as_ref().map(as_tuple), "{dp:?} dir {}", h.dir);
+                } else {
+                    assert_eq!(got, None, "{dp:?} v6={v6}: not the fast path's");
+                }
+            }
+        }
+    }
+}
+
 /// A packet of a connection (`reply`: from the server), ports `sp` → `dp`.
 fn dbody(p: DProto, v6: bool, sp: u16, dp: u16, reply: bool) -> Body {
     match p {
@@ -1810,6 +1884,53 @@ proptest! {
         prop_assert!(out == want, "{}", diff(&f, &out, &want));
         prop_assert_eq!(verify_frame(&out), Ok(()));
         prop_assert_eq!(bits.is_empty(), out == f);
+    }
+
+    /// The IPv4 TCP/UDP fast path (`rewrite_v4_ports`, what `apply` takes for most
+    /// packets) writes exactly the bytes of the general path and of a full recomputation,
+    /// with the same changed bits, UDP's zero checksum included; it declines (writing
+    /// nothing) every other packet, which the general path then handles.
+    #[test]
+    fn the_ipv4_port_fast_path_writes_what_the_general_path_writes(
+        (src, dst, body, t) in (arb_addr(false), arb_addr(false), arb_body(false), arb_target(false)),
+        vlan in any::<bool>(),
+        ip_opts in any::<bool>(),
+    ) {
+        let lay = Layout { vlan, ip_opts, frag_offset: 0 };
+        let f = build_raw(src, dst, Family::V4, &body, lay);
+        let p = parse_frame(&f).unwrap();
+        let mut key = ConnKey::from_packet(&p, 0);
+        if let Some(a) = t.0 { key.src = a; }
+        if let Some(a) = t.1 { key.dst = a; }
+        if let Some(x) = t.2 { key.sport = x; }
+        if let Some(x) = t.3 { key.dport = x; }
+        let tuple = TupleV4 {
+            src: a4(&key.src),
+            dst: a4(&key.dst),
+            sport: key.sport,
+            dport: key.dport,
+            proto: key.proto,
+        };
+        let mut fast = f.clone();
+        let got = rewrite_v4_ports(&mut fast, &p, &tuple);
+        if !matches!(body, Body::Tcp { .. } | Body::Udp { .. }) {
+            prop_assert_eq!(got, None);
+            prop_assert!(fast == f, "declined, yet written");
+            return Ok(());
+        }
+        let mut general = f.clone();
+        let want_bits = rewrite_to(&mut general, &p, &key).unwrap();
+        prop_assert_eq!(got, Some(want_bits));
+        prop_assert!(fast == general, "{}", diff(&f, &fast, &general));
+        let l3 = usize::from(p.l3_offset);
+        let mut full = f.clone();
+        translate_full(&mut full[l3..], &key.src, &key.dst, key.sport, key.dport);
+        prop_assert!(fast == full, "{}", diff(&f, &fast, &full));
+        // Another protocol than the packet's: declined, nothing written.
+        let other = TupleV4 { proto: if key.proto == proto::TCP { proto::UDP } else { proto::TCP }, ..tuple };
+        let mut untouched = f.clone();
+        prop_assert_eq!(rewrite_v4_ports(&mut untouched, &p, &other), None);
+        prop_assert!(untouched == f);
     }
 
     /// ICMP errors quoting random packets cut at random lengths, random translations:
