@@ -96,6 +96,9 @@
 //! code over fixed-size header arrays at constant offsets: a comparison per address and
 //! port, the changed fields summed as whole 64-bit lanes (an IPv6 address is two additions
 //! per value), and one fold per checksum. No loop over the payload, no allocation, no call.
+//! A whole IPv4 TCP or UDP packet of an IPv4 connection, the commonest, reads its target
+//! straight from the record's two key words (`Conntrack::nat_target_v4`) and skips every
+//! other protocol's branch (`rewrite_v4_ports`); the others build the target key first.
 //! ICMP errors take a separate, out-of-line path.
 
 use crate::at;
