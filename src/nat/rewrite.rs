@@ -777,35 +777,50 @@ fn set_v4_addrs(
     b
 }
 
-/// Sets a TCP header's ports and updates its checksum for them and for the address
-/// changes `addrs`. Returns the changed bits.
+/// Sets the ports `S` and `D` of an L4 header and updates its checksum `C` (a `kind`
+/// checksum) for them and for the address changes `addrs`. Returns the changed bits.
 #[inline(always)]
-fn set_tcp_ports(h: &mut [u8; TCP_FIELDS], sport: &[u8; 2], dport: &[u8; 2], addrs: Delta) -> u8 {
+fn set_ports<const M: usize, S, D, C>(
+    h: &mut [u8; M],
+    sport: &[u8; 2],
+    dport: &[u8; 2],
+    addrs: Delta,
+    kind: Csum,
+) -> u8
+where
+    S: NatField<2>,
+    D: NatField<2>,
+    C: CsumField,
+{
     let mut d = addrs;
-    let b = bit(
-        <at!(tcpf::SRC_PORT)>::set(h, sport, &mut d),
-        Rewritten::SRC_PORT,
-    ) | bit(
-        <at!(tcpf::DST_PORT)>::set(h, dport, &mut d),
-        Rewritten::DST_PORT,
-    );
-    <at!(tcpf::CHECKSUM)>::update(h, Csum::Plain, d);
+    let b = bit(S::set(h, sport, &mut d), Rewritten::SRC_PORT)
+        | bit(D::set(h, dport, &mut d), Rewritten::DST_PORT);
+    C::update(h, kind, d);
     b
 }
 
-/// [`set_tcp_ports`] for UDP (whose zero checksum means none and stays zero).
+/// [`set_ports`] of a TCP header.
+#[inline(always)]
+fn set_tcp_ports(h: &mut [u8; TCP_FIELDS], sport: &[u8; 2], dport: &[u8; 2], addrs: Delta) -> u8 {
+    set_ports::<_, at!(tcpf::SRC_PORT), at!(tcpf::DST_PORT), at!(tcpf::CHECKSUM)>(
+        h,
+        sport,
+        dport,
+        addrs,
+        Csum::Plain,
+    )
+}
+
+/// [`set_ports`] of a UDP header (whose zero checksum means none and stays zero).
 #[inline(always)]
 fn set_udp_ports(h: &mut [u8; SMALL_FIELDS], sport: &[u8; 2], dport: &[u8; 2], addrs: Delta) -> u8 {
-    let mut d = addrs;
-    let b = bit(
-        <at!(udpf::SRC_PORT)>::set(h, sport, &mut d),
-        Rewritten::SRC_PORT,
-    ) | bit(
-        <at!(udpf::DST_PORT)>::set(h, dport, &mut d),
-        Rewritten::DST_PORT,
-    );
-    <at!(udpf::CHECKSUM)>::update(h, Csum::Udp, d);
-    b
+    set_ports::<_, at!(udpf::SRC_PORT), at!(udpf::DST_PORT), at!(udpf::CHECKSUM)>(
+        h,
+        sport,
+        dport,
+        addrs,
+        Csum::Udp,
+    )
 }
 
 /// An ordinary packet (or a later fragment, or an ICMP error of a non-first fragment):
