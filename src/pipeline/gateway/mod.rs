@@ -82,6 +82,7 @@
 //! [`fragment_out`] the RFC 791 egress fragmenter and [`ratelimit`] the ICMP token
 //! bucket.
 
+mod addr_set;
 mod alg;
 mod answers;
 mod epoch;

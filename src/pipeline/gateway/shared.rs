@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::addr_set::{PrefixList4, RangeSet4};
 use super::epoch::Epoch;
 use super::neigh::{NeighMap, NeighState};
 use super::ratelimit::TokenBucket;
@@ -201,12 +202,14 @@ pub struct GatewayShared {
     /// Routes by family as (network, mask, port index, via): longest prefix first; at
     /// equal length, connected before configured.
     pub(super) routes4: Vec<(u32, u32, u8, Option<[u8; 16]>)>,
+    /// `routes4`'s (network, mask), in its order, searched eight at a time.
+    pub(super) route_match4: PrefixList4,
     pub(super) routes6: Vec<(u128, u128, u8, Option<[u8; 16]>)>,
     /// The gateway's addresses and SNAT pools as inclusive ranges of numbers.
-    pub(super) own4: Vec<(u32, u32)>,
+    pub(super) own4: RangeSet4,
     pub(super) own6: Vec<(u128, u128)>,
-    /// Broadcast addresses of the connected IPv4 prefixes.
-    pub(super) bcast4: Vec<u32>,
+    /// Broadcast addresses of the connected IPv4 prefixes (ranges of one address).
+    pub(super) bcast4: RangeSet4,
     /// SNAT spec index for IPv4 / IPv6, into `nat_specs`.
     pub(super) snat_v4: Option<u16>,
     pub(super) snat_v6: Option<u16>,
@@ -449,7 +452,8 @@ impl GatewayShared {
                 let v = bits(4, &a) as u32;
                 own4.push((v, v));
                 if len < 31 {
-                    bcast4.push(v | (u32::MAX >> len));
+                    let b = v | (u32::MAX >> len);
+                    bcast4.push((b, b));
                 }
             }
             if let Some((a, _)) = p.v6 {
@@ -524,11 +528,12 @@ impl GatewayShared {
             port_macs: port_macs.to_vec(),
             ports,
             port_idx,
+            route_match4: PrefixList4::new(&routes4.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>()),
             routes4,
             routes6,
-            own4,
+            own4: RangeSet4::new(&own4),
             own6,
-            bcast4,
+            bcast4: RangeSet4::new(&bcast4),
             snat_v4,
             snat_v6,
             pools,
@@ -650,7 +655,7 @@ impl GatewayShared {
     pub(super) fn is_own(&self, family: u8, a: &[u8; 16]) -> bool {
         if family == 4 {
             let v = v4_num(a);
-            self.own4.iter().any(|&(lo, hi)| lo <= v && v <= hi)
+            self.own4.contains(v)
         } else {
             let v = u128::from_be_bytes(*a);
             self.own6.iter().any(|&(lo, hi)| lo <= v && v <= hi)
@@ -678,7 +683,7 @@ impl GatewayShared {
     pub(super) fn route(&self, family: u8, dst: &[u8; 16]) -> Option<u8> {
         let i = if family == 4 {
             let v = v4_num(dst);
-            self.routes4.iter().position(|r| v & r.1 == r.0)?
+            self.route_match4.first(v)?
         } else {
             let v = u128::from_be_bytes(*dst);
             self.routes6.iter().position(|r| v & r.1 == r.0)?
@@ -778,12 +783,10 @@ pub(super) fn not_forwardable(fam: u8, p: &ParsedPacket) -> bool {
 }
 
 /// The broadcast address of a connected IPv4 prefix (always inlined: once per packet).
-/// Not `contains`: its slice search stayed a call per packet (`ctgate-perf step`).
 #[inline(always)]
-#[allow(clippy::manual_contains)]
 pub(super) fn is_directed_broadcast(sh: &GatewayShared, a: &[u8; 16]) -> bool {
     let v = v4_num(a);
-    sh.bcast4.iter().any(|&b| b == v)
+    sh.bcast4.contains(v)
 }
 
 #[inline(always)]
