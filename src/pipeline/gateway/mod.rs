@@ -392,6 +392,16 @@ static NO_NAT: NatSpec = NatSpec {
     dnat: None,
 };
 
+/// `dst[..N] := frame[at..at + N]`; false when the frame is shorter.
+#[inline(always)]
+fn copy_addr<const N: usize>(frame: &[u8], at: usize, dst: &mut [u8; 16]) -> bool {
+    let (Some(b), Some(d)) = (frame.get(at..at + N), dst.get_mut(..N)) else {
+        return false;
+    };
+    d.copy_from_slice(b);
+    true
+}
+
 #[inline]
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
@@ -666,14 +676,15 @@ impl WorkerState {
         // The first pass's findings hold unless NAT changed the destination.
         let mut dst = p.dst;
         let (dst_own, route) = if rw.has(Rewritten::DST_ADDR) {
-            let (at, n) = if fam == 4 {
-                (l3 + 16, 4)
+            // Fixed-size copies: one of a length chosen at run time was a call to
+            // `memcpy` per translated reply.
+            let copied = if fam == 4 {
+                copy_addr::<4>(frame, l3 + 16, &mut dst)
             } else {
-                (l3 + 24, 16)
+                copy_addr::<16>(frame, l3 + 24, &mut dst)
             };
-            match frame.get(at..at + n) {
-                Some(b) => dst[..n].copy_from_slice(b),
-                None => return Verdict::Drop(DropReason::NatFailed),
+            if !copied {
+                return Verdict::Drop(DropReason::NatFailed);
             }
             (sh.is_own(fam, &dst), sh.route(fam, &dst))
         } else if route != u8::MAX {
