@@ -1,6 +1,7 @@
-//! The thin, safe layer over `dpdk-sys` (feature `dpdk`), and [`ZeroedPages`]: zeroed
-//! arrays in their own anonymous mappings, lazily committed, optionally on huge pages
-//! (built without DPDK too: the tracker's tables use them).
+//! The thin, safe layer over `dpdk-sys` (feature `dpdk`), [`ZeroedPages`]: zeroed
+//! arrays in their own anonymous mappings, lazily committed, optionally on huge pages,
+//! and [`lanes16_eq`]: the vector compare of a bucket's signatures (both built without
+//! DPDK too: the tracker's tables use them).
 //!
 //! # Safety policy
 //!
@@ -36,6 +37,7 @@ mod pages;
 mod port;
 #[cfg(feature = "dpdk")]
 mod ring;
+mod simd;
 #[cfg(feature = "dpdk")]
 mod telemetry;
 
@@ -68,5 +70,6 @@ pub use port::{
 };
 #[cfg(feature = "dpdk")]
 pub use ring::{eth_from_rings, port_mac, thread_register, thread_unregister, EalToken, Ring};
+pub use simd::lanes16_eq;
 #[cfg(feature = "dpdk")]
 pub use telemetry::{register_telemetry, TelemetryHandler};
