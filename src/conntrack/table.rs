@@ -112,8 +112,8 @@ impl Bucket {
     /// (SWAR), which may also report a slot above a matching one in the same word that does
     /// not match (the borrow), harmless for a prefetch (the lowest match is a true one).
     /// With the vector compare here too the tracker's lookups ran 5% faster at 1k
-    /// connections but 7–10% slower at 100k and 1M (`ctgate-perf core --only
-    /// established`, interleaved, perf/RESULTS.md session 23): kept as it was.
+    /// connections but 8–10% slower at 100k and 1M (medians of interleaved `ctgate-perf
+    /// core --only established` runs, perf/RESULTS.md session 23): kept as it was.
     #[inline(always)]
     fn sig_candidates(&self, sig: u16) -> u32 {
         const LANE_ONE: u64 = 0x0001_0001_0001_0001;
