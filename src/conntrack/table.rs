@@ -99,14 +99,6 @@ impl Bucket {
         }
     }
 
-    /// The slots whose signature is `sig`, as bits (slot `i`: bit `i`); an empty slot may
-    /// match too (its signature is stale). The caller checks the entry and the key.
-    ///
-    /// The eight word-held signatures are compared as the eight lanes of one 128-bit
-    /// vector ([`lanes16_eq`], as `rte_cuckoo_hash` does), the ninth alone: the gateway
-    /// step 25 instructions per packet shorter than with [`Bucket::sig_candidates`]'
-    /// word-by-word form in the lookup (`perf/scripts/instr.sh`, perf/RESULTS.md
-    /// session 23).
     /// [`Bucket::sig_matches`] in the general registers, for the burst's record prefetch
     /// ([`ConnTable::prefetch_candidate`]): four lanes a 64-bit word with a zero-lane test
     /// (SWAR), which may also report a slot above a matching one in the same word that does
@@ -129,6 +121,14 @@ impl Bucket {
             | u32::from(self.sig_last.load(Ordering::Relaxed) == sig) << 8
     }
 
+    /// The slots whose signature is `sig`, as bits (slot `i`: bit `i`); an empty slot may
+    /// match too (its signature is stale). The caller checks the entry and the key.
+    ///
+    /// The eight word-held signatures are compared as the eight lanes of one 128-bit
+    /// vector ([`lanes16_eq`], as `rte_cuckoo_hash` does), the ninth alone: the gateway
+    /// step 25 instructions per packet shorter than with [`Bucket::sig_candidates`]'
+    /// word-by-word form in the lookup (`perf/scripts/instr.sh`, perf/RESULTS.md
+    /// session 23).
     #[inline(always)]
     fn sig_matches(&self, sig: u16) -> u32 {
         let m = lanes16_eq(

@@ -5,9 +5,10 @@
 /// Bit `i` set (`i` in 0..8): 16-bit lane `i` equals `v`, lanes 0–3 being `w0`'s (its
 /// lowest 16 bits first) and 4–7 `w1`'s.
 ///
-/// On x86-64 one vector compare and a byte mask (about 8 instructions, where the
-/// lane-by-lane form took ~30 and the previous SWAR form ~20 per call: the tracker's
-/// lookup calls it twice per packet, `perf/scripts/instr.sh`).
+/// On x86-64 one vector compare and a byte mask: in the tracker's lookup 25 instructions
+/// per packet fewer than the four-lanes-a-word (SWAR) form it replaced; the lane-by-lane
+/// loop below, which the compiler leaves scalar, is longer than either
+/// (`perf/scripts/instr.sh`, perf/RESULTS.md session 23).
 #[inline(always)]
 pub fn lanes16_eq(w0: u64, w1: u64, v: u16) -> u32 {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
