@@ -16,6 +16,19 @@
 /// Entries per block: one 128-bit vector of `u32`s.
 const LANES: usize = 4;
 
+/// `items` in blocks of [`LANES`] (`put(block, lane, item)` fills a lane of a block that
+/// starts `empty`): the first block (`empty` when there are no items) and the others.
+fn blocks<T: Copy, B: Copy>(items: &[T], empty: B, put: impl Fn(&mut B, usize, T)) -> (B, Vec<B>) {
+    let mut all = items.chunks(LANES).map(|c| {
+        let mut b = empty;
+        for (i, &item) in c.iter().enumerate() {
+            put(&mut b, i, item);
+        }
+        b
+    });
+    (all.next().unwrap_or(empty), all.collect())
+}
+
 /// Inclusive ranges of IPv4 addresses (as numbers): [`RangeSet4::contains`].
 #[derive(Clone, Debug)]
 pub(super) struct RangeSet4 {
@@ -37,18 +50,11 @@ impl RangeSet4 {
     /// The set of `ranges` (`(lo, hi)`, inclusive; a range with `lo > hi` holds nothing).
     pub(super) fn new(ranges: &[(u32, u32)]) -> RangeSet4 {
         let ranges: Vec<(u32, u32)> = ranges.iter().copied().filter(|r| r.0 <= r.1).collect();
-        let mut blocks = ranges.chunks(LANES).map(|c| {
-            let mut b = RangeBlock::EMPTY;
-            for (i, &(lo, hi)) in c.iter().enumerate() {
-                b.lo[i] = lo;
-                b.hi[i] = hi;
-            }
-            b
+        let (first, rest) = blocks(&ranges, RangeBlock::EMPTY, |b, i, (lo, hi)| {
+            b.lo[i] = lo;
+            b.hi[i] = hi;
         });
-        RangeSet4 {
-            first: blocks.next().unwrap_or(RangeBlock::EMPTY),
-            rest: blocks.collect(),
-        }
+        RangeSet4 { first, rest }
     }
 
     /// Is `v` in any of the ranges?
@@ -97,18 +103,11 @@ impl PrefixList4 {
     /// The list of `prefixes` (`(network, mask)`); a network with bits outside its mask
     /// matches nothing, as with the tuples' `v & mask == net`.
     pub(super) fn new(prefixes: &[(u32, u32)]) -> PrefixList4 {
-        let mut blocks = prefixes.chunks(LANES).map(|c| {
-            let mut b = PrefixBlock::EMPTY;
-            for (i, &(net, mask)) in c.iter().enumerate() {
-                b.net[i] = net;
-                b.mask[i] = mask;
-            }
-            b
+        let (first, rest) = blocks(prefixes, PrefixBlock::EMPTY, |b, i, (net, mask)| {
+            b.net[i] = net;
+            b.mask[i] = mask;
         });
-        PrefixList4 {
-            first: blocks.next().unwrap_or(PrefixBlock::EMPTY),
-            rest: blocks.collect(),
-        }
+        PrefixList4 { first, rest }
     }
 
     /// The index of the first prefix that holds `v`.
