@@ -1339,3 +1339,55 @@ fn without_mss_clamp_the_syn_keeps_its_mss() {
     g.resolve_v4_neighbours();
     syn_leaves_with_mss(&mut g, 1460, 1460);
 }
+
+#[test]
+fn ttl_decrement_checksum_equals_rfc1624_for_every_checksum() {
+    use crate::wire::checksum::update_u16;
+    for csum in 0..=u16::MAX {
+        for ttl in [1u8, 2, 63, 64, 128, 255] {
+            for proto in [0u8, 1, 6, 17, 255] {
+                let old = u16::from_be_bytes([ttl, proto]);
+                let want = update_u16(csum, old, old - 0x0100);
+                assert_eq!(
+                    ttl_decremented_checksum(csum),
+                    want,
+                    "{csum:#06x} {old:#06x}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ttl_decrement_leaves_a_header_whose_checksum_is_recomputed_exactly() {
+    use crate::wire::checksum::{ipv4_header, verify_ipv4_header};
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for ttl in 1..=255u8 {
+        for _ in 0..64 {
+            let mut frame = vec![0u8; 14 + 20];
+            for b in frame[14..].iter_mut() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *b = seed as u8;
+            }
+            frame[14] = 0x45;
+            frame[14 + 8] = ttl;
+            frame[24..26].copy_from_slice(&[0, 0]);
+            let c = ipv4_header(&frame[14..]);
+            frame[24..26].copy_from_slice(&c.to_be_bytes());
+            assert!(decrement_ttl(&mut frame, 4, 14));
+            assert_eq!(frame[14 + 8], ttl - 1);
+            let got = u16::from_be_bytes([frame[24], frame[25]]);
+            frame[24..26].copy_from_slice(&[0, 0]);
+            assert_eq!(got, ipv4_header(&frame[14..]), "ttl {ttl}");
+            frame[24..26].copy_from_slice(&got.to_be_bytes());
+            assert!(verify_ipv4_header(&frame[14..]));
+        }
+    }
+    // A TTL of 0 is not decremented (the step drops such a packet before).
+    let mut frame = vec![0u8; 34];
+    frame[14] = 0x45;
+    assert!(!decrement_ttl(&mut frame, 4, 14));
+    assert_eq!(frame[22], 0);
+}
