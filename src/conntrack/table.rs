@@ -179,6 +179,27 @@ fn sig_of(hash: u64) -> u16 {
     (hash >> 48) as u16
 }
 
+/// What the burst's record prefetch found in a key's bucket
+/// ([`ConnTable::prefetch_candidate`]): the slot of the first entry whose signature
+/// matches, or none (and whether the bucket has an overflow chain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate(u8);
+
+impl Candidate {
+    /// No entry matches and the bucket has no overflow chain: the key is almost surely
+    /// not in the table.
+    pub const NONE: Candidate = Candidate(u8::MAX);
+    /// No slot to try first, the lookup scans the bucket and its chain: no entry of the
+    /// bucket itself matched but it has an overflow chain, or nothing was looked at.
+    pub const SCAN: Candidate = Candidate(u8::MAX - 1);
+
+    /// True when the key is likely in the table (a matching entry, or a chain to search).
+    #[inline(always)]
+    pub fn likely_present(self) -> bool {
+        self != Candidate::NONE
+    }
+}
+
 /// A reference to a connection found in the table: its pool index, the direction of the
 /// key that matched, and the record's generation when it was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -531,11 +552,12 @@ impl ConnTable {
     }
 
     /// Prefetches the record of the first entry in `hash`'s bucket whose signature
-    /// matches (the likely hit), so a burst can overlap those misses too. Returns false
-    /// when the bucket (with no overflow chain) has no such entry: the key is almost
-    /// surely not in the table, the packet likely creates a connection.
+    /// matches (the likely hit), so a burst can overlap those misses too. Returns that
+    /// entry's slot (which [`ConnTable::lookup_hinted`] tries first), or that the bucket
+    /// has no such entry: with no overflow chain either ([`Candidate::NONE`]), the key is
+    /// almost surely not in the table, the packet likely creates a connection.
     #[inline(always)]
-    pub fn prefetch_candidate(&self, hash: u64) -> bool {
+    pub fn prefetch_candidate(&self, hash: u64) -> Candidate {
         let b = &self.buckets[self.bucket_of(hash)];
         let mut m = b.sig_candidates(sig_of(hash));
         while m != 0 {
@@ -550,10 +572,14 @@ impl ConnTable {
                     // end; NAT the other direction's key.
                     c.prefetch_all();
                 }
-                return true;
+                return Candidate(i as u8);
             }
         }
-        b.next.load(Ordering::Relaxed) != 0
+        if b.next.load(Ordering::Relaxed) != 0 {
+            Candidate::SCAN
+        } else {
+            Candidate::NONE
+        }
     }
 
     #[inline(always)]
@@ -582,7 +608,48 @@ impl ConnTable {
         hash: u64,
         now: u64,
     ) -> Option<Hit> {
+        self.lookup_from(&self.buckets[self.bucket_of(hash)], words, hash, now)
+    }
+
+    /// [`ConnTable::lookup_inline`] trying first the entry in the slot the burst's
+    /// prefetch found ([`ConnTable::prefetch_candidate`]), which is the hit of nearly every
+    /// packet of an established connection: its key compared, without matching the
+    /// bucket's signatures a second time. The slot's entry is read, and the record
+    /// checked, as the scan would (between two even, equal reads of the bucket's
+    /// sequence); an entry that moved, another key in its place, a record that is not
+    /// live or has expired, a changing bucket: the whole bucket is scanned as usual. The
+    /// answer is the scan's: a key has at most one live, unexpired record in the table.
+    #[inline(always)]
+    pub(crate) fn lookup_hinted(
+        &self,
+        words: &[u64; KEY_WORDS],
+        hash: u64,
+        hint: Candidate,
+        now: u64,
+    ) -> Option<Hit> {
         let head = &self.buckets[self.bucket_of(hash)];
+        if let Some(slot) = head.entries.get(usize::from(hint.0)) {
+            let s1 = head.seq.load(Ordering::Acquire);
+            if s1 & 1 == 0 {
+                let found = self.entry_hit(slot.load(Ordering::Relaxed), words, now);
+                fence(Ordering::Acquire);
+                if found.is_some() && head.seq.load(Ordering::Relaxed) == s1 {
+                    return found;
+                }
+            }
+        }
+        self.lookup_from(head, words, hash, now)
+    }
+
+    /// The lookup's loop over the bucket `head` (of `hash`).
+    #[inline(always)]
+    fn lookup_from(
+        &self,
+        head: &Bucket,
+        words: &[u64; KEY_WORDS],
+        hash: u64,
+        now: u64,
+    ) -> Option<Hit> {
         let sig = sig_of(hash);
         loop {
             let s1 = head.seq.load(Ordering::Acquire);
@@ -621,25 +688,9 @@ impl ConnTable {
                 let i = m.trailing_zeros() as usize;
                 m &= m - 1;
                 let e = b.entries.get(i).map_or(0, |e| e.load(Ordering::Relaxed));
-                if e == 0 {
-                    continue;
+                if let Some(hit) = self.entry_hit(e, words, now) {
+                    return Some(Some(hit));
                 }
-                let idx = entry_idx(e);
-                let Some(c) = self.conns.get(idx as usize) else {
-                    continue;
-                };
-                let Some(dir) = self.entry_key_eq(c, idx, e, words) else {
-                    continue;
-                };
-                let gs = c.gs.load(Ordering::Acquire);
-                if gs & 3 != status::LIVE as u32 || c.expiry.load(Ordering::Relaxed) <= now {
-                    continue;
-                }
-                return Some(Some(Hit {
-                    idx,
-                    dir,
-                    gen: gs >> 2,
-                }));
             }
             match self.chain_next(b) {
                 Some(n) => b = n,
@@ -647,6 +698,27 @@ impl ConnTable {
             }
         }
         None
+    }
+
+    /// The hit of entry `e` (read from a bucket slot) for the key `words`: its record has
+    /// the key, is live and unexpired. The caller validates with the bucket's sequence.
+    #[inline(always)]
+    fn entry_hit(&self, e: u32, words: &[u64; KEY_WORDS], now: u64) -> Option<Hit> {
+        if e == 0 {
+            return None;
+        }
+        let idx = entry_idx(e);
+        let c = self.conns.get(idx as usize)?;
+        let dir = self.entry_key_eq(c, idx, e, words)?;
+        let gs = c.gs.load(Ordering::Acquire);
+        if gs & 3 != status::LIVE as u32 || c.expiry.load(Ordering::Relaxed) <= now {
+            return None;
+        }
+        Some(Hit {
+            idx,
+            dir,
+            gen: gs >> 2,
+        })
     }
 
     fn lock_bucket(&self, i: usize) {
@@ -1628,8 +1700,15 @@ mod tests {
                     while !done.load(Ordering::Relaxed) {
                         for (k, idx) in &stable {
                             for key in [*k, nat_reply(k)] {
-                                let hit = t.lookup(&key.to_words(), t.hash_key(&key), 0);
+                                let (w, h) = (key.to_words(), t.hash_key(&key));
+                                let hit = t.lookup(&w, h, 0);
                                 if hit.map(|h| h.idx) != Some(*idx) {
+                                    misses.fetch_add(1, Ordering::Relaxed);
+                                }
+                                // The burst's hinted lookup, its hint taken now and
+                                // stale by the time the entries have moved.
+                                let hinted = t.lookup_hinted(&w, h, t.prefetch_candidate(h), 0);
+                                if hinted.map(|h| h.idx) != Some(*idx) {
                                     misses.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
@@ -1651,6 +1730,68 @@ mod tests {
         assert_eq!(misses.load(Ordering::Relaxed), 0);
         let total: usize = (0..t.n_buckets()).map(|b| t.bucket_len(b)).sum();
         assert_eq!(total, 2 * (60 + 100));
+    }
+
+    /// Whatever slot it is told to try first (the entry of another key, an empty slot, an
+    /// expired record whose key has a live successor, a key not in the table), the hinted
+    /// lookup answers as the scan.
+    #[test]
+    fn a_hinted_lookup_answers_as_the_scan_whatever_the_hint() {
+        // Eight buckets for 300 connections: full buckets and overflow chains.
+        let t = ConnTable::new(1024, 8, KeyHasher::with_seed(5));
+        let mut cache = PoolCache::default();
+        let mut keys = Vec::new();
+        for i in 0..300 {
+            let k = key(i);
+            let expiry = if i % 7 == 0 { 50 } else { 1000 };
+            if i % 2 == 0 {
+                publish(&t, &mut cache, &k, expiry).expect("room");
+            } else {
+                publish_nat(&t, &mut cache, &k, expiry).expect("room");
+                keys.push(nat_reply(&k));
+            }
+            keys.push(k);
+            keys.push(k.reversed());
+        }
+        keys.extend((5000..5050).map(key));
+        // The hits at `now`, each hinted lookup checked against the scan's answer.
+        let check = |now: u64| {
+            let mut hits = 0;
+            for k in &keys {
+                let (w, h) = (k.to_words(), t.hash_key(k));
+                let want = t.lookup(&w, h, now);
+                hits += usize::from(want.is_some());
+                let hints = (0..SLOTS as u8).map(Candidate).chain([
+                    Candidate::NONE,
+                    Candidate::SCAN,
+                    t.prefetch_candidate(h),
+                ]);
+                for hint in hints {
+                    assert_eq!(
+                        t.lookup_hinted(&w, h, hint, now),
+                        want,
+                        "{k:?} {hint:?} {now}"
+                    );
+                }
+            }
+            hits
+        };
+        // Each connection's two keys (a translated one's reversed original is no key).
+        assert_eq!(check(0), 600);
+        // Live successors of some expired connections, inserted after they expired.
+        for i in (0..300).step_by(14) {
+            let k = key(i);
+            let idx = t.alloc(&mut cache).expect("pool");
+            t.set_keys(idx, &k, &k.reversed());
+            t.conn(idx).expiry.store(1000, Ordering::Relaxed);
+            assert_eq!(
+                t.insert(idx, &k.to_words(), &k.reversed().to_words(), 60),
+                Ok(())
+            );
+        }
+        // The 21 translated connections expired at 50 (i = 7, 21, …, 287) are gone; the 22
+        // untranslated ones have their successors.
+        assert_eq!(check(60), 600 - 2 * 21);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::l4::{L4Kind, UpdateResult};
 use super::state::CtState;
 use super::stats::{bump, CtCounters, CtCountersSnapshot};
 use super::sync::CachePadded;
-use super::table::{ConnTable, Hit, InsertError, PoolCache};
+use super::table::{Candidate, ConnTable, Hit, InsertError, PoolCache};
 use super::timeouts::{TimeoutAttr, TimeoutPolicy};
 use super::zones::{Zone, Zones};
 use crate::dpdk::PageSize;
@@ -649,6 +649,8 @@ pub struct PacketMeta {
     skipped: bool,
     words: [u64; KEY_WORDS],
     hash: u64,
+    /// Set by the second pass: the bucket slot the lookup tries first.
+    hint: Candidate,
 }
 
 impl PacketMeta {
@@ -671,6 +673,7 @@ impl PacketMeta {
         self.nat = nat;
         self.result = CtResult::default();
         self.hash = 0;
+        self.hint = Candidate::SCAN;
         self.plain = false;
         self.fresh = false;
         self.skipped = false;
@@ -695,6 +698,7 @@ impl PacketMeta {
             hash: 0,
             plain: false,
             fresh: false,
+            hint: Candidate::SCAN,
             skipped: false,
         }
     }
@@ -843,7 +847,12 @@ impl<'a> CtWorker<'a> {
         if pkts.len() > 1 {
             let mut nat_fresh = false;
             for m in pkts.iter_mut() {
-                m.fresh = m.plain && !table.prefetch_candidate(m.hash) && m.commit;
+                m.fresh = false;
+                if !m.plain {
+                    continue;
+                }
+                m.hint = table.prefetch_candidate(m.hash);
+                m.fresh = !m.hint.likely_present() && m.commit;
                 if m.fresh {
                     // Likely a new connection: start fetching the bucket of its reply key
                     // (its NAT's likely first candidate), which the creation checks and
@@ -885,7 +894,8 @@ impl<'a> CtWorker<'a> {
                     commit: m.commit,
                     nat: m.nat.and_then(|i| nat.get(i as usize).copied()),
                 };
-                self.resolve_into(&m.parsed, &req, &m.words, m.hash, now, &mut m.result);
+                let key = (&m.words, m.hash, m.hint);
+                self.resolve_into(&m.parsed, &req, key, now, &mut m.result);
                 continue;
             }
             if m.skipped {
@@ -939,7 +949,7 @@ impl<'a> CtWorker<'a> {
         now: u64,
     ) -> CtResult {
         let mut r = CtResult::default();
-        self.resolve_into(p, req, words, hash, now, &mut r);
+        self.resolve_into(p, req, (words, hash, Candidate::SCAN), now, &mut r);
         r
     }
 
@@ -955,15 +965,16 @@ impl<'a> CtWorker<'a> {
         &mut self,
         p: &ParsedPacket,
         req: &Request,
-        words: &[u64; KEY_WORDS],
-        hash: u64,
+        (words, hash, hint): (&[u64; KEY_WORDS], u64, Candidate),
         now: u64,
         out: &mut CtResult,
     ) {
         let kind = L4Kind::of(p.proto);
         let seq_check = self.ct.tcp_seq_check();
-        for _attempt in 0..4 {
-            let Some(hit) = self.ct.table.lookup_inline(words, hash, now) else {
+        for attempt in 0..4 {
+            // The burst's hint on the first attempt only: a retry scans the bucket.
+            let hint = if attempt == 0 { hint } else { Candidate::SCAN };
+            let Some(hit) = self.ct.table.lookup_hinted(words, hash, hint, now) else {
                 self.miss(p, kind, req, words, hash, now, out);
                 return;
             };
@@ -1100,7 +1111,7 @@ impl<'a> CtWorker<'a> {
                     nat: None,
                     ..*req
                 };
-                self.resolve_into(p, &again, words, hash, now, out)
+                self.resolve_into(p, &again, (words, hash, Candidate::SCAN), now, out)
             }
             Err(CreateError::Refused(why)) => out.refused = Some(why),
         }
