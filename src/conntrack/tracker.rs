@@ -753,6 +753,17 @@ enum Lookup {
     Plain,
 }
 
+/// `classify(p, zone)` is [`Lookup::Plain`], without building the lookup of an ICMP
+/// error for the other packets (a fragment is never plain, a TCP/UDP/SCTP/other one
+/// always is).
+#[inline(always)]
+fn is_plain(p: &ParsedPacket, zone: u16) -> bool {
+    match p.l4 {
+        L4Summary::Icmp(_) => matches!(classify(p, zone), Lookup::Plain),
+        _ => p.fragment == Fragment::None,
+    }
+}
+
 fn classify(p: &ParsedPacket, zone: u16) -> Lookup {
     if p.fragment != Fragment::None {
         return Lookup::Fragment;
@@ -836,7 +847,7 @@ impl<'a> CtWorker<'a> {
     ) {
         let table = &self.ct.table;
         for m in pkts.iter_mut() {
-            m.plain = !m.skipped && matches!(classify(&m.parsed, m.zone), Lookup::Plain);
+            m.plain = !m.skipped && is_plain(&m.parsed, m.zone);
             if m.plain {
                 let k = ConnKey::from_packet(&m.parsed, m.zone);
                 m.words = k.to_words();
