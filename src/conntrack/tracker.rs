@@ -710,6 +710,25 @@ impl PacketMeta {
 /// both directions.
 #[inline(always)]
 pub fn packet_nat_bits(conn_nat: u8, reply: bool) -> u8 {
+    // Only the connection's SNAT and DNAT bits (the top two) count.
+    const { assert!(CtState::SNAT == 0x40 && CtState::DNAT == 0x80) };
+    NAT_BITS[usize::from(conn_nat >> 6) | usize::from(reply) << 2]
+}
+
+/// [`packet_nat_bits`] of every (SNAT/DNAT bits, direction), built from the rule
+/// ([`nat_bits_rule`]) at compile time: one load a packet instead of the rule's branches.
+const NAT_BITS: [u8; 8] = {
+    let mut t = [0u8; 8];
+    let mut i = 0;
+    while i < 8 {
+        t[i] = nat_bits_rule(((i & 3) as u8) << 6, i & 4 != 0);
+        i += 1;
+    }
+    t
+};
+
+/// The rule of [`packet_nat_bits`].
+const fn nat_bits_rule(conn_nat: u8, reply: bool) -> u8 {
     let f = if reply {
         (if conn_nat & CtState::SNAT != 0 {
             CtState::DNAT
@@ -1505,5 +1524,33 @@ impl OwnedCtWorker {
     /// [`CtWorker`] (the sweep, `learn`), so that this file need not import them.
     pub fn with_worker<R>(&mut self, f: impl FnOnce(&mut CtWorker<'_>) -> R) -> R {
         self.cell.with_dependent_mut(|_, w| f(w))
+    }
+}
+
+#[cfg(test)]
+mod nat_bits_tests {
+    use super::*;
+
+    /// The table answers as the rule for every NAT byte a record can hold and both
+    /// directions (other bits than SNAT/DNAT ignored).
+    #[test]
+    fn packet_nat_bits_follow_the_rule_for_every_byte_and_direction() {
+        for nat in 0..=u8::MAX {
+            for reply in [false, true] {
+                assert_eq!(
+                    packet_nat_bits(nat, reply),
+                    nat_bits_rule(nat, reply),
+                    "{nat:#04x} {reply}"
+                );
+            }
+        }
+        // The rule itself, as OVS shows it: a reply undoes SNAT by DNAT and the reverse;
+        // both show SNAT.
+        let (s, d) = (CtState::SNAT, CtState::DNAT);
+        assert_eq!(nat_bits_rule(s, true), d);
+        assert_eq!(nat_bits_rule(d, true), s);
+        assert_eq!(nat_bits_rule(s | d, false), s);
+        assert_eq!(nat_bits_rule(s | d, true), s);
+        assert_eq!(nat_bits_rule(0, true), 0);
     }
 }
