@@ -678,8 +678,10 @@ impl GatewayShared {
         own.is_some_and(|(x, _)| x == *a) || (p.role == Role::Outside && self.in_pool(family, a))
     }
 
-    /// Longest-prefix route: the index of the route in the family's table.
-    #[inline]
+    /// Longest-prefix route: the index of the route in the family's table. Always
+    /// inlined: the call, with the registers the ingress pass spilled around it, cost it
+    /// ~10 instructions per packet (the step as a whole 6: 1k UDP 1,381.9 -> 1,375.9).
+    #[inline(always)]
     pub(super) fn route(&self, family: u8, dst: &[u8; 16]) -> Option<u8> {
         let i = if family == 4 {
             let v = v4_num(dst);
@@ -794,12 +796,19 @@ pub(super) fn v4_num(a: &[u8; 16]) -> u32 {
     u32::from_be_bytes([a[0], a[1], a[2], a[3]])
 }
 
-/// The NAT spec of the DNAT rule matching the packet, if any.
-#[inline]
+/// The NAT spec of the DNAT rule matching the packet, if any. The test for no rules at
+/// all is inlined into the step; the search is a call.
+#[inline(always)]
 pub(super) fn dnat_match(sh: &GatewayShared, fam: u8, p: &ParsedPacket) -> Option<u16> {
     if sh.dnat.is_empty() {
         return None;
     }
+    dnat_search(sh, fam, p)
+}
+
+/// [`dnat_match`]'s search of the rules, out of line.
+#[inline(never)]
+fn dnat_search(sh: &GatewayShared, fam: u8, p: &ParsedPacket) -> Option<u16> {
     let dport = match p.l4 {
         L4Summary::Tcp(t) => t.dport,
         L4Summary::Udp { dport, .. } => dport,
