@@ -260,19 +260,23 @@ fn track(
     // Packets that matched no connection and created none, to an outside endpoint
     // of a mapping: hairpinned from inside, or admitted by the mapping's filtering
     // from outside, each as a new connection of its own.
-    for (m, (pre, &k)) in metas[..n].iter_mut().zip(w.pre.iter().zip(ifaces.iter())) {
-        let (Pre::Track { dst_own, .. }, Some(port)) = (*pre, sh.ports.get(usize::from(k))) else {
-            continue;
-        };
+    // The tracker's result is tested first: nearly every packet has a connection.
+    for (i, m) in metas[..n].iter_mut().enumerate() {
         let r = &m.result;
         if r.conn.is_some() || r.refused.is_some() || r.state.has(CtState::INV) {
             continue;
         }
-        mapping_step(ct, sh, port, m, dst_own, w.now);
+        let port = ifaces.get(i).and_then(|&k| sh.ports.get(usize::from(k)));
+        if let (Some(Pre::Track { dst_own, .. }), Some(port)) = (w.pre.get(i).copied(), port) {
+            mapping_step(ct, sh, port, m, dst_own, w.now);
+        }
     }
     // ALG: helper connections' payloads, skewed sequence numbers.
-    for (i, (f, m)) in frames.iter_mut().zip(metas[..n].iter()).enumerate() {
+    for (i, m) in metas[..n].iter().enumerate() {
         if m.result.alg != 0 {
+            let Some(f) = frames.get_mut(i) else {
+                break;
+            };
             if let Some(pending) = alg_burst_step(ct, w, f, m, i) {
                 if let Some(slot) = w.alg_pending.get_mut(i) {
                     *slot = Some(pending);
