@@ -1753,6 +1753,7 @@ mod tests {
             keys.push(k);
             keys.push(k.reversed());
         }
+        assert!(t.overflow_used() > 0);
         keys.extend((5000..5050).map(key));
         // The hits at `now`, each hinted lookup checked against the scan's answer.
         let check = |now: u64| {
