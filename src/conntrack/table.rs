@@ -594,31 +594,22 @@ impl ConnTable {
     /// unexpired connection that has it. `now` is in ms of the tracker clock.
     #[inline]
     pub fn lookup(&self, words: &[u64; KEY_WORDS], hash: u64, now: u64) -> Option<Hit> {
-        self.lookup_inline(words, hash, now)
-    }
-
-    /// [`ConnTable::lookup`], always inlined: for the tracker's per-packet path, where the
-    /// hit returned from a call went through memory (`Option<Hit>` is 24 bytes) and was
-    /// read back at once, a store-forwarding stall per packet (`ctgate-perf step`: a fifth
-    /// of the burst loop's samples on the load).
-    #[inline(always)]
-    pub(crate) fn lookup_inline(
-        &self,
-        words: &[u64; KEY_WORDS],
-        hash: u64,
-        now: u64,
-    ) -> Option<Hit> {
         self.lookup_from(&self.buckets[self.bucket_of(hash)], words, hash, now)
     }
 
-    /// [`ConnTable::lookup_inline`] trying first the entry in the slot the burst's
-    /// prefetch found ([`ConnTable::prefetch_candidate`]), which is the hit of nearly every
-    /// packet of an established connection: its key compared, without matching the
-    /// bucket's signatures a second time. The slot's entry is read, and the record
-    /// checked, as the scan would (between two even, equal reads of the bucket's
-    /// sequence); an entry that moved, another key in its place, a record that is not
-    /// live or has expired, a changing bucket: the whole bucket is scanned as usual. The
-    /// answer is the scan's: a key has at most one live, unexpired record in the table.
+    /// [`ConnTable::lookup`] trying first the entry in the slot the burst's prefetch
+    /// found ([`ConnTable::prefetch_candidate`]), which is the hit of nearly every packet of
+    /// an established connection: its key compared, without matching the bucket's
+    /// signatures a second time. The slot's entry is read, and the record checked, as the
+    /// scan would (between two even, equal reads of the bucket's sequence); an entry that
+    /// moved, another key in its place, a record that is not live or has expired, a
+    /// changing bucket: the whole bucket is scanned as usual. The answer is the scan's: a
+    /// key has at most one live, unexpired record in the table.
+    ///
+    /// Always inlined into the tracker's per-packet path: a hit returned from a call went
+    /// through memory (`Option<Hit>` is 24 bytes) and was read back at once, a
+    /// store-forwarding stall per packet (`ctgate-perf step`: a fifth of the burst loop's
+    /// samples on the load).
     #[inline(always)]
     pub(crate) fn lookup_hinted(
         &self,
