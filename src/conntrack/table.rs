@@ -553,7 +553,7 @@ impl ConnTable {
 
     /// Prefetches the record of the first entry in `hash`'s bucket whose signature
     /// matches (the likely hit), so a burst can overlap those misses too. Returns that
-    /// entry's slot (which [`ConnTable::lookup_hinted`] tries first), or that the bucket
+    /// entry's slot (which the tracker's `lookup_hinted` tries first), or that the bucket
     /// has no such entry: with no overflow chain either ([`Candidate::NONE`]), the key is
     /// almost surely not in the table, the packet likely creates a connection.
     #[inline(always)]
