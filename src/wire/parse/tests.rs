@@ -1219,3 +1219,143 @@ proptest! {
         }
     }
 }
+
+/// An untagged IPv4 frame for the plain path's tests: IHL 5, the flags/fragment word
+/// `frag`, total length `20 + l4.len()` plus `len_delta`, then `pad` bytes of padding.
+fn plain_v4(proto: u8, frag: u16, len_delta: i32, l4: &[u8], pad: usize) -> Vec<u8> {
+    let mut f = frame(&["020000000002 020000000001 0800"]);
+    let total = (20 + l4.len() as i32 + len_delta) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 7]);
+    f.extend_from_slice(&frag.to_be_bytes());
+    f.extend_from_slice(&[64, proto, 0, 0, 10, 0, 0, 1, 192, 0, 2, 9]);
+    f.extend_from_slice(l4);
+    f.resize(f.len() + pad, 0);
+    f
+}
+
+/// A TCP header (data offset `doff` words, flags `flags`; options of NOPs and a window
+/// scale 7 fill what the offset asks for) and `payload` bytes.
+fn tcp_seg(doff: u8, flags: u8, payload: usize) -> Vec<u8> {
+    let mut t = frame(&["9c40 0050 000003e8 000007d0"]);
+    t.extend_from_slice(&[doff << 4, flags, 0xfa, 0xf0, 0, 0, 0, 0]);
+    let opts = (usize::from(doff) * 4).saturating_sub(20);
+    let mut o = vec![1u8; opts];
+    if opts >= 3 {
+        o[opts - 3..].copy_from_slice(&[3, 3, 7]);
+    }
+    t.extend_from_slice(&o);
+    t.resize(t.len() + payload, 0x41);
+    t
+}
+
+/// A UDP header whose length field is its true length plus `len_delta`, and `payload`.
+fn udp_dgram(len_delta: i32, payload: usize) -> Vec<u8> {
+    let len = (8 + payload as i32 + len_delta) as u16;
+    let mut u = frame(&["1388 0035"]);
+    u.extend_from_slice(&len.to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.resize(u.len() + payload, 0x42);
+    u
+}
+
+/// The general parser's answer and what it left in a buffer that held `EMPTY`.
+fn general(f: &[u8]) -> (Result<(), ParseError>, ParsedPacket) {
+    let mut p = ParsedPacket::EMPTY;
+    (parse_frame_general(f, &mut p), p)
+}
+
+/// The common frames (UDP, TCP without a SYN's options: ACKs with timestamps, SYNs
+/// without options) take the inlined path, with the general parser's result; the others
+/// (a SYN with options, whose window scale is read; VLAN tags; IPv4 options; fragments;
+/// other protocols; short frames) do not.
+#[test]
+fn the_plain_ipv4_path_takes_the_common_frames() {
+    let common = [
+        plain_v4(proto::UDP, 0, 0, &udp_dgram(0, 18), 0),
+        plain_v4(proto::UDP, ipv4::frag::DF, 0, &udp_dgram(0, 100), 0),
+        plain_v4(proto::UDP, 0, 0, &udp_dgram(0, 1), 18),
+        plain_v4(
+            proto::TCP,
+            ipv4::frag::DF,
+            0,
+            &tcp_seg(8, tcp_flags::ACK, 0),
+            0,
+        ),
+        plain_v4(proto::TCP, 0, 0, &tcp_seg(5, tcp_flags::SYN, 6), 0),
+        plain_v4(
+            proto::TCP,
+            0,
+            0,
+            &tcp_seg(5, tcp_flags::ACK | tcp_flags::PSH, 900),
+            0,
+        ),
+        padded(),
+    ];
+    for f in &common {
+        let mut p = ParsedPacket::EMPTY;
+        assert!(parse_plain_ipv4(f, &mut p), "{f:02x?}");
+        assert_eq!((Ok(()), p), general(f));
+        assert_eq!(parse_frame(f), Ok(p));
+    }
+    let mut vlan = plain_v4(proto::UDP, 0, 0, &udp_dgram(0, 30), 0);
+    vlan.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
+    let others = [
+        plain_v4(proto::TCP, 0, 0, &tcp_seg(8, tcp_flags::SYN, 0), 0),
+        vlan,
+        syn_vlan(),
+        v4_first_frag(),
+        v4_later_frag(),
+        plain_v4(proto::UDP, ipv4::frag::MF, 0, &udp_dgram(0, 30), 0),
+        plain_v4(proto::SCTP, 0, 0, &udp_dgram(0, 30), 0),
+        echo_req_v4(),
+        plain_v4(proto::UDP, 0, 0, &udp_dgram(1, 30), 0),
+        plain_v4(proto::UDP, 0, 1, &udp_dgram(0, 30), 0),
+    ];
+    for f in &others {
+        let mut p = ParsedPacket::EMPTY;
+        assert!(!parse_plain_ipv4(f, &mut p), "{f:02x?}");
+        assert_eq!(p, ParsedPacket::EMPTY, "{f:02x?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6000))]
+
+    /// Whatever the frame (near-plain IPv4 frames with their lengths, offsets, flags and
+    /// fragment bits varied, cut or bit-flipped), the inlined path's answer is the general
+    /// parser's, and an error leaves the buffer as it was.
+    #[test]
+    fn the_plain_ipv4_path_answers_as_the_general_parser(
+        tcp in any::<bool>(),
+        proto_other in prop::sample::select(vec![0u8, proto::ICMP, proto::SCTP, 41]),
+        other in prop::bool::weighted(0.1),
+        frag in prop::sample::select(vec![0u16, 0x4000, 0x2000, 0x0001, 0x6001, 0x8000]),
+        len_delta in -24i32..6,
+        l4_delta in -10i32..4,
+        doff in prop::sample::select(vec![5u8, 5, 8, 0, 4, 6, 15]),
+        flags in any::<u8>(),
+        payload in 0usize..40,
+        pad in 0usize..8,
+        flips in proptest::collection::vec((0usize..80, 0u8..8), 0..3),
+        cut in proptest::option::weighted(0.2, 0usize..90),
+    ) {
+        let (proto, l4) = match (other, tcp) {
+            (true, _) => (proto_other, udp_dgram(0, payload)),
+            (false, true) => (proto::TCP, tcp_seg(doff, flags, payload)),
+            (false, false) => (proto::UDP, udp_dgram(l4_delta, payload)),
+        };
+        let mut f = plain_v4(proto, frag, len_delta, &l4, pad);
+        for (at, bit) in flips {
+            let n = f.len();
+            f[at % n] ^= 1 << bit;
+        }
+        if let Some(c) = cut {
+            f.truncate(c);
+        }
+        let mut p = ParsedPacket::EMPTY;
+        let r = parse_frame_into(&f, &mut p);
+        prop_assert_eq!((r, p), general(&f));
+    }
+}
