@@ -202,18 +202,17 @@ impl L4State {
     }
 }
 
-/// The per-protocol state of a record and the record's lock: a test-and-test-and-set spin
-/// lock byte, and the [`L4State`] as atomic words that are only written while the lock
-/// is held ([`Conn::with_l4`] copies them out, runs the update, and writes them back);
-/// the one exception to reading under the lock is `proto_state`, which
-/// [`Conn::peek_proto_state`] reads between two generation checks. Atomics rather than a lock around plain data, so that an all-zero record is a
-/// valid, unlocked one (the pool is zeroed memory, see [`crate::dpdk::ZeroedPages`]).
+/// The TCP state of a record and the record's lock: a test-and-test-and-set spin lock
+/// byte, and the [`L4State`]'s peers as atomic words that are only written while the
+/// lock is held ([`Conn::with_l4`] copies them out with the record's `proto_state`, runs
+/// the update, and writes back what changed). Atomics rather than a lock around plain
+/// data, so that an all-zero record is a valid, unlocked one (the pool is zeroed memory,
+/// see [`crate::dpdk::ZeroedPages`]).
 #[derive(Default, Zeroable)]
 #[repr(C)]
 pub(crate) struct L4Cell {
     words: [AtomicU64; 3],
     lock: AtomicU8,
-    proto_state: AtomicU8,
 }
 
 /// Releases an [`L4Cell`]'s lock when dropped (also if the update panics).
@@ -262,8 +261,10 @@ pub(crate) fn short_key(w: &[u64; KEY_WORDS]) -> Option<[u64; 2]> {
 /// The first line holds what a lookup reads: both directions' keys (IPv4 keys in 16 bytes
 /// each; an IPv6 key's words live in the table's long-key array and the record keeps its
 /// tail word with [`KEY_LONG`] set), the expiry and the generation/status word, plus the
-/// NAT/ALG byte, mark and zone links. The second line holds what an update writes: the L4
-/// lock and state, and the label.
+/// NAT/ALG byte, mark, zone links and the protocol state byte, which is all the state of
+/// a UDP, ICMP or other protocol's connection: their packets read only this line. The
+/// second line holds what a TCP update reads and writes: the L4 lock and the peers'
+/// windows; and the label.
 ///
 /// Fields read on the lookup path without a lock are atomics (keys, status, generation,
 /// expiry): a reader may look at a slot that is concurrently freed and reused, and then
@@ -301,6 +302,12 @@ pub struct Conn {
     /// carried it ([`crate::conntrack::learn`]), in the low 15 bits, and [`FORWARDED`];
     /// meaningless for a local one.
     pub(crate) stream: AtomicU16,
+    /// [`L4State::proto_state`]: written under the L4 lock (second line), read without it
+    /// by [`Conn::peek_proto_state`] between two generation checks. On the first line, so
+    /// that the steady packets of UDP, ICMP and other protocols' connections, which read
+    /// it and nothing else of the L4 state, do not fetch the second (perf/RESULTS.md
+    /// session 25).
+    pub(crate) proto_state: AtomicU8,
     /// Zone-list links (previous, next), only read and written under the zone-list shard
     /// lock (so `Relaxed` loads and stores suffice: the lock orders them; on x86 they are
     /// plain moves).
@@ -316,6 +323,12 @@ impl Conn {
     pub(crate) fn prefetch_all(&self) {
         prefetch(&self.keys);
         prefetch(&self.l4);
+    }
+
+    /// Prefetches the record's first line (keys, status, expiry, the protocol state byte).
+    #[inline(always)]
+    pub(crate) fn prefetch_first(&self) {
+        prefetch(&self.keys);
     }
 
     /// The generation.
@@ -395,7 +408,7 @@ impl Conn {
         if !self.is_live(gen) {
             return None;
         }
-        let ps = self.l4.proto_state.load(Ordering::Acquire);
+        let ps = self.proto_state.load(Ordering::Acquire);
         self.is_live(gen).then_some(ps)
     }
 
@@ -411,7 +424,7 @@ impl Conn {
             cell.words[1].load(Ordering::Relaxed),
             cell.words[2].load(Ordering::Relaxed),
         ];
-        let ps = cell.proto_state.load(Ordering::Relaxed);
+        let ps = self.proto_state.load(Ordering::Relaxed);
         let mut st = L4State::from_words(w, ps);
         let r = f(&mut st);
         let n = st.to_words();
@@ -424,7 +437,7 @@ impl Conn {
         // holder that finds the generation moved on, a reader) stores nothing, so
         // [`Conn::init_l4`] may write an unpublished record's state beside it.
         if st.proto_state != ps {
-            cell.proto_state.store(st.proto_state, Ordering::Relaxed);
+            self.proto_state.store(st.proto_state, Ordering::Relaxed);
         }
         r
     }
@@ -445,7 +458,7 @@ impl Conn {
         for (slot, new) in cell.words.iter().zip(st.to_words()) {
             slot.store(new, Ordering::Relaxed);
         }
-        cell.proto_state.store(st.proto_state, Ordering::Relaxed);
+        self.proto_state.store(st.proto_state, Ordering::Relaxed);
         r
     }
 
@@ -594,6 +607,9 @@ mod tests {
         // `prefetch_all` fetches through `keys`; the L4 lock and state start line 1.
         assert_eq!(offset_of!(Conn, keys), 0);
         assert!(offset_of!(Conn, expiry) + 8 <= 64 && offset_of!(Conn, gs) + 4 <= 64);
+        // So is the protocol state byte, all a UDP, ICMP or other connection's packet
+        // reads of its L4 state.
+        assert!(offset_of!(Conn, proto_state) < 64 && offset_of!(Conn, nat) < 64);
         assert_eq!(offset_of!(Conn, l4), 64);
         assert_eq!(size_of::<TcpPeer>(), 12);
     }

@@ -556,8 +556,11 @@ impl ConnTable {
     /// entry's slot (which the tracker's `lookup_hinted` tries first), or that the bucket
     /// has no such entry: with no overflow chain either ([`Candidate::NONE`]), the key is
     /// almost surely not in the table, the packet likely creates a connection.
+    ///
+    /// `whole`: both of the record's lines (a TCP segment's update reads and writes the
+    /// second), else the first (all that the steady packets of other protocols read).
     #[inline(always)]
-    pub fn prefetch_candidate(&self, hash: u64) -> Candidate {
+    pub fn prefetch_candidate(&self, hash: u64, whole: bool) -> Candidate {
         let b = &self.buckets[self.bucket_of(hash)];
         let mut m = b.sig_candidates(sig_of(hash));
         while m != 0 {
@@ -567,10 +570,15 @@ impl ConnTable {
             if e != 0 {
                 let idx = entry_idx(e) as usize;
                 if let Some(c) = self.conns.get(idx) {
-                    // Every line of the record: the lookup reads the key of the entry's
-                    // direction, the status and expiry; the update the L4 state at the
-                    // end; NAT the other direction's key.
-                    c.prefetch_all();
+                    // The lookup reads the key of the entry's direction, the status and
+                    // expiry, NAT the other direction's key, the steady packet of a UDP,
+                    // ICMP or other connection the protocol state byte: the first line; a
+                    // TCP update the L4 state in the second.
+                    if whole {
+                        c.prefetch_all();
+                    } else {
+                        c.prefetch_first();
+                    }
                 }
                 return Candidate(i as u8);
             }
@@ -1698,7 +1706,8 @@ mod tests {
                                 }
                                 // The burst's hinted lookup, its hint taken now and
                                 // stale by the time the entries have moved.
-                                let hinted = t.lookup_hinted(&w, h, t.prefetch_candidate(h), 0);
+                                let hinted =
+                                    t.lookup_hinted(&w, h, t.prefetch_candidate(h, true), 0);
                                 if hinted.map(|h| h.idx) != Some(*idx) {
                                     misses.fetch_add(1, Ordering::Relaxed);
                                 }
@@ -1756,7 +1765,7 @@ mod tests {
                 let hints = (0..SLOTS as u8).map(Candidate).chain([
                     Candidate::NONE,
                     Candidate::SCAN,
-                    t.prefetch_candidate(h),
+                    t.prefetch_candidate(h, true),
                 ]);
                 for hint in hints {
                     assert_eq!(

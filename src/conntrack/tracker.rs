@@ -18,6 +18,7 @@ use super::timeouts::{TimeoutAttr, TimeoutPolicy};
 use super::zones::{Zone, Zones};
 use crate::dpdk::PageSize;
 use crate::wire::parse::{Fragment, L4Summary, ParsedPacket};
+use crate::wire::proto;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -881,7 +882,7 @@ impl<'a> CtWorker<'a> {
                 if !m.plain {
                     continue;
                 }
-                m.hint = table.prefetch_candidate(m.hash);
+                m.hint = table.prefetch_candidate(m.hash, m.parsed.proto == proto::TCP);
                 m.fresh = !m.hint.likely_present() && m.commit;
                 if m.fresh {
                     // Likely a new connection: start fetching the bucket of its reply key
