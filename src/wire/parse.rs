@@ -279,8 +279,9 @@ pub fn parse_frame_into(frame: &[u8], out: &mut ParsedPacket) -> Result<(), Pars
 /// returns false for every other frame.
 ///
 /// It saves the call's register saves and restores and lets the summary be stored
-/// straight into `out`: a UDP packet's parse ~130 → ~75 instructions, the gateway step
-/// 1,278.1 → 1,222.7 (`perf/scripts/instr.sh`, perf/RESULTS.md session 25).
+/// straight into `out`: a packet's parse ~130 → ~75 instructions (`ctgate-perf core`'s
+/// mix of UDP and TCP under callgrind), the gateway step at 1k UDP flows 1,278.1 →
+/// 1,222.7 (`perf/scripts/instr.sh`, perf/RESULTS.md session 25).
 #[inline(always)]
 fn parse_plain_ipv4(frame: &[u8], out: &mut ParsedPacket) -> bool {
     const L3: usize = ethernet::HEADER_LEN;
