@@ -540,6 +540,51 @@ fn zone_timeout_policy_overrides_defaults_and_can_be_removed() {
     assert_eq!(c.expiry, 60_000);
 }
 
+/// A worker keeps a copy of the timeouts of the zone it tracked last (`TimeoutCache`):
+/// a change of the default, a zone's own policy set and cleared, and packets alternating
+/// between zones each get, on the same worker, the timeout in force when they are tracked.
+#[test]
+fn timeout_changes_reach_the_next_packet_of_a_worker_that_copied_them() {
+    use super::timeouts::TimeoutAttr::UdpSingle;
+    let ct = tracker(1024);
+    ct.default_policy().set_ms(UdpSingle, 22_000);
+    let mut w = ct.worker(0);
+    let out = udp(A, B, 5000, 53);
+    let expiry = |zone: u16| {
+        ct.all_conns()
+            .iter()
+            .find(|c| c.orig.zone == zone)
+            .map(|c| c.expiry)
+    };
+    let mut track = |zone: u16, now: u64| {
+        let r = w.process(&out, zone, true, now);
+        assert!(r.conn.is_some(), "zone {zone} at {now}: {}", r.state);
+    };
+    let z0 = ct.zones().get_or_create(0);
+    // (zone, time, what changes before the packet, the expiry after it)
+    let steps: [(u16, u64, &dyn Fn(), u64); 9] = [
+        (0, 0, &|| {}, 60_000),     // created: the first packet's timeout
+        (0, 1, &|| {}, 1 + 22_000), // FIRST -> MULTIPLE (the locked update)
+        (0, 2, &|| {}, 2 + 22_000), // steady: the worker's copy
+        (
+            0,
+            3,
+            &|| ct.default_policy().set_ms(UdpSingle, 5_000),
+            3 + 5_000,
+        ),
+        (0, 4, &|| z0.policy.set_ms(UdpSingle, 7_000), 4 + 7_000),
+        (7, 5, &|| {}, 5 + 60_000), // zone 7 created: its first packet
+        (7, 6, &|| {}, 6 + 5_000),  // zone 7 has no policy: the default
+        (0, 7, &|| {}, 7 + 7_000),  // back to zone 0's own
+        (0, 8, &|| z0.policy.clear(), 8 + 5_000),
+    ];
+    for (zone, now, change, want) in steps {
+        change();
+        track(zone, now);
+        assert_eq!(expiry(zone), Some(want), "zone {zone} at {now}");
+    }
+}
+
 #[test]
 fn sweep_removes_exactly_the_expired_connections() {
     let ct = tracker(4096);

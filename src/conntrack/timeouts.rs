@@ -6,7 +6,23 @@
 //! come from the global default policy. Both are changeable at run time: values are
 //! atomics read with relaxed loads on the packet path (a read-mostly map).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Changes made to any timeout policy of the process (each [`TimeoutPolicy::set_ms`] and
+/// [`TimeoutPolicy::clear`] adds one after its stores). A tracker worker keeps a copy of
+/// the timeouts of the zone it tracked last and takes it again when this count moved
+/// (`CtWorker`'s `TimeoutCache`): a change applies from the next packet on, as when each
+/// packet read the policies, and a packet reads one count instead of a zone's record and
+/// two policies.
+static CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// The number of changes made to any timeout policy so far (each
+/// [`TimeoutPolicy::set_ms`] and [`TimeoutPolicy::clear`] counts one, after its stores).
+/// Read before the policies it stands for: a change made after it is counted after it.
+#[inline(always)]
+pub fn changes() -> u64 {
+    CHANGES.load(Ordering::Acquire)
+}
 
 /// A timeout attribute: the state class a connection is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -132,11 +148,13 @@ impl TimeoutPolicy {
     pub fn set_ms(&self, a: TimeoutAttr, ms: u32) {
         self.ms[a as usize].store(ms, Ordering::Relaxed);
         self.present.fetch_or(1 << a as u32, Ordering::Release);
+        CHANGES.fetch_add(1, Ordering::Release);
     }
 
     /// Removes every attribute.
     pub fn clear(&self) {
         self.present.store(0, Ordering::Release);
+        CHANGES.fetch_add(1, Ordering::Release);
     }
 
     /// The attribute's value if present.

@@ -14,7 +14,7 @@ use super::state::CtState;
 use super::stats::{bump, CtCounters, CtCountersSnapshot};
 use super::sync::CachePadded;
 use super::table::{Candidate, ConnTable, Hit, InsertError, PoolCache};
-use super::timeouts::{TimeoutAttr, TimeoutPolicy};
+use super::timeouts::{self, TimeoutAttr, TimeoutPolicy, N_ATTRS};
 use super::zones::{Zone, Zones};
 use crate::dpdk::PageSize;
 use crate::wire::parse::{Fragment, L4Summary, ParsedPacket};
@@ -296,6 +296,7 @@ impl Conntrack {
             shard: shard.min(self.workers),
             cache: PoolCache::default(),
             reclaim_missed: None,
+            timeouts: TimeoutCache::STALE,
         }
     }
 
@@ -621,6 +622,28 @@ pub struct CtWorker<'a> {
     /// record is never freed), and the clock (ms) it ran at: until the clock moves on,
     /// that zone is not walked again (see [`CtWorker::reclaim`]).
     reclaim_missed: Option<(usize, u64)>,
+    timeouts: TimeoutCache,
+}
+
+/// A worker's copy of the timeouts of the zone it tracked last (each the zone's override,
+/// else the default: [`Conntrack::timeout_ms`]), taken when the policies' change count
+/// ([`timeouts::changes`]) was `changes`. A packet that refreshes its connection's expiry
+/// reads the count and its timeout from here (the zone's record and two policies,
+/// ~20 instructions, before); a packet of another zone, or after a change, takes the
+/// copy again.
+struct TimeoutCache {
+    changes: u64,
+    zone: u16,
+    ms: [u32; N_ATTRS],
+}
+
+impl TimeoutCache {
+    /// A copy that no count matches: the first packet takes it.
+    const STALE: TimeoutCache = TimeoutCache {
+        changes: u64::MAX,
+        zone: 0,
+        ms: [0; N_ATTRS],
+    };
 }
 
 impl Drop for CtWorker<'_> {
@@ -1035,8 +1058,7 @@ impl<'a> CtWorker<'a> {
                 continue;
             };
             if let Some(a) = tattr {
-                let z = self.ct.zones.get(req.zone);
-                c.refresh_expiry(now + self.ct.timeout_ms(z, a));
+                c.refresh_expiry(now + self.timeout(req.zone, a));
             }
             if update && self.ct.events.enabled() {
                 self.ct.emit(
@@ -1088,6 +1110,31 @@ impl<'a> CtWorker<'a> {
         }
         // The record kept changing under us: treat the packet as untrackable this time.
         *out = CtResult::flags(CtState::INV);
+    }
+
+    /// The timeout of `a` in `zone` ([`Conntrack::timeout_ms`]), from the worker's copy
+    /// ([`TimeoutCache`]).
+    #[inline(always)]
+    fn timeout(&mut self, zone: u16, a: TimeoutAttr) -> u64 {
+        let changes = timeouts::changes();
+        if changes != self.timeouts.changes || zone != self.timeouts.zone {
+            self.take_timeouts(changes, zone);
+        }
+        u64::from(self.timeouts.ms[a as usize])
+    }
+
+    /// Takes the copy of `zone`'s timeouts, as they are at the change count `changes`
+    /// (read before them).
+    #[cold]
+    #[inline(never)]
+    fn take_timeouts(&mut self, changes: u64, zone: u16) {
+        let z = self.ct.zones.get(zone);
+        for a in TimeoutAttr::ALL {
+            // Timeouts are u32 milliseconds in the policies.
+            self.timeouts.ms[a as usize] = self.ct.timeout_ms(z, a) as u32;
+        }
+        self.timeouts.zone = zone;
+        self.timeouts.changes = changes;
     }
 
     /// No live connection has the packet's key.
