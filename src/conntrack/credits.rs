@@ -19,7 +19,11 @@
 //!   never exceed the limit.
 //! * A refusal is exact: before refusing, the refused shard collects every shard's spare
 //!   back into `reserved` and tries again, so a slot parked unused in another worker's
-//!   spare never refuses a connection below the limit.
+//!   spare never refuses a connection below the limit; and while another shard's
+//!   collection is under way (slots out of a spare, not yet out of `reserved`) it tries
+//!   again until that one ends. (Without that wait, two workers that found the room in
+//!   the control lcore's spare at once refused connections below the limit: the second
+//!   to collect found the spares empty and `reserved` not yet lowered.)
 //! * Lowering a limit ([`Credits::collect`]) takes every spare back, so the spares handed
 //!   out under the old limit cannot admit connections past the new one.
 
@@ -33,15 +37,26 @@ const BATCH: u32 = 32;
 pub struct Credits {
     /// Slots handed out: counted connections plus the shards' spares.
     reserved: CachePadded<AtomicU32>,
+    /// Collections under way ([`Credits::collect`]): the slots such a collection has
+    /// taken out of a spare and not yet out of `reserved` make the room look smaller than
+    /// it is, so a refusal waits for it to end (written only by collections, read only
+    /// on the way to a refusal).
+    collecting: AtomicU32,
     /// Per shard: slots reserved but not used yet.
     spare: Box<[CachePadded<AtomicU32>]>,
 }
+
+/// How many times a shard that found no room re-reads it while another shard's collection
+/// is under way before it refuses (a collection takes well under a microsecond; this bounds
+/// the wait when the collecting thread was preempted).
+const COLLECT_WAIT_SPINS: u32 = 4096;
 
 impl Credits {
     /// A count for `shards` shards, starting at zero.
     pub fn new(shards: usize) -> Credits {
         Credits {
             reserved: CachePadded(AtomicU32::new(0)),
+            collecting: AtomicU32::new(0),
             spare: (0..shards.max(1))
                 .map(|_| CachePadded(AtomicU32::new(0)))
                 .collect(),
@@ -77,7 +92,22 @@ impl Credits {
             return true;
         }
         self.collect();
-        self.reserve(shard, limit)
+        for _ in 0..COLLECT_WAIT_SPINS {
+            // No room is exact unless another shard's collection holds slots between the
+            // spares and `reserved`. A collection this shard's `collect` followed is seen
+            // here (the swaps' release and acquire); when none is under way, the ones
+            // before have subtracted (the count's release and acquire) and the room read
+            // after is exact.
+            let busy = self.collecting.load(Ordering::Acquire);
+            if self.reserve(shard, limit) {
+                return true;
+            }
+            if busy == 0 {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+        false
     }
 
     /// Reserves a batch (far from the limit) or one slot (near it) for `shard`, using one
@@ -129,12 +159,14 @@ impl Credits {
     /// Takes every shard's spare back into the shared word (before a refusal, and when a
     /// limit is lowered).
     pub fn collect(&self) {
+        self.collecting.fetch_add(1, Ordering::AcqRel);
         for s in self.spare.iter() {
-            let n = s.swap(0, Ordering::Relaxed);
+            let n = s.swap(0, Ordering::AcqRel);
             if n > 0 {
                 self.reserved.fetch_sub(n, Ordering::Relaxed);
             }
         }
+        self.collecting.fetch_sub(1, Ordering::Release);
     }
 
     /// The count: exact when no admission or removal is under way (see the module doc).
@@ -211,5 +243,40 @@ mod tests {
         });
         assert_eq!(admitted.iter().sum::<u32>(), 7777);
         assert_eq!(c.count(), 7777);
+    }
+
+    #[test]
+    fn shards_finding_the_room_in_another_shards_spare_at_once_are_never_refused() {
+        // The whole room sits in shard 2's spare (the control lcore's sweep gave the
+        // slots back) when shards 0 and 1 both need it: each collects, and the one whose
+        // collection comes second finds the spares empty while the first still holds
+        // the slots between the spare and `reserved`. It must wait, not refuse.
+        const L: u32 = 64;
+        for round in 0..2000 {
+            let c = Credits::new(3);
+            c.reserved.store(L, Ordering::Relaxed);
+            c.spare[2].store(L, Ordering::Relaxed);
+            let go = AtomicU32::new(0);
+            let refused: Vec<usize> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..2)
+                    .map(|shard| {
+                        let (c, go) = (&c, &go);
+                        s.spawn(move || {
+                            go.fetch_add(1, Ordering::AcqRel);
+                            while go.load(Ordering::Acquire) < 2 {
+                                std::hint::spin_loop();
+                            }
+                            (0..L / 2).filter(|_| !c.take(shard, Some(L))).count()
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().unwrap_or(usize::MAX))
+                    .collect()
+            });
+            assert_eq!(refused, [0, 0], "round {round}");
+            assert_eq!(c.count(), L, "round {round}");
+            assert!(!c.take(0, Some(L)), "round {round}: past the limit");
+        }
     }
 }
