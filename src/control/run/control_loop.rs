@@ -44,7 +44,7 @@ const TICK: Duration = Duration::from_millis(10);
 pub const MAX_SWEEP_BUCKETS_PER_TICK: usize = 65_536;
 /// While the sweep removes connections in numbers (at least [`SWEEP_STEP_MIN_REMOVED`]
 /// at its last step), it also runs between ticks, this far apart: a tick's share of the
-/// sweep in forty pieces instead of one. Under heavy churn a tick's sweep is milliseconds
+/// sweep in eighty pieces instead of one. Under heavy churn a tick's sweep is milliseconds
 /// of work (about 300 ns per removed connection: at a million expiring a second, 3 ms
 /// every 10 ms), and on a CPU the control lcore shares (with a traffic generator, other
 /// processes, the kernel's work) nothing else runs there for that long: a worker fed from
@@ -54,12 +54,15 @@ pub const MAX_SWEEP_BUCKETS_PER_TICK: usize = 65_536;
 /// gained 4% with TCP and 1–2% with UDP; in 250 µs steps (about 90 µs of work each)
 /// another 5–6% (its worker waits 7–8% of its time instead of 17%), for 4% more of the
 /// control lcore's CPU per removed connection (the wakeups); 100 µs steps cost 13% more
-/// for no more gain (perf/RESULTS.md, sessions 13 and 15). Nothing else of a tick (the
-/// control socket, the event consumers) runs more often.
-const SWEEP_STEP: Duration = Duration::from_micros(250);
+/// for no more gain (perf/RESULTS.md, sessions 13 and 15). Since then the worker got
+/// faster and drains its queue sooner: in 125 µs steps TCP connections per second rose
+/// 7–10% (seven of seven interleaved pairs; the worker busy 0.92–0.95 of its polls
+/// instead of 0.86–0.88), UDP moved by −5% to +3% either way (session 26). Nothing else
+/// of a tick (the control socket, the event consumers) runs more often.
+const SWEEP_STEP: Duration = Duration::from_micros(125);
 /// Removed connections at a sweep step that make the next one come after [`SWEEP_STEP`]
 /// rather than at the next tick (a light churn keeps the tick's pace): 256 a millisecond.
-const SWEEP_STEP_MIN_REMOVED: usize = 64;
+const SWEEP_STEP_MIN_REMOVED: usize = 32;
 
 /// Why a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -431,9 +434,9 @@ mod tests {
         // 1024 buckets over 1000 ms: about 10 per 10 ms tick.
         let total = swept_in_steps(10_000, 100);
         assert!((1010..=1024).contains(&total), "{total}");
-        // Steps a quarter of a millisecond apart (the sweep between ticks) get their
+        // Steps an eighth of a millisecond apart (the sweep between ticks) get their
         // share too: the pacer's clock counts microseconds.
-        let total = swept_in_steps(250, 4000);
+        let total = swept_in_steps(125, 8000);
         assert!((1020..=1024).contains(&total), "{total}");
         // A huge table and a tiny interval: capped per tick, debt capped at a pass.
         let mut p = SweepPacer::default();
@@ -448,17 +451,17 @@ mod tests {
             tv_nsec: ns,
         };
         let tick = ts(10, 5_000_000);
-        // Busy: the next step a quarter of a millisecond on.
+        // Busy: the next step an eighth of a millisecond on.
         let s = next_sweep_step(ts(10, 1_000_000), SWEEP_STEP_MIN_REMOVED, &tick).unwrap();
-        assert_eq!((s.tv_sec, s.tv_nsec), (10, 1_250_000));
+        assert_eq!((s.tv_sec, s.tv_nsec), (10, 1_125_000));
         // Across a second's boundary.
         let s = next_sweep_step(ts(9, 999_900_000), 5000, &ts(10, 9_000_000)).unwrap();
-        assert_eq!((s.tv_sec, s.tv_nsec), (10, 150_000));
+        assert_eq!((s.tv_sec, s.tv_nsec), (10, 25_000));
         // A light churn waits for the tick.
         assert!(next_sweep_step(ts(10, 1_000_000), SWEEP_STEP_MIN_REMOVED - 1, &tick).is_none());
         // No step at or past the tick's deadline: the tick sweeps then.
-        assert!(next_sweep_step(ts(10, 4_750_000), 5000, &tick).is_none());
+        assert!(next_sweep_step(ts(10, 4_875_000), 5000, &tick).is_none());
         assert!(next_sweep_step(ts(10, 4_900_000), 5000, &tick).is_none());
-        assert!(next_sweep_step(ts(10, 4_749_999), 5000, &tick).is_some());
+        assert!(next_sweep_step(ts(10, 4_874_999), 5000, &tick).is_some());
     }
 }
