@@ -56,8 +56,8 @@ pub const MAX_SWEEP_BUCKETS_PER_TICK: usize = 65_536;
 /// control lcore's CPU per removed connection (the wakeups); 100 µs steps cost 13% more
 /// for no more gain (perf/RESULTS.md, sessions 13 and 15). Since then the worker got
 /// faster and drains its queue sooner: in 125 µs steps TCP connections per second rose
-/// 7–10% (seven of seven interleaved pairs; the worker busy 0.92–0.95 of its polls
-/// instead of 0.86–0.88), UDP moved by −5% to +3% either way (session 26). Nothing else
+/// 7–10% (ten of ten interleaved pairs; the worker busy 0.92–0.95 of its polls instead
+/// of 0.85–0.91), UDP moved by −7% to +6% with no direction (session 26). Nothing else
 /// of a tick (the control socket, the event consumers) runs more often.
 const SWEEP_STEP: Duration = Duration::from_micros(125);
 /// Removed connections at a sweep step that make the next one come after [`SWEEP_STEP`]
