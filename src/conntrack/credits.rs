@@ -163,13 +163,28 @@ impl Credits {
     /// Counts one less (a removal by `shard`, or an admission undone).
     #[inline]
     pub fn give(&self, shard: usize) {
+        self.give_n(shard, 1);
+    }
+
+    /// [`Credits::give`] for `n` removals at once (the sweep's batch): one write of the
+    /// shard's spare instead of `n`, and the batches past two returned to the shared word.
+    #[inline]
+    pub fn give_n(&self, shard: usize, n: u32) {
+        if n == 0 {
+            return;
+        }
         let s = self.spare(shard);
-        let c = s.fetch_add(1, Ordering::Relaxed) + 1;
-        if c >= 2 * BATCH
-            && s.compare_exchange(c, c - BATCH, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.reserved.fetch_sub(BATCH, Ordering::Relaxed);
+        let mut c = s.fetch_add(n, Ordering::Relaxed) + n;
+        while c >= 2 * BATCH {
+            match s.compare_exchange(c, c - BATCH, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    self.reserved.fetch_sub(BATCH, Ordering::Relaxed);
+                    c -= BATCH;
+                }
+                // Emptied by a collection (another shard's refusal, a lowered limit):
+                // nothing left to return. (Only this shard's thread gives or takes here.)
+                Err(_) => break,
+            }
         }
     }
 
@@ -213,6 +228,46 @@ mod tests {
             c.give(0);
         }
         assert_eq!(c.count(), 0);
+    }
+
+    #[test]
+    fn a_batch_given_at_once_counts_as_the_same_removals_one_by_one() {
+        let (one, batched) = (Credits::new(3), Credits::new(3));
+        for c in [&one, &batched] {
+            for i in 0..1000 {
+                assert!(c.take(i % 2, Some(1000)));
+            }
+            assert!(!c.take(0, Some(1000)));
+        }
+        // The control shard removes in batches of every size, the last one empty.
+        let mut left = 1000;
+        for n in [1u32, 16, 7, 64, 100, 31, 2, 300, 0] {
+            for _ in 0..n {
+                one.give(2);
+            }
+            batched.give_n(2, n);
+            left -= n;
+            for c in [&one, &batched] {
+                assert_eq!(c.count(), left, "after a batch of {n}");
+                // A spare never keeps two batches: the rest went back to the shared word.
+                assert!(
+                    c.spare(2).load(Ordering::Relaxed) < 2 * BATCH,
+                    "batch of {n}"
+                );
+            }
+            assert_eq!(
+                batched.reserved.load(Ordering::Relaxed),
+                one.reserved.load(Ordering::Relaxed)
+            );
+        }
+        // What was given admits again, up to the limit and no further.
+        for c in [&one, &batched] {
+            for i in 0..(1000 - left) {
+                assert!(c.take(i as usize % 2, Some(1000)), "slot {i}");
+            }
+            assert!(!c.take(2, Some(1000)));
+            assert_eq!(c.count(), 1000);
+        }
     }
 
     #[test]

@@ -234,12 +234,12 @@ impl Zones {
 
     /// [`Zones::unlink`] for the records of `batch` (each linked, in a zone that exists),
     /// taking each list's lock once for a run of consecutive records in that list; calls
-    /// `gone(zone)` once per record, after the lock is released.
+    /// `gone(zone, n)` once per run, with the run's length, after the lock is released.
     pub(crate) fn unlink_batch(
         &self,
         table: &ConnTable,
         batch: &[(u32, u32)],
-        mut gone: impl FnMut(&Zone),
+        mut gone: impl FnMut(&Zone, u32),
     ) {
         // The zone and list of each record, read from the record (it still holds them).
         let list_of = |idx: u32| {
@@ -266,9 +266,7 @@ impl Zones {
                     }
                 }
             }
-            for _ in start..k {
-                gone(zone);
-            }
+            gone(zone, (k - start) as u32);
         }
     }
 
