@@ -20,9 +20,10 @@ use std::sync::atomic::Ordering;
 /// removal's locked operations in turn. (Prefetched all at once when the batch was full,
 /// five or six lines a connection were more misses than the core tracks at a time: the
 /// prefetches waited for each other, and then the removals for them. Issued as found,
-/// the sweep removed 7–11% more a second alone and `datapath --new-flows` carried
-/// 20–37% more UDP connections a second, whose control lcore shares a CPU with the
-/// generator; perf/RESULTS.md, session 27.)
+/// the sweep alone removed 7–11% more a second at 1M connections, and `datapath
+/// --new-flows`, whose control lcore shares a CPU with the generator, carried 16–38% more
+/// UDP connections a second in seven of seven interleaved pairs; perf/RESULTS.md,
+/// session 27.)
 const REMOVE_BATCH: usize = 16;
 /// How many buckets ahead of the walk its records are prefetched (the buckets
 /// themselves twice as far ahead). A bucket's visit is short next to a miss to memory:
