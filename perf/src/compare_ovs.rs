@@ -134,8 +134,18 @@
 //! Output, one line per case (`--json`: one object per line):
 //!
 //! ```text
-//! case=snat flows=1000000 source=fifo ovs_mpps=0.83 ctgate_mpps=8.4 ratio=10.1 ovs_conns=… ctgate_conns=… repeat=1 retried=0 ovs_min=… ovs_max=… ctgate_min=… ctgate_max=… ovs_fwd_pct=… ctgate_fwd_pct=… ctgate_worker_busy=… secs=10 warmup=5
+//! case=snat flows=1000000 source=fifo ovs_mpps=0.83 ctgate_mpps=8.4 ratio=10.1 ovs_conns=… ctgate_conns=… repeat=1 retried=0 ovs_min=… ovs_max=… ctgate_min=… ctgate_max=… ovs_fwd_pct=… ctgate_fwd_pct=… ctgate_worker_busy=… secs=10 warmup=5 … ovs_runs=… ovs_xcore_ns=… ctgate_runs=… ctgate_xcore_ns=…
 //! ```
+//!
+//! The memif source adds the generator's figures (`ovs_gen_mpps`, `ovs_gen_cpu`,
+//! `ovs_gen_full`, the same for `ctgate_`, `gen_ceiling_mpps`, `ceiling_ratio`,
+//! `ceiling_xcore_ns`). Every line ends with each side's runs in order (`ovs_runs`,
+//! `ctgate_runs`: Mpps, comma-separated) and, run for run, what moving a cache line
+//! between CPUs 0 and 1 cost during it (`ovs_xcore_ns`, `ctgate_xcore_ns`: the median of
+//! one sample a second, [`crate::xcore`]): the generator and the side pass every packet
+//! between those two CPUs, and on the development VM that took ~27 ns in some runs and
+//! ~170 ns in others, with ctgate's rate 6.3–7.4 Mpps in the first and 3.6–4.5 in the
+//! second at 1M flows; a median of three can mix the two.
 //!
 //! # Cleanup
 //!
@@ -196,6 +206,9 @@ const OVS_TX_QUEUES: u16 = 2;
 /// if that took longer. (A run at 10M flows, 2026-12-03 03:26, had OVS's PMD receive
 /// nothing in its window; whether this was why is not known: the run kept no logs.)
 const OVS_SEND_MARGIN: f64 = 60.0;
+/// How often the machine's cross-CPU line time is sampled during a run
+/// ([`crate::xcore::Sampler`]).
+const XCORE_EVERY: Duration = Duration::from_secs(1);
 /// The SNAT pool (the embedded default config's).
 const POOL: &str = "192.0.2.1";
 
@@ -743,6 +756,9 @@ struct Measure {
     /// ctgate's worker: the share of its loop's time in the window on turns that found
     /// packets (gateway mode; below 1, the source set the rate).
     busy: Option<f64>,
+    /// What moving a cache line between CPUs 0 and 1 cost during the run, ns (the median
+    /// of one sample a second, [`crate::xcore::Sampler`]).
+    xcore: Option<f64>,
 }
 
 impl Measure {
@@ -758,6 +774,7 @@ impl Measure {
             },
             gen: None,
             busy: None,
+            xcore: None,
         }
     }
 
@@ -1155,8 +1172,9 @@ pub fn run(args: &Args) -> Result<(), String> {
                 n + 1,
                 start.elapsed().as_secs_f64()
             );
+            let xcore = crate::xcore::Sampler::start(XCORE_EVERY);
             match gen_ceiling(f, seconds, &bin, &format!("{stem}-{f}-ceiling")) {
-                Ok(c) => Some(c),
+                Ok(c) => Some((c, xcore.finish())),
                 Err(e) => {
                     result = Err(format!("flows={f}: {e}"));
                     break;
@@ -1200,13 +1218,16 @@ pub fn run(args: &Args) -> Result<(), String> {
                         let tag = if again { "-again" } else { "" };
                         run.prefix = format!("{stem}-{}-{f}-{rep}-{side}{tag}", case.name());
                         run.dir = scratch.join(format!("run-{n}-{side}{tag}"));
+                        let xcore = crate::xcore::Sampler::start(XCORE_EVERY);
                         let r = if side == "ovs" {
                             run_ovs(&run)
                         } else {
                             run_ctgate(&run, &bin)
                         };
+                        let xcore = xcore.finish();
                         match r {
                             Ok(m) => {
+                                let m = Measure { xcore, ..m };
                                 if side == "ovs" {
                                     ovs.push(m)
                                 } else {
@@ -1302,10 +1323,20 @@ pub fn run(args: &Args) -> Result<(), String> {
                     );
                 }
             }
-            if let Some(ceil) = ceiling {
+            if let Some((ceil, xcore)) = ceiling {
                 line = line
                     .with("gen_ceiling_mpps", fmt_mpps(ceil))
-                    .with("ceiling_ratio", format!("{:.2}", ceil / c));
+                    .with("ceiling_ratio", format!("{:.2}", ceil / c))
+                    .with("ceiling_xcore_ns", crate::xcore::printed(xcore));
+            }
+            // Each run, in order, with the state of the machine it ended in: the medians
+            // above can mix runs made in the two states (`crate::xcore`).
+            for (side, m) in [("ovs", &ovs), ("ctgate", &ctg)] {
+                let runs: Vec<String> = m.iter().map(|m| fmt_mpps(m.mpps)).collect();
+                let xc: Vec<String> = m.iter().map(|m| crate::xcore::printed(m.xcore)).collect();
+                line = line
+                    .with(&format!("{side}_runs"), runs.join(","))
+                    .with(&format!("{side}_xcore_ns"), xc.join(","));
             }
             println!("{}", line.render(args.json));
             points.push((case, f, o, c));

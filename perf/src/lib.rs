@@ -13,7 +13,8 @@
 //! private Open vSwitch instance, also the differential test's), [`child`] (child
 //! processes that never outlive this one), [`gen_process`] (the generator as a child
 //! process), [`flow_frames`] (the tracker benchmarks'
-//! synthetic frames), [`plot`] (result lines, progress, SVG charts).
+//! synthetic frames), [`plot`] (result lines, progress, SVG charts), [`xcore`] (the
+//! machine's cross-CPU cache-line time, printed after runs whose threads share lines).
 //!
 //! Speed is measured here, never asserted in tests.
 
@@ -36,3 +37,4 @@ pub mod plot;
 pub mod replay;
 pub mod runner;
 pub mod step;
+pub mod xcore;

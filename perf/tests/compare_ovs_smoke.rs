@@ -110,6 +110,25 @@ fn quick_compare_ovs_prints_both_sides() {
             (r - c / o).abs() <= 0.006 + 0.01 * r,
             "ratio is not ctgate/ovs: {l:?}"
         );
+        // Each run in order, and the machine's state after it (a cache line's move
+        // between CPUs 0 and 1, ns): one of each per run, the median the line's.
+        for (side, median) in [("ovs", o), ("ctgate", c)] {
+            let list = |k: &str| -> Vec<f64> {
+                l[&format!("{side}_{k}")]
+                    .split(',')
+                    .map(|v| v.parse().unwrap_or_else(|_| panic!("{side}_{k}: {l:?}")))
+                    .collect()
+            };
+            let (mut runs, xcore) = (list("runs"), list("xcore_ns"));
+            assert_eq!(runs.len() as f64, num("repeat"), "{l:?}");
+            assert_eq!(xcore.len(), runs.len(), "{l:?}");
+            assert!(xcore.iter().all(|&ns| ns >= 1.0), "{l:?}");
+            runs.sort_by(f64::total_cmp);
+            let n = runs.len();
+            let mid = (runs[(n - 1) / 2] + runs[n / 2]) / 2.0;
+            assert!((mid - median).abs() < 0.002, "{l:?}");
+        }
+        assert!(num("ceiling_xcore_ns") >= 1.0, "{l:?}");
         assert!(num("ovs_min") <= o && o <= num("ovs_max"), "{l:?}");
         assert!(num("ctgate_min") <= c && c <= num("ctgate_max"), "{l:?}");
         // Runs retried after a failure: at most one a side and run.

@@ -71,6 +71,8 @@ fn quick_run_prints_every_case_with_plausible_figures() {
                     num(c, "per_thread") > 0.0 && num(c, "scaling") > 0.0,
                     "{c:?}"
                 );
+                // The two threads' CPUs: a cache line's move between them, in ns.
+                assert!(num(c, "xcore_ns") >= 1.0, "{c:?}");
             } else {
                 assert!(num(c, "sweep_removed_per_s") > 0.0, "{c:?}");
             }
@@ -110,6 +112,7 @@ fn quick_run_prints_every_case_with_plausible_figures() {
             assert!((per * 2.0 - mpps).abs() < 0.02 + mpps * 0.01, "{e:?}");
             assert!(num(e, "per_thread_min") <= per + 0.01, "{e:?}");
             assert!(num(e, "scaling") > 0.0, "{e:?}");
+            assert!(num(e, "xcore_ns") >= 1.0, "{e:?}");
         }
     }
 

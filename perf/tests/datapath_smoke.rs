@@ -82,6 +82,8 @@ fn steady_udp_with_replies_makes_one_connection_per_flow_and_drops_nothing() {
         }
     }
     assert_eq!(num(l, "foreign"), 0.0);
+    // The generator's and the worker's CPUs: a cache line's move between them, in ns.
+    assert!(num(l, "xcore_ns") >= 1.0, "{l:?}");
     // A share of one CPU per thread, or `-` where /proc could not tell.
     for k in ["worker_cpu", "gen_cpu"] {
         if l[k] != "-" {

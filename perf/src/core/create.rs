@@ -118,6 +118,9 @@ pub(super) fn create_case(
                 .f("scaling", rate / b, 2)
                 .f("refill_scaling", rerate / rb, 2);
         }
+        // The threads share the table's lines: what moving one between their CPUs cost
+        // as the case ended (`crate::xcore`).
+        l = l.xcore();
     } else {
         l = l.i("sweep_removed_per_s", (total / swall) as u64);
     }

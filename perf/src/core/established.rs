@@ -100,6 +100,7 @@ pub(super) fn established_cases(
                 if let Some(b) = base[prefetch as usize] {
                     l = l.f("scaling", mpps / b, 2);
                 }
+                l = l.xcore();
             }
             out(l.i("preempted", preempted).s("backing", backing));
         }

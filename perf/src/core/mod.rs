@@ -44,7 +44,10 @@
 //! carries `preempted` (involuntary context switches of the measuring threads) and
 //! `oncpu_*` rates (per second of the measuring threads' own CPU time): when `preempted`
 //! is not near zero another process took CPU time from the benchmark, and the `oncpu_`
-//! figure is the one to trust. Per-thread rates are summed over threads.
+//! figure is the one to trust. Per-thread rates are summed over threads. The lines of
+//! cases with more than one thread also carry `xcore_ns`, measured right after the case:
+//! what moving a cache line between CPUs 0 and 1 costs ([`crate::xcore`]; on the
+//! development VM either ~27 or ~170 ns, and what the threads share costs accordingly).
 //!
 //! `--plot DIR` draws what was just measured: `DIR/core_create.svg` (new connections/s
 //! against threads, one series per connection count) and `DIR/core_established.svg`
@@ -241,6 +244,15 @@ impl Line {
     fn f(mut self, k: &'static str, v: f64, decimals: usize) -> Line {
         self.0.push((k, V::F(v, decimals)));
         self
+    }
+
+    /// `xcore_ns`: what moving a cache line between CPUs 0 and 1 costs now, right after
+    /// a case whose threads share lines ([`crate::xcore`]); `-` when not measurable.
+    fn xcore(self) -> Line {
+        match crate::xcore::transfer_ns(0, 1) {
+            Some(ns) => self.i("xcore_ns", ns.round() as u64),
+            None => self.s("xcore_ns", "-"),
+        }
     }
 
     /// The value of `k` as a number (integers and floats).

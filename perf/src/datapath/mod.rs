@@ -61,7 +61,7 @@
 //! One line per case (`--json`: one JSON object per line):
 //!
 //! ```text
-//! bench=datapath mode=steady events=off sync=off pages=small flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… worker_busy=… cps=… conns=… created=… reclaimed=… refused_max_conns=… refused_table_full=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=…
+//! bench=datapath mode=steady events=off sync=off pages=small flows=1000 proto=udp size=64 reply_fraction=1 workers=1 rate=max offered_mpps=… sent_mpps=… mpps=… per_worker_mpps=… worker_cpu=… gen_cpu=… mpps_per_worker_cpu=… worker_busy=… cps=… conns=… created=… reclaimed=… refused_max_conns=… refused_table_full=… delivered=… gen_drops=… reflect_drops=… nombuf=… late=… foreign=… drops=… drop_<reason>=… latency_samples=… p50_us=… p99_us=… p999_us=… max_us=… secs=… warmup_secs=… xcore_ns=…
 //! ```
 //!
 //! * `events`: `on` with `--events` (the NAT log attached as an event consumer);
@@ -112,7 +112,11 @@
 //!   printed in µs; samples of the measurement window only (after `--warmup`);
 //! * `secs`: the measurement window; `warmup_secs`: what preceded it: `--warmup`, and
 //!   in steady mode at least until every flow has sent a packet (so the table is full
-//!   and `conns` = `flows` when every flow gets replies).
+//!   and `conns` = `flows` when every flow gets replies);
+//! * `xcore_ns`: what moving a cache line between CPUs 0 and 1 cost during the run (the
+//!   median of one sample a second, [`crate::xcore`]): the generator and ctgate's worker
+//!   pass every packet between those two CPUs, and on the development VM that took ~27
+//!   ns in some runs and ~170 ns in others, which moves the figures above.
 //!
 //! ctgate stops by itself once its ports have been idle for 400 ms after the generator
 //! finished (`--exit-when-idle`).
@@ -769,7 +773,7 @@ fn run_case(
 
     let mut synced = None;
     let stop_peer = AtomicBool::new(false);
-    let (gw, fed, watched) = std::thread::scope(|s| {
+    let (gw, fed, watched, xcore) = std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name(GEN_THREAD.into())
             .spawn_scoped(s, || {
@@ -793,7 +797,7 @@ fn run_case(
             Err(e) => {
                 let e = format!("datapath: cannot start the generator thread: {e}");
                 let watched = Watched::failed(e.clone());
-                return (Err(e.clone()), Err(e), watched);
+                return (Err(e.clone()), Err(e), watched, None);
             }
         };
         let w = s.spawn(|| {
@@ -807,7 +811,9 @@ fn run_case(
                 peer.run(local, stop_peer)
             })
         });
+        let xcore = crate::xcore::Sampler::start(Duration::from_secs(1));
         let gw = run::run_report(eal, &app, Some(&config), false);
+        let xcore = xcore.finish();
         // Whatever happened, the generator stops now at the latest.
         stop.store(true, Ordering::SeqCst);
         stop_peer.store(true, Ordering::SeqCst);
@@ -818,7 +824,7 @@ fn run_case(
         let watched = w
             .join()
             .unwrap_or_else(|_| Watched::failed("the watcher thread panicked".into()));
-        (gw, gen, watched)
+        (gw, gen, watched, xcore)
     });
     drain_rings(&rings);
     let _ = std::fs::remove_file(&socket);
@@ -951,6 +957,7 @@ fn run_case(
     push_latency(&mut l, &s);
     l.push("secs", f3(gen.window_secs));
     l.push("warmup_secs", f3(gen.warmup_secs));
+    l.push("xcore_ns", crate::xcore::printed(xcore));
     push_fragments(&mut l, args, &gen, window);
     if let Some(c) = synced {
         // The peer's view of the whole run: records and messages it received, data
