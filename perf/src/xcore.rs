@@ -133,12 +133,16 @@ impl Sampler {
             .spawn(move || {
                 let mut samples = Vec::new();
                 let mut next = Instant::now() + every;
+                // Asleep between samples (woken early by `finish`): a thread that woke
+                // often would itself preempt the run's threads.
                 while !seen.load(Ordering::Relaxed) {
-                    if Instant::now() >= next {
+                    let now = Instant::now();
+                    if now >= next {
                         samples.extend(transfer_ns(0, 1));
                         next = Instant::now() + every;
+                    } else {
+                        std::thread::park_timeout(next - now);
                     }
-                    std::thread::sleep(Duration::from_millis(10));
                 }
                 samples
             })
@@ -149,7 +153,9 @@ impl Sampler {
     /// Stops sampling: the median of the samples, or `None` without any.
     pub fn finish(mut self) -> Option<f64> {
         self.stop.store(true, Ordering::Relaxed);
-        let mut v = self.thread.take()?.join().ok()?;
+        let thread = self.thread.take()?;
+        thread.thread().unpark();
+        let mut v = thread.join().ok()?;
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied()
     }
@@ -158,6 +164,9 @@ impl Sampler {
 impl Drop for Sampler {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
     }
 }
 

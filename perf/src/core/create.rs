@@ -64,6 +64,7 @@ pub(super) fn create_case(
     let mut preempted = 0u64;
     let mut backing = "";
     let case_start = Instant::now();
+    let xcore = (t > 1).then(|| crate::xcore::Sampler::start(plan.xcore_every()));
     while reps == 0 || case_start.elapsed().as_secs_f64() < plan.secs {
         let ct = tracker(plan, n, t);
         backing = ct.table().backing().name();
@@ -120,7 +121,7 @@ pub(super) fn create_case(
         }
         // The threads share the table's lines: what moving one between their CPUs cost
         // as the case ended (`crate::xcore`).
-        l = l.xcore();
+        l = l.xcore(xcore.and_then(crate::xcore::Sampler::finish));
     } else {
         l = l.i("sweep_removed_per_s", (total / swall) as u64);
     }

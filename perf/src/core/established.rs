@@ -55,6 +55,7 @@ pub(super) fn established_cases(
                     .collect();
             }
             let created_before = ct.counters().created;
+            let xcore = (t > 1).then(|| crate::xcore::Sampler::start(plan.xcore_every()));
             let res = on_threads(&plan.cores, t, |i| {
                 let mut w = ct.worker(i);
                 let (frames, start) = match (t, shared) {
@@ -63,6 +64,7 @@ pub(super) fn established_cases(
                 };
                 lookup_loop(&mut w, frames, start, prefetch, T0, plan.dur(), None, None)
             });
+            let xcore = xcore.and_then(crate::xcore::Sampler::finish);
             let pkts: u64 = res.iter().map(|r| r.pkts).sum();
             let est: u64 = res.iter().map(|r| r.est).sum();
             if est != pkts || ct.counters().created != created_before {
@@ -100,7 +102,7 @@ pub(super) fn established_cases(
                 if let Some(b) = base[prefetch as usize] {
                     l = l.f("scaling", mpps / b, 2);
                 }
-                l = l.xcore();
+                l = l.xcore(xcore);
             }
             out(l.i("preempted", preempted).s("backing", backing));
         }

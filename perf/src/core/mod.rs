@@ -45,9 +45,10 @@
 //! `oncpu_*` rates (per second of the measuring threads' own CPU time): when `preempted`
 //! is not near zero another process took CPU time from the benchmark, and the `oncpu_`
 //! figure is the one to trust. Per-thread rates are summed over threads. The lines of
-//! cases with more than one thread also carry `xcore_ns`, measured right after the case:
-//! what moving a cache line between CPUs 0 and 1 costs ([`crate::xcore`]; on the
-//! development VM either ~27 or ~170 ns, and what the threads share costs accordingly).
+//! cases with more than one thread also carry `xcore_ns`: what moving a cache line
+//! between CPUs 0 and 1 cost during the case (the median of one sample every half
+//! second, or four a case when shorter, [`crate::xcore`]; on the development VM either ~27 or ~170 ns, and what the
+//! threads share costs accordingly; each sample preempts the threads for 0.5–3.5 ms).
 //!
 //! `--plot DIR` draws what was just measured: `DIR/core_create.svg` (new connections/s
 //! against threads, one series per connection count) and `DIR/core_established.svg`
@@ -171,6 +172,12 @@ impl Plan {
         Duration::from_secs_f64(self.secs)
     }
 
+    /// How often a multi-thread case samples `xcore_ns`: every half second, or four
+    /// times in a shorter case.
+    fn xcore_every(&self) -> Duration {
+        Duration::from_millis(500).min(self.dur() / 4)
+    }
+
     /// The established cases of `t` threads: (prefetch, shared flows).
     fn established_cases(&self, t: usize) -> Vec<(bool, bool)> {
         let all: &[(bool, bool)] = if t == 1 {
@@ -246,10 +253,11 @@ impl Line {
         self
     }
 
-    /// `xcore_ns`: what moving a cache line between CPUs 0 and 1 costs now, right after
-    /// a case whose threads share lines ([`crate::xcore`]); `-` when not measurable.
-    fn xcore(self) -> Line {
-        match crate::xcore::transfer_ns(0, 1) {
+    /// `xcore_ns`: what moving a cache line between CPUs 0 and 1 cost during a case
+    /// whose threads share lines (the median of its samples, [`crate::xcore::Sampler`]);
+    /// `-` when none was taken.
+    fn xcore(self, ns: Option<f64>) -> Line {
+        match ns {
             Some(ns) => self.i("xcore_ns", ns.round() as u64),
             None => self.s("xcore_ns", "-"),
         }
