@@ -143,8 +143,8 @@
 //! `ctgate_runs`: Mpps, comma-separated) and, run for run, what moving a cache line
 //! between CPUs 0 and 1 cost during it (`ovs_xcore_ns`, `ctgate_xcore_ns`: the median of
 //! one sample a second, [`crate::xcore`]): the generator and the side pass every packet
-//! between those two CPUs, and on the development VM that took ~27 ns in some runs and
-//! ~170 ns in others, with ctgate's rate 6.3–7.4 Mpps in the first and 3.6–4.5 in the
+//! between those two CPUs, and on the development VM that took ~30 ns in some runs and
+//! ~170 ns in others, with ctgate's rate 6.7–7.4 Mpps in the first and 3.7–5.8 in the
 //! second at 1M flows; a median of three can mix the two.
 //!
 //! # Cleanup

@@ -1,39 +1,47 @@
 //! How long a cache line takes to move between the two CPUs the benchmarks use, sampled
-//! during a run or measured right after it and printed on its line (`xcore_ns`), so that
-//! a figure says which state of the machine it was made in.
+//! during a run and printed on its line (`xcore_ns`), so that a figure says which state
+//! of the machine it was made in.
 //!
-//! On the development VM that time is not a constant: idle, a line moves between its
-//! two vCPUs in ~26–30 ns; after a few seconds with both vCPUs busy (every benchmark
-//! here), often in ~160–175 ns, and it stays there for seconds after the load ends (the
-//! host's scheduler, it seems, then runs the two vCPUs on different sockets). Whatever
+//! On the development VM that time is not a constant: a line moves between its two
+//! vCPUs in ~26–33 ns, ~160–175 ns or ~350–540 ns, each for seconds to minutes, loaded
+//! or idle (the host, it seems, runs the two vCPUs on one core complex or apart). Whatever
 //! crosses between the cores per packet (the generator's rings or memif buffers, two
 //! threads' shared buckets) then costs several times as much: the same ctgate binary
-//! forwarded 3.6–4.5 Mpps through memif in runs that ended in the slow state and
-//! 6.3–7.4 Mpps in runs that ended in the fast one (perf/RESULTS.md, session 28).
+//! forwarded 3.7–5.8 Mpps at 1M flows through memif in compare-ovs runs at ~170 ns and
+//! 6.7–7.4 Mpps in runs at ~30 ns (perf/RESULTS.md, session 28).
 //!
 //! The probe: a thread on each CPU passing a counter on one cache line back and forth,
 //! in batches; the median batch's time per one-way pass. A batch that a context switch
-//! interrupted is an outlier the median ignores. During a run ([`Sampler`]) the probe's
-//! threads preempt the run's own for its 0.5–3.5 ms once a second; the state can change
-//! within a run, so a run's figure is the median of its samples.
+//! interrupted is an outlier the median ignores. During a run ([`Sampler`]) each probe
+//! thread took 0.03–4.3 ms of its CPU from the run's thread there per sample (one a
+//! second; `datapath`, measured with the threads' schedstat), most of it waiting for its
+//! partner to be scheduled, which is why a thread whose partner does not answer yields.
+//! Now and then most of a sample's batches are interrupted and the sample is far off
+//! (949 and 9,163 ns seen among 155–190); the state can change within a run too, so a
+//! run's figure is the median of its samples.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Round trips per batch (30–350 µs a batch at the two states above).
-const ROUND_TRIPS: u64 = 1_000;
+/// Round trips per batch (12–200 µs a batch at 30–500 ns a pass): enough to tell the
+/// states apart, short so that sampling during a run takes little from it.
+const ROUND_TRIPS: u64 = 200;
 /// Batches; the median is taken.
-const BATCHES: usize = 9;
+const BATCHES: usize = 7;
 /// The probe gives up (no figure) when a batch takes longer than this: the other CPU is
 /// not running the responder (e.g. a real-time thread holds it).
 const PATIENCE: Duration = Duration::from_millis(200);
+/// Spins (tens of microseconds; a pass takes under one) after which a probe thread whose
+/// partner is not answering gives its CPU back to the run's thread there (`sched_yield`)
+/// rather than spin through the partner's wait for its own CPU.
+const IDLE_SPINS: u32 = 4096;
 
 #[repr(align(128))]
 struct Line(AtomicU64);
 
-/// The one-way time of a cache line between CPUs `a` and `b` in ns (the median of nine
-/// batches of 1,000 round trips), or `None` when either CPU does not exist or the
+/// The one-way time of a cache line between CPUs `a` and `b` in ns (the median of seven
+/// batches of 200 round trips), or `None` when either CPU does not exist or the
 /// responder on `b` did not answer within a batch's patience (200 ms).
 pub fn transfer_ns(a: usize, b: usize) -> Option<f64> {
     // A CPU set holds 1,024 (`core_affinity` panics past it).
@@ -57,11 +65,17 @@ pub fn transfer_ns(a: usize, b: usize) -> Option<f64> {
                 return;
             }
             ready.store(true, Ordering::Release);
-            let mut want = 1u64;
+            let (mut want, mut spins) = (1u64, 0u32);
             while !stop.load(Ordering::Relaxed) {
                 if line.0.load(Ordering::Acquire) == want {
                     line.0.store(want + 1, Ordering::Release);
                     want += 2;
+                    spins = 0;
+                } else {
+                    spins = spins.wrapping_add(1);
+                    if spins.is_multiple_of(IDLE_SPINS) {
+                        std::thread::yield_now();
+                    }
                 }
                 std::hint::spin_loop();
             }
@@ -89,10 +103,11 @@ pub fn transfer_ns(a: usize, b: usize) -> Option<f64> {
                             spins = spins.wrapping_add(1);
                             // The clock only now and then: reading it costs about what
                             // is measured.
-                            if spins.is_multiple_of(4096)
-                                && (stop.load(Ordering::Relaxed) || t0.elapsed() > PATIENCE)
-                            {
-                                return None;
+                            if spins.is_multiple_of(IDLE_SPINS) {
+                                if stop.load(Ordering::Relaxed) || t0.elapsed() > PATIENCE {
+                                    return None;
+                                }
+                                std::thread::yield_now();
                             }
                             std::hint::spin_loop();
                         }

@@ -47,8 +47,9 @@
 //! figure is the one to trust. Per-thread rates are summed over threads. The lines of
 //! cases with more than one thread also carry `xcore_ns`: what moving a cache line
 //! between CPUs 0 and 1 cost during the case (the median of one sample every half
-//! second, or four a case when shorter, [`crate::xcore`]; on the development VM either ~27 or ~170 ns, and what the
-//! threads share costs accordingly; each sample preempts the threads for 0.5–3.5 ms).
+//! second, or four a case when shorter, [`crate::xcore`]; on the development VM ~30,
+//! ~170 or ~450 ns, and what the threads share costs accordingly; each sample preempts
+//! the threads for about a millisecond).
 //!
 //! `--plot DIR` draws what was just measured: `DIR/core_create.svg` (new connections/s
 //! against threads, one series per connection count) and `DIR/core_established.svg`
