@@ -14,7 +14,7 @@
 //! processes that never outlive this one), [`gen_process`] (the generator as a child
 //! process), [`flow_frames`] (the tracker benchmarks'
 //! synthetic frames), [`plot`] (result lines, progress, SVG charts), [`xcore`] (the
-//! machine's cross-CPU cache-line time, printed after runs whose threads share lines).
+//! machine's cross-CPU cache-line time, sampled during runs that pass data between CPUs).
 //!
 //! Speed is measured here, never asserted in tests.
 

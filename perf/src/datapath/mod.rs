@@ -115,8 +115,10 @@
 //!   and `conns` = `flows` when every flow gets replies);
 //! * `xcore_ns`: what moving a cache line between CPUs 0 and 1 cost during the run (the
 //!   median of one sample a second, [`crate::xcore`]): the generator and ctgate's worker
-//!   pass every packet between those two CPUs, and on the development VM that took ~27
-//!   ns in some runs and ~170 ns in others, which moves the figures above.
+//!   pass every packet between those two CPUs, and on the development VM that took ~30,
+//!   ~170 or ~450 ns depending on the run, which moves the figures above (UDP 1.70–1.78
+//!   M/s new connections at ~30 ns, 1.17–1.51 at the other two; perf/RESULTS.md, session
+//!   28).
 //!
 //! ctgate stops by itself once its ports have been idle for 400 ms after the generator
 //! finished (`--exit-when-idle`).
