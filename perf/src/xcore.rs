@@ -165,15 +165,21 @@ impl Sampler {
         Sampler { stop, thread }
     }
 
-    /// Stops sampling: the median of the samples, or `None` without any.
+    /// Stops sampling: the median of the samples (of an even count the upper middle one),
+    /// or `None` without any.
     pub fn finish(mut self) -> Option<f64> {
         self.stop.store(true, Ordering::Relaxed);
         let thread = self.thread.take()?;
         thread.thread().unpark();
-        let mut v = thread.join().ok()?;
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
+        median_sample(thread.join().ok()?)
     }
+}
+
+/// The median of `samples`; of an even count the upper middle one, not the mean of the
+/// two: a figure between two states would name neither.
+fn median_sample(mut samples: Vec<f64>) -> Option<f64> {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied()
 }
 
 impl Drop for Sampler {
@@ -203,7 +209,15 @@ mod tests {
     }
 
     #[test]
-    fn a_sampler_gives_the_median_of_what_it_sampled_and_nothing_without_samples() {
+    fn a_runs_figure_is_one_of_its_samples_never_a_mean_of_two_states() {
+        assert_eq!(median_sample(vec![30.0, 170.0]), Some(170.0));
+        assert_eq!(median_sample(vec![170.0, 30.0, 31.0]), Some(31.0));
+        assert_eq!(median_sample(vec![450.0, 30.0, 170.0, 31.0]), Some(170.0));
+        assert_eq!(median_sample(Vec::new()), None);
+    }
+
+    #[test]
+    fn a_sampler_gives_a_figure_once_it_sampled_and_none_before_its_first_sample() {
         let s = Sampler::start(Duration::from_millis(20));
         std::thread::sleep(Duration::from_millis(200));
         assert!(s.finish().is_some_and(|ns| ns >= 1.0));
