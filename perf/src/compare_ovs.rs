@@ -1329,8 +1329,8 @@ pub fn run(args: &Args) -> Result<(), String> {
                     .with("ceiling_ratio", format!("{:.2}", ceil / c))
                     .with("ceiling_xcore_ns", crate::xcore::printed(xcore));
             }
-            // Each run, in order, with the state of the machine it ended in: the medians
-            // above can mix runs made in the two states (`crate::xcore`).
+            // Each run, in order, with the state of the machine during it: the medians
+            // above can mix runs made in different states (`crate::xcore`).
             for (side, m) in [("ovs", &ovs), ("ctgate", &ctg)] {
                 let runs: Vec<String> = m.iter().map(|m| fmt_mpps(m.mpps)).collect();
                 let xc: Vec<String> = m.iter().map(|m| crate::xcore::printed(m.xcore)).collect();

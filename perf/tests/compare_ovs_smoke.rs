@@ -110,7 +110,7 @@ fn quick_compare_ovs_prints_both_sides() {
             (r - c / o).abs() <= 0.006 + 0.01 * r,
             "ratio is not ctgate/ovs: {l:?}"
         );
-        // Each run in order, and the machine's state after it (a cache line's move
+        // Each run in order, and the machine's state during it (a cache line's move
         // between CPUs 0 and 1, ns): one of each per run, the median the line's.
         for (side, median) in [("ovs", o), ("ctgate", c)] {
             let list = |k: &str| -> Vec<f64> {

@@ -120,7 +120,7 @@ pub(super) fn create_case(
                 .f("refill_scaling", rerate / rb, 2);
         }
         // The threads share the table's lines: what moving one between their CPUs cost
-        // as the case ended (`crate::xcore`).
+        // during the case (`crate::xcore`).
         l = l.xcore(xcore.and_then(crate::xcore::Sampler::finish));
     } else {
         l = l.i("sweep_removed_per_s", (total / swall) as u64);

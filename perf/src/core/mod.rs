@@ -48,8 +48,8 @@
 //! cases with more than one thread also carry `xcore_ns`: what moving a cache line
 //! between CPUs 0 and 1 cost during the case (the median of one sample every half
 //! second, or four a case when shorter, [`crate::xcore`]; on the development VM ~30,
-//! ~170 or ~450 ns, and what the threads share costs accordingly; each sample preempts
-//! the threads for about a millisecond).
+//! ~170 or ~450 ns, and what the threads share costs accordingly; each sample takes up
+//! to a few milliseconds of CPU from the threads).
 //!
 //! `--plot DIR` draws what was just measured: `DIR/core_create.svg` (new connections/s
 //! against threads, one series per connection count) and `DIR/core_established.svg`
